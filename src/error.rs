@@ -1,0 +1,75 @@
+//! The library's error type: every stage that can refuse input says which file, which
+//! object (kind namespace/name), which field and what is wrong.
+
+use std::fmt;
+
+/// Which object an error is about, as `kubectl` would name it: `NetworkPolicy x/allow-web`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRef {
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{} {}/{}", self.kind, ns, self.name),
+            None => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{source_name}: cannot read: {error}")]
+    Read {
+        source_name: String,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("{source_name}:{line}:{column}: syntax error: {message}")]
+    Syntax {
+        source_name: String,
+        line: u64,
+        column: u64,
+        message: String,
+    },
+    #[error("{source_name}: document {document}: {message}")]
+    Document {
+        source_name: String,
+        document: usize,
+        message: String,
+    },
+    #[error("{source_name}: {object}: {field}: {problem}")]
+    Invalid {
+        source_name: String,
+        object: ObjectRef,
+        field: String,
+        problem: String,
+    },
+    #[error("{object}: given twice ({first} and {second})")]
+    Duplicate {
+        object: ObjectRef,
+        first: String,
+        second: String,
+    },
+    #[error("{what}: {problem}")]
+    Usage { what: String, problem: String },
+}
+
+impl Error {
+    /// A short label for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Error::Read { .. } => "read",
+            Error::Syntax { .. } => "syntax",
+            Error::Document { .. } => "document",
+            Error::Invalid { .. } => "invalid",
+            Error::Duplicate { .. } => "duplicate",
+            Error::Usage { .. } => "usage",
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

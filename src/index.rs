@@ -1,0 +1,294 @@
+//! What the cluster holds, reduced to what policy needs.
+//!
+//! The index changes only through [`Index::apply`] and [`Index::delete`], each of which
+//! says whether anything changed, so callers recompute nothing needlessly. Every object is
+//! reduced on the way in to the fields enforcement reads (labels, addresses, node, phase,
+//! hostNetwork, named ports; a validated [`Policy`]). No async code, no nftables.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use crate::error::{Error, ObjectRef, Result};
+use crate::input::{Kind, Object, ObjectData};
+use crate::policy::{Policy, Protocol};
+use crate::selector::{Labels, Selector};
+
+/// The label the API server sets on every namespace.
+pub const NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// A container port that has a name (only named ones matter: numbered rule ports need no
+/// lookup).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NamedPort {
+    pub name: String,
+    pub protocol: Protocol,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodInfo {
+    pub namespace: String,
+    pub name: String,
+    pub labels: Labels,
+    pub node: Option<String>,
+    /// At most one per family, in the order the pod lists them.
+    pub ips: Vec<IpAddr>,
+    /// The addresses of the node the pod runs on (status.hostIPs).
+    pub host_ips: Vec<IpAddr>,
+    pub host_network: bool,
+    /// Succeeded or Failed.
+    pub finished: bool,
+    pub ports: Vec<NamedPort>,
+}
+
+impl PodInfo {
+    /// Enforced and usable as a peer: has an address, is not finished, not hostNetwork.
+    pub fn is_policy_pod(&self) -> bool {
+        !self.ips.is_empty() && !self.finished && !self.host_network
+    }
+
+    pub fn key(&self) -> (String, String) {
+        (self.namespace.clone(), self.name.clone())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyEntry {
+    /// The policy as enforced: the validated one, or its fail-closed remainder.
+    pub policy: Policy,
+    /// Why the policy could not be compiled, when it could not.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Index {
+    namespaces: BTreeMap<String, Labels>,
+    pods: BTreeMap<(String, String), PodInfo>,
+    policies: BTreeMap<(String, String), PolicyEntry>,
+}
+
+fn invalid(obj: &Object, field: impl Into<String>, problem: impl Into<String>) -> Error {
+    Error::Invalid {
+        source_name: obj.source.clone(),
+        object: obj.object_ref(),
+        field: field.into(),
+        problem: problem.into(),
+    }
+}
+
+fn parse_ip(s: &str) -> Option<IpAddr> {
+    s.parse().ok()
+}
+
+fn reduce_pod(obj: &Object, pod: &k8s_openapi::api::core::v1::Pod) -> Result<PodInfo> {
+    let spec = pod.spec.as_ref();
+    let status = pod.status.as_ref();
+    let mut ips = Vec::new();
+    if let Some(list) = status.and_then(|s| s.pod_ips.as_ref()) {
+        for (i, p) in list.iter().enumerate() {
+            let ip = parse_ip(&p.ip).ok_or_else(|| {
+                invalid(obj, format!("status.podIPs[{i}].ip"), format!("{:?} is not an IP address", p.ip))
+            })?;
+            if !ips.iter().any(|x: &IpAddr| x.is_ipv4() == ip.is_ipv4()) {
+                ips.push(ip);
+            }
+        }
+    }
+    if ips.is_empty() {
+        if let Some(ip) = status.and_then(|s| s.pod_ip.as_deref()).filter(|s| !s.is_empty()) {
+            ips.push(parse_ip(ip).ok_or_else(|| {
+                invalid(obj, "status.podIP", format!("{ip:?} is not an IP address"))
+            })?);
+        }
+    }
+    let mut host_ips = Vec::new();
+    for (i, h) in status.and_then(|s| s.host_ips.as_ref()).into_iter().flatten().enumerate() {
+        host_ips.push(parse_ip(&h.ip).ok_or_else(|| {
+            invalid(obj, format!("status.hostIPs[{i}].ip"), format!("{:?} is not an IP address", h.ip))
+        })?);
+    }
+    if let Some(h) = status.and_then(|s| s.host_ip.as_deref()).filter(|s| !s.is_empty()) {
+        let ip = parse_ip(h)
+            .ok_or_else(|| invalid(obj, "status.hostIP", format!("{h:?} is not an IP address")))?;
+        if !host_ips.contains(&ip) {
+            host_ips.push(ip);
+        }
+    }
+    let mut ports = Vec::new();
+    let containers = spec.map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()));
+    for (ci, c) in containers.into_iter().flatten().enumerate() {
+        for (pi, p) in c.ports.iter().flatten().enumerate() {
+            let Some(name) = p.name.as_ref().filter(|n| !n.is_empty()) else {
+                continue;
+            };
+            let field = format!("spec.containers[{ci}].ports[{pi}]");
+            let protocol = match p.protocol.as_deref() {
+                None => Protocol::Tcp,
+                Some(s) => Protocol::parse_k8s(s).ok_or_else(|| {
+                    invalid(obj, format!("{field}.protocol"), format!("unknown protocol {s:?}"))
+                })?,
+            };
+            if !(1..=65535).contains(&p.container_port) {
+                return Err(invalid(
+                    obj,
+                    format!("{field}.containerPort"),
+                    format!("{} is not a port number", p.container_port),
+                ));
+            }
+            ports.push(NamedPort {
+                name: name.clone(),
+                protocol,
+                port: p.container_port as u16,
+            });
+        }
+    }
+    ports.sort();
+    ports.dedup();
+    let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("");
+    Ok(PodInfo {
+        namespace: obj.namespace().unwrap_or("").to_string(),
+        name: obj.name().to_string(),
+        labels: pod.metadata.labels.clone().unwrap_or_default(),
+        node: spec.and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty()),
+        ips,
+        host_ips,
+        host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
+        finished: matches!(phase, "Succeeded" | "Failed"),
+        ports,
+    })
+}
+
+impl Index {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Builds an index from a whole input, refusing duplicates and any invalid object.
+    pub fn from_objects(objects: Vec<Object>) -> Result<Index> {
+        let mut seen: BTreeMap<(Kind, Option<String>, String), String> = BTreeMap::new();
+        let mut index = Index::new();
+        for obj in objects {
+            let key = (obj.kind(), obj.namespace().map(str::to_string), obj.name().to_string());
+            if let Some(first) = seen.get(&key) {
+                return Err(Error::Duplicate {
+                    object: obj.object_ref(),
+                    first: first.clone(),
+                    second: obj.source.clone(),
+                });
+            }
+            seen.insert(key, obj.source.clone());
+            index.apply(obj)?;
+        }
+        Ok(index)
+    }
+
+    /// Adds or replaces an object. Returns whether anything enforcement reads changed.
+    ///
+    /// A NetworkPolicy that fails validation is still recorded, as its fail-closed
+    /// remainder (the pods it selects stay isolated, nothing is allowed), and the error is
+    /// returned. A Pod with an unreadable address is not recorded.
+    pub fn apply(&mut self, obj: Object) -> Result<bool> {
+        match &obj.data {
+            ObjectData::Namespace(ns) => {
+                let mut labels = ns.metadata.labels.clone().unwrap_or_default();
+                labels.insert(NAME_LABEL.to_string(), obj.name().to_string());
+                let old = self.namespaces.insert(obj.name().to_string(), labels.clone());
+                Ok(old.as_ref() != Some(&labels))
+            }
+            ObjectData::Pod(pod) => {
+                let info = reduce_pod(&obj, pod)?;
+                let old = self.pods.insert(info.key(), info.clone());
+                Ok(old.as_ref() != Some(&info))
+            }
+            ObjectData::NetworkPolicy(np) => {
+                let key = (obj.namespace().unwrap_or("").to_string(), obj.name().to_string());
+                let (entry, result) = match Policy::try_from(np) {
+                    Ok(policy) => (PolicyEntry { policy, error: None }, Ok(())),
+                    Err(e) => {
+                        let error = invalid(&obj, e.field, e.problem);
+                        let policy = Policy::fail_closed(np).unwrap_or_else(|| Policy {
+                            namespace: key.0.clone(),
+                            name: key.1.clone(),
+                            pod_selector: Selector::everything(),
+                            ingress: Some(Vec::new()),
+                            egress: Some(Vec::new()),
+                        });
+                        (
+                            PolicyEntry {
+                                policy,
+                                error: Some(error.to_string()),
+                            },
+                            Err(error),
+                        )
+                    }
+                };
+                let old = self.policies.insert(key, entry.clone());
+                let changed = old.as_ref() != Some(&entry);
+                result.map(|()| changed)
+            }
+        }
+    }
+
+    /// Removes an object; `namespace` is ignored for Namespaces. Returns whether it was there.
+    pub fn delete(&mut self, kind: Kind, namespace: Option<&str>, name: &str) -> bool {
+        let key = || (namespace.unwrap_or("").to_string(), name.to_string());
+        match kind {
+            Kind::Namespace => self.namespaces.remove(name).is_some(),
+            Kind::Pod => self.pods.remove(&key()).is_some(),
+            Kind::NetworkPolicy => self.policies.remove(&key()).is_some(),
+        }
+    }
+
+    pub fn pods(&self) -> impl Iterator<Item = &PodInfo> {
+        self.pods.values()
+    }
+
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<&PodInfo> {
+        self.pods.get(&(namespace.to_string(), name.to_string()))
+    }
+
+    pub fn policies(&self) -> impl Iterator<Item = &PolicyEntry> {
+        self.policies.values()
+    }
+
+    /// Every namespace given, plus those only referred to by a pod or policy; the latter
+    /// carry only the name label, as the API server would set it.
+    pub fn namespaces(&self) -> BTreeMap<String, Labels> {
+        let mut all = self.namespaces.clone();
+        for name in self.implied_namespaces() {
+            let labels = [(NAME_LABEL.to_string(), name.clone())].into();
+            all.insert(name, labels);
+        }
+        all
+    }
+
+    /// Namespaces that pods or policies live in but that were never given.
+    pub fn implied_namespaces(&self) -> BTreeSet<String> {
+        self.pods
+            .keys()
+            .chain(self.policies.keys())
+            .map(|(ns, _)| ns)
+            .filter(|ns| !self.namespaces.contains_key(*ns))
+            .cloned()
+            .collect()
+    }
+
+    /// Policies that could not be compiled, with their errors.
+    pub fn policy_errors(&self) -> Vec<(ObjectRef, String)> {
+        self.policies
+            .values()
+            .filter_map(|e| {
+                e.error.as_ref().map(|err| {
+                    (
+                        ObjectRef {
+                            kind: "NetworkPolicy".into(),
+                            namespace: Some(e.policy.namespace.clone()),
+                            name: e.policy.name.clone(),
+                        },
+                        err.clone(),
+                    )
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,291 @@
+//! Reading Kubernetes objects: YAML or JSON text (multi-document, `kind: List`) into
+//! [`Object`]s. Owns syntax and typing errors; semantic checks of policies live in
+//! `policy`, and nothing here knows what an object means for enforcement.
+
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use serde_json::Value;
+
+use crate::error::{Error, ObjectRef, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Namespace,
+    Pod,
+    NetworkPolicy,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Namespace => "Namespace",
+            Kind::Pod => "Pod",
+            Kind::NetworkPolicy => "NetworkPolicy",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ObjectData {
+    Namespace(Namespace),
+    Pod(Box<Pod>),
+    NetworkPolicy(NetworkPolicy),
+}
+
+/// One object of a kind nftpol reads, with where it came from (for error messages).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Object {
+    pub source: String,
+    pub data: ObjectData,
+}
+
+impl Object {
+    pub fn new(source: impl Into<String>, data: ObjectData) -> Self {
+        Object {
+            source: source.into(),
+            data,
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        match &self.data {
+            ObjectData::Namespace(_) => Kind::Namespace,
+            ObjectData::Pod(_) => Kind::Pod,
+            ObjectData::NetworkPolicy(_) => Kind::NetworkPolicy,
+        }
+    }
+
+    fn metadata(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        match &self.data {
+            ObjectData::Namespace(o) => &o.metadata,
+            ObjectData::Pod(o) => &o.metadata,
+            ObjectData::NetworkPolicy(o) => &o.metadata,
+        }
+    }
+
+    /// `None` for cluster-scoped kinds (Namespace).
+    pub fn namespace(&self) -> Option<&str> {
+        match self.kind() {
+            Kind::Namespace => None,
+            _ => self.metadata().namespace.as_deref(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.metadata().name.as_deref().unwrap_or("")
+    }
+
+    pub fn object_ref(&self) -> ObjectRef {
+        ObjectRef {
+            kind: self.kind().name().to_string(),
+            namespace: self.namespace().map(str::to_string),
+            name: self.name().to_string(),
+        }
+    }
+}
+
+/// Parses one file's text: YAML (any number of `---` documents) or JSON (one or more
+/// values). `source` names the file in errors.
+pub fn parse_str(text: &str, source: &str) -> Result<Vec<Object>> {
+    let docs = documents(text, source)?;
+    let mut out = Vec::new();
+    for (i, doc) in docs.into_iter().enumerate() {
+        collect(doc, source, i + 1, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn documents(text: &str, source: &str) -> Result<Vec<Value>> {
+    let first = text.trim_start().chars().next();
+    if matches!(first, Some('{') | Some('[')) {
+        let mut docs = Vec::new();
+        for value in serde_json::Deserializer::from_str(text).into_iter::<Value>() {
+            match value {
+                Ok(v) => docs.push(v),
+                Err(e) => {
+                    return Err(Error::Syntax {
+                        source_name: source.to_string(),
+                        line: e.line() as u64,
+                        column: e.column() as u64,
+                        message: e.to_string(),
+                    })
+                }
+            }
+        }
+        return Ok(docs);
+    }
+    match serde_saphyr::from_multiple::<Option<Value>>(text) {
+        Ok(docs) => Ok(docs.into_iter().flatten().collect()),
+        Err(e) => {
+            let (line, column) = e
+                .location()
+                .map(|l| (l.line(), l.column()))
+                .unwrap_or((0, 0));
+            // The first line of the message carries the problem; the rest is a snippet
+            // that would repeat the location.
+            let message = e.to_string();
+            let message = message.lines().next().unwrap_or("").to_string();
+            Err(Error::Syntax {
+                source_name: source.to_string(),
+                line,
+                column,
+                message,
+            })
+        }
+    }
+}
+
+fn collect(doc: Value, source: &str, document: usize, out: &mut Vec<Object>) -> Result<()> {
+    if doc.is_null() {
+        return Ok(());
+    }
+    if doc.get("kind").and_then(Value::as_str).is_some_and(|k| k.ends_with("List")) {
+        let Some(items) = doc.get("items").and_then(Value::as_array) else {
+            return Err(Error::Document {
+                source_name: source.into(),
+                document,
+                message: "a List without an items array".into(),
+            });
+        };
+        for item in items {
+            if let Some(obj) = object_from_value(item.clone(), source)? {
+                out.push(obj);
+            }
+        }
+        return Ok(());
+    }
+    if let Some(obj) = object_from_value_in(doc, source, document)? {
+        out.push(obj);
+    }
+    Ok(())
+}
+
+/// Turns one Kubernetes object into an [`Object`]; `Ok(None)` for a kind nftpol does not
+/// read (one warning names it).
+pub fn object_from_value(value: Value, source: &str) -> Result<Option<Object>> {
+    object_from_value_in(value, source, 0)
+}
+
+fn object_from_value_in(value: Value, source: &str, document: usize) -> Result<Option<Object>> {
+    let doc_err = |message: String| Error::Document {
+        source_name: source.into(),
+        document,
+        message,
+    };
+    if !value.is_object() {
+        return Err(doc_err("not a Kubernetes object (expected a mapping)".into()));
+    }
+    let kind = value.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
+    let api = value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let name = value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let namespace = value
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let object = ObjectRef {
+        kind: if kind.is_empty() { "object".into() } else { kind.clone() },
+        namespace: namespace.clone(),
+        name: name.clone(),
+    };
+    let invalid = |field: &str, problem: String| Error::Invalid {
+        source_name: source.into(),
+        object: object.clone(),
+        field: field.into(),
+        problem,
+    };
+    let known = match (kind.as_str(), api.as_str()) {
+        ("Namespace", "v1") => Kind::Namespace,
+        ("Pod", "v1") => Kind::Pod,
+        ("NetworkPolicy", "networking.k8s.io/v1") => Kind::NetworkPolicy,
+        ("", _) => return Err(invalid("kind", "missing".into())),
+        _ => {
+            tracing::warn!(source, kind = %kind, api_version = %api, name = %name, "skipping object of a kind nftpol does not read");
+            return Ok(None);
+        }
+    };
+    if name.is_empty() {
+        return Err(invalid("metadata.name", "missing".into()));
+    }
+    if known != Kind::Namespace && namespace.as_deref().unwrap_or("").is_empty() {
+        return Err(invalid("metadata.namespace", "missing".into()));
+    }
+    fn typed<T: serde::de::DeserializeOwned>(v: Value) -> std::result::Result<T, (String, String)> {
+        serde_path_to_error::deserialize(v).map_err(|e| {
+            let path = e.path().to_string();
+            (path, e.into_inner().to_string())
+        })
+    }
+    let data = match known {
+        Kind::Namespace => typed(value).map(ObjectData::Namespace),
+        Kind::Pod => typed(value).map(|p| ObjectData::Pod(Box::new(p))),
+        Kind::NetworkPolicy => typed(value).map(ObjectData::NetworkPolicy),
+    }
+    .map_err(|(path, problem)| invalid(&path, problem))?;
+    Ok(Some(Object::new(source, data)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_list_and_skip() {
+        let text = r#"
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Namespace
+  metadata: {name: x}
+- apiVersion: v1
+  kind: Service
+  metadata: {name: s, namespace: x}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p, namespace: x}
+spec: {podSelector: {}}
+"#;
+        let objs = parse_str(text, "t.yaml").unwrap();
+        assert_eq!(objs.len(), 2);
+        assert_eq!(objs[0].kind(), Kind::Namespace);
+        assert_eq!(objs[1].kind(), Kind::NetworkPolicy);
+        assert_eq!(objs[1].namespace(), Some("x"));
+    }
+
+    #[test]
+    fn json_stream() {
+        let text = r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"a"}}
+{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"b"}}"#;
+        let objs = parse_str(text, "t.json").unwrap();
+        assert_eq!(objs.iter().map(|o| o.name()).collect::<Vec<_>>(), ["a", "b"]);
+    }
+
+    #[test]
+    fn syntax_error_has_location() {
+        let err = parse_str("kind: Pod\nmetadata: {name: [\n", "bad.yaml").unwrap_err();
+        match err {
+            Error::Syntax { line, source_name, .. } => {
+                assert_eq!(source_name, "bad.yaml");
+                assert!(line >= 2, "line {line}");
+            }
+            e => panic!("unexpected {e}"),
+        }
+    }
+
+    #[test]
+    fn type_error_names_field() {
+        let text = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: x}\nspec: {podSelector: {}, ingress: [{ports: [{port: [1]}]}]}\n";
+        let err = parse_str(text, "t.yaml").unwrap_err().to_string();
+        assert!(err.contains("NetworkPolicy x/p"), "{err}");
+        assert!(err.contains("spec.ingress[0].ports[0].port"), "{err}");
+    }
+}

@@ -1,0 +1,33 @@
+//! nftpol: Kubernetes NetworkPolicy compiled to nftables.
+//!
+//! Data flows one way, and each module imports only those before it:
+//!
+//! ```text
+//! input (YAML/JSON -> Object)
+//!   -> index   (what the cluster holds, reduced to what policy needs)
+//!   -> graph   (what is allowed: pods, isolation, peers, ports; no nftables)
+//!   -> ruleset (tables, chains, sets, maps as plain data)
+//!   -> script  (nft -f text)            | netlink (one atomic batch)
+//! explain reads the graph; it never looks at the ruleset.
+//! ```
+#![deny(unsafe_code)]
+
+pub mod addr;
+pub mod error;
+pub mod explain;
+pub mod graph;
+pub mod index;
+pub mod input;
+pub mod netlink;
+pub mod policy;
+pub mod ruleset;
+pub mod script;
+pub mod selector;
+
+pub use error::Error;
+
+/// Compile the ruleset for `node` (every pod when `None`) from what the index holds.
+pub fn compile(index: &index::Index, node: Option<&str>) -> ruleset::Ruleset {
+    let graph = graph::PolicyGraph::build_for(index, node);
+    ruleset::build(&graph)
+}

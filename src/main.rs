@@ -1,0 +1,172 @@
+//! The `nftpol` command: parses arguments and runs one subcommand. Everything it does is
+//! in the library; this file only wires input, output and exit status.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use nftpol::{explain, graph::PolicyGraph, index::Index, input, script};
+
+#[derive(Parser)]
+#[command(name = "nftpol", version, about = "Kubernetes NetworkPolicy compiled to nftables")]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FamilyArg {
+    Ipv4,
+    Ipv6,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compile policies and cluster state into an `nft -f` script.
+    Compile {
+        /// Only the pods whose spec.nodeName is NAME (peers still span the cluster).
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
+        /// Write the script to FILE (whole, or not at all) instead of stdout.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// YAML or JSON files (`kubectl get ns,pods,netpol -A -o yaml`), `-` for stdin.
+        #[arg(required = true, value_name = "INPUT")]
+        inputs: Vec<String>,
+    },
+    /// Say whether a connection is allowed, and which policies and rules decide it.
+    Explain {
+        /// Client: `ns/pod` or an IP address.
+        #[arg(long)]
+        from: String,
+        /// Server: `ns/pod` or an IP address.
+        #[arg(long)]
+        to: String,
+        /// PROTO/PORT, like tcp/80, udp/53, sctp/81.
+        #[arg(long)]
+        port: String,
+        /// Address family when both sides are pods (default: IPv4 when both have it).
+        #[arg(long, value_enum)]
+        family: Option<FamilyArg>,
+        #[arg(required = true, value_name = "INPUT")]
+        inputs: Vec<String>,
+    },
+    /// Print the policy graph: isolation and allowed peers of every pod, with origins.
+    Graph {
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
+        #[arg(required = true, value_name = "INPUT")]
+        inputs: Vec<String>,
+    },
+}
+
+/// Bad input: exit status 2.
+#[derive(Debug)]
+struct BadInput(nftpol::Error);
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for BadInput {}
+
+fn load(inputs: &[String]) -> anyhow::Result<Index> {
+    let mut objects = Vec::new();
+    for path in inputs {
+        let (text, name) = if path == "-" {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .map_err(|error| BadInput(nftpol::Error::Read { source_name: "<stdin>".into(), error }))?;
+            (s, "<stdin>".to_string())
+        } else {
+            let s = std::fs::read_to_string(path)
+                .map_err(|error| BadInput(nftpol::Error::Read { source_name: path.clone(), error }))?;
+            (s, path.clone())
+        };
+        objects.extend(input::parse_str(&text, &name).map_err(BadInput)?);
+    }
+    let index = Index::from_objects(objects).map_err(BadInput)?;
+    for ns in index.implied_namespaces() {
+        tracing::warn!(namespace = %ns, "namespace not in the input; assuming it exists with only the label kubernetes.io/metadata.name={ns}");
+    }
+    Ok(index)
+}
+
+/// Writes `data` to `path` whole or not at all: a temporary file beside it, then rename.
+fn write_whole(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let file_name = path.file_name().context("output path has no file name")?.to_string_lossy();
+    let tmp = dir.join(format!(".{file_name}.nftpol-{}.tmp", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("writing {}", path.display()))
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Compile { node, output, inputs } => {
+            let index = load(&inputs)?;
+            let ruleset = nftpol::compile(&index, node.as_deref());
+            let text = script::render(&ruleset);
+            match output {
+                Some(path) => write_whole(&path, text.as_bytes())?,
+                None => std::io::stdout().write_all(text.as_bytes())?,
+            }
+        }
+        Command::Explain { from, to, port, family, inputs } => {
+            let index = load(&inputs)?;
+            let graph = PolicyGraph::build(&index);
+            let family = family.map(|f| match f {
+                FamilyArg::Ipv4 => explain::Family::V4,
+                FamilyArg::Ipv6 => explain::Family::V6,
+            });
+            let e = explain::explain_in(&index, &graph, &from, &to, &port, family).map_err(BadInput)?;
+            print!("{e}");
+        }
+        Command::Graph { node, inputs } => {
+            let index = load(&inputs)?;
+            print!("{}", PolicyGraph::build_for(&index, node.as_deref()));
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
+    match cli.log_format {
+        LogFormat::Text => builder.without_time().with_target(false).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let bad_input = e.downcast_ref::<BadInput>().is_some();
+            eprintln!("nftpol: error: {e:#}");
+            ExitCode::from(if bad_input { 2 } else { 1 })
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! Builds the [`Ruleset`] for the pods of a [`PolicyGraph`]: base chains, dispatch maps,
+//! and for every isolated pod and direction one chain and four sets. Pure: the same graph
+//! always gives an equal model.
+
+use std::collections::BTreeMap;
+
+use super::boxes;
+use super::model::*;
+use super::names;
+use crate::addr::{v4, v6, AddrSet, Intervals};
+use crate::graph::{Isolation, PeerRef, PodNode, PolicyGraph, Ports};
+use crate::policy::{Direction, Protocol};
+
+/// The four sets of one pod direction: addresses allowed on any port, and
+/// (address, protocol, port) boxes, per family.
+#[derive(Debug, Default)]
+struct Allowed {
+    any: AddrSet,
+    ports4: Vec<Element>,
+    ports6: Vec<Element>,
+}
+
+fn addr_field(is6: bool, lo: u128, hi: u128) -> Field {
+    if is6 {
+        Field::Ipv6(v6(lo), v6(hi))
+    } else {
+        Field::Ipv4(v4(lo), v4(hi))
+    }
+}
+
+fn allowed(graph: &PolicyGraph, iso: &Isolation) -> Allowed {
+    let everything = AddrSet::everything();
+    let addrs_of = |peer: PeerRef| -> &AddrSet {
+        match peer {
+            PeerRef::Any => &everything,
+            PeerRef::Peer(id) => &graph.peers[id].addrs,
+        }
+    };
+    let mut any = AddrSet::default();
+    for a in &iso.allows {
+        if a.ports == Ports::Any {
+            any = any.union(addrs_of(a.peer));
+        }
+    }
+    let mut out = Allowed::default();
+    for is6 in [false, true] {
+        let minus: &Intervals = if is6 { &any.v6 } else { &any.v4 };
+        let mut elements = Vec::new();
+        for proto in Protocol::ALL {
+            let mut rects: Vec<(&Intervals, u16, u16)> = Vec::new();
+            for a in &iso.allows {
+                let Ports::Some(list) = &a.ports else { continue };
+                let addrs = addrs_of(a.peer);
+                let fam = if is6 { &addrs.v6 } else { &addrs.v4 };
+                if fam.is_empty() {
+                    continue;
+                }
+                for r in list.iter().filter(|r| r.protocol == proto) {
+                    rects.push((fam, r.start, r.end));
+                }
+            }
+            for (addrs, lo, hi) in boxes::disjoint(&rects, minus) {
+                for &(alo, ahi) in addrs.ranges() {
+                    elements.push(Element {
+                        key: vec![
+                            addr_field(is6, alo, ahi),
+                            Field::Proto(proto.number(), proto.number()),
+                            Field::Port(lo, hi),
+                        ],
+                    });
+                }
+            }
+        }
+        elements.sort();
+        if is6 {
+            out.ports6 = elements;
+        } else {
+            out.ports4 = elements;
+        }
+    }
+    out.any = any;
+    out
+}
+
+fn one_field_elements(is6: bool, set: &Intervals) -> Vec<Element> {
+    set.ranges()
+        .iter()
+        .map(|&(lo, hi)| Element {
+            key: vec![addr_field(is6, lo, hi)],
+        })
+        .collect()
+}
+
+fn pod_objects(
+    graph: &PolicyGraph,
+    pod: &PodNode,
+    dir: Direction,
+    iso: &Isolation,
+    sets: &mut Vec<Set>,
+    chains: &mut Vec<Chain>,
+    maps: &mut BTreeMap<String, Vec<MapElement>>,
+) {
+    let chain = names::pod_chain(dir, &pod.namespace, &pod.name);
+    let a = allowed(graph, iso);
+    let (addr, verdict) = match dir {
+        // Egress returns to the policy chain, which then checks the destination's ingress.
+        Direction::Egress => (Addr::Daddr, Verdict::Return),
+        Direction::Ingress => (Addr::Saddr, Verdict::Accept),
+    };
+    let peer_word = match dir {
+        Direction::Ingress => "sources",
+        Direction::Egress => "destinations",
+    };
+    let id = pod.id();
+    let mut rules = Vec::new();
+    for (kind, family, key, ports, elements) in [
+        ("any4", IpFamily::V4, vec![KeyType::Ipv4Addr], false, one_field_elements(false, &a.any.v4)),
+        ("ports4", IpFamily::V4, vec![KeyType::Ipv4Addr, KeyType::InetProto, KeyType::InetService], true, a.ports4),
+        ("any6", IpFamily::V6, vec![KeyType::Ipv6Addr], false, one_field_elements(true, &a.any.v6)),
+        ("ports6", IpFamily::V6, vec![KeyType::Ipv6Addr, KeyType::InetProto, KeyType::InetService], true, a.ports6),
+    ] {
+        let set = names::pod_set(dir, &pod.namespace, &pod.name, kind);
+        let what = if ports { "on listed ports" } else { "on any port" };
+        sets.push(Set {
+            name: set.clone(),
+            key,
+            interval: true,
+            comment: Some(names::comment(&format!("pod {id} {dir}: {peer_word} allowed {what}"))),
+            elements,
+        });
+        rules.push(Rule::new(RuleKind::Lookup { family, addr, ports, set, verdict: verdict.clone() }));
+    }
+    rules.push(Rule::with_comment(
+        RuleKind::Verdict(Verdict::Drop),
+        names::comment(&format!("{dir} of {id} not allowed by any policy")),
+    ));
+    chains.push(Chain {
+        name: chain.clone(),
+        base: None,
+        comment: Some(names::comment(&format!(
+            "pod {id} {dir}, isolated by {}",
+            iso.isolated_by.join(", ")
+        ))),
+        rules,
+    });
+    for ip in &pod.ips {
+        let (map, field) = match ip {
+            std::net::IpAddr::V4(a) => (names::dispatch_map(dir, false), Field::Ipv4(*a, *a)),
+            std::net::IpAddr::V6(a) => (names::dispatch_map(dir, true), Field::Ipv6(*a, *a)),
+        };
+        maps.entry(map).or_default().push(MapElement {
+            key: vec![field],
+            verdict: Verdict::Jump(chain.clone()),
+        });
+    }
+}
+
+fn base_chains() -> Vec<Chain> {
+    let policy = names::CHAIN_POLICY.to_string();
+    vec![
+        Chain {
+            name: names::CHAIN_FORWARD.into(),
+            base: Some(BaseChain { hook: Hook::Forward, priority: 0, policy: Verdict::Accept }),
+            comment: Some("routed and bridged (br_netfilter) pod traffic".into()),
+            rules: vec![Rule::new(RuleKind::Jump(policy.clone()))],
+        },
+        Chain {
+            name: names::CHAIN_OUTPUT.into(),
+            base: Some(BaseChain { hook: Hook::Output, priority: 0, policy: Verdict::Accept }),
+            comment: Some("IPVS sends Service traffic to its backend from here".into()),
+            rules: vec![
+                Rule::with_comment(RuleKind::FibSaddrLocalAccept, "the node itself may reach its pods"),
+                Rule::new(RuleKind::Jump(policy)),
+            ],
+        },
+    ]
+}
+
+fn policy_chain() -> Chain {
+    let mut rules = vec![
+        Rule::with_comment(RuleKind::CtEstablishedAccept, "replies and related traffic of allowed connections"),
+        Rule::with_comment(RuleKind::Icmpv6NdAccept, "IPv6 neighbour discovery always passes"),
+    ];
+    for (dir, addr) in [(Direction::Egress, Addr::Saddr), (Direction::Ingress, Addr::Daddr)] {
+        for (v6, family) in [(false, IpFamily::V4), (true, IpFamily::V6)] {
+            rules.push(Rule::new(RuleKind::DispatchVmap { family, addr, map: names::dispatch_map(dir, v6) }));
+        }
+    }
+    Chain {
+        name: names::CHAIN_POLICY.into(),
+        base: None,
+        comment: Some("dispatch to the chain of the pod sending (egress) and receiving (ingress)".into()),
+        rules,
+    }
+}
+
+/// The ruleset for every pod in `graph` (build the graph for one node to get that node's).
+pub fn build(graph: &PolicyGraph) -> Ruleset {
+    let mut sets = Vec::new();
+    let mut chains = Vec::new();
+    let mut map_elements: BTreeMap<String, Vec<MapElement>> = BTreeMap::new();
+    for pod in graph.pods.values() {
+        for dir in [Direction::Ingress, Direction::Egress] {
+            if let Some(iso) = pod.isolation(dir) {
+                pod_objects(graph, pod, dir, iso, &mut sets, &mut chains, &mut map_elements);
+            }
+        }
+    }
+    let mut maps = Vec::new();
+    for dir in [Direction::Egress, Direction::Ingress] {
+        for v6 in [false, true] {
+            let name = names::dispatch_map(dir, v6);
+            let mut elements = map_elements.remove(&name).unwrap_or_default();
+            elements.sort();
+            // Two pods claiming one address (a stale object): keep the first by name, so
+            // the map stays loadable and the choice is stable.
+            elements.dedup_by(|b, a| a.key == b.key);
+            maps.push(Map {
+                name,
+                key: vec![if v6 { KeyType::Ipv6Addr } else { KeyType::Ipv4Addr }],
+                comment: Some(names::comment(&format!(
+                    "pod address -> its {dir} chain",
+                ))),
+                elements,
+            });
+        }
+    }
+    maps.sort_by(|a, b| a.name.cmp(&b.name));
+    sets.sort_by(|a, b| a.name.cmp(&b.name));
+    chains.push(policy_chain());
+    chains.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut all = base_chains();
+    all.extend(chains);
+    Ruleset {
+        family: Family::Inet,
+        name: names::TABLE.into(),
+        comment: Some("managed by nftpol: NetworkPolicy enforcement; do not edit".into()),
+        sets,
+        maps,
+        chains: all,
+    }
+}

@@ -1,0 +1,29 @@
+//! From the policy graph to the nftables ruleset model.
+//!
+//! ```text
+//! table inet nftpol
+//!   chain forward  (hook forward)  : jump dispatch
+//!   chain output   (hook output)   : fib saddr type local accept; jump dispatch
+//!   chain dispatch                 : ct state established,related accept
+//!                                    icmpv6 neighbour discovery accept
+//!                                    ip  saddr vmap @egress4   -> jump egress/<ns>/<pod>
+//!                                    ip6 saddr vmap @egress6
+//!                                    ip  daddr vmap @ingress4  -> jump ingress/<ns>/<pod>
+//!                                    ip6 daddr vmap @ingress6
+//!   chain egress/<ns>/<pod>        : ip daddr @…/any4 return
+//!                                    ip daddr . meta l4proto . th dport @…/ports4 return
+//!                                    (same for ip6) ; drop
+//!   chain ingress/<ns>/<pod>       : same shape with saddr and accept
+//! ```
+//!
+//! Chains hold static rules; what changes (addresses, ports) lives in sets and maps, so an
+//! update is mostly set elements. A new connection costs one map lookup per direction
+//! plus at most two set lookups in the pod's chain, whatever the number of policies.
+
+mod boxes;
+mod build;
+pub mod model;
+pub mod names;
+
+pub use build::build;
+pub use model::*;

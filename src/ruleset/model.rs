@@ -1,0 +1,210 @@
+//! The ruleset model: the nftables objects nftpol programs, as plain data.
+//!
+//! ```text
+//! policy graph --(ruleset::build)--> Ruleset --+--> script::render  (nft -f text)
+//!                                              +--> netlink backend (one atomic batch)
+//!                                              +--> diff (old, new) -> incremental batch
+//! ```
+//!
+//! The model knows nothing of Kubernetes and nothing of how it is sent to the kernel. It
+//! holds one table; every list in it is kept sorted by name (elements by key), so two
+//! models built from the same input are equal and render to identical bytes. Rules are a
+//! closed set of shapes ([`Rule`]) rather than a general expression language: every
+//! backend must encode each shape exactly as `nft` would, and a short list keeps that
+//! promise checkable.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// The one table nftpol owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ruleset {
+    /// Always `inet`: one table sees IPv4 and IPv6.
+    pub family: Family,
+    pub name: String,
+    pub comment: Option<String>,
+    /// Sorted by name.
+    pub sets: Vec<Set>,
+    /// Sorted by name.
+    pub maps: Vec<Map>,
+    /// Base chains first (in [`Hook`] order), then regular chains sorted by name.
+    pub chains: Vec<Chain>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    Inet,
+}
+
+/// The type of one field of a set or map key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum KeyType {
+    /// `ipv4_addr`, 4 bytes.
+    Ipv4Addr,
+    /// `ipv6_addr`, 16 bytes.
+    Ipv6Addr,
+    /// `inet_proto`, 1 byte (padded to 4 in a concatenation).
+    InetProto,
+    /// `inet_service`, 2 bytes big endian (padded to 4 in a concatenation).
+    InetService,
+}
+
+/// One field of an element key: an inclusive range; a single value has `start == end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Field {
+    Ipv4(Ipv4Addr, Ipv4Addr),
+    Ipv6(Ipv6Addr, Ipv6Addr),
+    Proto(u8, u8),
+    Port(u16, u16),
+}
+
+/// A named set. With `interval`, each field of an element is a range (for a concatenated
+/// key this is a pipapo set, `NFT_SET_CONCAT | NFT_SET_INTERVAL`); elements never overlap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Set {
+    pub name: String,
+    pub key: Vec<KeyType>,
+    pub interval: bool,
+    pub comment: Option<String>,
+    /// Sorted, disjoint; for a one-field interval set also never adjacent.
+    pub elements: Vec<Element>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Element {
+    pub key: Vec<Field>,
+}
+
+/// A named verdict map (`type <key> : verdict`), exact keys, no intervals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Map {
+    pub name: String,
+    pub key: Vec<KeyType>,
+    pub comment: Option<String>,
+    /// Sorted by key; keys are unique.
+    pub elements: Vec<MapElement>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MapElement {
+    pub key: Vec<Field>,
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Verdict {
+    Accept,
+    Drop,
+    Return,
+    Jump(String),
+    Goto(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Hook {
+    Forward,
+    Output,
+}
+
+/// What makes a chain a base chain: `type filter hook <hook> priority <priority>; policy <policy>;`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseChain {
+    pub hook: Hook,
+    /// 0 is `filter`.
+    pub priority: i32,
+    /// `Accept` or `Drop`.
+    pub policy: Verdict,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    pub name: String,
+    pub base: Option<BaseChain>,
+    pub comment: Option<String>,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum IpFamily {
+    V4,
+    V6,
+}
+
+/// Which address of the packet a rule looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Addr {
+    Saddr,
+    Daddr,
+}
+
+/// One rule; each variant lists the `nft` text it stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub kind: RuleKind,
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleKind {
+    /// `ct state established,related accept`
+    CtEstablishedAccept,
+    /// `icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit,
+    /// nd-neighbor-advert, nd-redirect } accept`
+    Icmpv6NdAccept,
+    /// `fib saddr type local accept`: the packet was sent by this host itself.
+    FibSaddrLocalAccept,
+    /// `jump <chain>`
+    Jump(String),
+    /// `ip saddr vmap @<map>` (`ip6` for V6; `daddr` for Daddr).
+    DispatchVmap {
+        family: IpFamily,
+        addr: Addr,
+        map: String,
+    },
+    /// Without ports: `ip saddr @<set> <verdict>`.
+    /// With ports: `ip saddr . meta l4proto . th dport @<set> <verdict>`.
+    Lookup {
+        family: IpFamily,
+        addr: Addr,
+        ports: bool,
+        set: String,
+        verdict: Verdict,
+    },
+    /// A bare verdict: `drop`.
+    Verdict(Verdict),
+}
+
+impl Rule {
+    pub fn new(kind: RuleKind) -> Self {
+        Rule {
+            kind,
+            comment: None,
+        }
+    }
+
+    pub fn with_comment(kind: RuleKind, comment: impl Into<String>) -> Self {
+        Rule {
+            kind,
+            comment: Some(comment.into()),
+        }
+    }
+}
+
+impl Ruleset {
+    pub fn set(&self, name: &str) -> Option<&Set> {
+        self.sets
+            .binary_search_by(|s| s.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.sets[i])
+    }
+
+    pub fn map(&self, name: &str) -> Option<&Map> {
+        self.maps
+            .binary_search_by(|m| m.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.maps[i])
+    }
+
+    pub fn chain(&self, name: &str) -> Option<&Chain> {
+        self.chains.iter().find(|c| c.name == name)
+    }
+}

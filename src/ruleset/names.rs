@@ -1,0 +1,100 @@
+//! Stable, deterministic nftables names for nftpol's objects.
+//!
+//! Pod objects are named after the pod (`ingress/x/web-0`, `ingress/x/web-0/ports4`):
+//! namespaces and pod names never contain `/`, so the name is unambiguous, and nft accepts
+//! `/`, `.` and `-` in identifiers. The kernel limits names to 255 bytes; a longer name is
+//! cut and ends in a hash of the full name, so it stays unique and stable.
+
+use crate::policy::Direction;
+
+/// The kernel's NFT_NAME_MAXLEN is 256 with the terminating NUL.
+pub const MAX_NAME: usize = 255;
+
+pub const TABLE: &str = "nftpol";
+pub const CHAIN_FORWARD: &str = "forward";
+pub const CHAIN_OUTPUT: &str = "output";
+pub const CHAIN_POLICY: &str = "dispatch";
+
+/// FNV-1a, 64 bits: stable across runs and platforms (unlike std's hasher).
+fn fnv1a(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in s.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+fn fit(full: String, suffix: &str) -> String {
+    if full.len() + suffix.len() <= MAX_NAME {
+        return full + suffix;
+    }
+    let hash = format!("~{:016x}", fnv1a(&full));
+    let mut cut = MAX_NAME - suffix.len() - hash.len();
+    while !full.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{hash}{suffix}", &full[..cut])
+}
+
+/// `ingress/<ns>/<pod>` or `egress/<ns>/<pod>`.
+pub fn pod_chain(dir: Direction, namespace: &str, pod: &str) -> String {
+    fit(format!("{}/{namespace}/{pod}", dir.name()), "")
+}
+
+/// The chain name plus `/any4`, `/ports4`, `/any6` or `/ports6`.
+pub fn pod_set(dir: Direction, namespace: &str, pod: &str, kind: &str) -> String {
+    fit(format!("{}/{namespace}/{pod}", dir.name()), &format!("/{kind}"))
+}
+
+/// `ingress4`, `egress6`, ...: the dispatch verdict maps.
+pub fn dispatch_map(dir: Direction, v6: bool) -> String {
+    format!("{}{}", dir.name(), if v6 { 6 } else { 4 })
+}
+
+/// nft comments are at most 128 bytes and cannot hold a double quote.
+pub fn comment(text: &str) -> String {
+    let mut s: String = text.replace('"', "'");
+    if s.len() > 127 {
+        let mut cut = 124;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str("...");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_names_are_readable() {
+        assert_eq!(pod_chain(Direction::Ingress, "x", "a"), "ingress/x/a");
+        assert_eq!(pod_set(Direction::Egress, "x", "web-0.db", "ports6"), "egress/x/web-0.db/ports6");
+    }
+
+    #[test]
+    fn long_names_fit_and_stay_unique() {
+        let long_a = "a".repeat(253);
+        let mut long_b = "a".repeat(252);
+        long_b.push('b');
+        let ns = "n".repeat(63);
+        let a = pod_set(Direction::Ingress, &ns, &long_a, "ports4");
+        let b = pod_set(Direction::Ingress, &ns, &long_b, "ports4");
+        assert!(a.len() <= MAX_NAME && b.len() <= MAX_NAME);
+        assert_ne!(a, b);
+        assert!(a.ends_with("/ports4"));
+        assert_eq!(a, pod_set(Direction::Ingress, &ns, &long_a, "ports4"));
+        let c = pod_chain(Direction::Ingress, &ns, &long_a);
+        assert!(c.len() <= MAX_NAME);
+    }
+
+    #[test]
+    fn comments_fit() {
+        let c = comment(&format!("say \"{}\"", "x".repeat(300)));
+        assert!(c.len() <= 127 && !c.contains('"'));
+    }
+}
