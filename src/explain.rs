@@ -136,7 +136,24 @@ fn resolve(index: &Index, graph: &PolicyGraph, text: &str, family: Option<Family
     }
 }
 
-fn side(graph: &PolicyGraph, pod: Option<&PodNode>, dir: Direction, other: IpAddr, protocol: Protocol, port: u16) -> Side {
+/// The rule's own words for the peer an allow entry came from (the graph's peer node may
+/// have been created by another rule that selects the same addresses).
+fn peer_words(index: &Index, origin: &crate::graph::Origin) -> String {
+    let Some(p) = origin.peer else {
+        return "every address".into();
+    };
+    let Some((ns, name)) = origin.policy.split_once('/') else {
+        return String::new();
+    };
+    index
+        .policies()
+        .find(|e| e.policy.namespace == ns && e.policy.name == name)
+        .and_then(|e| e.policy.rules(origin.direction)?.get(origin.rule)?.peers.as_ref()?.get(p).cloned())
+        .map(|spec| crate::graph::describe_peer(&spec, ns))
+        .unwrap_or_default()
+}
+
+fn side(index: &Index, graph: &PolicyGraph, pod: Option<&PodNode>, dir: Direction, other: IpAddr, protocol: Protocol, port: u16) -> Side {
     let Some(pod) = pod else {
         return Side::NotIsolated("not a pod: no policy applies".into());
     };
@@ -150,7 +167,7 @@ fn side(graph: &PolicyGraph, pod: Option<&PodNode>, dir: Direction, other: IpAdd
         .allows
         .iter()
         .filter(|a| graph.peer_contains(a.peer, other) && a.ports.contains(protocol, port))
-        .map(|a| format!("{} (peer: {})", a.origin, graph.peer_description(a.peer)))
+        .map(|a| format!("{} (peer: {})", a.origin, peer_words(index, &a.origin)))
         .collect();
     if by.is_empty() {
         Side::Denied { isolated_by: iso.isolated_by.clone() }
@@ -202,8 +219,8 @@ pub fn explain_in(index: &Index, graph: &PolicyGraph, from: &str, to: &str, port
         Endpoint::Pod { ip, .. } => graph.pod_by_ip(*ip),
         Endpoint::Host { .. } => None,
     };
-    let egress = side(graph, pod_of(&from_ep), Direction::Egress, to_ep.ip(), protocol, port);
-    let ingress = side(graph, pod_of(&to_ep), Direction::Ingress, from_ep.ip(), protocol, port);
+    let egress = side(index, graph, pod_of(&from_ep), Direction::Egress, to_ep.ip(), protocol, port);
+    let ingress = side(index, graph, pod_of(&to_ep), Direction::Ingress, from_ep.ip(), protocol, port);
     Ok(Explanation {
         allowed: egress.allows() && ingress.allows(),
         from: from_ep,

@@ -234,10 +234,7 @@ impl<'a> Builder<'a> {
                     ns_names.iter().flat_map(|ns| self.pods_in(ns, pods)).collect();
                 members.sort_unstable();
                 let addrs = AddrSet::from_ips(members.iter().flat_map(|&i| self.pods[i].ips.iter().copied()));
-                let id = self.peers.intern(addrs, || match namespaces {
-                    None => format!("pods {{{pods}}} in namespace {policy_ns}"),
-                    Some(ns) => format!("pods {{{pods}}} in namespaces {{{ns}}}"),
-                });
+                let id = self.peers.intern(addrs, || describe_peer(spec, policy_ns));
                 let r = Resolved {
                     peer: PeerRef::Peer(id),
                     members,
@@ -250,14 +247,7 @@ impl<'a> Builder<'a> {
                 let members = (0..self.pods.len())
                     .filter(|&i| self.pods[i].ips.iter().any(|ip| addrs.contains(*ip)))
                     .collect();
-                let id = self.peers.intern(addrs, || {
-                    if except.is_empty() {
-                        format!("ipBlock {cidr}")
-                    } else {
-                        let ex: Vec<String> = except.iter().map(|e| e.to_string()).collect();
-                        format!("ipBlock {cidr} except {}", ex.join(", "))
-                    }
-                });
+                let id = self.peers.intern(addrs, || describe_peer(spec, policy_ns));
                 Resolved {
                     peer: PeerRef::Peer(id),
                     members,
@@ -270,6 +260,19 @@ impl<'a> Builder<'a> {
         Resolved {
             peer: PeerRef::Any,
             members: (0..self.pods.len()).collect(),
+        }
+    }
+}
+
+/// A peer of a policy as a person would say it: `pods {app=db} in namespaces {team=a}`.
+pub fn describe_peer(spec: &PeerSpec, policy_ns: &str) -> String {
+    match spec {
+        PeerSpec::Pods { namespaces: None, pods } => format!("pods {{{pods}}} in namespace {policy_ns}"),
+        PeerSpec::Pods { namespaces: Some(ns), pods } => format!("pods {{{pods}}} in namespaces {{{ns}}}"),
+        PeerSpec::Block { cidr, except } if except.is_empty() => format!("ipBlock {cidr}"),
+        PeerSpec::Block { cidr, except } => {
+            let ex: Vec<String> = except.iter().map(|e| e.to_string()).collect();
+            format!("ipBlock {cidr} except {}", ex.join(", "))
         }
     }
 }
