@@ -23,6 +23,7 @@ pub mod policy;
 pub mod ruleset;
 pub mod script;
 pub mod selector;
+pub mod synth;
 
 pub use error::Error;
 

@@ -62,6 +62,18 @@ enum Command {
         #[arg(required = true, value_name = "INPUT")]
         inputs: Vec<String>,
     },
+    /// Print a synthetic cluster (JSON, one object per line) for benchmarks.
+    #[command(hide = true)]
+    Synth {
+        #[arg(long, default_value_t = 10_000)]
+        pods: usize,
+        #[arg(long, default_value_t = 1_000)]
+        policies: usize,
+        #[arg(long, default_value_t = 100)]
+        pods_per_node: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Print the policy graph: isolation and allowed peers of every pod, with origins.
     Graph {
         #[arg(long, value_name = "NAME")]
@@ -143,6 +155,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             });
             let e = explain::explain_in(&index, &graph, &from, &to, &port, family).map_err(BadInput)?;
             print!("{e}");
+        }
+        Command::Synth { pods, policies, pods_per_node, seed } => {
+            let params = nftpol::synth::Params { pods, policies, pods_per_node, seed };
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for obj in nftpol::synth::cluster(&params) {
+                serde_json::to_writer(&mut out, &obj)?;
+                out.write_all(b"\n")?;
+            }
+            out.flush()?;
         }
         Command::Graph { node, inputs } => {
             let index = load(&inputs)?;

@@ -22,6 +22,7 @@
 
 mod boxes;
 mod build;
+pub mod eval;
 pub mod model;
 pub mod names;
 
