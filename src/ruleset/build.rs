@@ -16,6 +16,9 @@ use crate::policy::{Direction, Protocol};
 #[derive(Debug, Default)]
 struct Allowed {
     any: AddrSet,
+    /// The policies behind the `any` sets and behind the `ports` sets.
+    any_by: std::collections::BTreeSet<String>,
+    ports_by: std::collections::BTreeSet<String>,
     ports4: Vec<Element>,
     ports6: Vec<Element>,
 }
@@ -37,12 +40,15 @@ fn allowed(graph: &PolicyGraph, iso: &Isolation) -> Allowed {
         }
     };
     let mut any = AddrSet::default();
+    let mut out = Allowed::default();
     for a in &iso.allows {
         if a.ports == Ports::Any {
             any = any.union(addrs_of(a.peer));
+            out.any_by.insert(a.origin.policy.clone());
+        } else {
+            out.ports_by.insert(a.origin.policy.clone());
         }
     }
-    let mut out = Allowed::default();
     for is6 in [false, true] {
         let minus: &Intervals = if is6 { &any.v6 } else { &any.v4 };
         let mut elements = Vec::new();
@@ -120,12 +126,13 @@ fn pod_objects(
         ("ports6", IpFamily::V6, vec![KeyType::Ipv6Addr, KeyType::InetProto, KeyType::InetService], true, a.ports6),
     ] {
         let set = names::pod_set(dir, &pod.namespace, &pod.name, kind);
-        let what = if ports { "on listed ports" } else { "on any port" };
+        let (what, by) = if ports { ("on listed ports", &a.ports_by) } else { ("on any port", &a.any_by) };
+        let by = if by.is_empty() { "no policy".to_string() } else { by.iter().cloned().collect::<Vec<_>>().join(", ") };
         sets.push(Set {
             name: set.clone(),
             key,
             interval: true,
-            comment: Some(names::comment(&format!("pod {id} {dir}: {peer_word} allowed {what}"))),
+            comment: Some(names::comment(&format!("pod {id} {dir}: {peer_word} allowed {what} by {by}"))),
             elements,
         });
         rules.push(Rule::new(RuleKind::Lookup { family, addr, ports, set, verdict: verdict.clone() }));

@@ -1,0 +1,883 @@
+//! Model -> nf_tables netlink messages, mirroring what `nft -f` sends for the same script.
+//!
+//! Owns: the translation of every model object ([`Ruleset`], sets, maps, chains and each
+//! [`RuleKind`]) into libnftnl objects, and the order and flags of the messages in a batch.
+//! The expressions, registers, set flags, NFTA_SET_DESC field lengths, key/data types and
+//! user data (comments, key byte order, typeof) are the ones `nft --debug=netlink,mnl`
+//! shows for nft 1.0.6, so `nft list` prints a netlink-loaded table exactly as a
+//! script-loaded one.
+//!
+//! Must not: do I/O, or decide *which* objects change (that is `diff.rs`). Output is a
+//! pure function of the input and the first sequence number: same model, same bytes.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::sys::{self, Expr};
+use crate::ruleset::model::*;
+
+// nf_tables message types, flags and attribute values (linux/netfilter/nf_tables.h).
+pub(crate) const NFPROTO_INET: u16 = 1;
+const NFPROTO_IPV4: u8 = 2;
+const NFPROTO_IPV6: u8 = 10;
+pub(crate) const MSG_NEWTABLE: u16 = 0;
+pub(crate) const MSG_DELTABLE: u16 = 2;
+pub(crate) const MSG_NEWCHAIN: u16 = 3;
+pub(crate) const MSG_DELCHAIN: u16 = 5;
+pub(crate) const MSG_NEWRULE: u16 = 6;
+pub(crate) const MSG_DELRULE: u16 = 8;
+pub(crate) const MSG_NEWSET: u16 = 9;
+pub(crate) const MSG_DELSET: u16 = 11;
+pub(crate) const MSG_NEWSETELEM: u16 = 12;
+pub(crate) const MSG_DELSETELEM: u16 = 14;
+const NLM_F_ACK: u16 = 0x4;
+const NLM_F_CREATE: u16 = 0x400;
+const NLM_F_APPEND: u16 = 0x800;
+
+const SET_ANONYMOUS: u32 = 0x1;
+const SET_CONSTANT: u32 = 0x2;
+const SET_INTERVAL: u32 = 0x4;
+const SET_MAP: u32 = 0x8;
+const SET_CONCAT: u32 = 0x80;
+const ELEM_INTERVAL_END: u32 = 0x1;
+const DATA_VERDICT: u32 = 0xffff_ff00;
+
+const REG_VERDICT: u32 = 0;
+const REG_1: u32 = 1;
+const REG32_00: u32 = 8;
+
+// Verdict codes as the kernel stores them (negative values as u32).
+const NF_DROP: u32 = 0;
+const NF_ACCEPT: u32 = 1;
+const NFT_JUMP: u32 = -3i32 as u32;
+const NFT_GOTO: u32 = -4i32 as u32;
+const NFT_RETURN: u32 = -5i32 as u32;
+
+// nft's datatype ids (nftables datatype.h), as stored in NFTA_SET_KEY_TYPE.
+const TYPE_IPADDR: u32 = 7;
+const TYPE_IP6ADDR: u32 = 8;
+const TYPE_INET_PROTOCOL: u32 = 12;
+const TYPE_INET_SERVICE: u32 = 13;
+const TYPE_ICMP6_TYPE: u32 = 29;
+/// Bits per datatype in a concatenated type id (nft's TYPE_BITS).
+const TYPE_BITS: u32 = 6;
+
+// libnftnl set user data (libnftnl/udata.h) and nft's byte orders / expression types.
+const UDATA_SET_KEYBYTEORDER: u8 = 0;
+const UDATA_SET_DATABYTEORDER: u8 = 1;
+const UDATA_SET_KEY_TYPEOF: u8 = 3;
+const UDATA_SET_DATA_INTERVAL: u8 = 6;
+const UDATA_SET_COMMENT: u8 = 7;
+const UDATA_TYPEOF_EXPR: u8 = 0;
+const UDATA_TYPEOF_DATA: u8 = 1;
+const UDATA_ELEM_FLAGS: u8 = 1;
+const ELEM_F_INTERVAL_OPEN: u32 = 1;
+const BYTEORDER_INVALID: u32 = 0;
+const BYTEORDER_HOST: u32 = 1;
+const BYTEORDER_BIG: u32 = 2;
+const EXPR_PAYLOAD: u32 = 7;
+const EXPR_CONCAT: u32 = 13;
+
+/// The name nft gives the anonymous set of `icmpv6 type { ... }`; the kernel replaces
+/// `%d` with a free number.
+pub(crate) const ANON_SET: &str = "__set%d";
+/// ICMPv6 neighbour discovery types: router solicit/advert, neighbour solicit/advert,
+/// redirect.
+const ND_TYPES: [u8; 5] = [133, 134, 135, 136, 137];
+
+/// User data TLVs as libnftnl writes them: type byte, length byte, value.
+#[derive(Default)]
+pub(crate) struct Udata(Vec<u8>);
+
+impl Udata {
+    fn u32(mut self, ty: u8, v: u32) -> Self {
+        self.0.extend_from_slice(&[ty, 4]);
+        self.0.extend_from_slice(&v.to_ne_bytes());
+        self
+    }
+    fn strz(mut self, ty: u8, s: &str) -> Self {
+        // A comment is at most 254 bytes with its NUL (one length byte); the model keeps
+        // them far shorter (see ruleset::names::comment).
+        let mut b: Vec<u8> = s.bytes().take(253).collect();
+        b.push(0);
+        self.0.extend_from_slice(&[ty, b.len() as u8]);
+        self.0.extend_from_slice(&b);
+        self
+    }
+    fn nest(mut self, ty: u8, inner: Udata) -> Self {
+        self.0.extend_from_slice(&[ty, inner.0.len() as u8]);
+        self.0.extend_from_slice(&inner.0);
+        self
+    }
+    fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+fn comment_udata(c: &str) -> Udata {
+    // NFTNL_UDATA_{TABLE,CHAIN,RULE}_COMMENT are all 0.
+    Udata::default().strz(0, c)
+}
+
+pub(crate) fn key_type_id(t: KeyType) -> u32 {
+    match t {
+        KeyType::Ipv4Addr => TYPE_IPADDR,
+        KeyType::Ipv6Addr => TYPE_IP6ADDR,
+        KeyType::InetProto => TYPE_INET_PROTOCOL,
+        KeyType::InetService => TYPE_INET_SERVICE,
+    }
+}
+
+fn field_len(t: KeyType) -> u32 {
+    match t {
+        KeyType::Ipv4Addr => 4,
+        KeyType::Ipv6Addr => 16,
+        KeyType::InetProto => 1,
+        KeyType::InetService => 2,
+    }
+}
+
+fn byteorder(t: KeyType) -> u32 {
+    match t {
+        KeyType::InetProto => BYTEORDER_HOST,
+        _ => BYTEORDER_BIG,
+    }
+}
+
+/// NFTA_SET_KEY_TYPE: one type id, or for a concatenation the ids packed TYPE_BITS apart.
+pub(crate) fn set_key_type(key: &[KeyType]) -> u32 {
+    key.iter().fold(0, |acc, &t| (acc << TYPE_BITS) | key_type_id(t))
+}
+
+/// NFTA_SET_KEY_LEN: in a concatenation every field takes whole 32-bit registers.
+pub(crate) fn set_key_len(key: &[KeyType]) -> u32 {
+    if key.len() == 1 {
+        field_len(key[0])
+    } else {
+        key.iter().map(|&t| field_len(t).div_ceil(4) * 4).sum()
+    }
+}
+
+/// The flags nft gives a named set of this shape.
+pub(crate) fn set_flags(key: &[KeyType], interval: bool) -> u32 {
+    match (interval, key.len() > 1) {
+        (false, _) => 0,
+        (true, false) => SET_INTERVAL,
+        (true, true) => SET_INTERVAL | SET_CONCAT,
+    }
+}
+
+/// One field value as key bytes; `pad` rounds it up to whole registers (concatenations).
+fn field_bytes(out: &mut Vec<u8>, f: &Field, start: bool, pad: bool) {
+    let from = out.len();
+    match *f {
+        Field::Ipv4(a, b) => out.extend_from_slice(&(if start { a } else { b }).octets()),
+        Field::Ipv6(a, b) => out.extend_from_slice(&(if start { a } else { b }).octets()),
+        Field::Proto(a, b) => out.push(if start { a } else { b }),
+        Field::Port(a, b) => out.extend_from_slice(&(if start { a } else { b }).to_be_bytes()),
+    }
+    if pad {
+        while (out.len() - from) % 4 != 0 {
+            out.push(0);
+        }
+    }
+}
+
+pub(crate) fn key_bytes(key: &[Field], start: bool) -> Vec<u8> {
+    let mut v = Vec::with_capacity(16);
+    let pad = key.len() > 1;
+    for f in key {
+        field_bytes(&mut v, f, start, pad);
+    }
+    v
+}
+
+/// `end + 1` of a one-field range, or None when `end` is the top of its space (nft then
+/// sends no end element and marks the start element open).
+fn one_past(f: &Field) -> Option<Vec<u8>> {
+    match *f {
+        Field::Ipv4(_, b) => u32::from(b).checked_add(1).map(|v| Ipv4Addr::from(v).octets().to_vec()),
+        Field::Ipv6(_, b) => u128::from(b).checked_add(1).map(|v| Ipv6Addr::from(v).octets().to_vec()),
+        Field::Proto(_, b) => b.checked_add(1).map(|v| vec![v]),
+        Field::Port(_, b) => b.checked_add(1).map(|v| v.to_be_bytes().to_vec()),
+    }
+}
+
+fn field_zero(t: KeyType) -> Vec<u8> {
+    vec![0; field_len(t) as usize]
+}
+
+fn verdict_code(v: &Verdict) -> (u32, Option<&str>) {
+    match v {
+        Verdict::Accept => (NF_ACCEPT, None),
+        Verdict::Drop => (NF_DROP, None),
+        Verdict::Return => (NFT_RETURN, None),
+        Verdict::Jump(c) => (NFT_JUMP, Some(c)),
+        Verdict::Goto(c) => (NFT_GOTO, Some(c)),
+    }
+}
+
+/// Elements for a set of `key`/`interval`, as nft sends them. `pad_zero`: a one-field
+/// interval set being filled from empty gets an interval-end element at 0 first when its
+/// first range does not start at 0 (nft's segtree does this); `deleting`: deletes send the
+/// same elements minus that pad.
+pub(crate) fn set_elems(
+    key: &[KeyType],
+    interval: bool,
+    elements: &[Element],
+    pad_zero: bool,
+) -> Vec<sys::Elem> {
+    let mut out = Vec::new();
+    if interval && key.len() == 1 {
+        if pad_zero {
+            if let Some(first) = elements.first() {
+                if key_bytes(&first.key, true).iter().any(|&b| b != 0) {
+                    let mut e = sys::Elem::new();
+                    e.set_data(sys_attr::ELEM_KEY, &field_zero(key[0]));
+                    e.set_u32(sys_attr::ELEM_FLAGS, ELEM_INTERVAL_END);
+                    out.push(e);
+                }
+            }
+        }
+        for el in elements {
+            let mut s = sys::Elem::new();
+            s.set_data(sys_attr::ELEM_KEY, &key_bytes(&el.key, true));
+            match one_past(&el.key[0]) {
+                Some(end) => {
+                    out.push(s);
+                    let mut e = sys::Elem::new();
+                    e.set_data(sys_attr::ELEM_KEY, &end);
+                    e.set_u32(sys_attr::ELEM_FLAGS, ELEM_INTERVAL_END);
+                    out.push(e);
+                }
+                None => {
+                    let ud = Udata::default().u32(UDATA_ELEM_FLAGS, ELEM_F_INTERVAL_OPEN);
+                    s.set_data(sys_attr::ELEM_USERDATA, ud.bytes());
+                    out.push(s);
+                }
+            }
+        }
+    } else {
+        for el in elements {
+            let mut e = sys::Elem::new();
+            e.set_data(sys_attr::ELEM_KEY, &key_bytes(&el.key, true));
+            if interval {
+                // pipapo: one element holds both ends of every field.
+                e.set_data(sys_attr::ELEM_KEY_END, &key_bytes(&el.key, false));
+            }
+            out.push(e);
+        }
+    }
+    out
+}
+
+pub(crate) fn map_elems(elements: &[MapElement]) -> Vec<sys::Elem> {
+    elements
+        .iter()
+        .map(|el| {
+            let mut e = sys::Elem::new();
+            e.set_data(sys_attr::ELEM_KEY, &key_bytes(&el.key, true));
+            let (code, chain) = verdict_code(&el.verdict);
+            e.set_u32(sys_attr::ELEM_VERDICT, code);
+            if let Some(c) = chain {
+                e.set_str(sys_attr::ELEM_CHAIN, c);
+            }
+            e
+        })
+        .collect()
+}
+
+/// libnftnl attribute numbers, collected so the code above reads as names.
+pub(crate) mod sys_attr {
+    use nftnl_sys as s;
+    pub const TABLE_NAME: u32 = s::NFTNL_TABLE_NAME;
+    pub const TABLE_FLAGS: u32 = s::NFTNL_TABLE_FLAGS;
+    pub const TABLE_USERDATA: u32 = s::NFTNL_TABLE_USERDATA;
+    pub const CHAIN_NAME: u32 = s::NFTNL_CHAIN_NAME;
+    pub const CHAIN_TABLE: u32 = s::NFTNL_CHAIN_TABLE;
+    pub const CHAIN_HOOKNUM: u32 = s::NFTNL_CHAIN_HOOKNUM;
+    pub const CHAIN_PRIO: u32 = s::NFTNL_CHAIN_PRIO;
+    pub const CHAIN_POLICY: u32 = s::NFTNL_CHAIN_POLICY;
+    pub const CHAIN_TYPE: u32 = s::NFTNL_CHAIN_TYPE;
+    pub const CHAIN_USERDATA: u32 = s::NFTNL_CHAIN_USERDATA;
+    pub const RULE_FAMILY: u32 = s::NFTNL_RULE_FAMILY;
+    pub const RULE_TABLE: u32 = s::NFTNL_RULE_TABLE;
+    pub const RULE_CHAIN: u32 = s::NFTNL_RULE_CHAIN;
+    pub const RULE_USERDATA: u32 = s::NFTNL_RULE_USERDATA;
+    pub const SET_TABLE: u32 = s::NFTNL_SET_TABLE;
+    pub const SET_NAME: u32 = s::NFTNL_SET_NAME;
+    pub const SET_FLAGS: u32 = s::NFTNL_SET_FLAGS;
+    pub const SET_KEY_TYPE: u32 = s::NFTNL_SET_KEY_TYPE;
+    pub const SET_KEY_LEN: u32 = s::NFTNL_SET_KEY_LEN;
+    pub const SET_DATA_TYPE: u32 = s::NFTNL_SET_DATA_TYPE;
+    pub const SET_DATA_LEN: u32 = s::NFTNL_SET_DATA_LEN;
+    pub const SET_FAMILY: u32 = s::NFTNL_SET_FAMILY;
+    pub const SET_ID: u32 = s::NFTNL_SET_ID;
+    pub const SET_DESC_SIZE: u32 = s::NFTNL_SET_DESC_SIZE;
+    pub const SET_USERDATA: u32 = s::NFTNL_SET_USERDATA;
+    pub const SET_DESC_CONCAT: u32 = s::NFTNL_SET_DESC_CONCAT;
+    pub const ELEM_FLAGS: u32 = s::NFTNL_SET_ELEM_FLAGS;
+    pub const ELEM_KEY: u32 = s::NFTNL_SET_ELEM_KEY;
+    pub const ELEM_VERDICT: u32 = s::NFTNL_SET_ELEM_VERDICT;
+    pub const ELEM_CHAIN: u32 = s::NFTNL_SET_ELEM_CHAIN;
+    pub const ELEM_USERDATA: u32 = s::NFTNL_SET_ELEM_USERDATA;
+    pub const ELEM_KEY_END: u32 = s::NFTNL_SET_ELEM_KEY_END;
+}
+use sys_attr as a;
+
+/// A set header (no elements) for NEWSET / DELSET / element messages.
+pub(crate) fn set_object(table: &str, name: &str, id: Option<u32>) -> sys::Set {
+    let mut s = sys::Set::new();
+    s.set_str(a::SET_TABLE, table).set_str(a::SET_NAME, name);
+    s.set_u32(a::SET_FAMILY, NFPROTO_INET as u32);
+    if let Some(id) = id {
+        s.set_u32(a::SET_ID, id);
+    }
+    s
+}
+
+fn set_header(table: &str, set: &Set, id: u32) -> sys::Set {
+    let mut s = set_object(table, &set.name, Some(id));
+    s.set_u32(a::SET_FLAGS, set_flags(&set.key, set.interval));
+    s.set_u32(a::SET_KEY_TYPE, set_key_type(&set.key));
+    s.set_u32(a::SET_KEY_LEN, set_key_len(&set.key));
+    let mut ud = Udata::default();
+    if set.key.len() > 1 {
+        let lens: Vec<u8> = set.key.iter().map(|&t| field_len(t) as u8).collect();
+        s.set_data(a::SET_DESC_CONCAT, &lens);
+        // nft records a `type a . b` key as a concat expression with no typeof data.
+        ud = ud.u32(UDATA_SET_KEYBYTEORDER, BYTEORDER_INVALID).nest(
+            UDATA_SET_KEY_TYPEOF,
+            Udata::default()
+                .u32(UDATA_TYPEOF_EXPR, EXPR_CONCAT)
+                .nest(UDATA_TYPEOF_DATA, Udata::default()),
+        );
+    } else {
+        ud = ud.u32(UDATA_SET_KEYBYTEORDER, byteorder(set.key[0]));
+    }
+    if let Some(c) = &set.comment {
+        ud = ud.strz(UDATA_SET_COMMENT, c);
+    }
+    s.set_data(a::SET_USERDATA, ud.bytes());
+    s
+}
+
+fn map_header(table: &str, map: &Map, id: u32) -> sys::Set {
+    let mut s = set_object(table, &map.name, Some(id));
+    s.set_u32(a::SET_FLAGS, SET_MAP);
+    s.set_u32(a::SET_KEY_TYPE, set_key_type(&map.key));
+    s.set_u32(a::SET_KEY_LEN, set_key_len(&map.key));
+    s.set_u32(a::SET_DATA_TYPE, DATA_VERDICT);
+    s.set_u32(a::SET_DATA_LEN, 0);
+    let mut ud = Udata::default();
+    if map.key.len() > 1 {
+        let lens: Vec<u8> = map.key.iter().map(|&t| field_len(t) as u8).collect();
+        s.set_data(a::SET_DESC_CONCAT, &lens);
+        ud = ud
+            .u32(UDATA_SET_KEYBYTEORDER, BYTEORDER_INVALID)
+            .u32(UDATA_SET_DATABYTEORDER, BYTEORDER_INVALID)
+            .nest(
+                UDATA_SET_KEY_TYPEOF,
+                Udata::default()
+                    .u32(UDATA_TYPEOF_EXPR, EXPR_CONCAT)
+                    .nest(UDATA_TYPEOF_DATA, Udata::default()),
+            );
+    } else {
+        ud = ud
+            .u32(UDATA_SET_KEYBYTEORDER, byteorder(map.key[0]))
+            .u32(UDATA_SET_DATABYTEORDER, BYTEORDER_INVALID);
+    }
+    ud = ud.u32(UDATA_SET_DATA_INTERVAL, 0);
+    if let Some(c) = &map.comment {
+        ud = ud.strz(UDATA_SET_COMMENT, c);
+    }
+    s.set_data(a::SET_USERDATA, ud.bytes());
+    s
+}
+
+/// The anonymous constant set nft builds for `icmpv6 type { nd-... }`.
+fn nd_anon_set(table: &str, id: u32) -> sys::Set {
+    let mut s = set_object(table, ANON_SET, Some(id));
+    s.set_u32(a::SET_FLAGS, SET_ANONYMOUS | SET_CONSTANT);
+    s.set_u32(a::SET_KEY_TYPE, TYPE_ICMP6_TYPE);
+    s.set_u32(a::SET_KEY_LEN, 1);
+    s.set_u32(a::SET_DESC_SIZE, ND_TYPES.len() as u32);
+    // typeof payload expression: protocol description icmpv6 (14), field `type` (1).
+    let ud = Udata::default().u32(UDATA_SET_KEYBYTEORDER, BYTEORDER_BIG).nest(
+        UDATA_SET_KEY_TYPEOF,
+        Udata::default().u32(UDATA_TYPEOF_EXPR, EXPR_PAYLOAD).nest(
+            UDATA_TYPEOF_DATA,
+            Udata::default().u32(0, 14).u32(1, 1),
+        ),
+    );
+    s.set_data(a::SET_USERDATA, ud.bytes());
+    for t in ND_TYPES {
+        let mut e = sys::Elem::new();
+        e.set_data(a::ELEM_KEY, &[t]);
+        s.add_elem(e);
+    }
+    s
+}
+
+// ---- expressions -------------------------------------------------------------------
+
+mod x {
+    use nftnl_sys as s;
+    pub const META_KEY: u32 = s::NFTNL_EXPR_META_KEY;
+    pub const META_DREG: u32 = s::NFTNL_EXPR_META_DREG;
+    pub const CMP_SREG: u32 = s::NFTNL_EXPR_CMP_SREG;
+    pub const CMP_OP: u32 = s::NFTNL_EXPR_CMP_OP;
+    pub const CMP_DATA: u32 = s::NFTNL_EXPR_CMP_DATA;
+    pub const PAYLOAD_DREG: u32 = s::NFTNL_EXPR_PAYLOAD_DREG;
+    pub const PAYLOAD_BASE: u32 = s::NFTNL_EXPR_PAYLOAD_BASE;
+    pub const PAYLOAD_OFFSET: u32 = s::NFTNL_EXPR_PAYLOAD_OFFSET;
+    pub const PAYLOAD_LEN: u32 = s::NFTNL_EXPR_PAYLOAD_LEN;
+    pub const LOOKUP_SREG: u32 = s::NFTNL_EXPR_LOOKUP_SREG;
+    pub const LOOKUP_DREG: u32 = s::NFTNL_EXPR_LOOKUP_DREG;
+    pub const LOOKUP_SET: u32 = s::NFTNL_EXPR_LOOKUP_SET;
+    pub const LOOKUP_SET_ID: u32 = s::NFTNL_EXPR_LOOKUP_SET_ID;
+    pub const IMM_DREG: u32 = s::NFTNL_EXPR_IMM_DREG;
+    pub const IMM_VERDICT: u32 = s::NFTNL_EXPR_IMM_VERDICT;
+    pub const IMM_CHAIN: u32 = s::NFTNL_EXPR_IMM_CHAIN;
+    pub const CT_KEY: u32 = s::NFTNL_EXPR_CT_KEY;
+    pub const CT_DREG: u32 = s::NFTNL_EXPR_CT_DREG;
+    pub const BITWISE_SREG: u32 = s::NFTNL_EXPR_BITWISE_SREG;
+    pub const BITWISE_DREG: u32 = s::NFTNL_EXPR_BITWISE_DREG;
+    pub const BITWISE_LEN: u32 = s::NFTNL_EXPR_BITWISE_LEN;
+    pub const BITWISE_MASK: u32 = s::NFTNL_EXPR_BITWISE_MASK;
+    pub const BITWISE_XOR: u32 = s::NFTNL_EXPR_BITWISE_XOR;
+    pub const FIB_DREG: u32 = s::NFTNL_EXPR_FIB_DREG;
+    pub const FIB_RESULT: u32 = s::NFTNL_EXPR_FIB_RESULT;
+    pub const FIB_FLAGS: u32 = s::NFTNL_EXPR_FIB_FLAGS;
+    pub const BYTEORDER_DREG: u32 = s::NFTNL_EXPR_BYTEORDER_DREG;
+    pub const BYTEORDER_SREG: u32 = s::NFTNL_EXPR_BYTEORDER_SREG;
+    pub const BYTEORDER_OP: u32 = s::NFTNL_EXPR_BYTEORDER_OP;
+    pub const BYTEORDER_LEN: u32 = s::NFTNL_EXPR_BYTEORDER_LEN;
+    pub const BYTEORDER_SIZE: u32 = s::NFTNL_EXPR_BYTEORDER_SIZE;
+}
+
+const META_NFPROTO: u32 = 15;
+const META_L4PROTO: u32 = 16;
+const PAYLOAD_NETWORK: u32 = 1;
+const PAYLOAD_TRANSPORT: u32 = 2;
+const CMP_EQ: u32 = 0;
+const CMP_NEQ: u32 = 1;
+const CT_STATE: u32 = 0;
+const CT_STATE_ESTABLISHED_RELATED: u32 = 0x2 | 0x4;
+const FIB_RESULT_ADDRTYPE: u32 = 3;
+const FIB_F_SADDR: u32 = 1;
+const RTN_LOCAL: u32 = 2;
+const BYTEORDER_HTON: u32 = 1;
+const IPPROTO_ICMPV6: u8 = 58;
+
+fn meta(key: u32, dreg: u32) -> Expr {
+    Expr::new("meta").u32(x::META_KEY, key).u32(x::META_DREG, dreg)
+}
+fn cmp(op: u32, sreg: u32, data: &[u8]) -> Expr {
+    Expr::new("cmp").u32(x::CMP_SREG, sreg).u32(x::CMP_OP, op).data(x::CMP_DATA, data)
+}
+fn payload(base: u32, offset: u32, len: u32, dreg: u32) -> Expr {
+    Expr::new("payload")
+        .u32(x::PAYLOAD_DREG, dreg)
+        .u32(x::PAYLOAD_BASE, base)
+        .u32(x::PAYLOAD_OFFSET, offset)
+        .u32(x::PAYLOAD_LEN, len)
+}
+fn immediate(v: &Verdict) -> Expr {
+    let (code, chain) = verdict_code(v);
+    let e = Expr::new("immediate").u32(x::IMM_DREG, REG_VERDICT).u32(x::IMM_VERDICT, code);
+    match chain {
+        Some(c) => e.str(x::IMM_CHAIN, c),
+        None => e,
+    }
+}
+fn lookup(set: &str, set_id: Option<u32>, dreg: Option<u32>) -> Expr {
+    let mut e = Expr::new("lookup").u32(x::LOOKUP_SREG, REG_1).str(x::LOOKUP_SET, set);
+    if let Some(id) = set_id {
+        e = e.u32(x::LOOKUP_SET_ID, id);
+    }
+    if let Some(d) = dreg {
+        e = e.u32(x::LOOKUP_DREG, d);
+    }
+    e
+}
+
+/// `meta nfproto ipv4|ipv6`: the dependency nft inserts before an `ip`/`ip6` match in an
+/// inet table.
+fn nfproto(out: &mut Vec<Expr>, f: IpFamily) {
+    out.push(meta(META_NFPROTO, REG_1));
+    let p = match f {
+        IpFamily::V4 => NFPROTO_IPV4,
+        IpFamily::V6 => NFPROTO_IPV6,
+    };
+    out.push(cmp(CMP_EQ, REG_1, &[p]));
+}
+
+/// Load the address into register 1: (offset, length) in the network header.
+fn addr_payload(f: IpFamily, addr: Addr) -> (u32, u32) {
+    match (f, addr) {
+        (IpFamily::V4, Addr::Saddr) => (12, 4),
+        (IpFamily::V4, Addr::Daddr) => (16, 4),
+        (IpFamily::V6, Addr::Saddr) => (8, 16),
+        (IpFamily::V6, Addr::Daddr) => (24, 16),
+    }
+}
+
+/// Resolves set names to the ids of sets created earlier in the same batch (nft sends both;
+/// the kernel finds a set added in this transaction by either).
+pub(crate) type SetIds<'a> = &'a dyn Fn(&str) -> Option<u32>;
+
+/// The expressions of one rule, in nft's order.
+pub(crate) fn rule_exprs(kind: &RuleKind, ids: SetIds, anon_id: Option<u32>) -> Vec<Expr> {
+    let mut v = Vec::new();
+    match kind {
+        RuleKind::CtEstablishedAccept => {
+            v.push(Expr::new("ct").u32(x::CT_DREG, REG_1).u32(x::CT_KEY, CT_STATE));
+            v.push(
+                Expr::new("bitwise")
+                    .u32(x::BITWISE_SREG, REG_1)
+                    .u32(x::BITWISE_DREG, REG_1)
+                    .u32(x::BITWISE_LEN, 4)
+                    .data(x::BITWISE_MASK, &CT_STATE_ESTABLISHED_RELATED.to_ne_bytes())
+                    .data(x::BITWISE_XOR, &0u32.to_ne_bytes()),
+            );
+            v.push(cmp(CMP_NEQ, REG_1, &0u32.to_ne_bytes()));
+            v.push(immediate(&Verdict::Accept));
+        }
+        RuleKind::Icmpv6NdAccept => {
+            nfproto(&mut v, IpFamily::V6);
+            v.push(meta(META_L4PROTO, REG_1));
+            v.push(cmp(CMP_EQ, REG_1, &[IPPROTO_ICMPV6]));
+            v.push(payload(PAYLOAD_TRANSPORT, 0, 1, REG_1));
+            v.push(lookup(ANON_SET, anon_id, None));
+            v.push(immediate(&Verdict::Accept));
+        }
+        RuleKind::FibSaddrLocalAccept => {
+            v.push(
+                Expr::new("fib")
+                    .u32(x::FIB_DREG, REG_1)
+                    .u32(x::FIB_RESULT, FIB_RESULT_ADDRTYPE)
+                    .u32(x::FIB_FLAGS, FIB_F_SADDR),
+            );
+            v.push(cmp(CMP_EQ, REG_1, &RTN_LOCAL.to_ne_bytes()));
+            v.push(immediate(&Verdict::Accept));
+        }
+        RuleKind::Jump(c) => v.push(immediate(&Verdict::Jump(c.clone()))),
+        RuleKind::DispatchVmap { family, addr, map } => {
+            nfproto(&mut v, *family);
+            let (off, len) = addr_payload(*family, *addr);
+            v.push(payload(PAYLOAD_NETWORK, off, len, REG_1));
+            v.push(lookup(map, ids(map), Some(REG_VERDICT)));
+        }
+        RuleKind::Lookup { family, addr, ports, set, verdict } => {
+            nfproto(&mut v, *family);
+            let (off, len) = addr_payload(*family, *addr);
+            v.push(payload(PAYLOAD_NETWORK, off, len, REG_1));
+            if *ports {
+                // The concatenation continues in the 32-bit register after the address.
+                let proto_reg = REG32_00 + len / 4;
+                v.push(meta(META_L4PROTO, proto_reg));
+                v.push(
+                    Expr::new("byteorder")
+                        .u32(x::BYTEORDER_SREG, proto_reg)
+                        .u32(x::BYTEORDER_DREG, proto_reg)
+                        .u32(x::BYTEORDER_OP, BYTEORDER_HTON)
+                        .u32(x::BYTEORDER_LEN, 1)
+                        .u32(x::BYTEORDER_SIZE, 2),
+                );
+                v.push(payload(PAYLOAD_TRANSPORT, 2, 2, proto_reg + 1));
+            }
+            v.push(lookup(set, ids(set), None));
+            v.push(immediate(verdict));
+        }
+        RuleKind::Verdict(verdict) => v.push(immediate(verdict)),
+    }
+    v
+}
+
+/// Names of the expressions [`rule_exprs`] emits, for comparing with a read-back rule.
+pub(crate) fn rule_expr_names(kind: &RuleKind) -> Vec<&'static str> {
+    match kind {
+        RuleKind::CtEstablishedAccept => vec!["ct", "bitwise", "cmp", "immediate"],
+        RuleKind::Icmpv6NdAccept => {
+            vec!["meta", "cmp", "meta", "cmp", "payload", "lookup", "immediate"]
+        }
+        RuleKind::FibSaddrLocalAccept => vec!["fib", "cmp", "immediate"],
+        RuleKind::Jump(_) | RuleKind::Verdict(_) => vec!["immediate"],
+        RuleKind::DispatchVmap { .. } => vec!["meta", "cmp", "payload", "lookup"],
+        RuleKind::Lookup { ports: false, .. } => {
+            vec!["meta", "cmp", "payload", "lookup", "immediate"]
+        }
+        RuleKind::Lookup { ports: true, .. } => vec![
+            "meta", "cmp", "payload", "meta", "byteorder", "payload", "lookup", "immediate",
+        ],
+    }
+}
+
+// ---- the batch ----------------------------------------------------------------------
+
+/// One encoded batch: the bytes for one `sendmsg` and, for every message that asks for an
+/// ack, what it was (for error reports).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub bytes: Vec<u8>,
+    /// Sequence number -> description, in sequence order.
+    pub acked: Vec<(u32, String)>,
+    /// Sequence number of the batch-begin message.
+    pub begin_seq: u32,
+    pub messages: usize,
+}
+
+pub(crate) struct Builder {
+    pub table: String,
+    seq: u32,
+    bytes: Vec<u8>,
+    acked: Vec<(u32, String)>,
+    begin_seq: u32,
+    messages: usize,
+    next_set_id: u32,
+}
+
+impl Builder {
+    pub fn new(table: &str, first_seq: u32) -> Self {
+        let mut b = Builder {
+            table: table.to_string(),
+            seq: first_seq,
+            bytes: Vec::new(),
+            acked: Vec::new(),
+            begin_seq: first_seq,
+            messages: 0,
+            next_set_id: 1,
+        };
+        let m = sys::batch_marker(true, b.seq);
+        b.raw(m);
+        b
+    }
+
+    fn raw(&mut self, m: Vec<u8>) {
+        self.bytes.extend_from_slice(&m);
+        self.seq = self.seq.wrapping_add(1);
+        self.messages += 1;
+    }
+
+    fn push(&mut self, what: String, build: impl FnOnce(u32) -> Vec<u8>) {
+        let seq = self.seq;
+        let m = build(seq);
+        self.acked.push((seq, what));
+        self.raw(m);
+    }
+
+    pub fn set_id(&mut self) -> u32 {
+        let id = self.next_set_id;
+        self.next_set_id += 1;
+        id
+    }
+
+    pub fn finish(mut self) -> Batch {
+        let m = sys::batch_marker(false, self.seq);
+        self.raw(m);
+        Batch {
+            bytes: self.bytes,
+            acked: self.acked,
+            begin_seq: self.begin_seq,
+            messages: self.messages,
+        }
+    }
+
+    fn table_obj(&self, comment: Option<&str>) -> sys::Table {
+        let mut t = sys::Table::new();
+        t.set_str(a::TABLE_NAME, &self.table).set_u32(a::TABLE_FLAGS, 0);
+        if let Some(c) = comment {
+            t.set_data(a::TABLE_USERDATA, comment_udata(c).bytes());
+        }
+        t
+    }
+
+    /// `table inet NAME` (create if missing), `delete table`, `table inet NAME { ... }`.
+    pub fn replace_table(&mut self, comment: Option<&str>) {
+        let t = self.table_obj(None);
+        let name = self.table.clone();
+        self.push(format!("table inet {name} (ensure)"), |s| {
+            t.msg(MSG_NEWTABLE, NFPROTO_INET, NLM_F_CREATE | NLM_F_ACK, s)
+        });
+        let mut d = sys::Table::new();
+        d.set_str(a::TABLE_NAME, &self.table);
+        self.push(format!("delete table inet {name}"), |s| {
+            d.msg(MSG_DELTABLE, NFPROTO_INET, NLM_F_ACK, s)
+        });
+        let t = self.table_obj(comment);
+        self.push(format!("table inet {name}"), |s| {
+            t.msg(MSG_NEWTABLE, NFPROTO_INET, NLM_F_CREATE | NLM_F_ACK, s)
+        });
+    }
+
+    pub fn add_chain(&mut self, c: &Chain) {
+        let mut ch = sys::Chain::new();
+        ch.set_str(a::CHAIN_TABLE, &self.table).set_str(a::CHAIN_NAME, &c.name);
+        if let Some(b) = &c.base {
+            let hook = match b.hook {
+                Hook::Forward => 2,
+                Hook::Output => 3,
+            };
+            ch.set_u32(a::CHAIN_HOOKNUM, hook).set_s32(a::CHAIN_PRIO, b.priority);
+            ch.set_str(a::CHAIN_TYPE, "filter");
+            ch.set_u32(a::CHAIN_POLICY, verdict_code(&b.policy).0);
+        }
+        if let Some(cm) = &c.comment {
+            ch.set_data(a::CHAIN_USERDATA, comment_udata(cm).bytes());
+        }
+        self.push(format!("chain {}", c.name), |s| {
+            ch.msg(MSG_NEWCHAIN, NFPROTO_INET, NLM_F_CREATE | NLM_F_ACK, s)
+        });
+    }
+
+    pub fn del_chain(&mut self, name: &str) {
+        let mut ch = sys::Chain::new();
+        ch.set_str(a::CHAIN_TABLE, &self.table).set_str(a::CHAIN_NAME, name);
+        self.push(format!("delete chain {name}"), |s| {
+            ch.msg(MSG_DELCHAIN, NFPROTO_INET, NLM_F_ACK, s)
+        });
+    }
+
+    /// Delete every rule of a chain (DELRULE with a chain and no handle).
+    pub fn flush_chain(&mut self, name: &str) {
+        let mut r = sys::Rule::new();
+        r.set_u32(a::RULE_FAMILY, NFPROTO_INET as u32);
+        r.set_str(a::RULE_TABLE, &self.table).set_str(a::RULE_CHAIN, name);
+        self.push(format!("flush chain {name}"), |s| {
+            r.msg(MSG_DELRULE, NFPROTO_INET, NLM_F_ACK, s)
+        });
+    }
+
+    /// Append the chain's rules. Rules that need an anonymous set get it just before.
+    pub fn add_rules(&mut self, c: &Chain, ids: SetIds) {
+        for (i, rule) in c.rules.iter().enumerate() {
+            let anon_id = if matches!(rule.kind, RuleKind::Icmpv6NdAccept) {
+                let id = self.set_id();
+                let s = nd_anon_set(&self.table, id);
+                self.push(format!("anonymous set for rule {} of chain {}", i + 1, c.name), |q| {
+                    s.msg(MSG_NEWSET, NFPROTO_INET, NLM_F_CREATE | NLM_F_ACK, q)
+                });
+                let what = format!("elements of anonymous set for rule {} of chain {}", i + 1, c.name);
+                self.push_elems(&s, MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_ACK, &what);
+                Some(id)
+            } else {
+                None
+            };
+            let mut r = sys::Rule::new();
+            r.set_u32(a::RULE_FAMILY, NFPROTO_INET as u32);
+            r.set_str(a::RULE_TABLE, &self.table).set_str(a::RULE_CHAIN, &c.name);
+            for e in rule_exprs(&rule.kind, ids, anon_id) {
+                r.add_expr(e);
+            }
+            if let Some(cm) = &rule.comment {
+                r.set_data(a::RULE_USERDATA, comment_udata(cm).bytes());
+            }
+            let text = format!("{:?}", rule.kind);
+            self.push(format!("rule {} of chain {}: {text}", i + 1, c.name), |s| {
+                r.msg(MSG_NEWRULE, NFPROTO_INET, NLM_F_CREATE | NLM_F_APPEND | NLM_F_ACK, s)
+            });
+        }
+    }
+
+    fn push_elems(&mut self, s: &sys::Set, ty: u16, flags: u16, what: &str) {
+        let mut seq = self.seq;
+        let first = seq;
+        let msgs = s.elem_msgs(ty, NFPROTO_INET, flags, || {
+            let q = seq;
+            seq = seq.wrapping_add(1);
+            q
+        });
+        let n = msgs.len();
+        for (i, m) in msgs.into_iter().enumerate() {
+            debug_assert_eq!(self.seq, first.wrapping_add(i as u32));
+            let what = if n > 1 { format!("{what} (message {} of {n})", i + 1) } else { what.to_string() };
+            self.push(what, |_| m);
+        }
+    }
+
+    /// NEWSET with all its elements; returns the set id used in the batch.
+    pub fn add_set(&mut self, set: &Set) -> u32 {
+        let id = self.set_id();
+        let mut s = set_header(&self.table, set, id);
+        self.push(format!("set {}", set.name), |q| {
+            s.msg(MSG_NEWSET, NFPROTO_INET, NLM_F_CREATE | NLM_F_ACK, q)
+        });
+        if !set.elements.is_empty() {
+            for e in set_elems(&set.key, set.interval, &set.elements, true) {
+                s.add_elem(e);
+            }
+            let what = format!("elements of set {}", set.name);
+            self.push_elems(&s, MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_ACK, &what);
+        }
+        id
+    }
+
+    pub fn add_map(&mut self, map: &Map) -> u32 {
+        let id = self.set_id();
+        let mut s = map_header(&self.table, map, id);
+        self.push(format!("map {}", map.name), |q| {
+            s.msg(MSG_NEWSET, NFPROTO_INET, NLM_F_CREATE | NLM_F_ACK, q)
+        });
+        if !map.elements.is_empty() {
+            for e in map_elems(&map.elements) {
+                s.add_elem(e);
+            }
+            let what = format!("elements of map {}", map.name);
+            self.push_elems(&s, MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_ACK, &what);
+        }
+        id
+    }
+
+    pub fn del_set(&mut self, name: &str, kind: &str) {
+        let s = set_object(&self.table, name, None);
+        self.push(format!("delete {kind} {name}"), |q| {
+            s.msg(MSG_DELSET, NFPROTO_INET, NLM_F_ACK, q)
+        });
+    }
+
+    /// Add (`add`) or delete elements of an existing set or map.
+    pub fn set_elements(&mut self, name: &str, kind: &str, add: bool, elems: Vec<sys::Elem>) {
+        if elems.is_empty() {
+            return;
+        }
+        let mut s = set_object(&self.table, name, None);
+        for e in elems {
+            s.add_elem(e);
+        }
+        let (ty, flags, verb) = if add {
+            (MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_ACK, "add")
+        } else {
+            (MSG_DELSETELEM, NLM_F_ACK, "delete")
+        };
+        let what = format!("{verb} elements of {kind} {name}");
+        self.push_elems(&s, ty, flags, &what);
+    }
+}
+
+/// The full-sync batch: replace the table whole. Objects go in the order nft uses: table,
+/// chains (empty, so map elements and jumps can name them), sets and maps with their
+/// elements, then rules.
+pub fn full_batch(rs: &Ruleset, first_seq: u32) -> Batch {
+    let mut b = Builder::new(&rs.name, first_seq);
+    b.replace_table(rs.comment.as_deref());
+    for c in &rs.chains {
+        b.add_chain(c);
+    }
+    let mut ids: Vec<(String, u32)> = Vec::new();
+    for s in &rs.sets {
+        let id = b.add_set(s);
+        ids.push((s.name.clone(), id));
+    }
+    for m in &rs.maps {
+        let id = b.add_map(m);
+        ids.push((m.name.clone(), id));
+    }
+    ids.sort();
+    let lookup = |n: &str| {
+        ids.binary_search_by(|(k, _)| k.as_str().cmp(n)).ok().map(|i| ids[i].1)
+    };
+    for c in &rs.chains {
+        b.add_rules(c, &lookup);
+    }
+    b.finish()
+}
