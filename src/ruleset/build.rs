@@ -127,12 +127,17 @@ fn pod_objects(
     ] {
         let set = names::pod_set(dir, &pod.namespace, &pod.name, kind);
         let (what, by) = if ports { ("on listed ports", &a.ports_by) } else { ("on any port", &a.any_by) };
-        let by = if by.is_empty() { "no policy".to_string() } else { by.iter().cloned().collect::<Vec<_>>().join(", ") };
+        let comment = if by.is_empty() {
+            format!("pod {id} {dir}: no {peer_word} allowed {what}")
+        } else {
+            let by = by.iter().cloned().collect::<Vec<_>>().join(", ");
+            format!("pod {id} {dir}: {peer_word} allowed {what} by {by}")
+        };
         sets.push(Set {
             name: set.clone(),
             key,
             interval: true,
-            comment: Some(names::comment(&format!("pod {id} {dir}: {peer_word} allowed {what} by {by}"))),
+            comment: Some(names::comment(&comment)),
             elements,
         });
         rules.push(Rule::new(RuleKind::Lookup { family, addr, ports, set, verdict: verdict.clone() }));
