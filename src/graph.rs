@@ -23,7 +23,7 @@ use std::net::IpAddr;
 use crate::addr::AddrSet;
 use crate::index::{Index, PodInfo};
 use crate::policy::{Direction, Peer as PeerSpec, PortMatch, Protocol};
-use crate::selector::{Labels, Selector};
+use crate::selector::Labels;
 
 pub type PeerId = usize;
 
@@ -161,130 +161,286 @@ pub struct PolicyGraph {
     /// Every pod that policy applies to (has an address, not finished, not hostNetwork)
     /// within the scope the graph was built for.
     pub pods: BTreeMap<(String, String), PodNode>,
+    peer_ids: HashMap<AddrSet, PeerId>,
 }
 
-/// Interns peers by address set, so equal sets are one node.
-#[derive(Default)]
-struct Peers {
-    list: Vec<Peer>,
-    by_addrs: HashMap<AddrSet, PeerId>,
-}
+/// A policy's peer as resolved against the cluster, cached for one build or refresh.
+type PeerKey = (PeerSpec, String);
 
-impl Peers {
-    fn intern(&mut self, addrs: AddrSet, description: impl FnOnce() -> String) -> PeerId {
-        if let Some(&id) = self.by_addrs.get(&addrs) {
-            return id;
-        }
-        let id = self.list.len();
-        self.list.push(Peer {
-            addrs: addrs.clone(),
-            description: description(),
-        });
-        self.by_addrs.insert(addrs, id);
-        id
-    }
-}
-
-/// A peer as resolved against the cluster: its node and the pods in it (for named ports).
-#[derive(Clone)]
-struct Resolved {
-    peer: PeerRef,
-    /// Indices into the pod list of the builder.
-    members: Vec<usize>,
-}
-
-struct Builder<'a> {
+/// What one build or refresh computes at most once: namespace labels and resolved peers.
+struct Ctx<'a> {
+    index: &'a Index,
     namespaces: BTreeMap<String, Labels>,
-    pods: Vec<&'a PodInfo>,
-    by_ns: BTreeMap<&'a str, Vec<usize>>,
-    peers: Peers,
-    pod_peer_cache: HashMap<(Option<Selector>, String, Selector), Resolved>,
+    resolved: HashMap<PeerKey, PeerId>,
+    /// Egress named ports: (peer or None for every pod, protocol, name) -> [(peer, port)].
+    named: HashMap<(Option<PeerKey>, Protocol, String), Vec<(PeerId, u16)>>,
 }
 
-impl<'a> Builder<'a> {
-    fn pods_in(&self, ns: &str, sel: &Selector) -> Vec<usize> {
-        self.by_ns
-            .get(ns)
-            .into_iter()
-            .flatten()
-            .copied()
-            .filter(|&i| sel.matches(&self.pods[i].labels))
-            .collect()
+impl<'a> Ctx<'a> {
+    fn new(index: &'a Index) -> Self {
+        Ctx {
+            index,
+            namespaces: index.namespaces(),
+            resolved: HashMap::new(),
+            named: HashMap::new(),
+        }
     }
 
-    fn resolve(&mut self, spec: &PeerSpec, policy_ns: &str) -> Resolved {
+    /// The policy pods a peer holds.
+    fn members(&self, spec: Option<&PeerSpec>, policy_ns: &str) -> Vec<&'a PodInfo> {
         match spec {
-            PeerSpec::Pods { namespaces, pods } => {
-                // The policy's namespace matters only when there is no namespaceSelector.
-                let scope_ns = if namespaces.is_some() { String::new() } else { policy_ns.to_string() };
-                let key = (namespaces.clone(), scope_ns, pods.clone());
-                if let Some(r) = self.pod_peer_cache.get(&key) {
-                    return r.clone();
-                }
-                let ns_names: Vec<String> = match namespaces {
-                    None => vec![policy_ns.to_string()],
+            None => self.index.pods().filter(|p| p.is_policy_pod()).collect(),
+            Some(PeerSpec::Pods { namespaces, pods }) => {
+                let ns_names: Vec<&str> = match namespaces {
+                    None => vec![policy_ns],
                     Some(sel) => self
                         .namespaces
                         .iter()
                         .filter(|(_, labels)| sel.matches(labels))
-                        .map(|(n, _)| n.clone())
+                        .map(|(n, _)| n.as_str())
                         .collect(),
                 };
-                let mut members: Vec<usize> =
-                    ns_names.iter().flat_map(|ns| self.pods_in(ns, pods)).collect();
-                members.sort_unstable();
-                let addrs = AddrSet::from_ips(members.iter().flat_map(|&i| self.pods[i].ips.iter().copied()));
-                let id = self.peers.intern(addrs, || describe_peer(spec, policy_ns));
-                let r = Resolved {
-                    peer: PeerRef::Peer(id),
-                    members,
-                };
-                self.pod_peer_cache.insert(key, r.clone());
-                r
+                let index = self.index;
+                ns_names
+                    .into_iter()
+                    .flat_map(|ns| index.pods_in_namespace(ns))
+                    .filter(|p| p.is_policy_pod() && pods.matches(&p.labels))
+                    .collect()
             }
-            PeerSpec::Block { cidr, except } => {
+            Some(PeerSpec::Block { cidr, except }) => {
                 let addrs = AddrSet::from_block(cidr, except);
-                let members = (0..self.pods.len())
-                    .filter(|&i| self.pods[i].ips.iter().any(|ip| addrs.contains(*ip)))
-                    .collect();
-                let id = self.peers.intern(addrs, || describe_peer(spec, policy_ns));
-                Resolved {
-                    peer: PeerRef::Peer(id),
-                    members,
-                }
+                self.index
+                    .pods()
+                    .filter(|p| p.is_policy_pod() && p.ips.iter().any(|ip| addrs.contains(*ip)))
+                    .collect()
             }
         }
     }
-
-    fn all_pods(&self) -> Resolved {
-        Resolved {
-            peer: PeerRef::Any,
-            members: (0..self.pods.len()).collect(),
-        }
-    }
-}
-
-/// A peer of a policy as a person would say it: `pods {app=db} in namespaces {team=a}`.
-pub fn describe_peer(spec: &PeerSpec, policy_ns: &str) -> String {
-    match spec {
-        PeerSpec::Pods { namespaces: None, pods } => format!("pods {{{pods}}} in namespace {policy_ns}"),
-        PeerSpec::Pods { namespaces: Some(ns), pods } => format!("pods {{{pods}}} in namespaces {{{ns}}}"),
-        PeerSpec::Block { cidr, except } if except.is_empty() => format!("ipBlock {cidr}"),
-        PeerSpec::Block { cidr, except } => {
-            let ex: Vec<String> = except.iter().map(|e| e.to_string()).collect();
-            format!("ipBlock {cidr} except {}", ex.join(", "))
-        }
-    }
-}
-
-fn lookup_name(pod: &PodInfo, protocol: Protocol, name: &str) -> Option<u16> {
-    pod.ports
-        .iter()
-        .find(|p| p.name == name && p.protocol == protocol)
-        .map(|p| p.port)
 }
 
 impl PolicyGraph {
+    fn intern(&mut self, addrs: AddrSet, description: impl FnOnce() -> String) -> PeerId {
+        if let Some(&id) = self.peer_ids.get(&addrs) {
+            return id;
+        }
+        let id = self.peers.len();
+        self.peers.push(Peer {
+            addrs: addrs.clone(),
+            description: description(),
+        });
+        self.peer_ids.insert(addrs, id);
+        id
+    }
+
+    fn resolve(&mut self, ctx: &mut Ctx, spec: &PeerSpec, policy_ns: &str) -> PeerId {
+        // The policy's namespace matters only for a podSelector without namespaceSelector.
+        let scope = match spec {
+            PeerSpec::Pods {
+                namespaces: None, ..
+            } => policy_ns.to_string(),
+            _ => String::new(),
+        };
+        let key = (spec.clone(), scope);
+        if let Some(&id) = ctx.resolved.get(&key) {
+            return id;
+        }
+        let addrs = match spec {
+            PeerSpec::Block { cidr, except } => AddrSet::from_block(cidr, except),
+            PeerSpec::Pods { .. } => AddrSet::from_ips(
+                ctx.members(Some(spec), policy_ns)
+                    .iter()
+                    .flat_map(|p| p.ips.iter().copied()),
+            ),
+        };
+        let id = self.intern(addrs, || describe_peer(spec, policy_ns));
+        ctx.resolved.insert(key, id);
+        id
+    }
+
+    /// Egress to a named port: the peer's pods grouped by what the name means on each.
+    fn split_named(
+        &mut self,
+        ctx: &mut Ctx,
+        spec: Option<&PeerSpec>,
+        policy_ns: &str,
+        protocol: Protocol,
+        name: &str,
+    ) -> Vec<(PeerId, u16)> {
+        let peer_key = spec.map(|s| {
+            let scope = match s {
+                PeerSpec::Pods {
+                    namespaces: None, ..
+                } => policy_ns.to_string(),
+                _ => String::new(),
+            };
+            (s.clone(), scope)
+        });
+        let key = (peer_key, protocol, name.to_string());
+        if let Some(v) = ctx.named.get(&key) {
+            return v.clone();
+        }
+        let mut by_port: BTreeMap<u16, Vec<IpAddr>> = BTreeMap::new();
+        for m in ctx.members(spec, policy_ns) {
+            if let Some(n) = lookup_name(m, protocol, name) {
+                by_port.entry(n).or_default().extend(m.ips.iter().copied());
+            }
+        }
+        let base = spec
+            .map(|s| describe_peer(s, policy_ns))
+            .unwrap_or_else(|| "every pod".into());
+        let out: Vec<(PeerId, u16)> = by_port
+            .into_iter()
+            .map(|(port, ips)| {
+                let id = self.intern(AddrSet::from_ips(ips), || {
+                    format!("{base}, those with {protocol} port {name:?} = {port}")
+                });
+                (id, port)
+            })
+            .collect();
+        ctx.named.insert(key, out.clone());
+        out
+    }
+
+    /// Everything the policies of its namespace say about one pod.
+    fn compute_pod(&mut self, ctx: &mut Ctx, pod: &PodInfo) -> PodNode {
+        let mut node = PodNode {
+            namespace: pod.namespace.clone(),
+            name: pod.name.clone(),
+            node: pod.node.clone(),
+            ips: pod.ips.clone(),
+            host_ips: pod.host_ips.clone(),
+            ingress: None,
+            egress: None,
+        };
+        let index = ctx.index;
+        for entry in index.policies_in_namespace(&pod.namespace) {
+            let policy = &entry.policy;
+            if !policy.pod_selector.matches(&pod.labels) {
+                continue;
+            }
+            for dir in [Direction::Ingress, Direction::Egress] {
+                let Some(rules) = policy.rules(dir) else {
+                    continue;
+                };
+                let mut allows = Vec::new();
+                for (ri, rule) in rules.iter().enumerate() {
+                    let origin = |peer: Option<usize>, port_name: Option<String>| Origin {
+                        policy: policy.id(),
+                        direction: dir,
+                        rule: ri,
+                        peer,
+                        port_name,
+                    };
+                    let specs: Vec<(Option<usize>, Option<&PeerSpec>)> = match &rule.peers {
+                        None => vec![(None, None)],
+                        Some(list) => list
+                            .iter()
+                            .enumerate()
+                            .map(|(i, p)| (Some(i), Some(p)))
+                            .collect(),
+                    };
+                    let peers: Vec<(Option<usize>, Option<&PeerSpec>, PeerRef)> = specs
+                        .into_iter()
+                        .map(|(i, spec)| {
+                            let r = match spec {
+                                None => PeerRef::Any,
+                                Some(s) => PeerRef::Peer(self.resolve(ctx, s, &policy.namespace)),
+                            };
+                            (i, spec, r)
+                        })
+                        .collect();
+                    let Some(ports) = &rule.ports else {
+                        for (pi, _, r) in &peers {
+                            allows.push(Allow {
+                                peer: *r,
+                                ports: Ports::Any,
+                                origin: origin(*pi, None),
+                            });
+                        }
+                        continue;
+                    };
+                    let mut numbered = Vec::new();
+                    let mut named = Vec::new();
+                    for p in ports {
+                        match &p.port {
+                            PortMatch::Any => numbered.push(PortRange {
+                                protocol: p.protocol,
+                                start: 0,
+                                end: u16::MAX,
+                            }),
+                            PortMatch::Range(a, b) => numbered.push(PortRange {
+                                protocol: p.protocol,
+                                start: *a,
+                                end: *b,
+                            }),
+                            PortMatch::Name(n) => named.push((p.protocol, n.clone())),
+                        }
+                    }
+                    numbered.sort();
+                    numbered.dedup();
+                    if !numbered.is_empty() {
+                        for (pi, _, r) in &peers {
+                            allows.push(Allow {
+                                peer: *r,
+                                ports: Ports::Some(numbered.clone()),
+                                origin: origin(*pi, None),
+                            });
+                        }
+                    }
+                    for (protocol, name) in named {
+                        for (pi, spec, r) in &peers {
+                            match dir {
+                                // The destination is the selected pod itself.
+                                Direction::Ingress => {
+                                    let ports = lookup_name(pod, protocol, &name)
+                                        .map(|n| {
+                                            vec![PortRange {
+                                                protocol,
+                                                start: n,
+                                                end: n,
+                                            }]
+                                        })
+                                        .unwrap_or_default();
+                                    allows.push(Allow {
+                                        peer: *r,
+                                        ports: Ports::Some(ports),
+                                        origin: origin(*pi, Some(name.clone())),
+                                    });
+                                }
+                                Direction::Egress => {
+                                    for (id, port) in self.split_named(
+                                        ctx,
+                                        *spec,
+                                        &policy.namespace,
+                                        protocol,
+                                        &name,
+                                    ) {
+                                        allows.push(Allow {
+                                            peer: PeerRef::Peer(id),
+                                            ports: Ports::Some(vec![PortRange {
+                                                protocol,
+                                                start: port,
+                                                end: port,
+                                            }]),
+                                            origin: origin(*pi, Some(name.clone())),
+                                        });
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                let iso = match dir {
+                    Direction::Ingress => node.ingress.get_or_insert_with(Isolation::default),
+                    Direction::Egress => node.egress.get_or_insert_with(Isolation::default),
+                };
+                iso.isolated_by.push(policy.id());
+                iso.allows.extend(allows);
+            }
+        }
+        node
+    }
+
     /// The graph for the whole cluster.
     pub fn build(index: &Index) -> PolicyGraph {
         Self::build_for(index, None)
@@ -293,155 +449,44 @@ impl PolicyGraph {
     /// The graph for the pods on `node` (every pod when `None`); peers always span the
     /// whole cluster.
     pub fn build_for(index: &Index, node: Option<&str>) -> PolicyGraph {
-        let pods: Vec<&PodInfo> = index.pods().filter(|p| p.is_policy_pod()).collect();
-        let mut by_ns: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-        for (i, p) in pods.iter().enumerate() {
-            by_ns.entry(p.namespace.as_str()).or_default().push(i);
-        }
-        let mut b = Builder {
-            namespaces: index.namespaces(),
-            pods,
-            by_ns,
-            peers: Peers::default(),
-            pod_peer_cache: HashMap::new(),
-        };
-        let in_scope = |p: &PodInfo| node.is_none() || p.node.as_deref() == node;
-        let mut out: BTreeMap<(String, String), PodNode> = b
-            .pods
-            .iter()
-            .filter(|p| in_scope(p))
-            .map(|p| {
-                (
-                    p.key(),
-                    PodNode {
-                        namespace: p.namespace.clone(),
-                        name: p.name.clone(),
-                        node: p.node.clone(),
-                        ips: p.ips.clone(),
-                        host_ips: p.host_ips.clone(),
-                        ingress: None,
-                        egress: None,
-                    },
-                )
-            })
+        let mut graph = PolicyGraph::default();
+        let keys: Vec<(String, String)> = index
+            .pods()
+            .filter(|p| p.is_policy_pod() && (node.is_none() || p.node.as_deref() == node))
+            .map(|p| p.key())
             .collect();
+        graph.refresh(index, node, keys);
+        graph
+    }
 
-        for entry in index.policies() {
-            let policy = &entry.policy;
-            let selected: Vec<usize> = b
-                .pods_in(&policy.namespace, &policy.pod_selector)
-                .into_iter()
-                .filter(|&i| in_scope(b.pods[i]))
-                .collect();
-            if selected.is_empty() {
-                continue;
-            }
-            for dir in [Direction::Ingress, Direction::Egress] {
-                let Some(rules) = policy.rules(dir) else {
-                    continue;
-                };
-                // (pod index or None for every selected pod, allow)
-                let mut allows: Vec<(Option<usize>, Allow)> = Vec::new();
-                for (ri, rule) in rules.iter().enumerate() {
-                    let peers: Vec<(Option<usize>, Resolved)> = match &rule.peers {
-                        None => vec![(None, b.all_pods())],
-                        Some(list) => list
-                            .iter()
-                            .enumerate()
-                            .map(|(pi, spec)| (Some(pi), b.resolve(spec, &policy.namespace)))
-                            .collect(),
-                    };
-                    let origin = |peer: Option<usize>, port_name: Option<String>| Origin {
-                        policy: policy.id(),
-                        direction: dir,
-                        rule: ri,
-                        peer,
-                        port_name,
-                    };
-                    let Some(ports) = &rule.ports else {
-                        for (pi, r) in &peers {
-                            allows.push((None, Allow { peer: r.peer, ports: Ports::Any, origin: origin(*pi, None) }));
-                        }
-                        continue;
-                    };
-                    let mut numbered = Vec::new();
-                    let mut named = Vec::new();
-                    for p in ports {
-                        match &p.port {
-                            PortMatch::Any => numbered.push(PortRange { protocol: p.protocol, start: 0, end: u16::MAX }),
-                            PortMatch::Range(s, e) => numbered.push(PortRange { protocol: p.protocol, start: *s, end: *e }),
-                            PortMatch::Name(n) => named.push((p.protocol, n.clone())),
-                        }
-                    }
-                    numbered.sort();
-                    numbered.dedup();
-                    if !numbered.is_empty() {
-                        for (pi, r) in &peers {
-                            allows.push((None, Allow { peer: r.peer, ports: Ports::Some(numbered.clone()), origin: origin(*pi, None) }));
-                        }
-                    }
-                    for (protocol, name) in named {
-                        match dir {
-                            Direction::Ingress => {
-                                // The destination is the selected pod itself.
-                                for &s in &selected {
-                                    let ports = lookup_name(b.pods[s], protocol, &name)
-                                        .map(|n| vec![PortRange { protocol, start: n, end: n }])
-                                        .unwrap_or_default();
-                                    for (pi, r) in &peers {
-                                        allows.push((Some(s), Allow { peer: r.peer, ports: Ports::Some(ports.clone()), origin: origin(*pi, Some(name.clone())) }));
-                                    }
-                                }
-                            }
-                            Direction::Egress => {
-                                for (pi, r) in &peers {
-                                    let mut by_port: BTreeMap<u16, Vec<IpAddr>> = BTreeMap::new();
-                                    for &m in &r.members {
-                                        if let Some(n) = lookup_name(b.pods[m], protocol, &name) {
-                                            by_port.entry(n).or_default().extend(b.pods[m].ips.iter().copied());
-                                        }
-                                    }
-                                    for (port, ips) in by_port {
-                                        let base = match r.peer {
-                                            PeerRef::Any => "every pod".to_string(),
-                                            PeerRef::Peer(id) => b.peers.list[id].description.clone(),
-                                        };
-                                        let id = b.peers.intern(AddrSet::from_ips(ips), || {
-                                            format!("{base}, those with {protocol} port {name:?} = {port}")
-                                        });
-                                        allows.push((None, Allow {
-                                            peer: PeerRef::Peer(id),
-                                            ports: Ports::Some(vec![PortRange { protocol, start: port, end: port }]),
-                                            origin: origin(*pi, Some(name.clone())),
-                                        }));
-                                    }
-                                }
-                            }
-                        }
-                    }
+    /// Recomputes the given pods from the index (adding, replacing or removing each), and
+    /// leaves every other pod as it was. The caller names every pod a change can affect
+    /// (see `impact`); a graph refreshed that way equals a fresh build for what the
+    /// ruleset reads.
+    pub fn refresh(
+        &mut self,
+        index: &Index,
+        node: Option<&str>,
+        pods: impl IntoIterator<Item = (String, String)>,
+    ) {
+        let mut ctx = Ctx::new(index);
+        for key in pods {
+            match index.pod(&key.0, &key.1) {
+                Some(p) if p.is_policy_pod() && (node.is_none() || p.node.as_deref() == node) => {
+                    let n = self.compute_pod(&mut ctx, p);
+                    self.pods.insert(key, n);
                 }
-                for &s in &selected {
-                    let node = out.get_mut(&b.pods[s].key()).expect("selected pods are in scope");
-                    let iso = match dir {
-                        Direction::Ingress => node.ingress.get_or_insert_with(Isolation::default),
-                        Direction::Egress => node.egress.get_or_insert_with(Isolation::default),
-                    };
-                    iso.isolated_by.push(policy.id());
-                    iso.allows.extend(
-                        allows
-                            .iter()
-                            .filter(|(only, _)| only.is_none() || *only == Some(s))
-                            .map(|(_, a)| a.clone()),
-                    );
+                _ => {
+                    self.pods.remove(&key);
                 }
             }
-        }
-        PolicyGraph {
-            peers: b.peers.list,
-            pods: out,
         }
     }
 
+    /// Peers no pod refers to any more are kept (ids stay valid); a full build drops them.
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
     pub fn pod(&self, namespace: &str, name: &str) -> Option<&PodNode> {
         self.pods.get(&(namespace.to_string(), name.to_string()))
     }
@@ -485,7 +530,11 @@ impl fmt::Display for PolicyGraph {
                             };
                             let ports = match &a.ports {
                                 Ports::Any => "any port".to_string(),
-                                Ports::Some(l) => l.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(","),
+                                Ports::Some(l) => l
+                                    .iter()
+                                    .map(|r| r.to_string())
+                                    .collect::<Vec<_>>()
+                                    .join(","),
                             };
                             writeln!(f, "    allow {peer} {ports} <- {}", a.origin)?;
                         }
@@ -495,4 +544,30 @@ impl fmt::Display for PolicyGraph {
         }
         Ok(())
     }
+}
+
+/// A peer of a policy as a person would say it: `pods {app=db} in namespaces {team=a}`.
+pub fn describe_peer(spec: &PeerSpec, policy_ns: &str) -> String {
+    match spec {
+        PeerSpec::Pods {
+            namespaces: None,
+            pods,
+        } => format!("pods {{{pods}}} in namespace {policy_ns}"),
+        PeerSpec::Pods {
+            namespaces: Some(ns),
+            pods,
+        } => format!("pods {{{pods}}} in namespaces {{{ns}}}"),
+        PeerSpec::Block { cidr, except } if except.is_empty() => format!("ipBlock {cidr}"),
+        PeerSpec::Block { cidr, except } => {
+            let ex: Vec<String> = except.iter().map(|e| e.to_string()).collect();
+            format!("ipBlock {cidr} except {}", ex.join(", "))
+        }
+    }
+}
+
+fn lookup_name(pod: &PodInfo, protocol: Protocol, name: &str) -> Option<u16> {
+    pod.ports
+        .iter()
+        .find(|p| p.name == name && p.protocol == protocol)
+        .map(|p| p.port)
 }

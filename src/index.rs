@@ -87,7 +87,11 @@ fn reduce_pod(obj: &Object, pod: &k8s_openapi::api::core::v1::Pod) -> Result<Pod
     if let Some(list) = status.and_then(|s| s.pod_ips.as_ref()) {
         for (i, p) in list.iter().enumerate() {
             let ip = parse_ip(&p.ip).ok_or_else(|| {
-                invalid(obj, format!("status.podIPs[{i}].ip"), format!("{:?} is not an IP address", p.ip))
+                invalid(
+                    obj,
+                    format!("status.podIPs[{i}].ip"),
+                    format!("{:?} is not an IP address", p.ip),
+                )
             })?;
             if !ips.iter().any(|x: &IpAddr| x.is_ipv4() == ip.is_ipv4()) {
                 ips.push(ip);
@@ -95,19 +99,34 @@ fn reduce_pod(obj: &Object, pod: &k8s_openapi::api::core::v1::Pod) -> Result<Pod
         }
     }
     if ips.is_empty() {
-        if let Some(ip) = status.and_then(|s| s.pod_ip.as_deref()).filter(|s| !s.is_empty()) {
+        if let Some(ip) = status
+            .and_then(|s| s.pod_ip.as_deref())
+            .filter(|s| !s.is_empty())
+        {
             ips.push(parse_ip(ip).ok_or_else(|| {
                 invalid(obj, "status.podIP", format!("{ip:?} is not an IP address"))
             })?);
         }
     }
     let mut host_ips = Vec::new();
-    for (i, h) in status.and_then(|s| s.host_ips.as_ref()).into_iter().flatten().enumerate() {
+    for (i, h) in status
+        .and_then(|s| s.host_ips.as_ref())
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         host_ips.push(parse_ip(&h.ip).ok_or_else(|| {
-            invalid(obj, format!("status.hostIPs[{i}].ip"), format!("{:?} is not an IP address", h.ip))
+            invalid(
+                obj,
+                format!("status.hostIPs[{i}].ip"),
+                format!("{:?} is not an IP address", h.ip),
+            )
         })?);
     }
-    if let Some(h) = status.and_then(|s| s.host_ip.as_deref()).filter(|s| !s.is_empty()) {
+    if let Some(h) = status
+        .and_then(|s| s.host_ip.as_deref())
+        .filter(|s| !s.is_empty())
+    {
         let ip = parse_ip(h)
             .ok_or_else(|| invalid(obj, "status.hostIP", format!("{h:?} is not an IP address")))?;
         if !host_ips.contains(&ip) {
@@ -115,7 +134,11 @@ fn reduce_pod(obj: &Object, pod: &k8s_openapi::api::core::v1::Pod) -> Result<Pod
         }
     }
     let mut ports = Vec::new();
-    let containers = spec.map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()));
+    let containers = spec.map(|s| {
+        s.containers
+            .iter()
+            .chain(s.init_containers.iter().flatten())
+    });
     for (ci, c) in containers.into_iter().flatten().enumerate() {
         for (pi, p) in c.ports.iter().flatten().enumerate() {
             let Some(name) = p.name.as_ref().filter(|n| !n.is_empty()) else {
@@ -125,7 +148,11 @@ fn reduce_pod(obj: &Object, pod: &k8s_openapi::api::core::v1::Pod) -> Result<Pod
             let protocol = match p.protocol.as_deref() {
                 None => Protocol::Tcp,
                 Some(s) => Protocol::parse_k8s(s).ok_or_else(|| {
-                    invalid(obj, format!("{field}.protocol"), format!("unknown protocol {s:?}"))
+                    invalid(
+                        obj,
+                        format!("{field}.protocol"),
+                        format!("unknown protocol {s:?}"),
+                    )
                 })?,
             };
             if !(1..=65535).contains(&p.container_port) {
@@ -149,7 +176,9 @@ fn reduce_pod(obj: &Object, pod: &k8s_openapi::api::core::v1::Pod) -> Result<Pod
         namespace: obj.namespace().unwrap_or("").to_string(),
         name: obj.name().to_string(),
         labels: pod.metadata.labels.clone().unwrap_or_default(),
-        node: spec.and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty()),
+        node: spec
+            .and_then(|s| s.node_name.clone())
+            .filter(|n| !n.is_empty()),
         ips,
         host_ips,
         host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
@@ -168,7 +197,11 @@ impl Index {
         let mut seen: BTreeMap<(Kind, Option<String>, String), String> = BTreeMap::new();
         let mut index = Index::new();
         for obj in objects {
-            let key = (obj.kind(), obj.namespace().map(str::to_string), obj.name().to_string());
+            let key = (
+                obj.kind(),
+                obj.namespace().map(str::to_string),
+                obj.name().to_string(),
+            );
             if let Some(first) = seen.get(&key) {
                 return Err(Error::Duplicate {
                     object: obj.object_ref(),
@@ -192,7 +225,9 @@ impl Index {
             ObjectData::Namespace(ns) => {
                 let mut labels = ns.metadata.labels.clone().unwrap_or_default();
                 labels.insert(NAME_LABEL.to_string(), obj.name().to_string());
-                let old = self.namespaces.insert(obj.name().to_string(), labels.clone());
+                let old = self
+                    .namespaces
+                    .insert(obj.name().to_string(), labels.clone());
                 Ok(old.as_ref() != Some(&labels))
             }
             ObjectData::Pod(pod) => {
@@ -201,9 +236,18 @@ impl Index {
                 Ok(old.as_ref() != Some(&info))
             }
             ObjectData::NetworkPolicy(np) => {
-                let key = (obj.namespace().unwrap_or("").to_string(), obj.name().to_string());
+                let key = (
+                    obj.namespace().unwrap_or("").to_string(),
+                    obj.name().to_string(),
+                );
                 let (entry, result) = match Policy::try_from(np) {
-                    Ok(policy) => (PolicyEntry { policy, error: None }, Ok(())),
+                    Ok(policy) => (
+                        PolicyEntry {
+                            policy,
+                            error: None,
+                        },
+                        Ok(()),
+                    ),
                     Err(e) => {
                         let error = invalid(&obj, e.field, e.problem);
                         let policy = Policy::fail_closed(np).unwrap_or_else(|| Policy {
@@ -249,6 +293,53 @@ impl Index {
 
     pub fn policies(&self) -> impl Iterator<Item = &PolicyEntry> {
         self.policies.values()
+    }
+
+    /// Pods of one namespace, sorted by name.
+    pub fn pods_in_namespace<'a>(
+        &'a self,
+        namespace: &str,
+    ) -> impl Iterator<Item = &'a PodInfo> + 'a {
+        let namespace = namespace.to_string();
+        self.pods
+            .range((namespace.clone(), String::new())..)
+            .take_while(move |((ns, _), _)| *ns == namespace)
+            .map(|(_, p)| p)
+    }
+
+    /// Policies of one namespace, sorted by name.
+    pub fn policies_in_namespace<'a>(
+        &'a self,
+        namespace: &str,
+    ) -> impl Iterator<Item = &'a PolicyEntry> + 'a {
+        let namespace = namespace.to_string();
+        self.policies
+            .range((namespace.clone(), String::new())..)
+            .take_while(move |((ns, _), _)| *ns == namespace)
+            .map(|(_, p)| p)
+    }
+
+    pub fn policy(&self, namespace: &str, name: &str) -> Option<&PolicyEntry> {
+        self.policies
+            .get(&(namespace.to_string(), name.to_string()))
+    }
+
+    /// The labels of a namespace as given (without the implied ones).
+    pub fn namespace_labels(&self, name: &str) -> Option<&Labels> {
+        self.namespaces.get(name)
+    }
+
+    /// Keys of every object of a kind: (namespace, name); namespace is empty for Namespaces.
+    pub fn keys(&self, kind: Kind) -> Vec<(String, String)> {
+        match kind {
+            Kind::Namespace => self
+                .namespaces
+                .keys()
+                .map(|n| (String::new(), n.clone()))
+                .collect(),
+            Kind::Pod => self.pods.keys().cloned().collect(),
+            Kind::NetworkPolicy => self.policies.keys().cloned().collect(),
+        }
     }
 
     /// Every namespace given, plus those only referred to by a pod or policy; the latter

@@ -16,13 +16,16 @@ pub mod addr;
 pub mod error;
 pub mod explain;
 pub mod graph;
+pub mod impact;
 pub mod index;
 pub mod input;
+#[cfg(feature = "netlink")]
 pub mod netlink;
 pub mod policy;
 pub mod ruleset;
 pub mod script;
 pub mod selector;
+pub mod state;
 pub mod synth;
 
 pub use error::Error;

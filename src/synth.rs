@@ -66,7 +66,9 @@ const ENVS: [&str; 3] = ["prod", "staging", "dev"];
 /// The namespace names and sizes: a few large namespaces and many small ones.
 fn namespace_sizes(p: &Params, rng: &mut Rng) -> Vec<usize> {
     let count = (p.pods / 40).clamp(1, 2000);
-    let weights: Vec<usize> = (0..count).map(|i| 1 + 60 / (i + 1) + rng.below(5)).collect();
+    let weights: Vec<usize> = (0..count)
+        .map(|i| 1 + 60 / (i + 1) + rng.below(5))
+        .collect();
     let total: usize = weights.iter().sum();
     let mut sizes: Vec<usize> = weights.iter().map(|w| w * p.pods / total).collect();
     let mut left = p.pods - sizes.iter().sum::<usize>();
@@ -158,21 +160,185 @@ fn policy(i: usize, ns: &str, namespaces: usize, rng: &mut Rng) -> Value {
         5 => json!({"podSelector": {"matchLabels": {"tier": "frontend"}},
                     "ingress": [{"from": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8", "192.168.0.0/16"]}}],
                                  "ports": [{"port": "http"}]}]}),
-        6 => json!({"podSelector": {"matchExpressions": [{"key": "app", "operator": "In", "values": [app(rng), app(rng)]}]},
+        6 => {
+            json!({"podSelector": {"matchExpressions": [{"key": "app", "operator": "In", "values": [app(rng), app(rng)]}]},
                     "policyTypes": ["Egress"],
                     "egress": [{"to": [{"podSelector": {"matchLabels": {"tier": "data"}}}], "ports": [{"port": "db"}]},
-                               {"to": [{"ipBlock": {"cidr": format!("203.0.{}.0/24", rng.below(256))}}], "ports": [{"port": 443}]}]}),
+                               {"to": [{"ipBlock": {"cidr": format!("203.0.{}.0/24", rng.below(256))}}], "ports": [{"port": 443}]}]})
+        }
         7 => json!({"podSelector": {"matchLabels": {"tier": "data"}},
                     "ingress": [{"from": [{"namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "NotIn", "values": ["team-0", "team-1"]}]},
                                            "podSelector": {"matchLabels": {"tier": "backend"}}}],
                                  "ports": [{"port": "db"}]}]}),
-        8 => json!({"podSelector": {"matchExpressions": [{"key": "version", "operator": "Exists"}]},
+        8 => {
+            json!({"podSelector": {"matchExpressions": [{"key": "version", "operator": "Exists"}]},
                     "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ns-0000"}},
                                            "podSelector": {"matchLabels": {"app": "app-0"}}}],
-                                 "ports": [{"port": "metrics"}]}]}),
+                                 "ports": [{"port": "metrics"}]}]})
+        }
         _ => json!({"podSelector": {"matchLabels": {"app": app(rng)}},
                     "ingress": [{"from": [{"podSelector": {}}, {"ipBlock": {"cidr": "fd00:10::/32", "except": ["fd00:10:1::/48"]}}]}]}),
     };
     json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
            "metadata": {"name": name, "namespace": ns}, "spec": spec})
+}
+
+/// Small random clusters for property tests: two namespaces (x, y), up to five pods on
+/// two nodes (n1: 10.0.0.0/24, n2: 10.0.1.0/24, hosts 192.168.100.1 and .2), up to three
+/// policies mixing every kind of peer and port.
+pub mod small {
+    use super::Rng;
+    use serde_json::{json, Value};
+
+    pub const LABELS: [&str; 2] = ["app", "tier"];
+    pub const VALUES: [&str; 3] = ["a", "b", "c"];
+    pub const PORT_NAMES: [&str; 2] = ["web", "dns"];
+    pub const EXT: [&str; 2] = ["192.168.100.100", "fd00:100::100"];
+
+    pub fn pick<'a>(rng: &mut Rng, xs: &[&'a str]) -> &'a str {
+        xs[rng.below(xs.len())]
+    }
+
+    pub fn labels(rng: &mut Rng) -> Value {
+        let mut m = serde_json::Map::new();
+        for k in LABELS {
+            if rng.chance(60) {
+                m.insert(k.into(), json!(pick(rng, &VALUES)));
+            }
+        }
+        Value::Object(m)
+    }
+
+    pub fn selector(rng: &mut Rng) -> Value {
+        match rng.below(5) {
+            0 => json!({}),
+            1 | 2 => json!({"matchLabels": {pick(rng, &LABELS): pick(rng, &VALUES)}}),
+            _ => {
+                let op = pick(rng, &["In", "NotIn", "Exists", "DoesNotExist"]);
+                let key = pick(rng, &LABELS);
+                if op == "In" || op == "NotIn" {
+                    json!({"matchExpressions": [{"key": key, "operator": op, "values": [pick(rng, &VALUES)]}]})
+                } else {
+                    json!({"matchExpressions": [{"key": key, "operator": op}]})
+                }
+            }
+        }
+    }
+
+    pub fn peer(rng: &mut Rng) -> Value {
+        match rng.below(5) {
+            0 => json!({"podSelector": selector(rng)}),
+            1 => json!({"namespaceSelector": selector(rng)}),
+            2 => json!({"namespaceSelector": selector(rng), "podSelector": selector(rng)}),
+            3 => json!({"ipBlock": {"cidr": "10.0.0.0/16", "except": ["10.0.1.0/24"]}}),
+            _ => {
+                json!({"ipBlock": {"cidr": pick(rng, &["fd00::/16", "192.168.100.0/24", "0.0.0.0/0"])}})
+            }
+        }
+    }
+
+    pub fn port(rng: &mut Rng) -> Value {
+        let proto = pick(rng, &["TCP", "UDP"]);
+        match rng.below(4) {
+            0 => json!({"protocol": proto, "port": 80}),
+            1 => json!({"protocol": proto, "port": 80, "endPort": 81}),
+            2 => json!({"protocol": proto, "port": pick(rng, &PORT_NAMES)}),
+            _ => json!({"protocol": proto}),
+        }
+    }
+
+    pub fn rules(rng: &mut Rng, peers_key: &str) -> Value {
+        let n = rng.below(3);
+        Value::Array(
+            (0..n)
+                .map(|_| {
+                    let mut r = serde_json::Map::new();
+                    if rng.chance(70) {
+                        r.insert(
+                            peers_key.into(),
+                            Value::Array((0..1 + rng.below(2)).map(|_| peer(rng)).collect()),
+                        );
+                    }
+                    if rng.chance(60) {
+                        r.insert(
+                            "ports".into(),
+                            Value::Array((0..1 + rng.below(2)).map(|_| port(rng)).collect()),
+                        );
+                    }
+                    Value::Object(r)
+                })
+                .collect(),
+        )
+    }
+
+    pub struct Cluster {
+        pub objects: Vec<Value>,
+        /// (id, node, ips) of the running pods.
+        pub pods: Vec<(String, String, Vec<String>)>,
+    }
+
+    pub fn cluster(seed: u64) -> Cluster {
+        let mut rng = Rng::new(seed);
+        let mut objects = Vec::new();
+        let namespaces = ["x", "y"];
+        for ns in namespaces {
+            objects.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels(&mut rng)}}));
+        }
+        let mut pods = Vec::new();
+        for i in 0..1 + rng.below(5) {
+            let ns = pick(&mut rng, &namespaces);
+            let node = 1 + rng.below(2);
+            let ip4 = format!("10.0.{}.{}", node - 1, 10 + i);
+            let ip6 = format!("fd00::{}:{}", node, 10 + i);
+            let mut ports = Vec::new();
+            for (k, name) in PORT_NAMES.iter().enumerate() {
+                if rng.chance(50) {
+                    let proto = pick(&mut rng, &["TCP", "UDP"]);
+                    ports.push(json!({"name": name, "containerPort": 80 + k as i32 + rng.below(2) as i32 * 10, "protocol": proto}));
+                }
+            }
+            let name = format!("p{i}");
+            let host4 = format!("192.168.100.{node}");
+            let finished = rng.chance(10);
+            objects.push(json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": ns, "labels": labels(&mut rng)},
+                "spec": {"nodeName": format!("n{node}"), "containers": [{"name": "c", "ports": ports}]},
+                "status": {"phase": if finished { "Succeeded" } else { "Running" }, "podIPs": [{"ip": ip4}, {"ip": ip6}],
+                           "hostIP": host4, "hostIPs": [{"ip": host4}, {"ip": format!("fd00:100::{node}")}]}
+            }));
+            if !finished {
+                pods.push((format!("{ns}/{name}"), format!("n{node}"), vec![ip4, ip6]));
+            }
+        }
+        for i in 0..rng.below(4) {
+            objects.push(policy(&mut rng, &format!("np{i}")));
+        }
+        Cluster { objects, pods }
+    }
+
+    /// A random policy in namespace x or y.
+    pub fn policy(rng: &mut Rng, name: &str) -> Value {
+        {
+            let ns = pick(rng, &["x", "y"]);
+            let mut spec = serde_json::Map::new();
+            spec.insert("podSelector".into(), selector(rng));
+            match rng.below(4) {
+                0 => {}
+                1 => {
+                    spec.insert("policyTypes".into(), json!(["Ingress"]));
+                }
+                2 => {
+                    spec.insert("policyTypes".into(), json!(["Egress"]));
+                }
+                _ => {
+                    spec.insert("policyTypes".into(), json!(["Ingress", "Egress"]));
+                }
+            }
+            spec.insert("ingress".into(), rules(rng, "from"));
+            spec.insert("egress".into(), rules(rng, "to"));
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                   "metadata": {"name": name, "namespace": ns}, "spec": spec})
+        }
+    }
 }

@@ -53,7 +53,10 @@ mod tests {
         let a = iv(&[(10, 20)]);
         let b = iv(&[(15, 30)]);
         let out = disjoint(&[(&a, 80, 80), (&b, 80, 90)], &Intervals::new());
-        assert_eq!(out, vec![(iv(&[(10, 30)]), 80, 80), (iv(&[(15, 30)]), 81, 90)]);
+        assert_eq!(
+            out,
+            vec![(iv(&[(10, 30)]), 80, 80), (iv(&[(15, 30)]), 81, 90)]
+        );
     }
 
     #[test]

@@ -55,7 +55,9 @@ fn allowed(graph: &PolicyGraph, iso: &Isolation) -> Allowed {
         for proto in Protocol::ALL {
             let mut rects: Vec<(&Intervals, u16, u16)> = Vec::new();
             for a in &iso.allows {
-                let Ports::Some(list) = &a.ports else { continue };
+                let Ports::Some(list) = &a.ports else {
+                    continue;
+                };
                 let addrs = addrs_of(a.peer);
                 let fam = if is6 { &addrs.v6 } else { &addrs.v4 };
                 if fam.is_empty() {
@@ -104,7 +106,6 @@ fn pod_objects(
     iso: &Isolation,
     sets: &mut Vec<Set>,
     chains: &mut Vec<Chain>,
-    maps: &mut BTreeMap<String, Vec<MapElement>>,
 ) {
     let chain = names::pod_chain(dir, &pod.namespace, &pod.name);
     let a = allowed(graph, iso);
@@ -120,13 +121,41 @@ fn pod_objects(
     let id = pod.id();
     let mut rules = Vec::new();
     for (kind, family, key, ports, elements) in [
-        ("any4", IpFamily::V4, vec![KeyType::Ipv4Addr], false, one_field_elements(false, &a.any.v4)),
-        ("ports4", IpFamily::V4, vec![KeyType::Ipv4Addr, KeyType::InetProto, KeyType::InetService], true, a.ports4),
-        ("any6", IpFamily::V6, vec![KeyType::Ipv6Addr], false, one_field_elements(true, &a.any.v6)),
-        ("ports6", IpFamily::V6, vec![KeyType::Ipv6Addr, KeyType::InetProto, KeyType::InetService], true, a.ports6),
+        (
+            "any4",
+            IpFamily::V4,
+            vec![KeyType::Ipv4Addr],
+            false,
+            one_field_elements(false, &a.any.v4),
+        ),
+        (
+            "ports4",
+            IpFamily::V4,
+            vec![KeyType::Ipv4Addr, KeyType::InetProto, KeyType::InetService],
+            true,
+            a.ports4,
+        ),
+        (
+            "any6",
+            IpFamily::V6,
+            vec![KeyType::Ipv6Addr],
+            false,
+            one_field_elements(true, &a.any.v6),
+        ),
+        (
+            "ports6",
+            IpFamily::V6,
+            vec![KeyType::Ipv6Addr, KeyType::InetProto, KeyType::InetService],
+            true,
+            a.ports6,
+        ),
     ] {
         let set = names::pod_set(dir, &pod.namespace, &pod.name, kind);
-        let (what, by) = if ports { ("on listed ports", &a.ports_by) } else { ("on any port", &a.any_by) };
+        let (what, by) = if ports {
+            ("on listed ports", &a.ports_by)
+        } else {
+            ("on any port", &a.any_by)
+        };
         let comment = if by.is_empty() {
             format!("pod {id} {dir}: no {peer_word} allowed {what}")
         } else {
@@ -140,7 +169,13 @@ fn pod_objects(
             comment: Some(names::comment(&comment)),
             elements,
         });
-        rules.push(Rule::new(RuleKind::Lookup { family, addr, ports, set, verdict: verdict.clone() }));
+        rules.push(Rule::new(RuleKind::Lookup {
+            family,
+            addr,
+            ports,
+            set,
+            verdict: verdict.clone(),
+        }));
     }
     rules.push(Rule::with_comment(
         RuleKind::Verdict(Verdict::Drop),
@@ -155,16 +190,6 @@ fn pod_objects(
         ))),
         rules,
     });
-    for ip in &pod.ips {
-        let (map, field) = match ip {
-            std::net::IpAddr::V4(a) => (names::dispatch_map(dir, false), Field::Ipv4(*a, *a)),
-            std::net::IpAddr::V6(a) => (names::dispatch_map(dir, true), Field::Ipv6(*a, *a)),
-        };
-        maps.entry(map).or_default().push(MapElement {
-            key: vec![field],
-            verdict: Verdict::Jump(chain.clone()),
-        });
-    }
 }
 
 fn base_chains() -> Vec<Chain> {
@@ -172,16 +197,27 @@ fn base_chains() -> Vec<Chain> {
     vec![
         Chain {
             name: names::CHAIN_FORWARD.into(),
-            base: Some(BaseChain { hook: Hook::Forward, priority: 0, policy: Verdict::Accept }),
+            base: Some(BaseChain {
+                hook: Hook::Forward,
+                priority: 0,
+                policy: Verdict::Accept,
+            }),
             comment: Some("routed and bridged (br_netfilter) pod traffic".into()),
             rules: vec![Rule::new(RuleKind::Jump(policy.clone()))],
         },
         Chain {
             name: names::CHAIN_OUTPUT.into(),
-            base: Some(BaseChain { hook: Hook::Output, priority: 0, policy: Verdict::Accept }),
+            base: Some(BaseChain {
+                hook: Hook::Output,
+                priority: 0,
+                policy: Verdict::Accept,
+            }),
             comment: Some("IPVS sends Service traffic to its backend from here".into()),
             rules: vec![
-                Rule::with_comment(RuleKind::FibSaddrLocalAccept, "the node itself may reach its pods"),
+                Rule::with_comment(
+                    RuleKind::FibSaddrLocalAccept,
+                    "the node itself may reach its pods",
+                ),
                 Rule::new(RuleKind::Jump(policy)),
             ],
         },
@@ -190,31 +226,59 @@ fn base_chains() -> Vec<Chain> {
 
 fn policy_chain() -> Chain {
     let mut rules = vec![
-        Rule::with_comment(RuleKind::CtEstablishedAccept, "replies and related traffic of allowed connections"),
-        Rule::with_comment(RuleKind::Icmpv6NdAccept, "IPv6 neighbour discovery always passes"),
+        Rule::with_comment(
+            RuleKind::CtEstablishedAccept,
+            "replies and related traffic of allowed connections",
+        ),
+        Rule::with_comment(
+            RuleKind::Icmpv6NdAccept,
+            "IPv6 neighbour discovery always passes",
+        ),
     ];
-    for (dir, addr) in [(Direction::Egress, Addr::Saddr), (Direction::Ingress, Addr::Daddr)] {
+    for (dir, addr) in [
+        (Direction::Egress, Addr::Saddr),
+        (Direction::Ingress, Addr::Daddr),
+    ] {
         for (v6, family) in [(false, IpFamily::V4), (true, IpFamily::V6)] {
-            rules.push(Rule::new(RuleKind::DispatchVmap { family, addr, map: names::dispatch_map(dir, v6) }));
+            rules.push(Rule::new(RuleKind::DispatchVmap {
+                family,
+                addr,
+                map: names::dispatch_map(dir, v6),
+            }));
         }
     }
     Chain {
         name: names::CHAIN_POLICY.into(),
         base: None,
-        comment: Some("dispatch to the chain of the pod sending (egress) and receiving (ingress)".into()),
+        comment: Some(
+            "dispatch to the chain of the pod sending (egress) and receiving (ingress)".into(),
+        ),
         rules,
     }
 }
 
-/// The ruleset for every pod in `graph` (build the graph for one node to get that node's).
-pub fn build(graph: &PolicyGraph) -> Ruleset {
-    let mut sets = Vec::new();
-    let mut chains = Vec::new();
+/// The four dispatch maps: every isolated pod's addresses to its chains.
+fn dispatch_maps(graph: &PolicyGraph) -> Vec<Map> {
     let mut map_elements: BTreeMap<String, Vec<MapElement>> = BTreeMap::new();
     for pod in graph.pods.values() {
         for dir in [Direction::Ingress, Direction::Egress] {
-            if let Some(iso) = pod.isolation(dir) {
-                pod_objects(graph, pod, dir, iso, &mut sets, &mut chains, &mut map_elements);
+            if pod.isolation(dir).is_none() {
+                continue;
+            }
+            let chain = names::pod_chain(dir, &pod.namespace, &pod.name);
+            for ip in &pod.ips {
+                let (map, field) = match ip {
+                    std::net::IpAddr::V4(a) => {
+                        (names::dispatch_map(dir, false), Field::Ipv4(*a, *a))
+                    }
+                    std::net::IpAddr::V6(a) => {
+                        (names::dispatch_map(dir, true), Field::Ipv6(*a, *a))
+                    }
+                };
+                map_elements.entry(map).or_default().push(MapElement {
+                    key: vec![field],
+                    verdict: Verdict::Jump(chain.clone()),
+                });
             }
         }
     }
@@ -224,20 +288,36 @@ pub fn build(graph: &PolicyGraph) -> Ruleset {
             let name = names::dispatch_map(dir, v6);
             let mut elements = map_elements.remove(&name).unwrap_or_default();
             elements.sort();
-            // Two pods claiming one address (a stale object): keep the first by name, so
-            // the map stays loadable and the choice is stable.
+            // Two pods claiming one address (a stale object): keep the first by chain name,
+            // so the map stays loadable and the choice is stable.
             elements.dedup_by(|b, a| a.key == b.key);
             maps.push(Map {
                 name,
-                key: vec![if v6 { KeyType::Ipv6Addr } else { KeyType::Ipv4Addr }],
-                comment: Some(names::comment(&format!(
-                    "pod address -> its {dir} chain",
-                ))),
+                key: vec![if v6 {
+                    KeyType::Ipv6Addr
+                } else {
+                    KeyType::Ipv4Addr
+                }],
+                comment: Some(names::comment(&format!("pod address -> its {dir} chain"))),
                 elements,
             });
         }
     }
     maps.sort_by(|a, b| a.name.cmp(&b.name));
+    maps
+}
+
+/// The ruleset for every pod in `graph` (build the graph for one node to get that node's).
+pub fn build(graph: &PolicyGraph) -> Ruleset {
+    let mut sets = Vec::new();
+    let mut chains = Vec::new();
+    for pod in graph.pods.values() {
+        for dir in [Direction::Ingress, Direction::Egress] {
+            if let Some(iso) = pod.isolation(dir) {
+                pod_objects(graph, pod, dir, iso, &mut sets, &mut chains);
+            }
+        }
+    }
     sets.sort_by(|a, b| a.name.cmp(&b.name));
     chains.push(policy_chain());
     chains.sort_by(|a, b| a.name.cmp(&b.name));
@@ -248,7 +328,57 @@ pub fn build(graph: &PolicyGraph) -> Ruleset {
         name: names::TABLE.into(),
         comment: Some("managed by nftpol: NetworkPolicy enforcement; do not edit".into()),
         sets,
-        maps,
+        maps: dispatch_maps(graph),
         chains: all,
     }
+}
+
+/// Brings `model` (built from an earlier state of `graph`) up to date for `pods`, whose
+/// graph nodes were just refreshed: their sets and chains are replaced or removed, and
+/// the dispatch maps rebuilt. Equal to `build(graph)` when `pods` names every pod whose
+/// node changed.
+pub fn update(
+    model: &mut Ruleset,
+    graph: &PolicyGraph,
+    pods: &std::collections::BTreeSet<(String, String)>,
+) {
+    let base = model.chains.iter().take_while(|c| c.base.is_some()).count();
+    for (ns, name) in pods {
+        for dir in [Direction::Ingress, Direction::Egress] {
+            let chain = names::pod_chain(dir, ns, name);
+            if let Ok(i) = model.chains[base..].binary_search_by(|c| c.name.as_str().cmp(&chain)) {
+                model.chains.remove(base + i);
+            }
+            for kind in ["any4", "ports4", "any6", "ports6"] {
+                let set = names::pod_set(dir, ns, name, kind);
+                if let Ok(i) = model.sets.binary_search_by(|s| s.name.as_str().cmp(&set)) {
+                    model.sets.remove(i);
+                }
+            }
+        }
+        let Some(pod) = graph.pods.get(&(ns.clone(), name.clone())) else {
+            continue;
+        };
+        let mut sets = Vec::new();
+        let mut chains = Vec::new();
+        for dir in [Direction::Ingress, Direction::Egress] {
+            if let Some(iso) = pod.isolation(dir) {
+                pod_objects(graph, pod, dir, iso, &mut sets, &mut chains);
+            }
+        }
+        for set in sets {
+            let i = model
+                .sets
+                .binary_search_by(|s| s.name.cmp(&set.name))
+                .unwrap_or_else(|i| i);
+            model.sets.insert(i, set);
+        }
+        for chain in chains {
+            let i = model.chains[base..]
+                .binary_search_by(|c| c.name.cmp(&chain.name))
+                .unwrap_or_else(|i| i);
+            model.chains.insert(base + i, chain);
+        }
+    }
+    model.maps = dispatch_maps(graph);
 }

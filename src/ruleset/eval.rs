@@ -68,7 +68,13 @@ fn run_chain(rs: &Ruleset, name: &str, p: &Packet, depth: usize) -> Flow {
                         .map(|e| e.verdict.clone())
                 }
             }
-            RuleKind::Lookup { family, addr, ports, set, verdict } => {
+            RuleKind::Lookup {
+                family,
+                addr,
+                ports,
+                set,
+                verdict,
+            } => {
                 let a = match addr {
                     Addr::Saddr => p.saddr,
                     Addr::Daddr => p.daddr,
@@ -78,11 +84,18 @@ fn run_chain(rs: &Ruleset, name: &str, p: &Packet, depth: usize) -> Flow {
                 } else {
                     let s = rs.set(set).unwrap_or_else(|| panic!("no set {set}"));
                     let values: Vec<FieldValue> = if *ports {
-                        vec![FieldValue::Addr(a), FieldValue::Proto(p.l4proto), FieldValue::Port(p.dport)]
+                        vec![
+                            FieldValue::Addr(a),
+                            FieldValue::Proto(p.l4proto),
+                            FieldValue::Port(p.dport),
+                        ]
                     } else {
                         vec![FieldValue::Addr(a)]
                     };
-                    s.elements.iter().any(|e| key_has(&e.key, &values)).then(|| verdict.clone())
+                    s.elements
+                        .iter()
+                        .any(|e| key_has(&e.key, &values))
+                        .then(|| verdict.clone())
                 }
             }
             RuleKind::Verdict(v) => Some(v.clone()),
@@ -108,7 +121,11 @@ pub fn forward_accepts(rs: &Ruleset, p: &Packet) -> bool {
         .iter()
         .find(|c| c.base.as_ref().is_some_and(|b| b.hook == Hook::Forward))
         .expect("a forward base chain");
-    let policy = base.base.as_ref().map(|b| b.policy.clone()).unwrap_or(Verdict::Accept);
+    let policy = base
+        .base
+        .as_ref()
+        .map(|b| b.policy.clone())
+        .unwrap_or(Verdict::Accept);
     match run_chain(rs, &base.name, p, 0) {
         Flow::Verdict(Verdict::Drop) => false,
         Flow::Verdict(Verdict::Accept) => true,

@@ -44,7 +44,10 @@ pub fn pod_chain(dir: Direction, namespace: &str, pod: &str) -> String {
 
 /// The chain name plus `/any4`, `/ports4`, `/any6` or `/ports6`.
 pub fn pod_set(dir: Direction, namespace: &str, pod: &str, kind: &str) -> String {
-    fit(format!("{}/{namespace}/{pod}", dir.name()), &format!("/{kind}"))
+    fit(
+        format!("{}/{namespace}/{pod}", dir.name()),
+        &format!("/{kind}"),
+    )
 }
 
 /// `ingress4`, `egress6`, ...: the dispatch verdict maps.
@@ -73,7 +76,10 @@ mod tests {
     #[test]
     fn short_names_are_readable() {
         assert_eq!(pod_chain(Direction::Ingress, "x", "a"), "ingress/x/a");
-        assert_eq!(pod_set(Direction::Egress, "x", "web-0.db", "ports6"), "egress/x/web-0.db/ports6");
+        assert_eq!(
+            pod_set(Direction::Egress, "x", "web-0.db", "ports6"),
+            "egress/x/web-0.db/ports6"
+        );
     }
 
     #[test]

@@ -1,0 +1,139 @@
+//! Property test: keeping a node's state change by change (`NodeState::apply/delete`,
+//! which recompute only the pods `impact` names) gives exactly the ruleset a full build
+//! from the same index gives, after every change of a random sequence.
+
+use nftpol::graph::PolicyGraph;
+use nftpol::index::Index;
+use nftpol::input::{object_from_value, Kind};
+use nftpol::ruleset::build;
+use nftpol::state::NodeState;
+use nftpol::synth::small::{self, cluster, labels, pick};
+use nftpol::synth::Rng;
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+fn obj(v: &Value) -> nftpol::input::Object {
+    object_from_value(v.clone(), "gen").unwrap().unwrap()
+}
+
+fn full(state: &NodeState) -> nftpol::ruleset::Ruleset {
+    build(&PolicyGraph::build_for(state.index(), state.node()))
+}
+
+/// One random change to the cluster, applied to the state.
+fn mutate(rng: &mut Rng, state: &mut NodeState, live: &mut Vec<Value>, step: usize) {
+    let pods: Vec<usize> = (0..live.len())
+        .filter(|&i| live[i]["kind"] == "Pod")
+        .collect();
+    let policies: Vec<usize> = (0..live.len())
+        .filter(|&i| live[i]["kind"] == "NetworkPolicy")
+        .collect();
+    match rng.below(9) {
+        0 | 1 if !pods.is_empty() => {
+            // Relabel a pod.
+            let i = pods[rng.below(pods.len())];
+            live[i]["metadata"]["labels"] = labels(rng);
+            let _ = state.apply(obj(&live[i]));
+        }
+        2 if !pods.is_empty() => {
+            // Delete a pod; sometimes a new pod takes its addresses with other labels.
+            let i = pods[rng.below(pods.len())];
+            let old = live.remove(i);
+            let ns = old["metadata"]["namespace"].as_str().unwrap().to_string();
+            let name = old["metadata"]["name"].as_str().unwrap().to_string();
+            state.delete(Kind::Pod, Some(&ns), &name);
+            if rng.chance(50) {
+                let mut new = old.clone();
+                new["metadata"]["name"] = json!(format!("reuse{step}"));
+                new["metadata"]["namespace"] = json!(pick(rng, &["x", "y"]));
+                new["metadata"]["labels"] = labels(rng);
+                let _ = state.apply(obj(&new));
+                live.push(new);
+            }
+        }
+        3 if !pods.is_empty() => {
+            // Named ports change.
+            let i = pods[rng.below(pods.len())];
+            let port = 80 + rng.below(3) as i64;
+            live[i]["spec"]["containers"][0]["ports"] = json!([{"name": pick(rng, &small::PORT_NAMES), "containerPort": port, "protocol": pick(rng, &["TCP", "UDP"])}]);
+            let _ = state.apply(obj(&live[i]));
+        }
+        4 => {
+            // Relabel or delete a namespace.
+            let ns = pick(rng, &["x", "y"]);
+            if rng.chance(30) {
+                live.retain(|v| !(v["kind"] == "Namespace" && v["metadata"]["name"] == ns));
+                state.delete(Kind::Namespace, None, ns);
+            } else {
+                let v = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels(rng)}});
+                live.retain(|o| !(o["kind"] == "Namespace" && o["metadata"]["name"] == ns));
+                let _ = state.apply(obj(&v));
+                live.push(v);
+            }
+        }
+        5 | 6 => {
+            // Add or replace a policy.
+            let name = format!("np{}", rng.below(4));
+            let p = small::policy(rng, &name);
+            let key = (
+                p["metadata"]["namespace"].clone(),
+                p["metadata"]["name"].clone(),
+            );
+            live.retain(|o| {
+                !(o["kind"] == "NetworkPolicy"
+                    && (
+                        o["metadata"]["namespace"].clone(),
+                        o["metadata"]["name"].clone(),
+                    ) == key)
+            });
+            let _ = state.apply(obj(&p));
+            live.push(p);
+        }
+        7 if !policies.is_empty() => {
+            let i = policies[rng.below(policies.len())];
+            let old = live.remove(i);
+            state.delete(
+                Kind::NetworkPolicy,
+                old["metadata"]["namespace"].as_str(),
+                old["metadata"]["name"].as_str().unwrap(),
+            );
+        }
+        _ if !pods.is_empty() => {
+            // Move a pod to the other node (a new incarnation with new addresses).
+            let i = pods[rng.below(pods.len())];
+            let node = if live[i]["spec"]["nodeName"] == "n1" {
+                2
+            } else {
+                1
+            };
+            live[i]["spec"]["nodeName"] = json!(format!("n{node}"));
+            live[i]["status"]["podIPs"] =
+                json!([{"ip": format!("10.0.{}.{}", node - 1, 100 + step)}]);
+            live[i]["status"]["hostIP"] = json!(format!("192.168.100.{node}"));
+            live[i]["status"]["hostIPs"] = json!([{"ip": format!("192.168.100.{node}")}]);
+            let _ = state.apply(obj(&live[i]));
+        }
+        _ => {}
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    #[test]
+    fn incremental_equals_full(seed in any::<u64>(), node in prop_oneof![Just(Some("n1")), Just(Some("n2")), Just(None)]) {
+        let c = cluster(seed);
+        // Built up object by object from nothing, as watch events arrive.
+        let mut state = NodeState::new(Index::new(), node);
+        for v in &c.objects {
+            state.apply(obj(v)).unwrap();
+            prop_assert_eq!(state.model(), &full(&state), "seed {} after adding {}", seed, v["metadata"]);
+        }
+        let mut live = c.objects.clone();
+        let mut rng = Rng::new(seed ^ 0x5eed);
+        for step in 0..12 {
+            mutate(&mut rng, &mut state, &mut live, step);
+            prop_assert_eq!(state.model(), &full(&state), "seed {} step {}", seed, step);
+        }
+    }
+}
