@@ -201,11 +201,11 @@ pub fn range_text(is6: bool, lo: u128, hi: u128) -> String {
     let bits: u32 = if is6 { 128 } else { 32 };
     let size = hi.wrapping_sub(lo).wrapping_add(1);
     // A prefix: size is a power of two (or the whole space) and lo is aligned to it.
-    let whole = !is6 && lo == 0 && hi == u32::MAX as u128 || is6 && lo == 0 && hi == u128::MAX;
+    let whole = lo == 0 && hi == if is6 { u128::MAX } else { u32::MAX as u128 };
     if whole {
         return format!("{}/0", addr(0));
     }
-    if size.is_power_of_two() && lo % size == 0 {
+    if size.is_power_of_two() && lo.is_multiple_of(size) {
         let plen = bits - size.trailing_zeros();
         return format!("{}/{}", addr(lo), plen);
     }
@@ -222,13 +222,19 @@ mod tests {
 
     #[test]
     fn merge_and_subtract() {
-        assert_eq!(iv(&[(5, 9), (1, 4), (20, 30)]).ranges(), &[(1, 9), (20, 30)]);
+        assert_eq!(
+            iv(&[(5, 9), (1, 4), (20, 30)]).ranges(),
+            &[(1, 9), (20, 30)]
+        );
         let a = iv(&[(0, 100)]);
         assert_eq!(
             a.subtract(&iv(&[(10, 19), (50, 200)])).ranges(),
             &[(0, 9), (20, 49)]
         );
-        assert_eq!(a.subtract(&iv(&[(0, 100)])).ranges(), &[] as &[(u128, u128)]);
+        assert_eq!(
+            a.subtract(&iv(&[(0, 100)])).ranges(),
+            &[] as &[(u128, u128)]
+        );
         assert_eq!(
             iv(&[(0, 10), (20, 30)]).subtract(&iv(&[(5, 25)])).ranges(),
             &[(0, 4), (26, 30)]

@@ -44,13 +44,13 @@ pub enum Error {
     #[error("{source_name}: {object}: {field}: {problem}")]
     Invalid {
         source_name: String,
-        object: ObjectRef,
+        object: Box<ObjectRef>,
         field: String,
         problem: String,
     },
     #[error("{object}: given twice ({first} and {second})")]
     Duplicate {
-        object: ObjectRef,
+        object: Box<ObjectRef>,
         first: String,
         second: String,
     },

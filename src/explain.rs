@@ -43,8 +43,13 @@ pub enum Side {
     NotIsolated(String),
     /// Traffic between a pod and its own node is always allowed.
     OwnNode,
-    Allowed { isolated_by: Vec<String>, by: Vec<String> },
-    Denied { isolated_by: Vec<String> },
+    Allowed {
+        isolated_by: Vec<String>,
+        by: Vec<String>,
+    },
+    Denied {
+        isolated_by: Vec<String>,
+    },
 }
 
 impl Side {
@@ -67,7 +72,11 @@ pub struct Explanation {
 impl fmt::Display for Explanation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{}", if self.allowed { "allowed" } else { "denied" })?;
-        writeln!(f, "connection: {} -> {} {}/{}", self.from, self.to, self.protocol, self.port)?;
+        writeln!(
+            f,
+            "connection: {} -> {} {}/{}",
+            self.from, self.to, self.protocol, self.port
+        )?;
         for (dir, side, who) in [
             (Direction::Egress, &self.egress, &self.from),
             (Direction::Ingress, &self.ingress, &self.to),
@@ -75,7 +84,10 @@ impl fmt::Display for Explanation {
             write!(f, "{dir} of {who}: ")?;
             match side {
                 Side::NotIsolated(why) => writeln!(f, "allowed ({why})")?,
-                Side::OwnNode => writeln!(f, "allowed (traffic between a pod and its own node is always allowed)")?,
+                Side::OwnNode => writeln!(
+                    f,
+                    "allowed (traffic between a pod and its own node is always allowed)"
+                )?,
                 Side::Allowed { isolated_by, by } => {
                     writeln!(f, "allowed")?;
                     writeln!(f, "  isolated by: {}", isolated_by.join(", "))?;
@@ -95,7 +107,10 @@ impl fmt::Display for Explanation {
 }
 
 fn usage(what: &str, problem: String) -> Error {
-    Error::Usage { what: what.into(), problem }
+    Error::Usage {
+        what: what.into(),
+        problem,
+    }
 }
 
 /// Which address family to use when both sides are named as pods.
@@ -105,7 +120,13 @@ pub enum Family {
     V6,
 }
 
-fn resolve(index: &Index, graph: &PolicyGraph, text: &str, family: Option<Family>, what: &str) -> Result<Endpoint> {
+fn resolve(
+    index: &Index,
+    graph: &PolicyGraph,
+    text: &str,
+    family: Option<Family>,
+    what: &str,
+) -> Result<Endpoint> {
     if let Ok(ip) = text.parse::<IpAddr>() {
         if let Some(pod) = graph.pod_by_ip(ip) {
             return Ok(Endpoint::Pod { id: pod.id(), ip });
@@ -113,25 +134,44 @@ fn resolve(index: &Index, graph: &PolicyGraph, text: &str, family: Option<Family
         return Ok(Endpoint::Host { ip, note: None });
     }
     let Some((ns, name)) = text.split_once('/') else {
-        return Err(usage(what, format!("{text:?} is neither ns/pod nor an IP address")));
+        return Err(usage(
+            what,
+            format!("{text:?} is neither ns/pod nor an IP address"),
+        ));
     };
     let want_v6 = family == Some(Family::V6);
     let pick = |ips: &[IpAddr]| -> Option<IpAddr> {
-        ips.iter().copied().find(|ip| ip.is_ipv6() == want_v6)
-            .or_else(|| if family.is_none() { ips.first().copied() } else { None })
+        ips.iter()
+            .copied()
+            .find(|ip| ip.is_ipv6() == want_v6)
+            .or_else(|| {
+                if family.is_none() {
+                    ips.first().copied()
+                } else {
+                    None
+                }
+            })
     };
     if let Some(pod) = graph.pod(ns, name) {
-        let ip = pick(&pod.ips).ok_or_else(|| usage(what, format!("pod {text} has no address of that family")))?;
+        let ip = pick(&pod.ips)
+            .ok_or_else(|| usage(what, format!("pod {text} has no address of that family")))?;
         return Ok(Endpoint::Pod { id: pod.id(), ip });
     }
     match index.pod(ns, name) {
         None => Err(usage(what, format!("no pod {text} in the input"))),
         Some(p) if p.host_network => {
-            let ip = pick(&p.ips).or_else(|| pick(&p.host_ips))
+            let ip = pick(&p.ips)
+                .or_else(|| pick(&p.host_ips))
                 .ok_or_else(|| usage(what, format!("hostNetwork pod {text} has no address")))?;
-            Ok(Endpoint::Host { ip, note: Some(format!("hostNetwork pod {text}: not subject to policy")) })
+            Ok(Endpoint::Host {
+                ip,
+                note: Some(format!("hostNetwork pod {text}: not subject to policy")),
+            })
         }
-        Some(p) if p.finished => Err(usage(what, format!("pod {text} has finished; policy no longer applies to it"))),
+        Some(p) if p.finished => Err(usage(
+            what,
+            format!("pod {text} has finished; policy no longer applies to it"),
+        )),
         Some(_) => Err(usage(what, format!("pod {text} has no IP address yet"))),
     }
 }
@@ -148,12 +188,28 @@ fn peer_words(index: &Index, origin: &crate::graph::Origin) -> String {
     index
         .policies()
         .find(|e| e.policy.namespace == ns && e.policy.name == name)
-        .and_then(|e| e.policy.rules(origin.direction)?.get(origin.rule)?.peers.as_ref()?.get(p).cloned())
+        .and_then(|e| {
+            e.policy
+                .rules(origin.direction)?
+                .get(origin.rule)?
+                .peers
+                .as_ref()?
+                .get(p)
+                .cloned()
+        })
         .map(|spec| crate::graph::describe_peer(&spec, ns))
         .unwrap_or_default()
 }
 
-fn side(index: &Index, graph: &PolicyGraph, pod: Option<&PodNode>, dir: Direction, other: IpAddr, protocol: Protocol, port: u16) -> Side {
+fn side(
+    index: &Index,
+    graph: &PolicyGraph,
+    pod: Option<&PodNode>,
+    dir: Direction,
+    other: IpAddr,
+    protocol: Protocol,
+    port: u16,
+) -> Side {
     let Some(pod) = pod else {
         return Side::NotIsolated("not a pod: no policy applies".into());
     };
@@ -170,15 +226,25 @@ fn side(index: &Index, graph: &PolicyGraph, pod: Option<&PodNode>, dir: Directio
         .map(|a| format!("{} (peer: {})", a.origin, peer_words(index, &a.origin)))
         .collect();
     if by.is_empty() {
-        Side::Denied { isolated_by: iso.isolated_by.clone() }
+        Side::Denied {
+            isolated_by: iso.isolated_by.clone(),
+        }
     } else {
-        Side::Allowed { isolated_by: iso.isolated_by.clone(), by }
+        Side::Allowed {
+            isolated_by: iso.isolated_by.clone(),
+            by,
+        }
     }
 }
 
 /// Parses `tcp/80`.
 pub fn parse_port(text: &str) -> Result<(Protocol, u16)> {
-    let bad = || usage("--port", format!("{text:?} is not PROTO/PORT like tcp/80, udp/53 or sctp/81"));
+    let bad = || {
+        usage(
+            "--port",
+            format!("{text:?} is not PROTO/PORT like tcp/80, udp/53 or sctp/81"),
+        )
+    };
     let (proto, port) = text.split_once('/').ok_or_else(bad)?;
     let proto = Protocol::parse_lower(proto).ok_or_else(bad)?;
     let port: u16 = port.parse().map_err(|_| bad())?;
@@ -195,32 +261,71 @@ pub fn explain(index: &Index, from: &str, to: &str, port: &str) -> Result<Explan
 }
 
 /// [`explain`] on a graph already built, with the family to use for pods named `ns/pod`.
-pub fn explain_in(index: &Index, graph: &PolicyGraph, from: &str, to: &str, port: &str, family: Option<Family>) -> Result<Explanation> {
+pub fn explain_in(
+    index: &Index,
+    graph: &PolicyGraph,
+    from: &str,
+    to: &str,
+    port: &str,
+    family: Option<Family>,
+) -> Result<Explanation> {
     let (protocol, port) = parse_port(port)?;
     // An address names the family; otherwise IPv4 when both pods have it.
     let family = family.or_else(|| {
-        [from, to].iter().find_map(|t| t.parse::<IpAddr>().ok()).map(|ip| if ip.is_ipv6() { Family::V6 } else { Family::V4 })
+        [from, to]
+            .iter()
+            .find_map(|t| t.parse::<IpAddr>().ok())
+            .map(|ip| if ip.is_ipv6() { Family::V6 } else { Family::V4 })
     });
     let family = match family {
         Some(f) => Some(f),
         None => {
             let has_v4 = |t: &str| {
-                t.split_once('/').and_then(|(n, p)| graph.pod(n, p)).is_none_or(|p| p.ips.iter().any(IpAddr::is_ipv4))
+                t.split_once('/')
+                    .and_then(|(n, p)| graph.pod(n, p))
+                    .is_none_or(|p| p.ips.iter().any(IpAddr::is_ipv4))
             };
-            Some(if has_v4(from) && has_v4(to) { Family::V4 } else { Family::V6 })
+            Some(if has_v4(from) && has_v4(to) {
+                Family::V4
+            } else {
+                Family::V6
+            })
         }
     };
     let from_ep = resolve(index, graph, from, family, "--from")?;
     let to_ep = resolve(index, graph, to, family, "--to")?;
     if from_ep.ip().is_ipv4() != to_ep.ip().is_ipv4() {
-        return Err(usage("--to", format!("{} and {} are of different address families", from_ep.ip(), to_ep.ip())));
+        return Err(usage(
+            "--to",
+            format!(
+                "{} and {} are of different address families",
+                from_ep.ip(),
+                to_ep.ip()
+            ),
+        ));
     }
     let pod_of = |e: &Endpoint| match e {
         Endpoint::Pod { ip, .. } => graph.pod_by_ip(*ip),
         Endpoint::Host { .. } => None,
     };
-    let egress = side(index, graph, pod_of(&from_ep), Direction::Egress, to_ep.ip(), protocol, port);
-    let ingress = side(index, graph, pod_of(&to_ep), Direction::Ingress, from_ep.ip(), protocol, port);
+    let egress = side(
+        index,
+        graph,
+        pod_of(&from_ep),
+        Direction::Egress,
+        to_ep.ip(),
+        protocol,
+        port,
+    );
+    let ingress = side(
+        index,
+        graph,
+        pod_of(&to_ep),
+        Direction::Ingress,
+        from_ep.ip(),
+        protocol,
+        port,
+    );
     Ok(Explanation {
         allowed: egress.allows() && ingress.allows(),
         from: from_ep,

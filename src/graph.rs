@@ -166,6 +166,7 @@ pub struct PolicyGraph {
 
 /// A policy's peer as resolved against the cluster, cached for one build or refresh.
 type PeerKey = (PeerSpec, String);
+type NamedKey = (Option<PeerKey>, Protocol, String);
 
 /// What one build or refresh computes at most once: namespace labels and resolved peers.
 struct Ctx<'a> {
@@ -173,7 +174,7 @@ struct Ctx<'a> {
     namespaces: BTreeMap<String, Labels>,
     resolved: HashMap<PeerKey, PeerId>,
     /// Egress named ports: (peer or None for every pod, protocol, name) -> [(peer, port)].
-    named: HashMap<(Option<PeerKey>, Protocol, String), Vec<(PeerId, u16)>>,
+    named: HashMap<NamedKey, Vec<(PeerId, u16)>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -279,10 +280,21 @@ impl PolicyGraph {
         if let Some(v) = ctx.named.get(&key) {
             return v.clone();
         }
+        // An ipBlock holds only the pod addresses inside it (a dual-stack pod may have one
+        // address in the block and the other outside).
+        let block = match spec {
+            Some(PeerSpec::Block { cidr, except }) => Some(AddrSet::from_block(cidr, except)),
+            _ => None,
+        };
         let mut by_port: BTreeMap<u16, Vec<IpAddr>> = BTreeMap::new();
         for m in ctx.members(spec, policy_ns) {
             if let Some(n) = lookup_name(m, protocol, name) {
-                by_port.entry(n).or_default().extend(m.ips.iter().copied());
+                let ips = m
+                    .ips
+                    .iter()
+                    .copied()
+                    .filter(|ip| block.as_ref().is_none_or(|b| b.contains(*ip)));
+                by_port.entry(n).or_default().extend(ips);
             }
         }
         let base = spec

@@ -70,7 +70,7 @@ pub struct Index {
 fn invalid(obj: &Object, field: impl Into<String>, problem: impl Into<String>) -> Error {
     Error::Invalid {
         source_name: obj.source.clone(),
-        object: obj.object_ref(),
+        object: Box::new(obj.object_ref()),
         field: field.into(),
         problem: problem.into(),
     }
@@ -204,7 +204,7 @@ impl Index {
             );
             if let Some(first) = seen.get(&key) {
                 return Err(Error::Duplicate {
-                    object: obj.object_ref(),
+                    object: Box::new(obj.object_ref()),
                     first: first.clone(),
                     second: obj.source.clone(),
                 });

@@ -124,7 +124,13 @@ fn documents(text: &str, source: &str) -> Result<Vec<Value>> {
             // The first line of the message carries the problem; the rest is a snippet
             // that would repeat the location.
             let message = e.to_string();
-            let message = message.lines().next().unwrap_or("").to_string();
+            let mut message = message.lines().next().unwrap_or("").trim().to_string();
+            // The location is printed once, in our own prefix.
+            for prefix in ["error:", &format!("line {line} column {column}:")] {
+                if let Some(rest) = message.strip_prefix(prefix) {
+                    message = rest.trim().to_string();
+                }
+            }
             Err(Error::Syntax {
                 source_name: source.to_string(),
                 line,
@@ -139,7 +145,11 @@ fn collect(doc: Value, source: &str, document: usize, out: &mut Vec<Object>) -> 
     if doc.is_null() {
         return Ok(());
     }
-    if doc.get("kind").and_then(Value::as_str).is_some_and(|k| k.ends_with("List")) {
+    if doc
+        .get("kind")
+        .and_then(Value::as_str)
+        .is_some_and(|k| k.ends_with("List"))
+    {
         let Some(items) = doc.get("items").and_then(Value::as_array) else {
             return Err(Error::Document {
                 source_name: source.into(),
@@ -148,7 +158,7 @@ fn collect(doc: Value, source: &str, document: usize, out: &mut Vec<Object>) -> 
             });
         };
         for item in items {
-            if let Some(obj) = object_from_value(item.clone(), source)? {
+            if let Some(obj) = object_from_value_in(item.clone(), source, document)? {
                 out.push(obj);
             }
         }
@@ -173,9 +183,15 @@ fn object_from_value_in(value: Value, source: &str, document: usize) -> Result<O
         message,
     };
     if !value.is_object() {
-        return Err(doc_err("not a Kubernetes object (expected a mapping)".into()));
+        return Err(doc_err(
+            "not a Kubernetes object (expected a mapping)".into(),
+        ));
     }
-    let kind = value.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
+    let kind = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let api = value
         .get("apiVersion")
         .and_then(Value::as_str)
@@ -191,13 +207,17 @@ fn object_from_value_in(value: Value, source: &str, document: usize) -> Result<O
         .and_then(Value::as_str)
         .map(str::to_string);
     let object = ObjectRef {
-        kind: if kind.is_empty() { "object".into() } else { kind.clone() },
+        kind: if kind.is_empty() {
+            "object".into()
+        } else {
+            kind.clone()
+        },
         namespace: namespace.clone(),
         name: name.clone(),
     };
     let invalid = |field: &str, problem: String| Error::Invalid {
         source_name: source.into(),
-        object: object.clone(),
+        object: Box::new(object.clone()),
         field: field.into(),
         problem,
     };
@@ -211,8 +231,16 @@ fn object_from_value_in(value: Value, source: &str, document: usize) -> Result<O
             return Ok(None);
         }
     };
-    if name.is_empty() {
-        return Err(invalid("metadata.name", "missing".into()));
+    match value.pointer("/metadata/name") {
+        None => return Err(invalid("metadata.name", "missing".into())),
+        Some(Value::String(s)) if s.is_empty() => return Err(invalid("metadata.name", "empty".into())),
+        Some(Value::String(_)) => {}
+        Some(other) => {
+            return Err(invalid(
+                "metadata.name",
+                format!("must be a string, got {other} (quote it: YAML reads y, n, yes, no, on, off as booleans)"),
+            ))
+        }
     }
     if known != Kind::Namespace && namespace.as_deref().unwrap_or("").is_empty() {
         return Err(invalid("metadata.namespace", "missing".into()));
@@ -266,14 +294,19 @@ spec: {podSelector: {}}
         let text = r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"a"}}
 {"apiVersion":"v1","kind":"Namespace","metadata":{"name":"b"}}"#;
         let objs = parse_str(text, "t.json").unwrap();
-        assert_eq!(objs.iter().map(|o| o.name()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(
+            objs.iter().map(|o| o.name()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
     }
 
     #[test]
     fn syntax_error_has_location() {
         let err = parse_str("kind: Pod\nmetadata: {name: [\n", "bad.yaml").unwrap_err();
         match err {
-            Error::Syntax { line, source_name, .. } => {
+            Error::Syntax {
+                line, source_name, ..
+            } => {
                 assert_eq!(source_name, "bad.yaml");
                 assert!(line >= 2, "line {line}");
             }

@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use nftpol::{explain, graph::PolicyGraph, index::Index, input, script};
 
 #[derive(Parser)]
-#[command(name = "nftpol", version, about = "Kubernetes NetworkPolicy compiled to nftables")]
+#[command(
+    name = "nftpol",
+    version,
+    about = "Kubernetes NetworkPolicy compiled to nftables"
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -100,13 +104,20 @@ fn load(inputs: &[String]) -> anyhow::Result<Index> {
     for path in inputs {
         let (text, name) = if path == "-" {
             let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .map_err(|error| BadInput(nftpol::Error::Read { source_name: "<stdin>".into(), error }))?;
+            std::io::stdin().read_to_string(&mut s).map_err(|error| {
+                BadInput(nftpol::Error::Read {
+                    source_name: "<stdin>".into(),
+                    error,
+                })
+            })?;
             (s, "<stdin>".to_string())
         } else {
-            let s = std::fs::read_to_string(path)
-                .map_err(|error| BadInput(nftpol::Error::Read { source_name: path.clone(), error }))?;
+            let s = std::fs::read_to_string(path).map_err(|error| {
+                BadInput(nftpol::Error::Read {
+                    source_name: path.clone(),
+                    error,
+                })
+            })?;
             (s, path.clone())
         };
         objects.extend(input::parse_str(&text, &name).map_err(BadInput)?);
@@ -120,8 +131,14 @@ fn load(inputs: &[String]) -> anyhow::Result<Index> {
 
 /// Writes `data` to `path` whole or not at all: a temporary file beside it, then rename.
 fn write_whole(path: &Path, data: &[u8]) -> anyhow::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let file_name = path.file_name().context("output path has no file name")?.to_string_lossy();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .context("output path has no file name")?
+        .to_string_lossy();
     let tmp = dir.join(format!(".{file_name}.nftpol-{}.tmp", std::process::id()));
     let result = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
@@ -137,7 +154,11 @@ fn write_whole(path: &Path, data: &[u8]) -> anyhow::Result<()> {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Compile { node, output, inputs } => {
+        Command::Compile {
+            node,
+            output,
+            inputs,
+        } => {
             let index = load(&inputs)?;
             let ruleset = nftpol::compile(&index, node.as_deref());
             let text = script::render(&ruleset);
@@ -146,18 +167,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 None => std::io::stdout().write_all(text.as_bytes())?,
             }
         }
-        Command::Explain { from, to, port, family, inputs } => {
+        Command::Explain {
+            from,
+            to,
+            port,
+            family,
+            inputs,
+        } => {
             let index = load(&inputs)?;
             let graph = PolicyGraph::build(&index);
             let family = family.map(|f| match f {
                 FamilyArg::Ipv4 => explain::Family::V4,
                 FamilyArg::Ipv6 => explain::Family::V6,
             });
-            let e = explain::explain_in(&index, &graph, &from, &to, &port, family).map_err(BadInput)?;
+            let e =
+                explain::explain_in(&index, &graph, &from, &to, &port, family).map_err(BadInput)?;
             print!("{e}");
         }
-        Command::Synth { pods, policies, pods_per_node, seed } => {
-            let params = nftpol::synth::Params { pods, policies, pods_per_node, seed };
+        Command::Synth {
+            pods,
+            policies,
+            pods_per_node,
+            seed,
+        } => {
+            let params = nftpol::synth::Params {
+                pods,
+                policies,
+                pods_per_node,
+                seed,
+            };
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             for obj in nftpol::synth::cluster(&params) {
                 serde_json::to_writer(&mut out, &obj)?;
@@ -177,7 +215,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
     match cli.log_format {
         LogFormat::Text => builder.without_time().with_target(false).init(),
         LogFormat::Json => builder.json().init(),

@@ -182,7 +182,10 @@ fn err<T>(field: impl Into<String>, problem: impl Into<String>) -> Result<T, Fie
     })
 }
 
-fn selector(sel: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector, field: &str) -> Result<Selector, FieldError> {
+fn selector(
+    sel: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    field: &str,
+) -> Result<Selector, FieldError> {
     Selector::parse(sel).map_err(|SelectorError { field: f, problem }| FieldError {
         field: format!("{field}.{f}"),
         problem,
@@ -195,10 +198,7 @@ fn policy_types(np: &NetworkPolicy) -> Result<(bool, bool), FieldError> {
         return Ok((true, false));
     };
     match spec.policy_types.as_deref() {
-        None | Some([]) => Ok((
-            true,
-            spec.egress.as_ref().is_some_and(|e| !e.is_empty()),
-        )),
+        None | Some([]) => Ok((true, spec.egress.as_ref().is_some_and(|e| !e.is_empty()))),
         Some(types) => {
             let (mut i, mut e) = (false, false);
             for (n, t) in types.iter().enumerate() {
@@ -221,7 +221,10 @@ fn policy_types(np: &NetworkPolicy) -> Result<(bool, bool), FieldError> {
 fn parse_net(s: &str, field: &str) -> Result<IpNet, FieldError> {
     match s.parse::<IpNet>() {
         Ok(net) => Ok(net.trunc()),
-        Err(_) => err(field, format!("{s:?} is not a valid CIDR (address/prefix-length)")),
+        Err(_) => err(
+            field,
+            format!("{s:?} is not a valid CIDR (address/prefix-length)"),
+        ),
     }
 }
 
@@ -243,7 +246,13 @@ fn peer(p: &NetworkPolicyPeer, field: &str) -> Result<Peer, FieldError> {
                 (IpNet::V4(_), IpNet::V4(_)) | (IpNet::V6(_), IpNet::V6(_))
             );
             if !same_family {
-                return err(f, format!("{e} is not of the same address family as cidr {}", block.cidr));
+                return err(
+                    f,
+                    format!(
+                        "{e} is not of the same address family as cidr {}",
+                        block.cidr
+                    ),
+                );
             }
             if !(cidr.contains(&net) && net.prefix_len() > cidr.prefix_len()) {
                 return err(f, format!("{e} is not strictly inside cidr {}", block.cidr));
@@ -277,7 +286,8 @@ fn is_port_name(s: &str) -> bool {
     // trailing or double '-'.
     !s.is_empty()
         && s.len() <= 15
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && s.bytes().any(|b| b.is_ascii_lowercase())
         && !s.starts_with('-')
         && !s.ends_with('-')
@@ -331,11 +341,12 @@ fn port(p: &NetworkPolicyPort, field: &str) -> Result<Port, FieldError> {
                     format!("endPort cannot be used with the named port {s:?}"),
                 );
             }
-            if let Ok(n) = s.parse::<i32>() {
-                // kubectl accepts "80" in YAML strings; the API server treats a numeric
-                // string as a number too.
-                let n = number(n, format!("{field}.port"))?;
-                PortMatch::Range(n, n)
+            if s.parse::<i32>().is_ok() {
+                // The API server refuses this too: a port name needs a letter.
+                return err(
+                    format!("{field}.port"),
+                    format!("{s:?} is a string of digits: write a port number without quotes, or a port name"),
+                );
             } else if is_port_name(s) {
                 PortMatch::Name(s.clone())
             } else {

@@ -48,12 +48,7 @@ impl Selector {
     pub fn parse(selector: &LabelSelector) -> Result<Self, SelectorError> {
         let match_labels = selector.match_labels.clone().unwrap_or_default();
         let mut requirements = Vec::new();
-        for (i, expr) in selector
-            .match_expressions
-            .iter()
-            .flatten()
-            .enumerate()
-        {
+        for (i, expr) in selector.match_expressions.iter().flatten().enumerate() {
             let field = format!("matchExpressions[{i}]");
             let operator = match expr.operator.as_str() {
                 "In" => Operator::In,
@@ -64,8 +59,8 @@ impl Selector {
                     return Err(SelectorError {
                         field: format!("{field}.operator"),
                         problem: format!(
-                            "unknown operator {other:?} (expected In, NotIn, Exists or DoesNotExist)"
-                        ),
+                        "unknown operator {other:?} (expected In, NotIn, Exists or DoesNotExist)"
+                    ),
                     })
                 }
             };

@@ -1,0 +1,204 @@
+//! `cargo bench --bench compile`: how compile time grows with pods and policies, and what
+//! one change costs through the incremental path. Prints a table; times are medians of
+//! several runs in this one process, so compare rows as ratios, not absolute numbers.
+//!
+//! Set `NFTPOL_BENCH_SMOKE=1` for a quick run on small sizes (CI uses it).
+
+use std::time::{Duration, Instant};
+
+use nftpol::index::Index;
+use nftpol::input::{object_from_value, Kind, Object};
+use nftpol::state::NodeState;
+use nftpol::synth::{cluster, Params};
+use serde_json::{json, Value};
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn objects(values: &[Value]) -> Vec<Object> {
+    values
+        .iter()
+        .map(|v| object_from_value(v.clone(), "synth").unwrap().unwrap())
+        .collect()
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse()
+                    .unwrap_or(0)
+            })
+        })
+        .unwrap_or(0)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64() * 1e3)
+}
+
+fn main() {
+    let smoke = std::env::var_os("NFTPOL_BENCH_SMOKE").is_some();
+    // `cargo bench` passes --bench; ignore arguments.
+    let scales: Vec<(usize, usize)> = if smoke {
+        vec![(1_000, 100)]
+    } else {
+        vec![
+            (1_000, 100),
+            (10_000, 100),
+            (10_000, 1_000),
+            (10_000, 5_000),
+            (50_000, 1_000),
+            (50_000, 5_000),
+        ]
+    };
+    let runs = if smoke { 3 } else { 5 };
+    println!("compile: one node (100 local pods) of a generated cluster; median of {runs} runs");
+    println!(
+        "{:>7} {:>8} {:>12} {:>12} {:>12} {:>10} {:>12}",
+        "pods", "policies", "index_ms", "compile_ms", "render_ms", "script_MB", "elements"
+    );
+    let mut base: Option<f64> = None;
+    for &(pods, policies) in &scales {
+        let params = Params::new(pods, policies);
+        let values = cluster(&params);
+        let node = format!("node-{}", params.nodes() / 2);
+        let (mut t_index, mut t_compile, mut t_render) = (vec![], vec![], vec![]);
+        let mut size = 0;
+        let mut elements = 0;
+        for _ in 0..runs {
+            let objs = objects(&values);
+            let t = Instant::now();
+            let index = Index::from_objects(objs).unwrap();
+            t_index.push(t.elapsed());
+            let t = Instant::now();
+            let model = nftpol::compile(&index, Some(&node));
+            t_compile.push(t.elapsed());
+            let t = Instant::now();
+            let script = nftpol::script::render(&model);
+            t_render.push(t.elapsed());
+            size = script.len();
+            elements = model.sets.iter().map(|s| s.elements.len()).sum::<usize>();
+        }
+        let c = median(t_compile);
+        let ratio = base.map(|b| c.as_secs_f64() / b).unwrap_or(1.0);
+        base.get_or_insert(c.as_secs_f64());
+        println!(
+            "{pods:>7} {policies:>8} {:>12} {:>12} {:>12} {:>10.2} {:>12}   x{ratio:.1} of the first row",
+            ms(median(t_index)),
+            ms(c),
+            ms(median(t_render)),
+            size as f64 / 1e6,
+            elements
+        );
+    }
+    println!("peak RSS of the whole run: {} MiB", peak_rss_kib() / 1024);
+
+    // Incremental: one change at a time on a 10,000-pod, 1,000-policy cluster.
+    let (pods, policies) = if smoke { (1_000, 100) } else { (10_000, 1_000) };
+    let params = Params::new(pods, policies);
+    let values = cluster(&params);
+    let node = format!("node-{}", params.nodes() / 2);
+    let index = Index::from_objects(objects(&values)).unwrap();
+    let t = Instant::now();
+    let mut state = NodeState::new(index, Some(&node));
+    let full = t.elapsed();
+    let local: Vec<Value> = values
+        .iter()
+        .filter(|v| v["kind"] == "Pod" && v["spec"]["nodeName"] == json!(node))
+        .cloned()
+        .collect();
+    let some_policy = values
+        .iter()
+        .find(|v| v["kind"] == "NetworkPolicy" && v["spec"]["ingress"].is_array())
+        .unwrap()
+        .clone();
+    let some_ns = values
+        .iter()
+        .find(|v| v["kind"] == "Namespace")
+        .unwrap()
+        .clone();
+    println!(
+        "\nincremental: {pods} pods, {policies} policies, node {node}; full build {} ms",
+        ms(full)
+    );
+    println!(
+        "{:<22} {:>12} {:>14} {:>10}",
+        "change", "median_ms", "pods_recomputed", "x_full"
+    );
+    let reps = if smoke { 5 } else { 21 };
+    let mut row = |name: &str, f: &mut dyn FnMut(&mut NodeState, usize) -> usize| {
+        let mut times = Vec::new();
+        let mut recomputed = 0;
+        for i in 0..reps {
+            let t = Instant::now();
+            recomputed = f(&mut state, i);
+            times.push(t.elapsed());
+        }
+        let m = median(times);
+        println!(
+            "{name:<22} {:>12} {:>14} {:>10.4}",
+            ms(m),
+            recomputed,
+            m.as_secs_f64() / full.as_secs_f64()
+        );
+    };
+    row("pod add (remote)", &mut |s, i| {
+        let mut p = local[0].clone();
+        p["metadata"]["name"] = json!(format!("bench-{i}"));
+        p["spec"]["nodeName"] = json!("node-0");
+        p["status"]["podIPs"] = json!([{"ip": format!("10.255.0.{}", i + 1)}]);
+        s.apply(object_from_value(p, "b").unwrap().unwrap())
+            .unwrap()
+            .recomputed
+            .len()
+    });
+    row("pod delete (remote)", &mut |s, i| {
+        let p = &local[0];
+        s.delete(
+            Kind::Pod,
+            p["metadata"]["namespace"].as_str(),
+            &format!("bench-{i}"),
+        )
+        .recomputed
+        .len()
+    });
+    row("pod relabel (local)", &mut |s, i| {
+        let mut p = local[i % local.len()].clone();
+        p["metadata"]["labels"]["app"] = json!(format!("app-{}", i % 8));
+        s.apply(object_from_value(p, "b").unwrap().unwrap())
+            .unwrap()
+            .recomputed
+            .len()
+    });
+    row("namespace relabel", &mut |s, i| {
+        let mut n = some_ns.clone();
+        n["metadata"]["labels"]["team"] = json!(format!("team-{}", i % 20));
+        s.apply(object_from_value(n, "b").unwrap().unwrap())
+            .unwrap()
+            .recomputed
+            .len()
+    });
+    row("policy add", &mut |s, i| {
+        let mut p = some_policy.clone();
+        p["metadata"]["name"] = json!(format!("bench-policy-{i}"));
+        s.apply(object_from_value(p, "b").unwrap().unwrap())
+            .unwrap()
+            .recomputed
+            .len()
+    });
+    row("policy change", &mut |s, i| {
+        let mut p = some_policy.clone();
+        p["spec"]["ingress"][0]["ports"] = json!([{"port": 1000 + i}]);
+        s.apply(object_from_value(p, "b").unwrap().unwrap())
+            .unwrap()
+            .recomputed
+            .len()
+    });
+}

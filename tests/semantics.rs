@@ -1,0 +1,1825 @@
+//! NetworkPolicy semantics, one rule per test, checked on the policy graph and through
+//! `explain`. Expected results follow the Kubernetes NetworkPolicy API reference and the
+//! upstream e2e suite, not the implementation.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use common::*;
+use nftpol::addr::ip_value;
+use nftpol::explain::{Family, Side};
+use nftpol::graph::{Origin, PeerRef, Ports};
+use nftpol::index::Index;
+use nftpol::input::Kind;
+use nftpol::policy::{Direction, Protocol};
+use nftpol::ruleset::{Field, Ruleset, Set, Verdict};
+use serde_json::json;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// Ingress from pods labelled `pod=<who>` of the policy's namespace.
+fn from_pod(who: &str) -> serde_json::Value {
+    json!({"podSelector": {"matchLabels": {"pod": who}}})
+}
+
+// ---------------------------------------------------------------------------------------
+// Isolation and policyTypes
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn isolation_only_by_policies_in_the_pods_own_namespace() {
+    // A deny-all in y selects every pod *of y*; x/a has the label nothing cares about.
+    let idx = cluster_with(vec![netpol("y", "deny-all")]);
+    let g = graph(&idx);
+    assert!(g.pod("x", "a").unwrap().ingress.is_none());
+    assert!(g.pod("z", "d").unwrap().ingress.is_none());
+    let c = g.pod("y", "c").unwrap().ingress.as_ref().unwrap();
+    assert_eq!(c.isolated_by, ["y/deny-all"]);
+    assert!(c.allows.is_empty());
+    assert_verdicts(
+        &idx,
+        &[
+            ("x/a", "y/c", "tcp/80", false),
+            ("y/c", "x/a", "tcp/80", true),
+            ("x/a", "z/d", "tcp/80", true),
+        ],
+    );
+}
+
+#[test]
+fn policy_selecting_matching_labels_in_another_namespace_does_not_isolate() {
+    // The policy in x selects pod=c, but c lives in y.
+    let idx = cluster_with(vec![netpol("x", "p").selecting("pod", "c")]);
+    let g = graph(&idx);
+    assert!(g
+        .pods
+        .values()
+        .all(|p| p.ingress.is_none() && p.egress.is_none()));
+}
+
+#[test]
+fn policy_types_omitted_means_ingress_only() {
+    let idx = cluster_with(vec![netpol("x", "p").selecting("pod", "a")]);
+    let a = graph(&idx).pod("x", "a").cloned().unwrap();
+    assert!(a.ingress.is_some());
+    assert!(a.egress.is_none());
+    assert_verdicts(
+        &idx,
+        &[
+            ("x/b", "x/a", "tcp/80", false),
+            ("x/a", "x/b", "tcp/80", true),
+            ("x/a", "8.8.8.8", "udp/53", true),
+        ],
+    );
+}
+
+#[test]
+fn policy_types_omitted_with_egress_rules_adds_egress() {
+    let idx = cluster_with(vec![netpol("x", "p")
+        .selecting("pod", "a")
+        .egress(json!([{"to": [from_pod("b")]}]))]);
+    let a = graph(&idx).pod("x", "a").cloned().unwrap();
+    // Ingress too: the default always includes Ingress.
+    assert_eq!(a.ingress.as_ref().unwrap().allows, []);
+    assert_eq!(a.egress.as_ref().unwrap().isolated_by, ["x/p"]);
+    assert_verdicts(
+        &idx,
+        &[
+            ("x/a", "x/b", "tcp/80", true),
+            ("x/a", "y/c", "tcp/80", false),
+            ("x/b", "x/a", "tcp/80", false),
+        ],
+    );
+}
+
+#[test]
+fn empty_egress_list_without_policy_types_does_not_isolate_egress() {
+    let idx = cluster_with(vec![netpol("x", "p")
+        .selecting("pod", "a")
+        .egress(json!([]))]);
+    let a = graph(&idx).pod("x", "a").cloned().unwrap();
+    assert!(a.ingress.is_some());
+    assert!(
+        a.egress.is_none(),
+        "egress: [] alone must not isolate egress"
+    );
+    assert!(allowed(&idx, "x/a", "y/c", "tcp/80"));
+}
+
+#[test]
+fn explicit_egress_policy_type_alone_leaves_ingress_open() {
+    let idx = cluster_with(vec![netpol("x", "p")
+        .selecting("pod", "a")
+        .policy_types(&["Egress"])
+        // Ingress rules of a policy whose types leave Ingress out are ignored.
+        .ingress(json!([{"from": [from_pod("b")]}]))]);
+    let a = graph(&idx).pod("x", "a").cloned().unwrap();
+    assert!(a.ingress.is_none());
+    assert_eq!(a.egress.as_ref().unwrap().allows, []);
+    assert_verdicts(
+        &idx,
+        &[
+            ("y/c", "x/a", "tcp/80", true),
+            ("x/a", "x/b", "tcp/80", false),
+            ("x/a", "8.8.8.8", "udp/53", false),
+        ],
+    );
+}
+
+#[test]
+fn explicit_ingress_policy_type_alone_ignores_egress_rules() {
+    let idx = cluster_with(vec![netpol("x", "p")
+        .selecting("pod", "a")
+        .policy_types(&["Ingress"])
+        .egress(json!([{"to": [from_pod("b")]}]))]);
+    let a = graph(&idx).pod("x", "a").cloned().unwrap();
+    assert!(a.egress.is_none());
+    assert_eq!(a.ingress.unwrap().allows, []);
+    assert_verdicts(&idx, &[("x/a", "y/c", "tcp/80", true)]);
+}
+
+#[test]
+fn explicit_ingress_and_egress_types_isolate_both_even_without_rules() {
+    let idx = cluster_with(vec![netpol("x", "p")
+        .selecting("pod", "a")
+        .policy_types(&["Ingress", "Egress"])]);
+    let a = graph(&idx).pod("x", "a").cloned().unwrap();
+    assert_eq!(a.ingress.unwrap().allows, []);
+    assert_eq!(a.egress.unwrap().allows, []);
+}
+
+#[test]
+fn isolated_pod_with_no_allowing_rule_is_denied() {
+    // A rule exists, but its peer selects no pod at all.
+    let idx = cluster_with(vec![netpol("x", "p")
+        .selecting("pod", "a")
+        .ingress(json!([{"from": [from_pod("nobody")]}]))]);
+    let e = explain(&idx, "x/b", "x/a", "tcp/80");
+    assert!(!e.allowed);
+    assert_eq!(
+        e.ingress,
+        Side::Denied {
+            isolated_by: vec!["x/p".into()]
+        }
+    );
+    assert!(e.egress.allows());
+}
+
+#[test]
+fn policies_are_a_union() {
+    let idx = cluster_with(vec![
+        netpol("x", "web")
+            .selecting("pod", "a")
+            .ingress(json!([{"from": [from_pod("b")], "ports": [{"port": 80}]}])),
+        netpol("x", "tls").selecting("pod", "a").ingress(
+            json!([{"from": [{"namespaceSelector": {"matchLabels": {"team": "y"}}}], "ports": [{"port": 443}]}]),
+        ),
+        // A deny-all never subtracts from what others allow.
+        netpol("x", "deny-all"),
+    ]);
+    let a = graph(&idx).pod("x", "a").cloned().unwrap();
+    assert_eq!(
+        a.ingress.unwrap().isolated_by,
+        ["x/deny-all", "x/tls", "x/web"]
+    );
+    assert_verdicts(
+        &idx,
+        &[
+            ("x/b", "x/a", "tcp/80", true),
+            ("x/b", "x/a", "tcp/443", false),
+            ("y/c", "x/a", "tcp/443", true),
+            ("y/c", "x/a", "tcp/80", false),
+            ("z/d", "x/a", "tcp/443", false),
+        ],
+    );
+}
+
+#[test]
+fn both_the_client_egress_and_the_server_ingress_must_allow() {
+    let idx = cluster_with(vec![
+        // x/a may only send to y/c.
+        netpol("x", "a-out")
+            .selecting("pod", "a")
+            .policy_types(&["Egress"])
+            .egress(json!([{"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"pod": "c"}}}]}])),
+        // y/c accepts only from z.
+        netpol("y", "c-in").ingress(json!([{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "z"}}}]}])),
+    ]);
+    let e = explain(&idx, "x/a", "y/c", "tcp/80");
+    assert!(!e.allowed);
+    assert!(e.egress.allows(), "egress of x/a allows y/c: {e}");
+    assert!(!e.ingress.allows(), "ingress of y/c refuses x/a: {e}");
+    let e = explain(&idx, "x/a", "z/d", "tcp/80");
+    assert!(!e.allowed);
+    assert!(!e.egress.allows());
+    assert!(e.ingress.allows());
+    assert_verdicts(&idx, &[("z/d", "y/c", "tcp/80", true)]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Rules, peers
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn empty_rule_allows_everything() {
+    let idx = cluster_with(vec![netpol("x", "p")
+        .selecting("pod", "a")
+        .policy_types(&["Ingress", "Egress"])
+        .ingress(json!([{}]))
+        .egress(json!([{}]))]);
+    let a = graph(&idx).pod("x", "a").cloned().unwrap();
+    for iso in [a.ingress.unwrap(), a.egress.unwrap()] {
+        assert_eq!(iso.allows.len(), 1);
+        assert_eq!(iso.allows[0].peer, PeerRef::Any);
+        assert_eq!(iso.allows[0].ports, Ports::Any);
+    }
+    assert_verdicts(
+        &idx,
+        &[
+            ("203.0.113.7", "x/a", "udp/53", true),
+            ("y/c", "x/a", "sctp/9", true),
+            ("x/a", "203.0.113.7", "tcp/65535", true),
+        ],
+    );
+}
+
+#[test]
+fn absent_or_empty_from_means_all_peers_including_external() {
+    for rule in [
+        json!({"ports": [{"port": 80}]}),
+        json!({"from": [], "ports": [{"port": 80}]}),
+    ] {
+        let idx = cluster_with(vec![netpol("x", "p")
+            .selecting("pod", "a")
+            .ingress(json!([rule.clone()]))]);
+        assert_verdicts(
+            &idx,
+            &[
+                ("203.0.113.7", "x/a", "tcp/80", true),
+                ("y/c", "x/a", "tcp/80", true),
+                ("192.168.100.2", "x/a", "tcp/80", true),
+                ("203.0.113.7", "x/a", "tcp/81", false),
+            ],
+        );
+    }
+}
+
+#[test]
+fn absent_or_empty_to_means_all_destinations_including_external() {
+    for rule in [
+        json!({"ports": [{"port": 443}]}),
+        json!({"to": [], "ports": [{"port": 443}]}),
+    ] {
+        let idx = cluster_with(vec![netpol("x", "p")
+            .selecting("pod", "a")
+            .egress(json!([rule.clone()]))]);
+        assert_verdicts(
+            &idx,
+            &[
+                ("x/a", "203.0.113.7", "tcp/443", true),
+                ("x/a", "z/d", "tcp/443", true),
+                ("x/a", "203.0.113.7", "tcp/80", false),
+            ],
+        );
+    }
+}
+
+#[test]
+fn absent_or_empty_ports_means_all_ports_and_protocols() {
+    for rule in [
+        json!({"from": [from_pod("b")]}),
+        json!({"from": [from_pod("b")], "ports": []}),
+    ] {
+        let idx = cluster_with(vec![netpol("x", "p")
+            .selecting("pod", "a")
+            .ingress(json!([rule.clone()]))]);
+        let a = graph(&idx).pod("x", "a").cloned().unwrap();
+        assert_eq!(a.ingress.unwrap().allows[0].ports, Ports::Any);
+        assert_verdicts(
+            &idx,
+            &[
+                ("x/b", "x/a", "tcp/1", true),
+                ("x/b", "x/a", "tcp/65535", true),
+                ("x/b", "x/a", "udp/53", true),
+                ("x/b", "x/a", "sctp/9", true),
+                ("y/c", "x/a", "tcp/80", false),
+            ],
+        );
+    }
+}
+
+#[test]
+fn pod_selector_peer_selects_in_the_policys_namespace_only() {
+    let idx = cluster_with(vec![
+        // y/b2 has the label pod=b too, but lives in y.
+        pod("y", "b2")
+            .label("pod", "b")
+            .node("n2")
+            .ip("10.244.2.22"),
+        netpol("x", "p")
+            .selecting("pod", "a")
+            .ingress(json!([{"from": [from_pod("b")]}])),
+        netpol("x", "q")
+            .selecting("pod", "b")
+            .ingress(json!([{"from": [{"podSelector": {}}]}])),
+    ]);
+    assert_verdicts(
+        &idx,
+        &[
+            ("x/b", "x/a", "tcp/80", true),
+            ("y/b2", "x/a", "tcp/80", false),
+            // podSelector {} = every pod of x, none elsewhere, no external address.
+            ("x/a", "x/b", "tcp/80", true),
+            ("y/c", "x/b", "tcp/80", false),
+            ("203.0.113.7", "x/b", "tcp/80", false),
+        ],
+    );
+}
+
+#[test]
+fn namespace_selector_alone_selects_every_pod_of_matching_namespaces() {
+    let idx = cluster_with(vec![
+        pod("y", "e").node("n2").ip("10.244.2.23"),
+        netpol("x", "p")
+            .selecting("pod", "a")
+            .ingress(json!([{"from": [{"namespaceSelector": {"matchLabels": {"team": "y"}}}]}])),
+    ]);
+    assert_verdicts(
+        &idx,
+        &[
+            ("y/c", "x/a", "tcp/80", true),
+            // A pod without any label in a matching namespace.
+            ("y/e", "x/a", "tcp/80", true),
+            // Not the policy's own namespace unless it matches.
+            ("x/b", "x/a", "tcp/80", false),
+            ("z/d", "x/a", "tcp/80", false),
+            ("203.0.113.7", "x/a", "tcp/80", false),
+        ],
+    );
+}
+
+#[test]
+fn empty_namespace_selector_selects_all_pods_in_all_namespaces_but_no_external_address() {
+    let idx = cluster_with(vec![netpol("x", "p")
+        .selecting("pod", "a")
+        .ingress(json!([{"from": [{"namespaceSelector": {}}]}]))]);
+    assert_verdicts(
+        &idx,
+        &[
+            ("x/b", "x/a", "tcp/80", true),
+            ("y/c", "x/a", "tcp/80", true),
+            ("z/d", "x/a", "udp/53", true),
+            ("203.0.113.7", "x/a", "tcp/80", false),
+            ("192.168.100.2", "x/a", "tcp/80", false),
+        ],
+    );
+}
+
+#[test]
+fn pod_and_namespace_selector_in_one_peer_are_anded() {
+    let idx = cluster_with(vec![
+        pod("y", "c2")
+            .label("pod", "other")
+            .node("n2")
+            .ip("10.244.2.22"),
+        pod("z", "c3")
+            .label("pod", "c")
+            .node("n2")
+            .ip("10.244.2.32"),
+        pod("x", "c4")
+            .label("pod", "c")
+            .node("n1")
+            .ip("10.244.1.14"),
+        netpol("x", "p")
+            .selecting("pod", "a")
+            .ingress(json!([{"from": [{
+                "namespaceSelector": {"matchLabels": {"team": "y"}},
+                "podSelector": {"matchLabels": {"pod": "c"}},
+            }]}])),
+    ]);
+    assert_verdicts(
+        &idx,
+        &[
+            ("y/c", "x/a", "tcp/80", true),
+            ("y/c2", "x/a", "tcp/80", false),
+            ("z/c3", "x/a", "tcp/80", false),
+            ("x/c4", "x/a", "tcp/80", false),
+        ],
+    );
+}
+
+#[test]
+fn pod_and_namespace_selector_in_two_peers_are_ored() {
+    let idx = cluster_with(vec![
+        pod("y", "c2")
+            .label("pod", "other")
+            .node("n2")
+            .ip("10.244.2.22"),
+        pod("x", "e").label("pod", "e").node("n1").ip("10.244.1.15"),
+        netpol("x", "p")
+            .selecting("pod", "a")
+            .ingress(json!([{"from": [
+                {"namespaceSelector": {"matchLabels": {"team": "y"}}},
+                {"podSelector": {"matchLabels": {"pod": "b"}}},
+            ]}])),
+    ]);
+    assert_verdicts(
+        &idx,
+        &[
+            ("y/c", "x/a", "tcp/80", true),
+            ("y/c2", "x/a", "tcp/80", true),
+            ("x/b", "x/a", "tcp/80", true),
+            ("x/e", "x/a", "tcp/80", false),
+            ("z/d", "x/a", "tcp/80", false),
+        ],
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Selectors
+// ---------------------------------------------------------------------------------------
+
+/// x/db (tier=db), x/web (tier=web), x/bare (no tier label); which are isolated by a
+/// policy whose podSelector is `expr`.
+fn isolated_by_expression(expr: serde_json::Value) -> BTreeSet<String> {
+    let idx = index(vec![
+        ns("x"),
+        pod("x", "db").label("tier", "db").ip("10.244.1.1"),
+        pod("x", "web").label("tier", "web").ip("10.244.1.2"),
+        pod("x", "bare").ip("10.244.1.3"),
+        netpol("x", "p").pod_selector(json!({"matchExpressions": [expr]})),
+    ]);
+    graph(&idx)
+        .pods
+        .values()
+        .filter(|p| p.ingress.is_some())
+        .map(|p| p.name.clone())
+        .collect()
+}
+
+fn names(list: &[&str]) -> BTreeSet<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn match_expression_in() {
+    assert_eq!(
+        isolated_by_expression(json!({"key": "tier", "operator": "In", "values": ["db", "cache"]})),
+        names(&["db"])
+    );
+}
+
+#[test]
+fn match_expression_not_in_also_matches_pods_lacking_the_key() {
+    assert_eq!(
+        isolated_by_expression(json!({"key": "tier", "operator": "NotIn", "values": ["db"]})),
+        names(&["bare", "web"])
+    );
+}
+
+#[test]
+fn match_expression_exists() {
+    assert_eq!(
+        isolated_by_expression(json!({"key": "tier", "operator": "Exists"})),
+        names(&["db", "web"])
+    );
+}
+
+#[test]
+fn match_expression_does_not_exist() {
+    assert_eq!(
+        isolated_by_expression(json!({"key": "tier", "operator": "DoesNotExist"})),
+        names(&["bare"])
+    );
+}
+
+#[test]
+fn match_labels_and_expressions_are_anded() {
+    let idx = index(vec![
+        pod("x", "a")
+            .labels(&[("app", "s"), ("tier", "db")])
+            .ip("10.244.1.1"),
+        pod("x", "b")
+            .labels(&[("app", "s"), ("tier", "web")])
+            .ip("10.244.1.2"),
+        pod("x", "c")
+            .labels(&[("app", "t"), ("tier", "db")])
+            .ip("10.244.1.3"),
+        netpol("x", "p").pod_selector(json!({
+            "matchLabels": {"app": "s"},
+            "matchExpressions": [{"key": "tier", "operator": "In", "values": ["db"]}],
+        })),
+    ]);
+    let isolated: Vec<String> = graph(&idx)
+        .pods
+        .values()
+        .filter(|p| p.ingress.is_some())
+        .map(|p| p.name.clone())
+        .collect();
+    assert_eq!(isolated, ["a"]);
+}
+
+#[test]
+fn namespace_selector_match_expressions_on_peers() {
+    let idx = cluster_with(vec![netpol("x", "p").selecting("pod", "a").ingress(json!([{"from": [{
+        "namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "NotIn", "values": ["y"]}]},
+    }]}]))]);
+    assert_verdicts(
+        &idx,
+        &[
+            // x and z have no team label: NotIn matches them.
+            ("x/b", "x/a", "tcp/80", true),
+            ("z/d", "x/a", "tcp/80", true),
+            ("y/c", "x/a", "tcp/80", false),
+        ],
+    );
+}
+
+#[test]
+fn namespace_name_label_is_implied_for_given_namespaces() {
+    // ns y is given with its own labels; the API server adds the name label anyway.
+    let idx = cluster_with(vec![netpol("x", "p").selecting("pod", "a").ingress(
+        json!([{"from": [{
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "y"}},
+        }]}]),
+    )]);
+    assert_verdicts(
+        &idx,
+        &[
+            ("y/c", "x/a", "tcp/80", true),
+            ("z/d", "x/a", "tcp/80", false),
+            ("x/b", "x/a", "tcp/80", false),
+        ],
+    );
+}
+
+#[test]
+fn namespace_name_label_is_implied_for_namespaces_not_given() {
+    // No Namespace objects at all: the pods' namespaces still carry their name label.
+    let idx = index(vec![
+        pod("x", "a").label("pod", "a").ip("10.244.1.11"),
+        pod("w", "v").ip("10.244.3.1"),
+        pod("q", "r").ip("10.244.3.2"),
+        netpol("x", "p")
+            .selecting("pod", "a")
+            .ingress(json!([{"from": [{
+                "namespaceSelector": {"matchExpressions": [
+                    {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["w"]},
+                ]},
+            }]}])),
+    ]);
+    assert_eq!(
+        idx.implied_namespaces(),
+        ["q", "w", "x"].iter().map(|s| s.to_string()).collect()
+    );
+    assert_verdicts(
+        &idx,
+        &[
+            ("w/v", "x/a", "tcp/80", true),
+            ("q/r", "x/a", "tcp/80", false),
+        ],
+    );
+}
+
+#[test]
+fn namespace_name_label_cannot_be_overridden_by_given_labels() {
+    // The API server always sets kubernetes.io/metadata.name to the namespace's name.
+    let idx = cluster_with(vec![
+        ns("v").label("kubernetes.io/metadata.name", "y"),
+        pod("v", "e").node("n2").ip("10.244.2.40"),
+        netpol("x", "p")
+            .selecting("pod", "a")
+            .ingress(json!([{"from": [{
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "y"}},
+            }]}])),
+    ]);
+    assert_verdicts(
+        &idx,
+        &[
+            ("y/c", "x/a", "tcp/80", true),
+            ("v/e", "x/a", "tcp/80", false),
+        ],
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// ipBlock
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn ip_block_with_except_v4() {
+    let idx = cluster_with(vec![netpol("x", "p").selecting("pod", "a").ingress(
+        json!([{"from": [{
+            "ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16", "10.9.9.0/24"]},
+        }]}]),
+    )]);
+    assert_verdicts(
+        &idx,
+        &[
+            ("10.0.0.0", "x/a", "tcp/80", true),
+            ("10.0.255.255", "x/a", "tcp/80", true),
+            ("10.1.0.0", "x/a", "tcp/80", false),
+            ("10.1.200.3", "x/a", "tcp/80", false),
+            ("10.1.255.255", "x/a", "tcp/80", false),
+            ("10.2.0.0", "x/a", "tcp/80", true),
+            ("10.9.9.9", "x/a", "tcp/80", false),
+            ("10.9.10.0", "x/a", "tcp/80", true),
+            ("10.255.255.255", "x/a", "tcp/80", true),
+            ("11.0.0.0", "x/a", "tcp/80", false),
+            ("9.255.255.255", "x/a", "tcp/80", false),
+        ],
+    );
+}
+
+fn dual_stack() -> Vec<Obj> {
+    vec![
+        ns("x"),
+        pod("x", "a")
+            .label("pod", "a")
+            .node("n1")
+            .ip("10.244.1.11")
+            .ip6("fd00:10:244:1::11")
+            .host_ip("192.168.100.1"),
+        pod("x", "b")
+            .label("pod", "b")
+            .node("n1")
+            .ip("10.244.1.12")
+            .ip6("fd00:10:244:1::12")
+            .host_ip("192.168.100.1"),
+    ]
+}
+
+#[test]
+fn ip_block_with_except_v6() {
+    let mut objs = dual_stack();
+    objs.push(
+        netpol("x", "p")
+            .selecting("pod", "a")
+            .ingress(json!([{"from": [{
+                "ipBlock": {"cidr": "2001:db8::/32", "except": ["2001:db8:1::/48"]},
+            }]}])),
+    );
+    let idx = index(objs);
+    assert_verdicts(
+        &idx,
+        &[
+            ("2001:db8::1", "x/a", "tcp/80", true),
+            ("2001:db8:0:ffff:ffff:ffff:ffff:ffff", "x/a", "tcp/80", true),
+            ("2001:db8:1::", "x/a", "tcp/80", false),
+            ("2001:db8:1:ffff::5", "x/a", "tcp/80", false),
+            ("2001:db8:2::", "x/a", "tcp/80", true),
+            ("2001:db9::1", "x/a", "tcp/80", false),
+            // An IPv6 block says nothing about IPv4.
+            ("10.0.0.1", "x/a", "tcp/80", false),
+        ],
+    );
+    // The explanation used a's IPv6 address.
+    let e = explain(&idx, "2001:db8::1", "x/a", "tcp/80");
+    assert_eq!(e.to.ip(), ip("fd00:10:244:1::11"));
+}
+
+#[test]
+fn ip_block_matches_pod_addresses() {
+    let idx = cluster_with(vec![netpol("x", "p").selecting("pod", "a").ingress(
+        json!([{"from": [
+            {"ipBlock": {"cidr": "10.244.1.12/32"}},
+            {"ipBlock": {"cidr": "10.244.2.0/24", "except": ["10.244.2.16/29"]}},
+        ]}]),
+    )]);
+    assert_verdicts(
+        &idx,
+        &[
+            ("x/b", "x/a", "tcp/80", true),
+            // 10.244.2.31 is outside the except.
+            ("z/d", "x/a", "tcp/80", true),
+            // 10.244.2.21 is inside 10.244.2.16/29 (.16 to .23).
+            ("y/c", "x/a", "tcp/80", false),
+        ],
+    );
+}
+
+#[test]
+fn ip_block_on_egress_for_dual_stack_pod_uses_the_family_asked() {
+    let mut objs = dual_stack();
+    objs.push(
+        netpol("x", "p")
+            .selecting("pod", "a")
+            .policy_types(&["Egress"])
+            .egress(json!([{"to": [{"ipBlock": {"cidr": "fd00:10:244:1::12/128"}}]}])),
+    );
+    let idx = index(objs);
+    assert!(explain_family(&idx, "x/a", "x/b", "tcp/80", Family::V6).allowed);
+    assert!(!explain_family(&idx, "x/a", "x/b", "tcp/80", Family::V4).allowed);
+}
+
+// ---------------------------------------------------------------------------------------
+// Ports
+// ---------------------------------------------------------------------------------------
+
+fn ports_policy(ports: serde_json::Value) -> Index {
+    cluster_with(vec![netpol("x", "p")
+        .selecting("pod", "a")
+        .ingress(json!([{"from": [from_pod("b")], "ports": ports}]))])
+}
+
+#[test]
+fn port_by_number_defaults_to_tcp() {
+    let idx = ports_policy(json!([{"port": 80}]));
+    assert_verdicts(
+        &idx,
+        &[
+            ("x/b", "x/a", "tcp/80", true),
+            ("x/b", "x/a", "tcp/81", false),
+            ("x/b", "x/a", "tcp/79", false),
+            ("x/b", "x/a", "udp/80", false),
+            ("x/b", "x/a", "sctp/80", false),
+        ],
+    );
+}
+
+#[test]
+fn end_port_range_is_inclusive_at_both_ends() {
+    let idx = ports_policy(json!([{"port": 8000, "endPort": 8080}]));
+    assert_verdicts(
+        &idx,
+        &[
+            ("x/b", "x/a", "tcp/7999", false),
+            ("x/b", "x/a", "tcp/8000", true),
+            ("x/b", "x/a", "tcp/8040", true),
+            ("x/b", "x/a", "tcp/8080", true),
+            ("x/b", "x/a", "tcp/8081", false),
+            ("x/b", "x/a", "udp/8000", false),
+        ],
+    );
+}
+
+#[test]
+fn end_port_equal_to_port_is_one_port() {
+    let idx = ports_policy(json!([{"port": 53, "endPort": 53, "protocol": "UDP"}]));
+    assert_verdicts(
+        &idx,
+        &[
+            ("x/b", "x/a", "udp/53", true),
+            ("x/b", "x/a", "udp/54", false),
+            ("x/b", "x/a", "udp/52", false),
+        ],
+    );
+}
+
+#[test]
+fn protocol_without_port_means_every_port_of_that_protocol() {
+    let idx = ports_policy(json!([{"protocol": "UDP"}]));
+    assert_verdicts(
+        &idx,
+        &[
+            ("x/b", "x/a", "udp/1", true),
+            ("x/b", "x/a", "udp/53", true),
+            ("x/b", "x/a", "udp/65535", true),
+            ("x/b", "x/a", "tcp/53", false),
+            ("x/b", "x/a", "sctp/53", false),
+        ],
+    );
+}
+
+#[test]
+fn port_entry_with_neither_port_nor_protocol_means_every_tcp_port() {
+    let idx = ports_policy(json!([{}]));
+    assert_verdicts(
+        &idx,
+        &[
+            ("x/b", "x/a", "tcp/1", true),
+            ("x/b", "x/a", "tcp/65535", true),
+            ("x/b", "x/a", "udp/53", false),
+        ],
+    );
+}
+
+#[test]
+fn sctp_ports() {
+    let idx = ports_policy(json!([{"protocol": "SCTP", "port": 9}]));
+    assert_verdicts(
+        &idx,
+        &[
+            ("x/b", "x/a", "sctp/9", true),
+            ("x/b", "x/a", "sctp/10", false),
+            ("x/b", "x/a", "tcp/9", false),
+            ("x/b", "x/a", "udp/9", false),
+        ],
+    );
+}
+
+#[test]
+fn several_ports_in_one_rule_are_a_union() {
+    let idx = ports_policy(json!([
+        {"port": 80},
+        {"port": 53, "protocol": "UDP"},
+        {"port": 9000, "endPort": 9002, "protocol": "SCTP"},
+    ]));
+    assert_verdicts(
+        &idx,
+        &[
+            ("x/b", "x/a", "tcp/80", true),
+            ("x/b", "x/a", "udp/53", true),
+            ("x/b", "x/a", "sctp/9001", true),
+            ("x/b", "x/a", "tcp/53", false),
+            ("x/b", "x/a", "udp/80", false),
+            ("x/b", "x/a", "tcp/9001", false),
+        ],
+    );
+}
+
+#[test]
+fn ports_and_peers_of_one_rule_are_anded_across_rules_ored() {
+    let idx = cluster_with(vec![netpol("x", "p").selecting("pod", "a").ingress(json!([
+        {"from": [from_pod("b")], "ports": [{"port": 80}]},
+        {"from": [{"namespaceSelector": {"matchLabels": {"team": "y"}}}], "ports": [{"port": 443}]},
+    ]))]);
+    assert_verdicts(
+        &idx,
+        &[
+            ("x/b", "x/a", "tcp/80", true),
+            ("x/b", "x/a", "tcp/443", false),
+            ("y/c", "x/a", "tcp/443", true),
+            ("y/c", "x/a", "tcp/80", false),
+        ],
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Named ports
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn named_port_on_ingress_resolves_against_each_selected_pod() {
+    let idx = index(vec![
+        ns("x"),
+        pod("x", "a")
+            .label("app", "web")
+            .ip("10.244.1.11")
+            .port("http", 80, "TCP"),
+        pod("x", "b")
+            .label("app", "web")
+            .ip("10.244.1.12")
+            .port("http", 8080, "TCP"),
+        pod("x", "c").label("app", "client").ip("10.244.1.13"),
+        netpol("x", "p")
+            .selecting("app", "web")
+            .ingress(json!([{"ports": [{"port": "http"}]}])),
+    ]);
+    assert_verdicts(
+        &idx,
+        &[
+            ("x/c", "x/a", "tcp/80", true),
+            ("x/c", "x/a", "tcp/8080", false),
+            ("x/c", "x/b", "tcp/8080", true),
+            ("x/c", "x/b", "tcp/80", false),
+            // The source may be anything: the name is a property of the destination.
+            ("203.0.113.7", "x/b", "tcp/8080", true),
+        ],
+    );
+    let g = graph(&idx);
+    let a = &g.pod("x", "a").unwrap().ingress.as_ref().unwrap().allows;
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].origin.port_name.as_deref(), Some("http"));
+}
+
+#[test]
+fn named_port_on_ingress_needs_the_protocol_of_the_container_port() {
+    let base = || {
+        vec![
+            ns("x"),
+            pod("x", "a")
+                .label("pod", "a")
+                .ip("10.244.1.11")
+                .port("dns", 53, "UDP"),
+            pod("x", "b").label("pod", "b").ip("10.244.1.12"),
+        ]
+    };
+    // protocol defaults to TCP; the container port "dns" is UDP: nothing resolves.
+    let mut objs = base();
+    objs.push(
+        netpol("x", "p")
+            .selecting("pod", "a")
+            .ingress(json!([{"ports": [{"port": "dns"}]}])),
+    );
+    let idx = index(objs);
+    assert_verdicts(
+        &idx,
+        &[
+            ("x/b", "x/a", "tcp/53", false),
+            ("x/b", "x/a", "udp/53", false),
+        ],
+    );
+    let mut objs = base();
+    objs.push(
+        netpol("x", "p")
+            .selecting("pod", "a")
+            .ingress(json!([{"ports": [{"port": "dns", "protocol": "UDP"}]}])),
+    );
+    let idx = index(objs);
+    assert_verdicts(
+        &idx,
+        &[
+            ("x/b", "x/a", "udp/53", true),
+            ("x/b", "x/a", "tcp/53", false),
+        ],
+    );
+}
+
+#[test]
+fn named_port_missing_on_the_selected_pod_allows_nothing_but_still_isolates() {
+    let idx = cluster_with(vec![netpol("x", "p")
+        .selecting("pod", "a")
+        .ingress(json!([{"ports": [{"port": "http"}]}]))]);
+    let a = graph(&idx).pod("x", "a").cloned().unwrap();
+    assert!(a.ingress.is_some());
+    assert_verdicts(
+        &idx,
+        &[
+            ("x/b", "x/a", "tcp/80", false),
+            ("x/b", "x/a", "tcp/8080", false),
+        ],
+    );
+}
+
+#[test]
+fn named_port_on_egress_resolves_per_destination_pod() {
+    let idx = index(vec![
+        ns("x"),
+        pod("x", "a").label("app", "client").ip("10.244.1.11"),
+        pod("x", "b").label("app", "web").ip("10.244.1.12").port("http", 80, "TCP"),
+        pod("x", "c").label("app", "web").ip("10.244.1.13").port("http", 8080, "TCP"),
+        pod("x", "d").label("app", "web").ip("10.244.1.14"),
+        netpol("x", "p")
+            .selecting("app", "client")
+            .policy_types(&["Egress"])
+            .egress(json!([{"to": [{"podSelector": {"matchLabels": {"app": "web"}}}], "ports": [{"port": "http"}]}])),
+    ]);
+    assert_verdicts(
+        &idx,
+        &[
+            ("x/a", "x/b", "tcp/80", true),
+            ("x/a", "x/b", "tcp/8080", false),
+            ("x/a", "x/c", "tcp/8080", true),
+            ("x/a", "x/c", "tcp/80", false),
+            ("x/a", "x/d", "tcp/80", false),
+            ("x/a", "x/d", "tcp/8080", false),
+        ],
+    );
+    let g = graph(&idx);
+    let allows = &g.pod("x", "a").unwrap().egress.as_ref().unwrap().allows;
+    // One allow per resolved number, each to a different peer node.
+    assert_eq!(allows.len(), 2, "{allows:?}");
+    assert_ne!(allows[0].peer, allows[1].peer);
+    for a in allows {
+        assert_eq!(a.origin.port_name.as_deref(), Some("http"));
+        assert_eq!(a.origin.peer, Some(0));
+    }
+}
+
+#[test]
+fn named_port_on_egress_never_matches_an_external_address() {
+    let idx = index(vec![
+        ns("x"),
+        pod("x", "a").label("app", "client").ip("10.244.1.11"),
+        pod("x", "b")
+            .label("app", "web")
+            .ip("10.244.1.12")
+            .port("http", 80, "TCP"),
+        netpol("x", "p")
+            .selecting("app", "client")
+            .policy_types(&["Egress"])
+            .egress(json!([
+                {"ports": [{"port": "http"}]},
+                {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"port": "http"}]},
+            ])),
+    ]);
+    assert_verdicts(
+        &idx,
+        &[
+            ("x/a", "x/b", "tcp/80", true),
+            ("x/a", "203.0.113.7", "tcp/80", false),
+            ("x/a", "192.168.100.2", "tcp/80", false),
+        ],
+    );
+}
+
+#[test]
+fn named_port_on_egress_needs_the_protocol_of_the_container_port() {
+    let idx = index(vec![
+        ns("x"),
+        pod("x", "a").label("app", "client").ip("10.244.1.11"),
+        pod("x", "b")
+            .label("app", "dns")
+            .ip("10.244.1.12")
+            .port("dns", 53, "UDP"),
+        pod("x", "c")
+            .label("app", "dns")
+            .ip("10.244.1.13")
+            .port("dns", 5353, "TCP"),
+        netpol("x", "p")
+            .selecting("app", "client")
+            .policy_types(&["Egress"])
+            .egress(json!([{"ports": [{"port": "dns", "protocol": "UDP"}]}])),
+    ]);
+    assert_verdicts(
+        &idx,
+        &[
+            ("x/a", "x/b", "udp/53", true),
+            ("x/a", "x/b", "tcp/53", false),
+            ("x/a", "x/c", "tcp/5353", false),
+            ("x/a", "x/c", "udp/5353", false),
+        ],
+    );
+}
+
+#[test]
+
+fn named_port_on_egress_to_an_ip_block_allows_only_the_addresses_in_the_block() {
+    // x/b is dual-stack; the block holds only its IPv4 address. The named port must not
+    // open b's IPv6 address, which no peer of the rule selects.
+    let mut objs = dual_stack();
+    objs[2] = objs[2].clone().port("http", 80, "TCP");
+    objs.push(
+        netpol("x", "p")
+            .selecting("pod", "a")
+            .policy_types(&["Egress"])
+            .egress(json!([{"to": [{"ipBlock": {"cidr": "10.244.1.12/32"}}], "ports": [{"port": "http"}]}])),
+    );
+    let idx = index(objs);
+    assert!(explain_family(&idx, "x/a", "x/b", "tcp/80", Family::V4).allowed);
+    let e = explain_family(&idx, "x/a", "x/b", "tcp/80", Family::V6);
+    assert!(!e.allowed, "{e}");
+}
+
+#[test]
+fn named_port_on_egress_to_an_ip_block_with_except_skips_excepted_addresses() {
+    let mut objs = dual_stack();
+    objs[2] = objs[2].clone().port("http", 80, "TCP");
+    objs.push(
+        netpol("x", "p")
+            .selecting("pod", "a")
+            .policy_types(&["Egress"])
+            .egress(json!([{"to": [{"ipBlock": {"cidr": "fd00::/8", "except": ["fd00:10:244:1::12/128"]}}], "ports": [{"port": "http"}]}])),
+    );
+    let idx = index(objs);
+    assert!(!explain_family(&idx, "x/a", "x/b", "tcp/80", Family::V6).allowed);
+    assert!(!explain_family(&idx, "x/a", "x/b", "tcp/80", Family::V4).allowed);
+}
+
+// ---------------------------------------------------------------------------------------
+// Which pods policy applies to
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn host_network_pods_are_never_selected_and_are_not_pod_peers() {
+    let idx = index(vec![
+        ns("x"),
+        pod("x", "a")
+            .label("pod", "a")
+            .node("n1")
+            .ip("10.244.1.11")
+            .host_ip("192.168.100.1"),
+        // A hostNetwork pod on n2 with the same label: its address is its node's.
+        pod("x", "h")
+            .label("pod", "a")
+            .node("n2")
+            .host_network()
+            .ip("192.168.100.2")
+            .host_ip("192.168.100.2"),
+        netpol("x", "p").ingress(json!([{"from": [{"podSelector": {}}]}])),
+    ]);
+    let g = graph(&idx);
+    assert!(
+        g.pod("x", "h").is_none(),
+        "a hostNetwork pod is not in the graph"
+    );
+    assert!(g.pod("x", "a").unwrap().ingress.is_some());
+    // The peer "every pod of x" does not include the hostNetwork pod's address.
+    let allow = &g.pod("x", "a").unwrap().ingress.as_ref().unwrap().allows[0];
+    assert!(!g.peer_contains(allow.peer, ip("192.168.100.2")));
+    assert!(g.peer_contains(allow.peer, ip("10.244.1.11")));
+    assert_verdicts(
+        &idx,
+        &[
+            ("x/h", "x/a", "tcp/80", false),
+            // Not isolated: the deny-all-but-pods policy does not select it.
+            ("x/a", "x/h", "tcp/80", true),
+        ],
+    );
+}
+
+#[test]
+fn pods_without_an_address_are_neither_enforced_nor_peers() {
+    let idx = cluster_with(vec![
+        pod("x", "pending").label("pod", "a").node("n1"),
+        netpol("x", "p")
+            .selecting("pod", "a")
+            .ingress(json!([{"from": [{"podSelector": {}}]}])),
+    ]);
+    let g = graph(&idx);
+    assert!(g.pod("x", "pending").is_none());
+    assert!(g.pod("x", "a").unwrap().ingress.is_some());
+    assert_eq!(g.pods.len(), 4);
+}
+
+#[test]
+fn finished_pods_are_neither_enforced_nor_peers() {
+    for phase in ["Succeeded", "Failed"] {
+        let idx = cluster_with(vec![
+            // Its address may already belong to someone else.
+            pod("x", "done")
+                .label("pod", "a")
+                .node("n1")
+                .ip("10.244.1.99")
+                .phase(phase),
+            netpol("x", "p")
+                .selecting("pod", "a")
+                .ingress(json!([{"from": [{"podSelector": {}}]}])),
+        ]);
+        let g = graph(&idx);
+        assert!(g.pod("x", "done").is_none(), "{phase}");
+        let allow = &g.pod("x", "a").unwrap().ingress.as_ref().unwrap().allows[0];
+        assert!(!g.peer_contains(allow.peer, ip("10.244.1.99")), "{phase}");
+        assert_verdicts(
+            &idx,
+            &[
+                ("10.244.1.99", "x/a", "tcp/80", false),
+                ("x/b", "x/a", "tcp/80", true),
+            ],
+        );
+        assert!(nftpol::explain::explain(&idx, "x/done", "x/a", "tcp/80").is_err());
+    }
+}
+
+#[test]
+fn traffic_between_a_pod_and_its_own_node_is_always_allowed() {
+    let idx = cluster_with(vec![netpol("x", "deny-all")
+        .selecting("pod", "a")
+        .policy_types(&["Ingress", "Egress"])]);
+    assert_verdicts(
+        &idx,
+        &[
+            ("192.168.100.1", "x/a", "tcp/80", true),
+            ("x/a", "192.168.100.1", "tcp/10250", true),
+            // Another node follows the rules.
+            ("192.168.100.2", "x/a", "tcp/80", false),
+            ("x/a", "192.168.100.2", "tcp/10250", false),
+        ],
+    );
+    let e = explain(&idx, "192.168.100.1", "x/a", "tcp/80");
+    assert_eq!(e.ingress, Side::OwnNode);
+}
+
+#[test]
+fn another_nodes_address_is_allowed_only_by_a_rule() {
+    let idx = cluster_with(vec![netpol("x", "p")
+        .selecting("pod", "a")
+        .ingress(json!([{"from": [{"ipBlock": {"cidr": "192.168.100.2/32"}}]}]))]);
+    assert_verdicts(
+        &idx,
+        &[
+            ("192.168.100.2", "x/a", "tcp/80", true),
+            ("192.168.100.3", "x/a", "tcp/80", false),
+        ],
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The graph itself
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn peers_selecting_the_same_addresses_are_one_graph_node() {
+    let idx = cluster_with(vec![
+        netpol("x", "p1").selecting("pod", "a").ingress(json!([{"from": [from_pod("b")]}])),
+        netpol("x", "p2")
+            .selecting("pod", "a")
+            .ingress(json!([{"from": [{"ipBlock": {"cidr": "10.244.1.12/32"}}]}])),
+        netpol("x", "p3").selecting("pod", "a").ingress(json!([{"from": [{
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "x"}},
+            "podSelector": {"matchLabels": {"pod": "b"}},
+        }]}])),
+        // Selecting the same pod, from another policy on another pod.
+        netpol("y", "p4").ingress(json!([{"from": [{
+            "namespaceSelector": {},
+            "podSelector": {"matchExpressions": [{"key": "pod", "operator": "In", "values": ["b"]}]},
+        }]}])),
+    ]);
+    let g = graph(&idx);
+    assert_eq!(g.peers.len(), 1, "{g}");
+    let a = g.pod("x", "a").unwrap().ingress.clone().unwrap();
+    let c = g.pod("y", "c").unwrap().ingress.clone().unwrap();
+    let peers: BTreeSet<PeerRef> = a.allows.iter().chain(&c.allows).map(|x| x.peer).collect();
+    assert_eq!(peers.len(), 1);
+    assert_eq!(a.allows.len(), 3);
+    // The distinct address sets of the graph's peers are all different.
+    let distinct: BTreeSet<_> = g.peers.iter().map(|p| p.addrs.clone()).collect();
+    assert_eq!(distinct.len(), g.peers.len());
+}
+
+#[test]
+fn distinct_address_sets_are_distinct_graph_nodes() {
+    let idx = cluster_with(vec![netpol("x", "p").selecting("pod", "a").ingress(
+        json!([
+            {"from": [from_pod("b"), {"ipBlock": {"cidr": "10.0.0.0/8"}}]},
+            {"from": [from_pod("b")], "ports": [{"port": 80}]},
+        ]),
+    )]);
+    let g = graph(&idx);
+    assert_eq!(g.peers.len(), 2, "{g}");
+    let distinct: BTreeSet<_> = g.peers.iter().map(|p| p.addrs.clone()).collect();
+    assert_eq!(distinct.len(), 2);
+}
+
+#[test]
+fn allows_trace_back_to_policy_rule_and_peer() {
+    let idx = cluster_with(vec![netpol("x", "p")
+        .selecting("pod", "a")
+        .policy_types(&["Ingress", "Egress"])
+        .ingress(json!([
+            {"from": [from_pod("nobody")], "ports": [{"port": 22}]},
+            {"from": [from_pod("nobody"), from_pod("nobody2"), from_pod("b")], "ports": [{"port": 80}]},
+        ]))
+        .egress(json!([{"ports": [{"port": 53, "protocol": "UDP"}]}]))]);
+    let g = graph(&idx);
+    let a = g.pod("x", "a").unwrap();
+    let by_b: Vec<&Origin> = a
+        .ingress
+        .as_ref()
+        .unwrap()
+        .allows
+        .iter()
+        .filter(|al| g.peer_contains(al.peer, ip("10.244.1.12")))
+        .map(|al| &al.origin)
+        .collect();
+    assert_eq!(
+        by_b,
+        [&Origin {
+            policy: "x/p".into(),
+            direction: Direction::Ingress,
+            rule: 1,
+            peer: Some(2),
+            port_name: None,
+        }]
+    );
+    let eg = &a.egress.as_ref().unwrap().allows;
+    assert_eq!(eg.len(), 1);
+    assert_eq!(
+        eg[0].origin,
+        Origin {
+            policy: "x/p".into(),
+            direction: Direction::Egress,
+            rule: 0,
+            peer: None,
+            port_name: None,
+        }
+    );
+    let e = explain(&idx, "x/b", "x/a", "tcp/80");
+    match &e.ingress {
+        Side::Allowed { isolated_by, by } => {
+            assert_eq!(isolated_by, &["x/p"]);
+            assert_eq!(by.len(), 1);
+            assert!(by[0].contains("x/p ingress[1].from[2]"), "{by:?}");
+        }
+        other => panic!("expected allowed, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Changes through the index
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn deleting_a_policy_removes_isolation() {
+    let mut idx = cluster_with(vec![netpol("x", "p").selecting("pod", "a")]);
+    assert!(!allowed(&idx, "x/b", "x/a", "tcp/80"));
+    assert!(idx.delete(Kind::NetworkPolicy, Some("x"), "p"));
+    assert!(graph(&idx).pod("x", "a").unwrap().ingress.is_none());
+    assert!(allowed(&idx, "x/b", "x/a", "tcp/80"));
+    assert!(!idx.delete(Kind::NetworkPolicy, Some("x"), "p"));
+}
+
+#[test]
+fn relabelling_a_pod_moves_it_into_and_out_of_a_policy() {
+    let c_as = |label: &str| {
+        pod("x", "c")
+            .label("pod", label)
+            .node("n1")
+            .ip("10.244.1.13")
+            .host_ip("192.168.100.1")
+    };
+    let mut idx = cluster_with(vec![
+        c_as("other"),
+        netpol("x", "p")
+            .selecting("role", "db")
+            .ingress(json!([{"from": [from_pod("b")]}])),
+    ]);
+    assert!(graph(&idx).pod("x", "c").unwrap().ingress.is_none());
+    // In: relabelled to role=db.
+    assert!(idx
+        .apply(c_as("other").label("role", "db").object())
+        .unwrap());
+    assert_eq!(
+        graph(&idx)
+            .pod("x", "c")
+            .unwrap()
+            .ingress
+            .as_ref()
+            .unwrap()
+            .isolated_by,
+        ["x/p"]
+    );
+    assert_verdicts(
+        &idx,
+        &[
+            ("x/a", "x/c", "tcp/80", false),
+            ("x/b", "x/c", "tcp/80", true),
+        ],
+    );
+    // As a peer: b becomes pod=bb, no longer allowed.
+    assert!(idx
+        .apply(
+            pod("x", "b")
+                .label("pod", "bb")
+                .node("n1")
+                .ip("10.244.1.12")
+                .host_ip("192.168.100.1")
+                .object()
+        )
+        .unwrap());
+    assert!(!allowed(&idx, "x/b", "x/c", "tcp/80"));
+    // Out again.
+    assert!(idx.apply(c_as("other").object()).unwrap());
+    assert!(graph(&idx).pod("x", "c").unwrap().ingress.is_none());
+    assert!(allowed(&idx, "x/a", "x/c", "tcp/80"));
+    // Applying the same object again changes nothing.
+    assert!(!idx.apply(c_as("other").object()).unwrap());
+}
+
+#[test]
+fn a_pod_added_later_is_isolated_by_an_existing_policy_and_becomes_a_peer() {
+    let mut idx = cluster_with(vec![
+        netpol("x", "deny-all"),
+        netpol("x", "allow-b")
+            .selecting("pod", "a")
+            .ingress(json!([{"from": [from_pod("b")]}])),
+    ]);
+    let b2 = pod("x", "b2")
+        .label("pod", "b")
+        .node("n1")
+        .ip("10.244.1.20")
+        .host_ip("192.168.100.1");
+    assert!(idx.apply(b2.object()).unwrap());
+    let g = graph(&idx);
+    assert_eq!(
+        g.pod("x", "b2")
+            .unwrap()
+            .ingress
+            .as_ref()
+            .unwrap()
+            .isolated_by,
+        ["x/deny-all"]
+    );
+    assert_verdicts(
+        &idx,
+        &[
+            ("x/b2", "x/a", "tcp/80", true),
+            ("x/a", "x/b2", "tcp/80", false),
+        ],
+    );
+}
+
+#[test]
+fn deleting_a_pod_removes_it_from_peers() {
+    let mut idx = cluster_with(vec![netpol("x", "p")
+        .selecting("pod", "a")
+        .ingress(json!([{"from": [from_pod("b")]}]))]);
+    assert!(idx.delete(Kind::Pod, Some("x"), "b"));
+    let g = graph(&idx);
+    assert!(g.pod("x", "b").is_none());
+    let allow = &g.pod("x", "a").unwrap().ingress.as_ref().unwrap().allows[0];
+    assert!(!g.peer_contains(allow.peer, ip("10.244.1.12")));
+    assert_verdicts(&idx, &[("10.244.1.12", "x/a", "tcp/80", false)]);
+}
+
+#[test]
+fn relabelling_a_namespace_moves_its_pods_into_and_out_of_a_peer() {
+    let mut idx = cluster_with(vec![netpol("x", "p").selecting("pod", "a").ingress(
+        json!([{
+            "from": [{"namespaceSelector": {"matchLabels": {"team": "y"}}}],
+        }]),
+    )]);
+    assert!(!allowed(&idx, "z/d", "x/a", "tcp/80"));
+    assert!(idx.apply(ns("z").label("team", "y").object()).unwrap());
+    assert!(allowed(&idx, "z/d", "x/a", "tcp/80"));
+    assert!(idx.apply(ns("y").object()).unwrap());
+    assert!(!allowed(&idx, "y/c", "x/a", "tcp/80"));
+}
+
+// ---------------------------------------------------------------------------------------
+// The ruleset
+// ---------------------------------------------------------------------------------------
+
+fn small_cluster() -> Vec<Obj> {
+    vec![
+        ns("x"),
+        ns("y"),
+        pod("x", "a")
+            .label("pod", "a")
+            .node("n1")
+            .ip("10.244.1.11")
+            .ip6("fd00:10:244:1::11")
+            .host_ip("192.168.100.1")
+            .port("http", 8080, "TCP"),
+        pod("x", "b")
+            .label("pod", "b")
+            .node("n1")
+            .ip("10.244.1.12")
+            .host_ip("192.168.100.1")
+            .port("http", 9000, "TCP"),
+        pod("y", "c")
+            .label("pod", "c")
+            .node("n2")
+            .ip("10.244.2.21")
+            .ip6("fd00:10:244:2::21")
+            .host_ip("192.168.100.2"),
+        pod("y", "d")
+            .label("pod", "d")
+            .node("n1")
+            .ip("10.244.1.31")
+            .host_ip("192.168.100.1"),
+        // x/a: ingress (overlapping ports and addresses), egress to y.
+        netpol("x", "a-in").selecting("pod", "a").ingress(json!([
+            {"from": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}}], "ports": [{"port": 80, "endPort": 90}]},
+            {"from": [{"ipBlock": {"cidr": "10.0.0.0/12"}}], "ports": [{"port": 85, "endPort": 100}, {"port": 53, "protocol": "UDP"}]},
+            {"from": [{"ipBlock": {"cidr": "10.2.3.0/24"}}]},
+            {"from": [from_pod("b")], "ports": [{"port": "http"}]},
+            {"from": [{"ipBlock": {"cidr": "fd00::/8", "except": ["fd00:10:244:2::/64"]}}], "ports": [{"port": 443}]},
+            {"from": [{"ipBlock": {"cidr": "fd00:10::/32"}}], "ports": [{"protocol": "SCTP"}]},
+        ])),
+        netpol("x", "a-out")
+            .selecting("pod", "a")
+            .policy_types(&["Egress"])
+            .egress(json!([
+                {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "y"}}}]},
+                {"to": [{"podSelector": {}}], "ports": [{"port": "http"}]},
+            ])),
+        // y/c (on n2): isolated both ways.
+        netpol("y", "c-all")
+            .selecting("pod", "c")
+            .policy_types(&["Ingress", "Egress"]),
+    ]
+}
+
+fn chain_names(rs: &Ruleset) -> Vec<&str> {
+    rs.chains.iter().map(|c| c.name.as_str()).collect()
+}
+
+fn map_keys(rs: &Ruleset, map: &str) -> Vec<(Field, Verdict)> {
+    rs.map(map)
+        .unwrap_or_else(|| panic!("map {map}"))
+        .elements
+        .iter()
+        .map(|e| {
+            assert_eq!(e.key.len(), 1);
+            (e.key[0], e.verdict.clone())
+        })
+        .collect()
+}
+
+#[test]
+fn ruleset_for_a_node_has_chains_only_for_its_isolated_pods() {
+    let idx = index(small_cluster());
+    let rs = nftpol::compile(&idx, Some("n1"));
+    let chains = chain_names(&rs);
+    let pod_chains: Vec<&str> = chains
+        .iter()
+        .copied()
+        .filter(|c| c.starts_with("ingress/") || c.starts_with("egress/"))
+        .collect();
+    assert_eq!(pod_chains, ["egress/x/a", "ingress/x/a"], "{chains:?}");
+    let a4 = Field::Ipv4(ip4("10.244.1.11"), ip4("10.244.1.11"));
+    let a6 = Field::Ipv6(ip6("fd00:10:244:1::11"), ip6("fd00:10:244:1::11"));
+    assert_eq!(
+        map_keys(&rs, "ingress4"),
+        [(a4, Verdict::Jump("ingress/x/a".into()))]
+    );
+    assert_eq!(
+        map_keys(&rs, "ingress6"),
+        [(a6, Verdict::Jump("ingress/x/a".into()))]
+    );
+    assert_eq!(
+        map_keys(&rs, "egress4"),
+        [(a4, Verdict::Jump("egress/x/a".into()))]
+    );
+    assert_eq!(
+        map_keys(&rs, "egress6"),
+        [(a6, Verdict::Jump("egress/x/a".into()))]
+    );
+    // Every set belongs to a chain of this node.
+    for s in &rs.sets {
+        assert!(
+            s.name.starts_with("ingress/x/a/") || s.name.starts_with("egress/x/a/"),
+            "{}",
+            s.name
+        );
+    }
+    // The other node gets y/c only.
+    let rs2 = nftpol::compile(&idx, Some("n2"));
+    let pod_chains2: Vec<&str> = chain_names(&rs2)
+        .into_iter()
+        .filter(|c| c.starts_with("ingress/") || c.starts_with("egress/"))
+        .collect();
+    assert_eq!(pod_chains2, ["egress/y/c", "ingress/y/c"]);
+    // Peers span the cluster: x/a's egress set on n1 holds y/c, which runs on n2.
+    assert!(sets_admit(
+        &rs,
+        "egress/x/a",
+        ip("10.244.2.21"),
+        Protocol::Tcp,
+        80
+    ));
+    assert!(sets_admit(
+        &rs,
+        "egress/x/a",
+        ip("fd00:10:244:2::21"),
+        Protocol::Udp,
+        53
+    ));
+    // A node with no pods: base chains and empty maps.
+    let rs3 = nftpol::compile(&idx, Some("n3"));
+    assert!(rs3.sets.is_empty());
+    assert!(rs3.maps.iter().all(|m| m.elements.is_empty()));
+}
+
+fn ip4(s: &str) -> std::net::Ipv4Addr {
+    s.parse().unwrap()
+}
+
+fn ip6(s: &str) -> std::net::Ipv6Addr {
+    s.parse().unwrap()
+}
+
+/// Each field as an inclusive (lo, hi) range of u128.
+fn field_range(f: &Field) -> (u128, u128) {
+    match *f {
+        Field::Ipv4(a, b) => (u32::from(a) as u128, u32::from(b) as u128),
+        Field::Ipv6(a, b) => (u128::from(a), u128::from(b)),
+        Field::Proto(a, b) => (a as u128, b as u128),
+        Field::Port(a, b) => (a as u128, b as u128),
+    }
+}
+
+fn elements_overlap(a: &[Field], b: &[Field]) -> bool {
+    a.iter().zip(b).all(|(x, y)| {
+        let (xl, xh) = field_range(x);
+        let (yl, yh) = field_range(y);
+        xl <= yh && yl <= xh
+    })
+}
+
+fn assert_disjoint(set: &Set) {
+    for (i, a) in set.elements.iter().enumerate() {
+        assert_eq!(a.key.len(), set.key.len(), "{}", set.name);
+        for f in &a.key {
+            let (lo, hi) = field_range(f);
+            assert!(lo <= hi, "{}: reversed range {f:?}", set.name);
+        }
+        for b in &set.elements[i + 1..] {
+            assert!(
+                !elements_overlap(&a.key, &b.key),
+                "{}: {:?} overlaps {:?}",
+                set.name,
+                a.key,
+                b.key
+            );
+        }
+    }
+}
+
+/// Whether the sets of one pod direction admit (peer, proto, port).
+fn sets_admit(rs: &Ruleset, chain: &str, peer: IpAddr, proto: Protocol, port: u16) -> bool {
+    let (is6, v) = ip_value(peer);
+    let fam = if is6 { "6" } else { "4" };
+    let any = rs.set(&format!("{chain}/any{fam}")).unwrap();
+    let ports = rs.set(&format!("{chain}/ports{fam}")).unwrap();
+    let in_range = |f: &Field, x: u128| {
+        let (lo, hi) = field_range(f);
+        lo <= x && x <= hi
+    };
+    any.elements.iter().any(|e| in_range(&e.key[0], v))
+        || ports.elements.iter().any(|e| {
+            in_range(&e.key[0], v)
+                && in_range(&e.key[1], proto.number() as u128)
+                && in_range(&e.key[2], port as u128)
+        })
+}
+
+#[test]
+fn ruleset_sets_have_disjoint_elements() {
+    let idx = index(small_cluster());
+    let rs = nftpol::compile(&idx, None);
+    assert!(!rs.sets.is_empty());
+    let mut non_empty = 0;
+    for s in &rs.sets {
+        assert_disjoint(s);
+        non_empty += usize::from(!s.elements.is_empty());
+    }
+    assert!(non_empty >= 4, "the test cluster should fill several sets");
+    for m in &rs.maps {
+        let keys: BTreeSet<_> = m.elements.iter().map(|e| e.key.clone()).collect();
+        assert_eq!(
+            keys.len(),
+            m.elements.len(),
+            "map {} has duplicate keys",
+            m.name
+        );
+    }
+}
+
+#[test]
+fn ruleset_sets_agree_with_the_graph() {
+    let idx = index(small_cluster());
+    let g = graph(&idx);
+    let rs = nftpol::compile(&idx, None);
+    let peers = [
+        "10.0.0.1",
+        "10.1.0.5",
+        "10.2.3.4",
+        "10.15.255.255",
+        "10.16.0.0",
+        "10.244.1.11",
+        "10.244.1.12",
+        "10.244.1.31",
+        "10.244.2.21",
+        "11.0.0.1",
+        "fd00::1",
+        "fd00:10:244:1::11",
+        "fd00:10:244:2::21",
+        "fd00:10:1::1",
+        "fe80::1",
+    ];
+    let probes = [
+        (Protocol::Tcp, 1),
+        (Protocol::Tcp, 79),
+        (Protocol::Tcp, 80),
+        (Protocol::Tcp, 84),
+        (Protocol::Tcp, 85),
+        (Protocol::Tcp, 90),
+        (Protocol::Tcp, 91),
+        (Protocol::Tcp, 100),
+        (Protocol::Tcp, 101),
+        (Protocol::Tcp, 443),
+        (Protocol::Tcp, 8080),
+        (Protocol::Tcp, 9000),
+        (Protocol::Tcp, 65535),
+        (Protocol::Udp, 53),
+        (Protocol::Udp, 80),
+        (Protocol::Sctp, 7),
+    ];
+    let mut wrong = Vec::new();
+    let mut checked = 0;
+    for pod in g.pods.values() {
+        for dir in [Direction::Ingress, Direction::Egress] {
+            let Some(iso) = pod.isolation(dir) else {
+                continue;
+            };
+            let chain = format!("{}/{}/{}", dir.name(), pod.namespace, pod.name);
+            for p in peers {
+                for (proto, port) in probes {
+                    let want = iso.allows.iter().any(|al| {
+                        g.peer_contains(al.peer, ip(p)) && al.ports.contains(proto, port)
+                    });
+                    let got = sets_admit(&rs, &chain, ip(p), proto, port);
+                    checked += 1;
+                    if want != got {
+                        wrong.push(format!(
+                            "{chain}: {p} {proto}/{port}: graph {want}, sets {got}"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 4 * peers.len() * probes.len());
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // Spot checks by the spec, independent of the graph.
+    let ing = "ingress/x/a";
+    assert!(sets_admit(&rs, ing, ip("10.0.0.1"), Protocol::Tcp, 95));
+    assert!(!sets_admit(&rs, ing, ip("10.1.0.5"), Protocol::Tcp, 80));
+    assert!(sets_admit(&rs, ing, ip("10.1.0.5"), Protocol::Tcp, 99));
+    assert!(sets_admit(&rs, ing, ip("10.2.3.4"), Protocol::Udp, 9));
+    assert!(sets_admit(&rs, ing, ip("10.244.1.12"), Protocol::Tcp, 8080));
+    assert!(!sets_admit(
+        &rs,
+        ing,
+        ip("fd00:10:244:2::21"),
+        Protocol::Tcp,
+        443
+    ));
+    assert!(sets_admit(
+        &rs,
+        ing,
+        ip("fd00:10:244:2::21"),
+        Protocol::Sctp,
+        7
+    ));
+    let eg = "egress/x/a";
+    assert!(sets_admit(&rs, eg, ip("10.244.2.21"), Protocol::Udp, 9));
+    assert!(sets_admit(
+        &rs,
+        eg,
+        ip("fd00:10:244:2::21"),
+        Protocol::Tcp,
+        1
+    ));
+    assert!(!sets_admit(&rs, eg, ip("10.244.1.12"), Protocol::Tcp, 80));
+    // Egress named port "http": 9000 on x/b, 8080 on x/a itself.
+    assert!(sets_admit(&rs, eg, ip("10.244.1.12"), Protocol::Tcp, 9000));
+    assert!(!sets_admit(&rs, eg, ip("10.244.1.12"), Protocol::Tcp, 8080));
+    assert!(sets_admit(&rs, eg, ip("10.244.1.11"), Protocol::Tcp, 8080));
+    assert!(sets_admit(
+        &rs,
+        eg,
+        ip("fd00:10:244:1::11"),
+        Protocol::Tcp,
+        8080
+    ));
+    // y/d is in y: every port.
+    assert!(sets_admit(&rs, eg, ip("10.244.1.31"), Protocol::Tcp, 9000));
+    assert!(!sets_admit(
+        &rs,
+        "ingress/y/c",
+        ip("10.244.1.11"),
+        Protocol::Tcp,
+        80
+    ));
+}
+
+#[test]
+fn ruleset_never_dispatches_host_network_or_finished_pods() {
+    let idx = cluster_with(vec![
+        pod("x", "h")
+            .label("pod", "a")
+            .node("n1")
+            .host_network()
+            .ip("192.168.100.1")
+            .host_ip("192.168.100.1"),
+        pod("x", "done")
+            .label("pod", "a")
+            .node("n1")
+            .ip("10.244.1.99")
+            .phase("Failed"),
+        netpol("x", "deny-all").policy_types(&["Ingress", "Egress"]),
+    ]);
+    let rs = nftpol::compile(&idx, Some("n1"));
+    let keys: Vec<Field> = rs
+        .maps
+        .iter()
+        .flat_map(|m| m.elements.iter().map(|e| e.key[0]))
+        .collect();
+    for bad in ["192.168.100.1", "10.244.1.99"] {
+        let f = Field::Ipv4(ip4(bad), ip4(bad));
+        assert!(!keys.contains(&f), "{bad} must not be dispatched: {keys:?}");
+    }
+    let pod_chains: Vec<&str> = chain_names(&rs)
+        .into_iter()
+        .filter(|c| c.starts_with("ingress/") || c.starts_with("egress/"))
+        .collect();
+    assert_eq!(
+        pod_chains,
+        ["egress/x/a", "egress/x/b", "ingress/x/a", "ingress/x/b"]
+    );
+}
+
+#[test]
+fn compile_is_deterministic() {
+    let objs = small_cluster();
+    let idx = index(objs.clone());
+    let one = nftpol::script::render(&nftpol::compile(&idx, None));
+    let two = nftpol::script::render(&nftpol::compile(&idx, None));
+    assert_eq!(one, two);
+    // Another index from the same objects, in other orders.
+    let mut reversed = objs.clone();
+    reversed.reverse();
+    let mut rotated = objs.clone();
+    rotated.rotate_left(3);
+    let mut interleaved: Vec<Obj> = objs.iter().step_by(2).cloned().collect();
+    interleaved.extend(objs.iter().skip(1).step_by(2).cloned());
+    for order in [reversed, rotated, interleaved] {
+        let other = nftpol::script::render(&nftpol::compile(&index(order), None));
+        assert_eq!(one, other);
+    }
+    for node in ["n1", "n2"] {
+        let a = nftpol::script::render(&nftpol::compile(&idx, Some(node)));
+        let mut rev = objs.clone();
+        rev.reverse();
+        let b = nftpol::script::render(&nftpol::compile(&index(rev), Some(node)));
+        assert_eq!(a, b, "node {node}");
+    }
+}
