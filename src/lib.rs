@@ -13,9 +13,12 @@
 #![deny(unsafe_code)]
 
 pub mod addr;
+#[cfg(feature = "controller")]
+pub mod controller;
 pub mod error;
 pub mod explain;
 pub mod graph;
+pub mod host;
 pub mod impact;
 pub mod index;
 pub mod input;

@@ -66,6 +66,9 @@ enum Command {
         #[arg(required = true, value_name = "INPUT")]
         inputs: Vec<String>,
     },
+    /// Run the controller: watch the cluster and program this node's nftables.
+    #[cfg(feature = "controller")]
+    Run(RunArgs),
     /// Print a synthetic cluster (JSON, one object per line) for benchmarks.
     #[command(hide = true)]
     Synth {
@@ -85,6 +88,66 @@ enum Command {
         #[arg(required = true, value_name = "INPUT")]
         inputs: Vec<String>,
     },
+}
+
+#[cfg(feature = "controller")]
+#[derive(clap::Args)]
+struct RunArgs {
+    /// This node's name (the pods whose spec.nodeName it is get enforced here).
+    #[arg(long, env = "NODE_NAME")]
+    node_name: String,
+    /// Kubeconfig file; default: in-cluster configuration, then $KUBECONFIG, then ~/.kube/config.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// Address for /healthz, /readyz and /metrics.
+    #[arg(long, default_value = "0.0.0.0:9309")]
+    metrics_addr: std::net::SocketAddr,
+    /// How long to gather watch events into one kernel batch.
+    #[arg(long, default_value_t = 20)]
+    coalesce_ms: u64,
+    /// How often to read the live table back and repair drift.
+    #[arg(long, default_value_t = 300)]
+    resync_seconds: u64,
+    /// Program the nftables of this network namespace (a path like /run/netns/NAME)
+    /// instead of the controller's own; for tests.
+    #[arg(long, hide = true)]
+    netns: Option<PathBuf>,
+}
+
+#[cfg(feature = "controller")]
+fn run_controller(args: RunArgs) -> anyhow::Result<()> {
+    use nftpol::controller::{self, dataplane::NetlinkDataplane};
+    match nftpol::host::ensure_br_netfilter() {
+        nftpol::host::BrNetfilter::Enabled => tracing::info!("br_netfilter is on: bridged pod traffic is filtered"),
+        nftpol::host::BrNetfilter::Disabled(why) => tracing::error!("{why}"),
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(async move {
+        let kube_config = match &args.kubeconfig {
+            Some(path) => {
+                let kc = kube::config::Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
+                kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?
+            }
+            None => kube::Config::infer().await?,
+        };
+        let client = kube::Client::try_from(kube_config)?;
+        let config = controller::Config {
+            node: args.node_name,
+            metrics_addr: args.metrics_addr,
+            coalesce: std::time::Duration::from_millis(args.coalesce_ms),
+            resync: std::time::Duration::from_secs(args.resync_seconds),
+            netns: args.netns,
+        };
+        let shutdown = async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM"),
+                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
+            }
+        };
+        controller::run(config, client, NetlinkDataplane::open, shutdown).await?;
+        anyhow::Ok(())
+    })
 }
 
 /// Bad input: exit status 2.
@@ -184,6 +247,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 explain::explain_in(&index, &graph, &from, &to, &port, family).map_err(BadInput)?;
             print!("{e}");
         }
+        #[cfg(feature = "controller")]
+        Command::Run(args) => run_controller(args)?,
         Command::Synth {
             pods,
             policies,

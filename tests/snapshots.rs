@@ -26,7 +26,8 @@ fn examples() -> Vec<PathBuf> {
 
 fn load(path: &Path) -> Index {
     let text = std::fs::read_to_string(path).unwrap();
-    Index::from_objects(nftpol::input::parse_str(&text, &path.display().to_string()).unwrap()).unwrap()
+    Index::from_objects(nftpol::input::parse_str(&text, &path.display().to_string()).unwrap())
+        .unwrap()
 }
 
 fn scripts() -> Vec<(String, String)> {
@@ -35,7 +36,10 @@ fn scripts() -> Vec<(String, String)> {
         let index = load(&path);
         let stem = path.file_stem().unwrap().to_string_lossy().to_string();
         let nodes: BTreeSet<String> = index.pods().filter_map(|p| p.node.clone()).collect();
-        out.push((format!("{stem}.all.nft"), nftpol::script::render(&nftpol::compile(&index, None))));
+        out.push((
+            format!("{stem}.all.nft"),
+            nftpol::script::render(&nftpol::compile(&index, None)),
+        ));
         for node in nodes {
             let script = nftpol::script::render(&nftpol::compile(&index, Some(&node)));
             out.push((format!("{stem}.{node}.nft"), script));
@@ -66,7 +70,9 @@ fn scripts_match_snapshots() {
 
 #[test]
 fn scripts_pass_nft_check() {
-    let nft = ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"].into_iter().find(|p| Path::new(p).exists());
+    let nft = ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
     let Some(nft) = nft else {
         eprintln!("SKIP scripts_pass_nft_check: nft is not installed");
         return;
@@ -75,7 +81,16 @@ fn scripts_pass_nft_check() {
     for (name, script) in scripts() {
         let path = tmp.path().join(&name);
         std::fs::write(&path, &script).unwrap();
-        let out = Command::new(nft).arg("-c").arg("-f").arg(&path).output().unwrap();
-        assert!(out.status.success(), "nft -c -f {name}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(nft)
+            .arg("-c")
+            .arg("-f")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "nft -c -f {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

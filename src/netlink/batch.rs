@@ -47,7 +47,12 @@ pub(crate) fn messages(mut b: &[u8]) -> Result<Vec<NlMsg<'_>>, NetlinkError> {
         if len < NLMSG_HDRLEN || len > b.len() {
             return Err(NetlinkError::Protocol(format!("bad message length {len}")));
         }
-        out.push(NlMsg { ty: u16_at(b, 4), flags: u16_at(b, 6), seq: u32_at(b, 8), payload: &b[NLMSG_HDRLEN..len] });
+        out.push(NlMsg {
+            ty: u16_at(b, 4),
+            flags: u16_at(b, 6),
+            seq: u32_at(b, 8),
+            payload: &b[NLMSG_HDRLEN..len],
+        });
         let adv = len.div_ceil(4) * 4;
         b = &b[adv.min(b.len())..];
     }
@@ -112,7 +117,11 @@ impl Conn {
         sock.set_recv_timeout(ACK_TIMEOUT_SECS);
         // Start from a fixed number: batches are numbered from here, and a fresh socket
         // never sees replies to another socket's requests.
-        Ok(Conn { sock, seq: 1, buf: RecvBuf::new(1 << 20) })
+        Ok(Conn {
+            sock,
+            seq: 1,
+            buf: RecvBuf::new(1 << 20),
+        })
     }
 
     /// Reserve `n` sequence numbers; returns the first.
@@ -130,7 +139,12 @@ impl Conn {
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                     return Err(NetlinkError::OutcomeUnknown)
                 }
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
                     return Err(NetlinkError::Timeout)
                 }
                 Err(e) => return Err(NetlinkError::Recv(e)),
@@ -144,21 +158,30 @@ impl Conn {
         let n = batch.acked.len();
         // Acks are queued by the kernel until the whole batch is processed; each costs an
         // skb (~1 KiB of truesize), so the receive buffer must hold all of them at once.
-        self.sock.size_buffers(batch.bytes.len() + 65536, (n + 16) * 2048 + (1 << 20));
-        let sent = self.sock.send(&batch.bytes).map_err(|e| NetlinkError::Send {
-            bytes: batch.bytes.len(),
-            source: e,
-        })?;
+        self.sock
+            .size_buffers(batch.bytes.len() + 65536, (n + 16) * 2048 + (1 << 20));
+        let sent = self
+            .sock
+            .send(&batch.bytes)
+            .map_err(|e| NetlinkError::Send {
+                bytes: batch.bytes.len(),
+                source: e,
+            })?;
         if sent != batch.bytes.len() {
-            return Err(NetlinkError::ShortSend { sent, len: batch.bytes.len() });
+            return Err(NetlinkError::ShortSend {
+                sent,
+                len: batch.bytes.len(),
+            });
         }
-        debug!(bytes = sent, messages = batch.messages, "batch sent in one sendmsg");
+        debug!(
+            bytes = sent,
+            messages = batch.messages,
+            "batch sent in one sendmsg"
+        );
         let first = batch.begin_seq.wrapping_add(1);
         let mut acked = vec![false; n];
         let mut remaining = n;
         let mut errors: Vec<KernelError> = Vec::new();
-        let portid = self.sock.portid();
-        let _ = portid;
         while remaining > 0 {
             let len = match self.recv() {
                 Ok(len) => len,
@@ -205,7 +228,12 @@ impl Conn {
                 }
             }
         }
-        let stats = SyncStats { messages: batch.messages, bytes: batch.bytes.len(), elapsed: start.elapsed() };
+        let stats = SyncStats {
+            messages: batch.messages,
+            bytes: batch.bytes.len(),
+            acked: n,
+            elapsed: start.elapsed(),
+        };
         if errors.is_empty() {
             debug!(?stats, "batch committed");
             Ok(stats)
@@ -213,14 +241,20 @@ impl Conn {
             errors.sort_by_key(|e| e.seq.wrapping_sub(first));
             let first_err = errors.remove(0);
             warn!(error = %first_err, others = errors.len(), "kernel refused the batch");
-            Err(NetlinkError::Kernel { first: Box::new(first_err), others: errors })
+            Err(NetlinkError::Kernel {
+                first: Box::new(first_err),
+                others: errors,
+            })
         }
     }
 
     /// Send one dump request (built with `seq`) and return the payloads of its replies
     /// (each starting with the nfgenmsg header). ENOENT yields an empty list.
     pub fn dump(&mut self, request: &[u8], seq: u32) -> Result<Vec<Vec<u8>>, NetlinkError> {
-        self.sock.send(request).map_err(|e| NetlinkError::Send { bytes: request.len(), source: e })?;
+        self.sock.send(request).map_err(|e| NetlinkError::Send {
+            bytes: request.len(),
+            source: e,
+        })?;
         let mut out = Vec::new();
         loop {
             let len = self.recv()?;
@@ -239,7 +273,10 @@ impl Conn {
                         if errno == libc::ENOENT {
                             return Ok(Vec::new());
                         }
-                        return Err(NetlinkError::Dump { source: io::Error::from_raw_os_error(errno), message: text });
+                        return Err(NetlinkError::Dump {
+                            source: io::Error::from_raw_os_error(errno),
+                            message: text,
+                        });
                     }
                     _ => out.push(m.payload.to_vec()),
                 }

@@ -12,13 +12,14 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::sys::{self, Expr};
+use super::exprs::{rule_exprs, SetIds};
+use super::sys;
 use crate::ruleset::model::*;
 
 // nf_tables message types, flags and attribute values (linux/netfilter/nf_tables.h).
 pub(crate) const NFPROTO_INET: u16 = 1;
-const NFPROTO_IPV4: u8 = 2;
-const NFPROTO_IPV6: u8 = 10;
+pub(crate) const NFPROTO_IPV4: u8 = 2;
+pub(crate) const NFPROTO_IPV6: u8 = 10;
 pub(crate) const MSG_NEWTABLE: u16 = 0;
 pub(crate) const MSG_DELTABLE: u16 = 2;
 pub(crate) const MSG_NEWCHAIN: u16 = 3;
@@ -41,9 +42,9 @@ const SET_CONCAT: u32 = 0x80;
 const ELEM_INTERVAL_END: u32 = 0x1;
 const DATA_VERDICT: u32 = 0xffff_ff00;
 
-const REG_VERDICT: u32 = 0;
-const REG_1: u32 = 1;
-const REG32_00: u32 = 8;
+pub(crate) const REG_VERDICT: u32 = 0;
+pub(crate) const REG_1: u32 = 1;
+pub(crate) const REG32_00: u32 = 8;
 
 // Verdict codes as the kernel stores them (negative values as u32).
 const NF_DROP: u32 = 0;
@@ -145,7 +146,8 @@ fn byteorder(t: KeyType) -> u32 {
 
 /// NFTA_SET_KEY_TYPE: one type id, or for a concatenation the ids packed TYPE_BITS apart.
 pub(crate) fn set_key_type(key: &[KeyType]) -> u32 {
-    key.iter().fold(0, |acc, &t| (acc << TYPE_BITS) | key_type_id(t))
+    key.iter()
+        .fold(0, |acc, &t| (acc << TYPE_BITS) | key_type_id(t))
 }
 
 /// NFTA_SET_KEY_LEN: in a concatenation every field takes whole 32-bit registers.
@@ -176,7 +178,7 @@ fn field_bytes(out: &mut Vec<u8>, f: &Field, start: bool, pad: bool) {
         Field::Port(a, b) => out.extend_from_slice(&(if start { a } else { b }).to_be_bytes()),
     }
     if pad {
-        while (out.len() - from) % 4 != 0 {
+        while !(out.len() - from).is_multiple_of(4) {
             out.push(0);
         }
     }
@@ -195,8 +197,12 @@ pub(crate) fn key_bytes(key: &[Field], start: bool) -> Vec<u8> {
 /// sends no end element and marks the start element open).
 fn one_past(f: &Field) -> Option<Vec<u8>> {
     match *f {
-        Field::Ipv4(_, b) => u32::from(b).checked_add(1).map(|v| Ipv4Addr::from(v).octets().to_vec()),
-        Field::Ipv6(_, b) => u128::from(b).checked_add(1).map(|v| Ipv6Addr::from(v).octets().to_vec()),
+        Field::Ipv4(_, b) => u32::from(b)
+            .checked_add(1)
+            .map(|v| Ipv4Addr::from(v).octets().to_vec()),
+        Field::Ipv6(_, b) => u128::from(b)
+            .checked_add(1)
+            .map(|v| Ipv6Addr::from(v).octets().to_vec()),
         Field::Proto(_, b) => b.checked_add(1).map(|v| vec![v]),
         Field::Port(_, b) => b.checked_add(1).map(|v| v.to_be_bytes().to_vec()),
     }
@@ -206,7 +212,7 @@ fn field_zero(t: KeyType) -> Vec<u8> {
     vec![0; field_len(t) as usize]
 }
 
-fn verdict_code(v: &Verdict) -> (u32, Option<&str>) {
+pub(crate) fn verdict_code(v: &Verdict) -> (u32, Option<&str>) {
     match v {
         Verdict::Accept => (NF_ACCEPT, None),
         Verdict::Drop => (NF_DROP, None),
@@ -402,13 +408,14 @@ fn nd_anon_set(table: &str, id: u32) -> sys::Set {
     s.set_u32(a::SET_KEY_LEN, 1);
     s.set_u32(a::SET_DESC_SIZE, ND_TYPES.len() as u32);
     // typeof payload expression: protocol description icmpv6 (14), field `type` (1).
-    let ud = Udata::default().u32(UDATA_SET_KEYBYTEORDER, BYTEORDER_BIG).nest(
-        UDATA_SET_KEY_TYPEOF,
-        Udata::default().u32(UDATA_TYPEOF_EXPR, EXPR_PAYLOAD).nest(
-            UDATA_TYPEOF_DATA,
-            Udata::default().u32(0, 14).u32(1, 1),
-        ),
-    );
+    let ud = Udata::default()
+        .u32(UDATA_SET_KEYBYTEORDER, BYTEORDER_BIG)
+        .nest(
+            UDATA_SET_KEY_TYPEOF,
+            Udata::default()
+                .u32(UDATA_TYPEOF_EXPR, EXPR_PAYLOAD)
+                .nest(UDATA_TYPEOF_DATA, Udata::default().u32(0, 14).u32(1, 1)),
+        );
     s.set_data(a::SET_USERDATA, ud.bytes());
     for t in ND_TYPES {
         let mut e = sys::Elem::new();
@@ -416,201 +423,6 @@ fn nd_anon_set(table: &str, id: u32) -> sys::Set {
         s.add_elem(e);
     }
     s
-}
-
-// ---- expressions -------------------------------------------------------------------
-
-mod x {
-    use nftnl_sys as s;
-    pub const META_KEY: u32 = s::NFTNL_EXPR_META_KEY;
-    pub const META_DREG: u32 = s::NFTNL_EXPR_META_DREG;
-    pub const CMP_SREG: u32 = s::NFTNL_EXPR_CMP_SREG;
-    pub const CMP_OP: u32 = s::NFTNL_EXPR_CMP_OP;
-    pub const CMP_DATA: u32 = s::NFTNL_EXPR_CMP_DATA;
-    pub const PAYLOAD_DREG: u32 = s::NFTNL_EXPR_PAYLOAD_DREG;
-    pub const PAYLOAD_BASE: u32 = s::NFTNL_EXPR_PAYLOAD_BASE;
-    pub const PAYLOAD_OFFSET: u32 = s::NFTNL_EXPR_PAYLOAD_OFFSET;
-    pub const PAYLOAD_LEN: u32 = s::NFTNL_EXPR_PAYLOAD_LEN;
-    pub const LOOKUP_SREG: u32 = s::NFTNL_EXPR_LOOKUP_SREG;
-    pub const LOOKUP_DREG: u32 = s::NFTNL_EXPR_LOOKUP_DREG;
-    pub const LOOKUP_SET: u32 = s::NFTNL_EXPR_LOOKUP_SET;
-    pub const LOOKUP_SET_ID: u32 = s::NFTNL_EXPR_LOOKUP_SET_ID;
-    pub const IMM_DREG: u32 = s::NFTNL_EXPR_IMM_DREG;
-    pub const IMM_VERDICT: u32 = s::NFTNL_EXPR_IMM_VERDICT;
-    pub const IMM_CHAIN: u32 = s::NFTNL_EXPR_IMM_CHAIN;
-    pub const CT_KEY: u32 = s::NFTNL_EXPR_CT_KEY;
-    pub const CT_DREG: u32 = s::NFTNL_EXPR_CT_DREG;
-    pub const BITWISE_SREG: u32 = s::NFTNL_EXPR_BITWISE_SREG;
-    pub const BITWISE_DREG: u32 = s::NFTNL_EXPR_BITWISE_DREG;
-    pub const BITWISE_LEN: u32 = s::NFTNL_EXPR_BITWISE_LEN;
-    pub const BITWISE_MASK: u32 = s::NFTNL_EXPR_BITWISE_MASK;
-    pub const BITWISE_XOR: u32 = s::NFTNL_EXPR_BITWISE_XOR;
-    pub const FIB_DREG: u32 = s::NFTNL_EXPR_FIB_DREG;
-    pub const FIB_RESULT: u32 = s::NFTNL_EXPR_FIB_RESULT;
-    pub const FIB_FLAGS: u32 = s::NFTNL_EXPR_FIB_FLAGS;
-    pub const BYTEORDER_DREG: u32 = s::NFTNL_EXPR_BYTEORDER_DREG;
-    pub const BYTEORDER_SREG: u32 = s::NFTNL_EXPR_BYTEORDER_SREG;
-    pub const BYTEORDER_OP: u32 = s::NFTNL_EXPR_BYTEORDER_OP;
-    pub const BYTEORDER_LEN: u32 = s::NFTNL_EXPR_BYTEORDER_LEN;
-    pub const BYTEORDER_SIZE: u32 = s::NFTNL_EXPR_BYTEORDER_SIZE;
-}
-
-const META_NFPROTO: u32 = 15;
-const META_L4PROTO: u32 = 16;
-const PAYLOAD_NETWORK: u32 = 1;
-const PAYLOAD_TRANSPORT: u32 = 2;
-const CMP_EQ: u32 = 0;
-const CMP_NEQ: u32 = 1;
-const CT_STATE: u32 = 0;
-const CT_STATE_ESTABLISHED_RELATED: u32 = 0x2 | 0x4;
-const FIB_RESULT_ADDRTYPE: u32 = 3;
-const FIB_F_SADDR: u32 = 1;
-const RTN_LOCAL: u32 = 2;
-const BYTEORDER_HTON: u32 = 1;
-const IPPROTO_ICMPV6: u8 = 58;
-
-fn meta(key: u32, dreg: u32) -> Expr {
-    Expr::new("meta").u32(x::META_KEY, key).u32(x::META_DREG, dreg)
-}
-fn cmp(op: u32, sreg: u32, data: &[u8]) -> Expr {
-    Expr::new("cmp").u32(x::CMP_SREG, sreg).u32(x::CMP_OP, op).data(x::CMP_DATA, data)
-}
-fn payload(base: u32, offset: u32, len: u32, dreg: u32) -> Expr {
-    Expr::new("payload")
-        .u32(x::PAYLOAD_DREG, dreg)
-        .u32(x::PAYLOAD_BASE, base)
-        .u32(x::PAYLOAD_OFFSET, offset)
-        .u32(x::PAYLOAD_LEN, len)
-}
-fn immediate(v: &Verdict) -> Expr {
-    let (code, chain) = verdict_code(v);
-    let e = Expr::new("immediate").u32(x::IMM_DREG, REG_VERDICT).u32(x::IMM_VERDICT, code);
-    match chain {
-        Some(c) => e.str(x::IMM_CHAIN, c),
-        None => e,
-    }
-}
-fn lookup(set: &str, set_id: Option<u32>, dreg: Option<u32>) -> Expr {
-    let mut e = Expr::new("lookup").u32(x::LOOKUP_SREG, REG_1).str(x::LOOKUP_SET, set);
-    if let Some(id) = set_id {
-        e = e.u32(x::LOOKUP_SET_ID, id);
-    }
-    if let Some(d) = dreg {
-        e = e.u32(x::LOOKUP_DREG, d);
-    }
-    e
-}
-
-/// `meta nfproto ipv4|ipv6`: the dependency nft inserts before an `ip`/`ip6` match in an
-/// inet table.
-fn nfproto(out: &mut Vec<Expr>, f: IpFamily) {
-    out.push(meta(META_NFPROTO, REG_1));
-    let p = match f {
-        IpFamily::V4 => NFPROTO_IPV4,
-        IpFamily::V6 => NFPROTO_IPV6,
-    };
-    out.push(cmp(CMP_EQ, REG_1, &[p]));
-}
-
-/// Load the address into register 1: (offset, length) in the network header.
-fn addr_payload(f: IpFamily, addr: Addr) -> (u32, u32) {
-    match (f, addr) {
-        (IpFamily::V4, Addr::Saddr) => (12, 4),
-        (IpFamily::V4, Addr::Daddr) => (16, 4),
-        (IpFamily::V6, Addr::Saddr) => (8, 16),
-        (IpFamily::V6, Addr::Daddr) => (24, 16),
-    }
-}
-
-/// Resolves set names to the ids of sets created earlier in the same batch (nft sends both;
-/// the kernel finds a set added in this transaction by either).
-pub(crate) type SetIds<'a> = &'a dyn Fn(&str) -> Option<u32>;
-
-/// The expressions of one rule, in nft's order.
-pub(crate) fn rule_exprs(kind: &RuleKind, ids: SetIds, anon_id: Option<u32>) -> Vec<Expr> {
-    let mut v = Vec::new();
-    match kind {
-        RuleKind::CtEstablishedAccept => {
-            v.push(Expr::new("ct").u32(x::CT_DREG, REG_1).u32(x::CT_KEY, CT_STATE));
-            v.push(
-                Expr::new("bitwise")
-                    .u32(x::BITWISE_SREG, REG_1)
-                    .u32(x::BITWISE_DREG, REG_1)
-                    .u32(x::BITWISE_LEN, 4)
-                    .data(x::BITWISE_MASK, &CT_STATE_ESTABLISHED_RELATED.to_ne_bytes())
-                    .data(x::BITWISE_XOR, &0u32.to_ne_bytes()),
-            );
-            v.push(cmp(CMP_NEQ, REG_1, &0u32.to_ne_bytes()));
-            v.push(immediate(&Verdict::Accept));
-        }
-        RuleKind::Icmpv6NdAccept => {
-            nfproto(&mut v, IpFamily::V6);
-            v.push(meta(META_L4PROTO, REG_1));
-            v.push(cmp(CMP_EQ, REG_1, &[IPPROTO_ICMPV6]));
-            v.push(payload(PAYLOAD_TRANSPORT, 0, 1, REG_1));
-            v.push(lookup(ANON_SET, anon_id, None));
-            v.push(immediate(&Verdict::Accept));
-        }
-        RuleKind::FibSaddrLocalAccept => {
-            v.push(
-                Expr::new("fib")
-                    .u32(x::FIB_DREG, REG_1)
-                    .u32(x::FIB_RESULT, FIB_RESULT_ADDRTYPE)
-                    .u32(x::FIB_FLAGS, FIB_F_SADDR),
-            );
-            v.push(cmp(CMP_EQ, REG_1, &RTN_LOCAL.to_ne_bytes()));
-            v.push(immediate(&Verdict::Accept));
-        }
-        RuleKind::Jump(c) => v.push(immediate(&Verdict::Jump(c.clone()))),
-        RuleKind::DispatchVmap { family, addr, map } => {
-            nfproto(&mut v, *family);
-            let (off, len) = addr_payload(*family, *addr);
-            v.push(payload(PAYLOAD_NETWORK, off, len, REG_1));
-            v.push(lookup(map, ids(map), Some(REG_VERDICT)));
-        }
-        RuleKind::Lookup { family, addr, ports, set, verdict } => {
-            nfproto(&mut v, *family);
-            let (off, len) = addr_payload(*family, *addr);
-            v.push(payload(PAYLOAD_NETWORK, off, len, REG_1));
-            if *ports {
-                // The concatenation continues in the 32-bit register after the address.
-                let proto_reg = REG32_00 + len / 4;
-                v.push(meta(META_L4PROTO, proto_reg));
-                v.push(
-                    Expr::new("byteorder")
-                        .u32(x::BYTEORDER_SREG, proto_reg)
-                        .u32(x::BYTEORDER_DREG, proto_reg)
-                        .u32(x::BYTEORDER_OP, BYTEORDER_HTON)
-                        .u32(x::BYTEORDER_LEN, 1)
-                        .u32(x::BYTEORDER_SIZE, 2),
-                );
-                v.push(payload(PAYLOAD_TRANSPORT, 2, 2, proto_reg + 1));
-            }
-            v.push(lookup(set, ids(set), None));
-            v.push(immediate(verdict));
-        }
-        RuleKind::Verdict(verdict) => v.push(immediate(verdict)),
-    }
-    v
-}
-
-/// Names of the expressions [`rule_exprs`] emits, for comparing with a read-back rule.
-pub(crate) fn rule_expr_names(kind: &RuleKind) -> Vec<&'static str> {
-    match kind {
-        RuleKind::CtEstablishedAccept => vec!["ct", "bitwise", "cmp", "immediate"],
-        RuleKind::Icmpv6NdAccept => {
-            vec!["meta", "cmp", "meta", "cmp", "payload", "lookup", "immediate"]
-        }
-        RuleKind::FibSaddrLocalAccept => vec!["fib", "cmp", "immediate"],
-        RuleKind::Jump(_) | RuleKind::Verdict(_) => vec!["immediate"],
-        RuleKind::DispatchVmap { .. } => vec!["meta", "cmp", "payload", "lookup"],
-        RuleKind::Lookup { ports: false, .. } => {
-            vec!["meta", "cmp", "payload", "lookup", "immediate"]
-        }
-        RuleKind::Lookup { ports: true, .. } => vec![
-            "meta", "cmp", "payload", "meta", "byteorder", "payload", "lookup", "immediate",
-        ],
-    }
 }
 
 // ---- the batch ----------------------------------------------------------------------
@@ -685,7 +497,8 @@ impl Builder {
 
     fn table_obj(&self, comment: Option<&str>) -> sys::Table {
         let mut t = sys::Table::new();
-        t.set_str(a::TABLE_NAME, &self.table).set_u32(a::TABLE_FLAGS, 0);
+        t.set_str(a::TABLE_NAME, &self.table)
+            .set_u32(a::TABLE_FLAGS, 0);
         if let Some(c) = comment {
             t.set_data(a::TABLE_USERDATA, comment_udata(c).bytes());
         }
@@ -712,13 +525,15 @@ impl Builder {
 
     pub fn add_chain(&mut self, c: &Chain) {
         let mut ch = sys::Chain::new();
-        ch.set_str(a::CHAIN_TABLE, &self.table).set_str(a::CHAIN_NAME, &c.name);
+        ch.set_str(a::CHAIN_TABLE, &self.table)
+            .set_str(a::CHAIN_NAME, &c.name);
         if let Some(b) = &c.base {
             let hook = match b.hook {
                 Hook::Forward => 2,
                 Hook::Output => 3,
             };
-            ch.set_u32(a::CHAIN_HOOKNUM, hook).set_s32(a::CHAIN_PRIO, b.priority);
+            ch.set_u32(a::CHAIN_HOOKNUM, hook)
+                .set_s32(a::CHAIN_PRIO, b.priority);
             ch.set_str(a::CHAIN_TYPE, "filter");
             ch.set_u32(a::CHAIN_POLICY, verdict_code(&b.policy).0);
         }
@@ -732,7 +547,8 @@ impl Builder {
 
     pub fn del_chain(&mut self, name: &str) {
         let mut ch = sys::Chain::new();
-        ch.set_str(a::CHAIN_TABLE, &self.table).set_str(a::CHAIN_NAME, name);
+        ch.set_str(a::CHAIN_TABLE, &self.table)
+            .set_str(a::CHAIN_NAME, name);
         self.push(format!("delete chain {name}"), |s| {
             ch.msg(MSG_DELCHAIN, NFPROTO_INET, NLM_F_ACK, s)
         });
@@ -742,7 +558,8 @@ impl Builder {
     pub fn flush_chain(&mut self, name: &str) {
         let mut r = sys::Rule::new();
         r.set_u32(a::RULE_FAMILY, NFPROTO_INET as u32);
-        r.set_str(a::RULE_TABLE, &self.table).set_str(a::RULE_CHAIN, name);
+        r.set_str(a::RULE_TABLE, &self.table)
+            .set_str(a::RULE_CHAIN, name);
         self.push(format!("flush chain {name}"), |s| {
             r.msg(MSG_DELRULE, NFPROTO_INET, NLM_F_ACK, s)
         });
@@ -754,10 +571,15 @@ impl Builder {
             let anon_id = if matches!(rule.kind, RuleKind::Icmpv6NdAccept) {
                 let id = self.set_id();
                 let s = nd_anon_set(&self.table, id);
-                self.push(format!("anonymous set for rule {} of chain {}", i + 1, c.name), |q| {
-                    s.msg(MSG_NEWSET, NFPROTO_INET, NLM_F_CREATE | NLM_F_ACK, q)
-                });
-                let what = format!("elements of anonymous set for rule {} of chain {}", i + 1, c.name);
+                self.push(
+                    format!("anonymous set for rule {} of chain {}", i + 1, c.name),
+                    |q| s.msg(MSG_NEWSET, NFPROTO_INET, NLM_F_CREATE | NLM_F_ACK, q),
+                );
+                let what = format!(
+                    "elements of anonymous set for rule {} of chain {}",
+                    i + 1,
+                    c.name
+                );
                 self.push_elems(&s, MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_ACK, &what);
                 Some(id)
             } else {
@@ -765,7 +587,8 @@ impl Builder {
             };
             let mut r = sys::Rule::new();
             r.set_u32(a::RULE_FAMILY, NFPROTO_INET as u32);
-            r.set_str(a::RULE_TABLE, &self.table).set_str(a::RULE_CHAIN, &c.name);
+            r.set_str(a::RULE_TABLE, &self.table)
+                .set_str(a::RULE_CHAIN, &c.name);
             for e in rule_exprs(&rule.kind, ids, anon_id) {
                 r.add_expr(e);
             }
@@ -774,7 +597,12 @@ impl Builder {
             }
             let text = format!("{:?}", rule.kind);
             self.push(format!("rule {} of chain {}: {text}", i + 1, c.name), |s| {
-                r.msg(MSG_NEWRULE, NFPROTO_INET, NLM_F_CREATE | NLM_F_APPEND | NLM_F_ACK, s)
+                r.msg(
+                    MSG_NEWRULE,
+                    NFPROTO_INET,
+                    NLM_F_CREATE | NLM_F_APPEND | NLM_F_ACK,
+                    s,
+                )
             });
         }
     }
@@ -790,7 +618,11 @@ impl Builder {
         let n = msgs.len();
         for (i, m) in msgs.into_iter().enumerate() {
             debug_assert_eq!(self.seq, first.wrapping_add(i as u32));
-            let what = if n > 1 { format!("{what} (message {} of {n})", i + 1) } else { what.to_string() };
+            let what = if n > 1 {
+                format!("{what} (message {} of {n})", i + 1)
+            } else {
+                what.to_string()
+            };
             self.push(what, |_| m);
         }
     }
@@ -874,7 +706,9 @@ pub fn full_batch(rs: &Ruleset, first_seq: u32) -> Batch {
     }
     ids.sort();
     let lookup = |n: &str| {
-        ids.binary_search_by(|(k, _)| k.as_str().cmp(n)).ok().map(|i| ids[i].1)
+        ids.binary_search_by(|(k, _)| k.as_str().cmp(n))
+            .ok()
+            .map(|i| ids[i].1)
     };
     for c in &rs.chains {
         b.add_rules(c, &lookup);

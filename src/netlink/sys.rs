@@ -51,7 +51,10 @@ impl MsgBuf {
         // NLMSG_MAXSIZE, see above), so the slice lies inside the allocation.
         unsafe {
             let len = (*nlh).nlmsg_len as usize;
-            assert!(len <= self.0.len() * 4, "netlink message overflowed its buffer");
+            assert!(
+                len <= self.0.len() * 4,
+                "netlink message overflowed its buffer"
+            );
             std::slice::from_raw_parts(self.0.as_ptr().cast::<u8>(), len).to_vec()
         }
     }
@@ -123,23 +126,80 @@ macro_rules! setters {
             }
             pub fn set_data(&mut self, attr: u32, d: &[u8]) -> &mut Self {
                 // SAFETY: libnftnl copies `d.len()` bytes from the slice.
-                unsafe { $set_data(self.0.as_ptr(), attr as u16, d.as_ptr().cast::<c_void>(), d.len() as u32) };
+                unsafe {
+                    $set_data(
+                        self.0.as_ptr(),
+                        attr as u16,
+                        d.as_ptr().cast::<c_void>(),
+                        d.len() as u32,
+                    )
+                };
                 self
             }
         }
     };
 }
 
-owner!(Table, sys::nftnl_table, sys::nftnl_table_alloc, sys::nftnl_table_free);
-setters!(Table, sys::nftnl_table_set_u32, sys::nftnl_table_set_str, sys::nftnl_table_set_data);
-owner!(Chain, sys::nftnl_chain, sys::nftnl_chain_alloc, sys::nftnl_chain_free);
-setters!(Chain, sys::nftnl_chain_set_u32, sys::nftnl_chain_set_str, sys::nftnl_chain_set_data);
-owner!(Rule, sys::nftnl_rule, sys::nftnl_rule_alloc, sys::nftnl_rule_free);
-setters!(Rule, sys::nftnl_rule_set_u32, sys::nftnl_rule_set_str, sys::nftnl_rule_set_data);
-owner!(Set, sys::nftnl_set, sys::nftnl_set_alloc, sys::nftnl_set_free);
-setters!(Set, sys::nftnl_set_set_u32, sys::nftnl_set_set_str, sys::nftnl_set_set_data);
-owner!(Elem, sys::nftnl_set_elem, sys::nftnl_set_elem_alloc, sys::nftnl_set_elem_free);
-setters!(Elem, sys::nftnl_set_elem_set_u32, sys::nftnl_set_elem_set_str, sys::nftnl_set_elem_set);
+owner!(
+    Table,
+    sys::nftnl_table,
+    sys::nftnl_table_alloc,
+    sys::nftnl_table_free
+);
+setters!(
+    Table,
+    sys::nftnl_table_set_u32,
+    sys::nftnl_table_set_str,
+    sys::nftnl_table_set_data
+);
+owner!(
+    Chain,
+    sys::nftnl_chain,
+    sys::nftnl_chain_alloc,
+    sys::nftnl_chain_free
+);
+setters!(
+    Chain,
+    sys::nftnl_chain_set_u32,
+    sys::nftnl_chain_set_str,
+    sys::nftnl_chain_set_data
+);
+owner!(
+    Rule,
+    sys::nftnl_rule,
+    sys::nftnl_rule_alloc,
+    sys::nftnl_rule_free
+);
+setters!(
+    Rule,
+    sys::nftnl_rule_set_u32,
+    sys::nftnl_rule_set_str,
+    sys::nftnl_rule_set_data
+);
+owner!(
+    Set,
+    sys::nftnl_set,
+    sys::nftnl_set_alloc,
+    sys::nftnl_set_free
+);
+setters!(
+    Set,
+    sys::nftnl_set_set_u32,
+    sys::nftnl_set_set_str,
+    sys::nftnl_set_set_data
+);
+owner!(
+    Elem,
+    sys::nftnl_set_elem,
+    sys::nftnl_set_elem_alloc,
+    sys::nftnl_set_elem_free
+);
+setters!(
+    Elem,
+    sys::nftnl_set_elem_set_u32,
+    sys::nftnl_set_elem_set_str,
+    sys::nftnl_set_elem_set
+);
 
 // SAFETY: each owner holds the only pointer to a heap object libnftnl never shares
 // between threads; moving it to another thread is as safe as moving a Box.
@@ -212,7 +272,12 @@ impl Expr {
     pub fn data(mut self, attr: u32, d: &[u8]) -> Self {
         // SAFETY: the bytes are copied (at most 16 for register data; libnftnl checks).
         unsafe {
-            sys::nftnl_expr_set(self.0.as_mut(), attr as u16, d.as_ptr().cast(), d.len() as u32)
+            sys::nftnl_expr_set(
+                self.0.as_mut(),
+                attr as u16,
+                d.as_ptr().cast(),
+                d.len() as u32,
+            )
         };
         self
     }
@@ -255,7 +320,13 @@ impl Set {
     /// The set's elements as NEWSETELEM/DELSETELEM messages: libnftnl fills each message
     /// until the 64 KiB element nest is full, exactly as nft does. `seq(i)` numbers the
     /// i-th message.
-    pub fn elem_msgs(&self, ty: u16, family: u16, flags: u16, mut seq: impl FnMut() -> u32) -> Vec<Vec<u8>> {
+    pub fn elem_msgs(
+        &self,
+        ty: u16,
+        family: u16,
+        flags: u16,
+        mut seq: impl FnMut() -> u32,
+    ) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         // SAFETY: the iterator borrows the set, which outlives it (destroyed below).
         let iter = unsafe { sys::nftnl_set_elems_iter_create(self.0.as_ptr()) };
@@ -300,7 +371,13 @@ unsafe impl Send for Socket {}
 fn setsockopt_int(fd: i32, level: i32, name: i32, v: i32) -> io::Result<()> {
     // SAFETY: `v` lives across the call and its size is passed.
     let r = unsafe {
-        libc::setsockopt(fd, level, name, (&v as *const i32).cast(), std::mem::size_of::<i32>() as u32)
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&v as *const i32).cast(),
+            std::mem::size_of::<i32>() as u32,
+        )
     };
     if r < 0 {
         Err(io::Error::last_os_error())
@@ -325,10 +402,6 @@ impl Socket {
         unsafe { mnl_sys::mnl_socket_get_fd(self.sock.as_raw_socket()) }
     }
 
-    pub fn portid(&self) -> u32 {
-        self.sock.portid()
-    }
-
     /// Make room for a whole batch in one `sendmsg` and for every ack it triggers.
     /// The *FORCE options need CAP_NET_ADMIN, which programming nftables needs anyway;
     /// without it fall back to the capped plain options.
@@ -345,7 +418,10 @@ impl Socket {
     }
 
     pub fn set_recv_timeout(&self, secs: u64) {
-        let tv = libc::timeval { tv_sec: secs as libc::time_t, tv_usec: 0 };
+        let tv = libc::timeval {
+            tv_sec: secs as libc::time_t,
+            tv_usec: 0,
+        };
         // SAFETY: `tv` lives across the call and its size is passed.
         unsafe {
             libc::setsockopt(

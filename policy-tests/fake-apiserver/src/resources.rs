@@ -1,0 +1,155 @@
+//! The table of resource types the fake server knows: group, version, plural, kind and
+//! scope, and the lookups by URL path segment and by `apiVersion`/`kind`.
+
+/// One served resource type (a REST collection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceType {
+    /// API group; empty for the core group (`/api/v1`).
+    pub group: &'static str,
+    pub version: &'static str,
+    /// The plural path segment, e.g. `pods`.
+    pub plural: &'static str,
+    pub kind: &'static str,
+    pub namespaced: bool,
+}
+
+impl ResourceType {
+    /// `v1` or `group/version`.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// The kind of a list of these, e.g. `PodList`.
+    pub fn list_kind(&self) -> String {
+        format!("{}List", self.kind)
+    }
+
+    /// `pods` or `networkpolicies.networking.k8s.io`, as the real server names
+    /// resources in error messages.
+    pub fn qualified_plural(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.to_string()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    /// The singular name (lowercased kind).
+    pub fn singular(&self) -> String {
+        self.kind.to_ascii_lowercase()
+    }
+
+    /// Whether objects of this type are Events (kept for [`crate::FakeApiServer::events`]).
+    pub fn is_event(&self) -> bool {
+        self.kind == "Event"
+    }
+}
+
+/// Every resource type served, in discovery order.
+pub const RESOURCES: &[ResourceType] = &[
+    ResourceType {
+        group: "",
+        version: "v1",
+        plural: "namespaces",
+        kind: "Namespace",
+        namespaced: false,
+    },
+    ResourceType {
+        group: "",
+        version: "v1",
+        plural: "nodes",
+        kind: "Node",
+        namespaced: false,
+    },
+    ResourceType {
+        group: "",
+        version: "v1",
+        plural: "pods",
+        kind: "Pod",
+        namespaced: true,
+    },
+    ResourceType {
+        group: "",
+        version: "v1",
+        plural: "events",
+        kind: "Event",
+        namespaced: true,
+    },
+    ResourceType {
+        group: "networking.k8s.io",
+        version: "v1",
+        plural: "networkpolicies",
+        kind: "NetworkPolicy",
+        namespaced: true,
+    },
+    ResourceType {
+        group: "events.k8s.io",
+        version: "v1",
+        plural: "events",
+        kind: "Event",
+        namespaced: true,
+    },
+];
+
+/// Index into [`RESOURCES`] of the collection at `/api[s]/{group}/{version}/{plural}`.
+pub fn by_path(group: &str, version: &str, plural: &str) -> Option<usize> {
+    RESOURCES
+        .iter()
+        .position(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+/// Index into [`RESOURCES`] for an object's `apiVersion` and `kind`. Without an
+/// `apiVersion`, or `kind` alone, the first type of that kind matches (so `Event` means
+/// `v1` Event); the kind is matched case-insensitively, and plurals are accepted too.
+pub fn by_kind(api_version: Option<&str>, kind: &str) -> Option<usize> {
+    let matches_kind = |r: &ResourceType| r.kind.eq_ignore_ascii_case(kind) || r.plural == kind;
+    match api_version {
+        Some(av) if !av.is_empty() => RESOURCES
+            .iter()
+            .position(|r| matches_kind(r) && r.api_version() == av),
+        _ => RESOURCES.iter().position(matches_kind),
+    }
+}
+
+/// The API groups other than core, each once, in table order.
+pub fn groups() -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for r in RESOURCES.iter().filter(|r| !r.group.is_empty()) {
+        if !out.contains(&(r.group, r.version)) {
+            out.push((r.group, r.version));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookups() {
+        let np = by_path("networking.k8s.io", "v1", "networkpolicies").unwrap();
+        assert_eq!(RESOURCES[np].kind, "NetworkPolicy");
+        assert_eq!(
+            by_kind(Some("networking.k8s.io/v1"), "NetworkPolicy"),
+            Some(np)
+        );
+        assert_eq!(by_kind(None, "NetworkPolicy"), Some(np));
+        let ev = by_kind(Some("events.k8s.io/v1"), "Event").unwrap();
+        assert_eq!(RESOURCES[ev].group, "events.k8s.io");
+        assert_eq!(RESOURCES[by_kind(None, "Event").unwrap()].group, "");
+        assert_eq!(by_kind(Some("apps/v1"), "Deployment"), None);
+        assert_eq!(
+            RESOURCES[by_kind(None, "pod").unwrap()].list_kind(),
+            "PodList"
+        );
+        assert_eq!(
+            groups(),
+            vec![("networking.k8s.io", "v1"), ("events.k8s.io", "v1")]
+        );
+    }
+}

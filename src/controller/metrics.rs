@@ -1,0 +1,147 @@
+//! The controller's metrics, rendered in the Prometheus text format. Plain counters and
+//! fixed-bucket histograms behind one mutex: updates are rare (per sync, not per packet).
+
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const SECONDS_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+const SIZE_BUCKETS: [f64; 10] = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 1000.0, 10000.0, 100000.0];
+
+#[derive(Debug, Clone)]
+struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Histogram { bounds, counts: vec![0; bounds.len()], sum: 0.0, count: 0 }
+    }
+
+    fn observe(&mut self, v: f64) {
+        for (i, b) in self.bounds.iter().enumerate() {
+            if v <= *b {
+                self.counts[i] += 1;
+            }
+        }
+        self.sum += v;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {c}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.count);
+        let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    sync_full: Histogram,
+    sync_incremental: Histogram,
+    batch_messages: Histogram,
+    objects: [(&'static str, u64); 3],
+    compile_errors: u64,
+    sync_errors: u64,
+    drift_repairs: u64,
+    last_sync: Option<f64>,
+    ready: bool,
+}
+
+#[derive(Debug)]
+pub struct Metrics(Mutex<Inner>);
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics(Mutex::new(Inner {
+            sync_full: Histogram::new(&SECONDS_BUCKETS),
+            sync_incremental: Histogram::new(&SECONDS_BUCKETS),
+            batch_messages: Histogram::new(&SIZE_BUCKETS),
+            objects: [("namespaces", 0), ("pods", 0), ("networkpolicies", 0)],
+            compile_errors: 0,
+            sync_errors: 0,
+            drift_repairs: 0,
+            last_sync: None,
+            ready: false,
+        }))
+    }
+}
+
+impl Metrics {
+    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut g)
+    }
+
+    pub fn synced(&self, full: bool, took: Duration, messages: usize) {
+        self.with(|m| {
+            if full {
+                m.sync_full.observe(took.as_secs_f64());
+            } else {
+                m.sync_incremental.observe(took.as_secs_f64());
+            }
+            m.batch_messages.observe(messages as f64);
+            m.last_sync = SystemTime::now().duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs_f64());
+            m.ready = true;
+        })
+    }
+
+    pub fn objects(&self, namespaces: usize, pods: usize, policies: usize) {
+        self.with(|m| {
+            m.objects[0].1 = namespaces as u64;
+            m.objects[1].1 = pods as u64;
+            m.objects[2].1 = policies as u64;
+        })
+    }
+
+    pub fn compile_error(&self) {
+        self.with(|m| m.compile_errors += 1)
+    }
+
+    pub fn sync_error(&self) {
+        self.with(|m| m.sync_errors += 1)
+    }
+
+    pub fn drift_repaired(&self) {
+        self.with(|m| m.drift_repairs += 1)
+    }
+
+    /// Ready once the first full sync has been applied.
+    pub fn ready(&self) -> bool {
+        self.with(|m| m.ready)
+    }
+
+    pub fn render(&self) -> String {
+        self.with(|m| {
+            let mut out = String::new();
+            out.push_str("# HELP nftpol_sync_duration_seconds Time to compute and apply a kernel batch.\n# TYPE nftpol_sync_duration_seconds histogram\n");
+            m.sync_full.render(&mut out, "nftpol_sync_duration_seconds", "kind=\"full\"");
+            m.sync_incremental.render(&mut out, "nftpol_sync_duration_seconds", "kind=\"incremental\"");
+            out.push_str("# HELP nftpol_batch_messages Netlink messages per applied batch.\n# TYPE nftpol_batch_messages histogram\n");
+            m.batch_messages.render(&mut out, "nftpol_batch_messages", "");
+            out.push_str("# HELP nftpol_watched_objects Objects held in the index.\n# TYPE nftpol_watched_objects gauge\n");
+            for (k, v) in m.objects {
+                let _ = writeln!(out, "nftpol_watched_objects{{kind=\"{k}\"}} {v}");
+            }
+            let _ = write!(
+                out,
+                "# HELP nftpol_compile_errors_total Objects that could not be compiled.\n# TYPE nftpol_compile_errors_total counter\nnftpol_compile_errors_total {}\n\
+                 # HELP nftpol_sync_errors_total Kernel batches that failed.\n# TYPE nftpol_sync_errors_total counter\nnftpol_sync_errors_total {}\n\
+                 # HELP nftpol_drift_repairs_total Full syncs made because the live table differed from the model.\n# TYPE nftpol_drift_repairs_total counter\nnftpol_drift_repairs_total {}\n",
+                m.compile_errors, m.sync_errors, m.drift_repairs
+            );
+            if let Some(t) = m.last_sync {
+                let _ = write!(out, "# HELP nftpol_last_sync_timestamp_seconds Unix time of the last successful sync.\n# TYPE nftpol_last_sync_timestamp_seconds gauge\nnftpol_last_sync_timestamp_seconds {t}\n");
+            }
+            out
+        })
+    }
+}

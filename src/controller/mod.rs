@@ -1,0 +1,133 @@
+//! `nftpol run`: the DaemonSet controller.
+//!
+//! ```text
+//! kube watchers (tokio) --Msg--> sync loop (OS thread: NodeState + Dataplane)
+//!                                    |-- compile errors --> Kubernetes Events
+//! HTTP /healthz /readyz /metrics <-- Metrics
+//! ```
+//!
+//! The compile semantics live in the library (`state`, `graph`, `ruleset`); this module
+//! only wires watchers, the sync loop, Events, metrics and signals.
+
+pub mod dataplane;
+pub mod http;
+pub mod metrics;
+pub mod sync;
+pub mod watch;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::Client;
+
+use dataplane::Dataplane;
+use metrics::Metrics;
+use sync::{CompileError, Msg, Settings, SyncLoop};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub node: String,
+    pub metrics_addr: SocketAddr,
+    pub coalesce: Duration,
+    pub resync: Duration,
+    /// Program the nftables of this network namespace instead of our own (tests).
+    pub netns: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("metrics endpoint {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("sync loop: {0}")]
+    SyncThread(String),
+}
+
+async fn publish_errors(client: Client, mut rx: tokio::sync::mpsc::UnboundedReceiver<CompileError>, node: String) {
+    let recorder = Recorder::new(client, Reporter { controller: "nftpol".into(), instance: Some(node) });
+    while let Some(e) = rx.recv().await {
+        let reference = ObjectReference {
+            api_version: Some("networking.k8s.io/v1".into()),
+            kind: Some("NetworkPolicy".into()),
+            namespace: Some(e.namespace.clone()),
+            name: Some(e.name.clone()),
+            ..Default::default()
+        };
+        let event = Event {
+            type_: EventType::Warning,
+            reason: "CompileError".into(),
+            note: Some(e.message.chars().take(1000).collect()),
+            action: "Compile".into(),
+            secondary: None,
+        };
+        if let Err(err) = recorder.publish(&event, &reference).await {
+            tracing::warn!(namespace = %e.namespace, name = %e.name, error = %err, "cannot publish Event");
+        }
+    }
+}
+
+/// Runs the controller until `shutdown` resolves. The rules stay in place on return.
+/// `dataplane` is called on the sync thread (inside `config.netns` when set), so the
+/// netlink socket it opens belongs to the right network namespace.
+pub async fn run<D, F>(
+    config: Config,
+    client: Client,
+    dataplane: F,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ControllerError>
+where
+    D: Dataplane + 'static,
+    F: FnOnce() -> Result<D, dataplane::DataplaneError> + Send + 'static,
+{
+    let metrics = Arc::new(Metrics::default());
+    let http_metrics = metrics.clone();
+    let listener = http::bind(config.metrics_addr)
+        .await
+        .map_err(|source| ControllerError::Bind { addr: config.metrics_addr, source })?;
+    tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), node = %config.node, "serving /healthz /readyz /metrics");
+    let http = tokio::spawn(http::serve(listener, http_metrics));
+
+    let (err_tx, err_rx) = tokio::sync::mpsc::unbounded_channel();
+    let events = tokio::spawn(publish_errors(client.clone(), err_rx, config.node.clone()));
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let settings = Settings { node: config.node.clone(), coalesce: config.coalesce, resync: config.resync };
+    let errors: Box<dyn Fn(CompileError) + Send> = Box::new(move |e| {
+        let _ = err_tx.send(e);
+    });
+    let netns = config.netns.clone();
+    let body = move || match dataplane() {
+        Ok(dp) => SyncLoop::new(settings, dp, metrics, errors).run(rx),
+        Err(e) => tracing::error!(error = %e, "cannot open the dataplane; nothing will be programmed"),
+    };
+    let worker = std::thread::Builder::new()
+        .name("nftpol-sync".into())
+        .spawn(move || match netns {
+            Some(path) => {
+                if let Err(e) = crate::netlink::in_netns(&path, body) {
+                    tracing::error!(error = %e, "cannot enter the network namespace");
+                }
+            }
+            None => body(),
+        })
+        .map_err(|e| ControllerError::SyncThread(e.to_string()))?;
+    let watchers = watch::spawn(client, tx.clone());
+
+    shutdown.await;
+    tracing::info!("stopping watchers");
+    for w in &watchers {
+        w.abort();
+    }
+    let _ = tx.send(Msg::Shutdown);
+    drop(tx);
+    let _ = tokio::task::spawn_blocking(move || worker.join()).await;
+    http.abort();
+    events.abort();
+    Ok(())
+}

@@ -1,0 +1,218 @@
+//! The sync loop: one OS thread that owns the node's state and the dataplane.
+//!
+//! ```text
+//! watchers --Msg--> [ apply to NodeState, coalesce ] --> model --> dataplane (full | update)
+//!                              every `resync`: drifted? --> full sync
+//! ```
+//!
+//! Nothing reaches the kernel before every kind has been listed once: the rules an earlier
+//! instance left stay in force until the first full sync replaces them. After that each
+//! burst of events becomes one incremental batch. A failed batch changes nothing (it is
+//! atomic); the loop then retries with a full sync, with backoff.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::dataplane::{Dataplane, DataplaneError};
+use super::metrics::Metrics;
+use crate::index::Index;
+use crate::input::{Kind, Object};
+use crate::ruleset::Ruleset;
+use crate::state::NodeState;
+
+/// What the watchers tell the sync loop.
+#[derive(Debug)]
+pub enum Msg {
+    /// A (re)list of `kind` starts: the objects that follow replace what the index holds.
+    Init(Kind),
+    InitApply(Object),
+    InitDone(Kind),
+    Apply(Object),
+    Delete(Kind, Option<String>, String),
+    Shutdown,
+}
+
+/// A policy that could not be compiled, for the Event publisher.
+#[derive(Debug, Clone)]
+pub struct CompileError {
+    pub namespace: String,
+    pub name: String,
+    pub message: String,
+}
+
+pub struct Settings {
+    pub node: String,
+    pub coalesce: Duration,
+    pub resync: Duration,
+}
+
+pub struct SyncLoop<D: Dataplane> {
+    settings: Settings,
+    state: NodeState,
+    dataplane: D,
+    metrics: Arc<Metrics>,
+    errors: Box<dyn Fn(CompileError) + Send>,
+    listed: BTreeSet<Kind>,
+    relisting: BTreeMap<Kind, Vec<Object>>,
+    /// What the kernel holds, as far as we know; `None` before the first full sync or
+    /// after a failure that leaves the kernel state unknown.
+    applied: Option<Ruleset>,
+}
+
+const ALL_KINDS: [Kind; 3] = [Kind::Namespace, Kind::Pod, Kind::NetworkPolicy];
+
+impl<D: Dataplane> SyncLoop<D> {
+    pub fn new(settings: Settings, dataplane: D, metrics: Arc<Metrics>, errors: Box<dyn Fn(CompileError) + Send>) -> Self {
+        let state = NodeState::new(Index::new(), Some(&settings.node));
+        SyncLoop { settings, state, dataplane, metrics, errors, listed: BTreeSet::new(), relisting: BTreeMap::new(), applied: None }
+    }
+
+    fn apply(&mut self, obj: Object) {
+        let (kind, ns, name) = (obj.kind(), obj.namespace().map(str::to_string), obj.name().to_string());
+        if let Err(e) = self.state.apply(obj) {
+            tracing::warn!(kind = kind.name(), namespace = ns.as_deref().unwrap_or(""), name = %name, error = %e, "cannot compile; enforcing it fail-closed");
+            self.metrics.compile_error();
+            if kind == Kind::NetworkPolicy {
+                (self.errors)(CompileError { namespace: ns.unwrap_or_default(), name, message: e.to_string() });
+            }
+        }
+    }
+
+    /// Applies one message to the state; returns false on Shutdown.
+    fn handle(&mut self, msg: Msg) -> bool {
+        match msg {
+            Msg::Shutdown => return false,
+            Msg::Init(kind) => {
+                self.relisting.insert(kind, Vec::new());
+            }
+            Msg::InitApply(obj) => match self.relisting.get_mut(&obj.kind()) {
+                Some(buf) => buf.push(obj),
+                None => self.apply(obj),
+            },
+            Msg::InitDone(kind) => {
+                let objs = self.relisting.remove(&kind).unwrap_or_default();
+                let keep: BTreeSet<(String, String)> =
+                    objs.iter().map(|o| (o.namespace().unwrap_or("").to_string(), o.name().to_string())).collect();
+                for (ns, name) in self.state.index().keys(kind) {
+                    if !keep.contains(&(ns.clone(), name.clone())) {
+                        let ns = (kind != Kind::Namespace).then_some(ns);
+                        self.state.delete(kind, ns.as_deref(), &name);
+                    }
+                }
+                for obj in objs {
+                    self.apply(obj);
+                }
+                if self.listed.insert(kind) {
+                    tracing::info!(kind = kind.name(), "initial list complete");
+                }
+            }
+            Msg::Apply(obj) => self.apply(obj),
+            Msg::Delete(kind, ns, name) => {
+                self.state.delete(kind, ns.as_deref(), &name);
+            }
+        }
+        true
+    }
+
+    fn all_listed(&self) -> bool {
+        ALL_KINDS.iter().all(|k| self.listed.contains(k))
+    }
+
+    /// Brings the kernel to the model. Returns false when the batch failed.
+    fn sync(&mut self) -> bool {
+        let idx = self.state.index();
+        self.metrics.objects(idx.keys(Kind::Namespace).len(), idx.keys(Kind::Pod).len(), idx.keys(Kind::NetworkPolicy).len());
+        let model = self.state.model();
+        let start = Instant::now();
+        let (full, result) = match &self.applied {
+            Some(old) if old == model => return true,
+            Some(old) => (false, self.dataplane.update(old, model)),
+            None => (true, self.dataplane.full_sync(model)),
+        };
+        match result {
+            Ok(stats) => {
+                let took = start.elapsed();
+                self.metrics.synced(full, took, stats.messages);
+                tracing::info!(full, messages = stats.messages, bytes = stats.bytes, took_us = took.as_micros() as u64, "synced");
+                self.applied = Some(model.clone());
+                true
+            }
+            Err(e) => {
+                self.metrics.sync_error();
+                tracing::error!(full, error = %e, "kernel batch failed; the previous ruleset stays in force, retrying with a full sync");
+                if let DataplaneError::Unknown(_) = e {
+                    tracing::warn!("outcome unknown: the next sync replaces the table whole");
+                }
+                self.applied = None;
+                false
+            }
+        }
+    }
+
+    fn check_drift(&mut self) {
+        let Some(applied) = &self.applied else { return };
+        match self.dataplane.drifted(applied) {
+            Ok(false) => {}
+            Ok(true) => {
+                tracing::warn!("live table differs from the model (drift); repairing with a full sync");
+                self.metrics.drift_repaired();
+                self.applied = None;
+                self.sync();
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the live table back"),
+        }
+    }
+
+    /// Runs until Shutdown or until every sender is gone.
+    pub fn run(mut self, rx: Receiver<Msg>) {
+        let mut dirty_since: Option<Instant> = None;
+        let mut next_resync = Instant::now() + self.settings.resync;
+        let mut backoff = Duration::from_millis(250);
+        let mut retry_at: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            let mut deadline = next_resync;
+            if let Some(t) = dirty_since {
+                deadline = deadline.min(t + self.settings.coalesce);
+            }
+            if let Some(t) = retry_at {
+                deadline = deadline.min(t);
+            }
+            match rx.recv_timeout(deadline.saturating_duration_since(now)) {
+                Ok(msg) => {
+                    if !self.handle(msg) {
+                        tracing::info!("shutting down; the rules stay in place");
+                        return;
+                    }
+                    dirty_since.get_or_insert_with(Instant::now);
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            let now = Instant::now();
+            if !self.all_listed() {
+                continue;
+            }
+            let due = dirty_since.is_some_and(|t| now >= t + self.settings.coalesce)
+                || retry_at.is_some_and(|t| now >= t)
+                || self.applied.is_none() && retry_at.is_none();
+            if due {
+                dirty_since = None;
+                if self.sync() {
+                    retry_at = None;
+                    backoff = Duration::from_millis(250);
+                } else {
+                    retry_at = Some(now + backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+            if now >= next_resync {
+                next_resync = now + self.settings.resync;
+                self.check_drift();
+            }
+        }
+    }
+}

@@ -1,0 +1,408 @@
+//! The smallest list of operations that turns one model into another. Pure: no I/O.
+//!
+//! Owns: which objects change between two [`Ruleset`]s and the order of the operations,
+//! chosen so that no reference dangles at any point of the batch and so that a pod's
+//! sets and chain exist before its verdict-map entry, and its entry is gone before its
+//! chain and sets are deleted:
+//!
+//! ```text
+//! add sets (with elements) -> set elements (deletes, then adds) -> add chains (empty)
+//!   -> add maps (with elements) -> rules of new and changed chains
+//!   -> map elements (deletes, then adds) -> delete chains -> delete maps -> delete sets
+//! ```
+//!
+//! A change that cannot be made in place (table comment, a set's or map's type, flags or
+//! comment, a chain's hook, priority, policy or comment) yields a single
+//! [`Op::FullSync`], which replaces the table whole, still in one atomic batch.
+//!
+//! Must not: encode messages (encode.rs) or look at the kernel.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::ruleset::model::*;
+
+/// One step of an incremental update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Replace the whole table with this model.
+    FullSync(Box<Ruleset>),
+    /// Create a set with its elements.
+    AddSet(Set),
+    DelSet(String),
+    AddSetElements {
+        set: String,
+        key: Vec<KeyType>,
+        interval: bool,
+        elements: Vec<Element>,
+        /// The set had no elements before: nft then sends its interval-end pad at 0.
+        from_empty: bool,
+    },
+    DelSetElements {
+        set: String,
+        key: Vec<KeyType>,
+        interval: bool,
+        elements: Vec<Element>,
+    },
+    /// Create a verdict map with its elements.
+    AddMap(Map),
+    DelMap(String),
+    AddMapElements {
+        map: String,
+        elements: Vec<MapElement>,
+    },
+    DelMapElements {
+        map: String,
+        elements: Vec<MapElement>,
+    },
+    /// Create a chain without rules ([`Op::SetRules`] adds them).
+    AddChain(Chain),
+    /// Give a chain the rules of `chain`: flush the old ones first when `flush`.
+    SetRules {
+        chain: Chain,
+        flush: bool,
+    },
+    DelChain(String),
+}
+
+fn sorted_diff<T: Ord + Clone>(old: &[T], new: &[T]) -> (Vec<T>, Vec<T>) {
+    let o: BTreeSet<&T> = old.iter().collect();
+    let n: BTreeSet<&T> = new.iter().collect();
+    let removed = o.difference(&n).map(|e| (*e).clone()).collect();
+    let added = n.difference(&o).map(|e| (*e).clone()).collect();
+    (removed, added)
+}
+
+fn full(new: &Ruleset) -> Vec<Op> {
+    vec![Op::FullSync(Box::new(new.clone()))]
+}
+
+/// The operations that turn `old` (what the kernel holds) into `new`.
+pub fn diff(old: &Ruleset, new: &Ruleset) -> Vec<Op> {
+    if old.family != new.family || old.name != new.name || old.comment != new.comment {
+        return full(new);
+    }
+    let old_sets: BTreeMap<&str, &Set> = old.sets.iter().map(|s| (s.name.as_str(), s)).collect();
+    let new_sets: BTreeMap<&str, &Set> = new.sets.iter().map(|s| (s.name.as_str(), s)).collect();
+    let old_maps: BTreeMap<&str, &Map> = old.maps.iter().map(|m| (m.name.as_str(), m)).collect();
+    let new_maps: BTreeMap<&str, &Map> = new.maps.iter().map(|m| (m.name.as_str(), m)).collect();
+    let old_chains: BTreeMap<&str, &Chain> =
+        old.chains.iter().map(|c| (c.name.as_str(), c)).collect();
+    let new_chains: BTreeMap<&str, &Chain> =
+        new.chains.iter().map(|c| (c.name.as_str(), c)).collect();
+
+    let mut add_sets = Vec::new();
+    let mut set_elems = Vec::new();
+    let mut del_sets = Vec::new();
+    for (name, s) in &new_sets {
+        match old_sets.get(name) {
+            None => add_sets.push(Op::AddSet((*s).clone())),
+            Some(o) if o.key != s.key || o.interval != s.interval || o.comment != s.comment => {
+                return full(new)
+            }
+            Some(o) => {
+                let (removed, added) = sorted_diff(&o.elements, &s.elements);
+                if !removed.is_empty() {
+                    set_elems.push(Op::DelSetElements {
+                        set: s.name.clone(),
+                        key: s.key.clone(),
+                        interval: s.interval,
+                        elements: removed,
+                    });
+                }
+                if !added.is_empty() {
+                    set_elems.push(Op::AddSetElements {
+                        set: s.name.clone(),
+                        key: s.key.clone(),
+                        interval: s.interval,
+                        elements: added,
+                        from_empty: o.elements.is_empty(),
+                    });
+                }
+            }
+        }
+    }
+    for name in old_sets.keys() {
+        if !new_sets.contains_key(name) {
+            del_sets.push(Op::DelSet(name.to_string()));
+        }
+    }
+
+    let mut add_maps = Vec::new();
+    let mut map_elems = Vec::new();
+    let mut del_maps = Vec::new();
+    for (name, m) in &new_maps {
+        match old_maps.get(name) {
+            None => add_maps.push(Op::AddMap((*m).clone())),
+            Some(o) if o.key != m.key || o.comment != m.comment => return full(new),
+            Some(o) => {
+                let (removed, added) = sorted_diff(&o.elements, &m.elements);
+                if !removed.is_empty() {
+                    map_elems.push(Op::DelMapElements {
+                        map: m.name.clone(),
+                        elements: removed,
+                    });
+                }
+                if !added.is_empty() {
+                    map_elems.push(Op::AddMapElements {
+                        map: m.name.clone(),
+                        elements: added,
+                    });
+                }
+            }
+        }
+    }
+    for name in old_maps.keys() {
+        if !new_maps.contains_key(name) {
+            del_maps.push(Op::DelMap(name.to_string()));
+        }
+    }
+
+    let mut add_chains = Vec::new();
+    let mut rules = Vec::new();
+    let mut del_chains = Vec::new();
+    // Keep the model's chain order (base chains first) for determinism.
+    for c in &new.chains {
+        match old_chains.get(c.name.as_str()) {
+            None => {
+                add_chains.push(Op::AddChain(Chain {
+                    rules: Vec::new(),
+                    ..c.clone()
+                }));
+                if !c.rules.is_empty() {
+                    rules.push(Op::SetRules {
+                        chain: c.clone(),
+                        flush: false,
+                    });
+                }
+            }
+            Some(o) if o.base != c.base || o.comment != c.comment => return full(new),
+            Some(o) if o.rules != c.rules => rules.push(Op::SetRules {
+                chain: c.clone(),
+                flush: true,
+            }),
+            Some(_) => {}
+        }
+    }
+    for c in &old.chains {
+        if !new_chains.contains_key(c.name.as_str()) {
+            del_chains.push(Op::DelChain(c.name.clone()));
+        }
+    }
+
+    let mut ops = add_sets;
+    ops.extend(set_elems);
+    ops.extend(add_chains);
+    ops.extend(add_maps);
+    ops.extend(rules);
+    ops.extend(map_elems);
+    ops.extend(del_chains);
+    ops.extend(del_maps);
+    ops.extend(del_sets);
+    ops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn v4(a: [u8; 4], b: [u8; 4]) -> Element {
+        Element {
+            key: vec![Field::Ipv4(Ipv4Addr::from(a), Ipv4Addr::from(b))],
+        }
+    }
+
+    fn pod(rs: &mut Ruleset, name: &str, ip: [u8; 4], peers: Vec<Element>) {
+        let set = format!("ingress/x/{name}/any4");
+        rs.sets.push(Set {
+            name: set.clone(),
+            key: vec![KeyType::Ipv4Addr],
+            interval: true,
+            comment: None,
+            elements: peers,
+        });
+        rs.sets.sort_by(|a, b| a.name.cmp(&b.name));
+        let chain = format!("ingress/x/{name}");
+        rs.chains.push(Chain {
+            name: chain.clone(),
+            base: None,
+            comment: None,
+            rules: vec![
+                Rule::new(RuleKind::Lookup {
+                    family: IpFamily::V4,
+                    addr: Addr::Saddr,
+                    ports: false,
+                    set,
+                    verdict: Verdict::Accept,
+                }),
+                Rule::new(RuleKind::Verdict(Verdict::Drop)),
+            ],
+        });
+        rs.maps[0].elements.push(MapElement {
+            key: vec![Field::Ipv4(ip.into(), ip.into())],
+            verdict: Verdict::Jump(chain),
+        });
+        rs.maps[0].elements.sort();
+    }
+
+    fn base() -> Ruleset {
+        Ruleset {
+            family: Family::Inet,
+            name: "nftpol".into(),
+            comment: None,
+            sets: vec![],
+            maps: vec![Map {
+                name: "ingress4".into(),
+                key: vec![KeyType::Ipv4Addr],
+                comment: None,
+                elements: vec![],
+            }],
+            chains: vec![Chain {
+                name: "policy".into(),
+                base: None,
+                comment: None,
+                rules: vec![Rule::new(RuleKind::DispatchVmap {
+                    family: IpFamily::V4,
+                    addr: Addr::Daddr,
+                    map: "ingress4".into(),
+                })],
+            }],
+        }
+    }
+
+    fn kind(op: &Op) -> &'static str {
+        match op {
+            Op::FullSync(_) => "full",
+            Op::AddSet(_) => "addset",
+            Op::DelSet(_) => "delset",
+            Op::AddSetElements { .. } => "addelem",
+            Op::DelSetElements { .. } => "delelem",
+            Op::AddMap(_) => "addmap",
+            Op::DelMap(_) => "delmap",
+            Op::AddMapElements { .. } => "addmapelem",
+            Op::DelMapElements { .. } => "delmapelem",
+            Op::AddChain(_) => "addchain",
+            Op::SetRules { .. } => "rules",
+            Op::DelChain(_) => "delchain",
+        }
+    }
+
+    #[test]
+    fn same_model_no_ops() {
+        let mut a = base();
+        pod(
+            &mut a,
+            "a",
+            [10, 0, 0, 1],
+            vec![v4([10, 1, 0, 0], [10, 1, 255, 255])],
+        );
+        assert!(diff(&a, &a).is_empty());
+    }
+
+    #[test]
+    fn new_pod_creates_set_and_chain_before_map_entry() {
+        let a = base();
+        let mut b = base();
+        pod(
+            &mut b,
+            "a",
+            [10, 0, 0, 1],
+            vec![v4([10, 1, 0, 0], [10, 1, 255, 255])],
+        );
+        let ops = diff(&a, &b);
+        let kinds: Vec<_> = ops.iter().map(kind).collect();
+        assert_eq!(kinds, ["addset", "addchain", "rules", "addmapelem"]);
+        assert!(matches!(&ops[2], Op::SetRules { flush: false, .. }));
+    }
+
+    #[test]
+    fn removed_pod_loses_map_entry_before_chain_and_set() {
+        let a = base();
+        let mut b = base();
+        pod(&mut b, "a", [10, 0, 0, 1], vec![]);
+        let kinds: Vec<_> = diff(&b, &a).iter().map(kind).collect();
+        assert_eq!(kinds, ["delmapelem", "delchain", "delset"]);
+    }
+
+    #[test]
+    fn element_change_deletes_and_adds_in_one_list() {
+        let mut a = base();
+        pod(
+            &mut a,
+            "a",
+            [10, 0, 0, 1],
+            vec![
+                v4([1, 0, 0, 0], [1, 0, 0, 255]),
+                v4([3, 0, 0, 0], [3, 0, 0, 0]),
+            ],
+        );
+        let mut b = base();
+        pod(
+            &mut b,
+            "a",
+            [10, 0, 0, 1],
+            vec![
+                v4([2, 0, 0, 0], [2, 0, 0, 9]),
+                v4([3, 0, 0, 0], [3, 0, 0, 0]),
+            ],
+        );
+        let ops = diff(&a, &b);
+        assert_eq!(ops.len(), 2);
+        match (&ops[0], &ops[1]) {
+            (
+                Op::DelSetElements { elements: d, .. },
+                Op::AddSetElements {
+                    elements: ad,
+                    from_empty,
+                    ..
+                },
+            ) => {
+                assert_eq!(d, &vec![v4([1, 0, 0, 0], [1, 0, 0, 255])]);
+                assert_eq!(ad, &vec![v4([2, 0, 0, 0], [2, 0, 0, 9])]);
+                assert!(!from_empty);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rule_change_replaces_only_that_chain() {
+        let mut a = base();
+        pod(&mut a, "a", [10, 0, 0, 1], vec![]);
+        pod(&mut a, "b", [10, 0, 0, 2], vec![]);
+        let mut b = a.clone();
+        let c = b
+            .chains
+            .iter_mut()
+            .find(|c| c.name == "ingress/x/b")
+            .unwrap();
+        c.rules.pop();
+        let ops = diff(&a, &b);
+        assert_eq!(ops.len(), 1);
+        assert!(
+            matches!(&ops[0], Op::SetRules { chain, flush: true } if chain.name == "ingress/x/b")
+        );
+    }
+
+    #[test]
+    fn changed_verdict_is_delete_then_add() {
+        let mut a = base();
+        pod(&mut a, "a", [10, 0, 0, 1], vec![]);
+        let mut b = a.clone();
+        b.maps[0].elements[0].verdict = Verdict::Drop;
+        let kinds: Vec<_> = diff(&a, &b).iter().map(kind).collect();
+        assert_eq!(kinds, ["delmapelem", "addmapelem"]);
+    }
+
+    #[test]
+    fn definition_change_falls_back_to_full_sync() {
+        let mut a = base();
+        pod(&mut a, "a", [10, 0, 0, 1], vec![]);
+        let mut b = a.clone();
+        b.sets[0].comment = Some("now commented".into());
+        assert!(matches!(diff(&a, &b).as_slice(), [Op::FullSync(_)]));
+        let mut c = a.clone();
+        c.comment = Some("t".into());
+        assert!(matches!(diff(&a, &c).as_slice(), [Op::FullSync(_)]));
+    }
+}

@@ -1,0 +1,350 @@
+#![cfg(feature = "netlink")]
+//! Incremental updates: random sequences of models; the first is loaded by full sync,
+//! each next one by `apply_ops(diff(prev, next))` in one batch. After every step the
+//! kernel's listing equals a full sync of that step's model in a fresh namespace, and
+//! read-back finds no drift. Also: drift detection and repair after `nft` tampering.
+
+#[path = "netlink_util.rs"]
+mod util;
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use nftpol::netlink::{diff, drift, Op};
+use nftpol::ruleset::model::*;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use util::*;
+
+const T: &str = "nftpol";
+const PODS: [&str; 5] = ["a", "b", "c", "d", "e"];
+
+/// What one pod looks like in a generated model.
+#[derive(Debug, Clone)]
+struct PodSpec {
+    /// Indices of /16 blocks 10.(2k).0.0 (k < 16) with the /24 count in each.
+    any4: Vec<(u8, u8)>,
+    /// Whether to add the address-space edges 0.0.0.0/8 and 255.0.0.0/8.
+    edges: bool,
+    /// (block k, proto tcp?, port start, port len) for the ports4 pipapo set.
+    ports4: Vec<(u8, bool, u16, u16)>,
+    /// fd00:k::/32 blocks for any6.
+    any6: Vec<u8>,
+    /// A comment on the final drop rule (rule changes exercise chain replacement).
+    drop_comment: bool,
+}
+
+fn pod_spec() -> impl Strategy<Value = PodSpec> {
+    (
+        prop::collection::btree_map(0u8..16, 0u8..=255, 0..5),
+        any::<bool>(),
+        prop::collection::btree_map(0u8..16, (any::<bool>(), 0u16..65000, 0u16..600), 0..4),
+        prop::collection::btree_set(0u8..8, 0..3),
+        any::<bool>(),
+    )
+        .prop_map(|(any4, edges, ports4, any6, drop_comment)| PodSpec {
+            any4: any4.into_iter().collect(),
+            edges,
+            ports4: ports4
+                .into_iter()
+                .map(|(k, (tcp, p, l))| (k, tcp, p, l))
+                .collect(),
+            any6: any6.into_iter().collect(),
+            drop_comment,
+        })
+}
+
+fn model_strategy() -> impl Strategy<Value = Ruleset> {
+    prop::collection::vec(prop::option::of(pod_spec()), PODS.len()).prop_map(|pods| build(&pods))
+}
+
+fn build(pods: &[Option<PodSpec>]) -> Ruleset {
+    let mut rs = empty_ruleset(T);
+    let mut map4 = Map {
+        name: "ingress4".into(),
+        key: vec![KeyType::Ipv4Addr],
+        comment: None,
+        elements: vec![],
+    };
+    let mut map6 = Map {
+        name: "ingress6".into(),
+        key: vec![KeyType::Ipv6Addr],
+        comment: None,
+        elements: vec![],
+    };
+    for (i, spec) in pods.iter().enumerate() {
+        let Some(p) = spec else { continue };
+        let pod = PODS[i];
+        let chain = format!("ingress/x/{pod}");
+        let mut any4: Vec<Element> = p
+            .any4
+            .iter()
+            .map(|&(k, n)| {
+                el(vec![Field::Ipv4(
+                    Ipv4Addr::new(10, 2 * k, 0, 0),
+                    Ipv4Addr::new(10, 2 * k, n, 255),
+                )])
+            })
+            .collect();
+        if p.edges {
+            any4.push(el(vec![v4("0.0.0.0", "0.255.255.255")]));
+            any4.push(el(vec![v4("255.0.0.0", "255.255.255.255")]));
+        }
+        let ports4 = p
+            .ports4
+            .iter()
+            .map(|&(k, tcp, port, len)| {
+                el(vec![
+                    Field::Ipv4(
+                        Ipv4Addr::new(10, 2 * k, 0, 0),
+                        Ipv4Addr::new(10, 2 * k, 255, 255),
+                    ),
+                    Field::Proto(if tcp { 6 } else { 17 }, if tcp { 6 } else { 17 }),
+                    Field::Port(port, port.saturating_add(len)),
+                ])
+            })
+            .collect();
+        let any6 = p
+            .any6
+            .iter()
+            .map(|&k| {
+                let a = Ipv6Addr::new(0xfd00, k as u16, 0, 0, 0, 0, 0, 0);
+                let b = Ipv6Addr::new(
+                    0xfd00, k as u16, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff,
+                );
+                el(vec![Field::Ipv6(a, b)])
+            })
+            .collect();
+        let sname = |k: &str| format!("{chain}/{k}");
+        rs.sets.push(set(
+            &sname("any4"),
+            vec![KeyType::Ipv4Addr],
+            true,
+            None,
+            any4,
+        ));
+        rs.sets.push(set(
+            &sname("ports4"),
+            vec![KeyType::Ipv4Addr, KeyType::InetProto, KeyType::InetService],
+            true,
+            None,
+            ports4,
+        ));
+        rs.sets.push(set(
+            &sname("any6"),
+            vec![KeyType::Ipv6Addr],
+            true,
+            Some("v6 peers"),
+            any6,
+        ));
+        let lookup = |family, ports, set: String| {
+            Rule::new(RuleKind::Lookup {
+                family,
+                addr: Addr::Saddr,
+                ports,
+                set,
+                verdict: Verdict::Accept,
+            })
+        };
+        let drop = if p.drop_comment {
+            Rule::with_comment(
+                RuleKind::Verdict(Verdict::Drop),
+                format!("ingress of x/{pod} not allowed"),
+            )
+        } else {
+            Rule::new(RuleKind::Verdict(Verdict::Drop))
+        };
+        rs.chains.push(Chain {
+            name: chain.clone(),
+            base: None,
+            comment: Some(format!("pod x/{pod}")),
+            rules: vec![
+                lookup(IpFamily::V4, false, sname("any4")),
+                lookup(IpFamily::V4, true, sname("ports4")),
+                lookup(IpFamily::V6, false, sname("any6")),
+                drop,
+            ],
+        });
+        let ip4 = Ipv4Addr::new(10, 244, 1, 11 + i as u8);
+        let ip6 = Ipv6Addr::new(0xfd00, 0x10, 0x244, 1, 0, 0, 0, 0x11 + i as u16);
+        map4.elements.push(MapElement {
+            key: vec![Field::Ipv4(ip4, ip4)],
+            verdict: Verdict::Jump(chain.clone()),
+        });
+        map6.elements.push(MapElement {
+            key: vec![Field::Ipv6(ip6, ip6)],
+            verdict: Verdict::Jump(chain),
+        });
+    }
+    rs.maps = vec![map4, map6];
+    rs.chains.push(Chain {
+        name: "forward".into(),
+        base: Some(BaseChain {
+            hook: Hook::Forward,
+            priority: 0,
+            policy: Verdict::Accept,
+        }),
+        comment: None,
+        rules: vec![Rule::new(RuleKind::Jump("dispatch".into()))],
+    });
+    rs.chains.push(Chain {
+        name: "dispatch".into(),
+        base: None,
+        comment: None,
+        rules: vec![
+            Rule::new(RuleKind::CtEstablishedAccept),
+            Rule::new(RuleKind::Icmpv6NdAccept),
+            Rule::new(RuleKind::DispatchVmap {
+                family: IpFamily::V4,
+                addr: Addr::Daddr,
+                map: "ingress4".into(),
+            }),
+            Rule::new(RuleKind::DispatchVmap {
+                family: IpFamily::V6,
+                addr: Addr::Daddr,
+                map: "ingress6".into(),
+            }),
+        ],
+    });
+    normalize(&mut rs);
+    rs
+}
+
+#[test]
+fn incremental_batches_match_full_sync() {
+    if !can_run("incremental_batches_match_full_sync") {
+        return;
+    }
+    let cases: u32 = std::env::var("NLT_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16);
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let strategy = prop::collection::vec(model_strategy(), 2..6);
+    let steps_total = std::cell::Cell::new(0usize);
+    let ops_total = std::cell::Cell::new(0usize);
+    runner
+        .run(&strategy, |models| {
+            let live = Netns::create();
+            live.with(|b| b.full_sync(&models[0]))
+                .map_err(|e| TestCaseError::fail(format!("full sync: {e}")))?;
+            for w in models.windows(2) {
+                let (prev, next) = (&w[0], &w[1]);
+                let ops = diff(prev, next);
+                prop_assert!(
+                    !ops.iter().any(|o| matches!(o, Op::FullSync(_))),
+                    "generator only makes in-place changes"
+                );
+                ops_total.set(ops_total.get() + ops.len());
+                steps_total.set(steps_total.get() + 1);
+                live.with(|b| b.apply_ops(T, &ops))
+                    .map_err(|e| TestCaseError::fail(format!("apply_ops {ops:#?}: {e}")))?;
+                let fresh = Netns::create();
+                fresh
+                    .with(|b| b.full_sync(next))
+                    .map_err(|e| TestCaseError::fail(format!("fresh sync: {e}")))?;
+                let (got, want) = (live.canonical_listing(T), fresh.canonical_listing(T));
+                prop_assert_eq!(
+                    &got,
+                    &want,
+                    "listing after incremental update differs; ops: {:#?}",
+                    ops
+                );
+                let rb = live
+                    .with(|b| b.read_table(T))
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(drift(next, rb.as_ref()), None);
+            }
+            Ok(())
+        })
+        .unwrap();
+    eprintln!(
+        "incremental: {cases} sequences, {} incremental batches, {} ops, all equal to full sync",
+        steps_total.get(),
+        ops_total.get()
+    );
+}
+
+#[test]
+fn no_change_sends_nothing() {
+    if !can_run("no_change_sends_nothing") {
+        return;
+    }
+    let m = build(&[None, None, None, None, None]);
+    let ns = Netns::create();
+    ns.with(|b| b.full_sync(&m)).unwrap();
+    let stats = ns.with(|b| b.apply_ops(T, &diff(&m, &m))).unwrap();
+    assert_eq!(stats.messages, 0);
+}
+
+#[test]
+fn drift_is_detected_and_repaired() {
+    if !can_run("drift_is_detected_and_repaired") {
+        return;
+    }
+    let spec = PodSpec {
+        any4: vec![(1, 3), (5, 0)],
+        edges: true,
+        ports4: vec![(2, true, 80, 10)],
+        any6: vec![1],
+        drop_comment: true,
+    };
+    let m = build(&[Some(spec.clone()), None, Some(spec), None, None]);
+    let ns = Netns::create();
+    ns.with(|b| b.full_sync(&m)).unwrap();
+    let live = ns.with(|b| b.read_table(T)).unwrap();
+    assert_eq!(drift(&m, live.as_ref()), None);
+
+    // Someone deletes one element with nft.
+    ns.nft(&[
+        "delete",
+        "element",
+        "inet",
+        T,
+        "ingress/x/a/any4",
+        "{ 10.2.0.0-10.2.3.255 }",
+    ]);
+    let live = ns.with(|b| b.read_table(T)).unwrap();
+    let d = drift(&m, live.as_ref()).expect("element deletion must be seen");
+    eprintln!("drift seen: {d}");
+    assert!(d.contains("ingress/x/a/any4"), "{d}");
+    ns.with(|b| b.full_sync(&m)).unwrap();
+    assert_eq!(
+        drift(&m, ns.with(|b| b.read_table(T)).unwrap().as_ref()),
+        None,
+        "repaired"
+    );
+
+    // A map entry removed.
+    ns.nft(&[
+        "delete",
+        "element",
+        "inet",
+        T,
+        "ingress4",
+        "{ 10.244.1.13 }",
+    ]);
+    let d = drift(&m, ns.with(|b| b.read_table(T)).unwrap().as_ref()).expect("map drift");
+    assert!(d.contains("ingress4"), "{d}");
+
+    // A rule added by hand.
+    ns.with(|b| b.full_sync(&m)).unwrap();
+    ns.nft(&["add", "rule", "inet", T, "dispatch", "accept"]);
+    let d = drift(&m, ns.with(|b| b.read_table(T)).unwrap().as_ref()).expect("rule drift");
+    assert!(d.contains("dispatch"), "{d}");
+
+    // Everything flushed.
+    ns.nft(&["flush", "ruleset"]);
+    let live = ns.with(|b| b.read_table(T)).unwrap();
+    assert!(live.is_none());
+    assert!(drift(&m, live.as_ref()).is_some());
+    ns.with(|b| b.full_sync(&m)).unwrap();
+    assert_eq!(
+        drift(&m, ns.with(|b| b.read_table(T)).unwrap().as_ref()),
+        None,
+        "repaired after flush"
+    );
+}

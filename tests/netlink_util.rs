@@ -1,0 +1,244 @@
+#![cfg(feature = "netlink")]
+//! Shared helpers for the netlink tests (included with `#[path]`; as a test crate of its
+//! own it has no tests). Scratch network namespaces named `nlt-<pid>-<n>`, removed on drop.
+#![allow(dead_code)]
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use nftpol::ruleset::model::*;
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// True when the test can program nftables; otherwise says loudly why it is skipped.
+pub fn can_run(test: &str) -> bool {
+    if !nftpol::netlink::is_root() {
+        eprintln!(
+            "SKIPPED {test}: needs root (CAP_NET_ADMIN and `ip netns`); run the tests as root"
+        );
+        return false;
+    }
+    if Command::new("nft").arg("--version").output().is_err() {
+        eprintln!("SKIPPED {test}: the `nft` binary is not installed");
+        return false;
+    }
+    true
+}
+
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn create() -> Self {
+        let name = format!(
+            "nlt-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
+        let st = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .expect("ip netns add");
+        assert!(st.success(), "ip netns add {name} failed");
+        Netns { name }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/run/netns/{}", self.name))
+    }
+
+    /// Run `nft ARGS` in the namespace; panics on failure.
+    pub fn nft(&self, args: &[&str]) -> String {
+        let out = self.nft_raw(args);
+        assert!(out.0, "nft {args:?} in {} failed: {}", self.name, out.2);
+        out.1
+    }
+
+    /// (success, stdout, stderr)
+    pub fn nft_raw(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.name, "nft"])
+            .args(args)
+            .output()
+            .expect("run nft");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Load a script with `nft -f`.
+    pub fn load_script(&self, script: &str) -> Result<(), String> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("rules.nft");
+        std::fs::write(&p, script).unwrap();
+        let (ok, _, err) = self.nft_raw(&["-f", p.to_str().unwrap()]);
+        if ok {
+            Ok(())
+        } else {
+            Err(err)
+        }
+    }
+
+    /// `nft list table inet NAME`, or "" when the table does not exist.
+    pub fn listing(&self, table: &str) -> String {
+        let (ok, out, _) = self.nft_raw(&["list", "table", "inet", table]);
+        if ok {
+            out
+        } else {
+            String::new()
+        }
+    }
+
+    /// The listing with its top-level blocks (sets, maps, chains) sorted: nft lists them
+    /// in creation order, which an incremental update legitimately changes.
+    pub fn canonical_listing(&self, table: &str) -> String {
+        let l = self.listing(table);
+        let Some(open) = l.find("{\n") else { return l };
+        let (head, body) = l.split_at(open + 2);
+        let body = body.trim_end().trim_end_matches('}');
+        let mut blocks: Vec<&str> = body.split("\n\n").map(|b| b.trim_end()).collect();
+        blocks.sort_unstable();
+        format!("{head}{}\n}}\n", blocks.join("\n\n"))
+    }
+
+    /// The kernel's view of every rule and set element (`nft --debug=netlink list`), with
+    /// rule handles and positions removed (they depend on creation order).
+    pub fn debug_listing(&self, table: &str) -> String {
+        let (_, out, _) = self.nft_raw(&["--debug=netlink", "list", "table", "inet", table]);
+        out.lines()
+            .map(|l| {
+                if l.starts_with("inet ") && !l.contains('@') {
+                    // "inet nftpol CHAIN HANDLE [POSITION]" -> "inet nftpol CHAIN"
+                    let parts: Vec<&str> = l.split(' ').collect();
+                    parts[..3.min(parts.len())].join(" ")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+            .split("\ninet ")
+            .map(|block| {
+                // Hash sets dump in hash order, which is seeded per set: sort the element
+                // lines of each set so only content is compared.
+                let mut lines: Vec<&str> = block.lines().collect();
+                if lines.first().is_some_and(|l| l.contains('@')) {
+                    lines[1..].sort_unstable();
+                }
+                lines.join("\n")
+            })
+            .collect::<Vec<_>>()
+            .join("\ninet ")
+    }
+
+    /// Run `f` with a netlink backend inside this namespace.
+    pub fn with<T: Send>(&self, f: impl FnOnce(&mut nftpol::netlink::Backend) -> T + Send) -> T {
+        nftpol::netlink::in_netns(&self.path(), || {
+            let mut b = nftpol::netlink::Backend::open().expect("open netlink socket");
+            f(&mut b)
+        })
+        .expect("enter netns")
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+// ---- model builders ---------------------------------------------------------------------
+
+pub fn v4(a: &str, b: &str) -> Field {
+    Field::Ipv4(
+        a.parse::<Ipv4Addr>().unwrap(),
+        b.parse::<Ipv4Addr>().unwrap(),
+    )
+}
+pub fn v6(a: &str, b: &str) -> Field {
+    Field::Ipv6(
+        a.parse::<Ipv6Addr>().unwrap(),
+        b.parse::<Ipv6Addr>().unwrap(),
+    )
+}
+pub fn el(key: Vec<Field>) -> Element {
+    Element { key }
+}
+
+pub fn set(
+    name: &str,
+    key: Vec<KeyType>,
+    interval: bool,
+    comment: Option<&str>,
+    mut elements: Vec<Element>,
+) -> Set {
+    elements.sort();
+    Set {
+        name: name.into(),
+        key,
+        interval,
+        comment: comment.map(Into::into),
+        elements,
+    }
+}
+
+pub fn empty_ruleset(name: &str) -> Ruleset {
+    Ruleset {
+        family: Family::Inet,
+        name: name.into(),
+        comment: None,
+        sets: vec![],
+        maps: vec![],
+        chains: vec![],
+    }
+}
+
+/// Sort lists the way the model promises (sets, maps by name; regular chains by name).
+pub fn normalize(rs: &mut Ruleset) {
+    rs.sets.sort_by(|a, b| a.name.cmp(&b.name));
+    rs.maps.sort_by(|a, b| a.name.cmp(&b.name));
+    for s in &mut rs.sets {
+        s.elements.sort();
+    }
+    for m in &mut rs.maps {
+        m.elements.sort();
+    }
+    rs.chains.sort_by(|a, b| {
+        (a.base.is_none(), a.base.as_ref().map(|b| b.hook), &a.name).cmp(&(
+            b.base.is_none(),
+            b.base.as_ref().map(|b| b.hook),
+            &b.name,
+        ))
+    });
+}
+
+/// Panic with the first differing lines (and context) when two listings differ.
+pub fn assert_same(label: &str, what: &str, netlink: &str, script: &str) {
+    if netlink == script {
+        return;
+    }
+    let a: Vec<&str> = netlink.lines().collect();
+    let b: Vec<&str> = script.lines().collect();
+    let i = a
+        .iter()
+        .zip(&b)
+        .position(|(x, y)| x != y)
+        .unwrap_or(a.len().min(b.len()));
+    let from = i.saturating_sub(5);
+    let ctx = |v: &[&str]| v[from.min(v.len())..(i + 6).min(v.len())].join("\n");
+    panic!(
+        "{label}: {what} differs at line {} ({} vs {} lines)\n--- netlink ---\n{}\n--- nft -f ---\n{}",
+        i + 1,
+        a.len(),
+        b.len(),
+        ctx(&a),
+        ctx(&b)
+    );
+}
