@@ -19,7 +19,9 @@ pub enum BrNetfilter {
 }
 
 fn read(path: &str) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 /// Makes sure br_netfilter is loaded and on (loading the module and setting the sysctls
@@ -37,7 +39,9 @@ pub fn ensure_br_netfilter() -> BrNetfilter {
     }
     let mut off = Vec::new();
     for path in SYSCTLS {
-        if read(path).as_deref() != Some("1") && std::fs::write(path, "1").is_err() || read(path).as_deref() != Some("1") {
+        if read(path).as_deref() != Some("1") && std::fs::write(path, "1").is_err()
+            || read(path).as_deref() != Some("1")
+        {
             off.push(path.trim_start_matches("/proc/sys/").replace('/', "."));
         }
     }

@@ -118,15 +118,25 @@ struct RunArgs {
 fn run_controller(args: RunArgs) -> anyhow::Result<()> {
     use nftpol::controller::{self, dataplane::NetlinkDataplane};
     match nftpol::host::ensure_br_netfilter() {
-        nftpol::host::BrNetfilter::Enabled => tracing::info!("br_netfilter is on: bridged pod traffic is filtered"),
+        nftpol::host::BrNetfilter::Enabled => {
+            tracing::info!("br_netfilter is on: bridged pod traffic is filtered")
+        }
         nftpol::host::BrNetfilter::Disabled(why) => tracing::error!("{why}"),
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let kube_config = match &args.kubeconfig {
             Some(path) => {
-                let kc = kube::config::Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
-                kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?
+                let kc = kube::config::Kubeconfig::read_from(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                kube::Config::from_custom_kubeconfig(
+                    kc,
+                    &kube::config::KubeConfigOptions::default(),
+                )
+                .await?
             }
             None => kube::Config::infer().await?,
         };
@@ -139,7 +149,9 @@ fn run_controller(args: RunArgs) -> anyhow::Result<()> {
             netns: args.netns,
         };
         let shutdown = async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
             tokio::select! {
                 _ = term.recv() => tracing::info!("SIGTERM"),
                 _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),

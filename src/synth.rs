@@ -106,7 +106,7 @@ pub fn cluster(p: &Params) -> Vec<Value> {
             let tier = TIERS[(k + n) % TIERS.len()];
             let ip4 = format!("10.{}.{}.{}", 64 + node / 256, node % 256, slot);
             let ip6 = format!("fd00:10:{:x}::{:x}", node, slot);
-            let host4 = format!("192.168.{}.{}", node / 256, node % 256 + 1);
+            let host4 = format!("192.168.{}.{}", (node + 1) / 256, (node + 1) % 256);
             let mut ports = vec![
                 json!({"name": "http", "containerPort": 8080 + (k % 3) as i32, "protocol": "TCP"}),
                 json!({"name": "metrics", "containerPort": 9090, "protocol": "TCP"}),

@@ -50,7 +50,9 @@ fn map_err(e: crate::netlink::NetlinkError) -> DataplaneError {
     use crate::netlink::NetlinkError as E;
     match e {
         E::Kernel { .. } | E::BatchRejected { .. } => DataplaneError::Refused(e.to_string()),
-        E::OutcomeUnknown | E::MissingAcks { .. } | E::Timeout => DataplaneError::Unknown(e.to_string()),
+        E::OutcomeUnknown | E::MissingAcks { .. } | E::Timeout => {
+            DataplaneError::Unknown(e.to_string())
+        }
         other => DataplaneError::Io(other.to_string()),
     }
 }
@@ -58,7 +60,10 @@ fn map_err(e: crate::netlink::NetlinkError) -> DataplaneError {
 impl Dataplane for NetlinkDataplane {
     fn full_sync(&mut self, model: &Ruleset) -> Result<BatchStats, DataplaneError> {
         let s = self.backend.full_sync(model).map_err(map_err)?;
-        Ok(BatchStats { messages: s.messages, bytes: s.bytes })
+        Ok(BatchStats {
+            messages: s.messages,
+            bytes: s.bytes,
+        })
     }
 
     fn update(&mut self, old: &Ruleset, new: &Ruleset) -> Result<BatchStats, DataplaneError> {
@@ -67,7 +72,10 @@ impl Dataplane for NetlinkDataplane {
             return Ok(BatchStats::default());
         }
         let s = self.backend.apply_ops(&new.name, &ops).map_err(map_err)?;
-        Ok(BatchStats { messages: s.messages, bytes: s.bytes })
+        Ok(BatchStats {
+            messages: s.messages,
+            bytes: s.bytes,
+        })
     }
 
     fn drifted(&mut self, model: &Ruleset) -> Result<bool, DataplaneError> {

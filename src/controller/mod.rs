@@ -49,8 +49,18 @@ pub enum ControllerError {
     SyncThread(String),
 }
 
-async fn publish_errors(client: Client, mut rx: tokio::sync::mpsc::UnboundedReceiver<CompileError>, node: String) {
-    let recorder = Recorder::new(client, Reporter { controller: "nftpol".into(), instance: Some(node) });
+async fn publish_errors(
+    client: Client,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<CompileError>,
+    node: String,
+) {
+    let recorder = Recorder::new(
+        client,
+        Reporter {
+            controller: "nftpol".into(),
+            instance: Some(node),
+        },
+    );
     while let Some(e) = rx.recv().await {
         let reference = ObjectReference {
             api_version: Some("networking.k8s.io/v1".into()),
@@ -87,9 +97,13 @@ where
 {
     let metrics = Arc::new(Metrics::default());
     let http_metrics = metrics.clone();
-    let listener = http::bind(config.metrics_addr)
-        .await
-        .map_err(|source| ControllerError::Bind { addr: config.metrics_addr, source })?;
+    let listener =
+        http::bind(config.metrics_addr)
+            .await
+            .map_err(|source| ControllerError::Bind {
+                addr: config.metrics_addr,
+                source,
+            })?;
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), node = %config.node, "serving /healthz /readyz /metrics");
     let http = tokio::spawn(http::serve(listener, http_metrics));
 
@@ -97,14 +111,20 @@ where
     let events = tokio::spawn(publish_errors(client.clone(), err_rx, config.node.clone()));
 
     let (tx, rx) = std::sync::mpsc::channel();
-    let settings = Settings { node: config.node.clone(), coalesce: config.coalesce, resync: config.resync };
+    let settings = Settings {
+        node: config.node.clone(),
+        coalesce: config.coalesce,
+        resync: config.resync,
+    };
     let errors: Box<dyn Fn(CompileError) + Send> = Box::new(move |e| {
         let _ = err_tx.send(e);
     });
     let netns = config.netns.clone();
     let body = move || match dataplane() {
         Ok(dp) => SyncLoop::new(settings, dp, metrics, errors).run(rx),
-        Err(e) => tracing::error!(error = %e, "cannot open the dataplane; nothing will be programmed"),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the dataplane; nothing will be programmed")
+        }
     };
     let worker = std::thread::Builder::new()
         .name("nftpol-sync".into())

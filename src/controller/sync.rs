@@ -64,18 +64,40 @@ pub struct SyncLoop<D: Dataplane> {
 const ALL_KINDS: [Kind; 3] = [Kind::Namespace, Kind::Pod, Kind::NetworkPolicy];
 
 impl<D: Dataplane> SyncLoop<D> {
-    pub fn new(settings: Settings, dataplane: D, metrics: Arc<Metrics>, errors: Box<dyn Fn(CompileError) + Send>) -> Self {
+    pub fn new(
+        settings: Settings,
+        dataplane: D,
+        metrics: Arc<Metrics>,
+        errors: Box<dyn Fn(CompileError) + Send>,
+    ) -> Self {
         let state = NodeState::new(Index::new(), Some(&settings.node));
-        SyncLoop { settings, state, dataplane, metrics, errors, listed: BTreeSet::new(), relisting: BTreeMap::new(), applied: None }
+        SyncLoop {
+            settings,
+            state,
+            dataplane,
+            metrics,
+            errors,
+            listed: BTreeSet::new(),
+            relisting: BTreeMap::new(),
+            applied: None,
+        }
     }
 
     fn apply(&mut self, obj: Object) {
-        let (kind, ns, name) = (obj.kind(), obj.namespace().map(str::to_string), obj.name().to_string());
+        let (kind, ns, name) = (
+            obj.kind(),
+            obj.namespace().map(str::to_string),
+            obj.name().to_string(),
+        );
         if let Err(e) = self.state.apply(obj) {
             tracing::warn!(kind = kind.name(), namespace = ns.as_deref().unwrap_or(""), name = %name, error = %e, "cannot compile; enforcing it fail-closed");
             self.metrics.compile_error();
             if kind == Kind::NetworkPolicy {
-                (self.errors)(CompileError { namespace: ns.unwrap_or_default(), name, message: e.to_string() });
+                (self.errors)(CompileError {
+                    namespace: ns.unwrap_or_default(),
+                    name,
+                    message: e.to_string(),
+                });
             }
         }
     }
@@ -93,8 +115,15 @@ impl<D: Dataplane> SyncLoop<D> {
             },
             Msg::InitDone(kind) => {
                 let objs = self.relisting.remove(&kind).unwrap_or_default();
-                let keep: BTreeSet<(String, String)> =
-                    objs.iter().map(|o| (o.namespace().unwrap_or("").to_string(), o.name().to_string())).collect();
+                let keep: BTreeSet<(String, String)> = objs
+                    .iter()
+                    .map(|o| {
+                        (
+                            o.namespace().unwrap_or("").to_string(),
+                            o.name().to_string(),
+                        )
+                    })
+                    .collect();
                 for (ns, name) in self.state.index().keys(kind) {
                     if !keep.contains(&(ns.clone(), name.clone())) {
                         let ns = (kind != Kind::Namespace).then_some(ns);
@@ -123,7 +152,11 @@ impl<D: Dataplane> SyncLoop<D> {
     /// Brings the kernel to the model. Returns false when the batch failed.
     fn sync(&mut self) -> bool {
         let idx = self.state.index();
-        self.metrics.objects(idx.keys(Kind::Namespace).len(), idx.keys(Kind::Pod).len(), idx.keys(Kind::NetworkPolicy).len());
+        self.metrics.objects(
+            idx.keys(Kind::Namespace).len(),
+            idx.keys(Kind::Pod).len(),
+            idx.keys(Kind::NetworkPolicy).len(),
+        );
         let model = self.state.model();
         let start = Instant::now();
         let (full, result) = match &self.applied {
@@ -135,7 +168,13 @@ impl<D: Dataplane> SyncLoop<D> {
             Ok(stats) => {
                 let took = start.elapsed();
                 self.metrics.synced(full, took, stats.messages);
-                tracing::info!(full, messages = stats.messages, bytes = stats.bytes, took_us = took.as_micros() as u64, "synced");
+                tracing::info!(
+                    full,
+                    messages = stats.messages,
+                    bytes = stats.bytes,
+                    took_us = took.as_micros() as u64,
+                    "synced"
+                );
                 self.applied = Some(model.clone());
                 true
             }
@@ -156,7 +195,9 @@ impl<D: Dataplane> SyncLoop<D> {
         match self.dataplane.drifted(applied) {
             Ok(false) => {}
             Ok(true) => {
-                tracing::warn!("live table differs from the model (drift); repairing with a full sync");
+                tracing::warn!(
+                    "live table differs from the model (drift); repairing with a full sync"
+                );
                 self.metrics.drift_repaired();
                 self.applied = None;
                 self.sync();

@@ -23,7 +23,9 @@ where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
     K::DynamicType: Default,
 {
-    let mut stream = watcher::watcher(api, watcher::Config::default()).default_backoff().boxed();
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
     while let Some(event) = stream.next().await {
         let msg = match event {
             Ok(Event::Init) => Msg::Init(kind),
@@ -32,7 +34,11 @@ where
             Ok(Event::Apply(o)) => Msg::Apply(object(kind, wrap(o))),
             Ok(Event::Delete(o)) => {
                 let meta = o.meta();
-                let ns = if kind == Kind::Namespace { None } else { meta.namespace.clone() };
+                let ns = if kind == Kind::Namespace {
+                    None
+                } else {
+                    meta.namespace.clone()
+                };
                 Msg::Delete(kind, ns, meta.name.clone().unwrap_or_default())
             }
             Err(e) => {
@@ -49,8 +55,23 @@ where
 /// Spawns the three watchers on the current tokio runtime.
 pub fn spawn(client: Client, tx: Sender<Msg>) -> Vec<tokio::task::JoinHandle<()>> {
     vec![
-        tokio::spawn(watch(Api::<Namespace>::all(client.clone()), Kind::Namespace, ObjectData::Namespace, tx.clone())),
-        tokio::spawn(watch(Api::<Pod>::all(client.clone()), Kind::Pod, |p| ObjectData::Pod(Box::new(p)), tx.clone())),
-        tokio::spawn(watch(Api::<NetworkPolicy>::all(client), Kind::NetworkPolicy, ObjectData::NetworkPolicy, tx)),
+        tokio::spawn(watch(
+            Api::<Namespace>::all(client.clone()),
+            Kind::Namespace,
+            ObjectData::Namespace,
+            tx.clone(),
+        )),
+        tokio::spawn(watch(
+            Api::<Pod>::all(client.clone()),
+            Kind::Pod,
+            |p| ObjectData::Pod(Box::new(p)),
+            tx.clone(),
+        )),
+        tokio::spawn(watch(
+            Api::<NetworkPolicy>::all(client),
+            Kind::NetworkPolicy,
+            ObjectData::NetworkPolicy,
+            tx,
+        )),
     ]
 }

@@ -1,0 +1,308 @@
+#![cfg(feature = "controller")]
+//! The controller end to end: an unmodified kube client against the fake API server
+//! (real list/watch over HTTP), programming a real nftables table in a scratch network
+//! namespace through netlink. After every change and every fault, the live table must
+//! equal the model compiled offline from the same objects, and an isolated pod's chain
+//! must never have left the dispatch map (fail closed). Needs root; skips loudly without.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use fake_apiserver::FakeApiServer;
+use nftpol::controller::{self, dataplane::NetlinkDataplane};
+use nftpol::index::Index;
+use nftpol::input::object_from_value;
+use nftpol::ruleset::Ruleset;
+use serde_json::{json, Value};
+
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Option<Netns> {
+        let name = format!("nftpol-ctl-{}-{tag}", std::process::id());
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .ok()?
+            .success();
+        ok.then_some(Netns(name))
+    }
+    fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/run/netns/{}", self.0))
+    }
+    fn nft(&self, args: &[&str]) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.0, "nft"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn can_run() -> bool {
+    if !nftpol::netlink::is_root() {
+        eprintln!("SKIP controller tests: need root (network namespaces, nftables)");
+        return false;
+    }
+    true
+}
+
+fn ns(name: &str, labels: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
+}
+
+fn pod(ns: &str, name: &str, node: u8, ip: &str, labels: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "labels": labels},
+        "spec": {"nodeName": format!("n{node}"), "containers": [{"name": "c", "ports": [{"name": "http", "containerPort": 80, "protocol": "TCP"}]}]},
+        "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}], "hostIP": format!("192.168.100.{node}"), "hostIPs": [{"ip": format!("192.168.100.{node}")}]}})
+}
+
+fn policy(ns: &str, name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": name, "namespace": ns}, "spec": spec})
+}
+
+/// The model the node should hold for what the server holds now.
+fn expected(server: &FakeApiServer) -> Ruleset {
+    let mut index = Index::new();
+    for kind in ["Namespace", "Pod", "NetworkPolicy"] {
+        for v in server.list(kind) {
+            if let Ok(Some(o)) = object_from_value(v, "server") {
+                let _ = index.apply(o);
+            }
+        }
+    }
+    nftpol::compile(&index, Some("n1"))
+}
+
+fn drift(netns: &Netns, model: &Ruleset) -> Option<String> {
+    nftpol::netlink::in_netns(&netns.path(), || {
+        let live = nftpol::netlink::read_table(&model.name).ok().flatten();
+        nftpol::netlink::drift(model, live.as_ref())
+    })
+    .unwrap()
+}
+
+/// Waits until the live table equals the model of what the server holds; while waiting,
+/// checks that `isolated` (an address) never loses its ingress chain.
+async fn converge(netns: &Netns, server: &FakeApiServer, isolated: Option<&str>, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(ip) = isolated {
+            let map = netns.nft(&["list", "map", "inet", "nftpol", "ingress4"]);
+            if map.contains("elements") || map.contains("ingress4") {
+                assert!(
+                    map.contains(&format!("{ip} : jump")),
+                    "{what}: {ip} lost its ingress chain:\n{map}"
+                );
+            }
+        }
+        let model = expected(server);
+        match drift(netns, &model) {
+            None => return,
+            Some(d) if Instant::now() > deadline => panic!("{what}: did not converge: {d}"),
+            Some(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn get(port: u16, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return (0, String::new());
+    };
+    let _ = s
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await;
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf).await;
+    let code = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, buf)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_end_to_end() {
+    if !can_run() {
+        return;
+    }
+    let netns = Netns::new("e2e").expect("ip netns add");
+    let server = FakeApiServer::start().await;
+    for n in ["x", "y"] {
+        server.apply(ns(n, json!({"ns": n})));
+    }
+    server.apply(pod("x", "a", 1, "10.244.1.11", json!({"pod": "a"})));
+    server.apply(pod("x", "b", 1, "10.244.1.12", json!({"pod": "b"})));
+    server.apply(pod("y", "a", 1, "10.244.1.21", json!({"pod": "a"})));
+    server.apply(pod("y", "c", 2, "10.244.2.23", json!({"pod": "c"})));
+    server.apply(policy(
+        "x",
+        "deny",
+        json!({"podSelector": {"matchLabels": {"pod": "a"}}, "policyTypes": ["Ingress"]}),
+    ));
+
+    // An earlier instance's rules must stay until the first full sync.
+    netns.nft(&["add", "table", "inet", "nftpol"]);
+    let port = free_port();
+    let config = controller::Config {
+        node: "n1".into(),
+        metrics_addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        coalesce: Duration::from_millis(10),
+        resync: Duration::from_millis(300),
+        netns: Some(netns.path()),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let client = server.client();
+    let handle = tokio::spawn(controller::run(
+        config,
+        client,
+        NetlinkDataplane::open,
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+
+    converge(&netns, &server, None, "first full sync").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while get(port, "/readyz").await.0 != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(get(port, "/healthz").await.0, 200);
+    let metrics = get(port, "/metrics").await.1;
+    assert!(
+        metrics.contains("nftpol_sync_duration_seconds_count{kind=\"full\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("nftpol_watched_objects{kind=\"pods\"} 4"),
+        "{metrics}"
+    );
+
+    // Changes arrive as watch events and become incremental batches.
+    server.apply(policy("x", "allow-y", json!({"podSelector": {"matchLabels": {"pod": "a"}}, "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"ns": "y"}}}]}]})));
+    converge(&netns, &server, Some("10.244.1.11"), "policy added").await;
+    server.apply(pod("x", "b", 1, "10.244.1.12", json!({"pod": "a"})));
+    converge(
+        &netns,
+        &server,
+        Some("10.244.1.11"),
+        "pod relabelled into the policy",
+    )
+    .await;
+    server.apply(ns("y", json!({"ns": "elsewhere"})));
+    converge(&netns, &server, Some("10.244.1.11"), "namespace relabelled").await;
+
+    // Faults: an expired watch (410), dropped connections, the API server going away.
+    server.expire_watches();
+    server.apply(pod("y", "d", 1, "10.244.1.24", json!({"pod": "d"})));
+    converge(&netns, &server, Some("10.244.1.11"), "after 410 Gone").await;
+    server.drop_connections();
+    server.delete("Pod", Some("y"), "d");
+    converge(
+        &netns,
+        &server,
+        Some("10.244.1.11"),
+        "after dropped connections",
+    )
+    .await;
+    server.set_available(false);
+    server.apply(policy("y", "deny", json!({"podSelector": {}})));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.set_available(true);
+    converge(
+        &netns,
+        &server,
+        Some("10.244.1.11"),
+        "after the API server came back",
+    )
+    .await;
+
+    // Drift: someone flushes the ruleset; the periodic resync repairs it.
+    netns.nft(&["flush", "ruleset"]);
+    converge(&netns, &server, None, "after nft flush ruleset").await;
+    assert!(get(port, "/metrics")
+        .await
+        .1
+        .contains("nftpol_drift_repairs_total 1"));
+
+    // A kernel batch that fails: a planted set with the name (and another type) of one the
+    // next update adds. The batch is refused whole, then a full sync repairs.
+    let out = netns.nft(&[
+        "add",
+        "set",
+        "inet",
+        "nftpol",
+        "ingress/x/c/any4",
+        "{ type ipv6_addr; }",
+    ]);
+    assert!(out.trim().is_empty(), "planting: {out}");
+    server.apply(pod("x", "c", 1, "10.244.1.13", json!({"pod": "a"})));
+    converge(
+        &netns,
+        &server,
+        Some("10.244.1.11"),
+        "after a refused batch",
+    )
+    .await;
+    let m = get(port, "/metrics").await.1;
+    assert!(
+        !m.contains("nftpol_sync_errors_total 0"),
+        "the planted set must have made a batch fail:\n{m}"
+    );
+
+    // A policy that cannot be compiled: reported as an Event, its pods stay isolated.
+    server.apply(policy("x", "broken", json!({"podSelector": {"matchLabels": {"pod": "b"}}, "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/33"}}]}]})));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let events = server.events();
+        if events.iter().any(|e| {
+            e.to_string().contains("CompileError") && e.to_string().contains("10.0.0.0/33")
+        }) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no Event for the broken policy: {events:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    converge(
+        &netns,
+        &server,
+        Some("10.244.1.12"),
+        "broken policy enforced fail-closed",
+    )
+    .await;
+
+    // SIGTERM (here: the shutdown future) leaves the rules in place.
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), handle)
+        .await
+        .expect("stops")
+        .unwrap()
+        .unwrap();
+    assert!(
+        drift(&netns, &expected(&server)).is_none(),
+        "rules must stay after shutdown"
+    );
+}
