@@ -45,6 +45,13 @@ enum Command {
         /// Write the script to FILE (whole, or not at all) instead of stdout.
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
+        /// As the controller's flag: drop traffic of addresses in --pod-cidr that are not
+        /// known pods.
+        #[arg(long, requires = "pod_cidr")]
+        default_deny_unknown: bool,
+        /// The node's pod CIDR (repeatable), for --default-deny-unknown.
+        #[arg(long, value_name = "CIDR")]
+        pod_cidr: Vec<ipnet::IpNet>,
         /// YAML or JSON files (`kubectl get ns,pods,netpol -A -o yaml`), `-` for stdin.
         #[arg(required = true, value_name = "INPUT")]
         inputs: Vec<String>,
@@ -108,6 +115,13 @@ struct RunArgs {
     /// How often to read the live table back and repair drift.
     #[arg(long, default_value_t = 300)]
     resync_seconds: u64,
+    /// Drop traffic to and from addresses in this node's pod CIDRs that are not yet known
+    /// as pods, until their rules are in place (needs --pod-cidr).
+    #[arg(long, requires = "pod_cidr")]
+    default_deny_unknown: bool,
+    /// This node's pod CIDR (repeat for dual-stack), for --default-deny-unknown.
+    #[arg(long, value_name = "CIDR")]
+    pod_cidr: Vec<ipnet::IpNet>,
     /// Program the nftables of this network namespace (a path like /run/netns/NAME)
     /// instead of the controller's own; for tests.
     #[arg(long, hide = true)]
@@ -147,6 +161,13 @@ fn run_controller(args: RunArgs) -> anyhow::Result<()> {
             coalesce: std::time::Duration::from_millis(args.coalesce_ms),
             resync: std::time::Duration::from_secs(args.resync_seconds),
             netns: args.netns,
+            options: nftpol::ruleset::Options {
+                pod_cidrs: if args.default_deny_unknown {
+                    args.pod_cidr
+                } else {
+                    Vec::new()
+                },
+            },
         };
         let shutdown = async {
             let mut term =
@@ -232,10 +253,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compile {
             node,
             output,
+            default_deny_unknown,
+            pod_cidr,
             inputs,
         } => {
             let index = load(&inputs)?;
-            let ruleset = nftpol::compile(&index, node.as_deref());
+            let options = nftpol::ruleset::Options {
+                pod_cidrs: if default_deny_unknown {
+                    pod_cidr
+                } else {
+                    Vec::new()
+                },
+            };
+            let graph = PolicyGraph::build_for(&index, node.as_deref());
+            let ruleset = nftpol::ruleset::build_with(&graph, &options);
             let text = script::render(&ruleset);
             match output {
                 Some(path) => write_whole(&path, text.as_bytes())?,

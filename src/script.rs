@@ -89,6 +89,10 @@ pub fn rule_text(kind: &RuleKind) -> String {
             let tail = if *ports { " . meta l4proto . th dport" } else { "" };
             format!("{} {}{tail} @{set} {}", ip_kw(*family), addr_kw(*addr), verdict_text(verdict))
         }
+        RuleKind::DropUnknown { family, addr, cidrs, known } => {
+            let (f, a) = (ip_kw(*family), addr_kw(*addr));
+            format!("{f} {a} @{cidrs} {f} {a} != @{known} drop")
+        }
         RuleKind::Verdict(v) => verdict_text(v),
     }
 }

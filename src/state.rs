@@ -21,6 +21,7 @@ use crate::ruleset::{self, Ruleset};
 #[derive(Debug, Clone)]
 pub struct NodeState {
     node: Option<String>,
+    options: ruleset::Options,
     index: Index,
     graph: PolicyGraph,
     model: Ruleset,
@@ -38,10 +39,16 @@ pub struct Update {
 impl NodeState {
     /// The state for `node` (every pod when `None`) from a whole index.
     pub fn new(index: Index, node: Option<&str>) -> Self {
+        Self::with_options(index, node, ruleset::Options::default())
+    }
+
+    /// [`NodeState::new`] with operator options (e.g. `--default-deny-unknown`).
+    pub fn with_options(index: Index, node: Option<&str>, options: ruleset::Options) -> Self {
         let graph = PolicyGraph::build_for(&index, node);
-        let model = ruleset::build(&graph);
+        let model = ruleset::build_with(&graph, &options);
         NodeState {
             node: node.map(str::to_string),
+            options,
             index,
             graph,
             model,
@@ -67,7 +74,7 @@ impl NodeState {
     /// Rebuilds graph and model from the index (drops peers nothing uses any more).
     pub fn rebuild(&mut self) {
         self.graph = PolicyGraph::build_for(&self.index, self.node.as_deref());
-        self.model = ruleset::build(&self.graph);
+        self.model = ruleset::build_with(&self.graph, &self.options);
     }
 
     fn recompute(&mut self, pods: BTreeSet<PodKey>) {

@@ -169,6 +169,7 @@ async fn controller_end_to_end() {
         coalesce: Duration::from_millis(10),
         resync: Duration::from_millis(300),
         netns: Some(netns.path()),
+        options: Default::default(),
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let client = server.client();

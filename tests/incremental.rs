@@ -5,7 +5,7 @@
 use nftpol::graph::PolicyGraph;
 use nftpol::index::Index;
 use nftpol::input::{object_from_value, Kind};
-use nftpol::ruleset::build;
+use nftpol::ruleset::{build_with, Options};
 use nftpol::state::NodeState;
 use nftpol::synth::small::{self, cluster, labels, pick};
 use nftpol::synth::Rng;
@@ -16,8 +16,11 @@ fn obj(v: &Value) -> nftpol::input::Object {
     object_from_value(v.clone(), "gen").unwrap().unwrap()
 }
 
-fn full(state: &NodeState) -> nftpol::ruleset::Ruleset {
-    build(&PolicyGraph::build_for(state.index(), state.node()))
+fn full(state: &NodeState, options: &Options) -> nftpol::ruleset::Ruleset {
+    build_with(
+        &PolicyGraph::build_for(state.index(), state.node()),
+        options,
+    )
 }
 
 /// One random change to the cluster, applied to the state.
@@ -121,19 +124,20 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
     #[test]
-    fn incremental_equals_full(seed in any::<u64>(), node in prop_oneof![Just(Some("n1")), Just(Some("n2")), Just(None)]) {
+    fn incremental_equals_full(seed in any::<u64>(), node in prop_oneof![Just(Some("n1")), Just(Some("n2")), Just(None)], deny_unknown in any::<bool>()) {
         let c = cluster(seed);
+        let options = Options { pod_cidrs: if deny_unknown { vec!["10.0.0.0/23".parse().unwrap()] } else { vec![] } };
         // Built up object by object from nothing, as watch events arrive.
-        let mut state = NodeState::new(Index::new(), node);
+        let mut state = NodeState::with_options(Index::new(), node, options.clone());
         for v in &c.objects {
             state.apply(obj(v)).unwrap();
-            prop_assert_eq!(state.model(), &full(&state), "seed {} after adding {}", seed, v["metadata"]);
+            prop_assert_eq!(state.model(), &full(&state, &options), "seed {} after adding {}", seed, v["metadata"]);
         }
         let mut live = c.objects.clone();
         let mut rng = Rng::new(seed ^ 0x5eed);
         for step in 0..12 {
             mutate(&mut rng, &mut state, &mut live, step);
-            prop_assert_eq!(state.model(), &full(&state), "seed {} step {}", seed, step);
+            prop_assert_eq!(state.model(), &full(&state, &options), "seed {} step {}", seed, step);
         }
     }
 }

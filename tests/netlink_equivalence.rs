@@ -413,6 +413,20 @@ fn compiled_examples_list_identically() {
         let index = nftpol::index::Index::from_objects(objects).expect("index example");
         let rs = nftpol::compile(&index, None);
         assert_equivalent(&f.display().to_string(), &rs);
+        // With --default-deny-unknown (its negated lookups) for one node.
+        let graph = nftpol::graph::PolicyGraph::build_for(&index, Some("node-1"));
+        let opts = nftpol::ruleset::Options {
+            pod_cidrs: vec![
+                "10.244.1.0/24".parse().unwrap(),
+                "fd00:10:244:1::/64".parse().unwrap(),
+            ],
+        };
+        let rs = nftpol::ruleset::build_with(&graph, &opts);
+        assert!(rs.chains.iter().any(|c| c
+            .rules
+            .iter()
+            .any(|r| matches!(r.kind, nftpol::ruleset::RuleKind::DropUnknown { .. }))));
+        assert_equivalent(&format!("{} node-1 default-deny-unknown", f.display()), &rs);
     }
 }
 

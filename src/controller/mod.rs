@@ -35,6 +35,8 @@ pub struct Config {
     pub resync: Duration,
     /// Program the nftables of this network namespace instead of our own (tests).
     pub netns: Option<std::path::PathBuf>,
+    /// `--default-deny-unknown`: this node's pod CIDRs (empty: off).
+    pub options: crate::ruleset::Options,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +117,7 @@ where
         node: config.node.clone(),
         coalesce: config.coalesce,
         resync: config.resync,
+        options: config.options.clone(),
     };
     let errors: Box<dyn Fn(CompileError) + Send> = Box::new(move |e| {
         let _ = err_tx.send(e);

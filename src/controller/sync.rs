@@ -46,6 +46,7 @@ pub struct Settings {
     pub node: String,
     pub coalesce: Duration,
     pub resync: Duration,
+    pub options: crate::ruleset::Options,
 }
 
 pub struct SyncLoop<D: Dataplane> {
@@ -70,7 +71,8 @@ impl<D: Dataplane> SyncLoop<D> {
         metrics: Arc<Metrics>,
         errors: Box<dyn Fn(CompileError) + Send>,
     ) -> Self {
-        let state = NodeState::new(Index::new(), Some(&settings.node));
+        let state =
+            NodeState::with_options(Index::new(), Some(&settings.node), settings.options.clone());
         SyncLoop {
             settings,
             state,

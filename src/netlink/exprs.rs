@@ -24,6 +24,7 @@ mod x {
     pub const PAYLOAD_LEN: u32 = s::NFTNL_EXPR_PAYLOAD_LEN;
     pub const LOOKUP_SREG: u32 = s::NFTNL_EXPR_LOOKUP_SREG;
     pub const LOOKUP_DREG: u32 = s::NFTNL_EXPR_LOOKUP_DREG;
+    pub const LOOKUP_FLAGS: u32 = s::NFTNL_EXPR_LOOKUP_FLAGS;
     pub const LOOKUP_SET: u32 = s::NFTNL_EXPR_LOOKUP_SET;
     pub const LOOKUP_SET_ID: u32 = s::NFTNL_EXPR_LOOKUP_SET_ID;
     pub const IMM_DREG: u32 = s::NFTNL_EXPR_IMM_DREG;
@@ -199,6 +200,22 @@ pub(crate) fn rule_exprs(kind: &RuleKind, ids: SetIds, anon_id: Option<u32>) -> 
             v.push(lookup(set, ids(set), None));
             v.push(immediate(verdict));
         }
+        RuleKind::DropUnknown {
+            family,
+            addr,
+            cidrs,
+            known,
+        } => {
+            // nft loads the address again for the second match, and marks the negated
+            // lookup with NFT_LOOKUP_F_INV.
+            nfproto(&mut v, *family);
+            let (off, len) = addr_payload(*family, *addr);
+            v.push(payload(PAYLOAD_NETWORK, off, len, REG_1));
+            v.push(lookup(cidrs, ids(cidrs), None));
+            v.push(payload(PAYLOAD_NETWORK, off, len, REG_1));
+            v.push(lookup(known, ids(known), None).u32(x::LOOKUP_FLAGS, 1));
+            v.push(immediate(&Verdict::Drop));
+        }
         RuleKind::Verdict(verdict) => v.push(immediate(verdict)),
     }
     v
@@ -221,6 +238,15 @@ pub(crate) fn rule_expr_names(kind: &RuleKind) -> Vec<&'static str> {
         }
         RuleKind::FibSaddrLocalAccept => vec!["fib", "cmp", "immediate"],
         RuleKind::Jump(_) | RuleKind::Verdict(_) => vec!["immediate"],
+        RuleKind::DropUnknown { .. } => vec![
+            "meta",
+            "cmp",
+            "payload",
+            "lookup",
+            "payload",
+            "lookup",
+            "immediate",
+        ],
         RuleKind::DispatchVmap { .. } => vec!["meta", "cmp", "payload", "lookup"],
         RuleKind::Lookup { ports: false, .. } => {
             vec!["meta", "cmp", "payload", "lookup", "immediate"]

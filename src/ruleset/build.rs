@@ -224,7 +224,55 @@ fn base_chains() -> Vec<Chain> {
     ]
 }
 
-fn policy_chain() -> Chain {
+/// Choices that are the operator's, not the policies'.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    /// `--default-deny-unknown`: traffic to or from an address in these CIDRs (this node's
+    /// pod CIDRs) that is not a known pod is dropped until its rules are in place.
+    pub pod_cidrs: Vec<ipnet::IpNet>,
+}
+
+const POD_CIDRS: [&str; 2] = ["pod-cidrs4", "pod-cidrs6"];
+const KNOWN_PODS: [&str; 2] = ["known-pods4", "known-pods6"];
+
+fn known_pods(graph: &PolicyGraph, v6: bool) -> Set {
+    let set = AddrSet::from_ips(graph.pods.values().flat_map(|p| p.ips.iter().copied()));
+    Set {
+        name: KNOWN_PODS[v6 as usize].into(),
+        key: vec![if v6 {
+            KeyType::Ipv6Addr
+        } else {
+            KeyType::Ipv4Addr
+        }],
+        interval: true,
+        comment: Some("addresses of the pods this node knows".into()),
+        elements: one_field_elements(v6, if v6 { &set.v6 } else { &set.v4 }),
+    }
+}
+
+fn unknown_sets(graph: &PolicyGraph, opts: &Options) -> Vec<Set> {
+    let cidrs = opts.pod_cidrs.iter().fold(AddrSet::default(), |acc, n| {
+        acc.union(&AddrSet::from_block(n, &[]))
+    });
+    let mut out = Vec::new();
+    for v6 in [false, true] {
+        out.push(Set {
+            name: POD_CIDRS[v6 as usize].into(),
+            key: vec![if v6 {
+                KeyType::Ipv6Addr
+            } else {
+                KeyType::Ipv4Addr
+            }],
+            interval: true,
+            comment: Some("this node's pod CIDRs (--default-deny-unknown)".into()),
+            elements: one_field_elements(v6, if v6 { &cidrs.v6 } else { &cidrs.v4 }),
+        });
+        out.push(known_pods(graph, v6));
+    }
+    out
+}
+
+fn policy_chain(opts: &Options) -> Chain {
     let mut rules = vec![
         Rule::with_comment(
             RuleKind::CtEstablishedAccept,
@@ -235,6 +283,21 @@ fn policy_chain() -> Chain {
             "IPv6 neighbour discovery always passes",
         ),
     ];
+    if !opts.pod_cidrs.is_empty() {
+        for (v6, family) in [(false, IpFamily::V4), (true, IpFamily::V6)] {
+            for addr in [Addr::Saddr, Addr::Daddr] {
+                rules.push(Rule::with_comment(
+                    RuleKind::DropUnknown {
+                        family,
+                        addr,
+                        cidrs: POD_CIDRS[v6 as usize].into(),
+                        known: KNOWN_PODS[v6 as usize].into(),
+                    },
+                    "a pod whose rules are not in place yet",
+                ));
+            }
+        }
+    }
     for (dir, addr) in [
         (Direction::Egress, Addr::Saddr),
         (Direction::Ingress, Addr::Daddr),
@@ -309,6 +372,11 @@ fn dispatch_maps(graph: &PolicyGraph) -> Vec<Map> {
 
 /// The ruleset for every pod in `graph` (build the graph for one node to get that node's).
 pub fn build(graph: &PolicyGraph) -> Ruleset {
+    build_with(graph, &Options::default())
+}
+
+/// [`build`] with operator options.
+pub fn build_with(graph: &PolicyGraph, opts: &Options) -> Ruleset {
     let mut sets = Vec::new();
     let mut chains = Vec::new();
     for pod in graph.pods.values() {
@@ -318,8 +386,11 @@ pub fn build(graph: &PolicyGraph) -> Ruleset {
             }
         }
     }
+    if !opts.pod_cidrs.is_empty() {
+        sets.extend(unknown_sets(graph, opts));
+    }
     sets.sort_by(|a, b| a.name.cmp(&b.name));
-    chains.push(policy_chain());
+    chains.push(policy_chain(opts));
     chains.sort_by(|a, b| a.name.cmp(&b.name));
     let mut all = base_chains();
     all.extend(chains);
@@ -381,4 +452,12 @@ pub fn update(
         }
     }
     model.maps = dispatch_maps(graph);
+    for v6 in [false, true] {
+        if let Ok(i) = model
+            .sets
+            .binary_search_by(|s| s.name.as_str().cmp(KNOWN_PODS[v6 as usize]))
+        {
+            model.sets[i] = known_pods(graph, v6);
+        }
+    }
 }

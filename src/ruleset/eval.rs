@@ -98,6 +98,25 @@ fn run_chain(rs: &Ruleset, name: &str, p: &Packet, depth: usize) -> Flow {
                         .then(|| verdict.clone())
                 }
             }
+            RuleKind::DropUnknown {
+                family,
+                addr,
+                cidrs,
+                known,
+            } => {
+                let a = match addr {
+                    Addr::Saddr => p.saddr,
+                    Addr::Daddr => p.daddr,
+                };
+                let has = |name: &str| {
+                    let s = rs.set(name).unwrap_or_else(|| panic!("no set {name}"));
+                    s.elements
+                        .iter()
+                        .any(|e| key_has(&e.key, &[FieldValue::Addr(a)]))
+                };
+                (a.is_ipv4() == (*family == IpFamily::V4) && has(cidrs) && !has(known))
+                    .then_some(Verdict::Drop)
+            }
             RuleKind::Verdict(v) => Some(v.clone()),
         };
         match verdict {

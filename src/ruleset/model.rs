@@ -169,6 +169,14 @@ pub enum RuleKind {
         set: String,
         verdict: Verdict,
     },
+    /// `ip saddr @<cidrs> ip saddr != @<known> drop`: an address in this node's pod CIDRs
+    /// that is not (yet) a known pod (`--default-deny-unknown`).
+    DropUnknown {
+        family: IpFamily,
+        addr: Addr,
+        cidrs: String,
+        known: String,
+    },
     /// A bare verdict: `drop`.
     Verdict(Verdict),
 }
