@@ -86,6 +86,15 @@ impl NodeState {
     /// Adds or replaces an object. An invalid NetworkPolicy is enforced fail-closed and
     /// its error returned; the state is updated either way.
     pub fn apply(&mut self, obj: Object) -> Result<Update> {
+        match self.apply_reporting(obj) {
+            (update, None) => Ok(update),
+            (_, Some(e)) => Err(e),
+        }
+    }
+
+    /// Adds or replaces an object, and says what that did and, for an object that cannot
+    /// be compiled (enforced fail-closed), why.
+    pub fn apply_reporting(&mut self, obj: Object) -> (Update, Option<crate::Error>) {
         let node = self.node.clone();
         let node = node.as_deref();
         let (result, affected) = match &obj.data {
@@ -147,10 +156,13 @@ impl NodeState {
         if !recomputed.is_empty() {
             self.recompute(recomputed.clone());
         }
-        result.map(|_| Update {
-            changed,
-            recomputed,
-        })
+        (
+            Update {
+                changed,
+                recomputed,
+            },
+            result.err(),
+        )
     }
 
     /// Removes an object; returns what that did.

@@ -142,6 +142,10 @@ async fn get(port: u16, path: &str) -> (u16, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_end_to_end() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .try_init();
     if !can_run() {
         return;
     }
@@ -241,10 +245,8 @@ async fn controller_end_to_end() {
     // Drift: someone flushes the ruleset; the periodic resync repairs it.
     netns.nft(&["flush", "ruleset"]);
     converge(&netns, &server, None, "after nft flush ruleset").await;
-    assert!(get(port, "/metrics")
-        .await
-        .1
-        .contains("nftpol_drift_repairs_total 1"));
+    let m = get(port, "/metrics").await.1;
+    assert!(m.contains("nftpol_drift_repairs_total 1\n"), "{m}");
 
     // A kernel batch that fails: a planted set with the name (and another type) of one the
     // next update adds. The batch is refused whole, then a full sync repairs.

@@ -5,12 +5,17 @@
 use nftpol::graph::PolicyGraph;
 use nftpol::index::Index;
 use nftpol::input::{object_from_value, Kind};
-use nftpol::ruleset::{build_with, Options};
+use nftpol::ruleset::{build_with, patch, Options};
 use nftpol::state::NodeState;
 use nftpol::synth::small::{self, cluster, labels, pick};
 use nftpol::synth::Rng;
 use proptest::prelude::*;
 use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+fn track(touched: &mut BTreeSet<(String, String)>, u: nftpol::state::Update) {
+    touched.extend(u.recomputed);
+}
 
 fn obj(v: &Value) -> nftpol::input::Object {
     object_from_value(v.clone(), "gen").unwrap().unwrap()
@@ -24,7 +29,13 @@ fn full(state: &NodeState, options: &Options) -> nftpol::ruleset::Ruleset {
 }
 
 /// One random change to the cluster, applied to the state.
-fn mutate(rng: &mut Rng, state: &mut NodeState, live: &mut Vec<Value>, step: usize) {
+fn mutate(
+    rng: &mut Rng,
+    state: &mut NodeState,
+    live: &mut Vec<Value>,
+    step: usize,
+) -> BTreeSet<(String, String)> {
+    let mut touched = BTreeSet::new();
     let pods: Vec<usize> = (0..live.len())
         .filter(|&i| live[i]["kind"] == "Pod")
         .collect();
@@ -36,7 +47,7 @@ fn mutate(rng: &mut Rng, state: &mut NodeState, live: &mut Vec<Value>, step: usi
             // Relabel a pod.
             let i = pods[rng.below(pods.len())];
             live[i]["metadata"]["labels"] = labels(rng);
-            let _ = state.apply(obj(&live[i]));
+            track(&mut touched, state.apply_reporting(obj(&live[i])).0);
         }
         2 if !pods.is_empty() => {
             // Delete a pod; sometimes a new pod takes its addresses with other labels.
@@ -44,13 +55,13 @@ fn mutate(rng: &mut Rng, state: &mut NodeState, live: &mut Vec<Value>, step: usi
             let old = live.remove(i);
             let ns = old["metadata"]["namespace"].as_str().unwrap().to_string();
             let name = old["metadata"]["name"].as_str().unwrap().to_string();
-            state.delete(Kind::Pod, Some(&ns), &name);
+            touched.extend(state.delete(Kind::Pod, Some(&ns), &name).recomputed);
             if rng.chance(50) {
                 let mut new = old.clone();
                 new["metadata"]["name"] = json!(format!("reuse{step}"));
                 new["metadata"]["namespace"] = json!(pick(rng, &["x", "y"]));
                 new["metadata"]["labels"] = labels(rng);
-                let _ = state.apply(obj(&new));
+                track(&mut touched, state.apply_reporting(obj(&new)).0);
                 live.push(new);
             }
         }
@@ -59,18 +70,18 @@ fn mutate(rng: &mut Rng, state: &mut NodeState, live: &mut Vec<Value>, step: usi
             let i = pods[rng.below(pods.len())];
             let port = 80 + rng.below(3) as i64;
             live[i]["spec"]["containers"][0]["ports"] = json!([{"name": pick(rng, &small::PORT_NAMES), "containerPort": port, "protocol": pick(rng, &["TCP", "UDP"])}]);
-            let _ = state.apply(obj(&live[i]));
+            track(&mut touched, state.apply_reporting(obj(&live[i])).0);
         }
         4 => {
             // Relabel or delete a namespace.
             let ns = pick(rng, &["x", "y"]);
             if rng.chance(30) {
                 live.retain(|v| !(v["kind"] == "Namespace" && v["metadata"]["name"] == ns));
-                state.delete(Kind::Namespace, None, ns);
+                touched.extend(state.delete(Kind::Namespace, None, ns).recomputed);
             } else {
                 let v = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels(rng)}});
                 live.retain(|o| !(o["kind"] == "Namespace" && o["metadata"]["name"] == ns));
-                let _ = state.apply(obj(&v));
+                track(&mut touched, state.apply_reporting(obj(&v)).0);
                 live.push(v);
             }
         }
@@ -89,16 +100,20 @@ fn mutate(rng: &mut Rng, state: &mut NodeState, live: &mut Vec<Value>, step: usi
                         o["metadata"]["name"].clone(),
                     ) == key)
             });
-            let _ = state.apply(obj(&p));
+            track(&mut touched, state.apply_reporting(obj(&p)).0);
             live.push(p);
         }
         7 if !policies.is_empty() => {
             let i = policies[rng.below(policies.len())];
             let old = live.remove(i);
-            state.delete(
-                Kind::NetworkPolicy,
-                old["metadata"]["namespace"].as_str(),
-                old["metadata"]["name"].as_str().unwrap(),
+            touched.extend(
+                state
+                    .delete(
+                        Kind::NetworkPolicy,
+                        old["metadata"]["namespace"].as_str(),
+                        old["metadata"]["name"].as_str().unwrap(),
+                    )
+                    .recomputed,
             );
         }
         _ if !pods.is_empty() => {
@@ -114,10 +129,11 @@ fn mutate(rng: &mut Rng, state: &mut NodeState, live: &mut Vec<Value>, step: usi
                 json!([{"ip": format!("10.0.{}.{}", node - 1, 100 + step)}]);
             live[i]["status"]["hostIP"] = json!(format!("192.168.100.{node}"));
             live[i]["status"]["hostIPs"] = json!([{"ip": format!("192.168.100.{node}")}]);
-            let _ = state.apply(obj(&live[i]));
+            track(&mut touched, state.apply_reporting(obj(&live[i])).0);
         }
         _ => {}
     }
+    touched
 }
 
 proptest! {
@@ -136,8 +152,14 @@ proptest! {
         let mut live = c.objects.clone();
         let mut rng = Rng::new(seed ^ 0x5eed);
         for step in 0..12 {
-            mutate(&mut rng, &mut state, &mut live, step);
+            let before = state.model().clone();
+            let recomputed = mutate(&mut rng, &mut state, &mut live, step);
             prop_assert_eq!(state.model(), &full(&state, &options), "seed {} step {}", seed, step);
+            // What the controller sends and keeps: only the recomputed pods' objects differ,
+            // and patching them into the old model gives the new one.
+            let mut patched = before.clone();
+            patch(&mut patched, state.model(), &recomputed);
+            prop_assert_eq!(&patched, state.model(), "seed {} step {}: patch", seed, step);
         }
     }
 }

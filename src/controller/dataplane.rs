@@ -21,6 +21,10 @@ pub enum DataplaneError {
     Unknown(String),
     #[error("netlink: {0}")]
     Io(String),
+    /// The change cannot be made in place (an object's type or flags changed): the caller
+    /// must replace the table whole. Nothing was sent.
+    #[error("the change needs a full sync")]
+    NeedsFullSync,
 }
 
 pub trait Dataplane: Send {
@@ -70,6 +74,14 @@ impl Dataplane for NetlinkDataplane {
         let ops = crate::netlink::diff(old, new);
         if ops.is_empty() {
             return Ok(BatchStats::default());
+        }
+        // `old` and `new` may be extracts of the whole model: a table-level replacement of
+        // an extract would drop everything else, so ask for a real full sync instead.
+        if ops
+            .iter()
+            .any(|o| matches!(o, crate::netlink::Op::FullSync(_)))
+        {
+            return Err(DataplaneError::NeedsFullSync);
         }
         let s = self.backend.apply_ops(&new.name, &ops).map_err(map_err)?;
         Ok(BatchStats {

@@ -64,6 +64,7 @@ impl Histogram {
 struct Inner {
     sync_full: Histogram,
     sync_incremental: Histogram,
+    event_to_batch: Histogram,
     batch_messages: Histogram,
     objects: [(&'static str, u64); 3],
     compile_errors: u64,
@@ -81,6 +82,7 @@ impl Default for Metrics {
         Metrics(Mutex::new(Inner {
             sync_full: Histogram::new(&SECONDS_BUCKETS),
             sync_incremental: Histogram::new(&SECONDS_BUCKETS),
+            event_to_batch: Histogram::new(&SECONDS_BUCKETS),
             batch_messages: Histogram::new(&SIZE_BUCKETS),
             objects: [("namespaces", 0), ("pods", 0), ("networkpolicies", 0)],
             compile_errors: 0,
@@ -98,8 +100,17 @@ impl Metrics {
         f(&mut g)
     }
 
-    pub fn synced(&self, full: bool, took: Duration, messages: usize) {
+    pub fn synced(
+        &self,
+        full: bool,
+        took: Duration,
+        messages: usize,
+        event_to_batch: Option<Duration>,
+    ) {
         self.with(|m| {
+            if let Some(l) = event_to_batch {
+                m.event_to_batch.observe(l.as_secs_f64());
+            }
             if full {
                 m.sync_full.observe(took.as_secs_f64());
             } else {
@@ -145,6 +156,8 @@ impl Metrics {
             out.push_str("# HELP nftpol_sync_duration_seconds Time to compute and apply a kernel batch.\n# TYPE nftpol_sync_duration_seconds histogram\n");
             m.sync_full.render(&mut out, "nftpol_sync_duration_seconds", "kind=\"full\"");
             m.sync_incremental.render(&mut out, "nftpol_sync_duration_seconds", "kind=\"incremental\"");
+            out.push_str("# HELP nftpol_event_to_batch_seconds From a watch event's arrival to its kernel batch acknowledged (coalescing included).\n# TYPE nftpol_event_to_batch_seconds histogram\n");
+            m.event_to_batch.render(&mut out, "nftpol_event_to_batch_seconds", "");
             out.push_str("# HELP nftpol_batch_messages Netlink messages per applied batch.\n# TYPE nftpol_batch_messages histogram\n");
             m.batch_messages.render(&mut out, "nftpol_batch_messages", "");
             out.push_str("# HELP nftpol_watched_objects Objects held in the index.\n# TYPE nftpol_watched_objects gauge\n");

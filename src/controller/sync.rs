@@ -60,6 +60,11 @@ pub struct SyncLoop<D: Dataplane> {
     /// What the kernel holds, as far as we know; `None` before the first full sync or
     /// after a failure that leaves the kernel state unknown.
     applied: Option<Ruleset>,
+    /// Pods recomputed since the last applied batch: the next batch is the difference of
+    /// these pods' objects only.
+    touched: BTreeSet<(String, String)>,
+    /// When the oldest event not yet in the kernel arrived.
+    pending_since: Option<Instant>,
 }
 
 const ALL_KINDS: [Kind; 3] = [Kind::Namespace, Kind::Pod, Kind::NetworkPolicy];
@@ -82,6 +87,8 @@ impl<D: Dataplane> SyncLoop<D> {
             listed: BTreeSet::new(),
             relisting: BTreeMap::new(),
             applied: None,
+            touched: BTreeSet::new(),
+            pending_since: None,
         }
     }
 
@@ -91,7 +98,9 @@ impl<D: Dataplane> SyncLoop<D> {
             obj.namespace().map(str::to_string),
             obj.name().to_string(),
         );
-        if let Err(e) = self.state.apply(obj) {
+        let (update, error) = self.state.apply_reporting(obj);
+        self.touched.extend(update.recomputed);
+        if let Some(e) = error {
             tracing::warn!(kind = kind.name(), namespace = ns.as_deref().unwrap_or(""), name = %name, error = %e, "cannot compile; enforcing it fail-closed");
             self.metrics.compile_error();
             if kind == Kind::NetworkPolicy {
@@ -129,7 +138,8 @@ impl<D: Dataplane> SyncLoop<D> {
                 for (ns, name) in self.state.index().keys(kind) {
                     if !keep.contains(&(ns.clone(), name.clone())) {
                         let ns = (kind != Kind::Namespace).then_some(ns);
-                        self.state.delete(kind, ns.as_deref(), &name);
+                        let update = self.state.delete(kind, ns.as_deref(), &name);
+                        self.touched.extend(update.recomputed);
                     }
                 }
                 for obj in objs {
@@ -141,7 +151,8 @@ impl<D: Dataplane> SyncLoop<D> {
             }
             Msg::Apply(obj) => self.apply(obj),
             Msg::Delete(kind, ns, name) => {
-                self.state.delete(kind, ns.as_deref(), &name);
+                let update = self.state.delete(kind, ns.as_deref(), &name);
+                self.touched.extend(update.recomputed);
             }
         }
         true
@@ -162,22 +173,46 @@ impl<D: Dataplane> SyncLoop<D> {
         let model = self.state.model();
         let start = Instant::now();
         let (full, result) = match &self.applied {
-            Some(old) if old == model => return true,
-            Some(old) => (false, self.dataplane.update(old, model)),
             None => (true, self.dataplane.full_sync(model)),
+            Some(_) if self.touched.is_empty() => {
+                self.pending_since = None;
+                return true;
+            }
+            Some(old) => {
+                // Only the touched pods' objects (and the maps) can differ.
+                let before = crate::ruleset::extract(old, &self.touched);
+                let after = crate::ruleset::extract(model, &self.touched);
+                if before == after {
+                    self.touched.clear();
+                    self.pending_since = None;
+                    return true;
+                }
+                match self.dataplane.update(&before, &after) {
+                    Err(DataplaneError::NeedsFullSync) => (true, self.dataplane.full_sync(model)),
+                    other => (false, other),
+                }
+            }
         };
         match result {
             Ok(stats) => {
                 let took = start.elapsed();
-                self.metrics.synced(full, took, stats.messages);
+                let latency = self.pending_since.map(|t| t.elapsed());
+                self.metrics.synced(full, took, stats.messages, latency);
                 tracing::info!(
                     full,
                     messages = stats.messages,
                     bytes = stats.bytes,
                     took_us = took.as_micros() as u64,
+                    event_to_batch_us = latency.map(|l| l.as_micros() as u64),
+                    pods = self.touched.len(),
                     "synced"
                 );
-                self.applied = Some(model.clone());
+                match &mut self.applied {
+                    Some(applied) if !full => crate::ruleset::patch(applied, model, &self.touched),
+                    _ => self.applied = Some(model.clone()),
+                }
+                self.touched.clear();
+                self.pending_since = None;
                 true
             }
             Err(e) => {
@@ -187,6 +222,7 @@ impl<D: Dataplane> SyncLoop<D> {
                     tracing::warn!("outcome unknown: the next sync replaces the table whole");
                 }
                 self.applied = None;
+                self.touched.clear();
                 false
             }
         }
@@ -229,7 +265,9 @@ impl<D: Dataplane> SyncLoop<D> {
                         tracing::info!("shutting down; the rules stay in place");
                         return;
                     }
-                    dirty_since.get_or_insert_with(Instant::now);
+                    let now = Instant::now();
+                    dirty_since.get_or_insert(now);
+                    self.pending_since.get_or_insert(now);
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => return,

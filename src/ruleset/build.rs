@@ -156,38 +156,39 @@ fn pod_objects(
         } else {
             ("on any port", &a.any_by)
         };
-        let comment = if by.is_empty() {
-            format!("pod {id} {dir}: no {peer_word} allowed {what}")
-        } else {
-            let by = by.iter().cloned().collect::<Vec<_>>().join(", ");
-            format!("pod {id} {dir}: {peer_word} allowed {what} by {by}")
-        };
+        // Chain and set comments never change for a pod (the kernel cannot change them in
+        // place); the policies behind a set, which do change, go in its rule's comment.
         sets.push(Set {
             name: set.clone(),
             key,
             interval: true,
-            comment: Some(names::comment(&comment)),
+            comment: Some(names::comment(&format!(
+                "pod {id} {dir}: {peer_word} allowed {what}"
+            ))),
             elements,
         });
-        rules.push(Rule::new(RuleKind::Lookup {
+        let kind = RuleKind::Lookup {
             family,
             addr,
             ports,
             set,
             verdict: verdict.clone(),
-        }));
+        };
+        rules.push(if by.is_empty() {
+            Rule::new(kind)
+        } else {
+            let by = by.iter().cloned().collect::<Vec<_>>().join(", ");
+            Rule::with_comment(kind, names::comment(&format!("allowed by {by}")))
+        });
     }
     rules.push(Rule::with_comment(
         RuleKind::Verdict(Verdict::Drop),
-        names::comment(&format!("{dir} of {id} not allowed by any policy")),
+        names::comment(&format!("isolated by {}", iso.isolated_by.join(", "))),
     ));
     chains.push(Chain {
         name: chain.clone(),
         base: None,
-        comment: Some(names::comment(&format!(
-            "pod {id} {dir}, isolated by {}",
-            iso.isolated_by.join(", ")
-        ))),
+        comment: Some(names::comment(&format!("pod {id} {dir}"))),
         rules,
     });
 }
@@ -460,4 +461,65 @@ pub fn update(
             model.sets[i] = known_pods(graph, v6);
         }
     }
+}
+
+fn is_pod_object(name: &str, pods: &std::collections::BTreeSet<(String, String)>) -> bool {
+    pods.iter().any(|(ns, pod)| {
+        [Direction::Ingress, Direction::Egress].iter().any(|&dir| {
+            let chain = names::pod_chain(dir, ns, pod);
+            name == chain
+                || name
+                    .strip_prefix(chain.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
+    })
+}
+
+/// The part of `model` that a change to `pods` can touch: their sets and chains, the
+/// dispatch maps and the known-pods sets. Diffing two such extracts costs in proportion to
+/// the change, not to the node's whole ruleset.
+pub fn extract(model: &Ruleset, pods: &std::collections::BTreeSet<(String, String)>) -> Ruleset {
+    Ruleset {
+        family: model.family,
+        name: model.name.clone(),
+        comment: model.comment.clone(),
+        sets: model
+            .sets
+            .iter()
+            .filter(|s| KNOWN_PODS.contains(&s.name.as_str()) || is_pod_object(&s.name, pods))
+            .cloned()
+            .collect(),
+        maps: model.maps.clone(),
+        chains: model
+            .chains
+            .iter()
+            .filter(|c| is_pod_object(&c.name, pods))
+            .cloned()
+            .collect(),
+    }
+}
+
+/// Makes `target` hold what `source` holds for `pods` (see [`extract`]), leaving the rest.
+pub fn patch(
+    target: &mut Ruleset,
+    source: &Ruleset,
+    pods: &std::collections::BTreeSet<(String, String)>,
+) {
+    let part = extract(source, pods);
+    target
+        .sets
+        .retain(|s| !(KNOWN_PODS.contains(&s.name.as_str()) || is_pod_object(&s.name, pods)));
+    target.chains.retain(|c| !is_pod_object(&c.name, pods));
+    target.sets.extend(part.sets);
+    target.sets.sort_by(|a, b| a.name.cmp(&b.name));
+    let base = target
+        .chains
+        .iter()
+        .take_while(|c| c.base.is_some())
+        .count();
+    let mut regular = target.chains.split_off(base);
+    regular.extend(part.chains);
+    regular.sort_by(|a, b| a.name.cmp(&b.name));
+    target.chains.extend(regular);
+    target.maps = part.maps;
 }

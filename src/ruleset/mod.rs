@@ -26,5 +26,5 @@ pub mod eval;
 pub mod model;
 pub mod names;
 
-pub use build::{build, build_with, update, Options};
+pub use build::{build, build_with, extract, patch, update, Options};
 pub use model::*;
