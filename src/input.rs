@@ -114,7 +114,10 @@ fn documents(text: &str, source: &str) -> Result<Vec<Value>> {
         }
         return Ok(docs);
     }
-    match serde_saphyr::from_multiple::<Option<Value>>(text) {
+    // YAML 1.2 booleans only: `y`, `yes`, `on` stay strings (label values like `ns: y`).
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    match serde_saphyr::from_multiple_with_options::<Option<Value>>(text, options) {
         Ok(docs) => Ok(docs.into_iter().flatten().collect()),
         Err(e) => {
             let (line, column) = e

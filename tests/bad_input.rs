@@ -676,9 +676,20 @@ fn port_number_written_as_a_string() {
 
 #[test]
 fn boolean_looking_name() {
-    let err = load_error("apiVersion: v1\nkind: Namespace\nmetadata: {name: yes}\n").to_string();
+    let err = load_error("apiVersion: v1\nkind: Namespace\nmetadata: {name: true}\n").to_string();
     assert!(
         err.contains("metadata.name") && err.contains("must be a string"),
         "{err}"
     );
+}
+
+#[test]
+fn yaml_1_1_booleans_stay_strings() {
+    // `ns: y` is the label value "y" (YAML 1.2), not a boolean.
+    let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: x, labels: {ns: y, on: yes}}\n";
+    let objs = nftpol::input::parse_str(text, "t.yaml").unwrap();
+    let index = nftpol::index::Index::from_objects(objs).unwrap();
+    let labels = index.namespace_labels("x").unwrap();
+    assert_eq!(labels.get("ns").map(String::as_str), Some("y"));
+    assert_eq!(labels.get("on").map(String::as_str), Some("yes"));
 }

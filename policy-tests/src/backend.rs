@@ -1,0 +1,100 @@
+//! How a node gets its rules. The harness keeps the [`Index`] (applying each step's
+//! differences the way watch events would arrive); a backend turns it into the node's
+//! kernel state.
+
+use anyhow::Result;
+use nftpol::index::Index;
+
+use crate::netns;
+
+/// Which backend `--backend` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// Compile, render an `nft -f` script, load it with `nft`.
+    Script,
+    /// nftpol's netlink backend (full sync in a namespace, incremental operations).
+    Netlink,
+}
+
+/// Programs one node from the index.
+pub trait Backend {
+    /// Brings the rules of namespace `netns`, the node `node`, in line with `index`.
+    /// `fresh` is set on the first step of a case: whatever an earlier case left must go.
+    /// Returns what was loaded, for failure reports.
+    fn program(&mut self, node: &str, netns: &str, index: &Index, fresh: bool) -> Result<String>;
+}
+
+/// The backend `kind` names, or why this build cannot provide it (exit status 2).
+pub fn open(kind: Kind) -> Result<Box<dyn Backend>, String> {
+    match kind {
+        Kind::Script => Ok(Box::new(Script)),
+        Kind::Netlink => Ok(Box::new(Netlink::default())),
+    }
+}
+
+/// nftpol's netlink backend, as the controller uses it: the first step of a case is a
+/// full sync (one atomic batch replacing the table), every later step the smallest batch
+/// from the node's previous model to the new one.
+#[derive(Default)]
+pub struct Netlink {
+    applied: std::collections::HashMap<String, nftpol::ruleset::Ruleset>,
+}
+
+impl Backend for Netlink {
+    fn program(&mut self, node: &str, netns: &str, index: &Index, fresh: bool) -> Result<String> {
+        let ruleset = nftpol::compile(index, Some(node));
+        let path = std::path::PathBuf::from(format!("/run/netns/{netns}"));
+        let previous = if fresh { None } else { self.applied.get(netns) };
+        let (what, result) = match previous {
+            None => {
+                // Whatever an earlier case left goes, as `flush ruleset` does for the script
+                // backend; the full sync then replaces table inet nftpol in one batch.
+                netns::nft(netns, "flush ruleset\n")?;
+                (
+                    "full sync",
+                    nftpol::netlink::in_netns(&path, || nftpol::netlink::full_sync(&ruleset)),
+                )
+            }
+            Some(old) => {
+                let ops = nftpol::netlink::diff(old, &ruleset);
+                (
+                    "incremental",
+                    nftpol::netlink::in_netns(&path, || {
+                        nftpol::netlink::apply_ops(&ruleset.name, &ops)
+                    }),
+                )
+            }
+        };
+        let stats = result
+            .map_err(|e| anyhow::anyhow!("{node}: entering {netns}: {e}"))?
+            .map_err(|e| anyhow::anyhow!("{node}: netlink {what}: {e}"))?;
+        self.applied.insert(netns.to_string(), ruleset.clone());
+        Ok(format!(
+            "# netlink {what}: {} messages, {} bytes\n{}",
+            stats.messages,
+            stats.bytes,
+            nftpol::script::render(&ruleset)
+        ))
+    }
+}
+
+/// `nftpol::compile` + `nftpol::script::render`, loaded with `nft -f -` in the node.
+pub struct Script;
+
+impl Backend for Script {
+    fn program(&mut self, node: &str, netns: &str, index: &Index, fresh: bool) -> Result<String> {
+        let ruleset = nftpol::compile(index, Some(node));
+        let mut script = nftpol::script::render(&ruleset);
+        if fresh {
+            // After the `#!` line, if any, so the script still reads as one.
+            let at = if script.starts_with("#!") {
+                script.find('\n').map_or(0, |i| i + 1)
+            } else {
+                0
+            };
+            script.insert_str(at, "flush ruleset\n");
+        }
+        netns::nft(netns, &script)?;
+        Ok(script)
+    }
+}

@@ -1,0 +1,362 @@
+//! Case files: parsing (serde-saphyr into serde types) and strict validation against the
+//! rules of `policy-tests/FORMAT.md`. A case that breaks a rule is an error with a reason,
+//! reported as a failure of that case.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::cluster::{Cluster, ClusterChanges};
+use crate::matrix::Matrix;
+use crate::proto::{Family, Probe};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCase {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default)]
+    cluster: Option<ClusterChanges>,
+    #[serde(default)]
+    policies: Option<Vec<Value>>,
+    #[serde(default)]
+    expect: Option<Vec<RawExpect>>,
+    #[serde(default)]
+    steps: Option<Vec<RawStep>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    cluster: Option<ClusterChanges>,
+    #[serde(default)]
+    policies: Option<Vec<Value>>,
+    expect: Vec<RawExpect>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExpect {
+    probes: Vec<String>,
+    #[serde(default)]
+    family: Family,
+    matrix: String,
+}
+
+/// A validated case: always at least one step.
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub name: String,
+    pub steps: Vec<Step>,
+}
+
+/// The whole state in force during a step, and what must hold then.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub cluster: Cluster,
+    pub policies: Vec<Value>,
+    pub expect: Vec<Expect>,
+}
+
+impl Step {
+    /// Every Kubernetes object of the step: namespaces, pods, policies.
+    pub fn objects(&self) -> Vec<Value> {
+        let mut out = self.cluster.objects();
+        out.extend(self.policies.iter().cloned());
+        out
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Expect {
+    pub probes: Vec<Probe>,
+    pub family: Family,
+    pub matrix: Matrix,
+}
+
+/// A case that could not be read or breaks a rule: its name (the file stem when the
+/// file says none) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadCase {
+    pub name: String,
+    pub reason: String,
+}
+
+/// The case files a command-line path names: the file itself, or a folder's `*.yaml`
+/// files sorted by name.
+pub fn case_files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    use anyhow::Context;
+    if path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .with_context(|| format!("reading folder {}", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml"))
+            .collect();
+        files.sort();
+        Ok(files)
+    } else if path.is_file() {
+        Ok(vec![path.to_path_buf()])
+    } else {
+        anyhow::bail!("{}: no such file or folder", path.display())
+    }
+}
+
+/// Reads and validates one case file.
+pub fn load(path: &Path) -> Result<Case, BadCase> {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let text = std::fs::read_to_string(path).map_err(|e| BadCase {
+        name: stem.clone(),
+        reason: format!("cannot read {}: {e}", path.display()),
+    })?;
+    parse(&text, &stem)
+}
+
+/// Parses and validates the text of a case whose file is named `stem.yaml`.
+pub fn parse(text: &str, stem: &str) -> Result<Case, BadCase> {
+    // YAML 1.2 booleans only: `{ns: y}` is the label value "y", not `true`.
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    let raw: RawCase = serde_saphyr::from_str_with_options(text, options).map_err(|e| BadCase {
+        name: stem.to_string(),
+        reason: format!(
+            "not a valid case: {}",
+            e.to_string().lines().next().unwrap_or("")
+        ),
+    })?;
+    let name = raw.name.clone();
+    validate(raw, stem).map_err(|reason| BadCase { name, reason })
+}
+
+fn validate(raw: RawCase, stem: &str) -> Result<Case, String> {
+    if raw.name != stem {
+        return Err(format!(
+            "name {:?} differs from the file name {stem:?}.yaml",
+            raw.name
+        ));
+    }
+    let _ = raw.source;
+    let raw_steps = match raw.steps {
+        Some(steps) => {
+            if raw.cluster.is_some() || raw.policies.is_some() || raw.expect.is_some() {
+                return Err(
+                    "a case with steps declares cluster, policies and expect in each step only"
+                        .into(),
+                );
+            }
+            if steps.is_empty() {
+                return Err("steps is empty".into());
+            }
+            steps
+        }
+        None => vec![RawStep {
+            description: None,
+            cluster: raw.cluster,
+            policies: raw.policies,
+            expect: raw.expect.ok_or("a case needs expect (or steps)")?,
+        }],
+    };
+    let many = raw_steps.len() > 1;
+    let steps = raw_steps
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            validate_step(s).map_err(|e| {
+                if many {
+                    format!("step {}: {e}", i + 1)
+                } else {
+                    e
+                }
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let _ = raw.description;
+    Ok(Case {
+        name: raw.name,
+        steps,
+    })
+}
+
+fn validate_step(raw: RawStep) -> Result<Step, String> {
+    let _ = raw.description;
+    let cluster = Cluster::with_changes(&raw.cluster.unwrap_or_default())?;
+    let policies = raw.policies.unwrap_or_default();
+    let mut names = BTreeSet::new();
+    for (i, p) in policies.iter().enumerate() {
+        let field = format!("policies[{i}]");
+        let obj = nftpol::input::object_from_value(p.clone(), "case")
+            .map_err(|e| format!("{field}: {e}"))?
+            .ok_or_else(|| format!("{field}: not a NetworkPolicy (kind or apiVersion)"))?;
+        if obj.kind() != nftpol::input::Kind::NetworkPolicy {
+            return Err(format!(
+                "{field}: a {} is not a policy; put namespaces and pods under cluster",
+                obj.kind().name()
+            ));
+        }
+        let ns = obj.namespace().unwrap_or_default();
+        if !cluster.namespaces.contains_key(ns) {
+            return Err(format!("{field}: namespace {ns} does not exist"));
+        }
+        if !names.insert((ns.to_string(), obj.name().to_string())) {
+            return Err(format!(
+                "{field}: policy {ns}/{} declared twice",
+                obj.name()
+            ));
+        }
+    }
+    if raw.expect.is_empty() {
+        return Err("expect is empty".into());
+    }
+    let expect = raw
+        .expect
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| validate_expect(e, &cluster).map_err(|err| format!("expect[{i}]: {err}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Step {
+        cluster,
+        policies,
+        expect,
+    })
+}
+
+fn validate_expect(raw: RawExpect, cluster: &Cluster) -> Result<Expect, String> {
+    if raw.probes.is_empty() {
+        return Err("probes is empty".into());
+    }
+    let probes = raw
+        .probes
+        .iter()
+        .map(|p| p.parse::<Probe>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let matrix = Matrix::parse(&raw.matrix)?;
+    for name in matrix.rows.iter().chain(&matrix.cols) {
+        if cluster.endpoint(name).is_none() {
+            return Err(format!(
+                "matrix names {name}, which is neither a pod of the cluster nor n1, n2, ext"
+            ));
+        }
+    }
+    let family = raw.family;
+    for (r, c, _) in matrix.probed() {
+        let (rn, cn) = (&matrix.rows[r], &matrix.cols[c]);
+        let (from, to) = (cluster.endpoint(rn).unwrap(), cluster.endpoint(cn).unwrap());
+        for (name, end) in [(rn, &from), (cn, &to)] {
+            if end.addr(family).is_none() {
+                return Err(format!(
+                    "cell {rn} -> {cn} is probed but {name} has no {family} address (write -)"
+                ));
+            }
+        }
+        if let Some(p) = probes.iter().find(|p| !to.serves(**p)) {
+            return Err(format!(
+                "cell {rn} -> {cn} probes {p}, which {cn} does not serve"
+            ));
+        }
+    }
+    Ok(Expect {
+        probes,
+        family,
+        matrix,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = r#"
+policies:
+  - apiVersion: networking.k8s.io/v1
+    kind: NetworkPolicy
+    metadata: {name: deny, namespace: x}
+    spec: {podSelector: {}, policyTypes: [Ingress]}
+"#;
+
+    fn case(body: &str) -> Result<Case, BadCase> {
+        parse(&format!("name: t\n{body}"), "t")
+    }
+
+    #[test]
+    fn single_step_case() {
+        let c = case(&format!(
+            "{POLICY}expect:\n  - probes: [tcp/80, udp/81]\n    matrix: |\n      from\\to x/a n1\n      x/b X .\n      ext X -\n"
+        ))
+        .unwrap();
+        assert_eq!(c.steps.len(), 1);
+        let s = &c.steps[0];
+        assert_eq!(s.expect[0].family, Family::V4);
+        assert_eq!(s.expect[0].probes.len(), 2);
+        assert_eq!(s.objects().len(), 13);
+    }
+
+    #[test]
+    fn label_values_stay_strings() {
+        // `y` is a YAML 1.1 boolean; a label value must stay the string "y".
+        let c = case(
+            "policies:\n  - apiVersion: networking.k8s.io/v1\n    kind: NetworkPolicy\n    metadata: {name: p, namespace: x}\n    spec: {podSelector: {matchLabels: {ns: y}}}\nexpect:\n  - probes: [tcp/80]\n    matrix: |\n      from\\to x/a\n      x/b .\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.steps[0].policies[0]["spec"]["podSelector"]["matchLabels"]["ns"],
+            "y"
+        );
+    }
+
+    #[test]
+    fn steps_case() {
+        let text = r#"
+name: t
+steps:
+  - expect: [{probes: [tcp/80], family: ipv6, matrix: "from\\to x/a\nx/b .\n"}]
+  - cluster: {pods: {x/d: {node: n2, ip: ["fd00:10:244:2::44"]}}}
+    expect: [{probes: [tcp/80], family: ipv6, matrix: "from\\to x/d\nx/b .\n"}]
+"#;
+        let c = parse(text, "t").unwrap();
+        assert_eq!(c.steps.len(), 2);
+        assert!(c.steps[1].cluster.pods.contains_key("x/d"));
+        assert_eq!(c.steps[0].policies.len(), 0);
+        assert!(!c.steps[0].cluster.pods.contains_key("x/d"));
+    }
+
+    #[test]
+    fn bad_cases() {
+        let m = "    matrix: |\n      from\\to x/a\n      x/b .\n";
+        for (body, want) in [
+            ("expect:\n  - probes: [tcp/80]\n    matrix: |\n      from\\to x/q\n      x/b .\n".to_string(), "neither a pod"),
+            (format!("expect:\n  - probes: [tcp/8080]\n{m}"), "does not serve"),
+            (format!("expect:\n  - probes: [tcp80]\n{m}"), "bad probe"),
+            (format!("expect:\n  - probes: []\n{m}"), "probes is empty"),
+            (format!("expect:\n  - probes: [tcp/80]\n    family: ipv5\n{m}"), "not a valid case"),
+            (format!("bogus: 1\nexpect:\n  - probes: [tcp/80]\n{m}"), "not a valid case"),
+            (format!("cluster: {{pods: {{x/a: {{ip: [10.244.1.11]}}}}}}\nexpect:\n  - probes: [tcp/80]\n    family: ipv6\n{m}"), "no ipv6 address"),
+            (format!("cluster: {{pods: {{x/d: {{node: n1, ip: [10.244.2.9]}}}}}}\nexpect:\n  - probes: [tcp/80]\n{m}"), "not a usable address"),
+            ("policies: []\n".to_string(), "needs expect"),
+            (format!("policies: [{{kind: Pod, apiVersion: v1, metadata: {{name: p, namespace: x}}}}]\nexpect:\n  - probes: [tcp/80]\n{m}"), "not a policy"),
+            (format!("policies: [{{kind: NetworkPolicy, apiVersion: networking.k8s.io/v1, metadata: {{name: p}}}}]\nexpect:\n  - probes: [tcp/80]\n{m}"), "metadata.namespace"),
+            ("steps: []\n".to_string(), "steps is empty"),
+        ] {
+            let err = case(&body).unwrap_err();
+            assert_eq!(err.name, "t");
+            assert!(err.reason.contains(want), "{body}\n=> {}", err.reason);
+        }
+        let err = parse("name: other\nexpect: []\n", "t").unwrap_err();
+        assert!(
+            err.reason.contains("differs from the file name"),
+            "{}",
+            err.reason
+        );
+        let err = parse("[1, 2]", "file").unwrap_err();
+        assert_eq!(err.name, "file");
+    }
+}

@@ -1,0 +1,183 @@
+//! Probes: many connection attempts at once, each from a socket made in the client's
+//! namespace, all driven by one `poll` loop. TCP and SCTP succeed when the connection is
+//! accepted; UDP when the echo of the datagram comes back (resent while waiting).
+//! Refused, unreachable and no answer before the deadline all count as blocked.
+
+use std::collections::BTreeMap;
+use std::io::ErrorKind;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use nix::poll::{poll, PollFd, PollFlags};
+use socket2::Socket;
+
+use crate::netns;
+use crate::proto::{socket_for, Proto};
+
+/// One connection attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// The client's namespace.
+    pub netns: String,
+    /// Source address to bind (nodes and ext use their underlay address).
+    pub bind: Option<IpAddr>,
+    pub dst: SocketAddr,
+    pub proto: Proto,
+}
+
+/// How long a probe may take.
+pub const TIMEOUT: Duration = Duration::from_millis(1000);
+/// How often an unanswered UDP datagram is sent again.
+const UDP_RESEND: Duration = Duration::from_millis(300);
+
+enum Sock {
+    Stream(Socket),
+    Dgram(UdpSocket, Vec<u8>),
+}
+
+impl Sock {
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Sock::Stream(s) => s.as_fd(),
+            Sock::Dgram(s, _) => s.as_fd(),
+        }
+    }
+}
+
+struct Pending {
+    index: usize,
+    sock: Sock,
+}
+
+fn open(a: &Attempt) -> std::io::Result<Socket> {
+    let s = socket_for(a.proto, a.dst.ip())?;
+    if let Some(ip) = a.bind {
+        s.bind(&SocketAddr::new(ip, 0).into())?;
+    }
+    s.set_nonblocking(true)?;
+    Ok(s)
+}
+
+/// Runs every attempt concurrently; `result[i]` says whether `attempts[i]` got through.
+/// An error means the harness itself could not probe (a socket it cannot make or bind).
+pub fn run(attempts: &[Attempt]) -> Result<Vec<bool>> {
+    let mut results = vec![false; attempts.len()];
+    // Sockets first, grouped by namespace so each is entered once.
+    let mut by_ns: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, a) in attempts.iter().enumerate() {
+        by_ns.entry(&a.netns).or_default().push(i);
+    }
+    let mut sockets: Vec<(usize, Socket)> = Vec::with_capacity(attempts.len());
+    for (ns, indexes) in by_ns {
+        let _in = netns::enter(ns)?;
+        for i in indexes {
+            let a = &attempts[i];
+            let s = open(a).with_context(|| {
+                format!("making a {} probe socket in {ns} to {}", a.proto, a.dst)
+            })?;
+            sockets.push((i, s));
+        }
+    }
+    let mut pending = Vec::new();
+    for (index, s) in sockets {
+        let a = &attempts[index];
+        let token = format!("probe {index} {}", a.dst).into_bytes();
+        match a.proto {
+            Proto::Tcp | Proto::Sctp => match s.connect(&a.dst.into()) {
+                Ok(()) => results[index] = true,
+                Err(e) if e.raw_os_error() == Some(nix::libc::EINPROGRESS) => {
+                    pending.push(Pending {
+                        index,
+                        sock: Sock::Stream(s),
+                    })
+                }
+                Err(_) => {}
+            },
+            Proto::Udp => {
+                let u: UdpSocket = s.into();
+                if u.connect(a.dst).is_ok() && u.send(&token).is_ok() {
+                    pending.push(Pending {
+                        index,
+                        sock: Sock::Dgram(u, token),
+                    });
+                }
+            }
+        }
+    }
+    let start = Instant::now();
+    let deadline = start + TIMEOUT;
+    let mut next_resend = start + UDP_RESEND;
+    while !pending.is_empty() {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        if now >= next_resend {
+            for p in &pending {
+                if let Sock::Dgram(u, token) = &p.sock {
+                    let _ = u.send(token);
+                }
+            }
+            next_resend += UDP_RESEND;
+        }
+        let wait = deadline.min(next_resend).saturating_duration_since(now);
+        let wait_ms = u16::try_from(wait.as_millis().max(1)).unwrap_or(u16::MAX);
+        let mut fds: Vec<PollFd> = pending
+            .iter()
+            .map(|p| {
+                let events = match p.sock {
+                    Sock::Stream(_) => PollFlags::POLLOUT,
+                    Sock::Dgram(..) => PollFlags::POLLIN,
+                };
+                PollFd::new(p.sock.fd(), events)
+            })
+            .collect();
+        match poll(&mut fds, wait_ms) {
+            Ok(0) => continue,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e).context("waiting for probes"),
+        }
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
+        let mut still = Vec::with_capacity(pending.len());
+        for (p, ready) in pending.into_iter().zip(ready) {
+            if !ready {
+                still.push(p);
+                continue;
+            }
+            match finish(&p.sock) {
+                Some(ok) => results[p.index] = ok,
+                None => still.push(p),
+            }
+        }
+        pending = still;
+    }
+    Ok(results)
+}
+
+/// The outcome of a socket poll reported ready, or `None` to keep waiting.
+fn finish(sock: &Sock) -> Option<bool> {
+    match sock {
+        Sock::Stream(s) => match s.take_error() {
+            Ok(None) => Some(s.peer_addr().is_ok()),
+            _ => Some(false),
+        },
+        Sock::Dgram(u, token) => {
+            let mut buf = [0u8; 512];
+            loop {
+                match u.recv(&mut buf) {
+                    Ok(n) if buf[..n] == token[..] => return Some(true),
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return None,
+                    Err(_) => return Some(false),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,496 @@
+//! `run`: every case in every topology. Per step: rebuild what differs in the network,
+//! apply the difference of objects to the index, program each node, probe every cell,
+//! ask `explain` about every cell, and compare all three.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use nftpol::explain::{explain_in, Family as ExplainFamily};
+use nftpol::graph::PolicyGraph;
+use nftpol::index::Index;
+use nftpol::input::{object_from_value, Kind as ObjKind};
+use serde_json::Value;
+
+use crate::backend::{self, Backend};
+use crate::case::{self, BadCase, Case, Step};
+use crate::cluster::{hosts, Cluster, Endpoint, NODES};
+use crate::conntrack;
+use crate::matrix::{mark, render_diff, Outcome};
+use crate::netns;
+use crate::probe::{self, Attempt};
+use crate::proto::{kernel_has_sctp, Family, Probe, Proto};
+use crate::serve::{self, Servers};
+use crate::topology::{self, Topology};
+
+pub struct Options {
+    pub backend: backend::Kind,
+    pub topologies: Vec<topology::Kind>,
+    pub paths: Vec<PathBuf>,
+    pub verbose: bool,
+}
+
+/// Counts of case × topology runs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub passed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+}
+
+/// The harness cannot run at all (exit status 2).
+#[derive(Debug)]
+pub struct CannotRun(pub String);
+
+impl std::fmt::Display for CannotRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CannotRun {}
+
+fn cannot(msg: impl Into<String>) -> anyhow::Error {
+    CannotRun(msg.into()).into()
+}
+
+/// Root, `nft` and `ip`: without them nothing can run.
+fn preflight() -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(cannot("must run as root (network namespaces, nftables)"));
+    }
+    for (tool, arg) in [("nft", "--version"), ("ip", "-V")] {
+        let ok = std::process::Command::new(tool)
+            .arg(arg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return Err(cannot(format!(
+                "`{tool} {arg}` does not run: is {tool} installed?"
+            )));
+        }
+    }
+    Ok(())
+}
+
+const NO_SCTP: &str = "kernel has no SCTP sockets";
+
+/// Runs the cases; prints one line per case × topology and the summary line.
+pub fn run(opts: &Options) -> Result<Summary> {
+    preflight()?;
+    let mut backend = backend::open(opts.backend).map_err(cannot)?;
+    let mut files = Vec::new();
+    for p in &opts.paths {
+        files.extend(case::case_files(p).map_err(|e| cannot(format!("{e:#}")))?);
+    }
+    let stale = netns::delete_stale();
+    if stale > 0 {
+        eprintln!("removed {stale} network namespaces left by earlier runs");
+    }
+    let prefix = netns::run_prefix();
+    let handler_prefix = prefix.clone();
+    ctrlc::set_handler(move || {
+        let _lock = netns::lock();
+        netns::delete_prefixed(&handler_prefix);
+        eprintln!("interrupted: network namespaces removed");
+        std::process::exit(130);
+    })
+    .map_err(|e| cannot(format!("cannot install the signal handler: {e}")))?;
+    let sctp = kernel_has_sctp();
+    let cases: Vec<Result<Case, BadCase>> = files.iter().map(|f| case::load(f)).collect();
+    let both = opts.topologies.len() > 1;
+    let mut summary = Summary::default();
+    let started = Instant::now();
+    for &kind in &opts.topologies {
+        let tag = if both {
+            format!(" [{kind}]")
+        } else {
+            String::new()
+        };
+        let short = &kind.to_string()[..1];
+        let mut topo = Topology::build(kind, format!("{prefix}{short}-"))
+            .map_err(|e| cannot(format!("cannot build the cluster: {e:#}")))?;
+        let mut servers = Servers::default();
+        for case in &cases {
+            let case = match case {
+                Ok(c) => c,
+                Err(bad) => {
+                    println!("FAIL {}{tag}: {}", bad.name, bad.reason);
+                    summary.failed += 1;
+                    continue;
+                }
+            };
+            let t0 = Instant::now();
+            let mut ctx = Ctx {
+                topo: &mut topo,
+                servers: &mut servers,
+                backend: backend.as_mut(),
+                sctp,
+                verbose: opts.verbose,
+            };
+            let result = run_case(&mut ctx, case);
+            let took = if opts.verbose {
+                format!(" ({:.1}s)", t0.elapsed().as_secs_f64())
+            } else {
+                String::new()
+            };
+            match result {
+                Verdict::Skip(reason) => {
+                    println!("SKIP {}{tag}: {reason}", case.name);
+                    summary.skipped += 1;
+                }
+                Verdict::Done {
+                    details,
+                    sctp_skipped,
+                } => {
+                    let note = if sctp_skipped > 0 {
+                        format!(" ({sctp_skipped} sctp probes skipped: {NO_SCTP})")
+                    } else {
+                        String::new()
+                    };
+                    if details.is_empty() {
+                        println!("PASS {}{tag}{note}{took}", case.name);
+                        summary.passed += 1;
+                    } else {
+                        println!("FAIL {}{tag}{note}{took}", case.name);
+                        print!("{details}");
+                        summary.failed += 1;
+                    }
+                }
+            }
+        }
+        servers.stop_all();
+        topo.teardown();
+    }
+    println!(
+        "{} passed, {} failed, {} skipped",
+        summary.passed, summary.failed, summary.skipped
+    );
+    eprintln!("wall time {:.1}s", started.elapsed().as_secs_f64());
+    Ok(summary)
+}
+
+struct Ctx<'a> {
+    topo: &'a mut Topology,
+    servers: &'a mut Servers,
+    backend: &'a mut dyn Backend,
+    sctp: bool,
+    verbose: bool,
+}
+
+enum Verdict {
+    Skip(String),
+    /// `details` is empty when everything agreed.
+    Done {
+        details: String,
+        sctp_skipped: usize,
+    },
+}
+
+fn run_case(ctx: &mut Ctx, case: &Case) -> Verdict {
+    let mut sctp_skipped = 0;
+    let mut other = 0;
+    for step in &case.steps {
+        for e in &step.expect {
+            for p in &e.probes {
+                if p.proto == Proto::Sctp && !ctx.sctp {
+                    sctp_skipped += 1;
+                } else {
+                    other += 1;
+                }
+            }
+        }
+    }
+    if other == 0 {
+        return Verdict::Skip(format!("only sctp probes and the {NO_SCTP}"));
+    }
+    let mut index = Index::default();
+    let mut applied = BTreeMap::new();
+    let mut details = String::new();
+    let many = case.steps.len() > 1;
+    for (i, step) in case.steps.iter().enumerate() {
+        let label = if many {
+            format!("step {}: ", i + 1)
+        } else {
+            String::new()
+        };
+        match run_step(ctx, &case.name, step, i == 0, &mut index, &mut applied) {
+            Ok(text) => {
+                for line in text.lines() {
+                    let _ = writeln!(details, "  {label}{line}");
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(details, "  {label}error: {e:#}");
+                // Later steps build on this one; their results would mislead.
+                break;
+            }
+        }
+    }
+    Verdict::Done {
+        details,
+        sctp_skipped,
+    }
+}
+
+type ObjectKey = (ObjKind, Option<String>, String);
+
+/// Brings the index to the step's objects: changed or new ones through `apply`, gone
+/// ones through `delete`, as watch events would arrive.
+fn apply_objects(
+    index: &mut Index,
+    applied: &mut BTreeMap<ObjectKey, Value>,
+    objects: Vec<Value>,
+    source: &str,
+) -> Result<()> {
+    let mut now = BTreeMap::new();
+    for value in objects {
+        let obj = object_from_value(value.clone(), source)?
+            .context("an object of a kind nftpol skips")?;
+        let key = (
+            obj.kind(),
+            obj.namespace().map(str::to_string),
+            obj.name().to_string(),
+        );
+        if applied.get(&key) != Some(&value) {
+            index
+                .apply(obj)
+                .with_context(|| format!("applying {} {}", key.0.name(), key.2))?;
+        }
+        now.insert(key, value);
+    }
+    let mut gone: Vec<&ObjectKey> = applied.keys().filter(|k| !now.contains_key(*k)).collect();
+    // Policies first, namespaces last: the reverse of creation.
+    gone.sort_by_key(|k| std::cmp::Reverse(k.0));
+    for (kind, ns, name) in gone {
+        index.delete(*kind, ns.as_deref(), name);
+    }
+    *applied = now;
+    Ok(())
+}
+
+fn server_specs(topo: &Topology, cluster: &Cluster) -> BTreeMap<String, serve::Spec> {
+    let mut want = BTreeMap::new();
+    let standard = crate::cluster::standard_ports();
+    for h in hosts() {
+        want.insert(
+            h.name.to_string(),
+            serve::Spec {
+                netns: topo.host_ns(h.name),
+                addrs: vec![h.addr(Family::V4), h.addr(Family::V6)],
+                listen: standard
+                    .iter()
+                    .filter_map(|p| Some((p.proto()?, p.port)))
+                    .collect(),
+            },
+        );
+    }
+    for (id, pod) in &cluster.pods {
+        want.insert(
+            id.clone(),
+            serve::Spec {
+                netns: topo.pod_ns(id),
+                addrs: pod.ips.clone(),
+                listen: pod.listen(),
+            },
+        );
+    }
+    want
+}
+
+/// One probed cell of one probe of one expect entry.
+struct Cell {
+    expect: usize,
+    probe: usize,
+    row: usize,
+    col: usize,
+    expected: bool,
+}
+
+fn run_step(
+    ctx: &mut Ctx,
+    name: &str,
+    step: &Step,
+    first: bool,
+    index: &mut Index,
+    applied: &mut BTreeMap<ObjectKey, Value>,
+) -> Result<String> {
+    let rebuilt = ctx
+        .topo
+        .reconcile(&step.cluster)
+        .context("rebuilding the network")?;
+    ctx.servers
+        .reconcile(&server_specs(ctx.topo, &step.cluster), &rebuilt, ctx.sctp)?;
+    apply_objects(index, applied, step.objects(), name)?;
+    let mut scripts = Vec::new();
+    for node in NODES {
+        let loaded = ctx
+            .backend
+            .program(node, &ctx.topo.host_ns(node), index, first)
+            .with_context(|| format!("programming {node}"))?;
+        scripts.push((node, loaded));
+    }
+    for node in NODES {
+        conntrack::flush(&ctx.topo.host_ns(node))
+            .with_context(|| format!("flushing conntrack on {node}"))?;
+    }
+    let endpoint = |n: &str| -> Result<Endpoint<'_>> {
+        step.cluster
+            .endpoint(n)
+            .with_context(|| format!("{n} is not in the cluster"))
+    };
+    let mut cells = Vec::new();
+    let mut attempts = Vec::new();
+    for (ei, e) in step.expect.iter().enumerate() {
+        for (pi, p) in e.probes.iter().enumerate() {
+            if p.proto == Proto::Sctp && !ctx.sctp {
+                continue;
+            }
+            for (row, col, expected) in e.matrix.probed() {
+                let (from, to) = (
+                    endpoint(&e.matrix.rows[row])?,
+                    endpoint(&e.matrix.cols[col])?,
+                );
+                let dst = to
+                    .addr(e.family)
+                    .context("validated: the server has an address")?;
+                let (netns, bind) = match &from {
+                    Endpoint::Pod(pod) => (ctx.topo.pod_ns(&pod.id()), None),
+                    Endpoint::Host(h) => (ctx.topo.host_ns(h.name), Some(h.addr(e.family))),
+                };
+                attempts.push(Attempt {
+                    netns,
+                    bind,
+                    dst: std::net::SocketAddr::new(dst, p.port),
+                    proto: p.proto,
+                });
+                cells.push(Cell {
+                    expect: ei,
+                    probe: pi,
+                    row,
+                    col,
+                    expected,
+                });
+            }
+        }
+    }
+    let kernel = probe::run(&attempts)?;
+    let graph = PolicyGraph::build(index);
+    let mut groups: BTreeMap<(usize, usize), Vec<Outcome>> = BTreeMap::new();
+    let mut explanations = String::new();
+    for (cell, kernel) in cells.iter().zip(kernel) {
+        let e = &step.expect[cell.expect];
+        let probe: Probe = e.probes[cell.probe];
+        let (from, to) = (
+            endpoint(&e.matrix.rows[cell.row])?,
+            endpoint(&e.matrix.cols[cell.col])?,
+        );
+        let family = match e.family {
+            Family::V4 => ExplainFamily::V4,
+            Family::V6 => ExplainFamily::V6,
+        };
+        let explained = explain_in(
+            index,
+            &graph,
+            &from.explain_name(e.family),
+            &to.explain_name(e.family),
+            &probe.to_string(),
+            Some(family),
+        );
+        let outcome = Outcome {
+            row: cell.row,
+            col: cell.col,
+            expected: cell.expected,
+            kernel,
+            explain: explained
+                .as_ref()
+                .map(|x| x.allowed)
+                .map_err(|err| err.to_string()),
+        };
+        if ctx.verbose && !outcome.ok() {
+            if let Ok(x) = &explained {
+                let _ = writeln!(
+                    explanations,
+                    "explain {} -> {} {probe} {} (kernel: {}):",
+                    e.matrix.rows[cell.row],
+                    e.matrix.cols[cell.col],
+                    e.family,
+                    mark(kernel)
+                );
+                for line in x.to_string().lines() {
+                    let _ = writeln!(explanations, "  {line}");
+                }
+            }
+        }
+        groups
+            .entry((cell.expect, cell.probe))
+            .or_default()
+            .push(outcome);
+    }
+    let mut out = String::new();
+    for ((ei, pi), outcomes) in &groups {
+        let e = &step.expect[*ei];
+        if let Some(diff) = render_diff(&e.matrix, outcomes, "  ") {
+            let wrong = outcomes.iter().filter(|o| !o.ok()).count();
+            let _ = writeln!(
+                out,
+                "{} {}: {wrong} cells wrong (each cell: expected, kernel, explain)",
+                e.probes[*pi], e.family
+            );
+            out.push_str(&diff);
+        }
+    }
+    if ctx.verbose && !out.is_empty() {
+        out.push_str(&explanations);
+        for (node, script) in &scripts {
+            let _ = writeln!(out, "rules loaded on {node}:");
+            for line in script.lines() {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
+    }
+    if !out.is_empty() && attempts.is_empty() {
+        bail!("nothing was probed");
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn allowed(index: &Index, from: &str, to: &str) -> bool {
+        nftpol::explain::explain(index, from, to, "tcp/80")
+            .unwrap()
+            .allowed
+    }
+
+    #[test]
+    fn steps_reach_the_index_as_differences() {
+        let deny = json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "deny", "namespace": "x"},
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
+        });
+        let mut index = Index::default();
+        let mut applied = BTreeMap::new();
+        let mut objects = Cluster::standard().objects();
+        objects.push(deny);
+        apply_objects(&mut index, &mut applied, objects, "t").unwrap();
+        assert!(!allowed(&index, "y/a", "x/a"));
+        assert!(allowed(&index, "x/a", "y/a"));
+        // The policy goes, and so does pod z/c.
+        let mut changes = crate::cluster::ClusterChanges::default();
+        changes.pods.insert("z/c".into(), None);
+        let cluster = Cluster::with_changes(&changes).unwrap();
+        apply_objects(&mut index, &mut applied, cluster.objects(), "t").unwrap();
+        assert!(allowed(&index, "y/a", "x/a"));
+        assert!(nftpol::explain::explain(&index, "z/c", "x/a", "tcp/80").is_err());
+        assert_eq!(applied.len(), 3 + 8);
+    }
+}

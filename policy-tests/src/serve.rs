@@ -1,0 +1,166 @@
+//! Servers: every pod, node and ext answers on its ports. One thread per endpoint polls
+//! its sockets (made inside the endpoint's namespace): TCP and SCTP connections are
+//! accepted and closed, UDP datagrams are echoed. Sockets are bound to the endpoint's
+//! own addresses so replies leave from the address the probe was sent to.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use anyhow::{Context, Result};
+use nix::poll::{poll, PollFd, PollFlags};
+use socket2::Socket;
+
+use crate::netns;
+use crate::proto::{socket_for, Proto};
+
+/// What one endpoint serves, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spec {
+    pub netns: String,
+    pub addrs: Vec<IpAddr>,
+    pub listen: BTreeSet<(Proto, u16)>,
+}
+
+enum Listener {
+    Stream(Socket),
+    Dgram(UdpSocket),
+}
+
+impl Listener {
+    fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            Listener::Stream(s) => s.as_fd(),
+            Listener::Dgram(s) => s.as_fd(),
+        }
+    }
+
+    /// Handles whatever is ready, without blocking.
+    fn serve(&self) {
+        match self {
+            Listener::Stream(s) => {
+                // Accept and close: the probe already counted the handshake.
+                while let Ok((conn, _)) = s.accept() {
+                    drop(conn);
+                }
+            }
+            Listener::Dgram(s) => {
+                let mut buf = [0u8; 512];
+                while let Ok((n, from)) = s.recv_from(&mut buf) {
+                    let _ = s.send_to(&buf[..n], from);
+                }
+            }
+        }
+    }
+}
+
+/// A running server; stops when dropped.
+pub struct Server {
+    pub spec: Spec,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+fn listen(proto: Proto, addr: SocketAddr) -> std::io::Result<Listener> {
+    let s = socket_for(proto, addr.ip())?;
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())?;
+    s.set_nonblocking(true)?;
+    if proto == Proto::Udp {
+        Ok(Listener::Dgram(s.into()))
+    } else {
+        s.listen(1024)?;
+        Ok(Listener::Stream(s))
+    }
+}
+
+/// Starts serving `spec` (SCTP ports only when `sctp`).
+pub fn start(spec: Spec, sctp: bool) -> Result<Server> {
+    let mut listeners = Vec::new();
+    {
+        let _in = netns::enter(&spec.netns)?;
+        for &(proto, port) in &spec.listen {
+            if proto == Proto::Sctp && !sctp {
+                continue;
+            }
+            for &ip in &spec.addrs {
+                let addr = SocketAddr::new(ip, port);
+                let l = listen(proto, addr)
+                    .with_context(|| format!("serving {proto} on {addr} in {}", spec.netns))?;
+                listeners.push(l);
+            }
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("serve {}", spec.netns))
+        .spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                let mut fds: Vec<PollFd> = listeners
+                    .iter()
+                    .map(|l| PollFd::new(l.fd(), PollFlags::POLLIN))
+                    .collect();
+                if poll(&mut fds, 100u16).unwrap_or(0) <= 0 {
+                    continue;
+                }
+                let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
+                drop(fds);
+                for (l, r) in listeners.iter().zip(ready) {
+                    if r {
+                        l.serve();
+                    }
+                }
+            }
+        })
+        .context("starting a server thread")?;
+    Ok(Server {
+        spec,
+        stop,
+        thread: Some(thread),
+    })
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The servers of a topology, by endpoint (`n1`, `ext`, `x/a`).
+#[derive(Default)]
+pub struct Servers {
+    running: BTreeMap<String, Server>,
+}
+
+impl Servers {
+    /// Stops servers no longer wanted or whose spec changed or whose namespace was
+    /// rebuilt (`rebuilt`), and starts the missing ones.
+    pub fn reconcile(
+        &mut self,
+        want: &BTreeMap<String, Spec>,
+        rebuilt: &[String],
+        sctp: bool,
+    ) -> Result<()> {
+        self.running
+            .retain(|name, server| want.get(name) == Some(&server.spec) && !rebuilt.contains(name));
+        for (name, spec) in want {
+            if !self.running.contains_key(name) {
+                let server = start(spec.clone(), sctp)
+                    .with_context(|| format!("starting the server of {name}"))?;
+                self.running.insert(name.clone(), server);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn stop_all(&mut self) {
+        self.running.clear();
+    }
+}
