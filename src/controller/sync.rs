@@ -56,7 +56,7 @@ pub struct SyncLoop<D: Dataplane> {
     metrics: Arc<Metrics>,
     errors: Box<dyn Fn(CompileError) + Send>,
     listed: BTreeSet<Kind>,
-    relisting: BTreeMap<Kind, Vec<Object>>,
+    relisting: BTreeMap<Kind, BTreeSet<(String, String)>>,
     /// What the kernel holds, as far as we know; `None` before the first full sync or
     /// after a failure that leaves the kernel state unknown.
     applied: Option<Ruleset>,
@@ -117,33 +117,27 @@ impl<D: Dataplane> SyncLoop<D> {
     fn handle(&mut self, msg: Msg) -> bool {
         match msg {
             Msg::Shutdown => return false,
+            // A (re)list is applied as it arrives, and what it did not mention is deleted
+            // at its end; nothing is synced in between, so the kernel never sees half a
+            // relist, and no list is held in memory.
             Msg::Init(kind) => {
-                self.relisting.insert(kind, Vec::new());
+                self.relisting.insert(kind, BTreeSet::new());
             }
-            Msg::InitApply(obj) => match self.relisting.get_mut(&obj.kind()) {
-                Some(buf) => buf.push(obj),
-                None => self.apply(obj),
-            },
+            Msg::InitApply(obj) => {
+                let key = (obj.namespace().unwrap_or("").to_string(), obj.name().to_string());
+                if let Some(seen) = self.relisting.get_mut(&obj.kind()) {
+                    seen.insert(key);
+                }
+                self.apply(obj);
+            }
             Msg::InitDone(kind) => {
-                let objs = self.relisting.remove(&kind).unwrap_or_default();
-                let keep: BTreeSet<(String, String)> = objs
-                    .iter()
-                    .map(|o| {
-                        (
-                            o.namespace().unwrap_or("").to_string(),
-                            o.name().to_string(),
-                        )
-                    })
-                    .collect();
+                let seen = self.relisting.remove(&kind).unwrap_or_default();
                 for (ns, name) in self.state.index().keys(kind) {
-                    if !keep.contains(&(ns.clone(), name.clone())) {
+                    if !seen.contains(&(ns.clone(), name.clone())) {
                         let ns = (kind != Kind::Namespace).then_some(ns);
                         let update = self.state.delete(kind, ns.as_deref(), &name);
                         self.touched.extend(update.recomputed);
                     }
-                }
-                for obj in objs {
-                    self.apply(obj);
                 }
                 if self.listed.insert(kind) {
                     tracing::info!(kind = kind.name(), "initial list complete");
@@ -158,8 +152,9 @@ impl<D: Dataplane> SyncLoop<D> {
         true
     }
 
+    /// Every kind listed once, and no relist in progress.
     fn all_listed(&self) -> bool {
-        ALL_KINDS.iter().all(|k| self.listed.contains(k))
+        ALL_KINDS.iter().all(|k| self.listed.contains(k)) && self.relisting.is_empty()
     }
 
     /// Brings the kernel to the model. Returns false when the batch failed.

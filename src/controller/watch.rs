@@ -5,7 +5,8 @@
 use std::sync::mpsc::Sender;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Container, Namespace, Pod, PodSpec, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
@@ -16,6 +17,61 @@ use crate::input::{Kind, Object, ObjectData};
 
 fn object(kind: Kind, data: ObjectData) -> Object {
     Object::new(format!("api:{}", kind.name()), data)
+}
+
+fn slim_meta(m: ObjectMeta) -> ObjectMeta {
+    ObjectMeta {
+        name: m.name,
+        namespace: m.namespace,
+        labels: m.labels,
+        ..Default::default()
+    }
+}
+
+/// Keeps only what enforcement reads (labels, node, addresses, phase, hostNetwork,
+/// container ports), so a large cluster costs little memory on the way to the index.
+fn slim_pod(p: Pod) -> ObjectData {
+    let containers = |cs: Vec<Container>| -> Vec<Container> {
+        cs.into_iter()
+            .map(|c| Container {
+                name: c.name,
+                ports: c.ports,
+                ..Default::default()
+            })
+            .collect()
+    };
+    ObjectData::Pod(Box::new(Pod {
+        metadata: slim_meta(p.metadata),
+        spec: p.spec.map(|s| PodSpec {
+            node_name: s.node_name,
+            host_network: s.host_network,
+            containers: containers(s.containers),
+            init_containers: s.init_containers.map(containers),
+            ..Default::default()
+        }),
+        status: p.status.map(|s| PodStatus {
+            phase: s.phase,
+            pod_ip: s.pod_ip,
+            pod_ips: s.pod_ips,
+            host_ip: s.host_ip,
+            host_ips: s.host_ips,
+            ..Default::default()
+        }),
+    }))
+}
+
+fn slim_namespace(n: Namespace) -> ObjectData {
+    ObjectData::Namespace(Namespace {
+        metadata: slim_meta(n.metadata),
+        ..Default::default()
+    })
+}
+
+fn slim_policy(p: NetworkPolicy) -> ObjectData {
+    ObjectData::NetworkPolicy(NetworkPolicy {
+        metadata: slim_meta(p.metadata),
+        spec: p.spec,
+    })
 }
 
 async fn watch<K>(api: Api<K>, kind: Kind, wrap: fn(K) -> ObjectData, tx: Sender<Msg>)
@@ -58,19 +114,19 @@ pub fn spawn(client: Client, tx: Sender<Msg>) -> Vec<tokio::task::JoinHandle<()>
         tokio::spawn(watch(
             Api::<Namespace>::all(client.clone()),
             Kind::Namespace,
-            ObjectData::Namespace,
+            slim_namespace,
             tx.clone(),
         )),
         tokio::spawn(watch(
             Api::<Pod>::all(client.clone()),
             Kind::Pod,
-            |p| ObjectData::Pod(Box::new(p)),
+            slim_pod,
             tx.clone(),
         )),
         tokio::spawn(watch(
             Api::<NetworkPolicy>::all(client),
             Kind::NetworkPolicy,
-            ObjectData::NetworkPolicy,
+            slim_policy,
             tx,
         )),
     ]
