@@ -495,9 +495,38 @@ impl PolicyGraph {
         }
     }
 
-    /// Peers no pod refers to any more are kept (ids stay valid); a full build drops them.
+    /// Peers no pod refers to any more are kept until [`PolicyGraph::compact`].
     pub fn peer_count(&self) -> usize {
         self.peers.len()
+    }
+
+    /// Drops peers no pod refers to and renumbers the rest. Refreshes intern a new peer
+    /// whenever a peer's addresses change, so a long-lived graph needs this now and then.
+    pub fn compact(&mut self) {
+        let mut remap: Vec<Option<PeerId>> = vec![None; self.peers.len()];
+        let mut peers = Vec::new();
+        for pod in self.pods.values_mut() {
+            for iso in [pod.ingress.as_mut(), pod.egress.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                for a in &mut iso.allows {
+                    if let PeerRef::Peer(id) = a.peer {
+                        let new = *remap[id].get_or_insert_with(|| {
+                            peers.push(self.peers[id].clone());
+                            peers.len() - 1
+                        });
+                        a.peer = PeerRef::Peer(new);
+                    }
+                }
+            }
+        }
+        self.peer_ids = peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.addrs.clone(), i))
+            .collect();
+        self.peers = peers;
     }
     pub fn pod(&self, namespace: &str, name: &str) -> Option<&PodNode> {
         self.pods.get(&(namespace.to_string(), name.to_string()))

@@ -22,6 +22,11 @@ use crate::ruleset::{self, Ruleset};
 pub struct NodeState {
     node: Option<String>,
     options: ruleset::Options,
+    /// While set, changes only reach the index; graph and model are rebuilt once when it
+    /// is cleared (the initial list of a controller: one build beats thousands of updates).
+    deferred: bool,
+    /// Peer count after the last compaction, to know when to compact again.
+    compacted_at: usize,
     index: Index,
     graph: PolicyGraph,
     model: Ruleset,
@@ -46,9 +51,12 @@ impl NodeState {
     pub fn with_options(index: Index, node: Option<&str>, options: ruleset::Options) -> Self {
         let graph = PolicyGraph::build_for(&index, node);
         let model = ruleset::build_with(&graph, &options);
+        let compacted_at = graph.peer_count();
         NodeState {
             node: node.map(str::to_string),
             options,
+            deferred: false,
+            compacted_at,
             index,
             graph,
             model,
@@ -75,12 +83,26 @@ impl NodeState {
     pub fn rebuild(&mut self) {
         self.graph = PolicyGraph::build_for(&self.index, self.node.as_deref());
         self.model = ruleset::build_with(&self.graph, &self.options);
+        self.compacted_at = self.graph.peer_count();
     }
 
     fn recompute(&mut self, pods: BTreeSet<PodKey>) {
         self.graph
             .refresh(&self.index, self.node.as_deref(), pods.iter().cloned());
         ruleset::update(&mut self.model, &self.graph, &pods);
+        if self.graph.peer_count() > 2 * self.compacted_at + 256 {
+            self.graph.compact();
+            self.compacted_at = self.graph.peer_count();
+        }
+    }
+
+    /// Defers graph and model updates (see the field); clearing it rebuilds them.
+    pub fn set_deferred(&mut self, deferred: bool) {
+        if self.deferred && !deferred {
+            self.deferred = false;
+            self.rebuild();
+        }
+        self.deferred = deferred;
     }
 
     /// Adds or replaces an object. An invalid NetworkPolicy is enforced fail-closed and
@@ -95,6 +117,17 @@ impl NodeState {
     /// Adds or replaces an object, and says what that did and, for an object that cannot
     /// be compiled (enforced fail-closed), why.
     pub fn apply_reporting(&mut self, obj: Object) -> (Update, Option<crate::Error>) {
+        if self.deferred {
+            let result = self.index.apply(obj);
+            let changed = result.as_ref().map_or(true, |c| *c);
+            return (
+                Update {
+                    changed,
+                    recomputed: BTreeSet::new(),
+                },
+                result.err(),
+            );
+        }
         let node = self.node.clone();
         let node = node.as_deref();
         let (result, affected) = match &obj.data {
@@ -167,6 +200,13 @@ impl NodeState {
 
     /// Removes an object; returns what that did.
     pub fn delete(&mut self, kind: Kind, namespace: Option<&str>, name: &str) -> Update {
+        if self.deferred {
+            let changed = self.index.delete(kind, namespace, name);
+            return Update {
+                changed,
+                recomputed: BTreeSet::new(),
+            };
+        }
         let node = self.node.clone();
         let node = node.as_deref();
         let ns = namespace.unwrap_or("");

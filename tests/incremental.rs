@@ -160,6 +160,11 @@ proptest! {
             let mut patched = before.clone();
             patch(&mut patched, state.model(), &recomputed);
             prop_assert_eq!(&patched, state.model(), "seed {} step {}: patch", seed, step);
+            // Compacting the graph (dropping stale peers) changes no rule.
+            let mut compacted = state.graph().clone();
+            compacted.compact();
+            prop_assert!(compacted.peer_count() <= state.graph().peer_count());
+            prop_assert_eq!(&build_with(&compacted, &options), state.model(), "seed {} step {}: compact", seed, step);
         }
     }
 }

@@ -76,8 +76,10 @@ impl<D: Dataplane> SyncLoop<D> {
         metrics: Arc<Metrics>,
         errors: Box<dyn Fn(CompileError) + Send>,
     ) -> Self {
-        let state =
+        let mut state =
             NodeState::with_options(Index::new(), Some(&settings.node), settings.options.clone());
+        // The initial list goes to the index only; one build follows it.
+        state.set_deferred(true);
         SyncLoop {
             settings,
             state,
@@ -124,7 +126,10 @@ impl<D: Dataplane> SyncLoop<D> {
                 self.relisting.insert(kind, BTreeSet::new());
             }
             Msg::InitApply(obj) => {
-                let key = (obj.namespace().unwrap_or("").to_string(), obj.name().to_string());
+                let key = (
+                    obj.namespace().unwrap_or("").to_string(),
+                    obj.name().to_string(),
+                );
                 if let Some(seen) = self.relisting.get_mut(&obj.kind()) {
                     seen.insert(key);
                 }
@@ -141,6 +146,9 @@ impl<D: Dataplane> SyncLoop<D> {
                 }
                 if self.listed.insert(kind) {
                     tracing::info!(kind = kind.name(), "initial list complete");
+                    if ALL_KINDS.iter().all(|k| self.listed.contains(k)) {
+                        self.state.set_deferred(false);
+                    }
                 }
             }
             Msg::Apply(obj) => self.apply(obj),
