@@ -4,6 +4,7 @@
 //!
 //! Set `NFTPOL_BENCH_SMOKE=1` for a quick run on small sizes (CI uses it).
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use nftpol::index::Index;
@@ -22,6 +23,31 @@ fn objects(values: &[Value]) -> Vec<Object> {
         .iter()
         .map(|v| object_from_value(v.clone(), "synth").unwrap().unwrap())
         .collect()
+}
+
+/// Netlink messages of the batch for a change (0 without the netlink feature).
+#[cfg(feature = "netlink")]
+fn batch_messages(
+    old: &nftpol::ruleset::Ruleset,
+    new: &nftpol::ruleset::Ruleset,
+    touched: &BTreeSet<(String, String)>,
+) -> usize {
+    let before = nftpol::ruleset::extract(old, touched);
+    let after = nftpol::ruleset::extract(new, touched);
+    let ops = nftpol::netlink::diff(&before, &after);
+    if ops.is_empty() {
+        return 0;
+    }
+    nftpol::netlink::encode_ops(&new.name, &ops, 1).messages
+}
+
+#[cfg(not(feature = "netlink"))]
+fn batch_messages(
+    _: &nftpol::ruleset::Ruleset,
+    _: &nftpol::ruleset::Ruleset,
+    _: &BTreeSet<(String, String)>,
+) -> usize {
+    0
 }
 
 fn peak_rss_kib() -> u64 {
@@ -114,9 +140,20 @@ fn main() {
         .filter(|v| v["kind"] == "Pod" && v["spec"]["nodeName"] == json!(node))
         .cloned()
         .collect();
+    let local_ns: std::collections::BTreeSet<&str> = local
+        .iter()
+        .filter_map(|p| p["metadata"]["namespace"].as_str())
+        .collect();
     let some_policy = values
         .iter()
-        .find(|v| v["kind"] == "NetworkPolicy" && v["spec"]["ingress"].is_array())
+        // A policy in a namespace with pods on this node: its changes reach the node.
+        .find(|v| {
+            v["kind"] == "NetworkPolicy"
+                && v["spec"]["ingress"].is_array()
+                && v["metadata"]["namespace"]
+                    .as_str()
+                    .is_some_and(|ns| local_ns.contains(ns))
+        })
         .unwrap()
         .clone();
     let some_ns = values
@@ -129,26 +166,39 @@ fn main() {
         ms(full)
     );
     println!(
-        "{:<22} {:>12} {:>14} {:>10}",
-        "change", "median_ms", "pods_recomputed", "x_full"
+        "{:<22} {:>12} {:>14} {:>12} {:>10}",
+        "change", "median_ms", "pods_recomputed", "batch_msgs", "x_full"
+    );
+    println!(
+        "(median_ms: the change applied to the node state, plus, with --features netlink, the"
+    );
+    println!(
+        " diff of the touched pods' objects and its encoding as a netlink batch: batch ready)"
     );
     let reps = if smoke { 5 } else { 21 };
-    let mut row = |name: &str, f: &mut dyn FnMut(&mut NodeState, usize) -> usize| {
-        let mut times = Vec::new();
-        let mut recomputed = 0;
-        for i in 0..reps {
-            let t = Instant::now();
-            recomputed = f(&mut state, i);
-            times.push(t.elapsed());
-        }
-        let m = median(times);
-        println!(
-            "{name:<22} {:>12} {:>14} {:>10.4}",
-            ms(m),
-            recomputed,
-            m.as_secs_f64() / full.as_secs_f64()
-        );
-    };
+    let mut applied = state.model().clone();
+    let mut row =
+        |name: &str, f: &mut dyn FnMut(&mut NodeState, usize) -> BTreeSet<(String, String)>| {
+            let mut times = Vec::new();
+            let mut recomputed = 0;
+            let mut messages = 0;
+            for i in 0..reps {
+                let t = Instant::now();
+                let touched = f(&mut state, i);
+                messages = batch_messages(&applied, state.model(), &touched);
+                times.push(t.elapsed());
+                recomputed = touched.len();
+                nftpol::ruleset::patch(&mut applied, state.model(), &touched);
+            }
+            let m = median(times);
+            println!(
+                "{name:<22} {:>12} {:>14} {:>12} {:>10.4}",
+                ms(m),
+                recomputed,
+                messages,
+                m.as_secs_f64() / full.as_secs_f64()
+            );
+        };
     row("pod add (remote)", &mut |s, i| {
         let mut p = local[0].clone();
         p["metadata"]["name"] = json!(format!("bench-{i}"));
@@ -157,7 +207,6 @@ fn main() {
         s.apply(object_from_value(p, "b").unwrap().unwrap())
             .unwrap()
             .recomputed
-            .len()
     });
     row("pod delete (remote)", &mut |s, i| {
         let p = &local[0];
@@ -167,7 +216,6 @@ fn main() {
             &format!("bench-{i}"),
         )
         .recomputed
-        .len()
     });
     row("pod relabel (local)", &mut |s, i| {
         let mut p = local[i % local.len()].clone();
@@ -175,7 +223,6 @@ fn main() {
         s.apply(object_from_value(p, "b").unwrap().unwrap())
             .unwrap()
             .recomputed
-            .len()
     });
     row("namespace relabel", &mut |s, i| {
         let mut n = some_ns.clone();
@@ -183,7 +230,6 @@ fn main() {
         s.apply(object_from_value(n, "b").unwrap().unwrap())
             .unwrap()
             .recomputed
-            .len()
     });
     row("policy add", &mut |s, i| {
         let mut p = some_policy.clone();
@@ -191,7 +237,6 @@ fn main() {
         s.apply(object_from_value(p, "b").unwrap().unwrap())
             .unwrap()
             .recomputed
-            .len()
     });
     row("policy change", &mut |s, i| {
         let mut p = some_policy.clone();
@@ -199,6 +244,5 @@ fn main() {
         s.apply(object_from_value(p, "b").unwrap().unwrap())
             .unwrap()
             .recomputed
-            .len()
     });
 }

@@ -171,7 +171,8 @@ type NamedKey = (Option<PeerKey>, Protocol, String);
 /// What one build or refresh computes at most once: namespace labels and resolved peers.
 struct Ctx<'a> {
     index: &'a Index,
-    namespaces: BTreeMap<String, Labels>,
+    /// Filled on first use: most refreshes never resolve a namespaceSelector.
+    namespaces: std::cell::OnceCell<BTreeMap<String, Labels>>,
     resolved: HashMap<PeerKey, PeerId>,
     /// Egress named ports: (peer or None for every pod, protocol, name) -> [(peer, port)].
     named: HashMap<NamedKey, Vec<(PeerId, u16)>>,
@@ -181,7 +182,7 @@ impl<'a> Ctx<'a> {
     fn new(index: &'a Index) -> Self {
         Ctx {
             index,
-            namespaces: index.namespaces(),
+            namespaces: std::cell::OnceCell::new(),
             resolved: HashMap::new(),
             named: HashMap::new(),
         }
@@ -196,6 +197,7 @@ impl<'a> Ctx<'a> {
                     None => vec![policy_ns],
                     Some(sel) => self
                         .namespaces
+                        .get_or_init(|| self.index.namespaces())
                         .iter()
                         .filter(|(_, labels)| sel.matches(labels))
                         .map(|(n, _)| n.as_str())

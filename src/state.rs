@@ -255,7 +255,9 @@ impl NodeState {
                 )
             }
         };
-        self.recompute(affected.clone());
+        if !affected.is_empty() {
+            self.recompute(affected.clone());
+        }
         Update {
             changed: true,
             recomputed: affected,

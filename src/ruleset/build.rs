@@ -463,22 +463,31 @@ pub fn update(
     }
 }
 
-fn is_pod_object(name: &str, pods: &std::collections::BTreeSet<(String, String)>) -> bool {
-    pods.iter().any(|(ns, pod)| {
-        [Direction::Ingress, Direction::Egress].iter().any(|&dir| {
-            let chain = names::pod_chain(dir, ns, pod);
-            name == chain
-                || name
-                    .strip_prefix(chain.as_str())
-                    .is_some_and(|rest| rest.starts_with('/'))
-        })
-    })
+/// Every chain and set name the given pods' objects can have.
+fn pod_object_names(
+    pods: &std::collections::BTreeSet<(String, String)>,
+) -> std::collections::HashSet<String> {
+    let mut names = std::collections::HashSet::new();
+    for (ns, pod) in pods {
+        for dir in [Direction::Ingress, Direction::Egress] {
+            names.insert(names::pod_chain(dir, ns, pod));
+            for kind in ["any4", "ports4", "any6", "ports6"] {
+                names.insert(names::pod_set(dir, ns, pod, kind));
+            }
+        }
+    }
+    names
 }
 
 /// The part of `model` that a change to `pods` can touch: their sets and chains, the
 /// dispatch maps and the known-pods sets. Diffing two such extracts costs in proportion to
 /// the change, not to the node's whole ruleset.
 pub fn extract(model: &Ruleset, pods: &std::collections::BTreeSet<(String, String)>) -> Ruleset {
+    extract_named(model, &pod_object_names(pods))
+}
+
+fn extract_named(model: &Ruleset, names: &std::collections::HashSet<String>) -> Ruleset {
+    let is_pod_object = |name: &str| names.contains(name);
     Ruleset {
         family: model.family,
         name: model.name.clone(),
@@ -486,14 +495,14 @@ pub fn extract(model: &Ruleset, pods: &std::collections::BTreeSet<(String, Strin
         sets: model
             .sets
             .iter()
-            .filter(|s| KNOWN_PODS.contains(&s.name.as_str()) || is_pod_object(&s.name, pods))
+            .filter(|s| KNOWN_PODS.contains(&s.name.as_str()) || is_pod_object(&s.name))
             .cloned()
             .collect(),
         maps: model.maps.clone(),
         chains: model
             .chains
             .iter()
-            .filter(|c| is_pod_object(&c.name, pods))
+            .filter(|c| is_pod_object(&c.name))
             .cloned()
             .collect(),
     }
@@ -505,11 +514,13 @@ pub fn patch(
     source: &Ruleset,
     pods: &std::collections::BTreeSet<(String, String)>,
 ) {
-    let part = extract(source, pods);
+    let names = pod_object_names(pods);
+    let is_pod_object = |name: &str| names.contains(name);
+    let part = extract_named(source, &names);
     target
         .sets
-        .retain(|s| !(KNOWN_PODS.contains(&s.name.as_str()) || is_pod_object(&s.name, pods)));
-    target.chains.retain(|c| !is_pod_object(&c.name, pods));
+        .retain(|s| !(KNOWN_PODS.contains(&s.name.as_str()) || is_pod_object(&s.name)));
+    target.chains.retain(|c| !is_pod_object(&c.name));
     target.sets.extend(part.sets);
     target.sets.sort_by(|a, b| a.name.cmp(&b.name));
     let base = target
