@@ -14,6 +14,9 @@ pub enum Kind {
     Script,
     /// nftpol's netlink backend (full sync in a namespace, incremental operations).
     Netlink,
+    /// The controller itself (`nftpol run`'s code), one per node, fed by a fake API server
+    /// over the real list/watch protocol; each step's changes arrive as watch events.
+    Controller,
 }
 
 /// Programs one node from the index.
@@ -21,14 +24,29 @@ pub trait Backend {
     /// Brings the rules of namespace `netns`, the node `node`, in line with `index`.
     /// `fresh` is set on the first step of a case: whatever an earlier case left must go.
     /// Returns what was loaded, for failure reports.
-    fn program(&mut self, node: &str, netns: &str, index: &Index, fresh: bool) -> Result<String>;
+    /// `objects` are the step's Kubernetes objects, for backends that serve them to a
+    /// controller.
+    fn program(
+        &mut self,
+        node: &str,
+        netns: &str,
+        index: &Index,
+        fresh: bool,
+        objects: &Objects,
+    ) -> Result<String>;
 }
+
+/// The objects in force, keyed by kind, namespace and name.
+pub type Objects = std::collections::BTreeMap<crate::run::ObjectKey, serde_json::Value>;
 
 /// The backend `kind` names, or why this build cannot provide it (exit status 2).
 pub fn open(kind: Kind) -> Result<Box<dyn Backend>, String> {
     match kind {
         Kind::Script => Ok(Box::new(Script)),
         Kind::Netlink => Ok(Box::new(Netlink::default())),
+        Kind::Controller => crate::controller::Controller::start()
+            .map(|c| Box::new(c) as Box<dyn Backend>)
+            .map_err(|e| format!("cannot start the fake API server: {e}")),
     }
 }
 
@@ -41,7 +59,14 @@ pub struct Netlink {
 }
 
 impl Backend for Netlink {
-    fn program(&mut self, node: &str, netns: &str, index: &Index, fresh: bool) -> Result<String> {
+    fn program(
+        &mut self,
+        node: &str,
+        netns: &str,
+        index: &Index,
+        fresh: bool,
+        _objects: &Objects,
+    ) -> Result<String> {
         let ruleset = nftpol::compile(index, Some(node));
         let path = std::path::PathBuf::from(format!("/run/netns/{netns}"));
         let previous = if fresh { None } else { self.applied.get(netns) };
@@ -82,7 +107,14 @@ impl Backend for Netlink {
 pub struct Script;
 
 impl Backend for Script {
-    fn program(&mut self, node: &str, netns: &str, index: &Index, fresh: bool) -> Result<String> {
+    fn program(
+        &mut self,
+        node: &str,
+        netns: &str,
+        index: &Index,
+        fresh: bool,
+        _objects: &Objects,
+    ) -> Result<String> {
         let ruleset = nftpol::compile(index, Some(node));
         let mut script = nftpol::script::render(&ruleset);
         if fresh {

@@ -11,6 +11,7 @@ mod backend;
 mod case;
 mod cluster;
 mod conntrack;
+mod controller;
 mod matrix;
 mod netns;
 mod probe;

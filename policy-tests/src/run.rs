@@ -57,7 +57,7 @@ fn cannot(msg: impl Into<String>) -> anyhow::Error {
 }
 
 /// Root, `nft` and `ip`: without them nothing can run.
-fn preflight() -> Result<()> {
+pub(crate) fn preflight() -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         return Err(cannot("must run as root (network namespaces, nftables)"));
     }
@@ -237,7 +237,7 @@ fn run_case(ctx: &mut Ctx, case: &Case) -> Verdict {
     }
 }
 
-type ObjectKey = (ObjKind, Option<String>, String);
+pub(crate) type ObjectKey = (ObjKind, Option<String>, String);
 
 /// Brings the index to the step's objects: changed or new ones through `apply`, gone
 /// ones through `delete`, as watch events would arrive.
@@ -330,7 +330,7 @@ fn run_step(
     for node in NODES {
         let loaded = ctx
             .backend
-            .program(node, &ctx.topo.host_ns(node), index, first)
+            .program(node, &ctx.topo.host_ns(node), index, first, applied)
             .with_context(|| format!("programming {node}"))?;
         scripts.push((node, loaded));
     }

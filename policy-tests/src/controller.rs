@@ -1,0 +1,177 @@
+//! The `controller` backend: nftpol's controller, unmodified, programs each node.
+//!
+//! One fake API server serves the case's objects over the real list/watch protocol; one
+//! controller per node (the library's `controller::run`, as `nftpol run` runs it) watches
+//! it and programs the node's network namespace through netlink. A step is "programmed"
+//! once every node's live table equals what the compiler gives for that node.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use fake_apiserver::FakeApiServer;
+use nftpol::controller::{self, dataplane::NetlinkDataplane};
+use nftpol::index::Index;
+
+use crate::backend::{Backend, Objects};
+
+struct Node {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+    /// The namespace's inode: a rebuilt topology has new namespaces under the same names,
+    /// and a controller holding the old one must make way for a new one.
+    netns_inode: u64,
+}
+
+fn inode(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map(|m| m.ino()).unwrap_or(0)
+}
+
+pub struct Controller {
+    rt: tokio::runtime::Runtime,
+    server: FakeApiServer,
+    nodes: HashMap<String, Node>,
+    /// What the server holds, to send only differences (as the API server would).
+    served: Objects,
+}
+
+impl Controller {
+    pub fn start() -> std::io::Result<Controller> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let server = rt.block_on(FakeApiServer::start());
+        Ok(Controller {
+            rt,
+            server,
+            nodes: HashMap::new(),
+            served: Objects::new(),
+        })
+    }
+
+    /// Makes the server hold exactly `objects`: changed ones applied, missing ones deleted
+    /// (policies first, namespaces last), so watchers see only the step's difference.
+    fn serve(&mut self, objects: &Objects) {
+        for (key, value) in objects {
+            if self.served.get(key) != Some(value) {
+                self.server.apply(value.clone());
+            }
+        }
+        let mut gone: Vec<_> = self
+            .served
+            .keys()
+            .filter(|k| !objects.contains_key(*k))
+            .cloned()
+            .collect();
+        gone.sort_by_key(|k| std::cmp::Reverse(k.0));
+        for (kind, ns, name) in gone {
+            self.server.delete(kind.name(), ns.as_deref(), &name);
+        }
+        self.served = objects.clone();
+    }
+
+    fn ensure_running(&mut self, node: &str, netns: &str) {
+        let path = PathBuf::from(format!("/run/netns/{netns}"));
+        let ino = inode(&path);
+        if self
+            .nodes
+            .get(node)
+            .is_some_and(|n| !n.task.is_finished() && n.netns_inode == ino)
+        {
+            return;
+        }
+        if let Some(mut old) = self.nodes.remove(node) {
+            if let Some(stop) = old.stop.take() {
+                let _ = stop.send(());
+            }
+            let task = old.task;
+            let _ = self
+                .rt
+                .block_on(async move { tokio::time::timeout(Duration::from_secs(5), task).await });
+        }
+        let config = controller::Config {
+            node: node.to_string(),
+            metrics_addr: "127.0.0.1:0".parse().expect("address"),
+            coalesce: Duration::from_millis(5),
+            resync: Duration::from_secs(30),
+            netns: Some(path),
+            options: Default::default(),
+        };
+        let client = {
+            let _guard = self.rt.enter();
+            self.server.client()
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = self.rt.spawn(async move {
+            let shutdown = async {
+                let _ = rx.await;
+            };
+            if let Err(e) = controller::run(config, client, NetlinkDataplane::open, shutdown).await
+            {
+                eprintln!("controller: {e}");
+            }
+        });
+        self.nodes.insert(
+            node.to_string(),
+            Node {
+                stop: Some(tx),
+                task,
+                netns_inode: ino,
+            },
+        );
+    }
+}
+
+impl Backend for Controller {
+    fn program(
+        &mut self,
+        node: &str,
+        netns: &str,
+        index: &Index,
+        _fresh: bool,
+        objects: &Objects,
+    ) -> Result<String> {
+        self.serve(objects);
+        self.ensure_running(node, netns);
+        let want = nftpol::compile(index, Some(node));
+        let path = PathBuf::from(format!("/run/netns/{netns}"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let drift = nftpol::netlink::in_netns(&path, || {
+                let live = nftpol::netlink::read_table(&want.name).ok().flatten();
+                nftpol::netlink::drift(&want, live.as_ref())
+            })
+            .map_err(|e| anyhow::anyhow!("{node}: {e}"))?;
+            match drift {
+                None => break,
+                Some(d) if Instant::now() > deadline => {
+                    bail!("{node}: the controller did not converge in 20 s: {d}")
+                }
+                Some(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        Ok(format!(
+            "# programmed by the controller\n{}",
+            nftpol::script::render(&want)
+        ))
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        for node in self.nodes.values_mut() {
+            if let Some(stop) = node.stop.take() {
+                let _ = stop.send(());
+            }
+        }
+        let tasks: Vec<_> = self.nodes.drain().map(|(_, n)| n.task).collect();
+        self.rt.block_on(async {
+            for t in tasks {
+                let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+            }
+        });
+    }
+}
