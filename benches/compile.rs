@@ -13,6 +13,9 @@ use nftpol::state::NodeState;
 use nftpol::synth::{cluster, Params};
 use serde_json::{json, Value};
 
+/// Pods a change recomputed.
+type Touched = BTreeSet<(String, String)>;
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -178,7 +181,7 @@ fn main() {
     let reps = if smoke { 5 } else { 21 };
     let mut applied = state.model().clone();
     let mut row =
-        |name: &str, f: &mut dyn FnMut(&mut NodeState, usize) -> BTreeSet<(String, String)>| {
+        |name: &str, f: &mut dyn FnMut(&mut NodeState, usize) -> Touched| {
             let mut times = Vec::new();
             let mut recomputed = 0;
             let mut messages = 0;
