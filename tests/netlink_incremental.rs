@@ -348,3 +348,61 @@ fn drift_is_detected_and_repaired() {
         "repaired after flush"
     );
 }
+
+/// A concatenated interval set that loses many elements is replaced whole (unbind, delete,
+/// create, rebind in one batch) instead of deleting elements one by one, which pipapo makes
+/// quadratic. The kernel ends up exactly where a full sync would put it.
+#[test]
+fn big_removals_replace_the_set() {
+    if !can_run("big_removals_replace_the_set") {
+        return;
+    }
+    let ports = |n: u32, skip_odd: bool| -> Ruleset {
+        let elements: Vec<Element> = (0..n)
+            .filter(|i| !(skip_odd && i % 2 == 1))
+            .map(|i| {
+                let a = format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256);
+                el(vec![v4(&a, &a), Field::Proto(6, 6), Field::Port(80, 80)])
+            })
+            .collect();
+        let mut rs = empty_ruleset(T);
+        rs.sets.push(set(
+            "ingress/x/a/ports4",
+            vec![KeyType::Ipv4Addr, KeyType::InetProto, KeyType::InetService],
+            true,
+            None,
+            elements,
+        ));
+        rs.chains.push(Chain {
+            name: "ingress/x/a".into(),
+            base: None,
+            comment: None,
+            rules: vec![
+                Rule::new(RuleKind::Lookup {
+                    family: IpFamily::V4,
+                    addr: Addr::Saddr,
+                    ports: true,
+                    set: "ingress/x/a/ports4".into(),
+                    verdict: Verdict::Accept,
+                }),
+                Rule::new(RuleKind::Verdict(Verdict::Drop)),
+            ],
+        });
+        rs
+    };
+    let before = ports(4000, false);
+    let after = ports(4000, true);
+    let ops = diff(&before, &after);
+    assert!(
+        ops.iter()
+            .any(|o| matches!(o, Op::DelSet(n) if n == "ingress/x/a/ports4")),
+        "{ops:?}"
+    );
+    assert!(!ops.iter().any(|o| matches!(o, Op::DelSetElements { .. })));
+    let ns = Netns::create();
+    ns.with(|b| b.full_sync(&before)).unwrap();
+    ns.with(|b| b.apply_ops(T, &ops)).unwrap();
+    let fresh = Netns::create();
+    fresh.with(|b| b.full_sync(&after)).unwrap();
+    assert_eq!(ns.canonical_listing(T), fresh.canonical_listing(T));
+}

@@ -76,6 +76,20 @@ fn full(new: &Ruleset) -> Vec<Op> {
     vec![Op::FullSync(Box::new(new.clone()))]
 }
 
+/// Removing elements from a concatenated interval set (pipapo) costs the kernel work in
+/// proportion to the set's size for every element removed: measured here, deleting 10,000
+/// of 20,000 elements took minutes, while creating a set of 20,000 takes a tenth of a
+/// second. Past this many removals the set is replaced whole instead.
+const REPLACE_AFTER_REMOVALS: usize = 8;
+
+fn rule_sets(kind: &RuleKind) -> Vec<&str> {
+    match kind {
+        RuleKind::Lookup { set, .. } => vec![set.as_str()],
+        RuleKind::DropUnknown { cidrs, known, .. } => vec![cidrs.as_str(), known.as_str()],
+        _ => Vec::new(),
+    }
+}
+
 /// The operations that turn `old` (what the kernel holds) into `new`.
 pub fn diff(old: &Ruleset, new: &Ruleset) -> Vec<Op> {
     if old.family != new.family || old.name != new.name || old.comment != new.comment {
@@ -93,6 +107,7 @@ pub fn diff(old: &Ruleset, new: &Ruleset) -> Vec<Op> {
     let mut add_sets = Vec::new();
     let mut set_elems = Vec::new();
     let mut del_sets = Vec::new();
+    let mut replace: Vec<&Set> = Vec::new();
     for (name, s) in &new_sets {
         match old_sets.get(name) {
             None => add_sets.push(Op::AddSet((*s).clone())),
@@ -101,6 +116,10 @@ pub fn diff(old: &Ruleset, new: &Ruleset) -> Vec<Op> {
             }
             Some(o) => {
                 let (removed, added) = sorted_diff(&o.elements, &s.elements);
+                if s.key.len() > 1 && s.interval && removed.len() > REPLACE_AFTER_REMOVALS {
+                    replace.push(*s);
+                    continue;
+                }
                 if !removed.is_empty() {
                     set_elems.push(Op::DelSetElements {
                         set: s.name.clone(),
@@ -157,6 +176,42 @@ pub fn diff(old: &Ruleset, new: &Ruleset) -> Vec<Op> {
         }
     }
 
+    // Replacing a set: unbind it (flush the chains whose rules look it up), delete it,
+    // create it again with the new elements, and give the chains their rules back; all
+    // in this one batch, so no packet sees the chain empty.
+    let replaced: BTreeSet<&str> = replace.iter().map(|s| s.name.as_str()).collect();
+    let rebound: Vec<&Chain> = new
+        .chains
+        .iter()
+        .filter(|c| old_chains.contains_key(c.name.as_str()))
+        .filter(|c| {
+            c.rules
+                .iter()
+                .any(|r| rule_sets(&r.kind).iter().any(|n| replaced.contains(n)))
+        })
+        .collect();
+    let mut pre = Vec::new();
+    for c in &rebound {
+        pre.push(Op::SetRules {
+            chain: Chain {
+                rules: Vec::new(),
+                ..(*c).clone()
+            },
+            flush: true,
+        });
+    }
+    for s in &replace {
+        pre.push(Op::DelSet(s.name.clone()));
+        pre.push(Op::AddSet((*s).clone()));
+    }
+    for c in &rebound {
+        pre.push(Op::SetRules {
+            chain: (*c).clone(),
+            flush: false,
+        });
+    }
+    let rebound: BTreeSet<&str> = rebound.iter().map(|c| c.name.as_str()).collect();
+
     let mut add_chains = Vec::new();
     let mut rules = Vec::new();
     let mut del_chains = Vec::new();
@@ -176,6 +231,7 @@ pub fn diff(old: &Ruleset, new: &Ruleset) -> Vec<Op> {
                 }
             }
             Some(o) if o.base != c.base || o.comment != c.comment => return full(new),
+            Some(_) if rebound.contains(c.name.as_str()) => {}
             Some(o) if o.rules != c.rules => rules.push(Op::SetRules {
                 chain: c.clone(),
                 flush: true,
@@ -189,7 +245,8 @@ pub fn diff(old: &Ruleset, new: &Ruleset) -> Vec<Op> {
         }
     }
 
-    let mut ops = add_sets;
+    let mut ops = pre;
+    ops.extend(add_sets);
     ops.extend(set_elems);
     ops.extend(add_chains);
     ops.extend(add_maps);
