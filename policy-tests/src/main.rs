@@ -4,10 +4,12 @@
 //!
 //! ```text
 //! policy-tests run [--backend script|netlink] [--topology bridge|routed] [-v] PATH...
+//! policy-tests bench datapath|kernel [--smoke] ...   (benchmarks; see README.md)
 //! ```
 //! Exit status: 0 all passed, 1 some case failed, 2 the harness cannot run here.
 
 mod backend;
+mod bench;
 mod case;
 mod cluster;
 mod conntrack;
@@ -52,6 +54,9 @@ enum Command {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
     },
+    /// Benchmarks: data-path connection rate, kernel apply time and memory.
+    #[command(subcommand)]
+    Bench(bench::Command),
 }
 
 fn main() -> ExitCode {
@@ -82,5 +87,6 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Bench(cmd) => bench::main(cmd),
     }
 }

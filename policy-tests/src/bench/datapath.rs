@@ -1,0 +1,356 @@
+//! `bench datapath`: the new-connection rate through one node, in real namespaces with
+//! real packets, under four configurations loaded in turn into the node's namespace:
+//!
+//! ```text
+//! (a0) no ruleset                 (a) conntrack only: ct state established,related accept
+//! (b) nftpol's ruleset (netlink)  (c) naive: one rule per (peer, port), clients' rules last
+//! ```
+//!
+//! Rounds interleave the four (rotating their order), each a fixed window of TCP connect
+//! and close from the client pods to the server pod across the node's bridge; medians
+//! are reported. The last line is `ratio=<median(b)/median(a)>`.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use nftpol::policy::Direction;
+use nftpol::ruleset::eval::Packet;
+use nftpol::ruleset::Ruleset;
+
+use super::load::{self, Window};
+use super::naive::{self, Naive};
+use super::net::Net;
+use super::scenario::{self, Scenario, PORT};
+use super::stats::{median, range, ratio_text};
+use super::traverse;
+use crate::{conntrack, netns};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Policies in the cluster (50 of them select the server).
+    #[arg(long, default_value_t = 1000)]
+    policies: usize,
+    /// Pods in the generated cluster (100 per node).
+    #[arg(long, default_value_t = 10_000)]
+    pods: usize,
+    /// Rounds of the four configurations (medians over rounds).
+    #[arg(long, default_value_t = 7)]
+    rounds: usize,
+    /// Length of one measurement window.
+    #[arg(long, default_value_t = 2.0)]
+    seconds: f64,
+    /// Client pods (one connecting thread each), at least 2.
+    #[arg(long, default_value_t = 2)]
+    clients: usize,
+    /// Tiny sizes, 2 short rounds: proves the benchmark still works (CI).
+    #[arg(long)]
+    smoke: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Config {
+    None,
+    Conntrack,
+    Nftpol,
+    Naive,
+}
+
+const CONFIGS: [Config; 4] = [
+    Config::None,
+    Config::Conntrack,
+    Config::Nftpol,
+    Config::Naive,
+];
+
+impl Config {
+    fn tag(self) -> &'static str {
+        match self {
+            Config::None => "a0",
+            Config::Conntrack => "a",
+            Config::Nftpol => "b",
+            Config::Naive => "c",
+        }
+    }
+
+    fn enforces(self) -> bool {
+        matches!(self, Config::Nftpol | Config::Naive)
+    }
+}
+
+const CONNTRACK_ONLY: &str = "flush ruleset
+table inet bench-conntrack {
+\tchain forward {
+\t\ttype filter hook forward priority filter; policy accept;
+\t\tct state established,related accept
+\t}
+}
+";
+
+/// What the rounds compare, built once.
+struct Setup {
+    scenario: Scenario,
+    model: Ruleset,
+    naive: Naive,
+    naive_script: String,
+}
+
+impl Setup {
+    fn load(&self, net: &Net, config: Config) -> Result<Duration> {
+        let t = Instant::now();
+        match config {
+            Config::None => netns::nft(&net.node, "flush ruleset\n")?,
+            Config::Conntrack => netns::nft(&net.node, CONNTRACK_ONLY)?,
+            Config::Nftpol => {
+                netns::nft(&net.node, "flush ruleset\n")?;
+                let t = Instant::now();
+                let path = std::path::PathBuf::from(format!("/run/netns/{}", net.node));
+                nftpol::netlink::in_netns(&path, || nftpol::netlink::full_sync(&self.model))?
+                    .context("netlink full sync of nftpol's ruleset")?;
+                return Ok(t.elapsed());
+            }
+            Config::Naive => {
+                netns::nft(&net.node, &format!("flush ruleset\n{}", self.naive_script))?;
+            }
+        }
+        Ok(t.elapsed())
+    }
+}
+
+fn packet(from: Ipv4Addr, to: Ipv4Addr) -> Packet {
+    Packet {
+        saddr: from.into(),
+        daddr: to.into(),
+        l4proto: 6,
+        dport: PORT,
+    }
+}
+
+fn elements(rs: &Ruleset) -> usize {
+    rs.sets.iter().map(|s| s.elements.len()).sum::<usize>()
+        + rs.maps.iter().map(|m| m.elements.len()).sum::<usize>()
+}
+
+/// Rules a client's first packet traverses in nftpol's ruleset, for `policies`.
+fn nftpol_rules(s: &Scenario, rs: &Ruleset) -> Result<usize> {
+    let mut most = 0;
+    for c in &s.clients {
+        let w = traverse::forward(rs, &packet(*c, s.server));
+        if !w.accepted {
+            bail!("nftpol's model does not accept client {c}");
+        }
+        most = most.max(w.rules);
+    }
+    if traverse::forward(rs, &packet(s.intruder, s.server)).accepted {
+        bail!("nftpol's model accepts the intruder");
+    }
+    Ok(most)
+}
+
+fn setup(pods: usize, policies: usize, clients: usize) -> Result<(Setup, String)> {
+    let t = Instant::now();
+    let scenario = scenario::build(pods, policies, clients);
+    let (graph, model) = scenario.compile()?;
+    let compile_s = t.elapsed().as_secs_f64();
+    let server = graph
+        .pod(scenario::NAMESPACE, "server")
+        .and_then(|p| p.isolation(Direction::Ingress))
+        .context("the server is not isolated")?;
+    let naive = Naive::ingress(&graph, scenario.server, server, &scenario.pod_ips());
+    let mut notes = String::new();
+    let b_rules = nftpol_rules(&scenario, &model)?;
+    // The same count with only the policies selecting the server: it must not grow.
+    let reference = scenario::build(pods, scenario.selecting, clients);
+    let (_, ref_model) = reference.compile()?;
+    let b_ref = nftpol_rules(&reference, &ref_model)?;
+    let mut c_rules = Vec::new();
+    for c in &scenario.clients {
+        let at = naive
+            .first_match(*c, 6, PORT)
+            .with_context(|| format!("the naive ruleset drops client {c}"))?;
+        c_rules.push(naive::BEFORE + at);
+    }
+    if naive.first_match(scenario.intruder, 6, PORT).is_some() {
+        bail!("the naive ruleset accepts the intruder");
+    }
+    let c_text = match (c_rules.iter().min(), c_rules.iter().max()) {
+        (Some(a), Some(b)) if a != b => format!("{a}-{b}"),
+        (Some(a), _) => a.to_string(),
+        _ => "?".into(),
+    };
+    use std::fmt::Write;
+    let _ = writeln!(
+        notes,
+        "rules a new connection's first packet traverses (model; client -> server tcp/{PORT}):"
+    );
+    let _ = writeln!(
+        notes,
+        "  (b) nftpol: {b_rules} at N={policies}, {b_ref} at N={} (forward jump + dispatch up to the ingress vmap + pod chain up to the accepting lookup)",
+        scenario.selecting
+    );
+    let _ = writeln!(
+        notes,
+        "  (c) naive:  {c_text} ({} forward rules + position of the client's rule among {} rules of the server's chain)",
+        naive::BEFORE,
+        naive.rules.len()
+    );
+    eprintln!(
+        "cluster of {pods} pods and {policies} policies compiled in {compile_s:.1}s: node {} has {} generated pods + {} bench pods; {} set and map elements; naive chain {} rules",
+        scenario.node,
+        scenario.local_pods(),
+        scenario.pods().len(),
+        elements(&model),
+        naive.rules.len()
+    );
+    let naive_script = naive.render();
+    Ok((
+        Setup {
+            scenario,
+            model,
+            naive,
+            naive_script,
+        },
+        notes,
+    ))
+}
+
+/// Runs the benchmark; prints the table and, last, the `ratio=` line.
+pub fn run(args: &Args, prefix: &str) -> Result<()> {
+    let (pods, policies, rounds, seconds) = if args.smoke {
+        (300, 60, 2, 0.5)
+    } else {
+        (args.pods, args.policies, args.rounds.max(1), args.seconds)
+    };
+    if !(0.05..=60.0).contains(&seconds) {
+        bail!("--seconds must be between 0.05 and 60");
+    }
+    let clients = args.clients.clamp(2, scenario::MAX_CLIENTS);
+    let (setup, notes) = setup(pods, policies, clients)?;
+    let s = &setup.scenario;
+    let net = Net::build(prefix, s.gateway(), &s.pods())?;
+    let server_ns = net
+        .pod_ns("server")
+        .context("server namespace")?
+        .to_string();
+    let client_ns: Vec<&str> = (0..clients)
+        .map(|i| {
+            net.pod_ns(&format!("client-{i}"))
+                .context("client namespace")
+        })
+        .collect::<Result<_>>()?;
+    let intruder_ns = net.pod_ns("intruder").context("intruder namespace")?;
+    let dst = SocketAddr::new(s.server.into(), PORT);
+    let _server = load::serve(&server_ns, dst)?;
+
+    // Warm-up (neighbour caches, code paths), not counted.
+    setup.load(&net, Config::None)?;
+    if !load::probe(client_ns[0], dst, Duration::from_secs(2))? {
+        bail!("client-0 cannot reach the server with no ruleset: the network is broken");
+    }
+    load::run_window(&client_ns, dst, seconds.min(0.5))?;
+
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); CONFIGS.len()];
+    let mut load_ms: Vec<Vec<f64>> = vec![Vec::new(); CONFIGS.len()];
+    let mut failures = [0u64; 4];
+    println!(
+        "datapath: new TCP connections/s, {clients} client pods -> 1 server pod across one node's bridge (br_netfilter), {rounds} rounds x {seconds} s, configurations interleaved"
+    );
+    for round in 0..rounds {
+        let mut line = format!("round {}:", round + 1);
+        for k in 0..CONFIGS.len() {
+            let ci = (k + round) % CONFIGS.len();
+            let config = CONFIGS[ci];
+            let took = setup.load(&net, config)?;
+            conntrack::flush(&net.node)?;
+            if !load::probe(client_ns[0], dst, Duration::from_secs(1))? {
+                bail!("({}) client-0 cannot connect to the server", config.tag());
+            }
+            if config.enforces() && load::probe(intruder_ns, dst, Duration::from_millis(300))? {
+                bail!(
+                    "({}) the intruder got through: the ruleset is not enforced",
+                    config.tag()
+                );
+            }
+            conntrack::flush(&net.node)?;
+            let w: Window = load::run_window(&client_ns, dst, seconds)?;
+            if w.connections == 0 {
+                bail!("({}) no connection completed in the window", config.tag());
+            }
+            rates[ci].push(w.rate());
+            load_ms[ci].push(took.as_secs_f64() * 1e3);
+            failures[ci] += w.failures;
+            line.push_str(&format!("  {}={:.0}", config.tag(), w.rate()));
+        }
+        println!("{line}");
+    }
+    setup.load(&net, Config::None)?;
+    print_table(&setup, policies, &rates, &load_ms, &failures, &notes);
+    Ok(())
+}
+
+fn print_table(
+    setup: &Setup,
+    policies: usize,
+    rates: &[Vec<f64>],
+    load_ms: &[Vec<f64>],
+    failures: &[u64; 4],
+    notes: &str,
+) {
+    let s = &setup.scenario;
+    let med: Vec<f64> = rates.iter().map(|r| median(r).unwrap_or(0.0)).collect();
+    let b_rules = nftpol_rules(s, &setup.model).unwrap_or(0);
+    let c_last = s
+        .clients
+        .iter()
+        .filter_map(|c| setup.naive.first_match(*c, 6, PORT))
+        .max()
+        .map_or(0, |i| i + naive::BEFORE);
+    println!(
+        "cluster: {} pods, {policies} policies ({} select the server), node {}; (b) has {} set/map elements, (c) {} rules",
+        s.params.pods,
+        s.selecting,
+        s.node,
+        elements(&setup.model),
+        setup.naive.rules.len() + naive::BEFORE
+    );
+    println!(
+        "{:<34} {:>10} {:>12} {:>10} {:>10} {:>8} {:>8} {:>9}",
+        "config", "rules/conn", "median/s", "min/s", "max/s", "vs (a0)", "vs (a)", "load_ms"
+    );
+    let labels = [
+        "(a0) no ruleset",
+        "(a)  conntrack only",
+        "(b)  nftpol (netlink full sync)",
+        "(c)  naive, one rule per peer+port",
+    ];
+    let rules = [0, 1, b_rules, c_last];
+    for i in 0..CONFIGS.len() {
+        let (lo, hi) = range(&rates[i]).unwrap_or((0.0, 0.0));
+        println!(
+            "{:<34} {:>10} {:>12.0} {:>10.0} {:>10.0} {:>8} {:>8} {:>9.1}",
+            labels[i],
+            rules[i],
+            med[i],
+            lo,
+            hi,
+            ratio_text(med[i], med[0]),
+            ratio_text(med[i], med[1]),
+            median(&load_ms[i]).unwrap_or(0.0)
+        );
+    }
+    let failed: u64 = failures.iter().sum();
+    if failed > 0 {
+        println!(
+            "failed or timed-out connects: a0 {} a {} b {} c {}",
+            failures[0], failures[1], failures[2], failures[3]
+        );
+    }
+    // Rounds are close in time: their own ratios cancel slow drift of the machine.
+    let per_round: Vec<f64> = rates[2].iter().zip(&rates[1]).map(|(b, a)| b / a).collect();
+    println!(
+        "per-round (b)/(a): median {} (each round's (b) over its own (a))",
+        median(&per_round).map_or("n/a".into(), |r| format!("{r:.3}"))
+    );
+    print!("{notes}");
+    println!("ratio={}", ratio_text(med[2], med[1]));
+}

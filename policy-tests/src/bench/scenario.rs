@@ -1,0 +1,238 @@
+//! The data-path scenario: a generated cluster (`nftpol::synth::cluster`) plus namespace
+//! `bench` on the middle node, holding the server pod, the client pods and one intruder
+//! pod (allowed by nothing, to prove the rules are enforced). Of the cluster's N
+//! policies, the last `selecting` (at most 50) select the server: the first ones allow
+//! other peers (pods picked by team and app labels across the cluster, and one ipBlock
+//! each) on other ports or the same one, the last one allows the clients, so the clients
+//! are allowed by the last rule a linear ruleset would look at. Pure.
+
+use std::net::Ipv4Addr;
+
+use anyhow::{Context, Result};
+use nftpol::graph::PolicyGraph;
+use nftpol::index::Index;
+use nftpol::input::object_from_value;
+use nftpol::ruleset::Ruleset;
+use nftpol::synth::{cluster, Params};
+use serde_json::{json, Value};
+
+/// The namespace of the bench pods.
+pub const NAMESPACE: &str = "bench";
+/// The port the server listens on and the clients connect to.
+pub const PORT: u16 = 8080;
+/// How many policies select the server, at most.
+pub const SELECTING: usize = 50;
+/// Pod addresses the generator never uses on a node (its slots end at 101).
+const SERVER_SLOT: u8 = 200;
+const INTRUDER_SLOT: u8 = 250;
+/// Client slots are 201..=249.
+pub const MAX_CLIENTS: usize = 49;
+
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Every object of the cluster, as the API server would serve it.
+    pub values: Vec<Value>,
+    pub params: Params,
+    pub node: String,
+    /// The node's pod /24 (`10.64.K.0`), as the generator assigns it.
+    pub subnet: Ipv4Addr,
+    pub server: Ipv4Addr,
+    pub clients: Vec<Ipv4Addr>,
+    pub intruder: Ipv4Addr,
+    /// Policies selecting the server; the last of them allows the clients.
+    pub selecting: usize,
+}
+
+/// The generator's IPv4 address of slot `slot` on node number `node`.
+fn node_addr(node: usize, slot: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, (64 + node / 256) as u8, (node % 256) as u8, slot)
+}
+
+fn pod(name: &str, role: &str, node: &str, ip: Ipv4Addr) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"role": role}},
+        "spec": {"nodeName": node, "containers": [{"name": "main", "image": "registry.example/bench:1",
+                 "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}]}]},
+        "status": {"phase": "Running", "podIP": ip.to_string(), "podIPs": [{"ip": ip.to_string()}]}
+    })
+}
+
+/// The name of the `i`th policy selecting the server (sorts in creation order).
+pub fn policy_name(i: usize) -> String {
+    format!("bench-allow-{i:02}")
+}
+
+/// Policy `i` of `selecting`: the last one allows the clients, the others other peers.
+fn policy(i: usize, selecting: usize) -> Value {
+    let ingress = if i + 1 == selecting {
+        json!([{"from": [{"podSelector": {"matchLabels": {"role": "client"}}}],
+                "ports": [{"protocol": "TCP", "port": PORT}]}])
+    } else {
+        // Half on the clients' port, half on a port of their own.
+        let ports = if i.is_multiple_of(2) {
+            json!([{"protocol": "TCP", "port": PORT}, {"protocol": "TCP", "port": 9000 + i}])
+        } else {
+            json!([{"protocol": "TCP", "port": 9000 + i}])
+        };
+        json!([{"from": [
+                    {"namespaceSelector": {"matchLabels": {"team": format!("team-{}", i % 20)}},
+                     "podSelector": {"matchLabels": {"app": format!("app-{}", i % 8)}}},
+                    {"ipBlock": {"cidr": format!("172.16.{i}.0/24")}}],
+                "ports": ports}])
+    };
+    json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+           "metadata": {"name": policy_name(i), "namespace": NAMESPACE},
+           "spec": {"podSelector": {"matchLabels": {"role": "server"}}, "policyTypes": ["Ingress"],
+                    "ingress": ingress}})
+}
+
+/// The cluster of `pods` generated pods and `policies` policies in all, with `clients`
+/// client pods (1..=49).
+pub fn build(pods: usize, policies: usize, clients: usize) -> Scenario {
+    let selecting = policies.clamp(1, SELECTING);
+    let params = Params::new(pods.max(1), policies - selecting.min(policies));
+    let mut values = cluster(&params);
+    let k = params.nodes() / 2;
+    let node = format!("node-{k}");
+    let server = node_addr(k, SERVER_SLOT);
+    let clients: Vec<Ipv4Addr> = (0..clients.clamp(1, MAX_CLIENTS))
+        .map(|i| node_addr(k, SERVER_SLOT + 1 + i as u8))
+        .collect();
+    let intruder = node_addr(k, INTRUDER_SLOT);
+    values.push(json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": NAMESPACE, "labels": {"kubernetes.io/metadata.name": NAMESPACE,
+                     "team": "team-bench", "env": "bench"}}}));
+    values.push(pod("server", "server", &node, server));
+    for (i, ip) in clients.iter().enumerate() {
+        values.push(pod(&format!("client-{i}"), "client", &node, *ip));
+    }
+    values.push(pod("intruder", "intruder", &node, intruder));
+    values.extend((0..selecting).map(|i| policy(i, selecting)));
+    Scenario {
+        values,
+        params,
+        node,
+        subnet: node_addr(k, 0),
+        server,
+        clients,
+        intruder,
+        selecting,
+    }
+}
+
+impl Scenario {
+    /// The namespace name and address of every bench pod: server, clients, intruder.
+    pub fn pods(&self) -> Vec<(String, Ipv4Addr)> {
+        let mut out = vec![("server".to_string(), self.server)];
+        out.extend(
+            self.clients
+                .iter()
+                .enumerate()
+                .map(|(i, ip)| (format!("client-{i}"), *ip)),
+        );
+        out.push(("intruder".into(), self.intruder));
+        out
+    }
+
+    /// The node's bridge address (`.1` of its pod /24).
+    pub fn gateway(&self) -> Ipv4Addr {
+        let o = self.subnet.octets();
+        Ipv4Addr::new(o[0], o[1], o[2], 1)
+    }
+
+    /// The index of the whole cluster.
+    pub fn index(&self) -> Result<Index> {
+        let mut objects = Vec::with_capacity(self.values.len());
+        for v in &self.values {
+            objects.push(object_from_value(v.clone(), "bench")?.context("a kind nftpol reads")?);
+        }
+        Ok(Index::from_objects(objects)?)
+    }
+
+    /// The node's policy graph and ruleset (what `nftpol::compile` gives).
+    pub fn compile(&self) -> Result<(PolicyGraph, Ruleset)> {
+        let index = self.index()?;
+        let graph = PolicyGraph::build_for(&index, Some(&self.node));
+        let ruleset = nftpol::ruleset::build(&graph);
+        Ok((graph, ruleset))
+    }
+
+    /// Every pod's IPv4 address in the cluster, as numbers.
+    pub fn pod_ips(&self) -> std::collections::BTreeSet<u32> {
+        self.values
+            .iter()
+            .filter(|v| v["kind"] == "Pod")
+            .flat_map(|v| {
+                v["status"]["podIPs"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter_map(|ip| ip["ip"].as_str()?.parse::<Ipv4Addr>().ok())
+            .map(u32::from)
+            .collect()
+    }
+
+    /// How many generated pods run on the node (the bench pods not counted).
+    pub fn local_pods(&self) -> usize {
+        let node = json!(self.node);
+        self.values
+            .iter()
+            .filter(|v| v["kind"] == "Pod" && v["spec"]["nodeName"] == node)
+            .filter(|v| v["metadata"]["namespace"] != NAMESPACE)
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nftpol::policy::Direction;
+    use nftpol::ruleset::eval::{forward_accepts, Packet};
+
+    fn packet(from: Ipv4Addr, to: Ipv4Addr, port: u16) -> Packet {
+        Packet {
+            saddr: from.into(),
+            daddr: to.into(),
+            l4proto: 6,
+            dport: port,
+        }
+    }
+
+    #[test]
+    fn server_is_selected_by_the_bench_policies_only() {
+        let s = build(300, 80, 2);
+        assert_eq!(s.selecting, 50);
+        let policies = s
+            .values
+            .iter()
+            .filter(|v| v["kind"] == "NetworkPolicy")
+            .count();
+        assert_eq!(policies, 80);
+        let (graph, rs) = s.compile().unwrap();
+        let server = graph.pod(NAMESPACE, "server").unwrap();
+        assert!(server.ips.contains(&s.server.into()));
+        let iso = server.isolation(Direction::Ingress).unwrap();
+        assert_eq!(iso.isolated_by.len(), 50);
+        assert!(server.isolation(Direction::Egress).is_none());
+        for c in &s.clients {
+            assert!(forward_accepts(&rs, &packet(*c, s.server, PORT)));
+            assert!(!forward_accepts(&rs, &packet(*c, s.server, PORT + 1)));
+            // Clients are not isolated: replies and other traffic pass.
+            assert!(graph.pod(NAMESPACE, "client-0").unwrap().egress.is_none());
+        }
+        assert!(!forward_accepts(&rs, &packet(s.intruder, s.server, PORT)));
+        assert_eq!(s.gateway(), Ipv4Addr::new(10, 64, 1, 1));
+        assert!(s.local_pods() > 0);
+    }
+
+    #[test]
+    fn few_policies_still_allow_the_clients() {
+        let s = build(100, 1, 3);
+        assert_eq!(s.selecting, 1);
+        assert_eq!(s.clients.len(), 3);
+        let (_, rs) = s.compile().unwrap();
+        assert!(forward_accepts(&rs, &packet(s.clients[2], s.server, PORT)));
+    }
+}
