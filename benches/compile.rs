@@ -180,28 +180,27 @@ fn main() {
     );
     let reps = if smoke { 5 } else { 21 };
     let mut applied = state.model().clone();
-    let mut row =
-        |name: &str, f: &mut dyn FnMut(&mut NodeState, usize) -> Touched| {
-            let mut times = Vec::new();
-            let mut recomputed = 0;
-            let mut messages = 0;
-            for i in 0..reps {
-                let t = Instant::now();
-                let touched = f(&mut state, i);
-                messages = batch_messages(&applied, state.model(), &touched);
-                times.push(t.elapsed());
-                recomputed = touched.len();
-                nftpol::ruleset::patch(&mut applied, state.model(), &touched);
-            }
-            let m = median(times);
-            println!(
-                "{name:<22} {:>12} {:>14} {:>12} {:>10.4}",
-                ms(m),
-                recomputed,
-                messages,
-                m.as_secs_f64() / full.as_secs_f64()
-            );
-        };
+    let mut row = |name: &str, f: &mut dyn FnMut(&mut NodeState, usize) -> Touched| {
+        let mut times = Vec::new();
+        let mut recomputed = 0;
+        let mut messages = 0;
+        for i in 0..reps {
+            let t = Instant::now();
+            let touched = f(&mut state, i);
+            messages = batch_messages(&applied, state.model(), &touched);
+            times.push(t.elapsed());
+            recomputed = touched.len();
+            nftpol::ruleset::patch(&mut applied, state.model(), &touched);
+        }
+        let m = median(times);
+        println!(
+            "{name:<22} {:>12} {:>14} {:>12} {:>10.4}",
+            ms(m),
+            recomputed,
+            messages,
+            m.as_secs_f64() / full.as_secs_f64()
+        );
+    };
     row("pod add (remote)", &mut |s, i| {
         let mut p = local[0].clone();
         p["metadata"]["name"] = json!(format!("bench-{i}"));
