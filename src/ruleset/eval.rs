@@ -42,10 +42,11 @@ enum Flow {
     Verdict(Verdict),
 }
 
-fn run_chain(rs: &Ruleset, name: &str, p: &Packet, depth: usize) -> Flow {
+fn run_chain(rs: &Ruleset, name: &str, p: &Packet, depth: usize, count: &mut usize) -> Flow {
     assert!(depth < 16, "jump loop at chain {name}");
     let chain = rs.chain(name).unwrap_or_else(|| panic!("no chain {name}"));
     for rule in &chain.rules {
+        *count += 1;
         let verdict = match &rule.kind {
             // The packet is the first of its connection: never established.
             RuleKind::CtEstablishedAccept => None,
@@ -121,33 +122,53 @@ fn run_chain(rs: &Ruleset, name: &str, p: &Packet, depth: usize) -> Flow {
         };
         match verdict {
             None => continue,
-            Some(Verdict::Jump(c)) => match run_chain(rs, &c, p, depth + 1) {
+            Some(Verdict::Jump(c)) => match run_chain(rs, &c, p, depth + 1, count) {
                 Flow::Continue => continue,
                 Flow::Verdict(Verdict::Return) => continue,
                 v => return v,
             },
-            Some(Verdict::Goto(c)) => return run_chain(rs, &c, p, depth + 1),
+            Some(Verdict::Goto(c)) => return run_chain(rs, &c, p, depth + 1, count),
             Some(v) => return Flow::Verdict(v),
         }
     }
     Flow::Continue
 }
 
-/// Whether `p` passes the forward hook of this table.
-pub fn forward_accepts(rs: &Ruleset, p: &Packet) -> bool {
-    let base = rs
+/// What the forward hook does with a packet: the verdict, and how many rules it
+/// evaluated on the way (a verdict-map or set lookup is one rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Walk {
+    pub rules: usize,
+    pub accepted: bool,
+}
+
+/// Walks `p` through the forward hook of this table.
+pub fn forward_walk(rs: &Ruleset, p: &Packet) -> Walk {
+    let Some(base) = rs
         .chains
         .iter()
         .find(|c| c.base.as_ref().is_some_and(|b| b.hook == Hook::Forward))
-        .expect("a forward base chain");
+    else {
+        return Walk {
+            rules: 0,
+            accepted: true,
+        };
+    };
     let policy = base
         .base
         .as_ref()
         .map(|b| b.policy.clone())
         .unwrap_or(Verdict::Accept);
-    match run_chain(rs, &base.name, p, 0) {
+    let mut rules = 0;
+    let accepted = match run_chain(rs, &base.name, p, 0, &mut rules) {
         Flow::Verdict(Verdict::Drop) => false,
         Flow::Verdict(Verdict::Accept) => true,
         _ => policy == Verdict::Accept,
-    }
+    };
+    Walk { rules, accepted }
+}
+
+/// Whether `p` passes the forward hook of this table.
+pub fn forward_accepts(rs: &Ruleset, p: &Packet) -> bool {
+    forward_walk(rs, p).accepted
 }
