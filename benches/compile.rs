@@ -2,7 +2,9 @@
 //! one change costs through the incremental path. Prints a table; times are medians of
 //! several runs in this one process, so compare rows as ratios, not absolute numbers.
 //!
-//! Set `NFTPOL_BENCH_SMOKE=1` for a quick run on small sizes (CI uses it).
+//! Set `NFTPOL_BENCH_SMOKE=1` for a quick run on small sizes (CI uses it), and
+//! `NFTPOL_BENCH_ONLY=compile`, `=incremental` or `=<words of a row name>` to run one half
+//! or one incremental row, e.g. under a profiler.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -87,6 +89,17 @@ fn main() {
             (50_000, 5_000),
         ]
     };
+    let only = std::env::var("NFTPOL_BENCH_ONLY").unwrap_or_default();
+    if only.is_empty() || only == "compile" {
+        compile_rows(smoke, &scales);
+    }
+    if only != "compile" {
+        let row = if only == "incremental" { "" } else { &only };
+        incremental_rows(smoke, row);
+    }
+}
+
+fn compile_rows(smoke: bool, scales: &[(usize, usize)]) {
     let runs = if smoke { 3 } else { 5 };
     println!("compile: one node (100 local pods) of a generated cluster; median of {runs} runs");
     println!(
@@ -94,7 +107,7 @@ fn main() {
         "pods", "policies", "index_ms", "compile_ms", "render_ms", "script_MB", "elements"
     );
     let mut base: Option<f64> = None;
-    for &(pods, policies) in &scales {
+    for &(pods, policies) in scales {
         let params = Params::new(pods, policies);
         let values = cluster(&params);
         let node = format!("node-{}", params.nodes() / 2);
@@ -128,7 +141,9 @@ fn main() {
         );
     }
     println!("peak RSS of the whole run: {} MiB", peak_rss_kib() / 1024);
+}
 
+fn incremental_rows(smoke: bool, only_row: &str) {
     // Incremental: one change at a time on a 10,000-pod, 1,000-policy cluster.
     let (pods, policies) = if smoke { (1_000, 100) } else { (10_000, 1_000) };
     let params = Params::new(pods, policies);
@@ -184,6 +199,9 @@ fn main() {
         let mut times = Vec::new();
         let mut recomputed = 0;
         let mut messages = 0;
+        if !name.contains(only_row) {
+            return;
+        }
         for i in 0..reps {
             let t = Instant::now();
             let touched = f(&mut state, i);

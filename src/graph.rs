@@ -155,27 +155,63 @@ impl PodNode {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct PolicyGraph {
     pub peers: Vec<Peer>,
     /// Every pod that policy applies to (has an address, not finished, not hostNetwork)
     /// within the scope the graph was built for.
     pub pods: BTreeMap<(String, String), PodNode>,
     peer_ids: HashMap<AddrSet, PeerId>,
-}
-
-/// A policy's peer as resolved against the cluster, cached for one build or refresh.
-type PeerKey = (PeerSpec, String);
-type NamedKey = (Option<PeerKey>, Protocol, String);
-
-/// What one build or refresh computes at most once: namespace labels and resolved peers.
-struct Ctx<'a> {
-    index: &'a Index,
-    /// Filled on first use: most refreshes never resolve a namespaceSelector.
-    namespaces: std::cell::OnceCell<BTreeMap<String, Labels>>,
+    /// Peers resolved against the cluster, kept across refreshes so that a one-pod change
+    /// does not walk every namespace again for every policy of the pods it touches. Only
+    /// pods and namespaces decide what a peer holds, and the caller reports each change of
+    /// those ([`PolicyGraph::forget_pod`], [`PolicyGraph::forget_namespace`]) before it
+    /// refreshes.
     resolved: HashMap<PeerKey, PeerId>,
     /// Egress named ports: (peer or None for every pod, protocol, name) -> [(peer, port)].
     named: HashMap<NamedKey, Vec<(PeerId, u16)>>,
+}
+
+/// Two graphs are equal when they hold the same peers and pods; caches do not count.
+impl PartialEq for PolicyGraph {
+    fn eq(&self, other: &Self) -> bool {
+        self.peers == other.peers && self.pods == other.pods
+    }
+}
+
+impl Eq for PolicyGraph {}
+
+/// A policy's peer: its spec, and the policy's namespace when the spec is a podSelector
+/// alone (empty otherwise: the rest does not depend on where the policy lives).
+type PeerKey = (PeerSpec, String);
+type NamedKey = (Option<PeerKey>, Protocol, String);
+
+/// Whether `pod`, in a namespace labelled `ns_labels`, is (or may be) among the pods the
+/// peer holds. `static_blocks`: an ipBlock's addresses never depend on pods.
+fn may_hold(key: &PeerKey, pod: &PodInfo, ns_labels: &Labels, static_blocks: bool) -> bool {
+    match &key.0 {
+        PeerSpec::Block { cidr, except } => {
+            !static_blocks && {
+                let addrs = AddrSet::from_block(cidr, except);
+                pod.ips.iter().any(|ip| addrs.contains(*ip))
+            }
+        }
+        PeerSpec::Pods {
+            namespaces: None,
+            pods,
+        } => key.1 == pod.namespace && pods.matches(&pod.labels),
+        PeerSpec::Pods {
+            namespaces: Some(sel),
+            pods,
+        } => sel.matches(ns_labels) && pods.matches(&pod.labels),
+    }
+}
+
+/// What one build or refresh computes at most once: the namespaces and their labels.
+struct Ctx<'a> {
+    index: &'a Index,
+    /// Filled on first use: most refreshes never resolve a namespaceSelector.
+    namespaces: std::cell::OnceCell<Vec<(&'a str, std::borrow::Cow<'a, Labels>)>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -183,8 +219,6 @@ impl<'a> Ctx<'a> {
         Ctx {
             index,
             namespaces: std::cell::OnceCell::new(),
-            resolved: HashMap::new(),
-            named: HashMap::new(),
         }
     }
 
@@ -197,10 +231,10 @@ impl<'a> Ctx<'a> {
                     None => vec![policy_ns],
                     Some(sel) => self
                         .namespaces
-                        .get_or_init(|| self.index.namespaces())
+                        .get_or_init(|| self.index.namespaces_borrowed().collect())
                         .iter()
                         .filter(|(_, labels)| sel.matches(labels))
-                        .map(|(n, _)| n.as_str())
+                        .map(|(n, _)| *n)
                         .collect(),
                 };
                 let index = self.index;
@@ -219,6 +253,10 @@ impl<'a> Ctx<'a> {
             }
         }
     }
+}
+
+fn implied_labels(namespace: &str) -> Labels {
+    [(crate::index::NAME_LABEL.to_string(), namespace.to_string())].into()
 }
 
 impl PolicyGraph {
@@ -244,7 +282,7 @@ impl PolicyGraph {
             _ => String::new(),
         };
         let key = (spec.clone(), scope);
-        if let Some(&id) = ctx.resolved.get(&key) {
+        if let Some(&id) = self.resolved.get(&key) {
             return id;
         }
         let addrs = match spec {
@@ -256,7 +294,7 @@ impl PolicyGraph {
             ),
         };
         let id = self.intern(addrs, || describe_peer(spec, policy_ns));
-        ctx.resolved.insert(key, id);
+        self.resolved.insert(key, id);
         id
     }
 
@@ -279,7 +317,7 @@ impl PolicyGraph {
             (s.clone(), scope)
         });
         let key = (peer_key, protocol, name.to_string());
-        if let Some(v) = ctx.named.get(&key) {
+        if let Some(v) = self.named.get(&key) {
             return v.clone();
         }
         // An ipBlock holds only the pod addresses inside it (a dual-stack pod may have one
@@ -311,7 +349,7 @@ impl PolicyGraph {
                 (id, port)
             })
             .collect();
-        ctx.named.insert(key, out.clone());
+        self.named.insert(key, out.clone());
         out
     }
 
@@ -497,6 +535,45 @@ impl PolicyGraph {
         }
     }
 
+    /// Forgets the cached peers that a change to `pod` can alter. Call it with the pod as
+    /// it was and as it is (either may be absent), before refreshing.
+    pub fn forget_pod(&mut self, index: &Index, pod: &PodInfo) {
+        if !pod.is_policy_pod() || (self.resolved.is_empty() && self.named.is_empty()) {
+            return;
+        }
+        let implied;
+        let ns_labels = match index.namespace_labels(&pod.namespace) {
+            Some(l) => l,
+            None => {
+                implied = implied_labels(&pod.namespace);
+                &implied
+            }
+        };
+        self.resolved
+            .retain(|key, _| !may_hold(key, pod, ns_labels, true));
+        self.named.retain(|(key, _, _), _| match key {
+            None => false,
+            Some(key) => !may_hold(key, pod, ns_labels, false),
+        });
+    }
+
+    /// Forgets the cached peers that select namespace `name` by its labels, as they were
+    /// (`old`) or are (`new`); a namespace not given counts with only its name label.
+    pub fn forget_namespace(&mut self, name: &str, old: Option<&Labels>, new: Option<&Labels>) {
+        let implied = implied_labels(name);
+        let candidates: Vec<&Labels> = [old, new, Some(&implied)].into_iter().flatten().collect();
+        let selects = |key: &PeerKey| match &key.0 {
+            PeerSpec::Pods {
+                namespaces: Some(sel),
+                ..
+            } => candidates.iter().any(|l| sel.matches(l)),
+            _ => false,
+        };
+        self.resolved.retain(|key, _| !selects(key));
+        self.named
+            .retain(|(key, _, _), _| !key.as_ref().is_some_and(selects));
+    }
+
     /// Peers no pod refers to any more are kept until [`PolicyGraph::compact`].
     pub fn peer_count(&self) -> usize {
         self.peers.len()
@@ -523,6 +600,9 @@ impl PolicyGraph {
                 }
             }
         }
+        // Cached resolutions hold old ids; they are recomputed on demand.
+        self.resolved.clear();
+        self.named.clear();
         self.peer_ids = peers
             .iter()
             .enumerate()

@@ -5,6 +5,7 @@
 //! reduced on the way in to the fields enforcement reads (labels, addresses, node, phase,
 //! hostNetwork, named ports; a validated [`Policy`]). No async code, no nftables.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
@@ -74,6 +75,19 @@ fn invalid(obj: &Object, field: impl Into<String>, problem: impl Into<String>) -
         field: field.into(),
         problem: problem.into(),
     }
+}
+
+/// The distinct namespaces of a map keyed by (namespace, name), one seek per namespace.
+fn distinct_namespaces<V>(map: &BTreeMap<(String, String), V>) -> impl Iterator<Item = &str> + '_ {
+    let mut next = map.keys().next();
+    std::iter::from_fn(move || {
+        let (ns, _) = next?;
+        // `ns + "\0"` is the least string above `ns`: the first key of the next namespace.
+        let mut above = ns.clone();
+        above.push('\0');
+        next = map.range((above, String::new())..).next().map(|(k, _)| k);
+        Some(ns.as_str())
+    })
 }
 
 fn parse_ip(s: &str) -> Option<IpAddr> {
@@ -345,23 +359,42 @@ impl Index {
     /// Every namespace given, plus those only referred to by a pod or policy; the latter
     /// carry only the name label, as the API server would set it.
     pub fn namespaces(&self) -> BTreeMap<String, Labels> {
-        let mut all = self.namespaces.clone();
-        for name in self.implied_namespaces() {
-            let labels = [(NAME_LABEL.to_string(), name.clone())].into();
-            all.insert(name, labels);
-        }
-        all
+        self.namespaces_borrowed()
+            .map(|(name, labels)| (name.to_string(), labels.into_owned()))
+            .collect()
+    }
+
+    /// [`Index::namespaces`] without copying the given ones, sorted by name. Peers with a
+    /// namespaceSelector walk this on every refresh, so it costs one step per namespace,
+    /// not one per pod.
+    pub fn namespaces_borrowed(&self) -> impl Iterator<Item = (&str, Cow<'_, Labels>)> + '_ {
+        let given = self
+            .namespaces
+            .iter()
+            .map(|(n, l)| (n.as_str(), Cow::Borrowed(l)));
+        let implied = self.implied_namespace_names().map(|name| {
+            let labels: Labels = [(NAME_LABEL.to_string(), name.to_string())].into();
+            (name, Cow::Owned(labels))
+        });
+        let mut all: Vec<(&str, Cow<'_, Labels>)> = given.chain(implied).collect();
+        all.sort_by(|a, b| a.0.cmp(b.0));
+        all.into_iter()
+    }
+
+    /// Namespaces that pods or policies live in but that were never given.
+    pub fn implied_namespace_names(&self) -> impl Iterator<Item = &str> + '_ {
+        let mut names: Vec<&str> = distinct_namespaces(&self.pods)
+            .chain(distinct_namespaces(&self.policies))
+            .filter(|ns| !self.namespaces.contains_key(*ns))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names.into_iter()
     }
 
     /// Namespaces that pods or policies live in but that were never given.
     pub fn implied_namespaces(&self) -> BTreeSet<String> {
-        self.pods
-            .keys()
-            .chain(self.policies.keys())
-            .map(|(ns, _)| ns)
-            .filter(|ns| !self.namespaces.contains_key(*ns))
-            .cloned()
-            .collect()
+        self.implied_namespace_names().map(str::to_string).collect()
     }
 
     /// Policies that could not be compiled, with their errors.

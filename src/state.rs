@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use crate::error::Result;
 use crate::graph::PolicyGraph;
 use crate::impact::{self, Change, PodKey};
-use crate::index::Index;
+use crate::index::{Index, PodInfo};
 use crate::input::{Kind, Object, ObjectData};
 use crate::ruleset::{self, Ruleset};
 
@@ -96,6 +96,13 @@ impl NodeState {
         }
     }
 
+    /// Tells the graph's peer cache that a pod changed (as it was, as it is).
+    fn forget_pods(&mut self, old: Option<&PodInfo>, new: Option<&PodInfo>) {
+        for pod in [old, new].into_iter().flatten() {
+            self.graph.forget_pod(&self.index, pod);
+        }
+    }
+
     /// Defers graph and model updates (see the field); clearing it rebuilds them.
     pub fn set_deferred(&mut self, deferred: bool) {
         if self.deferred && !deferred {
@@ -139,6 +146,7 @@ impl NodeState {
                 let old = self.index.pod(&ns, &name).cloned();
                 let result = self.index.apply(obj);
                 let new = self.index.pod(&ns, &name).cloned();
+                self.forget_pods(old.as_ref(), new.as_ref());
                 let change = Change::Pod {
                     old: old.as_ref(),
                     new: new.as_ref(),
@@ -153,6 +161,8 @@ impl NodeState {
                 let old = self.index.namespace_labels(&name).cloned();
                 let result = self.index.apply(obj);
                 let new = self.index.namespace_labels(&name).cloned();
+                self.graph
+                    .forget_namespace(&name, old.as_ref(), new.as_ref());
                 let change = Change::Namespace {
                     name: &name,
                     old: old.as_ref(),
@@ -216,6 +226,7 @@ impl NodeState {
                 if !self.index.delete(kind, namespace, name) {
                     return Update::default();
                 }
+                self.forget_pods(old.as_ref(), None);
                 impact::affected(
                     &self.index,
                     &self.graph,
@@ -231,6 +242,7 @@ impl NodeState {
                 if !self.index.delete(kind, namespace, name) {
                     return Update::default();
                 }
+                self.graph.forget_namespace(name, old.as_ref(), None);
                 // A namespace that still holds pods lives on with its implied labels.
                 let change = Change::Namespace {
                     name,

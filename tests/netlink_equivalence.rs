@@ -124,14 +124,14 @@ pub fn kitchen_sink() -> Ruleset {
         let mut elements: Vec<MapElement> = els
             .into_iter()
             .map(|(f, v)| MapElement {
-                key: vec![f],
+                key: [f].into(),
                 verdict: v,
             })
             .collect();
         elements.sort();
         Map {
             name: name.into(),
-            key: vec![key],
+            key: [key].into(),
             comment: None,
             elements,
         }
@@ -550,11 +550,11 @@ fn hundred_pods() -> Ruleset {
             });
             let m = if dir == "egress" { 0 } else { 2 };
             maps[m].elements.push(MapElement {
-                key: vec![Field::Ipv4(ip4, ip4)],
+                key: [Field::Ipv4(ip4, ip4)].into(),
                 verdict: Verdict::Jump(chain.clone()),
             });
             maps[m + 1].elements.push(MapElement {
-                key: vec![Field::Ipv6(ip6, ip6)],
+                key: [Field::Ipv6(ip6, ip6)].into(),
                 verdict: Verdict::Jump(chain),
             });
         }

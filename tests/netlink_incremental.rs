@@ -167,11 +167,11 @@ fn build(pods: &[Option<PodSpec>]) -> Ruleset {
         let ip4 = Ipv4Addr::new(10, 244, 1, 11 + i as u8);
         let ip6 = Ipv6Addr::new(0xfd00, 0x10, 0x244, 1, 0, 0, 0, 0x11 + i as u16);
         map4.elements.push(MapElement {
-            key: vec![Field::Ipv4(ip4, ip4)],
+            key: [Field::Ipv4(ip4, ip4)].into(),
             verdict: Verdict::Jump(chain.clone()),
         });
         map6.elements.push(MapElement {
-            key: vec![Field::Ipv6(ip6, ip6)],
+            key: [Field::Ipv6(ip6, ip6)].into(),
             verdict: Verdict::Jump(chain),
         });
     }

@@ -38,7 +38,7 @@ fn pod_model(peers: Vec<Element>) -> Ruleset {
         key: vec![KeyType::Ipv4Addr],
         comment: None,
         elements: vec![MapElement {
-            key: vec![v4("10.244.1.11", "10.244.1.11")],
+            key: [v4("10.244.1.11", "10.244.1.11")].into(),
             verdict: Verdict::Jump("ingress/x/a".into()),
         }],
     });

@@ -169,7 +169,7 @@ pub fn v6(a: &str, b: &str) -> Field {
     )
 }
 pub fn el(key: Vec<Field>) -> Element {
-    Element { key }
+    Element { key: key.into() }
 }
 
 pub fn set(

@@ -1632,7 +1632,7 @@ fn ruleset_sets_have_disjoint_elements() {
     }
     assert!(non_empty >= 4, "the test cluster should fill several sets");
     for m in &rs.maps {
-        let keys: BTreeSet<_> = m.elements.iter().map(|e| e.key.clone()).collect();
+        let keys: BTreeSet<_> = m.elements.iter().map(|e| e.key).collect();
         assert_eq!(
             keys.len(),
             m.elements.len(),

@@ -64,11 +64,38 @@ pub enum Op {
     DelChain(String),
 }
 
+/// Elements only in `old`, and elements only in `new`, each in order. Model lists are
+/// sorted, so this is one merge pass; unsorted input (a hand-made model) is sorted first.
 fn sorted_diff<T: Ord + Clone>(old: &[T], new: &[T]) -> (Vec<T>, Vec<T>) {
-    let o: BTreeSet<&T> = old.iter().collect();
-    let n: BTreeSet<&T> = new.iter().collect();
-    let removed = o.difference(&n).map(|e| (*e).clone()).collect();
-    let added = n.difference(&o).map(|e| (*e).clone()).collect();
+    let strictly_sorted = |v: &[T]| v.windows(2).all(|w| w[0] < w[1]);
+    if !(strictly_sorted(old) && strictly_sorted(new)) {
+        let (mut o, mut n) = (old.to_vec(), new.to_vec());
+        o.sort();
+        o.dedup();
+        n.sort();
+        n.dedup();
+        return sorted_diff(&o, &n);
+    }
+    let (mut removed, mut added) = (Vec::new(), Vec::new());
+    let (mut i, mut j) = (0, 0);
+    while i < old.len() && j < new.len() {
+        match old[i].cmp(&new[j]) {
+            std::cmp::Ordering::Less => {
+                removed.push(old[i].clone());
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                added.push(new[j].clone());
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    removed.extend_from_slice(&old[i..]);
+    added.extend_from_slice(&new[j..]);
     (removed, added)
 }
 
@@ -260,12 +287,34 @@ pub fn diff(old: &Ruleset, new: &Ruleset) -> Vec<Op> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sorted_diff_is_set_difference() {
+        // Sorted and unsorted, with and without duplicates, against BTreeSet semantics.
+        let cases: Vec<(Vec<u32>, Vec<u32>)> = vec![
+            (vec![], vec![]),
+            (vec![1, 2, 3], vec![]),
+            (vec![], vec![4, 5]),
+            (vec![1, 3, 5, 7], vec![2, 3, 4, 7, 9]),
+            (vec![9, 1, 5, 5], vec![5, 2, 2, 9]),
+            (vec![1, 1, 2], vec![1]),
+        ];
+        for (old, new) in cases {
+            let o: std::collections::BTreeSet<u32> = old.iter().copied().collect();
+            let n: std::collections::BTreeSet<u32> = new.iter().copied().collect();
+            let want = (
+                o.difference(&n).copied().collect::<Vec<_>>(),
+                n.difference(&o).copied().collect::<Vec<_>>(),
+            );
+            assert_eq!(super::sorted_diff(&old, &new), want, "{old:?} -> {new:?}");
+        }
+    }
+
     use super::*;
     use std::net::Ipv4Addr;
 
     fn v4(a: [u8; 4], b: [u8; 4]) -> Element {
         Element {
-            key: vec![Field::Ipv4(Ipv4Addr::from(a), Ipv4Addr::from(b))],
+            key: [Field::Ipv4(Ipv4Addr::from(a), Ipv4Addr::from(b))].into(),
         }
     }
 
@@ -296,7 +345,7 @@ mod tests {
             ],
         });
         rs.maps[0].elements.push(MapElement {
-            key: vec![Field::Ipv4(ip.into(), ip.into())],
+            key: [Field::Ipv4(ip.into(), ip.into())].into(),
             verdict: Verdict::Jump(chain),
         });
         rs.maps[0].elements.sort();

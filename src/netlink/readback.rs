@@ -334,14 +334,14 @@ pub(crate) fn live_elements(
             if e.flags & ELEM_INTERVAL_END != 0 {
                 if let Some(s) = open.take() {
                     out.push(Element {
-                        key: split_key(key, s, &minus_one(&e.key))?,
+                        key: split_key(key, s, &minus_one(&e.key))?.into(),
                     });
                 }
             } else {
                 if let Some(s) = open.take() {
                     // Two starts in a row: the first one ran to the next start.
                     out.push(Element {
-                        key: split_key(key, s, &minus_one(&e.key))?,
+                        key: split_key(key, s, &minus_one(&e.key))?.into(),
                     });
                 }
                 open = Some(&e.key);
@@ -350,14 +350,14 @@ pub(crate) fn live_elements(
         if let Some(s) = open {
             let top = vec![0xff; s.len()];
             out.push(Element {
-                key: split_key(key, s, &top)?,
+                key: split_key(key, s, &top)?.into(),
             });
         }
     } else {
         for e in live {
             let end = e.key_end.as_deref().unwrap_or(&e.key);
             out.push(Element {
-                key: split_key(key, &e.key, end)?,
+                key: split_key(key, &e.key, end)?.into(),
             });
         }
     }
@@ -437,7 +437,10 @@ pub fn drift(model: &Ruleset, live: Option<&LiveTable>) -> Option<String> {
             else {
                 return Some(format!("map {} holds an undecodable element", m.name));
             };
-            got.push(MapElement { key, verdict: v });
+            got.push(MapElement {
+                key: key.into(),
+                verdict: v,
+            });
         }
         got.sort();
         if got != m.elements {
@@ -520,16 +523,18 @@ mod tests {
             got,
             vec![
                 Element {
-                    key: vec![Field::Ipv4(
+                    key: [Field::Ipv4(
                         [10, 0, 0, 0].into(),
                         [10, 255, 255, 255].into()
                     )]
+                    .into()
                 },
                 Element {
-                    key: vec![Field::Ipv4(
+                    key: [Field::Ipv4(
                         [255, 255, 255, 0].into(),
                         [255, 255, 255, 255].into()
                     )]
+                    .into()
                 },
             ]
         );

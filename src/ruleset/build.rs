@@ -70,11 +70,11 @@ fn allowed(graph: &PolicyGraph, iso: &Isolation) -> Allowed {
             for (addrs, lo, hi) in boxes::disjoint(&rects, minus) {
                 for &(alo, ahi) in addrs.ranges() {
                     elements.push(Element {
-                        key: vec![
+                        key: Key::from([
                             addr_field(is6, alo, ahi),
                             Field::Proto(proto.number(), proto.number()),
                             Field::Port(lo, hi),
-                        ],
+                        ]),
                     });
                 }
             }
@@ -94,7 +94,7 @@ fn one_field_elements(is6: bool, set: &Intervals) -> Vec<Element> {
     set.ranges()
         .iter()
         .map(|&(lo, hi)| Element {
-            key: vec![addr_field(is6, lo, hi)],
+            key: Key::from([addr_field(is6, lo, hi)]),
         })
         .collect()
 }
@@ -340,7 +340,7 @@ fn dispatch_maps(graph: &PolicyGraph) -> Vec<Map> {
                     }
                 };
                 map_elements.entry(map).or_default().push(MapElement {
-                    key: vec![field],
+                    key: Key::from([field]),
                     verdict: Verdict::Jump(chain.clone()),
                 });
             }

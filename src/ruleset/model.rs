@@ -69,9 +69,104 @@ pub struct Set {
     pub elements: Vec<Element>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Element {
-    pub key: Vec<Field>,
+    pub key: Key,
+}
+
+/// The most fields a key has: `address . protocol . port`.
+pub const MAX_KEY_FIELDS: usize = 3;
+
+/// An element key: up to [`MAX_KEY_FIELDS`] fields, stored inline. Sets hold hundreds of
+/// thousands of elements and every incremental update copies a pod's worth of them, so a
+/// key is plain `Copy` data rather than a heap allocation. It reads as a slice of fields
+/// and orders, compares and hashes exactly like one.
+#[derive(Clone, Copy)]
+pub struct Key {
+    len: u8,
+    fields: [Field; MAX_KEY_FIELDS],
+}
+
+impl Key {
+    /// Panics on more than [`MAX_KEY_FIELDS`] fields: no nftpol set has such a key.
+    pub fn new(fields: &[Field]) -> Key {
+        assert!(
+            fields.len() <= MAX_KEY_FIELDS,
+            "a key has at most {MAX_KEY_FIELDS} fields, got {}",
+            fields.len()
+        );
+        let mut out = Key {
+            len: fields.len() as u8,
+            fields: [Field::Proto(0, 0); MAX_KEY_FIELDS],
+        };
+        out.fields[..fields.len()].copy_from_slice(fields);
+        out
+    }
+}
+
+impl std::ops::Deref for Key {
+    type Target = [Field];
+    fn deref(&self) -> &[Field] {
+        &self.fields[..self.len as usize]
+    }
+}
+
+impl<const N: usize> From<[Field; N]> for Key {
+    fn from(fields: [Field; N]) -> Key {
+        Key::new(&fields)
+    }
+}
+
+impl From<Vec<Field>> for Key {
+    fn from(fields: Vec<Field>) -> Key {
+        Key::new(&fields)
+    }
+}
+
+impl FromIterator<Field> for Key {
+    fn from_iter<I: IntoIterator<Item = Field>>(iter: I) -> Key {
+        Key::new(&iter.into_iter().collect::<Vec<_>>())
+    }
+}
+
+impl<'a> IntoIterator for &'a Key {
+    type Item = &'a Field;
+    type IntoIter = std::slice::Iter<'a, Field>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Key {}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Key) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Key) -> std::cmp::Ordering {
+        (**self).cmp(&**other)
+    }
+}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (**self).hash(state)
+    }
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
 }
 
 /// A named verdict map (`type <key> : verdict`), exact keys, no intervals.
@@ -86,7 +181,7 @@ pub struct Map {
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MapElement {
-    pub key: Vec<Field>,
+    pub key: Key,
     pub verdict: Verdict,
 }
 
