@@ -406,3 +406,55 @@ async fn shutdown_during_a_sync_leaves_a_whole_table() {
     stop_tx.send(()).unwrap();
     let _ = tokio::time::timeout(Duration::from_secs(30), handle).await;
 }
+
+/// A controller that cannot program anything must not look alive: `run` returns an error
+/// (and `nftpol run` exits non-zero, so the DaemonSet restarts it) instead of serving
+/// probes forever. Needs no root: neither dataplane ever opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exits_when_the_dataplane_cannot_open() {
+    let server = FakeApiServer::start().await;
+    for (what, netns) in [
+        ("no netlink socket", None),
+        (
+            "no such network namespace",
+            Some(PathBuf::from("/run/netns/nftpol-does-not-exist")),
+        ),
+    ] {
+        let config = controller::Config {
+            node: "n1".into(),
+            metrics_addr: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+            coalesce: Duration::from_millis(10),
+            resync: Duration::from_secs(300),
+            netns: netns.clone(),
+            options: Default::default(),
+        };
+        let run = controller::run(
+            config,
+            server.client(),
+            move || -> Result<NetlinkDataplane, controller::dataplane::DataplaneError> {
+                if netns.is_some() {
+                    // Reached only if entering the namespace wrongly succeeded.
+                    NetlinkDataplane::open()
+                } else {
+                    Err(controller::dataplane::DataplaneError::Io(
+                        "socket: permission denied".into(),
+                    ))
+                }
+            },
+            std::future::pending::<()>(),
+        );
+        let result = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: run kept going without a dataplane"));
+        match result {
+            Err(controller::ControllerError::Dataplane(msg)) => {
+                eprintln!("{what}: {msg}");
+                assert!(
+                    msg.contains("dataplane") || msg.contains("namespace"),
+                    "{what}: {msg}"
+                );
+            }
+            other => panic!("{what}: expected a dataplane error, got {other:?}"),
+        }
+    }
+}

@@ -49,6 +49,10 @@ pub enum ControllerError {
     },
     #[error("sync loop: {0}")]
     SyncThread(String),
+    /// The sync loop could not start (no netlink socket, no network namespace): nothing
+    /// would ever be programmed, so the process exits instead of looking alive.
+    #[error("dataplane: {0}")]
+    Dataplane(String),
 }
 
 async fn publish_errors(
@@ -124,25 +128,45 @@ where
     });
     let netns = config.netns.clone();
     let body = move || match dataplane() {
-        Ok(dp) => SyncLoop::new(settings, dp, metrics, errors).run(rx),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot open the dataplane; nothing will be programmed")
+        Ok(dp) => {
+            SyncLoop::new(settings, dp, metrics, errors).run(rx);
+            Ok(())
         }
+        Err(e) => Err(format!("cannot open the dataplane: {e}")),
     };
+    // The sync thread says when it ends; before a shutdown that means it failed.
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
     let worker = std::thread::Builder::new()
         .name("nftpol-sync".into())
-        .spawn(move || match netns {
-            Some(path) => {
-                if let Err(e) = crate::netlink::in_netns(&path, body) {
-                    tracing::error!(error = %e, "cannot enter the network namespace");
-                }
-            }
-            None => body(),
+        .spawn(move || {
+            let result = match netns {
+                Some(path) => crate::netlink::in_netns(&path, body)
+                    .map_err(|e| format!("cannot enter the network namespace {path:?}: {e}"))
+                    .and_then(|r| r),
+                None => body(),
+            };
+            let _ = done_tx.send(result);
         })
         .map_err(|e| ControllerError::SyncThread(e.to_string()))?;
     let watchers = watch::spawn(client, tx.clone());
 
-    shutdown.await;
+    let early = tokio::select! {
+        _ = shutdown => None,
+        r = done_rx => Some(r),
+    };
+    if let Some(result) = early {
+        for w in &watchers {
+            w.abort();
+        }
+        http.abort();
+        events.abort();
+        let why = match result {
+            Ok(Err(e)) => e,
+            Ok(Ok(())) | Err(_) => "the sync loop ended".to_string(),
+        };
+        tracing::error!(error = %why, "sync loop stopped; exiting");
+        return Err(ControllerError::Dataplane(why));
+    }
     tracing::info!("stopping watchers");
     for w in &watchers {
         w.abort();
