@@ -535,43 +535,61 @@ impl PolicyGraph {
         }
     }
 
-    /// Forgets the cached peers that a change to `pod` can alter. Call it with the pod as
-    /// it was and as it is (either may be absent), before refreshing.
-    pub fn forget_pod(&mut self, index: &Index, pod: &PodInfo) {
-        if !pod.is_policy_pod() || (self.resolved.is_empty() && self.named.is_empty()) {
+    /// Forgets the cached peers that a change of one pod, from `old` to `new` (either may
+    /// be absent), alters: those that hold it before and not after or the other way
+    /// round, and those that hold it both times when its addresses (for named ports: any
+    /// of it) changed. Call it before refreshing.
+    pub fn forget_pod(&mut self, index: &Index, old: Option<&PodInfo>, new: Option<&PodInfo>) {
+        let Some(namespace) = old.or(new).map(|p| p.namespace.as_str()) else {
+            return;
+        };
+        if self.resolved.is_empty() && self.named.is_empty() {
             return;
         }
         let implied;
-        let ns_labels = match index.namespace_labels(&pod.namespace) {
+        let ns_labels = match index.namespace_labels(namespace) {
             Some(l) => l,
             None => {
-                implied = implied_labels(&pod.namespace);
+                implied = implied_labels(namespace);
                 &implied
             }
         };
-        self.resolved
-            .retain(|key, _| !may_hold(key, pod, ns_labels, true));
-        self.named.retain(|(key, _, _), _| match key {
-            None => false,
-            Some(key) => !may_hold(key, pod, ns_labels, false),
+        let holds = |key: Option<&PeerKey>, pod: Option<&PodInfo>, static_blocks: bool| {
+            pod.is_some_and(|p| {
+                p.is_policy_pod() && key.is_none_or(|k| may_hold(k, p, ns_labels, static_blocks))
+            })
+        };
+        let same_ips = old.map(|p| &p.ips) == new.map(|p| &p.ips);
+        let same_pod = old == new;
+        self.resolved.retain(|key, _| {
+            let (was, is) = (holds(Some(key), old, true), holds(Some(key), new, true));
+            was == is && (!was || same_ips)
+        });
+        self.named.retain(|(key, _, _), _| {
+            let (was, is) = (
+                holds(key.as_ref(), old, false),
+                holds(key.as_ref(), new, false),
+            );
+            was == is && (!was || same_pod)
         });
     }
 
-    /// Forgets the cached peers that select namespace `name` by its labels, as they were
-    /// (`old`) or are (`new`); a namespace not given counts with only its name label.
+    /// Forgets the cached peers whose namespaceSelector selects namespace `name` with its
+    /// labels as they were (`old`) but not as they are (`new`), or the other way round; a
+    /// namespace not given counts with only its name label.
     pub fn forget_namespace(&mut self, name: &str, old: Option<&Labels>, new: Option<&Labels>) {
         let implied = implied_labels(name);
-        let candidates: Vec<&Labels> = [old, new, Some(&implied)].into_iter().flatten().collect();
-        let selects = |key: &PeerKey| match &key.0 {
+        let (old, new) = (old.unwrap_or(&implied), new.unwrap_or(&implied));
+        let changes = |key: &PeerKey| match &key.0 {
             PeerSpec::Pods {
                 namespaces: Some(sel),
                 ..
-            } => candidates.iter().any(|l| sel.matches(l)),
+            } => sel.matches(old) != sel.matches(new),
             _ => false,
         };
-        self.resolved.retain(|key, _| !selects(key));
+        self.resolved.retain(|key, _| !changes(key));
         self.named
-            .retain(|(key, _, _), _| !key.as_ref().is_some_and(selects));
+            .retain(|(key, _, _), _| !key.as_ref().is_some_and(changes));
     }
 
     /// Peers no pod refers to any more are kept until [`PolicyGraph::compact`].

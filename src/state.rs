@@ -98,9 +98,7 @@ impl NodeState {
 
     /// Tells the graph's peer cache that a pod changed (as it was, as it is).
     fn forget_pods(&mut self, old: Option<&PodInfo>, new: Option<&PodInfo>) {
-        for pod in [old, new].into_iter().flatten() {
-            self.graph.forget_pod(&self.index, pod);
-        }
+        self.graph.forget_pod(&self.index, old, new);
     }
 
     /// Defers graph and model updates (see the field); clearing it rebuilds them.

@@ -2,7 +2,7 @@
 //! from one model to the next, and tell whether the live table drifted. The netlink
 //! backend implements it for real; tests may implement it to inject failures.
 
-use crate::ruleset::Ruleset;
+use crate::ruleset::{Ruleset, View};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BatchStats {
@@ -31,8 +31,8 @@ pub trait Dataplane: Send {
     /// Replaces the table whole with `model`, in one atomic batch.
     fn full_sync(&mut self, model: &Ruleset) -> Result<BatchStats, DataplaneError>;
     /// Moves the kernel from `old` (what it holds) to `new` in one atomic batch, touching
-    /// only what differs.
-    fn update(&mut self, old: &Ruleset, new: &Ruleset) -> Result<BatchStats, DataplaneError>;
+    /// only what differs: two views of the same kind (the same pods' parts of two models).
+    fn update(&mut self, old: &View, new: &View) -> Result<BatchStats, DataplaneError>;
     /// Whether the live table differs from `model` (a missing table differs).
     fn drifted(&mut self, model: &Ruleset) -> Result<bool, DataplaneError>;
 }
@@ -70,20 +70,14 @@ impl Dataplane for NetlinkDataplane {
         })
     }
 
-    fn update(&mut self, old: &Ruleset, new: &Ruleset) -> Result<BatchStats, DataplaneError> {
-        let ops = crate::netlink::diff(old, new);
+    fn update(&mut self, old: &View, new: &View) -> Result<BatchStats, DataplaneError> {
+        // `None`: the change cannot be made in place; a table-level replacement of a view
+        // would drop everything outside it, so ask for a real full sync instead.
+        let ops = crate::netlink::diff_views(old, new).ok_or(DataplaneError::NeedsFullSync)?;
         if ops.is_empty() {
             return Ok(BatchStats::default());
         }
-        // `old` and `new` may be extracts of the whole model: a table-level replacement of
-        // an extract would drop everything else, so ask for a real full sync instead.
-        if ops
-            .iter()
-            .any(|o| matches!(o, crate::netlink::Op::FullSync(_)))
-        {
-            return Err(DataplaneError::NeedsFullSync);
-        }
-        let s = self.backend.apply_ops(&new.name, &ops).map_err(map_err)?;
+        let s = self.backend.apply_ops(new.name, &ops).map_err(map_err)?;
         Ok(BatchStats {
             messages: s.messages,
             bytes: s.bytes,

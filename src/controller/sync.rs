@@ -19,7 +19,7 @@ use super::dataplane::{Dataplane, DataplaneError};
 use super::metrics::Metrics;
 use crate::index::Index;
 use crate::input::{Kind, Object};
-use crate::ruleset::Ruleset;
+use crate::ruleset::{Ruleset, View};
 use crate::state::NodeState;
 
 /// What the watchers tell the sync loop.
@@ -183,8 +183,8 @@ impl<D: Dataplane> SyncLoop<D> {
             }
             Some(old) => {
                 // Only the touched pods' objects (and the maps) can differ.
-                let before = crate::ruleset::extract(old, &self.touched);
-                let after = crate::ruleset::extract(model, &self.touched);
+                let before = View::pods(old, &self.touched);
+                let after = View::pods(model, &self.touched);
                 if before == after {
                     self.touched.clear();
                     self.pending_since = None;

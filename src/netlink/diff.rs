@@ -20,6 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ruleset::model::*;
+use crate::ruleset::View;
 
 /// One step of an incremental update.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,17 +120,24 @@ fn rule_sets(kind: &RuleKind) -> Vec<&str> {
 
 /// The operations that turn `old` (what the kernel holds) into `new`.
 pub fn diff(old: &Ruleset, new: &Ruleset) -> Vec<Op> {
+    diff_views(&View::whole(old), &View::whole(new)).unwrap_or_else(|| full(new))
+}
+
+/// The operations that turn the objects of `old` into those of `new`: two views of the
+/// same kind (whole models, or the same pods' parts of two models). `None` when the
+/// change cannot be made in place and the table must be replaced whole.
+pub fn diff_views(old: &View, new: &View) -> Option<Vec<Op>> {
     if old.family != new.family || old.name != new.name || old.comment != new.comment {
-        return full(new);
+        return None;
     }
-    let old_sets: BTreeMap<&str, &Set> = old.sets.iter().map(|s| (s.name.as_str(), s)).collect();
-    let new_sets: BTreeMap<&str, &Set> = new.sets.iter().map(|s| (s.name.as_str(), s)).collect();
-    let old_maps: BTreeMap<&str, &Map> = old.maps.iter().map(|m| (m.name.as_str(), m)).collect();
-    let new_maps: BTreeMap<&str, &Map> = new.maps.iter().map(|m| (m.name.as_str(), m)).collect();
+    let old_sets: BTreeMap<&str, &Set> = old.sets.iter().map(|s| (s.name.as_str(), *s)).collect();
+    let new_sets: BTreeMap<&str, &Set> = new.sets.iter().map(|s| (s.name.as_str(), *s)).collect();
+    let old_maps: BTreeMap<&str, &Map> = old.maps.iter().map(|m| (m.name.as_str(), *m)).collect();
+    let new_maps: BTreeMap<&str, &Map> = new.maps.iter().map(|m| (m.name.as_str(), *m)).collect();
     let old_chains: BTreeMap<&str, &Chain> =
-        old.chains.iter().map(|c| (c.name.as_str(), c)).collect();
+        old.chains.iter().map(|c| (c.name.as_str(), *c)).collect();
     let new_chains: BTreeMap<&str, &Chain> =
-        new.chains.iter().map(|c| (c.name.as_str(), c)).collect();
+        new.chains.iter().map(|c| (c.name.as_str(), *c)).collect();
 
     let mut add_sets = Vec::new();
     let mut set_elems = Vec::new();
@@ -139,7 +147,7 @@ pub fn diff(old: &Ruleset, new: &Ruleset) -> Vec<Op> {
         match old_sets.get(name) {
             None => add_sets.push(Op::AddSet((*s).clone())),
             Some(o) if o.key != s.key || o.interval != s.interval || o.comment != s.comment => {
-                return full(new)
+                return None
             }
             Some(o) => {
                 let (removed, added) = sorted_diff(&o.elements, &s.elements);
@@ -179,7 +187,7 @@ pub fn diff(old: &Ruleset, new: &Ruleset) -> Vec<Op> {
     for (name, m) in &new_maps {
         match old_maps.get(name) {
             None => add_maps.push(Op::AddMap((*m).clone())),
-            Some(o) if o.key != m.key || o.comment != m.comment => return full(new),
+            Some(o) if o.key != m.key || o.comment != m.comment => return None,
             Some(o) => {
                 let (removed, added) = sorted_diff(&o.elements, &m.elements);
                 if !removed.is_empty() {
@@ -210,6 +218,7 @@ pub fn diff(old: &Ruleset, new: &Ruleset) -> Vec<Op> {
     let rebound: Vec<&Chain> = new
         .chains
         .iter()
+        .copied()
         .filter(|c| old_chains.contains_key(c.name.as_str()))
         .filter(|c| {
             c.rules
@@ -248,19 +257,19 @@ pub fn diff(old: &Ruleset, new: &Ruleset) -> Vec<Op> {
             None => {
                 add_chains.push(Op::AddChain(Chain {
                     rules: Vec::new(),
-                    ..c.clone()
+                    ..(*c).clone()
                 }));
                 if !c.rules.is_empty() {
                     rules.push(Op::SetRules {
-                        chain: c.clone(),
+                        chain: (*c).clone(),
                         flush: false,
                     });
                 }
             }
-            Some(o) if o.base != c.base || o.comment != c.comment => return full(new),
+            Some(o) if o.base != c.base || o.comment != c.comment => return None,
             Some(_) if rebound.contains(c.name.as_str()) => {}
             Some(o) if o.rules != c.rules => rules.push(Op::SetRules {
-                chain: c.clone(),
+                chain: (*c).clone(),
                 flush: true,
             }),
             Some(_) => {}
@@ -282,7 +291,7 @@ pub fn diff(old: &Ruleset, new: &Ruleset) -> Vec<Op> {
     ops.extend(del_chains);
     ops.extend(del_maps);
     ops.extend(del_sets);
-    ops
+    Some(ops)
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ use std::io;
 use std::path::Path;
 use std::time::Duration;
 
-pub use diff::{diff, Op};
+pub use diff::{diff, diff_views, Op};
 pub use encode::Batch;
 pub use readback::{drift, LiveChain, LiveElem, LiveRule, LiveSet, LiveTable};
 

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use super::boxes;
 use super::model::*;
 use super::names;
+use super::view::View;
 use crate::addr::{v4, v6, AddrSet, Intervals};
 use crate::graph::{Isolation, PeerRef, PodNode, PolicyGraph, Ports};
 use crate::policy::{Direction, Protocol};
@@ -234,7 +235,7 @@ pub struct Options {
 }
 
 const POD_CIDRS: [&str; 2] = ["pod-cidrs4", "pod-cidrs6"];
-const KNOWN_PODS: [&str; 2] = ["known-pods4", "known-pods6"];
+pub(super) const KNOWN_PODS: [&str; 2] = ["known-pods4", "known-pods6"];
 
 fn known_pods(graph: &PolicyGraph, v6: bool) -> Set {
     let set = AddrSet::from_ips(graph.pods.values().flat_map(|p| p.ips.iter().copied()));
@@ -464,7 +465,7 @@ pub fn update(
 }
 
 /// Every chain and set name the given pods' objects can have.
-fn pod_object_names(
+pub(super) fn pod_object_names(
     pods: &std::collections::BTreeSet<(String, String)>,
 ) -> std::collections::HashSet<String> {
     let mut names = std::collections::HashSet::new();
@@ -479,33 +480,10 @@ fn pod_object_names(
     names
 }
 
-/// The part of `model` that a change to `pods` can touch: their sets and chains, the
-/// dispatch maps and the known-pods sets. Diffing two such extracts costs in proportion to
-/// the change, not to the node's whole ruleset.
+/// The part of `model` that a change to `pods` can touch, as an owned model (see
+/// [`View::pods`], which borrows instead).
 pub fn extract(model: &Ruleset, pods: &std::collections::BTreeSet<(String, String)>) -> Ruleset {
-    extract_named(model, &pod_object_names(pods))
-}
-
-fn extract_named(model: &Ruleset, names: &std::collections::HashSet<String>) -> Ruleset {
-    let is_pod_object = |name: &str| names.contains(name);
-    Ruleset {
-        family: model.family,
-        name: model.name.clone(),
-        comment: model.comment.clone(),
-        sets: model
-            .sets
-            .iter()
-            .filter(|s| KNOWN_PODS.contains(&s.name.as_str()) || is_pod_object(&s.name))
-            .cloned()
-            .collect(),
-        maps: model.maps.clone(),
-        chains: model
-            .chains
-            .iter()
-            .filter(|c| is_pod_object(&c.name))
-            .cloned()
-            .collect(),
-    }
+    View::pods(model, pods).to_ruleset()
 }
 
 /// Makes `target` hold what `source` holds for `pods` (see [`extract`]), leaving the rest.
@@ -516,7 +494,7 @@ pub fn patch(
 ) {
     let names = pod_object_names(pods);
     let is_pod_object = |name: &str| names.contains(name);
-    let part = extract_named(source, &names);
+    let part = View::pods(source, pods).to_ruleset();
     target
         .sets
         .retain(|s| !(KNOWN_PODS.contains(&s.name.as_str()) || is_pod_object(&s.name)));

@@ -25,6 +25,8 @@ mod build;
 pub mod eval;
 pub mod model;
 pub mod names;
+mod view;
 
 pub use build::{build, build_with, extract, patch, update, Options};
 pub use model::*;
+pub use view::View;

@@ -1,0 +1,130 @@
+//! A borrowed part of a ruleset model: the objects a change to some pods can touch (their
+//! chains and sets, the dispatch maps, the known-pods sets), or the whole model.
+//!
+//! An incremental update diffs two views of this kind, one of the model the kernel holds
+//! and one of the new model, so its cost follows the pods a change touched and nothing is
+//! copied on the way. Plain data like the model; must not know about netlink.
+
+use std::collections::BTreeSet;
+
+use super::build::{pod_object_names, KNOWN_PODS};
+use super::model::*;
+
+/// Borrowed objects of one table, in the model's order: sets and maps by name, base
+/// chains first and then regular chains by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View<'a> {
+    pub family: Family,
+    pub name: &'a str,
+    pub comment: Option<&'a str>,
+    pub sets: Vec<&'a Set>,
+    pub maps: Vec<&'a Map>,
+    pub chains: Vec<&'a Chain>,
+}
+
+impl<'a> View<'a> {
+    /// Every object of `model`.
+    pub fn whole(model: &'a Ruleset) -> View<'a> {
+        View {
+            family: model.family,
+            name: &model.name,
+            comment: model.comment.as_deref(),
+            sets: model.sets.iter().collect(),
+            maps: model.maps.iter().collect(),
+            chains: model.chains.iter().collect(),
+        }
+    }
+
+    /// What a change to `pods` can touch in `model`: their sets and chains, the dispatch
+    /// maps and the known-pods sets. Found by name lookups, not by a walk of the model.
+    pub fn pods(model: &'a Ruleset, pods: &BTreeSet<(String, String)>) -> View<'a> {
+        let names: BTreeSet<String> = pod_object_names(pods)
+            .into_iter()
+            .chain(KNOWN_PODS.iter().map(|s| s.to_string()))
+            .collect();
+        let sets = names
+            .iter()
+            .filter_map(|n| {
+                model
+                    .sets
+                    .binary_search_by(|s| s.name.as_str().cmp(n))
+                    .ok()
+                    .map(|i| &model.sets[i])
+            })
+            .collect();
+        let base = model.chains.iter().take_while(|c| c.base.is_some()).count();
+        let regular = &model.chains[base..];
+        let chains = names
+            .iter()
+            .filter_map(|n| {
+                regular
+                    .binary_search_by(|c| c.name.as_str().cmp(n))
+                    .ok()
+                    .map(|i| &regular[i])
+            })
+            .collect();
+        View {
+            family: model.family,
+            name: &model.name,
+            comment: model.comment.as_deref(),
+            sets,
+            maps: model.maps.iter().collect(),
+            chains,
+        }
+    }
+
+    /// An owned copy: a model holding just these objects.
+    pub fn to_ruleset(&self) -> Ruleset {
+        Ruleset {
+            family: self.family,
+            name: self.name.to_string(),
+            comment: self.comment.map(str::to_string),
+            sets: self.sets.iter().map(|s| (*s).clone()).collect(),
+            maps: self.maps.iter().map(|m| (*m).clone()).collect(),
+            chains: self.chains.iter().map(|c| (*c).clone()).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::Index;
+    use crate::input::object_from_value;
+    use crate::synth::{cluster, Params};
+
+    #[test]
+    fn a_pods_view_holds_exactly_its_objects() {
+        let objects = cluster(&Params::new(300, 40))
+            .into_iter()
+            .map(|v| object_from_value(v, "synth").unwrap().unwrap())
+            .collect();
+        let index = Index::from_objects(objects).unwrap();
+        let model = crate::compile(&index, None);
+        assert_eq!(View::whole(&model).to_ruleset(), model);
+
+        let graph_pods: Vec<(String, String)> = index.pods().map(|p| p.key()).take(3).collect();
+        let pods: BTreeSet<(String, String)> = graph_pods.into_iter().collect();
+        let view = View::pods(&model, &pods);
+        let names: BTreeSet<String> = pod_object_names(&pods).into_iter().collect();
+        // Every object of those pods, the known-pods sets and the maps; nothing else.
+        let want_sets: Vec<&str> = model
+            .sets
+            .iter()
+            .map(|s| s.name.as_str())
+            .filter(|n| names.contains(*n) || KNOWN_PODS.contains(n))
+            .collect();
+        let got_sets: Vec<&str> = view.sets.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(got_sets, want_sets);
+        assert!(!got_sets.is_empty());
+        let want_chains: Vec<&str> = model
+            .chains
+            .iter()
+            .map(|c| c.name.as_str())
+            .filter(|n| names.contains(*n))
+            .collect();
+        let got_chains: Vec<&str> = view.chains.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(got_chains, want_chains);
+        assert_eq!(view.maps.len(), model.maps.len());
+    }
+}
