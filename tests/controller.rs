@@ -7,6 +7,8 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fake_apiserver::FakeApiServer;
@@ -15,6 +17,90 @@ use nftpol::index::Index;
 use nftpol::input::object_from_value;
 use nftpol::ruleset::Ruleset;
 use serde_json::{json, Value};
+
+#[path = "routed_util.rs"]
+mod routed;
+
+/// Sends new TCP connections from an outside host to an isolated pod, through the node
+/// namespace the controller programs, every few milliseconds while armed, and counts the
+/// ones that got through: packets, not tables, say whether the pod was ever reachable.
+struct Prober {
+    armed: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    attempts: Arc<AtomicUsize>,
+    breaches: Arc<std::sync::Mutex<Vec<String>>>,
+    phase: Arc<std::sync::Mutex<String>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Prober {
+    fn start(from_ns: String, to: &'static str, port: u16) -> Prober {
+        let armed = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let breaches = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let phase = Arc::new(std::sync::Mutex::new(String::new()));
+        let (a, s, n, b, p) = (
+            armed.clone(),
+            stop.clone(),
+            attempts.clone(),
+            breaches.clone(),
+            phase.clone(),
+        );
+        // A refused connection costs its whole timeout, so several probe at once; on a
+        // local veth a SYN-ACK takes well under a millisecond, 60 ms is ample.
+        let threads = (0..3)
+            .map(|_| {
+                let (a, s, n, b, p) = (a.clone(), s.clone(), n.clone(), b.clone(), p.clone());
+                let from_ns = from_ns.clone();
+                std::thread::spawn(move || {
+                    while !s.load(Ordering::SeqCst) {
+                        if a.load(Ordering::SeqCst) {
+                            let open =
+                                routed::connects(&from_ns, to, port, Duration::from_millis(60));
+                            // Counted only if still armed: a probe straddling a disarm is moot.
+                            if a.load(Ordering::SeqCst) {
+                                n.fetch_add(1, Ordering::SeqCst);
+                                if open {
+                                    b.lock().unwrap().push(p.lock().unwrap().clone());
+                                }
+                            }
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                })
+            })
+            .collect();
+        Prober {
+            armed,
+            stop,
+            attempts,
+            breaches,
+            phase,
+            threads,
+        }
+    }
+
+    fn arm(&self, phase: &str) {
+        *self.phase.lock().unwrap() = phase.to_string();
+        self.armed.store(true, Ordering::SeqCst);
+    }
+
+    fn disarm(&self) {
+        self.armed.store(false, Ordering::SeqCst);
+        // Let a probe in flight finish before the caller opens anything on purpose.
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+impl Drop for Prober {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
 
 struct Netns(String);
 
@@ -150,6 +236,19 @@ async fn controller_end_to_end() {
         return;
     }
     let netns = Netns::new("e2e").expect("ip netns add");
+    // Real packets: pod x/a (10.244.1.11, isolated from the first sync on) listens on
+    // port 80; an outside host (10.99.0.5, allowed by no policy) keeps trying to reach it.
+    let pod_a = Netns::new("e2e-a").expect("ip netns add");
+    let outside = Netns::new("e2e-ext").expect("ip netns add");
+    routed::attach(&netns.0, &pod_a.0, "va", "10.244.1.11");
+    routed::attach(&netns.0, &outside.0, "vext", "10.99.0.5");
+    routed::forwarding(&netns.0);
+    let _listener = routed::listen(&pod_a.0, 80);
+    assert!(
+        routed::connects(&outside.0, "10.244.1.11", 80, Duration::from_secs(1)),
+        "without rules the outside host must reach x/a (the topology works)"
+    );
+    let prober = Prober::start(outside.0.clone(), "10.244.1.11", 80);
     let server = FakeApiServer::start().await;
     for n in ["x", "y"] {
         server.apply(ns(n, json!({"ns": n})));
@@ -187,6 +286,7 @@ async fn controller_end_to_end() {
     ));
 
     converge(&netns, &server, None, "first full sync").await;
+    prober.arm("after the first full sync");
     let deadline = Instant::now() + Duration::from_secs(5);
     while get(port, "/readyz").await.0 != 200 {
         assert!(Instant::now() < deadline, "never ready");
@@ -218,9 +318,11 @@ async fn controller_end_to_end() {
     converge(&netns, &server, Some("10.244.1.11"), "namespace relabelled").await;
 
     // Faults: an expired watch (410), dropped connections, the API server going away.
+    prober.arm("410 Gone");
     server.expire_watches();
     server.apply(pod("y", "d", 1, "10.244.1.24", json!({"pod": "d"})));
     converge(&netns, &server, Some("10.244.1.11"), "after 410 Gone").await;
+    prober.arm("dropped connections");
     server.drop_connections();
     server.delete("Pod", Some("y"), "d");
     converge(
@@ -230,6 +332,7 @@ async fn controller_end_to_end() {
         "after dropped connections",
     )
     .await;
+    prober.arm("API server away and back");
     server.set_available(false);
     server.apply(policy("y", "deny", json!({"podSelector": {}})));
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -242,9 +345,12 @@ async fn controller_end_to_end() {
     )
     .await;
 
-    // Drift: someone flushes the ruleset; the periodic resync repairs it.
+    // Drift: someone flushes the ruleset; the periodic resync repairs it. (The flush itself
+    // opens everything, so the prober rests until the repair.)
+    prober.disarm();
     netns.nft(&["flush", "ruleset"]);
     converge(&netns, &server, None, "after nft flush ruleset").await;
+    prober.arm("after the drift repair");
     let m = get(port, "/metrics").await.1;
     assert!(m.contains("nftpol_drift_repairs_total 1\n"), "{m}");
 
@@ -259,6 +365,7 @@ async fn controller_end_to_end() {
         "{ type ipv6_addr; }",
     ]);
     assert!(out.trim().is_empty(), "planting: {out}");
+    prober.arm("refused batch and its repair");
     server.apply(pod("x", "c", 1, "10.244.1.13", json!({"pod": "a"})));
     converge(
         &netns,
@@ -298,6 +405,7 @@ async fn controller_end_to_end() {
     .await;
 
     // SIGTERM (here: the shutdown future) leaves the rules in place.
+    prober.arm("shutdown");
     stop_tx.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(10), handle)
         .await
@@ -307,6 +415,22 @@ async fn controller_end_to_end() {
     assert!(
         drift(&netns, &expected(&server)).is_none(),
         "rules must stay after shutdown"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    prober.disarm();
+    let attempts = prober.attempts.load(Ordering::SeqCst);
+    let breaches = prober.breaches.lock().unwrap().clone();
+    eprintln!(
+        "prober: {attempts} connection attempts to the isolated pod, {} got through",
+        breaches.len()
+    );
+    assert!(
+        attempts >= 30,
+        "the prober must have run through the faults: {attempts} attempts"
+    );
+    assert!(
+        breaches.is_empty(),
+        "the isolated pod was reachable during: {breaches:?}"
     );
 }
 

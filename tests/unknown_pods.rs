@@ -12,8 +12,7 @@
 //!
 //! Needs root (network namespaces, nftables); skips loudly without.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::net::TcpListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -22,6 +21,10 @@ use nftpol::input::object_from_value;
 use nftpol::ruleset::Options;
 use nftpol::state::NodeState;
 use serde_json::{json, Value};
+
+#[path = "routed_util.rs"]
+mod routed;
+use routed::{attach, forwarding, ip, path};
 
 const PORT: u16 = 8080;
 
@@ -35,102 +38,32 @@ impl Drop for Namespaces {
     }
 }
 
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn path(ns: &str) -> PathBuf {
-    PathBuf::from(format!("/run/netns/{ns}"))
-}
-
 /// The node namespace and one namespace per pod (a, b, c at .10, .20, .30).
 fn topology(tag: &str) -> (Namespaces, String, Vec<(String, String)>) {
     let prefix = format!("nftpol-unk-{}-{tag}", std::process::id());
     let node = format!("{prefix}-n");
     let mut all = Namespaces(vec![node.clone()]);
     ip(&["netns", "add", &node]);
-    ip(&["-n", &node, "link", "set", "lo", "up"]);
     let mut pods = Vec::new();
     for (name, last) in [("a", 10), ("b", 20), ("c", 30)] {
         let ns = format!("{prefix}-{name}");
         ip(&["netns", "add", &ns]);
         all.0.push(ns.clone());
         let addr = format!("10.244.1.{last}");
-        let veth = format!("v{name}");
-        ip(&[
-            "-n", &node, "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
-        ]);
-        ip(&["-n", &node, "link", "set", &veth, "up"]);
-        ip(&["-n", &node, "addr", "add", "10.244.1.1/32", "dev", &veth]);
-        ip(&[
-            "-n",
-            &node,
-            "route",
-            "add",
-            &format!("{addr}/32"),
-            "dev",
-            &veth,
-        ]);
-        ip(&["-n", &ns, "link", "set", "lo", "up"]);
-        ip(&["-n", &ns, "link", "set", "eth0", "up"]);
-        ip(&[
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &format!("{addr}/32"),
-            "dev",
-            "eth0",
-        ]);
-        ip(&["-n", &ns, "route", "add", "10.244.1.1", "dev", "eth0"]);
-        ip(&[
-            "-n",
-            &ns,
-            "route",
-            "add",
-            "default",
-            "via",
-            "10.244.1.1",
-            "dev",
-            "eth0",
-        ]);
+        attach(&node, &ns, &format!("v{name}"), &addr);
         pods.push((ns, addr));
     }
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &node,
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_forward=1",
-        ])
-        .status()
-        .unwrap();
-    assert!(out.success());
+    forwarding(&node);
     (all, node, pods)
 }
 
-/// A TCP listener in `ns` on PORT; the kernel completes handshakes without accept().
 fn listen(ns: &str) -> TcpListener {
-    nftpol::netlink::in_netns(&path(ns), || TcpListener::bind(("0.0.0.0", PORT)))
-        .unwrap()
-        .unwrap()
+    routed::listen(ns, PORT)
 }
 
 /// Whether a new TCP connection from `ns` to `addr` completes.
 fn connects(ns: &str, addr: &str) -> bool {
-    let to: SocketAddr = format!("{addr}:{PORT}").parse().unwrap();
-    nftpol::netlink::in_netns(&path(ns), || {
-        TcpStream::connect_timeout(&to, Duration::from_millis(400)).is_ok()
-    })
-    .unwrap()
+    routed::connects(ns, addr, PORT, Duration::from_millis(400))
 }
 
 fn pod(name: &str, last: u8) -> Value {
