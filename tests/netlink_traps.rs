@@ -2,6 +2,7 @@
 //! The traps of programming nftables over netlink, one test each: interval flag,
 //! concatenated keys, verdict-map data, lookup dreg, a batch larger than a page going in
 //! one sendmsg atomically, every sequence number acked, an error mapped to its object,
+//! ENOBUFS (acks lost: outcome unknown, a full sync repairs),
 //! and deterministic encoding.
 
 #[path = "netlink_util.rs"]
@@ -257,4 +258,57 @@ fn refused_element_is_reported_against_its_set() {
     }
     eprintln!("refused as expected: {err}");
     assert_eq!(ns.listing(T), before, "previous ruleset still in place");
+}
+
+/// ENOBUFS: when the kernel cannot queue the acks (here: a receive buffer capped far below
+/// what a large batch's acks take), the batch may or may not have applied. The backend
+/// says so (`OutcomeUnknown`) instead of guessing; the table is whole either way (a batch
+/// is atomic whatever happens to its acks), and a full sync brings it to the model.
+#[test]
+fn enobufs_is_an_unknown_outcome_and_a_full_sync_repairs() {
+    if !can_run("enobufs_is_an_unknown_outcome_and_a_full_sync_repairs") {
+        return;
+    }
+    let ns = Netns::create();
+    let before = pod_model(vec![el(vec![v4("192.168.1.1", "192.168.1.9")])]);
+    ns.with(|b| b.full_sync(&before)).expect("first sync");
+
+    // A model of many pods: thousands of messages, each acked.
+    let objects = nftpol::synth::cluster(&nftpol::synth::Params::new(1_000, 100))
+        .into_iter()
+        .map(|v| {
+            nftpol::input::object_from_value(v, "synth")
+                .unwrap()
+                .unwrap()
+        })
+        .collect();
+    let index = nftpol::index::Index::from_objects(objects).unwrap();
+    let mut model = nftpol::compile(&index, Some("node-5"));
+    model.name = T.to_string();
+    let messages = encode_full(&model, 1).messages;
+    assert!(
+        messages > 200,
+        "want a large batch, got {messages} messages"
+    );
+
+    let err = ns
+        .with(|b| {
+            b.cap_recv_buffer(4096);
+            b.full_sync(&model)
+        })
+        .expect_err("acks must overflow a 4 KiB receive buffer");
+    assert!(
+        matches!(err, NetlinkError::OutcomeUnknown),
+        "want OutcomeUnknown, got {err}"
+    );
+    eprintln!("{messages} messages into a 4 KiB receive buffer: {err}");
+    let live = ns.with(|b| b.read_table(T)).unwrap();
+    let whole = nftpol::netlink::drift(&model, live.as_ref()).is_none()
+        || nftpol::netlink::drift(&before, live.as_ref()).is_none();
+    assert!(whole, "the table must be the old one or the new one, whole");
+
+    ns.with(|b| b.full_sync(&model))
+        .expect("repairing full sync");
+    let live = ns.with(|b| b.read_table(T)).unwrap();
+    assert_eq!(nftpol::netlink::drift(&model, live.as_ref()), None);
 }

@@ -109,6 +109,8 @@ pub(crate) struct Conn {
     sock: Socket,
     seq: u32,
     buf: RecvBuf,
+    /// Fault injection: a receive buffer this small makes the kernel drop acks (ENOBUFS).
+    recv_cap: Option<usize>,
 }
 
 impl Conn {
@@ -121,7 +123,13 @@ impl Conn {
             sock,
             seq: 1,
             buf: RecvBuf::new(1 << 20),
+            recv_cap: None,
         })
+    }
+
+    /// Caps the receive buffer (see the field); tests use it to force ENOBUFS.
+    pub fn cap_recv_buffer(&mut self, bytes: usize) {
+        self.recv_cap = Some(bytes);
     }
 
     /// Reserve `n` sequence numbers; returns the first.
@@ -158,8 +166,11 @@ impl Conn {
         let n = batch.acked.len();
         // Acks are queued by the kernel until the whole batch is processed; each costs an
         // skb (~1 KiB of truesize), so the receive buffer must hold all of them at once.
-        self.sock
-            .size_buffers(batch.bytes.len() + 65536, (n + 16) * 2048 + (1 << 20));
+        let rcv = (n + 16) * 2048 + (1 << 20);
+        self.sock.size_buffers(
+            batch.bytes.len() + 65536,
+            self.recv_cap.map_or(rcv, |cap| cap.min(rcv)),
+        );
         let sent = self
             .sock
             .send(&batch.bytes)

@@ -156,6 +156,13 @@ impl Backend {
         self.conn.send_batch(&batch)
     }
 
+    /// Fault injection for tests: caps the socket's receive buffer at `bytes`, so that a
+    /// large batch's acks overflow it and the kernel reports ENOBUFS (outcome unknown).
+    #[doc(hidden)]
+    pub fn cap_recv_buffer(&mut self, bytes: usize) {
+        self.conn.cap_recv_buffer(bytes);
+    }
+
     /// Send an already encoded batch (tests use it to plant failures).
     pub fn send(&mut self, batch: &Batch) -> Result<SyncStats, NetlinkError> {
         self.conn.send_batch(batch)
