@@ -15,7 +15,6 @@ use nftpol::state::NodeState;
 use nftpol::synth::{cluster, Params};
 use serde_json::{json, Value};
 
-
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -198,7 +197,7 @@ fn incremental_rows(smoke: bool, only_row: &str) {
     // A change is prepared (parsed into an object, as the controller receives it from its
     // watch) outside the timed part; the timed part is what the controller does with it.
     enum Change {
-        Apply(Object),
+        Apply(Box<Object>),
         Delete(Kind, String, String),
     }
     let mut row = |name: &str, prepare: &mut dyn FnMut(usize) -> Change| {
@@ -212,7 +211,7 @@ fn incremental_rows(smoke: bool, only_row: &str) {
             let change = prepare(i);
             let t = Instant::now();
             let touched = match change {
-                Change::Apply(o) => state.apply(o).unwrap().recomputed,
+                Change::Apply(o) => state.apply(*o).unwrap().recomputed,
                 Change::Delete(kind, ns, name) => state.delete(kind, Some(&ns), &name).recomputed,
             };
             messages.push(batch_messages(&applied, state.model(), &touched));
@@ -233,7 +232,7 @@ fn incremental_rows(smoke: bool, only_row: &str) {
             m.as_secs_f64() / full.as_secs_f64()
         );
     };
-    let parse = |v: Value| Change::Apply(object_from_value(v, "bench").unwrap().unwrap());
+    let parse = |v: Value| Change::Apply(Box::new(object_from_value(v, "bench").unwrap().unwrap()));
     row("pod add (remote)", &mut |i| {
         let mut p = local[0].clone();
         p["metadata"]["name"] = json!(format!("bench-{i}"));
