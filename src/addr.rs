@@ -183,6 +183,14 @@ impl AddrSet {
             v6: self.v6.union(&other.v6),
         }
     }
+
+    /// `self` minus `other`.
+    pub fn subtract(&self, other: &AddrSet) -> AddrSet {
+        AddrSet {
+            v4: self.v4.subtract(&other.v4),
+            v6: self.v6.subtract(&other.v6),
+        }
+    }
 }
 
 /// Renders a range as nft writes it: a single address, a prefix when the range is one, or

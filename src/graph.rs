@@ -535,10 +535,12 @@ impl PolicyGraph {
         }
     }
 
-    /// Forgets the cached peers that a change of one pod, from `old` to `new` (either may
-    /// be absent), alters: those that hold it before and not after or the other way
-    /// round, and those that hold it both times when its addresses (for named ports: any
-    /// of it) changed. Call it before refreshing.
+    /// Brings the cached peers up to date with a change of one pod, from `old` to `new`
+    /// (either may be absent; the index already holds `new`). A peer that gains the pod
+    /// gains its addresses, one that loses it loses those no other pod of the peer claims
+    /// (an address being reused may have two owners for a while); no peer is resolved
+    /// again from scratch. Egress named-port splits that may hold the pod are forgotten
+    /// (they depend on its ports as well). Call it before refreshing.
     pub fn forget_pod(&mut self, index: &Index, old: Option<&PodInfo>, new: Option<&PodInfo>) {
         let Some(namespace) = old.or(new).map(|p| p.namespace.as_str()) else {
             return;
@@ -546,25 +548,49 @@ impl PolicyGraph {
         if self.resolved.is_empty() && self.named.is_empty() {
             return;
         }
-        let implied;
-        let ns_labels = match index.namespace_labels(namespace) {
-            Some(l) => l,
-            None => {
-                implied = implied_labels(namespace);
-                &implied
+        let labels_of = |ns: &str| -> std::borrow::Cow<'_, Labels> {
+            match index.namespace_labels(ns) {
+                Some(l) => std::borrow::Cow::Borrowed(l),
+                None => std::borrow::Cow::Owned(implied_labels(ns)),
             }
         };
+        let ns_labels = labels_of(namespace);
         let holds = |key: Option<&PeerKey>, pod: Option<&PodInfo>, static_blocks: bool| {
             pod.is_some_and(|p| {
-                p.is_policy_pod() && key.is_none_or(|k| may_hold(k, p, ns_labels, static_blocks))
+                p.is_policy_pod() && key.is_none_or(|k| may_hold(k, p, &ns_labels, static_blocks))
             })
         };
         let same_ips = old.map(|p| &p.ips) == new.map(|p| &p.ips);
         let same_pod = old == new;
-        self.resolved.retain(|key, _| {
+
+        let mut updates: Vec<(PeerKey, AddrSet, PeerId)> = Vec::new();
+        for (key, &id) in &self.resolved {
             let (was, is) = (holds(Some(key), old, true), holds(Some(key), new, true));
-            was == is && (!was || same_ips)
-        });
+            if was == is && (!was || same_ips) {
+                continue;
+            }
+            let mut addrs = self.peers[id].addrs.clone();
+            if let Some(old) = old.filter(|_| was) {
+                // Keep an address another pod of this peer still claims.
+                let gone = old.ips.iter().copied().filter(|ip| {
+                    !index.pods_with_ip(*ip).any(|p| {
+                        p.key() != old.key()
+                            && p.is_policy_pod()
+                            && may_hold(key, p, &labels_of(&p.namespace), true)
+                    })
+                });
+                addrs = addrs.subtract(&AddrSet::from_ips(gone));
+            }
+            if let Some(new) = new.filter(|_| is) {
+                addrs = addrs.union(&AddrSet::from_ips(new.ips.iter().copied()));
+            }
+            updates.push((key.clone(), addrs, id));
+        }
+        for (key, addrs, id) in updates {
+            let description = self.peers[id].description.clone();
+            let new_id = self.intern(addrs, || description);
+            self.resolved.insert(key, new_id);
+        }
         self.named.retain(|(key, _, _), _| {
             let (was, is) = (
                 holds(key.as_ref(), old, false),

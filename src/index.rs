@@ -6,7 +6,7 @@
 //! hostNetwork, named ports; a validated [`Policy`]). No async code, no nftables.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use crate::error::{Error, ObjectRef, Result};
@@ -66,6 +66,8 @@ pub struct Index {
     namespaces: BTreeMap<String, Labels>,
     pods: BTreeMap<(String, String), PodInfo>,
     policies: BTreeMap<(String, String), PolicyEntry>,
+    /// Which pods claim each address (more than one while an address is being reused).
+    by_ip: HashMap<IpAddr, BTreeSet<(String, String)>>,
 }
 
 fn invalid(obj: &Object, field: impl Into<String>, problem: impl Into<String>) -> Error {
@@ -246,7 +248,11 @@ impl Index {
             }
             ObjectData::Pod(pod) => {
                 let info = reduce_pod(&obj, pod)?;
+                self.claim(&info);
                 let old = self.pods.insert(info.key(), info.clone());
+                if let Some(old) = &old {
+                    self.unclaim(old, &info.ips);
+                }
                 Ok(old.as_ref() != Some(&info))
             }
             ObjectData::NetworkPolicy(np) => {
@@ -292,9 +298,42 @@ impl Index {
         let key = || (namespace.unwrap_or("").to_string(), name.to_string());
         match kind {
             Kind::Namespace => self.namespaces.remove(name).is_some(),
-            Kind::Pod => self.pods.remove(&key()).is_some(),
+            Kind::Pod => match self.pods.remove(&key()) {
+                Some(old) => {
+                    self.unclaim(&old, &[]);
+                    true
+                }
+                None => false,
+            },
             Kind::NetworkPolicy => self.policies.remove(&key()).is_some(),
         }
+    }
+
+    fn claim(&mut self, pod: &PodInfo) {
+        for ip in &pod.ips {
+            self.by_ip.entry(*ip).or_default().insert(pod.key());
+        }
+    }
+
+    /// Drops `pod`'s claims on its addresses, except those in `keep` (still its own).
+    fn unclaim(&mut self, pod: &PodInfo, keep: &[IpAddr]) {
+        for ip in pod.ips.iter().filter(|ip| !keep.contains(ip)) {
+            if let Some(keys) = self.by_ip.get_mut(ip) {
+                keys.remove(&pod.key());
+                if keys.is_empty() {
+                    self.by_ip.remove(ip);
+                }
+            }
+        }
+    }
+
+    /// Every pod that claims `ip`.
+    pub fn pods_with_ip(&self, ip: IpAddr) -> impl Iterator<Item = &PodInfo> {
+        self.by_ip
+            .get(&ip)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.pods.get(k))
     }
 
     pub fn pods(&self) -> impl Iterator<Item = &PodInfo> {

@@ -42,7 +42,7 @@ fn mutate(
     let policies: Vec<usize> = (0..live.len())
         .filter(|&i| live[i]["kind"] == "NetworkPolicy")
         .collect();
-    match rng.below(9) {
+    match rng.below(10) {
         0 | 1 if !pods.is_empty() => {
             // Relabel a pod.
             let i = pods[rng.below(pods.len())];
@@ -115,6 +115,17 @@ fn mutate(
                     )
                     .recomputed,
             );
+        }
+        9 if !pods.is_empty() => {
+            // A new pod claims a live pod's addresses while the old one is still listed
+            // (a deletion not yet seen): two pods, one address, perhaps other labels.
+            let i = pods[rng.below(pods.len())];
+            let mut new = live[i].clone();
+            new["metadata"]["name"] = json!(format!("dup{step}"));
+            new["metadata"]["namespace"] = json!(pick(rng, &["x", "y"]));
+            new["metadata"]["labels"] = labels(rng);
+            track(&mut touched, state.apply_reporting(obj(&new)).0);
+            live.push(new);
         }
         _ if !pods.is_empty() => {
             // Move a pod to the other node (a new incarnation with new addresses).

@@ -323,6 +323,90 @@ fn policy_chain(opts: &Options) -> Chain {
 }
 
 /// The four dispatch maps: every isolated pod's addresses to its chains.
+/// Replaces the dispatch-map entries of `pods` only, leaving every other pod's entries as
+/// they are. Declines (returns false, having changed nothing that matters: the caller then
+/// rebuilds the maps whole) when two pods claim one address, where [`dispatch_maps`]
+/// chooses between them, or when the maps do not hold exactly one entry per isolated
+/// (pod, direction, address), as after such a choice.
+fn patch_dispatch_maps(
+    model: &mut Ruleset,
+    graph: &PolicyGraph,
+    pods: &std::collections::BTreeSet<(String, String)>,
+) -> bool {
+    let slot = |dir: Direction, v6: bool| -> Option<usize> {
+        let name = names::dispatch_map(dir, v6);
+        model.maps.iter().position(|m| m.name == name)
+    };
+    let slots: Vec<(Direction, bool, usize)> = [Direction::Ingress, Direction::Egress]
+        .into_iter()
+        .flat_map(|d| [(d, false), (d, true)])
+        .filter_map(|(d, v6)| slot(d, v6).map(|i| (d, v6, i)))
+        .collect();
+    if slots.len() != 4 || model.maps.len() != 4 {
+        return false;
+    }
+    let index_of = |dir: Direction, v6: bool| {
+        slots
+            .iter()
+            .find(|(d, s6, _)| *d == dir && *s6 == v6)
+            .map(|s| s.2)
+            .unwrap_or(0)
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut expected = [0usize; 4];
+    for pod in graph.pods.values() {
+        for ip in &pod.ips {
+            if !seen.insert(*ip) {
+                return false;
+            }
+            for dir in [Direction::Ingress, Direction::Egress] {
+                if pod.isolation(dir).is_some() {
+                    expected[index_of(dir, ip.is_ipv6())] += 1;
+                }
+            }
+        }
+    }
+    let touched: std::collections::HashSet<String> = pods
+        .iter()
+        .flat_map(|(ns, name)| {
+            [Direction::Ingress, Direction::Egress].map(|dir| names::pod_chain(dir, ns, name))
+        })
+        .collect();
+    for map in &mut model.maps {
+        map.elements
+            .retain(|e| !matches!(&e.verdict, Verdict::Jump(c) if touched.contains(c)));
+    }
+    for key in pods {
+        let Some(pod) = graph.pods.get(key) else {
+            continue;
+        };
+        for dir in [Direction::Ingress, Direction::Egress] {
+            if pod.isolation(dir).is_none() {
+                continue;
+            }
+            let chain = names::pod_chain(dir, &pod.namespace, &pod.name);
+            for ip in &pod.ips {
+                let field = match ip {
+                    std::net::IpAddr::V4(a) => Field::Ipv4(*a, *a),
+                    std::net::IpAddr::V6(a) => Field::Ipv6(*a, *a),
+                };
+                model.maps[index_of(dir, ip.is_ipv6())]
+                    .elements
+                    .push(MapElement {
+                        key: Key::from([field]),
+                        verdict: Verdict::Jump(chain.clone()),
+                    });
+            }
+        }
+    }
+    for map in &mut model.maps {
+        map.elements.sort();
+    }
+    slots
+        .iter()
+        .all(|(d, v6, i)| model.maps[*i].elements.len() == expected[index_of(*d, *v6)])
+}
+
 fn dispatch_maps(graph: &PolicyGraph) -> Vec<Map> {
     let mut map_elements: BTreeMap<String, Vec<MapElement>> = BTreeMap::new();
     for pod in graph.pods.values() {
@@ -453,7 +537,9 @@ pub fn update(
             model.chains.insert(base + i, chain);
         }
     }
-    model.maps = dispatch_maps(graph);
+    if !patch_dispatch_maps(model, graph, pods) {
+        model.maps = dispatch_maps(graph);
+    }
     for v6 in [false, true] {
         if let Ok(i) = model
             .sets
