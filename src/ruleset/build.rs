@@ -274,19 +274,22 @@ fn unknown_sets(graph: &PolicyGraph, opts: &Options) -> Vec<Set> {
     out
 }
 
+/// The dispatch chain. IPv4 comes first and whole (unknown-pod drops, then the egress
+/// and ingress maps), then IPv6 behind neighbour discovery: a new IPv4 connection walks
+/// four rules here, an IPv6 one six, and ND is accepted before any IPv6 rule can drop it.
 fn policy_chain(opts: &Options) -> Chain {
-    let mut rules = vec![
-        Rule::with_comment(
-            RuleKind::CtEstablishedAccept,
-            "replies and related traffic of allowed connections",
-        ),
-        Rule::with_comment(
-            RuleKind::Icmpv6NdAccept,
-            "IPv6 neighbour discovery always passes",
-        ),
-    ];
-    if !opts.pod_cidrs.is_empty() {
-        for (v6, family) in [(false, IpFamily::V4), (true, IpFamily::V6)] {
+    let mut rules = vec![Rule::with_comment(
+        RuleKind::CtEstablishedAccept,
+        "replies and related traffic of allowed connections",
+    )];
+    for (v6, family) in [(false, IpFamily::V4), (true, IpFamily::V6)] {
+        if v6 {
+            rules.push(Rule::with_comment(
+                RuleKind::Icmpv6NdAccept,
+                "IPv6 neighbour discovery always passes",
+            ));
+        }
+        if !opts.pod_cidrs.is_empty() {
             for addr in [Addr::Saddr, Addr::Daddr] {
                 rules.push(Rule::with_comment(
                     RuleKind::DropUnknown {
@@ -299,12 +302,10 @@ fn policy_chain(opts: &Options) -> Chain {
                 ));
             }
         }
-    }
-    for (dir, addr) in [
-        (Direction::Egress, Addr::Saddr),
-        (Direction::Ingress, Addr::Daddr),
-    ] {
-        for (v6, family) in [(false, IpFamily::V4), (true, IpFamily::V6)] {
+        for (dir, addr) in [
+            (Direction::Egress, Addr::Saddr),
+            (Direction::Ingress, Addr::Daddr),
+        ] {
             rules.push(Rule::new(RuleKind::DispatchVmap {
                 family,
                 addr,

@@ -5,10 +5,10 @@
 //!   chain forward  (hook forward)  : jump dispatch
 //!   chain output   (hook output)   : fib saddr type local accept; jump dispatch
 //!   chain dispatch                 : ct state established,related accept
-//!                                    icmpv6 neighbour discovery accept
 //!                                    ip  saddr vmap @egress4   -> jump egress/<ns>/<pod>
-//!                                    ip6 saddr vmap @egress6
 //!                                    ip  daddr vmap @ingress4  -> jump ingress/<ns>/<pod>
+//!                                    icmpv6 neighbour discovery accept
+//!                                    ip6 saddr vmap @egress6
 //!                                    ip6 daddr vmap @ingress6
 //!   chain egress/<ns>/<pod>        : ip daddr @…/any4 return
 //!                                    ip daddr . meta l4proto . th dport @…/ports4 return
