@@ -194,8 +194,17 @@ fn pod_objects(
     });
 }
 
+/// Every packet of an established connection stops at the first rule of its base chain,
+/// as it would in a table holding only that rule: the per-packet cost of nftpol beyond
+/// conntrack itself is nothing, and only a connection's first packet goes further.
 fn base_chains() -> Vec<Chain> {
     let policy = names::CHAIN_POLICY.to_string();
+    let established = || {
+        Rule::with_comment(
+            RuleKind::CtEstablishedAccept,
+            "replies and related traffic of allowed connections",
+        )
+    };
     vec![
         Chain {
             name: names::CHAIN_FORWARD.into(),
@@ -205,7 +214,7 @@ fn base_chains() -> Vec<Chain> {
                 policy: Verdict::Accept,
             }),
             comment: Some("routed and bridged (br_netfilter) pod traffic".into()),
-            rules: vec![Rule::new(RuleKind::Jump(policy.clone()))],
+            rules: vec![established(), Rule::new(RuleKind::Jump(policy.clone()))],
         },
         Chain {
             name: names::CHAIN_OUTPUT.into(),
@@ -216,6 +225,7 @@ fn base_chains() -> Vec<Chain> {
             }),
             comment: Some("IPVS sends Service traffic to its backend from here".into()),
             rules: vec![
+                established(),
                 Rule::with_comment(
                     RuleKind::FibSaddrLocalAccept,
                     "the node itself may reach its pods",
@@ -274,14 +284,13 @@ fn unknown_sets(graph: &PolicyGraph, opts: &Options) -> Vec<Set> {
     out
 }
 
-/// The dispatch chain. IPv4 comes first and whole (unknown-pod drops, then the egress
-/// and ingress maps), then IPv6 behind neighbour discovery: a new IPv4 connection walks
-/// four rules here, an IPv6 one six, and ND is accepted before any IPv6 rule can drop it.
+/// The dispatch chain, for a connection's first packet. IPv4 comes first and whole
+/// (unknown-pod drops, then the egress and ingress maps), then IPv6 behind neighbour
+/// discovery: a new IPv4 connection walks two rules here, an IPv6 one five, and ND is
+/// accepted before any IPv6 rule can drop it.
 fn policy_chain(opts: &Options) -> Chain {
-    let mut rules = vec![Rule::with_comment(
-        RuleKind::CtEstablishedAccept,
-        "replies and related traffic of allowed connections",
-    )];
+    // Established traffic was accepted in the base chains already.
+    let mut rules = Vec::new();
     for (v6, family) in [(false, IpFamily::V4), (true, IpFamily::V6)] {
         if v6 {
             rules.push(Rule::with_comment(

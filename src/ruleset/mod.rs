@@ -2,10 +2,10 @@
 //!
 //! ```text
 //! table inet nftpol
-//!   chain forward  (hook forward)  : jump dispatch
-//!   chain output   (hook output)   : fib saddr type local accept; jump dispatch
-//!   chain dispatch                 : ct state established,related accept
-//!                                    ip  saddr vmap @egress4   -> jump egress/<ns>/<pod>
+//!   chain forward  (hook forward)  : ct state established,related accept; jump dispatch
+//!   chain output   (hook output)   : ct state established,related accept;
+//!                                    fib saddr type local accept; jump dispatch
+//!   chain dispatch                 : ip  saddr vmap @egress4   -> jump egress/<ns>/<pod>
 //!                                    ip  daddr vmap @ingress4  -> jump ingress/<ns>/<pod>
 //!                                    icmpv6 neighbour discovery accept
 //!                                    ip6 saddr vmap @egress6

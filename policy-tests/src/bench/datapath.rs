@@ -185,7 +185,7 @@ fn setup(pods: usize, policies: usize, clients: usize) -> Result<(Setup, String)
     );
     let _ = writeln!(
         notes,
-        "  (b) nftpol: {b_rules} at N={policies}, {b_ref} at N={} (forward jump + dispatch up to the ingress vmap + pod chain up to the accepting lookup)",
+        "  (b) nftpol: {b_rules} at N={policies}, {b_ref} at N={} (forward: ct, jump; dispatch up to the ingress vmap; pod chain up to the accepting lookup; an established packet: 1)",
         scenario.selecting
     );
     let _ = writeln!(

@@ -1,6 +1,7 @@
 //! How many rules a new connection's first packet traverses in nftpol's ruleset: the
-//! forward base chain, the dispatch chain up to the verdict map that jumps, and the pod
-//! chain up to the lookup that accepts (or its final drop). Counted on the model by the
+//! forward base chain (established traffic stops at its first rule), the dispatch chain up
+//! to the verdict map that jumps, and the pod chain up to the lookup that accepts (or its
+//! final drop). Counted on the model by the
 //! library's own evaluator (`nftpol::ruleset::eval`), which follows the rule shapes the
 //! kernel evaluates; a verdict-map or set lookup is one rule.
 
@@ -26,7 +27,7 @@ mod tests {
             };
             let w = forward(&rs, &p);
             assert!(w.accepted);
-            // forward: jump; dispatch: ct, egress4, ingress4 vmap (IPv4 before the ND
+            // forward: ct, jump; dispatch: egress4, ingress4 vmap (IPv4 before the ND
             // rule and the IPv6 maps); pod chain: any4, ports4.
             assert_eq!(w.rules, 6);
             counts.push(w.rules);
@@ -36,7 +37,10 @@ mod tests {
             };
             let w = forward(&rs, &intruder);
             assert!(!w.accepted);
-            assert_eq!(w.rules, 9, "4 to the pod chain, then any4, ports4, any6, ports6, drop");
+            assert_eq!(
+                w.rules, 9,
+                "4 to the pod chain, then any4, ports4, any6, ports6, drop"
+            );
         }
         assert_eq!(counts[0], counts[1]);
     }
