@@ -192,6 +192,33 @@ fn incremental_rows(smoke: bool, only_row: &str) {
         " diff of the touched pods' objects and its encoding as a netlink batch: batch ready;"
     );
     println!(" pods_recomputed and batch_msgs: least..most over the runs)");
+    // A remote pod whose address some local pod's allow list holds.
+    let peer_template = {
+        let graph = state.graph();
+        let allowed = |ip: std::net::IpAddr| {
+            graph.pods.values().any(|n| {
+                [n.ingress.as_ref(), n.egress.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|iso| &iso.allows)
+                    .any(|a| {
+                        a.peer != nftpol::graph::PeerRef::Any && graph.peer_contains(a.peer, ip)
+                    })
+            })
+        };
+        values
+            .iter()
+            .find(|v| {
+                v["kind"] == "Pod"
+                    && v["spec"]["nodeName"] != json!(node)
+                    && v["status"]["podIP"]
+                        .as_str()
+                        .and_then(|s| s.parse().ok())
+                        .is_some_and(allowed)
+            })
+            .expect("a remote peer")
+            .clone()
+    };
     let reps = if smoke { 5 } else { 21 };
     let mut applied = state.model().clone();
     // A change is prepared (parsed into an object, as the controller receives it from its
@@ -234,16 +261,15 @@ fn incremental_rows(smoke: bool, only_row: &str) {
     };
     let parse = |v: Value| Change::Apply(Box::new(object_from_value(v, "bench").unwrap().unwrap()));
     row("pod add (remote)", &mut |i| {
-        let mut p = local[0].clone();
+        // A twin of a remote pod that some local pod's policy allows: a new peer.
+        let mut p = peer_template.clone();
         p["metadata"]["name"] = json!(format!("bench-{i}"));
-        // A peer of many policies (backend pods may reach data pods).
-        p["metadata"]["labels"]["tier"] = json!("backend");
         p["spec"]["nodeName"] = json!("node-0");
         p["status"]["podIPs"] = json!([{"ip": format!("10.255.0.{}", i + 1)}]);
         parse(p)
     });
     row("pod delete (remote)", &mut |i| {
-        let ns = local[0]["metadata"]["namespace"].as_str().unwrap();
+        let ns = peer_template["metadata"]["namespace"].as_str().unwrap();
         Change::Delete(Kind::Pod, ns.to_string(), format!("bench-{i}"))
     });
     row("pod relabel (local)", &mut |i| {
