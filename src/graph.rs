@@ -537,9 +537,9 @@ impl PolicyGraph {
 
     /// Brings the cached peers up to date with a change of one pod, from `old` to `new`
     /// (either may be absent; the index already holds `new`). A peer that gains the pod
-    /// gains its addresses, one that loses it loses those no other pod of the peer claims
-    /// (an address being reused may have two owners for a while); no peer is resolved
-    /// again from scratch. Egress named-port splits that may hold the pod are forgotten
+    /// gains its addresses and one that loses it loses them, in place; only when another
+    /// pod claims an address it gave up (an address being reused may have two owners for
+    /// a while) is the peer resolved again from scratch. Egress named-port splits that may hold the pod are forgotten
     /// (they depend on its ports as well). Call it before refreshing.
     pub fn forget_pod(&mut self, index: &Index, old: Option<&PodInfo>, new: Option<&PodInfo>) {
         let Some(namespace) = old.or(new).map(|p| p.namespace.as_str()) else {
@@ -563,33 +563,48 @@ impl PolicyGraph {
         let same_ips = old.map(|p| &p.ips) == new.map(|p| &p.ips);
         let same_pod = old == new;
 
-        let mut updates: Vec<(PeerKey, AddrSet, PeerId)> = Vec::new();
+        // (key, Some(new addresses)) to update in place, (key, None) to forget.
+        let mut updates: Vec<(PeerKey, Option<AddrSet>, PeerId)> = Vec::new();
         for (key, &id) in &self.resolved {
             let (was, is) = (holds(Some(key), old, true), holds(Some(key), new, true));
             if was == is && (!was || same_ips) {
                 continue;
             }
-            let mut addrs = self.peers[id].addrs.clone();
-            if let Some(old) = old.filter(|_| was) {
-                // Keep an address another pod of this peer still claims.
-                let gone = old.ips.iter().copied().filter(|ip| {
-                    !index.pods_with_ip(*ip).any(|p| {
-                        p.key() != old.key()
-                            && p.is_policy_pod()
-                            && may_hold(key, p, &labels_of(&p.namespace), true)
-                    })
-                });
-                addrs = addrs.subtract(&AddrSet::from_ips(gone));
+            let kept: &[IpAddr] = match new {
+                Some(n) if is => &n.ips,
+                _ => &[],
+            };
+            let gone: Vec<IpAddr> = old
+                .filter(|_| was)
+                .map(|o| {
+                    o.ips
+                        .iter()
+                        .copied()
+                        .filter(|ip| !kept.contains(ip))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if gone.iter().any(|ip| index.claims(*ip) > 0) {
+                // Another pod claims an address this one gave up; whether it belongs to
+                // this peer takes a look at that pod: resolve the peer again.
+                updates.push((key.clone(), None, id));
+                continue;
             }
-            if let Some(new) = new.filter(|_| is) {
-                addrs = addrs.union(&AddrSet::from_ips(new.ips.iter().copied()));
-            }
-            updates.push((key.clone(), addrs, id));
+            let mut addrs = self.peers[id].addrs.subtract(&AddrSet::from_ips(gone));
+            addrs = addrs.union(&AddrSet::from_ips(kept.iter().copied()));
+            updates.push((key.clone(), Some(addrs), id));
         }
         for (key, addrs, id) in updates {
-            let description = self.peers[id].description.clone();
-            let new_id = self.intern(addrs, || description);
-            self.resolved.insert(key, new_id);
+            match addrs {
+                Some(addrs) => {
+                    let description = self.peers[id].description.clone();
+                    let new_id = self.intern(addrs, || description);
+                    self.resolved.insert(key, new_id);
+                }
+                None => {
+                    self.resolved.remove(&key);
+                }
+            }
         }
         self.named.retain(|(key, _, _), _| {
             let (was, is) = (

@@ -66,8 +66,9 @@ pub struct Index {
     namespaces: BTreeMap<String, Labels>,
     pods: BTreeMap<(String, String), PodInfo>,
     policies: BTreeMap<(String, String), PolicyEntry>,
-    /// Which pods claim each address (more than one while an address is being reused).
-    by_ip: HashMap<IpAddr, BTreeSet<(String, String)>>,
+    /// How many pods claim each address (more than one while an address is being
+    /// reused). A count, not a list: it is kept for every pod of the cluster.
+    claims: HashMap<IpAddr, u32>,
 }
 
 fn invalid(obj: &Object, field: impl Into<String>, problem: impl Into<String>) -> Error {
@@ -248,11 +249,10 @@ impl Index {
             }
             ObjectData::Pod(pod) => {
                 let info = reduce_pod(&obj, pod)?;
-                self.claim(&info);
                 let old = self.pods.insert(info.key(), info.clone());
-                if let Some(old) = &old {
-                    self.unclaim(old, &info.ips);
-                }
+                let old_ips = old.as_ref().map(|o| o.ips.as_slice()).unwrap_or(&[]);
+                self.claim(&info.ips, old_ips);
+                self.unclaim(old_ips, &info.ips);
                 Ok(old.as_ref() != Some(&info))
             }
             ObjectData::NetworkPolicy(np) => {
@@ -300,7 +300,7 @@ impl Index {
             Kind::Namespace => self.namespaces.remove(name).is_some(),
             Kind::Pod => match self.pods.remove(&key()) {
                 Some(old) => {
-                    self.unclaim(&old, &[]);
+                    self.unclaim(&old.ips, &[]);
                     true
                 }
                 None => false,
@@ -309,31 +309,28 @@ impl Index {
         }
     }
 
-    fn claim(&mut self, pod: &PodInfo) {
-        for ip in &pod.ips {
-            self.by_ip.entry(*ip).or_default().insert(pod.key());
+    /// Counts a pod's claim on each of `ips` it did not already hold (`had`).
+    fn claim(&mut self, ips: &[IpAddr], had: &[IpAddr]) {
+        for ip in ips.iter().filter(|ip| !had.contains(ip)) {
+            *self.claims.entry(*ip).or_default() += 1;
         }
     }
 
-    /// Drops `pod`'s claims on its addresses, except those in `keep` (still its own).
-    fn unclaim(&mut self, pod: &PodInfo, keep: &[IpAddr]) {
-        for ip in pod.ips.iter().filter(|ip| !keep.contains(ip)) {
-            if let Some(keys) = self.by_ip.get_mut(ip) {
-                keys.remove(&pod.key());
-                if keys.is_empty() {
-                    self.by_ip.remove(ip);
+    /// Drops a pod's claim on each of `ips` it no longer holds (not in `keep`).
+    fn unclaim(&mut self, ips: &[IpAddr], keep: &[IpAddr]) {
+        for ip in ips.iter().filter(|ip| !keep.contains(ip)) {
+            if let Some(n) = self.claims.get_mut(ip) {
+                *n -= 1;
+                if *n == 0 {
+                    self.claims.remove(ip);
                 }
             }
         }
     }
 
-    /// Every pod that claims `ip`.
-    pub fn pods_with_ip(&self, ip: IpAddr) -> impl Iterator<Item = &PodInfo> {
-        self.by_ip
-            .get(&ip)
-            .into_iter()
-            .flatten()
-            .filter_map(|k| self.pods.get(k))
+    /// How many pods claim `ip`.
+    pub fn claims(&self, ip: IpAddr) -> usize {
+        self.claims.get(&ip).map_or(0, |n| *n as usize)
     }
 
     pub fn pods(&self) -> impl Iterator<Item = &PodInfo> {

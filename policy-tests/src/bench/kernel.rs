@@ -274,8 +274,13 @@ fn incremental(
             let t = Instant::now();
             let update = state.apply(obj)?;
             st.push(t.elapsed());
+            // As the controller does: diff only the recomputed pods' objects.
             let t = Instant::now();
-            let ops = netlink::diff(&old, state.model());
+            let ops = netlink::diff_views(
+                &nftpol::ruleset::View::pods(&old, &update.recomputed),
+                &nftpol::ruleset::View::pods(state.model(), &update.recomputed),
+            )
+            .unwrap_or_else(|| netlink::diff(&old, state.model()));
             df.push(t.elapsed());
 
             let table = state.model().name.clone();
