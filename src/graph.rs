@@ -165,7 +165,7 @@ pub struct PolicyGraph {
     /// Peers resolved against the cluster, kept across refreshes so that a one-pod change
     /// does not walk every namespace again for every policy of the pods it touches. Only
     /// pods and namespaces decide what a peer holds, and the caller reports each change of
-    /// those ([`PolicyGraph::forget_pod`], [`PolicyGraph::forget_namespace`]) before it
+    /// those ([`PolicyGraph::pod_changed`], [`PolicyGraph::namespace_changed`]) before it
     /// refreshes.
     resolved: HashMap<PeerKey, PeerId>,
     /// Egress named ports: (peer or None for every pod, protocol, name) -> [(peer, port)].
@@ -253,10 +253,6 @@ impl<'a> Ctx<'a> {
             }
         }
     }
-}
-
-fn implied_labels(namespace: &str) -> Labels {
-    [(crate::index::NAME_LABEL.to_string(), namespace.to_string())].into()
 }
 
 impl PolicyGraph {
@@ -539,22 +535,17 @@ impl PolicyGraph {
     /// (either may be absent; the index already holds `new`). A peer that gains the pod
     /// gains its addresses and one that loses it loses them, in place; only when another
     /// pod claims an address it gave up (an address being reused may have two owners for
-    /// a while) is the peer resolved again from scratch. Egress named-port splits that may hold the pod are forgotten
-    /// (they depend on its ports as well). Call it before refreshing.
-    pub fn forget_pod(&mut self, index: &Index, old: Option<&PodInfo>, new: Option<&PodInfo>) {
+    /// a while) is the peer resolved again from scratch. Egress named-port splits that
+    /// may hold the pod are forgotten (they depend on its ports as well). Call it before
+    /// refreshing.
+    pub fn pod_changed(&mut self, index: &Index, old: Option<&PodInfo>, new: Option<&PodInfo>) {
         let Some(namespace) = old.or(new).map(|p| p.namespace.as_str()) else {
             return;
         };
         if self.resolved.is_empty() && self.named.is_empty() {
             return;
         }
-        let labels_of = |ns: &str| -> std::borrow::Cow<'_, Labels> {
-            match index.namespace_labels(ns) {
-                Some(l) => std::borrow::Cow::Borrowed(l),
-                None => std::borrow::Cow::Owned(implied_labels(ns)),
-            }
-        };
-        let ns_labels = labels_of(namespace);
+        let ns_labels = index.effective_labels(namespace);
         let holds = |key: Option<&PeerKey>, pod: Option<&PodInfo>, static_blocks: bool| {
             pod.is_some_and(|p| {
                 p.is_policy_pod() && key.is_none_or(|k| may_hold(k, p, &ns_labels, static_blocks))
@@ -618,8 +609,8 @@ impl PolicyGraph {
     /// Forgets the cached peers whose namespaceSelector selects namespace `name` with its
     /// labels as they were (`old`) but not as they are (`new`), or the other way round; a
     /// namespace not given counts with only its name label.
-    pub fn forget_namespace(&mut self, name: &str, old: Option<&Labels>, new: Option<&Labels>) {
-        let implied = implied_labels(name);
+    pub fn namespace_changed(&mut self, name: &str, old: Option<&Labels>, new: Option<&Labels>) {
+        let implied = crate::index::implied_labels(name);
         let (old, new) = (old.unwrap_or(&implied), new.unwrap_or(&implied));
         let changes = |key: &PeerKey| match &key.0 {
             PeerSpec::Pods {

@@ -80,6 +80,12 @@ fn invalid(obj: &Object, field: impl Into<String>, problem: impl Into<String>) -
     }
 }
 
+/// The labels of a namespace that was never given: only its name label, as the API
+/// server sets it on every namespace.
+pub fn implied_labels(namespace: &str) -> Labels {
+    [(NAME_LABEL.to_string(), namespace.to_string())].into()
+}
+
 /// The distinct namespaces of a map keyed by (namespace, name), one seek per namespace.
 fn distinct_namespaces<V>(map: &BTreeMap<(String, String), V>) -> impl Iterator<Item = &str> + '_ {
     let mut next = map.keys().next();
@@ -379,6 +385,15 @@ impl Index {
         self.namespaces.get(name)
     }
 
+    /// The labels selectors see on namespace `name`: its own, or the implied ones when it
+    /// was never given.
+    pub fn effective_labels(&self, name: &str) -> Cow<'_, Labels> {
+        match self.namespaces.get(name) {
+            Some(l) => Cow::Borrowed(l),
+            None => Cow::Owned(implied_labels(name)),
+        }
+    }
+
     /// Keys of every object of a kind: (namespace, name); namespace is empty for Namespaces.
     pub fn keys(&self, kind: Kind) -> Vec<(String, String)> {
         match kind {
@@ -408,10 +423,9 @@ impl Index {
             .namespaces
             .iter()
             .map(|(n, l)| (n.as_str(), Cow::Borrowed(l)));
-        let implied = self.implied_namespace_names().map(|name| {
-            let labels: Labels = [(NAME_LABEL.to_string(), name.to_string())].into();
-            (name, Cow::Owned(labels))
-        });
+        let implied = self
+            .implied_namespace_names()
+            .map(|name| (name, Cow::Owned(implied_labels(name))));
         let mut all: Vec<(&str, Cow<'_, Labels>)> = given.chain(implied).collect();
         all.sort_by(|a, b| a.0.cmp(b.0));
         all.into_iter()

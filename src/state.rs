@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use crate::error::Result;
 use crate::graph::PolicyGraph;
 use crate::impact::{self, Change, PodKey};
-use crate::index::{Index, PodInfo};
+use crate::index::Index;
 use crate::input::{Kind, Object, ObjectData};
 use crate::ruleset::{self, Ruleset};
 
@@ -96,11 +96,6 @@ impl NodeState {
         }
     }
 
-    /// Tells the graph's peer cache that a pod changed (as it was, as it is).
-    fn forget_pods(&mut self, old: Option<&PodInfo>, new: Option<&PodInfo>) {
-        self.graph.forget_pod(&self.index, old, new);
-    }
-
     /// Defers graph and model updates (see the field); clearing it rebuilds them.
     pub fn set_deferred(&mut self, deferred: bool) {
         if self.deferred && !deferred {
@@ -144,7 +139,8 @@ impl NodeState {
                 let old = self.index.pod(&ns, &name).cloned();
                 let result = self.index.apply(obj);
                 let new = self.index.pod(&ns, &name).cloned();
-                self.forget_pods(old.as_ref(), new.as_ref());
+                self.graph
+                    .pod_changed(&self.index, old.as_ref(), new.as_ref());
                 let change = Change::Pod {
                     old: old.as_ref(),
                     new: new.as_ref(),
@@ -160,7 +156,7 @@ impl NodeState {
                 let result = self.index.apply(obj);
                 let new = self.index.namespace_labels(&name).cloned();
                 self.graph
-                    .forget_namespace(&name, old.as_ref(), new.as_ref());
+                    .namespace_changed(&name, old.as_ref(), new.as_ref());
                 let change = Change::Namespace {
                     name: &name,
                     old: old.as_ref(),
@@ -224,7 +220,7 @@ impl NodeState {
                 if !self.index.delete(kind, namespace, name) {
                     return Update::default();
                 }
-                self.forget_pods(old.as_ref(), None);
+                self.graph.pod_changed(&self.index, old.as_ref(), None);
                 impact::affected(
                     &self.index,
                     &self.graph,
@@ -240,7 +236,7 @@ impl NodeState {
                 if !self.index.delete(kind, namespace, name) {
                     return Update::default();
                 }
-                self.graph.forget_namespace(name, old.as_ref(), None);
+                self.graph.namespace_changed(name, old.as_ref(), None);
                 // A namespace that still holds pods lives on with its implied labels.
                 let change = Change::Namespace {
                     name,

@@ -200,6 +200,38 @@ async fn converge(netns: &Netns, server: &FakeApiServer, isolated: Option<&str>,
     }
 }
 
+/// A controller for node `node` with 10 ms coalescing, its metrics on `port` (0: any).
+fn config(node: &str, port: u16, resync: Duration, netns: Option<PathBuf>) -> controller::Config {
+    controller::Config {
+        node: node.into(),
+        metrics_addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        coalesce: Duration::from_millis(10),
+        resync,
+        netns,
+        options: Default::default(),
+    }
+}
+
+type Running = (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), controller::ControllerError>>,
+);
+
+/// Starts the controller against `server` over real netlink; send on the sender to stop it
+/// (as SIGTERM does).
+fn start(config: controller::Config, server: &FakeApiServer) -> Running {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(controller::run(
+        config,
+        server.client(),
+        NetlinkDataplane::open,
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    (stop_tx, handle)
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -266,24 +298,10 @@ async fn controller_end_to_end() {
     // An earlier instance's rules must stay until the first full sync.
     netns.nft(&["add", "table", "inet", "nftpol"]);
     let port = free_port();
-    let config = controller::Config {
-        node: "n1".into(),
-        metrics_addr: format!("127.0.0.1:{port}").parse().unwrap(),
-        coalesce: Duration::from_millis(10),
-        resync: Duration::from_millis(300),
-        netns: Some(netns.path()),
-        options: Default::default(),
-    };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let client = server.client();
-    let handle = tokio::spawn(controller::run(
-        config,
-        client,
-        NetlinkDataplane::open,
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
+    let (stop_tx, handle) = start(
+        config("n1", port, Duration::from_millis(300), Some(netns.path())),
+        &server,
+    );
 
     converge(&netns, &server, None, "first full sync").await;
     prober.arm("after the first full sync");
@@ -467,23 +485,10 @@ async fn shutdown_during_a_sync_leaves_a_whole_table() {
     };
     let want = expected_for(&server);
     for delay_ms in [0u64, 30, 120, 400] {
-        let config = controller::Config {
-            node: node.into(),
-            metrics_addr: "127.0.0.1:0".parse().unwrap(),
-            coalesce: Duration::from_millis(10),
-            resync: Duration::from_secs(60),
-            netns: Some(netns.path()),
-            options: Default::default(),
-        };
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let handle = tokio::spawn(controller::run(
-            config,
-            server.client(),
-            NetlinkDataplane::open,
-            async {
-                let _ = stop_rx.await;
-            },
-        ));
+        let (stop_tx, handle) = start(
+            config(node, 0, Duration::from_secs(60), Some(netns.path())),
+            &server,
+        );
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         stop_tx.send(()).unwrap();
         tokio::time::timeout(Duration::from_secs(30), handle)
@@ -505,23 +510,10 @@ async fn shutdown_during_a_sync_leaves_a_whole_table() {
         }
     }
     // A new instance converges.
-    let config = controller::Config {
-        node: node.into(),
-        metrics_addr: "127.0.0.1:0".parse().unwrap(),
-        coalesce: Duration::from_millis(10),
-        resync: Duration::from_secs(60),
-        netns: Some(netns.path()),
-        options: Default::default(),
-    };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(controller::run(
-        config,
-        server.client(),
-        NetlinkDataplane::open,
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
+    let (stop_tx, handle) = start(
+        config(node, 0, Duration::from_secs(60), Some(netns.path())),
+        &server,
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     while drift(&netns, &want).is_some() {
         assert!(Instant::now() < deadline, "did not converge after restarts");
@@ -544,16 +536,8 @@ async fn exits_when_the_dataplane_cannot_open() {
             Some(PathBuf::from("/run/netns/nftpol-does-not-exist")),
         ),
     ] {
-        let config = controller::Config {
-            node: "n1".into(),
-            metrics_addr: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
-            coalesce: Duration::from_millis(10),
-            resync: Duration::from_secs(300),
-            netns: netns.clone(),
-            options: Default::default(),
-        };
         let run = controller::run(
-            config,
+            config("n1", free_port(), Duration::from_secs(300), netns.clone()),
             server.client(),
             move || -> Result<NetlinkDataplane, controller::dataplane::DataplaneError> {
                 if netns.is_some() {

@@ -150,23 +150,14 @@ where
         .map_err(|e| ControllerError::SyncThread(e.to_string()))?;
     let watchers = watch::spawn(client, tx.clone());
 
-    let early = tokio::select! {
+    // Runs until shutdown, or until the sync thread ends first: that means it failed.
+    let failed = tokio::select! {
         _ = shutdown => None,
-        r = done_rx => Some(r),
-    };
-    if let Some(result) = early {
-        for w in &watchers {
-            w.abort();
-        }
-        http.abort();
-        events.abort();
-        let why = match result {
+        r = done_rx => Some(match r {
             Ok(Err(e)) => e,
             Ok(Ok(())) | Err(_) => "the sync loop ended".to_string(),
-        };
-        tracing::error!(error = %why, "sync loop stopped; exiting");
-        return Err(ControllerError::Dataplane(why));
-    }
+        }),
+    };
     tracing::info!("stopping watchers");
     for w in &watchers {
         w.abort();
@@ -176,5 +167,11 @@ where
     let _ = tokio::task::spawn_blocking(move || worker.join()).await;
     http.abort();
     events.abort();
-    Ok(())
+    match failed {
+        Some(why) => {
+            tracing::error!(error = %why, "sync loop stopped; exiting");
+            Err(ControllerError::Dataplane(why))
+        }
+        None => Ok(()),
+    }
 }

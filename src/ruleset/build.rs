@@ -333,112 +333,94 @@ fn policy_chain(opts: &Options) -> Chain {
 }
 
 /// The four dispatch maps: every isolated pod's addresses to its chains.
+/// A pod's dispatch-map entries: (map name, address -> jump to its chain), for each
+/// direction it is isolated in and each of its addresses.
+fn dispatch_entries(pod: &PodNode) -> Vec<(String, MapElement)> {
+    let mut out = Vec::new();
+    for dir in [Direction::Ingress, Direction::Egress] {
+        if pod.isolation(dir).is_none() {
+            continue;
+        }
+        let chain = names::pod_chain(dir, &pod.namespace, &pod.name);
+        for ip in &pod.ips {
+            let field = match ip {
+                std::net::IpAddr::V4(a) => Field::Ipv4(*a, *a),
+                std::net::IpAddr::V6(a) => Field::Ipv6(*a, *a),
+            };
+            out.push((
+                names::dispatch_map(dir, ip.is_ipv6()),
+                MapElement {
+                    key: Key::from([field]),
+                    verdict: Verdict::Jump(chain.clone()),
+                },
+            ));
+        }
+    }
+    out
+}
+
 /// Replaces the dispatch-map entries of `pods` only, leaving every other pod's entries as
-/// they are. Declines (returns false, having changed nothing that matters: the caller then
-/// rebuilds the maps whole) when two pods claim one address, where [`dispatch_maps`]
-/// chooses between them, or when the maps do not hold exactly one entry per isolated
-/// (pod, direction, address), as after such a choice.
+/// they are. Declines (returns false; the caller then rebuilds the maps whole) when two
+/// pods claim one address, where [`dispatch_maps`] chooses between them, or when the maps
+/// do not end up with exactly one entry per isolated (pod, direction, address), as after
+/// such a choice.
 fn patch_dispatch_maps(
     model: &mut Ruleset,
     graph: &PolicyGraph,
     pods: &std::collections::BTreeSet<(String, String)>,
 ) -> bool {
-    let slot = |dir: Direction, v6: bool| -> Option<usize> {
-        let name = names::dispatch_map(dir, v6);
-        model.maps.iter().position(|m| m.name == name)
-    };
-    let slots: Vec<(Direction, bool, usize)> = [Direction::Ingress, Direction::Egress]
-        .into_iter()
-        .flat_map(|d| [(d, false), (d, true)])
-        .filter_map(|(d, v6)| slot(d, v6).map(|i| (d, v6, i)))
-        .collect();
-    if slots.len() != 4 || model.maps.len() != 4 {
-        return false;
-    }
-    let index_of = |dir: Direction, v6: bool| {
-        slots
-            .iter()
-            .find(|(d, s6, _)| *d == dir && *s6 == v6)
-            .map(|s| s.2)
-            .unwrap_or(0)
-    };
+    const DIRECTIONS: [Direction; 2] = [Direction::Ingress, Direction::Egress];
     let mut seen = std::collections::HashSet::new();
-    let mut expected = [0usize; 4];
+    // [direction][is IPv6]
+    let mut expected = [[0usize; 2]; 2];
     for pod in graph.pods.values() {
         for ip in &pod.ips {
             if !seen.insert(*ip) {
                 return false;
             }
-            for dir in [Direction::Ingress, Direction::Egress] {
+            for (d, dir) in DIRECTIONS.into_iter().enumerate() {
                 if pod.isolation(dir).is_some() {
-                    expected[index_of(dir, ip.is_ipv6())] += 1;
+                    expected[d][ip.is_ipv6() as usize] += 1;
                 }
             }
         }
     }
     let touched: std::collections::HashSet<String> = pods
         .iter()
-        .flat_map(|(ns, name)| {
-            [Direction::Ingress, Direction::Egress].map(|dir| names::pod_chain(dir, ns, name))
-        })
+        .flat_map(|(ns, name)| DIRECTIONS.map(|dir| names::pod_chain(dir, ns, name)))
         .collect();
     for map in &mut model.maps {
         map.elements
             .retain(|e| !matches!(&e.verdict, Verdict::Jump(c) if touched.contains(c)));
     }
-    for key in pods {
-        let Some(pod) = graph.pods.get(key) else {
-            continue;
-        };
-        for dir in [Direction::Ingress, Direction::Egress] {
-            if pod.isolation(dir).is_none() {
-                continue;
-            }
-            let chain = names::pod_chain(dir, &pod.namespace, &pod.name);
-            for ip in &pod.ips {
-                let field = match ip {
-                    std::net::IpAddr::V4(a) => Field::Ipv4(*a, *a),
-                    std::net::IpAddr::V6(a) => Field::Ipv6(*a, *a),
-                };
-                model.maps[index_of(dir, ip.is_ipv6())]
-                    .elements
-                    .push(MapElement {
-                        key: Key::from([field]),
-                        verdict: Verdict::Jump(chain.clone()),
-                    });
+    for pod in pods.iter().filter_map(|key| graph.pods.get(key)) {
+        for (name, element) in dispatch_entries(pod) {
+            match model.maps.iter_mut().find(|m| m.name == name) {
+                Some(map) => map.elements.push(element),
+                None => return false,
             }
         }
     }
     for map in &mut model.maps {
         map.elements.sort();
     }
-    slots
-        .iter()
-        .all(|(d, v6, i)| model.maps[*i].elements.len() == expected[index_of(*d, *v6)])
+    DIRECTIONS.into_iter().enumerate().all(|(d, dir)| {
+        [false, true].into_iter().all(|v6| {
+            let name = names::dispatch_map(dir, v6);
+            model
+                .maps
+                .iter()
+                .find(|m| m.name == name)
+                .is_some_and(|m| m.elements.len() == expected[d][v6 as usize])
+        })
+    })
 }
 
 fn dispatch_maps(graph: &PolicyGraph) -> Vec<Map> {
     let mut map_elements: BTreeMap<String, Vec<MapElement>> = BTreeMap::new();
     for pod in graph.pods.values() {
-        for dir in [Direction::Ingress, Direction::Egress] {
-            if pod.isolation(dir).is_none() {
-                continue;
-            }
-            let chain = names::pod_chain(dir, &pod.namespace, &pod.name);
-            for ip in &pod.ips {
-                let (map, field) = match ip {
-                    std::net::IpAddr::V4(a) => {
-                        (names::dispatch_map(dir, false), Field::Ipv4(*a, *a))
-                    }
-                    std::net::IpAddr::V6(a) => {
-                        (names::dispatch_map(dir, true), Field::Ipv6(*a, *a))
-                    }
-                };
-                map_elements.entry(map).or_default().push(MapElement {
-                    key: Key::from([field]),
-                    verdict: Verdict::Jump(chain.clone()),
-                });
-            }
+        for (map, element) in dispatch_entries(pod) {
+            map_elements.entry(map).or_default().push(element);
         }
     }
     let mut maps = Vec::new();
@@ -576,13 +558,8 @@ pub(super) fn pod_object_names(
     names
 }
 
-/// The part of `model` that a change to `pods` can touch, as an owned model (see
-/// [`View::pods`], which borrows instead).
-pub fn extract(model: &Ruleset, pods: &std::collections::BTreeSet<(String, String)>) -> Ruleset {
-    View::pods(model, pods).to_ruleset()
-}
-
-/// Makes `target` hold what `source` holds for `pods` (see [`extract`]), leaving the rest.
+/// Makes `target` hold what `source` holds for `pods` (see [`View::pods`]), leaving the
+/// rest.
 pub fn patch(
     target: &mut Ruleset,
     source: &Ruleset,

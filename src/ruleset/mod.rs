@@ -27,6 +27,6 @@ pub mod model;
 pub mod names;
 mod view;
 
-pub use build::{build, build_with, extract, patch, update, Options};
+pub use build::{build, build_with, patch, update, Options};
 pub use model::*;
 pub use view::View;

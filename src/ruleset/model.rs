@@ -123,12 +123,6 @@ impl From<Vec<Field>> for Key {
     }
 }
 
-impl FromIterator<Field> for Key {
-    fn from_iter<I: IntoIterator<Item = Field>>(iter: I) -> Key {
-        Key::new(&iter.into_iter().collect::<Vec<_>>())
-    }
-}
-
 impl<'a> IntoIterator for &'a Key {
     type Item = &'a Field;
     type IntoIter = std::slice::Iter<'a, Field>;
