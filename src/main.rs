@@ -116,12 +116,17 @@ struct RunArgs {
     #[arg(long, default_value_t = 300)]
     resync_seconds: u64,
     /// Drop traffic to and from addresses in this node's pod CIDRs that are not yet known
-    /// as pods, until their rules are in place (needs --pod-cidr).
-    #[arg(long, requires = "pod_cidr")]
+    /// as pods, until their rules are in place. The CIDRs are --pod-cidr, else the Node
+    /// object's spec.podCIDRs.
+    #[arg(long)]
     default_deny_unknown: bool,
-    /// This node's pod CIDR (repeat for dual-stack), for --default-deny-unknown.
+    /// This node's pod CIDR (repeat for dual-stack), for --default-deny-unknown; overrides
+    /// the Node object's spec.podCIDRs.
     #[arg(long, value_name = "CIDR")]
     pod_cidr: Vec<ipnet::IpNet>,
+    /// /healthz fails when the sync loop has made no progress for this long.
+    #[arg(long, default_value_t = 60)]
+    liveness_timeout_seconds: u64,
     /// Program the nftables of this network namespace (a path like /run/netns/NAME)
     /// instead of the controller's own; for tests.
     #[arg(long, hide = true)]
@@ -155,6 +160,7 @@ fn run_controller(args: RunArgs) -> anyhow::Result<()> {
             None => kube::Config::infer().await?,
         };
         let client = kube::Client::try_from(kube_config)?;
+        let pod_cidrs_from_node = args.default_deny_unknown && args.pod_cidr.is_empty();
         let config = controller::Config {
             node: args.node_name,
             metrics_addr: args.metrics_addr,
@@ -168,6 +174,8 @@ fn run_controller(args: RunArgs) -> anyhow::Result<()> {
                     Vec::new()
                 },
             },
+            pod_cidrs_from_node,
+            liveness: std::time::Duration::from_secs(args.liveness_timeout_seconds),
         };
         let shutdown = async {
             let mut term =

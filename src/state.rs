@@ -79,6 +79,23 @@ impl NodeState {
         &self.model
     }
 
+    pub fn options(&self) -> &ruleset::Options {
+        &self.options
+    }
+
+    /// Replaces the operator options (this node's pod CIDRs can change with its Node
+    /// object); a change rebuilds the model. Returns whether anything changed.
+    pub fn set_options(&mut self, options: ruleset::Options) -> bool {
+        if options == self.options {
+            return false;
+        }
+        self.options = options;
+        if !self.deferred {
+            self.rebuild();
+        }
+        true
+    }
+
     /// Rebuilds graph and model from the index (drops peers nothing uses any more).
     pub fn rebuild(&mut self) {
         self.graph = PolicyGraph::build_for(&self.index, self.node.as_deref());

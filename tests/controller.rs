@@ -16,10 +16,14 @@ use nftpol::controller::{self, dataplane::NetlinkDataplane};
 use nftpol::index::Index;
 use nftpol::input::object_from_value;
 use nftpol::ruleset::Ruleset;
-use serde_json::{json, Value};
+use serde_json::json;
 
 #[path = "routed_util.rs"]
 mod routed;
+
+#[path = "controller_util.rs"]
+mod util;
+use util::{config, free_port, get, ns, pod, policy};
 
 /// Sends new TCP connections from an outside host to an isolated pod, through the node
 /// namespace the controller programs, every few milliseconds while armed, and counts the
@@ -141,21 +145,6 @@ fn can_run() -> bool {
     true
 }
 
-fn ns(name: &str, labels: Value) -> Value {
-    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
-}
-
-fn pod(ns: &str, name: &str, node: u8, ip: &str, labels: Value) -> Value {
-    json!({"apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": ns, "labels": labels},
-        "spec": {"nodeName": format!("n{node}"), "containers": [{"name": "c", "ports": [{"name": "http", "containerPort": 80, "protocol": "TCP"}]}]},
-        "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}], "hostIP": format!("192.168.100.{node}"), "hostIPs": [{"ip": format!("192.168.100.{node}")}]}})
-}
-
-fn policy(ns: &str, name: &str, spec: Value) -> Value {
-    json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": name, "namespace": ns}, "spec": spec})
-}
-
 /// The model the node should hold for what the server holds now.
 fn expected(server: &FakeApiServer) -> Ruleset {
     let mut index = Index::new();
@@ -200,18 +189,6 @@ async fn converge(netns: &Netns, server: &FakeApiServer, isolated: Option<&str>,
     }
 }
 
-/// A controller for node `node` with 10 ms coalescing, its metrics on `port` (0: any).
-fn config(node: &str, port: u16, resync: Duration, netns: Option<PathBuf>) -> controller::Config {
-    controller::Config {
-        node: node.into(),
-        metrics_addr: format!("127.0.0.1:{port}").parse().unwrap(),
-        coalesce: Duration::from_millis(10),
-        resync,
-        netns,
-        options: Default::default(),
-    }
-}
-
 type Running = (
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<Result<(), controller::ControllerError>>,
@@ -230,32 +207,6 @@ fn start(config: controller::Config, server: &FakeApiServer) -> Running {
         },
     ));
     (stop_tx, handle)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn get(port: u16, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
-        return (0, String::new());
-    };
-    let _ = s
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .await;
-    let mut buf = String::new();
-    let _ = s.read_to_string(&mut buf).await;
-    let code = buf
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (code, buf)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -99,6 +99,8 @@ impl Controller {
             resync: Duration::from_secs(30),
             netns: Some(path),
             options: Default::default(),
+            pod_cidrs_from_node: false,
+            liveness: Duration::from_secs(60),
         };
         let client = {
             let _guard = self.rt.enter();

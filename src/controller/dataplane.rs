@@ -9,6 +9,9 @@ pub struct BatchStats {
     /// Netlink messages in the batch (begin and end markers excluded).
     pub messages: usize,
     pub bytes: usize,
+    /// From handing the batch to the kernel to its last acknowledgement; the rest of a
+    /// call is diffing and encoding.
+    pub kernel: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +70,7 @@ impl Dataplane for NetlinkDataplane {
         Ok(BatchStats {
             messages: s.messages,
             bytes: s.bytes,
+            kernel: s.elapsed,
         })
     }
 
@@ -81,6 +85,7 @@ impl Dataplane for NetlinkDataplane {
         Ok(BatchStats {
             messages: s.messages,
             bytes: s.bytes,
+            kernel: s.elapsed,
         })
     }
 

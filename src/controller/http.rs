@@ -1,15 +1,20 @@
 //! `/healthz`, `/readyz` and `/metrics` over plain HTTP/1.1. Small on purpose: three
 //! fixed GET routes need no framework.
+//!
+//! `/healthz` fails when the sync loop has shown no life for `liveness` (a stuck thread,
+//! a netlink socket that never answers), so the kubelet restarts the pod; `/readyz`
+//! fails until the first full sync and while kernel batches keep failing.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::metrics::Metrics;
 
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, liveness: Duration) {
     loop {
         let Ok((mut sock, _)) = listener.accept().await else {
             continue;
@@ -27,12 +32,22 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
             let req = String::from_utf8_lossy(&buf[..n]);
             let path = req.split_whitespace().nth(1).unwrap_or("/");
             let (status, ctype, body) = match path {
-                "/healthz" => ("200 OK", "text/plain", "ok\n".to_string()),
+                "/healthz" => match metrics.since_beat() {
+                    quiet if quiet > liveness => (
+                        "503 Service Unavailable",
+                        "text/plain",
+                        format!(
+                            "the sync loop has made no progress for {} s\n",
+                            quiet.as_secs()
+                        ),
+                    ),
+                    _ => ("200 OK", "text/plain", "ok\n".to_string()),
+                },
                 "/readyz" if metrics.ready() => ("200 OK", "text/plain", "ready\n".to_string()),
                 "/readyz" => (
                     "503 Service Unavailable",
                     "text/plain",
-                    "waiting for the first full sync\n".to_string(),
+                    metrics.not_ready_reason().to_string(),
                 ),
                 "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
                 _ => ("404 Not Found", "text/plain", "not found\n".to_string()),

@@ -3,10 +3,10 @@
 
 use std::fmt::Write;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const SECONDS_BUCKETS: [f64; 12] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+const SECONDS_BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 const SIZE_BUCKETS: [f64; 10] = [
     1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 1000.0, 10000.0, 100000.0,
@@ -60,8 +60,49 @@ impl Histogram {
     }
 }
 
+/// Where the time from a watch event to its kernel acknowledgement goes, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// From the watcher yielding the decoded object to the sync loop taking it (slimming
+    /// and the channel).
+    Watch,
+    /// Applying the change to the node's state (index, graph, model), per event.
+    State,
+    /// From the event reaching the sync loop to its batch starting (coalescing).
+    Wait,
+    /// Views of the touched pods, their diff and the batch's encoding.
+    Diff,
+    /// From `sendmsg` to the last acknowledgement.
+    Kernel,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 5] = [
+        Stage::Watch,
+        Stage::State,
+        Stage::Wait,
+        Stage::Diff,
+        Stage::Kernel,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Watch => "watch",
+            Stage::State => "state",
+            Stage::Wait => "wait",
+            Stage::Diff => "diff",
+            Stage::Kernel => "kernel",
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
+    stages: [Histogram; 5],
+    /// The sync loop's last sign of life (it beats at least every second when idle).
+    heartbeat: Instant,
+    /// The last kernel batch failed (and no later one succeeded).
+    failing: bool,
     sync_full: Histogram,
     sync_incremental: Histogram,
     event_to_batch: Histogram,
@@ -80,6 +121,9 @@ pub struct Metrics(Mutex<Inner>);
 impl Default for Metrics {
     fn default() -> Self {
         Metrics(Mutex::new(Inner {
+            stages: std::array::from_fn(|_| Histogram::new(&SECONDS_BUCKETS)),
+            heartbeat: Instant::now(),
+            failing: false,
             sync_full: Histogram::new(&SECONDS_BUCKETS),
             sync_incremental: Histogram::new(&SECONDS_BUCKETS),
             event_to_batch: Histogram::new(&SECONDS_BUCKETS),
@@ -122,7 +166,22 @@ impl Metrics {
                 .ok()
                 .map(|d| d.as_secs_f64());
             m.ready = true;
+            m.failing = false;
         })
+    }
+
+    pub fn stage(&self, stage: Stage, took: Duration) {
+        self.with(|m| m.stages[stage as usize].observe(took.as_secs_f64()))
+    }
+
+    /// The sync loop is alive: called on every turn of its loop.
+    pub fn beat(&self) {
+        self.with(|m| m.heartbeat = Instant::now())
+    }
+
+    /// How long since the sync loop last showed life.
+    pub fn since_beat(&self) -> Duration {
+        self.with(|m| m.heartbeat.elapsed())
     }
 
     pub fn objects(&self, namespaces: usize, pods: usize, policies: usize) {
@@ -138,16 +197,31 @@ impl Metrics {
     }
 
     pub fn sync_error(&self) {
-        self.with(|m| m.sync_errors += 1)
+        self.with(|m| {
+            m.sync_errors += 1;
+            m.failing = true;
+        })
     }
 
     pub fn drift_repaired(&self) {
         self.with(|m| m.drift_repairs += 1)
     }
 
-    /// Ready once the first full sync has been applied.
+    /// Ready once the first full sync has been applied, and not while the kernel refuses
+    /// batches (from a failed batch until the next one succeeds).
     pub fn ready(&self) -> bool {
-        self.with(|m| m.ready)
+        self.with(|m| m.ready && !m.failing)
+    }
+
+    /// Why `/readyz` fails, for its body.
+    pub fn not_ready_reason(&self) -> &'static str {
+        self.with(|m| {
+            if !m.ready {
+                "waiting for the first full sync\n"
+            } else {
+                "the last kernel batch failed; retrying\n"
+            }
+        })
     }
 
     pub fn render(&self) -> String {
@@ -158,6 +232,11 @@ impl Metrics {
             m.sync_incremental.render(&mut out, "nftpol_sync_duration_seconds", "kind=\"incremental\"");
             out.push_str("# HELP nftpol_event_to_batch_seconds From a watch event's arrival to its kernel batch acknowledged (coalescing included).\n# TYPE nftpol_event_to_batch_seconds histogram\n");
             m.event_to_batch.render(&mut out, "nftpol_event_to_batch_seconds", "");
+            out.push_str("# HELP nftpol_event_stage_seconds The parts of event_to_batch: watch (watcher to sync loop), state (per event), wait (coalescing), diff (views, diff, encoding), kernel (send to last ack).\n# TYPE nftpol_event_stage_seconds histogram\n");
+            for stage in Stage::ALL {
+                let labels = format!("stage=\"{}\"", stage.name());
+                m.stages[stage as usize].render(&mut out, "nftpol_event_stage_seconds", &labels);
+            }
             out.push_str("# HELP nftpol_batch_messages Netlink messages per applied batch.\n# TYPE nftpol_batch_messages histogram\n");
             m.batch_messages.render(&mut out, "nftpol_batch_messages", "");
             out.push_str("# HELP nftpol_watched_objects Objects held in the index.\n# TYPE nftpol_watched_objects gauge\n");

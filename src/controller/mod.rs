@@ -35,8 +35,14 @@ pub struct Config {
     pub resync: Duration,
     /// Program the nftables of this network namespace instead of our own (tests).
     pub netns: Option<std::path::PathBuf>,
-    /// `--default-deny-unknown`: this node's pod CIDRs (empty: off).
+    /// `--default-deny-unknown`: this node's pod CIDRs (empty: off, unless
+    /// `pod_cidrs_from_node`).
     pub options: crate::ruleset::Options,
+    /// `--default-deny-unknown` without `--pod-cidr`: take the CIDRs from this node's
+    /// Node object (`spec.podCIDRs`), and follow their changes.
+    pub pod_cidrs_from_node: bool,
+    /// `/healthz` fails when the sync loop has made no progress for this long.
+    pub liveness: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,7 +117,7 @@ where
                 source,
             })?;
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), node = %config.node, "serving /healthz /readyz /metrics");
-    let http = tokio::spawn(http::serve(listener, http_metrics));
+    let http = tokio::spawn(http::serve(listener, http_metrics, config.liveness));
 
     let (err_tx, err_rx) = tokio::sync::mpsc::unbounded_channel();
     let events = tokio::spawn(publish_errors(client.clone(), err_rx, config.node.clone()));
@@ -122,6 +128,7 @@ where
         coalesce: config.coalesce,
         resync: config.resync,
         options: config.options.clone(),
+        pod_cidrs_from_node: config.pod_cidrs_from_node,
     };
     let errors: Box<dyn Fn(CompileError) + Send> = Box::new(move |e| {
         let _ = err_tx.send(e);
@@ -148,7 +155,7 @@ where
             let _ = done_tx.send(result);
         })
         .map_err(|e| ControllerError::SyncThread(e.to_string()))?;
-    let watchers = watch::spawn(client, tx.clone());
+    let watchers = watch::spawn(client, &config.node, tx.clone());
 
     // Runs until shutdown, or until the sync thread ends first: that means it failed.
     let failed = tokio::select! {
@@ -162,7 +169,7 @@ where
     for w in &watchers {
         w.abort();
     }
-    let _ = tx.send(Msg::Shutdown);
+    let _ = tx.send(sync::Stamped::now(Msg::Shutdown));
     drop(tx);
     let _ = tokio::task::spawn_blocking(move || worker.join()).await;
     http.abort();

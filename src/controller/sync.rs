@@ -6,9 +6,14 @@
 //! ```
 //!
 //! Nothing reaches the kernel before every kind has been listed once: the rules an earlier
-//! instance left stay in force until the first full sync replaces them. After that each
-//! burst of events becomes one incremental batch. A failed batch changes nothing (it is
+//! instance left stay in force until the first full sync replaces them. After that the
+//! events of each coalescing window become one incremental batch: a batch starts at most
+//! `coalesce` after the first event it holds, however fast events keep coming (the
+//! window is a maximum delay, not a quiet period). A failed batch changes nothing (it is
 //! atomic); the loop then retries with a full sync, with backoff.
+//!
+//! Every turn of the loop beats the liveness heartbeat (at least once a second when
+//! idle), and the time of each event is split into stages (see [`Stage`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -16,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::dataplane::{Dataplane, DataplaneError};
-use super::metrics::Metrics;
+use super::metrics::{Metrics, Stage};
 use crate::index::Index;
 use crate::input::{Kind, Object};
 use crate::ruleset::{Ruleset, View};
@@ -31,8 +36,30 @@ pub enum Msg {
     InitDone(Kind),
     Apply(Object),
     Delete(Kind, Option<String>, String),
+    /// This node's pod CIDRs (`spec.podCIDRs` of its Node object), first when its list
+    /// completes, then on every change.
+    NodeCidrs(Vec<ipnet::IpNet>),
     Shutdown,
 }
+
+/// A message and the moment its watcher yielded it.
+#[derive(Debug)]
+pub struct Stamped {
+    pub at: Instant,
+    pub msg: Msg,
+}
+
+impl Stamped {
+    pub fn now(msg: Msg) -> Self {
+        Stamped {
+            at: Instant::now(),
+            msg,
+        }
+    }
+}
+
+/// The longest the loop sleeps without beating the heartbeat.
+const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// A policy that could not be compiled, for the Event publisher.
 #[derive(Debug, Clone)]
@@ -47,6 +74,9 @@ pub struct Settings {
     pub coalesce: Duration,
     pub resync: Duration,
     pub options: crate::ruleset::Options,
+    /// `--default-deny-unknown` without `--pod-cidr`: the pod CIDRs come from this node's
+    /// Node object, and nothing is applied before it has been listed.
+    pub pod_cidrs_from_node: bool,
 }
 
 pub struct SyncLoop<D: Dataplane> {
@@ -65,6 +95,10 @@ pub struct SyncLoop<D: Dataplane> {
     touched: BTreeSet<(String, String)>,
     /// When the oldest event not yet in the kernel arrived.
     pending_since: Option<Instant>,
+    /// Time spent applying the pending events to the state, for the `synced` log line.
+    pending_state: Duration,
+    /// This node's Node object has been listed (only waited for with `pod_cidrs_from_node`).
+    node_listed: bool,
 }
 
 const ALL_KINDS: [Kind; 3] = [Kind::Namespace, Kind::Pod, Kind::NetworkPolicy];
@@ -91,6 +125,27 @@ impl<D: Dataplane> SyncLoop<D> {
             applied: None,
             touched: BTreeSet::new(),
             pending_since: None,
+            pending_state: Duration::ZERO,
+            node_listed: false,
+        }
+    }
+
+    /// Takes this node's pod CIDRs for `--default-deny-unknown`; a change rebuilds the
+    /// model and replaces the table whole (chains change, not only elements).
+    fn node_cidrs(&mut self, cidrs: Vec<ipnet::IpNet>) {
+        self.node_listed = true;
+        if !self.settings.pod_cidrs_from_node {
+            return;
+        }
+        if cidrs.is_empty() {
+            tracing::warn!(node = %self.settings.node, "--default-deny-unknown: the Node object has no spec.podCIDRs; unknown addresses cannot be dropped (set --pod-cidr)");
+        }
+        let options = crate::ruleset::Options { pod_cidrs: cidrs };
+        if self.state.set_options(options) {
+            tracing::info!(node = %self.settings.node, pod_cidrs = ?self.state.options().pod_cidrs, "pod CIDRs from the Node object");
+            if self.applied.is_some() {
+                self.applied = None;
+            }
         }
     }
 
@@ -156,13 +211,17 @@ impl<D: Dataplane> SyncLoop<D> {
                 let update = self.state.delete(kind, ns.as_deref(), &name);
                 self.touched.extend(update.recomputed);
             }
+            Msg::NodeCidrs(cidrs) => self.node_cidrs(cidrs),
         }
         true
     }
 
-    /// Every kind listed once, and no relist in progress.
+    /// Every kind listed once (and this node, when its pod CIDRs are needed), and no
+    /// relist in progress.
     fn all_listed(&self) -> bool {
-        ALL_KINDS.iter().all(|k| self.listed.contains(k)) && self.relisting.is_empty()
+        ALL_KINDS.iter().all(|k| self.listed.contains(k))
+            && self.relisting.is_empty()
+            && (self.node_listed || !self.settings.pod_cidrs_from_node)
     }
 
     /// Brings the kernel to the model. Returns false when the batch failed.
@@ -179,6 +238,7 @@ impl<D: Dataplane> SyncLoop<D> {
             None => (true, self.dataplane.full_sync(model)),
             Some(_) if self.touched.is_empty() => {
                 self.pending_since = None;
+                self.pending_state = Duration::ZERO;
                 return true;
             }
             Some(old) => {
@@ -188,6 +248,7 @@ impl<D: Dataplane> SyncLoop<D> {
                 if before == after {
                     self.touched.clear();
                     self.pending_since = None;
+                    self.pending_state = Duration::ZERO;
                     return true;
                 }
                 match self.dataplane.update(&before, &after) {
@@ -200,13 +261,26 @@ impl<D: Dataplane> SyncLoop<D> {
             Ok(stats) => {
                 let took = start.elapsed();
                 let latency = self.pending_since.map(|t| t.elapsed());
+                let wait = self
+                    .pending_since
+                    .map(|t| start.saturating_duration_since(t));
+                let diff = took.saturating_sub(stats.kernel);
                 self.metrics.synced(full, took, stats.messages, latency);
+                if let Some(wait) = wait {
+                    self.metrics.stage(Stage::Wait, wait);
+                    self.metrics.stage(Stage::Diff, diff);
+                    self.metrics.stage(Stage::Kernel, stats.kernel);
+                }
                 tracing::info!(
                     full,
                     messages = stats.messages,
                     bytes = stats.bytes,
                     took_us = took.as_micros() as u64,
                     event_to_batch_us = latency.map(|l| l.as_micros() as u64),
+                    state_us = self.pending_state.as_micros() as u64,
+                    wait_us = wait.map(|w| w.as_micros() as u64),
+                    diff_us = diff.as_micros() as u64,
+                    kernel_us = stats.kernel.as_micros() as u64,
                     pods = self.touched.len(),
                     "synced"
                 );
@@ -216,6 +290,7 @@ impl<D: Dataplane> SyncLoop<D> {
                 }
                 self.touched.clear();
                 self.pending_since = None;
+                self.pending_state = Duration::ZERO;
                 true
             }
             Err(e) => {
@@ -247,31 +322,44 @@ impl<D: Dataplane> SyncLoop<D> {
         }
     }
 
+    /// Takes one message off the channel: its watch and state stages are measured here.
+    fn receive(&mut self, stamped: Stamped) -> bool {
+        let now = Instant::now();
+        self.metrics
+            .stage(Stage::Watch, now.saturating_duration_since(stamped.at));
+        let alive = self.handle(stamped.msg);
+        let took = now.elapsed();
+        self.metrics.stage(Stage::State, took);
+        self.pending_state += took;
+        self.pending_since.get_or_insert(now);
+        alive
+    }
+
     /// Runs until Shutdown or until every sender is gone.
-    pub fn run(mut self, rx: Receiver<Msg>) {
-        let mut dirty_since: Option<Instant> = None;
+    pub fn run(mut self, rx: Receiver<Stamped>) {
+        let mut window: Option<Instant> = None;
         let mut next_resync = Instant::now() + self.settings.resync;
         let mut backoff = Duration::from_millis(250);
         let mut retry_at: Option<Instant> = None;
         loop {
+            self.metrics.beat();
             let now = Instant::now();
-            let mut deadline = next_resync;
-            if let Some(t) = dirty_since {
+            let mut deadline = next_resync.min(now + HEARTBEAT);
+            if let Some(t) = window {
                 deadline = deadline.min(t + self.settings.coalesce);
             }
             if let Some(t) = retry_at {
                 deadline = deadline.min(t);
             }
+            // No `continue` after a message: a window that has run out is synced now,
+            // even while more messages wait (else a steady stream would starve the kernel).
             match rx.recv_timeout(deadline.saturating_duration_since(now)) {
-                Ok(msg) => {
-                    if !self.handle(msg) {
+                Ok(stamped) => {
+                    if !self.receive(stamped) {
                         tracing::info!("shutting down; the rules stay in place");
                         return;
                     }
-                    let now = Instant::now();
-                    dirty_since.get_or_insert(now);
-                    self.pending_since.get_or_insert(now);
-                    continue;
+                    window.get_or_insert_with(Instant::now);
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
                 Err(RecvTimeoutError::Timeout) => {}
@@ -280,11 +368,11 @@ impl<D: Dataplane> SyncLoop<D> {
             if !self.all_listed() {
                 continue;
             }
-            let due = dirty_since.is_some_and(|t| now >= t + self.settings.coalesce)
+            let due = window.is_some_and(|t| now >= t + self.settings.coalesce)
                 || retry_at.is_some_and(|t| now >= t)
                 || self.applied.is_none() && retry_at.is_none();
             if due {
-                dirty_since = None;
+                window = None;
                 if self.sync() {
                     retry_at = None;
                     backoff = Duration::from_millis(250);
@@ -298,5 +386,112 @@ impl<D: Dataplane> SyncLoop<D> {
                 self.check_drift();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::{channel, Sender};
+    use std::sync::Mutex;
+
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::controller::dataplane::BatchStats;
+
+    /// Counts batches; never fails.
+    struct Counting(Arc<Mutex<Vec<Instant>>>);
+
+    impl Dataplane for Counting {
+        fn full_sync(&mut self, _: &Ruleset) -> Result<BatchStats, DataplaneError> {
+            Ok(BatchStats::default())
+        }
+        fn update(&mut self, _: &View, _: &View) -> Result<BatchStats, DataplaneError> {
+            self.0.lock().unwrap().push(Instant::now());
+            Ok(BatchStats::default())
+        }
+        fn drifted(&mut self, _: &Ruleset) -> Result<bool, DataplaneError> {
+            Ok(false)
+        }
+    }
+
+    fn object(v: Value) -> Object {
+        crate::input::object_from_value(v, "test").unwrap().unwrap()
+    }
+
+    /// Pod x/a on node n1; `db` decides whether policy `only-web` isolates it.
+    fn pod(db: bool) -> Object {
+        let labels = if db {
+            json!({"pod": "a", "role": "db"})
+        } else {
+            json!({"pod": "a"})
+        };
+        object(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"namespace": "x", "name": "a", "labels": labels},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c"}]},
+            "status": {"phase": "Running", "podIP": "10.244.1.11", "podIPs": [{"ip": "10.244.1.11"}]}}))
+    }
+
+    fn list(tx: &Sender<Stamped>, kind: Kind, objects: Vec<Object>) {
+        tx.send(Stamped::now(Msg::Init(kind))).unwrap();
+        for o in objects {
+            tx.send(Stamped::now(Msg::InitApply(o))).unwrap();
+        }
+        tx.send(Stamped::now(Msg::InitDone(kind))).unwrap();
+    }
+
+    /// A backlog of events (the channel never empties while the loop works through it, as
+    /// in a rollout or the relist of a large cluster) must reach the kernel one window at a
+    /// time while the loop is still working through it, not once the channel is empty.
+    #[test]
+    fn a_backlog_is_batched_window_by_window() {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let settings = Settings {
+            node: "n1".into(),
+            coalesce: Duration::from_millis(5),
+            resync: Duration::from_secs(3600),
+            options: Default::default(),
+            pod_cidrs_from_node: false,
+        };
+        let sync = SyncLoop::new(
+            settings,
+            Counting(batches.clone()),
+            Arc::new(Metrics::default()),
+            Box::new(|_| {}),
+        );
+        let (tx, rx) = channel();
+        list(
+            &tx,
+            Kind::Namespace,
+            vec![object(json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "x", "labels": {"ns": "x"}}}))],
+        );
+        list(&tx, Kind::Pod, vec![pod(false)]);
+        list(
+            &tx,
+            Kind::NetworkPolicy,
+            vec![object(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"namespace": "x", "name": "only-web"},
+            "spec": {"podSelector": {"matchLabels": {"role": "db"}}, "policyTypes": ["Ingress"]}}))],
+        );
+        // Every event flips whether the policy isolates x/a: each window has a change.
+        let versions = [pod(true), pod(false)];
+        let events = 20_000;
+        for i in 0..events {
+            tx.send(Stamped::now(Msg::Apply(versions[i % 2].clone())))
+                .unwrap();
+        }
+        // Shutdown ends the loop without a sync: every batch counted below was applied
+        // while events were still queued behind it.
+        tx.send(Stamped::now(Msg::Shutdown)).unwrap();
+        let start = Instant::now();
+        sync.run(rx);
+        let took = start.elapsed();
+        let applied = batches.lock().unwrap().len();
+        assert!(
+            applied >= 5,
+            "{applied} batches while working through {events} queued events for {took:?} (5 ms windows)"
+        );
     }
 }

@@ -1,0 +1,69 @@
+//! Shared by the controller tests: object builders, the controller's configuration for
+//! tests, and a plain HTTP GET of its probe endpoints.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nftpol::controller;
+use serde_json::{json, Value};
+
+pub fn ns(name: &str, labels: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
+}
+
+pub fn pod(ns: &str, name: &str, node: u8, ip: &str, labels: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "labels": labels},
+        "spec": {"nodeName": format!("n{node}"), "containers": [{"name": "c", "ports": [{"name": "http", "containerPort": 80, "protocol": "TCP"}]}]},
+        "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}], "hostIP": format!("192.168.100.{node}"), "hostIPs": [{"ip": format!("192.168.100.{node}")}]}})
+}
+
+pub fn policy(ns: &str, name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": name, "namespace": ns}, "spec": spec})
+}
+
+/// A controller for node `node` with 10 ms coalescing, its metrics on `port` (0: any).
+pub fn config(
+    node: &str,
+    port: u16,
+    resync: Duration,
+    netns: Option<PathBuf>,
+) -> controller::Config {
+    controller::Config {
+        node: node.into(),
+        metrics_addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        coalesce: Duration::from_millis(10),
+        resync,
+        netns,
+        options: Default::default(),
+        pod_cidrs_from_node: false,
+        liveness: Duration::from_secs(60),
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub async fn get(port: u16, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return (0, String::new());
+    };
+    let _ = s
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await;
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf).await;
+    let code = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, buf)
+}
