@@ -95,8 +95,10 @@ pub struct SyncLoop<D: Dataplane> {
     touched: BTreeSet<(String, String)>,
     /// When the oldest event not yet in the kernel arrived.
     pending_since: Option<Instant>,
-    /// Time spent applying the pending events to the state, for the `synced` log line.
+    /// Time spent applying the pending events to the state, and the longest watch stage
+    /// among them, for the `synced` log line.
     pending_state: Duration,
+    pending_watch: Duration,
     /// This node's Node object has been listed (only waited for with `pod_cidrs_from_node`).
     node_listed: bool,
 }
@@ -126,6 +128,7 @@ impl<D: Dataplane> SyncLoop<D> {
             touched: BTreeSet::new(),
             pending_since: None,
             pending_state: Duration::ZERO,
+            pending_watch: Duration::ZERO,
             node_listed: false,
         }
     }
@@ -237,8 +240,7 @@ impl<D: Dataplane> SyncLoop<D> {
         let (full, result) = match &self.applied {
             None => (true, self.dataplane.full_sync(model)),
             Some(_) if self.touched.is_empty() => {
-                self.pending_since = None;
-                self.pending_state = Duration::ZERO;
+                self.settled();
                 return true;
             }
             Some(old) => {
@@ -246,9 +248,7 @@ impl<D: Dataplane> SyncLoop<D> {
                 let before = View::pods(old, &self.touched);
                 let after = View::pods(model, &self.touched);
                 if before == after {
-                    self.touched.clear();
-                    self.pending_since = None;
-                    self.pending_state = Duration::ZERO;
+                    self.settled();
                     return true;
                 }
                 match self.dataplane.update(&before, &after) {
@@ -277,6 +277,7 @@ impl<D: Dataplane> SyncLoop<D> {
                     bytes = stats.bytes,
                     took_us = took.as_micros() as u64,
                     event_to_batch_us = latency.map(|l| l.as_micros() as u64),
+                    watch_us = self.pending_watch.as_micros() as u64,
                     state_us = self.pending_state.as_micros() as u64,
                     wait_us = wait.map(|w| w.as_micros() as u64),
                     diff_us = diff.as_micros() as u64,
@@ -288,9 +289,7 @@ impl<D: Dataplane> SyncLoop<D> {
                     Some(applied) if !full => crate::ruleset::patch(applied, model, &self.touched),
                     _ => self.applied = Some(model.clone()),
                 }
-                self.touched.clear();
-                self.pending_since = None;
-                self.pending_state = Duration::ZERO;
+                self.settled();
                 true
             }
             Err(e) => {
@@ -322,11 +321,20 @@ impl<D: Dataplane> SyncLoop<D> {
         }
     }
 
+    /// The kernel holds every pending change: nothing is pending any more.
+    fn settled(&mut self) {
+        self.touched.clear();
+        self.pending_since = None;
+        self.pending_state = Duration::ZERO;
+        self.pending_watch = Duration::ZERO;
+    }
+
     /// Takes one message off the channel: its watch and state stages are measured here.
     fn receive(&mut self, stamped: Stamped) -> bool {
         let now = Instant::now();
-        self.metrics
-            .stage(Stage::Watch, now.saturating_duration_since(stamped.at));
+        let watch = now.saturating_duration_since(stamped.at);
+        self.metrics.stage(Stage::Watch, watch);
+        self.pending_watch = self.pending_watch.max(watch);
         let alive = self.handle(stamped.msg);
         let took = now.elapsed();
         self.metrics.stage(Stage::State, took);
