@@ -146,6 +146,17 @@ async fn healthz_goes_red_while_the_sync_loop_is_wedged() {
     *script.wedged.lock().unwrap() = false;
     script.unwedge.notify_all();
     until(port, "/healthz", 200, wait, "unwedged").await;
+    // The relabel's batch went through: every stage of its latency was measured.
+    let metrics = get(port, "/metrics").await.1;
+    for stage in ["watch", "state", "wait", "diff", "kernel"] {
+        let count = format!("nftpol_event_stage_seconds_count{{stage=\"{stage}\"}} ");
+        let n: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&count))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        assert!(n >= 1, "stage {stage} never measured:\n{metrics}");
+    }
     let _ = stop.send(());
     handle.await.unwrap().unwrap();
 }
