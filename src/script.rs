@@ -85,8 +85,8 @@ pub fn rule_text(kind: &RuleKind) -> String {
         RuleKind::DispatchVmap { family, addr, map } => {
             format!("{} {} vmap @{map}", ip_kw(*family), addr_kw(*addr))
         }
-        RuleKind::Lookup { family, addr, ports, set, verdict } => {
-            let tail = if *ports { " . meta l4proto . th dport" } else { "" };
+        RuleKind::Lookup { family, addr, key, set, verdict } => {
+            let tail = if key.has_ports() { " . meta l4proto . th dport" } else { "" };
             format!("{} {}{tail} @{set} {}", ip_kw(*family), addr_kw(*addr), verdict_text(verdict))
         }
         RuleKind::DropUnknown { family, addr, cidrs, known } => {

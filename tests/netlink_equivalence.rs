@@ -171,7 +171,11 @@ pub fn kitchen_sink() -> Ruleset {
     let lookup = |family, addr, ports, set: &str, verdict| RuleKind::Lookup {
         family,
         addr,
-        ports,
+        key: if ports {
+            LookupKey::Ports { ranges: true }
+        } else {
+            LookupKey::Addr
+        },
         set: set.into(),
         verdict,
     };
@@ -528,7 +532,11 @@ fn hundred_pods() -> Ruleset {
                 Rule::new(RuleKind::Lookup {
                     family,
                     addr,
-                    ports,
+                    key: if ports {
+                        LookupKey::Ports { ranges: true }
+                    } else {
+                        LookupKey::Addr
+                    },
                     set: set.clone(),
                     verdict: verdict.clone(),
                 })

@@ -140,7 +140,11 @@ fn build(pods: &[Option<PodSpec>]) -> Ruleset {
             Rule::new(RuleKind::Lookup {
                 family,
                 addr: Addr::Saddr,
-                ports,
+                key: if ports {
+                    LookupKey::Ports { ranges: true }
+                } else {
+                    LookupKey::Addr
+                },
                 set,
                 verdict: Verdict::Accept,
             })
@@ -381,7 +385,7 @@ fn big_removals_replace_the_set() {
                 Rule::new(RuleKind::Lookup {
                     family: IpFamily::V4,
                     addr: Addr::Saddr,
-                    ports: true,
+                    key: LookupKey::Ports { ranges: true },
                     set: "ingress/x/a/ports4".into(),
                     verdict: Verdict::Accept,
                 }),

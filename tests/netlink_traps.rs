@@ -47,7 +47,11 @@ fn pod_model(peers: Vec<Element>) -> Ruleset {
         Rule::new(RuleKind::Lookup {
             family: IpFamily::V4,
             addr: Addr::Saddr,
-            ports,
+            key: if ports {
+                LookupKey::Ports { ranges: true }
+            } else {
+                LookupKey::Addr
+            },
             set: set.into(),
             verdict: Verdict::Accept,
         })

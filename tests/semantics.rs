@@ -1607,13 +1607,17 @@ fn sets_admit(rs: &Ruleset, chain: &str, peer: IpAddr, proto: Protocol, port: u1
     let (is6, v) = ip_value(peer);
     let fam = if is6 { "6" } else { "4" };
     let any = rs.set(&format!("{chain}/any{fam}")).unwrap();
-    let ports = rs.set(&format!("{chain}/ports{fam}")).unwrap();
+    let exact = rs.set(&format!("{chain}/exact{fam}")).unwrap();
+    let ranges = rs.set(&format!("{chain}/ports{fam}")).unwrap();
+    // Single points go to the hash set, true ranges to the interval set.
+    assert!(!exact.interval && exact.elements.iter().all(|e| e.key.is_point()));
+    assert!(ranges.interval && ranges.elements.iter().all(|e| !e.key.is_point()));
     let in_range = |f: &Field, x: u128| {
         let (lo, hi) = field_range(f);
         lo <= x && x <= hi
     };
     any.elements.iter().any(|e| in_range(&e.key[0], v))
-        || ports.elements.iter().any(|e| {
+        || exact.elements.iter().chain(&ranges.elements).any(|e| {
             in_range(&e.key[0], v)
                 && in_range(&e.key[1], proto.number() as u128)
                 && in_range(&e.key[2], port as u128)

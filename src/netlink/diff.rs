@@ -346,7 +346,7 @@ mod tests {
                 Rule::new(RuleKind::Lookup {
                     family: IpFamily::V4,
                     addr: Addr::Saddr,
-                    ports: false,
+                    key: LookupKey::Addr,
                     set,
                     verdict: Verdict::Accept,
                 }),

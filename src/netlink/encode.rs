@@ -348,8 +348,12 @@ fn set_header(table: &str, set: &Set, id: u32) -> sys::Set {
     s.set_u32(a::SET_KEY_LEN, set_key_len(&set.key));
     let mut ud = Udata::default();
     if set.key.len() > 1 {
-        let lens: Vec<u8> = set.key.iter().map(|&t| field_len(t) as u8).collect();
-        s.set_data(a::SET_DESC_CONCAT, &lens);
+        // Field lengths only for a concatenated interval set (pipapo): the kernel refuses
+        // them on a set without NFT_SET_CONCAT, and nft sends none for a hash set.
+        if set.interval {
+            let lens: Vec<u8> = set.key.iter().map(|&t| field_len(t) as u8).collect();
+            s.set_data(a::SET_DESC_CONCAT, &lens);
+        }
         // nft records a `type a . b` key as a concat expression with no typeof data.
         ud = ud.u32(UDATA_SET_KEYBYTEORDER, BYTEORDER_INVALID).nest(
             UDATA_SET_KEY_TYPEOF,

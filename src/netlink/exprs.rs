@@ -176,25 +176,28 @@ pub(crate) fn rule_exprs(kind: &RuleKind, ids: SetIds, anon_id: Option<u32>) -> 
         RuleKind::Lookup {
             family,
             addr,
-            ports,
+            key,
             set,
             verdict,
         } => {
             nfproto(&mut v, *family);
             let (off, len) = addr_payload(*family, *addr);
             v.push(payload(PAYLOAD_NETWORK, off, len, REG_1));
-            if *ports {
+            if let LookupKey::Ports { ranges } = key {
                 // The concatenation continues in the 32-bit register after the address.
                 let proto_reg = REG32_00 + len / 4;
                 v.push(meta(META_L4PROTO, proto_reg));
-                v.push(
-                    Expr::new("byteorder")
-                        .u32(x::BYTEORDER_SREG, proto_reg)
-                        .u32(x::BYTEORDER_DREG, proto_reg)
-                        .u32(x::BYTEORDER_OP, BYTEORDER_HTON)
-                        .u32(x::BYTEORDER_LEN, 1)
-                        .u32(x::BYTEORDER_SIZE, 2),
-                );
+                // Interval sets compare big-endian; nft converts the host-order protocol.
+                if *ranges {
+                    v.push(
+                        Expr::new("byteorder")
+                            .u32(x::BYTEORDER_SREG, proto_reg)
+                            .u32(x::BYTEORDER_DREG, proto_reg)
+                            .u32(x::BYTEORDER_OP, BYTEORDER_HTON)
+                            .u32(x::BYTEORDER_LEN, 1)
+                            .u32(x::BYTEORDER_SIZE, 2),
+                    );
+                }
                 v.push(payload(PAYLOAD_TRANSPORT, 2, 2, proto_reg + 1));
             }
             v.push(lookup(set, ids(set), None));
@@ -248,10 +251,28 @@ pub(crate) fn rule_expr_names(kind: &RuleKind) -> Vec<&'static str> {
             "immediate",
         ],
         RuleKind::DispatchVmap { .. } => vec!["meta", "cmp", "payload", "lookup"],
-        RuleKind::Lookup { ports: false, .. } => {
+        RuleKind::Lookup {
+            key: LookupKey::Addr,
+            ..
+        } => {
             vec!["meta", "cmp", "payload", "lookup", "immediate"]
         }
-        RuleKind::Lookup { ports: true, .. } => vec![
+        RuleKind::Lookup {
+            key: LookupKey::Ports { ranges: false },
+            ..
+        } => vec![
+            "meta",
+            "cmp",
+            "payload",
+            "meta",
+            "payload",
+            "lookup",
+            "immediate",
+        ],
+        RuleKind::Lookup {
+            key: LookupKey::Ports { ranges: true },
+            ..
+        } => vec![
             "meta",
             "cmp",
             "payload",

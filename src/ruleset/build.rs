@@ -1,5 +1,5 @@
 //! Builds the [`Ruleset`] for the pods of a [`PolicyGraph`]: base chains, dispatch maps,
-//! and for every isolated pod and direction one chain and four sets. Pure: the same graph
+//! and for every isolated pod and direction one chain and six sets. Pure: the same graph
 //! always gives an equal model.
 
 use std::collections::BTreeMap;
@@ -12,8 +12,8 @@ use crate::addr::{v4, v6, AddrSet, Intervals};
 use crate::graph::{Isolation, PeerRef, PodNode, PolicyGraph, Ports};
 use crate::policy::{Direction, Protocol};
 
-/// The four sets of one pod direction: addresses allowed on any port, and
-/// (address, protocol, port) boxes, per family.
+/// What one pod direction allows: addresses allowed on any port, and (address, protocol,
+/// port) boxes, per family (split into the pod's sets by [`split_exact`]).
 #[derive(Debug, Default)]
 struct Allowed {
     any: AddrSet,
@@ -91,6 +91,16 @@ fn allowed(graph: &PolicyGraph, iso: &Isolation) -> Allowed {
     out
 }
 
+/// Splits (address, protocol, port) boxes into single points (one address, one port),
+/// for a hash set, and true ranges, for a concatenated interval set. A hash set adds and
+/// removes an element in constant time; the kernel's concatenated interval sets
+/// (pipapo) rebuild their lookup tables on every change, at a cost that grows with the
+/// set, and the points are most of the elements (peers chosen by labels are scattered
+/// single addresses). A lookup in each keeps the verdict of the one set they replace.
+fn split_exact(elements: Vec<Element>) -> (Vec<Element>, Vec<Element>) {
+    elements.into_iter().partition(|e| e.key.is_point())
+}
+
 fn one_field_elements(is6: bool, set: &Intervals) -> Vec<Element> {
     set.ranges()
         .iter()
@@ -121,48 +131,47 @@ fn pod_objects(
     };
     let id = pod.id();
     let mut rules = Vec::new();
-    for (kind, family, key, ports, elements) in [
+    let (exact4, ranges4) = split_exact(a.ports4);
+    let (exact6, ranges6) = split_exact(a.ports6);
+    let key4 = vec![KeyType::Ipv4Addr, KeyType::InetProto, KeyType::InetService];
+    let key6 = vec![KeyType::Ipv6Addr, KeyType::InetProto, KeyType::InetService];
+    // (set kind, family, key, with ports, interval, elements), in rule order.
+    let [any4, exact4_name, ports4, any6, exact6_name, ports6] = names::POD_SETS;
+    let parts = [
         (
-            "any4",
+            any4,
             IpFamily::V4,
             vec![KeyType::Ipv4Addr],
             false,
+            true,
             one_field_elements(false, &a.any.v4),
         ),
+        (exact4_name, IpFamily::V4, key4.clone(), true, false, exact4),
+        (ports4, IpFamily::V4, key4, true, true, ranges4),
         (
-            "ports4",
-            IpFamily::V4,
-            vec![KeyType::Ipv4Addr, KeyType::InetProto, KeyType::InetService],
-            true,
-            a.ports4,
-        ),
-        (
-            "any6",
+            any6,
             IpFamily::V6,
             vec![KeyType::Ipv6Addr],
             false,
+            true,
             one_field_elements(true, &a.any.v6),
         ),
-        (
-            "ports6",
-            IpFamily::V6,
-            vec![KeyType::Ipv6Addr, KeyType::InetProto, KeyType::InetService],
-            true,
-            a.ports6,
-        ),
-    ] {
+        (exact6_name, IpFamily::V6, key6.clone(), true, false, exact6),
+        (ports6, IpFamily::V6, key6, true, true, ranges6),
+    ];
+    for (kind, family, key, ports, interval, elements) in parts {
         let set = names::pod_set(dir, &pod.namespace, &pod.name, kind);
-        let (what, by) = if ports {
-            ("on listed ports", &a.ports_by)
-        } else {
-            ("on any port", &a.any_by)
+        let (what, by) = match (ports, interval) {
+            (false, _) => ("on any port", &a.any_by),
+            (true, false) => ("on listed ports (single)", &a.ports_by),
+            (true, true) => ("on listed ports (ranges)", &a.ports_by),
         };
         // Chain and set comments never change for a pod (the kernel cannot change them in
         // place); the policies behind a set, which do change, go in its rule's comment.
         sets.push(Set {
             name: set.clone(),
             key,
-            interval: true,
+            interval,
             comment: Some(names::comment(&format!(
                 "pod {id} {dir}: {peer_word} allowed {what}"
             ))),
@@ -171,7 +180,11 @@ fn pod_objects(
         let kind = RuleKind::Lookup {
             family,
             addr,
-            ports,
+            key: if ports {
+                LookupKey::Ports { ranges: interval }
+            } else {
+                LookupKey::Addr
+            },
             set,
             verdict: verdict.clone(),
         };
@@ -498,7 +511,7 @@ pub fn update(
             if let Ok(i) = model.chains[base..].binary_search_by(|c| c.name.as_str().cmp(&chain)) {
                 model.chains.remove(base + i);
             }
-            for kind in ["any4", "ports4", "any6", "ports6"] {
+            for kind in names::POD_SETS {
                 let set = names::pod_set(dir, ns, name, kind);
                 if let Ok(i) = model.sets.binary_search_by(|s| s.name.as_str().cmp(&set)) {
                     model.sets.remove(i);
@@ -550,7 +563,7 @@ pub(super) fn pod_object_names(
     for (ns, pod) in pods {
         for dir in [Direction::Ingress, Direction::Egress] {
             names.insert(names::pod_chain(dir, ns, pod));
-            for kind in ["any4", "ports4", "any6", "ports6"] {
+            for kind in names::POD_SETS {
                 names.insert(names::pod_set(dir, ns, pod, kind));
             }
         }

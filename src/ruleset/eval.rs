@@ -72,7 +72,7 @@ fn run_chain(rs: &Ruleset, name: &str, p: &Packet, depth: usize, count: &mut usi
             RuleKind::Lookup {
                 family,
                 addr,
-                ports,
+                key,
                 set,
                 verdict,
             } => {
@@ -84,7 +84,7 @@ fn run_chain(rs: &Ruleset, name: &str, p: &Packet, depth: usize, count: &mut usi
                     None
                 } else {
                     let s = rs.set(set).unwrap_or_else(|| panic!("no set {set}"));
-                    let values: Vec<FieldValue> = if *ports {
+                    let values: Vec<FieldValue> = if key.has_ports() {
                         vec![
                             FieldValue::Addr(a),
                             FieldValue::Proto(p.l4proto),

@@ -11,6 +11,7 @@
 //!                                    ip6 saddr vmap @egress6
 //!                                    ip6 daddr vmap @ingress6
 //!   chain egress/<ns>/<pod>        : ip daddr @…/any4 return
+//!                                    ip daddr . meta l4proto . th dport @…/exact4 return
 //!                                    ip daddr . meta l4proto . th dport @…/ports4 return
 //!                                    (same for ip6) ; drop
 //!   chain ingress/<ns>/<pod>       : same shape with saddr and accept
@@ -18,7 +19,9 @@
 //!
 //! Chains hold static rules; what changes (addresses, ports) lives in sets and maps, so an
 //! update is mostly set elements. A new connection costs one map lookup per direction
-//! plus at most two set lookups in the pod's chain, whatever the number of policies.
+//! plus at most three set lookups in the pod's chain, whatever the number of policies:
+//! addresses on any port, single (address, protocol, port) points in a hash set, and
+//! ranges in a concatenated interval set (see `build::split_exact` for why two).
 
 mod boxes;
 mod build;

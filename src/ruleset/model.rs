@@ -57,6 +57,18 @@ pub enum Field {
     Port(u16, u16),
 }
 
+impl Field {
+    /// The range holds one value.
+    pub fn is_point(&self) -> bool {
+        match *self {
+            Field::Ipv4(a, b) => a == b,
+            Field::Ipv6(a, b) => a == b,
+            Field::Proto(a, b) => a == b,
+            Field::Port(a, b) => a == b,
+        }
+    }
+}
+
 /// A named set. With `interval`, each field of an element is a range (for a concatenated
 /// key this is a pipapo set, `NFT_SET_CONCAT | NFT_SET_INTERVAL`); elements never overlap.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +113,11 @@ impl Key {
         };
         out.fields[..fields.len()].copy_from_slice(fields);
         out
+    }
+
+    /// Every field is a single value (an element a hash set can hold).
+    pub fn is_point(&self) -> bool {
+        self.iter().all(Field::is_point)
     }
 }
 
@@ -249,12 +266,12 @@ pub enum RuleKind {
         addr: Addr,
         map: String,
     },
-    /// Without ports: `ip saddr @<set> <verdict>`.
-    /// With ports: `ip saddr . meta l4proto . th dport @<set> <verdict>`.
+    /// `ip saddr @<set> <verdict>`, or with ports
+    /// `ip saddr . meta l4proto . th dport @<set> <verdict>`.
     Lookup {
         family: IpFamily,
         addr: Addr,
-        ports: bool,
+        key: LookupKey,
         set: String,
         verdict: Verdict,
     },
@@ -268,6 +285,23 @@ pub enum RuleKind {
     },
     /// A bare verdict: `drop`.
     Verdict(Verdict),
+}
+
+/// What a [`RuleKind::Lookup`] looks up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LookupKey {
+    /// The address alone.
+    Addr,
+    /// Address, protocol and destination port. `ranges`: the set is a concatenated
+    /// interval set (for which nft puts the protocol in network byte order), not a hash
+    /// set of single points.
+    Ports { ranges: bool },
+}
+
+impl LookupKey {
+    pub fn has_ports(self) -> bool {
+        matches!(self, LookupKey::Ports { .. })
+    }
 }
 
 impl Rule {

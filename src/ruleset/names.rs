@@ -1,6 +1,6 @@
 //! Stable, deterministic nftables names for nftpol's objects.
 //!
-//! Pod objects are named after the pod (`ingress/x/web-0`, `ingress/x/web-0/ports4`):
+//! Pod objects are named after the pod (`ingress/x/web-0`, `ingress/x/web-0/exact4`):
 //! namespaces and pod names never contain `/`, so the name is unambiguous, and nft accepts
 //! `/`, `.` and `-` in identifiers. The kernel limits names to 255 bytes; a longer name is
 //! cut and ends in a hash of the full name, so it stays unique and stable.
@@ -42,7 +42,12 @@ pub fn pod_chain(dir: Direction, namespace: &str, pod: &str) -> String {
     fit(format!("{}/{namespace}/{pod}", dir.name()), "")
 }
 
-/// The chain name plus `/any4`, `/ports4`, `/any6` or `/ports6`.
+/// The sets of one pod direction, in the order of its chain's rules: per family,
+/// addresses allowed on any port (interval), single (address, protocol, port) points
+/// (hash), and (address, protocol, port) ranges (concatenated interval).
+pub const POD_SETS: [&str; 6] = ["any4", "exact4", "ports4", "any6", "exact6", "ports6"];
+
+/// The chain name plus `/` and one of [`POD_SETS`].
 pub fn pod_set(dir: Direction, namespace: &str, pod: &str, kind: &str) -> String {
     fit(
         format!("{}/{namespace}/{pod}", dir.name()),
