@@ -122,6 +122,10 @@ struct RunArgs {
     /// This node's pod CIDR (repeat for dual-stack), for --default-deny-unknown.
     #[arg(long, value_name = "CIDR")]
     pod_cidr: Vec<ipnet::IpNet>,
+    /// Leave established connections alone when policy revokes them (by default their
+    /// conntrack entries are deleted after each batch, so revoked access ends at once).
+    #[arg(long)]
+    keep_established: bool,
     /// Program the nftables of this network namespace (a path like /run/netns/NAME)
     /// instead of the controller's own; for tests.
     #[arg(long, hide = true)]
@@ -161,6 +165,7 @@ fn run_controller(args: RunArgs) -> anyhow::Result<()> {
             coalesce: std::time::Duration::from_millis(args.coalesce_ms),
             resync: std::time::Duration::from_secs(args.resync_seconds),
             netns: args.netns,
+            keep_established: args.keep_established,
             options: nftpol::ruleset::Options {
                 pod_cidrs: if args.default_deny_unknown {
                     args.pod_cidr

@@ -209,6 +209,7 @@ fn config(node: &str, port: u16, resync: Duration, netns: Option<PathBuf>) -> co
         resync,
         netns,
         options: Default::default(),
+        keep_established: false,
     }
 }
 

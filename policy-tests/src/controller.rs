@@ -99,6 +99,7 @@ impl Controller {
             resync: Duration::from_secs(30),
             netns: Some(path),
             options: Default::default(),
+            keep_established: false,
         };
         let client = {
             let _guard = self.rt.enter();

@@ -37,6 +37,8 @@ pub struct Config {
     pub netns: Option<std::path::PathBuf>,
     /// `--default-deny-unknown`: this node's pod CIDRs (empty: off).
     pub options: crate::ruleset::Options,
+    /// `--keep-established`: do not cut the tracked connections a batch revokes.
+    pub keep_established: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +124,7 @@ where
         coalesce: config.coalesce,
         resync: config.resync,
         options: config.options.clone(),
+        keep_established: config.keep_established,
     };
     let errors: Box<dyn Fn(CompileError) + Send> = Box::new(move |e| {
         let _ = err_tx.send(e);

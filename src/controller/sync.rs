@@ -47,6 +47,8 @@ pub struct Settings {
     pub coalesce: Duration,
     pub resync: Duration,
     pub options: crate::ruleset::Options,
+    /// `--keep-established`: leave the conntrack entries of revoked connections alone.
+    pub keep_established: bool,
 }
 
 pub struct SyncLoop<D: Dataplane> {
@@ -214,6 +216,7 @@ impl<D: Dataplane> SyncLoop<D> {
                     Some(applied) if !full => crate::ruleset::patch(applied, model, &self.touched),
                     _ => self.applied = Some(model.clone()),
                 }
+                self.cut_revoked(full);
                 self.touched.clear();
                 self.pending_since = None;
                 true
@@ -228,6 +231,30 @@ impl<D: Dataplane> SyncLoop<D> {
                 self.touched.clear();
                 false
             }
+        }
+    }
+
+    /// Revoked means revoked: once the batch is in the kernel, the entries of connections
+    /// it no longer allows are deleted (the touched pods'; every local pod's after a full
+    /// sync). A failure is logged and leaves the rules as they are.
+    fn cut_revoked(&mut self, full: bool) {
+        if self.settings.keep_established {
+            return;
+        }
+        let touched = (!full).then_some(&self.touched);
+        let (model, index) = (self.state.model(), self.state.index());
+        match (self.dataplane).cut_revoked(model, index, &self.settings.node, touched) {
+            Ok(c) => {
+                self.metrics.conntrack_cut(c.cut);
+                if c.cut > 0 {
+                    tracing::info!(
+                        examined = c.examined,
+                        cut = c.cut,
+                        "revoked connections cut"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot cut revoked connections"),
         }
     }
 
