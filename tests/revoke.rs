@@ -411,3 +411,69 @@ async fn deleted_pods_connections_do_not_survive_into_a_new_pod() {
     drop(flows);
     ctl.stop().await;
 }
+
+/// The ctnetlink layer against the kernel: entries created in a scratch namespace are
+/// found by the address of their client or of their real server (a NAT'd entry by its
+/// backend), each once, and deleted; deleting again is no error.
+#[test]
+fn ctnetlink_dump_by_address_and_delete() {
+    use nftpol::netlink::Conntrack;
+    use nftpol::revoke::{Flow, Tuple};
+    if !can_run() {
+        return;
+    }
+    let ns = Namespaces(vec![format!("nftpol-rvk-{}-ct", std::process::id())]);
+    routed::ip(&["netns", "add", &ns.0[0]]);
+    let ip = |s: &str| s.parse().unwrap();
+    let udp = |src: &str, dst: &str, backend: &str, port: u16| Flow {
+        l4proto: 17,
+        orig: Tuple {
+            src: ip(src),
+            dst: ip(dst),
+            sport: 40000,
+            dport: port,
+        },
+        reply: Tuple {
+            src: ip(backend),
+            dst: ip(src),
+            sport: port,
+            dport: 40000,
+        },
+    };
+    let flows = [
+        udp(A, B, B, 53),
+        udp(C, VIP, B, 80),
+        udp(C, A, A, 81),
+        udp("10.99.0.1", "10.99.0.2", "10.99.0.2", 82),
+    ];
+    nftpol::netlink::in_netns(&routed::path(&ns.0[0]), || {
+        let mut ct = Conntrack::open().unwrap();
+        assert_eq!(ct.create(&flows, 600).unwrap(), 4);
+        assert_eq!(ct.create(&flows[..1], 600).unwrap(), 0, "exists already");
+        let of = |ct: &mut Conntrack, addrs: &[&str]| -> Vec<Flow> {
+            let set = addrs.iter().map(|a| ip(a)).collect();
+            ct.dump_involving(&set)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.flow)
+                .collect()
+        };
+        let mut want_b = vec![flows[0], flows[1]];
+        want_b.sort();
+        assert_eq!(
+            of(&mut ct, &[B]),
+            want_b,
+            "b as server, directly and behind NAT"
+        );
+        assert_eq!(of(&mut ct, &[A]).len(), 2, "a as client and as server");
+        assert_eq!(of(&mut ct, &[A, B, C]).len(), 3, "each entry once");
+        assert_eq!(ct.dump_all().unwrap().len(), 4);
+        let entries = ct.dump_involving(&[ip(B)].into()).unwrap();
+        let doomed: Vec<_> = entries.iter().collect();
+        assert_eq!(ct.delete(&doomed).unwrap(), 2);
+        assert_eq!(ct.delete(&doomed).unwrap(), 0, "already gone");
+        assert!(of(&mut ct, &[B]).is_empty());
+        assert_eq!(ct.dump_all().unwrap().len(), 2, "the others stay");
+    })
+    .unwrap();
+}

@@ -1,4 +1,5 @@
-//! ctnetlink: dump the conntrack entries that involve some addresses, and delete entries.
+//! ctnetlink: dump the conntrack entries that involve some addresses, and delete entries
+//! (and create them, for benchmarks and tests).
 //!
 //! ```text
 //! addresses --dump_involving--> [CtEntry] (flow + what deleting it needs)
@@ -25,20 +26,23 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::batch::{attrs, Conn};
-use super::encode::{Batch, NFPROTO_IPV4, NFPROTO_IPV6, NLM_F_ACK};
+use super::encode::{Batch, NFPROTO_IPV4, NFPROTO_IPV6, NLM_F_ACK, NLM_F_CREATE};
 use super::readback::NLM_F_DUMP;
 use super::{NetlinkError, SyncStats};
 use crate::revoke::{Flow, Tuple};
 
 // The ctnetlink ABI (linux/netfilter/nfnetlink_conntrack.h, linux/netlink.h).
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
+const IPCTNL_MSG_CT_NEW: u16 = 0;
 const IPCTNL_MSG_CT_GET: u16 = 1;
 const IPCTNL_MSG_CT_DELETE: u16 = 2;
 const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_EXCL: u16 = 0x200;
 const NLA_F_NESTED: u16 = 0x8000;
 const NFNETLINK_V0: u8 = 0;
 const CTA_TUPLE_ORIG: u16 = 1;
 const CTA_TUPLE_REPLY: u16 = 2;
+const CTA_TIMEOUT: u16 = 7;
 const CTA_ID: u16 = 12;
 const CTA_ZONE: u16 = 18;
 const CTA_FILTER: u16 = 25;
@@ -55,8 +59,8 @@ const CTA_FILTER_ORIG_FLAGS: u16 = 1;
 const CTA_FILTER_REPLY_FLAGS: u16 = 2;
 const CTA_FILTER_FLAG_CTA_IP_SRC: u32 = 1 << 0;
 const NFGENMSG_LEN: usize = 4;
-/// Deletes per `sendmsg`: their acks must fit the receive buffer at once.
-const DELETES_PER_SEND: usize = 1024;
+/// Messages per `sendmsg`: their acks must fit the receive buffer at once.
+const MESSAGES_PER_SEND: usize = 1024;
 /// More addresses than this are dumped whole (per family) rather than two walks each.
 const FILTERED_DUMPS_MAX: usize = 16;
 
@@ -147,6 +151,48 @@ fn delete_request(e: &CtEntry, seq: u32) -> Vec<u8> {
         attr(&mut body, CTA_ZONE, &zone);
     }
     message(IPCTNL_MSG_CT_DELETE, NLM_F_ACK, e.family, seq, &body)
+}
+
+/// A `CTA_TUPLE_*` nest for `t` (`proto` with ports).
+fn tuple_nest(out: &mut Vec<u8>, ty: u16, proto: u8, t: &Tuple) {
+    nested(out, ty, |n| {
+        nested(n, CTA_TUPLE_IP, |i| match (t.src, t.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                attr(i, CTA_IP_V4_SRC, &s.octets());
+                attr(i, CTA_IP_V4_DST, &d.octets());
+            }
+            (s, d) => {
+                let v6 = |a: IpAddr| match a {
+                    IpAddr::V4(a) => a.to_ipv6_mapped(),
+                    IpAddr::V6(a) => a,
+                };
+                attr(i, CTA_IP_V6_SRC, &v6(s).octets());
+                attr(i, CTA_IP_V6_DST, &v6(d).octets());
+            }
+        });
+        nested(n, CTA_TUPLE_PROTO, |p| {
+            attr(p, CTA_PROTO_NUM, &[proto]);
+            attr(p, CTA_PROTO_SRC_PORT, &t.sport.to_be_bytes());
+            attr(p, CTA_PROTO_DST_PORT, &t.dport.to_be_bytes());
+        });
+    })
+}
+
+/// The creation of an entry for `flow` (a protocol with ports, no protocol state) that
+/// lives `timeout_secs`.
+fn create_request(flow: &Flow, timeout_secs: u32, seq: u32) -> Vec<u8> {
+    let mut body = Vec::new();
+    tuple_nest(&mut body, CTA_TUPLE_ORIG, flow.l4proto, &flow.orig);
+    tuple_nest(&mut body, CTA_TUPLE_REPLY, flow.l4proto, &flow.reply);
+    attr(&mut body, CTA_TIMEOUT, &timeout_secs.to_be_bytes());
+    let family = family_of(flow.orig.src);
+    message(
+        IPCTNL_MSG_CT_NEW,
+        NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK,
+        family,
+        seq,
+        &body,
+    )
 }
 
 fn addr(v: &[u8]) -> Option<IpAddr> {
@@ -300,43 +346,72 @@ impl Conntrack {
         Ok(out)
     }
 
-    /// Deletes `entries`; returns how many the kernel deleted (an entry that expired or
-    /// was deleted meanwhile is not an error).
-    pub fn delete(&mut self, entries: &[&CtEntry]) -> Result<usize, NetlinkError> {
-        let mut deleted = 0;
-        for chunk in entries.chunks(DELETES_PER_SEND) {
+    /// Sends one message per item, many per `sendmsg`, and reads every ack; returns how
+    /// many succeeded. Errors with errno `tolerated` count as not done; others fail.
+    fn send_each<T>(
+        &mut self,
+        items: &[T],
+        tolerated: i32,
+        msg: impl Fn(&T, u32) -> Vec<u8>,
+        what: impl Fn(&T) -> String,
+    ) -> Result<usize, NetlinkError> {
+        let mut done = 0;
+        for chunk in items.chunks(MESSAGES_PER_SEND) {
             let first = self.conn.reserve(chunk.len());
             let mut batch = Batch {
                 bytes: Vec::new(),
                 acked: Vec::with_capacity(chunk.len()),
-                // No such message is sent; the numbers after it are the deletes.
+                // No such message is sent (ctnetlink has no batches); the numbers after
+                // it are the messages'.
                 begin_seq: first,
                 messages: chunk.len(),
             };
-            for (i, e) in chunk.iter().enumerate() {
+            for (i, item) in chunk.iter().enumerate() {
                 let seq = first.wrapping_add(1 + i as u32);
-                batch.bytes.extend(delete_request(e, seq));
-                batch
-                    .acked
-                    .push((seq, format!("conntrack entry {:?}", e.flow)));
+                batch.bytes.extend(msg(item, seq));
+                batch.acked.push((seq, what(item)));
             }
-            deleted += match self.conn.send_batch(&batch) {
+            done += match self.conn.send_batch(&batch) {
                 Ok(SyncStats { acked, .. }) => acked,
                 Err(NetlinkError::Kernel { first, others }) => {
-                    let errors = std::iter::once(first.as_ref()).chain(others.iter());
-                    let mut gone = 0;
-                    for e in errors {
-                        if e.errno != libc::ENOENT {
-                            return Err(NetlinkError::Protocol(format!("deleting {e}")));
+                    let mut failed = 0;
+                    for e in std::iter::once(*first).chain(others) {
+                        if e.errno != tolerated {
+                            return Err(NetlinkError::Kernel {
+                                first: Box::new(e),
+                                others: Vec::new(),
+                            });
                         }
-                        gone += 1;
+                        failed += 1;
                     }
-                    chunk.len() - gone
+                    chunk.len() - failed
                 }
                 Err(e) => return Err(e),
             };
         }
-        Ok(deleted)
+        Ok(done)
+    }
+
+    /// Deletes `entries`; returns how many the kernel deleted (an entry that expired or
+    /// was deleted meanwhile is not an error).
+    pub fn delete(&mut self, entries: &[&CtEntry]) -> Result<usize, NetlinkError> {
+        self.send_each(
+            entries,
+            libc::ENOENT,
+            |e, seq| delete_request(e, seq),
+            |e| format!("delete of conntrack entry {:?}", e.flow),
+        )
+    }
+
+    /// Creates an entry per flow (protocols with ports, no protocol state), living
+    /// `timeout_secs`; returns how many were created (one that exists is skipped).
+    pub fn create(&mut self, flows: &[Flow], timeout_secs: u32) -> Result<usize, NetlinkError> {
+        self.send_each(
+            flows,
+            libc::EEXIST,
+            |f, seq| create_request(f, timeout_secs, seq),
+            |f| format!("creation of conntrack entry {f:?}"),
+        )
     }
 }
 
@@ -346,19 +421,13 @@ mod tests {
 
     fn entry_payload(orig: (&str, &str, u16, u16), reply: (&str, &str, u16, u16)) -> Vec<u8> {
         let tuple = |out: &mut Vec<u8>, ty: u16, t: (&str, &str, u16, u16)| {
-            nested(out, ty, |n| {
-                nested(n, CTA_TUPLE_IP, |i| {
-                    let s: Ipv4Addr = t.0.parse().unwrap();
-                    let d: Ipv4Addr = t.1.parse().unwrap();
-                    attr(i, CTA_IP_V4_SRC, &s.octets());
-                    attr(i, CTA_IP_V4_DST, &d.octets());
-                });
-                nested(n, CTA_TUPLE_PROTO, |p| {
-                    attr(p, CTA_PROTO_NUM, &[6]);
-                    attr(p, CTA_PROTO_SRC_PORT, &t.2.to_be_bytes());
-                    attr(p, CTA_PROTO_DST_PORT, &t.3.to_be_bytes());
-                });
-            })
+            let t = Tuple {
+                src: t.0.parse().unwrap(),
+                dst: t.1.parse().unwrap(),
+                sport: t.2,
+                dport: t.3,
+            };
+            tuple_nest(out, ty, 6, &t)
         };
         let mut p = vec![NFPROTO_IPV4, 0, 0, 0];
         tuple(&mut p, CTA_TUPLE_ORIG, orig);
