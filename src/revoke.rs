@@ -19,7 +19,7 @@
 //! address inherits none). Must not: talk to the kernel (that is
 //! `netlink::conntrack`), or know about Kubernetes beyond the index's pod records.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use crate::index::Index;
@@ -115,20 +115,53 @@ impl Decision {
 /// takes the output or input hook, never forward, and is allowed to and from every pod
 /// of the node; such an entry is kept unless a pod of it is gone.
 pub fn judge(model: &Ruleset, scope: &Scope, host: &BTreeSet<IpAddr>, flow: &Flow) -> Decision {
-    let ends = flow.endpoints();
-    if ends.iter().any(|a| scope.gone.contains(a)) {
-        return Decision::Gone;
+    Judge::new(model, scope, host).decide(flow)
+}
+
+/// [`judge`] over many entries of one batch, remembering the verdict of each distinct
+/// first packet: the entries of a connection pool or of many clients of one service port
+/// differ only in the client's port, which no rule reads, so each such group is walked
+/// through the model once.
+pub struct Judge<'a> {
+    model: &'a Ruleset,
+    scope: &'a Scope,
+    host: &'a BTreeSet<IpAddr>,
+    verdicts: HashMap<(IpAddr, IpAddr, u8, u16), bool>,
+}
+
+impl<'a> Judge<'a> {
+    pub fn new(model: &'a Ruleset, scope: &'a Scope, host: &'a BTreeSet<IpAddr>) -> Self {
+        Judge {
+            model,
+            scope,
+            host,
+            verdicts: HashMap::new(),
+        }
     }
-    if !ends.iter().any(|a| scope.judge.contains(a)) {
-        return Decision::Untouched;
-    }
-    if ends.iter().any(|a| host.contains(a)) {
-        return Decision::Keep;
-    }
-    if forward_accepts(model, &flow.first_packet()) {
-        Decision::Keep
-    } else {
-        Decision::Revoked
+
+    /// The decision for one entry (see [`judge`]).
+    pub fn decide(&mut self, flow: &Flow) -> Decision {
+        let ends = flow.endpoints();
+        if ends.iter().any(|a| self.scope.gone.contains(a)) {
+            return Decision::Gone;
+        }
+        if !ends.iter().any(|a| self.scope.judge.contains(a)) {
+            return Decision::Untouched;
+        }
+        if ends.iter().any(|a| self.host.contains(a)) {
+            return Decision::Keep;
+        }
+        let p = flow.first_packet();
+        let model = self.model;
+        let accepted = *self
+            .verdicts
+            .entry((p.saddr, p.daddr, p.l4proto, p.dport))
+            .or_insert_with(|| forward_accepts(model, &p));
+        if accepted {
+            Decision::Keep
+        } else {
+            Decision::Revoked
+        }
     }
 }
 
@@ -360,8 +393,18 @@ mod tests {
                 Gone,
             ),
         ];
+        let mut memo = Judge::new(&model, &scope, &host);
         for (what, f, want) in table {
             assert_eq!(judge(&model, &scope, &host, &f), want, "{what}: {f:?}");
+            assert_eq!(memo.decide(&f), want, "{what} (remembered): {f:?}");
+            let mut other_port = f;
+            other_port.orig.sport = 1234;
+            other_port.reply.dport = 1234;
+            assert_eq!(
+                memo.decide(&other_port),
+                want,
+                "{what}, another client port"
+            );
             assert_eq!(
                 judge(&model, &scope, &host, &f).cut(),
                 matches!(want, Revoked | Gone)

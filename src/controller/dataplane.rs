@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use crate::index::Index;
-use crate::revoke::{judge, Tracker};
+use crate::revoke::{Judge, Tracker};
 use crate::ruleset::{Ruleset, View};
 
 /// What cutting revoked connections did.
@@ -146,9 +146,10 @@ impl Dataplane for NetlinkDataplane {
             .conntrack
             .dump_involving(&scope.addresses())
             .map_err(map_err)?;
+        let mut judge = Judge::new(model, &scope, &host);
         let revoked: Vec<_> = entries
             .iter()
-            .filter(|e| judge(model, &scope, &host, &e.flow).cut())
+            .filter(|e| judge.decide(&e.flow).cut())
             .collect();
         let cut = self.conntrack.delete(&revoked).map_err(map_err)?;
         Ok(CutStats {

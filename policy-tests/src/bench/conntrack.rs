@@ -23,7 +23,7 @@ use nftpol::controller::{self, dataplane::NetlinkDataplane};
 use nftpol::index::Index;
 use nftpol::input::object_from_value;
 use nftpol::netlink::{self, Conntrack};
-use nftpol::revoke::{judge, Flow, Scope, Tuple};
+use nftpol::revoke::{Flow, Judge, Scope, Tuple};
 use nftpol::synth::{cluster, Params};
 use serde_json::json;
 
@@ -158,9 +158,10 @@ fn judge_and_delete(sizes: &[usize], runs: usize, params: &Params, prefix: &str)
                     let t = Instant::now();
                     let entries = ct.dump_involving(&scope.addresses())?;
                     let j = Instant::now();
+                    let mut judge = Judge::new(&model, scope, &host);
                     let doomed: Vec<_> = entries
                         .iter()
-                        .filter(|e| judge(&model, scope, &host, &e.flow).cut())
+                        .filter(|e| judge.decide(&e.flow).cut())
                         .collect();
                     let judge_time = j.elapsed();
                     let deleted = ct.delete(&doomed)?;
