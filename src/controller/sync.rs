@@ -243,7 +243,10 @@ impl<D: Dataplane> SyncLoop<D> {
         }
         let touched = (!full).then_some(&self.touched);
         let (model, index) = (self.state.model(), self.state.index());
-        match (self.dataplane).cut_revoked(model, index, &self.settings.node, touched) {
+        match self
+            .dataplane
+            .cut_revoked(model, index, &self.settings.node, touched)
+        {
             Ok(c) => {
                 self.metrics.conntrack_cut(c.cut);
                 if c.cut > 0 {
