@@ -197,9 +197,15 @@ impl Running {
     }
 }
 
+/// Root or a loud skip: the line goes to stderr directly, past the test harness's output
+/// capture, so a run without root shows it beside every skipped test.
 fn can_run() -> bool {
     if !nftpol::netlink::is_root() {
-        eprintln!("SKIP revoke tests: need root (network namespaces, nftables, conntrack)");
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIP revoke test: needs root (network namespaces, nftables, conntrack)"
+        );
         return false;
     }
     true
