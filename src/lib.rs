@@ -25,6 +25,7 @@ pub mod input;
 #[cfg(feature = "netlink")]
 pub mod netlink;
 pub mod policy;
+pub mod revoke;
 pub mod ruleset;
 pub mod script;
 pub mod selector;

@@ -127,6 +127,10 @@ struct RunArgs {
     /// /healthz fails when the sync loop has made no progress for this long.
     #[arg(long, default_value_t = 60)]
     liveness_timeout_seconds: u64,
+    /// Leave established connections alone when policy revokes them (by default their
+    /// conntrack entries are deleted after each batch, so revoked access ends at once).
+    #[arg(long)]
+    keep_established: bool,
     /// Program the nftables of this network namespace (a path like /run/netns/NAME)
     /// instead of the controller's own; for tests.
     #[arg(long, hide = true)]
@@ -167,6 +171,7 @@ fn run_controller(args: RunArgs) -> anyhow::Result<()> {
             coalesce: std::time::Duration::from_millis(args.coalesce_ms),
             resync: std::time::Duration::from_secs(args.resync_seconds),
             netns: args.netns,
+            keep_established: args.keep_established,
             options: nftpol::ruleset::Options {
                 pod_cidrs: if args.default_deny_unknown {
                     args.pod_cidr

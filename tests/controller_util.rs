@@ -31,14 +31,11 @@ pub fn config(
     netns: Option<PathBuf>,
 ) -> controller::Config {
     controller::Config {
-        node: node.into(),
         metrics_addr: format!("127.0.0.1:{port}").parse().unwrap(),
         coalesce: Duration::from_millis(10),
         resync,
         netns,
-        options: Default::default(),
-        pod_cidrs_from_node: false,
-        liveness: Duration::from_secs(60),
+        ..controller::Config::new(node)
     }
 }
 

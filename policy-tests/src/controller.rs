@@ -93,14 +93,11 @@ impl Controller {
                 .block_on(async move { tokio::time::timeout(Duration::from_secs(5), task).await });
         }
         let config = controller::Config {
-            node: node.to_string(),
             metrics_addr: "127.0.0.1:0".parse().expect("address"),
             coalesce: Duration::from_millis(5),
             resync: Duration::from_secs(30),
             netns: Some(path),
-            options: Default::default(),
-            pod_cidrs_from_node: false,
-            liveness: Duration::from_secs(60),
+            ..controller::Config::new(node)
         };
         let client = {
             let _guard = self.rt.enter();

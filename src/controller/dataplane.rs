@@ -1,8 +1,22 @@
 //! What the sync loop needs from the kernel side, as a trait: replace the table, move it
-//! from one model to the next, and tell whether the live table drifted. The netlink
-//! backend implements it for real; tests may implement it to inject failures.
+//! from one model to the next, tell whether the live table drifted, and cut the tracked
+//! connections a new model revokes. The netlink backend implements it for real; tests may
+//! implement it to inject failures.
 
+use std::collections::BTreeSet;
+
+use crate::index::Index;
+use crate::revoke::{Judge, Tracker};
 use crate::ruleset::{Ruleset, View};
+
+/// What cutting revoked connections did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CutStats {
+    /// Conntrack entries dumped and judged.
+    pub examined: usize,
+    /// Entries deleted.
+    pub cut: usize,
+}
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BatchStats {
@@ -38,18 +52,36 @@ pub trait Dataplane: Send {
     fn update(&mut self, old: &View, new: &View) -> Result<BatchStats, DataplaneError>;
     /// Whether the live table differs from `model` (a missing table differs).
     fn drifted(&mut self, model: &Ruleset) -> Result<bool, DataplaneError>;
+    /// After a batch: deletes the conntrack entries of this node's pods that `model` (now
+    /// in the kernel) no longer allows, and those of pods that are gone. `touched` are the
+    /// pods the batch recomputed; `None` after a full sync: every local pod. The default
+    /// does nothing (test fakes have no connections).
+    fn cut_revoked(
+        &mut self,
+        _model: &Ruleset,
+        _index: &Index,
+        _node: &str,
+        _touched: Option<&BTreeSet<(String, String)>>,
+    ) -> Result<CutStats, DataplaneError> {
+        Ok(CutStats::default())
+    }
 }
 
 /// The real dataplane: netlink batches in the network namespace of the thread that opens it.
 pub struct NetlinkDataplane {
     backend: crate::netlink::Backend,
+    /// Opened with the backend, so it lives in the same network namespace.
+    conntrack: crate::netlink::Conntrack,
+    tracker: Tracker,
 }
 
 impl NetlinkDataplane {
     pub fn open() -> Result<Self, DataplaneError> {
-        crate::netlink::Backend::open()
-            .map(|backend| NetlinkDataplane { backend })
-            .map_err(map_err)
+        Ok(NetlinkDataplane {
+            backend: crate::netlink::Backend::open().map_err(map_err)?,
+            conntrack: crate::netlink::Conntrack::open().map_err(map_err)?,
+            tracker: Tracker::default(),
+        })
     }
 }
 
@@ -98,5 +130,36 @@ impl Dataplane for NetlinkDataplane {
                 Ok(true)
             }
         }
+    }
+
+    fn cut_revoked(
+        &mut self,
+        model: &Ruleset,
+        index: &Index,
+        node: &str,
+        touched: Option<&BTreeSet<(String, String)>>,
+    ) -> Result<CutStats, DataplaneError> {
+        let scope = self.tracker.scope(index, node, touched);
+        if scope.is_empty() {
+            return Ok(CutStats::default());
+        }
+        let host: BTreeSet<_> = crate::netlink::local_addrs()
+            .map_err(map_err)?
+            .into_iter()
+            .collect();
+        let entries = self
+            .conntrack
+            .dump_involving(&scope.addresses())
+            .map_err(map_err)?;
+        let mut judge = Judge::new(model, &scope, &host);
+        let revoked: Vec<_> = entries
+            .iter()
+            .filter(|e| judge.decide(&e.flow).cut())
+            .collect();
+        let cut = self.conntrack.delete(&revoked).map_err(map_err)?;
+        Ok(CutStats {
+            examined: entries.len(),
+            cut,
+        })
     }
 }

@@ -111,6 +111,7 @@ struct Inner {
     compile_errors: u64,
     sync_errors: u64,
     drift_repairs: u64,
+    conntrack_cut: u64,
     last_sync: Option<f64>,
     ready: bool,
 }
@@ -132,6 +133,7 @@ impl Default for Metrics {
             compile_errors: 0,
             sync_errors: 0,
             drift_repairs: 0,
+            conntrack_cut: 0,
             last_sync: None,
             ready: false,
         }))
@@ -207,6 +209,10 @@ impl Metrics {
         self.with(|m| m.drift_repairs += 1)
     }
 
+    pub fn conntrack_cut(&self, entries: usize) {
+        self.with(|m| m.conntrack_cut += entries as u64)
+    }
+
     /// Ready once the first full sync has been applied, and not while the kernel refuses
     /// batches (from a failed batch until the next one succeeds).
     pub fn ready(&self) -> bool {
@@ -249,6 +255,11 @@ impl Metrics {
                  # HELP nftpol_sync_errors_total Kernel batches that failed.\n# TYPE nftpol_sync_errors_total counter\nnftpol_sync_errors_total {}\n\
                  # HELP nftpol_drift_repairs_total Full syncs made because the live table differed from the model.\n# TYPE nftpol_drift_repairs_total counter\nnftpol_drift_repairs_total {}\n",
                 m.compile_errors, m.sync_errors, m.drift_repairs
+            );
+            let _ = write!(
+                out,
+                "# HELP nftpol_conntrack_entries_cut_total Conntrack entries deleted because policy no longer allows their connection.\n# TYPE nftpol_conntrack_entries_cut_total counter\nnftpol_conntrack_entries_cut_total {}\n",
+                m.conntrack_cut
             );
             if let Some(t) = m.last_sync {
                 let _ = write!(out, "# HELP nftpol_last_sync_timestamp_seconds Unix time of the last successful sync.\n# TYPE nftpol_last_sync_timestamp_seconds gauge\nnftpol_last_sync_timestamp_seconds {t}\n");

@@ -43,6 +43,26 @@ pub struct Config {
     pub pod_cidrs_from_node: bool,
     /// `/healthz` fails when the sync loop has made no progress for this long.
     pub liveness: Duration,
+    /// `--keep-established`: do not cut the tracked connections a batch revokes.
+    pub keep_established: bool,
+}
+
+impl Config {
+    /// `nftpol run`'s defaults for `node`; tests and benches change what they need with
+    /// struct update syntax, so a new setting does not touch every caller.
+    pub fn new(node: impl Into<String>) -> Self {
+        Config {
+            node: node.into(),
+            metrics_addr: SocketAddr::from(([0, 0, 0, 0], 9309)),
+            coalesce: Duration::from_millis(20),
+            resync: Duration::from_secs(300),
+            netns: None,
+            options: Default::default(),
+            pod_cidrs_from_node: false,
+            liveness: Duration::from_secs(60),
+            keep_established: false,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +149,7 @@ where
         resync: config.resync,
         options: config.options.clone(),
         pod_cidrs_from_node: config.pod_cidrs_from_node,
+        keep_established: config.keep_established,
     };
     let errors: Box<dyn Fn(CompileError) + Send> = Box::new(move |e| {
         let _ = err_tx.send(e);

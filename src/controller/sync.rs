@@ -77,6 +77,8 @@ pub struct Settings {
     /// `--default-deny-unknown` without `--pod-cidr`: the pod CIDRs come from this node's
     /// Node object, and nothing is applied before it has been listed.
     pub pod_cidrs_from_node: bool,
+    /// `--keep-established`: leave the conntrack entries of revoked connections alone.
+    pub keep_established: bool,
 }
 
 pub struct SyncLoop<D: Dataplane> {
@@ -289,6 +291,7 @@ impl<D: Dataplane> SyncLoop<D> {
                     Some(applied) if !full => crate::ruleset::patch(applied, model, &self.touched),
                     _ => self.applied = Some(model.clone()),
                 }
+                self.cut_revoked(full);
                 self.settled();
                 true
             }
@@ -302,6 +305,33 @@ impl<D: Dataplane> SyncLoop<D> {
                 self.touched.clear();
                 false
             }
+        }
+    }
+
+    /// Revoked means revoked: once the batch is in the kernel, the entries of connections
+    /// it no longer allows are deleted (the touched pods'; every local pod's after a full
+    /// sync). A failure is logged and leaves the rules as they are.
+    fn cut_revoked(&mut self, full: bool) {
+        if self.settings.keep_established {
+            return;
+        }
+        let touched = (!full).then_some(&self.touched);
+        let (model, index) = (self.state.model(), self.state.index());
+        match self
+            .dataplane
+            .cut_revoked(model, index, &self.settings.node, touched)
+        {
+            Ok(c) => {
+                self.metrics.conntrack_cut(c.cut);
+                if c.cut > 0 {
+                    tracing::info!(
+                        examined = c.examined,
+                        cut = c.cut,
+                        "revoked connections cut"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot cut revoked connections"),
         }
     }
 
@@ -460,6 +490,7 @@ mod tests {
             resync: Duration::from_secs(3600),
             options: Default::default(),
             pod_cidrs_from_node: false,
+            keep_established: true,
         };
         let sync = SyncLoop::new(
             settings,

@@ -30,8 +30,8 @@ pub(crate) const MSG_NEWSET: u16 = 9;
 pub(crate) const MSG_DELSET: u16 = 11;
 pub(crate) const MSG_NEWSETELEM: u16 = 12;
 pub(crate) const MSG_DELSETELEM: u16 = 14;
-const NLM_F_ACK: u16 = 0x4;
-const NLM_F_CREATE: u16 = 0x400;
+pub(crate) const NLM_F_ACK: u16 = 0x4;
+pub(crate) const NLM_F_CREATE: u16 = 0x400;
 const NLM_F_APPEND: u16 = 0x800;
 
 const SET_ANONYMOUS: u32 = 0x1;

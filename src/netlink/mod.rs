@@ -17,6 +17,7 @@
 //! [`Backend`] inside that closure.
 
 mod batch;
+mod conntrack;
 mod diff;
 mod encode;
 mod exprs;
@@ -28,6 +29,7 @@ use std::io;
 use std::path::Path;
 use std::time::Duration;
 
+pub use conntrack::{Conntrack, CtEntry};
 pub use diff::{diff, diff_views, Op};
 pub use encode::Batch;
 pub use readback::{drift, LiveChain, LiveElem, LiveRule, LiveSet, LiveTable};
@@ -113,6 +115,8 @@ pub enum NetlinkError {
         source: io::Error,
         message: Option<String>,
     },
+    #[error("listing the network namespace's addresses: {0}")]
+    Addrs(#[source] io::Error),
     #[error("malformed netlink data: {0}")]
     Protocol(String),
 }
@@ -273,4 +277,9 @@ pub fn in_netns<T: Send>(
 /// True when running as root (tests skip loudly otherwise).
 pub fn is_root() -> bool {
     sys::is_root()
+}
+
+/// The addresses of the calling thread's network namespace (the node's own).
+pub fn local_addrs() -> Result<Vec<std::net::IpAddr>, NetlinkError> {
+    sys::local_addrs().map_err(NetlinkError::Addrs)
 }

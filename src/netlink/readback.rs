@@ -16,7 +16,7 @@ use super::encode::{self, NFPROTO_INET};
 use super::{sys, NetlinkError};
 use crate::ruleset::model::*;
 
-const NLM_F_DUMP: u16 = 0x300;
+pub(crate) const NLM_F_DUMP: u16 = 0x300;
 const MSG_GETTABLE: u16 = 1;
 const MSG_GETCHAIN: u16 = 4;
 const MSG_GETRULE: u16 = 7;

@@ -5,6 +5,8 @@
 //! bench datapath  new TCP connections/s through one node's bridge with no ruleset,
 //!                 conntrack only, nftpol's ruleset and a naive one-rule-per-peer ruleset
 //! bench kernel    netlink full sync vs `nft -f`, incremental batches, kernel memory
+//! bench conntrack cutting revoked connections: judge and delete with many entries,
+//!                 revoking event to last byte delivered
 //! ```
 //!
 //! Pure parts (statistics, the scenario's cluster, the naive ruleset, rule counting,
@@ -12,6 +14,7 @@
 //! Namespaces are named `npt<pid>-bench-...`, so the harness's stale-namespace cleanup also
 //! removes those of a killed benchmark.
 
+mod conntrack;
 mod datapath;
 mod kernel;
 mod load;
@@ -36,6 +39,9 @@ pub enum Command {
     /// Full-sync and incremental apply times, batch sizes and kernel memory of rulesets
     /// of generated clusters.
     Kernel(kernel::Args),
+    /// Cutting revoked connections: judge-and-delete time with many conntrack entries,
+    /// and the revoking event to the last byte delivered (p50, p99).
+    Conntrack(conntrack::Args),
 }
 
 /// Runs one benchmark. Exit status: 0 done, 1 the benchmark failed, 2 cannot run here.
@@ -62,6 +68,7 @@ pub fn main(cmd: Command) -> ExitCode {
     let result = match cmd {
         Command::Datapath(args) => datapath::run(&args, &prefix),
         Command::Kernel(args) => kernel::run(&args, &prefix),
+        Command::Conntrack(args) => conntrack::run(&args, &prefix),
     };
     // Whatever a benchmark left (it cleans up on drop; this also covers a panic path).
     {
