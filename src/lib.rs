@@ -22,6 +22,7 @@ pub mod host;
 pub mod impact;
 pub mod index;
 pub mod input;
+pub mod labels;
 #[cfg(feature = "netlink")]
 pub mod netlink;
 pub mod policy;

@@ -1,7 +1,7 @@
 //! The `nftpol` command: parses arguments and runs one subcommand. Everything it does is
 //! in the library; this file only wires input, output and exit status.
 
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -218,6 +218,9 @@ fn load(inputs: &[String]) -> anyhow::Result<Index> {
         };
         objects.extend(input::parse_str(&text, &name).map_err(BadInput)?);
     }
+    if objects.is_empty() {
+        tracing::warn!(inputs = %inputs.join(" "), "the input holds no Namespace, Pod or NetworkPolicy: nothing to compile, the table will be empty");
+    }
     let index = Index::from_objects(objects).map_err(BadInput)?;
     for ns in index.implied_namespaces() {
         tracing::warn!(namespace = %ns, "namespace not in the input; assuming it exists with only the label kubernetes.io/metadata.name={ns}");
@@ -319,12 +322,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Colour codes only on a terminal, and never when `NO_COLOR` is set to anything but the
+/// empty string (<https://no-color.org>): logs piped to a file or CI stay plain text.
+fn use_colour(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(use_colour(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR"),
+        ))
         .with_env_filter(filter);
     match cli.log_format {
         LogFormat::Text => builder.without_time().with_target(false).init(),
@@ -337,5 +350,22 @@ fn main() -> ExitCode {
             eprintln!("nftpol: error: {e:#}");
             ExitCode::from(if bad_input { 2 } else { 1 })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::use_colour;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(use_colour(true, None));
+        assert!(
+            use_colour(true, Some("".into())),
+            "NO_COLOR empty counts as unset"
+        );
+        assert!(!use_colour(true, Some("1".into())));
+        assert!(!use_colour(false, None));
+        assert!(!use_colour(false, Some("1".into())));
     }
 }
