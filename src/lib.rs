@@ -18,6 +18,7 @@ pub mod controller;
 pub mod error;
 pub mod explain;
 pub mod graph;
+pub mod graph_json;
 pub mod host;
 pub mod impact;
 pub mod index;

@@ -29,6 +29,13 @@ enum LogFormat {
     Json,
 }
 
+/// What `explain` and `graph` print: text for people, JSON (same content) for tools.
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum FamilyArg {
     Ipv4,
@@ -70,6 +77,9 @@ enum Command {
         /// Address family when both sides are pods (default: IPv4 when both have it).
         #[arg(long, value_enum)]
         family: Option<FamilyArg>,
+        /// Text, or JSON with the same content.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
         #[arg(required = true, value_name = "INPUT")]
         inputs: Vec<String>,
     },
@@ -92,6 +102,9 @@ enum Command {
     Graph {
         #[arg(long, value_name = "NAME")]
         node: Option<String>,
+        /// Text, or JSON with the same content.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
         #[arg(required = true, value_name = "INPUT")]
         inputs: Vec<String>,
     },
@@ -281,6 +294,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             to,
             port,
             family,
+            output,
             inputs,
         } => {
             let index = load(&inputs)?;
@@ -291,7 +305,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             });
             let e =
                 explain::explain_in(&index, &graph, &from, &to, &port, family).map_err(BadInput)?;
-            print!("{e}");
+            match output {
+                OutputFormat::Text => print!("{e}"),
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&e)?),
+            }
         }
         #[cfg(feature = "controller")]
         Command::Run(args) => run_controller(args)?,
@@ -314,9 +331,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             out.flush()?;
         }
-        Command::Graph { node, inputs } => {
+        Command::Graph {
+            node,
+            output,
+            inputs,
+        } => {
             let index = load(&inputs)?;
-            print!("{}", PolicyGraph::build_for(&index, node.as_deref()));
+            let graph = PolicyGraph::build_for(&index, node.as_deref());
+            match output {
+                OutputFormat::Text => print!("{graph}"),
+                OutputFormat::Json => print!("{}", nftpol::graph_json::render(&graph)),
+            }
         }
     }
     Ok(())

@@ -657,6 +657,63 @@ fn graph_prints_isolation_and_origins() {
     assert!(!stdout(&o).contains("pod y/c:"), "{}", stdout(&o));
 }
 
+#[test]
+fn explain_says_why_a_denied_direction_is_denied() {
+    let d = Dir::new();
+    d.write("in.yaml", &cluster_text());
+    let o = d.run(&[
+        "explain", "--from", "y/c", "--to", "x/a", "--port", "tcp/81", "in.yaml",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let s = stdout(&o);
+    assert_eq!(s.lines().next(), Some("denied"), "{s}");
+    assert!(
+        s.contains(
+            "x/allow-b ingress[0]: peer does not match; port does not match: it allows tcp/80"
+        ),
+        "{s}"
+    );
+    assert!(
+        s.contains("pod y/c is in namespace y; a podSelector alone selects pods of x"),
+        "{s}"
+    );
+}
+
+#[test]
+fn explain_and_graph_print_json_with_output_json() {
+    let d = Dir::new();
+    d.write("in.yaml", &cluster_text());
+    let o = d.run(&[
+        "explain", "--from", "x/b", "--to", "x/a", "--port", "tcp/81", "--output", "json",
+        "in.yaml",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON");
+    assert_eq!(v["allowed"], false);
+    assert_eq!(
+        v["from"],
+        json!({"kind": "pod", "id": "x/b", "ip": "10.244.1.12"})
+    );
+    assert_eq!(v["ingress"]["isolated_by"], json!(["x/allow-b"]));
+    assert_eq!(
+        v["ingress"]["why"][0]["rules"][0]["port"]["allowed"],
+        json!([{"protocol": "tcp", "port": "80"}])
+    );
+    let o = d.run(&["graph", "--output", "json", "in.yaml"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON");
+    let pods = v["pods"].as_array().unwrap();
+    let a = pods.iter().find(|p| p["name"] == "a").expect("x/a");
+    assert_eq!(a["egress"], serde_json::Value::Null);
+    let allow = &a["ingress"]["allows"][0];
+    assert_eq!(allow["policy"], "x/allow-b");
+    assert_eq!(allow["ports"], json!(["tcp/80"]));
+    let peer = allow["peer"].as_u64().unwrap() as usize;
+    assert_eq!(v["peers"][peer]["addresses"], json!(["10.244.1.12"]));
+    let o = d.run(&["graph", "--output", "yaml", "in.yaml"]);
+    assert_eq!(code(&o), 2, "clap refuses an unknown format");
+}
+
 // ---------------------------------------------------------------------------------------
 // nft -c
 // ---------------------------------------------------------------------------------------
