@@ -1,8 +1,14 @@
-//! `explain`: is a connection allowed, and why. Reads the policy graph only, so what it
-//! says is what the ruleset enforces (the harness checks that the kernel agrees).
+//! `explain`: is a connection allowed, and why. The verdict comes from the policy graph
+//! only, so what it says is what the ruleset enforces (the harness checks that the kernel
+//! agrees); for a denied direction, [`miss`] says why each rule of each isolating policy
+//! did not allow it. Text (Display) and JSON (Serialize) carry the same content.
+
+pub mod miss;
 
 use std::fmt;
 use std::net::IpAddr;
+
+use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::graph::{PodNode, PolicyGraph};
@@ -10,7 +16,8 @@ use crate::index::Index;
 use crate::policy::{Direction, Protocol};
 
 /// One side of a connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Endpoint {
     /// A pod that policy applies to, and the address used.
     Pod { id: String, ip: IpAddr },
@@ -37,10 +44,11 @@ impl fmt::Display for Endpoint {
 }
 
 /// The verdict on one direction.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
 pub enum Side {
     /// The pod's side is not isolated, or the side is not a pod.
-    NotIsolated(String),
+    NotIsolated { reason: String },
     /// Traffic between a pod and its own node is always allowed.
     OwnNode,
     Allowed {
@@ -49,6 +57,8 @@ pub enum Side {
     },
     Denied {
         isolated_by: Vec<String>,
+        /// Why each isolating policy's rules did not allow it.
+        why: Vec<miss::PolicyCheck>,
     },
 }
 
@@ -58,7 +68,7 @@ impl Side {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Explanation {
     pub allowed: bool,
     pub from: Endpoint,
@@ -83,7 +93,7 @@ impl fmt::Display for Explanation {
         ] {
             write!(f, "{dir} of {who}: ")?;
             match side {
-                Side::NotIsolated(why) => writeln!(f, "allowed ({why})")?,
+                Side::NotIsolated { reason } => writeln!(f, "allowed ({reason})")?,
                 Side::OwnNode => writeln!(
                     f,
                     "allowed (traffic between a pod and its own node is always allowed)"
@@ -95,10 +105,13 @@ impl fmt::Display for Explanation {
                         writeln!(f, "  allowed by: {b}")?;
                     }
                 }
-                Side::Denied { isolated_by } => {
+                Side::Denied { isolated_by, why } => {
                     writeln!(f, "denied")?;
                     writeln!(f, "  isolated by: {}", isolated_by.join(", "))?;
-                    writeln!(f, "  no rule of these policies allows this peer and port")?;
+                    writeln!(f, "  no rule of these policies allows this peer and port:")?;
+                    for policy in why {
+                        miss::write_policy(f, "    ", dir, policy)?;
+                    }
                 }
             }
         }
@@ -211,10 +224,14 @@ fn side(
     port: u16,
 ) -> Side {
     let Some(pod) = pod else {
-        return Side::NotIsolated("not a pod: no policy applies".into());
+        return Side::NotIsolated {
+            reason: "not a pod: no policy applies".into(),
+        };
     };
     let Some(iso) = pod.isolation(dir) else {
-        return Side::NotIsolated(format!("no policy isolates it for {dir}"));
+        return Side::NotIsolated {
+            reason: format!("no policy isolates it for {dir}"),
+        };
     };
     if pod.host_ips.contains(&other) {
         return Side::OwnNode;
@@ -226,8 +243,13 @@ fn side(
         .map(|a| format!("{} (peer: {})", a.origin, peer_words(index, &a.origin)))
         .collect();
     if by.is_empty() {
+        let why = index
+            .pod(&pod.namespace, &pod.name)
+            .map(|info| miss::check(index, info, &iso.isolated_by, dir, other, protocol, port))
+            .unwrap_or_default();
         Side::Denied {
             isolated_by: iso.isolated_by.clone(),
+            why,
         }
     } else {
         Side::Allowed {

@@ -266,14 +266,19 @@ impl Index {
                     obj.namespace().unwrap_or("").to_string(),
                     obj.name().to_string(),
                 );
-                let (entry, result) = match Policy::try_from(np) {
-                    Ok(policy) => (
-                        PolicyEntry {
-                            policy,
-                            error: None,
-                        },
-                        Ok(()),
-                    ),
+                let (entry, result) = match Policy::parse(np) {
+                    Ok((policy, warnings)) => {
+                        for w in warnings {
+                            tracing::warn!(source = %obj.source, object = %obj.object_ref(), field = %w.field, "{}", w.problem);
+                        }
+                        (
+                            PolicyEntry {
+                                policy,
+                                error: None,
+                            },
+                            Ok(()),
+                        )
+                    }
                     Err(e) => {
                         let error = invalid(&obj, e.field, e.problem);
                         let policy = Policy::fail_closed(np).unwrap_or_else(|| Policy {

@@ -260,7 +260,12 @@ fn object_from_value_in(value: Value, source: &str, document: usize) -> Result<O
         Kind::NetworkPolicy => typed(value).map(ObjectData::NetworkPolicy),
     }
     .map_err(|(path, problem)| invalid(&path, problem))?;
-    Ok(Some(Object::new(source, data)))
+    let obj = Object::new(source, data);
+    // The API server refuses such labels on any object; a file may still hold them.
+    if let Some(labels) = &obj.metadata().labels {
+        crate::labels::check_labels(labels).map_err(|p| invalid("metadata.labels", p))?;
+    }
+    Ok(Some(obj))
 }
 
 #[cfg(test)]

@@ -18,10 +18,12 @@ pub mod controller;
 pub mod error;
 pub mod explain;
 pub mod graph;
+pub mod graph_json;
 pub mod host;
 pub mod impact;
 pub mod index;
 pub mod input;
+pub mod labels;
 #[cfg(feature = "netlink")]
 pub mod netlink;
 pub mod policy;

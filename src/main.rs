@@ -1,7 +1,7 @@
 //! The `nftpol` command: parses arguments and runs one subcommand. Everything it does is
 //! in the library; this file only wires input, output and exit status.
 
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -25,6 +25,13 @@ struct Cli {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
+    Text,
+    Json,
+}
+
+/// What `explain` and `graph` print: text for people, JSON (same content) for tools.
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputFormat {
     Text,
     Json,
 }
@@ -70,6 +77,9 @@ enum Command {
         /// Address family when both sides are pods (default: IPv4 when both have it).
         #[arg(long, value_enum)]
         family: Option<FamilyArg>,
+        /// Text, or JSON with the same content.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
         #[arg(required = true, value_name = "INPUT")]
         inputs: Vec<String>,
     },
@@ -92,6 +102,9 @@ enum Command {
     Graph {
         #[arg(long, value_name = "NAME")]
         node: Option<String>,
+        /// Text, or JSON with the same content.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
         #[arg(required = true, value_name = "INPUT")]
         inputs: Vec<String>,
     },
@@ -231,6 +244,9 @@ fn load(inputs: &[String]) -> anyhow::Result<Index> {
         };
         objects.extend(input::parse_str(&text, &name).map_err(BadInput)?);
     }
+    if objects.is_empty() {
+        tracing::warn!(inputs = %inputs.join(" "), "the input holds no Namespace, Pod or NetworkPolicy: nothing to compile, the table will be empty");
+    }
     let index = Index::from_objects(objects).map_err(BadInput)?;
     for ns in index.implied_namespaces() {
         tracing::warn!(namespace = %ns, "namespace not in the input; assuming it exists with only the label kubernetes.io/metadata.name={ns}");
@@ -291,6 +307,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             to,
             port,
             family,
+            output,
             inputs,
         } => {
             let index = load(&inputs)?;
@@ -301,7 +318,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             });
             let e =
                 explain::explain_in(&index, &graph, &from, &to, &port, family).map_err(BadInput)?;
-            print!("{e}");
+            match output {
+                OutputFormat::Text => print!("{e}"),
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&e)?),
+            }
         }
         #[cfg(feature = "controller")]
         Command::Run(args) => run_controller(args)?,
@@ -324,12 +344,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             out.flush()?;
         }
-        Command::Graph { node, inputs } => {
+        Command::Graph {
+            node,
+            output,
+            inputs,
+        } => {
             let index = load(&inputs)?;
-            print!("{}", PolicyGraph::build_for(&index, node.as_deref()));
+            let graph = PolicyGraph::build_for(&index, node.as_deref());
+            match output {
+                OutputFormat::Text => print!("{graph}"),
+                OutputFormat::Json => print!("{}", nftpol::graph_json::render(&graph)),
+            }
         }
     }
     Ok(())
+}
+
+/// Colour codes only on a terminal, and never when `NO_COLOR` is set to anything but the
+/// empty string (<https://no-color.org>): logs piped to a file or CI stay plain text.
+fn use_colour(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 fn main() -> ExitCode {
@@ -338,6 +372,10 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(use_colour(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR"),
+        ))
         .with_env_filter(filter);
     match cli.log_format {
         LogFormat::Text => builder.without_time().with_target(false).init(),
@@ -350,5 +388,22 @@ fn main() -> ExitCode {
             eprintln!("nftpol: error: {e:#}");
             ExitCode::from(if bad_input { 2 } else { 1 })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::use_colour;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(use_colour(true, None));
+        assert!(
+            use_colour(true, Some("".into())),
+            "NO_COLOR empty counts as unset"
+        );
+        assert!(!use_colour(true, Some("1".into())));
+        assert!(!use_colour(false, None));
+        assert!(!use_colour(false, Some("1".into())));
     }
 }

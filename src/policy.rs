@@ -13,7 +13,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::selector::{Selector, SelectorError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Tcp,
     Udp,
@@ -67,7 +68,8 @@ impl fmt::Display for Protocol {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Direction {
     Ingress,
     Egress,
@@ -218,9 +220,22 @@ fn policy_types(np: &NetworkPolicy) -> Result<(bool, bool), FieldError> {
     }
 }
 
-fn parse_net(s: &str, field: &str) -> Result<IpNet, FieldError> {
+/// Parses a CIDR. One with host bits set (`10.0.0.1/24`) means its network, as older API
+/// servers stored it; clusters still hold such policies, so it is kept, with a warning.
+fn parse_net(s: &str, field: &str, warnings: &mut Vec<FieldError>) -> Result<IpNet, FieldError> {
     match s.parse::<IpNet>() {
-        Ok(net) => Ok(net.trunc()),
+        Ok(net) => {
+            let canonical = net.trunc();
+            if canonical != net {
+                warnings.push(FieldError {
+                    field: field.into(),
+                    problem: format!(
+                        "{s} has host bits set; read as {canonical} (current API servers refuse it)"
+                    ),
+                });
+            }
+            Ok(canonical)
+        }
         Err(_) => err(
             field,
             format!("{s:?} is not a valid CIDR (address/prefix-length)"),
@@ -228,7 +243,11 @@ fn parse_net(s: &str, field: &str) -> Result<IpNet, FieldError> {
     }
 }
 
-fn peer(p: &NetworkPolicyPeer, field: &str) -> Result<Peer, FieldError> {
+fn peer(
+    p: &NetworkPolicyPeer,
+    field: &str,
+    warnings: &mut Vec<FieldError>,
+) -> Result<Peer, FieldError> {
     if let Some(block) = &p.ip_block {
         if p.pod_selector.is_some() || p.namespace_selector.is_some() {
             return err(
@@ -236,11 +255,11 @@ fn peer(p: &NetworkPolicyPeer, field: &str) -> Result<Peer, FieldError> {
                 "ipBlock cannot be combined with podSelector or namespaceSelector in one peer",
             );
         }
-        let cidr = parse_net(&block.cidr, &format!("{field}.ipBlock.cidr"))?;
+        let cidr = parse_net(&block.cidr, &format!("{field}.ipBlock.cidr"), warnings)?;
         let mut except = Vec::new();
         for (i, e) in block.except.iter().flatten().enumerate() {
             let f = format!("{field}.ipBlock.except[{i}]");
-            let net = parse_net(e, &f)?;
+            let net = parse_net(e, &f, warnings)?;
             let same_family = matches!(
                 (&cidr, &net),
                 (IpNet::V4(_), IpNet::V4(_)) | (IpNet::V6(_), IpNet::V6(_))
@@ -365,6 +384,7 @@ fn rule(
     ports: Option<&Vec<NetworkPolicyPort>>,
     field: &str,
     peer_field: &str,
+    warnings: &mut Vec<FieldError>,
 ) -> Result<Rule, FieldError> {
     let peers = match peers {
         None => None,
@@ -372,7 +392,7 @@ fn rule(
         Some(list) => Some(
             list.iter()
                 .enumerate()
-                .map(|(i, p)| peer(p, &format!("{field}.{peer_field}[{i}]")))
+                .map(|(i, p)| peer(p, &format!("{field}.{peer_field}[{i}]"), warnings))
                 .collect::<Result<Vec<_>, _>>()?,
         ),
     };
@@ -392,7 +412,25 @@ fn rule(
 impl TryFrom<&NetworkPolicy> for Policy {
     type Error = FieldError;
 
+    /// [`Policy::parse`] without its warnings.
     fn try_from(np: &NetworkPolicy) -> Result<Self, FieldError> {
+        Policy::parse(np).map(|(policy, _)| policy)
+    }
+}
+
+impl Policy {
+    /// Validates a NetworkPolicy. Besides the policy, says what it accepted but a current
+    /// API server would not (each a field and the problem), for the caller to warn about.
+    pub fn parse(np: &NetworkPolicy) -> Result<(Policy, Vec<FieldError>), FieldError> {
+        let mut warnings = Vec::new();
+        let policy = Self::parse_into(np, &mut warnings)?;
+        Ok((policy, warnings))
+    }
+
+    fn parse_into(
+        np: &NetworkPolicy,
+        warnings: &mut Vec<FieldError>,
+    ) -> Result<Policy, FieldError> {
         let namespace = match np.metadata.namespace.as_deref() {
             Some(ns) if !ns.is_empty() => ns.to_string(),
             _ => return err("metadata.namespace", "a NetworkPolicy needs a namespace"),
@@ -418,12 +456,18 @@ impl TryFrom<&NetworkPolicy> for Policy {
         let mut ingress = Vec::new();
         for (i, r) in spec.ingress.iter().flatten().enumerate() {
             let f = format!("spec.ingress[{i}]");
-            ingress.push(rule(r.from.as_ref(), r.ports.as_ref(), &f, "from")?);
+            ingress.push(rule(
+                r.from.as_ref(),
+                r.ports.as_ref(),
+                &f,
+                "from",
+                warnings,
+            )?);
         }
         let mut egress = Vec::new();
         for (i, r) in spec.egress.iter().flatten().enumerate() {
             let f = format!("spec.egress[{i}]");
-            egress.push(rule(r.to.as_ref(), r.ports.as_ref(), &f, "to")?);
+            egress.push(rule(r.to.as_ref(), r.ports.as_ref(), &f, "to", warnings)?);
         }
         Ok(Policy {
             namespace,

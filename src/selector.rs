@@ -47,6 +47,11 @@ impl Selector {
 
     pub fn parse(selector: &LabelSelector) -> Result<Self, SelectorError> {
         let match_labels = selector.match_labels.clone().unwrap_or_default();
+        // The API server names the map itself for a bad key or value.
+        crate::labels::check_labels(&match_labels).map_err(|problem| SelectorError {
+            field: "matchLabels".into(),
+            problem,
+        })?;
         let mut requirements = Vec::new();
         for (i, expr) in selector.match_expressions.iter().flatten().enumerate() {
             let field = format!("matchExpressions[{i}]");
@@ -64,11 +69,15 @@ impl Selector {
                     })
                 }
             };
-            if expr.key.is_empty() {
-                return Err(SelectorError {
-                    field: format!("{field}.key"),
-                    problem: "key must not be empty".into(),
-                });
+            crate::labels::check_key(&expr.key).map_err(|problem| SelectorError {
+                field: format!("{field}.key"),
+                problem,
+            })?;
+            for (j, v) in expr.values.iter().flatten().enumerate() {
+                crate::labels::check_value(v).map_err(|problem| SelectorError {
+                    field: format!("{field}.values[{j}]"),
+                    problem,
+                })?;
             }
             let values: BTreeSet<String> = expr.values.iter().flatten().cloned().collect();
             match operator {
@@ -108,6 +117,36 @@ impl Selector {
     }
 }
 
+impl Selector {
+    /// The terms of the selector that `labels` do not satisfy, each as [`Selector`]'s
+    /// Display writes it (`pod=b`, `tier in (db,web)`, `!canary`); empty when it matches.
+    pub fn unmet(&self, labels: &Labels) -> Vec<String> {
+        let pairs = self
+            .match_labels
+            .iter()
+            .filter(|(k, v)| labels.get(*k) != Some(v))
+            .map(|(k, v)| format!("{k}={v}"));
+        let reqs = self
+            .requirements
+            .iter()
+            .filter(|r| !r.matches(labels))
+            .map(|r| r.to_string());
+        pairs.chain(reqs).collect()
+    }
+}
+
+impl std::fmt::Display for Requirement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let values = self.values.iter().cloned().collect::<Vec<_>>().join(",");
+        match self.operator {
+            Operator::In => write!(f, "{} in ({values})", self.key),
+            Operator::NotIn => write!(f, "{} notin ({values})", self.key),
+            Operator::Exists => f.write_str(&self.key),
+            Operator::DoesNotExist => write!(f, "!{}", self.key),
+        }
+    }
+}
+
 impl Requirement {
     pub fn matches(&self, labels: &Labels) -> bool {
         let value = labels.get(&self.key);
@@ -131,15 +170,7 @@ impl std::fmt::Display for Selector {
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        for r in &self.requirements {
-            let values = r.values.iter().cloned().collect::<Vec<_>>().join(",");
-            parts.push(match r.operator {
-                Operator::In => format!("{} in ({values})", r.key),
-                Operator::NotIn => format!("{} notin ({values})", r.key),
-                Operator::Exists => r.key.clone(),
-                Operator::DoesNotExist => format!("!{}", r.key),
-            });
-        }
+        parts.extend(self.requirements.iter().map(|r| r.to_string()));
         f.write_str(&parts.join(","))
     }
 }
@@ -200,6 +231,20 @@ mod tests {
         .unwrap();
         assert!(sel.matches(&labels(&[("a", "1"), ("b", "2"), ("c", "3")])));
         assert!(!sel.matches(&labels(&[("a", "1")])));
+    }
+
+    #[test]
+    fn unmet_names_each_failing_term() {
+        let mut sel = Selector::parse(&expr("tier", "In", &["db", "web"])).unwrap();
+        sel.match_labels = [("pod".to_string(), "b".to_string())].into();
+        assert_eq!(
+            sel.unmet(&labels(&[("pod", "c"), ("tier", "db")])),
+            ["pod=b"]
+        );
+        assert_eq!(sel.unmet(&labels(&[])), ["pod=b", "tier in (db,web)"]);
+        assert!(sel
+            .unmet(&labels(&[("pod", "b"), ("tier", "web")]))
+            .is_empty());
     }
 
     #[test]

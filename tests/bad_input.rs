@@ -275,6 +275,106 @@ fn exists_and_does_not_exist_take_no_values() {
 }
 
 #[test]
+fn invalid_label_keys_in_selectors() {
+    // Keys as the API server validates them: an optional DNS subdomain prefix and '/',
+    // then a name of at most 63 alphanumerics with '-', '_', '.' inside.
+    for (key, words) in [
+        ("bad key!", &["bad key!", "name part"][..]),
+        ("-a", &["-a", "name part"]),
+        ("a/b/c", &["a/b/c", "'/'"]),
+        ("/a", &["prefix"]),
+        ("Example.com/a", &["Example.com", "DNS subdomain"]),
+    ] {
+        assert_invalid(
+            &format!("{{podSelector: {{matchLabels: {{\"{key}\": v}}}}}}"),
+            "spec.podSelector.matchLabels",
+            words,
+        );
+        assert_invalid(
+            &format!("{{podSelector: {{}}, ingress: [{{from: [{{namespaceSelector: {{matchExpressions: [{{key: \"{key}\", operator: Exists}}]}}}}]}}]}}"),
+            "spec.ingress[0].from[0].namespaceSelector.matchExpressions[0].key",
+            words,
+        );
+    }
+    let long = "k".repeat(64);
+    assert_invalid(
+        &format!("{{podSelector: {{}}, egress: [{{to: [{{podSelector: {{matchLabels: {{{long}: v}}}}}}]}}]}}"),
+        "spec.egress[0].to[0].podSelector.matchLabels",
+        &["64 characters", "63"],
+    );
+    assert_invalid(
+        "{podSelector: {matchExpressions: [{key: \"\", operator: Exists}]}}",
+        "spec.podSelector.matchExpressions[0].key",
+        &["empty"],
+    );
+}
+
+#[test]
+fn invalid_label_values_in_selectors() {
+    assert_invalid(
+        "{podSelector: {matchLabels: {app: \"web server\"}}}",
+        "spec.podSelector.matchLabels",
+        &["app", "web server"],
+    );
+    assert_invalid(
+        "{podSelector: {}, ingress: [{from: [{podSelector: {matchExpressions: [{key: app, operator: In, values: [web, \"-db\"]}]}}]}]}",
+        "spec.ingress[0].from[0].podSelector.matchExpressions[0].values[1]",
+        &["-db"],
+    );
+    let long = "v".repeat(64);
+    assert_invalid(
+        &format!("{{podSelector: {{matchExpressions: [{{key: app, operator: NotIn, values: [{long}]}}]}}}}"),
+        "spec.podSelector.matchExpressions[0].values[0]",
+        &["64 characters"],
+    );
+}
+
+#[test]
+fn valid_label_keys_and_values_in_selectors_are_accepted() {
+    let long_name = "k".repeat(63);
+    for sel in [
+        "{matchLabels: {app.kubernetes.io/name: My.App_1-x}}".to_string(),
+        "{matchLabels: {kubernetes.io/metadata.name: x, empty: \"\"}}".to_string(),
+        format!("{{matchLabels: {{{long_name}: v}}}}"),
+        "{matchExpressions: [{key: example.com/tier, operator: In, values: [\"\", A1]}]}"
+            .to_string(),
+    ] {
+        let text = policy_text(&format!("{{podSelector: {sel}}}"));
+        parse_str(&text, FILE)
+            .and_then(Index::from_objects)
+            .unwrap_or_else(|e| panic!("{sel}: {e}"));
+    }
+}
+
+#[test]
+fn invalid_labels_on_pods_and_namespaces() {
+    for (obj, name) in [
+        (pod("x", "a").label("bad key!", "v"), "Pod x/a"),
+        (pod("x", "a").label("app", "a b"), "Pod x/a"),
+        (ns("x").label("-team", "y"), "Namespace x"),
+        (
+            netpol("x", "p").set(&["metadata", "labels"], "a/b/c", "v"),
+            "NetworkPolicy x/p",
+        ),
+    ] {
+        match load_error(&yaml_docs(&[obj])) {
+            Error::Invalid {
+                object,
+                field,
+                problem,
+                source_name,
+            } => {
+                assert_eq!(object.to_string(), name);
+                assert_eq!(source_name, FILE);
+                assert_eq!(field, "metadata.labels");
+                assert!(problem.contains("label"), "{problem}");
+            }
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn unknown_policy_type() {
     assert_invalid(
         "{podSelector: {}, policyTypes: [Ingress, Egres]}",

@@ -298,6 +298,148 @@ fn a_namespace_referred_to_but_not_given_gives_a_warning() {
 }
 
 #[test]
+fn a_cidr_with_host_bits_compiles_as_its_network_with_a_warning() {
+    let d = Dir::new();
+    let with = |cidr: &str, except: &str| {
+        let mut objs = cluster();
+        objs.push(
+            netpol("x", "p")
+                .selecting("pod", "a")
+                .ingress(json!([{"from": [{"ipBlock": {"cidr": cidr, "except": [except]}}]}])),
+        );
+        yaml_docs(&objs)
+    };
+    d.write("canonical.yaml", &with("10.0.0.0/16", "10.0.1.0/24"));
+    d.write("host-bits.yaml", &with("10.0.0.1/16", "10.0.1.7/24"));
+    let canonical = d.run(&["compile", "canonical.yaml"]);
+    assert_eq!(code(&canonical), 0, "{}", stderr(&canonical));
+    assert_eq!(
+        stderr(&canonical),
+        "",
+        "a canonical CIDR is not warned about"
+    );
+    let o = d.run(&["compile", "host-bits.yaml"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), stdout(&canonical), "read as its network");
+    let e = stderr(&o);
+    let lines: Vec<&str> = e.lines().collect();
+    assert_eq!(lines.len(), 2, "one warning per field: {e}");
+    for (line, field, given, read) in [
+        (
+            lines[0],
+            "spec.ingress[0].from[0].ipBlock.cidr",
+            "10.0.0.1/16",
+            "10.0.0.0/16",
+        ),
+        (
+            lines[1],
+            "spec.ingress[0].from[0].ipBlock.except[0]",
+            "10.0.1.7/24",
+            "10.0.1.0/24",
+        ),
+    ] {
+        assert!(line.contains("WARN"), "{line}");
+        for word in ["host-bits.yaml", "NetworkPolicy x/p", field, given, read] {
+            assert!(line.contains(word), "should name {word:?}: {line}");
+        }
+    }
+}
+
+#[test]
+fn an_invalid_label_key_exits_2_naming_object_and_field() {
+    let d = Dir::new();
+    let mut objs = cluster();
+    objs.push(netpol("x", "p").pod_selector(json!({"matchLabels": {"bad key!": "v"}})));
+    d.write("in.yaml", &yaml_docs(&objs));
+    let o = d.run(&["compile", "in.yaml"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(o.stdout.is_empty());
+    let e = stderr(&o);
+    for word in [
+        "in.yaml",
+        "NetworkPolicy x/p",
+        "spec.podSelector.matchLabels",
+        "bad key!",
+    ] {
+        assert!(e.contains(word), "should name {word:?}: {e}");
+    }
+}
+
+#[test]
+fn an_input_without_objects_warns() {
+    let d = Dir::new();
+    d.write("empty.yaml", "# nothing here\n---\n");
+    d.write(
+        "svc.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: x}\n",
+    );
+    for file in ["empty.yaml", "svc.yaml"] {
+        let o = d.run(&["compile", file]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        assert!(stdout(&o).contains("table inet nftpol"), "still a script");
+        let e = stderr(&o);
+        assert!(
+            e.lines().any(|l| l.contains("WARN")
+                && l.contains("no Namespace, Pod or NetworkPolicy")
+                && l.contains(file)),
+            "{file}: {e}"
+        );
+    }
+    // One object is enough to say nothing.
+    d.write("ns.yaml", &yaml_docs(&[ns("x")]));
+    let o = d.run(&["compile", "ns.yaml"]);
+    assert_eq!(stderr(&o), "");
+}
+
+/// A warning-producing compile run under `script`, which gives it a terminal; `NO_COLOR`
+/// as given. `None` when `script` (util-linux) is not installed.
+fn on_a_terminal(d: &Dir, no_color: Option<&str>) -> Option<String> {
+    let script = Path::new("/usr/bin/script");
+    if !script.exists() {
+        return None;
+    }
+    let mut cmd = Command::new(script);
+    cmd.args([
+        "-qec",
+        &format!("{BIN} compile svc.yaml >/dev/null"),
+        "/dev/null",
+    ])
+    .current_dir(d.path())
+    .env_remove("RUST_LOG")
+    .env_remove("NO_COLOR")
+    .stdin(Stdio::null());
+    if let Some(v) = no_color {
+        cmd.env("NO_COLOR", v);
+    }
+    let o = cmd.output().expect("run script");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    Some(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+#[test]
+fn warnings_are_coloured_only_on_a_terminal_and_never_with_no_color() {
+    let d = Dir::new();
+    d.write(
+        "svc.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: x}\n",
+    );
+    // A pipe: plain text.
+    let o = d.run(&["compile", "svc.yaml"]);
+    let e = stderr(&o);
+    assert!(e.contains("WARN"), "{e}");
+    assert!(!e.contains('\x1b'), "no escape codes on a pipe: {e:?}");
+    let Some(tty) = on_a_terminal(&d, None) else {
+        eprintln!("skipped the terminal half: /usr/bin/script (util-linux) is not installed");
+        return;
+    };
+    assert!(tty.contains("WARN"), "{tty:?}");
+    assert!(tty.contains('\x1b'), "colour on a terminal: {tty:?}");
+    let plain = on_a_terminal(&d, Some("1")).unwrap();
+    assert!(plain.contains("WARN"), "{plain:?}");
+    assert!(!plain.contains('\x1b'), "NO_COLOR set: {plain:?}");
+}
+
+#[test]
 fn kind_list_input_works() {
     let d = Dir::new();
     d.write("in.yaml", &cluster_text());
@@ -513,6 +655,63 @@ fn graph_prints_isolation_and_origins() {
     assert!(s.contains("x/allow-b ingress[0].from[0]"), "{s}");
     let o = d.run(&["graph", "--node", "n1", "in.yaml"]);
     assert!(!stdout(&o).contains("pod y/c:"), "{}", stdout(&o));
+}
+
+#[test]
+fn explain_says_why_a_denied_direction_is_denied() {
+    let d = Dir::new();
+    d.write("in.yaml", &cluster_text());
+    let o = d.run(&[
+        "explain", "--from", "y/c", "--to", "x/a", "--port", "tcp/81", "in.yaml",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let s = stdout(&o);
+    assert_eq!(s.lines().next(), Some("denied"), "{s}");
+    assert!(
+        s.contains(
+            "x/allow-b ingress[0]: peer does not match; port does not match: it allows tcp/80"
+        ),
+        "{s}"
+    );
+    assert!(
+        s.contains("pod y/c is in namespace y; a podSelector alone selects pods of x"),
+        "{s}"
+    );
+}
+
+#[test]
+fn explain_and_graph_print_json_with_output_json() {
+    let d = Dir::new();
+    d.write("in.yaml", &cluster_text());
+    let o = d.run(&[
+        "explain", "--from", "x/b", "--to", "x/a", "--port", "tcp/81", "--output", "json",
+        "in.yaml",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON");
+    assert_eq!(v["allowed"], false);
+    assert_eq!(
+        v["from"],
+        json!({"kind": "pod", "id": "x/b", "ip": "10.244.1.12"})
+    );
+    assert_eq!(v["ingress"]["isolated_by"], json!(["x/allow-b"]));
+    assert_eq!(
+        v["ingress"]["why"][0]["rules"][0]["port"]["allowed"],
+        json!([{"protocol": "tcp", "port": "80"}])
+    );
+    let o = d.run(&["graph", "--output", "json", "in.yaml"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON");
+    let pods = v["pods"].as_array().unwrap();
+    let a = pods.iter().find(|p| p["name"] == "a").expect("x/a");
+    assert_eq!(a["egress"], serde_json::Value::Null);
+    let allow = &a["ingress"]["allows"][0];
+    assert_eq!(allow["policy"], "x/allow-b");
+    assert_eq!(allow["ports"], json!(["tcp/80"]));
+    let peer = allow["peer"].as_u64().unwrap() as usize;
+    assert_eq!(v["peers"][peer]["addresses"], json!(["10.244.1.12"]));
+    let o = d.run(&["graph", "--output", "yaml", "in.yaml"]);
+    assert_eq!(code(&o), 2, "clap refuses an unknown format");
 }
 
 // ---------------------------------------------------------------------------------------
