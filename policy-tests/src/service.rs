@@ -228,7 +228,7 @@ impl Entry<'_> {
     }
 }
 
-/// A stable base32 digest (26 characters). kube-proxy takes SHA-256 here; only the
+/// A stable base32 digest (25 characters, 125 bits). kube-proxy takes SHA-256 here; only the
 /// name's shape and uniqueness matter to the kernel, so two FNV-1a hashes serve.
 fn hash32(text: &str) -> String {
     let fnv = |seed: u64| {
@@ -239,7 +239,7 @@ fn hash32(text: &str) -> String {
     let bits =
         (u128::from(fnv(0xcbf2_9ce4_8422_2325)) << 64) | u128::from(fnv(0x8422_2325_cbf2_9ce4));
     const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    (0..26)
+    (0..25)
         .map(|i| ALPHABET[((bits >> (123 - 5 * i)) & 31) as usize] as char)
         .collect()
 }
@@ -566,6 +566,6 @@ mod tests {
     fn hashes_are_stable_and_distinct() {
         assert_eq!(hash32("x/a:p"), hash32("x/a:p"));
         assert_ne!(hash32("x/a:p"), hash32("x/b:p"));
-        assert_eq!(hash32("").len(), 26);
+        assert_eq!(hash32("").len(), 25);
     }
 }
