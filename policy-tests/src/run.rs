@@ -267,7 +267,10 @@ fn run_case(ctx: &mut Ctx, case: &Case) -> Verdict {
         }
     }
     if probed == 0 && masqueraded > 0 && details.is_empty() {
-        return Verdict::Skip(format!("every cell is one {}", service::MASQUERADED));
+        return Verdict::Skip(format!(
+            "every probe is from a host to a pod: {}",
+            service::MASQUERADED
+        ));
     }
     Verdict::Done {
         details,
