@@ -3,7 +3,8 @@
 //! reachability matrices and compares kernel, expectation and `nftpol explain`.
 //!
 //! ```text
-//! policy-tests run [--backend script|netlink] [--topology bridge|routed] [-v] PATH...
+//! policy-tests run [--backend script|netlink|controller] [--topology bridge|routed|vxlan]
+//!                  [--service none|nftables|iptables] [--cni-path DIR] [-v] PATH...
 //! policy-tests bench datapath|kernel [--smoke] ...   (benchmarks; see README.md)
 //! ```
 //! Exit status: 0 all passed, 1 some case failed, 2 the harness cannot run here.
@@ -12,15 +13,19 @@ mod backend;
 mod bench;
 mod case;
 mod cluster;
+mod cni;
 mod conntrack;
 mod controller;
+mod handwire;
 mod matrix;
 mod netns;
 mod probe;
 mod proto;
 mod run;
 mod serve;
+mod service;
 mod topology;
+mod vxlan;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,9 +49,16 @@ enum Command {
         /// How nodes are programmed.
         #[arg(long, value_enum, default_value_t = backend::Kind::Script)]
         backend: backend::Kind,
-        /// Only this topology (default: both, each case once in each).
+        /// Only this topology (default: all three, each case once in each).
         #[arg(long, value_enum)]
         topology: Option<topology::Kind>,
+        /// Probe pods through a ClusterIP Service each, NAT shaped like kube-proxy's mode.
+        #[arg(long, value_enum, default_value_t = service::Mode::None)]
+        service: service::Mode,
+        /// Where the CNI plugins are; when they are missing, pods are wired by hand and
+        /// every run is reported as a SKIP.
+        #[arg(long, value_name = "DIR", default_value = cni::DEFAULT_DIR)]
+        cni_path: PathBuf,
         /// On failure, also print explain's reasons and the rules loaded on each node.
         #[arg(long, short)]
         verbose: bool,
@@ -65,16 +77,20 @@ fn main() -> ExitCode {
         Command::Run {
             backend,
             topology,
+            service,
+            cni_path,
             verbose,
             paths,
         } => {
             let topologies = match topology {
                 Some(t) => vec![t],
-                None => vec![topology::Kind::Bridge, topology::Kind::Routed],
+                None => topology::Kind::ALL.to_vec(),
             };
             let opts = run::Options {
                 backend,
                 topologies,
+                service,
+                cni_dir: cni_path,
                 paths,
                 verbose,
             };

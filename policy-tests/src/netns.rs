@@ -1,6 +1,6 @@
 //! Network namespaces: entering one on the current thread (sockets created there belong
-//! to it for their whole life), running `ip`, `sysctl`-like writes and `nft` inside one,
-//! and removing every namespace of a run.
+//! to it for their whole life), running `ip`, `bridge`, `sysctl`-like writes, `nft` and
+//! other tools inside one, and removing every namespace of a run.
 
 use std::fs::File;
 use std::io::Write;
@@ -108,6 +108,28 @@ pub fn ip_batch(ns: Option<&str>, lines: &[String]) -> Result<()> {
     cmd.args(["-batch", "-"]);
     let what = format!("ip in {}", ns.unwrap_or("the host namespace"));
     run(&mut cmd, Some(&(lines.join("\n") + "\n")), &what).map(|_| ())
+}
+
+/// Runs `bridge -batch -` (iproute2's FDB tool) with `lines` inside namespace `ns`.
+pub fn bridge_batch(ns: &str, lines: &[String]) -> Result<()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let mut cmd = Command::new("bridge");
+    cmd.args(["-n", ns, "-batch", "-"]);
+    run(
+        &mut cmd,
+        Some(&(lines.join("\n") + "\n")),
+        &format!("bridge in {ns}"),
+    )
+    .map(|_| ())
+}
+
+/// Runs `program` with `input` on stdin inside namespace `ns` (`ip netns exec`).
+pub fn exec(ns: &str, program: &str, input: &str) -> Result<()> {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns, program]);
+    run(&mut cmd, Some(input), &format!("{program} in {ns}")).map(|_| ())
 }
 
 /// Loads an `nft -f` script inside namespace `ns`.

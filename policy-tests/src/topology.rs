@@ -1,22 +1,53 @@
 //! The cluster's network, built from namespaces: an underlay bridge joining n1, n2 and
-//! ext, and each pod wired into its node either through a Linux bridge (`bridge`, like
-//! flannel) or through a routed veth (`routed`, like Calico). Pods are added, removed or
-//! rebuilt to match each step's cluster; everything is removed on drop.
+//! ext, pods attached to their node by the real CNI plugins (`cni.rs`), and between the
+//! nodes either host-gw routes over the underlay (`bridge`, `routed`) or flannel's VXLAN
+//! overlay (`vxlan`, `vxlan.rs`). When the plugins are missing, pods are wired by hand
+//! (`handwire.rs`) and the run says so. Pods are added, removed or rebuilt to match each
+//! step's cluster; everything is removed on drop.
+//!
+//! This module decides what exists and runs the commands; it does not program nftables
+//! (backends do) nor the Service NAT (`service.rs`).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
 use crate::cluster::{hosts, node_number, Cluster, Pod, NODES};
+use crate::cni::{self, Attachment, Plugins};
+use crate::handwire;
 use crate::netns;
+use crate::vxlan;
 
-/// How pods are attached to their node.
+/// How pods are attached to their node, and how nodes reach each other's pods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kind {
+    /// `bridge` plugin (cni0), host-gw routes between nodes (flannel host-gw).
     Bridge,
+    /// `ptp` plugin (a veth per pod, /32 routes), host-gw routes (routed CNIs).
     Routed,
+    /// `bridge` plugin, flannel's VXLAN overlay between nodes.
+    Vxlan,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Bridge, Kind::Routed, Kind::Vxlan];
+
+    fn bridged(self) -> bool {
+        matches!(self, Kind::Bridge | Kind::Vxlan)
+    }
+
+    fn plugin(self) -> cni::Main {
+        match self {
+            Kind::Bridge => cni::Main::Bridge { mtu: 1500 },
+            Kind::Vxlan => cni::Main::Bridge {
+                mtu: vxlan::POD_MTU,
+            },
+            Kind::Routed => cni::Main::Ptp,
+        }
+    }
 }
 
 impl fmt::Display for Kind {
@@ -24,6 +55,7 @@ impl fmt::Display for Kind {
         f.write_str(match self {
             Kind::Bridge => "bridge",
             Kind::Routed => "routed",
+            Kind::Vxlan => "vxlan",
         })
     }
 }
@@ -35,11 +67,21 @@ struct PodNet {
     ips: Vec<IpAddr>,
 }
 
-/// A pod's interface in its node, and the network it was built for.
+/// A pod as built: its network and, when wired by hand, its veth in the node.
 #[derive(Debug, Clone)]
 struct Built {
     net: PodNet,
-    veth: String,
+    veth: Option<String>,
+}
+
+/// How pods get attached.
+enum Wiring {
+    Cni(Plugins),
+    /// The plugins are missing: `reason` says which.
+    Hand {
+        reason: String,
+        next_veth: u32,
+    },
 }
 
 /// The MAC address of a pod, derived from its addresses: a pod that gets the address
@@ -68,7 +110,7 @@ pub struct Topology {
     pub kind: Kind,
     prefix: String,
     pods: BTreeMap<String, Built>,
-    next_veth: u32,
+    wiring: Wiring,
     torn_down: bool,
 }
 
@@ -79,19 +121,38 @@ fn dad_off() -> Vec<(String, &'static str)> {
     ]
 }
 
+/// The Service CIDRs, which ext routes via n1 (`service.rs` allocates from them).
+pub const SERVICE_CIDRS: [&str; 2] = ["10.96.0.0/16", "fd00:96::/112"];
+
 impl Topology {
-    /// Builds the underlay, the nodes and ext (no pods yet).
-    pub fn build(kind: Kind, prefix: String) -> Result<Topology> {
+    /// Builds the underlay, the nodes and ext (no pods yet). Pods will be attached by the
+    /// plugins in `cni_dir`, or by hand when they are missing (see [`Self::hand_wired`]).
+    pub fn build(kind: Kind, prefix: String, cni_dir: &Path) -> Result<Topology> {
+        let wiring = match Plugins::find(cni_dir, kind.plugin()) {
+            Ok(p) => Wiring::Cni(p),
+            Err(reason) => Wiring::Hand {
+                reason,
+                next_veth: 0,
+            },
+        };
         let mut topo = Topology {
             kind,
             prefix,
             pods: BTreeMap::new(),
-            next_veth: 0,
+            wiring,
             torn_down: false,
         };
         topo.build_hosts()
             .with_context(|| format!("building the {kind} topology"))?;
         Ok(topo)
+    }
+
+    /// Why pods are wired by hand (the CNI plugins are missing), if they are.
+    pub fn hand_wired(&self) -> Option<&str> {
+        match &self.wiring {
+            Wiring::Cni(_) => None,
+            Wiring::Hand { reason, .. } => Some(reason),
+        }
     }
 
     /// The namespace of `n1`, `n2` or `ext`.
@@ -120,20 +181,7 @@ impl Topology {
             netns::sysctl(name, &dad_off())?;
         }
         for node in NODES {
-            let ns = self.host_ns(node);
-            let mut keys = vec![
-                ("net.ipv4.ip_forward".to_string(), "1"),
-                ("net.ipv6.conf.all.forwarding".into(), "1"),
-            ];
-            if self.kind == Kind::Bridge {
-                if !std::path::Path::new("/proc/sys/net/bridge").exists() {
-                    bail!("br_netfilter is not loaded and `modprobe br_netfilter` did not load it: bridged traffic would bypass nftables");
-                }
-                keys.push(("net.bridge.bridge-nf-call-iptables".into(), "1"));
-                keys.push(("net.bridge.bridge-nf-call-ip6tables".into(), "1"));
-            }
-            netns::sysctl(&ns, &keys)
-                .context("bridged traffic must go through the inet forward hook (br_netfilter)")?;
+            self.node_sysctls(node)?;
         }
         let mut u = vec![
             "link set lo up".to_string(),
@@ -150,45 +198,90 @@ impl Topology {
         u.push("link set br0 up".into());
         netns::ip_batch(Some(&underlay), &u)?;
         for h in hosts() {
-            let mut cmds = vec![
-                "link set lo up".to_string(),
-                format!("addr add {}/24 dev eth0", h.v4),
-                format!("addr add {}/64 dev eth0 nodad", h.v6),
-                "link set eth0 up".into(),
-            ];
-            for node in NODES {
-                if node == h.name {
-                    continue;
-                }
-                let n = node_number(node).unwrap();
-                let gw = crate::cluster::host(node).unwrap();
-                cmds.push(format!("route add 10.244.{n}.0/24 via {}", gw.v4));
-                cmds.push(format!("route add fd00:10:244:{n}::/64 via {}", gw.v6));
-            }
-            if node_number(h.name).is_some() {
-                // Nodes reach the rest of the world through ext. In `routed` this is also
-                // what makes proxy ARP answer for the pods' gateway 169.254.1.1: the node
-                // must have a route to it through another interface.
-                let ext = crate::cluster::host("ext").unwrap();
-                cmds.push(format!("route add default via {}", ext.v4));
-                cmds.push(format!("route add default via {}", ext.v6));
-            }
-            if self.kind == Kind::Bridge {
-                if let Some(n) = node_number(h.name) {
-                    // A fixed MAC: by default a bridge takes the lowest MAC of its ports,
-                    // so removing a pod would change the pods' gateway under their
-                    // neighbour caches.
-                    cmds.push(format!(
-                        "link add cni0 address 02:fe:00:00:00:{n:02x} type bridge"
-                    ));
-                    cmds.push(format!("addr add 10.244.{n}.1/24 dev cni0"));
-                    cmds.push(format!("addr add fd00:10:244:{n}::1/64 dev cni0 nodad"));
-                    cmds.push("link set cni0 up".into());
-                }
-            }
+            let cmds = self.host_commands(h.name);
             netns::ip_batch(Some(&self.host_ns(h.name)), &cmds)?;
+            if self.kind == Kind::Vxlan && node_number(h.name).is_some() {
+                netns::bridge_batch(&self.host_ns(h.name), &vxlan::fdb_commands(h.name))?;
+            }
         }
         Ok(())
+    }
+
+    fn node_sysctls(&self, node: &str) -> Result<()> {
+        let ns = self.host_ns(node);
+        let mut keys = vec![
+            ("net.ipv4.ip_forward".to_string(), "1"),
+            ("net.ipv6.conf.all.forwarding".into(), "1"),
+        ];
+        if self.kind.bridged() {
+            if !std::path::Path::new("/proc/sys/net/bridge").exists() {
+                bail!("br_netfilter is not loaded and `modprobe br_netfilter` did not load it: bridged traffic would bypass nftables");
+            }
+            keys.push(("net.bridge.bridge-nf-call-iptables".into(), "1"));
+            keys.push(("net.bridge.bridge-nf-call-ip6tables".into(), "1"));
+        }
+        netns::sysctl(&ns, &keys)
+            .context("bridged traffic must go through the inet forward hook (br_netfilter)")
+    }
+
+    /// Addresses, routes and devices of a host: the underlay, the routes to the other
+    /// node's pods (host-gw or VXLAN), default routes via ext, and cni0.
+    fn host_commands(&self, name: &str) -> Vec<String> {
+        let h = crate::cluster::host(name).expect("a host");
+        let mut cmds = vec![
+            "link set lo up".to_string(),
+            format!("addr add {}/24 dev eth0", h.v4),
+            format!("addr add {}/64 dev eth0 nodad", h.v6),
+            "link set eth0 up".into(),
+        ];
+        let Some(n) = node_number(name) else {
+            // ext: the pod CIDRs via their nodes, host-gw style, and the Service CIDRs
+            // via n1, as an external router would have them.
+            for node in NODES {
+                let m = node_number(node).unwrap();
+                let gw = crate::cluster::host(node).unwrap();
+                cmds.push(format!("route add 10.244.{m}.0/24 via {}", gw.v4));
+                cmds.push(format!("route add fd00:10:244:{m}::/64 via {}", gw.v6));
+            }
+            let n1 = crate::cluster::host("n1").unwrap();
+            cmds.push(format!("route add {} via {}", SERVICE_CIDRS[0], n1.v4));
+            cmds.push(format!("route add {} via {}", SERVICE_CIDRS[1], n1.v6));
+            return cmds;
+        };
+        if self.kind == Kind::Vxlan {
+            cmds.extend(vxlan::ip_commands(name).expect("a node"));
+        } else {
+            for node in NODES.iter().filter(|o| **o != name) {
+                let m = node_number(node).unwrap();
+                let gw = crate::cluster::host(node).unwrap();
+                cmds.push(format!("route add 10.244.{m}.0/24 via {}", gw.v4));
+                cmds.push(format!("route add fd00:10:244:{m}::/64 via {}", gw.v6));
+            }
+        }
+        // Nodes reach the rest of the world through ext. For hand-wired routed pods this
+        // is also what makes proxy ARP answer for their gateway 169.254.1.1: the node
+        // must have a route to it through another interface.
+        let ext = crate::cluster::host("ext").unwrap();
+        cmds.push(format!("route add default via {}", ext.v4));
+        cmds.push(format!("route add default via {}", ext.v6));
+        if self.kind.bridged() {
+            // Created before the plugin runs, with a fixed MAC: by default a bridge takes
+            // the lowest MAC of its ports, so removing a pod would change the pods'
+            // gateway under their neighbour caches. The plugin finds it and adds the
+            // gateway addresses (isGateway).
+            let mtu = match self.kind.plugin() {
+                cni::Main::Bridge { mtu } => mtu,
+                cni::Main::Ptp => 1500,
+            };
+            cmds.push(format!(
+                "link add cni0 address 02:fe:00:00:00:{n:02x} mtu {mtu} type bridge"
+            ));
+            if self.hand_wired().is_some() {
+                cmds.extend(handwire::bridge_gateway(n));
+            }
+            cmds.push("link set cni0 up".into());
+        }
+        cmds
     }
 
     /// Adds, removes and rebuilds pods so the network matches `cluster`. Returns the pods
@@ -216,10 +309,7 @@ impl Topology {
             .collect();
         for id in &remove {
             let built = self.pods.remove(id).expect("listed above");
-            // Deleting the node's end first removes the pair and its routes at once; the
-            // namespace itself may outlive `netns del` while sockets still hold it.
-            let node_ns = self.host_ns(&built.net.node);
-            netns::ip_batch(Some(&node_ns), &[format!("link del {}", built.veth)])?;
+            self.detach(id, &built)?;
         }
         netns::delete(&remove.iter().map(|id| self.pod_ns(id)).collect::<Vec<_>>());
         let add: Vec<&Pod> = cluster
@@ -234,14 +324,38 @@ impl Topology {
             // Leave nothing half-built: a later step would take it for a working pod.
             for p in &add {
                 if let Some(built) = self.pods.remove(&p.id()) {
-                    let node_ns = self.host_ns(&built.net.node);
-                    let _ = netns::ip_batch(Some(&node_ns), &[format!("link del {}", built.veth)]);
+                    let _ = self.detach(&p.id(), &built);
                 }
             }
             netns::delete(&add.iter().map(|p| self.pod_ns(&p.id())).collect::<Vec<_>>());
             return Err(e.context("adding pods"));
         }
         Ok(add.iter().map(|p| p.id()).collect())
+    }
+
+    fn attachment(net: &PodNet) -> Attachment {
+        let node = node_number(&net.node).expect("pods run on nodes");
+        Attachment {
+            ips: net.ips.clone(),
+            node,
+            mac: pod_mac(&net.ips, node),
+        }
+    }
+
+    /// Takes a pod off its node: CNI DEL, or deleting the hand-made veth (which removes
+    /// the pair and its routes at once). The namespace itself goes afterwards; it may
+    /// outlive `netns del` while sockets still hold it.
+    fn detach(&self, id: &str, built: &Built) -> Result<()> {
+        let node_ns = self.host_ns(&built.net.node);
+        match (&self.wiring, &built.veth) {
+            (Wiring::Cni(plugins), _) => {
+                plugins.del(&node_ns, &self.pod_ns(id), &Self::attachment(&built.net))
+            }
+            (Wiring::Hand { .. }, Some(veth)) => {
+                netns::ip_batch(Some(&node_ns), &[format!("link del {veth}")])
+            }
+            (Wiring::Hand { .. }, None) => Ok(()),
+        }
     }
 
     fn add_pods(&mut self, pods: &[&Pod]) -> Result<()> {
@@ -256,108 +370,73 @@ impl Topology {
         for ns in &names {
             netns::sysctl(ns, &dad_off())?;
         }
-        let mut per_node: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        let mut proxy_arp: BTreeMap<&str, Vec<(String, &str)>> = BTreeMap::new();
-        let mut pod_cmds = Vec::new();
+        let mut hand = handwire::Commands::default();
         for (p, ns) in pods.iter().zip(&names) {
-            self.next_veth += 1;
-            let veth = format!("veth{}", self.next_veth);
             let net = PodNet {
                 node: p.node.clone(),
                 ips: p.ips.clone(),
             };
+            let node_ns = self.host_ns(&p.node);
+            let attachment = Self::attachment(&net);
+            let bridged = self.kind.bridged();
+            let veth = match &mut self.wiring {
+                Wiring::Cni(plugins) => {
+                    // Recorded before ADD, so a failed ADD is still undone with DEL.
+                    self.pods.insert(p.id(), Built { net, veth: None });
+                    plugins.add(&node_ns, ns, &attachment)?;
+                    continue;
+                }
+                Wiring::Hand { next_veth, .. } => {
+                    *next_veth += 1;
+                    format!("veth{next_veth}")
+                }
+            };
+            handwire::wire(
+                &mut hand,
+                &handwire::Pod {
+                    netns: ns,
+                    node_ns: &node_ns,
+                    node: attachment.node,
+                    veth: &veth,
+                    ips: &p.ips,
+                    mac: &attachment.mac,
+                },
+                bridged,
+            );
             self.pods.insert(
                 p.id(),
                 Built {
                     net,
-                    veth: veth.clone(),
+                    veth: Some(veth),
                 },
             );
-            let node_cmds = per_node.entry(p.node.as_str()).or_default();
-            node_cmds.push(format!(
-                "link add {veth} type veth peer name eth0 netns {ns}"
-            ));
-            let n = node_number(&p.node).unwrap();
-            let mut cmds = vec![
-                "link set lo up".to_string(),
-                format!("link set eth0 address {}", pod_mac(&p.ips, n)),
-            ];
-            match self.kind {
-                Kind::Bridge => {
-                    node_cmds.push(format!("link set {veth} master cni0 up"));
-                    for ip in &p.ips {
-                        let len = if ip.is_ipv4() { 24 } else { 64 };
-                        cmds.push(format!("addr add {ip}/{len} dev eth0 nodad"));
-                    }
-                    cmds.push("link set eth0 up".into());
-                    for ip in &p.ips {
-                        match ip {
-                            IpAddr::V4(_) => {
-                                cmds.push(format!("route add default via 10.244.{n}.1"))
-                            }
-                            IpAddr::V6(_) => {
-                                cmds.push(format!("route add default via fd00:10:244:{n}::1"))
-                            }
-                        }
-                    }
-                }
-                Kind::Routed => {
-                    node_cmds.push(format!("link set {veth} up"));
-                    node_cmds.push(format!("addr add fe80::1/64 dev {veth} nodad"));
-                    proxy_arp.entry(p.node.as_str()).or_default().extend([
-                        (format!("net.ipv4.conf.{veth}.proxy_arp"), "1"),
-                        (format!("net.ipv6.conf.{veth}.accept_dad"), "0"),
-                    ]);
-                    for ip in &p.ips {
-                        match ip {
-                            IpAddr::V4(_) => {
-                                node_cmds.push(format!("route add {ip}/32 dev {veth}"))
-                            }
-                            IpAddr::V6(_) => {
-                                node_cmds.push(format!("route add {ip}/128 dev {veth}"))
-                            }
-                        }
-                    }
-                    for ip in &p.ips {
-                        let len = if ip.is_ipv4() { 32 } else { 128 };
-                        cmds.push(format!("addr add {ip}/{len} dev eth0 nodad"));
-                    }
-                    cmds.push("link set eth0 up".into());
-                    for ip in &p.ips {
-                        match ip {
-                            IpAddr::V4(_) => {
-                                cmds.push("route add 169.254.1.1 dev eth0 scope link".into());
-                                cmds.push("route add default via 169.254.1.1 dev eth0".into());
-                            }
-                            IpAddr::V6(_) => {
-                                cmds.push("route add default via fe80::1 dev eth0".into())
-                            }
-                        }
-                    }
-                }
-            }
-            pod_cmds.push((ns.clone(), cmds));
         }
-        for (node, cmds) in &per_node {
-            netns::ip_batch(Some(&self.host_ns(node)), cmds)?;
+        for (node_ns, cmds) in &hand.node {
+            netns::ip_batch(Some(node_ns), cmds)?;
         }
-        for (node, keys) in &proxy_arp {
-            netns::sysctl(&self.host_ns(node), keys)?;
+        for (node_ns, keys) in &hand.node_sysctls {
+            netns::sysctl(node_ns, keys)?;
         }
-        for (ns, cmds) in &pod_cmds {
+        for (ns, cmds) in &hand.pod {
             netns::ip_batch(Some(ns), cmds)?;
         }
         Ok(())
     }
 
-    /// Removes every namespace of this topology.
+    /// Takes every pod off its node (CNI DEL, as a node does when pods go) and removes
+    /// every namespace of this topology.
     pub fn teardown(&mut self) {
         if self.torn_down {
             return;
         }
+        let pods = std::mem::take(&mut self.pods);
+        for (id, built) in &pods {
+            if let Err(e) = self.detach(id, built) {
+                eprintln!("warning: {e:#}");
+            }
+        }
         let _lock = netns::lock();
         netns::delete_prefixed(&self.prefix);
-        self.pods.clear();
         self.torn_down = true;
     }
 }
