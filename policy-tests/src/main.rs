@@ -19,6 +19,7 @@ mod netns;
 mod probe;
 mod proto;
 mod run;
+mod sctp;
 mod serve;
 mod topology;
 
