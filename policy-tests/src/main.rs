@@ -14,6 +14,7 @@ mod case;
 mod cluster;
 mod conntrack;
 mod controller;
+mod kubectl;
 mod matrix;
 mod netns;
 mod probe;
