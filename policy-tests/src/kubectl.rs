@@ -311,4 +311,79 @@ mod tests {
         assert_eq!(p.delete[1]["metadata"]["namespace"], "x");
         assert!(p.delete[2]["metadata"].get("namespace").is_none());
     }
+
+    /// Compiles objects as `nftpol compile` does (parse, index, compile, render).
+    fn compile(text: &str, node: Option<&str>) -> String {
+        let objects = nftpol::input::parse_str(text, "input").expect("parses");
+        let index = nftpol::index::Index::from_objects(objects).expect("indexes");
+        nftpol::script::render(&nftpol::compile(&index, node))
+    }
+
+    /// Every step of every case: the objects loaded into the fake server, read back with
+    /// `kubectl get ns,pods,networkpolicies -A -o yaml`, compile to the same script as
+    /// the objects themselves, for each node and for the whole cluster.
+    #[test]
+    fn every_case_step_round_trips_through_kubectl_get() {
+        if std::process::Command::new("kubectl")
+            .args(["version", "--client"])
+            .output()
+            .map_or(true, |o| !o.status.success())
+        {
+            eprintln!("skipped: kubectl is not on PATH");
+            return;
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = rt.block_on(fake_apiserver::FakeApiServer::start());
+        let dir =
+            std::env::temp_dir().join(format!("policy-tests-{}-kubectl-test", std::process::id()));
+        let k = Kubectl::new(&dir, &server.kubeconfig_yaml()).unwrap();
+        let cases = Path::new(env!("CARGO_MANIFEST_DIR")).join("cases");
+        let mut steps = 0;
+        for file in crate::case::case_files(&cases).unwrap() {
+            let case =
+                crate::case::load(&file).unwrap_or_else(|e| panic!("{}: {}", e.name, e.reason));
+            for (i, step) in case.steps.iter().enumerate() {
+                for kind in ["NetworkPolicy", "Pod", "Namespace"] {
+                    for o in server.list(kind) {
+                        let meta = &o["metadata"];
+                        server.delete(
+                            kind,
+                            meta["namespace"].as_str(),
+                            meta["name"].as_str().unwrap(),
+                        );
+                    }
+                }
+                let objects = step.objects();
+                for o in &objects {
+                    server.apply(o.clone());
+                }
+                let direct = serde_json::to_string(
+                    &json!({"apiVersion": "v1", "kind": "List", "items": objects}),
+                )
+                .unwrap();
+                let got = k
+                    .run(
+                        &["get", "ns,pods,networkpolicies", "-A", "-o", "yaml"],
+                        None,
+                    )
+                    .unwrap();
+                for node in [None, Some("n1"), Some("n2")] {
+                    assert_eq!(
+                        compile(&got, node),
+                        compile(&direct, node),
+                        "{} step {} node {node:?}",
+                        case.name,
+                        i + 1
+                    );
+                }
+                steps += 1;
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(steps > 90, "only {steps} steps found");
+    }
 }

@@ -379,4 +379,158 @@ mod tests {
         assert_ne!(t2, 0);
         assert!((0..10_000).all(|seed| random_tag(seed) != 0));
     }
+
+    /// Root only: two namespaces joined by a veth, a raw INIT each way of both families.
+    /// The INIT ACK comes back for a served port, not for another port; the kernel sends
+    /// no ICMP while a raw socket takes the packets, and sends "protocol unreachable" /
+    /// "unknown next header" for an address no raw socket is bound to.
+    mod netns {
+        use super::super::*;
+        use crate::netns;
+        use nix::poll::{poll, PollFd, PollFlags};
+        use std::os::fd::AsFd;
+        use std::time::{Duration, Instant};
+
+        /// `(IPv4 ICMP dest-unreachable sent, IPv6 ICMP parameter-problem sent)` in `ns`.
+        fn icmp_errors_sent(ns: &str) -> (u64, u64) {
+            let _in = netns::enter(ns).unwrap();
+            let snmp = std::fs::read_to_string("/proc/thread-self/net/snmp").unwrap();
+            let lines: Vec<&str> = snmp.lines().filter(|l| l.starts_with("Icmp:")).collect();
+            let col = lines[0]
+                .split_whitespace()
+                .position(|c| c == "OutDestUnreachs")
+                .unwrap();
+            let v4 = lines[1]
+                .split_whitespace()
+                .nth(col)
+                .unwrap()
+                .parse()
+                .unwrap();
+            let snmp6 = std::fs::read_to_string("/proc/thread-self/net/snmp6").unwrap();
+            let v6 = snmp6
+                .lines()
+                .find_map(|l| l.strip_prefix("Icmp6OutParmProblems"))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            (v4, v6)
+        }
+
+        /// Waits (up to 10 s) until `dev` in `ns` has a carrier: a veth comes up a little
+        /// after both its ends are set up, and packets sent before are lost.
+        fn wait_for_carrier(ns: &str, dev: &str) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                // Not /sys: entering a namespace does not change which one sysfs shows.
+                let out = std::process::Command::new("ip")
+                    .args(["-n", ns, "-o", "link", "show", "dev", dev])
+                    .output()
+                    .unwrap();
+                let line = String::from_utf8_lossy(&out.stdout).into_owned();
+                if line.contains("state UP") {
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{dev} in {ns} has no carrier: {line}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+
+        /// Serves and waits until the client has its INIT ACK or 500 ms pass, sending
+        /// the INIT again every round (as the probe does every 300 ms).
+        fn exchange(client: &Client, servers: &[Listener]) -> bool {
+            let deadline = Instant::now() + Duration::from_millis(500);
+            while Instant::now() < deadline {
+                client.send().unwrap();
+                let mut fds: Vec<PollFd> = servers
+                    .iter()
+                    .map(|l| PollFd::new(l.socket().as_fd(), PollFlags::POLLIN))
+                    .chain([PollFd::new(client.socket().as_fd(), PollFlags::POLLIN)])
+                    .collect();
+                let _ = poll(&mut fds, 50u16);
+                drop(fds);
+                servers.iter().for_each(Listener::serve);
+                if client.poll_reply() == Some(true) {
+                    return true;
+                }
+            }
+            false
+        }
+
+        #[test]
+        fn raw_init_gets_its_init_ack_without_icmp() {
+            if !nix::unistd::Uid::effective().is_root() {
+                eprintln!("skipped: needs root (network namespaces, raw sockets)");
+                return;
+            }
+            let prefix = format!("{}sctpt-", netns::run_prefix());
+            let (a, b) = (format!("{prefix}a"), format!("{prefix}b"));
+            let setup = [
+                format!("netns add {a}"),
+                format!("netns add {b}"),
+                format!("link add va netns {a} type veth peer name vb netns {b}"),
+                format!("-n {a} addr add 10.99.0.1/24 dev va"),
+                format!("-n {b} addr add 10.99.0.2/24 dev vb"),
+                format!("-n {b} addr add 10.99.0.3/24 dev vb"),
+                format!("-n {a} addr add fd99::1/64 dev va nodad"),
+                format!("-n {b} addr add fd99::2/64 dev vb nodad"),
+                format!("-n {b} addr add fd99::3/64 dev vb nodad"),
+                format!("-n {a} link set va up"),
+                format!("-n {b} link set vb up"),
+            ];
+            let result = std::panic::catch_unwind(|| {
+                for line in &setup {
+                    let ok = std::process::Command::new("ip")
+                        .args(line.split_whitespace())
+                        .status()
+                        .is_ok_and(|s| s.success());
+                    assert!(ok, "ip {line}");
+                }
+                wait_for_carrier(&a, "va");
+                wait_for_carrier(&b, "vb");
+                let servers: Vec<Listener> = {
+                    let _in = netns::enter(&b).unwrap();
+                    ["10.99.0.2", "fd99::2"]
+                        .iter()
+                        .map(|ip| Listener::bind(ip.parse().unwrap(), [80].into()).unwrap())
+                        .collect()
+                };
+                let client = |dst: &str| {
+                    let _in = netns::enter(&a).unwrap();
+                    Client::start(None, dst.parse().unwrap()).unwrap()
+                };
+                let before = icmp_errors_sent(&b);
+                for dst in ["10.99.0.2:80", "[fd99::2]:80"] {
+                    assert!(exchange(&client(dst), &servers), "{dst}: no INIT ACK");
+                }
+                for dst in ["10.99.0.2:81", "[fd99::2]:81"] {
+                    assert!(
+                        !exchange(&client(dst), &servers),
+                        "{dst}: an INIT ACK for a port not served"
+                    );
+                }
+                assert_eq!(
+                    icmp_errors_sent(&b),
+                    before,
+                    "ICMP sent although raw sockets took the packets"
+                );
+                for dst in ["10.99.0.3:80", "[fd99::3]:80"] {
+                    assert!(!exchange(&client(dst), &servers), "{dst}: nobody serves it");
+                }
+                let after = icmp_errors_sent(&b);
+                // At least one each (ICMP errors are rate limited per destination).
+                assert!(
+                    after.0 > before.0 && after.1 > before.1,
+                    "protocol unreachable (IPv4) and unknown next header (IPv6) for the addresses without a raw socket: {before:?} -> {after:?}"
+                );
+            });
+            netns::delete(&[a, b]);
+            if let Err(e) = result {
+                std::panic::resume_unwind(e);
+            }
+        }
+    }
 }
