@@ -164,6 +164,9 @@ fn route(shared: &Arc<Shared>, path: &str, req: &Req) -> Response<ResBody> {
                     .expect("static response parts are valid"),
             )
         }
+        // kubectl asks for aggregated discovery (apidiscovery.k8s.io/v2) first; the
+        // legacy documents, sent as plain `application/json`, make it fall back to one
+        // APIResourceList per group version, which is what is served.
         ["api"] => return get_only(json(200, &api_versions(shared))),
         ["apis"] => return get_only(json(200, &api_group_list())),
         ["apis", group] => {
