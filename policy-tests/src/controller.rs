@@ -66,11 +66,35 @@ impl Controller {
     /// differences are sent, so watchers see only those.
     fn serve(&mut self, objects: &Objects) -> Result<()> {
         let plan = kubectl::plan(&self.served, objects);
-        if !plan.is_empty() {
-            self.kubectl.apply(&plan)?;
+        if plan.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.kubectl.apply(&plan) {
+            // Part of the plan may have gone through: the next step starts from what the
+            // server really holds, or every later case would fail on the same objects.
+            self.served = self.held();
+            return Err(e);
         }
         self.served = objects.clone();
         Ok(())
+    }
+
+    /// The objects the server holds, keyed as the harness keys them.
+    fn held(&self) -> Objects {
+        let mut out = Objects::new();
+        for kind in ["Namespace", "Pod", "NetworkPolicy"] {
+            for v in self.server.list(kind) {
+                if let Ok(Some(o)) = nftpol::input::object_from_value(v.clone(), "fake server") {
+                    let key = (
+                        o.kind(),
+                        o.namespace().map(str::to_string),
+                        o.name().to_string(),
+                    );
+                    out.insert(key, v);
+                }
+            }
+        }
+        out
     }
 
     fn ensure_running(&mut self, node: &str, netns: &str) {
