@@ -306,6 +306,10 @@ fn stream(
         }
     }
     let batches = ctl.drain(Duration::from_millis(500));
+    println!(
+        "  stream batches, median per batch: {}",
+        stage_medians(&batches)
+    );
     for (ns, name) in live {
         server.delete("Pod", ns.as_deref(), &name);
     }
@@ -348,11 +352,35 @@ fn burst(
         .last()
         .map(|s| s.at.duration_since(start))
         .unwrap_or_default();
+    println!(
+        "  burst batches, median per batch: {}",
+        stage_medians(&batches)
+    );
     for (ns, name) in names {
         server.delete("Pod", ns.as_deref(), &name);
     }
     ctl.drain(Duration::from_millis(500));
     (took, batches.len())
+}
+
+/// The median of each stage and of the batch size over `batches`, as one line.
+fn stage_medians(batches: &[Synced]) -> String {
+    [
+        "watch_us",
+        "state_us",
+        "wait_us",
+        "diff_us",
+        "kernel_us",
+        "messages",
+        "pods",
+    ]
+    .iter()
+    .map(|k| {
+        let v: Vec<u64> = batches.iter().filter_map(|s| s.us(k)).collect();
+        format!("{k}={}", percentile(&v, 0.5))
+    })
+    .collect::<Vec<_>>()
+    .join(" ")
 }
 
 fn median_stage(stages: &[[u64; 5]], i: usize) -> u64 {

@@ -15,7 +15,8 @@ pub enum Kind {
     /// nftpol's netlink backend (full sync in a namespace, incremental operations).
     Netlink,
     /// The controller itself (`nftpol run`'s code), one per node, fed by a fake API server
-    /// over the real list/watch protocol; each step's changes arrive as watch events.
+    /// over the real list/watch protocol; each step's changes are made with a real
+    /// `kubectl` and arrive as watch events.
     Controller,
 }
 
@@ -46,7 +47,7 @@ pub fn open(kind: Kind) -> Result<Box<dyn Backend>, String> {
         Kind::Netlink => Ok(Box::new(Netlink::default())),
         Kind::Controller => crate::controller::Controller::start()
             .map(|c| Box::new(c) as Box<dyn Backend>)
-            .map_err(|e| format!("cannot start the fake API server: {e}")),
+            .map_err(|e| format!("cannot start the controller backend: {e:#}")),
     }
 }
 

@@ -2,7 +2,9 @@
 //!
 //! One fake API server serves the case's objects over the real list/watch protocol; one
 //! controller per node (the library's `controller::run`, as `nftpol run` runs it) watches
-//! it and programs the node's network namespace through netlink. A step is "programmed"
+//! it and programs the node's network namespace through netlink. Each step's changes
+//! reach the server through a real `kubectl` (create, replace, label, delete; see
+//! [`crate::kubectl`]), so a real client drives the controller. A step is "programmed"
 //! once every node's live table equals what the compiler gives for that node.
 
 use std::collections::HashMap;
@@ -15,6 +17,7 @@ use nftpol::controller::{self, dataplane::NetlinkDataplane};
 use nftpol::index::Index;
 
 use crate::backend::{Backend, Objects};
+use crate::kubectl::{self, Kubectl};
 
 struct Node {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -32,45 +35,66 @@ fn inode(path: &std::path::Path) -> u64 {
 pub struct Controller {
     rt: tokio::runtime::Runtime,
     server: FakeApiServer,
+    kubectl: Kubectl,
+    /// Holds the kubeconfig and kubectl's discovery cache; removed on drop.
+    dir: PathBuf,
     nodes: HashMap<String, Node>,
     /// What the server holds, to send only differences (as the API server would).
     served: Objects,
 }
 
 impl Controller {
-    pub fn start() -> std::io::Result<Controller> {
+    pub fn start() -> Result<Controller> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()?;
         let server = rt.block_on(FakeApiServer::start());
+        let dir = std::env::temp_dir().join(format!("policy-tests-{}-kubectl", std::process::id()));
+        let kubectl = Kubectl::new(&dir, &server.kubeconfig_yaml())?;
         Ok(Controller {
             rt,
             server,
+            kubectl,
+            dir,
             nodes: HashMap::new(),
             served: Objects::new(),
         })
     }
 
-    /// Makes the server hold exactly `objects`: changed ones applied, missing ones deleted
-    /// (policies first, namespaces last), so watchers see only the step's difference.
-    fn serve(&mut self, objects: &Objects) {
-        for (key, value) in objects {
-            if self.served.get(key) != Some(value) {
-                self.server.apply(value.clone());
-            }
+    /// Makes the server hold exactly `objects`, through kubectl: only the step's
+    /// differences are sent, so watchers see only those.
+    fn serve(&mut self, objects: &Objects) -> Result<()> {
+        let plan = kubectl::plan(&self.served, objects);
+        if plan.is_empty() {
+            return Ok(());
         }
-        let mut gone: Vec<_> = self
-            .served
-            .keys()
-            .filter(|k| !objects.contains_key(*k))
-            .cloned()
-            .collect();
-        gone.sort_by_key(|k| std::cmp::Reverse(k.0));
-        for (kind, ns, name) in gone {
-            self.server.delete(kind.name(), ns.as_deref(), &name);
+        if let Err(e) = self.kubectl.apply(&plan) {
+            // Part of the plan may have gone through: the next step starts from what the
+            // server really holds, or every later case would fail on the same objects.
+            self.served = self.held();
+            return Err(e);
         }
         self.served = objects.clone();
+        Ok(())
+    }
+
+    /// The objects the server holds, keyed as the harness keys them.
+    fn held(&self) -> Objects {
+        let mut out = Objects::new();
+        for kind in ["Namespace", "Pod", "NetworkPolicy"] {
+            for v in self.server.list(kind) {
+                if let Ok(Some(o)) = nftpol::input::object_from_value(v.clone(), "fake server") {
+                    let key = (
+                        o.kind(),
+                        o.namespace().map(str::to_string),
+                        o.name().to_string(),
+                    );
+                    out.insert(key, v);
+                }
+            }
+        }
+        out
     }
 
     fn ensure_running(&mut self, node: &str, netns: &str) {
@@ -133,7 +157,7 @@ impl Backend for Controller {
         _fresh: bool,
         objects: &Objects,
     ) -> Result<String> {
-        self.serve(objects);
+        self.serve(objects)?;
         self.ensure_running(node, netns);
         let want = nftpol::compile(index, Some(node));
         let path = PathBuf::from(format!("/run/netns/{netns}"));
@@ -172,5 +196,6 @@ impl Drop for Controller {
                 let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
             }
         });
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

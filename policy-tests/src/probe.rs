@@ -1,6 +1,8 @@
 //! Probes: many connection attempts at once, each from a socket made in the client's
 //! namespace, all driven by one `poll` loop. TCP and SCTP succeed when the connection is
-//! accepted; UDP when the echo of the datagram comes back (resent while waiting).
+//! accepted; UDP when the echo of the datagram comes back (resent while waiting). On a
+//! kernel without SCTP sockets, SCTP succeeds when the INIT ACK answering a raw INIT
+//! comes back ([`crate::sctp`]; the INIT is resent while waiting, as UDP is).
 //! Refused, unreachable and no answer before the deadline all count as blocked.
 
 use std::collections::BTreeMap;
@@ -14,7 +16,8 @@ use nix::poll::{poll, PollFd, PollFlags};
 use socket2::Socket;
 
 use crate::netns;
-use crate::proto::{socket_for, Proto};
+use crate::proto::{sctp_mode, socket_for, Proto, SctpMode};
+use crate::sctp;
 
 /// One connection attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,12 +32,13 @@ pub struct Attempt {
 
 /// How long a probe may take.
 pub const TIMEOUT: Duration = Duration::from_millis(1000);
-/// How often an unanswered UDP datagram is sent again.
+/// How often an unanswered UDP datagram or raw SCTP INIT is sent again.
 const UDP_RESEND: Duration = Duration::from_millis(300);
 
 enum Sock {
     Stream(Socket),
     Dgram(UdpSocket, Vec<u8>),
+    RawSctp(sctp::Client),
 }
 
 impl Sock {
@@ -42,8 +46,15 @@ impl Sock {
         match self {
             Sock::Stream(s) => s.as_fd(),
             Sock::Dgram(s, _) => s.as_fd(),
+            Sock::RawSctp(c) => c.socket().as_fd(),
         }
     }
+}
+
+/// Whether an attempt goes through a raw SCTP socket rather than a socket of its own
+/// protocol.
+fn raw_sctp(a: &Attempt) -> bool {
+    a.proto == Proto::Sctp && *sctp_mode() == SctpMode::Raw
 }
 
 struct Pending {
@@ -70,17 +81,23 @@ pub fn run(attempts: &[Attempt]) -> Result<Vec<bool>> {
         by_ns.entry(&a.netns).or_default().push(i);
     }
     let mut sockets: Vec<(usize, Socket)> = Vec::with_capacity(attempts.len());
+    let mut pending = Vec::new();
     for (ns, indexes) in by_ns {
         let _in = netns::enter(ns)?;
         for i in indexes {
             let a = &attempts[i];
-            let s = open(a).with_context(|| {
-                format!("making a {} probe socket in {ns} to {}", a.proto, a.dst)
-            })?;
-            sockets.push((i, s));
+            let what = || format!("making a {} probe socket in {ns} to {}", a.proto, a.dst);
+            if raw_sctp(a) {
+                let client = sctp::Client::start(a.bind, a.dst).with_context(what)?;
+                pending.push(Pending {
+                    index: i,
+                    sock: Sock::RawSctp(client),
+                });
+                continue;
+            }
+            sockets.push((i, open(a).with_context(what)?));
         }
     }
-    let mut pending = Vec::new();
     for (index, s) in sockets {
         let a = &attempts[index];
         let token = format!("probe {index} {}", a.dst).into_bytes();
@@ -116,8 +133,14 @@ pub fn run(attempts: &[Attempt]) -> Result<Vec<bool>> {
         }
         if now >= next_resend {
             for p in &pending {
-                if let Sock::Dgram(u, token) = &p.sock {
-                    let _ = u.send(token);
+                match &p.sock {
+                    Sock::Dgram(u, token) => {
+                        let _ = u.send(token);
+                    }
+                    Sock::RawSctp(c) => {
+                        let _ = c.send();
+                    }
+                    Sock::Stream(_) => {}
                 }
             }
             next_resend += UDP_RESEND;
@@ -129,7 +152,7 @@ pub fn run(attempts: &[Attempt]) -> Result<Vec<bool>> {
             .map(|p| {
                 let events = match p.sock {
                     Sock::Stream(_) => PollFlags::POLLOUT,
-                    Sock::Dgram(..) => PollFlags::POLLIN,
+                    Sock::Dgram(..) | Sock::RawSctp(_) => PollFlags::POLLIN,
                 };
                 PollFd::new(p.sock.fd(), events)
             })
@@ -168,6 +191,7 @@ fn finish(sock: &Sock) -> Option<bool> {
             Ok(None) => Some(s.peer_addr().is_ok()),
             _ => Some(false),
         },
+        Sock::RawSctp(c) => c.poll_reply(),
         Sock::Dgram(u, token) => {
             let mut buf = [0u8; 512];
             loop {

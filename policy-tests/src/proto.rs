@@ -135,11 +135,43 @@ pub fn socket_for(proto: Proto, ip: IpAddr) -> std::io::Result<Socket> {
     Ok(socket)
 }
 
-const IPPROTO_SCTP: i32 = 132;
+/// The IP protocol number of SCTP.
+pub const IPPROTO_SCTP: i32 = 132;
 
-/// Whether the kernel can make SCTP sockets.
-pub fn kernel_has_sctp() -> bool {
-    socket_for(Proto::Sctp, IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)).is_ok()
+/// How SCTP is probed on this kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SctpMode {
+    /// The kernel has SCTP sockets: probes connect and servers accept, as for TCP.
+    Sockets,
+    /// No SCTP sockets, but raw protocol-132 sockets: INIT and INIT ACK by hand
+    /// ([`crate::sctp`]).
+    Raw,
+    /// Neither: SCTP probes are skipped, for this reason.
+    Unavailable(String),
+}
+
+impl SctpMode {
+    /// Whether SCTP probes run at all.
+    pub fn probes(&self) -> bool {
+        !matches!(self, SctpMode::Unavailable(_))
+    }
+}
+
+/// How this kernel lets SCTP be probed, found once (in the namespace the process started
+/// in; every namespace shares the kernel's protocols and the process's capabilities).
+pub fn sctp_mode() -> &'static SctpMode {
+    static MODE: std::sync::OnceLock<SctpMode> = std::sync::OnceLock::new();
+    MODE.get_or_init(|| {
+        if socket_for(Proto::Sctp, IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)).is_ok() {
+            return SctpMode::Sockets;
+        }
+        match crate::sctp::raw_socket(true).and_then(|_| crate::sctp::raw_socket(false)) {
+            Ok(_) => SctpMode::Raw,
+            Err(e) => SctpMode::Unavailable(format!(
+                "kernel has no SCTP sockets and raw sockets are refused ({e})"
+            )),
+        }
+    })
 }
 
 #[cfg(test)]

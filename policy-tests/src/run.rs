@@ -21,7 +21,7 @@ use crate::conntrack;
 use crate::matrix::{mark, render_diff, Outcome};
 use crate::netns;
 use crate::probe::{self, Attempt};
-use crate::proto::{kernel_has_sctp, Family, Probe, Proto};
+use crate::proto::{sctp_mode, Family, Probe, Proto, SctpMode};
 use crate::serve::{self, Servers};
 use crate::service::{self, Nat, Services};
 use crate::topology::{self, Topology};
@@ -82,7 +82,13 @@ pub(crate) fn preflight() -> Result<()> {
     Ok(())
 }
 
-const NO_SCTP: &str = "kernel has no SCTP sockets";
+/// Why SCTP probes are skipped, when they are.
+fn no_sctp() -> &'static str {
+    match sctp_mode() {
+        SctpMode::Unavailable(why) => why,
+        SctpMode::Sockets | SctpMode::Raw => "",
+    }
+}
 
 /// Runs the cases; prints one line per case × topology and the summary line.
 pub fn run(opts: &Options) -> Result<Summary> {
@@ -106,7 +112,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
         std::process::exit(130);
     })
     .map_err(|e| cannot(format!("cannot install the signal handler: {e}")))?;
-    let sctp = kernel_has_sctp();
+    let sctp = sctp_mode().probes();
     let cases: Vec<Result<Case, BadCase>> = files.iter().map(|f| case::load(f)).collect();
     let both = opts.topologies.len() > 1;
     let mut summary = Summary::default();
@@ -161,7 +167,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
                     masqueraded,
                 } => {
                     let mut note = if sctp_skipped > 0 {
-                        format!(" ({sctp_skipped} sctp probes skipped: {NO_SCTP})")
+                        format!(" ({sctp_skipped} sctp probes skipped: {})", no_sctp())
                     } else {
                         String::new()
                     };
@@ -238,7 +244,7 @@ fn run_case(ctx: &mut Ctx, case: &Case) -> Verdict {
         }
     }
     if other == 0 {
-        return Verdict::Skip(format!("only sctp probes and the {NO_SCTP}"));
+        return Verdict::Skip(format!("only sctp probes, and {}", no_sctp()));
     }
     let mut index = Index::default();
     let mut applied = BTreeMap::new();

@@ -1,7 +1,9 @@
 //! Servers: every pod, node and ext answers on its ports. One thread per endpoint polls
 //! its sockets (made inside the endpoint's namespace): TCP and SCTP connections are
-//! accepted and closed, UDP datagrams are echoed. Sockets are bound to the endpoint's
-//! own addresses so replies leave from the address the probe was sent to.
+//! accepted and closed, UDP datagrams are echoed. Without kernel SCTP sockets, one raw
+//! socket per address answers INITs to the served SCTP ports ([`crate::sctp`]). Sockets
+//! are bound to the endpoint's own addresses so replies leave from the address the
+//! probe was sent to.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -15,7 +17,8 @@ use nix::poll::{poll, PollFd, PollFlags};
 use socket2::Socket;
 
 use crate::netns;
-use crate::proto::{socket_for, Proto};
+use crate::proto::{sctp_mode, socket_for, Proto, SctpMode};
+use crate::sctp;
 
 /// What one endpoint serves, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +31,7 @@ pub struct Spec {
 enum Listener {
     Stream(Socket),
     Dgram(UdpSocket),
+    RawSctp(sctp::Listener),
 }
 
 impl Listener {
@@ -35,12 +39,14 @@ impl Listener {
         match self {
             Listener::Stream(s) => s.as_fd(),
             Listener::Dgram(s) => s.as_fd(),
+            Listener::RawSctp(l) => l.socket().as_fd(),
         }
     }
 
     /// Handles whatever is ready, without blocking.
     fn serve(&self) {
         match self {
+            Listener::RawSctp(l) => l.serve(),
             Listener::Stream(s) => {
                 // Accept and close: the probe already counted the handshake.
                 while let Ok((conn, _)) = s.accept() {
@@ -80,10 +86,24 @@ fn listen(proto: Proto, addr: SocketAddr) -> std::io::Result<Listener> {
 /// Starts serving `spec` (SCTP ports only when `sctp`).
 pub fn start(spec: Spec, sctp: bool) -> Result<Server> {
     let mut listeners = Vec::new();
+    let raw = *sctp_mode() == SctpMode::Raw;
     {
         let _in = netns::enter(&spec.netns)?;
+        let raw_ports: BTreeSet<u16> = spec
+            .listen
+            .iter()
+            .filter(|(proto, _)| raw && *proto == Proto::Sctp)
+            .map(|&(_, port)| port)
+            .collect();
+        if sctp && !raw_ports.is_empty() {
+            for &ip in &spec.addrs {
+                let l = sctp::Listener::bind(ip, raw_ports.clone())
+                    .with_context(|| format!("serving raw sctp on {ip} in {}", spec.netns))?;
+                listeners.push(Listener::RawSctp(l));
+            }
+        }
         for &(proto, port) in &spec.listen {
-            if proto == Proto::Sctp && !sctp {
+            if proto == Proto::Sctp && (!sctp || raw) {
                 continue;
             }
             for &ip in &spec.addrs {

@@ -236,7 +236,7 @@ impl Metrics {
             out.push_str("# HELP nftpol_sync_duration_seconds Time to compute and apply a kernel batch.\n# TYPE nftpol_sync_duration_seconds histogram\n");
             m.sync_full.render(&mut out, "nftpol_sync_duration_seconds", "kind=\"full\"");
             m.sync_incremental.render(&mut out, "nftpol_sync_duration_seconds", "kind=\"incremental\"");
-            out.push_str("# HELP nftpol_event_to_batch_seconds From a watch event's arrival to its kernel batch acknowledged (coalescing included).\n# TYPE nftpol_event_to_batch_seconds histogram\n");
+            out.push_str("# HELP nftpol_event_to_batch_seconds From the watcher yielding an event to its kernel batch acknowledged (queueing and coalescing included).\n# TYPE nftpol_event_to_batch_seconds histogram\n");
             m.event_to_batch.render(&mut out, "nftpol_event_to_batch_seconds", "");
             out.push_str("# HELP nftpol_event_stage_seconds The parts of event_to_batch: watch (watcher to sync loop), state (per event), wait (coalescing), diff (views, diff, encoding), kernel (send to last ack).\n# TYPE nftpol_event_stage_seconds histogram\n");
             for stage in Stage::ALL {

@@ -95,8 +95,11 @@ pub struct SyncLoop<D: Dataplane> {
     /// Pods recomputed since the last applied batch: the next batch is the difference of
     /// these pods' objects only.
     touched: BTreeSet<(String, String)>,
-    /// When the oldest event not yet in the kernel arrived.
+    /// When the watcher yielded the oldest event not yet in the kernel (its latency
+    /// includes any time it waited in the channel behind a busy loop), and when the loop
+    /// took the first of them (the coalescing window's start, for the wait stage).
     pending_since: Option<Instant>,
+    pending_received: Option<Instant>,
     /// Time spent applying the pending events to the state, and the longest watch stage
     /// among them, for the `synced` log line.
     pending_state: Duration,
@@ -129,6 +132,7 @@ impl<D: Dataplane> SyncLoop<D> {
             applied: None,
             touched: BTreeSet::new(),
             pending_since: None,
+            pending_received: None,
             pending_state: Duration::ZERO,
             pending_watch: Duration::ZERO,
             node_listed: false,
@@ -264,7 +268,7 @@ impl<D: Dataplane> SyncLoop<D> {
                 let took = start.elapsed();
                 let latency = self.pending_since.map(|t| t.elapsed());
                 let wait = self
-                    .pending_since
+                    .pending_received
                     .map(|t| start.saturating_duration_since(t));
                 let diff = took.saturating_sub(stats.kernel);
                 self.metrics.synced(full, took, stats.messages, latency);
@@ -355,6 +359,7 @@ impl<D: Dataplane> SyncLoop<D> {
     fn settled(&mut self) {
         self.touched.clear();
         self.pending_since = None;
+        self.pending_received = None;
         self.pending_state = Duration::ZERO;
         self.pending_watch = Duration::ZERO;
     }
@@ -369,7 +374,8 @@ impl<D: Dataplane> SyncLoop<D> {
         let took = now.elapsed();
         self.metrics.stage(Stage::State, took);
         self.pending_state += took;
-        self.pending_since.get_or_insert(now);
+        self.pending_since = Some(self.pending_since.map_or(stamped.at, |t| t.min(stamped.at)));
+        self.pending_received.get_or_insert(now);
         alive
     }
 

@@ -142,6 +142,9 @@ pub fn list(shared: &Arc<Shared>, res: usize, ns: Option<&str>, req: &Req) -> Re
         meta["continue"] = json!(format!("{list_rv}:{kns}/{kname}"));
         meta["remainingItemCount"] = json!(remaining);
     }
+    if req.table() {
+        return json(200, &object::table(&items, meta));
+    }
     let (api_version, kind) = if req.metadata_only() {
         (
             "meta.k8s.io/v1".to_string(),
@@ -247,6 +250,7 @@ fn not_found_item(res: usize, name: &str) -> Response<ResBody> {
 /// `GET` on an item.
 pub fn get(shared: &Arc<Shared>, res: usize, ns: &str, name: &str, req: &Req) -> Response<ResBody> {
     match crate::lock(&shared.store).get(res, ns, name) {
+        Some(obj) if req.table() => json(200, &object::table(&[(*obj).clone()], json!({}))),
         Some(obj) => json(200, &render(&obj, req)),
         None => not_found_item(res, name),
     }

@@ -16,6 +16,10 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
+/// The media type the real server answers for the OpenAPI v2 document in protobuf
+/// (kubectl asks for `...spec.v2@v1.0+protobuf`; Go cannot parse an `@` in a Content-Type).
+const OPENAPI_V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
 /// A response body: a whole JSON document, or a watch stream.
 pub type ResBody = Either<Full<Bytes>, WatchBody>;
 
@@ -38,6 +42,12 @@ impl Req {
     /// Whether the client asked for `PartialObjectMetadata[List]`.
     pub fn metadata_only(&self) -> bool {
         self.accept.contains("as=PartialObjectMetadata")
+    }
+
+    /// Whether the client asked for a `meta.k8s.io` `Table` (what `kubectl get` asks for
+    /// when it prints columns rather than `-o yaml`).
+    pub fn table(&self) -> bool {
+        self.accept.contains("as=Table")
     }
 }
 
@@ -141,6 +151,22 @@ fn route(shared: &Arc<Shared>, path: &str, req: &Req) -> Response<ResBody> {
                 .body(Either::Left(Full::new(Bytes::from_static(b"ok"))))
                 .expect("static response parts are valid")
         }
+        // kubectl's client-side validation (`--validate=strict`, its default) fetches the
+        // OpenAPI v2 document as protobuf before create/replace. An empty protobuf
+        // message is a valid, empty `openapi_v2.Document`: no schema knows the kinds,
+        // and kubectl skips validation of kinds its schema lacks. The fake server
+        // validates no schema either.
+        ["openapi", "v2"] => {
+            return get_only(
+                Response::builder()
+                    .header(header::CONTENT_TYPE, OPENAPI_V2_PROTOBUF)
+                    .body(Either::Left(Full::new(Bytes::new())))
+                    .expect("static response parts are valid"),
+            )
+        }
+        // kubectl asks for aggregated discovery (apidiscovery.k8s.io/v2) first; the
+        // legacy documents, sent as plain `application/json`, make it fall back to one
+        // APIResourceList per group version, which is what is served.
         ["api"] => return get_only(json(200, &api_versions(shared))),
         ["apis"] => return get_only(json(200, &api_group_list())),
         ["apis", group] => {
@@ -263,6 +289,7 @@ fn api_resource_list(group: &str, version: &str) -> Value {
                 "singularName": r.singular(),
                 "namespaced": r.namespaced,
                 "kind": r.kind,
+                "shortNames": r.short_names,
                 "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
             })
         })

@@ -1,7 +1,9 @@
 //! A fake Kubernetes API server for tests: it speaks the real list and watch protocol
-//! over plain HTTP/1.1 to an unmodified kube client, and lets the test drive the cluster
-//! state and the failure modes (expired watches, dropped connections, an unavailable
-//! server, bookmarks).
+//! over plain HTTP/1.1 to an unmodified kube client, answers what a real `kubectl` needs
+//! for `get` (tables and `-o yaml`), `create`, `replace`, `label` and `delete` (discovery
+//! with short names, merge patches, Status errors; `tests/kubectl.rs`), and lets the
+//! test drive the cluster state and the failure modes (expired watches, dropped
+//! connections, an unavailable server, bookmarks).
 //!
 //! This module owns the public handle [`FakeApiServer`]: starting the server (the accept
 //! loop), building client configurations, and the test-side operations on the state.

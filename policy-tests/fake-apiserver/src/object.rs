@@ -1,5 +1,6 @@
 //! Object shapes the server produces: `metav1.Status` errors, `PartialObjectMetadata`
-//! projections, JSON merge patches (RFC 7386), generated names and RFC 3339 timestamps.
+//! projections, `Table`s, JSON merge patches (RFC 7386), generated names and RFC 3339
+//! timestamps.
 
 use serde_json::{json, Map, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -38,6 +39,33 @@ pub fn partial_metadata(obj: &Value) -> Value {
         "apiVersion": "meta.k8s.io/v1",
         "kind": "PartialObjectMetadata",
         "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
+    })
+}
+
+/// A `meta.k8s.io/v1` `Table` of `objects` with the columns the real server's default
+/// table convertor gives types without printers (Name, Created At), each row carrying
+/// the object's `PartialObjectMetadata` (the default `includeObject=Metadata`), which
+/// `kubectl get -A` reads the namespace column from.
+pub fn table(objects: &[Value], metadata: Value) -> Value {
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|o| {
+            let meta = |f: &str| o["metadata"][f].as_str().unwrap_or("").to_string();
+            json!({
+                "cells": [meta("name"), meta("creationTimestamp")],
+                "object": partial_metadata(o),
+            })
+        })
+        .collect();
+    json!({
+        "apiVersion": "meta.k8s.io/v1",
+        "kind": "Table",
+        "metadata": metadata,
+        "columnDefinitions": [
+            { "name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0 },
+            { "name": "Created At", "type": "date", "format": "", "description": "CreationTimestamp is a timestamp representing the server time when this object was created.", "priority": 0 },
+        ],
+        "rows": rows,
     })
 }
 

@@ -11,6 +11,8 @@ pub struct ResourceType {
     pub plural: &'static str,
     pub kind: &'static str,
     pub namespaced: bool,
+    /// What `kubectl get ns` and the like resolve through discovery.
+    pub short_names: &'static [&'static str],
 }
 
 impl ResourceType {
@@ -57,6 +59,7 @@ pub const RESOURCES: &[ResourceType] = &[
         plural: "namespaces",
         kind: "Namespace",
         namespaced: false,
+        short_names: &["ns"],
     },
     ResourceType {
         group: "",
@@ -64,6 +67,7 @@ pub const RESOURCES: &[ResourceType] = &[
         plural: "nodes",
         kind: "Node",
         namespaced: false,
+        short_names: &["no"],
     },
     ResourceType {
         group: "",
@@ -71,6 +75,7 @@ pub const RESOURCES: &[ResourceType] = &[
         plural: "pods",
         kind: "Pod",
         namespaced: true,
+        short_names: &["po"],
     },
     ResourceType {
         group: "",
@@ -78,6 +83,7 @@ pub const RESOURCES: &[ResourceType] = &[
         plural: "events",
         kind: "Event",
         namespaced: true,
+        short_names: &["ev"],
     },
     ResourceType {
         group: "networking.k8s.io",
@@ -85,6 +91,7 @@ pub const RESOURCES: &[ResourceType] = &[
         plural: "networkpolicies",
         kind: "NetworkPolicy",
         namespaced: true,
+        short_names: &["netpol"],
     },
     ResourceType {
         group: "events.k8s.io",
@@ -92,6 +99,7 @@ pub const RESOURCES: &[ResourceType] = &[
         plural: "events",
         kind: "Event",
         namespaced: true,
+        short_names: &["ev"],
     },
 ];
 

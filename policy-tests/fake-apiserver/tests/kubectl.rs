@@ -1,0 +1,217 @@
+//! A real `kubectl` (v1.32 here) against the fake server: discovery with short names,
+//! `get` as a table and as `-o yaml`, `create`, `replace`, `label` (a merge patch),
+//! `delete`, and server-side errors as Status objects that kubectl prints. Each test is
+//! skipped, saying so, when `kubectl` is not on PATH.
+
+mod common;
+
+use common::*;
+use fake_apiserver::FakeApiServer;
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+struct Kubectl {
+    kubeconfig: PathBuf,
+    cache: PathBuf,
+}
+
+impl Kubectl {
+    fn new(dir: &Path, server: &FakeApiServer) -> Kubectl {
+        let kubeconfig = dir.join("kubeconfig");
+        std::fs::write(&kubeconfig, server.kubeconfig_yaml()).unwrap();
+        Kubectl {
+            kubeconfig,
+            cache: dir.join("cache"),
+        }
+    }
+
+    fn output(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(&self.cache)
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl");
+        if let Some(text) = stdin {
+            let mut pipe = child.stdin.take().unwrap();
+            pipe.write_all(text.as_bytes()).unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs kubectl off the async runtime (the server answers on it meanwhile).
+    async fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = tokio::task::block_in_place(|| self.output(args, stdin));
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs kubectl expecting failure; returns its stderr.
+    async fn fails(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = tokio::task::block_in_place(|| self.output(args, stdin));
+        assert!(!out.status.success(), "kubectl {args:?} succeeded");
+        String::from_utf8(out.stderr).unwrap()
+    }
+}
+
+fn kubectl_on_path() -> bool {
+    let ok = Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("skipped: kubectl is not on PATH");
+    }
+    ok
+}
+
+fn load(server: &FakeApiServer) {
+    server.apply(namespace("x"));
+    server.apply(pod("x", "a", "web", "n1"));
+    server.apply(netpol("x", "deny"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_by_short_names_as_table_and_as_a_yaml_list() {
+    if !kubectl_on_path() {
+        return;
+    }
+    let server = FakeApiServer::start().await;
+    load(&server);
+    let dir = tempfile_dir("get");
+    let k = Kubectl::new(&dir, &server);
+    let table = k.ok(&["get", "ns,po,netpol", "-A"], None).await;
+    for want in [
+        "namespace/x",
+        "pod/a",
+        "networkpolicy.networking.k8s.io/deny",
+        "NAMESPACE",
+        "CREATED AT",
+    ] {
+        assert!(table.contains(want), "{want} missing in\n{table}");
+    }
+    assert!(
+        server
+            .request_log()
+            .iter()
+            .any(|r| r.starts_with("GET /api/v1/pods")),
+        "{:?}",
+        server.request_log()
+    );
+    let yaml = k
+        .ok(
+            &["get", "ns,pods,networkpolicies", "-A", "-o", "json"],
+            None,
+        )
+        .await;
+    let list: Value = serde_json::from_str(&yaml).unwrap();
+    assert_eq!(list["kind"], "List");
+    let kinds: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["Namespace", "Pod", "NetworkPolicy"]);
+    assert_eq!(list["items"][1]["status"]["podIP"], "10.0.0.1");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_replace_label_delete_and_errors() {
+    if !kubectl_on_path() {
+        return;
+    }
+    let server = FakeApiServer::start().await;
+    let dir = tempfile_dir("write");
+    let k = Kubectl::new(&dir, &server);
+    let objects = serde_json::json!({"apiVersion": "v1", "kind": "List",
+        "items": [namespace("x"), pod("x", "a", "web", "n1")]})
+    .to_string();
+    let created = k
+        .ok(&["create", "-f", "-", "-o", "name"], Some(&objects))
+        .await;
+    assert_eq!(created, "namespace/x\npod/a\n");
+    let again = k.fails(&["create", "-f", "-"], Some(&objects)).await;
+    assert!(again.contains(r#"Error from server (AlreadyExists): error when creating "STDIN": namespaces "x" already exists"#), "{again}");
+
+    let moved = pod("x", "a", "web", "n2").to_string();
+    k.ok(&["replace", "-f", "-"], Some(&moved)).await;
+    assert_eq!(
+        server.get("Pod", Some("x"), "a").unwrap()["spec"]["nodeName"],
+        "n2"
+    );
+
+    server.clear_request_log();
+    k.ok(&["label", "namespace", "x", "team=red"], None).await;
+    k.ok(
+        &[
+            "label",
+            "namespace",
+            "x",
+            "--overwrite",
+            "team=blue",
+            "kubernetes.io/metadata.name-",
+        ],
+        None,
+    )
+    .await;
+    let labels = server.get("Namespace", None, "x").unwrap()["metadata"]["labels"].clone();
+    assert_eq!(labels, serde_json::json!({"team": "blue"}));
+    assert!(
+        server
+            .request_log()
+            .iter()
+            .any(|r| r.starts_with("PATCH /api/v1/namespaces/x")),
+        "{:?}",
+        server.request_log()
+    );
+    let clash = k
+        .fails(&["label", "namespace", "x", "team=green"], None)
+        .await;
+    assert!(clash.contains("already has a value (blue)"), "{clash}");
+
+    k.ok(&["delete", "pod", "a", "--namespace", "x"], None)
+        .await;
+    assert!(server.get("Pod", Some("x"), "a").is_none());
+    let gone = k
+        .fails(&["delete", "pod", "a", "--namespace", "x"], None)
+        .await;
+    assert!(
+        gone.contains(r#"Error from server (NotFound): pods "a" not found"#),
+        "{gone}"
+    );
+    let missing = k
+        .fails(&["get", "networkpolicy", "nope", "--namespace", "x"], None)
+        .await;
+    assert!(
+        missing.contains(r#"networkpolicies.networking.k8s.io "nope" not found"#),
+        "{missing}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A fresh directory for one test's kubeconfig and discovery cache.
+fn tempfile_dir(what: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "fake-apiserver-{}-kubectl-{what}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
