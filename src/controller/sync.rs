@@ -68,7 +68,7 @@ enum CatchUp {
     /// The channel is empty.
     Done,
     /// A message that arrived after the batch's time: it opens the next window.
-    Later(Stamped),
+    Later(Box<Stamped>),
     Shutdown,
 }
 
@@ -410,7 +410,7 @@ impl<D: Dataplane> SyncLoop<D> {
                         return CatchUp::Shutdown;
                     }
                 }
-                Ok(later) => return CatchUp::Later(later),
+                Ok(later) => return CatchUp::Later(Box::new(later)),
                 Err(_) => return CatchUp::Done,
             }
         }
@@ -464,7 +464,7 @@ impl<D: Dataplane> SyncLoop<D> {
                         tracing::info!("shutting down; the rules stay in place");
                         return;
                     }
-                    CatchUp::Later(stamped) => later = Some(stamped),
+                    CatchUp::Later(stamped) => later = Some(*stamped),
                     CatchUp::Done => {}
                 }
                 // The backlog may have begun a relist: the kernel never sees half of one.
