@@ -355,10 +355,9 @@ fn assert_equivalent(label: &str, rs: &Ruleset) -> String {
 }
 
 #[test]
+#[ignore = "needs root: programs nftables over netlink in scratch network namespaces"]
 fn kitchen_sink_lists_identically() {
-    if !can_run("kitchen_sink_lists_identically") {
-        return;
-    }
+    require_root_and_nft("kitchen_sink_lists_identically");
     let listing = assert_equivalent("kitchen sink", &kitchen_sink());
     // The traps, checked in the listing itself.
     assert!(listing.contains("flags interval"), "interval flag lost");
@@ -377,10 +376,9 @@ fn kitchen_sink_lists_identically() {
 }
 
 #[test]
+#[ignore = "needs root: programs nftables over netlink in scratch network namespaces"]
 fn empty_table_and_minimal_models() {
-    if !can_run("empty_table_and_minimal_models") {
-        return;
-    }
+    require_root_and_nft("empty_table_and_minimal_models");
     assert_equivalent("empty table", &empty_ruleset(T));
     let mut rs = empty_ruleset(T);
     rs.chains.push(Chain {
@@ -398,10 +396,9 @@ fn empty_table_and_minimal_models() {
 
 /// Every example and conformance case the compile path can turn into a model.
 #[test]
+#[ignore = "needs root: programs nftables over netlink in scratch network namespaces"]
 fn compiled_examples_list_identically() {
-    if !can_run("compiled_examples_list_identically") {
-        return;
-    }
+    require_root_and_nft("compiled_examples_list_identically");
     let root = env!("CARGO_MANIFEST_DIR");
     let mut files: Vec<_> = std::fs::read_dir(format!("{root}/examples"))
         .unwrap()
@@ -577,10 +574,9 @@ fn hundred_pods() -> Ruleset {
 }
 
 #[test]
+#[ignore = "needs root: programs nftables over netlink in scratch network namespaces"]
 fn hundred_pods_equivalent_and_timed() {
-    if !can_run("hundred_pods_equivalent_and_timed") {
-        return;
-    }
+    require_root_and_nft("hundred_pods_equivalent_and_timed");
     let rs = hundred_pods();
     assert_equivalent("100 pods", &rs);
     let script = nftpol::script::render(&rs);

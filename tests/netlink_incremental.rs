@@ -214,10 +214,9 @@ fn build(pods: &[Option<PodSpec>]) -> Ruleset {
 }
 
 #[test]
+#[ignore = "needs root: programs nftables over netlink in scratch network namespaces"]
 fn incremental_batches_match_full_sync() {
-    if !can_run("incremental_batches_match_full_sync") {
-        return;
-    }
+    require_root_and_nft("incremental_batches_match_full_sync");
     let cases: u32 = std::env::var("NLT_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -273,10 +272,9 @@ fn incremental_batches_match_full_sync() {
 }
 
 #[test]
+#[ignore = "needs root: programs nftables over netlink in scratch network namespaces"]
 fn no_change_sends_nothing() {
-    if !can_run("no_change_sends_nothing") {
-        return;
-    }
+    require_root_and_nft("no_change_sends_nothing");
     let m = build(&[None, None, None, None, None]);
     let ns = Netns::create();
     ns.with(|b| b.full_sync(&m)).unwrap();
@@ -285,10 +283,9 @@ fn no_change_sends_nothing() {
 }
 
 #[test]
+#[ignore = "needs root: programs nftables over netlink in scratch network namespaces"]
 fn drift_is_detected_and_repaired() {
-    if !can_run("drift_is_detected_and_repaired") {
-        return;
-    }
+    require_root_and_nft("drift_is_detected_and_repaired");
     let spec = PodSpec {
         any4: vec![(1, 3), (5, 0)],
         edges: true,
@@ -357,10 +354,9 @@ fn drift_is_detected_and_repaired() {
 /// create, rebind in one batch) instead of deleting elements one by one, which pipapo makes
 /// quadratic. The kernel ends up exactly where a full sync would put it.
 #[test]
+#[ignore = "needs root: programs nftables over netlink in scratch network namespaces"]
 fn big_removals_replace_the_set() {
-    if !can_run("big_removals_replace_the_set") {
-        return;
-    }
+    require_root_and_nft("big_removals_replace_the_set");
     let ports = |n: u32, skip_odd: bool| -> Ruleset {
         let elements: Vec<Element> = (0..n)
             .filter(|i| !(skip_odd && i % 2 == 1))

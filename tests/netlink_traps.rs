@@ -114,10 +114,9 @@ fn encoding_is_deterministic() {
 }
 
 #[test]
+#[ignore = "needs root: programs nftables over netlink in scratch network namespaces"]
 fn interval_concat_vmap_and_dreg_reach_the_kernel() {
-    if !can_run("interval_concat_vmap_and_dreg_reach_the_kernel") {
-        return;
-    }
+    require_root_and_nft("interval_concat_vmap_and_dreg_reach_the_kernel");
     let rs = pod_model(vec![el(vec![v4("192.168.1.1", "192.168.1.9")])]);
     let ns = Netns::create();
     ns.with(|b| b.full_sync(&rs)).expect("full sync");
@@ -166,10 +165,9 @@ fn interval_concat_vmap_and_dreg_reach_the_kernel() {
 }
 
 #[test]
+#[ignore = "needs root: programs nftables over netlink in scratch network namespaces"]
 fn huge_batch_is_one_sendmsg_and_atomic() {
-    if !can_run("huge_batch_is_one_sendmsg_and_atomic") {
-        return;
-    }
+    require_root_and_nft("huge_batch_is_one_sendmsg_and_atomic");
     let ns = Netns::create();
     let before = pod_model(vec![el(vec![v4("192.168.1.1", "192.168.1.9")])]);
     ns.with(|b| b.full_sync(&before)).expect("first sync");
@@ -230,10 +228,9 @@ fn libc_enoent() -> i32 {
 }
 
 #[test]
+#[ignore = "needs root: programs nftables over netlink in scratch network namespaces"]
 fn refused_element_is_reported_against_its_set() {
-    if !can_run("refused_element_is_reported_against_its_set") {
-        return;
-    }
+    require_root_and_nft("refused_element_is_reported_against_its_set");
     let ns = Netns::create();
     let good = pod_model(vec![el(vec![v4("192.168.1.1", "192.168.1.9")])]);
     ns.with(|b| b.full_sync(&good)).expect("first sync");
@@ -269,10 +266,9 @@ fn refused_element_is_reported_against_its_set() {
 /// says so (`OutcomeUnknown`) instead of guessing; the table is whole either way (a batch
 /// is atomic whatever happens to its acks), and a full sync brings it to the model.
 #[test]
+#[ignore = "needs root: programs nftables over netlink in scratch network namespaces"]
 fn enobufs_is_an_unknown_outcome_and_a_full_sync_repairs() {
-    if !can_run("enobufs_is_an_unknown_outcome_and_a_full_sync_repairs") {
-        return;
-    }
+    require_root_and_nft("enobufs_is_an_unknown_outcome_and_a_full_sync_repairs");
     let ns = Netns::create();
     let before = pod_model(vec![el(vec![v4("192.168.1.1", "192.168.1.9")])]);
     ns.with(|b| b.full_sync(&before)).expect("first sync");

@@ -10,22 +10,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nftpol::ruleset::model::*;
 
-static NEXT: AtomicUsize = AtomicUsize::new(0);
+#[path = "common/root.rs"]
+mod needs_root;
+pub use needs_root::require_root_and_nft;
 
-/// True when the test can program nftables; otherwise says loudly why it is skipped.
-pub fn can_run(test: &str) -> bool {
-    if !nftpol::netlink::is_root() {
-        eprintln!(
-            "SKIPPED {test}: needs root (CAP_NET_ADMIN and `ip netns`); run the tests as root"
-        );
-        return false;
-    }
-    if Command::new("nft").arg("--version").output().is_err() {
-        eprintln!("SKIPPED {test}: the `nft` binary is not installed");
-        return false;
-    }
-    true
-}
+static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 pub struct Netns {
     pub name: String,
