@@ -312,3 +312,13 @@ pub fn cluster_with(extra: Vec<Obj>) -> Index {
     all.extend(extra);
     index(all)
 }
+
+/// An address literal.
+pub fn ip(s: &str) -> std::net::IpAddr {
+    s.parse().unwrap()
+}
+
+/// Ingress from pods labelled `pod=<who>` of the policy's namespace.
+pub fn from_pod(who: &str) -> Value {
+    json!({"podSelector": {"matchLabels": {"pod": who}}})
+}
