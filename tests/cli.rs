@@ -1,7 +1,9 @@
-//! The `nftpol` binary: output, exit status, warnings, input forms; and, where `nft` is
-//! installed, that the scripts it writes load (`nft -c -f`).
+//! The `nftpol` binary: output, exit status, warnings, input forms; and that the scripts it
+//! writes load (`nft -c -f`: needs root, those tests are `#[ignore]`d, see common/root.rs).
 
 mod common;
+#[path = "common/root.rs"]
+mod needs_root;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -718,10 +720,6 @@ fn explain_and_graph_print_json_with_output_json() {
 // nft -c
 // ---------------------------------------------------------------------------------------
 
-fn nft_available() -> bool {
-    Path::new(NFT).exists()
-}
-
 /// `nft -c -f file`: Ok, or Err with nft's message.
 fn nft_check(file: &Path) -> Result<(), String> {
     let o = Command::new(NFT)
@@ -750,10 +748,6 @@ fn check_scripts(name: &str, objs: Vec<Obj>, nodes: &[Option<&str>]) {
         assert_eq!(code(&o), 0, "{}", stderr(&o));
         let file = d.path().join("out.nft");
         if let Err(msg) = nft_check(&file) {
-            if msg.contains("Operation not permitted") {
-                eprintln!("SKIP: nft -c needs CAP_NET_ADMIN: {msg}");
-                return;
-            }
             panic!(
                 "{name} (node {node:?}): nft -c -f refused the script:\n{msg}\n{}",
                 std::fs::read_to_string(&file).unwrap()
@@ -763,31 +757,25 @@ fn check_scripts(name: &str, objs: Vec<Obj>, nodes: &[Option<&str>]) {
 }
 
 #[test]
+#[ignore = "needs root: nft -c opens a netlink socket (CAP_NET_ADMIN)"]
 fn nft_accepts_compiled_scripts() {
-    if !nft_available() {
-        eprintln!("SKIP: nft not installed ({NFT} not found)");
-        return;
-    }
+    needs_root::require_root_and_nft("nft_accepts_compiled_scripts");
     let mut objs = cluster();
     objs.extend(policies());
     check_scripts("cluster", objs, &[None, Some("n1"), Some("n2"), Some("n9")]);
 }
 
 #[test]
+#[ignore = "needs root: nft -c opens a netlink socket (CAP_NET_ADMIN)"]
 fn nft_accepts_an_empty_ruleset() {
-    if !nft_available() {
-        eprintln!("SKIP: nft not installed ({NFT} not found)");
-        return;
-    }
+    needs_root::require_root_and_nft("nft_accepts_an_empty_ruleset");
     check_scripts("empty", vec![ns("x")], &[None]);
 }
 
 #[test]
+#[ignore = "needs root: nft -c opens a netlink socket (CAP_NET_ADMIN)"]
 fn nft_accepts_dual_stack_overlapping_ports_and_named_ports() {
-    if !nft_available() {
-        eprintln!("SKIP: nft not installed ({NFT} not found)");
-        return;
-    }
+    needs_root::require_root_and_nft("nft_accepts_dual_stack_overlapping_ports_and_named_ports");
     let objs = vec![
         ns("x"),
         ns("y").label("team", "y"),

@@ -3,7 +3,8 @@
 //! (real list/watch over HTTP), programming a real nftables table in a scratch network
 //! namespace through netlink. After every change and every fault, the live table must
 //! equal the model compiled offline from the same objects, and an isolated pod's chain
-//! must never have left the dispatch map (fail closed). Needs root; skips loudly without.
+//! must never have left the dispatch map (fail closed). Needs root: `#[ignore]`d, run with
+//! `--include-ignored` as root (see common/root.rs).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -18,11 +19,14 @@ use nftpol::input::object_from_value;
 use nftpol::ruleset::Ruleset;
 use serde_json::json;
 
+#[path = "common/root.rs"]
+mod needs_root;
 #[path = "routed_util.rs"]
 mod routed;
 
 #[path = "controller_util.rs"]
 mod util;
+use needs_root::require_root;
 use util::{config, free_port, get, ns, pod, policy};
 
 /// Sends new TCP connections from an outside host to an isolated pod, through the node
@@ -137,14 +141,6 @@ impl Drop for Netns {
     }
 }
 
-fn can_run() -> bool {
-    if !nftpol::netlink::is_root() {
-        eprintln!("SKIP controller tests: need root (network namespaces, nftables)");
-        return false;
-    }
-    true
-}
-
 /// The model the node should hold for what the server holds now.
 fn expected(server: &FakeApiServer) -> Ruleset {
     let mut index = Index::new();
@@ -210,14 +206,13 @@ fn start(config: controller::Config, server: &FakeApiServer) -> Running {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root: runs the controller against nftables in network namespaces, with real packets"]
 async fn controller_end_to_end() {
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .try_init();
-    if !can_run() {
-        return;
-    }
+    require_root("controller_end_to_end");
     let netns = Netns::new("e2e").expect("ip netns add");
     // Real packets: pod x/a (10.244.1.11, isolated from the first sync on) listens on
     // port 80; an outside host (10.99.0.5, allowed by no policy) keeps trying to reach it.
@@ -407,10 +402,9 @@ async fn controller_end_to_end() {
 /// the table is either untouched or complete (batches are atomic), never half-written, and
 /// a new instance converges from there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root: runs the controller against nftables in network namespaces, with real packets"]
 async fn shutdown_during_a_sync_leaves_a_whole_table() {
-    if !can_run() {
-        return;
-    }
+    require_root("shutdown_during_a_sync_leaves_a_whole_table");
     let netns = Netns::new("term").expect("ip netns add");
     let server = FakeApiServer::start().await;
     let params = nftpol::synth::Params {

@@ -67,21 +67,9 @@ pub fn kitchen_sink() -> Ruleset {
             true,
             Some("ports"),
             vec![
-                el(vec![
-                    v4("10.0.0.0", "10.255.255.255"),
-                    Field::Proto(6, 6),
-                    Field::Port(80, 90),
-                ]),
-                el(vec![
-                    v4("10.244.1.11", "10.244.1.11"),
-                    Field::Proto(17, 17),
-                    Field::Port(53, 53),
-                ]),
-                el(vec![
-                    v4("0.0.0.0", "255.255.255.255"),
-                    Field::Proto(132, 132),
-                    Field::Port(0, 65535),
-                ]),
+                port_el(v4("10.0.0.0", "10.255.255.255"), 6, (80, 90)),
+                port_el(host4("10.244.1.11"), 17, (53, 53)),
+                port_el(v4("0.0.0.0", "255.255.255.255"), 132, (0, 65535)),
             ],
         ),
         set(
@@ -90,16 +78,12 @@ pub fn kitchen_sink() -> Ruleset {
             true,
             None,
             vec![
-                el(vec![
+                port_el(
                     v6("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
-                    Field::Proto(6, 6),
-                    Field::Port(0, 65535),
-                ]),
-                el(vec![
-                    v6("fd00::", "fd00::ffff"),
-                    Field::Proto(17, 17),
-                    Field::Port(443, 443),
-                ]),
+                    6,
+                    (0, 65535),
+                ),
+                port_el(v6("fd00::", "fd00::ffff"), 17, (443, 443)),
             ],
         ),
         set(
@@ -120,22 +104,6 @@ pub fn kitchen_sink() -> Ruleset {
             ],
         ),
     ];
-    let map = |name: &str, key, els: Vec<(Field, Verdict)>| {
-        let mut elements: Vec<MapElement> = els
-            .into_iter()
-            .map(|(f, v)| MapElement {
-                key: [f].into(),
-                verdict: v,
-            })
-            .collect();
-        elements.sort();
-        Map {
-            name: name.into(),
-            key: [key].into(),
-            comment: None,
-            elements,
-        }
-    };
     rs.maps = vec![
         map(
             "egress4",
@@ -168,53 +136,25 @@ pub fn kitchen_sink() -> Ruleset {
         map("ingress6", Ipv6Addr, vec![]),
     ];
     rs.maps[1].comment = Some("egress v6".into());
-    let lookup = |family, addr, ports, set: &str, verdict| RuleKind::Lookup {
-        family,
-        addr,
-        key: if ports {
-            LookupKey::Ports { ranges: true }
-        } else {
-            LookupKey::Addr
-        },
-        set: set.into(),
-        verdict,
-    };
-    let vmap = |family, addr, map: &str| {
-        Rule::new(RuleKind::DispatchVmap {
-            family,
-            addr,
-            map: map.into(),
-        })
-    };
     rs.chains = vec![
+        forward(vec![Rule::new(RuleKind::Jump("dispatch".into()))]),
         Chain {
-            name: "forward".into(),
-            base: Some(BaseChain {
-                hook: Hook::Forward,
-                priority: 0,
-                policy: Verdict::Accept,
-            }),
-            comment: None,
-            rules: vec![Rule::new(RuleKind::Jump("dispatch".into()))],
-        },
-        Chain {
-            name: "output".into(),
-            base: Some(BaseChain {
-                hook: Hook::Output,
-                priority: -10,
-                policy: Verdict::Accept,
-            }),
             comment: Some("host traffic".into()),
-            rules: vec![
-                Rule::new(RuleKind::FibSaddrLocalAccept),
-                Rule::new(RuleKind::Jump("dispatch".into())),
-            ],
+            ..base_chain(
+                "output",
+                Hook::Output,
+                -10,
+                Verdict::Accept,
+                vec![
+                    Rule::new(RuleKind::FibSaddrLocalAccept),
+                    Rule::new(RuleKind::Jump("dispatch".into())),
+                ],
+            )
         },
-        Chain {
-            name: "dispatch".into(),
-            base: None,
-            comment: None,
-            rules: vec![
+        chain(
+            "dispatch",
+            None,
+            vec![
                 Rule::new(RuleKind::CtEstablishedAccept),
                 Rule::with_comment(RuleKind::Icmpv6NdAccept, "neighbour discovery"),
                 vmap(IpFamily::V4, Addr::Saddr, "egress4"),
@@ -222,95 +162,82 @@ pub fn kitchen_sink() -> Ruleset {
                 vmap(IpFamily::V4, Addr::Daddr, "ingress4"),
                 vmap(IpFamily::V6, Addr::Daddr, "ingress6"),
             ],
-        },
-        Chain {
-            name: "egress/x/a".into(),
-            base: None,
-            comment: Some("pod x/a".into()),
-            rules: vec![
-                Rule::new(lookup(
+        ),
+        chain(
+            "egress/x/a",
+            Some("pod x/a"),
+            vec![
+                lookup(
                     IpFamily::V4,
                     Addr::Daddr,
                     false,
                     "e4/all/any4",
                     Verdict::Return,
-                )),
-                Rule::new(lookup(
+                ),
+                lookup(
                     IpFamily::V6,
                     Addr::Daddr,
                     false,
                     "e6/all/any6",
                     Verdict::Return,
-                )),
-                Rule::new(lookup(
-                    IpFamily::V4,
-                    Addr::Daddr,
-                    false,
-                    "plain4",
-                    Verdict::Accept,
-                )),
-                Rule::new(RuleKind::Verdict(Verdict::Drop)),
+                ),
+                lookup(IpFamily::V4, Addr::Daddr, false, "plain4", Verdict::Accept),
+                verdict(Verdict::Drop),
             ],
-        },
-        Chain {
-            name: "ingress/x/a".into(),
-            base: None,
-            comment: Some("pod x/a".into()),
-            rules: vec![
-                Rule::new(lookup(
+        ),
+        chain(
+            "ingress/x/a",
+            Some("pod x/a"),
+            vec![
+                lookup(
                     IpFamily::V4,
                     Addr::Saddr,
                     false,
                     "e4/edges/any4",
                     Verdict::Accept,
-                )),
-                Rule::with_comment(
-                    lookup(
+                ),
+                Rule {
+                    comment: Some("allow x/web . tcp/80".into()),
+                    ..lookup(
                         IpFamily::V4,
                         Addr::Saddr,
                         true,
                         "e4/x/a/ports4",
                         Verdict::Accept,
-                    ),
-                    "allow x/web . tcp/80",
-                ),
-                Rule::new(lookup(
+                    )
+                },
+                lookup(
                     IpFamily::V4,
                     Addr::Saddr,
                     false,
                     "e4/x/a/empty4",
                     Verdict::Accept,
-                )),
-                Rule::new(lookup(
+                ),
+                lookup(
                     IpFamily::V6,
                     Addr::Saddr,
                     false,
                     "e6/x/a/any6",
                     Verdict::Accept,
-                )),
-                Rule::new(lookup(
+                ),
+                lookup(
                     IpFamily::V6,
                     Addr::Saddr,
                     true,
                     "e6/x/a/ports6",
                     Verdict::Accept,
-                )),
-                Rule::new(lookup(
+                ),
+                lookup(
                     IpFamily::V6,
                     Addr::Daddr,
                     true,
                     "e6/x/a/emptyports6",
                     Verdict::Drop,
-                )),
-                Rule::new(RuleKind::Verdict(Verdict::Drop)),
+                ),
+                verdict(Verdict::Drop),
             ],
-        },
-        Chain {
-            name: "zz-empty".into(),
-            base: None,
-            comment: None,
-            rules: vec![],
-        },
+        ),
+        chain("zz-empty", None, vec![]),
     ];
     normalize(&mut rs);
     rs
@@ -355,10 +282,9 @@ fn assert_equivalent(label: &str, rs: &Ruleset) -> String {
 }
 
 #[test]
+#[ignore = "needs root: programs nftables over netlink in scratch network namespaces"]
 fn kitchen_sink_lists_identically() {
-    if !can_run("kitchen_sink_lists_identically") {
-        return;
-    }
+    require_root_and_nft("kitchen_sink_lists_identically");
     let listing = assert_equivalent("kitchen sink", &kitchen_sink());
     // The traps, checked in the listing itself.
     assert!(listing.contains("flags interval"), "interval flag lost");
@@ -377,31 +303,26 @@ fn kitchen_sink_lists_identically() {
 }
 
 #[test]
+#[ignore = "needs root: programs nftables over netlink in scratch network namespaces"]
 fn empty_table_and_minimal_models() {
-    if !can_run("empty_table_and_minimal_models") {
-        return;
-    }
+    require_root_and_nft("empty_table_and_minimal_models");
     assert_equivalent("empty table", &empty_ruleset(T));
     let mut rs = empty_ruleset(T);
-    rs.chains.push(Chain {
-        name: "forward".into(),
-        base: Some(BaseChain {
-            hook: Hook::Forward,
-            priority: 5,
-            policy: Verdict::Drop,
-        }),
-        comment: None,
-        rules: vec![Rule::new(RuleKind::Verdict(Verdict::Accept))],
-    });
+    rs.chains.push(base_chain(
+        "forward",
+        Hook::Forward,
+        5,
+        Verdict::Drop,
+        vec![verdict(Verdict::Accept)],
+    ));
     assert_equivalent("one base chain", &rs);
 }
 
 /// Every example and conformance case the compile path can turn into a model.
 #[test]
+#[ignore = "needs root: programs nftables over netlink in scratch network namespaces"]
 fn compiled_examples_list_identically() {
-    if !can_run("compiled_examples_list_identically") {
-        return;
-    }
+    require_root_and_nft("compiled_examples_list_identically");
     let root = env!("CARGO_MANIFEST_DIR");
     let mut files: Vec<_> = std::fs::read_dir(format!("{root}/examples"))
         .unwrap()
@@ -439,23 +360,25 @@ fn compiled_examples_list_identically() {
 /// time of a netlink full sync next to `nft -f` of the same script.
 fn hundred_pods() -> Ruleset {
     use std::net::{Ipv4Addr, Ipv6Addr};
-    use KeyType::*;
+    use IpFamily::{V4, V6};
     let mut rs = empty_ruleset(T);
     let mut maps: Vec<Map> = ["egress4", "egress6", "ingress4", "ingress6"]
         .iter()
-        .map(|n| Map {
-            name: n.to_string(),
-            key: vec![if n.ends_with('4') { Ipv4Addr } else { Ipv6Addr }],
-            comment: None,
-            elements: vec![],
+        .map(|n| {
+            let key = if n.ends_with('4') {
+                KeyType::Ipv4Addr
+            } else {
+                KeyType::Ipv6Addr
+            };
+            map(n, key, vec![])
         })
         .collect();
     for p in 0..100u32 {
         let ip4 = Ipv4Addr::from(0x0af4_0000 + 256 * (p / 50) + 10 + p % 50);
         let ip6 = Ipv6Addr::from(0xfd00_0010_0244_0000_0000_0000_0000_0000u128 + p as u128 + 0x10);
         for dir in ["egress", "ingress"] {
-            let chain = format!("{dir}/ns{}/pod-{p}", p % 7);
-            let (addr, verdict) = if dir == "egress" {
+            let chain_name = format!("{dir}/ns{}/pod-{p}", p % 7);
+            let (addr, rule_verdict) = if dir == "egress" {
                 (Addr::Daddr, Verdict::Return)
             } else {
                 (Addr::Saddr, Verdict::Accept)
@@ -477,14 +400,9 @@ fn hundred_pods() -> Ruleset {
             });
             let ports4 = (0..12u32)
                 .map(|i| {
-                    el(vec![
-                        Field::Ipv4(
-                            Ipv4Addr::from(0x0af4_0000 + i * 7 + p % 3),
-                            Ipv4Addr::from(0x0af4_0000 + i * 7 + p % 3),
-                        ),
-                        Field::Proto(6, 6),
-                        Field::Port(8000 + i as u16, 8000 + i as u16),
-                    ])
+                    let a = Ipv4Addr::from(0x0af4_0000 + i * 7 + p % 3);
+                    let port = 8000 + i as u16;
+                    port_el(Field::Ipv4(a, a), 6, (port, port))
                 })
                 .collect();
             let any6 = (0..8u128)
@@ -499,71 +417,43 @@ fn hundred_pods() -> Ruleset {
                 .collect();
             let ports6 = (0..6u128)
                 .map(|i| {
-                    el(vec![
-                        Field::Ipv6(
-                            Ipv6Addr::from((0xfd00u128 << 112) + i),
-                            Ipv6Addr::from((0xfd00u128 << 112) + i),
-                        ),
-                        Field::Proto(17, 17),
-                        Field::Port(53, 53 + i as u16),
-                    ])
+                    let a = Ipv6Addr::from((0xfd00u128 << 112) + i);
+                    port_el(Field::Ipv6(a, a), 17, (53, 53 + i as u16))
                 })
                 .collect();
-            let names = ["any4", "ports4", "any6", "ports6"].map(|k| format!("{chain}/{k}"));
+            let names = ["any4", "ports4", "any6", "ports6"].map(|k| format!("{chain_name}/{k}"));
+            rs.sets.push(set(&names[0], addr_key(V4), true, None, any4));
             rs.sets
-                .push(set(&names[0], vec![Ipv4Addr], true, None, any4));
-            rs.sets.push(set(
-                &names[1],
-                vec![Ipv4Addr, InetProto, InetService],
-                true,
-                None,
-                ports4,
-            ));
+                .push(set(&names[1], ports_key(V4), true, None, ports4));
+            rs.sets.push(set(&names[2], addr_key(V6), true, None, any6));
             rs.sets
-                .push(set(&names[2], vec![Ipv6Addr], true, None, any6));
-            rs.sets.push(set(
-                &names[3],
-                vec![Ipv6Addr, InetProto, InetService],
-                true,
-                None,
-                ports6,
-            ));
-            let lookup = |family, ports, set: &String| {
-                Rule::new(RuleKind::Lookup {
-                    family,
-                    addr,
-                    key: if ports {
-                        LookupKey::Ports { ranges: true }
-                    } else {
-                        LookupKey::Addr
-                    },
-                    set: set.clone(),
-                    verdict: verdict.clone(),
-                })
+                .push(set(&names[3], ports_key(V6), true, None, ports6));
+            let check = |family, ports, set: &String| {
+                lookup(family, addr, ports, set, rule_verdict.clone())
             };
-            rs.chains.push(Chain {
-                name: chain.clone(),
-                base: None,
-                comment: Some(format!("pod ns{}/pod-{p} {dir}", p % 7)),
-                rules: vec![
-                    lookup(IpFamily::V4, false, &names[0]),
-                    lookup(IpFamily::V4, true, &names[1]),
-                    lookup(IpFamily::V6, false, &names[2]),
-                    lookup(IpFamily::V6, true, &names[3]),
+            let comment = format!("pod ns{}/pod-{p} {dir}", p % 7);
+            rs.chains.push(chain(
+                &chain_name,
+                Some(&comment),
+                vec![
+                    check(V4, false, &names[0]),
+                    check(V4, true, &names[1]),
+                    check(V6, false, &names[2]),
+                    check(V6, true, &names[3]),
                     Rule::with_comment(
                         RuleKind::Verdict(Verdict::Drop),
                         format!("{dir} of pod-{p} not allowed"),
                     ),
                 ],
-            });
+            ));
             let m = if dir == "egress" { 0 } else { 2 };
             maps[m].elements.push(MapElement {
                 key: [Field::Ipv4(ip4, ip4)].into(),
-                verdict: Verdict::Jump(chain.clone()),
+                verdict: Verdict::Jump(chain_name.clone()),
             });
             maps[m + 1].elements.push(MapElement {
                 key: [Field::Ipv6(ip6, ip6)].into(),
-                verdict: Verdict::Jump(chain),
+                verdict: Verdict::Jump(chain_name),
             });
         }
     }
@@ -577,10 +467,9 @@ fn hundred_pods() -> Ruleset {
 }
 
 #[test]
+#[ignore = "needs root: programs nftables over netlink in scratch network namespaces"]
 fn hundred_pods_equivalent_and_timed() {
-    if !can_run("hundred_pods_equivalent_and_timed") {
-        return;
-    }
+    require_root_and_nft("hundred_pods_equivalent_and_timed");
     let rs = hundred_pods();
     assert_equivalent("100 pods", &rs);
     let script = nftpol::script::render(&rs);

@@ -1,6 +1,8 @@
 #![cfg(feature = "netlink")]
 //! Shared helpers for the netlink tests (included with `#[path]`; as a test crate of its
-//! own it has no tests). Scratch network namespaces named `nlt-<pid>-<n>`, removed on drop.
+//! own it has no tests): scratch network namespaces named `nlt-<pid>-<n>`, removed on
+//! drop; the builders of ruleset models (sets, maps, chains, rules) the tests share; the
+//! comparison of listings.
 #![allow(dead_code)]
 
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -10,22 +12,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nftpol::ruleset::model::*;
 
-static NEXT: AtomicUsize = AtomicUsize::new(0);
+#[path = "common/root.rs"]
+mod needs_root;
+pub use needs_root::require_root_and_nft;
 
-/// True when the test can program nftables; otherwise says loudly why it is skipped.
-pub fn can_run(test: &str) -> bool {
-    if !nftpol::netlink::is_root() {
-        eprintln!(
-            "SKIPPED {test}: needs root (CAP_NET_ADMIN and `ip netns`); run the tests as root"
-        );
-        return false;
-    }
-    if Command::new("nft").arg("--version").output().is_err() {
-        eprintln!("SKIPPED {test}: the `nft` binary is not installed");
-        return false;
-    }
-    true
-}
+static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 pub struct Netns {
     pub name: String,
@@ -154,7 +145,7 @@ impl Drop for Netns {
     }
 }
 
-// ---- model builders ---------------------------------------------------------------------
+// ---- model builders: the one set the netlink tests build their models with --------------
 
 pub fn v4(a: &str, b: &str) -> Field {
     Field::Ipv4(
@@ -168,8 +159,34 @@ pub fn v6(a: &str, b: &str) -> Field {
         b.parse::<Ipv6Addr>().unwrap(),
     )
 }
+/// One IPv4 address as a single-point field.
+pub fn host4(a: &str) -> Field {
+    v4(a, a)
+}
 pub fn el(key: Vec<Field>) -> Element {
     Element { key: key.into() }
+}
+/// An (address, protocol, port range) element of a ports set.
+pub fn port_el(addr: Field, proto: u8, ports: (u16, u16)) -> Element {
+    el(vec![
+        addr,
+        Field::Proto(proto, proto),
+        Field::Port(ports.0, ports.1),
+    ])
+}
+
+/// The key of an address set of `family`.
+pub fn addr_key(family: IpFamily) -> Vec<KeyType> {
+    vec![match family {
+        IpFamily::V4 => KeyType::Ipv4Addr,
+        IpFamily::V6 => KeyType::Ipv6Addr,
+    }]
+}
+/// The key of an (address, protocol, port) set of `family`.
+pub fn ports_key(family: IpFamily) -> Vec<KeyType> {
+    let mut key = addr_key(family);
+    key.extend([KeyType::InetProto, KeyType::InetService]);
+    key
 }
 
 pub fn set(
@@ -198,6 +215,85 @@ pub fn empty_ruleset(name: &str) -> Ruleset {
         maps: vec![],
         chains: vec![],
     }
+}
+
+/// A verdict map keyed by one field, its elements sorted.
+pub fn map(name: &str, key: KeyType, elements: Vec<(Field, Verdict)>) -> Map {
+    let mut elements: Vec<MapElement> = elements
+        .into_iter()
+        .map(|(f, verdict)| MapElement {
+            key: [f].into(),
+            verdict,
+        })
+        .collect();
+    elements.sort();
+    Map {
+        name: name.into(),
+        key: vec![key],
+        comment: None,
+        elements,
+    }
+}
+
+/// A base chain on `hook`.
+pub fn base_chain(
+    name: &str,
+    hook: Hook,
+    priority: i32,
+    policy: Verdict,
+    rules: Vec<Rule>,
+) -> Chain {
+    Chain {
+        name: name.into(),
+        base: Some(BaseChain {
+            hook,
+            priority,
+            policy,
+        }),
+        comment: None,
+        rules,
+    }
+}
+/// The forward base chain as nftpol makes it (priority 0, policy accept).
+pub fn forward(rules: Vec<Rule>) -> Chain {
+    base_chain("forward", Hook::Forward, 0, Verdict::Accept, rules)
+}
+/// A regular chain.
+pub fn chain(name: &str, comment: Option<&str>, rules: Vec<Rule>) -> Chain {
+    Chain {
+        name: name.into(),
+        base: None,
+        comment: comment.map(Into::into),
+        rules,
+    }
+}
+
+/// `ip saddr @set verdict` and its kin: an address lookup, or with `ports` an (address,
+/// protocol, port) lookup in an interval set.
+pub fn lookup(family: IpFamily, addr: Addr, ports: bool, set: &str, verdict: Verdict) -> Rule {
+    Rule::new(RuleKind::Lookup {
+        family,
+        addr,
+        key: if ports {
+            LookupKey::Ports { ranges: true }
+        } else {
+            LookupKey::Addr
+        },
+        set: set.into(),
+        verdict,
+    })
+}
+/// `ip daddr vmap @map` and its kin.
+pub fn vmap(family: IpFamily, addr: Addr, map: &str) -> Rule {
+    Rule::new(RuleKind::DispatchVmap {
+        family,
+        addr,
+        map: map.into(),
+    })
+}
+/// A rule that ends its chain with `verdict`.
+pub fn verdict(verdict: Verdict) -> Rule {
+    Rule::new(RuleKind::Verdict(verdict))
 }
 
 /// Sort lists the way the model promises (sets, maps by name; regular chains by name).

@@ -16,7 +16,8 @@
 //!
 //! A byte counts as "after the batch" when it arrives more than GRACE after the cut was
 //! visible in the metrics (the metric is read after the cut, so GRACE only covers the
-//! receiving thread's scheduling). Needs root; skips loudly without.
+//! receiving thread's scheduling). Needs root: `#[ignore]`d, run with `--include-ignored` as
+//! root (see common/root.rs).
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -30,9 +31,12 @@ use serde_json::{json, Value};
 
 #[path = "flows_util.rs"]
 mod flows;
+#[path = "common/root.rs"]
+mod needs_root;
 #[path = "routed_util.rs"]
 mod routed;
 use flows::{client, Flows};
+use needs_root::require_root;
 
 const A: &str = "10.244.1.10";
 const B: &str = "10.244.1.20";
@@ -196,20 +200,6 @@ impl Running {
     }
 }
 
-/// Root or a loud skip: the line goes to stderr directly, past the test harness's output
-/// capture, so a run without root shows it beside every skipped test.
-fn can_run() -> bool {
-    if !nftpol::netlink::is_root() {
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP revoke test: needs root (network namespaces, nftables, conntrack)"
-        );
-        return false;
-    }
-    true
-}
-
 fn addr(ip: &str, port: u16) -> SocketAddr {
     format!("{ip}:{port}").parse().unwrap()
 }
@@ -288,28 +278,25 @@ async fn revoke_scenario(keep_established: bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root: network namespaces, nftables and conntrack, with real connections"]
 async fn revoked_flows_stop_and_allowed_ones_go_on() {
-    if !can_run() {
-        return;
-    }
+    require_root("revoked_flows_stop_and_allowed_ones_go_on");
     revoke_scenario(false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root: network namespaces, nftables and conntrack, with real connections"]
 async fn keep_established_leaves_revoked_flows_alone() {
-    if !can_run() {
-        return;
-    }
+    require_root("keep_established_leaves_revoked_flows_alone");
     revoke_scenario(true).await;
 }
 
 /// A connection to a ClusterIP (DNAT to b in the node's `ip kube-proxy` nat table) is cut
 /// when b's policy revokes it: the judge reads the backend from the reply tuple.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root: network namespaces, nftables and conntrack, with real connections"]
 async fn service_connection_is_cut_by_its_backends_policy() {
-    if !can_run() {
-        return;
-    }
+    require_root("service_connection_is_cut_by_its_backends_policy");
     let (_guard, node, [a, b, c]) = topology("svc");
     // kube-proxy's nftables mode, reduced to one ClusterIP with one endpoint.
     let nat = format!(
@@ -374,10 +361,9 @@ async fn service_connection_is_cut_by_its_backends_policy() {
 /// deletion (no policy change judges it), and a pod re-created on b's address under a
 /// stricter policy does not inherit it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root: network namespaces, nftables and conntrack, with real connections"]
 async fn deleted_pods_connections_do_not_survive_into_a_new_pod() {
-    if !can_run() {
-        return;
-    }
+    require_root("deleted_pods_connections_do_not_survive_into_a_new_pod");
     let (_guard, node, [a, b, _c]) = topology("reuse");
     let server = FakeApiServer::start().await;
     server.apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}));
@@ -421,12 +407,11 @@ async fn deleted_pods_connections_do_not_survive_into_a_new_pod() {
 /// found by the address of their client or of their real server (a NAT'd entry by its
 /// backend), each once, and deleted; deleting again is no error.
 #[test]
+#[ignore = "needs root: network namespaces, nftables and conntrack, with real connections"]
 fn ctnetlink_dump_by_address_and_delete() {
     use nftpol::netlink::Conntrack;
     use nftpol::revoke::{Flow, Tuple};
-    if !can_run() {
-        return;
-    }
+    require_root("ctnetlink_dump_by_address_and_delete");
     let ns = Namespaces(vec![format!("nftpol-rvk-{}-ct", std::process::id())]);
     routed::ip(&["netns", "add", &ns.0[0]]);
     let ip = |s: &str| s.parse().unwrap();

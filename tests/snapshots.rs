@@ -1,13 +1,17 @@
 //! Snapshot tests: the script rendered for every `examples/*.yaml`, for every node and for
 //! the whole cluster, must equal the file in `tests/snapshots/` byte for byte. After a
 //! deliberate change, regenerate with `UPDATE_SNAPSHOTS=1 cargo test --test snapshots` and
-//! review the diff. Every rendered script is also checked by `nft -c -f` when nft exists.
+//! review the diff. Every rendered script is also checked by `nft -c -f` (needs root: that test
+//! is `#[ignore]`d, see common/root.rs).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use nftpol::index::Index;
+
+#[path = "common/root.rs"]
+mod needs_root;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -69,14 +73,10 @@ fn scripts_match_snapshots() {
 }
 
 #[test]
+#[ignore = "needs root: nft -c opens a netlink socket (CAP_NET_ADMIN)"]
 fn scripts_pass_nft_check() {
-    let nft = ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
-        .into_iter()
-        .find(|p| Path::new(p).exists());
-    let Some(nft) = nft else {
-        eprintln!("SKIP scripts_pass_nft_check: nft is not installed");
-        return;
-    };
+    needs_root::require_root_and_nft("scripts_pass_nft_check");
+    let nft = "nft";
     let tmp = tempfile::tempdir().unwrap();
     for (name, script) in scripts() {
         let path = tmp.path().join(&name);

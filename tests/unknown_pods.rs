@@ -10,7 +10,8 @@
 //! - With it, traffic to and from `b` is dropped while it is unknown.
 //! - Once `b` is known (one incremental batch), both agree: `a` reaches `b`, `c` does not.
 //!
-//! Needs root (network namespaces, nftables); skips loudly without.
+//! Needs root (network namespaces, nftables): `#[ignore]`d, run with `--include-ignored` as
+//! root (see common/root.rs).
 
 use std::net::TcpListener;
 use std::process::Command;
@@ -22,8 +23,11 @@ use nftpol::ruleset::Options;
 use nftpol::state::NodeState;
 use serde_json::{json, Value};
 
+#[path = "common/root.rs"]
+mod needs_root;
 #[path = "routed_util.rs"]
 mod routed;
+use needs_root::require_root;
 use routed::{attach, forwarding, ip, path};
 
 const PORT: u16 = 8080;
@@ -158,11 +162,9 @@ fn scenario(deny_unknown: bool) {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces and nftables, with real packets"]
 fn unknown_pod_addresses_are_dropped_only_with_the_option() {
-    if !nftpol::netlink::is_root() {
-        eprintln!("SKIP unknown_pods: needs root (network namespaces, nftables)");
-        return;
-    }
+    require_root("unknown_pod_addresses_are_dropped_only_with_the_option");
     scenario(false);
     scenario(true);
 }

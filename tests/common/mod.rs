@@ -312,3 +312,32 @@ pub fn cluster_with(extra: Vec<Obj>) -> Index {
     all.extend(extra);
     index(all)
 }
+
+/// An address literal.
+pub fn ip(s: &str) -> std::net::IpAddr {
+    s.parse().unwrap()
+}
+
+/// Ingress from pods labelled `pod=<who>` of the policy's namespace.
+pub fn from_pod(who: &str) -> Value {
+    json!({"podSelector": {"matchLabels": {"pod": who}}})
+}
+
+/// Two pods of x on n1, each with an IPv4 and an IPv6 address.
+pub fn dual_stack() -> Vec<Obj> {
+    vec![
+        ns("x"),
+        pod("x", "a")
+            .label("pod", "a")
+            .node("n1")
+            .ip("10.244.1.11")
+            .ip6("fd00:10:244:1::11")
+            .host_ip("192.168.100.1"),
+        pod("x", "b")
+            .label("pod", "b")
+            .node("n1")
+            .ip("10.244.1.12")
+            .ip6("fd00:10:244:1::12")
+            .host_ip("192.168.100.1"),
+    ]
+}
