@@ -16,6 +16,7 @@ pub mod sync;
 pub mod watch;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,12 +74,21 @@ pub enum ControllerError {
         #[source]
         source: std::io::Error,
     },
-    #[error("sync loop: {0}")]
-    SyncThread(String),
+    #[error("starting the sync thread: {0}")]
+    SyncThread(#[source] std::io::Error),
     /// The sync loop could not start (no netlink socket, no network namespace): nothing
     /// would ever be programmed, so the process exits instead of looking alive.
-    #[error("dataplane: {0}")]
-    Dataplane(String),
+    #[error("cannot open the dataplane: {0}")]
+    Dataplane(#[source] dataplane::DataplaneError),
+    #[error("cannot enter the network namespace {path:?}: {source}")]
+    Netns {
+        path: PathBuf,
+        #[source]
+        source: crate::netlink::NetlinkError,
+    },
+    /// The sync loop returned before a shutdown was asked for.
+    #[error("the sync loop ended")]
+    SyncLoopEnded,
 }
 
 async fn publish_errors(
@@ -160,22 +170,22 @@ where
             SyncLoop::new(settings, dp, metrics, errors).run(rx);
             Ok(())
         }
-        Err(e) => Err(format!("cannot open the dataplane: {e}")),
+        Err(e) => Err(ControllerError::Dataplane(e)),
     };
     // The sync thread says when it ends; before a shutdown that means it failed.
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<(), ControllerError>>();
     let worker = std::thread::Builder::new()
         .name("nftpol-sync".into())
         .spawn(move || {
             let result = match netns {
                 Some(path) => crate::netlink::in_netns(&path, body)
-                    .map_err(|e| format!("cannot enter the network namespace {path:?}: {e}"))
+                    .map_err(|source| ControllerError::Netns { path, source })
                     .and_then(|r| r),
                 None => body(),
             };
             let _ = done_tx.send(result);
         })
-        .map_err(|e| ControllerError::SyncThread(e.to_string()))?;
+        .map_err(ControllerError::SyncThread)?;
     let watchers = watch::spawn(client, &config.node, tx.clone());
 
     // Runs until shutdown, or until the sync thread ends first: that means it failed.
@@ -183,7 +193,7 @@ where
         _ = shutdown => None,
         r = done_rx => Some(match r {
             Ok(Err(e)) => e,
-            Ok(Ok(())) | Err(_) => "the sync loop ended".to_string(),
+            Ok(Ok(())) | Err(_) => ControllerError::SyncLoopEnded,
         }),
     };
     tracing::info!("stopping watchers");
@@ -198,7 +208,7 @@ where
     match failed {
         Some(why) => {
             tracing::error!(error = %why, "sync loop stopped; exiting");
-            Err(ControllerError::Dataplane(why))
+            Err(why)
         }
         None => Ok(()),
     }

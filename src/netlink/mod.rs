@@ -16,6 +16,7 @@
 //! [`in_netns`] runs a closure on a fresh thread moved into another namespace; open the
 //! [`Backend`] inside that closure.
 
+mod abi;
 mod batch;
 mod conntrack;
 mod diff;
