@@ -68,7 +68,8 @@ pub(crate) fn key_type_id(t: KeyType) -> u32 {
     }
 }
 
-fn field_len(t: KeyType) -> u32 {
+/// Bytes of one key field (before register padding).
+pub(crate) fn field_len(t: KeyType) -> u32 {
     match t {
         KeyType::Ipv4Addr => 4,
         KeyType::Ipv6Addr => 16,

@@ -186,3 +186,62 @@ pub(crate) fn rule_expr_names(kind: &RuleKind) -> Vec<&'static str> {
         .map(Expr::name)
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `nft --debug=netlink` lists for each rule shape (nft 1.0.6): the names drift
+    /// compares come from `rule_exprs`, so this pins the encoder against nft, not a copy
+    /// of itself.
+    #[test]
+    fn expression_names_are_the_encoders_in_nfts_order() {
+        let v4 = IpFamily::V4;
+        let lookup = |key| RuleKind::Lookup {
+            family: v4,
+            addr: Addr::Saddr,
+            key,
+            set: "s".into(),
+            verdict: Verdict::Accept,
+        };
+        let cases: Vec<(RuleKind, &str)> = vec![
+            (RuleKind::CtEstablishedAccept, "ct bitwise cmp immediate"),
+            (
+                RuleKind::Icmpv6NdAccept,
+                "meta cmp meta cmp payload lookup immediate",
+            ),
+            (RuleKind::FibSaddrLocalAccept, "fib cmp immediate"),
+            (RuleKind::Jump("c".into()), "immediate"),
+            (RuleKind::Verdict(Verdict::Drop), "immediate"),
+            (
+                RuleKind::DispatchVmap {
+                    family: v4,
+                    addr: Addr::Daddr,
+                    map: "m".into(),
+                },
+                "meta cmp payload lookup",
+            ),
+            (lookup(LookupKey::Addr), "meta cmp payload lookup immediate"),
+            (
+                lookup(LookupKey::Ports { ranges: false }),
+                "meta cmp payload meta payload lookup immediate",
+            ),
+            (
+                lookup(LookupKey::Ports { ranges: true }),
+                "meta cmp payload meta byteorder payload lookup immediate",
+            ),
+            (
+                RuleKind::DropUnknown {
+                    family: v4,
+                    addr: Addr::Saddr,
+                    cidrs: "c".into(),
+                    known: "k".into(),
+                },
+                "meta cmp payload lookup payload lookup immediate",
+            ),
+        ];
+        for (kind, want) in cases {
+            assert_eq!(rule_expr_names(&kind).join(" "), want, "{kind:?}");
+        }
+    }
+}

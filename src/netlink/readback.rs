@@ -279,12 +279,7 @@ fn field_from(t: KeyType, start: &[u8], end: &[u8]) -> Option<Field> {
 }
 
 fn field_width(t: KeyType, concat: bool) -> usize {
-    let w: usize = match t {
-        KeyType::Ipv4Addr => 4,
-        KeyType::Ipv6Addr => 16,
-        KeyType::InetProto => 1,
-        KeyType::InetService => 2,
-    };
+    let w = encode::field_len(t) as usize;
     if concat {
         w.div_ceil(4_usize) * 4
     } else {
@@ -503,6 +498,28 @@ pub fn drift(model: &Ruleset, live: Option<&LiveTable>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Read-back decodes a verdict with the same numbers encoding sends.
+    #[test]
+    fn every_verdict_reads_back_as_encoded() {
+        for v in [
+            Verdict::Accept,
+            Verdict::Drop,
+            Verdict::Return,
+            Verdict::Jump("a".into()),
+            Verdict::Goto("b".into()),
+        ] {
+            let (code, chain) = encode::verdict_code(&v);
+            let live = Some((code, chain.map(str::to_string)));
+            assert_eq!(verdict_of(&live), Some(v.clone()), "{v:?}");
+        }
+        assert_eq!(
+            verdict_of(&Some((NFT_JUMP, None))),
+            None,
+            "a jump names a chain"
+        );
+        assert_eq!(verdict_of(&Some((7, None))), None, "unknown code");
+    }
 
     #[test]
     fn rbtree_elements_decode_to_ranges() {
