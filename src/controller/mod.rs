@@ -66,6 +66,8 @@ impl Config {
     }
 }
 
+/// Why the controller stopped. The variants that wrap an error name only what failed;
+/// the cause is their `source()` (main prints the chain), not repeated in the text.
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
     #[error("metrics endpoint {addr}: {source}")]
@@ -74,13 +76,13 @@ pub enum ControllerError {
         #[source]
         source: std::io::Error,
     },
-    #[error("starting the sync thread: {0}")]
+    #[error("starting the sync thread")]
     SyncThread(#[source] std::io::Error),
     /// The sync loop could not start (no netlink socket, no network namespace): nothing
     /// would ever be programmed, so the process exits instead of looking alive.
-    #[error("cannot open the dataplane: {0}")]
+    #[error("cannot open the dataplane")]
     Dataplane(#[source] dataplane::DataplaneError),
-    #[error("cannot enter the network namespace {path:?}: {source}")]
+    #[error("cannot enter the network namespace {path:?}")]
     Netns {
         path: PathBuf,
         #[source]
@@ -207,7 +209,8 @@ where
     events.abort();
     match failed {
         Some(why) => {
-            tracing::error!(error = %why, "sync loop stopped; exiting");
+            let cause = std::error::Error::source(&why).map(|c| c.to_string());
+            tracing::error!(error = %why, cause = cause.as_deref(), "sync loop stopped; exiting");
             Err(why)
         }
         None => Ok(()),
