@@ -490,7 +490,9 @@ async fn exits_when_the_dataplane_cannot_open() {
                     NetlinkDataplane::open()
                 } else {
                     Err(controller::dataplane::DataplaneError::Io(
-                        "socket: permission denied".into(),
+                        nftpol::netlink::NetlinkError::Socket(std::io::Error::from(
+                            std::io::ErrorKind::PermissionDenied,
+                        )),
                     ))
                 }
             },
@@ -500,12 +502,18 @@ async fn exits_when_the_dataplane_cannot_open() {
             .await
             .unwrap_or_else(|_| panic!("{what}: run kept going without a dataplane"));
         match result {
-            Err(controller::ControllerError::Dataplane(msg)) => {
+            Err(
+                e @ (controller::ControllerError::Dataplane(_)
+                | controller::ControllerError::Netns { .. }),
+            ) => {
+                let msg = e.to_string();
                 eprintln!("{what}: {msg}");
                 assert!(
                     msg.contains("dataplane") || msg.contains("namespace"),
                     "{what}: {msg}"
                 );
+                // The cause is kept as a source, not flattened into the text.
+                assert!(std::error::Error::source(&e).is_some(), "{what}: no source");
             }
             other => panic!("{what}: expected a dataplane error, got {other:?}"),
         }

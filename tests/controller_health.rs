@@ -14,6 +14,7 @@ use nftpol::controller::{
     self,
     dataplane::{BatchStats, Dataplane, DataplaneError},
 };
+use nftpol::netlink::{KernelError, NetlinkError};
 use nftpol::ruleset::{Ruleset, View};
 use serde_json::{json, Value};
 
@@ -42,7 +43,16 @@ impl Scripted {
             wedged = self.0.unwedge.wait(wedged).unwrap();
         }
         if self.0.refuse.load(Ordering::SeqCst) {
-            return Err(DataplaneError::Refused("scripted refusal".into()));
+            return Err(DataplaneError::Refused(NetlinkError::Kernel {
+                first: Box::new(KernelError {
+                    seq: 1,
+                    object: "scripted refusal".into(),
+                    errno: 1, // EPERM
+                    message: None,
+                    offset: None,
+                }),
+                others: Vec::new(),
+            }));
         }
         Ok(BatchStats::default())
     }

@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 
 use crate::index::Index;
+use crate::netlink::NetlinkError;
 use crate::revoke::{Judge, Tracker};
 use crate::ruleset::{Ruleset, View};
 
@@ -28,16 +29,19 @@ pub struct BatchStats {
     pub kernel: std::time::Duration,
 }
 
+/// A dataplane failure, sorted by what the sync loop must do next; each carries the
+/// netlink error that caused it, so the chain reaches the log whole.
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
     /// The kernel refused the batch; nothing of it applied.
     #[error("kernel refused the batch: {0}")]
-    Refused(String),
+    Refused(#[source] NetlinkError),
     /// The outcome is unknown (ENOBUFS, a lost acknowledgement): read back and resync.
     #[error("batch outcome unknown: {0}")]
-    Unknown(String),
+    Unknown(#[source] NetlinkError),
+    /// Anything else: the socket, a dump, the namespace's addresses.
     #[error("netlink: {0}")]
-    Io(String),
+    Io(#[source] NetlinkError),
     /// The change cannot be made in place (an object's type or flags changed): the caller
     /// must replace the table whole. Nothing was sent.
     #[error("the change needs a full sync")]
@@ -85,14 +89,13 @@ impl NetlinkDataplane {
     }
 }
 
-fn map_err(e: crate::netlink::NetlinkError) -> DataplaneError {
-    use crate::netlink::NetlinkError as E;
+/// Sorts a netlink error by what the sync loop must do next, keeping it as the source.
+fn map_err(e: NetlinkError) -> DataplaneError {
+    use NetlinkError as E;
     match e {
-        E::Kernel { .. } | E::BatchRejected { .. } => DataplaneError::Refused(e.to_string()),
-        E::OutcomeUnknown | E::MissingAcks { .. } | E::Timeout => {
-            DataplaneError::Unknown(e.to_string())
-        }
-        other => DataplaneError::Io(other.to_string()),
+        E::Kernel { .. } | E::BatchRejected { .. } => DataplaneError::Refused(e),
+        E::OutcomeUnknown | E::MissingAcks { .. } | E::Timeout => DataplaneError::Unknown(e),
+        other => DataplaneError::Io(other),
     }
 }
 

@@ -16,6 +16,7 @@ pub mod sync;
 pub mod watch;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,6 +66,8 @@ impl Config {
     }
 }
 
+/// Why the controller stopped. The variants that wrap an error name only what failed;
+/// the cause is their `source()` (main prints the chain), not repeated in the text.
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
     #[error("metrics endpoint {addr}: {source}")]
@@ -73,12 +76,21 @@ pub enum ControllerError {
         #[source]
         source: std::io::Error,
     },
-    #[error("sync loop: {0}")]
-    SyncThread(String),
+    #[error("starting the sync thread")]
+    SyncThread(#[source] std::io::Error),
     /// The sync loop could not start (no netlink socket, no network namespace): nothing
     /// would ever be programmed, so the process exits instead of looking alive.
-    #[error("dataplane: {0}")]
-    Dataplane(String),
+    #[error("cannot open the dataplane")]
+    Dataplane(#[source] dataplane::DataplaneError),
+    #[error("cannot enter the network namespace {path:?}")]
+    Netns {
+        path: PathBuf,
+        #[source]
+        source: crate::netlink::NetlinkError,
+    },
+    /// The sync loop returned before a shutdown was asked for.
+    #[error("the sync loop ended")]
+    SyncLoopEnded,
 }
 
 async fn publish_errors(
@@ -160,22 +172,22 @@ where
             SyncLoop::new(settings, dp, metrics, errors).run(rx);
             Ok(())
         }
-        Err(e) => Err(format!("cannot open the dataplane: {e}")),
+        Err(e) => Err(ControllerError::Dataplane(e)),
     };
     // The sync thread says when it ends; before a shutdown that means it failed.
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<(), ControllerError>>();
     let worker = std::thread::Builder::new()
         .name("nftpol-sync".into())
         .spawn(move || {
             let result = match netns {
                 Some(path) => crate::netlink::in_netns(&path, body)
-                    .map_err(|e| format!("cannot enter the network namespace {path:?}: {e}"))
+                    .map_err(|source| ControllerError::Netns { path, source })
                     .and_then(|r| r),
                 None => body(),
             };
             let _ = done_tx.send(result);
         })
-        .map_err(|e| ControllerError::SyncThread(e.to_string()))?;
+        .map_err(ControllerError::SyncThread)?;
     let watchers = watch::spawn(client, &config.node, tx.clone());
 
     // Runs until shutdown, or until the sync thread ends first: that means it failed.
@@ -183,7 +195,7 @@ where
         _ = shutdown => None,
         r = done_rx => Some(match r {
             Ok(Err(e)) => e,
-            Ok(Ok(())) | Err(_) => "the sync loop ended".to_string(),
+            Ok(Ok(())) | Err(_) => ControllerError::SyncLoopEnded,
         }),
     };
     tracing::info!("stopping watchers");
@@ -197,8 +209,9 @@ where
     events.abort();
     match failed {
         Some(why) => {
-            tracing::error!(error = %why, "sync loop stopped; exiting");
-            Err(ControllerError::Dataplane(why))
+            let cause = std::error::Error::source(&why).map(|c| c.to_string());
+            tracing::error!(error = %why, cause = cause.as_deref(), "sync loop stopped; exiting");
+            Err(why)
         }
         None => Ok(()),
     }

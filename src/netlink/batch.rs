@@ -10,17 +10,14 @@ use std::time::Instant;
 
 use tracing::{debug, warn};
 
+use super::abi::{
+    NLA_TYPE_MASK, NLMSGERR_ATTR_MSG, NLMSGERR_ATTR_OFFS, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN,
+    NLM_F_ACK_TLVS, NLM_F_CAPPED,
+};
 use super::encode::Batch;
 use super::sys::{RecvBuf, Socket};
 use super::{KernelError, NetlinkError, SyncStats};
 
-const NLMSG_HDRLEN: usize = 16;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const NLM_F_CAPPED: u16 = 0x100;
-const NLM_F_ACK_TLVS: u16 = 0x200;
-const NLMSGERR_ATTR_MSG: u16 = 1;
-const NLMSGERR_ATTR_OFFS: u16 = 2;
 /// Seconds to wait for the next ack before declaring them missing.
 const ACK_TIMEOUT_SECS: u64 = 30;
 
@@ -67,7 +64,7 @@ pub(crate) fn attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
         if len < 4 || len > b.len() {
             break;
         }
-        out.push((u16_at(b, 2) & 0x3fff, &b[4..len]));
+        out.push((u16_at(b, 2) & NLA_TYPE_MASK, &b[4..len]));
         let adv = len.div_ceil(4) * 4;
         b = &b[adv.min(b.len())..];
     }

@@ -6,7 +6,7 @@
 //! [CtEntry] --delete--> IPCTNL_MSG_CT_DELETE per entry, many per sendmsg, every one acked
 //! ```
 //!
-//! Owns: the ctnetlink ABI numbers (the only place they are named), building the dump
+//! Owns: building the dump
 //! and delete messages, parsing dumped entries into [`crate::revoke::Flow`]s. Must not:
 //! decide which entries go (that is `revoke`), or touch nf_tables.
 //!
@@ -25,40 +25,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use super::abi::*;
 use super::batch::{attrs, Conn};
-use super::encode::{Batch, NFPROTO_IPV4, NFPROTO_IPV6, NLM_F_ACK, NLM_F_CREATE};
-use super::readback::NLM_F_DUMP;
+use super::encode::Batch;
 use super::{NetlinkError, SyncStats};
 use crate::revoke::{Flow, Tuple};
 
-// The ctnetlink ABI (linux/netfilter/nfnetlink_conntrack.h, linux/netlink.h).
-const NFNL_SUBSYS_CTNETLINK: u16 = 1;
-const IPCTNL_MSG_CT_NEW: u16 = 0;
-const IPCTNL_MSG_CT_GET: u16 = 1;
-const IPCTNL_MSG_CT_DELETE: u16 = 2;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_EXCL: u16 = 0x200;
-const NLA_F_NESTED: u16 = 0x8000;
-const NFNETLINK_V0: u8 = 0;
-const CTA_TUPLE_ORIG: u16 = 1;
-const CTA_TUPLE_REPLY: u16 = 2;
-const CTA_TIMEOUT: u16 = 7;
-const CTA_ID: u16 = 12;
-const CTA_ZONE: u16 = 18;
-const CTA_FILTER: u16 = 25;
-const CTA_TUPLE_IP: u16 = 1;
-const CTA_TUPLE_PROTO: u16 = 2;
-const CTA_IP_V4_SRC: u16 = 1;
-const CTA_IP_V4_DST: u16 = 2;
-const CTA_IP_V6_SRC: u16 = 3;
-const CTA_IP_V6_DST: u16 = 4;
-const CTA_PROTO_NUM: u16 = 1;
-const CTA_PROTO_SRC_PORT: u16 = 2;
-const CTA_PROTO_DST_PORT: u16 = 3;
-const CTA_FILTER_ORIG_FLAGS: u16 = 1;
-const CTA_FILTER_REPLY_FLAGS: u16 = 2;
-const CTA_FILTER_FLAG_CTA_IP_SRC: u32 = 1 << 0;
-const NFGENMSG_LEN: usize = 4;
 /// Messages per `sendmsg`: their acks must fit the receive buffer at once.
 const MESSAGES_PER_SEND: usize = 1024;
 /// More addresses than this are dumped whole (per family) rather than two walks each:
@@ -93,7 +65,7 @@ fn nested(out: &mut Vec<u8>, ty: u16, fill: impl FnOnce(&mut Vec<u8>)) {
 }
 
 fn message(msg: u16, flags: u16, family: u8, seq: u32, body: &[u8]) -> Vec<u8> {
-    let len = 16 + NFGENMSG_LEN + body.len();
+    let len = NLMSG_HDRLEN + NFGENMSG_LEN + body.len();
     let mut out = Vec::with_capacity(len);
     out.extend_from_slice(&(len as u32).to_ne_bytes());
     out.extend_from_slice(&((NFNL_SUBSYS_CTNETLINK << 8) | msg).to_ne_bytes());

@@ -12,71 +12,11 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use super::abi::nftnl as a;
+use super::abi::*;
 use super::exprs::{rule_exprs, SetIds};
 use super::sys;
 use crate::ruleset::model::*;
-
-// nf_tables message types, flags and attribute values (linux/netfilter/nf_tables.h).
-pub(crate) const NFPROTO_INET: u16 = 1;
-pub(crate) const NFPROTO_IPV4: u8 = 2;
-pub(crate) const NFPROTO_IPV6: u8 = 10;
-pub(crate) const MSG_NEWTABLE: u16 = 0;
-pub(crate) const MSG_DELTABLE: u16 = 2;
-pub(crate) const MSG_NEWCHAIN: u16 = 3;
-pub(crate) const MSG_DELCHAIN: u16 = 5;
-pub(crate) const MSG_NEWRULE: u16 = 6;
-pub(crate) const MSG_DELRULE: u16 = 8;
-pub(crate) const MSG_NEWSET: u16 = 9;
-pub(crate) const MSG_DELSET: u16 = 11;
-pub(crate) const MSG_NEWSETELEM: u16 = 12;
-pub(crate) const MSG_DELSETELEM: u16 = 14;
-pub(crate) const NLM_F_ACK: u16 = 0x4;
-pub(crate) const NLM_F_CREATE: u16 = 0x400;
-const NLM_F_APPEND: u16 = 0x800;
-
-const SET_ANONYMOUS: u32 = 0x1;
-const SET_CONSTANT: u32 = 0x2;
-const SET_INTERVAL: u32 = 0x4;
-const SET_MAP: u32 = 0x8;
-const SET_CONCAT: u32 = 0x80;
-const ELEM_INTERVAL_END: u32 = 0x1;
-const DATA_VERDICT: u32 = 0xffff_ff00;
-
-pub(crate) const REG_VERDICT: u32 = 0;
-pub(crate) const REG_1: u32 = 1;
-pub(crate) const REG32_00: u32 = 8;
-
-// Verdict codes as the kernel stores them (negative values as u32).
-const NF_DROP: u32 = 0;
-const NF_ACCEPT: u32 = 1;
-const NFT_JUMP: u32 = -3i32 as u32;
-const NFT_GOTO: u32 = -4i32 as u32;
-const NFT_RETURN: u32 = -5i32 as u32;
-
-// nft's datatype ids (nftables datatype.h), as stored in NFTA_SET_KEY_TYPE.
-const TYPE_IPADDR: u32 = 7;
-const TYPE_IP6ADDR: u32 = 8;
-const TYPE_INET_PROTOCOL: u32 = 12;
-const TYPE_INET_SERVICE: u32 = 13;
-const TYPE_ICMP6_TYPE: u32 = 29;
-/// Bits per datatype in a concatenated type id (nft's TYPE_BITS).
-const TYPE_BITS: u32 = 6;
-
-// libnftnl set user data (libnftnl/udata.h) and nft's byte orders / expression types.
-const UDATA_SET_KEYBYTEORDER: u8 = 0;
-const UDATA_SET_DATABYTEORDER: u8 = 1;
-const UDATA_SET_KEY_TYPEOF: u8 = 3;
-const UDATA_SET_DATA_INTERVAL: u8 = 6;
-const UDATA_SET_COMMENT: u8 = 7;
-const UDATA_TYPEOF_EXPR: u8 = 0;
-const UDATA_TYPEOF_DATA: u8 = 1;
-const UDATA_ELEM_FLAGS: u8 = 1;
-const ELEM_F_INTERVAL_OPEN: u32 = 1;
-const BYTEORDER_INVALID: u32 = 0;
-const BYTEORDER_HOST: u32 = 1;
-const BYTEORDER_BIG: u32 = 2;
-const EXPR_PAYLOAD: u32 = 7;
-const EXPR_CONCAT: u32 = 13;
 
 /// The name nft gives the anonymous set of `icmpv6 type { ... }`; the kernel replaces
 /// `%d` with a free number.
@@ -115,8 +55,8 @@ impl Udata {
 }
 
 fn comment_udata(c: &str) -> Udata {
-    // NFTNL_UDATA_{TABLE,CHAIN,RULE}_COMMENT are all 0.
-    Udata::default().strz(0, c)
+    // NFTNL_UDATA_{TABLE,CHAIN,RULE}_COMMENT are all the same number.
+    Udata::default().strz(NFTNL_UDATA_COMMENT, c)
 }
 
 pub(crate) fn key_type_id(t: KeyType) -> u32 {
@@ -128,7 +68,8 @@ pub(crate) fn key_type_id(t: KeyType) -> u32 {
     }
 }
 
-fn field_len(t: KeyType) -> u32 {
+/// Bytes of one key field (before register padding).
+pub(crate) fn field_len(t: KeyType) -> u32 {
     match t {
         KeyType::Ipv4Addr => 4,
         KeyType::Ipv6Addr => 16,
@@ -163,8 +104,8 @@ pub(crate) fn set_key_len(key: &[KeyType]) -> u32 {
 pub(crate) fn set_flags(key: &[KeyType], interval: bool) -> u32 {
     match (interval, key.len() > 1) {
         (false, _) => 0,
-        (true, false) => SET_INTERVAL,
-        (true, true) => SET_INTERVAL | SET_CONCAT,
+        (true, false) => NFT_SET_INTERVAL,
+        (true, true) => NFT_SET_INTERVAL | NFT_SET_CONCAT,
     }
 }
 
@@ -212,6 +153,14 @@ fn field_zero(t: KeyType) -> Vec<u8> {
     vec![0; field_len(t) as usize]
 }
 
+/// The kernel's number for a base chain's hook.
+pub(crate) fn hook_number(h: Hook) -> u32 {
+    match h {
+        Hook::Forward => NF_INET_FORWARD,
+        Hook::Output => NF_INET_LOCAL_OUT,
+    }
+}
+
 pub(crate) fn verdict_code(v: &Verdict) -> (u32, Option<&str>) {
     match v {
         Verdict::Accept => (NF_ACCEPT, None),
@@ -238,26 +187,27 @@ pub(crate) fn set_elems(
             if let Some(first) = elements.first() {
                 if key_bytes(&first.key, true).iter().any(|&b| b != 0) {
                     let mut e = sys::Elem::new();
-                    e.set_data(sys_attr::ELEM_KEY, &field_zero(key[0]));
-                    e.set_u32(sys_attr::ELEM_FLAGS, ELEM_INTERVAL_END);
+                    e.set_data(a::ELEM_KEY, &field_zero(key[0]));
+                    e.set_u32(a::ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END);
                     out.push(e);
                 }
             }
         }
         for el in elements {
             let mut s = sys::Elem::new();
-            s.set_data(sys_attr::ELEM_KEY, &key_bytes(&el.key, true));
+            s.set_data(a::ELEM_KEY, &key_bytes(&el.key, true));
             match one_past(&el.key[0]) {
                 Some(end) => {
                     out.push(s);
                     let mut e = sys::Elem::new();
-                    e.set_data(sys_attr::ELEM_KEY, &end);
-                    e.set_u32(sys_attr::ELEM_FLAGS, ELEM_INTERVAL_END);
+                    e.set_data(a::ELEM_KEY, &end);
+                    e.set_u32(a::ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END);
                     out.push(e);
                 }
                 None => {
-                    let ud = Udata::default().u32(UDATA_ELEM_FLAGS, ELEM_F_INTERVAL_OPEN);
-                    s.set_data(sys_attr::ELEM_USERDATA, ud.bytes());
+                    let ud = Udata::default()
+                        .u32(NFTNL_UDATA_SET_ELEM_FLAGS, NFTNL_SET_ELEM_F_INTERVAL_OPEN);
+                    s.set_data(a::ELEM_USERDATA, ud.bytes());
                     out.push(s);
                 }
             }
@@ -265,10 +215,10 @@ pub(crate) fn set_elems(
     } else {
         for el in elements {
             let mut e = sys::Elem::new();
-            e.set_data(sys_attr::ELEM_KEY, &key_bytes(&el.key, true));
+            e.set_data(a::ELEM_KEY, &key_bytes(&el.key, true));
             if interval {
                 // pipapo: one element holds both ends of every field.
-                e.set_data(sys_attr::ELEM_KEY_END, &key_bytes(&el.key, false));
+                e.set_data(a::ELEM_KEY_END, &key_bytes(&el.key, false));
             }
             out.push(e);
         }
@@ -281,60 +231,22 @@ pub(crate) fn map_elems(elements: &[MapElement]) -> Vec<sys::Elem> {
         .iter()
         .map(|el| {
             let mut e = sys::Elem::new();
-            e.set_data(sys_attr::ELEM_KEY, &key_bytes(&el.key, true));
+            e.set_data(a::ELEM_KEY, &key_bytes(&el.key, true));
             let (code, chain) = verdict_code(&el.verdict);
-            e.set_u32(sys_attr::ELEM_VERDICT, code);
+            e.set_u32(a::ELEM_VERDICT, code);
             if let Some(c) = chain {
-                e.set_str(sys_attr::ELEM_CHAIN, c);
+                e.set_str(a::ELEM_CHAIN, c);
             }
             e
         })
         .collect()
 }
 
-/// libnftnl attribute numbers, collected so the code above reads as names.
-pub(crate) mod sys_attr {
-    use nftnl_sys as s;
-    pub const TABLE_NAME: u32 = s::NFTNL_TABLE_NAME;
-    pub const TABLE_FLAGS: u32 = s::NFTNL_TABLE_FLAGS;
-    pub const TABLE_USERDATA: u32 = s::NFTNL_TABLE_USERDATA;
-    pub const CHAIN_NAME: u32 = s::NFTNL_CHAIN_NAME;
-    pub const CHAIN_TABLE: u32 = s::NFTNL_CHAIN_TABLE;
-    pub const CHAIN_HOOKNUM: u32 = s::NFTNL_CHAIN_HOOKNUM;
-    pub const CHAIN_PRIO: u32 = s::NFTNL_CHAIN_PRIO;
-    pub const CHAIN_POLICY: u32 = s::NFTNL_CHAIN_POLICY;
-    pub const CHAIN_TYPE: u32 = s::NFTNL_CHAIN_TYPE;
-    pub const CHAIN_USERDATA: u32 = s::NFTNL_CHAIN_USERDATA;
-    pub const RULE_FAMILY: u32 = s::NFTNL_RULE_FAMILY;
-    pub const RULE_TABLE: u32 = s::NFTNL_RULE_TABLE;
-    pub const RULE_CHAIN: u32 = s::NFTNL_RULE_CHAIN;
-    pub const RULE_USERDATA: u32 = s::NFTNL_RULE_USERDATA;
-    pub const SET_TABLE: u32 = s::NFTNL_SET_TABLE;
-    pub const SET_NAME: u32 = s::NFTNL_SET_NAME;
-    pub const SET_FLAGS: u32 = s::NFTNL_SET_FLAGS;
-    pub const SET_KEY_TYPE: u32 = s::NFTNL_SET_KEY_TYPE;
-    pub const SET_KEY_LEN: u32 = s::NFTNL_SET_KEY_LEN;
-    pub const SET_DATA_TYPE: u32 = s::NFTNL_SET_DATA_TYPE;
-    pub const SET_DATA_LEN: u32 = s::NFTNL_SET_DATA_LEN;
-    pub const SET_FAMILY: u32 = s::NFTNL_SET_FAMILY;
-    pub const SET_ID: u32 = s::NFTNL_SET_ID;
-    pub const SET_DESC_SIZE: u32 = s::NFTNL_SET_DESC_SIZE;
-    pub const SET_USERDATA: u32 = s::NFTNL_SET_USERDATA;
-    pub const SET_DESC_CONCAT: u32 = s::NFTNL_SET_DESC_CONCAT;
-    pub const ELEM_FLAGS: u32 = s::NFTNL_SET_ELEM_FLAGS;
-    pub const ELEM_KEY: u32 = s::NFTNL_SET_ELEM_KEY;
-    pub const ELEM_VERDICT: u32 = s::NFTNL_SET_ELEM_VERDICT;
-    pub const ELEM_CHAIN: u32 = s::NFTNL_SET_ELEM_CHAIN;
-    pub const ELEM_USERDATA: u32 = s::NFTNL_SET_ELEM_USERDATA;
-    pub const ELEM_KEY_END: u32 = s::NFTNL_SET_ELEM_KEY_END;
-}
-use sys_attr as a;
-
 /// A set header (no elements) for NEWSET / DELSET / element messages.
 pub(crate) fn set_object(table: &str, name: &str, id: Option<u32>) -> sys::Set {
     let mut s = sys::Set::new();
     s.set_str(a::SET_TABLE, table).set_str(a::SET_NAME, name);
-    s.set_u32(a::SET_FAMILY, NFPROTO_INET as u32);
+    s.set_u32(a::SET_FAMILY, u32::from(NFPROTO_INET));
     if let Some(id) = id {
         s.set_u32(a::SET_ID, id);
     }
@@ -355,17 +267,19 @@ fn set_header(table: &str, set: &Set, id: u32) -> sys::Set {
             s.set_data(a::SET_DESC_CONCAT, &lens);
         }
         // nft records a `type a . b` key as a concat expression with no typeof data.
-        ud = ud.u32(UDATA_SET_KEYBYTEORDER, BYTEORDER_INVALID).nest(
-            UDATA_SET_KEY_TYPEOF,
-            Udata::default()
-                .u32(UDATA_TYPEOF_EXPR, EXPR_CONCAT)
-                .nest(UDATA_TYPEOF_DATA, Udata::default()),
-        );
+        ud = ud
+            .u32(NFTNL_UDATA_SET_KEYBYTEORDER, BYTEORDER_INVALID)
+            .nest(
+                NFTNL_UDATA_SET_KEY_TYPEOF,
+                Udata::default()
+                    .u32(NFTNL_UDATA_SET_TYPEOF_EXPR, EXPR_CONCAT)
+                    .nest(NFTNL_UDATA_SET_TYPEOF_DATA, Udata::default()),
+            );
     } else {
-        ud = ud.u32(UDATA_SET_KEYBYTEORDER, byteorder(set.key[0]));
+        ud = ud.u32(NFTNL_UDATA_SET_KEYBYTEORDER, byteorder(set.key[0]));
     }
     if let Some(c) = &set.comment {
-        ud = ud.strz(UDATA_SET_COMMENT, c);
+        ud = ud.strz(NFTNL_UDATA_SET_COMMENT, c);
     }
     s.set_data(a::SET_USERDATA, ud.bytes());
     s
@@ -373,32 +287,32 @@ fn set_header(table: &str, set: &Set, id: u32) -> sys::Set {
 
 fn map_header(table: &str, map: &Map, id: u32) -> sys::Set {
     let mut s = set_object(table, &map.name, Some(id));
-    s.set_u32(a::SET_FLAGS, SET_MAP);
+    s.set_u32(a::SET_FLAGS, NFT_SET_MAP);
     s.set_u32(a::SET_KEY_TYPE, set_key_type(&map.key));
     s.set_u32(a::SET_KEY_LEN, set_key_len(&map.key));
-    s.set_u32(a::SET_DATA_TYPE, DATA_VERDICT);
+    s.set_u32(a::SET_DATA_TYPE, NFT_DATA_VERDICT);
     s.set_u32(a::SET_DATA_LEN, 0);
     let mut ud = Udata::default();
     if map.key.len() > 1 {
         let lens: Vec<u8> = map.key.iter().map(|&t| field_len(t) as u8).collect();
         s.set_data(a::SET_DESC_CONCAT, &lens);
         ud = ud
-            .u32(UDATA_SET_KEYBYTEORDER, BYTEORDER_INVALID)
-            .u32(UDATA_SET_DATABYTEORDER, BYTEORDER_INVALID)
+            .u32(NFTNL_UDATA_SET_KEYBYTEORDER, BYTEORDER_INVALID)
+            .u32(NFTNL_UDATA_SET_DATABYTEORDER, BYTEORDER_INVALID)
             .nest(
-                UDATA_SET_KEY_TYPEOF,
+                NFTNL_UDATA_SET_KEY_TYPEOF,
                 Udata::default()
-                    .u32(UDATA_TYPEOF_EXPR, EXPR_CONCAT)
-                    .nest(UDATA_TYPEOF_DATA, Udata::default()),
+                    .u32(NFTNL_UDATA_SET_TYPEOF_EXPR, EXPR_CONCAT)
+                    .nest(NFTNL_UDATA_SET_TYPEOF_DATA, Udata::default()),
             );
     } else {
         ud = ud
-            .u32(UDATA_SET_KEYBYTEORDER, byteorder(map.key[0]))
-            .u32(UDATA_SET_DATABYTEORDER, BYTEORDER_INVALID);
+            .u32(NFTNL_UDATA_SET_KEYBYTEORDER, byteorder(map.key[0]))
+            .u32(NFTNL_UDATA_SET_DATABYTEORDER, BYTEORDER_INVALID);
     }
-    ud = ud.u32(UDATA_SET_DATA_INTERVAL, 0);
+    ud = ud.u32(NFTNL_UDATA_SET_DATA_INTERVAL, 0);
     if let Some(c) = &map.comment {
-        ud = ud.strz(UDATA_SET_COMMENT, c);
+        ud = ud.strz(NFTNL_UDATA_SET_COMMENT, c);
     }
     s.set_data(a::SET_USERDATA, ud.bytes());
     s
@@ -407,18 +321,23 @@ fn map_header(table: &str, map: &Map, id: u32) -> sys::Set {
 /// The anonymous constant set nft builds for `icmpv6 type { nd-... }`.
 fn nd_anon_set(table: &str, id: u32) -> sys::Set {
     let mut s = set_object(table, ANON_SET, Some(id));
-    s.set_u32(a::SET_FLAGS, SET_ANONYMOUS | SET_CONSTANT);
+    s.set_u32(a::SET_FLAGS, NFT_SET_ANONYMOUS | NFT_SET_CONSTANT);
     s.set_u32(a::SET_KEY_TYPE, TYPE_ICMP6_TYPE);
     s.set_u32(a::SET_KEY_LEN, 1);
     s.set_u32(a::SET_DESC_SIZE, ND_TYPES.len() as u32);
-    // typeof payload expression: protocol description icmpv6 (14), field `type` (1).
+    // typeof payload expression: protocol description icmpv6, its field `type`.
     let ud = Udata::default()
-        .u32(UDATA_SET_KEYBYTEORDER, BYTEORDER_BIG)
+        .u32(NFTNL_UDATA_SET_KEYBYTEORDER, BYTEORDER_BIG)
         .nest(
-            UDATA_SET_KEY_TYPEOF,
+            NFTNL_UDATA_SET_KEY_TYPEOF,
             Udata::default()
-                .u32(UDATA_TYPEOF_EXPR, EXPR_PAYLOAD)
-                .nest(UDATA_TYPEOF_DATA, Udata::default().u32(0, 14).u32(1, 1)),
+                .u32(NFTNL_UDATA_SET_TYPEOF_EXPR, EXPR_PAYLOAD)
+                .nest(
+                    NFTNL_UDATA_SET_TYPEOF_DATA,
+                    Udata::default()
+                        .u32(NFTNL_UDATA_SET_KEY_PAYLOAD_DESC, PROTO_DESC_ICMPV6)
+                        .u32(NFTNL_UDATA_SET_KEY_PAYLOAD_TYPE, ICMP6HDR_TYPE),
+                ),
         );
     s.set_data(a::SET_USERDATA, ud.bytes());
     for t in ND_TYPES {
@@ -514,16 +433,16 @@ impl Builder {
         let t = self.table_obj(None);
         let name = self.table.clone();
         self.push(format!("table inet {name} (ensure)"), |s| {
-            t.msg(MSG_NEWTABLE, NFPROTO_INET, NLM_F_CREATE | NLM_F_ACK, s)
+            t.msg(NFT_MSG_NEWTABLE, NFPROTO_INET, NLM_F_CREATE | NLM_F_ACK, s)
         });
         let mut d = sys::Table::new();
         d.set_str(a::TABLE_NAME, &self.table);
         self.push(format!("delete table inet {name}"), |s| {
-            d.msg(MSG_DELTABLE, NFPROTO_INET, NLM_F_ACK, s)
+            d.msg(NFT_MSG_DELTABLE, NFPROTO_INET, NLM_F_ACK, s)
         });
         let t = self.table_obj(comment);
         self.push(format!("table inet {name}"), |s| {
-            t.msg(MSG_NEWTABLE, NFPROTO_INET, NLM_F_CREATE | NLM_F_ACK, s)
+            t.msg(NFT_MSG_NEWTABLE, NFPROTO_INET, NLM_F_CREATE | NLM_F_ACK, s)
         });
     }
 
@@ -532,11 +451,7 @@ impl Builder {
         ch.set_str(a::CHAIN_TABLE, &self.table)
             .set_str(a::CHAIN_NAME, &c.name);
         if let Some(b) = &c.base {
-            let hook = match b.hook {
-                Hook::Forward => 2,
-                Hook::Output => 3,
-            };
-            ch.set_u32(a::CHAIN_HOOKNUM, hook)
+            ch.set_u32(a::CHAIN_HOOKNUM, hook_number(b.hook))
                 .set_s32(a::CHAIN_PRIO, b.priority);
             ch.set_str(a::CHAIN_TYPE, "filter");
             ch.set_u32(a::CHAIN_POLICY, verdict_code(&b.policy).0);
@@ -545,7 +460,7 @@ impl Builder {
             ch.set_data(a::CHAIN_USERDATA, comment_udata(cm).bytes());
         }
         self.push(format!("chain {}", c.name), |s| {
-            ch.msg(MSG_NEWCHAIN, NFPROTO_INET, NLM_F_CREATE | NLM_F_ACK, s)
+            ch.msg(NFT_MSG_NEWCHAIN, NFPROTO_INET, NLM_F_CREATE | NLM_F_ACK, s)
         });
     }
 
@@ -554,18 +469,18 @@ impl Builder {
         ch.set_str(a::CHAIN_TABLE, &self.table)
             .set_str(a::CHAIN_NAME, name);
         self.push(format!("delete chain {name}"), |s| {
-            ch.msg(MSG_DELCHAIN, NFPROTO_INET, NLM_F_ACK, s)
+            ch.msg(NFT_MSG_DELCHAIN, NFPROTO_INET, NLM_F_ACK, s)
         });
     }
 
     /// Delete every rule of a chain (DELRULE with a chain and no handle).
     pub fn flush_chain(&mut self, name: &str) {
         let mut r = sys::Rule::new();
-        r.set_u32(a::RULE_FAMILY, NFPROTO_INET as u32);
+        r.set_u32(a::RULE_FAMILY, u32::from(NFPROTO_INET));
         r.set_str(a::RULE_TABLE, &self.table)
             .set_str(a::RULE_CHAIN, name);
         self.push(format!("flush chain {name}"), |s| {
-            r.msg(MSG_DELRULE, NFPROTO_INET, NLM_F_ACK, s)
+            r.msg(NFT_MSG_DELRULE, NFPROTO_INET, NLM_F_ACK, s)
         });
     }
 
@@ -577,20 +492,20 @@ impl Builder {
                 let s = nd_anon_set(&self.table, id);
                 self.push(
                     format!("anonymous set for rule {} of chain {}", i + 1, c.name),
-                    |q| s.msg(MSG_NEWSET, NFPROTO_INET, NLM_F_CREATE | NLM_F_ACK, q),
+                    |q| s.msg(NFT_MSG_NEWSET, NFPROTO_INET, NLM_F_CREATE | NLM_F_ACK, q),
                 );
                 let what = format!(
                     "elements of anonymous set for rule {} of chain {}",
                     i + 1,
                     c.name
                 );
-                self.push_elems(&s, MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_ACK, &what);
+                self.push_elems(&s, NFT_MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_ACK, &what);
                 Some(id)
             } else {
                 None
             };
             let mut r = sys::Rule::new();
-            r.set_u32(a::RULE_FAMILY, NFPROTO_INET as u32);
+            r.set_u32(a::RULE_FAMILY, u32::from(NFPROTO_INET));
             r.set_str(a::RULE_TABLE, &self.table)
                 .set_str(a::RULE_CHAIN, &c.name);
             for e in rule_exprs(&rule.kind, ids, anon_id) {
@@ -602,7 +517,7 @@ impl Builder {
             let text = format!("{:?}", rule.kind);
             self.push(format!("rule {} of chain {}: {text}", i + 1, c.name), |s| {
                 r.msg(
-                    MSG_NEWRULE,
+                    NFT_MSG_NEWRULE,
                     NFPROTO_INET,
                     NLM_F_CREATE | NLM_F_APPEND | NLM_F_ACK,
                     s,
@@ -636,14 +551,14 @@ impl Builder {
         let id = self.set_id();
         let mut s = set_header(&self.table, set, id);
         self.push(format!("set {}", set.name), |q| {
-            s.msg(MSG_NEWSET, NFPROTO_INET, NLM_F_CREATE | NLM_F_ACK, q)
+            s.msg(NFT_MSG_NEWSET, NFPROTO_INET, NLM_F_CREATE | NLM_F_ACK, q)
         });
         if !set.elements.is_empty() {
             for e in set_elems(&set.key, set.interval, &set.elements, true) {
                 s.add_elem(e);
             }
             let what = format!("elements of set {}", set.name);
-            self.push_elems(&s, MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_ACK, &what);
+            self.push_elems(&s, NFT_MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_ACK, &what);
         }
         id
     }
@@ -652,14 +567,14 @@ impl Builder {
         let id = self.set_id();
         let mut s = map_header(&self.table, map, id);
         self.push(format!("map {}", map.name), |q| {
-            s.msg(MSG_NEWSET, NFPROTO_INET, NLM_F_CREATE | NLM_F_ACK, q)
+            s.msg(NFT_MSG_NEWSET, NFPROTO_INET, NLM_F_CREATE | NLM_F_ACK, q)
         });
         if !map.elements.is_empty() {
             for e in map_elems(&map.elements) {
                 s.add_elem(e);
             }
             let what = format!("elements of map {}", map.name);
-            self.push_elems(&s, MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_ACK, &what);
+            self.push_elems(&s, NFT_MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_ACK, &what);
         }
         id
     }
@@ -667,7 +582,7 @@ impl Builder {
     pub fn del_set(&mut self, name: &str, kind: &str) {
         let s = set_object(&self.table, name, None);
         self.push(format!("delete {kind} {name}"), |q| {
-            s.msg(MSG_DELSET, NFPROTO_INET, NLM_F_ACK, q)
+            s.msg(NFT_MSG_DELSET, NFPROTO_INET, NLM_F_ACK, q)
         });
     }
 
@@ -681,9 +596,9 @@ impl Builder {
             s.add_elem(e);
         }
         let (ty, flags, verb) = if add {
-            (MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_ACK, "add")
+            (NFT_MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_ACK, "add")
         } else {
-            (MSG_DELSETELEM, NLM_F_ACK, "delete")
+            (NFT_MSG_DELSETELEM, NLM_F_ACK, "delete")
         };
         let what = format!("{verb} elements of {kind} {name}");
         self.push_elems(&s, ty, flags, &what);

@@ -10,12 +10,14 @@
 //! This module owns the public API and the error type. It must not know about
 //! Kubernetes, and it must not split a batch: a batch sent in several `sendmsg` calls is
 //! not one transaction. A kernel error aborts the whole batch, so the previous ruleset
-//! stays in place. All unsafe code lives in `sys.rs`.
+//! stays in place. All unsafe code lives in `sys.rs`; every kernel number (message types,
+//! attributes, flags, hooks, registers, ctnetlink) is named once, in `abi.rs`.
 //!
 //! A netlink socket belongs to the network namespace of the thread that opened it:
 //! [`in_netns`] runs a closure on a fresh thread moved into another namespace; open the
 //! [`Backend`] inside that closure.
 
+mod abi;
 mod batch;
 mod conntrack;
 mod diff;

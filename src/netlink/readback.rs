@@ -11,21 +11,12 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use super::abi::nftnl as a;
+use super::abi::*;
 use super::batch::{attrs, Conn};
-use super::encode::{self, NFPROTO_INET};
+use super::encode;
 use super::{sys, NetlinkError};
 use crate::ruleset::model::*;
-
-pub(crate) const NLM_F_DUMP: u16 = 0x300;
-const MSG_GETTABLE: u16 = 1;
-const MSG_GETCHAIN: u16 = 4;
-const MSG_GETRULE: u16 = 7;
-const MSG_GETSET: u16 = 10;
-const MSG_GETSETELEM: u16 = 13;
-const NFGENMSG_LEN: usize = 4;
-const SET_ANONYMOUS: u32 = 0x1;
-const SET_MAP: u32 = 0x8;
-const ELEM_INTERVAL_END: u32 = 0x1;
 
 /// The live table as the kernel reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -106,7 +97,7 @@ fn udata_comment(mut v: &[u8], ty: u8) -> Option<String> {
 fn data_value(v: &[u8]) -> Vec<u8> {
     attrs(v)
         .into_iter()
-        .find(|(t, _)| *t == 1)
+        .find(|(t, _)| *t == NFTA_DATA_VALUE)
         .map(|(_, d)| d.to_vec())
         .unwrap_or_default()
 }
@@ -130,15 +121,16 @@ fn request(
 
 pub(crate) fn read_table(conn: &mut Conn, name: &str) -> Result<Option<LiveTable>, NetlinkError> {
     let tables = request(conn, |seq| {
-        sys::Table::new().msg(MSG_GETTABLE, NFPROTO_INET, NLM_F_DUMP, seq)
+        sys::Table::new().msg(NFT_MSG_GETTABLE, NFPROTO_INET, NLM_F_DUMP, seq)
     })?;
     let mut live = None;
     for p in &tables {
         let a = attrs(body(p));
-        if attr(&a, 1).map(cstr).as_deref() == Some(name) {
+        if attr(&a, NFTA_TABLE_NAME).map(cstr).as_deref() == Some(name) {
             live = Some(LiveTable {
                 name: name.to_string(),
-                comment: attr(&a, 6).and_then(|u| udata_comment(u, 0)),
+                comment: attr(&a, NFTA_TABLE_USERDATA)
+                    .and_then(|u| udata_comment(u, NFTNL_UDATA_COMMENT)),
                 ..Default::default()
             });
         }
@@ -149,52 +141,59 @@ pub(crate) fn read_table(conn: &mut Conn, name: &str) -> Result<Option<LiveTable
 
     let chains = request(conn, |seq| {
         let mut c = sys::Chain::new();
-        c.set_str(encode::sys_attr::CHAIN_TABLE, name);
-        c.msg(MSG_GETCHAIN, NFPROTO_INET, NLM_F_DUMP, seq)
+        c.set_str(a::CHAIN_TABLE, name);
+        c.msg(NFT_MSG_GETCHAIN, NFPROTO_INET, NLM_F_DUMP, seq)
     })?;
     for p in &chains {
         let a = attrs(body(p));
-        if attr(&a, 1).map(cstr).as_deref() != Some(name) {
+        if attr(&a, NFTA_CHAIN_TABLE).map(cstr).as_deref() != Some(name) {
             continue;
         }
-        let hook = attr(&a, 4).map(|h| {
+        let hook = attr(&a, NFTA_CHAIN_HOOK).map(|h| {
             let h = attrs(h);
             (
-                attr(&h, 1).map(be32).unwrap_or(0),
-                attr(&h, 2).map(be32).unwrap_or(0) as i32,
+                attr(&h, NFTA_HOOK_HOOKNUM).map(be32).unwrap_or(0),
+                attr(&h, NFTA_HOOK_PRIORITY).map(be32).unwrap_or(0) as i32,
             )
         });
         live.chains.push(LiveChain {
-            name: attr(&a, 3).map(cstr).unwrap_or_default(),
+            name: attr(&a, NFTA_CHAIN_NAME).map(cstr).unwrap_or_default(),
             hook,
-            policy: attr(&a, 5).map(be32),
-            comment: attr(&a, 12).and_then(|u| udata_comment(u, 0)),
+            policy: attr(&a, NFTA_CHAIN_POLICY).map(be32),
+            comment: attr(&a, NFTA_CHAIN_USERDATA)
+                .and_then(|u| udata_comment(u, NFTNL_UDATA_COMMENT)),
             rules: Vec::new(),
         });
     }
 
     let rules = request(conn, |seq| {
         let mut r = sys::Rule::new();
-        r.set_str(encode::sys_attr::RULE_TABLE, name);
-        r.msg(MSG_GETRULE, NFPROTO_INET, NLM_F_DUMP, seq)
+        r.set_str(a::RULE_TABLE, name);
+        r.msg(NFT_MSG_GETRULE, NFPROTO_INET, NLM_F_DUMP, seq)
     })?;
     for p in &rules {
         let a = attrs(body(p));
-        if attr(&a, 1).map(cstr).as_deref() != Some(name) {
+        if attr(&a, NFTA_RULE_TABLE).map(cstr).as_deref() != Some(name) {
             continue;
         }
-        let chain = attr(&a, 2).map(cstr).unwrap_or_default();
-        let exprs = attr(&a, 4)
+        let chain = attr(&a, NFTA_RULE_CHAIN).map(cstr).unwrap_or_default();
+        // Every item of the list is an NFTA_LIST_ELEM nest holding one expression.
+        let exprs = attr(&a, NFTA_RULE_EXPRESSIONS)
             .map(|e| {
                 attrs(e)
                     .into_iter()
-                    .map(|(_, el)| attr(&attrs(el), 1).map(cstr).unwrap_or_default())
+                    .map(|(_, el)| {
+                        attr(&attrs(el), NFTA_EXPR_NAME)
+                            .map(cstr)
+                            .unwrap_or_default()
+                    })
                     .collect()
             })
             .unwrap_or_default();
         let rule = LiveRule {
             exprs,
-            comment: attr(&a, 7).and_then(|u| udata_comment(u, 0)),
+            comment: attr(&a, NFTA_RULE_USERDATA)
+                .and_then(|u| udata_comment(u, NFTNL_UDATA_COMMENT)),
         };
         if let Some(c) = live.chains.iter_mut().find(|c| c.name == chain) {
             c.rules.push(rule);
@@ -202,23 +201,24 @@ pub(crate) fn read_table(conn: &mut Conn, name: &str) -> Result<Option<LiveTable
     }
 
     let sets = request(conn, |seq| {
-        encode::set_object(name, "", None).msg(MSG_GETSET, NFPROTO_INET, NLM_F_DUMP, seq)
+        encode::set_object(name, "", None).msg(NFT_MSG_GETSET, NFPROTO_INET, NLM_F_DUMP, seq)
     })?;
     for p in &sets {
         let a = attrs(body(p));
-        if attr(&a, 1).map(cstr).as_deref() != Some(name) {
+        if attr(&a, NFTA_SET_TABLE).map(cstr).as_deref() != Some(name) {
             continue;
         }
-        let flags = attr(&a, 3).map(be32).unwrap_or(0);
-        if flags & SET_ANONYMOUS != 0 {
+        let flags = attr(&a, NFTA_SET_FLAGS).map(be32).unwrap_or(0);
+        if flags & NFT_SET_ANONYMOUS != 0 {
             continue;
         }
         live.sets.push(LiveSet {
-            name: attr(&a, 2).map(cstr).unwrap_or_default(),
+            name: attr(&a, NFTA_SET_NAME).map(cstr).unwrap_or_default(),
             flags,
-            key_type: attr(&a, 4).map(be32).unwrap_or(0),
-            key_len: attr(&a, 5).map(be32).unwrap_or(0),
-            comment: attr(&a, 13).and_then(|u| udata_comment(u, 7)),
+            key_type: attr(&a, NFTA_SET_KEY_TYPE).map(be32).unwrap_or(0),
+            key_len: attr(&a, NFTA_SET_KEY_LEN).map(be32).unwrap_or(0),
+            comment: attr(&a, NFTA_SET_USERDATA)
+                .and_then(|u| udata_comment(u, NFTNL_UDATA_SET_COMMENT)),
             elements: Vec::new(),
         });
     }
@@ -226,24 +226,29 @@ pub(crate) fn read_table(conn: &mut Conn, name: &str) -> Result<Option<LiveTable
     for s in &mut live.sets {
         let replies = request(conn, |seq| {
             let mut o = sys::Set::new();
-            o.set_str(encode::sys_attr::SET_TABLE, name)
-                .set_str(encode::sys_attr::SET_NAME, &s.name);
-            o.msg(MSG_GETSETELEM, NFPROTO_INET, NLM_F_DUMP, seq)
+            o.set_str(a::SET_TABLE, name).set_str(a::SET_NAME, &s.name);
+            o.msg(NFT_MSG_GETSETELEM, NFPROTO_INET, NLM_F_DUMP, seq)
         })?;
         for p in &replies {
             let a = attrs(body(p));
-            let Some(list) = attr(&a, 3) else { continue };
+            let Some(list) = attr(&a, NFTA_SET_ELEM_LIST_ELEMENTS) else {
+                continue;
+            };
             for (_, el) in attrs(list) {
                 let e = attrs(el);
-                let verdict = attr(&e, 2).and_then(|d| {
-                    let v = attr(&attrs(d), 2)?;
-                    let v = attrs(v);
-                    Some((attr(&v, 1).map(be32).unwrap_or(0), attr(&v, 2).map(cstr)))
+                let verdict = attr(&e, NFTA_SET_ELEM_DATA).and_then(|d| {
+                    let v = attrs(attr(&attrs(d), NFTA_DATA_VERDICT)?);
+                    Some((
+                        attr(&v, NFTA_VERDICT_CODE).map(be32).unwrap_or(0),
+                        attr(&v, NFTA_VERDICT_CHAIN).map(cstr),
+                    ))
                 });
                 s.elements.push(LiveElem {
-                    key: attr(&e, 1).map(data_value).unwrap_or_default(),
-                    key_end: attr(&e, 10).map(data_value),
-                    flags: attr(&e, 3).map(be32).unwrap_or(0),
+                    key: attr(&e, NFTA_SET_ELEM_KEY)
+                        .map(data_value)
+                        .unwrap_or_default(),
+                    key_end: attr(&e, NFTA_SET_ELEM_KEY_END).map(data_value),
+                    flags: attr(&e, NFTA_SET_ELEM_FLAGS).map(be32).unwrap_or(0),
                     verdict,
                 });
             }
@@ -274,12 +279,7 @@ fn field_from(t: KeyType, start: &[u8], end: &[u8]) -> Option<Field> {
 }
 
 fn field_width(t: KeyType, concat: bool) -> usize {
-    let w: usize = match t {
-        KeyType::Ipv4Addr => 4,
-        KeyType::Ipv6Addr => 16,
-        KeyType::InetProto => 1,
-        KeyType::InetService => 2,
-    };
+    let w = encode::field_len(t) as usize;
     if concat {
         w.div_ceil(4_usize) * 4
     } else {
@@ -331,7 +331,7 @@ pub(crate) fn live_elements(
         sorted.sort_by(|a, b| a.key.cmp(&b.key).then(b.flags.cmp(&a.flags)));
         let mut open: Option<&[u8]> = None;
         for e in sorted {
-            if e.flags & ELEM_INTERVAL_END != 0 {
+            if e.flags & NFT_SET_ELEM_INTERVAL_END != 0 {
                 if let Some(s) = open.take() {
                     out.push(Element {
                         key: split_key(key, s, &minus_one(&e.key))?.into(),
@@ -367,12 +367,12 @@ pub(crate) fn live_elements(
 
 fn verdict_of(v: &Option<(u32, Option<String>)>) -> Option<Verdict> {
     let (code, chain) = v.as_ref()?;
-    Some(match *code as i32 {
-        0 => Verdict::Drop,
-        1 => Verdict::Accept,
-        -5 => Verdict::Return,
-        -3 => Verdict::Jump(chain.clone()?),
-        -4 => Verdict::Goto(chain.clone()?),
+    Some(match *code {
+        NF_DROP => Verdict::Drop,
+        NF_ACCEPT => Verdict::Accept,
+        NFT_RETURN => Verdict::Return,
+        NFT_JUMP => Verdict::Jump(chain.clone()?),
+        NFT_GOTO => Verdict::Goto(chain.clone()?),
         _ => return None,
     })
 }
@@ -401,7 +401,7 @@ pub fn drift(model: &Ruleset, live: Option<&LiveTable>) -> Option<String> {
         let Some(l) = live.sets.iter().find(|l| l.name == s.name) else {
             return Some(format!("set {} is missing", s.name));
         };
-        if l.flags & SET_MAP != 0
+        if l.flags & NFT_SET_MAP != 0
             || l.flags != encode::set_flags(&s.key, s.interval)
             || l.key_type != encode::set_key_type(&s.key)
             || l.comment != s.comment
@@ -425,7 +425,7 @@ pub fn drift(model: &Ruleset, live: Option<&LiveTable>) -> Option<String> {
         let Some(l) = live.sets.iter().find(|l| l.name == m.name) else {
             return Some(format!("map {} is missing", m.name));
         };
-        if l.flags & SET_MAP == 0
+        if l.flags & NFT_SET_MAP == 0
             || l.key_type != encode::set_key_type(&m.key)
             || l.comment != m.comment
         {
@@ -458,13 +458,10 @@ pub fn drift(model: &Ruleset, live: Option<&LiveTable>) -> Option<String> {
         let Some(l) = live.chains.iter().find(|l| l.name == c.name) else {
             return Some(format!("chain {} is missing", c.name));
         };
-        let hook = c.base.as_ref().map(|b| {
-            let h = match b.hook {
-                Hook::Forward => 2,
-                Hook::Output => 3,
-            };
-            (h, b.priority)
-        });
+        let hook = c
+            .base
+            .as_ref()
+            .map(|b| (encode::hook_number(b.hook), b.priority));
         if l.hook != hook || l.comment != c.comment {
             return Some(format!(
                 "chain {} has another hook, priority or comment",
@@ -472,8 +469,7 @@ pub fn drift(model: &Ruleset, live: Option<&LiveTable>) -> Option<String> {
             ));
         }
         if let Some(b) = &c.base {
-            let want = if b.policy == Verdict::Drop { 0 } else { 1 };
-            if l.policy != Some(want) {
+            if l.policy != Some(encode::verdict_code(&b.policy).0) {
                 return Some(format!("chain {} has another policy", c.name));
             }
         }
@@ -502,6 +498,28 @@ pub fn drift(model: &Ruleset, live: Option<&LiveTable>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Read-back decodes a verdict with the same numbers encoding sends.
+    #[test]
+    fn every_verdict_reads_back_as_encoded() {
+        for v in [
+            Verdict::Accept,
+            Verdict::Drop,
+            Verdict::Return,
+            Verdict::Jump("a".into()),
+            Verdict::Goto("b".into()),
+        ] {
+            let (code, chain) = encode::verdict_code(&v);
+            let live = Some((code, chain.map(str::to_string)));
+            assert_eq!(verdict_of(&live), Some(v.clone()), "{v:?}");
+        }
+        assert_eq!(
+            verdict_of(&Some((NFT_JUMP, None))),
+            None,
+            "a jump names a chain"
+        );
+        assert_eq!(verdict_of(&Some((7, None))), None, "unknown code");
+    }
 
     #[test]
     fn rbtree_elements_decode_to_ranges() {

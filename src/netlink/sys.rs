@@ -238,8 +238,9 @@ impl Chain {
     }
 }
 
-/// One expression; it is moved into a [`Rule`] by [`Rule::add_expr`].
-pub struct Expr(NonNull<sys::nftnl_expr>);
+/// One expression; it is moved into a [`Rule`] by [`Rule::add_expr`]. It keeps its name,
+/// which is what read-back sees of it (drift compares rules by expression names).
+pub struct Expr(NonNull<sys::nftnl_expr>, &'static str);
 
 // SAFETY: as for the owners above.
 unsafe impl Send for Expr {}
@@ -252,11 +253,18 @@ impl Drop for Expr {
 }
 
 impl Expr {
-    pub fn new(name: &str) -> Self {
+    pub fn new(name: &'static str) -> Self {
         let c = cstring(name);
         // SAFETY: libnftnl looks the name up in its expression table; null if unknown.
         let p = unsafe { sys::nftnl_expr_alloc(c.as_ptr()) };
-        Expr(NonNull::new(p).unwrap_or_else(|| panic!("libnftnl has no expression {name}")))
+        Expr(
+            NonNull::new(p).unwrap_or_else(|| panic!("libnftnl has no expression {name}")),
+            name,
+        )
+    }
+    /// The kernel's name of the expression type, e.g. `payload`.
+    pub fn name(&self) -> &'static str {
+        self.1
     }
     pub fn u32(mut self, attr: u32, v: u32) -> Self {
         // SAFETY: valid expression; libnftnl ignores attributes it does not know.
