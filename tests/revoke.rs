@@ -208,6 +208,17 @@ fn addr(ip: &str, port: u16) -> SocketAddr {
 async fn revoke_scenario(keep_established: bool) {
     let tag = if keep_established { "keep" } else { "cut" };
     let (_guard, node, [a, b, c]) = topology(tag);
+    // A delayed ACK the server sends just after the cut would otherwise be picked up as a
+    // new connection from the server (nf_conntrack_tcp_loose=1, the default), which
+    // policy allows, and the client's bytes would pass as its replies: the README's
+    // limit, and the setting it recommends where that matters.
+    let loose = Command::new("ip")
+        .args(["netns", "exec", &node, "sysctl", "-qw"])
+        .arg("net.netfilter.nf_conntrack_tcp_loose=0")
+        .status()
+        .unwrap()
+        .success();
+    assert!(loose, "nf_conntrack_tcp_loose in {node}");
     let server = FakeApiServer::start().await;
     server.apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}));
     for (name, ip) in [("a", A), ("b", B), ("c", C)] {
