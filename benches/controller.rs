@@ -17,7 +17,8 @@
 //! The last line is `p99_ms=<x> stream_p99_ms=<y>` (one relabel at a time with 5 ms
 //! coalescing, and the stream), for scripts. `NFTPOL_BENCH_SMOKE=1` runs a small cluster
 //! and few events; `NFTPOL_BENCH_PODS`/`NFTPOL_BENCH_POLICIES` set the cluster size
-//! (default 10,000 / 1,000) and `NFTPOL_BENCH_COALESCE` the settings (default `5,1`).
+//! (default 10,000 / 1,000), `NFTPOL_BENCH_COALESCE` the settings (default `5,1`) and
+//! `NFTPOL_BENCH_ARGS` extra flags for `nftpol run`.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -95,6 +96,13 @@ impl Controller {
             .args(["--netns", &format!("/run/netns/{netns}")])
             .args(["--coalesce-ms", &coalesce.to_string()])
             .args(["--resync-seconds", "3600"])
+            // Extra flags for `nftpol run`, e.g. `--keep-established` to see what cutting
+            // revoked connections costs each batch.
+            .args(
+                std::env::var("NFTPOL_BENCH_ARGS")
+                    .unwrap_or_default()
+                    .split_whitespace(),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
