@@ -12,7 +12,9 @@
 //! module judges revoked. A flow is judged exactly as its first packet would be judged
 //! now, by the evaluator of the model the kernel holds ([`crate::ruleset::eval`]): source
 //! as the original direction sent it, destination as the reply tuple shows it (after
-//! kube-proxy's DNAT: the reply comes *from* the real backend).
+//! kube-proxy's DNAT: the reply comes *from* the real backend). Before its entry goes, a
+//! cut connection is held ([`Flow::held`], `RuleKind::HeldDrop`), so that a packet of it
+//! still in flight cannot open a new entry that carries it on.
 //!
 //! Owns: the judge, the scope of a batch and the memory of which address each local pod
 //! had (a pod that is gone takes its connections with it, so a new pod reusing the
@@ -63,10 +65,44 @@ impl Flow {
         }
     }
 
+    /// Both directions of the flow as the forward hook sees its packets, for holding it
+    /// once cut (`RuleKind::HeldDrop`): the client's packets go to the real server (DNAT
+    /// is done by then, SNAT is not yet), and the server's come back to the client (the
+    /// reply's SNAT is undone by then, its DNAT not yet). None for a protocol without
+    /// ports, whose packets no held 5-tuple could name.
+    pub fn held(&self) -> Option<[Held; 2]> {
+        let (client, server) = (self.orig.src, self.reply.src);
+        if !PORTED_PROTOCOLS.contains(&self.l4proto) || client.is_ipv4() != server.is_ipv4() {
+            return None;
+        }
+        let (cport, sport) = (self.orig.sport, self.reply.sport);
+        let one = |src, dst, sport, dport| Held {
+            l4proto: self.l4proto,
+            src,
+            dst,
+            sport,
+            dport,
+        };
+        Some([
+            one(client, server, cport, sport),
+            one(server, client, sport, cport),
+        ])
+    }
+
     /// The two endpoints a filter hook saw: the client and the (real) server.
     pub fn endpoints(&self) -> [IpAddr; 2] {
         [self.orig.src, self.reply.src]
     }
+}
+
+/// One direction of a cut connection, as a packet of it reads: the key of a held set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Held {
+    pub l4proto: u8,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub sport: u16,
+    pub dport: u16,
 }
 
 /// Which entries a batch puts to the judge.

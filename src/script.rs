@@ -93,6 +93,10 @@ pub fn rule_text(kind: &RuleKind) -> String {
             let (f, a) = (ip_kw(*family), addr_kw(*addr));
             format!("{f} {a} @{cidrs} {f} {a} != @{known} drop")
         }
+        RuleKind::HeldDrop { family, set } => {
+            let f = ip_kw(*family);
+            format!("{f} saddr . {f} daddr . meta l4proto . th sport . th dport @{set} drop")
+        }
         RuleKind::Verdict(v) => verdict_text(v),
     }
 }
@@ -140,6 +144,9 @@ pub fn render(rs: &Ruleset) -> String {
         let _ = writeln!(out, "\t\ttype {}", key_type(&set.key));
         if set.interval {
             out.push_str("\t\tflags interval\n");
+        }
+        if let Some(t) = set.timeout {
+            let _ = writeln!(out, "\t\tflags timeout\n\t\ttimeout {t}s");
         }
         if let Some(c) = &set.comment {
             let _ = writeln!(out, "\t\tcomment \"{c}\"");

@@ -203,6 +203,7 @@ pub fn set(
         interval,
         comment: comment.map(Into::into),
         elements,
+        timeout: None,
     }
 }
 

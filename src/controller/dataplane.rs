@@ -159,6 +159,17 @@ impl Dataplane for NetlinkDataplane {
             .iter()
             .filter(|e| judge.decide(&e.flow).cut())
             .collect();
+        // Held before the entries go: a packet of a cut connection still in flight (or
+        // retransmitted) would otherwise open a new entry, in the reverse direction if
+        // policy allows that one, and carry the cut connection on as its replies.
+        let held: Vec<_> = revoked
+            .iter()
+            .filter_map(|e| e.flow.held())
+            .flatten()
+            .collect();
+        if let Err(e) = self.backend.hold(&model.name, &held) {
+            tracing::warn!(error = %e, flows = revoked.len(), "cannot hold cut connections; cutting them anyway");
+        }
         let cut = self.conntrack.delete(&revoked).map_err(map_err)?;
         Ok(CutStats {
             examined: entries.len(),

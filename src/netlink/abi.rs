@@ -115,6 +115,7 @@ pub(crate) const NFT_SET_ANONYMOUS: u32 = libc::NFT_SET_ANONYMOUS as u32;
 pub(crate) const NFT_SET_CONSTANT: u32 = libc::NFT_SET_CONSTANT as u32;
 pub(crate) const NFT_SET_INTERVAL: u32 = libc::NFT_SET_INTERVAL as u32;
 pub(crate) const NFT_SET_MAP: u32 = libc::NFT_SET_MAP as u32;
+pub(crate) const NFT_SET_TIMEOUT: u32 = libc::NFT_SET_TIMEOUT as u32;
 /// enum nft_set_flags (libc stops before it).
 pub(crate) const NFT_SET_CONCAT: u32 = 0x80;
 pub(crate) const NFT_SET_ELEM_INTERVAL_END: u32 = libc::NFT_SET_ELEM_INTERVAL_END as u32;
@@ -220,6 +221,8 @@ pub(crate) mod nftnl {
     pub const SET_DESC_SIZE: u32 = s::NFTNL_SET_DESC_SIZE;
     pub const SET_USERDATA: u32 = s::NFTNL_SET_USERDATA;
     pub const SET_DESC_CONCAT: u32 = s::NFTNL_SET_DESC_CONCAT;
+    /// A u64 of milliseconds, in host order (libnftnl converts it).
+    pub const SET_TIMEOUT: u32 = s::NFTNL_SET_TIMEOUT;
     pub const ELEM_FLAGS: u32 = s::NFTNL_SET_ELEM_FLAGS;
     pub const ELEM_KEY: u32 = s::NFTNL_SET_ELEM_KEY;
     pub const ELEM_VERDICT: u32 = s::NFTNL_SET_ELEM_VERDICT;

@@ -335,6 +335,7 @@ mod tests {
             interval: true,
             comment: None,
             elements: peers,
+            timeout: None,
         });
         rs.sets.sort_by(|a, b| a.name.cmp(&b.name));
         let chain = format!("ingress/x/{name}");

@@ -101,11 +101,15 @@ pub(crate) fn set_key_len(key: &[KeyType]) -> u32 {
 }
 
 /// The flags nft gives a named set of this shape.
-pub(crate) fn set_flags(key: &[KeyType], interval: bool) -> u32 {
-    match (interval, key.len() > 1) {
+pub(crate) fn set_flags(set: &Set) -> u32 {
+    let shape = match (set.interval, set.key.len() > 1) {
         (false, _) => 0,
         (true, false) => NFT_SET_INTERVAL,
         (true, true) => NFT_SET_INTERVAL | NFT_SET_CONCAT,
+    };
+    match set.timeout {
+        Some(_) => shape | NFT_SET_TIMEOUT,
+        None => shape,
     }
 }
 
@@ -255,7 +259,10 @@ pub(crate) fn set_object(table: &str, name: &str, id: Option<u32>) -> sys::Set {
 
 fn set_header(table: &str, set: &Set, id: u32) -> sys::Set {
     let mut s = set_object(table, &set.name, Some(id));
-    s.set_u32(a::SET_FLAGS, set_flags(&set.key, set.interval));
+    s.set_u32(a::SET_FLAGS, set_flags(set));
+    if let Some(secs) = set.timeout {
+        s.set_data(a::SET_TIMEOUT, &(u64::from(secs) * 1000).to_ne_bytes());
+    }
     s.set_u32(a::SET_KEY_TYPE, set_key_type(&set.key));
     s.set_u32(a::SET_KEY_LEN, set_key_len(&set.key));
     let mut ud = Udata::default();
@@ -603,6 +610,33 @@ impl Builder {
         let what = format!("{verb} elements of {kind} {name}");
         self.push_elems(&s, ty, flags, &what);
     }
+}
+
+/// Adds cut connections to the held sets (`names::HELD_SETS`); an element already held
+/// stays as it is. The set's own timeout expires each.
+pub fn held_batch(table: &str, held: &[crate::revoke::Held], first_seq: u32) -> Batch {
+    let mut b = Builder::new(table, first_seq);
+    let mut per_family: [Vec<sys::Elem>; 2] = [Vec::new(), Vec::new()];
+    for h in held {
+        let addr = |ip: std::net::IpAddr| match ip {
+            std::net::IpAddr::V4(a) => Field::Ipv4(a, a),
+            std::net::IpAddr::V6(a) => Field::Ipv6(a, a),
+        };
+        let key = [
+            addr(h.src),
+            addr(h.dst),
+            Field::Proto(h.l4proto, h.l4proto),
+            Field::Port(h.sport, h.sport),
+            Field::Port(h.dport, h.dport),
+        ];
+        let mut e = sys::Elem::new();
+        e.set_data(a::ELEM_KEY, &key_bytes(&key, true));
+        per_family[h.src.is_ipv6() as usize].push(e);
+    }
+    for (name, elems) in crate::ruleset::names::HELD_SETS.iter().zip(per_family) {
+        b.set_elements(name, "set", true, elems);
+    }
+    b.finish()
 }
 
 /// The full-sync batch: replace the table whole. Objects go in the order nft uses: table,

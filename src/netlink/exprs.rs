@@ -172,9 +172,47 @@ pub(crate) fn rule_exprs(kind: &RuleKind, ids: SetIds, anon_id: Option<u32>) -> 
             v.push(lookup(known, ids(known), None).u32(x::LOOKUP_FLAGS, NFT_LOOKUP_F_INV));
             v.push(immediate(&Verdict::Drop));
         }
+        RuleKind::HeldDrop { family, set } => {
+            nfproto(&mut v, *family);
+            let (saddr, len) = addr_payload(*family, Addr::Saddr);
+            let (daddr, _) = addr_payload(*family, Addr::Daddr);
+            let words = len / 4;
+            v.push(payload(NFT_PAYLOAD_NETWORK_HEADER, saddr, len, reg32(0)));
+            v.push(payload(
+                NFT_PAYLOAD_NETWORK_HEADER,
+                daddr,
+                len,
+                reg32(words),
+            ));
+            v.push(meta(NFT_META_L4PROTO, reg32(2 * words)));
+            v.push(payload(
+                NFT_PAYLOAD_TRANSPORT_HEADER,
+                0,
+                2,
+                reg32(2 * words + 1),
+            ));
+            v.push(payload(
+                NFT_PAYLOAD_TRANSPORT_HEADER,
+                2,
+                2,
+                reg32(2 * words + 2),
+            ));
+            v.push(lookup(set, ids(set), None));
+            v.push(immediate(&Verdict::Drop));
+        }
         RuleKind::Verdict(verdict) => v.push(immediate(verdict)),
     }
     v
+}
+
+/// The register of the `n`th 32-bit word of a concatenation that starts in register 1,
+/// numbered as nft numbers it: a word that starts a 128-bit register by that register.
+fn reg32(n: u32) -> u32 {
+    if n.is_multiple_of(4) {
+        NFT_REG_1 + n / 4
+    } else {
+        NFT_REG32_00 + n
+    }
 }
 
 /// Names of the expressions [`rule_exprs`] emits, for comparing with a read-back rule:
@@ -238,6 +276,13 @@ mod tests {
                     known: "k".into(),
                 },
                 "meta cmp payload lookup payload lookup immediate",
+            ),
+            (
+                RuleKind::HeldDrop {
+                    family: IpFamily::V6,
+                    set: "h".into(),
+                },
+                "meta cmp payload payload meta payload payload lookup immediate",
             ),
         ];
         for (kind, want) in cases {

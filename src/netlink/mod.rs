@@ -162,6 +162,27 @@ impl Backend {
         self.conn.send_batch(&batch)
     }
 
+    /// Holds cut connections (see [`crate::revoke::Flow::held`]) in table `table`'s held
+    /// sets, in one batch.
+    pub fn hold(
+        &mut self,
+        table: &str,
+        held: &[crate::revoke::Held],
+    ) -> Result<SyncStats, NetlinkError> {
+        if held.is_empty() {
+            return Ok(SyncStats {
+                messages: 0,
+                bytes: 0,
+                acked: 0,
+                elapsed: Duration::ZERO,
+            });
+        }
+        let n = encode::held_batch(table, held, 0).messages;
+        let first = self.conn.reserve(n);
+        self.conn
+            .send_batch(&encode::held_batch(table, held, first))
+    }
+
     /// Fault injection for tests: caps the socket's receive buffer at `bytes`, so that a
     /// large batch's acks overflow it and the kernel reports ENOBUFS (outcome unknown).
     #[doc(hidden)]

@@ -402,11 +402,15 @@ pub fn drift(model: &Ruleset, live: Option<&LiveTable>) -> Option<String> {
             return Some(format!("set {} is missing", s.name));
         };
         if l.flags & NFT_SET_MAP != 0
-            || l.flags != encode::set_flags(&s.key, s.interval)
+            || l.flags != encode::set_flags(s)
             || l.key_type != encode::set_key_type(&s.key)
             || l.comment != s.comment
         {
             return Some(format!("set {} has another type, flags or comment", s.name));
+        }
+        if s.timeout.is_some() {
+            // Held flows: the controller's, added as it cuts connections, never the model's.
+            continue;
         }
         match live_elements(&s.key, s.interval, &l.elements) {
             Some(e) if e == s.elements => {}

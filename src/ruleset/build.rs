@@ -176,6 +176,7 @@ fn pod_objects(
                 "pod {id} {dir}: {peer_word} allowed {what}"
             ))),
             elements,
+            timeout: None,
         });
         let kind = RuleKind::Lookup {
             family,
@@ -218,6 +219,15 @@ fn base_chains() -> Vec<Chain> {
             "replies and related traffic of allowed connections",
         )
     };
+    let held = |family: IpFamily| {
+        Rule::with_comment(
+            RuleKind::HeldDrop {
+                family,
+                set: names::HELD_SETS[(family == IpFamily::V6) as usize].into(),
+            },
+            "packets of connections cut since policy revoked them",
+        )
+    };
     vec![
         Chain {
             name: names::CHAIN_FORWARD.into(),
@@ -227,7 +237,12 @@ fn base_chains() -> Vec<Chain> {
                 policy: Verdict::Accept,
             }),
             comment: Some("routed and bridged (br_netfilter) pod traffic".into()),
-            rules: vec![established(), Rule::new(RuleKind::Jump(policy.clone()))],
+            rules: vec![
+                established(),
+                held(IpFamily::V4),
+                held(IpFamily::V6),
+                Rule::new(RuleKind::Jump(policy.clone())),
+            ],
         },
         Chain {
             name: names::CHAIN_OUTPUT.into(),
@@ -239,6 +254,8 @@ fn base_chains() -> Vec<Chain> {
             comment: Some("IPVS sends Service traffic to its backend from here".into()),
             rules: vec![
                 established(),
+                held(IpFamily::V4),
+                held(IpFamily::V6),
                 Rule::with_comment(
                     RuleKind::FibSaddrLocalAccept,
                     "the node itself may reach its pods",
@@ -247,6 +264,28 @@ fn base_chains() -> Vec<Chain> {
             ],
         },
     ]
+}
+
+/// The held sets (see `RuleKind::HeldDrop`): declared empty, filled by the controller.
+fn held_sets() -> Vec<Set> {
+    [KeyType::Ipv4Addr, KeyType::Ipv6Addr]
+        .into_iter()
+        .zip(names::HELD_SETS)
+        .map(|(addr, name)| Set {
+            name: name.into(),
+            key: vec![
+                addr,
+                addr,
+                KeyType::InetProto,
+                KeyType::InetService,
+                KeyType::InetService,
+            ],
+            interval: false,
+            comment: Some("connections cut since policy revoked them, both directions".into()),
+            elements: vec![],
+            timeout: Some(names::HELD_TIMEOUT_SECS),
+        })
+        .collect()
 }
 
 /// Choices that are the operator's, not the policies'.
@@ -272,6 +311,7 @@ fn known_pods(graph: &PolicyGraph, v6: bool) -> Set {
         interval: true,
         comment: Some("addresses of the pods this node knows".into()),
         elements: one_field_elements(v6, if v6 { &set.v6 } else { &set.v4 }),
+        timeout: None,
     }
 }
 
@@ -291,6 +331,7 @@ fn unknown_sets(graph: &PolicyGraph, opts: &Options) -> Vec<Set> {
             interval: true,
             comment: Some("this node's pod CIDRs (--default-deny-unknown)".into()),
             elements: one_field_elements(v6, if v6 { &cidrs.v6 } else { &cidrs.v4 }),
+            timeout: None,
         });
         out.push(known_pods(graph, v6));
     }
@@ -480,6 +521,7 @@ pub fn build_with(graph: &PolicyGraph, opts: &Options) -> Ruleset {
     if !opts.pod_cidrs.is_empty() {
         sets.extend(unknown_sets(graph, opts));
     }
+    sets.extend(held_sets());
     sets.sort_by(|a, b| a.name.cmp(&b.name));
     chains.push(policy_chain(opts));
     chains.sort_by(|a, b| a.name.cmp(&b.name));

@@ -53,6 +53,9 @@ fn run_chain(rs: &Ruleset, name: &str, p: &Packet, depth: usize, count: &mut usi
             // Pods are not host-local addresses on the forward path.
             RuleKind::FibSaddrLocalAccept => None,
             RuleKind::Icmpv6NdAccept => None,
+            // Held flows are the controller's, not the model's: a first packet judged
+            // against the model never matches one.
+            RuleKind::HeldDrop { .. } => None,
             RuleKind::Jump(c) => Some(Verdict::Jump(c.clone())),
             RuleKind::DispatchVmap { family, addr, map } => {
                 let a = match addr {

@@ -2,9 +2,12 @@
 //!
 //! ```text
 //! table inet nftpol
-//!   chain forward  (hook forward)  : ct state established,related accept; jump dispatch
-//!   chain output   (hook output)   : ct state established,related accept;
-//!                                    fib saddr type local accept; jump dispatch
+//!   chain forward  (hook forward)  : ct state established,related accept;
+//!                                    ip saddr . ip daddr . meta l4proto . th sport
+//!                                      . th dport @held4 drop (ip6: @held6);
+//!                                    jump dispatch
+//!   chain output   (hook output)   : the same; fib saddr type local accept before the
+//!                                    jump
 //!   chain dispatch                 : ip  saddr vmap @egress4   -> jump egress/<ns>/<pod>
 //!                                    ip  daddr vmap @ingress4  -> jump ingress/<ns>/<pod>
 //!                                    icmpv6 neighbour discovery accept

@@ -79,6 +79,10 @@ pub struct Set {
     pub comment: Option<String>,
     /// Sorted, disjoint; for a one-field interval set also never adjacent.
     pub elements: Vec<Element>,
+    /// `flags timeout; timeout <n>s`: a set whose elements are the controller's, not the
+    /// model's (the flows it has cut, held for `n` seconds). The model declares it empty;
+    /// what the kernel holds in it is never compared with the model.
+    pub timeout: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -283,6 +287,13 @@ pub enum RuleKind {
         cidrs: String,
         known: String,
     },
+    /// `ip saddr . ip daddr . meta l4proto . th sport . th dport @<set> drop` (`ip6` for
+    /// V6): a packet of a connection the controller has cut, in either direction. It sits
+    /// after `ct state established,related accept`, so only a packet that would open a new
+    /// entry pays the lookup: a segment still in flight, a retransmission or a reply that
+    /// conntrack would otherwise pick up as a new connection (in the reverse direction,
+    /// which policy may allow) and so resurrect the cut one.
+    HeldDrop { family: IpFamily, set: String },
     /// A bare verdict: `drop`.
     Verdict(Verdict),
 }

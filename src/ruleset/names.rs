@@ -14,6 +14,12 @@ pub const TABLE: &str = "nftpol";
 pub const CHAIN_FORWARD: &str = "forward";
 pub const CHAIN_OUTPUT: &str = "output";
 pub const CHAIN_POLICY: &str = "dispatch";
+/// The sets of cut connections, IPv4 and IPv6 (see `RuleKind::HeldDrop`).
+pub const HELD_SETS: [&str; 2] = ["held4", "held6"];
+/// How long a cut connection stays held: long enough for every segment in flight and for
+/// a peer's retransmissions over two minutes of backoff. A held 5-tuple cannot open a new
+/// connection for that time; a client reusing its exact source port is that rare.
+pub const HELD_TIMEOUT_SECS: u32 = 120;
 
 /// FNV-1a, 64 bits: stable across runs and platforms (unlike std's hasher).
 fn fnv1a(s: &str) -> u64 {
