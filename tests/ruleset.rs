@@ -139,9 +139,11 @@ fn ruleset_for_a_node_has_chains_only_for_its_isolated_pods() {
         Protocol::Udp,
         53
     ));
-    // A node with no pods: base chains and empty maps.
+    // A node with no pods: base chains, the (empty) held sets and empty maps.
     let rs3 = nftpol::compile(&idx, Some("n3"));
-    assert!(rs3.sets.is_empty());
+    let names: Vec<&str> = rs3.sets.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["held4", "held6"]);
+    assert!(rs3.sets.iter().all(|s| s.elements.is_empty()));
     assert!(rs3.maps.iter().all(|m| m.elements.is_empty()));
 }
 

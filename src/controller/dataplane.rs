@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use crate::index::Index;
 use crate::netlink::NetlinkError;
-use crate::revoke::{Judge, Tracker};
+use crate::revoke::{Judge, Scope, Tracker};
 use crate::ruleset::{Ruleset, View};
 
 /// What cutting revoked connections did.
@@ -77,6 +77,23 @@ pub struct NetlinkDataplane {
     /// Opened with the backend, so it lives in the same network namespace.
     conntrack: crate::netlink::Conntrack,
     tracker: Tracker,
+    /// Whether the last batch may have revoked anything (see [`only_allows_more`]).
+    revocable: bool,
+    /// The last cut failed: the next judges every local pod's connections.
+    rejudge_all: bool,
+}
+
+/// Whether applying `op` can only allow more: adding elements to a set whose elements
+/// allow (every set but the pod CIDRs of `--default-deny-unknown`). A batch of nothing
+/// else (a pod elsewhere starting: its address joins its peers' sets) revokes nothing, so
+/// its connections need no judging.
+fn only_allows_more(op: &crate::netlink::Op) -> bool {
+    match op {
+        crate::netlink::Op::AddSetElements { set, .. } => {
+            !crate::ruleset::names::POD_CIDR_SETS.contains(&set.as_str())
+        }
+        _ => false,
+    }
 }
 
 impl NetlinkDataplane {
@@ -85,6 +102,8 @@ impl NetlinkDataplane {
             backend: crate::netlink::Backend::open().map_err(map_err)?,
             conntrack: crate::netlink::Conntrack::open().map_err(map_err)?,
             tracker: Tracker::default(),
+            revocable: true,
+            rejudge_all: false,
         })
     }
 }
@@ -101,6 +120,7 @@ fn map_err(e: NetlinkError) -> DataplaneError {
 
 impl Dataplane for NetlinkDataplane {
     fn full_sync(&mut self, model: &Ruleset) -> Result<BatchStats, DataplaneError> {
+        self.revocable = true;
         let s = self.backend.full_sync(model).map_err(map_err)?;
         Ok(BatchStats {
             messages: s.messages,
@@ -113,6 +133,7 @@ impl Dataplane for NetlinkDataplane {
         // `None`: the change cannot be made in place; a table-level replacement of a view
         // would drop everything outside it, so ask for a real full sync instead.
         let ops = crate::netlink::diff_views(old, new).ok_or(DataplaneError::NeedsFullSync)?;
+        self.revocable = !ops.iter().all(only_allows_more);
         if ops.is_empty() {
             return Ok(BatchStats::default());
         }
@@ -142,23 +163,49 @@ impl Dataplane for NetlinkDataplane {
         node: &str,
         touched: Option<&BTreeSet<(String, String)>>,
     ) -> Result<CutStats, DataplaneError> {
+        // After a failed cut, every local pod's connections wait to be judged again.
+        let touched = if self.rejudge_all { None } else { touched };
         let scope = self.tracker.scope(index, node, touched);
-        if scope.is_empty() {
+        // After a batch that only allows more, only the connections of pods that are
+        // gone can have to go.
+        let scope = if self.revocable || touched.is_none() {
+            scope
+        } else {
+            Scope {
+                judge: Default::default(),
+                ..scope
+            }
+        };
+        self.rejudge_all = true;
+        let stats = self.cut(model, &scope)?;
+        self.rejudge_all = false;
+        Ok(stats)
+    }
+}
+
+impl NetlinkDataplane {
+    /// Dumps the entries of `scope`, holds and deletes those the judge cuts.
+    fn cut(&mut self, model: &Ruleset, scope: &Scope) -> Result<CutStats, DataplaneError> {
+        if scope.is_empty() || self.conntrack.count().map_err(map_err)? == 0 {
             return Ok(CutStats::default());
         }
+        let t0 = std::time::Instant::now();
         let host: BTreeSet<_> = crate::netlink::local_addrs()
             .map_err(map_err)?
             .into_iter()
             .collect();
+        let t1 = std::time::Instant::now();
         let entries = self
             .conntrack
             .dump_involving(&scope.addresses())
             .map_err(map_err)?;
-        let mut judge = Judge::new(model, &scope, &host);
+        let t2 = std::time::Instant::now();
+        let mut judge = Judge::new(model, scope, &host);
         let revoked: Vec<_> = entries
             .iter()
             .filter(|e| judge.decide(&e.flow).cut())
             .collect();
+        let t3 = std::time::Instant::now();
         // Held before the entries go: a packet of a cut connection still in flight (or
         // retransmitted) would otherwise open a new entry, in the reverse direction if
         // policy allows that one, and carry the cut connection on as its replies.
@@ -171,9 +218,56 @@ impl Dataplane for NetlinkDataplane {
             tracing::warn!(error = %e, flows = revoked.len(), "cannot hold cut connections; cutting them anyway");
         }
         let cut = self.conntrack.delete(&revoked).map_err(map_err)?;
+        tracing::debug!(
+            addresses = scope.addresses().len(),
+            examined = entries.len(),
+            cut,
+            addrs_us = (t1 - t0).as_micros() as u64,
+            dump_us = (t2 - t1).as_micros() as u64,
+            judge_us = (t3 - t2).as_micros() as u64,
+            hold_and_delete_us = t3.elapsed().as_micros() as u64,
+            "judged connections"
+        );
         Ok(CutStats {
             examined: entries.len(),
             cut,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netlink::Op;
+    use crate::ruleset::model::KeyType;
+
+    fn add(set: &str) -> Op {
+        Op::AddSetElements {
+            set: set.into(),
+            key: vec![KeyType::Ipv4Addr],
+            interval: true,
+            elements: vec![],
+            from_empty: false,
+        }
+    }
+
+    /// Only element additions to allowing sets skip the judge; anything that can take
+    /// something away (a deletion, a rule, a dispatch entry, a pod CIDR) does not.
+    #[test]
+    fn only_additions_to_allowing_sets_revoke_nothing() {
+        assert!(only_allows_more(&add("ingress/x/a/any4")));
+        assert!(only_allows_more(&add("known-pods4")));
+        assert!(!only_allows_more(&add("pod-cidrs4")));
+        assert!(!only_allows_more(&Op::DelSetElements {
+            set: "ingress/x/a/any4".into(),
+            key: vec![KeyType::Ipv4Addr],
+            interval: true,
+            elements: vec![],
+        }));
+        assert!(!only_allows_more(&Op::AddMapElements {
+            map: "ingress4".into(),
+            elements: vec![],
+        }));
+        assert!(!only_allows_more(&Op::DelChain("ingress/x/a".into())));
     }
 }

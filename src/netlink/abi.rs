@@ -43,6 +43,8 @@ pub(crate) const NFNL_SUBSYS_CTNETLINK: u16 = libc::NFNL_SUBSYS_CTNETLINK as u16
 // ---- families and hooks (linux/netfilter.h) -----------------------------------------
 
 pub(crate) const NFPROTO_INET: u16 = libc::NFPROTO_INET as u16;
+/// A ctnetlink dump for every family at once.
+pub(crate) const NFPROTO_UNSPEC: u8 = libc::NFPROTO_UNSPEC as u8;
 pub(crate) const NFPROTO_IPV4: u8 = libc::NFPROTO_IPV4 as u8;
 pub(crate) const NFPROTO_IPV6: u8 = libc::NFPROTO_IPV6 as u8;
 pub(crate) const NF_INET_FORWARD: u32 = libc::NF_INET_FORWARD as u32;
@@ -271,6 +273,9 @@ pub(crate) mod nftnl {
 pub(crate) const IPCTNL_MSG_CT_NEW: u16 = 0;
 pub(crate) const IPCTNL_MSG_CT_GET: u16 = 1;
 pub(crate) const IPCTNL_MSG_CT_DELETE: u16 = 2;
+pub(crate) const IPCTNL_MSG_CT_GET_STATS: u16 = 5;
+// enum ctattr_stats_global
+pub(crate) const CTA_STATS_GLOBAL_ENTRIES: u16 = 1;
 // enum ctattr_type
 pub(crate) const CTA_TUPLE_ORIG: u16 = 1;
 pub(crate) const CTA_TUPLE_REPLY: u16 = 2;

@@ -296,7 +296,6 @@ pub struct Options {
     pub pod_cidrs: Vec<ipnet::IpNet>,
 }
 
-const POD_CIDRS: [&str; 2] = ["pod-cidrs4", "pod-cidrs6"];
 pub(super) const KNOWN_PODS: [&str; 2] = ["known-pods4", "known-pods6"];
 
 fn known_pods(graph: &PolicyGraph, v6: bool) -> Set {
@@ -322,7 +321,7 @@ fn unknown_sets(graph: &PolicyGraph, opts: &Options) -> Vec<Set> {
     let mut out = Vec::new();
     for v6 in [false, true] {
         out.push(Set {
-            name: POD_CIDRS[v6 as usize].into(),
+            name: names::POD_CIDR_SETS[v6 as usize].into(),
             key: vec![if v6 {
                 KeyType::Ipv6Addr
             } else {
@@ -358,7 +357,7 @@ fn policy_chain(opts: &Options) -> Chain {
                     RuleKind::DropUnknown {
                         family,
                         addr,
-                        cidrs: POD_CIDRS[v6 as usize].into(),
+                        cidrs: names::POD_CIDR_SETS[v6 as usize].into(),
                         known: KNOWN_PODS[v6 as usize].into(),
                     },
                     "a pod whose rules are not in place yet",

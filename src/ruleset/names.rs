@@ -14,6 +14,9 @@ pub const TABLE: &str = "nftpol";
 pub const CHAIN_FORWARD: &str = "forward";
 pub const CHAIN_OUTPUT: &str = "output";
 pub const CHAIN_POLICY: &str = "dispatch";
+/// This node's pod CIDRs (`--default-deny-unknown`): the one kind of set whose elements
+/// drop traffic rather than allow it.
+pub const POD_CIDR_SETS: [&str; 2] = ["pod-cidrs4", "pod-cidrs6"];
 /// The sets of cut connections, IPv4 and IPv6 (see `RuleKind::HeldDrop`).
 pub const HELD_SETS: [&str; 2] = ["held4", "held6"];
 /// How long a cut connection stays held: long enough for every segment in flight and for

@@ -27,10 +27,10 @@ mod tests {
             };
             let w = forward(&rs, &p);
             assert!(w.accepted);
-            // forward: ct, jump; dispatch: egress4, ingress4 vmap (IPv4 before the ND
-            // rule and the IPv6 maps); pod chain: any4, exact4 (single points, a hash
-            // set), ports4 (ranges: the bench's clients are contiguous addresses).
-            assert_eq!(w.rules, 7);
+            // forward: ct, held4, held6, jump; dispatch: egress4, ingress4 vmap (IPv4
+            // before the ND rule and the IPv6 maps); pod chain: any4, exact4 (single
+            // points, a hash set), ports4 (ranges: the bench's clients are contiguous).
+            assert_eq!(w.rules, 9);
             counts.push(w.rules);
             let intruder = Packet {
                 saddr: s.intruder.into(),
@@ -39,8 +39,8 @@ mod tests {
             let w = forward(&rs, &intruder);
             assert!(!w.accepted);
             assert_eq!(
-                w.rules, 11,
-                "4 to the pod chain, then any4, exact4, ports4, any6, exact6, ports6, drop"
+                w.rules, 13,
+                "6 to the pod chain, then any4, exact4, ports4, any6, exact6, ports6, drop"
             );
         }
         assert_eq!(counts[0], counts[1]);
