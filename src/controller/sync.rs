@@ -498,11 +498,12 @@ mod tests {
     use super::*;
     use crate::controller::dataplane::BatchStats;
 
-    /// Counts batches; never fails.
+    /// Counts batches (full syncs and updates); never fails.
     struct Counting(Arc<Mutex<Vec<Instant>>>);
 
     impl Dataplane for Counting {
         fn full_sync(&mut self, _: &Ruleset) -> Result<BatchStats, DataplaneError> {
+            self.0.lock().unwrap().push(Instant::now());
             Ok(BatchStats::default())
         }
         fn update(&mut self, _: &View, _: &View) -> Result<BatchStats, DataplaneError> {
