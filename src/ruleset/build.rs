@@ -97,8 +97,58 @@ fn allowed(graph: &PolicyGraph, iso: &Isolation) -> Allowed {
 /// (pipapo) rebuild their lookup tables on every change, at a cost that grows with the
 /// set, and the points are most of the elements (peers chosen by labels are scattered
 /// single addresses). A lookup in each keeps the verdict of the one set they replace.
+///
+/// Neighbouring pods' addresses merge into short ranges, which change whenever one of
+/// those pods does: a range of at most [`EXPAND_MAX`] addresses on a single port is
+/// spelled out as points, so pod churn stays in the hash set and pipapo holds only what
+/// rarely changes (port ranges, ipBlocks).
 fn split_exact(elements: Vec<Element>) -> (Vec<Element>, Vec<Element>) {
-    elements.into_iter().partition(|e| e.key.is_point())
+    let mut exact = Vec::new();
+    let mut ranges = Vec::new();
+    for e in elements {
+        match expand(&e) {
+            Some(points) => exact.extend(points),
+            None => ranges.push(e),
+        }
+    }
+    exact.sort();
+    (exact, ranges)
+}
+
+/// The largest address range [`split_exact`] spells out as points.
+const EXPAND_MAX: u128 = 64;
+
+/// `e` as single points, when its protocol and port are single and its address range is
+/// short; None otherwise.
+fn expand(e: &Element) -> Option<Vec<Element>> {
+    let [addr, proto, port] = *e.key else {
+        return None;
+    };
+    if !proto.is_point() || !port.is_point() {
+        return None;
+    }
+    let point = |a: Field| Element {
+        key: Key::from([a, proto, port]),
+    };
+    match addr {
+        Field::Ipv4(lo, hi) => {
+            let (lo, hi) = (u32::from(lo), u32::from(hi));
+            (u128::from(hi - lo) < EXPAND_MAX).then(|| {
+                (lo..=hi)
+                    .map(|a| point(Field::Ipv4(a.into(), a.into())))
+                    .collect()
+            })
+        }
+        Field::Ipv6(lo, hi) => {
+            let (lo, hi) = (u128::from(lo), u128::from(hi));
+            (hi - lo < EXPAND_MAX).then(|| {
+                (lo..=hi)
+                    .map(|a| point(Field::Ipv6(a.into(), a.into())))
+                    .collect()
+            })
+        }
+        _ => None,
+    }
 }
 
 fn one_field_elements(is6: bool, set: &Intervals) -> Vec<Element> {
@@ -638,4 +688,46 @@ pub fn patch(
     regular.sort_by(|a, b| a.name.cmp(&b.name));
     target.chains.extend(regular);
     target.maps = part.maps;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn el(lo: [u8; 4], hi: [u8; 4], ports: (u16, u16)) -> Element {
+        Element {
+            key: Key::from([
+                Field::Ipv4(Ipv4Addr::from(lo), Ipv4Addr::from(hi)),
+                Field::Proto(6, 6),
+                Field::Port(ports.0, ports.1),
+            ]),
+        }
+    }
+
+    /// Short address ranges on one port go to the hash set as points; long ranges and
+    /// port ranges stay ranges.
+    #[test]
+    fn short_ranges_on_one_port_are_spelled_out() {
+        let (exact, ranges) = split_exact(vec![
+            el([10, 0, 0, 1], [10, 0, 0, 1], (80, 80)),
+            el([10, 0, 0, 4], [10, 0, 0, 6], (80, 80)),
+            el([10, 1, 0, 0], [10, 1, 0, 63], (80, 80)),
+            el([10, 2, 0, 0], [10, 2, 0, 64], (80, 80)),
+            el([10, 3, 0, 1], [10, 3, 0, 1], (80, 81)),
+        ]);
+        assert_eq!(exact.len(), 1 + 3 + 64);
+        assert!(exact.iter().all(|e| e.key.is_point()));
+        assert!(
+            exact.windows(2).all(|w| w[0] < w[1]),
+            "sorted, no duplicates"
+        );
+        assert_eq!(
+            ranges,
+            [
+                el([10, 2, 0, 0], [10, 2, 0, 64], (80, 80)),
+                el([10, 3, 0, 1], [10, 3, 0, 1], (80, 81))
+            ]
+        );
+    }
 }
