@@ -99,9 +99,10 @@ fn allowed(graph: &PolicyGraph, iso: &Isolation) -> Allowed {
 /// single addresses). A lookup in each keeps the verdict of the one set they replace.
 ///
 /// Neighbouring pods' addresses merge into short ranges, which change whenever one of
-/// those pods does: a range of at most [`EXPAND_MAX`] addresses on a single port is
-/// spelled out as points, so pod churn stays in the hash set and pipapo holds only what
-/// rarely changes (port ranges, ipBlocks).
+/// those pods does, and a pod peer on a short port range (`endPort`) is a range too: a box
+/// of at most [`EXPAND_MAX`] (address, port) points is spelled out as points, so pod churn
+/// stays in the hash set and pipapo holds only what rarely changes (long port ranges,
+/// ipBlocks).
 fn split_exact(elements: Vec<Element>) -> (Vec<Element>, Vec<Element>) {
     let mut exact = Vec::new();
     let mut ranges = Vec::new();
@@ -115,40 +116,41 @@ fn split_exact(elements: Vec<Element>) -> (Vec<Element>, Vec<Element>) {
     (exact, ranges)
 }
 
-/// The largest address range [`split_exact`] spells out as points.
+/// The most points [`split_exact`] spells a box out into.
 const EXPAND_MAX: u128 = 64;
 
-/// `e` as single points, when its protocol and port are single and its address range is
-/// short; None otherwise.
+/// `e` as single points, when its protocol is single and it holds at most
+/// [`EXPAND_MAX`] (address, port) points; None otherwise.
 fn expand(e: &Element) -> Option<Vec<Element>> {
-    let [addr, proto, port] = *e.key else {
+    let [addr, proto, Field::Port(plo, phi)] = *e.key else {
         return None;
     };
-    if !proto.is_point() || !port.is_point() {
+    if !proto.is_point() {
         return None;
     }
-    let point = |a: Field| Element {
-        key: Key::from([a, proto, port]),
+    let ports = u128::from(phi - plo) + 1;
+    let addrs = match addr {
+        Field::Ipv4(lo, hi) => u128::from(u32::from(hi) - u32::from(lo)) + 1,
+        Field::Ipv6(lo, hi) => (u128::from(hi) - u128::from(lo)).saturating_add(1),
+        _ => return None,
     };
-    match addr {
-        Field::Ipv4(lo, hi) => {
-            let (lo, hi) = (u32::from(lo), u32::from(hi));
-            (u128::from(hi - lo) < EXPAND_MAX).then(|| {
-                (lo..=hi)
-                    .map(|a| point(Field::Ipv4(a.into(), a.into())))
-                    .collect()
-            })
-        }
-        Field::Ipv6(lo, hi) => {
-            let (lo, hi) = (u128::from(lo), u128::from(hi));
-            (hi - lo < EXPAND_MAX).then(|| {
-                (lo..=hi)
-                    .map(|a| point(Field::Ipv6(a.into(), a.into())))
-                    .collect()
-            })
-        }
-        _ => None,
+    if addrs.saturating_mul(ports) > EXPAND_MAX {
+        return None;
     }
+    let points = |a: Field| {
+        (plo..=phi).map(move |p| Element {
+            key: Key::from([a, proto, Field::Port(p, p)]),
+        })
+    };
+    Some(match addr {
+        Field::Ipv4(lo, hi) => (u32::from(lo)..=u32::from(hi))
+            .flat_map(|a| points(Field::Ipv4(a.into(), a.into())))
+            .collect(),
+        Field::Ipv6(lo, hi) => (u128::from(lo)..=u128::from(hi))
+            .flat_map(|a| points(Field::Ipv6(a.into(), a.into())))
+            .collect(),
+        _ => unreachable!("checked above"),
+    })
 }
 
 fn one_field_elements(is6: bool, set: &Intervals) -> Vec<Element> {
@@ -705,18 +707,18 @@ mod tests {
         }
     }
 
-    /// Short address ranges on one port go to the hash set as points; long ranges and
-    /// port ranges stay ranges.
+    /// Small boxes go to the hash set as points; long address or port ranges stay ranges.
     #[test]
-    fn short_ranges_on_one_port_are_spelled_out() {
+    fn small_boxes_are_spelled_out_as_points() {
         let (exact, ranges) = split_exact(vec![
             el([10, 0, 0, 1], [10, 0, 0, 1], (80, 80)),
             el([10, 0, 0, 4], [10, 0, 0, 6], (80, 80)),
             el([10, 1, 0, 0], [10, 1, 0, 63], (80, 80)),
             el([10, 2, 0, 0], [10, 2, 0, 64], (80, 80)),
             el([10, 3, 0, 1], [10, 3, 0, 1], (80, 81)),
+            el([10, 4, 0, 1], [10, 4, 0, 1], (1000, 1064)),
         ]);
-        assert_eq!(exact.len(), 1 + 3 + 64);
+        assert_eq!(exact.len(), 1 + 3 + 64 + 2);
         assert!(exact.iter().all(|e| e.key.is_point()));
         assert!(
             exact.windows(2).all(|w| w[0] < w[1]),
@@ -726,7 +728,7 @@ mod tests {
             ranges,
             [
                 el([10, 2, 0, 0], [10, 2, 0, 64], (80, 80)),
-                el([10, 3, 0, 1], [10, 3, 0, 1], (80, 81))
+                el([10, 4, 0, 1], [10, 4, 0, 1], (1000, 1064))
             ]
         );
     }
