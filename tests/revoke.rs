@@ -509,8 +509,8 @@ fn cut_flows_are_held_both_ways_and_are_no_drift() {
         be.full_sync(&model).unwrap();
         let held: Vec<_> = flows.iter().filter_map(Flow::held).flatten().collect();
         assert_eq!(held.len(), 4);
-        be.hold(&model.name, &held).unwrap();
-        be.hold(&model.name, &held)
+        be.hold(&model.name, &held, true).unwrap();
+        be.hold(&model.name, &held, true)
             .expect("holding again is no error");
         let live = be.read_table(&model.name).unwrap();
         nftpol::netlink::drift(&model, live.as_ref())
@@ -540,4 +540,85 @@ fn cut_flows_are_held_both_ways_and_are_no_drift() {
     ] {
         assert!(v6.contains(want), "held6 lacks {want}:\n{v6}");
     }
+    // Let go (policy allows them again): the sets are empty after.
+    nftpol::netlink::in_netns(&routed::path(&ns.0[0]), || {
+        let mut be = nftpol::netlink::Backend::open().unwrap();
+        let held: Vec<_> = flows.iter().filter_map(Flow::held).flatten().collect();
+        be.hold(&model.name, &held, false).unwrap();
+        assert!(
+            be.hold(&model.name, &held, false).is_err(),
+            "letting go of what is not held is refused"
+        );
+    })
+    .unwrap();
+    for set in ["held4", "held6"] {
+        assert!(
+            !list(set).contains("udp"),
+            "{set} still holds:\n{}",
+            list(set)
+        );
+    }
+}
+
+/// A revocation reversed within the hold: the cut connection's 5-tuple is let go as soon
+/// as policy allows it again, so a client that reuses it (here the same UDP socket) is not
+/// kept out for the rest of the hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root: network namespaces, nftables and conntrack, with real connections"]
+async fn a_reversed_revocation_lets_the_same_flow_in_again() {
+    use std::net::UdpSocket;
+    require_root("a_reversed_revocation_lets_the_same_flow_in_again");
+    let (_guard, node, [a, b, _c]) = topology("again");
+    let server = FakeApiServer::start().await;
+    server.apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}));
+    for (name, ip) in [("a", A), ("b", B), ("c", C)] {
+        server.apply(pod(name, ip));
+    }
+    let ctl = Running::start(&node, &server, false);
+    converge(&node, &server, "first sync").await;
+    let echo = nftpol::netlink::in_netns(&routed::path(&b), || UdpSocket::bind("0.0.0.0:9090"))
+        .unwrap()
+        .unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        while let Ok((n, from)) = echo.recv_from(&mut buf) {
+            let _ = echo.send_to(&buf[..n], from);
+        }
+    });
+    let client = nftpol::netlink::in_netns(&routed::path(&a), || {
+        let s = UdpSocket::bind(format!("{A}:0"))?;
+        s.connect(format!("{B}:9090"))?;
+        s.set_read_timeout(Some(Duration::from_millis(100)))?;
+        Ok::<_, std::io::Error>(s)
+    })
+    .unwrap()
+    .unwrap();
+    // Whether a datagram from the one client socket (one 5-tuple throughout) is echoed
+    // within `within`.
+    let echoed = |within: Duration| {
+        let deadline = Instant::now() + within;
+        let mut buf = [0u8; 64];
+        while Instant::now() < deadline {
+            let _ = client.send(b"ping");
+            if client.recv(&mut buf).is_ok() {
+                return true;
+            }
+        }
+        false
+    };
+    assert!(echoed(Duration::from_secs(2)), "a -> b udp must flow first");
+    server.apply(admit_only("b", "c"));
+    converge(&node, &server, "b admits only c").await;
+    ctl.cut_at_least(1, "b admits only c").await;
+    assert!(
+        !echoed(Duration::from_millis(500)),
+        "revoked: nothing may pass"
+    );
+    server.delete("NetworkPolicy", Some("x"), "b-from-c");
+    converge(&node, &server, "policy deleted").await;
+    assert!(
+        echoed(Duration::from_secs(2)),
+        "allowed again, the same 5-tuple must pass (the hold must be let go)"
+    );
+    ctl.stop().await;
 }

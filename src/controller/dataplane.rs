@@ -3,11 +3,13 @@
 //! connections a new model revokes. The netlink backend implements it for real; tests may
 //! implement it to inject failures.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use crate::index::Index;
 use crate::netlink::NetlinkError;
-use crate::revoke::{Judge, Scope, Tracker};
+use crate::revoke::{Decision, Flow, Judge, Scope, Tracker};
+use crate::ruleset::names::HELD_TIMEOUT_SECS;
 use crate::ruleset::{Ruleset, View};
 
 /// What cutting revoked connections did.
@@ -81,7 +83,12 @@ pub struct NetlinkDataplane {
     revocable: bool,
     /// The last cut failed: the next judges every local pod's connections.
     rejudge_all: bool,
+    /// The connections in the held sets, with when the kernel lets each go.
+    held: BTreeMap<Flow, Instant>,
 }
+
+/// How close to its expiry a hold is left to expire rather than let go.
+const RELEASE_MARGIN: Duration = Duration::from_secs(2);
 
 /// Whether applying `op` can only allow more: adding elements to a set whose elements
 /// allow (every set but the pod CIDRs of `--default-deny-unknown`). A batch of nothing
@@ -104,6 +111,7 @@ impl NetlinkDataplane {
             tracker: Tracker::default(),
             revocable: true,
             rejudge_all: false,
+            held: BTreeMap::new(),
         })
     }
 }
@@ -122,6 +130,8 @@ impl Dataplane for NetlinkDataplane {
     fn full_sync(&mut self, model: &Ruleset) -> Result<BatchStats, DataplaneError> {
         self.revocable = true;
         let s = self.backend.full_sync(model).map_err(map_err)?;
+        // The table was replaced whole, its held sets empty.
+        self.held.clear();
         Ok(BatchStats {
             messages: s.messages,
             bytes: s.bytes,
@@ -166,6 +176,7 @@ impl Dataplane for NetlinkDataplane {
         // After a failed cut, every local pod's connections wait to be judged again.
         let touched = if self.rejudge_all { None } else { touched };
         let scope = self.tracker.scope(index, node, touched);
+        self.release_allowed(model, &scope);
         // After a batch that only allows more, only the connections of pods that are
         // gone can have to go.
         let scope = if self.revocable || touched.is_none() {
@@ -184,6 +195,50 @@ impl Dataplane for NetlinkDataplane {
 }
 
 impl NetlinkDataplane {
+    /// Lets go of the held connections of `scope` that `model` allows again (a change
+    /// reversed within the hold): a new connection that happens to reuse a cut one's
+    /// 5-tuple must not stay dropped once policy allows it. A hold about to expire is
+    /// left to expire: deleting an element the kernel has just dropped fails the batch.
+    fn release_allowed(&mut self, model: &Ruleset, scope: &Scope) {
+        let now = Instant::now();
+        self.held.retain(|_, until| *until > now);
+        if self.held.is_empty() || scope.judge.is_empty() {
+            return;
+        }
+        let host: BTreeSet<_> = match crate::netlink::local_addrs() {
+            Ok(a) => a.into_iter().collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the node's addresses; held connections stay held");
+                return;
+            }
+        };
+        let mut judge = Judge::new(model, scope, &host);
+        let margin = now + RELEASE_MARGIN;
+        let allowed: Vec<Flow> = self
+            .held
+            .iter()
+            .filter(|(flow, until)| **until > margin && judge.decide(flow) == Decision::Keep)
+            .map(|(flow, _)| *flow)
+            .collect();
+        if allowed.is_empty() {
+            return;
+        }
+        let keys: Vec<_> = allowed.iter().filter_map(Flow::held).flatten().collect();
+        match self.backend.hold(&model.name, &keys, false) {
+            Ok(_) => tracing::debug!(
+                flows = allowed.len(),
+                "held connections allowed again, let go"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, flows = allowed.len(), "cannot let go of held connections; they expire on their own")
+            }
+        }
+        // Either way they are no longer ours to release: gone, or left to expire.
+        for flow in &allowed {
+            self.held.remove(flow);
+        }
+    }
+
     /// Dumps the entries of `scope`, holds and deletes those the judge cuts.
     fn cut(&mut self, model: &Ruleset, scope: &Scope) -> Result<CutStats, DataplaneError> {
         if scope.is_empty() || self.conntrack.count().map_err(map_err)? == 0 {
@@ -214,8 +269,18 @@ impl NetlinkDataplane {
             .filter_map(|e| e.flow.held())
             .flatten()
             .collect();
-        if let Err(e) = self.backend.hold(&model.name, &held) {
-            tracing::warn!(error = %e, flows = revoked.len(), "cannot hold cut connections; cutting them anyway");
+        match self.backend.hold(&model.name, &held, true) {
+            Ok(_) => {
+                let until = Instant::now() + Duration::from_secs(HELD_TIMEOUT_SECS.into());
+                for e in &revoked {
+                    if e.flow.held().is_some() {
+                        self.held.entry(e.flow).or_insert(until);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, flows = revoked.len(), "cannot hold cut connections; cutting them anyway")
+            }
         }
         let cut = self.conntrack.delete(&revoked).map_err(map_err)?;
         tracing::debug!(

@@ -612,9 +612,9 @@ impl Builder {
     }
 }
 
-/// Adds cut connections to the held sets (`names::HELD_SETS`); an element already held
-/// stays as it is. The set's own timeout expires each.
-pub fn held_batch(table: &str, held: &[crate::revoke::Held], first_seq: u32) -> Batch {
+/// Adds cut connections to the held sets (`names::HELD_SETS`), or with `add` false takes
+/// them out; an element already held stays as it is. The set's own timeout expires each.
+pub fn held_batch(table: &str, held: &[crate::revoke::Held], add: bool, first_seq: u32) -> Batch {
     let mut b = Builder::new(table, first_seq);
     let mut per_family: [Vec<sys::Elem>; 2] = [Vec::new(), Vec::new()];
     for h in held {
@@ -634,7 +634,7 @@ pub fn held_batch(table: &str, held: &[crate::revoke::Held], first_seq: u32) -> 
         per_family[h.src.is_ipv6() as usize].push(e);
     }
     for (name, elems) in crate::ruleset::names::HELD_SETS.iter().zip(per_family) {
-        b.set_elements(name, "set", true, elems);
+        b.set_elements(name, "set", add, elems);
     }
     b.finish()
 }

@@ -163,11 +163,13 @@ impl Backend {
     }
 
     /// Holds cut connections (see [`crate::revoke::Flow::held`]) in table `table`'s held
-    /// sets, in one batch.
+    /// sets, in one batch; with `add` false, lets them go (every one must be held: the
+    /// kernel refuses the batch for an element it does not have).
     pub fn hold(
         &mut self,
         table: &str,
         held: &[crate::revoke::Held],
+        add: bool,
     ) -> Result<SyncStats, NetlinkError> {
         if held.is_empty() {
             return Ok(SyncStats {
@@ -177,10 +179,10 @@ impl Backend {
                 elapsed: Duration::ZERO,
             });
         }
-        let n = encode::held_batch(table, held, 0).messages;
+        let n = encode::held_batch(table, held, add, 0).messages;
         let first = self.conn.reserve(n);
         self.conn
-            .send_batch(&encode::held_batch(table, held, first))
+            .send_batch(&encode::held_batch(table, held, add, first))
     }
 
     /// Fault injection for tests: caps the socket's receive buffer at `bytes`, so that a
