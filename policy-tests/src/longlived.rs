@@ -441,9 +441,8 @@ impl Held {
         let seen = exchange(&mut self.conns, WRITES, until, |c| c.cell.kept);
         for (c, (to_server, to_client)) in self.conns.iter().zip(seen) {
             let name = c.cell.cell.name();
-            if c.cell.kept && to_server.bytes == WRITES && to_client.bytes == WRITES {
-                report.tally.passed += 1;
-            } else if !c.cell.kept && to_server.bytes == 0 && to_client.bytes == 0 {
+            let want = if c.cell.kept { WRITES } else { 0 };
+            if to_server.bytes == want && to_client.bytes == want {
                 report.tally.passed += 1;
             } else if c.cell.kept {
                 report.fail(format!(
