@@ -323,7 +323,11 @@ pub fn open(sampled: Vec<Sampled>, step: usize, handoff: &Handoff, report: &mut 
     };
     for (cell, client, server) in conns {
         let (client, server): (TcpStream, TcpStream) = (client.into(), server.into());
-        if server.set_nonblocking(true).is_err() {
+        if let Err(e) = server.set_nonblocking(true) {
+            report.fail(format!(
+                "long-lived step {step}: {}: the accepted socket: {e}",
+                cell.cell.name()
+            ));
             continue;
         }
         held.conns.push(Conn {
@@ -470,7 +474,7 @@ impl Held {
 /// connection is at least one entry on some node); says what it saw, for failures.
 fn wait_for_cut(cut: CutCounter<'_>, revoked: u64) -> String {
     let Some(before) = cut.before else {
-        return "the backend does not count them".into();
+        return "not counted: the backend gave no count before the step".into();
     };
     let deadline = Instant::now() + CUT_WAIT;
     loop {
