@@ -35,17 +35,30 @@ pub trait Backend {
         fresh: bool,
         objects: &Objects,
     ) -> Result<String>;
+
+    /// Whether this backend cuts the open connections a step revokes (`Err`: why not),
+    /// for the long-lived check ([`crate::longlived`]).
+    fn cuts_revoked(&self) -> Result<(), &'static str>;
+
+    /// The conntrack entries cut so far on `node`, if the backend counts them.
+    fn entries_cut(&self, _node: &str) -> Option<u64> {
+        None
+    }
 }
 
 /// The objects in force, keyed by kind, namespace and name.
 pub type Objects = std::collections::BTreeMap<crate::run::ObjectKey, serde_json::Value>;
 
 /// The backend `kind` names, or why this build cannot provide it (exit status 2).
-pub fn open(kind: Kind) -> Result<Box<dyn Backend>, String> {
+/// `keep_established` is the controller's `--keep-established` (controller only).
+pub fn open(kind: Kind, keep_established: bool) -> Result<Box<dyn Backend>, String> {
+    if keep_established && kind != Kind::Controller {
+        return Err("--keep-established is a flag of the controller backend only".into());
+    }
     match kind {
         Kind::Script => Ok(Box::new(Script)),
         Kind::Netlink => Ok(Box::new(Netlink::default())),
-        Kind::Controller => crate::controller::Controller::start()
+        Kind::Controller => crate::controller::Controller::start(keep_established)
             .map(|c| Box::new(c) as Box<dyn Backend>)
             .map_err(|e| format!("cannot start the controller backend: {e:#}")),
     }
@@ -102,6 +115,10 @@ impl Backend for Netlink {
             nftpol::script::render(&ruleset)
         ))
     }
+
+    fn cuts_revoked(&self) -> Result<(), &'static str> {
+        Err("the netlink backend only applies each step's rules; cutting revoked connections is the controller's")
+    }
 }
 
 /// `nftpol::compile` + `nftpol::script::render`, loaded with `nft -f -` in the node.
@@ -129,5 +146,9 @@ impl Backend for Script {
         }
         netns::nft(netns, &script)?;
         Ok(script)
+    }
+
+    fn cuts_revoked(&self) -> Result<(), &'static str> {
+        Err("the script backend replaces the table with nft -f per step and cuts no connection")
     }
 }

@@ -20,6 +20,8 @@ use crate::backend::{Backend, Objects};
 use crate::kubectl::{self, Kubectl};
 
 struct Node {
+    /// Where its `/metrics` listen (127.0.0.1).
+    metrics_port: u16,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
     /// The namespace's inode: a rebuilt topology has new namespaces under the same names,
@@ -41,10 +43,36 @@ pub struct Controller {
     nodes: HashMap<String, Node>,
     /// What the server holds, to send only differences (as the API server would).
     served: Objects,
+    /// `--keep-established` for every node's controller.
+    keep_established: bool,
+}
+
+/// A port free on 127.0.0.1 now (another process could take it before the controller
+/// binds it; the controller then fails to start, which converging reports).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// `nftpol_conntrack_entries_cut_total` from the controller's `/metrics` on `port`.
+fn entries_cut(port: u16) -> Option<u64> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    body.lines()
+        .find_map(|l| l.strip_prefix("nftpol_conntrack_entries_cut_total "))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 impl Controller {
-    pub fn start() -> Result<Controller> {
+    pub fn start(keep_established: bool) -> Result<Controller> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -59,6 +87,7 @@ impl Controller {
             dir,
             nodes: HashMap::new(),
             served: Objects::new(),
+            keep_established,
         })
     }
 
@@ -116,8 +145,10 @@ impl Controller {
                 .rt
                 .block_on(async move { tokio::time::timeout(Duration::from_secs(5), task).await });
         }
+        let metrics_port = free_port();
         let config = controller::Config {
-            metrics_addr: "127.0.0.1:0".parse().expect("address"),
+            metrics_addr: std::net::SocketAddr::from(([127, 0, 0, 1], metrics_port)),
+            keep_established: self.keep_established,
             coalesce: Duration::from_millis(5),
             resync: Duration::from_secs(30),
             netns: Some(path),
@@ -140,6 +171,7 @@ impl Controller {
         self.nodes.insert(
             node.to_string(),
             Node {
+                metrics_port,
                 stop: Some(tx),
                 task,
                 netns_inode: ino,
@@ -180,6 +212,14 @@ impl Backend for Controller {
             "# programmed by the controller\n{}",
             nftpol::script::render(&want)
         ))
+    }
+
+    fn cuts_revoked(&self) -> Result<(), &'static str> {
+        Ok(())
+    }
+
+    fn entries_cut(&self, node: &str) -> Option<u64> {
+        entries_cut(self.nodes.get(node)?.metrics_port)
     }
 }
 

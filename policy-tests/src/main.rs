@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! policy-tests run [--backend script|netlink|controller] [--topology bridge|routed|vxlan]
-//!                  [--service none|nftables|iptables] [--cni-path DIR] [-v] PATH...
+//!                  [--service none|nftables|iptables] [--cni-path DIR] [-v]
+//!                  [--long-lived N] [--keep-established] PATH...
 //! policy-tests bench datapath|kernel [--smoke] ...   (benchmarks; see README.md)
 //! ```
 //! Exit status: 0 all passed, 1 some case failed, 2 the harness cannot run here.
@@ -18,6 +19,7 @@ mod conntrack;
 mod controller;
 mod handwire;
 mod kubectl;
+mod longlived;
 mod matrix;
 mod netns;
 mod probe;
@@ -64,6 +66,15 @@ enum Command {
         /// On failure, also print explain's reasons and the rules loaded on each node.
         #[arg(long, short)]
         verbose: bool,
+        /// Long-lived TCP connections held from each step of a multi-step case into the
+        /// next (a stable sample of the cells it allows), checked against the next step.
+        #[arg(long, value_name = "N", default_value_t = longlived::DEFAULT_PER_STEP,
+              value_parser = clap::value_parser!(u16).range(1..=64))]
+        long_lived: u16,
+        /// Run the controllers with --keep-established (controller backend only): the
+        /// long-lived check then fails on every revoked cell, which shows it can fail.
+        #[arg(long)]
+        keep_established: bool,
         /// Case files, or folders whose *.yaml files are run in name order.
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
@@ -82,6 +93,8 @@ fn main() -> ExitCode {
             service,
             cni_path,
             verbose,
+            long_lived,
+            keep_established,
             paths,
         } => {
             let topologies = match topology {
@@ -95,6 +108,8 @@ fn main() -> ExitCode {
                 cni_dir: cni_path,
                 paths,
                 verbose,
+                long_lived: usize::from(long_lived),
+                keep_established,
             };
             match run::run(&opts) {
                 Ok(s) if s.failed > 0 => ExitCode::from(1),

@@ -18,6 +18,7 @@ use crate::backend::{self, Backend};
 use crate::case::{self, BadCase, Case, Step};
 use crate::cluster::{hosts, Cluster, Endpoint, NODES};
 use crate::conntrack;
+use crate::longlived::{self, CutCounter, Held, Report, Tally};
 use crate::matrix::{mark, render_diff, Outcome};
 use crate::netns;
 use crate::probe::{self, Attempt};
@@ -35,14 +36,19 @@ pub struct Options {
     pub cni_dir: PathBuf,
     pub paths: Vec<PathBuf>,
     pub verbose: bool,
+    /// Long-lived connections held per step of a multi-step case (`--long-lived`).
+    pub long_lived: usize,
+    /// The controller's `--keep-established` (`--backend controller` only).
+    pub keep_established: bool,
 }
 
-/// Counts of case × topology runs.
+/// Counts of case × topology runs, and of long-lived connection checks apart.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Summary {
     pub passed: usize,
     pub failed: usize,
     pub skipped: usize,
+    pub long_lived: Tally,
 }
 
 /// The harness cannot run at all (exit status 2).
@@ -94,7 +100,7 @@ fn no_sctp() -> &'static str {
 pub fn run(opts: &Options) -> Result<Summary> {
     preflight()?;
     service::preflight(opts.service).map_err(cannot)?;
-    let mut backend = backend::open(opts.backend).map_err(cannot)?;
+    let mut backend = backend::open(opts.backend, opts.keep_established).map_err(cannot)?;
     let mut files = Vec::new();
     for p in &opts.paths {
         files.extend(case::case_files(p).map_err(|e| cannot(format!("{e:#}")))?);
@@ -149,6 +155,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
                 verbose: opts.verbose,
                 service: opts.service,
                 nat: &mut nat,
+                long_lived: opts.long_lived,
             };
             let result = run_case(&mut ctx, case);
             let took = if opts.verbose {
@@ -165,7 +172,9 @@ pub fn run(opts: &Options) -> Result<Summary> {
                     details,
                     sctp_skipped,
                     masqueraded,
+                    long_lived,
                 } => {
+                    summary.long_lived.add(long_lived.tally);
                     let mut note = if sctp_skipped > 0 {
                         format!(" ({sctp_skipped} sctp probes skipped: {})", no_sctp())
                     } else {
@@ -178,6 +187,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
                             service::MASQUERADED
                         );
                     }
+                    note.push_str(&long_lived.note());
                     if details.is_empty() && topo.hand_wired().is_some() {
                         // It passed, but not on what a node running the plugins builds.
                         let reason = topo.hand_wired().unwrap_or_default();
@@ -200,9 +210,10 @@ pub fn run(opts: &Options) -> Result<Summary> {
         servers.stop_all();
         topo.teardown();
     }
+    let ll = summary.long_lived;
     println!(
-        "{} passed, {} failed, {} skipped",
-        summary.passed, summary.failed, summary.skipped
+        "{} passed, {} failed, {} skipped; long-lived connections: {} passed, {} failed, {} skipped",
+        summary.passed, summary.failed, summary.skipped, ll.passed, ll.failed, ll.skipped
     );
     eprintln!("wall time {:.1}s", started.elapsed().as_secs_f64());
     Ok(summary)
@@ -216,6 +227,8 @@ struct Ctx<'a> {
     verbose: bool,
     service: service::Mode,
     nat: &'a mut Nat,
+    /// Long-lived connections held per step.
+    long_lived: usize,
 }
 
 enum Verdict {
@@ -226,6 +239,8 @@ enum Verdict {
         sctp_skipped: usize,
         /// Cells kube-proxy would masquerade (`--service`), not probed.
         masqueraded: usize,
+        /// The long-lived connection checks; their failures are in `details` too.
+        long_lived: Report,
     },
 }
 
@@ -251,13 +266,29 @@ fn run_case(ctx: &mut Ctx, case: &Case) -> Verdict {
     let mut details = String::new();
     let (mut probed, mut masqueraded) = (0, 0);
     let many = case.steps.len() > 1;
+    let mut long_lived = LongLived::default();
     for (i, step) in case.steps.iter().enumerate() {
         let label = if many {
             format!("step {}: ", i + 1)
         } else {
             String::new()
         };
-        match run_step(ctx, &case.name, step, i == 0, &mut index, &mut applied) {
+        long_lived.next = case.steps.get(i + 1);
+        long_lived.number = i + 1;
+        let failed_before = long_lived.report.failures.len();
+        let result = run_step(
+            ctx,
+            &case.name,
+            step,
+            i == 0,
+            &mut index,
+            &mut applied,
+            &mut long_lived,
+        );
+        for line in &long_lived.report.failures[failed_before..] {
+            let _ = writeln!(details, "  {line}");
+        }
+        match result {
             Ok((text, counts)) => {
                 probed += counts.probed;
                 masqueraded += counts.masqueraded;
@@ -282,7 +313,25 @@ fn run_case(ctx: &mut Ctx, case: &Case) -> Verdict {
         details,
         sctp_skipped,
         masqueraded,
+        long_lived: long_lived.report,
     }
+}
+
+/// The long-lived connections of a case as its steps go by ([`longlived`]).
+#[derive(Default)]
+struct LongLived<'c> {
+    /// Opened after the previous step's probes, checked once this step is in the kernel.
+    held: Option<Held>,
+    /// The step after the one running, whose verdicts the connections opened now face.
+    next: Option<&'c Step>,
+    /// The running step, 1-based.
+    number: usize,
+    report: Report,
+}
+
+/// Cut conntrack entries over every node, if the backend counts them.
+fn entries_cut(backend: &dyn Backend) -> Option<u64> {
+    NODES.iter().map(|n| backend.entries_cut(n)).sum()
 }
 
 /// What a step probed, and what it left out because kube-proxy would masquerade it.
@@ -373,7 +422,12 @@ fn run_step(
     first: bool,
     index: &mut Index,
     applied: &mut BTreeMap<ObjectKey, Value>,
+    long_lived: &mut LongLived,
 ) -> Result<(String, Counts)> {
+    let cut_before = long_lived
+        .held
+        .as_ref()
+        .and_then(|_| entries_cut(ctx.backend));
     let rebuilt = ctx
         .topo
         .reconcile(&step.cluster)
@@ -395,6 +449,16 @@ fn run_step(
         ctx.nat
             .install(ctx.service, &services, &ctx.topo.host_ns(node), first)
             .with_context(|| format!("programming {node}'s Services"))?;
+    }
+    // Before the flush below, which would end the held connections' entries itself.
+    if let Some(held) = long_lived.held.take() {
+        let backend = &*ctx.backend;
+        let mut now = || entries_cut(backend);
+        let cut = CutCounter {
+            before: cut_before,
+            now: &mut now,
+        };
+        held.check(&rebuilt, cut, &mut long_lived.report);
     }
     for node in NODES {
         conntrack::flush(&ctx.topo.host_ns(node))
@@ -452,6 +516,9 @@ fn run_step(
     }
     counts.probed = attempts.len();
     let kernel = probe::run(&attempts)?;
+    if let Some(next) = long_lived.next {
+        hold(ctx, step, next, &cells, &attempts, &kernel, long_lived)?;
+    }
     let graph = PolicyGraph::build(index);
     let mut groups: BTreeMap<(usize, usize), Vec<Outcome>> = BTreeMap::new();
     let mut explanations = String::new();
@@ -530,6 +597,55 @@ fn run_step(
         bail!("nothing was probed");
     }
     Ok((out, counts))
+}
+
+/// Opens the long-lived connections of a sample of the cells this step allowed (and
+/// the kernel connected), to be checked once `next` is in the kernel.
+fn hold(
+    ctx: &mut Ctx,
+    step: &Step,
+    next: &Step,
+    cells: &[Cell],
+    attempts: &[Attempt],
+    kernel: &[bool],
+    long_lived: &mut LongLived,
+) -> Result<()> {
+    let mut candidates = Vec::new();
+    for ((cell, attempt), &connected) in cells.iter().zip(attempts).zip(kernel) {
+        let e = &step.expect[cell.expect];
+        let (from, to) = (&e.matrix.rows[cell.row], &e.matrix.cols[cell.col]);
+        if !(cell.expected && connected && attempt.proto == Proto::Tcp) {
+            continue;
+        }
+        let bind = step
+            .cluster
+            .endpoint(from)
+            .and_then(|f| f.addr(e.family))
+            .with_context(|| format!("validated: {from} has an {} address", e.family))?;
+        candidates.push(longlived::Candidate {
+            from: from.clone(),
+            to: to.clone(),
+            probe: e.probes[cell.probe],
+            family: e.family,
+            netns: attempt.netns.clone(),
+            bind,
+            dst: attempt.dst,
+        });
+    }
+    let sample = longlived::sample(&candidates, &step.cluster, next, ctx.long_lived);
+    match ctx.backend.cuts_revoked() {
+        Err(why) => long_lived.report.skip(why, sample.len()),
+        Ok(()) => {
+            let held = longlived::open(
+                sample,
+                long_lived.number,
+                ctx.servers.handoff(),
+                &mut long_lived.report,
+            );
+            long_lived.held = (!held.is_empty()).then_some(held);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Servers: every pod, node and ext answers on its ports. One thread per endpoint polls
 //! its sockets (made inside the endpoint's namespace): TCP and SCTP connections are
-//! accepted and closed, UDP datagrams are echoed. Without kernel SCTP sockets, one raw
+//! accepted and closed (or handed over, when they are long-lived connections the harness
+//! holds, see [`crate::longlived`]), UDP datagrams are echoed. Without kernel SCTP sockets, one raw
 //! socket per address answers INITs to the served SCTP ports ([`crate::sctp`]). Sockets
 //! are bound to the endpoint's own addresses so replies leave from the address the
 //! probe was sent to.
@@ -16,6 +17,7 @@ use anyhow::{Context, Result};
 use nix::poll::{poll, PollFd, PollFlags};
 use socket2::Socket;
 
+use crate::longlived::Handoff;
 use crate::netns;
 use crate::proto::{sctp_mode, socket_for, Proto, SctpMode};
 use crate::sctp;
@@ -44,13 +46,14 @@ impl Listener {
     }
 
     /// Handles whatever is ready, without blocking.
-    fn serve(&self) {
+    fn serve(&self, handoff: &Handoff) {
         match self {
             Listener::RawSctp(l) => l.serve(),
             Listener::Stream(s) => {
-                // Accept and close: the probe already counted the handshake.
-                while let Ok((conn, _)) = s.accept() {
-                    drop(conn);
+                // Accept and close: the probe already counted the handshake. A long-lived
+                // connection the registry expects is handed over instead.
+                while let Ok((conn, peer)) = s.accept() {
+                    handoff.offer(peer.as_socket(), conn);
                 }
             }
             Listener::Dgram(s) => {
@@ -83,8 +86,9 @@ fn listen(proto: Proto, addr: SocketAddr) -> std::io::Result<Listener> {
     }
 }
 
-/// Starts serving `spec` (SCTP ports only when `sctp`).
-pub fn start(spec: Spec, sctp: bool) -> Result<Server> {
+/// Starts serving `spec` (SCTP ports only when `sctp`); TCP connections from peers
+/// `handoff` expects are handed over to it.
+pub fn start(spec: Spec, sctp: bool, handoff: Handoff) -> Result<Server> {
     let mut listeners = Vec::new();
     let raw = *sctp_mode() == SctpMode::Raw;
     {
@@ -131,7 +135,7 @@ pub fn start(spec: Spec, sctp: bool) -> Result<Server> {
                 drop(fds);
                 for (l, r) in listeners.iter().zip(ready) {
                     if r {
-                        l.serve();
+                        l.serve(&handoff);
                     }
                 }
             }
@@ -157,6 +161,7 @@ impl Drop for Server {
 #[derive(Default)]
 pub struct Servers {
     running: BTreeMap<String, Server>,
+    handoff: Handoff,
 }
 
 impl Servers {
@@ -172,12 +177,17 @@ impl Servers {
             .retain(|name, server| want.get(name) == Some(&server.spec) && !rebuilt.contains(name));
         for (name, spec) in want {
             if !self.running.contains_key(name) {
-                let server = start(spec.clone(), sctp)
+                let server = start(spec.clone(), sctp, self.handoff.clone())
                     .with_context(|| format!("starting the server of {name}"))?;
                 self.running.insert(name.clone(), server);
             }
         }
         Ok(())
+    }
+
+    /// Where the servers hand over the long-lived connections they accept.
+    pub fn handoff(&self) -> &Handoff {
+        &self.handoff
     }
 
     pub fn stop_all(&mut self) {
