@@ -305,9 +305,13 @@ impl Conntrack {
         if addrs.is_empty() {
             return Ok(Vec::new());
         }
+        let count = self.count()?;
+        if count == 0 {
+            return Ok(Vec::new());
+        }
         let walks = 2 * addrs.len() as u64;
         let whole = addrs.len() > FILTERED_DUMPS_MAX
-            || self.count()? < (walks - 1).saturating_mul(ENTRIES_PER_WALK);
+            || count < (walks - 1).saturating_mul(ENTRIES_PER_WALK);
         if whole {
             self.dump(NFPROTO_UNSPEC, None)?
                 .into_iter()
