@@ -24,6 +24,7 @@ use crate::addr::AddrSet;
 use crate::index::{Index, PodInfo};
 use crate::policy::{Direction, Peer as PeerSpec, PortMatch, Protocol};
 use crate::selector::Labels;
+use crate::tiers::PodTiers;
 
 pub type PeerId = usize;
 
@@ -140,6 +141,8 @@ pub struct PodNode {
     /// `None`: not isolated for ingress, everything may connect.
     pub ingress: Option<Isolation>,
     pub egress: Option<Isolation>,
+    /// What ClusterNetworkPolicies say about the pod; empty when none selects it.
+    pub tiers: PodTiers,
 }
 
 impl PodNode {
@@ -359,6 +362,7 @@ impl PolicyGraph {
             host_ips: pod.host_ips.clone(),
             ingress: None,
             egress: None,
+            tiers: PodTiers::default(),
         };
         let index = ctx.index;
         for entry in index.policies_in_namespace(&pod.namespace) {
