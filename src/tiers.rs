@@ -278,20 +278,22 @@ mod tests {
         }
     }
 
+    /// (admin, np, baseline, the peer that matches, allowed, the tier that decided)
+    type Case = (
+        Vec<TierRule>,
+        Option<bool>,
+        Vec<TierRule>,
+        PeerRef,
+        bool,
+        &'static str,
+    );
+
     #[test]
     fn decide_walks_admin_then_networkpolicy_then_baseline() {
         use Action::*;
         let p = PeerRef::Peer(0);
         let q = PeerRef::Peer(1);
-        // (admin, np, baseline, peer that matches, allowed, which tier decided)
-        let cases: Vec<(
-            Vec<TierRule>,
-            Option<bool>,
-            Vec<TierRule>,
-            PeerRef,
-            bool,
-            &str,
-        )> = vec![
+        let cases: Vec<Case> = vec![
             (vec![], None, vec![], p, true, "default"),
             (
                 vec![rule(Tier::Admin, Deny, p, 1)],
