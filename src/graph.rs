@@ -15,6 +15,13 @@
 //! graph as numbers: an ingress name is resolved against the selected pod itself; an
 //! egress name is resolved per destination pod, which splits the peer into one node per
 //! resolved port. The ruleset and `explain` both read this graph and nothing else.
+//!
+//! ClusterNetworkPolicies fill each pod's [`PodNode::tiers`] ([`tiers`]); their peers
+//! are peer nodes like any other.
+
+mod tiers;
+
+pub use tiers::subject_selects;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -215,6 +222,8 @@ struct Ctx<'a> {
     index: &'a Index,
     /// Filled on first use: most refreshes never resolve a namespaceSelector.
     namespaces: std::cell::OnceCell<Vec<(&'a str, std::borrow::Cow<'a, Labels>)>>,
+    /// ClusterNetworkPolicy order and resolutions, for this refresh only.
+    cnp: tiers::CnpCache<'a>,
 }
 
 impl<'a> Ctx<'a> {
@@ -222,6 +231,7 @@ impl<'a> Ctx<'a> {
         Ctx {
             index,
             namespaces: std::cell::OnceCell::new(),
+            cnp: tiers::CnpCache::default(),
         }
     }
 
@@ -490,6 +500,7 @@ impl PolicyGraph {
                 iso.allows.extend(allows);
             }
         }
+        node.tiers = self.compute_tiers(ctx, pod);
         node
     }
 
@@ -653,6 +664,15 @@ impl PolicyGraph {
                     }
                 }
             }
+            for peer in tiers::tier_peers_mut(pod) {
+                if let PeerRef::Peer(id) = *peer {
+                    let new = *remap[id].get_or_insert_with(|| {
+                        peers.push(self.peers[id].clone());
+                        peers.len() - 1
+                    });
+                    *peer = PeerRef::Peer(new);
+                }
+            }
         }
         // Cached resolutions hold old ids; they are recomputed on demand.
         self.resolved.clear();
@@ -718,9 +738,50 @@ impl fmt::Display for PolicyGraph {
                     }
                 }
             }
+            write_tiers(f, &pod.tiers)?;
         }
         Ok(())
     }
+}
+
+fn peer_text(peer: PeerRef) -> String {
+    match peer {
+        PeerRef::Any => "any".to_string(),
+        PeerRef::Peer(id) => format!("peer {id}"),
+    }
+}
+
+fn ports_text(ports: &Ports) -> String {
+    match ports {
+        Ports::Any => "any port".to_string(),
+        Ports::Some(l) if l.is_empty() => "no port".to_string(),
+        Ports::Some(l) => l
+            .iter()
+            .map(|r| r.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    }
+}
+
+/// A pod's tiers, only when a ClusterNetworkPolicy selects it (so that the text of a
+/// NetworkPolicy-only graph stays what it was).
+fn write_tiers(f: &mut fmt::Formatter<'_>, tiers: &PodTiers) -> fmt::Result {
+    for dir in [Direction::Ingress, Direction::Egress] {
+        let side = tiers.side(dir);
+        for tier in [crate::tiers::Tier::Admin, crate::tiers::Tier::Baseline] {
+            let rules = side.tier(tier);
+            if rules.is_empty() {
+                continue;
+            }
+            writeln!(f, "  {dir} {tier}: {}", rules.policies.join(", "))?;
+            for r in &rules.rules {
+                let action = r.action.name().to_ascii_lowercase();
+                let (peer, ports) = (peer_text(r.peer), ports_text(&r.ports));
+                writeln!(f, "    {action} {peer} {ports} <- {}", r.origin)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A peer of a policy as a person would say it: `pods {app=db} in namespaces {team=a}`.

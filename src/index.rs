@@ -3,12 +3,16 @@
 //! The index changes only through [`Index::apply`] and [`Index::delete`], each of which
 //! says whether anything changed, so callers recompute nothing needlessly. Every object is
 //! reduced on the way in to the fields enforcement reads (labels, addresses, node, phase,
-//! hostNetwork, named ports; a validated [`Policy`]). No async code, no nftables.
+//! hostNetwork, named ports; a validated [`Policy`] or [`ClusterPolicy`]; a Node's labels
+//! and addresses). No async code, no nftables.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
+use ipnet::IpNet;
+
+use crate::cnp::ClusterPolicy;
 use crate::error::{Error, ObjectRef, Result};
 use crate::input::{Kind, Object, ObjectData};
 use crate::policy::{Policy, Protocol};
@@ -61,8 +65,30 @@ pub struct PolicyEntry {
     pub error: Option<String>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CnpEntry {
+    /// The policy as enforced: the validated one, or its fail-closed remainder.
+    pub policy: ClusterPolicy,
+    /// Why the policy could not be compiled, when it could not.
+    pub error: Option<String>,
+}
+
+/// A Node, reduced to what policy reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub name: String,
+    pub labels: Labels,
+    /// The InternalIP and ExternalIP entries of `status.addresses`, sorted: what a
+    /// ClusterNetworkPolicy `nodes` peer matches.
+    pub addresses: Vec<IpAddr>,
+    /// `spec.podCIDRs` (or `spec.podCIDR`).
+    pub pod_cidrs: Vec<IpNet>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Index {
+    cnps: BTreeMap<String, CnpEntry>,
+    nodes: BTreeMap<String, NodeInfo>,
     namespaces: BTreeMap<String, Labels>,
     pods: BTreeMap<(String, String), PodInfo>,
     policies: BTreeMap<(String, String), PolicyEntry>,
@@ -210,6 +236,53 @@ fn reduce_pod(obj: &Object, pod: &k8s_openapi::api::core::v1::Pod) -> Result<Pod
     })
 }
 
+fn reduce_node(obj: &Object, node: &k8s_openapi::api::core::v1::Node) -> Result<NodeInfo> {
+    let mut addresses = Vec::new();
+    let list = node.status.as_ref().and_then(|s| s.addresses.as_ref());
+    for (i, a) in list.into_iter().flatten().enumerate() {
+        if !matches!(a.type_.as_str(), "InternalIP" | "ExternalIP") {
+            continue;
+        }
+        addresses.push(parse_ip(&a.address).ok_or_else(|| {
+            invalid(
+                obj,
+                format!("status.addresses[{i}].address"),
+                format!(
+                    "{:?} is not an IP address ({} must be one)",
+                    a.address, a.type_
+                ),
+            )
+        })?);
+    }
+    addresses.sort();
+    addresses.dedup();
+    let spec = node.spec.as_ref();
+    let mut pod_cidrs = Vec::new();
+    let cidrs = spec.and_then(|s| s.pod_cidrs.clone()).unwrap_or_default();
+    let single = spec.and_then(|s| s.pod_cidr.clone());
+    let (field, cidrs) = if cidrs.is_empty() {
+        ("spec.podCIDR", single.into_iter().collect())
+    } else {
+        ("spec.podCIDRs", cidrs)
+    };
+    for (i, c) in cidrs.iter().enumerate() {
+        let net: IpNet = c.parse().map_err(|_| {
+            invalid(
+                obj,
+                format!("{field}[{i}]"),
+                format!("{c:?} is not a valid CIDR"),
+            )
+        })?;
+        pod_cidrs.push(net);
+    }
+    Ok(NodeInfo {
+        name: obj.name().to_string(),
+        labels: node.metadata.labels.clone().unwrap_or_default(),
+        addresses,
+        pod_cidrs,
+    })
+}
+
 impl Index {
     pub fn new() -> Self {
         Self::default()
@@ -301,6 +374,38 @@ impl Index {
                 let changed = old.as_ref() != Some(&entry);
                 result.map(|()| changed)
             }
+            ObjectData::ClusterNetworkPolicy(cnp) => {
+                let name = obj.name().to_string();
+                let (entry, result) = match crate::cnp::parse(&cnp.value) {
+                    Ok(policy) => (
+                        CnpEntry {
+                            policy,
+                            error: None,
+                        },
+                        Ok(()),
+                    ),
+                    Err(e) => {
+                        let error = invalid(&obj, e.field, e.problem);
+                        let entry = CnpEntry {
+                            policy: crate::cnp::fail_closed(&cnp.value),
+                            error: Some(error.to_string()),
+                        };
+                        (entry, Err(error))
+                    }
+                };
+                let old = self.cnps.insert(name, entry.clone());
+                let changed = old.as_ref() != Some(&entry);
+                // Said once per version of the policy, not on every resync.
+                if changed && entry.policy.has_domain_names() {
+                    tracing::warn!(source = %obj.source, object = %obj.object_ref(), "domainNames peers are not supported: they match nothing (they can only Accept, so nothing is opened by them)");
+                }
+                result.map(|()| changed)
+            }
+            ObjectData::Node(node) => {
+                let info = reduce_node(&obj, node)?;
+                let old = self.nodes.insert(info.name.clone(), info.clone());
+                Ok(old.as_ref() != Some(&info))
+            }
         }
     }
 
@@ -317,7 +422,27 @@ impl Index {
                 None => false,
             },
             Kind::NetworkPolicy => self.policies.remove(&key()).is_some(),
+            Kind::ClusterNetworkPolicy => self.cnps.remove(name).is_some(),
+            Kind::Node => self.nodes.remove(name).is_some(),
         }
+    }
+
+    /// ClusterNetworkPolicies by name.
+    pub fn cnps(&self) -> impl Iterator<Item = &CnpEntry> {
+        self.cnps.values()
+    }
+
+    pub fn cnp(&self, name: &str) -> Option<&CnpEntry> {
+        self.cnps.get(name)
+    }
+
+    /// Nodes by name.
+    pub fn nodes(&self) -> impl Iterator<Item = &NodeInfo> {
+        self.nodes.values()
+    }
+
+    pub fn node(&self, name: &str) -> Option<&NodeInfo> {
+        self.nodes.get(name)
     }
 
     /// Counts a pod's claim on each of `ips` it did not already hold (`had`).
@@ -409,6 +534,16 @@ impl Index {
                 .collect(),
             Kind::Pod => self.pods.keys().cloned().collect(),
             Kind::NetworkPolicy => self.policies.keys().cloned().collect(),
+            Kind::ClusterNetworkPolicy => self
+                .cnps
+                .keys()
+                .map(|n| (String::new(), n.clone()))
+                .collect(),
+            Kind::Node => self
+                .nodes
+                .keys()
+                .map(|n| (String::new(), n.clone()))
+                .collect(),
         }
     }
 
@@ -452,8 +587,21 @@ impl Index {
         self.implied_namespace_names().map(str::to_string).collect()
     }
 
-    /// Policies that could not be compiled, with their errors.
+    /// Policies (NetworkPolicies, then ClusterNetworkPolicies) that could not be
+    /// compiled, with their errors.
     pub fn policy_errors(&self) -> Vec<(ObjectRef, String)> {
+        let cnps = self.cnps.values().filter_map(|e| {
+            e.error.as_ref().map(|err| {
+                (
+                    ObjectRef {
+                        kind: "ClusterNetworkPolicy".into(),
+                        namespace: None,
+                        name: e.policy.name.clone(),
+                    },
+                    err.clone(),
+                )
+            })
+        });
         self.policies
             .values()
             .filter_map(|e| {
@@ -468,6 +616,7 @@ impl Index {
                     )
                 })
             })
+            .chain(cnps)
             .collect()
     }
 }

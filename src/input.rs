@@ -2,10 +2,11 @@
 //! [`Object`]s. Owns syntax and typing errors; semantic checks of policies live in
 //! `policy`, and nothing here knows what an object means for enforcement.
 
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde_json::Value;
 
+use crate::cnp::CnpObject;
 use crate::error::{Error, ObjectRef, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -13,14 +14,28 @@ pub enum Kind {
     Namespace,
     Pod,
     NetworkPolicy,
+    /// `policy.networking.k8s.io` v1alpha2 or v1beta1; cluster-scoped.
+    ClusterNetworkPolicy,
+    /// Cluster-scoped; read for labels and addresses (ClusterNetworkPolicy `nodes` peers).
+    Node,
 }
 
 impl Kind {
+    /// Whether objects of the kind have no namespace.
+    pub fn cluster_scoped(self) -> bool {
+        matches!(
+            self,
+            Kind::Namespace | Kind::ClusterNetworkPolicy | Kind::Node
+        )
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Kind::Namespace => "Namespace",
             Kind::Pod => "Pod",
             Kind::NetworkPolicy => "NetworkPolicy",
+            Kind::ClusterNetworkPolicy => "ClusterNetworkPolicy",
+            Kind::Node => "Node",
         }
     }
 }
@@ -30,6 +45,8 @@ pub enum ObjectData {
     Namespace(Namespace),
     Pod(Box<Pod>),
     NetworkPolicy(NetworkPolicy),
+    ClusterNetworkPolicy(Box<CnpObject>),
+    Node(Box<Node>),
 }
 
 /// One object of a kind nftpol reads, with where it came from (for error messages).
@@ -52,6 +69,8 @@ impl Object {
             ObjectData::Namespace(_) => Kind::Namespace,
             ObjectData::Pod(_) => Kind::Pod,
             ObjectData::NetworkPolicy(_) => Kind::NetworkPolicy,
+            ObjectData::ClusterNetworkPolicy(_) => Kind::ClusterNetworkPolicy,
+            ObjectData::Node(_) => Kind::Node,
         }
     }
 
@@ -60,15 +79,17 @@ impl Object {
             ObjectData::Namespace(o) => &o.metadata,
             ObjectData::Pod(o) => &o.metadata,
             ObjectData::NetworkPolicy(o) => &o.metadata,
+            ObjectData::ClusterNetworkPolicy(o) => &o.metadata,
+            ObjectData::Node(o) => &o.metadata,
         }
     }
 
-    /// `None` for cluster-scoped kinds (Namespace).
+    /// `None` for cluster-scoped kinds (Namespace, ClusterNetworkPolicy, Node).
     pub fn namespace(&self) -> Option<&str> {
-        match self.kind() {
-            Kind::Namespace => None,
-            _ => self.metadata().namespace.as_deref(),
+        if self.kind().cluster_scoped() {
+            return None;
         }
+        self.metadata().namespace.as_deref()
     }
 
     pub fn name(&self) -> &str {
@@ -228,6 +249,10 @@ fn object_from_value_in(value: Value, source: &str, document: usize) -> Result<O
         ("Namespace", "v1") => Kind::Namespace,
         ("Pod", "v1") => Kind::Pod,
         ("NetworkPolicy", "networking.k8s.io/v1") => Kind::NetworkPolicy,
+        ("ClusterNetworkPolicy", v) if crate::cnp::types::API_VERSIONS.contains(&v) => {
+            Kind::ClusterNetworkPolicy
+        }
+        ("Node", "v1") => Kind::Node,
         ("", _) => return Err(invalid("kind", "missing".into())),
         _ => {
             tracing::warn!(source, kind = %kind, api_version = %api, name = %name, "skipping object of a kind nftpol does not read");
@@ -245,7 +270,7 @@ fn object_from_value_in(value: Value, source: &str, document: usize) -> Result<O
             ))
         }
     }
-    if known != Kind::Namespace && namespace.as_deref().unwrap_or("").is_empty() {
+    if !known.cluster_scoped() && namespace.as_deref().unwrap_or("").is_empty() {
         return Err(invalid("metadata.namespace", "missing".into()));
     }
     fn typed<T: serde::de::DeserializeOwned>(v: Value) -> std::result::Result<T, (String, String)> {
@@ -258,6 +283,11 @@ fn object_from_value_in(value: Value, source: &str, document: usize) -> Result<O
         Kind::Namespace => typed(value).map(ObjectData::Namespace),
         Kind::Pod => typed(value).map(|p| ObjectData::Pod(Box::new(p))),
         Kind::NetworkPolicy => typed(value).map(ObjectData::NetworkPolicy),
+        Kind::Node => typed(value).map(|n| ObjectData::Node(Box::new(n))),
+        // Validated by the index, so that an invalid one is still enforced fail-closed.
+        Kind::ClusterNetworkPolicy => CnpObject::from_value(value)
+            .map(|c| ObjectData::ClusterNetworkPolicy(Box::new(c)))
+            .map_err(|e| (e.field, e.problem)),
     }
     .map_err(|(path, problem)| invalid(&path, problem))?;
     let obj = Object::new(source, data);

@@ -13,6 +13,7 @@
 #![deny(unsafe_code)]
 
 pub mod addr;
+pub mod cnp;
 #[cfg(feature = "controller")]
 pub mod controller;
 pub mod error;

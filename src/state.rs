@@ -122,8 +122,8 @@ impl NodeState {
         self.deferred = deferred;
     }
 
-    /// Adds or replaces an object. An invalid NetworkPolicy is enforced fail-closed and
-    /// its error returned; the state is updated either way.
+    /// Adds or replaces an object. An invalid NetworkPolicy or ClusterNetworkPolicy is
+    /// enforced fail-closed and its error returned; the state is updated either way.
     pub fn apply(&mut self, obj: Object) -> Result<Update> {
         match self.apply_reporting(obj) {
             (update, None) => Ok(update),
@@ -193,6 +193,34 @@ impl NodeState {
                 let result = self.index.apply(obj);
                 let new = self.index.policy(&ns, &name).map(|e| e.policy.clone());
                 let change = Change::Policy {
+                    old: old.as_ref(),
+                    new: new.as_ref(),
+                };
+                (
+                    result,
+                    impact::affected(&self.index, &self.graph, node, change),
+                )
+            }
+            ObjectData::ClusterNetworkPolicy(_) => {
+                let name = obj.name().to_string();
+                let old = self.index.cnp(&name).map(|e| e.policy.clone());
+                let result = self.index.apply(obj);
+                let new = self.index.cnp(&name).map(|e| e.policy.clone());
+                let change = Change::ClusterPolicy {
+                    old: old.as_ref(),
+                    new: new.as_ref(),
+                };
+                (
+                    result,
+                    impact::affected(&self.index, &self.graph, node, change),
+                )
+            }
+            ObjectData::Node(_) => {
+                let name = obj.name().to_string();
+                let old = self.index.node(&name).cloned();
+                let result = self.index.apply(obj);
+                let new = self.index.node(&name).cloned();
+                let change = Change::Node {
                     old: old.as_ref(),
                     new: new.as_ref(),
                 };
@@ -276,6 +304,28 @@ impl NodeState {
                         new: None,
                     },
                 )
+            }
+            Kind::ClusterNetworkPolicy => {
+                let old = self.index.cnp(name).map(|e| e.policy.clone());
+                if !self.index.delete(kind, namespace, name) {
+                    return Update::default();
+                }
+                let change = Change::ClusterPolicy {
+                    old: old.as_ref(),
+                    new: None,
+                };
+                impact::affected(&self.index, &self.graph, node, change)
+            }
+            Kind::Node => {
+                let old = self.index.node(name).cloned();
+                if !self.index.delete(kind, namespace, name) {
+                    return Update::default();
+                }
+                let change = Change::Node {
+                    old: old.as_ref(),
+                    new: None,
+                };
+                impact::affected(&self.index, &self.graph, node, change)
             }
         };
         if !affected.is_empty() {

@@ -50,6 +50,8 @@ fn resource(kind: Kind) -> &'static str {
         Kind::Namespace => "namespace",
         Kind::Pod => "pod",
         Kind::NetworkPolicy => "networkpolicy",
+        Kind::ClusterNetworkPolicy => "clusternetworkpolicy",
+        Kind::Node => "node",
     }
 }
 
