@@ -1,7 +1,11 @@
 //! `explain`: is a connection allowed, and why. The verdict comes from the policy graph
 //! only, so what it says is what the ruleset enforces (the harness checks that the kernel
 //! agrees); for a denied direction, [`miss`] says why each rule of each isolating policy
-//! did not allow it. Text (Display) and JSON (Serialize) carry the same content.
+//! did not allow it. Where ClusterNetworkPolicies select a pod, each end is walked
+//! through the tiers ([`crate::tiers::TierSide::decide`]: Admin, NetworkPolicy,
+//! Baseline, allow) and each tier's say is printed the way policy-assistant prints it
+//! (`Admin: no-y-into-x ingress[1] deny-y from[0]: Deny`). Text (Display) and JSON
+//! (Serialize) carry the same content.
 
 pub mod miss;
 
@@ -14,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::graph::{PodNode, PolicyGraph};
 use crate::index::Index;
 use crate::policy::{Direction, Protocol};
+use crate::tiers::{Decision, Tier, TierSide};
 
 /// One side of a connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -75,8 +80,54 @@ pub struct Explanation {
     pub to: Endpoint,
     pub protocol: Protocol,
     pub port: u16,
+    /// The NetworkPolicy tier's account of the source's egress.
     pub egress: Side,
+    /// The NetworkPolicy tier's account of the destination's ingress.
     pub ingress: Side,
+    /// The tiers' walk for the source's egress; empty when no ClusterNetworkPolicy
+    /// selects it (NetworkPolicy alone then decides, as `egress` says).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub egress_tiers: Vec<TierStep>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ingress_tiers: Vec<TierStep>,
+}
+
+/// What one tier said about one end, in evaluation order; the last step decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TierStep {
+    /// `Admin`, `NetworkPolicy`, `Baseline` or `Default`.
+    pub tier: String,
+    /// The rule that matched, as policy-assistant names it; `None` when none did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// `Accept`, `Deny`, `Pass` (a rule matched), `no match`, or for NetworkPolicy and
+    /// Default `allowed` / `denied` / `not isolated`.
+    pub outcome: String,
+    /// Extra words: which policies were consulted, or why nothing could match.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Rules checked before the decision whose peer matched but not the port.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub near_misses: Vec<miss::TierMiss>,
+    /// Set on the step that decided (the last): whether that end allows the connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decides: Option<bool>,
+}
+
+impl fmt::Display for TierStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.tier)?;
+        if let Some(r) = &self.rule {
+            // The origin already starts with the tier's name.
+            let r = r.strip_prefix(&format!("{}: ", self.tier)).unwrap_or(r);
+            write!(f, "{r}: ")?;
+        }
+        write!(f, "{}", self.outcome)?;
+        if let Some(n) = &self.note {
+            write!(f, " ({n})")?;
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Display for Explanation {
@@ -91,6 +142,14 @@ impl fmt::Display for Explanation {
             (Direction::Egress, &self.egress, &self.from),
             (Direction::Ingress, &self.ingress, &self.to),
         ] {
+            let steps = match dir {
+                Direction::Egress => &self.egress_tiers,
+                Direction::Ingress => &self.ingress_tiers,
+            };
+            if !steps.is_empty() {
+                write_steps(f, dir, who, side, steps)?;
+                continue;
+            }
             write!(f, "{dir} of {who}: ")?;
             match side {
                 Side::NotIsolated { reason } => writeln!(f, "allowed ({reason})")?,
@@ -117,6 +176,190 @@ impl fmt::Display for Explanation {
         }
         Ok(())
     }
+}
+
+/// One end walked through the tiers: each step on its line, the NetworkPolicy tier's
+/// account under its step when it was consulted.
+fn write_steps(
+    f: &mut fmt::Formatter<'_>,
+    dir: Direction,
+    who: &Endpoint,
+    side: &Side,
+    steps: &[TierStep],
+) -> fmt::Result {
+    let allowed = steps.last().and_then(|s| s.decides).unwrap_or(true);
+    writeln!(
+        f,
+        "{dir} of {who}: {}",
+        if allowed { "allowed" } else { "denied" }
+    )?;
+    for step in steps {
+        writeln!(f, "  {step}")?;
+        for m in &step.near_misses {
+            writeln!(f, "    near miss: {m}")?;
+        }
+        if step.tier != "NetworkPolicy" {
+            continue;
+        }
+        match side {
+            Side::Allowed { isolated_by, by } => {
+                writeln!(f, "    isolated by: {}", isolated_by.join(", "))?;
+                for b in by {
+                    writeln!(f, "    allowed by: {b}")?;
+                }
+            }
+            Side::Denied { isolated_by, why } => {
+                writeln!(f, "    isolated by: {}", isolated_by.join(", "))?;
+                writeln!(
+                    f,
+                    "    no rule of these policies allows this peer and port:"
+                )?;
+                for policy in why {
+                    miss::write_policy(f, "      ", dir, policy)?;
+                }
+            }
+            Side::NotIsolated { .. } | Side::OwnNode => {}
+        }
+    }
+    Ok(())
+}
+
+/// One tier's step: the rule that matched (Pass included), or that none did.
+fn tier_step(
+    graph: &PolicyGraph,
+    side: &TierSide,
+    tier: Tier,
+    matched: Option<&crate::tiers::TierRule>,
+    other: IpAddr,
+    protocol: Protocol,
+    port: u16,
+    other_is_pod: bool,
+    dir: Direction,
+) -> TierStep {
+    let rules = side.tier(tier);
+    let near_misses = miss::tier_misses(graph, rules, other, protocol, port);
+    match matched {
+        Some(r) => TierStep {
+            tier: tier.name().into(),
+            rule: Some(r.origin.to_string()),
+            outcome: r.action.name().into(),
+            note: None,
+            near_misses,
+            decides: None,
+        },
+        None => {
+            let mut note = format!("policies: {}", rules.policies.join(", "));
+            if dir == Direction::Ingress && !other_is_pod {
+                note.push_str(&format!(
+                    "; {other} is not a pod, and ingress peers are pods only"
+                ));
+            }
+            TierStep {
+                tier: tier.name().into(),
+                rule: None,
+                outcome: "no match".into(),
+                note: Some(note),
+                near_misses,
+                decides: None,
+            }
+        }
+    }
+}
+
+/// Walks one end through the tiers; empty when no ClusterNetworkPolicy selects it.
+#[allow(clippy::too_many_arguments)]
+fn tier_steps(
+    graph: &PolicyGraph,
+    pod: Option<&PodNode>,
+    dir: Direction,
+    np: &Side,
+    other: IpAddr,
+    protocol: Protocol,
+    port: u16,
+) -> Vec<TierStep> {
+    let Some(pod) = pod else {
+        return Vec::new();
+    };
+    let side = pod.tiers.side(dir);
+    if side.is_empty() {
+        return Vec::new();
+    }
+    // A pod talking to itself is not subject to ClusterNetworkPolicy (the hairpin).
+    if pod.ips.contains(&other) {
+        return Vec::new();
+    }
+    let np_verdict = match np {
+        Side::NotIsolated { .. } => None,
+        Side::OwnNode | Side::Allowed { .. } => Some(true),
+        Side::Denied { .. } => Some(false),
+    };
+    let matches = |r: &crate::tiers::TierRule| {
+        graph.peer_contains(r.peer, other) && r.ports.contains(protocol, port)
+    };
+    let decision = side.decide(np_verdict, matches);
+    let other_is_pod = graph.pod_by_ip(other).is_some();
+    let step = |tier, matched| {
+        tier_step(
+            graph,
+            side,
+            tier,
+            matched,
+            other,
+            protocol,
+            port,
+            other_is_pod,
+            dir,
+        )
+    };
+    let mut steps = Vec::new();
+    if !side.admin.is_empty() {
+        steps.push(step(Tier::Admin, side.admin.first_match(matches)));
+    }
+    if let Decision::Admin(_) = decision {
+        return finish(steps, decision);
+    }
+    let (outcome, note) = match np {
+        Side::NotIsolated { reason } => ("not isolated", reason.clone()),
+        Side::OwnNode => (
+            "allowed",
+            "traffic between a pod and its own node is always allowed by NetworkPolicy".into(),
+        ),
+        Side::Allowed { .. } => ("allowed", "a rule allows it".into()),
+        Side::Denied { .. } => ("denied", "no rule allows it".into()),
+    };
+    steps.push(TierStep {
+        tier: "NetworkPolicy".into(),
+        rule: None,
+        outcome: outcome.into(),
+        note: Some(note),
+        near_misses: Vec::new(),
+        decides: None,
+    });
+    if let Decision::NetworkPolicy(_) = decision {
+        return finish(steps, decision);
+    }
+    if !side.baseline.is_empty() {
+        steps.push(step(Tier::Baseline, side.baseline.first_match(matches)));
+    }
+    if let Decision::Default = decision {
+        steps.push(TierStep {
+            tier: "Default".into(),
+            rule: None,
+            outcome: "allowed".into(),
+            note: None,
+            near_misses: Vec::new(),
+            decides: None,
+        });
+    }
+    finish(steps, decision)
+}
+
+/// Marks the last step as the one that decided, with the walk's verdict.
+fn finish(mut steps: Vec<TierStep>, decision: Decision) -> Vec<TierStep> {
+    if let Some(last) = steps.last_mut() {
+        last.decides = Some(decision.allowed());
+    }
+    steps
 }
 
 fn usage(what: &str, problem: String) -> Error {
@@ -348,13 +591,37 @@ pub fn explain_in(
         protocol,
         port,
     );
+    let egress_tiers = tier_steps(
+        graph,
+        pod_of(&from_ep),
+        Direction::Egress,
+        &egress,
+        to_ep.ip(),
+        protocol,
+        port,
+    );
+    let ingress_tiers = tier_steps(
+        graph,
+        pod_of(&to_ep),
+        Direction::Ingress,
+        &ingress,
+        from_ep.ip(),
+        protocol,
+        port,
+    );
+    let allows = |steps: &[TierStep], side: &Side| match steps.last() {
+        None => side.allows(),
+        Some(s) => s.decides.unwrap_or(true),
+    };
     Ok(Explanation {
-        allowed: egress.allows() && ingress.allows(),
+        allowed: allows(&egress_tiers, &egress) && allows(&ingress_tiers, &ingress),
         from: from_ep,
         to: to_ep,
         protocol,
         port,
         egress,
         ingress,
+        egress_tiers,
+        ingress_tiers,
     })
 }

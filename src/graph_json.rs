@@ -1,13 +1,14 @@
 //! The policy graph as JSON, for tools (`nftpol graph --output json`): the same content
 //! as the graph's text form (peers with their addresses, then every pod's isolation and
-//! allows traced to policy, rule and peer). A plain serializable view built from the
-//! graph; no evaluation here.
+//! allows traced to policy, rule and peer, and the ClusterNetworkPolicy tiers of pods
+//! they select). A plain serializable view built from the graph; no evaluation here.
 
 use serde::Serialize;
 
 use crate::addr::range_text;
 use crate::graph::{PeerRef, PolicyGraph, Ports};
 use crate::policy::Direction;
+use crate::tiers::{PodTiers, TierRules};
 
 #[derive(Serialize)]
 struct GraphView<'a> {
@@ -32,6 +33,98 @@ struct PodView<'a> {
     /// `null`: not isolated in that direction.
     ingress: Option<IsolationView<'a>>,
     egress: Option<IsolationView<'a>>,
+    /// Omitted when no ClusterNetworkPolicy selects the pod.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tiers: Option<TiersView<'a>>,
+}
+
+#[derive(Serialize)]
+struct TiersView<'a> {
+    ingress: SideView<'a>,
+    egress: SideView<'a>,
+}
+
+#[derive(Serialize)]
+struct SideView<'a> {
+    /// Evaluation order: ascending priority, then name, then rules as written.
+    admin: TierView<'a>,
+    baseline: TierView<'a>,
+}
+
+#[derive(Serialize)]
+struct TierView<'a> {
+    policies: &'a [String],
+    rules: Vec<TierRuleView<'a>>,
+}
+
+#[derive(Serialize)]
+struct TierRuleView<'a> {
+    /// `Accept`, `Deny` or `Pass`.
+    action: &'static str,
+    /// A peer id, or `null` for every address (only the fail-closed rule).
+    peer: Option<usize>,
+    ports: Option<Vec<String>>,
+    policy: &'a str,
+    priority: i32,
+    /// Index in `spec.ingress`/`spec.egress`; `null` for the fail-closed rule of a
+    /// policy that could not be compiled.
+    rule: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule_name: Option<&'a str>,
+    rule_peer: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port_name: Option<&'a str>,
+}
+
+fn peer_id(peer: PeerRef) -> Option<usize> {
+    match peer {
+        PeerRef::Any => None,
+        PeerRef::Peer(id) => Some(id),
+    }
+}
+
+fn ports_view(ports: &Ports) -> Option<Vec<String>> {
+    match ports {
+        Ports::Any => None,
+        Ports::Some(list) => Some(list.iter().map(|r| r.to_string()).collect()),
+    }
+}
+
+fn tier_view(rules: &TierRules) -> TierView<'_> {
+    TierView {
+        policies: &rules.policies,
+        rules: rules
+            .rules
+            .iter()
+            .map(|r| TierRuleView {
+                action: r.action.name(),
+                peer: peer_id(r.peer),
+                ports: ports_view(&r.ports),
+                policy: &r.origin.policy,
+                priority: r.origin.priority,
+                rule: r.origin.rule,
+                rule_name: r.origin.rule_name.as_deref(),
+                rule_peer: r.origin.peer,
+                port_name: r.origin.port_name.as_deref(),
+            })
+            .collect(),
+    }
+}
+
+fn tiers(t: &PodTiers) -> Option<TiersView<'_>> {
+    if t.is_empty() {
+        return None;
+    }
+    fn side(s: &crate::tiers::TierSide) -> SideView<'_> {
+        SideView {
+            admin: tier_view(&s.admin),
+            baseline: tier_view(&s.baseline),
+        }
+    }
+    Some(TiersView {
+        ingress: side(&t.ingress),
+        egress: side(&t.egress),
+    })
 }
 
 #[derive(Serialize)]
@@ -117,6 +210,7 @@ pub fn render(graph: &PolicyGraph) -> String {
                 ips: &p.ips,
                 ingress: isolation(p.ingress.as_ref()),
                 egress: isolation(p.egress.as_ref()),
+                tiers: tiers(&p.tiers),
             })
             .collect(),
     };

@@ -454,3 +454,67 @@ pub fn write_policy(
     }
     Ok(())
 }
+
+/// A ClusterNetworkPolicy tier rule that was checked before the tier's decision (or all
+/// of them, when none decided) and whose peer holds the other side but whose ports do
+/// not cover the connection: the near miss a person looks for first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TierMiss {
+    /// The rule, as policy-assistant names it.
+    pub rule: String,
+    /// `Accept`, `Deny` or `Pass`.
+    pub action: String,
+    /// What the rule covers, as the graph writes ports: `tcp/80`, `udp/1000-2000`.
+    pub ports: Vec<String>,
+}
+
+impl fmt::Display for TierMiss {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ports = if self.ports.is_empty() {
+            "no port (its named port resolves to nothing here)".to_string()
+        } else {
+            self.ports.join(", ")
+        };
+        write!(
+            f,
+            "{} ({}) holds the peer, but only for {ports}",
+            self.rule, self.action
+        )
+    }
+}
+
+/// The near misses of one tier, for a connection with `other` on `protocol`/`port`:
+/// rules before the first matching one whose peer holds `other` but not the port.
+pub fn tier_misses(
+    graph: &crate::graph::PolicyGraph,
+    rules: &crate::tiers::TierRules,
+    other: IpAddr,
+    protocol: Protocol,
+    port: u16,
+) -> Vec<TierMiss> {
+    let mut out: Vec<TierMiss> = Vec::new();
+    for r in &rules.rules {
+        let peer = graph.peer_contains(r.peer, other);
+        if peer && r.ports.contains(protocol, port) {
+            break;
+        }
+        let crate::graph::Ports::Some(list) = &r.ports else {
+            continue;
+        };
+        if !peer {
+            continue;
+        }
+        let rule = r.origin.to_string();
+        let ports: Vec<String> = list.iter().map(|p| p.to_string()).collect();
+        // A rule with several port entries for one peer shows once.
+        match out.iter_mut().find(|m| m.rule == rule) {
+            Some(m) => m.ports.extend(ports),
+            None => out.push(TierMiss {
+                rule,
+                action: r.action.name().into(),
+                ports,
+            }),
+        }
+    }
+    out
+}
