@@ -224,20 +224,26 @@ fn write_steps(
     Ok(())
 }
 
+/// The connection as one end's tiers see it.
+struct Probe {
+    dir: Direction,
+    /// The other end's address.
+    other: IpAddr,
+    other_is_pod: bool,
+    protocol: Protocol,
+    port: u16,
+}
+
 /// One tier's step: the rule that matched (Pass included), or that none did.
 fn tier_step(
     graph: &PolicyGraph,
     side: &TierSide,
     tier: Tier,
     matched: Option<&crate::tiers::TierRule>,
-    other: IpAddr,
-    protocol: Protocol,
-    port: u16,
-    other_is_pod: bool,
-    dir: Direction,
+    probe: &Probe,
 ) -> TierStep {
     let rules = side.tier(tier);
-    let near_misses = miss::tier_misses(graph, rules, other, protocol, port);
+    let near_misses = miss::tier_misses(graph, rules, probe.other, probe.protocol, probe.port);
     match matched {
         Some(r) => TierStep {
             tier: tier.name().into(),
@@ -249,9 +255,10 @@ fn tier_step(
         },
         None => {
             let mut note = format!("policies: {}", rules.policies.join(", "));
-            if dir == Direction::Ingress && !other_is_pod {
+            if probe.dir == Direction::Ingress && !probe.other_is_pod {
                 note.push_str(&format!(
-                    "; {other} is not a pod, and ingress peers are pods only"
+                    "; {} is not a pod, and ingress peers are pods only",
+                    probe.other
                 ));
             }
             TierStep {
@@ -267,7 +274,6 @@ fn tier_step(
 }
 
 /// Walks one end through the tiers; empty when no ClusterNetworkPolicy selects it.
-#[allow(clippy::too_many_arguments)]
 fn tier_steps(
     graph: &PolicyGraph,
     pod: Option<&PodNode>,
@@ -297,20 +303,14 @@ fn tier_steps(
         graph.peer_contains(r.peer, other) && r.ports.contains(protocol, port)
     };
     let decision = side.decide(np_verdict, matches);
-    let other_is_pod = graph.pod_by_ip(other).is_some();
-    let step = |tier, matched| {
-        tier_step(
-            graph,
-            side,
-            tier,
-            matched,
-            other,
-            protocol,
-            port,
-            other_is_pod,
-            dir,
-        )
+    let probe = Probe {
+        dir,
+        other,
+        other_is_pod: graph.pod_by_ip(other).is_some(),
+        protocol,
+        port,
     };
+    let step = |tier, matched| tier_step(graph, side, tier, matched, &probe);
     let mut steps = Vec::new();
     if !side.admin.is_empty() {
         steps.push(step(Tier::Admin, side.admin.first_match(matches)));
