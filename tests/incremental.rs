@@ -1,6 +1,8 @@
 //! Property test: keeping a node's state change by change (`NodeState::apply/delete`,
 //! which recompute only the pods `impact` names) gives exactly the ruleset a full build
-//! from the same index gives, after every change of a random sequence.
+//! from the same index gives, after every change of a random sequence; and the same
+//! ClusterNetworkPolicy tiers for every pod (peers compared by their addresses). The mix
+//! includes ClusterNetworkPolicies (some invalid, enforced fail-closed) and Nodes.
 
 use nftpol::graph::PolicyGraph;
 use nftpol::index::Index;
@@ -19,6 +21,120 @@ fn track(touched: &mut BTreeSet<(String, String)>, u: nftpol::state::Update) {
 
 fn obj(v: &Value) -> nftpol::input::Object {
     object_from_value(v.clone(), "gen").unwrap().unwrap()
+}
+
+/// A random selector over the small label domain.
+fn cnp_selector(rng: &mut Rng) -> Value {
+    small::selector(rng)
+}
+
+fn cnp_peer(rng: &mut Rng, egress: bool) -> Value {
+    match rng.below(if egress { 6 } else { 3 }) {
+        0 => json!({"namespaces": cnp_selector(rng)}),
+        1 => json!({"pods": {"podSelector": cnp_selector(rng)}}),
+        2 => {
+            json!({"pods": {"namespaceSelector": cnp_selector(rng), "podSelector": cnp_selector(rng)}})
+        }
+        3 => {
+            json!({"networks": [pick(rng, &["10.0.0.0/24", "10.0.1.0/24", "0.0.0.0/0", "fd00::/16"])]})
+        }
+        4 => json!({"nodes": cnp_selector(rng)}),
+        _ => json!({"networks": ["192.168.100.0/24"]}),
+    }
+}
+
+fn cnp_protocols(rng: &mut Rng, named_ok: bool) -> Option<Value> {
+    let proto = pick(rng, &["tcp", "udp"]);
+    match rng.below(if named_ok { 4 } else { 3 }) {
+        0 => None,
+        1 => Some(json!([{proto: {"destinationPort": {"number": 80}}}])),
+        2 => Some(json!([{proto: {"destinationPort": {"range": {"start": 80, "end": 90}}}}])),
+        _ => Some(json!([{"destinationNamedPort": pick(rng, &small::PORT_NAMES)}])),
+    }
+}
+
+/// A random ClusterNetworkPolicy; one in ten is invalid (enforced fail-closed).
+fn cnp(rng: &mut Rng, name: &str) -> Value {
+    let rules = |rng: &mut Rng, egress: bool| -> Value {
+        Value::Array(
+            (0..rng.below(3))
+                .map(|_| {
+                    let peers: Vec<Value> = (0..1 + rng.below(2))
+                        .map(|_| cnp_peer(rng, egress))
+                        .collect();
+                    let named_ok = peers
+                        .iter()
+                        .all(|p| p.get("namespaces").is_some() || p.get("pods").is_some());
+                    let key = if egress { "to" } else { "from" };
+                    let mut r =
+                        json!({"action": pick(rng, &["Accept", "Deny", "Pass"]), key: peers});
+                    if let Some(p) = cnp_protocols(rng, named_ok) {
+                        r["protocols"] = p;
+                    }
+                    r
+                })
+                .collect(),
+        )
+    };
+    let subject = if rng.chance(50) {
+        json!({"namespaces": cnp_selector(rng)})
+    } else {
+        json!({"pods": {"namespaceSelector": cnp_selector(rng), "podSelector": cnp_selector(rng)}})
+    };
+    let mut v = json!({
+        "apiVersion": pick(rng, &["policy.networking.k8s.io/v1alpha2", "policy.networking.k8s.io/v1beta1"]),
+        "kind": "ClusterNetworkPolicy",
+        "metadata": {"name": name},
+        "spec": {"tier": pick(rng, &["Admin", "Baseline"]), "priority": rng.below(3) as i64,
+                 "subject": subject, "ingress": rules(rng, false), "egress": rules(rng, true)},
+    });
+    if rng.chance(10) {
+        v["spec"]["priority"] = json!(5000);
+    }
+    v
+}
+
+fn node_obj(rng: &mut Rng, n: usize) -> Value {
+    let addr = format!("192.168.100.{}", if rng.chance(80) { n } else { 10 + n });
+    json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": format!("n{n}"), "labels": labels(rng)},
+           "status": {"addresses": [{"type": "InternalIP", "address": addr}]}})
+}
+
+/// Every pod's tiers with each peer replaced by its addresses: comparable across graphs
+/// whose peer ids differ.
+fn tiers_of(g: &PolicyGraph) -> Vec<String> {
+    g.pods
+        .values()
+        .map(|p| {
+            let t = &p.tiers;
+            let sides = [
+                &t.ingress.admin,
+                &t.ingress.baseline,
+                &t.egress.admin,
+                &t.egress.baseline,
+            ];
+            let text: Vec<String> = sides
+                .iter()
+                .map(|r| {
+                    let rules: Vec<String> = r
+                        .rules
+                        .iter()
+                        .map(|r| {
+                            let addrs = match r.peer {
+                                nftpol::graph::PeerRef::Any => "any".to_string(),
+                                nftpol::graph::PeerRef::Peer(id) => {
+                                    format!("{:?}", g.peers[id].addrs)
+                                }
+                            };
+                            format!("{} {addrs} {:?} {}", r.action, r.ports, r.origin)
+                        })
+                        .collect();
+                    format!("{:?} {rules:?}", r.policies)
+                })
+                .collect();
+            format!("{}: {text:?}", p.id())
+        })
+        .collect()
 }
 
 fn full(state: &NodeState, options: &Options) -> nftpol::ruleset::Ruleset {
@@ -42,7 +158,7 @@ fn mutate(
     let policies: Vec<usize> = (0..live.len())
         .filter(|&i| live[i]["kind"] == "NetworkPolicy")
         .collect();
-    match rng.below(10) {
+    match rng.below(12) {
         0 | 1 if !pods.is_empty() => {
             // Relabel a pod.
             let i = pods[rng.below(pods.len())];
@@ -116,6 +232,46 @@ fn mutate(
                     .recomputed,
             );
         }
+        8 | 10 => {
+            // A ClusterNetworkPolicy added, changed (priority, tier, rules), or deleted;
+            // or a Node added, relabelled, readdressed or deleted.
+            let name = format!("cnp{}", rng.below(3));
+            let live_cnp = live.iter().position(|o| {
+                o["kind"] == "ClusterNetworkPolicy" && o["metadata"]["name"] == name.as_str()
+            });
+            match rng.below(4) {
+                0 if live_cnp.is_some() => {
+                    live.remove(live_cnp.unwrap());
+                    touched.extend(
+                        state
+                            .delete(Kind::ClusterNetworkPolicy, None, &name)
+                            .recomputed,
+                    );
+                }
+                0 | 1 => {
+                    let v = cnp(rng, &name);
+                    if let Some(i) = live_cnp {
+                        live.remove(i);
+                    }
+                    track(&mut touched, state.apply_reporting(obj(&v)).0);
+                    live.push(v);
+                }
+                2 => {
+                    let n = 1 + rng.below(2);
+                    let v = node_obj(rng, n);
+                    live.retain(|o| {
+                        !(o["kind"] == "Node" && o["metadata"]["name"] == v["metadata"]["name"])
+                    });
+                    track(&mut touched, state.apply_reporting(obj(&v)).0);
+                    live.push(v);
+                }
+                _ => {
+                    let n = format!("n{}", 1 + rng.below(2));
+                    live.retain(|o| !(o["kind"] == "Node" && o["metadata"]["name"] == n.as_str()));
+                    touched.extend(state.delete(Kind::Node, None, &n).recomputed);
+                }
+            }
+        }
         9 if !pods.is_empty() => {
             // A new pod claims a live pod's addresses while the old one is still listed
             // (a deletion not yet seen): two pods, one address, perhaps other labels.
@@ -152,13 +308,22 @@ proptest! {
 
     #[test]
     fn incremental_equals_full(seed in any::<u64>(), node in prop_oneof![Just(Some("n1")), Just(Some("n2")), Just(None)], deny_unknown in any::<bool>()) {
-        let c = cluster(seed);
+        let mut c = cluster(seed);
+        let mut gen = Rng::new(seed ^ 0xc1a5);
+        for n in 1..=2 {
+            c.objects.push(node_obj(&mut gen, n));
+        }
+        for i in 0..gen.below(3) {
+            c.objects.push(cnp(&mut gen, &format!("cnp{i}")));
+        }
         let options = Options { pod_cidrs: if deny_unknown { vec!["10.0.0.0/23".parse().unwrap()] } else { vec![] } };
         // Built up object by object from nothing, as watch events arrive.
         let mut state = NodeState::with_options(Index::new(), node, options.clone());
         for v in &c.objects {
-            state.apply(obj(v)).unwrap();
+            let (_, error) = state.apply_reporting(obj(v));
+            prop_assert!(error.is_none() || v["kind"] == "ClusterNetworkPolicy", "{:?}", error);
             prop_assert_eq!(state.model(), &full(&state, &options), "seed {} after adding {}", seed, v["metadata"]);
+            prop_assert_eq!(tiers_of(state.graph()), tiers_of(&PolicyGraph::build_for(state.index(), state.node())), "seed {} after adding {}", seed, v["metadata"]);
         }
         let mut live = c.objects.clone();
         let mut rng = Rng::new(seed ^ 0x5eed);
@@ -166,6 +331,7 @@ proptest! {
             let before = state.model().clone();
             let recomputed = mutate(&mut rng, &mut state, &mut live, step);
             prop_assert_eq!(state.model(), &full(&state, &options), "seed {} step {}", seed, step);
+            prop_assert_eq!(tiers_of(state.graph()), tiers_of(&PolicyGraph::build_for(state.index(), state.node())), "seed {} step {}: tiers", seed, step);
             // What the controller sends and keeps: only the recomputed pods' objects differ,
             // and patching them into the old model gives the new one.
             let mut patched = before.clone();
@@ -176,6 +342,7 @@ proptest! {
             compacted.compact();
             prop_assert!(compacted.peer_count() <= state.graph().peer_count());
             prop_assert_eq!(&build_with(&compacted, &options), state.model(), "seed {} step {}: compact", seed, step);
+            prop_assert_eq!(tiers_of(&compacted), tiers_of(state.graph()), "seed {} step {}: compact tiers", seed, step);
         }
     }
 }
