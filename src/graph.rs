@@ -738,50 +738,10 @@ impl fmt::Display for PolicyGraph {
                     }
                 }
             }
-            write_tiers(f, &pod.tiers)?;
+            tiers::write_tiers(f, &pod.tiers)?;
         }
         Ok(())
     }
-}
-
-fn peer_text(peer: PeerRef) -> String {
-    match peer {
-        PeerRef::Any => "any".to_string(),
-        PeerRef::Peer(id) => format!("peer {id}"),
-    }
-}
-
-fn ports_text(ports: &Ports) -> String {
-    match ports {
-        Ports::Any => "any port".to_string(),
-        Ports::Some(l) if l.is_empty() => "no port".to_string(),
-        Ports::Some(l) => l
-            .iter()
-            .map(|r| r.to_string())
-            .collect::<Vec<_>>()
-            .join(","),
-    }
-}
-
-/// A pod's tiers, only when a ClusterNetworkPolicy selects it (so that the text of a
-/// NetworkPolicy-only graph stays what it was).
-fn write_tiers(f: &mut fmt::Formatter<'_>, tiers: &PodTiers) -> fmt::Result {
-    for dir in [Direction::Ingress, Direction::Egress] {
-        let side = tiers.side(dir);
-        for tier in [crate::tiers::Tier::Admin, crate::tiers::Tier::Baseline] {
-            let rules = side.tier(tier);
-            if rules.is_empty() {
-                continue;
-            }
-            writeln!(f, "  {dir} {tier}: {}", rules.policies.join(", "))?;
-            for r in &rules.rules {
-                let action = r.action.name().to_ascii_lowercase();
-                let (peer, ports) = (peer_text(r.peer), ports_text(&r.ports));
-                writeln!(f, "    {action} {peer} {ports} <- {}", r.origin)?;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// A peer of a policy as a person would say it: `pods {app=db} in namespaces {team=a}`.

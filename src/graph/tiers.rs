@@ -326,3 +326,43 @@ pub(super) fn tier_peers_mut(node: &mut PodNode) -> impl Iterator<Item = &mut Pe
     .into_iter()
     .flat_map(|r| r.rules.iter_mut().map(|r| &mut r.peer))
 }
+
+fn peer_text(peer: PeerRef) -> String {
+    match peer {
+        PeerRef::Any => "any".to_string(),
+        PeerRef::Peer(id) => format!("peer {id}"),
+    }
+}
+
+fn ports_text(ports: &Ports) -> String {
+    match ports {
+        Ports::Any => "any port".to_string(),
+        Ports::Some(l) if l.is_empty() => "no port".to_string(),
+        Ports::Some(l) => l
+            .iter()
+            .map(|r| r.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    }
+}
+
+/// A pod's tiers, only when a ClusterNetworkPolicy selects it (so that the text of a
+/// NetworkPolicy-only graph stays what it was).
+pub(super) fn write_tiers(f: &mut std::fmt::Formatter<'_>, tiers: &PodTiers) -> std::fmt::Result {
+    for dir in [Direction::Ingress, Direction::Egress] {
+        let side = tiers.side(dir);
+        for tier in [Tier::Admin, Tier::Baseline] {
+            let rules = side.tier(tier);
+            if rules.is_empty() {
+                continue;
+            }
+            writeln!(f, "  {dir} {tier}: {}", rules.policies.join(", "))?;
+            for r in &rules.rules {
+                let action = r.action.name().to_ascii_lowercase();
+                let (peer, ports) = (peer_text(r.peer), ports_text(&r.ports));
+                writeln!(f, "    {action} {peer} {ports} <- {}", r.origin)?;
+            }
+        }
+    }
+    Ok(())
+}
