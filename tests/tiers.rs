@@ -704,3 +704,52 @@ fn both_api_versions_read_the_same() {
     assert_eq!(ga, gb);
     assert!(!ga.pod("x", "a").unwrap().tiers.is_empty());
 }
+
+#[test]
+fn explain_json_and_graph_json_carry_the_tiers() {
+    let idx = nodes_cluster(vec![cnp("no-y-into-x", "Admin", 3, "x").set(
+        &["spec"],
+        "ingress",
+        json!([
+            {"name": "web", "action": "Pass", "from": [ns_peer("y")], "protocols": [tcp(80)]},
+            {"name": "deny-y", "action": "Deny", "from": [ns_peer("y")]}
+        ]),
+    )]);
+    let e = serde_json::to_value(explain(&idx, "y/c", "x/a", "tcp/81")).unwrap();
+    assert_eq!(e["allowed"], false);
+    let step = &e["ingress_tiers"][0];
+    assert_eq!(step["tier"], "Admin");
+    assert_eq!(step["rule"], "Admin: no-y-into-x ingress[1] deny-y from[0]");
+    assert_eq!(step["outcome"], "Deny");
+    assert_eq!(step["decides"], false);
+    assert_eq!(
+        step["near_misses"][0]["rule"],
+        "Admin: no-y-into-x ingress[0] web from[0]"
+    );
+    assert_eq!(step["near_misses"][0]["ports"], json!(["tcp/80"]));
+    assert!(e.get("egress_tiers").is_none(), "y/c has no tiers: {e}");
+    let g: serde_json::Value =
+        serde_json::from_str(&nftpol::graph_json::render(&graph(&idx))).unwrap();
+    let a = g["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "a")
+        .unwrap();
+    let rules = &a["tiers"]["ingress"]["admin"]["rules"];
+    assert_eq!(rules[0]["action"], "Pass");
+    assert_eq!(rules[0]["ports"], json!(["tcp/80"]));
+    assert_eq!(rules[1]["action"], "Deny");
+    assert_eq!(rules[1]["rule"], 1);
+    assert_eq!(rules[1]["rule_name"], "deny-y");
+    assert_eq!(rules[1]["priority"], 3);
+    let peer = rules[1]["peer"].as_u64().unwrap() as usize;
+    assert_eq!(g["peers"][peer]["addresses"], json!(["10.244.2.21"]));
+    let c = g["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "c")
+        .unwrap();
+    assert!(c.get("tiers").is_none(), "no CNP selects y/c: {c}");
+}
