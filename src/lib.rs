@@ -4,8 +4,9 @@
 //!
 //! ```text
 //! input (YAML/JSON -> Object)
-//!   -> index   (what the cluster holds, reduced to what policy needs)
-//!   -> graph   (what is allowed: pods, isolation, peers, ports; no nftables)
+//!   -> index   (what the cluster holds, reduced to what policy needs; policy and cnp
+//!               validate NetworkPolicies and ClusterNetworkPolicies on the way in)
+//!   -> graph   (what is allowed: pods, isolation, peers, ports, CNP tiers; no nftables)
 //!   -> ruleset (tables, chains, sets, maps as plain data)
 //!   -> script  (nft -f text)            | netlink (one atomic batch)
 //! explain reads the graph; it never looks at the ruleset.
