@@ -163,7 +163,10 @@ impl<D: Dataplane> SyncLoop<D> {
         if cidrs.is_empty() {
             tracing::warn!(node = %self.settings.node, "--default-deny-unknown: the Node object has no spec.podCIDRs; unknown addresses cannot be dropped (set --pod-cidr)");
         }
-        let options = crate::ruleset::Options { pod_cidrs: cidrs };
+        let options = crate::ruleset::Options {
+            pod_cidrs: cidrs,
+            ..self.state.options().clone()
+        };
         if self.state.set_options(options) {
             tracing::info!(node = %self.settings.node, pod_cidrs = ?self.state.options().pod_cidrs, "pod CIDRs from the Node object");
             if self.applied.is_some() {

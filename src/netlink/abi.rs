@@ -148,6 +148,12 @@ pub(crate) const NFT_CT_STATE: u32 = libc::NFT_CT_STATE as u32;
 pub(crate) const NF_CT_STATE_ESTABLISHED_BIT: u32 = 1 << 1;
 /// NF_CT_STATE_BIT(IP_CT_RELATED) (linux/netfilter/nf_conntrack_common.h).
 pub(crate) const NF_CT_STATE_RELATED_BIT: u32 = 1 << 2;
+/// NF_CT_STATE_BIT(IP_CT_NEW) (linux/netfilter/nf_conntrack_common.h).
+pub(crate) const NF_CT_STATE_NEW_BIT: u32 = 1 << 3;
+/// `limit ... packets` (enum nft_limit_type).
+pub(crate) const NFT_LIMIT_PKTS: u32 = libc::NFT_LIMIT_PKTS as u32;
+/// `limit rate N/second`: the limit's unit is a number of seconds.
+pub(crate) const LIMIT_UNIT_SECOND: u64 = 1;
 pub(crate) const NFT_LOOKUP_F_INV: u32 = libc::NFT_LOOKUP_F_INV as u32;
 pub(crate) const NFT_BYTEORDER_HTON: u32 = libc::NFT_BYTEORDER_HTON as u32;
 /// enum nft_fib_result.
@@ -264,6 +270,15 @@ pub(crate) mod nftnl {
     pub const BYTEORDER_OP: u32 = s::NFTNL_EXPR_BYTEORDER_OP;
     pub const BYTEORDER_LEN: u32 = s::NFTNL_EXPR_BYTEORDER_LEN;
     pub const BYTEORDER_SIZE: u32 = s::NFTNL_EXPR_BYTEORDER_SIZE;
+    pub const LOG_PREFIX: u32 = s::NFTNL_EXPR_LOG_PREFIX;
+    /// A u16.
+    pub const LOG_GROUP: u32 = s::NFTNL_EXPR_LOG_GROUP;
+    /// u64s.
+    pub const LIMIT_RATE: u32 = s::NFTNL_EXPR_LIMIT_RATE;
+    pub const LIMIT_UNIT: u32 = s::NFTNL_EXPR_LIMIT_UNIT;
+    pub const LIMIT_BURST: u32 = s::NFTNL_EXPR_LIMIT_BURST;
+    pub const LIMIT_TYPE: u32 = s::NFTNL_EXPR_LIMIT_TYPE;
+    pub const LIMIT_FLAGS: u32 = s::NFTNL_EXPR_LIMIT_FLAGS;
 }
 
 // ---- ctnetlink (linux/netfilter/nfnetlink_conntrack.h) ------------------------------

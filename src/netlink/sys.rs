@@ -271,6 +271,16 @@ impl Expr {
         unsafe { sys::nftnl_expr_set_u32(self.0.as_mut(), attr as u16, v) };
         self
     }
+    pub fn u16(mut self, attr: u32, v: u16) -> Self {
+        // SAFETY: as for `u32`.
+        unsafe { sys::nftnl_expr_set_u16(self.0.as_mut(), attr as u16, v) };
+        self
+    }
+    pub fn u64(mut self, attr: u32, v: u64) -> Self {
+        // SAFETY: as for `u32`.
+        unsafe { sys::nftnl_expr_set_u64(self.0.as_mut(), attr as u16, v) };
+        self
+    }
     pub fn str(mut self, attr: u32, s: &str) -> Self {
         let c = cstring(s);
         // SAFETY: the string is copied.
