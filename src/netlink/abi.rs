@@ -314,3 +314,33 @@ pub(crate) const CTA_PROTO_DST_PORT: u16 = 3;
 pub(crate) const CTA_FILTER_ORIG_FLAGS: u16 = 1;
 pub(crate) const CTA_FILTER_REPLY_FLAGS: u16 = 2;
 pub(crate) const CTA_FILTER_FLAG_CTA_IP_SRC: u32 = 1 << 0;
+
+// ---- nfnetlink_log (linux/netfilter/nfnetlink_log.h) --------------------------------
+
+pub(crate) const NFNL_SUBSYS_ULOG: u16 = libc::NFNL_SUBSYS_ULOG as u16;
+pub(crate) const NFULNL_MSG_PACKET: u16 = libc::NFULNL_MSG_PACKET as u16;
+pub(crate) const NFULNL_MSG_CONFIG: u16 = libc::NFULNL_MSG_CONFIG as u16;
+// enum nfulnl_attr_type
+pub(crate) const NFULA_PAYLOAD: u16 = libc::NFULA_PAYLOAD as u16;
+pub(crate) const NFULA_PREFIX: u16 = libc::NFULA_PREFIX as u16;
+pub(crate) const NFULA_SEQ: u16 = libc::NFULA_SEQ as u16;
+// enum nfulnl_attr_config and enum nfulnl_msg_config_cmds
+pub(crate) const NFULA_CFG_CMD: u16 = libc::NFULA_CFG_CMD as u16;
+pub(crate) const NFULA_CFG_MODE: u16 = libc::NFULA_CFG_MODE as u16;
+pub(crate) const NFULA_CFG_FLAGS: u16 = libc::NFULA_CFG_FLAGS as u16;
+pub(crate) const NFULNL_CFG_CMD_BIND: u8 = libc::NFULNL_CFG_CMD_BIND as u8;
+pub(crate) const NFULNL_COPY_PACKET: u8 = libc::NFULNL_COPY_PACKET as u8;
+/// Number the instance's messages (`NFULA_SEQ`): a gap is a message the socket lost.
+pub(crate) const NFULNL_CFG_F_SEQ: u16 = libc::NFULNL_CFG_F_SEQ as u16;
+/// `struct nfulnl_msg_config_mode`: `__be32 copy_range; __u8 copy_mode; __u8 _pad`.
+pub(crate) const NFULNL_CONFIG_MODE_LEN: usize = 6;
+
+// ---- packet headers (linux/in.h, linux/ip.h, linux/ipv6.h) ---------------------------
+
+pub(crate) const IPPROTO_TCP: u8 = libc::IPPROTO_TCP as u8;
+pub(crate) const IPPROTO_UDP: u8 = libc::IPPROTO_UDP as u8;
+pub(crate) const IPPROTO_SCTP: u8 = libc::IPPROTO_SCTP as u8;
+/// The fixed IPv6 header.
+pub(crate) const IPV6_HDRLEN: usize = 40;
+/// The shortest IPv4 header (IHL 5).
+pub(crate) const IPV4_MIN_HDRLEN: usize = 20;

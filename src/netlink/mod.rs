@@ -23,6 +23,7 @@ mod conntrack;
 mod diff;
 mod encode;
 mod exprs;
+mod nflog;
 mod readback;
 mod sys;
 
@@ -34,6 +35,7 @@ use std::time::Duration;
 pub use conntrack::{Conntrack, CtEntry};
 pub use diff::{diff, diff_views, Op};
 pub use encode::Batch;
+pub use nflog::{LoggedPacket, Nflog, Received};
 pub use readback::{drift, LiveChain, LiveElem, LiveRule, LiveSet, LiveTable};
 
 use crate::ruleset::model::Ruleset;
