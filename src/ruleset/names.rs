@@ -81,6 +81,13 @@ pub enum LogVerdict {
 }
 
 impl LogVerdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            LogVerdict::Denied => "denied",
+            LogVerdict::Allowed => "allowed",
+        }
+    }
+
     pub fn letter(self) -> char {
         match self {
             LogVerdict::Denied => 'd',
