@@ -97,7 +97,7 @@ pub fn rule_text(kind: &RuleKind) -> String {
             format!("{} {}{tail} @{set}{log} {}", ip_kw(*family), addr_kw(*addr), verdict_text(verdict))
         }
         RuleKind::LogDenied { prefix, group, rate, burst } => {
-            format!("ct state new limit rate {rate}/second burst {burst} packets {}", log_text(prefix, *group))
+            format!("ct state new counter limit rate {rate}/second burst {burst} packets {}", log_text(prefix, *group))
         }
         RuleKind::DropUnknown { family, addr, cidrs, known } => {
             let (f, a) = (ip_kw(*family), addr_kw(*addr));

@@ -8,7 +8,9 @@
 //!   gives exactly one denied record naming pod x/b, peer x/c, port 8080 and the
 //!   isolating policy; one connection from a gives exactly one allowed record naming the
 //!   rule `nftpol explain` names for that side. The per-pod metric counts both.
-//! - A flood of 10,000 denied SYNs gives at most rate x time + burst records.
+//! - A flood of 10,000 denied SYNs gives at most rate x time + burst records; one more
+//!   SYN after the bucket refilled gives a record whose `suppressed_before`, summed with
+//!   those of the flood's records, accounts for every SYN: records + suppressed = SYNs.
 //!
 //! Records are captured from `tracing` (target `nftpol::verdict`) by a layer installed as
 //! the global subscriber: the reader writes them on its own thread. Needs root:
@@ -308,6 +310,7 @@ async fn a_denied_and_an_allowed_connection_give_one_record_each() {
         ("port", "8080"),
         ("isolated_by", "x/b-from-a"),
         ("judged_by", "current"),
+        ("suppressed_before", "0"),
     ] {
         assert_eq!(
             r.get(field).map(String::as_str),
@@ -389,5 +392,34 @@ async fn a_flood_of_denied_syns_gives_at_most_rate_times_time_plus_burst_records
     );
     assert!(got >= u64::from(LOG.burst), "the burst is logged: {got}");
     assert!(got <= bound, "{got} records, bound {bound}");
+
+    // The bucket refills (burst / rate seconds); one more SYN reports what was kept out.
+    tokio::time::sleep(Duration::from_millis(
+        u64::from(LOG.burst) * 1000 / u64::from(LOG.rate) + 200,
+    ))
+    .await;
+    assert!(!one_syn(&c, to_b));
+    let all = settle(got as usize + 1, flood).await;
+    let suppressed: u64 = all
+        .iter()
+        .map(|r| {
+            r.get("suppressed_before")
+                .and_then(|s| s.parse::<u64>().ok())
+                .expect("suppressed_before on every denied record")
+        })
+        .sum();
+    let metric_total = metric(ctl.port, "nftpol_verdict_records_suppressed_total").await;
+    eprintln!(
+        "flood: then one more SYN: {} records, {suppressed} suppressed reported ({metric_total} in the metric), {} SYNs sent",
+        all.len(),
+        SYNS + 1
+    );
+    assert_eq!(all.len() as u64, got + 1, "one record for the last SYN");
+    assert_eq!(
+        all.len() as u64 + suppressed,
+        SYNS as u64 + 1,
+        "records + suppressed = SYNs"
+    );
+    assert_eq!(metric_total, suppressed);
     ctl.stop().await;
 }

@@ -124,6 +124,8 @@ struct Inner {
     verdicts_lost: u64,
     /// Logged packets that named no chain of this node or could not be decoded.
     verdicts_unmapped: u64,
+    /// Denied connections the rate limit kept out of the log (from the chains' counters).
+    verdicts_suppressed: u64,
 }
 
 #[derive(Debug)]
@@ -149,6 +151,7 @@ impl Default for Metrics {
             verdicts: BTreeMap::new(),
             verdicts_lost: 0,
             verdicts_unmapped: 0,
+            verdicts_suppressed: 0,
         }))
     }
 }
@@ -239,6 +242,10 @@ impl Metrics {
         self.with(|m| m.verdicts_lost += n)
     }
 
+    pub fn verdicts_suppressed(&self, n: u64) {
+        self.with(|m| m.verdicts_suppressed += n)
+    }
+
     pub fn verdict_unmapped(&self) {
         self.with(|m| m.verdicts_unmapped += 1)
     }
@@ -321,7 +328,8 @@ fn render_verdicts(out: &mut String, m: &Inner) {
     let _ = write!(
         out,
         "# HELP nftpol_verdict_records_lost_total Verdict records the kernel sent that the reader never received (its socket overflowed).\n# TYPE nftpol_verdict_records_lost_total counter\nnftpol_verdict_records_lost_total {}\n\
-         # HELP nftpol_verdict_records_unmapped_total Logged packets that named no chain of this node or could not be decoded.\n# TYPE nftpol_verdict_records_unmapped_total counter\nnftpol_verdict_records_unmapped_total {}\n",
-        m.verdicts_lost, m.verdicts_unmapped
+         # HELP nftpol_verdict_records_unmapped_total Logged packets that named no chain of this node or could not be decoded.\n# TYPE nftpol_verdict_records_unmapped_total counter\nnftpol_verdict_records_unmapped_total {}\n\
+         # HELP nftpol_verdict_records_suppressed_total Denied connections the --log-rate limit kept out of the log (reported with the next record of their chain).\n# TYPE nftpol_verdict_records_suppressed_total counter\nnftpol_verdict_records_suppressed_total {}\n",
+        m.verdicts_lost, m.verdicts_unmapped, m.verdicts_suppressed
     );
 }

@@ -90,6 +90,9 @@ pub(crate) const NFTA_RULE_EXPRESSIONS: u16 = 4;
 pub(crate) const NFTA_RULE_USERDATA: u16 = 7;
 // enum nft_expr_attributes
 pub(crate) const NFTA_EXPR_NAME: u16 = 1;
+pub(crate) const NFTA_EXPR_DATA: u16 = 2;
+// enum nft_counter_attributes
+pub(crate) const NFTA_COUNTER_PACKETS: u16 = 2;
 // enum nft_set_attributes
 pub(crate) const NFTA_SET_TABLE: u16 = 1;
 pub(crate) const NFTA_SET_NAME: u16 = 2;

@@ -149,6 +149,17 @@ impl Conn {
         }
     }
 
+    /// One datagram if one is queued now; `None` otherwise.
+    pub fn recv_datagram_nowait(&mut self) -> Result<Option<&[u8]>, NetlinkError> {
+        match self.sock.recv_nowait(&mut self.buf) {
+            Ok(n) => Ok(Some(&self.buf.bytes()[..n])),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => Err(NetlinkError::OutcomeUnknown),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(None),
+            Err(e) => Err(NetlinkError::Recv(e)),
+        }
+    }
+
     /// Reserve `n` sequence numbers; returns the first.
     pub fn reserve(&mut self, n: usize) -> u32 {
         let first = self.seq;

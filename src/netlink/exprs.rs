@@ -132,6 +132,8 @@ pub(crate) fn rule_exprs(kind: &RuleKind, ids: SetIds, anon_id: Option<u32>) -> 
             burst,
         } => {
             ct_state(&mut v, NF_CT_STATE_NEW_BIT);
+            // nft sends a fresh counter with no attributes (zero packets and bytes).
+            v.push(Expr::new("counter"));
             v.push(limit(*rate, *burst));
             v.push(log(prefix, *group));
         }
@@ -297,7 +299,7 @@ mod tests {
                     rate: 10,
                     burst: 20,
                 },
-                "ct bitwise cmp limit log",
+                "ct bitwise cmp counter limit log",
             ),
             (
                 RuleKind::Lookup {

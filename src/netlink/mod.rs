@@ -20,6 +20,7 @@
 mod abi;
 mod batch;
 mod conntrack;
+mod counters;
 mod diff;
 mod encode;
 mod exprs;
@@ -33,6 +34,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use conntrack::{Conntrack, CtEntry};
+pub use counters::Counters;
 pub use diff::{diff, diff_views, Op};
 pub use encode::Batch;
 pub use nflog::{LoggedPacket, Nflog, Received};

@@ -31,6 +31,8 @@ use super::NetlinkError;
 pub const COPY_BYTES: u32 = 128;
 /// How long one [`Nflog::recv`] waits, so that the reading thread notices a shutdown.
 pub const RECV_TIMEOUT_SECS: u64 = 1;
+/// The most datagrams one [`Nflog::recv`] takes, so a flood cannot keep it from returning.
+const MAX_DATAGRAMS_PER_RECV: usize = 256;
 /// Room for a burst of records between two reads (the kernel drops beyond it: ENOBUFS).
 const RECV_BUFFER: usize = 4 << 20;
 
@@ -194,25 +196,35 @@ impl Nflog {
         self.group
     }
 
-    /// The packets of one datagram, or none after [`RECV_TIMEOUT_SECS`].
+    /// Every packet queued: waits up to [`RECV_TIMEOUT_SECS`] for the first datagram,
+    /// then takes the ones queued behind it without waiting.
     pub fn recv(&mut self) -> Result<Received, NetlinkError> {
         let mut out = Received::default();
-        let bytes = match self.conn.recv_datagram() {
-            Ok(Some(b)) => b,
-            Ok(None) => return Ok(out),
-            Err(NetlinkError::OutcomeUnknown) => {
-                out.overflowed = true;
-                return Ok(out);
-            }
-            Err(e) => return Err(e),
-        };
-        for m in messages(bytes)? {
-            if m.ty != (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET {
-                continue;
-            }
-            match parse_packet(m.payload) {
-                Some(p) => out.packets.push(p),
-                None => out.undecoded += 1,
+        let mut first = true;
+        for _ in 0..MAX_DATAGRAMS_PER_RECV {
+            let got = if first {
+                self.conn.recv_datagram()
+            } else {
+                self.conn.recv_datagram_nowait()
+            };
+            first = false;
+            let bytes = match got {
+                Ok(Some(b)) => b,
+                Ok(None) => return Ok(out),
+                Err(NetlinkError::OutcomeUnknown) => {
+                    out.overflowed = true;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            for m in messages(bytes)? {
+                if m.ty != (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET {
+                    continue;
+                }
+                match parse_packet(m.payload) {
+                    Some(p) => out.packets.push(p),
+                    None => out.undecoded += 1,
+                }
             }
         }
         Ok(out)

@@ -457,6 +457,25 @@ impl Socket {
         self.sock.send(data)
     }
 
+    /// Receive one datagram if one is queued, without waiting (EAGAIN otherwise).
+    pub fn recv_nowait(&self, buf: &mut RecvBuf) -> io::Result<usize> {
+        let bytes = buf.bytes_mut();
+        // SAFETY: the buffer is valid for writes of its length for the whole call.
+        let n = unsafe {
+            libc::recv(
+                self.fd(),
+                bytes.as_mut_ptr().cast(),
+                bytes.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
     /// Receive one datagram (possibly many messages) into `buf`.
     pub fn recv(&self, buf: &mut RecvBuf) -> io::Result<usize> {
         let bytes = buf.bytes_mut();

@@ -298,11 +298,13 @@ pub enum RuleKind {
     /// conntrack would otherwise pick up as a new connection (in the reverse direction,
     /// which policy may allow) and so resurrect the cut one.
     HeldDrop { family: IpFamily, set: String },
-    /// `ct state new limit rate <rate>/second burst <burst> packets log prefix "<prefix>"
-    /// group <group>`: the first packet of a connection about to be dropped goes to the
-    /// NFLOG group (`--log-denied`), at most `rate` a second after a burst of `burst`, per
-    /// chain. No verdict: the `drop` after it decides. `ct state new` keeps invalid and
-    /// untracked stragglers (which reach these chains too) out of the log.
+    /// `ct state new counter limit rate <rate>/second burst <burst> packets log prefix
+    /// "<prefix>" group <group>`: the first packet of a connection about to be dropped goes
+    /// to the NFLOG group (`--log-denied`), at most `rate` a second after a burst of
+    /// `burst`, per chain. No verdict: the `drop` after it decides. `ct state new` keeps
+    /// invalid and untracked stragglers (which reach these chains too) out of the log. The
+    /// counter, before the limit, counts every denied connection: the reader tells from it
+    /// how many the limit kept out of the log.
     LogDenied {
         prefix: String,
         group: u16,
