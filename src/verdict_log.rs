@@ -126,10 +126,13 @@ pub enum Unmapped {
     UnknownPrefix(String),
 }
 
+/// (newest, the one before it).
+type Generations = (Option<Arc<Snapshot>>, Option<Arc<Snapshot>>);
+
 /// The last two published generations, shared by the sync loop and the reader.
 #[derive(Default)]
 pub struct Board {
-    inner: Mutex<(Option<Arc<Snapshot>>, Option<Arc<Snapshot>>)>,
+    inner: Mutex<Generations>,
 }
 
 fn protocol_of(n: u8) -> Option<Protocol> {

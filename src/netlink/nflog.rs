@@ -94,8 +94,11 @@ fn bind_request(group: u16, seq: u32) -> Vec<u8> {
     out
 }
 
+/// Source, destination, IP protocol, and (source, destination) ports when it has them.
+type Tuple = (IpAddr, IpAddr, u8, Option<(u16, u16)>);
+
 /// The addresses, protocol and ports of an IP packet (from its network header on).
-fn decode_ip(p: &[u8]) -> Option<(IpAddr, IpAddr, u8, Option<(u16, u16)>)> {
+fn decode_ip(p: &[u8]) -> Option<Tuple> {
     let (src, dst, protocol, transport) = match p.first()? >> 4 {
         4 if p.len() >= IPV4_MIN_HDRLEN => {
             let ihl = usize::from(p[0] & 0x0f) * 4;
