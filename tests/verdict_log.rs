@@ -29,6 +29,7 @@ use nftpol::input::object_from_value;
 use nftpol::ruleset::{LogOptions, Options};
 use serde_json::{json, Value};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::Layer;
 
 #[path = "common/root.rs"]
 mod needs_root;
@@ -52,7 +53,16 @@ fn records() -> Arc<Mutex<Vec<Fields>>> {
     RECORDS
         .get_or_init(|| {
             let all = Arc::new(Mutex::new(Vec::new()));
-            let subscriber = tracing_subscriber::registry().with(Capture(all.clone()));
+            // The records as `--log-format json` prints them, on stderr (--nocapture).
+            let json = tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(std::io::stderr)
+                .with_filter(tracing_subscriber::filter::filter_fn(|m| {
+                    m.target() == controller::nflog::TARGET && *m.level() == tracing::Level::INFO
+                }));
+            let subscriber = tracing_subscriber::registry()
+                .with(Capture(all.clone()))
+                .with(json);
             tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
             all
         })
