@@ -33,6 +33,7 @@ pub mod script;
 pub mod selector;
 pub mod state;
 pub mod synth;
+pub mod verdict_log;
 
 pub use error::Error;
 

@@ -120,6 +120,8 @@ pub struct SyncLoop<D: Dataplane> {
     pending_watch: Duration,
     /// This node's Node object has been listed (only waited for with `pod_cidrs_from_node`).
     node_listed: bool,
+    /// Where each applied generation goes for the verdict reader (with verdict logs on).
+    board: Option<Arc<crate::verdict_log::Board>>,
 }
 
 const ALL_KINDS: [Kind; 3] = [Kind::Namespace, Kind::Pod, Kind::NetworkPolicy];
@@ -150,7 +152,23 @@ impl<D: Dataplane> SyncLoop<D> {
             pending_state: Duration::ZERO,
             pending_watch: Duration::ZERO,
             node_listed: false,
+            board: None,
         }
+    }
+
+    /// Publishes the index and graph of every applied batch to `board`, for the verdict
+    /// reader (a copy of both per batch: only with verdict logs on).
+    pub fn with_board(mut self, board: Arc<crate::verdict_log::Board>) -> Self {
+        self.board = Some(board);
+        self
+    }
+
+    fn publish(&self) {
+        let Some(board) = &self.board else { return };
+        let graph = self.state.graph().clone();
+        self.metrics
+            .retain_verdict_pods(&graph.pods.keys().cloned().collect());
+        board.publish(self.state.index().clone(), graph);
     }
 
     /// Takes this node's pod CIDRs for `--default-deny-unknown`; a change rebuilds the
@@ -163,7 +181,10 @@ impl<D: Dataplane> SyncLoop<D> {
         if cidrs.is_empty() {
             tracing::warn!(node = %self.settings.node, "--default-deny-unknown: the Node object has no spec.podCIDRs; unknown addresses cannot be dropped (set --pod-cidr)");
         }
-        let options = crate::ruleset::Options { pod_cidrs: cidrs };
+        let options = crate::ruleset::Options {
+            pod_cidrs: cidrs,
+            ..self.state.options().clone()
+        };
         if self.state.set_options(options) {
             tracing::info!(node = %self.settings.node, pod_cidrs = ?self.state.options().pod_cidrs, "pod CIDRs from the Node object");
             if self.applied.is_some() {
@@ -309,6 +330,7 @@ impl<D: Dataplane> SyncLoop<D> {
                     Some(applied) if !full => crate::ruleset::patch(applied, model, &self.touched),
                     _ => self.applied = Some(model.clone()),
                 }
+                self.publish();
                 self.cut_revoked(full);
                 self.settled();
                 true
