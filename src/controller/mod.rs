@@ -169,7 +169,13 @@ where
     });
     let netns = config.netns.clone();
     let log = config.options.log;
-    let board = (log.denied || log.allowed).then(|| Arc::new(crate::verdict_log::Board::default()));
+    let board = (log.denied || log.allowed).then(|| {
+        // The channel is unbounded: asking never blocks the reader.
+        let wake = tx.clone();
+        Arc::new(crate::verdict_log::Board::new(move || {
+            let _ = wake.send(sync::Stamped::now(Msg::VerdictState));
+        }))
+    });
     let reader = match &board {
         Some(b) => Some(
             nflog::spawn(log.group, netns.clone(), b.clone(), metrics.clone())

@@ -55,6 +55,11 @@ impl VerdictReader {
     }
 }
 
+/// How long the reader waits for the sync loop to publish the state the kernel holds; a
+/// loop in the middle of a long batch takes longer, and the records then say whether the
+/// older state they were explained with agrees with the kernel.
+const FRESH_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Starts the reader of `group`, inside `netns` when given.
 pub fn spawn(
     group: u16,
@@ -125,6 +130,9 @@ fn read(group: u16, board: &Board, metrics: &Metrics, stop: &AtomicBool) {
                 }
             }
             last_seq = p.seq.or(last_seq);
+        }
+        if !got.packets.is_empty() {
+            board.fresh(FRESH_TIMEOUT);
         }
         let records: Vec<Record> = got
             .packets

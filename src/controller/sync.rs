@@ -39,6 +39,9 @@ pub enum Msg {
     /// This node's pod CIDRs (`spec.podCIDRs` of its Node object), first when its list
     /// completes, then on every change.
     NodeCidrs(Vec<ipnet::IpNet>),
+    /// The verdict reader wants the state the kernel holds ([`crate::verdict_log::Board`]):
+    /// published at once when nothing is pending, else when the pending batch lands.
+    VerdictState,
     Shutdown,
 }
 
@@ -163,6 +166,15 @@ impl<D: Dataplane> SyncLoop<D> {
         self
     }
 
+    /// After each applied batch: counts it, and publishes while records are wanted.
+    fn applied_to_board(&self) {
+        let Some(board) = &self.board else { return };
+        board.applied();
+        if board.wanted() {
+            self.publish();
+        }
+    }
+
     fn publish(&self) {
         let Some(board) = &self.board else { return };
         let graph = self.state.graph().clone();
@@ -218,6 +230,8 @@ impl<D: Dataplane> SyncLoop<D> {
     fn handle(&mut self, msg: Msg) -> bool {
         match msg {
             Msg::Shutdown => return false,
+            // The batch being made publishes it (the board is wanted now).
+            Msg::VerdictState => {}
             // A (re)list is applied as it arrives, and what it did not mention is deleted
             // at its end; nothing is synced in between, so the kernel never sees half a
             // relist, and no list is held in memory.
@@ -330,7 +344,7 @@ impl<D: Dataplane> SyncLoop<D> {
                     Some(applied) if !full => crate::ruleset::patch(applied, model, &self.touched),
                     _ => self.applied = Some(model.clone()),
                 }
-                self.publish();
+                self.applied_to_board();
                 self.cut_revoked(full);
                 self.settled();
                 true
@@ -463,6 +477,15 @@ impl<D: Dataplane> SyncLoop<D> {
                 None => rx.recv_timeout(deadline.saturating_duration_since(now)),
             };
             match next {
+                Ok(Stamped {
+                    msg: Msg::VerdictState,
+                    ..
+                }) => {
+                    // Nothing pending: the state is what the kernel holds.
+                    if window.is_none() && self.applied.is_some() {
+                        self.publish();
+                    }
+                }
                 Ok(stamped) => {
                     if !self.receive(stamped) {
                         tracing::info!("shutting down; the rules stay in place");
