@@ -10,7 +10,9 @@
 //!   rule `nftpol explain` names for that side. The per-pod metric counts both.
 //! - A flood of 10,000 denied SYNs gives at most rate x time + burst records; one more
 //!   SYN after the bucket refilled gives a record whose `suppressed_before`, summed with
-//!   those of the flood's records, accounts for every SYN: records + suppressed = SYNs.
+//!   those of the flood's records, accounts for every SYN: records + suppressed (+ any
+//!   connect that drew a recently recorded source port, a repeat) = SYNs.
+//! - Three resends of one UDP datagram give one record and two repeats.
 //!
 //! Records are captured from `tracing` (target `nftpol::verdict`) by a layer installed as
 //! the global subscriber: the reader writes them on its own thread. Needs root:
@@ -351,7 +353,26 @@ async fn a_denied_and_an_allowed_connection_give_one_record_each() {
         ("x/a", "8080")
     );
 
-    for (verdict, want) in [("denied", 1), ("allowed", 1)] {
+    // A UDP client resending its first datagram (no answer: denied) is one connection:
+    // one record; the resends are counted as repeats.
+    let to_b_udp: SocketAddr = format!("{B}:8081").parse().unwrap();
+    nftpol::netlink::in_netns(&routed::path(&c), || {
+        let sock = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        for _ in 0..3 {
+            sock.send_to(b"probe", to_b_udp).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .unwrap();
+    let udp = settle(1, || of("b", "denied", C, 8081)).await;
+    assert_eq!(udp.len(), 1, "one record for three resends: {udp:#?}");
+    assert_eq!(udp[0].get("protocol").map(String::as_str), Some("udp"));
+    assert_eq!(
+        metric(ctl.port, "nftpol_verdict_records_repeated_total").await,
+        2
+    );
+
+    for (verdict, want) in [("denied", 2), ("allowed", 1)] {
         let series = format!("nftpol_connections_total{{namespace=\"x\",pod=\"b\",direction=\"ingress\",verdict=\"{verdict}\"}}");
         assert_eq!(metric(ctl.port, &series).await, want, "{series}");
     }
@@ -425,10 +446,13 @@ async fn a_flood_of_denied_syns_gives_at_most_rate_times_time_plus_burst_records
         SYNS + 1
     );
     assert_eq!(all.len() as u64, got + 1, "one record for the last SYN");
+    // A connect that drew a source port a recent one had is a repeat to the reader.
+    let repeated = metric(ctl.port, "nftpol_verdict_records_repeated_total").await;
+    eprintln!("flood: {repeated} SYNs repeated a recorded 5-tuple");
     assert_eq!(
-        all.len() as u64 + suppressed,
+        all.len() as u64 + suppressed + repeated,
         SYNS as u64 + 1,
-        "records + suppressed = SYNs"
+        "records + suppressed + repeated = SYNs"
     );
     assert_eq!(metric_total, suppressed);
     ctl.stop().await;

@@ -126,6 +126,7 @@ struct Inner {
     verdicts_unmapped: u64,
     /// Denied connections the rate limit kept out of the log (from the chains' counters).
     verdicts_suppressed: u64,
+    verdicts_repeated: u64,
 }
 
 #[derive(Debug)]
@@ -152,6 +153,7 @@ impl Default for Metrics {
             verdicts_lost: 0,
             verdicts_unmapped: 0,
             verdicts_suppressed: 0,
+            verdicts_repeated: 0,
         }))
     }
 }
@@ -246,6 +248,11 @@ impl Metrics {
         self.with(|m| m.verdicts_suppressed += n)
     }
 
+    /// A logged packet that repeated a connection already recorded (a resent first packet).
+    pub fn verdict_repeated(&self) {
+        self.with(|m| m.verdicts_repeated += 1)
+    }
+
     pub fn verdict_unmapped(&self) {
         self.with(|m| m.verdicts_unmapped += 1)
     }
@@ -329,7 +336,8 @@ fn render_verdicts(out: &mut String, m: &Inner) {
         out,
         "# HELP nftpol_verdict_records_lost_total Verdict records the kernel sent that the reader never received (its socket overflowed).\n# TYPE nftpol_verdict_records_lost_total counter\nnftpol_verdict_records_lost_total {}\n\
          # HELP nftpol_verdict_records_unmapped_total Logged packets that named no chain of this node or could not be decoded.\n# TYPE nftpol_verdict_records_unmapped_total counter\nnftpol_verdict_records_unmapped_total {}\n\
-         # HELP nftpol_verdict_records_suppressed_total Denied connections the --log-rate limit kept out of the log (reported with the next record of their chain).\n# TYPE nftpol_verdict_records_suppressed_total counter\nnftpol_verdict_records_suppressed_total {}\n",
-        m.verdicts_lost, m.verdicts_unmapped, m.verdicts_suppressed
+         # HELP nftpol_verdict_records_suppressed_total Denied connections the --log-rate limit kept out of the log (reported with the next record of their chain).\n# TYPE nftpol_verdict_records_suppressed_total counter\nnftpol_verdict_records_suppressed_total {}\n\
+         # HELP nftpol_verdict_records_repeated_total Logged packets that resent the first packet of a connection already recorded (a SYN retransmitted, a datagram sent again): no second record.\n# TYPE nftpol_verdict_records_repeated_total counter\nnftpol_verdict_records_repeated_total {}\n",
+        m.verdicts_lost, m.verdicts_unmapped, m.verdicts_suppressed, m.verdicts_repeated
     );
 }

@@ -21,16 +21,23 @@
 //! Must not: block or lock the sync loop (it only reads the board's last two
 //! generations, a mutex held for two `Arc` clones), or explain anything itself.
 //!
+//! One record per connection, not per packet: a client resends the first packet of a
+//! connection that gets no answer (TCP retransmits its SYN, a UDP client its datagram),
+//! and a dropped packet leaves no conntrack entry, so each resend is `ct state new` again
+//! and is logged again. The reader remembers the 5-tuples it recorded for
+//! [`REPEAT_WINDOW`] and counts a repeat (`nftpol_verdict_records_repeated_total`)
+//! instead of writing it; packets without ports (ICMP) each count as a connection.
+//!
 //! A reader that cannot bind its group (another process holds it) logs an error and
 //! ends: enforcement does not depend on it.
 
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
-
-use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use super::metrics::Metrics;
 use crate::netlink::{Counters, LoggedPacket, Nflog};
@@ -98,6 +105,8 @@ fn read(group: u16, board: &Board, metrics: &Metrics, stop: &AtomicBool) {
     };
     tracing::info!(group = nflog.group(), "reading verdict logs");
     let mut suppressed = Suppressed::open();
+    let mut repeats = Repeats::default();
+    let mut carried = Carried::default();
     let mut last_seq: Option<u32> = None;
     // Records lost since the last one written: reported in the next.
     let mut lost: u64 = 0;
@@ -134,27 +143,93 @@ fn read(group: u16, board: &Board, metrics: &Metrics, stop: &AtomicBool) {
         if !got.packets.is_empty() {
             board.fresh(FRESH_TIMEOUT);
         }
-        let records: Vec<Record> = got
+        let (logged, records): (Vec<&LoggedPacket>, Vec<Record>) = got
             .packets
             .iter()
             .filter_map(|p| match board.record(&packet(p)) {
-                Ok(r) => Some(r),
+                Ok(r) => Some((p, r)),
                 Err(e) => {
                     metrics.verdict_unmapped();
                     tracing::debug!(target: TARGET, error = %e, "logged packet of no chain of this node");
                     None
                 }
             })
-            .collect();
+            .unzip();
         let kept_out = suppressed.account(&records);
-        for (r, k) in records.iter().zip(kept_out) {
-            metrics.verdict(&r.namespace, &r.pod, r.direction, r.verdict);
+        let now = Instant::now();
+        for ((p, r), k) in logged.into_iter().zip(&records).zip(kept_out) {
             if let Some(n) = k {
                 metrics.verdicts_suppressed(n);
             }
-            write(r, lost, k);
+            if repeats.repeat(p, now) {
+                metrics.verdict_repeated();
+                carried.add(&p.prefix, k);
+                continue;
+            }
+            metrics.verdict(&r.namespace, &r.pod, r.direction, r.verdict);
+            write(r, lost, carried.take(&p.prefix, k));
             lost = 0;
         }
+    }
+}
+
+/// How long a recorded connection's 5-tuple is remembered: TCP gives up resending a SYN
+/// after about 127 s (`tcp_syn_retries` 6).
+const REPEAT_WINDOW: Duration = Duration::from_secs(120);
+
+/// The most 5-tuples remembered; past it the oldest are forgotten first (a repeat then
+/// gives a second record, never a lost one).
+const REPEAT_MAX: usize = 1 << 16;
+
+/// (log prefix, source, destination, protocol, ports).
+type Connection = (String, IpAddr, IpAddr, u8, (u16, u16));
+
+/// The connections recorded within [`REPEAT_WINDOW`], oldest first.
+#[derive(Default)]
+struct Repeats {
+    seen: HashMap<Connection, Instant>,
+    order: VecDeque<(Instant, Connection)>,
+}
+
+impl Repeats {
+    /// Whether `p` resends the first packet of a connection recorded within the window;
+    /// remembers it when not.
+    fn repeat(&mut self, p: &LoggedPacket, now: Instant) -> bool {
+        let Some(ports) = p.ports else { return false };
+        while let Some((t, _)) = self.order.front() {
+            if now.saturating_duration_since(*t) < REPEAT_WINDOW && self.order.len() < REPEAT_MAX {
+                break;
+            }
+            if let Some((_, old)) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        let key = (p.prefix.clone(), p.src, p.dst, p.protocol, ports);
+        if self.seen.contains_key(&key) {
+            return true;
+        }
+        self.seen.insert(key.clone(), now);
+        self.order.push_back((now, key));
+        false
+    }
+}
+
+/// Suppressed counts a repeat would have reported, carried to its chain's next record.
+#[derive(Default)]
+struct Carried(HashMap<String, u64>);
+
+impl Carried {
+    fn add(&mut self, prefix: &str, suppressed: Option<u64>) {
+        if let Some(n) = suppressed.filter(|n| *n > 0) {
+            *self.0.entry(prefix.to_string()).or_default() += n;
+        }
+    }
+
+    /// `suppressed` with what earlier repeats of the chain carried; a record that has no
+    /// count of its own (an allowed one) carries nothing.
+    fn take(&mut self, prefix: &str, suppressed: Option<u64>) -> Option<u64> {
+        let n = suppressed?;
+        Some(n + self.0.remove(prefix).unwrap_or(0))
     }
 }
 
@@ -259,4 +334,57 @@ fn write(r: &Record, lost: u64, suppressed: Option<u64>) {
         r.namespace,
         r.pod
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logged(prefix: &str, sport: Option<u16>) -> LoggedPacket {
+        LoggedPacket {
+            prefix: prefix.into(),
+            src: "10.0.0.1".parse().unwrap(),
+            dst: "10.0.0.2".parse().unwrap(),
+            protocol: if sport.is_some() { 6 } else { 1 },
+            ports: sport.map(|s| (s, 80)),
+            seq: None,
+        }
+    }
+
+    #[test]
+    fn a_resent_first_packet_is_a_repeat_within_the_window_only() {
+        let mut r = Repeats::default();
+        let t = Instant::now();
+        assert!(!r.repeat(&logged("d ingress/x/a", Some(40000)), t));
+        assert!(r.repeat(
+            &logged("d ingress/x/a", Some(40000)),
+            t + Duration::from_secs(1)
+        ));
+        // Another source port, another chain: other connections.
+        assert!(!r.repeat(&logged("d ingress/x/a", Some(40001)), t));
+        assert!(!r.repeat(&logged("d egress/x/b", Some(40000)), t));
+        // ICMP has no ports: every echo is a connection of its own.
+        assert!(!r.repeat(&logged("d ingress/x/a", None), t));
+        assert!(!r.repeat(&logged("d ingress/x/a", None), t));
+        // Past the window the same 5-tuple is recorded again.
+        let later = t + REPEAT_WINDOW + Duration::from_secs(1);
+        assert!(!r.repeat(&logged("d ingress/x/a", Some(40000)), later));
+        assert!(
+            r.seen.len() <= 3,
+            "expired tuples are forgotten: {}",
+            r.seen.len()
+        );
+    }
+
+    #[test]
+    fn a_repeat_carries_its_suppressed_count_to_the_chain_next_record() {
+        let mut c = Carried::default();
+        c.add("d ingress/x/a", Some(5));
+        c.add("d ingress/x/a", Some(0));
+        c.add("d ingress/x/a", None);
+        assert_eq!(c.take("d egress/x/a", Some(1)), Some(1));
+        assert_eq!(c.take("d ingress/x/a", None), None);
+        assert_eq!(c.take("d ingress/x/a", Some(2)), Some(7));
+        assert_eq!(c.take("d ingress/x/a", Some(2)), Some(2));
+    }
 }
