@@ -195,8 +195,8 @@ pub fn run(opts: &Options) -> Result<Summary> {
                             service::MASQUERADED
                         );
                     }
-                    note.push_str(&long_lived.note());
-                    note.push_str(&verdicts.note());
+                    note.push_str(&long_lived.note("long-lived"));
+                    note.push_str(&verdicts.note("verdict-record"));
                     if details.is_empty() && topo.hand_wired().is_some() {
                         // It passed, but not on what a node running the plugins builds.
                         let reason = topo.hand_wired().unwrap_or_default();
