@@ -316,7 +316,7 @@ proptest! {
         for i in 0..gen.below(3) {
             c.objects.push(cnp(&mut gen, &format!("cnp{i}")));
         }
-        let options = Options { pod_cidrs: if deny_unknown { vec!["10.0.0.0/23".parse().unwrap()] } else { vec![] } };
+        let options = Options { pod_cidrs: if deny_unknown { vec!["10.0.0.0/23".parse().unwrap()] } else { vec![] }, ..Default::default() };
         // Built up object by object from nothing, as watch events arrive.
         let mut state = NodeState::with_options(Index::new(), node, options.clone());
         for v in &c.objects {

@@ -40,6 +40,12 @@ pub trait Backend {
     /// for the long-lived check ([`crate::longlived`]).
     fn cuts_revoked(&self) -> Result<(), &'static str>;
 
+    /// Whether this backend's nodes write verdict records (`Err`: why not), for the
+    /// verdict-record check ([`crate::verdicts`]).
+    fn logs_verdicts(&self) -> Result<(), &'static str> {
+        Err("only the controller backend reads verdict logs")
+    }
+
     /// The conntrack entries cut so far on `node`, if the backend counts them.
     fn entries_cut(&self, _node: &str) -> Option<u64> {
         None

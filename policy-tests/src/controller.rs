@@ -45,6 +45,9 @@ pub struct Controller {
     served: Objects,
     /// `--keep-established` for every node's controller.
     keep_established: bool,
+    /// Every node's ruleset options: verdict logs for every new connection
+    /// (`--log-allowed`), with a rate limit no matrix reaches, for [`crate::verdicts`].
+    options: nftpol::ruleset::Options,
 }
 
 /// A port free on 127.0.0.1 now (another process could take it before the controller
@@ -88,6 +91,15 @@ impl Controller {
             nodes: HashMap::new(),
             served: Objects::new(),
             keep_established,
+            options: nftpol::ruleset::Options {
+                log: nftpol::ruleset::LogOptions {
+                    allowed: true,
+                    rate: 100_000,
+                    burst: 100_000,
+                    ..nftpol::ruleset::LogOptions::DEFAULT
+                },
+                ..Default::default()
+            },
         })
     }
 
@@ -147,6 +159,7 @@ impl Controller {
         }
         let metrics_port = free_port();
         let config = controller::Config {
+            options: self.options.clone(),
             metrics_addr: std::net::SocketAddr::from(([127, 0, 0, 1], metrics_port)),
             keep_established: self.keep_established,
             coalesce: Duration::from_millis(5),
@@ -191,7 +204,8 @@ impl Backend for Controller {
     ) -> Result<String> {
         self.serve(objects)?;
         self.ensure_running(node, netns);
-        let want = nftpol::compile(index, Some(node));
+        let graph = nftpol::graph::PolicyGraph::build_for(index, Some(node));
+        let want = nftpol::ruleset::build_with(&graph, &self.options);
         let path = PathBuf::from(format!("/run/netns/{netns}"));
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -215,6 +229,10 @@ impl Backend for Controller {
     }
 
     fn cuts_revoked(&self) -> Result<(), &'static str> {
+        Ok(())
+    }
+
+    fn logs_verdicts(&self) -> Result<(), &'static str> {
         Ok(())
     }
 

@@ -210,10 +210,11 @@ impl Report {
     }
 
     /// ` (2 long-lived checks skipped: why)`, or nothing.
-    pub fn note(&self) -> String {
+    /// ` (N <what> checks skipped: why)` for each reason.
+    pub fn note(&self, what: &str) -> String {
         self.skips
             .iter()
-            .map(|(why, n)| format!(" ({n} long-lived checks skipped: {why})"))
+            .map(|(why, n)| format!(" ({n} {what} checks skipped: {why})"))
             .collect()
     }
 }
@@ -606,6 +607,6 @@ steps:
         r.skip("why", 0);
         r.skip("why", 1);
         assert_eq!(r.tally.skipped, 3);
-        assert_eq!(r.note(), " (3 long-lived checks skipped: why)");
+        assert_eq!(r.note("long-lived"), " (3 long-lived checks skipped: why)");
     }
 }

@@ -5,7 +5,7 @@
 //! ```text
 //! policy-tests run [--backend script|netlink|controller] [--topology bridge|routed|vxlan]
 //!                  [--service none|nftables|iptables] [--cni-path DIR] [-v]
-//!                  [--long-lived N] [--keep-established] PATH...
+//!                  [--long-lived N] [--keep-established] [--verdict-records N] PATH...
 //! policy-tests bench datapath|kernel [--smoke] ...   (benchmarks; see README.md)
 //! ```
 //! Exit status: 0 all passed, 1 some case failed, 2 the harness cannot run here.
@@ -29,6 +29,7 @@ mod sctp;
 mod serve;
 mod service;
 mod topology;
+mod verdicts;
 mod vxlan;
 
 use std::path::PathBuf;
@@ -75,6 +76,11 @@ enum Command {
         /// long-lived check then fails on every revoked cell, which shows it can fail.
         #[arg(long)]
         keep_established: bool,
+        /// Cells per step whose verdict records are checked against `explain` (controller
+        /// backend; its nodes run with --log-allowed). 0 turns the check off.
+        #[arg(long, value_name = "N", default_value_t = verdicts::DEFAULT_PER_STEP,
+              value_parser = clap::value_parser!(u16).range(0..=64))]
+        verdict_records: u16,
         /// Case files, or folders whose *.yaml files are run in name order.
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
@@ -95,8 +101,10 @@ fn main() -> ExitCode {
             verbose,
             long_lived,
             keep_established,
+            verdict_records,
             paths,
         } => {
+            verdicts::install();
             let topologies = match topology {
                 Some(t) => vec![t],
                 None => topology::Kind::ALL.to_vec(),
@@ -110,6 +118,7 @@ fn main() -> ExitCode {
                 verbose,
                 long_lived: usize::from(long_lived),
                 keep_established,
+                verdict_records: usize::from(verdict_records),
             };
             match run::run(&opts) {
                 Ok(s) if s.failed > 0 => ExitCode::from(1),

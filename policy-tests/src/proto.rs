@@ -17,6 +17,15 @@ pub enum Proto {
 }
 
 impl Proto {
+    /// The same protocol as nftpol's policy model names it.
+    pub fn protocol(self) -> nftpol::policy::Protocol {
+        match self {
+            Proto::Tcp => nftpol::policy::Protocol::Tcp,
+            Proto::Udp => nftpol::policy::Protocol::Udp,
+            Proto::Sctp => nftpol::policy::Protocol::Sctp,
+        }
+    }
+
     /// Lower case, as in probe names and `nft`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -26,6 +26,7 @@ use crate::proto::{sctp_mode, Family, Probe, Proto, SctpMode};
 use crate::serve::{self, Servers};
 use crate::service::{self, Nat, Services};
 use crate::topology::{self, Topology};
+use crate::verdicts as verdict_records;
 
 pub struct Options {
     pub backend: backend::Kind,
@@ -40,6 +41,8 @@ pub struct Options {
     pub long_lived: usize,
     /// The controller's `--keep-established` (`--backend controller` only).
     pub keep_established: bool,
+    /// Cells per step whose verdict records are checked (`--verdict-records`).
+    pub verdict_records: usize,
 }
 
 /// Counts of case × topology runs, and of long-lived connection checks apart.
@@ -49,6 +52,7 @@ pub struct Summary {
     pub failed: usize,
     pub skipped: usize,
     pub long_lived: Tally,
+    pub verdicts: Tally,
 }
 
 /// The harness cannot run at all (exit status 2).
@@ -156,6 +160,8 @@ pub fn run(opts: &Options) -> Result<Summary> {
                 service: opts.service,
                 nat: &mut nat,
                 long_lived: opts.long_lived,
+                verdict_records: opts.verdict_records,
+                verdicts: Report::default(),
             };
             let result = run_case(&mut ctx, case);
             let took = if opts.verbose {
@@ -173,8 +179,10 @@ pub fn run(opts: &Options) -> Result<Summary> {
                     sctp_skipped,
                     masqueraded,
                     long_lived,
+                    verdicts,
                 } => {
                     summary.long_lived.add(long_lived.tally);
+                    summary.verdicts.add(verdicts.tally);
                     let mut note = if sctp_skipped > 0 {
                         format!(" ({sctp_skipped} sctp probes skipped: {})", no_sctp())
                     } else {
@@ -187,7 +195,8 @@ pub fn run(opts: &Options) -> Result<Summary> {
                             service::MASQUERADED
                         );
                     }
-                    note.push_str(&long_lived.note());
+                    note.push_str(&long_lived.note("long-lived"));
+                    note.push_str(&verdicts.note("verdict-record"));
                     if details.is_empty() && topo.hand_wired().is_some() {
                         // It passed, but not on what a node running the plugins builds.
                         let reason = topo.hand_wired().unwrap_or_default();
@@ -210,10 +219,11 @@ pub fn run(opts: &Options) -> Result<Summary> {
         servers.stop_all();
         topo.teardown();
     }
-    let ll = summary.long_lived;
+    let (ll, vr) = (summary.long_lived, summary.verdicts);
     println!(
-        "{} passed, {} failed, {} skipped; long-lived connections: {} passed, {} failed, {} skipped",
-        summary.passed, summary.failed, summary.skipped, ll.passed, ll.failed, ll.skipped
+        "{} passed, {} failed, {} skipped; long-lived connections: {} passed, {} failed, {} skipped; verdict records: {} passed, {} failed, {} skipped",
+        summary.passed, summary.failed, summary.skipped, ll.passed, ll.failed, ll.skipped,
+        vr.passed, vr.failed, vr.skipped
     );
     eprintln!("wall time {:.1}s", started.elapsed().as_secs_f64());
     Ok(summary)
@@ -229,6 +239,10 @@ struct Ctx<'a> {
     nat: &'a mut Nat,
     /// Long-lived connections held per step.
     long_lived: usize,
+    /// Cells per step whose verdict records are checked.
+    verdict_records: usize,
+    /// The case's verdict-record checks so far.
+    verdicts: Report,
 }
 
 enum Verdict {
@@ -241,6 +255,8 @@ enum Verdict {
         masqueraded: usize,
         /// The long-lived connection checks; their failures are in `details` too.
         long_lived: Report,
+        /// The verdict-record checks; their failures are in `details` too.
+        verdicts: Report,
     },
 }
 
@@ -314,6 +330,7 @@ fn run_case(ctx: &mut Ctx, case: &Case) -> Verdict {
         sctp_skipped,
         masqueraded,
         long_lived: long_lived.report,
+        verdicts: std::mem::take(&mut ctx.verdicts),
     }
 }
 
@@ -515,7 +532,9 @@ fn run_step(
         }
     }
     counts.probed = attempts.len();
+    let records_from = verdict_records::mark();
     let kernel = probe::run(&attempts)?;
+    let wrong_records = check_records(ctx, step, &cells, &kernel, index, records_from)?;
     if let Some(next) = long_lived.next {
         hold(ctx, step, next, &cells, &attempts, &kernel, long_lived)?;
     }
@@ -593,10 +612,65 @@ fn run_step(
             }
         }
     }
+    for line in wrong_records {
+        let _ = writeln!(out, "verdict record: {line}");
+    }
     if !out.is_empty() && attempts.is_empty() {
         bail!("nothing was probed");
     }
     Ok((out, counts))
+}
+
+/// Checks the verdict records of a sample of the cells whose outcome was the case's
+/// ([`verdict_records`]); returns one line per wrong side.
+fn check_records(
+    ctx: &mut Ctx,
+    step: &Step,
+    cells: &[Cell],
+    kernel: &[bool],
+    index: &Index,
+    mark: usize,
+) -> Result<Vec<String>> {
+    if ctx.verdict_records == 0 {
+        return Ok(Vec::new());
+    }
+    let mut candidates = Vec::new();
+    for (cell, &connected) in cells.iter().zip(kernel) {
+        if cell.expected != connected {
+            continue;
+        }
+        let e = &step.expect[cell.expect];
+        let (from, to) = (&e.matrix.rows[cell.row], &e.matrix.cols[cell.col]);
+        let probe = e.probes[cell.probe];
+        let pod_of = |name: &str| match step.cluster.endpoint(name) {
+            Some(Endpoint::Pod(p)) => Some(p.id()),
+            _ => None,
+        };
+        let (Some(src), Some(dst)) = (
+            step.cluster.endpoint(from).and_then(|f| f.addr(e.family)),
+            step.cluster.endpoint(to).and_then(|t| t.addr(e.family)),
+        ) else {
+            continue;
+        };
+        candidates.push(verdict_records::Candidate {
+            label: format!("{from} -> {to} {probe} {}", e.family),
+            from_pod: pod_of(from),
+            to_pod: pod_of(to),
+            src,
+            dst,
+            protocol: probe.proto.protocol(),
+            port: probe.port,
+            connected,
+        });
+    }
+    let sample = verdict_records::sample(&candidates, ctx.verdict_records);
+    if let Err(why) = ctx.backend.logs_verdicts() {
+        ctx.verdicts.skip(why, sample.len());
+        return Ok(Vec::new());
+    }
+    let (tally, failures) = verdict_records::check(mark, index, &sample);
+    ctx.verdicts.tally.add(tally);
+    Ok(failures)
 }
 
 /// Opens the long-lived connections of a sample of the cells this step allowed (and

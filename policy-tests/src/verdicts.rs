@@ -1,0 +1,434 @@
+//! The verdict-record check (issue 14): after a step's probes, for a sample of its cells,
+//! the records the node controllers wrote (tracing target `nftpol::verdict`, captured in
+//! this process) must be exactly what `explain` says of each end of the connection.
+//!
+//! For each sampled cell, per side (the client's egress on its node, the server's ingress
+//! on its node):
+//! - the side is a pod that policy isolates in that direction and the packet got there:
+//!   exactly one record, `denied` naming the pod, the peer, the protocol and port and the
+//!   isolating policies, or `allowed` (the controllers run with `--log-allowed`) naming
+//!   also the rules `explain` names;
+//! - otherwise (not isolated, not a pod, its own node, or the other side dropped the
+//!   packet first): no record at all.
+//!
+//! Only the controller backend reads verdict logs; the others report the check skipped.
+//! Owns: capturing records, sampling cells, the comparison. Must not: decide semantics of
+//! its own (the expectations are `explain`'s, from the harness's own index).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use nftpol::explain::{self, Side};
+use nftpol::graph::PolicyGraph;
+use nftpol::index::Index;
+use nftpol::policy::{Direction, Protocol};
+use tracing_subscriber::layer::SubscriberExt;
+
+use crate::longlived::Tally;
+
+/// Cells checked per step by default (half denied, half allowed, where the step has them).
+pub const DEFAULT_PER_STEP: u16 = 4;
+
+/// The tracing target the controller writes records on.
+const TARGET: &str = nftpol::controller::nflog::TARGET;
+
+/// How long records may take to arrive after the probes (the reader waits for the sync
+/// loop to publish its state first).
+const SETTLE: Duration = Duration::from_secs(3);
+
+pub type Fields = BTreeMap<String, String>;
+
+/// Every verdict record written in this process so far.
+fn records() -> &'static Arc<Mutex<Vec<Fields>>> {
+    static RECORDS: OnceLock<Arc<Mutex<Vec<Fields>>>> = OnceLock::new();
+    RECORDS.get_or_init(|| Arc::new(Mutex::new(Vec::new())))
+}
+
+/// Installs the capturing subscriber (once, before any controller starts). Nothing else
+/// of the controllers' logs is kept.
+pub fn install() {
+    let subscriber = tracing_subscriber::registry().with(Capture(records().clone()));
+    // Another subscriber already installed (a test) keeps its own: records then are not
+    // captured, and the check finds none, which fails rather than passes.
+    let _ = tracing::subscriber::set_global_default(subscriber);
+}
+
+struct Capture(Arc<Mutex<Vec<Fields>>>);
+
+struct Visit<'a>(&'a mut Fields);
+
+impl tracing::field::Visit for Visit<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().into(), format!("{value:?}"));
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.0.insert(field.name().into(), value.to_string());
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let meta = event.metadata();
+        if meta.target() != TARGET || *meta.level() != tracing::Level::INFO {
+            return;
+        }
+        let mut fields = Fields::new();
+        event.record(&mut Visit(&mut fields));
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(fields);
+    }
+}
+
+/// Where the records of the probes about to be sent begin.
+pub fn mark() -> usize {
+    records().lock().unwrap_or_else(|e| e.into_inner()).len()
+}
+
+fn since(mark: usize) -> Vec<Fields> {
+    let all = records().lock().unwrap_or_else(|e| e.into_inner());
+    all.get(mark..).map(<[Fields]>::to_vec).unwrap_or_default()
+}
+
+/// One probed cell, as the check needs it.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// How the failure report names it (`x/a -> y/b tcp/80 ipv4`).
+    pub label: String,
+    /// `ns/name` of the client and server when they are pods.
+    pub from_pod: Option<String>,
+    pub to_pod: Option<String>,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub protocol: Protocol,
+    pub port: u16,
+    /// What the kernel did (only cells whose outcome matched the case are sampled).
+    pub connected: bool,
+}
+
+/// Up to `n` cells, half of them denied, spread over the step's matrix.
+pub fn sample(candidates: &[Candidate], n: usize) -> Vec<Candidate> {
+    let (denied, allowed): (Vec<_>, Vec<_>) = candidates.iter().partition(|c| !c.connected);
+    let spread = |list: &[&Candidate], k: usize| -> Vec<Candidate> {
+        if list.is_empty() || k == 0 {
+            return Vec::new();
+        }
+        let k = k.min(list.len());
+        (0..k).map(|i| list[i * list.len() / k].clone()).collect()
+    };
+    // Half denied, or more when there are too few allowed cells to fill the rest.
+    let d = denied
+        .len()
+        .min((n / 2).max(n.saturating_sub(allowed.len())));
+    let mut out = spread(&denied, d);
+    out.extend(spread(&allowed, n - out.len()));
+    out
+}
+
+/// The record one side must give, or none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Expected {
+    direction: Direction,
+    /// `ns/name` of the pod whose chain logs.
+    pod: String,
+    peer_ip: IpAddr,
+    /// `None`: no record for this side.
+    record: Option<Want>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Want {
+    verdict: &'static str,
+    peer: String,
+    isolated_by: String,
+    allowed_by: String,
+}
+
+fn side_expectation(
+    index: &Index,
+    graph: &PolicyGraph,
+    pod: &str,
+    dir: Direction,
+    other: (IpAddr, Option<&String>),
+    c: &Candidate,
+) -> (Expected, bool) {
+    let key = pod
+        .split_once('/')
+        .map(|(n, p)| (n.to_string(), p.to_string()));
+    let node = key.and_then(|k| graph.pods.get(&k));
+    let expected = |record| Expected {
+        direction: dir,
+        pod: pod.to_string(),
+        peer_ip: other.0,
+        record,
+    };
+    let Some(node) = node.filter(|n| n.isolation(dir).is_some()) else {
+        return (expected(None), true);
+    };
+    let side = explain::side_of(index, graph, node, dir, other.0, c.protocol, c.port);
+    let peer = other.1.cloned().unwrap_or_else(|| other.0.to_string());
+    match side {
+        Side::Allowed { isolated_by, by } => (
+            expected(Some(Want {
+                verdict: "allowed",
+                peer,
+                isolated_by: isolated_by.join(", "),
+                allowed_by: by.join("; "),
+            })),
+            true,
+        ),
+        Side::Denied { isolated_by, .. } => (
+            expected(Some(Want {
+                verdict: "denied",
+                peer,
+                isolated_by: isolated_by.join(", "),
+                allowed_by: String::new(),
+            })),
+            false,
+        ),
+        Side::NotIsolated { .. } | Side::OwnNode => (expected(None), true),
+    }
+}
+
+/// What each side of `c` must log: the client's egress, then (if that let it through)
+/// the server's ingress.
+fn expectations(index: &Index, graph: &PolicyGraph, c: &Candidate) -> Vec<Expected> {
+    let mut out = Vec::new();
+    if let Some(pod) = &c.from_pod {
+        let (e, passed) = side_expectation(
+            index,
+            graph,
+            pod,
+            Direction::Egress,
+            (c.dst, c.to_pod.as_ref()),
+            c,
+        );
+        out.push(e);
+        if !passed {
+            if let Some(to) = &c.to_pod {
+                out.push(Expected {
+                    direction: Direction::Ingress,
+                    pod: to.clone(),
+                    peer_ip: c.src,
+                    record: None,
+                });
+            }
+            return out;
+        }
+    }
+    if let Some(pod) = &c.to_pod {
+        let (e, _) = side_expectation(
+            index,
+            graph,
+            pod,
+            Direction::Ingress,
+            (c.src, c.from_pod.as_ref()),
+            c,
+        );
+        out.push(e);
+    }
+    out
+}
+
+fn matching<'a>(records: &'a [Fields], e: &Expected, c: &Candidate) -> Vec<&'a Fields> {
+    let (ns, name) = e.pod.split_once('/').unwrap_or(("", ""));
+    let port = c.port.to_string();
+    let dir = e.direction.to_string();
+    let peer_ip = e.peer_ip.to_string();
+    let get = |r: &'a Fields, k: &str| r.get(k).map(String::as_str);
+    records
+        .iter()
+        .filter(|r| {
+            get(r, "direction") == Some(dir.as_str())
+                && get(r, "namespace") == Some(ns)
+                && get(r, "pod") == Some(name)
+                && get(r, "peer_ip") == Some(peer_ip.as_str())
+                && get(r, "protocol") == Some(c.protocol.name())
+                && get(r, "port") == Some(port.as_str())
+        })
+        .collect()
+}
+
+/// Compares one side's records with what it must give; `None` when they agree.
+fn compare(records: &[Fields], e: &Expected, c: &Candidate) -> Option<String> {
+    let got = matching(records, e, c);
+    let want = match (&e.record, got.as_slice()) {
+        (None, []) => return None,
+        (None, _) => {
+            return Some(format!(
+                "{} {} of {}: no record expected, got {}: {:?}",
+                c.label,
+                e.direction,
+                e.pod,
+                got.len(),
+                got
+            ))
+        }
+        (Some(w), [one]) => (w, *one),
+        (Some(w), _) => {
+            return Some(format!(
+                "{} {} of {}: one {} record expected, got {}: {:?}",
+                c.label,
+                e.direction,
+                e.pod,
+                w.verdict,
+                got.len(),
+                got
+            ))
+        }
+    };
+    let (w, r) = want;
+    let field = |k: &str| r.get(k).cloned().unwrap_or_default();
+    let seen = (
+        field("verdict"),
+        field("peer"),
+        field("isolated_by"),
+        field("allowed_by"),
+    );
+    let wanted = (
+        w.verdict.to_string(),
+        w.peer.clone(),
+        w.isolated_by.clone(),
+        w.allowed_by.clone(),
+    );
+    (seen != wanted).then(|| {
+        format!(
+            "{} {} of {}: record {seen:?} (verdict, peer, isolated_by, allowed_by), explain says {wanted:?}",
+            c.label, e.direction, e.pod
+        )
+    })
+}
+
+/// Waits for the records of `sample` (those that must come) and checks every side.
+/// Returns the tally and one line per failed cell.
+pub fn check(mark: usize, index: &Index, sample: &[Candidate]) -> (Tally, Vec<String>) {
+    let graph = PolicyGraph::build(index);
+    let plans: Vec<Vec<Expected>> = sample
+        .iter()
+        .map(|c| expectations(index, &graph, c))
+        .collect();
+    let due: usize = plans
+        .iter()
+        .flatten()
+        .filter(|e| e.record.is_some())
+        .count();
+    let deadline = Instant::now() + SETTLE;
+    let mut records = since(mark);
+    while Instant::now() < deadline {
+        let present = plans
+            .iter()
+            .zip(sample)
+            .flat_map(|(p, c)| p.iter().map(move |e| (e, c)))
+            .filter(|(e, c)| e.record.is_some() && !matching(&records, e, c).is_empty())
+            .count();
+        if present >= due {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        records = since(mark);
+    }
+    // Whatever else was on its way (a second record that must not be there).
+    std::thread::sleep(Duration::from_millis(300));
+    records = since(mark);
+    let mut tally = Tally::default();
+    let mut failures = Vec::new();
+    for (plan, c) in plans.iter().zip(sample) {
+        let wrong: Vec<String> = plan
+            .iter()
+            .filter_map(|e| compare(&records, e, c))
+            .collect();
+        if wrong.is_empty() {
+            tally.passed += 1;
+        } else {
+            tally.failed += 1;
+            failures.extend(wrong);
+        }
+    }
+    (tally, failures)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cand(connected: bool, i: usize) -> Candidate {
+        Candidate {
+            label: format!("c{i}"),
+            from_pod: None,
+            to_pod: None,
+            src: "10.0.0.1".parse().unwrap(),
+            dst: "10.0.0.2".parse().unwrap(),
+            protocol: Protocol::Tcp,
+            port: 80,
+            connected,
+        }
+    }
+
+    #[test]
+    fn the_sample_mixes_denied_and_allowed_cells_and_fills_from_either() {
+        let list: Vec<_> = (0..10).map(|i| cand(i % 3 == 0, i)).collect();
+        let s = sample(&list, 4);
+        assert_eq!(s.len(), 4);
+        assert_eq!(s.iter().filter(|c| c.connected).count(), 2);
+        // Only denied cells: the sample takes them all up to n.
+        let denied: Vec<_> = (0..3).map(|i| cand(false, i)).collect();
+        assert_eq!(sample(&denied, 4).len(), 3);
+        assert!(sample(&[], 4).is_empty());
+    }
+
+    #[test]
+    fn a_missing_an_extra_or_a_wrong_record_is_reported() {
+        let c = Candidate {
+            from_pod: Some("x/a".into()),
+            to_pod: Some("x/b".into()),
+            ..cand(false, 0)
+        };
+        let e = Expected {
+            direction: Direction::Ingress,
+            pod: "x/b".into(),
+            peer_ip: c.src,
+            record: Some(Want {
+                verdict: "denied",
+                peer: "x/a".into(),
+                isolated_by: "x/p".into(),
+                allowed_by: String::new(),
+            }),
+        };
+        let rec = |verdict: &str, iso: &str| -> Fields {
+            [
+                ("direction", "ingress"),
+                ("namespace", "x"),
+                ("pod", "b"),
+                ("peer_ip", "10.0.0.1"),
+                ("peer", "x/a"),
+                ("protocol", "tcp"),
+                ("port", "80"),
+                ("verdict", verdict),
+                ("isolated_by", iso),
+                ("allowed_by", ""),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+        };
+        assert_eq!(compare(&[rec("denied", "x/p")], &e, &c), None);
+        assert!(compare(&[], &e, &c).is_some(), "missing");
+        assert!(compare(&[rec("denied", "x/p"), rec("denied", "x/p")], &e, &c).is_some());
+        assert!(
+            compare(&[rec("denied", "x/q")], &e, &c).is_some(),
+            "wrong policy"
+        );
+        let none = Expected { record: None, ..e };
+        assert!(
+            compare(&[rec("denied", "x/p")], &none, &c).is_some(),
+            "unexpected"
+        );
+        assert_eq!(compare(&[], &none, &c), None);
+    }
+}
