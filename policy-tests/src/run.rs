@@ -244,7 +244,29 @@ enum Verdict {
     },
 }
 
+/// Why this run cannot judge a case with ClusterNetworkPolicies, if it holds any.
+fn cnp_skip(backend: &dyn Backend, case: &Case) -> Option<String> {
+    if !case.has_cnp() {
+        return None;
+    }
+    let why = if crate::kinds::NFTPOL_READS_CNP {
+        backend.judges_cnp().err()?
+    } else {
+        crate::kinds::NOT_READ_YET
+    };
+    let cells: usize = case
+        .steps
+        .iter()
+        .flat_map(|s| &s.expect)
+        .map(|e| e.probes.len() * e.matrix.probed().count())
+        .sum();
+    Some(format!("{cells} cells skipped: {why}"))
+}
+
 fn run_case(ctx: &mut Ctx, case: &Case) -> Verdict {
+    if let Some(why) = cnp_skip(ctx.backend, case) {
+        return Verdict::Skip(why);
+    }
     let mut sctp_skipped = 0;
     let mut other = 0;
     for step in &case.steps {
@@ -434,7 +456,7 @@ fn run_step(
         .context("rebuilding the network")?;
     ctx.servers
         .reconcile(&server_specs(ctx.topo, &step.cluster), &rebuilt, ctx.sctp)?;
-    apply_objects(index, applied, step.objects(), name)?;
+    apply_objects(index, applied, step.nftpol_objects(), name)?;
     let mut scripts = Vec::new();
     for node in NODES {
         let loaded = ctx
