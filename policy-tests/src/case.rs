@@ -428,6 +428,30 @@ steps:
         assert_eq!(n, want);
     }
 
+    /// Every case file of the repository, and of the shared conformance folders beside
+    /// it when they are there, parses and passes validation.
+    #[test]
+    fn every_case_file_parses() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut dirs = vec![root.join("cases")];
+        for shared in ["examples", "examples-cnp"] {
+            let d = root.join("../../shared/conformance").join(shared);
+            if d.is_dir() {
+                dirs.push(d);
+            }
+        }
+        let (mut files, mut cnp) = (0, 0);
+        for dir in dirs {
+            for file in case_files(&dir).unwrap() {
+                let case = load(&file).unwrap_or_else(|e| panic!("{}: {}", e.name, e.reason));
+                files += 1;
+                cnp += usize::from(case.has_cnp());
+            }
+        }
+        assert!(files > 90, "only {files} case files");
+        assert!(cnp >= 14, "only {cnp} cases with ClusterNetworkPolicies");
+    }
+
     #[test]
     fn bad_cases() {
         let m = "    matrix: |\n      from\\to x/a\n      x/b .\n";
