@@ -449,7 +449,7 @@ steps:
             }
         }
         assert!(files > 90, "only {files} case files");
-        assert!(cnp >= 14, "only {cnp} cases with ClusterNetworkPolicies");
+        assert!(cnp >= 24, "only {cnp} cases with ClusterNetworkPolicies");
     }
 
     #[test]
