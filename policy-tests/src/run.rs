@@ -691,6 +691,7 @@ mod tests {
         let mut index = Index::default();
         let mut applied = BTreeMap::new();
         let mut objects = Cluster::standard().objects();
+        objects.retain(crate::kinds::for_nftpol);
         objects.push(deny);
         apply_objects(&mut index, &mut applied, objects, "t").unwrap();
         assert!(!allowed(&index, "y/a", "x/a"));
@@ -699,9 +700,12 @@ mod tests {
         let mut changes = crate::cluster::ClusterChanges::default();
         changes.pods.insert("z/c".into(), None);
         let cluster = Cluster::with_changes(&changes).unwrap();
-        apply_objects(&mut index, &mut applied, cluster.objects(), "t").unwrap();
+        let mut objects = cluster.objects();
+        objects.retain(crate::kinds::for_nftpol);
+        apply_objects(&mut index, &mut applied, objects, "t").unwrap();
         assert!(allowed(&index, "y/a", "x/a"));
         assert!(nftpol::explain::explain(&index, "z/c", "x/a", "tcp/80").is_err());
-        assert_eq!(applied.len(), 3 + 8);
+        let nodes = if crate::kinds::NFTPOL_READS_CNP { 2 } else { 0 };
+        assert_eq!(applied.len(), 3 + 8 + nodes);
     }
 }
