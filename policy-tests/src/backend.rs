@@ -46,6 +46,12 @@ pub trait Backend {
         Err("only the controller backend reads verdict logs")
     }
 
+    /// Whether this backend enforces ClusterNetworkPolicies (`Err`: why not); a case
+    /// holding one is skipped, every cell, with the reason.
+    fn judges_cnp(&self) -> Result<(), &'static str> {
+        Ok(())
+    }
+
     /// The conntrack entries cut so far on `node`, if the backend counts them.
     fn entries_cut(&self, _node: &str) -> Option<u64> {
         None

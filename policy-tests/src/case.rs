@@ -67,11 +67,27 @@ pub struct Step {
 }
 
 impl Step {
-    /// Every Kubernetes object of the step: namespaces, pods, policies.
+    /// Every Kubernetes object of the step: namespaces, nodes, pods, policies.
     pub fn objects(&self) -> Vec<Value> {
         let mut out = self.cluster.objects();
         out.extend(self.policies.iter().cloned());
         out
+    }
+
+    /// The objects nftpol reads in this build ([`crate::kinds::for_nftpol`]).
+    pub fn nftpol_objects(&self) -> Vec<Value> {
+        let mut out = self.objects();
+        out.retain(crate::kinds::for_nftpol);
+        out
+    }
+}
+
+impl Case {
+    /// Whether any step holds a ClusterNetworkPolicy.
+    pub fn has_cnp(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| s.policies.iter().any(crate::kinds::is_cnp))
     }
 }
 
@@ -194,6 +210,15 @@ fn validate_step(raw: RawStep) -> Result<Step, String> {
     let mut names = BTreeSet::new();
     for (i, p) in policies.iter().enumerate() {
         let field = format!("policies[{i}]");
+        if crate::kinds::is_cnp(p) {
+            let name = validate_cnp(p).map_err(|e| format!("{field}: {e}"))?;
+            if !names.insert((String::new(), name.clone())) {
+                return Err(format!(
+                    "{field}: ClusterNetworkPolicy {name} declared twice"
+                ));
+            }
+            continue;
+        }
         let obj = nftpol::input::object_from_value(p.clone(), "case")
             .map_err(|e| format!("{field}: {e}"))?
             .ok_or_else(|| format!("{field}: not a NetworkPolicy (kind or apiVersion)"))?;
@@ -228,6 +253,34 @@ fn validate_step(raw: RawStep) -> Result<Step, String> {
         policies,
         expect,
     })
+}
+
+/// What the harness itself checks of a ClusterNetworkPolicy (the rest is nftpol's, once
+/// it reads them): its version, a name, and no namespace. Returns its name.
+fn validate_cnp(p: &Value) -> Result<String, String> {
+    let api = p.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    if !crate::kinds::CNP_API_VERSIONS.contains(&api) {
+        return Err(format!(
+            "apiVersion: a ClusterNetworkPolicy is {}, not {api:?}",
+            crate::kinds::CNP_API_VERSIONS.join(" or ")
+        ));
+    }
+    let name = match p.pointer("/metadata/name") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        _ => return Err("metadata.name: a ClusterNetworkPolicy needs a name".into()),
+    };
+    if p.pointer("/metadata/namespace").is_some() {
+        return Err(format!(
+            "ClusterNetworkPolicy {name}: metadata.namespace: a ClusterNetworkPolicy is cluster-scoped and has none"
+        ));
+    }
+    if !p.get("spec").is_some_and(Value::is_object) {
+        return Err(format!("ClusterNetworkPolicy {name}: spec: missing"));
+    }
+    if crate::kinds::NFTPOL_READS_CNP {
+        nftpol::input::object_from_value(p.clone(), "case").map_err(|e| e.to_string())?;
+    }
+    Ok(name)
 }
 
 fn validate_expect(raw: RawExpect, cluster: &Cluster) -> Result<Expect, String> {
@@ -297,7 +350,8 @@ policies:
         let s = &c.steps[0];
         assert_eq!(s.expect[0].family, Family::V4);
         assert_eq!(s.expect[0].probes.len(), 2);
-        assert_eq!(s.objects().len(), 13);
+        assert_eq!(s.objects().len(), 15);
+        assert!(!c.has_cnp());
     }
 
     #[test]
@@ -330,6 +384,75 @@ steps:
     }
 
     #[test]
+    fn cluster_network_policies_and_node_labels() {
+        let cnp = |v: &str, n: &str| {
+            format!("  - {{apiVersion: policy.networking.k8s.io/{v}, kind: ClusterNetworkPolicy, metadata: {{name: {n}}}, spec: {{tier: Admin, priority: 1}}}}\n")
+        };
+        let m = "    expect: [{probes: [tcp/80], matrix: \"from\\\\to x/a\\nx/b .\\n\"}]\n";
+        let text = format!(
+            "name: t\nsteps:\n  - policies:\n  {}  {}{m}  - cluster: {{nodes: {{n1: {{labels: {{zone: a}}}}}}}}\n{m}  - policies:\n  {}  {}{m}",
+            cnp("v1alpha2", "p"),
+            cnp("v1beta1", "q"),
+            cnp("v1beta1", "p"),
+            cnp("v1beta1", "p"),
+        );
+        let err = parse(&text, "t").unwrap_err();
+        assert_eq!(
+            err.reason,
+            "step 3: policies[1]: ClusterNetworkPolicy p declared twice"
+        );
+        let text = text.replace("policies:\n    - {apiVersion: policy.networking.k8s.io/v1beta1, kind: ClusterNetworkPolicy, metadata: {name: p}, spec: {tier: Admin, priority: 1}}\n    - {apiVersion: policy.networking.k8s.io/v1beta1, kind: ClusterNetworkPolicy, metadata: {name: p}", "policies:\n    - {apiVersion: policy.networking.k8s.io/v1beta1, kind: ClusterNetworkPolicy, metadata: {name: p}, spec: {tier: Admin, priority: 1}}\n    - {apiVersion: policy.networking.k8s.io/v1beta1, kind: ClusterNetworkPolicy, metadata: {name: r}");
+        let c = parse(&text, "t").unwrap();
+        assert!(c.has_cnp());
+        assert_eq!(c.steps[0].policies.len(), 2);
+        let node = |s: &Step| {
+            s.objects()
+                .into_iter()
+                .find(|o| o["kind"] == "Node" && o["metadata"]["name"] == "n1")
+                .unwrap()
+        };
+        assert_eq!(node(&c.steps[1])["metadata"]["labels"]["zone"], "a");
+        assert_eq!(
+            node(&c.steps[1])["metadata"]["labels"]["kubernetes.io/hostname"],
+            "n1"
+        );
+        assert!(node(&c.steps[0])["metadata"]["labels"]
+            .get("zone")
+            .is_none());
+        let n = c.steps[0].nftpol_objects().len();
+        let want = if crate::kinds::NFTPOL_READS_CNP {
+            16
+        } else {
+            12
+        };
+        assert_eq!(n, want);
+    }
+
+    /// Every case file of the repository, and of the shared conformance folders beside
+    /// it when they are there, parses and passes validation.
+    #[test]
+    fn every_case_file_parses() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut dirs = vec![root.join("cases")];
+        for shared in ["examples", "examples-cnp"] {
+            let d = root.join("../../shared/conformance").join(shared);
+            if d.is_dir() {
+                dirs.push(d);
+            }
+        }
+        let (mut files, mut cnp) = (0, 0);
+        for dir in dirs {
+            for file in case_files(&dir).unwrap() {
+                let case = load(&file).unwrap_or_else(|e| panic!("{}: {}", e.name, e.reason));
+                files += 1;
+                cnp += usize::from(case.has_cnp());
+            }
+        }
+        assert!(files > 90, "only {files} case files");
+        assert!(cnp >= 24, "only {cnp} cases with ClusterNetworkPolicies");
+    }
+
+    #[test]
     fn bad_cases() {
         let m = "    matrix: |\n      from\\to x/a\n      x/b .\n";
         for (body, want) in [
@@ -345,6 +468,9 @@ steps:
             (format!("policies: [{{kind: Pod, apiVersion: v1, metadata: {{name: p, namespace: x}}}}]\nexpect:\n  - probes: [tcp/80]\n{m}"), "not a policy"),
             (format!("policies: [{{kind: NetworkPolicy, apiVersion: networking.k8s.io/v1, metadata: {{name: p}}}}]\nexpect:\n  - probes: [tcp/80]\n{m}"), "metadata.namespace"),
             ("steps: []\n".to_string(), "steps is empty"),
+            (format!("policies: [{{kind: ClusterNetworkPolicy, apiVersion: policy.networking.k8s.io/v1, metadata: {{name: p}}, spec: {{}}}}]\nexpect:\n  - probes: [tcp/80]\n{m}"), "policies[0]: apiVersion"),
+            (format!("policies: [{{kind: ClusterNetworkPolicy, apiVersion: policy.networking.k8s.io/v1beta1, metadata: {{name: p, namespace: x}}, spec: {{}}}}]\nexpect:\n  - probes: [tcp/80]\n{m}"), "policies[0]: ClusterNetworkPolicy p: metadata.namespace"),
+            (format!("policies: [{{kind: ClusterNetworkPolicy, apiVersion: policy.networking.k8s.io/v1beta1, metadata: {{}}, spec: {{}}}}]\nexpect:\n  - probes: [tcp/80]\n{m}"), "metadata.name"),
         ] {
             let err = case(&body).unwrap_err();
             assert_eq!(err.name, "t");

@@ -1,5 +1,5 @@
 //! The standard cluster of the case format, the changes a case makes to it, and the
-//! Kubernetes objects (Namespaces, Pods) that describe the result to nftpol.
+//! Kubernetes objects (Namespaces, Nodes, Pods) that describe the result to nftpol.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -16,6 +16,9 @@ pub const NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
 /// The nodes of the cluster, in order.
 pub const NODES: [&str; 2] = ["n1", "n2"];
+
+/// The label every Node carries with its name, kept when a case replaces its labels.
+pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 
 /// A host-network endpoint: a node or the external host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,6 +183,15 @@ pub struct ClusterChanges {
     /// Add a pod or change one (`ns/name`); `null` removes it.
     #[serde(default)]
     pub pods: BTreeMap<String, Option<PodChange>>,
+    /// Replace a node's labels (`n1`, `n2`); its hostname label is kept.
+    #[serde(default)]
+    pub nodes: BTreeMap<String, NodeChange>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeChange {
+    pub labels: Labels,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -198,10 +210,12 @@ pub struct PodChange {
     pub ports: Option<Vec<PortSpec>>,
 }
 
-/// Namespaces and pods: the standard cluster with a case's changes applied.
+/// Namespaces, nodes and pods: the standard cluster with a case's changes applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cluster {
     pub namespaces: BTreeMap<String, Labels>,
+    /// The labels of each node's Node object, keyed by node name.
+    pub nodes: BTreeMap<String, Labels>,
     /// Keyed by `ns/name`.
     pub pods: BTreeMap<String, Pod>,
 }
@@ -236,7 +250,18 @@ impl Cluster {
                 pods.insert(pod.id(), pod);
             }
         }
-        Cluster { namespaces, pods }
+        let nodes = NODES
+            .iter()
+            .map(|n| {
+                let labels = labels(&[(HOSTNAME_LABEL, n), ("node-role", "worker")]);
+                (n.to_string(), labels)
+            })
+            .collect();
+        Cluster {
+            namespaces,
+            nodes,
+            pods,
+        }
     }
 
     /// The standard cluster with `changes` applied, checked against the format's rules.
@@ -259,6 +284,16 @@ impl Cluster {
                     cluster.namespaces.insert(ns.clone(), labels);
                 }
             }
+        }
+        for (node, change) in &changes.nodes {
+            if node_number(node).is_none() {
+                return Err(format!(
+                    "cluster.nodes.{node}: {node:?} is not a node (n1 or n2)"
+                ));
+            }
+            let mut labels = change.labels.clone();
+            labels.insert(HOSTNAME_LABEL.into(), node.clone());
+            cluster.nodes.insert(node.clone(), labels);
         }
         for (key, change) in &changes.pods {
             let field = format!("cluster.pods.{key}");
@@ -328,7 +363,7 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// Namespaces, then Pods, as the API server would return them.
+    /// Namespaces, Nodes, then Pods, as the API server would return them.
     pub fn objects(&self) -> Vec<Value> {
         let mut out = Vec::new();
         for (name, labels) in &self.namespaces {
@@ -337,6 +372,9 @@ impl Cluster {
                 "kind": "Namespace",
                 "metadata": {"name": name, "labels": labels},
             }));
+        }
+        for (name, labels) in &self.nodes {
+            out.push(node_object(name, labels));
         }
         for pod in self.pods.values() {
             let node = host(&pod.node).expect("pods run on known nodes");
@@ -387,6 +425,30 @@ impl Cluster {
             host(name).map(Endpoint::Host)
         }
     }
+}
+
+/// A Node as the API server shows it: both underlay addresses as InternalIP (what a
+/// ClusterNetworkPolicy `nodes` peer matches), its pod CIDRs, Ready.
+fn node_object(name: &str, labels: &Labels) -> Value {
+    let h = host(name).expect("nodes are known hosts");
+    let n = node_number(name).expect("nodes are numbered");
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "podCIDR": format!("10.244.{n}.0/24"),
+            "podCIDRs": [format!("10.244.{n}.0/24"), format!("fd00:10:244:{n}::/64")],
+        },
+        "status": {
+            "addresses": [
+                {"type": "InternalIP", "address": h.v4.to_string()},
+                {"type": "InternalIP", "address": h.v6.to_string()},
+                {"type": "Hostname", "address": name},
+            ],
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    })
 }
 
 /// One row or column of a matrix.
@@ -536,6 +598,13 @@ pods:
         assert!(c.pods["y/b"].serves("tcp/8080".parse().unwrap()));
         assert!(!c.pods["y/b"].serves("tcp/80".parse().unwrap()));
         assert!(!c.pods.contains_key("z/c"));
+        assert_eq!(c.nodes["n1"]["node-role"], "worker");
+        let c = Cluster::with_changes(&changes("nodes: {n2: {labels: {zone: b}}}")).unwrap();
+        assert_eq!(
+            c.nodes["n2"],
+            labels(&[(HOSTNAME_LABEL, "n2"), ("zone", "b")])
+        );
+        assert_eq!(c.nodes["n1"].len(), 2);
     }
 
     #[test]
@@ -562,6 +631,7 @@ pods:
                 "both have address",
             ),
             ("pods: {x/q: null}", "does not exist"),
+            ("nodes: {n3: {labels: {a: b}}}", "cluster.nodes.n3"),
             (
                 "pods: {x/a: {ports: [{port: 80, protocol: ICMP}]}}",
                 "unknown protocol",
@@ -575,7 +645,15 @@ pods:
     #[test]
     fn objects_for_nftpol() {
         let objs = Cluster::standard().objects();
-        assert_eq!(objs.len(), 12);
+        assert_eq!(objs.len(), 14);
+        let node = objs
+            .iter()
+            .find(|o| o["kind"] == "Node" && o["metadata"]["name"] == "n2")
+            .unwrap();
+        assert_eq!(node["metadata"]["labels"][HOSTNAME_LABEL], "n2");
+        assert_eq!(node["status"]["addresses"][1]["address"], "fd00:100::2");
+        assert_eq!(node["status"]["addresses"][0]["type"], "InternalIP");
+        assert_eq!(node["spec"]["podCIDRs"][1], "fd00:10:244:2::/64");
         let pod = objs
             .iter()
             .find(|o| o["kind"] == "Pod" && o["metadata"]["name"] == "c")
@@ -587,7 +665,7 @@ pods:
             pod["spec"]["containers"][0]["ports"][0]["name"],
             "serve-80-tcp"
         );
-        for o in objs {
+        for o in objs.into_iter().filter(crate::kinds::for_nftpol) {
             let obj = nftpol::input::object_from_value(o, "test")
                 .unwrap()
                 .unwrap();

@@ -123,7 +123,14 @@ impl Controller {
     /// The objects the server holds, keyed as the harness keys them.
     fn held(&self) -> Objects {
         let mut out = Objects::new();
-        for kind in ["Namespace", "Pod", "NetworkPolicy"] {
+        // Nodes and ClusterNetworkPolicies only once nftpol reads them (crate::kinds).
+        for kind in [
+            "Namespace",
+            "Node",
+            "Pod",
+            "NetworkPolicy",
+            "ClusterNetworkPolicy",
+        ] {
             for v in self.server.list(kind) {
                 if let Ok(Some(o)) = nftpol::input::object_from_value(v.clone(), "fake server") {
                     let key = (
@@ -234,6 +241,10 @@ impl Backend for Controller {
 
     fn logs_verdicts(&self) -> Result<(), &'static str> {
         Ok(())
+    }
+
+    fn judges_cnp(&self) -> Result<(), &'static str> {
+        Err(crate::kinds::CONTROLLER_DOES_NOT_WATCH)
     }
 
     fn entries_cut(&self, node: &str) -> Option<u64> {

@@ -322,7 +322,7 @@ mod tests {
     }
 
     /// Every step of every case: the objects loaded into the fake server, read back with
-    /// `kubectl get ns,pods,networkpolicies -A -o yaml`, compile to the same script as
+    /// `kubectl get ns,nodes,pods,networkpolicies,clusternetworkpolicies -A -o yaml`, compile to the same script as
     /// the objects themselves, for each node and for the whole cluster.
     #[test]
     fn every_case_step_round_trips_through_kubectl_get() {
@@ -348,7 +348,13 @@ mod tests {
             let case =
                 crate::case::load(&file).unwrap_or_else(|e| panic!("{}: {}", e.name, e.reason));
             for (i, step) in case.steps.iter().enumerate() {
-                for kind in ["NetworkPolicy", "Pod", "Namespace"] {
+                for kind in [
+                    "ClusterNetworkPolicy",
+                    "NetworkPolicy",
+                    "Pod",
+                    "Node",
+                    "Namespace",
+                ] {
                     for o in server.list(kind) {
                         let meta = &o["metadata"];
                         server.delete(
@@ -363,12 +369,18 @@ mod tests {
                     server.apply(o.clone());
                 }
                 let direct = serde_json::to_string(
-                    &json!({"apiVersion": "v1", "kind": "List", "items": objects}),
+                    &json!({"apiVersion": "v1", "kind": "List", "items": step.nftpol_objects()}),
                 )
                 .unwrap();
                 let got = k
                     .run(
-                        &["get", "ns,pods,networkpolicies", "-A", "-o", "yaml"],
+                        &[
+                            "get",
+                            "ns,nodes,pods,networkpolicies,clusternetworkpolicies",
+                            "-A",
+                            "-o",
+                            "yaml",
+                        ],
                         None,
                     )
                     .unwrap();

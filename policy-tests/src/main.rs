@@ -18,6 +18,7 @@ mod cni;
 mod conntrack;
 mod controller;
 mod handwire;
+mod kinds;
 mod kubectl;
 mod longlived;
 mod matrix;

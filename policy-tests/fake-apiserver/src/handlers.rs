@@ -57,11 +57,15 @@ fn expired_continue() -> Response<ResBody> {
     )
 }
 
-fn render(obj: &Value, req: &Req) -> Value {
+/// An object as the request's version of `res` shows it: stored at the storage
+/// version, served at the version asked for (the versions share one schema, so the
+/// conversion is the `apiVersion` alone).
+fn render(obj: &Value, res: usize, req: &Req) -> Value {
+    let obj = object::at_version(obj, res);
     if req.metadata_only() {
-        object::partial_metadata(obj)
+        object::partial_metadata(&obj)
     } else {
-        obj.clone()
+        obj
     }
 }
 
@@ -132,7 +136,7 @@ pub fn list(shared: &Arc<Shared>, res: usize, ns: Option<&str>, req: &Req) -> Re
             remaining += 1;
             continue;
         }
-        items.push(render(obj, req));
+        items.push(render(obj, res, req));
         last_key = Some(key.clone());
     }
     drop(store);
@@ -250,8 +254,11 @@ fn not_found_item(res: usize, name: &str) -> Response<ResBody> {
 /// `GET` on an item.
 pub fn get(shared: &Arc<Shared>, res: usize, ns: &str, name: &str, req: &Req) -> Response<ResBody> {
     match crate::lock(&shared.store).get(res, ns, name) {
-        Some(obj) if req.table() => json(200, &object::table(&[(*obj).clone()], json!({}))),
-        Some(obj) => json(200, &render(&obj, req)),
+        Some(obj) if req.table() => json(
+            200,
+            &object::table(&[object::at_version(&obj, res)], json!({})),
+        ),
+        Some(obj) => json(200, &render(&obj, res, req)),
         None => not_found_item(res, name),
     }
 }
@@ -324,7 +331,7 @@ pub fn create(shared: &Arc<Shared>, res: usize, ns: Option<&str>, req: &Req) -> 
         Err(resp) => return *resp,
     };
     match crate::lock(&shared.store).write(res, obj, WriteMode::Create) {
-        Ok(stored) => json(201, &render(&stored, req)),
+        Ok(stored) => json(201, &render(&stored, res, req)),
         Err(e) => store_error(e),
     }
 }
@@ -342,7 +349,7 @@ pub fn replace(
         Err(resp) => return *resp,
     };
     match crate::lock(&shared.store).write(res, obj, WriteMode::Update) {
-        Ok(stored) => json(200, &render(&stored, req)),
+        Ok(stored) => json(200, &render(&stored, res, req)),
         Err(e) => store_error(e),
     }
 }
@@ -393,7 +400,7 @@ pub fn patch(
     }
     merge_patch(&mut obj, &patch);
     match store.write(res, obj, mode) {
-        Ok(stored) => json(200, &render(&stored, req)),
+        Ok(stored) => json(200, &render(&stored, res, req)),
         Err(e) => store_error(e),
     }
 }
@@ -407,7 +414,7 @@ pub fn delete(
     req: &Req,
 ) -> Response<ResBody> {
     match crate::lock(&shared.store).remove(res, ns, name) {
-        Some(gone) => json(200, &render(&gone, req)),
+        Some(gone) => json(200, &render(&gone, res, req)),
         None => not_found_item(res, name),
     }
 }

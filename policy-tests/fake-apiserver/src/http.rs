@@ -171,7 +171,7 @@ fn route(shared: &Arc<Shared>, path: &str, req: &Req) -> Response<ResBody> {
         ["apis"] => return get_only(json(200, &api_group_list())),
         ["apis", group] => {
             return match resources::groups().into_iter().find(|(g, _)| g == group) {
-                Some((g, v)) => get_only(json(200, &api_group(g, v))),
+                Some((g, v)) => get_only(json(200, &api_group(g, &v))),
                 None => not_found(),
             }
         }
@@ -253,14 +253,19 @@ fn api_versions(shared: &Shared) -> Value {
     })
 }
 
-fn api_group(group: &str, version: &str) -> Value {
-    let gv = json!({ "groupVersion": format!("{group}/{version}"), "version": version });
+/// An APIGroup: `versions` in order, the first preferred (as the real server lists a
+/// CRD's served versions, the storage version first here).
+fn api_group(group: &str, versions: &[&str]) -> Value {
+    let gvs: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({ "groupVersion": format!("{group}/{v}"), "version": v }))
+        .collect();
     json!({
         "kind": "APIGroup",
         "apiVersion": "v1",
         "name": group,
-        "versions": [gv.clone()],
-        "preferredVersion": gv,
+        "preferredVersion": gvs[0].clone(),
+        "versions": gvs,
     })
 }
 
@@ -268,7 +273,7 @@ fn api_group_list() -> Value {
     let groups: Vec<Value> = resources::groups()
         .into_iter()
         .map(|(g, v)| {
-            let mut g = api_group(g, v);
+            let mut g = api_group(g, &v);
             if let Value::Object(m) = &mut g {
                 m.remove("kind");
                 m.remove("apiVersion");

@@ -34,6 +34,16 @@ pub fn details(name: &str, group: &str, plural: &str) -> Value {
 
 /// The `PartialObjectMetadata` projection of an object (what metadata-only clients ask
 /// for with `Accept: ...;as=PartialObjectMetadata;g=meta.k8s.io;v=v1`).
+/// `obj` with the `apiVersion` of resource row `res` (see [`crate::resources::storage`]).
+pub fn at_version(obj: &Value, res: usize) -> Value {
+    let mut out = obj.clone();
+    let want = crate::resources::RESOURCES[res].api_version();
+    if out.get("apiVersion").and_then(Value::as_str) != Some(want.as_str()) {
+        out["apiVersion"] = json!(want);
+    }
+    out
+}
+
 pub fn partial_metadata(obj: &Value) -> Value {
     json!({
         "apiVersion": "meta.k8s.io/v1",

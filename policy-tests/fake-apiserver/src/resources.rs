@@ -1,5 +1,7 @@
 //! The table of resource types the fake server knows: group, version, plural, kind and
-//! scope, and the lookups by URL path segment and by `apiVersion`/`kind`.
+//! scope, and the lookups by URL path segment and by `apiVersion`/`kind`. A resource
+//! served at several versions of one group (a CRD with two served versions) has one row
+//! per version and one store: the first row, its storage version.
 
 /// One served resource type (a REST collection).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +95,25 @@ pub const RESOURCES: &[ResourceType] = &[
         namespaced: true,
         short_names: &["netpol"],
     },
+    // The network-policy-api CRD as v0.3.0 installs it: v1beta1 (the storage version,
+    // preferred) and v1alpha2, both served, same schema. v0.3.1 dropped the short name;
+    // it is kept so that `kubectl get cnp` works against either release's CRD.
+    ResourceType {
+        group: "policy.networking.k8s.io",
+        version: "v1beta1",
+        plural: "clusternetworkpolicies",
+        kind: "ClusterNetworkPolicy",
+        namespaced: false,
+        short_names: &["cnp"],
+    },
+    ResourceType {
+        group: "policy.networking.k8s.io",
+        version: "v1alpha2",
+        plural: "clusternetworkpolicies",
+        kind: "ClusterNetworkPolicy",
+        namespaced: false,
+        short_names: &["cnp"],
+    },
     ResourceType {
         group: "events.k8s.io",
         version: "v1",
@@ -123,12 +144,27 @@ pub fn by_kind(api_version: Option<&str>, kind: &str) -> Option<usize> {
     }
 }
 
+/// The row whose store holds objects of `res`: the first row of the same group and
+/// plural (the storage version). Every version reads and writes the same objects.
+pub fn storage(res: usize) -> usize {
+    let r = &RESOURCES[res];
+    RESOURCES
+        .iter()
+        .position(|s| s.group == r.group && s.plural == r.plural)
+        .unwrap_or(res)
+}
+
+/// One API group other than core with its versions, the preferred one first.
+pub type Group = (&'static str, Vec<&'static str>);
+
 /// The API groups other than core, each once, in table order.
-pub fn groups() -> Vec<(&'static str, &'static str)> {
-    let mut out: Vec<(&str, &str)> = Vec::new();
+pub fn groups() -> Vec<Group> {
+    let mut out: Vec<Group> = Vec::new();
     for r in RESOURCES.iter().filter(|r| !r.group.is_empty()) {
-        if !out.contains(&(r.group, r.version)) {
-            out.push((r.group, r.version));
+        match out.iter_mut().find(|(g, _)| *g == r.group) {
+            Some((_, versions)) if !versions.contains(&r.version) => versions.push(r.version),
+            Some(_) => {}
+            None => out.push((r.group, vec![r.version])),
         }
     }
     out
@@ -157,7 +193,26 @@ mod tests {
         );
         assert_eq!(
             groups(),
-            vec![("networking.k8s.io", "v1"), ("events.k8s.io", "v1")]
+            vec![
+                ("networking.k8s.io", vec!["v1"]),
+                ("policy.networking.k8s.io", vec!["v1beta1", "v1alpha2"]),
+                ("events.k8s.io", vec!["v1"]),
+            ]
         );
+        let beta = by_kind(
+            Some("policy.networking.k8s.io/v1beta1"),
+            "ClusterNetworkPolicy",
+        )
+        .unwrap();
+        let alpha = by_path(
+            "policy.networking.k8s.io",
+            "v1alpha2",
+            "clusternetworkpolicies",
+        )
+        .unwrap();
+        assert_ne!(alpha, beta);
+        assert_eq!((storage(alpha), storage(beta)), (beta, beta));
+        assert_eq!(by_kind(None, "clusternetworkpolicies"), Some(beta));
+        assert_eq!(storage(np), np);
     }
 }

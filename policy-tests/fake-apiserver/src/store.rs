@@ -3,7 +3,7 @@
 //! compaction point, and the registry of open watches that changes are fanned out to.
 
 use crate::object;
-use crate::resources::RESOURCES;
+use crate::resources::{storage, RESOURCES};
 use crate::watch::{Msg, Subscriber, WatchFilter};
 use bytes::Bytes;
 use serde_json::{json, Value};
@@ -131,7 +131,7 @@ impl Store {
 
     pub fn get(&self, res: usize, namespace: &str, name: &str) -> Option<Arc<Value>> {
         let key = (namespace.to_string(), name.to_string());
-        self.objects[res].get(&key).map(|e| e.obj.clone())
+        self.objects[storage(res)].get(&key).map(|e| e.obj.clone())
     }
 
     /// Objects of a type in key order, starting after `after`, only in `namespace`.
@@ -146,7 +146,7 @@ impl Store {
             Some(k) => Bound::Excluded(k),
             None => Bound::Unbounded,
         };
-        self.objects[res]
+        self.objects[storage(res)]
             .range((lower, Bound::Unbounded))
             .filter(move |(k, _)| namespace.is_none_or(|ns| k.0 == ns))
             .map(|(k, e)| (k, &e.obj))
@@ -173,6 +173,8 @@ impl Store {
         obj: Value,
         mode: WriteMode,
     ) -> Result<Arc<Value>, StoreError> {
+        // Kept at the storage version; readers see it at theirs.
+        let res = storage(res);
         let r = &RESOURCES[res];
         let Value::Object(mut map) = obj else {
             return Err(StoreError::Invalid(
@@ -283,6 +285,7 @@ impl Store {
 
     /// Removes an object; returns its last state, at the deletion's resourceVersion.
     pub fn remove(&mut self, res: usize, namespace: &str, name: &str) -> Option<Arc<Value>> {
+        let res = storage(res);
         let key = (namespace.to_string(), name.to_string());
         let old = self.objects[res].remove(&key)?;
         self.rv += 1;

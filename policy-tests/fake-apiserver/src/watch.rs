@@ -49,10 +49,11 @@ impl WatchFilter {
 
     /// One `{"type": .., "object": ..}` line.
     pub fn line(&self, kind: &str, obj: &Value) -> Bytes {
+        let obj = object::at_version(obj, self.res);
         let object = if self.metadata_only {
-            object::partial_metadata(obj)
+            object::partial_metadata(&obj)
         } else {
-            obj.clone()
+            obj
         };
         event_line(kind, &object)
     }
@@ -61,7 +62,7 @@ impl WatchFilter {
     /// that moves an object into (out of) the selected set is `ADDED` (`DELETED`), as
     /// the real server does.
     pub fn encode(&self, e: &HistoryEntry) -> Option<Bytes> {
-        if e.res != self.res {
+        if e.res != crate::resources::storage(self.res) {
             return None;
         }
         let now = self.matches(&e.new);

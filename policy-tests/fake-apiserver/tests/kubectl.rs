@@ -207,6 +207,101 @@ async fn create_replace_label_delete_and_errors() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+fn cnp(version: &str, name: &str, priority: u32) -> String {
+    format!(
+        "apiVersion: policy.networking.k8s.io/{version}
+kind: ClusterNetworkPolicy
+metadata: {{name: {name}}}
+spec:
+  tier: Admin
+  priority: {priority}
+  subject: {{namespaces: {{matchLabels: {{ns: x}}}}}}
+  ingress:
+    - {{name: deny-y, action: Deny, from: [{{namespaces: {{matchLabels: {{ns: y}}}}}}]}}
+"
+    )
+}
+
+/// The ClusterNetworkPolicy CRD at both served versions, as discovery shows it after
+/// the network-policy-api CRD is installed: `kubectl apply` of a v1alpha2 and of a
+/// v1beta1 object, `get cnp` and `get clusternetworkpolicies` list both, one store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_network_policies_at_both_versions_and_nodes() {
+    if !kubectl_on_path() {
+        return;
+    }
+    let server = FakeApiServer::start().await;
+    let dir = tempfile_dir("cnp");
+    let k = Kubectl::new(&dir, &server);
+    let out = k
+        .ok(&["apply", "-f", "-"], Some(&cnp("v1alpha2", "old", 10)))
+        .await;
+    assert!(
+        out.contains("clusternetworkpolicy.policy.networking.k8s.io/old created"),
+        "{out}"
+    );
+    let out = k
+        .ok(&["apply", "-f", "-"], Some(&cnp("v1beta1", "new", 20)))
+        .await;
+    assert!(out.contains("/new created"), "{out}");
+    // Applied again with a change: a patch of the stored object through v1alpha2.
+    let out = k
+        .ok(&["apply", "-f", "-"], Some(&cnp("v1alpha2", "old", 30)))
+        .await;
+    assert!(out.contains("/old configured"), "{out}");
+    let table = k.ok(&["get", "cnp"], None).await;
+    for want in ["NAME", "old", "new"] {
+        assert!(table.contains(want), "{want} missing in\n{table}");
+    }
+    let list: Value = serde_json::from_str(
+        &k.ok(&["get", "clusternetworkpolicies", "-o", "json"], None)
+            .await,
+    )
+    .unwrap();
+    let items = list["items"].as_array().unwrap();
+    let names: Vec<&str> = items
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["new", "old"]);
+    // kubectl reads the preferred version; the store keeps one copy of each.
+    for i in items {
+        assert_eq!(i["apiVersion"], "policy.networking.k8s.io/v1beta1");
+        assert!(i["metadata"].get("namespace").is_none());
+    }
+    assert_eq!(items[1]["spec"]["priority"], 30);
+    let alpha: Value = serde_json::from_str(
+        &k.ok(
+            &[
+                "get",
+                "clusternetworkpolicies.v1alpha2.policy.networking.k8s.io",
+                "old",
+                "-o",
+                "json",
+            ],
+            None,
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(alpha["apiVersion"], "policy.networking.k8s.io/v1alpha2");
+    assert_eq!(alpha["spec"]["priority"], 30);
+    assert_eq!(server.list("ClusterNetworkPolicy").len(), 2);
+    server.apply(serde_json::json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "n1", "labels": {"node-role": "worker"}},
+    }));
+    let nodes = k.ok(&["get", "nodes", "--show-labels"], None).await;
+    assert!(
+        nodes.contains("n1") && nodes.contains("node-role=worker"),
+        "{nodes}"
+    );
+    let out = k.ok(&["delete", "cnp", "old"], None).await;
+    assert!(out.contains("deleted"), "{out}");
+    assert_eq!(server.list("ClusterNetworkPolicy").len(), 1);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// A fresh directory for one test's kubeconfig and discovery cache.
 fn tempfile_dir(what: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
