@@ -259,6 +259,20 @@ fn side(
     }
 }
 
+/// The verdict on direction `dir` of `pod` for a connection with `other` on `port`: what
+/// `explain` says of that side, for readers that already know the pod (verdict logs).
+pub fn side_of(
+    index: &Index,
+    graph: &PolicyGraph,
+    pod: &PodNode,
+    dir: Direction,
+    other: IpAddr,
+    protocol: Protocol,
+    port: u16,
+) -> Side {
+    side(index, graph, Some(pod), dir, other, protocol, port)
+}
+
 /// Parses `tcp/80`.
 pub fn parse_port(text: &str) -> Result<(Protocol, u16)> {
     let bad = || {

@@ -34,6 +34,7 @@ pub mod selector;
 pub mod state;
 pub mod synth;
 pub mod tiers;
+pub mod verdict_log;
 
 pub use error::Error;
 

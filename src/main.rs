@@ -59,6 +59,8 @@ enum Command {
         /// The node's pod CIDR (repeatable), for --default-deny-unknown.
         #[arg(long, value_name = "CIDR")]
         pod_cidr: Vec<ipnet::IpNet>,
+        #[command(flatten)]
+        log: LogArgs,
         /// YAML or JSON files (`kubectl get ns,pods,netpol -A -o yaml`), `-` for stdin.
         #[arg(required = true, value_name = "INPUT")]
         inputs: Vec<String>,
@@ -110,6 +112,40 @@ enum Command {
     },
 }
 
+/// Verdict logs (NFLOG): the same flags for `compile` and `run`, so the script equals
+/// what the controller programs.
+#[derive(clap::Args)]
+struct LogArgs {
+    /// Send the first packet of each denied connection to the NFLOG group
+    /// (`--log-denied=false` to turn off).
+    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    log_denied: bool,
+    /// Also send the first packet of every allowed connection (not rate limited).
+    #[arg(long)]
+    log_allowed: bool,
+    /// Denied records per second, per pod and direction, after the burst.
+    #[arg(long, value_name = "N", default_value_t = nftpol::ruleset::LogOptions::DEFAULT.rate, value_parser = clap::value_parser!(u32).range(1..))]
+    log_rate: u32,
+    /// Denied records a pod and direction may send at once before the rate applies.
+    #[arg(long, value_name = "N", default_value_t = nftpol::ruleset::LogOptions::DEFAULT.burst, value_parser = clap::value_parser!(u32).range(1..))]
+    log_burst: u32,
+    /// The NFLOG group the rules log to (and the controller reads).
+    #[arg(long, value_name = "N", default_value_t = nftpol::ruleset::LogOptions::DEFAULT.group)]
+    log_group: u16,
+}
+
+impl LogArgs {
+    fn options(&self) -> nftpol::ruleset::LogOptions {
+        nftpol::ruleset::LogOptions {
+            denied: self.log_denied,
+            allowed: self.log_allowed,
+            rate: self.log_rate,
+            burst: self.log_burst,
+            group: self.log_group,
+        }
+    }
+}
+
 #[cfg(feature = "controller")]
 #[derive(clap::Args)]
 struct RunArgs {
@@ -144,6 +180,8 @@ struct RunArgs {
     /// conntrack entries are deleted after each batch, so revoked access ends at once).
     #[arg(long)]
     keep_established: bool,
+    #[command(flatten)]
+    log: LogArgs,
     /// Program the nftables of this network namespace (a path like /run/netns/NAME)
     /// instead of the controller's own; for tests.
     #[arg(long, hide = true)]
@@ -191,6 +229,7 @@ fn run_controller(args: RunArgs) -> anyhow::Result<()> {
                 } else {
                     Vec::new()
                 },
+                log: args.log.options(),
             },
             pod_cidrs_from_node,
             liveness: std::time::Duration::from_secs(args.liveness_timeout_seconds),
@@ -284,6 +323,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             output,
             default_deny_unknown,
             pod_cidr,
+            log,
             inputs,
         } => {
             let index = load(&inputs)?;
@@ -293,6 +333,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 } else {
                     Vec::new()
                 },
+                log: log.options(),
             };
             let graph = PolicyGraph::build_for(&index, node.as_deref());
             let ruleset = nftpol::ruleset::build_with(&graph, &options);

@@ -75,6 +75,12 @@ fn addr_kw(a: Addr) -> &'static str {
     }
 }
 
+/// `log prefix "<prefix>" group <group>`, in the order `nft list` prints it. The prefix
+/// comes from `names::log_prefix`, which never holds a double quote.
+fn log_text(prefix: &str, group: u16) -> String {
+    format!("log prefix \"{prefix}\" group {group}")
+}
+
 /// The rule as `nft` writes it (without its comment).
 pub fn rule_text(kind: &RuleKind) -> String {
     match kind {
@@ -85,9 +91,13 @@ pub fn rule_text(kind: &RuleKind) -> String {
         RuleKind::DispatchVmap { family, addr, map } => {
             format!("{} {} vmap @{map}", ip_kw(*family), addr_kw(*addr))
         }
-        RuleKind::Lookup { family, addr, key, set, verdict } => {
+        RuleKind::Lookup { family, addr, key, set, verdict, log } => {
             let tail = if key.has_ports() { " . meta l4proto . th dport" } else { "" };
-            format!("{} {}{tail} @{set} {}", ip_kw(*family), addr_kw(*addr), verdict_text(verdict))
+            let log = log.as_ref().map(|l| format!(" {}", log_text(&l.prefix, l.group))).unwrap_or_default();
+            format!("{} {}{tail} @{set}{log} {}", ip_kw(*family), addr_kw(*addr), verdict_text(verdict))
+        }
+        RuleKind::LogDenied { prefix, group, rate, burst } => {
+            format!("ct state new counter limit rate {rate}/second burst {burst} packets {}", log_text(prefix, *group))
         }
         RuleKind::DropUnknown { family, addr, cidrs, known } => {
             let (f, a) = (ip_kw(*family), addr_kw(*addr));

@@ -106,7 +106,7 @@ impl NodeState {
     fn recompute(&mut self, pods: BTreeSet<PodKey>) {
         self.graph
             .refresh(&self.index, self.node.as_deref(), pods.iter().cloned());
-        ruleset::update(&mut self.model, &self.graph, &pods);
+        ruleset::update(&mut self.model, &self.graph, &pods, &self.options);
         if self.graph.peer_count() > 2 * self.compacted_at + 256 {
             self.graph.compact();
             self.compacted_at = self.graph.peer_count();

@@ -133,6 +133,49 @@ fn compile_prints_the_script_on_stdout() {
     assert!(!stderr(&o).contains("error"), "{}", stderr(&o));
 }
 
+/// The `--log-*` flags shape the logging rules exactly as they reach the controller's
+/// kernel; a rate of 0 is refused.
+#[test]
+fn compile_takes_the_verdict_log_flags() {
+    let d = Dir::new();
+    d.write("in.yaml", &cluster_text());
+    let default = stdout(&d.run(&["compile", "in.yaml"]));
+    assert!(
+        default.contains("ct state new counter limit rate 10/second burst 20 packets log prefix \"d ingress/x/a\" group 9309\n"),
+        "{default}"
+    );
+    assert!(
+        !default.contains("log prefix \"a "),
+        "allowed connections are not logged by default"
+    );
+    let o = d.run(&[
+        "compile",
+        "--log-allowed",
+        "--log-rate",
+        "3",
+        "--log-burst",
+        "4",
+        "--log-group",
+        "7",
+        "in.yaml",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let s = stdout(&o);
+    assert!(
+        s.contains("limit rate 3/second burst 4 packets log prefix \"d ingress/x/a\" group 7"),
+        "{s}"
+    );
+    assert!(
+        s.contains("log prefix \"a ingress/x/a\" group 7 accept"),
+        "{s}"
+    );
+    let off = stdout(&d.run(&["compile", "--log-denied=false", "in.yaml"]));
+    assert!(!off.contains(" log "), "{off}");
+    let o = d.run(&["compile", "--log-rate", "0", "in.yaml"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("--log-rate"), "{}", stderr(&o));
+}
+
 #[test]
 fn compile_for_a_node_keeps_only_its_pods() {
     let d = Dir::new();

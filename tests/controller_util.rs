@@ -24,17 +24,24 @@ pub fn policy(ns: &str, name: &str, spec: Value) -> Value {
 }
 
 /// A controller for node `node` with 10 ms coalescing, its metrics on `port` (0: any).
+/// Without a namespace (a scripted dataplane, no kernel) its verdict logs are off: their
+/// reader would bind an NFLOG group in the test process's own namespace.
 pub fn config(
     node: &str,
     port: u16,
     resync: Duration,
     netns: Option<PathBuf>,
 ) -> controller::Config {
+    let mut options = nftpol::ruleset::Options::default();
+    if netns.is_none() {
+        options.log = nftpol::ruleset::LogOptions::OFF;
+    }
     controller::Config {
         metrics_addr: format!("127.0.0.1:{port}").parse().unwrap(),
         coalesce: Duration::from_millis(10),
         resync,
         netns,
+        options,
         ..controller::Config::new(node)
     }
 }

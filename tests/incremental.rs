@@ -153,7 +153,7 @@ proptest! {
     #[test]
     fn incremental_equals_full(seed in any::<u64>(), node in prop_oneof![Just(Some("n1")), Just(Some("n2")), Just(None)], deny_unknown in any::<bool>()) {
         let c = cluster(seed);
-        let options = Options { pod_cidrs: if deny_unknown { vec!["10.0.0.0/23".parse().unwrap()] } else { vec![] } };
+        let options = Options { pod_cidrs: if deny_unknown { vec!["10.0.0.0/23".parse().unwrap()] } else { vec![] }, ..Default::default() };
         // Built up object by object from nothing, as watch events arrive.
         let mut state = NodeState::with_options(Index::new(), node, options.clone());
         for v in &c.objects {

@@ -345,6 +345,14 @@ fn compiled_examples_list_identically() {
                 "10.244.1.0/24".parse().unwrap(),
                 "fd00:10:244:1::/64".parse().unwrap(),
             ],
+            // And --log-allowed: a log expression in every allowing lookup.
+            log: nftpol::ruleset::LogOptions {
+                allowed: true,
+                rate: 3,
+                burst: 7,
+                group: 17,
+                ..Default::default()
+            },
         };
         let rs = nftpol::ruleset::build_with(&graph, &opts);
         assert!(rs.chains.iter().any(|c| c

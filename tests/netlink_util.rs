@@ -282,6 +282,7 @@ pub fn lookup(family: IpFamily, addr: Addr, ports: bool, set: &str, verdict: Ver
         },
         set: set.into(),
         verdict,
+        log: None,
     })
 }
 /// `ip daddr vmap @map` and its kin.

@@ -115,6 +115,7 @@ fn scenario(deny_unknown: bool) {
         } else {
             Vec::new()
         },
+        ..Default::default()
     };
     let mut state = NodeState::with_options(index, Some("n1"), options);
     nftpol::netlink::in_netns(&path(&node), || nftpol::netlink::full_sync(state.model()))

@@ -1,9 +1,13 @@
 //! The controller's metrics, rendered in the Prometheus text format. Plain counters and
 //! fixed-bucket histograms behind one mutex: updates are rare (per sync, not per packet).
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::policy::Direction;
+use crate::ruleset::names::LogVerdict;
 
 const SECONDS_BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
@@ -114,6 +118,14 @@ struct Inner {
     conntrack_cut: u64,
     last_sync: Option<f64>,
     ready: bool,
+    /// Verdict records per (namespace, pod, direction, verdict), this node's pods only.
+    verdicts: BTreeMap<(String, String, Direction, LogVerdict), u64>,
+    /// Records the kernel made that the reader never got (socket overflow, seq gaps).
+    verdicts_lost: u64,
+    /// Logged packets that named no chain of this node or could not be decoded.
+    verdicts_unmapped: u64,
+    /// Denied connections the rate limit kept out of the log (from the chains' counters).
+    verdicts_suppressed: u64,
 }
 
 #[derive(Debug)]
@@ -136,6 +148,10 @@ impl Default for Metrics {
             conntrack_cut: 0,
             last_sync: None,
             ready: false,
+            verdicts: BTreeMap::new(),
+            verdicts_lost: 0,
+            verdicts_unmapped: 0,
+            verdicts_suppressed: 0,
         }))
     }
 }
@@ -213,6 +229,35 @@ impl Metrics {
         self.with(|m| m.conntrack_cut += entries as u64)
     }
 
+    /// One verdict record of a pod of this node.
+    pub fn verdict(&self, namespace: &str, pod: &str, dir: Direction, verdict: LogVerdict) {
+        self.with(|m| {
+            *m.verdicts
+                .entry((namespace.into(), pod.into(), dir, verdict))
+                .or_default() += 1
+        })
+    }
+
+    pub fn verdicts_lost(&self, n: u64) {
+        self.with(|m| m.verdicts_lost += n)
+    }
+
+    pub fn verdicts_suppressed(&self, n: u64) {
+        self.with(|m| m.verdicts_suppressed += n)
+    }
+
+    pub fn verdict_unmapped(&self) {
+        self.with(|m| m.verdicts_unmapped += 1)
+    }
+
+    /// Drops the verdict series of pods no longer on this node.
+    pub fn retain_verdict_pods(&self, pods: &std::collections::BTreeSet<(String, String)>) {
+        self.with(|m| {
+            m.verdicts
+                .retain(|(ns, pod, _, _), _| pods.contains(&(ns.clone(), pod.clone())))
+        })
+    }
+
     /// Ready once the first full sync has been applied, and not while the kernel refuses
     /// batches (from a failed batch until the next one succeeds).
     pub fn ready(&self) -> bool {
@@ -261,10 +306,30 @@ impl Metrics {
                 "# HELP nftpol_conntrack_entries_cut_total Conntrack entries deleted because policy no longer allows their connection.\n# TYPE nftpol_conntrack_entries_cut_total counter\nnftpol_conntrack_entries_cut_total {}\n",
                 m.conntrack_cut
             );
+            render_verdicts(&mut out, m);
             if let Some(t) = m.last_sync {
                 let _ = write!(out, "# HELP nftpol_last_sync_timestamp_seconds Unix time of the last successful sync.\n# TYPE nftpol_last_sync_timestamp_seconds gauge\nnftpol_last_sync_timestamp_seconds {t}\n");
             }
             out
         })
     }
+}
+
+/// `nftpol_connections_total{namespace,pod,direction,verdict}` and the reader's losses.
+fn render_verdicts(out: &mut String, m: &Inner) {
+    out.push_str("# HELP nftpol_connections_total New connections of this node's pods logged by their chains (denied: up to --log-rate per pod and direction; allowed: with --log-allowed).\n# TYPE nftpol_connections_total counter\n");
+    for ((ns, pod, dir, verdict), n) in &m.verdicts {
+        let _ = writeln!(
+            out,
+            "nftpol_connections_total{{namespace=\"{ns}\",pod=\"{pod}\",direction=\"{dir}\",verdict=\"{}\"}} {n}",
+            verdict.name()
+        );
+    }
+    let _ = write!(
+        out,
+        "# HELP nftpol_verdict_records_lost_total Verdict records the kernel sent that the reader never received (its socket overflowed).\n# TYPE nftpol_verdict_records_lost_total counter\nnftpol_verdict_records_lost_total {}\n\
+         # HELP nftpol_verdict_records_unmapped_total Logged packets that named no chain of this node or could not be decoded.\n# TYPE nftpol_verdict_records_unmapped_total counter\nnftpol_verdict_records_unmapped_total {}\n\
+         # HELP nftpol_verdict_records_suppressed_total Denied connections the --log-rate limit kept out of the log (reported with the next record of their chain).\n# TYPE nftpol_verdict_records_suppressed_total counter\nnftpol_verdict_records_suppressed_total {}\n",
+        m.verdicts_lost, m.verdicts_unmapped, m.verdicts_suppressed
+    );
 }

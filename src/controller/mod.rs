@@ -12,6 +12,7 @@
 pub mod dataplane;
 pub mod http;
 pub mod metrics;
+pub mod nflog;
 pub mod sync;
 pub mod watch;
 
@@ -167,9 +168,28 @@ where
         let _ = err_tx.send(e);
     });
     let netns = config.netns.clone();
+    let log = config.options.log;
+    let board = (log.denied || log.allowed).then(|| {
+        // The channel is unbounded: asking never blocks the reader.
+        let wake = tx.clone();
+        Arc::new(crate::verdict_log::Board::new(move || {
+            let _ = wake.send(sync::Stamped::now(Msg::VerdictState));
+        }))
+    });
+    let reader = match &board {
+        Some(b) => Some(
+            nflog::spawn(log.group, netns.clone(), b.clone(), metrics.clone())
+                .map_err(ControllerError::SyncThread)?,
+        ),
+        None => None,
+    };
     let body = move || match dataplane() {
         Ok(dp) => {
-            SyncLoop::new(settings, dp, metrics, errors).run(rx);
+            let sync = SyncLoop::new(settings, dp, metrics, errors);
+            match board {
+                Some(b) => sync.with_board(b).run(rx),
+                None => sync.run(rx),
+            }
             Ok(())
         }
         Err(e) => Err(ControllerError::Dataplane(e)),
@@ -204,7 +224,13 @@ where
     }
     let _ = tx.send(sync::Stamped::now(Msg::Shutdown));
     drop(tx);
-    let _ = tokio::task::spawn_blocking(move || worker.join()).await;
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = worker.join();
+        if let Some(r) = reader {
+            r.stop();
+        }
+    })
+    .await;
     http.abort();
     events.abort();
     match failed {

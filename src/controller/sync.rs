@@ -39,6 +39,9 @@ pub enum Msg {
     /// This node's pod CIDRs (`spec.podCIDRs` of its Node object), first when its list
     /// completes, then on every change.
     NodeCidrs(Vec<ipnet::IpNet>),
+    /// The verdict reader wants the state the kernel holds ([`crate::verdict_log::Board`]):
+    /// published at once when nothing is pending, else when the pending batch lands.
+    VerdictState,
     Shutdown,
 }
 
@@ -120,6 +123,8 @@ pub struct SyncLoop<D: Dataplane> {
     pending_watch: Duration,
     /// This node's Node object has been listed (only waited for with `pod_cidrs_from_node`).
     node_listed: bool,
+    /// Where each applied generation goes for the verdict reader (with verdict logs on).
+    board: Option<Arc<crate::verdict_log::Board>>,
 }
 
 const ALL_KINDS: [Kind; 3] = [Kind::Namespace, Kind::Pod, Kind::NetworkPolicy];
@@ -150,7 +155,32 @@ impl<D: Dataplane> SyncLoop<D> {
             pending_state: Duration::ZERO,
             pending_watch: Duration::ZERO,
             node_listed: false,
+            board: None,
         }
+    }
+
+    /// Publishes the index and graph of every applied batch to `board`, for the verdict
+    /// reader (a copy of both per batch: only with verdict logs on).
+    pub fn with_board(mut self, board: Arc<crate::verdict_log::Board>) -> Self {
+        self.board = Some(board);
+        self
+    }
+
+    /// After each applied batch: counts it, and publishes while records are wanted.
+    fn applied_to_board(&self) {
+        let Some(board) = &self.board else { return };
+        board.applied();
+        if board.wanted() {
+            self.publish();
+        }
+    }
+
+    fn publish(&self) {
+        let Some(board) = &self.board else { return };
+        let graph = self.state.graph().clone();
+        self.metrics
+            .retain_verdict_pods(&graph.pods.keys().cloned().collect());
+        board.publish(self.state.index().clone(), graph);
     }
 
     /// Takes this node's pod CIDRs for `--default-deny-unknown`; a change rebuilds the
@@ -163,7 +193,10 @@ impl<D: Dataplane> SyncLoop<D> {
         if cidrs.is_empty() {
             tracing::warn!(node = %self.settings.node, "--default-deny-unknown: the Node object has no spec.podCIDRs; unknown addresses cannot be dropped (set --pod-cidr)");
         }
-        let options = crate::ruleset::Options { pod_cidrs: cidrs };
+        let options = crate::ruleset::Options {
+            pod_cidrs: cidrs,
+            ..self.state.options().clone()
+        };
         if self.state.set_options(options) {
             tracing::info!(node = %self.settings.node, pod_cidrs = ?self.state.options().pod_cidrs, "pod CIDRs from the Node object");
             if self.applied.is_some() {
@@ -197,6 +230,8 @@ impl<D: Dataplane> SyncLoop<D> {
     fn handle(&mut self, msg: Msg) -> bool {
         match msg {
             Msg::Shutdown => return false,
+            // The batch being made publishes it (the board is wanted now).
+            Msg::VerdictState => {}
             // A (re)list is applied as it arrives, and what it did not mention is deleted
             // at its end; nothing is synced in between, so the kernel never sees half a
             // relist, and no list is held in memory.
@@ -309,6 +344,7 @@ impl<D: Dataplane> SyncLoop<D> {
                     Some(applied) if !full => crate::ruleset::patch(applied, model, &self.touched),
                     _ => self.applied = Some(model.clone()),
                 }
+                self.applied_to_board();
                 self.cut_revoked(full);
                 self.settled();
                 true
@@ -441,6 +477,15 @@ impl<D: Dataplane> SyncLoop<D> {
                 None => rx.recv_timeout(deadline.saturating_duration_since(now)),
             };
             match next {
+                Ok(Stamped {
+                    msg: Msg::VerdictState,
+                    ..
+                }) => {
+                    // Nothing pending: the state is what the kernel holds.
+                    if window.is_none() && self.applied.is_some() {
+                        self.publish();
+                    }
+                }
                 Ok(stamped) => {
                     if !self.receive(stamped) {
                         tracing::info!("shutting down; the rules stay in place");

@@ -90,6 +90,9 @@ pub(crate) const NFTA_RULE_EXPRESSIONS: u16 = 4;
 pub(crate) const NFTA_RULE_USERDATA: u16 = 7;
 // enum nft_expr_attributes
 pub(crate) const NFTA_EXPR_NAME: u16 = 1;
+pub(crate) const NFTA_EXPR_DATA: u16 = 2;
+// enum nft_counter_attributes
+pub(crate) const NFTA_COUNTER_PACKETS: u16 = 2;
 // enum nft_set_attributes
 pub(crate) const NFTA_SET_TABLE: u16 = 1;
 pub(crate) const NFTA_SET_NAME: u16 = 2;
@@ -148,6 +151,12 @@ pub(crate) const NFT_CT_STATE: u32 = libc::NFT_CT_STATE as u32;
 pub(crate) const NF_CT_STATE_ESTABLISHED_BIT: u32 = 1 << 1;
 /// NF_CT_STATE_BIT(IP_CT_RELATED) (linux/netfilter/nf_conntrack_common.h).
 pub(crate) const NF_CT_STATE_RELATED_BIT: u32 = 1 << 2;
+/// NF_CT_STATE_BIT(IP_CT_NEW) (linux/netfilter/nf_conntrack_common.h).
+pub(crate) const NF_CT_STATE_NEW_BIT: u32 = 1 << 3;
+/// `limit ... packets` (enum nft_limit_type).
+pub(crate) const NFT_LIMIT_PKTS: u32 = libc::NFT_LIMIT_PKTS as u32;
+/// `limit rate N/second`: the limit's unit is a number of seconds.
+pub(crate) const LIMIT_UNIT_SECOND: u64 = 1;
 pub(crate) const NFT_LOOKUP_F_INV: u32 = libc::NFT_LOOKUP_F_INV as u32;
 pub(crate) const NFT_BYTEORDER_HTON: u32 = libc::NFT_BYTEORDER_HTON as u32;
 /// enum nft_fib_result.
@@ -264,6 +273,15 @@ pub(crate) mod nftnl {
     pub const BYTEORDER_OP: u32 = s::NFTNL_EXPR_BYTEORDER_OP;
     pub const BYTEORDER_LEN: u32 = s::NFTNL_EXPR_BYTEORDER_LEN;
     pub const BYTEORDER_SIZE: u32 = s::NFTNL_EXPR_BYTEORDER_SIZE;
+    pub const LOG_PREFIX: u32 = s::NFTNL_EXPR_LOG_PREFIX;
+    /// A u16.
+    pub const LOG_GROUP: u32 = s::NFTNL_EXPR_LOG_GROUP;
+    /// u64s.
+    pub const LIMIT_RATE: u32 = s::NFTNL_EXPR_LIMIT_RATE;
+    pub const LIMIT_UNIT: u32 = s::NFTNL_EXPR_LIMIT_UNIT;
+    pub const LIMIT_BURST: u32 = s::NFTNL_EXPR_LIMIT_BURST;
+    pub const LIMIT_TYPE: u32 = s::NFTNL_EXPR_LIMIT_TYPE;
+    pub const LIMIT_FLAGS: u32 = s::NFTNL_EXPR_LIMIT_FLAGS;
 }
 
 // ---- ctnetlink (linux/netfilter/nfnetlink_conntrack.h) ------------------------------
@@ -299,3 +317,33 @@ pub(crate) const CTA_PROTO_DST_PORT: u16 = 3;
 pub(crate) const CTA_FILTER_ORIG_FLAGS: u16 = 1;
 pub(crate) const CTA_FILTER_REPLY_FLAGS: u16 = 2;
 pub(crate) const CTA_FILTER_FLAG_CTA_IP_SRC: u32 = 1 << 0;
+
+// ---- nfnetlink_log (linux/netfilter/nfnetlink_log.h) --------------------------------
+
+pub(crate) const NFNL_SUBSYS_ULOG: u16 = libc::NFNL_SUBSYS_ULOG as u16;
+pub(crate) const NFULNL_MSG_PACKET: u16 = libc::NFULNL_MSG_PACKET as u16;
+pub(crate) const NFULNL_MSG_CONFIG: u16 = libc::NFULNL_MSG_CONFIG as u16;
+// enum nfulnl_attr_type
+pub(crate) const NFULA_PAYLOAD: u16 = libc::NFULA_PAYLOAD as u16;
+pub(crate) const NFULA_PREFIX: u16 = libc::NFULA_PREFIX as u16;
+pub(crate) const NFULA_SEQ: u16 = libc::NFULA_SEQ as u16;
+// enum nfulnl_attr_config and enum nfulnl_msg_config_cmds
+pub(crate) const NFULA_CFG_CMD: u16 = libc::NFULA_CFG_CMD as u16;
+pub(crate) const NFULA_CFG_MODE: u16 = libc::NFULA_CFG_MODE as u16;
+pub(crate) const NFULA_CFG_FLAGS: u16 = libc::NFULA_CFG_FLAGS as u16;
+pub(crate) const NFULNL_CFG_CMD_BIND: u8 = libc::NFULNL_CFG_CMD_BIND as u8;
+pub(crate) const NFULNL_COPY_PACKET: u8 = libc::NFULNL_COPY_PACKET as u8;
+/// Number the instance's messages (`NFULA_SEQ`): a gap is a message the socket lost.
+pub(crate) const NFULNL_CFG_F_SEQ: u16 = libc::NFULNL_CFG_F_SEQ as u16;
+/// `struct nfulnl_msg_config_mode`: `__be32 copy_range; __u8 copy_mode; __u8 _pad`.
+pub(crate) const NFULNL_CONFIG_MODE_LEN: usize = 6;
+
+// ---- packet headers (linux/in.h, linux/ip.h, linux/ipv6.h) ---------------------------
+
+pub(crate) const IPPROTO_TCP: u8 = libc::IPPROTO_TCP as u8;
+pub(crate) const IPPROTO_UDP: u8 = libc::IPPROTO_UDP as u8;
+pub(crate) const IPPROTO_SCTP: u8 = libc::IPPROTO_SCTP as u8;
+/// The fixed IPv6 header.
+pub(crate) const IPV6_HDRLEN: usize = 40;
+/// The shortest IPv4 header (IHL 5).
+pub(crate) const IPV4_MIN_HDRLEN: usize = 20;

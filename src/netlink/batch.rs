@@ -129,6 +129,37 @@ impl Conn {
         self.recv_cap = Some(bytes);
     }
 
+    /// Waits at most `secs` for each receive from now on.
+    pub fn set_recv_timeout(&mut self, secs: u64) {
+        self.sock.set_recv_timeout(secs);
+    }
+
+    /// Room for `bytes` of replies or unsolicited messages queued before they are read.
+    pub fn size_recv_buffer(&mut self, bytes: usize) {
+        self.sock.size_buffers(1 << 16, bytes);
+    }
+
+    /// One datagram, or `None` when the receive timeout passed with nothing; ENOBUFS is
+    /// [`NetlinkError::OutcomeUnknown`] (the kernel dropped messages).
+    pub fn recv_datagram(&mut self) -> Result<Option<&[u8]>, NetlinkError> {
+        match self.recv() {
+            Ok(n) => Ok(Some(&self.buf.bytes()[..n])),
+            Err(NetlinkError::Timeout) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One datagram if one is queued now; `None` otherwise.
+    pub fn recv_datagram_nowait(&mut self) -> Result<Option<&[u8]>, NetlinkError> {
+        match self.sock.recv_nowait(&mut self.buf) {
+            Ok(n) => Ok(Some(&self.buf.bytes()[..n])),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => Err(NetlinkError::OutcomeUnknown),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(None),
+            Err(e) => Err(NetlinkError::Recv(e)),
+        }
+    }
+
     /// Reserve `n` sequence numbers; returns the first.
     pub fn reserve(&mut self, n: usize) -> u32 {
         let first = self.seq;

@@ -350,6 +350,7 @@ mod tests {
                     key: LookupKey::Addr,
                     set,
                     verdict: Verdict::Accept,
+                    log: None,
                 }),
                 Rule::new(RuleKind::Verdict(Verdict::Drop)),
             ],

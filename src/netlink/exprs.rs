@@ -55,6 +55,43 @@ fn lookup(set: &str, set_id: Option<u32>, dreg: Option<u32>) -> Expr {
 /// `ct state established,related`: the mask of the two state bits.
 const CT_ESTABLISHED_RELATED: u32 = NF_CT_STATE_ESTABLISHED_BIT | NF_CT_STATE_RELATED_BIT;
 
+/// `ct state <mask>`: load the state, keep the bits of `mask`, match if any is set.
+fn ct_state(out: &mut Vec<Expr>, mask: u32) {
+    out.push(
+        Expr::new("ct")
+            .u32(x::CT_DREG, NFT_REG_1)
+            .u32(x::CT_KEY, NFT_CT_STATE),
+    );
+    out.push(
+        Expr::new("bitwise")
+            .u32(x::BITWISE_SREG, NFT_REG_1)
+            .u32(x::BITWISE_DREG, NFT_REG_1)
+            .u32(x::BITWISE_LEN, 4)
+            .data(x::BITWISE_MASK, &mask.to_ne_bytes())
+            .data(x::BITWISE_XOR, &0u32.to_ne_bytes()),
+    );
+    out.push(cmp(NFT_CMP_NEQ, NFT_REG_1, &0u32.to_ne_bytes()));
+}
+
+/// `log prefix "<prefix>" group <group>`: nft sets only what the rule text names (no
+/// snaplen, threshold, level or flags), so the instance's copy mode decides what is copied.
+fn log(prefix: &str, group: u16) -> Expr {
+    Expr::new("log")
+        .str(x::LOG_PREFIX, prefix)
+        .u16(x::LOG_GROUP, group)
+}
+
+/// `limit rate <rate>/second burst <burst> packets`: nft sends every field, flags 0
+/// (not `over`).
+fn limit(rate: u32, burst: u32) -> Expr {
+    Expr::new("limit")
+        .u64(x::LIMIT_RATE, rate.into())
+        .u64(x::LIMIT_UNIT, LIMIT_UNIT_SECOND)
+        .u32(x::LIMIT_BURST, burst)
+        .u32(x::LIMIT_TYPE, NFT_LIMIT_PKTS)
+        .u32(x::LIMIT_FLAGS, 0)
+}
+
 /// `meta nfproto ipv4|ipv6`: the dependency nft inserts before an `ip`/`ip6` match in an
 /// inet table.
 fn nfproto(out: &mut Vec<Expr>, f: IpFamily) {
@@ -85,21 +122,20 @@ pub(crate) fn rule_exprs(kind: &RuleKind, ids: SetIds, anon_id: Option<u32>) -> 
     let mut v = Vec::new();
     match kind {
         RuleKind::CtEstablishedAccept => {
-            v.push(
-                Expr::new("ct")
-                    .u32(x::CT_DREG, NFT_REG_1)
-                    .u32(x::CT_KEY, NFT_CT_STATE),
-            );
-            v.push(
-                Expr::new("bitwise")
-                    .u32(x::BITWISE_SREG, NFT_REG_1)
-                    .u32(x::BITWISE_DREG, NFT_REG_1)
-                    .u32(x::BITWISE_LEN, 4)
-                    .data(x::BITWISE_MASK, &CT_ESTABLISHED_RELATED.to_ne_bytes())
-                    .data(x::BITWISE_XOR, &0u32.to_ne_bytes()),
-            );
-            v.push(cmp(NFT_CMP_NEQ, NFT_REG_1, &0u32.to_ne_bytes()));
+            ct_state(&mut v, CT_ESTABLISHED_RELATED);
             v.push(immediate(&Verdict::Accept));
+        }
+        RuleKind::LogDenied {
+            prefix,
+            group,
+            rate,
+            burst,
+        } => {
+            ct_state(&mut v, NF_CT_STATE_NEW_BIT);
+            // nft sends a fresh counter with no attributes (zero packets and bytes).
+            v.push(Expr::new("counter"));
+            v.push(limit(*rate, *burst));
+            v.push(log(prefix, *group));
         }
         RuleKind::Icmpv6NdAccept => {
             nfproto(&mut v, IpFamily::V6);
@@ -132,6 +168,7 @@ pub(crate) fn rule_exprs(kind: &RuleKind, ids: SetIds, anon_id: Option<u32>) -> 
             key,
             set,
             verdict,
+            log: log_to,
         } => {
             nfproto(&mut v, *family);
             let (off, len) = addr_payload(*family, *addr);
@@ -154,6 +191,9 @@ pub(crate) fn rule_exprs(kind: &RuleKind, ids: SetIds, anon_id: Option<u32>) -> 
                 v.push(payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, proto_reg + 1));
             }
             v.push(lookup(set, ids(set), None));
+            if let Some(t) = log_to {
+                v.push(log(&t.prefix, t.group));
+            }
             v.push(immediate(verdict));
         }
         RuleKind::DropUnknown {
@@ -241,6 +281,7 @@ mod tests {
             key,
             set: "s".into(),
             verdict: Verdict::Accept,
+            log: None,
         };
         let cases: Vec<(RuleKind, &str)> = vec![
             (RuleKind::CtEstablishedAccept, "ct bitwise cmp immediate"),
@@ -251,6 +292,29 @@ mod tests {
             (RuleKind::FibSaddrLocalAccept, "fib cmp immediate"),
             (RuleKind::Jump("c".into()), "immediate"),
             (RuleKind::Verdict(Verdict::Drop), "immediate"),
+            (
+                RuleKind::LogDenied {
+                    prefix: "d ingress/x/a".into(),
+                    group: 9309,
+                    rate: 10,
+                    burst: 20,
+                },
+                "ct bitwise cmp counter limit log",
+            ),
+            (
+                RuleKind::Lookup {
+                    family: v4,
+                    addr: Addr::Saddr,
+                    key: LookupKey::Addr,
+                    set: "s".into(),
+                    verdict: Verdict::Accept,
+                    log: Some(LogTarget {
+                        prefix: "a ingress/x/a".into(),
+                        group: 9309,
+                    }),
+                },
+                "meta cmp payload lookup log immediate",
+            ),
             (
                 RuleKind::DispatchVmap {
                     family: v4,

@@ -20,9 +20,11 @@
 mod abi;
 mod batch;
 mod conntrack;
+mod counters;
 mod diff;
 mod encode;
 mod exprs;
+mod nflog;
 mod readback;
 mod sys;
 
@@ -32,8 +34,10 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use conntrack::{Conntrack, CtEntry};
+pub use counters::Counters;
 pub use diff::{diff, diff_views, Op};
 pub use encode::Batch;
+pub use nflog::{LoggedPacket, Nflog, Received};
 pub use readback::{drift, LiveChain, LiveElem, LiveRule, LiveSet, LiveTable};
 
 use crate::ruleset::model::Ruleset;

@@ -271,6 +271,16 @@ impl Expr {
         unsafe { sys::nftnl_expr_set_u32(self.0.as_mut(), attr as u16, v) };
         self
     }
+    pub fn u16(mut self, attr: u32, v: u16) -> Self {
+        // SAFETY: as for `u32`.
+        unsafe { sys::nftnl_expr_set_u16(self.0.as_mut(), attr as u16, v) };
+        self
+    }
+    pub fn u64(mut self, attr: u32, v: u64) -> Self {
+        // SAFETY: as for `u32`.
+        unsafe { sys::nftnl_expr_set_u64(self.0.as_mut(), attr as u16, v) };
+        self
+    }
     pub fn str(mut self, attr: u32, s: &str) -> Self {
         let c = cstring(s);
         // SAFETY: the string is copied.
@@ -445,6 +455,25 @@ impl Socket {
     /// One `sendto`: the kernel sees the whole buffer as one skb, hence one transaction.
     pub fn send(&self, data: &[u8]) -> io::Result<usize> {
         self.sock.send(data)
+    }
+
+    /// Receive one datagram if one is queued, without waiting (EAGAIN otherwise).
+    pub fn recv_nowait(&self, buf: &mut RecvBuf) -> io::Result<usize> {
+        let bytes = buf.bytes_mut();
+        // SAFETY: the buffer is valid for writes of its length for the whole call.
+        let n = unsafe {
+            libc::recv(
+                self.fd(),
+                bytes.as_mut_ptr().cast(),
+                bytes.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
     }
 
     /// Receive one datagram (possibly many messages) into `buf`.

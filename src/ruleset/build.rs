@@ -162,15 +162,26 @@ fn one_field_elements(is6: bool, set: &Intervals) -> Vec<Element> {
         .collect()
 }
 
+/// Where a pod chain is: what its logging rules need of the operator's options.
+struct PodCtx<'a> {
+    graph: &'a PolicyGraph,
+    log: &'a LogOptions,
+}
+
 fn pod_objects(
-    graph: &PolicyGraph,
+    ctx: &PodCtx,
     pod: &PodNode,
     dir: Direction,
     iso: &Isolation,
     sets: &mut Vec<Set>,
     chains: &mut Vec<Chain>,
 ) {
+    let graph = ctx.graph;
     let chain = names::pod_chain(dir, &pod.namespace, &pod.name);
+    let log_allowed = ctx.log.allowed.then(|| LogTarget {
+        prefix: names::log_prefix(names::LogVerdict::Allowed, &chain),
+        group: ctx.log.group,
+    });
     let a = allowed(graph, iso);
     let (addr, verdict) = match dir {
         // Egress returns to the policy chain, which then checks the destination's ingress.
@@ -240,6 +251,7 @@ fn pod_objects(
             },
             set,
             verdict: verdict.clone(),
+            log: log_allowed.clone(),
         };
         rules.push(if by.is_empty() {
             Rule::new(kind)
@@ -247,6 +259,14 @@ fn pod_objects(
             let by = by.iter().cloned().collect::<Vec<_>>().join(", ");
             Rule::with_comment(kind, names::comment(&format!("allowed by {by}")))
         });
+    }
+    if ctx.log.denied {
+        rules.push(Rule::new(RuleKind::LogDenied {
+            prefix: names::log_prefix(names::LogVerdict::Denied, &chain),
+            group: ctx.log.group,
+            rate: ctx.log.rate,
+            burst: ctx.log.burst,
+        }));
     }
     rules.push(Rule::with_comment(
         RuleKind::Verdict(Verdict::Drop),
@@ -346,6 +366,46 @@ pub struct Options {
     /// `--default-deny-unknown`: traffic to or from an address in these CIDRs (this node's
     /// pod CIDRs) that is not a known pod is dropped until its rules are in place.
     pub pod_cidrs: Vec<ipnet::IpNet>,
+    /// Verdict logs: which first packets the pod chains send to an NFLOG group.
+    pub log: LogOptions,
+}
+
+/// `--log-denied`, `--log-allowed`, `--log-rate`, `--log-burst`, `--log-group`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogOptions {
+    /// Log the first packet of each denied connection (rate limited per chain).
+    pub denied: bool,
+    /// Log the first packet of every allowed connection (not rate limited).
+    pub allowed: bool,
+    /// Denied records per second and chain (pod and direction), after `burst`.
+    pub rate: u32,
+    pub burst: u32,
+    /// The NFLOG group (nfnetlink_log) the controller reads.
+    pub group: u16,
+}
+
+impl LogOptions {
+    /// No logging rules at all.
+    pub const OFF: LogOptions = LogOptions {
+        denied: false,
+        allowed: false,
+        ..LogOptions::DEFAULT
+    };
+    pub const DEFAULT: LogOptions = LogOptions {
+        denied: true,
+        allowed: false,
+        rate: 10,
+        burst: 20,
+        // Not 0 (the default of tools that log) nor 100 (kube-router's): a group has one
+        // reader, and binding one another tool reads takes its records away.
+        group: 9309,
+    };
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions::DEFAULT
+    }
 }
 
 pub(super) const KNOWN_PODS: [&str; 2] = ["known-pods4", "known-pods6"];
@@ -562,10 +622,14 @@ pub fn build(graph: &PolicyGraph) -> Ruleset {
 pub fn build_with(graph: &PolicyGraph, opts: &Options) -> Ruleset {
     let mut sets = Vec::new();
     let mut chains = Vec::new();
+    let ctx = PodCtx {
+        graph,
+        log: &opts.log,
+    };
     for pod in graph.pods.values() {
         for dir in [Direction::Ingress, Direction::Egress] {
             if let Some(iso) = pod.isolation(dir) {
-                pod_objects(graph, pod, dir, iso, &mut sets, &mut chains);
+                pod_objects(&ctx, pod, dir, iso, &mut sets, &mut chains);
             }
         }
     }
@@ -590,13 +654,18 @@ pub fn build_with(graph: &PolicyGraph, opts: &Options) -> Ruleset {
 
 /// Brings `model` (built from an earlier state of `graph`) up to date for `pods`, whose
 /// graph nodes were just refreshed: their sets and chains are replaced or removed, and
-/// the dispatch maps rebuilt. Equal to `build(graph)` when `pods` names every pod whose
-/// node changed.
+/// the dispatch maps rebuilt. Equal to `build_with(graph, opts)` when `pods` names every
+/// pod whose node changed (and `model` was built with `opts`).
 pub fn update(
     model: &mut Ruleset,
     graph: &PolicyGraph,
     pods: &std::collections::BTreeSet<(String, String)>,
+    opts: &Options,
 ) {
+    let ctx = PodCtx {
+        graph,
+        log: &opts.log,
+    };
     let base = model.chains.iter().take_while(|c| c.base.is_some()).count();
     for (ns, name) in pods {
         for dir in [Direction::Ingress, Direction::Egress] {
@@ -618,7 +687,7 @@ pub fn update(
         let mut chains = Vec::new();
         for dir in [Direction::Ingress, Direction::Egress] {
             if let Some(iso) = pod.isolation(dir) {
-                pod_objects(graph, pod, dir, iso, &mut sets, &mut chains);
+                pod_objects(&ctx, pod, dir, iso, &mut sets, &mut chains);
             }
         }
         for set in sets {

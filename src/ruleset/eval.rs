@@ -56,6 +56,8 @@ fn run_chain(rs: &Ruleset, name: &str, p: &Packet, depth: usize, count: &mut usi
             // Held flows are the controller's, not the model's: a first packet judged
             // against the model never matches one.
             RuleKind::HeldDrop { .. } => None,
+            // Logging sees the packet and lets it go on to the rule after it.
+            RuleKind::LogDenied { .. } => None,
             RuleKind::Jump(c) => Some(Verdict::Jump(c.clone())),
             RuleKind::DispatchVmap { family, addr, map } => {
                 let a = match addr {
@@ -78,6 +80,7 @@ fn run_chain(rs: &Ruleset, name: &str, p: &Packet, depth: usize, count: &mut usi
                 key,
                 set,
                 verdict,
+                log: _,
             } => {
                 let a = match addr {
                     Addr::Saddr => p.saddr,

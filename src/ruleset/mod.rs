@@ -33,6 +33,6 @@ pub mod model;
 pub mod names;
 mod view;
 
-pub use build::{build, build_with, patch, update, Options};
+pub use build::{build, build_with, patch, update, LogOptions, Options};
 pub use model::*;
 pub use view::View;

@@ -278,6 +278,10 @@ pub enum RuleKind {
         key: LookupKey,
         set: String,
         verdict: Verdict,
+        /// `... @<set> log prefix "<prefix>" group <group> <verdict>` (`--log-allowed`):
+        /// every connection this lookup allows is logged, with no rate limit (only a
+        /// connection's first packet reaches these chains) and no extra rule to walk.
+        log: Option<LogTarget>,
     },
     /// `ip saddr @<cidrs> ip saddr != @<known> drop`: an address in this node's pod CIDRs
     /// that is not (yet) a known pod (`--default-deny-unknown`).
@@ -294,8 +298,28 @@ pub enum RuleKind {
     /// conntrack would otherwise pick up as a new connection (in the reverse direction,
     /// which policy may allow) and so resurrect the cut one.
     HeldDrop { family: IpFamily, set: String },
+    /// `ct state new counter limit rate <rate>/second burst <burst> packets log prefix
+    /// "<prefix>" group <group>`: the first packet of a connection about to be dropped goes
+    /// to the NFLOG group (`--log-denied`), at most `rate` a second after a burst of
+    /// `burst`, per chain. No verdict: the `drop` after it decides. `ct state new` keeps
+    /// invalid and untracked stragglers (which reach these chains too) out of the log. The
+    /// counter, before the limit, counts every denied connection: the reader tells from it
+    /// how many the limit kept out of the log.
+    LogDenied {
+        prefix: String,
+        group: u16,
+        rate: u32,
+        burst: u32,
+    },
     /// A bare verdict: `drop`.
     Verdict(Verdict),
+}
+
+/// Where a logging rule sends its packets: an NFLOG group, with a prefix naming the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LogTarget {
+    pub prefix: String,
+    pub group: u16,
 }
 
 /// What a [`RuleKind::Lookup`] looks up.

@@ -69,6 +69,50 @@ pub fn dispatch_map(dir: Direction, v6: bool) -> String {
     format!("{}{}", dir.name(), if v6 { 6 } else { 4 })
 }
 
+/// The longest NFLOG prefix nftpol writes, in bytes. nf_tables takes 127, but the
+/// `NFLOG` target of iptables and most readers of the group stop at 64 with the NUL.
+pub const MAX_LOG_PREFIX: usize = 63;
+
+/// What a logging rule saw happen to the packet: the first word of its prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LogVerdict {
+    Denied,
+    Allowed,
+}
+
+impl LogVerdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            LogVerdict::Denied => "denied",
+            LogVerdict::Allowed => "allowed",
+        }
+    }
+
+    pub fn letter(self) -> char {
+        match self {
+            LogVerdict::Denied => 'd',
+            LogVerdict::Allowed => 'a',
+        }
+    }
+}
+
+/// The NFLOG prefix of a chain's logging rules: `d ingress/x/web-0` (denied) or
+/// `a ingress/x/web-0` (allowed). A chain name too long for [`MAX_LOG_PREFIX`] is cut and
+/// ends in a hash of the whole name, so the prefix still names one chain; the reader maps
+/// a prefix back to its chain by computing this for the chains of its model.
+pub fn log_prefix(verdict: LogVerdict, chain: &str) -> String {
+    let full = format!("{} {chain}", verdict.letter());
+    if full.len() <= MAX_LOG_PREFIX {
+        return full;
+    }
+    let hash = format!("~{:016x}", fnv1a(chain));
+    let mut cut = MAX_LOG_PREFIX - hash.len();
+    while !full.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{hash}", &full[..cut])
+}
+
 /// nft comments are at most 128 bytes and cannot hold a double quote.
 pub fn comment(text: &str) -> String {
     let mut s: String = text.replace('"', "'");
@@ -110,6 +154,23 @@ mod tests {
         assert_eq!(a, pod_set(Direction::Ingress, &ns, &long_a, "ports4"));
         let c = pod_chain(Direction::Ingress, &ns, &long_a);
         assert!(c.len() <= MAX_NAME);
+    }
+
+    #[test]
+    fn log_prefixes_fit_and_name_one_chain() {
+        let short = pod_chain(Direction::Egress, "x", "web-0");
+        assert_eq!(log_prefix(LogVerdict::Denied, &short), "d egress/x/web-0");
+        assert_eq!(log_prefix(LogVerdict::Allowed, &short), "a egress/x/web-0");
+        let ns = "n".repeat(63);
+        let a = pod_chain(Direction::Ingress, &ns, &"p".repeat(60));
+        let b = pod_chain(Direction::Ingress, &ns, &"p".repeat(61));
+        let (pa, pb) = (
+            log_prefix(LogVerdict::Denied, &a),
+            log_prefix(LogVerdict::Denied, &b),
+        );
+        assert!(pa.len() <= MAX_LOG_PREFIX && pb.len() <= MAX_LOG_PREFIX);
+        assert_ne!(pa, pb);
+        assert!(pa.starts_with("d ingress/nnn"));
     }
 
     #[test]

@@ -1,12 +1,17 @@
 //! `bench datapath`: the new-connection rate through one node, in real namespaces with
-//! real packets, under four configurations loaded in turn into the node's namespace:
+//! real packets, under five configurations loaded in turn into the node's namespace:
 //!
 //! ```text
 //! (a0) no ruleset                 (a) conntrack only: ct state established,related accept
 //! (b) nftpol's ruleset (netlink)  (c) naive: one rule per (peer, port), clients' rules last
+//! (b2) nftpol with --log-allowed: every connection logged to NFLOG, a reader draining it
 //! ```
 //!
-//! Rounds interleave the four (rotating their order), each a fixed window of TCP connect
+//! (b) has the default `--log-denied` rules, which an allowed connection never reaches;
+//! (b2) is what verdict logging costs at most: every new connection is copied to the
+//! group and read (the controller's reader also explains it; that is off the data path).
+//!
+//! Rounds interleave the five (rotating their order), each a fixed window of TCP connect
 //! and close from the client pods to the server pod across the node's bridge; medians
 //! are reported. The last line is `ratio=<median(b)/median(a)>`.
 
@@ -54,13 +59,15 @@ enum Config {
     Conntrack,
     Nftpol,
     Naive,
+    NftpolLogged,
 }
 
-const CONFIGS: [Config; 4] = [
+const CONFIGS: [Config; 5] = [
     Config::None,
     Config::Conntrack,
     Config::Nftpol,
     Config::Naive,
+    Config::NftpolLogged,
 ];
 
 impl Config {
@@ -70,11 +77,12 @@ impl Config {
             Config::Conntrack => "a",
             Config::Nftpol => "b",
             Config::Naive => "c",
+            Config::NftpolLogged => "b2",
         }
     }
 
     fn enforces(self) -> bool {
-        matches!(self, Config::Nftpol | Config::Naive)
+        matches!(self, Config::Nftpol | Config::Naive | Config::NftpolLogged)
     }
 }
 
@@ -87,10 +95,58 @@ table inet bench-conntrack {
 }
 ";
 
+/// (b2)'s logging: every allowed connection, to its own group.
+const LOGGED: nftpol::ruleset::LogOptions = nftpol::ruleset::LogOptions {
+    allowed: true,
+    group: 9310,
+    ..nftpol::ruleset::LogOptions::DEFAULT
+};
+
+/// A thread in the node's namespace that binds (b2)'s group and reads every record, as
+/// the controller's reader does (less the explaining, which is off the data path).
+struct Drain {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Result<u64>>,
+}
+
+impl Drain {
+    fn start(node: &str) -> Result<Drain> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let path = std::path::PathBuf::from(format!("/run/netns/{node}"));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || -> Result<u64> {
+            nftpol::netlink::in_netns(&path, || -> Result<u64> {
+                let mut nflog = nftpol::netlink::Nflog::open(LOGGED.group)
+                    .context("binding the NFLOG group of (b2)")?;
+                let _ = ready_tx.send(());
+                let mut records = 0u64;
+                while !flag.load(Ordering::Relaxed) {
+                    records += nflog.recv()?.packets.len() as u64;
+                }
+                Ok(records)
+            })?
+        });
+        let _ = ready_rx.recv_timeout(Duration::from_secs(5));
+        Ok(Drain { stop, thread })
+    }
+
+    /// Records read.
+    fn stop(self) -> Result<u64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the NFLOG drain panicked"))?
+    }
+}
+
 /// What the rounds compare, built once.
 struct Setup {
     scenario: Scenario,
     model: Ruleset,
+    /// `model` with `--log-allowed`.
+    logged: Ruleset,
     naive: Naive,
     naive_script: String,
 }
@@ -101,11 +157,16 @@ impl Setup {
         match config {
             Config::None => netns::nft(&net.node, "flush ruleset\n")?,
             Config::Conntrack => netns::nft(&net.node, CONNTRACK_ONLY)?,
-            Config::Nftpol => {
+            Config::Nftpol | Config::NftpolLogged => {
+                let model = if config == Config::Nftpol {
+                    &self.model
+                } else {
+                    &self.logged
+                };
                 netns::nft(&net.node, "flush ruleset\n")?;
                 let t = Instant::now();
                 let path = std::path::PathBuf::from(format!("/run/netns/{}", net.node));
-                nftpol::netlink::in_netns(&path, || nftpol::netlink::full_sync(&self.model))?
+                nftpol::netlink::in_netns(&path, || nftpol::netlink::full_sync(model))?
                     .context("netlink full sync of nftpol's ruleset")?;
                 return Ok(t.elapsed());
             }
@@ -203,10 +264,18 @@ fn setup(pods: usize, policies: usize, clients: usize) -> Result<(Setup, String)
         naive.rules.len()
     );
     let naive_script = naive.render();
+    let logged = nftpol::ruleset::build_with(
+        &graph,
+        &nftpol::ruleset::Options {
+            log: LOGGED,
+            ..Default::default()
+        },
+    );
     Ok((
         Setup {
             scenario,
             model,
+            logged,
             naive,
             naive_script,
         },
@@ -251,7 +320,8 @@ pub fn run(args: &Args, prefix: &str) -> Result<()> {
 
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); CONFIGS.len()];
     let mut load_ms: Vec<Vec<f64>> = vec![Vec::new(); CONFIGS.len()];
-    let mut failures = [0u64; 4];
+    let mut failures = [0u64; CONFIGS.len()];
+    let drain = Drain::start(&net.node)?;
     println!(
         "datapath: new TCP connections/s, {clients} client pods -> 1 server pod across one node's bridge (br_netfilter), {rounds} rounds x {seconds} s, configurations interleaved"
     );
@@ -284,7 +354,21 @@ pub fn run(args: &Args, prefix: &str) -> Result<()> {
         println!("{line}");
     }
     setup.load(&net, Config::None)?;
+    let logged = drain.stop()?;
     print_table(&setup, policies, &rates, &load_ms, &failures, &notes);
+    println!("(b2) records read from the NFLOG group: {logged}");
+    let per_round: Vec<f64> = rates[4].iter().zip(&rates[2]).map(|(l, b)| l / b).collect();
+    println!(
+        "per-round (b2)/(b): median {} (logging every allowed connection vs the default)",
+        median(&per_round).map_or("n/a".into(), |r| format!("{r:.3}"))
+    );
+    println!(
+        "ratio={}",
+        ratio_text(
+            median(&rates[2]).unwrap_or(0.0),
+            median(&rates[1]).unwrap_or(0.0)
+        )
+    );
     Ok(())
 }
 
@@ -293,7 +377,7 @@ fn print_table(
     policies: usize,
     rates: &[Vec<f64>],
     load_ms: &[Vec<f64>],
-    failures: &[u64; 4],
+    failures: &[u64; CONFIGS.len()],
     notes: &str,
 ) {
     let s = &setup.scenario;
@@ -322,8 +406,10 @@ fn print_table(
         "(a)  conntrack only",
         "(b)  nftpol (netlink full sync)",
         "(c)  naive, one rule per peer+port",
+        "(b2) nftpol --log-allowed, reader on",
     ];
-    let rules = [0, 1, b_rules, c_last];
+    let b2_rules = nftpol_rules(s, &setup.logged).unwrap_or(0);
+    let rules = [0, 1, b_rules, c_last, b2_rules];
     for i in 0..CONFIGS.len() {
         let (lo, hi) = range(&rates[i]).unwrap_or((0.0, 0.0));
         println!(
@@ -341,8 +427,8 @@ fn print_table(
     let failed: u64 = failures.iter().sum();
     if failed > 0 {
         println!(
-            "failed or timed-out connects: a0 {} a {} b {} c {}",
-            failures[0], failures[1], failures[2], failures[3]
+            "failed or timed-out connects: a0 {} a {} b {} c {} b2 {}",
+            failures[0], failures[1], failures[2], failures[3], failures[4]
         );
     }
     // Rounds are close in time: their own ratios cancel slow drift of the machine.
@@ -352,5 +438,4 @@ fn print_table(
         median(&per_round).map_or("n/a".into(), |r| format!("{r:.3}"))
     );
     print!("{notes}");
-    println!("ratio={}", ratio_text(med[2], med[1]));
 }

@@ -39,8 +39,8 @@ mod tests {
             let w = forward(&rs, &intruder);
             assert!(!w.accepted);
             assert_eq!(
-                w.rules, 13,
-                "6 to the pod chain, then any4, exact4, ports4, any6, exact6, ports6, drop"
+                w.rules, 14,
+                "6 to the pod chain, then any4, exact4, ports4, any6, exact6, ports6, log, drop"
             );
         }
         assert_eq!(counts[0], counts[1]);

@@ -1,0 +1,262 @@
+//! The verdict reader: one OS thread, in the node's network namespace, that reads the
+//! NFLOG group the pod chains log to and writes one record per logged connection.
+//!
+//! ```text
+//! kernel (log group G) --Nflog::recv--> LoggedPacket --Board::record--> Record
+//!     --> tracing (target nftpol::verdict) + metrics (connections per pod, losses)
+//! sync loop --Board::publish (after each applied batch)--^
+//! ```
+//!
+//! Owns: the thread, the socket's lifetime, seq-gap accounting, counting what the rate
+//! limit kept out of the log, the record's fields.
+//!
+//! The kernel's `limit` drops silently, so each denied logging rule carries a counter
+//! before its limit (every denied new connection of the chain). The reader takes every
+//! record queued, then reads the counter of each chain they name, once: what it grew by,
+//! less the records got for the chain meanwhile, is what the limit suppressed, reported
+//! in the chain's last record of the lot (`suppressed_before`; its other records say 0).
+//! A record logged between the drain and the counter read is counted as suppressed once
+//! and taken back from the next report, so totals settle to what the kernel counted; a
+//! chain rewritten (its counter back to zero) starts over.
+//! Must not: block or lock the sync loop (it only reads the board's last two
+//! generations, a mutex held for two `Arc` clones), or explain anything itself.
+//!
+//! A reader that cannot bind its group (another process holds it) logs an error and
+//! ends: enforcement does not depend on it.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use std::collections::HashMap;
+
+use super::metrics::Metrics;
+use crate::netlink::{Counters, LoggedPacket, Nflog};
+use crate::ruleset::names::{self, LogVerdict};
+use crate::verdict_log::{Board, Packet, Record};
+
+/// The tracing target of verdict records (filter with `RUST_LOG=nftpol::verdict=info`).
+pub const TARGET: &str = "nftpol::verdict";
+
+/// A running reader; [`VerdictReader::stop`] ends it within a receive timeout.
+pub struct VerdictReader {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl VerdictReader {
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// How long the reader waits for the sync loop to publish the state the kernel holds; a
+/// loop in the middle of a long batch takes longer, and the records then say whether the
+/// older state they were explained with agrees with the kernel.
+const FRESH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Starts the reader of `group`, inside `netns` when given.
+pub fn spawn(
+    group: u16,
+    netns: Option<PathBuf>,
+    board: Arc<Board>,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<VerdictReader> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("nftpol-verdicts".into())
+        .spawn(move || {
+            let body = || read(group, &board, &metrics, &flag);
+            match netns {
+                Some(path) => {
+                    if let Err(e) = crate::netlink::in_netns(&path, body) {
+                        tracing::error!(error = %e, "verdict logs: cannot enter the network namespace");
+                    }
+                }
+                None => body(),
+            }
+        })?;
+    Ok(VerdictReader {
+        stop,
+        thread: Some(thread),
+    })
+}
+
+fn read(group: u16, board: &Board, metrics: &Metrics, stop: &AtomicBool) {
+    let mut nflog = match Nflog::open(group) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::error!(group, error = %e, "verdict logs are off: cannot bind the NFLOG group");
+            return;
+        }
+    };
+    tracing::info!(group = nflog.group(), "reading verdict logs");
+    let mut suppressed = Suppressed::open();
+    let mut last_seq: Option<u32> = None;
+    // Records lost since the last one written: reported in the next.
+    let mut lost: u64 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let got = match nflog.recv() {
+            Ok(got) => got,
+            Err(e) => {
+                tracing::error!(group, error = %e, "reading verdict logs");
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+        };
+        if got.overflowed {
+            // How many is known from the next seq number.
+            tracing::warn!(
+                group,
+                "verdict log socket overflowed: the kernel dropped records"
+            );
+        }
+        for _ in 0..got.undecoded {
+            metrics.verdict_unmapped();
+        }
+        for p in &got.packets {
+            if let (Some(last), Some(seq)) = (last_seq, p.seq) {
+                let gap = u64::from(seq.wrapping_sub(last).wrapping_sub(1));
+                // A huge gap is the counter restarting (a new instance), not a loss.
+                if gap < 1 << 31 {
+                    lost += gap;
+                    metrics.verdicts_lost(gap);
+                }
+            }
+            last_seq = p.seq.or(last_seq);
+        }
+        if !got.packets.is_empty() {
+            board.fresh(FRESH_TIMEOUT);
+        }
+        let records: Vec<Record> = got
+            .packets
+            .iter()
+            .filter_map(|p| match board.record(&packet(p)) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    metrics.verdict_unmapped();
+                    tracing::debug!(target: TARGET, error = %e, "logged packet of no chain of this node");
+                    None
+                }
+            })
+            .collect();
+        let kept_out = suppressed.account(&records);
+        for (r, k) in records.iter().zip(kept_out) {
+            metrics.verdict(&r.namespace, &r.pod, r.direction, r.verdict);
+            if let Some(n) = k {
+                metrics.verdicts_suppressed(n);
+            }
+            write(r, lost, k);
+            lost = 0;
+        }
+    }
+}
+
+/// Per denied chain: its counter at the last read, and suppressed connections reported
+/// beyond what it counted (records that were still queued at a read).
+struct Suppressed {
+    counters: Option<Counters>,
+    chains: HashMap<String, (u64, u64)>,
+}
+
+impl Suppressed {
+    fn open() -> Self {
+        let counters = Counters::open()
+            .map_err(|e| tracing::warn!(error = %e, "cannot read rule counters: suppressed records are not counted"))
+            .ok();
+        Suppressed {
+            counters,
+            chains: HashMap::new(),
+        }
+    }
+
+    /// For each record: the denied connections of its chain the limit kept out of the log
+    /// (on the chain's last record here; 0 on its others), `None` for allowed records or
+    /// when the counter is unreadable.
+    fn account(&mut self, records: &[Record]) -> Vec<Option<u64>> {
+        let mut out = vec![None; records.len()];
+        // chain -> (records here, index of its last record)
+        let mut here: HashMap<String, (u64, usize)> = HashMap::new();
+        for (i, r) in records.iter().enumerate() {
+            if r.verdict == LogVerdict::Denied {
+                let chain = names::pod_chain(r.direction, &r.namespace, &r.pod);
+                let e = here.entry(chain).or_insert((0, i));
+                *e = (e.0 + 1, i);
+                out[i] = Some(0);
+            }
+        }
+        let mut chains: Vec<_> = here.into_iter().collect();
+        chains.sort();
+        for (chain, (got, last_record)) in chains {
+            let Some(counters) = self.counters.as_mut() else {
+                out[last_record] = None;
+                continue;
+            };
+            let counted = match counters.chain_packets(names::TABLE, &chain) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::debug!(chain, error = %e, "reading the chain's counter");
+                    out[last_record] = None;
+                    continue;
+                }
+            };
+            let (last, ahead) = self.chains.entry(chain).or_insert((0, 0));
+            if counted < *last {
+                // The chain was rewritten: its counter started again from zero.
+                (*last, *ahead) = (0, 0);
+            }
+            // Signed: more records than the counter grew by takes back an earlier excess.
+            let grew = (counted - *last) as i128 - got as i128 - *ahead as i128;
+            *last = counted;
+            *ahead = (-grew).max(0) as u64;
+            out[last_record] = Some(grew.max(0) as u64);
+        }
+        out
+    }
+}
+
+fn packet(p: &LoggedPacket) -> Packet<'_> {
+    Packet {
+        prefix: &p.prefix,
+        src: p.src,
+        dst: p.dst,
+        protocol: p.protocol,
+        dport: p.ports.map(|(_, d)| d),
+    }
+}
+
+/// One record, with `lost` records the reader missed before it and `suppressed` the rate
+/// limit kept out of the log.
+fn write(r: &Record, lost: u64, suppressed: Option<u64>) {
+    let port = r.port.map(|p| p.to_string()).unwrap_or_default();
+    let suppressed = suppressed.map(|n| n.to_string()).unwrap_or_default();
+    tracing::info!(
+        target: TARGET,
+        verdict = r.verdict.name(),
+        direction = %r.direction,
+        namespace = %r.namespace,
+        pod = %r.pod,
+        pod_ip = %r.pod_ip,
+        peer = %r.peer,
+        peer_ip = %r.peer_ip,
+        protocol = %r.protocol,
+        port = %port,
+        isolated_by = %r.isolated_by.join(", "),
+        allowed_by = %r.allowed_by.join("; "),
+        generation = r.generation,
+        judged_by = r.judged_by.name(),
+        lost_before = lost,
+        suppressed_before = %suppressed,
+        "connection {} ({} of {}/{})",
+        r.verdict.name(),
+        r.direction,
+        r.namespace,
+        r.pod
+    );
+}
