@@ -38,7 +38,12 @@ impl Rng {
     }
 }
 
-const NODES: [&str; 4] = ["192.168.100.1", "192.168.100.2", "fd00:100::1", "fd00:100::2"];
+const NODES: [&str; 4] = [
+    "192.168.100.1",
+    "192.168.100.2",
+    "fd00:100::1",
+    "fd00:100::2",
+];
 const BLOCKS: [&str; 5] = [
     "10.0.0.0/24",
     "fd00::/16",
@@ -61,7 +66,11 @@ fn index_of(seed: u64) -> (Index, Vec<IpAddr>) {
         .iter()
         .flat_map(|(_, _, ips)| ips.iter().map(|ip| ip.parse().unwrap()))
         .collect();
-    addrs.extend(EXT.iter().chain(&NODES).map(|a| a.parse::<IpAddr>().unwrap()));
+    addrs.extend(
+        EXT.iter()
+            .chain(&NODES)
+            .map(|a| a.parse::<IpAddr>().unwrap()),
+    );
     (Index::from_objects(objs).unwrap(), addrs)
 }
 
@@ -201,7 +210,12 @@ fn side_allows(
 
 fn probes(rng: &mut Rng) -> Vec<(u8, u16)> {
     (0..3)
-        .map(|_| (PROTOS[rng.below(PROTOS.len())], PORTS[rng.below(PORTS.len())]))
+        .map(|_| {
+            (
+                PROTOS[rng.below(PROTOS.len())],
+                PORTS[rng.below(PORTS.len())],
+            )
+        })
         .collect()
 }
 
