@@ -19,6 +19,9 @@ use nftpol::synth::small::{cluster, EXT};
 use nftpol::tiers::{Action, PodTiers, Tier, TierOrigin, TierRule, TierRules, TierSide};
 use proptest::prelude::*;
 
+#[path = "tier_util.rs"]
+mod tier_util;
+
 /// splitmix64: the test's own randomness, from proptest's seed.
 struct Rng(u64);
 
@@ -283,4 +286,158 @@ proptest! {
             prop_assert_eq!(&model, &nftpol::ruleset::build_with(&half, &opts));
         }
     }
+}
+
+/// `c`'s tiers with `n` ClusterNetworkPolicies' worth of rules in each tier and
+/// direction: the scenario's first, then `n - 1` policies of three rules each (Deny,
+/// Accept, Pass, on their own addresses and ports) that the probes never hit.
+fn with_cnps(n: usize) -> PolicyGraph {
+    use tier_util::*;
+    let mut g = scenario();
+    let b = peer(&mut g, &[&addr("b")]);
+    let other = peer(&mut g, &["10.9.0.0/16"]);
+    add_rules(
+        &mut g,
+        "c",
+        Direction::Ingress,
+        Tier::Admin,
+        vec![rule(
+            Tier::Admin,
+            Direction::Ingress,
+            "cnp-0",
+            Action::Accept,
+            b,
+            tcp(80),
+        )],
+    );
+    add_rules(
+        &mut g,
+        "c",
+        Direction::Ingress,
+        Tier::Baseline,
+        vec![rule(
+            Tier::Baseline,
+            Direction::Ingress,
+            "cnp-0",
+            Action::Deny,
+            other,
+            Ports::Any,
+        )],
+    );
+    add_rules(
+        &mut g,
+        "c",
+        Direction::Egress,
+        Tier::Admin,
+        vec![rule(
+            Tier::Admin,
+            Direction::Egress,
+            "cnp-0",
+            Action::Deny,
+            other,
+            tcp(443),
+        )],
+    );
+    add_rules(
+        &mut g,
+        "c",
+        Direction::Egress,
+        Tier::Baseline,
+        vec![rule(
+            Tier::Baseline,
+            Direction::Egress,
+            "cnp-0",
+            Action::Deny,
+            other,
+            Ports::Any,
+        )],
+    );
+    for i in 1..n {
+        let p = peer(&mut g, &[&format!("10.9.{}.{}", i / 200, i % 200 + 1)]);
+        let name = format!("cnp-{i}");
+        for dir in [Direction::Ingress, Direction::Egress] {
+            for tier in [Tier::Admin, Tier::Baseline] {
+                let rules = [Action::Deny, Action::Accept, Action::Pass]
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, a)| rule(tier, dir, &name, a, p, tcp(1000 + (i * 3 + k) as u16)))
+                    .collect();
+                add_rules(&mut g, "c", dir, tier, rules);
+            }
+        }
+    }
+    g
+}
+
+/// What `policy-tests`' traverse bench counts (the evaluator's rules walked per new
+/// connection) is the same with 1 and with 200 ClusterNetworkPolicies, for each way a
+/// tiered pod's connection can be decided.
+#[test]
+fn rules_walked_do_not_grow_with_the_number_of_cnps() {
+    use nftpol::ruleset::eval::{forward_walk, input_walk};
+    use tier_util::addr;
+    let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+    // (what, source, destination, protocol, port, allowed)
+    let probes = [
+        ("Admin Accept into c", addr("b"), addr("c"), 6, 80, true),
+        ("Admin Deny into c", addr("a"), addr("c"), 6, 80, false),
+        ("Admin Deny into c, ICMP", addr("a"), addr("c"), 1, 0, false),
+        (
+            "no tier decides: allowed",
+            addr("b"),
+            addr("c"),
+            17,
+            53,
+            true,
+        ),
+        (
+            "c out, Admin Pass into b, NetworkPolicy denies",
+            addr("c"),
+            addr("b"),
+            6,
+            80,
+            false,
+        ),
+        (
+            "c to the node (input hook)",
+            addr("c"),
+            tier_util::NODE_ADDR.to_string(),
+            6,
+            22,
+            true,
+        ),
+    ];
+    let mut walked = Vec::new();
+    for n in [1, 200] {
+        let g = with_cnps(n);
+        let side = &g.pods[&("x".to_string(), "c".to_string())].tiers.ingress;
+        assert_eq!(
+            side.admin.policies.len(),
+            n + 1,
+            "the scenario's and n more"
+        );
+        let rs = nftpol::ruleset::build(&g);
+        let mut counts = Vec::new();
+        for (what, src, dst, l4, port, allowed) in &probes {
+            let pkt = Packet {
+                saddr: ip(src),
+                daddr: ip(dst),
+                l4proto: *l4,
+                dport: *port,
+            };
+            let w = if dst == tier_util::NODE_ADDR {
+                input_walk(&rs, &pkt)
+            } else {
+                forward_walk(&rs, &pkt)
+            };
+            assert_eq!(w.accepted, *allowed, "{n} CNPs: {what}");
+            counts.push(w.rules);
+        }
+        eprintln!("rules walked with {n} CNPs: {counts:?}");
+        walked.push(counts);
+    }
+    assert_eq!(
+        walked[0], walked[1],
+        "rules walked per new connection, 1 vs 200 CNPs"
+    );
 }
