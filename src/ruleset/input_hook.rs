@@ -130,7 +130,7 @@ pub(super) fn pod_chain(pod: &PodNode, log: &LogOptions) -> Option<Chain> {
 pub(super) fn place(model: &mut Ruleset, graph: &PolicyGraph) {
     model
         .chains
-        .retain(|c| !c.base.as_ref().is_some_and(|b| b.hook == Hook::Input));
+        .retain(|c| c.base.as_ref().is_none_or(|b| b.hook != Hook::Input));
     model
         .maps
         .retain(|m| !names::INPUT_MAPS.contains(&m.name.as_str()));

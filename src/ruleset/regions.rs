@@ -102,6 +102,9 @@ pub(super) fn addr_field(is6: bool, lo: u128, hi: u128) -> Field {
     }
 }
 
+/// (protocol range, port range, addresses): one box before it is split into elements.
+type Part = ((u8, u8), (u16, u16), Intervals);
+
 fn intersect(a: &Intervals, b: &Intervals) -> Intervals {
     a.subtract(&a.subtract(b))
 }
@@ -233,8 +236,8 @@ impl FamilyRegions {
     ) -> Lookups {
         let any = self.every_cell(cover);
         let gone = any.union(minus);
-        // (protocol range, port range, addresses), joined along the port axis.
-        let mut parts: Vec<((u8, u8), (u16, u16), Intervals)> = Vec::new();
+        // Joined along the port axis.
+        let mut parts: Vec<Part> = Vec::new();
         for (cell, o) in &self.cells {
             let addrs = region(o).subtract(&gone);
             if addrs.is_empty() {
