@@ -162,6 +162,8 @@ pub(super) fn one_field_elements(is6: bool, set: &Intervals) -> Vec<Element> {
 struct PodCtx<'a> {
     graph: &'a PolicyGraph,
     log: &'a LogOptions,
+    /// Tier regions already computed in this build (pods selected by the same policies).
+    tiers: tier_chain::Cache,
 }
 
 /// The chain of `pod` in `dir` (when it has one, see [`tier_chain::has_chain`]), its
@@ -183,7 +185,7 @@ fn pod_objects(
         Direction::Ingress => Verdict::Accept,
     };
     let tiers = tier_chain::tier_rules(pod, dir, allow, ctx.log);
-    sets.extend(tier_chain::tier_sets(ctx.graph, pod, dir));
+    sets.extend(tier_chain::tier_sets(ctx.graph, &ctx.tiers, pod, dir));
     let mut rules = tiers.admin;
     if let Some(iso) = pod.isolation(dir) {
         rules.extend(np_rules(ctx, pod, dir, iso, sets));
@@ -540,6 +542,7 @@ pub fn build_with(graph: &PolicyGraph, opts: &Options) -> Ruleset {
     let ctx = PodCtx {
         graph,
         log: &opts.log,
+        tiers: tier_chain::Cache::default(),
     };
     for pod in graph.pods.values() {
         for dir in [Direction::Ingress, Direction::Egress] {
@@ -581,6 +584,7 @@ pub fn update(
     let ctx = PodCtx {
         graph,
         log: &opts.log,
+        tiers: tier_chain::Cache::default(),
     };
     let base = model.chains.iter().take_while(|c| c.base.is_some()).count();
     for (ns, name) in pods {

@@ -16,14 +16,18 @@
 //! comments). Owns the tier part of pod chains only; the NetworkPolicy part, the chain
 //! itself and the dispatch entries stay in `build.rs`.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
 use super::build::{one_field_elements, split_exact, LogOptions};
 use super::model::*;
 use super::names;
 use super::regions::{Lookups, RegionRule, Regions};
 use crate::addr::AddrSet;
-use crate::graph::{PeerRef, PodNode, PolicyGraph};
+use crate::graph::{PeerRef, PodNode, PolicyGraph, Ports};
 use crate::policy::Direction;
-use crate::tiers::{Tier, TierRules};
+use crate::tiers::{Action, Tier, TierRules};
 
 /// The tier part of one pod direction, to be placed around its NetworkPolicy rules.
 pub(super) struct TierPart {
@@ -55,6 +59,45 @@ pub(super) fn has_drop_tail(pod: &PodNode, dir: Direction) -> bool {
     admin || baseline
 }
 
+/// What a tier's region arithmetic depends on: the tier and its rules' actions, peers and
+/// ports, in order.
+type CacheKey = (Tier, Vec<(Action, PeerRef, Ports)>);
+
+/// The lookups of one tier, per family: (accept, deny); Baseline has no accept.
+type TierLookups = (Option<[Lookups; 2]>, [Lookups; 2]);
+
+/// Tier lookups computed once per build for every pod the same policies select: the
+/// region arithmetic grows with the rules and their port edges, the pods sharing them
+/// are many.
+#[derive(Default)]
+pub(super) struct Cache(RefCell<HashMap<CacheKey, Rc<TierLookups>>>);
+
+impl Cache {
+    fn lookups(&self, graph: &PolicyGraph, tier: Tier, rules: &TierRules) -> Rc<TierLookups> {
+        let key: CacheKey = (
+            tier,
+            rules
+                .rules
+                .iter()
+                .map(|r| (r.action, r.peer, r.ports.clone()))
+                .collect(),
+        );
+        if let Some(hit) = self.0.borrow().get(&key) {
+            return hit.clone();
+        }
+        let r = regions(graph, rules);
+        let out = Rc::new(match tier {
+            Tier::Admin => (
+                Some([r.v4.accept(), r.v6.accept()]),
+                [r.v4.deny(true), r.v6.deny(true)],
+            ),
+            Tier::Baseline => (None, [r.v4.deny(false), r.v6.deny(false)]),
+        });
+        self.0.borrow_mut().insert(key, out.clone());
+        out
+    }
+}
+
 fn regions(graph: &PolicyGraph, rules: &TierRules) -> Regions {
     let everything = AddrSet::everything();
     let list: Vec<RegionRule> = rules
@@ -79,7 +122,7 @@ fn verdict_sets(
     dir: Direction,
     kinds: [&str; 6],
     what: &str,
-    [v4, v6]: [Lookups; 2],
+    [v4, v6]: &[Lookups; 2],
 ) -> Vec<Set> {
     let key = |addr: KeyType| vec![addr, KeyType::InetProto, KeyType::InetService];
     let mut out = Vec::with_capacity(6);
@@ -88,7 +131,7 @@ fn verdict_sets(
         .enumerate()
     {
         let is6 = f == 1;
-        let (exact, ranges) = split_exact(l.boxes);
+        let (exact, ranges) = split_exact(l.boxes.clone());
         let parts = [
             (
                 vec![addr],
@@ -117,39 +160,28 @@ fn verdict_sets(
 }
 
 /// The tier sets of `pod` in `dir`, for the tiers its chain looks up.
-pub(super) fn tier_sets(graph: &PolicyGraph, pod: &PodNode, dir: Direction) -> Vec<Set> {
+pub(super) fn tier_sets(
+    graph: &PolicyGraph,
+    cache: &Cache,
+    pod: &PodNode,
+    dir: Direction,
+) -> Vec<Set> {
     let (admin, baseline) = tiers_in_chain(pod, dir);
     let side = pod.tiers.side(dir);
     let mut out = Vec::new();
     if admin {
-        let r = regions(graph, &side.admin);
-        let accept = [r.v4.accept(), r.v6.accept()];
-        let deny = [r.v4.deny(true), r.v6.deny(true)];
-        out.extend(verdict_sets(
-            pod,
-            dir,
-            names::ADMIN_ACCEPT_SETS,
-            "Admin accepts",
-            accept,
-        ));
-        out.extend(verdict_sets(
-            pod,
-            dir,
-            names::ADMIN_DENY_SETS,
-            "Admin denies",
-            deny,
-        ));
+        let l = cache.lookups(graph, Tier::Admin, &side.admin);
+        if let Some(accept) = &l.0 {
+            let kinds = names::ADMIN_ACCEPT_SETS;
+            out.extend(verdict_sets(pod, dir, kinds, "Admin accepts", accept));
+        }
+        let kinds = names::ADMIN_DENY_SETS;
+        out.extend(verdict_sets(pod, dir, kinds, "Admin denies", &l.1));
     }
     if baseline {
-        let r = regions(graph, &side.baseline);
-        let deny = [r.v4.deny(false), r.v6.deny(false)];
-        out.extend(verdict_sets(
-            pod,
-            dir,
-            names::BASELINE_DENY_SETS,
-            "Baseline denies",
-            deny,
-        ));
+        let l = cache.lookups(graph, Tier::Baseline, &side.baseline);
+        let kinds = names::BASELINE_DENY_SETS;
+        out.extend(verdict_sets(pod, dir, kinds, "Baseline denies", &l.1));
     }
     out
 }
