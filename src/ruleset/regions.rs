@@ -15,7 +15,13 @@
 //! an address-only set (it matches any packet, ICMP too); the rest become (address,
 //! protocol range, port range) boxes. A box of the "other" cell spans the protocol ranges
 //! between TCP, UDP and SCTP and every port: `th dport` then reads the first transport
-//! bytes of the packet (for ICMP its checksum), which any port range matches.
+//! bytes of the packet (for ICMP its checksum), which any port range matches. Such boxes
+//! appear only when an address's protocols without ports and some of its ports have
+//! different verdicts (a Deny on one port before an Accept on every protocol, say); a
+//! packet of such a protocol with fewer than 4 bytes after its IP header has no
+//! `th dport` to read, so the lookup misses it (an ICMP or ICMPv6 header is 8 bytes).
+//! The common cases (Deny or Accept on every protocol) are address-only and read no
+//! transport header.
 //!
 //! Pure: owns the region arithmetic only, knows nothing of set names or chains.
 
