@@ -476,6 +476,62 @@ mod tests {
         assert_eq!(kinds, ["delmapelem", "delchain", "delset"]);
     }
 
+    /// A drop tail goes after the chain that `goto`s it (in name order it would go
+    /// before: the kernel refuses with EBUSY), and a deleted map loses its elements,
+    /// which jump to deleted chains, before any chain goes.
+    #[test]
+    fn referenced_chains_and_deleted_maps_go_in_a_safe_order() {
+        let a = base();
+        let mut b = base();
+        let chain = |name: &str, rules: Vec<Rule>| Chain {
+            name: name.into(),
+            base: None,
+            comment: None,
+            rules,
+        };
+        b.chains.push(chain(
+            "a",
+            vec![Rule::new(RuleKind::Verdict(Verdict::Goto("a/drop".into())))],
+        ));
+        b.chains.push(chain(
+            "a/drop",
+            vec![Rule::new(RuleKind::Verdict(Verdict::Drop))],
+        ));
+        b.chains.push(chain(
+            "input/a",
+            vec![Rule::new(RuleKind::Verdict(Verdict::Goto("a/drop".into())))],
+        ));
+        b.maps.push(Map {
+            name: "input4".into(),
+            key: vec![KeyType::Ipv4Addr],
+            comment: None,
+            elements: vec![MapElement {
+                key: Key::from([Field::Ipv4([10, 0, 0, 1].into(), [10, 0, 0, 1].into())]),
+                verdict: Verdict::Jump("input/a".into()),
+            }],
+        });
+        let ops = diff(&b, &a);
+        let names: Vec<String> = ops
+            .iter()
+            .map(|o| match o {
+                Op::DelChain(c) => format!("delchain {c}"),
+                Op::DelMap(m) => format!("delmap {m}"),
+                Op::DelMapElements { map, .. } => format!("delmapelem {map}"),
+                o => kind(o).to_string(),
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "delmapelem input4",
+                "delchain a",
+                "delchain input/a",
+                "delchain a/drop",
+                "delmap input4"
+            ]
+        );
+    }
+
     #[test]
     fn element_change_deletes_and_adds_in_one_list() {
         let mut a = base();
