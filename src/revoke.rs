@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use crate::index::Index;
-use crate::ruleset::eval::{forward_accepts, Packet};
+use crate::ruleset::eval::{forward_accepts, input_accepts, Packet};
 use crate::ruleset::Ruleset;
 
 /// IP protocol numbers whose conntrack tuples carry ports (`th dport` reads them).
@@ -132,8 +132,9 @@ impl Scope {
 pub enum Decision {
     /// Involves no address of the scope: not ours to judge.
     Untouched,
-    /// The new model still allows its first packet (or it never crosses the forward
-    /// hook: the node's own traffic, always allowed).
+    /// The new model still allows its first packet (on the forward hook, or on the input
+    /// hook for a pod's connection to this node), or it is the node's own traffic
+    /// (output hook), always allowed.
     Keep,
     /// The new model refuses its first packet.
     Revoked,
@@ -147,9 +148,10 @@ impl Decision {
     }
 }
 
-/// Judges one entry. `host` holds the node's own addresses: traffic from or to them
-/// takes the output or input hook, never forward, and is allowed to and from every pod
-/// of the node; such an entry is kept unless a pod of it is gone.
+/// Judges one entry. `host` holds the node's own addresses: traffic from them takes the
+/// output hook and is always allowed (kept unless a pod of it is gone); traffic from a
+/// pod to them takes the input hook, judged by the model's input chains (allowed when
+/// the pod has no ClusterNetworkPolicy egress tiers).
 pub fn judge(model: &Ruleset, scope: &Scope, host: &BTreeSet<IpAddr>, flow: &Flow) -> Decision {
     Judge::new(model, scope, host).decide(flow)
 }
@@ -184,15 +186,25 @@ impl<'a> Judge<'a> {
         if !ends.iter().any(|a| self.scope.judge.contains(a)) {
             return Decision::Untouched;
         }
-        if ends.iter().any(|a| self.host.contains(a)) {
+        let p = flow.first_packet();
+        // A pod's connection to this node takes the input hook, which judges it by the
+        // pod's ClusterNetworkPolicy egress tiers (and accepts it when it has none); the
+        // node's own connections to anything take the output hook and are allowed.
+        let to_node = self.host.contains(&p.daddr) && !self.host.contains(&p.saddr);
+        if !to_node && ends.iter().any(|a| self.host.contains(a)) {
             return Decision::Keep;
         }
-        let p = flow.first_packet();
         let model = self.model;
         let accepted = *self
             .verdicts
             .entry((p.saddr, p.daddr, p.l4proto, p.dport))
-            .or_insert_with(|| forward_accepts(model, &p));
+            .or_insert_with(|| {
+                if to_node {
+                    input_accepts(model, &p)
+                } else {
+                    forward_accepts(model, &p)
+                }
+            });
         if accepted {
             Decision::Keep
         } else {
@@ -445,6 +457,57 @@ mod tests {
                 judge(&model, &scope, &host, &f).cut(),
                 matches!(want, Revoked | Gone)
             );
+        }
+    }
+
+    /// A pod's connection to its own node is judged on the input hook: cut when an
+    /// egress tier now denies it, kept when NetworkPolicy alone isolates the pod (its
+    /// own-node allowance) and for the node's own connections.
+    #[test]
+    fn a_pod_to_node_flow_is_judged_by_its_egress_tiers() {
+        use crate::graph::{Peer, PeerRef, Ports};
+        use crate::tiers::{Action, Tier, TierOrigin, TierRule};
+        let mut g = crate::graph::PolicyGraph::build_for(&index(Vec::new()), Some("n1"));
+        g.peers.push(Peer {
+            addrs: crate::addr::AddrSet::from_ips([ip(NODE)]),
+            description: "the node".into(),
+        });
+        let node = PeerRef::Peer(g.peers.len() - 1);
+        let a = g.pods.get_mut(&("x".into(), "a".into())).unwrap();
+        a.tiers.egress.admin.policies = vec!["no-node".into()];
+        a.tiers.egress.admin.rules = vec![TierRule {
+            action: Action::Deny,
+            peer: node,
+            ports: Ports::Any,
+            origin: TierOrigin {
+                policy: "no-node".into(),
+                tier: Tier::Admin,
+                priority: 1,
+                direction: crate::policy::Direction::Egress,
+                rule: Some(0),
+                rule_name: None,
+                peer: Some(0),
+                port_name: None,
+            },
+        }];
+        let model = crate::ruleset::build(&g);
+        let scope = Scope {
+            judge: [A, B, C].iter().map(|s| ip(s)).collect(),
+            gone: BTreeSet::new(),
+        };
+        let host: BTreeSet<IpAddr> = [ip(NODE)].into();
+        use Decision::*;
+        for (what, f, want) in [
+            ("denied to its node", direct(TCP, A, NODE, 10250), Revoked),
+            ("icmp too", direct(ICMP, A, NODE, 0), Revoked),
+            (
+                "NetworkPolicy only: own node kept",
+                direct(TCP, C, NODE, 10250),
+                Keep,
+            ),
+            ("the node's own connection", direct(TCP, NODE, A, 22), Keep),
+        ] {
+            assert_eq!(judge(&model, &scope, &host, &f), want, "{what}");
         }
     }
 

@@ -115,6 +115,7 @@ fn hook(h: Hook) -> &'static str {
     match h {
         Hook::Forward => "forward",
         Hook::Output => "output",
+        Hook::Input => "input",
     }
 }
 

@@ -53,7 +53,7 @@ impl Snapshot {
         let mut chains = HashMap::new();
         for (key, pod) in &graph.pods {
             for dir in [Direction::Ingress, Direction::Egress] {
-                if pod.isolation(dir).is_none() {
+                if pod.isolation(dir).is_none() && pod.tiers.side(dir).is_empty() {
                     continue;
                 }
                 let chain = names::pod_chain(dir, &pod.namespace, &pod.name);

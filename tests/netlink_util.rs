@@ -92,9 +92,20 @@ impl Netns {
         let Some(open) = l.find("{\n") else { return l };
         let (head, body) = l.split_at(open + 2);
         let body = body.trim_end().trim_end_matches('}');
+        // The table's comment is listed (one tab in) right before the first set, with no
+        // blank line: take it out so it does not travel with whichever set came first.
+        let comment: Vec<&str> = body
+            .lines()
+            .filter(|l| l.starts_with("\tcomment "))
+            .collect();
+        let body: String = body
+            .lines()
+            .filter(|l| !l.starts_with("\tcomment "))
+            .collect::<Vec<_>>()
+            .join("\n");
         let mut blocks: Vec<&str> = body.split("\n\n").map(|b| b.trim_end()).collect();
         blocks.sort_unstable();
-        format!("{head}{}\n}}\n", blocks.join("\n\n"))
+        format!("{head}{}{}\n}}\n", comment.join("\n"), blocks.join("\n\n"))
     }
 
     /// The kernel's view of every rule and set element (`nft --debug=netlink list`), with

@@ -256,24 +256,30 @@ impl Suppressed {
     /// when the counter is unreadable.
     fn account(&mut self, records: &[Record]) -> Vec<Option<u64>> {
         let mut out = vec![None; records.len()];
-        // chain -> (records here, index of its last record)
-        let mut here: HashMap<String, (u64, usize)> = HashMap::new();
+        // chain -> (records here, index of its last record, its drop tail)
+        let mut here: HashMap<String, (u64, usize, String)> = HashMap::new();
         for (i, r) in records.iter().enumerate() {
             if r.verdict == LogVerdict::Denied {
                 let chain = names::pod_chain(r.direction, &r.namespace, &r.pod);
-                let e = here.entry(chain).or_insert((0, i));
-                *e = (e.0 + 1, i);
+                let tail = names::pod_drop_chain(r.direction, &r.namespace, &r.pod);
+                let e = here.entry(chain).or_insert((0, i, tail));
+                (e.0, e.1) = (e.0 + 1, i);
                 out[i] = Some(0);
             }
         }
         let mut chains: Vec<_> = here.into_iter().collect();
         chains.sort();
-        for (chain, (got, last_record)) in chains {
+        for (chain, (got, last_record, tail)) in chains {
             let Some(counters) = self.counters.as_mut() else {
                 out[last_record] = None;
                 continue;
             };
-            let counted = match counters.chain_packets(names::TABLE, &chain) {
+            // The pod chain's denied log rule and its drop tail's (ClusterNetworkPolicy
+            // denies) log with one prefix: their counters are summed (0 for a missing tail).
+            let counted = match counters
+                .chain_packets(names::TABLE, &chain)
+                .and_then(|n| Ok(n + counters.chain_packets(names::TABLE, &tail)?))
+            {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::debug!(chain, error = %e, "reading the chain's counter");

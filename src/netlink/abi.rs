@@ -49,6 +49,7 @@ pub(crate) const NFPROTO_IPV4: u8 = libc::NFPROTO_IPV4 as u8;
 pub(crate) const NFPROTO_IPV6: u8 = libc::NFPROTO_IPV6 as u8;
 pub(crate) const NF_INET_FORWARD: u32 = libc::NF_INET_FORWARD as u32;
 pub(crate) const NF_INET_LOCAL_OUT: u32 = libc::NF_INET_LOCAL_OUT as u32;
+pub(crate) const NF_INET_LOCAL_IN: u32 = libc::NF_INET_LOCAL_IN as u32;
 
 // ---- nf_tables message types (linux/netfilter/nf_tables.h) --------------------------
 

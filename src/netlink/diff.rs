@@ -110,6 +110,19 @@ fn full(new: &Ruleset) -> Vec<Op> {
 /// second. Past this many removals the set is replaced whole instead.
 const REPLACE_AFTER_REMOVALS: usize = 8;
 
+/// The chain a rule jumps or goes to, if any.
+fn rule_target(kind: &RuleKind) -> Option<&str> {
+    let verdict = match kind {
+        RuleKind::Jump(c) => return Some(c),
+        RuleKind::Lookup { verdict, .. } | RuleKind::Verdict(verdict) => verdict,
+        _ => return None,
+    };
+    match verdict {
+        Verdict::Jump(c) | Verdict::Goto(c) => Some(c),
+        _ => None,
+    }
+}
+
 fn rule_sets(kind: &RuleKind) -> Vec<&str> {
     match kind {
         RuleKind::Lookup { set, .. } => vec![set.as_str()],
@@ -205,8 +218,16 @@ pub fn diff_views(old: &View, new: &View) -> Option<Vec<Op>> {
             }
         }
     }
-    for name in old_maps.keys() {
+    for (name, m) in &old_maps {
         if !new_maps.contains_key(name) {
+            // Its elements jump to chains this batch may delete: they go first, with the
+            // other map elements, before any chain does.
+            if !m.elements.is_empty() {
+                map_elems.push(Op::DelMapElements {
+                    map: m.name.clone(),
+                    elements: m.elements.clone(),
+                });
+            }
             del_maps.push(Op::DelMap(name.to_string()));
         }
     }
@@ -275,10 +296,24 @@ pub fn diff_views(old: &View, new: &View) -> Option<Vec<Op>> {
             Some(_) => {}
         }
     }
-    for c in &old.chains {
-        if !new_chains.contains_key(c.name.as_str()) {
-            del_chains.push(Op::DelChain(c.name.clone()));
-        }
+    // A chain cannot go while a rule still jumps to it (EBUSY): chains that other deleted
+    // chains jump to (a pod chain's drop tail, which its direction's chain and its input
+    // chain `goto`) go after those. One level is all the model has.
+    let gone: Vec<&Chain> = old
+        .chains
+        .iter()
+        .copied()
+        .filter(|c| !new_chains.contains_key(c.name.as_str()))
+        .collect();
+    let targets: BTreeSet<&str> = gone
+        .iter()
+        .flat_map(|c| c.rules.iter().filter_map(|r| rule_target(&r.kind)))
+        .collect();
+    let (last, first): (Vec<&Chain>, Vec<&Chain>) = gone
+        .into_iter()
+        .partition(|c| targets.contains(c.name.as_str()));
+    for c in first.into_iter().chain(last) {
+        del_chains.push(Op::DelChain(c.name.clone()));
     }
 
     let mut ops = pre;
@@ -439,6 +474,62 @@ mod tests {
         pod(&mut b, "a", [10, 0, 0, 1], vec![]);
         let kinds: Vec<_> = diff(&b, &a).iter().map(kind).collect();
         assert_eq!(kinds, ["delmapelem", "delchain", "delset"]);
+    }
+
+    /// A drop tail goes after the chain that `goto`s it (in name order it would go
+    /// before: the kernel refuses with EBUSY), and a deleted map loses its elements,
+    /// which jump to deleted chains, before any chain goes.
+    #[test]
+    fn referenced_chains_and_deleted_maps_go_in_a_safe_order() {
+        let a = base();
+        let mut b = base();
+        let chain = |name: &str, rules: Vec<Rule>| Chain {
+            name: name.into(),
+            base: None,
+            comment: None,
+            rules,
+        };
+        b.chains.push(chain(
+            "a",
+            vec![Rule::new(RuleKind::Verdict(Verdict::Goto("a/drop".into())))],
+        ));
+        b.chains.push(chain(
+            "a/drop",
+            vec![Rule::new(RuleKind::Verdict(Verdict::Drop))],
+        ));
+        b.chains.push(chain(
+            "input/a",
+            vec![Rule::new(RuleKind::Verdict(Verdict::Goto("a/drop".into())))],
+        ));
+        b.maps.push(Map {
+            name: "input4".into(),
+            key: vec![KeyType::Ipv4Addr],
+            comment: None,
+            elements: vec![MapElement {
+                key: Key::from([Field::Ipv4([10, 0, 0, 1].into(), [10, 0, 0, 1].into())]),
+                verdict: Verdict::Jump("input/a".into()),
+            }],
+        });
+        let ops = diff(&b, &a);
+        let names: Vec<String> = ops
+            .iter()
+            .map(|o| match o {
+                Op::DelChain(c) => format!("delchain {c}"),
+                Op::DelMap(m) => format!("delmap {m}"),
+                Op::DelMapElements { map, .. } => format!("delmapelem {map}"),
+                o => kind(o).to_string(),
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "delmapelem input4",
+                "delchain a",
+                "delchain input/a",
+                "delchain a/drop",
+                "delmap input4"
+            ]
+        );
     }
 
     #[test]

@@ -162,6 +162,7 @@ pub(crate) fn hook_number(h: Hook) -> u32 {
     match h {
         Hook::Forward => NF_INET_FORWARD,
         Hook::Output => NF_INET_LOCAL_OUT,
+        Hook::Input => NF_INET_LOCAL_IN,
     }
 }
 

@@ -1,14 +1,18 @@
 //! Builds the [`Ruleset`] for the pods of a [`PolicyGraph`]: base chains, dispatch maps,
-//! and for every isolated pod and direction one chain and six sets. Pure: the same graph
-//! always gives an equal model.
-
-use std::collections::BTreeMap;
+//! and for every pod and direction that NetworkPolicy isolates or ClusterNetworkPolicy
+//! tiers select one chain and its sets (the tier part in `tier_chain`, the input hook in
+//! `input_hook`, the maps in `dispatch`). Pure: the same graph always gives an equal
+//! model.
 
 use super::boxes;
+use super::dispatch::{dispatch_maps, patch_dispatch_maps};
+use super::input_hook;
 use super::model::*;
 use super::names;
+use super::regions::addr_field;
+use super::tier_chain;
 use super::view::View;
-use crate::addr::{v4, v6, AddrSet, Intervals};
+use crate::addr::{AddrSet, Intervals};
 use crate::graph::{Isolation, PeerRef, PodNode, PolicyGraph, Ports};
 use crate::policy::{Direction, Protocol};
 
@@ -22,14 +26,6 @@ struct Allowed {
     ports_by: std::collections::BTreeSet<String>,
     ports4: Vec<Element>,
     ports6: Vec<Element>,
-}
-
-fn addr_field(is6: bool, lo: u128, hi: u128) -> Field {
-    if is6 {
-        Field::Ipv6(v6(lo), v6(hi))
-    } else {
-        Field::Ipv4(v4(lo), v4(hi))
-    }
 }
 
 fn allowed(graph: &PolicyGraph, iso: &Isolation) -> Allowed {
@@ -103,7 +99,7 @@ fn allowed(graph: &PolicyGraph, iso: &Isolation) -> Allowed {
 /// of at most [`EXPAND_MAX`] (address, port) points is spelled out as points, so pod churn
 /// stays in the hash set and pipapo holds only what rarely changes (long port ranges,
 /// ipBlocks).
-fn split_exact(elements: Vec<Element>) -> (Vec<Element>, Vec<Element>) {
+pub(super) fn split_exact(elements: Vec<Element>) -> (Vec<Element>, Vec<Element>) {
     let mut exact = Vec::new();
     let mut ranges = Vec::new();
     for e in elements {
@@ -153,7 +149,7 @@ fn expand(e: &Element) -> Option<Vec<Element>> {
     })
 }
 
-fn one_field_elements(is6: bool, set: &Intervals) -> Vec<Element> {
+pub(super) fn one_field_elements(is6: bool, set: &Intervals) -> Vec<Element> {
     set.ranges()
         .iter()
         .map(|&(lo, hi)| Element {
@@ -166,16 +162,54 @@ fn one_field_elements(is6: bool, set: &Intervals) -> Vec<Element> {
 struct PodCtx<'a> {
     graph: &'a PolicyGraph,
     log: &'a LogOptions,
+    /// Tier regions already computed in this build (pods selected by the same policies).
+    tiers: tier_chain::Cache,
 }
 
+/// The chain of `pod` in `dir` (when it has one, see [`tier_chain::has_chain`]), its
+/// sets and its drop tail: Admin lookups, then the NetworkPolicy part when NetworkPolicy
+/// isolates the pod, then Baseline Deny lookups; what falls through is allowed.
 fn pod_objects(
+    ctx: &PodCtx,
+    pod: &PodNode,
+    dir: Direction,
+    sets: &mut Vec<Set>,
+    chains: &mut Vec<Chain>,
+) {
+    if !tier_chain::has_chain(pod, dir) {
+        return;
+    }
+    let allow = match dir {
+        // Egress returns to the policy chain, which then checks the destination's ingress.
+        Direction::Egress => Verdict::Return,
+        Direction::Ingress => Verdict::Accept,
+    };
+    let tiers = tier_chain::tier_rules(pod, dir, allow, ctx.log);
+    sets.extend(tier_chain::tier_sets(ctx.graph, &ctx.tiers, pod, dir));
+    let mut rules = tiers.admin;
+    if let Some(iso) = pod.isolation(dir) {
+        rules.extend(np_rules(ctx, pod, dir, iso, sets));
+    }
+    rules.extend(tiers.baseline);
+    let id = pod.id();
+    chains.push(Chain {
+        name: names::pod_chain(dir, &pod.namespace, &pod.name),
+        base: None,
+        comment: Some(names::comment(&format!("pod {id} {dir}"))),
+        rules,
+    });
+    chains.extend(tier_chain::drop_tail(pod, dir, ctx.log));
+}
+
+/// The NetworkPolicy part of a pod chain and its six sets: the allow lookups, the denied
+/// log rule and the drop.
+fn np_rules(
     ctx: &PodCtx,
     pod: &PodNode,
     dir: Direction,
     iso: &Isolation,
     sets: &mut Vec<Set>,
-    chains: &mut Vec<Chain>,
-) {
+) -> Vec<Rule> {
     let graph = ctx.graph;
     let chain = names::pod_chain(dir, &pod.namespace, &pod.name);
     let log_allowed = ctx.log.allowed.then(|| LogTarget {
@@ -272,12 +306,26 @@ fn pod_objects(
         RuleKind::Verdict(Verdict::Drop),
         names::comment(&format!("isolated by {}", iso.isolated_by.join(", "))),
     ));
-    chains.push(Chain {
-        name: chain.clone(),
-        base: None,
-        comment: Some(names::comment(&format!("pod {id} {dir}"))),
-        rules,
-    });
+    rules
+}
+
+/// The first rule of every base chain.
+pub(super) fn established() -> Rule {
+    Rule::with_comment(
+        RuleKind::CtEstablishedAccept,
+        "replies and related traffic of allowed connections",
+    )
+}
+
+/// The held-connection drop of every base chain, after [`established`].
+pub(super) fn held(family: IpFamily) -> Rule {
+    Rule::with_comment(
+        RuleKind::HeldDrop {
+            family,
+            set: names::HELD_SETS[(family == IpFamily::V6) as usize].into(),
+        },
+        "packets of connections cut since policy revoked them",
+    )
 }
 
 /// Every packet of an established connection stops at the first rule of its base chain,
@@ -285,21 +333,6 @@ fn pod_objects(
 /// conntrack itself is nothing, and only a connection's first packet goes further.
 fn base_chains() -> Vec<Chain> {
     let policy = names::CHAIN_POLICY.to_string();
-    let established = || {
-        Rule::with_comment(
-            RuleKind::CtEstablishedAccept,
-            "replies and related traffic of allowed connections",
-        )
-    };
-    let held = |family: IpFamily| {
-        Rule::with_comment(
-            RuleKind::HeldDrop {
-                family,
-                set: names::HELD_SETS[(family == IpFamily::V6) as usize].into(),
-            },
-            "packets of connections cut since policy revoked them",
-        )
-    };
     vec![
         Chain {
             name: names::CHAIN_FORWARD.into(),
@@ -497,122 +530,6 @@ fn policy_chain(opts: &Options) -> Chain {
     }
 }
 
-/// The four dispatch maps: every isolated pod's addresses to its chains.
-/// A pod's dispatch-map entries: (map name, address -> jump to its chain), for each
-/// direction it is isolated in and each of its addresses.
-fn dispatch_entries(pod: &PodNode) -> Vec<(String, MapElement)> {
-    let mut out = Vec::new();
-    for dir in [Direction::Ingress, Direction::Egress] {
-        if pod.isolation(dir).is_none() {
-            continue;
-        }
-        let chain = names::pod_chain(dir, &pod.namespace, &pod.name);
-        for ip in &pod.ips {
-            let field = match ip {
-                std::net::IpAddr::V4(a) => Field::Ipv4(*a, *a),
-                std::net::IpAddr::V6(a) => Field::Ipv6(*a, *a),
-            };
-            out.push((
-                names::dispatch_map(dir, ip.is_ipv6()),
-                MapElement {
-                    key: Key::from([field]),
-                    verdict: Verdict::Jump(chain.clone()),
-                },
-            ));
-        }
-    }
-    out
-}
-
-/// Replaces the dispatch-map entries of `pods` only, leaving every other pod's entries as
-/// they are. Declines (returns false; the caller then rebuilds the maps whole) when two
-/// pods claim one address, where [`dispatch_maps`] chooses between them, or when the maps
-/// do not end up with exactly one entry per isolated (pod, direction, address), as after
-/// such a choice.
-fn patch_dispatch_maps(
-    model: &mut Ruleset,
-    graph: &PolicyGraph,
-    pods: &std::collections::BTreeSet<(String, String)>,
-) -> bool {
-    const DIRECTIONS: [Direction; 2] = [Direction::Ingress, Direction::Egress];
-    let mut seen = std::collections::HashSet::new();
-    // [direction][is IPv6]
-    let mut expected = [[0usize; 2]; 2];
-    for pod in graph.pods.values() {
-        for ip in &pod.ips {
-            if !seen.insert(*ip) {
-                return false;
-            }
-            for (d, dir) in DIRECTIONS.into_iter().enumerate() {
-                if pod.isolation(dir).is_some() {
-                    expected[d][ip.is_ipv6() as usize] += 1;
-                }
-            }
-        }
-    }
-    let touched: std::collections::HashSet<String> = pods
-        .iter()
-        .flat_map(|(ns, name)| DIRECTIONS.map(|dir| names::pod_chain(dir, ns, name)))
-        .collect();
-    for map in &mut model.maps {
-        map.elements
-            .retain(|e| !matches!(&e.verdict, Verdict::Jump(c) if touched.contains(c)));
-    }
-    for pod in pods.iter().filter_map(|key| graph.pods.get(key)) {
-        for (name, element) in dispatch_entries(pod) {
-            match model.maps.iter_mut().find(|m| m.name == name) {
-                Some(map) => map.elements.push(element),
-                None => return false,
-            }
-        }
-    }
-    for map in &mut model.maps {
-        map.elements.sort();
-    }
-    DIRECTIONS.into_iter().enumerate().all(|(d, dir)| {
-        [false, true].into_iter().all(|v6| {
-            let name = names::dispatch_map(dir, v6);
-            model
-                .maps
-                .iter()
-                .find(|m| m.name == name)
-                .is_some_and(|m| m.elements.len() == expected[d][v6 as usize])
-        })
-    })
-}
-
-fn dispatch_maps(graph: &PolicyGraph) -> Vec<Map> {
-    let mut map_elements: BTreeMap<String, Vec<MapElement>> = BTreeMap::new();
-    for pod in graph.pods.values() {
-        for (map, element) in dispatch_entries(pod) {
-            map_elements.entry(map).or_default().push(element);
-        }
-    }
-    let mut maps = Vec::new();
-    for dir in [Direction::Egress, Direction::Ingress] {
-        for v6 in [false, true] {
-            let name = names::dispatch_map(dir, v6);
-            let mut elements = map_elements.remove(&name).unwrap_or_default();
-            elements.sort();
-            // Two pods claiming one address (a stale object): keep the first by chain name,
-            // so the map stays loadable and the choice is stable.
-            elements.dedup_by(|b, a| a.key == b.key);
-            maps.push(Map {
-                name,
-                key: vec![if v6 {
-                    KeyType::Ipv6Addr
-                } else {
-                    KeyType::Ipv4Addr
-                }],
-                comment: Some(names::comment(&format!("pod address -> its {dir} chain"))),
-                elements,
-            });
-        }
-    }
-    maps.sort_by(|a, b| a.name.cmp(&b.name));
-    maps
-}
-
 /// The ruleset for every pod in `graph` (build the graph for one node to get that node's).
 pub fn build(graph: &PolicyGraph) -> Ruleset {
     build_with(graph, &Options::default())
@@ -625,13 +542,13 @@ pub fn build_with(graph: &PolicyGraph, opts: &Options) -> Ruleset {
     let ctx = PodCtx {
         graph,
         log: &opts.log,
+        tiers: tier_chain::Cache::default(),
     };
     for pod in graph.pods.values() {
         for dir in [Direction::Ingress, Direction::Egress] {
-            if let Some(iso) = pod.isolation(dir) {
-                pod_objects(&ctx, pod, dir, iso, &mut sets, &mut chains);
-            }
+            pod_objects(&ctx, pod, dir, &mut sets, &mut chains);
         }
+        chains.extend(input_hook::pod_chain(pod, &opts.log));
     }
     if !opts.pod_cidrs.is_empty() {
         sets.extend(unknown_sets(graph, opts));
@@ -642,14 +559,16 @@ pub fn build_with(graph: &PolicyGraph, opts: &Options) -> Ruleset {
     chains.sort_by(|a, b| a.name.cmp(&b.name));
     let mut all = base_chains();
     all.extend(chains);
-    Ruleset {
+    let mut model = Ruleset {
         family: Family::Inet,
         name: names::TABLE.into(),
         comment: Some("managed by nftpol: NetworkPolicy enforcement; do not edit".into()),
         sets,
         maps: dispatch_maps(graph),
         chains: all,
-    }
+    };
+    input_hook::place(&mut model, graph);
+    model
 }
 
 /// Brings `model` (built from an earlier state of `graph`) up to date for `pods`, whose
@@ -665,19 +584,20 @@ pub fn update(
     let ctx = PodCtx {
         graph,
         log: &opts.log,
+        tiers: tier_chain::Cache::default(),
     };
     let base = model.chains.iter().take_while(|c| c.base.is_some()).count();
     for (ns, name) in pods {
-        for dir in [Direction::Ingress, Direction::Egress] {
-            let chain = names::pod_chain(dir, ns, name);
-            if let Ok(i) = model.chains[base..].binary_search_by(|c| c.name.as_str().cmp(&chain)) {
+        let one = std::collections::BTreeSet::from([(ns.clone(), name.clone())]);
+        for object in pod_object_names(&one) {
+            if let Ok(i) = model.chains[base..].binary_search_by(|c| c.name.as_str().cmp(&object)) {
                 model.chains.remove(base + i);
             }
-            for kind in names::POD_SETS {
-                let set = names::pod_set(dir, ns, name, kind);
-                if let Ok(i) = model.sets.binary_search_by(|s| s.name.as_str().cmp(&set)) {
-                    model.sets.remove(i);
-                }
+            if let Ok(i) = model
+                .sets
+                .binary_search_by(|s| s.name.as_str().cmp(&object))
+            {
+                model.sets.remove(i);
             }
         }
         let Some(pod) = graph.pods.get(&(ns.clone(), name.clone())) else {
@@ -686,10 +606,9 @@ pub fn update(
         let mut sets = Vec::new();
         let mut chains = Vec::new();
         for dir in [Direction::Ingress, Direction::Egress] {
-            if let Some(iso) = pod.isolation(dir) {
-                pod_objects(&ctx, pod, dir, iso, &mut sets, &mut chains);
-            }
+            pod_objects(&ctx, pod, dir, &mut sets, &mut chains);
         }
+        chains.extend(input_hook::pod_chain(pod, &opts.log));
         for set in sets {
             let i = model
                 .sets
@@ -707,6 +626,7 @@ pub fn update(
     if !patch_dispatch_maps(model, graph, pods) {
         model.maps = dispatch_maps(graph);
     }
+    input_hook::place(model, graph);
     for v6 in [false, true] {
         if let Ok(i) = model
             .sets
@@ -723,9 +643,11 @@ pub(super) fn pod_object_names(
 ) -> std::collections::HashSet<String> {
     let mut names = std::collections::HashSet::new();
     for (ns, pod) in pods {
+        names.insert(names::pod_input_chain(ns, pod));
         for dir in [Direction::Ingress, Direction::Egress] {
             names.insert(names::pod_chain(dir, ns, pod));
-            for kind in names::POD_SETS {
+            names.insert(names::pod_drop_chain(dir, ns, pod));
+            for kind in names::POD_SETS.into_iter().chain(names::tier_sets()) {
                 names.insert(names::pod_set(dir, ns, pod, kind));
             }
         }
@@ -746,17 +668,20 @@ pub fn patch(
     target
         .sets
         .retain(|s| !(KNOWN_PODS.contains(&s.name.as_str()) || is_pod_object(&s.name)));
-    target.chains.retain(|c| !is_pod_object(&c.name));
     target.sets.extend(part.sets);
     target.sets.sort_by(|a, b| a.name.cmp(&b.name));
-    let base = target
+    // The view holds every base chain (the input hook comes and goes with the tiers) and
+    // the pods' regular chains.
+    let (base, pod_chains): (Vec<Chain>, Vec<Chain>) =
+        part.chains.into_iter().partition(|c| c.base.is_some());
+    let mut regular: Vec<Chain> = target
         .chains
-        .iter()
-        .take_while(|c| c.base.is_some())
-        .count();
-    let mut regular = target.chains.split_off(base);
-    regular.extend(part.chains);
+        .drain(..)
+        .filter(|c| c.base.is_none() && !is_pod_object(&c.name))
+        .collect();
+    regular.extend(pod_chains);
     regular.sort_by(|a, b| a.name.cmp(&b.name));
+    target.chains = base;
     target.chains.extend(regular);
     target.maps = part.maps;
 }

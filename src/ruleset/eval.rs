@@ -1,5 +1,6 @@
 //! Runs a packet through the ruleset model in memory: what the kernel would do on the
-//! forward hook with this table loaded. Used by tests to check the model against the
+//! forward hook (or the input hook, for a pod's packet to its own node) with this table
+//! loaded. Used by tests to check the model against the
 //! policy graph without a kernel; it follows the same rule shapes the backends encode.
 
 use std::net::IpAddr;
@@ -150,10 +151,25 @@ pub struct Walk {
 
 /// Walks `p` through the forward hook of this table.
 pub fn forward_walk(rs: &Ruleset, p: &Packet) -> Walk {
+    hook_walk(rs, Hook::Forward, p)
+}
+
+/// Walks `p` through the input hook of this table: a pod's packet to an address of this
+/// node. A table without an input chain (no pod has egress tiers) accepts it.
+pub fn input_walk(rs: &Ruleset, p: &Packet) -> Walk {
+    hook_walk(rs, Hook::Input, p)
+}
+
+/// Whether `p` passes the input hook of this table.
+pub fn input_accepts(rs: &Ruleset, p: &Packet) -> bool {
+    input_walk(rs, p).accepted
+}
+
+fn hook_walk(rs: &Ruleset, hook: Hook, p: &Packet) -> Walk {
     let Some(base) = rs
         .chains
         .iter()
-        .find(|c| c.base.as_ref().is_some_and(|b| b.hook == Hook::Forward))
+        .find(|c| c.base.as_ref().is_some_and(|b| b.hook == hook))
     else {
         return Walk {
             rules: 0,

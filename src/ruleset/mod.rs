@@ -28,9 +28,13 @@
 
 mod boxes;
 mod build;
+mod dispatch;
 pub mod eval;
+mod input_hook;
 pub mod model;
 pub mod names;
+mod regions;
+mod tier_chain;
 mod view;
 
 pub use build::{build, build_with, patch, update, LogOptions, Options};

@@ -213,6 +213,8 @@ pub enum Verdict {
 pub enum Hook {
     Forward,
     Output,
+    /// Traffic to this node's own addresses; only when some pod has egress tiers.
+    Input,
 }
 
 /// What makes a chain a base chain: `type filter hook <hook> priority <priority>; policy <policy>;`

@@ -64,6 +64,60 @@ pub fn pod_set(dir: Direction, namespace: &str, pod: &str, kind: &str) -> String
     )
 }
 
+/// The ClusterNetworkPolicy sets of one pod direction, per tier and verdict, in the order
+/// of the chain's rules: per family, addresses on every protocol and port (interval),
+/// single (address, protocol, port) points (hash) and (address, protocol, port) ranges
+/// (concatenated interval), as for [`POD_SETS`]. Baseline needs no Accept sets: a
+/// Baseline accept is the default, so its regions only shadow later Baseline rules.
+pub const ADMIN_ACCEPT_SETS: [&str; 6] = [
+    "admin-accept-any4",
+    "admin-accept-exact4",
+    "admin-accept-ports4",
+    "admin-accept-any6",
+    "admin-accept-exact6",
+    "admin-accept-ports6",
+];
+pub const ADMIN_DENY_SETS: [&str; 6] = [
+    "admin-deny-any4",
+    "admin-deny-exact4",
+    "admin-deny-ports4",
+    "admin-deny-any6",
+    "admin-deny-exact6",
+    "admin-deny-ports6",
+];
+pub const BASELINE_DENY_SETS: [&str; 6] = [
+    "baseline-deny-any4",
+    "baseline-deny-exact4",
+    "baseline-deny-ports4",
+    "baseline-deny-any6",
+    "baseline-deny-exact6",
+    "baseline-deny-ports6",
+];
+
+/// Every tier set kind of a pod direction.
+pub fn tier_sets() -> impl Iterator<Item = &'static str> {
+    ADMIN_ACCEPT_SETS
+        .into_iter()
+        .chain(ADMIN_DENY_SETS)
+        .chain(BASELINE_DENY_SETS)
+}
+
+/// `egress/<ns>/<pod>/drop`: where a pod chain's tier Deny lookups go (`goto`), so the
+/// drop of a connection a ClusterNetworkPolicy denies is logged by one rule per chain.
+pub fn pod_drop_chain(dir: Direction, namespace: &str, pod: &str) -> String {
+    fit(format!("{}/{namespace}/{pod}", dir.name()), "/drop")
+}
+
+/// The input hook's base chain: traffic to this node's own addresses.
+pub const CHAIN_INPUT: &str = "input";
+/// Pod address -> its input chain, IPv4 and IPv6.
+pub const INPUT_MAPS: [&str; 2] = ["input4", "input6"];
+
+/// `input/<ns>/<pod>`: the pod's egress tiers judging its traffic to this node.
+pub fn pod_input_chain(namespace: &str, pod: &str) -> String {
+    fit(format!("input/{namespace}/{pod}"), "")
+}
+
 /// `ingress4`, `egress6`, ...: the dispatch verdict maps.
 pub fn dispatch_map(dir: Direction, v6: bool) -> String {
     format!("{}{}", dir.name(), if v6 { 6 } else { 4 })

@@ -35,8 +35,9 @@ impl<'a> View<'a> {
         }
     }
 
-    /// What a change to `pods` can touch in `model`: their sets and chains, the dispatch
-    /// maps and the known-pods sets. Found by name lookups, not by a walk of the model.
+    /// What a change to `pods` can touch in `model`: their sets and chains, the base
+    /// chains (the input hook comes and goes with ClusterNetworkPolicy egress tiers), the
+    /// dispatch and input maps and the known-pods sets. Found by name lookups, not by a walk of the model.
     pub fn pods(model: &'a Ruleset, pods: &BTreeSet<(String, String)>) -> View<'a> {
         let names: BTreeSet<String> = pod_object_names(pods)
             .into_iter()
@@ -54,14 +55,14 @@ impl<'a> View<'a> {
             .collect();
         let base = model.chains.iter().take_while(|c| c.base.is_some()).count();
         let regular = &model.chains[base..];
-        let chains = names
+        let chains = model.chains[..base]
             .iter()
-            .filter_map(|n| {
+            .chain(names.iter().filter_map(|n| {
                 regular
                     .binary_search_by(|c| c.name.as_str().cmp(n))
                     .ok()
                     .map(|i| &regular[i])
-            })
+            }))
             .collect();
         View {
             family: model.family,
@@ -121,7 +122,7 @@ mod tests {
             .chains
             .iter()
             .map(|c| c.name.as_str())
-            .filter(|n| names.contains(*n))
+            .filter(|n| names.contains(*n) || ["forward", "output"].contains(n))
             .collect();
         let got_chains: Vec<&str> = view.chains.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(got_chains, want_chains);

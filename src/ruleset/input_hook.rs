@@ -1,0 +1,143 @@
+//! Pod -> its own node: the input hook, which judges what this node's pods send to the
+//! node's own addresses by their egress tiers (ClusterNetworkPolicy has no own-node
+//! exception, so an Admin or Baseline Deny drops it).
+//!
+//! ```text
+//! chain input (hook input): ct state established,related accept; held drops;
+//!                           ip saddr vmap @input4; icmpv6 nd accept; ip6 saddr vmap @input6
+//! chain input/<ns>/<pod>:   Admin Accept lookups accept; Admin Deny lookups goto
+//!                           egress/<ns>/<pod>/drop; accept when NetworkPolicy isolates the
+//!                           pod's egress (it keeps its own-node allowance); else Baseline
+//!                           Deny lookups goto the same drop tail; falls through: accepted
+//! ```
+//!
+//! The lookups are the pod's egress tier sets (they are keyed on the destination, which
+//! here is the node), so the input chain adds no sets. Only pods with egress tiers are in
+//! the input maps, and the input chain and maps exist only when some pod has egress tiers:
+//! a NetworkPolicy-only cluster gets the same table as before, with nothing on the input
+//! hook, and its pods keep reaching their own node whatever NetworkPolicy says.
+//!
+//! Owns the input hook's objects only; the tier lookups themselves are `tier_chain`'s.
+
+use super::build::{established, held, LogOptions};
+use super::model::*;
+use super::names;
+use super::tier_chain;
+use crate::graph::{PodNode, PolicyGraph};
+use crate::policy::Direction;
+
+/// Whether `pod` is dispatched to the input hook: it has egress tiers.
+pub(super) fn dispatched(pod: &PodNode) -> bool {
+    !pod.tiers.egress.is_empty()
+}
+
+/// Whether the table has an input hook at all: some pod has egress tiers.
+pub(super) fn wanted(graph: &PolicyGraph) -> bool {
+    graph.pods.values().any(dispatched)
+}
+
+/// The input base chain.
+pub(super) fn base_chain() -> Chain {
+    let vmap = |family, map: &str| {
+        Rule::new(RuleKind::DispatchVmap {
+            family,
+            addr: Addr::Saddr,
+            map: map.into(),
+        })
+    };
+    Chain {
+        name: names::CHAIN_INPUT.into(),
+        base: Some(BaseChain {
+            hook: Hook::Input,
+            priority: 0,
+            policy: Verdict::Accept,
+        }),
+        comment: Some("pods with ClusterNetworkPolicy egress rules -> this node".into()),
+        rules: vec![
+            established(),
+            held(IpFamily::V4),
+            held(IpFamily::V6),
+            vmap(IpFamily::V4, names::INPUT_MAPS[0]),
+            Rule::with_comment(
+                RuleKind::Icmpv6NdAccept,
+                "IPv6 neighbour discovery always passes",
+            ),
+            vmap(IpFamily::V6, names::INPUT_MAPS[1]),
+        ],
+    }
+}
+
+/// The input maps: every dispatched pod's addresses to its input chain.
+pub(super) fn maps(graph: &PolicyGraph) -> Vec<Map> {
+    let mut out: Vec<Map> = names::INPUT_MAPS
+        .iter()
+        .zip([KeyType::Ipv4Addr, KeyType::Ipv6Addr])
+        .map(|(name, key)| Map {
+            name: (*name).into(),
+            key: vec![key],
+            comment: Some("pod address -> its input chain".into()),
+            elements: Vec::new(),
+        })
+        .collect();
+    for pod in graph.pods.values().filter(|p| dispatched(p)) {
+        let chain = names::pod_input_chain(&pod.namespace, &pod.name);
+        for ip in &pod.ips {
+            let field = match ip {
+                std::net::IpAddr::V4(a) => Field::Ipv4(*a, *a),
+                std::net::IpAddr::V6(a) => Field::Ipv6(*a, *a),
+            };
+            out[ip.is_ipv6() as usize].elements.push(MapElement {
+                key: Key::from([field]),
+                verdict: Verdict::Jump(chain.clone()),
+            });
+        }
+    }
+    for m in &mut out {
+        m.elements.sort();
+        // Two pods claiming one address: keep the first, as the dispatch maps do.
+        m.elements.dedup_by(|b, a| a.key == b.key);
+    }
+    out
+}
+
+/// The input chain of `pod`, when it is dispatched.
+pub(super) fn pod_chain(pod: &PodNode, log: &LogOptions) -> Option<Chain> {
+    if !dispatched(pod) {
+        return None;
+    }
+    let tiers = tier_chain::tier_rules(pod, Direction::Egress, Verdict::Accept, log);
+    let mut rules = tiers.admin;
+    if let Some(iso) = pod.isolation(Direction::Egress) {
+        rules.push(Rule::with_comment(
+            RuleKind::Verdict(Verdict::Accept),
+            names::comment(&format!(
+                "NetworkPolicy lets a pod reach its own node ({})",
+                iso.isolated_by.join(", ")
+            )),
+        ));
+    }
+    rules.extend(tiers.baseline);
+    Some(Chain {
+        name: names::pod_input_chain(&pod.namespace, &pod.name),
+        base: None,
+        comment: Some(names::comment(&format!("pod {} -> this node", pod.id()))),
+        rules,
+    })
+}
+
+/// Puts the input objects of `graph` into `model`: the base chain and the maps when
+/// wanted, neither when not. Pod input chains are the caller's (per pod).
+pub(super) fn place(model: &mut Ruleset, graph: &PolicyGraph) {
+    model
+        .chains
+        .retain(|c| c.base.as_ref().is_none_or(|b| b.hook != Hook::Input));
+    model
+        .maps
+        .retain(|m| !names::INPUT_MAPS.contains(&m.name.as_str()));
+    if wanted(graph) {
+        let base = model.chains.iter().take_while(|c| c.base.is_some()).count();
+        model.chains.insert(base, base_chain());
+        model.maps.extend(maps(graph));
+        model.maps.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+}

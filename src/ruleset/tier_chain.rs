@@ -1,0 +1,314 @@
+//! The ClusterNetworkPolicy objects of one pod direction: its tier sets, the tier rules
+//! of its pod chain, and the small drop tail those rules `goto`.
+//!
+//! ```text
+//! chain egress/<ns>/<pod>
+//!   Admin Accept: ip daddr @…/admin-accept-any4 return       (6 lookups, both families)
+//!   Admin Deny:   ip daddr @…/admin-deny-any4 goto …/drop     (6 lookups)
+//!   NetworkPolicy, when it isolates the pod (build.rs): lookups return; log; drop
+//!   Baseline Deny, when it does not: ip daddr @…/baseline-deny-any4 goto …/drop (6)
+//!   (falls through: allowed)
+//! chain egress/<ns>/<pod>/drop: [ct state new … log prefix "d egress/<ns>/<pod>"]; drop
+//! ```
+//!
+//! A tier's rules become sets through [`super::regions`], so a pod chain has the same
+//! rules whatever the number of policies and rules: a change is set elements (and rule
+//! comments). Owns the tier part of pod chains only; the NetworkPolicy part, the chain
+//! itself and the dispatch entries stay in `build.rs`.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use super::build::{one_field_elements, split_exact, LogOptions};
+use super::model::*;
+use super::names;
+use super::regions::{Lookups, RegionRule, Regions};
+use crate::addr::AddrSet;
+use crate::graph::{PeerRef, PodNode, PolicyGraph, Ports};
+use crate::policy::Direction;
+use crate::tiers::{Action, Tier, TierRules};
+
+/// The tier part of one pod direction, to be placed around its NetworkPolicy rules.
+pub(super) struct TierPart {
+    /// Admin Accept then Admin Deny lookups.
+    pub admin: Vec<Rule>,
+    /// Baseline Deny lookups; empty when NetworkPolicy isolates the pod (it decides).
+    pub baseline: Vec<Rule>,
+}
+
+/// Whether `pod` has a chain in `dir`: NetworkPolicy isolates it there, or a
+/// ClusterNetworkPolicy selects it with rules in that direction.
+pub(super) fn has_chain(pod: &PodNode, dir: Direction) -> bool {
+    pod.isolation(dir).is_some() || !pod.tiers.side(dir).is_empty()
+}
+
+/// The tiers the chain of `pod` in `dir` looks up: Admin when it has policies, Baseline
+/// when it has policies and NetworkPolicy does not isolate the pod.
+fn tiers_in_chain(pod: &PodNode, dir: Direction) -> (bool, bool) {
+    let side = pod.tiers.side(dir);
+    (
+        !side.admin.is_empty(),
+        !side.baseline.is_empty() && pod.isolation(dir).is_none(),
+    )
+}
+
+/// Whether the chain of `pod` in `dir` has tier Deny lookups (and so a drop tail).
+pub(super) fn has_drop_tail(pod: &PodNode, dir: Direction) -> bool {
+    let (admin, baseline) = tiers_in_chain(pod, dir);
+    admin || baseline
+}
+
+/// What a tier's region arithmetic depends on: the tier and its rules' actions, peers and
+/// ports, in order.
+type CacheKey = (Tier, Vec<(Action, PeerRef, Ports)>);
+
+/// The lookups of one tier, per family: (accept, deny); Baseline has no accept.
+type TierLookups = (Option<[Lookups; 2]>, [Lookups; 2]);
+
+/// Tier lookups computed once per build for every pod the same policies select: the
+/// region arithmetic grows with the rules and their port edges, the pods sharing them
+/// are many.
+#[derive(Default)]
+pub(super) struct Cache(RefCell<HashMap<CacheKey, Rc<TierLookups>>>);
+
+impl Cache {
+    fn lookups(&self, graph: &PolicyGraph, tier: Tier, rules: &TierRules) -> Rc<TierLookups> {
+        let key: CacheKey = (
+            tier,
+            rules
+                .rules
+                .iter()
+                .map(|r| (r.action, r.peer, r.ports.clone()))
+                .collect(),
+        );
+        if let Some(hit) = self.0.borrow().get(&key) {
+            return hit.clone();
+        }
+        let r = regions(graph, rules);
+        let out = Rc::new(match tier {
+            Tier::Admin => (
+                Some([r.v4.accept(), r.v6.accept()]),
+                [r.v4.deny(true), r.v6.deny(true)],
+            ),
+            Tier::Baseline => (None, [r.v4.deny(false), r.v6.deny(false)]),
+        });
+        self.0.borrow_mut().insert(key, out.clone());
+        out
+    }
+}
+
+fn regions(graph: &PolicyGraph, rules: &TierRules) -> Regions {
+    let everything = AddrSet::everything();
+    let list: Vec<RegionRule> = rules
+        .rules
+        .iter()
+        .map(|r| RegionRule {
+            action: r.action,
+            addrs: match r.peer {
+                PeerRef::Any => &everything,
+                PeerRef::Peer(id) => &graph.peers[id].addrs,
+            },
+            ports: &r.ports,
+        })
+        .collect();
+    Regions::new(&list)
+}
+
+/// The six sets of one tier verdict (`kinds`, in [`names::ADMIN_ACCEPT_SETS`] order)
+/// from its lookups per family.
+fn verdict_sets(
+    pod: &PodNode,
+    dir: Direction,
+    kinds: [&str; 6],
+    what: &str,
+    [v4, v6]: &[Lookups; 2],
+) -> Vec<Set> {
+    let key = |addr: KeyType| vec![addr, KeyType::InetProto, KeyType::InetService];
+    let mut out = Vec::with_capacity(6);
+    for (f, (l, addr)) in [(v4, KeyType::Ipv4Addr), (v6, KeyType::Ipv6Addr)]
+        .into_iter()
+        .enumerate()
+    {
+        let is6 = f == 1;
+        let (exact, ranges) = split_exact(l.boxes.clone());
+        let parts = [
+            (
+                vec![addr],
+                true,
+                one_field_elements(is6, &l.any),
+                "on any port",
+            ),
+            (key(addr), false, exact, "on listed ports (single)"),
+            (key(addr), true, ranges, "on listed ports (ranges)"),
+        ];
+        for (i, (key, interval, elements, on)) in parts.into_iter().enumerate() {
+            out.push(Set {
+                name: names::pod_set(dir, &pod.namespace, &pod.name, kinds[f * 3 + i]),
+                key,
+                interval,
+                comment: Some(names::comment(&format!(
+                    "pod {} {dir}: {what} {on}",
+                    pod.id()
+                ))),
+                elements,
+                timeout: None,
+            });
+        }
+    }
+    out
+}
+
+/// The tier sets of `pod` in `dir`, for the tiers its chain looks up.
+pub(super) fn tier_sets(
+    graph: &PolicyGraph,
+    cache: &Cache,
+    pod: &PodNode,
+    dir: Direction,
+) -> Vec<Set> {
+    let (admin, baseline) = tiers_in_chain(pod, dir);
+    let side = pod.tiers.side(dir);
+    let mut out = Vec::new();
+    if admin {
+        let l = cache.lookups(graph, Tier::Admin, &side.admin);
+        if let Some(accept) = &l.0 {
+            let kinds = names::ADMIN_ACCEPT_SETS;
+            out.extend(verdict_sets(pod, dir, kinds, "Admin accepts", accept));
+        }
+        let kinds = names::ADMIN_DENY_SETS;
+        out.extend(verdict_sets(pod, dir, kinds, "Admin denies", &l.1));
+    }
+    if baseline {
+        let l = cache.lookups(graph, Tier::Baseline, &side.baseline);
+        let kinds = names::BASELINE_DENY_SETS;
+        out.extend(verdict_sets(pod, dir, kinds, "Baseline denies", &l.1));
+    }
+    out
+}
+
+/// Six lookups of one tier verdict, each with `verdict`; the rules' comment names the
+/// tier's policies (it changes with them; the set comments never do).
+fn lookups(
+    pod: &PodNode,
+    dir: Direction,
+    kinds: [&str; 6],
+    verdict: Verdict,
+    log: Option<LogTarget>,
+    comment: &str,
+) -> Vec<Rule> {
+    let addr = match dir {
+        Direction::Egress => Addr::Daddr,
+        Direction::Ingress => Addr::Saddr,
+    };
+    kinds
+        .iter()
+        .enumerate()
+        .map(|(i, kind)| {
+            let family = if i < 3 { IpFamily::V4 } else { IpFamily::V6 };
+            let key = match i % 3 {
+                0 => LookupKey::Addr,
+                1 => LookupKey::Ports { ranges: false },
+                _ => LookupKey::Ports { ranges: true },
+            };
+            Rule::with_comment(
+                RuleKind::Lookup {
+                    family,
+                    addr,
+                    key,
+                    set: names::pod_set(dir, &pod.namespace, &pod.name, kind),
+                    verdict: verdict.clone(),
+                    log: log.clone(),
+                },
+                comment.to_string(),
+            )
+        })
+        .collect()
+}
+
+fn tier_comment(tier: Tier, verdict: &str, rules: &TierRules) -> String {
+    names::comment(&format!("{tier} {verdict}: {}", rules.policies.join(", ")))
+}
+
+/// The tier rules of `pod`'s chain in `dir`: `allow` is what an Admin Accept does there
+/// (`return` in the egress chain, `accept` in the ingress and input chains); Deny lookups
+/// `goto` the drop tail of the direction's pod chain.
+pub(super) fn tier_rules(
+    pod: &PodNode,
+    dir: Direction,
+    allow: Verdict,
+    log: &LogOptions,
+) -> TierPart {
+    let (admin, baseline) = tiers_in_chain(pod, dir);
+    let side = pod.tiers.side(dir);
+    let chain = names::pod_chain(dir, &pod.namespace, &pod.name);
+    let tail = Verdict::Goto(names::pod_drop_chain(dir, &pod.namespace, &pod.name));
+    let log_allowed = log.allowed.then(|| LogTarget {
+        prefix: names::log_prefix(names::LogVerdict::Allowed, &chain),
+        group: log.group,
+    });
+    let mut part = TierPart {
+        admin: Vec::new(),
+        baseline: Vec::new(),
+    };
+    if admin {
+        part.admin = lookups(
+            pod,
+            dir,
+            names::ADMIN_ACCEPT_SETS,
+            allow,
+            log_allowed,
+            &tier_comment(Tier::Admin, "accept", &side.admin),
+        );
+        part.admin.extend(lookups(
+            pod,
+            dir,
+            names::ADMIN_DENY_SETS,
+            tail.clone(),
+            None,
+            &tier_comment(Tier::Admin, "deny", &side.admin),
+        ));
+    }
+    if baseline {
+        part.baseline = lookups(
+            pod,
+            dir,
+            names::BASELINE_DENY_SETS,
+            tail,
+            None,
+            &tier_comment(Tier::Baseline, "deny", &side.baseline),
+        );
+    }
+    part
+}
+
+/// The drop tail of `pod`'s chain in `dir`, when its chain has tier Deny lookups: the
+/// denied log rule (with the pod chain's prefix, so the verdict reader names the pod
+/// chain) and the drop.
+pub(super) fn drop_tail(pod: &PodNode, dir: Direction, log: &LogOptions) -> Option<Chain> {
+    if !has_drop_tail(pod, dir) {
+        return None;
+    }
+    let chain = names::pod_chain(dir, &pod.namespace, &pod.name);
+    let mut rules = Vec::new();
+    if log.denied {
+        rules.push(Rule::new(RuleKind::LogDenied {
+            prefix: names::log_prefix(names::LogVerdict::Denied, &chain),
+            group: log.group,
+            rate: log.rate,
+            burst: log.burst,
+        }));
+    }
+    rules.push(Rule::with_comment(
+        RuleKind::Verdict(Verdict::Drop),
+        "denied by a ClusterNetworkPolicy",
+    ));
+    Some(Chain {
+        name: names::pod_drop_chain(dir, &pod.namespace, &pod.name),
+        base: None,
+        comment: Some(names::comment(&format!(
+            "pod {} {dir}: ClusterNetworkPolicy drops",
+            pod.id()
+        ))),
+        rules,
+    })
+}
