@@ -78,6 +78,7 @@ pub struct Packet<'a> {
     pub src: IpAddr,
     pub dst: IpAddr,
     pub protocol: u8,
+    pub sport: Option<u16>,
     pub dport: Option<u16>,
 }
 
@@ -117,6 +118,9 @@ pub struct Record {
     /// `tcp`, `udp`, `sctp`, or the protocol number.
     pub protocol: String,
     pub port: Option<u16>,
+    /// The client's port (the pod's for egress, the peer's for ingress): with the
+    /// addresses and `port`, the connection's 5-tuple.
+    pub src_port: Option<u16>,
     pub isolated_by: Vec<String>,
     /// For an allowed connection: each rule that allows it (`ns/policy ingress[0].from[1]
     /// (peer: ...)`), as `explain` names them.
@@ -312,6 +316,7 @@ impl Board {
                 .map(|p| p.to_string())
                 .unwrap_or_else(|| pkt.protocol.to_string()),
             port: pkt.dport,
+            src_port: pkt.sport,
             isolated_by,
             allowed_by,
             generation,
@@ -365,6 +370,7 @@ spec:
             src: src.parse().unwrap(),
             dst: dst.parse().unwrap(),
             protocol: 6,
+            sport: Some(40000),
             dport: Some(port),
         }
     }

@@ -71,10 +71,13 @@ fn open(a: &Attempt) -> std::io::Result<Socket> {
     Ok(s)
 }
 
-/// Runs every attempt concurrently; `result[i]` says whether `attempts[i]` got through.
+/// Runs every attempt concurrently; `result[i]` says whether `attempts[i]` got through,
+/// and `ports[i]` the source port its first packet carried (`None` when the socket never
+/// got one), so that what the nodes logged can be told apart by 5-tuple.
 /// An error means the harness itself could not probe (a socket it cannot make or bind).
-pub fn run(attempts: &[Attempt]) -> Result<Vec<bool>> {
+pub fn run(attempts: &[Attempt]) -> Result<(Vec<bool>, Vec<Option<u16>>)> {
     let mut results = vec![false; attempts.len()];
+    let mut ports = vec![None; attempts.len()];
     // Sockets first, grouped by namespace so each is entered once.
     let mut by_ns: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, a) in attempts.iter().enumerate() {
@@ -89,6 +92,7 @@ pub fn run(attempts: &[Attempt]) -> Result<Vec<bool>> {
             let what = || format!("making a {} probe socket in {ns} to {}", a.proto, a.dst);
             if raw_sctp(a) {
                 let client = sctp::Client::start(a.bind, a.dst).with_context(what)?;
+                ports[i] = Some(client.src_port());
                 pending.push(Pending {
                     index: i,
                     sock: Sock::RawSctp(client),
@@ -101,10 +105,20 @@ pub fn run(attempts: &[Attempt]) -> Result<Vec<bool>> {
     for (index, s) in sockets {
         let a = &attempts[index];
         let token = format!("probe {index} {}", a.dst).into_bytes();
+        let local_port = |s: &Socket| {
+            s.local_addr()
+                .ok()
+                .and_then(|a| a.as_socket())
+                .map(|a| a.port())
+        };
         match a.proto {
             Proto::Tcp | Proto::Sctp => match s.connect(&a.dst.into()) {
-                Ok(()) => results[index] = true,
+                Ok(()) => {
+                    ports[index] = local_port(&s);
+                    results[index] = true
+                }
                 Err(e) if e.raw_os_error() == Some(nix::libc::EINPROGRESS) => {
+                    ports[index] = local_port(&s);
                     pending.push(Pending {
                         index,
                         sock: Sock::Stream(s),
@@ -115,6 +129,7 @@ pub fn run(attempts: &[Attempt]) -> Result<Vec<bool>> {
             Proto::Udp => {
                 let u: UdpSocket = s.into();
                 if u.connect(a.dst).is_ok() && u.send(&token).is_ok() {
+                    ports[index] = u.local_addr().ok().map(|a| a.port());
                     pending.push(Pending {
                         index,
                         sock: Sock::Dgram(u, token),
@@ -181,7 +196,7 @@ pub fn run(attempts: &[Attempt]) -> Result<Vec<bool>> {
         }
         pending = still;
     }
-    Ok(results)
+    Ok((results, ports))
 }
 
 /// The outcome of a socket poll reported ready, or `None` to keep waiting.

@@ -555,8 +555,8 @@ fn run_step(
     }
     counts.probed = attempts.len();
     let records_from = verdict_records::mark();
-    let kernel = probe::run(&attempts)?;
-    let wrong_records = check_records(ctx, step, &cells, &kernel, index, records_from)?;
+    let (kernel, src_ports) = probe::run(&attempts)?;
+    let wrong_records = check_records(ctx, step, &cells, &kernel, &src_ports, index, records_from)?;
     if let Some(next) = long_lived.next {
         hold(ctx, step, next, &cells, &attempts, &kernel, long_lived)?;
     }
@@ -650,6 +650,7 @@ fn check_records(
     step: &Step,
     cells: &[Cell],
     kernel: &[bool],
+    src_ports: &[Option<u16>],
     index: &Index,
     mark: usize,
 ) -> Result<Vec<String>> {
@@ -657,7 +658,7 @@ fn check_records(
         return Ok(Vec::new());
     }
     let mut candidates = Vec::new();
-    for (cell, &connected) in cells.iter().zip(kernel) {
+    for ((cell, &connected), &src_port) in cells.iter().zip(kernel).zip(src_ports) {
         if cell.expected != connected {
             continue;
         }
@@ -682,6 +683,7 @@ fn check_records(
             dst,
             protocol: probe.proto.protocol(),
             port: probe.port,
+            src_port,
             connected,
         });
     }

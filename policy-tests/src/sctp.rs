@@ -224,6 +224,11 @@ pub struct Client {
 }
 
 impl Client {
+    /// The source port its INIT carries.
+    pub fn src_port(&self) -> u16 {
+        self.src_port
+    }
+
     /// Opens the socket in the current thread's namespace (bound to `bind` if given)
     /// and sends the INIT.
     pub fn start(bind: Option<IpAddr>, dst: SocketAddr) -> std::io::Result<Client> {

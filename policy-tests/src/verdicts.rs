@@ -36,7 +36,7 @@ const TARGET: &str = nftpol::controller::nflog::TARGET;
 
 /// How long records may take to arrive after the probes (the reader waits for the sync
 /// loop to publish its state first).
-const SETTLE: Duration = Duration::from_secs(3);
+const SETTLE: Duration = Duration::from_secs(5);
 
 pub type Fields = BTreeMap<String, String>;
 
@@ -108,6 +108,9 @@ pub struct Candidate {
     pub dst: IpAddr,
     pub protocol: Protocol,
     pub port: u16,
+    /// The client socket's port: tells this probe's records from another connection's
+    /// between the same ends (a held one, a late record of an earlier step).
+    pub src_port: Option<u16>,
     /// What the kernel did (only cells whose outcome matched the case are sampled).
     pub connected: bool,
 }
@@ -241,6 +244,7 @@ fn matching<'a>(records: &'a [Fields], e: &Expected, c: &Candidate) -> Vec<&'a F
     let port = c.port.to_string();
     let dir = e.direction.to_string();
     let peer_ip = e.peer_ip.to_string();
+    let src_port = c.src_port.map(|p| p.to_string());
     let get = |r: &'a Fields, k: &str| r.get(k).map(String::as_str);
     records
         .iter()
@@ -251,6 +255,9 @@ fn matching<'a>(records: &'a [Fields], e: &Expected, c: &Candidate) -> Vec<&'a F
                 && get(r, "peer_ip") == Some(peer_ip.as_str())
                 && get(r, "protocol") == Some(c.protocol.name())
                 && get(r, "port") == Some(port.as_str())
+                && src_port
+                    .as_deref()
+                    .is_none_or(|p| get(r, "src_port") == Some(p))
         })
         .collect()
 }
@@ -366,6 +373,7 @@ mod tests {
             dst: "10.0.0.2".parse().unwrap(),
             protocol: Protocol::Tcp,
             port: 80,
+            src_port: Some(40000),
             connected,
         }
     }
@@ -409,6 +417,7 @@ mod tests {
                 ("peer", "x/a"),
                 ("protocol", "tcp"),
                 ("port", "80"),
+                ("src_port", "40000"),
                 ("verdict", verdict),
                 ("isolated_by", iso),
                 ("allowed_by", ""),

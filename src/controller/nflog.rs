@@ -25,7 +25,9 @@
 //! connection that gets no answer (TCP retransmits its SYN, a UDP client its datagram),
 //! and a dropped packet leaves no conntrack entry, so each resend is `ct state new` again
 //! and is logged again. The reader remembers the 5-tuples it recorded for
-//! [`REPEAT_WINDOW`] and counts a repeat (`nftpol_verdict_records_repeated_total`)
+//! [`REPEAT_WINDOW`], with what tells a resend from a new connection on the same 5-tuple
+//! (a retransmitted SYN keeps its sequence number, an SCTP INIT its initiate tag; UDP has
+//! nothing of the kind), and counts a repeat (`nftpol_verdict_records_repeated_total`)
 //! instead of writing it; packets without ports (ICMP) each count as a connection.
 //!
 //! A reader that cannot bind its group (another process holds it) logs an error and
@@ -181,8 +183,8 @@ const REPEAT_WINDOW: Duration = Duration::from_secs(120);
 /// gives a second record, never a lost one).
 const REPEAT_MAX: usize = 1 << 16;
 
-/// (log prefix, source, destination, protocol, ports).
-type Connection = (String, IpAddr, IpAddr, u8, (u16, u16));
+/// (log prefix, source, destination, protocol, ports, opening number).
+type Connection = (String, IpAddr, IpAddr, u8, (u16, u16), Option<u32>);
 
 /// The connections recorded within [`REPEAT_WINDOW`], oldest first.
 #[derive(Default)]
@@ -204,7 +206,7 @@ impl Repeats {
                 self.seen.remove(&old);
             }
         }
-        let key = (p.prefix.clone(), p.src, p.dst, p.protocol, ports);
+        let key = (p.prefix.clone(), p.src, p.dst, p.protocol, ports, p.opening);
         if self.seen.contains_key(&key) {
             return true;
         }
@@ -308,6 +310,7 @@ fn packet(p: &LoggedPacket) -> Packet<'_> {
         src: p.src,
         dst: p.dst,
         protocol: p.protocol,
+        sport: p.ports.map(|(s, _)| s),
         dport: p.ports.map(|(_, d)| d),
     }
 }
@@ -316,6 +319,7 @@ fn packet(p: &LoggedPacket) -> Packet<'_> {
 /// limit kept out of the log.
 fn write(r: &Record, lost: u64, suppressed: Option<u64>) {
     let port = r.port.map(|p| p.to_string()).unwrap_or_default();
+    let src_port = r.src_port.map(|p| p.to_string()).unwrap_or_default();
     let suppressed = suppressed.map(|n| n.to_string()).unwrap_or_default();
     tracing::info!(
         target: TARGET,
@@ -328,6 +332,7 @@ fn write(r: &Record, lost: u64, suppressed: Option<u64>) {
         peer_ip = %r.peer_ip,
         protocol = %r.protocol,
         port = %port,
+        src_port = %src_port,
         isolated_by = %r.isolated_by.join(", "),
         allowed_by = %r.allowed_by.join("; "),
         generation = r.generation,
@@ -353,6 +358,7 @@ mod tests {
             dst: "10.0.0.2".parse().unwrap(),
             protocol: if sport.is_some() { 6 } else { 1 },
             ports: sport.map(|s| (s, 80)),
+            opening: sport.map(|_| 7),
             seq: None,
         }
     }
@@ -369,6 +375,10 @@ mod tests {
         // Another source port, another chain: other connections.
         assert!(!r.repeat(&logged("d ingress/x/a", Some(40001)), t));
         assert!(!r.repeat(&logged("d egress/x/b", Some(40000)), t));
+        // The same 5-tuple with another initial sequence number: a new connection.
+        let mut again = logged("d ingress/x/a", Some(40000));
+        again.opening = Some(8);
+        assert!(!r.repeat(&again, t + Duration::from_secs(2)));
         // ICMP has no ports: every echo is a connection of its own.
         assert!(!r.repeat(&logged("d ingress/x/a", None), t));
         assert!(!r.repeat(&logged("d ingress/x/a", None), t));
@@ -376,7 +386,7 @@ mod tests {
         let later = t + REPEAT_WINDOW + Duration::from_secs(1);
         assert!(!r.repeat(&logged("d ingress/x/a", Some(40000)), later));
         assert!(
-            r.seen.len() <= 3,
+            r.seen.len() <= 4,
             "expired tuples are forgotten: {}",
             r.seen.len()
         );

@@ -47,6 +47,10 @@ pub struct LoggedPacket {
     pub protocol: u8,
     /// Source and destination port, for TCP, UDP and SCTP.
     pub ports: Option<(u16, u16)>,
+    /// What tells a resend of a connection's first packet from a new connection on the
+    /// same 5-tuple: a TCP segment's sequence number (a retransmitted SYN keeps its
+    /// initial one), an SCTP INIT's initiate tag. `None` for UDP and the rest.
+    pub opening: Option<u32>,
     /// The instance's message number (`NFULA_SEQ`).
     pub seq: Option<u32>,
 }
@@ -94,8 +98,27 @@ fn bind_request(group: u16, seq: u32) -> Vec<u8> {
     out
 }
 
-/// Source, destination, IP protocol, and (source, destination) ports when it has them.
-type Tuple = (IpAddr, IpAddr, u8, Option<(u16, u16)>);
+/// Source, destination, IP protocol, (source, destination) ports when it has them, and
+/// the [`LoggedPacket::opening`] number.
+type Tuple = (IpAddr, IpAddr, u8, Option<(u16, u16)>, Option<u32>);
+
+/// SCTP's chunk type of an INIT (RFC 9260 3.2).
+const SCTP_CHUNK_INIT: u8 = 1;
+
+/// [`LoggedPacket::opening`] of a transport header: TCP's sequence number (bytes 4-7),
+/// SCTP's initiate tag of a first chunk that is an INIT (after the 12-byte common header
+/// and the 4-byte chunk header).
+fn opening(protocol: u8, t: &[u8]) -> Option<u32> {
+    let be32 = |at: usize| {
+        t.get(at..at + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    match protocol {
+        IPPROTO_TCP => be32(4),
+        IPPROTO_SCTP if t.get(12) == Some(&SCTP_CHUNK_INIT) => be32(16),
+        _ => None,
+    }
+}
 
 /// The addresses, protocol and ports of an IP packet (from its network header on).
 fn decode_ip(p: &[u8]) -> Option<Tuple> {
@@ -132,7 +155,8 @@ fn decode_ip(p: &[u8]) -> Option<Tuple> {
         }),
         _ => None,
     };
-    Some((src, dst, protocol, ports))
+    let opening = transport.and_then(|t| opening(protocol, t));
+    Some((src, dst, protocol, ports, opening))
 }
 
 /// One `NFULNL_MSG_PACKET` payload (nfgenmsg, then attributes).
@@ -151,13 +175,14 @@ fn parse_packet(payload: &[u8]) -> Option<LoggedPacket> {
             _ => {}
         }
     }
-    let (src, dst, protocol, ports) = decode_ip(packet?)?;
+    let (src, dst, protocol, ports, opening) = decode_ip(packet?)?;
     Some(LoggedPacket {
         prefix: prefix.unwrap_or_default(),
         src,
         dst,
         protocol,
         ports,
+        opening,
         seq,
     })
 }
@@ -244,14 +269,16 @@ mod tests {
         p.extend_from_slice(&dst);
         p.extend_from_slice(&sport.to_be_bytes());
         p.extend_from_slice(&dport.to_be_bytes());
-        p.extend_from_slice(&[0; 16]);
+        p.extend_from_slice(&[1, 2, 3, 4]);
+        p.extend_from_slice(&[0; 12]);
         p
     }
 
     #[test]
     fn decodes_ipv4_and_ipv6_tuples() {
-        let (s, d, proto, ports) =
+        let (s, d, proto, ports, opening) =
             decode_ip(&ipv4_tcp([10, 0, 0, 1], [10, 0, 0, 2], 40000, 80)).unwrap();
+        assert_eq!(opening, Some(0x0102_0304), "the SYN's sequence number");
         assert_eq!(
             (s, d),
             ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap())
@@ -262,7 +289,8 @@ mod tests {
         v6.extend_from_slice(&"fd00::1".parse::<Ipv6Addr>().unwrap().octets());
         v6.extend_from_slice(&"fd00::2".parse::<Ipv6Addr>().unwrap().octets());
         v6.extend_from_slice(&[0x13, 0x88, 0, 53, 0, 8, 0, 0]);
-        let (s, d, proto, ports) = decode_ip(&v6).unwrap();
+        let (s, d, proto, ports, opening) = decode_ip(&v6).unwrap();
+        assert_eq!(opening, None, "UDP has none");
         assert_eq!(
             (s, d),
             ("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap())
