@@ -516,6 +516,78 @@ pub fn side_of(
     side(index, graph, Some(pod), dir, other, protocol, port)
 }
 
+/// One end of a connection as `explain` judges it: the NetworkPolicy tier's account, the
+/// tiers' walk (empty when no ClusterNetworkPolicy selects the pod) and the verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct End {
+    pub side: Side,
+    pub tiers: Vec<TierStep>,
+    pub allowed: bool,
+}
+
+impl End {
+    /// Whether the pod's chain logs the connection's first packet (with `--log-allowed`
+    /// for an allowed one): a tier rule that accepted or denied it, a Baseline Deny, or
+    /// NetworkPolicy deciding by its rules. The own-node allowance, a Baseline Accept and
+    /// the default (nothing decided) let it through the chain unlogged.
+    pub fn logged(&self) -> bool {
+        let by_rules = matches!(self.side, Side::Allowed { .. } | Side::Denied { .. });
+        match self.tiers.last() {
+            None => by_rules,
+            Some(step) => match step.tier.as_str() {
+                "Admin" => true,
+                "NetworkPolicy" => by_rules,
+                "Baseline" => step.decides == Some(false),
+                _ => false,
+            },
+        }
+    }
+
+    /// What allowed it: NetworkPolicy's rules when that tier decided (or no tier
+    /// selects the pod), else the tier rule that accepted it; empty when denied or
+    /// allowed by default.
+    pub fn allowed_by(&self) -> Vec<String> {
+        match (self.tiers.last(), &self.side) {
+            (Some(step), _) if step.tier != "NetworkPolicy" => match (&step.rule, step.decides) {
+                (Some(rule), Some(true)) => vec![rule.clone()],
+                _ => Vec::new(),
+            },
+            (_, Side::Allowed { by, .. }) => by.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The tiers' walk as `explain` prints it, one step each.
+    pub fn tier_lines(&self) -> Vec<String> {
+        self.tiers.iter().map(ToString::to_string).collect()
+    }
+}
+
+/// Direction `dir` of `pod` for a connection with `other` on `port`, through every tier:
+/// what `explain` says of that end, for readers that already know the pod (verdict logs,
+/// the harness's record check).
+pub fn end_of(
+    index: &Index,
+    graph: &PolicyGraph,
+    pod: &PodNode,
+    dir: Direction,
+    other: IpAddr,
+    protocol: Protocol,
+    port: u16,
+) -> End {
+    let side = side(index, graph, Some(pod), dir, other, protocol, port);
+    let tiers = tier_steps(graph, Some(pod), dir, &side, other, protocol, port);
+    let allowed = match tiers.last() {
+        None => side.allows(),
+        Some(s) => s.decides.unwrap_or(true),
+    };
+    End {
+        side,
+        tiers,
+        allowed,
+    }
+}
+
 /// Parses `tcp/80`.
 pub fn parse_port(text: &str) -> Result<(Protocol, u16)> {
     let bad = || {

@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::explain::{self, Side};
+use crate::explain;
 use crate::graph::PolicyGraph;
 use crate::index::Index;
 use crate::policy::{Direction, Protocol};
@@ -125,6 +125,9 @@ pub struct Record {
     /// For an allowed connection: each rule that allows it (`ns/policy ingress[0].from[1]
     /// (peer: ...)`), as `explain` names them.
     pub allowed_by: Vec<String>,
+    /// The ClusterNetworkPolicy tiers' walk for this end, as `explain` prints it
+    /// (`Admin: no-y-into-x ingress[1] deny-y: Deny`); empty when no tier selects the pod.
+    pub tiers: Vec<String>,
     /// The generation whose graph gave the reasons.
     pub generation: u64,
     pub judged_by: JudgedBy,
@@ -162,31 +165,48 @@ fn protocol_of(n: u8) -> Option<Protocol> {
     Protocol::ALL.into_iter().find(|p| p.number() == n)
 }
 
-/// What `snap` says of `pkt` in the chain's direction: (allowed?, isolated_by, allowed_by),
-/// or `None` when the chain is not in `snap`.
-fn judge(
-    snap: &Snapshot,
-    pkt: &Packet,
-    dir: Direction,
-    key: &(String, String),
-) -> Option<(bool, Vec<String>, Vec<String>)> {
+/// What a generation says of a logged packet.
+struct Judged {
+    allowed: bool,
+    isolated_by: Vec<String>,
+    allowed_by: Vec<String>,
+    /// The ClusterNetworkPolicy tiers' walk, as `explain` prints it.
+    tiers: Vec<String>,
+}
+
+/// What `snap` says of `pkt` in the chain's direction, or `None` when the chain is not in
+/// `snap`.
+fn judge(snap: &Snapshot, pkt: &Packet, dir: Direction, key: &(String, String)) -> Option<Judged> {
     let pod = snap.graph.pods.get(key)?;
-    let iso = pod.isolation(dir)?;
+    if pod.isolation(dir).is_none() && pod.tiers.side(dir).is_empty() {
+        return None;
+    }
+    let isolated_by = pod
+        .isolation(dir)
+        .map(|i| i.isolated_by.clone())
+        .unwrap_or_default();
     let other = match dir {
         Direction::Egress => pkt.dst,
         Direction::Ingress => pkt.src,
     };
     let (Some(protocol), Some(port)) = (protocol_of(pkt.protocol), pkt.dport) else {
-        // No port to match: policy allows only TCP, UDP and SCTP, on ports.
-        return Some((false, iso.isolated_by.clone(), Vec::new()));
+        // No port to match: NetworkPolicy allows only TCP, UDP and SCTP, on ports; a
+        // tier rule for every protocol may have decided it, which explain (protocol and
+        // port) cannot walk: such a record then says the policy changed.
+        return Some(Judged {
+            allowed: false,
+            isolated_by,
+            allowed_by: Vec::new(),
+            tiers: Vec::new(),
+        });
     };
-    Some(
-        match explain::side_of(&snap.index, &snap.graph, pod, dir, other, protocol, port) {
-            Side::Allowed { isolated_by, by } => (true, isolated_by, by),
-            Side::Denied { isolated_by, .. } => (false, isolated_by, Vec::new()),
-            Side::NotIsolated { .. } | Side::OwnNode => (true, iso.isolated_by.clone(), Vec::new()),
-        },
-    )
+    let end = explain::end_of(&snap.index, &snap.graph, pod, dir, other, protocol, port);
+    Some(Judged {
+        allowed: end.allowed,
+        isolated_by,
+        allowed_by: end.allowed_by(),
+        tiers: end.tier_lines(),
+    })
 }
 
 impl Board {
@@ -281,18 +301,22 @@ impl Board {
             (previous.as_ref(), JudgedBy::Previous),
         ] {
             let Some(snap) = snap else { continue };
-            if let Some((allowed, iso, allowed_by)) = judge(snap, pkt, dir, &key) {
-                if allowed == kernel_allowed {
-                    found = Some((snap.generation, by, iso, allowed_by));
+            if let Some(j) = judge(snap, pkt, dir, &key) {
+                if j.allowed == kernel_allowed {
+                    found = Some((snap.generation, by, j));
                     break;
                 }
             }
         }
-        let (generation, judged_by, isolated_by, allowed_by) = found.unwrap_or((
+        let (generation, judged_by, judged) = found.unwrap_or((
             current.generation,
             JudgedBy::Changed,
-            Vec::new(),
-            Vec::new(),
+            Judged {
+                allowed: kernel_allowed,
+                isolated_by: Vec::new(),
+                allowed_by: Vec::new(),
+                tiers: Vec::new(),
+            },
         ));
         let (pod_ip, peer_ip) = match dir {
             Direction::Egress => (pkt.src, pkt.dst),
@@ -317,8 +341,9 @@ impl Board {
                 .unwrap_or_else(|| pkt.protocol.to_string()),
             port: pkt.dport,
             src_port: pkt.sport,
-            isolated_by,
-            allowed_by,
+            isolated_by: judged.isolated_by,
+            allowed_by: judged.allowed_by,
+            tiers: judged.tiers,
             generation,
             judged_by,
         })
@@ -469,6 +494,41 @@ spec:
         let before = woken.load(Ordering::SeqCst);
         b.fresh(Duration::from_secs(30));
         assert_eq!(woken.load(Ordering::SeqCst), before);
+    }
+
+    #[test]
+    fn a_packet_a_tier_decided_names_the_tier_rule() {
+        let cnp = r#"
+---
+apiVersion: policy.networking.k8s.io/v1beta1
+kind: ClusterNetworkPolicy
+metadata: {name: no-db-to-web}
+spec:
+  tier: Admin
+  priority: 10
+  subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: web}}}}
+  ingress:
+    - name: deny-db
+      action: Deny
+      from: [{pods: {podSelector: {matchLabels: {app: db}}}}]
+"#;
+        // x/web is isolated by no NetworkPolicy: its chain is the tier's alone.
+        let b = board(&format!("{CLUSTER}{cnp}"));
+        let r = b
+            .record(&pkt("d ingress/x/web", "10.0.0.2", "10.0.0.1", 80))
+            .unwrap();
+        assert_eq!(
+            (r.verdict, r.judged_by),
+            (LogVerdict::Denied, JudgedBy::Current)
+        );
+        assert!(r.isolated_by.is_empty(), "{r:?}");
+        assert_eq!(r.tiers.len(), 1, "{:?}", r.tiers);
+        assert!(
+            r.tiers[0].starts_with("Admin: no-db-to-web ingress[0] deny-db")
+                && r.tiers[0].ends_with("Deny"),
+            "{:?}",
+            r.tiers
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use nftpol::explain::{self, Side};
+use nftpol::explain;
 use nftpol::graph::PolicyGraph;
 use nftpol::index::Index;
 use nftpol::policy::{Direction, Protocol};
@@ -151,6 +151,7 @@ struct Want {
     peer: String,
     isolated_by: String,
     allowed_by: String,
+    tiers: String,
 }
 
 fn side_expectation(
@@ -171,32 +172,27 @@ fn side_expectation(
         peer_ip: other.0,
         record,
     };
-    let Some(node) = node.filter(|n| n.isolation(dir).is_some()) else {
+    let Some(node) = node.filter(|n| n.isolation(dir).is_some() || !n.tiers.side(dir).is_empty())
+    else {
         return (expected(None), true);
     };
-    let side = explain::side_of(index, graph, node, dir, other.0, c.protocol, c.port);
-    let peer = other.1.cloned().unwrap_or_else(|| other.0.to_string());
-    match side {
-        Side::Allowed { isolated_by, by } => (
-            expected(Some(Want {
-                verdict: "allowed",
-                peer,
-                isolated_by: isolated_by.join(", "),
-                allowed_by: by.join("; "),
-            })),
-            true,
-        ),
-        Side::Denied { isolated_by, .. } => (
-            expected(Some(Want {
-                verdict: "denied",
-                peer,
-                isolated_by: isolated_by.join(", "),
-                allowed_by: String::new(),
-            })),
-            false,
-        ),
-        Side::NotIsolated { .. } | Side::OwnNode => (expected(None), true),
+    let end = explain::end_of(index, graph, node, dir, other.0, c.protocol, c.port);
+    if !end.logged() {
+        return (expected(None), end.allowed);
     }
+    let peer = other.1.cloned().unwrap_or_else(|| other.0.to_string());
+    let isolated_by = node
+        .isolation(dir)
+        .map(|i| i.isolated_by.join(", "))
+        .unwrap_or_default();
+    let want = Want {
+        verdict: if end.allowed { "allowed" } else { "denied" },
+        peer,
+        isolated_by,
+        allowed_by: end.allowed_by().join("; "),
+        tiers: end.tier_lines().join("; "),
+    };
+    (expected(Some(want)), end.allowed)
 }
 
 /// What each side of `c` must log: the client's egress, then (if that let it through)
@@ -297,16 +293,18 @@ fn compare(records: &[Fields], e: &Expected, c: &Candidate) -> Option<String> {
         field("peer"),
         field("isolated_by"),
         field("allowed_by"),
+        field("tiers"),
     );
     let wanted = (
         w.verdict.to_string(),
         w.peer.clone(),
         w.isolated_by.clone(),
         w.allowed_by.clone(),
+        w.tiers.clone(),
     );
     (seen != wanted).then(|| {
         format!(
-            "{} {} of {}: record {seen:?} (verdict, peer, isolated_by, allowed_by), explain says {wanted:?}",
+            "{} {} of {}: record {seen:?} (verdict, peer, isolated_by, allowed_by, tiers), explain says {wanted:?}",
             c.label, e.direction, e.pod
         )
     })
@@ -406,6 +404,7 @@ mod tests {
                 peer: "x/a".into(),
                 isolated_by: "x/p".into(),
                 allowed_by: String::new(),
+                tiers: String::new(),
             }),
         };
         let rec = |verdict: &str, iso: &str| -> Fields {
@@ -421,6 +420,7 @@ mod tests {
                 ("verdict", verdict),
                 ("isolated_by", iso),
                 ("allowed_by", ""),
+                ("tiers", ""),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

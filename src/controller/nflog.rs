@@ -335,6 +335,7 @@ fn write(r: &Record, lost: u64, suppressed: Option<u64>) {
         src_port = %src_port,
         isolated_by = %r.isolated_by.join(", "),
         allowed_by = %r.allowed_by.join("; "),
+        tiers = %r.tiers.join("; "),
         generation = r.generation,
         judged_by = r.judged_by.name(),
         lost_before = lost,
