@@ -5,6 +5,8 @@
 //! (a0) no ruleset                 (a) conntrack only: ct state established,related accept
 //! (b) nftpol's ruleset (netlink)  (c) naive: one rule per (peer, port), clients' rules last
 //! (b2) nftpol with --log-allowed: every connection logged to NFLOG, a reader draining it
+//! (b3) nftpol with 200 ClusterNetworkPolicies (both tiers, mixed actions) beside the same
+//!      NetworkPolicies: the server's ingress walks its Admin lookups before NetworkPolicy
 //! ```
 //!
 //! (b) has the default `--log-denied` rules, which an allowed connection never reaches;
@@ -60,15 +62,20 @@ enum Config {
     Nftpol,
     Naive,
     NftpolLogged,
+    NftpolTiers,
 }
 
-const CONFIGS: [Config; 5] = [
+const CONFIGS: [Config; 6] = [
     Config::None,
     Config::Conntrack,
     Config::Nftpol,
     Config::Naive,
     Config::NftpolLogged,
+    Config::NftpolTiers,
 ];
+
+/// ClusterNetworkPolicies of (b3).
+const CLUSTER_POLICIES: usize = 200;
 
 impl Config {
     fn tag(self) -> &'static str {
@@ -78,11 +85,15 @@ impl Config {
             Config::Nftpol => "b",
             Config::Naive => "c",
             Config::NftpolLogged => "b2",
+            Config::NftpolTiers => "b3",
         }
     }
 
     fn enforces(self) -> bool {
-        matches!(self, Config::Nftpol | Config::Naive | Config::NftpolLogged)
+        matches!(
+            self,
+            Config::Nftpol | Config::Naive | Config::NftpolLogged | Config::NftpolTiers
+        )
     }
 }
 
@@ -147,6 +158,9 @@ struct Setup {
     model: Ruleset,
     /// `model` with `--log-allowed`.
     logged: Ruleset,
+    /// The scenario with [`CLUSTER_POLICIES`] ClusterNetworkPolicies, and its model.
+    tiered: Scenario,
+    tiers: Ruleset,
     naive: Naive,
     naive_script: String,
 }
@@ -157,11 +171,11 @@ impl Setup {
         match config {
             Config::None => netns::nft(&net.node, "flush ruleset\n")?,
             Config::Conntrack => netns::nft(&net.node, CONNTRACK_ONLY)?,
-            Config::Nftpol | Config::NftpolLogged => {
-                let model = if config == Config::Nftpol {
-                    &self.model
-                } else {
-                    &self.logged
+            Config::Nftpol | Config::NftpolLogged | Config::NftpolTiers => {
+                let model = match config {
+                    Config::Nftpol => &self.model,
+                    Config::NftpolLogged => &self.logged,
+                    _ => &self.tiers,
                 };
                 netns::nft(&net.node, "flush ruleset\n")?;
                 let t = Instant::now();
@@ -264,6 +278,23 @@ fn setup(pods: usize, policies: usize, clients: usize) -> Result<(Setup, String)
         naive.rules.len()
     );
     let naive_script = naive.render();
+    let tiered = scenario.with_cluster_policies(CLUSTER_POLICIES);
+    let (tiered_graph, tiers) = tiered.compile()?;
+    let tiered_server = tiered_graph
+        .pod(scenario::NAMESPACE, "server")
+        .context("the server pod")?;
+    let _ = writeln!(
+        notes,
+        "  (b3) {CLUSTER_POLICIES} ClusterNetworkPolicies: {} Admin and {} Baseline tier entries on the server's ingress; rules walked {} (with 20 of them: {}; the tier lookups are at most 12 per family, whatever the count)",
+        tiered_server.tiers.ingress.admin.rules.len(),
+        tiered_server.tiers.ingress.baseline.rules.len(),
+        nftpol_rules(&tiered, &tiers)?,
+        {
+            let one = scenario.with_cluster_policies(20);
+            let (_, m) = one.compile()?;
+            nftpol_rules(&one, &m)?
+        }
+    );
     let logged = nftpol::ruleset::build_with(
         &graph,
         &nftpol::ruleset::Options {
@@ -276,6 +307,8 @@ fn setup(pods: usize, policies: usize, clients: usize) -> Result<(Setup, String)
             scenario,
             model,
             logged,
+            tiered,
+            tiers,
             naive,
             naive_script,
         },
@@ -362,6 +395,13 @@ pub fn run(args: &Args, prefix: &str) -> Result<()> {
         "per-round (b2)/(b): median {} (logging every allowed connection vs the default)",
         median(&per_round).map_or("n/a".into(), |r| format!("{r:.3}"))
     );
+    let per_round: Vec<f64> = rates[5].iter().zip(&rates[2]).map(|(t, b)| t / b).collect();
+    let per_round_a: Vec<f64> = rates[5].iter().zip(&rates[1]).map(|(t, a)| t / a).collect();
+    println!(
+        "per-round (b3)/(b): median {}, (b3)/(a): median {} ({CLUSTER_POLICIES} ClusterNetworkPolicies beside the NetworkPolicies)",
+        median(&per_round).map_or("n/a".into(), |r| format!("{r:.3}")),
+        median(&per_round_a).map_or("n/a".into(), |r| format!("{r:.3}"))
+    );
     println!(
         "ratio={}",
         ratio_text(
@@ -407,9 +447,11 @@ fn print_table(
         "(b)  nftpol (netlink full sync)",
         "(c)  naive, one rule per peer+port",
         "(b2) nftpol --log-allowed, reader on",
+        "(b3) nftpol + 200 CNPs, both tiers",
     ];
     let b2_rules = nftpol_rules(s, &setup.logged).unwrap_or(0);
-    let rules = [0, 1, b_rules, c_last, b2_rules];
+    let b3_rules = nftpol_rules(&setup.tiered, &setup.tiers).unwrap_or(0);
+    let rules = [0, 1, b_rules, c_last, b2_rules, b3_rules];
     for i in 0..CONFIGS.len() {
         let (lo, hi) = range(&rates[i]).unwrap_or((0.0, 0.0));
         println!(
@@ -427,8 +469,8 @@ fn print_table(
     let failed: u64 = failures.iter().sum();
     if failed > 0 {
         println!(
-            "failed or timed-out connects: a0 {} a {} b {} c {} b2 {}",
-            failures[0], failures[1], failures[2], failures[3], failures[4]
+            "failed or timed-out connects: a0 {} a {} b {} c {} b2 {} b3 {}",
+            failures[0], failures[1], failures[2], failures[3], failures[4], failures[5]
         );
     }
     // Rounds are close in time: their own ratios cancel slow drift of the machine.

@@ -87,6 +87,53 @@ fn policy(i: usize, selecting: usize) -> Value {
                     "ingress": ingress}})
 }
 
+/// ClusterNetworkPolicy `i` of the (b3) row: Admin for even `i`, Baseline for odd,
+/// priorities spread over 0..1000, actions and peers mixed. Half select the bench
+/// namespace (the server's ingress then carries their rules, both tiers), the others
+/// generated pods by team and app. None matches the clients or the intruder on the clients' port, so
+/// NetworkPolicy still decides the server's ingress: the clients allowed, the intruder
+/// denied; what the row measures is the tier lookups each new connection walks first.
+pub fn cluster_policy(i: usize) -> Value {
+    let tier = if i.is_multiple_of(2) {
+        "Admin"
+    } else {
+        "Baseline"
+    };
+    let action = ["Deny", "Accept", "Pass"][i % 3];
+    let subject = if i % 4 < 2 {
+        json!({"namespaces": {"matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}}})
+    } else {
+        json!({"pods": {"namespaceSelector": {"matchLabels": {"team": format!("team-{}", i % 20)}},
+                        "podSelector": {"matchLabels": {"app": format!("app-{}", i % 8)}}}})
+    };
+    let ingress = json!([
+        {"name": "from-a-team", "action": action,
+         "from": [{"namespaces": {"matchLabels": {"team": format!("team-{}", (i + 3) % 20)}}}],
+         "protocols": [{"tcp": {"destinationPort": {"number": PORT}}},
+                       {"tcp": {"destinationPort": {"range": {"start": 9000, "end": 9000 + (i % 50) as i32 + 1}}}}]},
+        {"name": "from-an-app", "action": "Deny",
+         "from": [{"pods": {"podSelector": {"matchLabels": {"app": format!("app-{}", i % 8)}}}}]}
+    ]);
+    let egress = json!([
+        {"name": "to-a-network", "action": if i.is_multiple_of(3) { "Deny" } else { "Accept" },
+         "to": [{"networks": [format!("203.0.{}.0/24", i % 256)]}],
+         "protocols": [{"udp": {"destinationPort": {"number": 53}}}]}
+    ]);
+    json!({"apiVersion": "policy.networking.k8s.io/v1beta1", "kind": "ClusterNetworkPolicy",
+           "metadata": {"name": format!("bench-cnp-{i:03}")},
+           "spec": {"tier": tier, "priority": (i * 5) % 1000, "subject": subject,
+                    "ingress": ingress, "egress": egress}})
+}
+
+impl Scenario {
+    /// The same scenario with `n` ClusterNetworkPolicies ([`cluster_policy`]) added.
+    pub fn with_cluster_policies(&self, n: usize) -> Scenario {
+        let mut out = self.clone();
+        out.values.extend((0..n).map(cluster_policy));
+        out
+    }
+}
+
 /// The cluster of `pods` generated pods and `policies` policies in all, with `clients`
 /// client pods (1..=49).
 pub fn build(pods: usize, policies: usize, clients: usize) -> Scenario {
