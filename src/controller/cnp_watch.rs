@@ -110,7 +110,10 @@ pub async fn watch(client: Client, every: Duration, tx: Sender<Stamped>) {
                 retry = Duration::from_millis(250);
                 if served != Served::Missing {
                     tracing::info!(group = GROUP, versions = ?VERSIONS, recheck_s = every.as_secs_f64(), "the API server does not serve ClusterNetworkPolicies (CRD not installed): enforcing without them; discovery is asked again periodically");
-                    let empty = [Msg::Init(Kind::ClusterNetworkPolicy), Msg::InitDone(Kind::ClusterNetworkPolicy)];
+                    let empty = [
+                        Msg::Init(Kind::ClusterNetworkPolicy),
+                        Msg::InitDone(Kind::ClusterNetworkPolicy),
+                    ];
                     for msg in empty {
                         if tx.send(Stamped::now(msg)).is_err() {
                             return;

@@ -308,7 +308,8 @@ impl<D: Dataplane> SyncLoop<D> {
     /// Brings the kernel to the model. Returns false when the batch failed.
     fn sync(&mut self) -> bool {
         let idx = self.state.index();
-        self.metrics.objects(ALL_KINDS.map(|k| (k, idx.keys(k).len())));
+        self.metrics
+            .objects(ALL_KINDS.map(|k| (k, idx.keys(k).len())));
         let model = self.state.model();
         let start = Instant::now();
         let (full, result) = match &self.applied {

@@ -82,7 +82,11 @@ fn slim_policy(p: NetworkPolicy) -> ObjectData {
 
 /// The message for one watcher event; `None` for an error (logged; kube's watcher
 /// retries with backoff) or an object `wrap` could not convert (it logs why).
-pub(super) fn message<K>(kind: Kind, event: watcher::Result<Event<K>>, wrap: impl Fn(K) -> Option<Object>) -> Option<Msg>
+pub(super) fn message<K>(
+    kind: Kind,
+    event: watcher::Result<Event<K>>,
+    wrap: impl Fn(K) -> Option<Object>,
+) -> Option<Msg>
 where
     K: kube::Resource,
 {
