@@ -6,8 +6,9 @@
 //! One story, in order: the CRD is not installed (NetworkPolicies are enforced, said once
 //! however often discovery is asked again); v1alpha2 is installed later (picked up); then
 //! v1beta1 as well (the watch moves to it); a Node relabel arrives; a policy that cannot
-//! be compiled gives a Warning Event and the metric and is held fail-closed; the CRD
-//! removed empties the ClusterNetworkPolicies.
+//! be compiled gives a Warning Event and the metric and is held fail-closed; one with
+//! domainNames gives an Unsupported Event; the CRD removed empties the
+//! ClusterNetworkPolicies.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -240,6 +241,29 @@ async fn cluster_network_policies_and_nodes_follow_discovery() {
             && metrics.contains("nftpol_watched_objects{kind=\"nodes\"} 2"),
         "{metrics}"
     );
+
+    // domainNames peers match nothing here: a Warning Event says so.
+    server.apply(
+        json!({"apiVersion": BETA, "kind": "ClusterNetworkPolicy", "metadata": {"name": "dns"},
+        "spec": {"tier": "Baseline", "priority": 1, "subject": {"namespaces": {}},
+            "egress": [{"action": "Accept", "to": [{"domainNames": ["example.com"]}]}]}}),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let events = server.events();
+        let found = events.iter().any(|e| {
+            let t = e.to_string();
+            t.contains("\"Unsupported\"") && t.contains("\"dns\"") && t.contains("domainNames")
+        });
+        if found {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no Unsupported Event: {events:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // The CRD removed: its policies go (the API server deletes them with it), said again.
     server.set_served(BETA, false);

@@ -122,7 +122,7 @@ async fn publish_errors(
         };
         let event = Event {
             type_: EventType::Warning,
-            reason: "CompileError".into(),
+            reason: e.reason.into(),
             note: Some(e.message.chars().take(1000).collect()),
             action: "Compile".into(),
             secondary: None,

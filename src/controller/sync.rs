@@ -78,10 +78,12 @@ enum CatchUp {
 /// The longest the loop sleeps without beating the heartbeat.
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
-/// A policy (NetworkPolicy or ClusterNetworkPolicy) that could not be compiled, for
-/// the Event publisher.
+/// A policy (NetworkPolicy or ClusterNetworkPolicy) that could not be compiled, or
+/// that holds what nftpol does not enforce, for the Event publisher (a Warning Event).
 #[derive(Debug, Clone)]
 pub struct CompileError {
+    /// The Event's reason: [`COMPILE_ERROR`] or [`UNSUPPORTED`].
+    pub reason: &'static str,
     pub kind: Kind,
     /// As served (the ClusterNetworkPolicy version watched).
     pub api_version: String,
@@ -90,6 +92,11 @@ pub struct CompileError {
     pub name: String,
     pub message: String,
 }
+
+/// The Event reason of a policy that cannot be compiled (enforced fail-closed).
+pub const COMPILE_ERROR: &str = "CompileError";
+/// The Event reason of a ClusterNetworkPolicy with `domainNames` peers (they match nothing).
+pub const UNSUPPORTED: &str = "Unsupported";
 
 pub struct Settings {
     pub node: String,
@@ -232,11 +239,30 @@ impl<D: Dataplane> SyncLoop<D> {
         .to_string();
         let (update, error) = self.state.apply_reporting(obj);
         self.touched.extend(update.recomputed);
+        // Said once per version of the policy, as the index logs it.
+        let domain_names = kind == Kind::ClusterNetworkPolicy
+            && update.changed
+            && self
+                .state
+                .index()
+                .cnp(&name)
+                .is_some_and(|e| e.policy.has_domain_names());
+        if domain_names {
+            (self.errors)(CompileError {
+                reason: UNSUPPORTED,
+                kind,
+                api_version: api_version.clone(),
+                namespace: None,
+                name: name.clone(),
+                message: "domainNames peers are not supported: they match nothing (they can only Accept, so nothing is opened by them)".into(),
+            });
+        }
         if let Some(e) = error {
             self.metrics.compile_error(kind);
             if matches!(kind, Kind::NetworkPolicy | Kind::ClusterNetworkPolicy) {
                 tracing::warn!(kind = kind.name(), namespace = ns.as_deref().unwrap_or(""), name = %name, error = %e, "cannot compile; enforcing it fail-closed");
                 (self.errors)(CompileError {
+                    reason: COMPILE_ERROR,
                     kind,
                     api_version,
                     namespace: ns,
@@ -244,7 +270,7 @@ impl<D: Dataplane> SyncLoop<D> {
                     message: e.to_string(),
                 });
             } else {
-                tracing::warn!(kind = kind.name(), namespace = ns.as_deref().unwrap_or(""), name = %name, error = %e, "cannot read the object; it is left out");
+                tracing::warn!(kind = kind.name(), namespace = ns.as_deref().unwrap_or(""), name = %name, error = %e, "cannot read the object; its previous version, if any, stays");
             }
         }
     }
