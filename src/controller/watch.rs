@@ -253,3 +253,55 @@ pub fn spawn(
         )),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Node as a kubelet reports it: most of it is status nftpol never reads.
+    fn kubelet_node() -> Node {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "n1", "labels": {"role": "infra"},
+                "annotations": {"node.alpha.kubernetes.io/ttl": "0"},
+                "managedFields": [{"manager": "kubelet", "operation": "Update"}]},
+            "spec": {"podCIDR": "10.244.1.0/24", "podCIDRs": ["10.244.1.0/24"], "providerID": "x://n1",
+                "taints": [{"key": "k", "effect": "NoSchedule"}]},
+            "status": {"addresses": [{"type": "InternalIP", "address": "192.168.1.1"}],
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "images": [{"names": ["registry.example/app:1"], "sizeBytes": 1}],
+                "nodeInfo": {"kubeletVersion": "v1.34.0", "architecture": "amd64", "bootID": "", "containerRuntimeVersion": "",
+                    "kernelVersion": "", "kubeProxyVersion": "", "machineID": "", "operatingSystem": "linux", "osImage": "", "systemUUID": ""}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_slim_node_keeps_what_enforcement_reads_only() {
+        let full = kubelet_node();
+        let ObjectData::Node(slim) = slim_node(full.clone()) else {
+            panic!("not a Node")
+        };
+        assert_eq!(slim.metadata.name, full.metadata.name);
+        assert_eq!(slim.metadata.labels, full.metadata.labels);
+        assert!(slim.metadata.annotations.is_none() && slim.metadata.managed_fields.is_none());
+        let (spec, status) = (slim.spec.clone().unwrap(), slim.status.clone().unwrap());
+        assert_eq!(spec.pod_cidrs, full.spec.as_ref().unwrap().pod_cidrs);
+        assert!(spec.taints.is_none() && spec.provider_id.is_none());
+        assert_eq!(status.addresses, full.status.as_ref().unwrap().addresses);
+        assert!(
+            status.conditions.is_none() && status.images.is_none() && status.node_info.is_none()
+        );
+        // The index reads the same from either.
+        let mut whole = crate::index::Index::new();
+        let mut slimmed = crate::index::Index::new();
+        whole
+            .apply(object(Kind::Node, ObjectData::Node(Box::new(full))))
+            .unwrap();
+        slimmed
+            .apply(object(Kind::Node, ObjectData::Node(slim)))
+            .unwrap();
+        assert_eq!(whole.node("n1"), slimmed.node("n1"));
+        assert!(whole.node("n1").is_some());
+    }
+}
