@@ -239,23 +239,8 @@ impl<D: Dataplane> SyncLoop<D> {
         .to_string();
         let (update, error) = self.state.apply_reporting(obj);
         self.touched.extend(update.recomputed);
-        // Said once per version of the policy, as the index logs it.
-        let domain_names = kind == Kind::ClusterNetworkPolicy
-            && update.changed
-            && self
-                .state
-                .index()
-                .cnp(&name)
-                .is_some_and(|e| e.policy.has_domain_names());
-        if domain_names {
-            (self.errors)(CompileError {
-                reason: UNSUPPORTED,
-                kind,
-                api_version: api_version.clone(),
-                namespace: None,
-                name: name.clone(),
-                message: "domainNames peers are not supported: they match nothing (they can only Accept, so nothing is opened by them)".into(),
-            });
+        if kind == Kind::ClusterNetworkPolicy && update.changed {
+            self.domain_names_event(&name, &api_version);
         }
         if let Some(e) = error {
             self.metrics.compile_error(kind);
@@ -272,6 +257,26 @@ impl<D: Dataplane> SyncLoop<D> {
             } else {
                 tracing::warn!(kind = kind.name(), namespace = ns.as_deref().unwrap_or(""), name = %name, error = %e, "cannot read the object; its previous version, if any, stays");
             }
+        }
+    }
+
+    /// A Warning Event for a ClusterNetworkPolicy with `domainNames` peers; called when
+    /// it changed, so said once per version of the policy, as the index logs it.
+    fn domain_names_event(&self, name: &str, api_version: &str) {
+        let unsupported = self
+            .state
+            .index()
+            .cnp(name)
+            .is_some_and(|e| e.policy.has_domain_names());
+        if unsupported {
+            (self.errors)(CompileError {
+                reason: UNSUPPORTED,
+                kind: Kind::ClusterNetworkPolicy,
+                api_version: api_version.to_string(),
+                namespace: None,
+                name: name.to_string(),
+                message: "domainNames peers are not supported: they match nothing (they can only Accept, so nothing is opened by them)".into(),
+            });
         }
     }
 
