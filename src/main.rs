@@ -233,6 +233,7 @@ fn run_controller(args: RunArgs) -> anyhow::Result<()> {
             },
             pod_cidrs_from_node,
             liveness: std::time::Duration::from_secs(args.liveness_timeout_seconds),
+            discovery_every: std::time::Duration::from_secs(30),
         };
         let shutdown = async {
             let mut term =

@@ -5,7 +5,8 @@
 //! it and programs the node's network namespace through netlink. Each step's changes
 //! reach the server through a real `kubectl` (create, replace, label, delete; see
 //! [`crate::kubectl`]), so a real client drives the controller. A step is "programmed"
-//! once every node's live table equals what the compiler gives for that node.
+//! once every node's live table equals what the compiler gives for that node. The
+//! controller watches ClusterNetworkPolicies and Nodes too, so it judges CNP cases.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -123,7 +124,8 @@ impl Controller {
     /// The objects the server holds, keyed as the harness keys them.
     fn held(&self) -> Objects {
         let mut out = Objects::new();
-        // Nodes and ClusterNetworkPolicies only once nftpol reads them (crate::kinds).
+        // Every kind the controller watches: what `nftpol::input` does not read is left
+        // out (crate::kinds), as the controller would never see it.
         for kind in [
             "Namespace",
             "Node",
@@ -241,10 +243,6 @@ impl Backend for Controller {
 
     fn logs_verdicts(&self) -> Result<(), &'static str> {
         Ok(())
-    }
-
-    fn judges_cnp(&self) -> Result<(), &'static str> {
-        Err(crate::kinds::CONTROLLER_DOES_NOT_WATCH)
     }
 
     fn entries_cut(&self, node: &str) -> Option<u64> {

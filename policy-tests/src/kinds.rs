@@ -1,5 +1,5 @@
-//! Which of a case's objects reach nftpol, and which backends can judge a case with
-//! ClusterNetworkPolicies. Owns the one switch that the merge of the ClusterNetworkPolicy
+//! Which of a case's objects reach nftpol (every backend, the controller included, judges
+//! a case with ClusterNetworkPolicies once nftpol reads them). Owns the one switch that the merge of the ClusterNetworkPolicy
 //! input branch flips ([`NFTPOL_READS_CNP`]); knows nothing of how nftpol reads them.
 //!
 //! Until `nftpol::input` reads `ClusterNetworkPolicy` and `Node` objects (it skips them
@@ -25,10 +25,6 @@ pub const CNP_API_VERSIONS: [&str; 2] = [
 /// Why a case with ClusterNetworkPolicies is skipped on every backend of this build.
 pub const NOT_READ_YET: &str = "nftpol on this branch does not read ClusterNetworkPolicy yet \
      (policy-tests/src/kinds.rs NFTPOL_READS_CNP)";
-
-/// Why the controller backend skips a case with ClusterNetworkPolicies.
-pub const CONTROLLER_DOES_NOT_WATCH: &str =
-    "the controller does not watch ClusterNetworkPolicy yet";
 
 fn kind(v: &Value) -> &str {
     v.get("kind").and_then(Value::as_str).unwrap_or("")

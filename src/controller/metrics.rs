@@ -6,6 +6,7 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::input::Kind;
 use crate::policy::Direction;
 use crate::ruleset::names::LogVerdict;
 
@@ -100,6 +101,26 @@ impl Stage {
     }
 }
 
+/// The kinds the controller watches, for the per-kind series (each present from start).
+const WATCHED: [Kind; 5] = [
+    Kind::Namespace,
+    Kind::Pod,
+    Kind::NetworkPolicy,
+    Kind::ClusterNetworkPolicy,
+    Kind::Node,
+];
+
+/// `nftpol_watched_objects`' label values (as before Nodes and ClusterNetworkPolicies).
+fn plural(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Namespace => "namespaces",
+        Kind::Pod => "pods",
+        Kind::NetworkPolicy => "networkpolicies",
+        Kind::ClusterNetworkPolicy => "clusternetworkpolicies",
+        Kind::Node => "nodes",
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
     stages: [Histogram; 5],
@@ -111,8 +132,9 @@ struct Inner {
     sync_incremental: Histogram,
     event_to_batch: Histogram,
     batch_messages: Histogram,
-    objects: [(&'static str, u64); 3],
-    compile_errors: u64,
+    /// By kind: what the index holds, and the objects that could not be compiled (or read).
+    objects: BTreeMap<&'static str, u64>,
+    compile_errors: BTreeMap<&'static str, u64>,
     sync_errors: u64,
     drift_repairs: u64,
     conntrack_cut: u64,
@@ -142,8 +164,8 @@ impl Default for Metrics {
             sync_incremental: Histogram::new(&SECONDS_BUCKETS),
             event_to_batch: Histogram::new(&SECONDS_BUCKETS),
             batch_messages: Histogram::new(&SIZE_BUCKETS),
-            objects: [("namespaces", 0), ("pods", 0), ("networkpolicies", 0)],
-            compile_errors: 0,
+            objects: WATCHED.iter().map(|k| (plural(*k), 0)).collect(),
+            compile_errors: WATCHED.iter().map(|k| (k.name(), 0)).collect(),
             sync_errors: 0,
             drift_repairs: 0,
             conntrack_cut: 0,
@@ -204,16 +226,17 @@ impl Metrics {
         self.with(|m| m.heartbeat.elapsed())
     }
 
-    pub fn objects(&self, namespaces: usize, pods: usize, policies: usize) {
+    /// How many objects of each kind the index holds.
+    pub fn objects(&self, counts: impl IntoIterator<Item = (Kind, usize)>) {
         self.with(|m| {
-            m.objects[0].1 = namespaces as u64;
-            m.objects[1].1 = pods as u64;
-            m.objects[2].1 = policies as u64;
+            for (kind, n) in counts {
+                m.objects.insert(plural(kind), n as u64);
+            }
         })
     }
 
-    pub fn compile_error(&self) {
-        self.with(|m| m.compile_errors += 1)
+    pub fn compile_error(&self, kind: Kind) {
+        self.with(|m| *m.compile_errors.entry(kind.name()).or_default() += 1)
     }
 
     pub fn sync_error(&self) {
@@ -298,15 +321,19 @@ impl Metrics {
             out.push_str("# HELP nftpol_batch_messages Netlink messages per applied batch.\n# TYPE nftpol_batch_messages histogram\n");
             m.batch_messages.render(&mut out, "nftpol_batch_messages", "");
             out.push_str("# HELP nftpol_watched_objects Objects held in the index.\n# TYPE nftpol_watched_objects gauge\n");
-            for (k, v) in m.objects {
+            for (k, v) in &m.objects {
                 let _ = writeln!(out, "nftpol_watched_objects{{kind=\"{k}\"}} {v}");
+            }
+            out.push_str("# HELP nftpol_compile_errors_total Objects that could not be compiled (policies, enforced fail-closed) or read (Nodes), by kind.\n# TYPE nftpol_compile_errors_total counter\n");
+            for (k, v) in &m.compile_errors {
+                let _ = writeln!(out, "nftpol_compile_errors_total{{kind=\"{k}\"}} {v}");
             }
             let _ = write!(
                 out,
-                "# HELP nftpol_compile_errors_total Objects that could not be compiled.\n# TYPE nftpol_compile_errors_total counter\nnftpol_compile_errors_total {}\n\
+                "\
                  # HELP nftpol_sync_errors_total Kernel batches that failed.\n# TYPE nftpol_sync_errors_total counter\nnftpol_sync_errors_total {}\n\
                  # HELP nftpol_drift_repairs_total Full syncs made because the live table differed from the model.\n# TYPE nftpol_drift_repairs_total counter\nnftpol_drift_repairs_total {}\n",
-                m.compile_errors, m.sync_errors, m.drift_repairs
+                m.sync_errors, m.drift_repairs
             );
             let _ = write!(
                 out,

@@ -2,13 +2,15 @@
 //!
 //! ```text
 //! kube watchers (tokio) --Msg--> sync loop (OS thread: NodeState + Dataplane)
-//!                                    |-- compile errors --> Kubernetes Events
+//!  (ClusterNetworkPolicies:          |-- compile errors --> Kubernetes Events
+//!   by discovery)
 //! HTTP /healthz /readyz /metrics <-- Metrics
 //! ```
 //!
 //! The compile semantics live in the library (`state`, `graph`, `ruleset`); this module
 //! only wires watchers, the sync loop, Events, metrics and signals.
 
+pub mod cnp_watch;
 pub mod dataplane;
 pub mod http;
 pub mod metrics;
@@ -47,6 +49,9 @@ pub struct Config {
     pub liveness: Duration,
     /// `--keep-established`: do not cut the tracked connections a batch revokes.
     pub keep_established: bool,
+    /// How often discovery is asked again which ClusterNetworkPolicy version is served
+    /// (a CRD installed, upgraded or removed while the controller runs).
+    pub discovery_every: Duration,
 }
 
 impl Config {
@@ -63,6 +68,7 @@ impl Config {
             pod_cidrs_from_node: false,
             liveness: Duration::from_secs(60),
             keep_established: false,
+            discovery_every: Duration::from_secs(30),
         }
     }
 }
@@ -108,21 +114,21 @@ async fn publish_errors(
     );
     while let Some(e) = rx.recv().await {
         let reference = ObjectReference {
-            api_version: Some("networking.k8s.io/v1".into()),
-            kind: Some("NetworkPolicy".into()),
-            namespace: Some(e.namespace.clone()),
+            api_version: Some(e.api_version.clone()),
+            kind: Some(e.kind.name().into()),
+            namespace: e.namespace.clone(),
             name: Some(e.name.clone()),
             ..Default::default()
         };
         let event = Event {
             type_: EventType::Warning,
-            reason: "CompileError".into(),
+            reason: e.reason.into(),
             note: Some(e.message.chars().take(1000).collect()),
             action: "Compile".into(),
             secondary: None,
         };
         if let Err(err) = recorder.publish(&event, &reference).await {
-            tracing::warn!(namespace = %e.namespace, name = %e.name, error = %err, "cannot publish Event");
+            tracing::warn!(kind = e.kind.name(), namespace = e.namespace.as_deref().unwrap_or(""), name = %e.name, error = %err, "cannot publish Event");
         }
     }
 }
@@ -208,7 +214,7 @@ where
             let _ = done_tx.send(result);
         })
         .map_err(ControllerError::SyncThread)?;
-    let watchers = watch::spawn(client, &config.node, tx.clone());
+    let watchers = watch::spawn(client, &config.node, config.discovery_every, tx.clone());
 
     // Runs until shutdown, or until the sync thread ends first: that means it failed.
     let failed = tokio::select! {

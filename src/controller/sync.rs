@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use super::dataplane::{Dataplane, DataplaneError};
 use super::metrics::{Metrics, Stage};
 use crate::index::Index;
-use crate::input::{Kind, Object};
+use crate::input::{Kind, Object, ObjectData};
 use crate::ruleset::{Ruleset, View};
 use crate::state::NodeState;
 
@@ -78,13 +78,25 @@ enum CatchUp {
 /// The longest the loop sleeps without beating the heartbeat.
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
-/// A policy that could not be compiled, for the Event publisher.
+/// A policy (NetworkPolicy or ClusterNetworkPolicy) that could not be compiled, or
+/// that holds what nftpol does not enforce, for the Event publisher (a Warning Event).
 #[derive(Debug, Clone)]
 pub struct CompileError {
-    pub namespace: String,
+    /// The Event's reason: [`COMPILE_ERROR`] or [`UNSUPPORTED`].
+    pub reason: &'static str,
+    pub kind: Kind,
+    /// As served (the ClusterNetworkPolicy version watched).
+    pub api_version: String,
+    /// `None` for a cluster-scoped policy.
+    pub namespace: Option<String>,
     pub name: String,
     pub message: String,
 }
+
+/// The Event reason of a policy that cannot be compiled (enforced fail-closed).
+pub const COMPILE_ERROR: &str = "CompileError";
+/// The Event reason of a ClusterNetworkPolicy with `domainNames` peers (they match nothing).
+pub const UNSUPPORTED: &str = "Unsupported";
 
 pub struct Settings {
     pub node: String,
@@ -127,7 +139,15 @@ pub struct SyncLoop<D: Dataplane> {
     board: Option<Arc<crate::verdict_log::Board>>,
 }
 
-const ALL_KINDS: [Kind; 3] = [Kind::Namespace, Kind::Pod, Kind::NetworkPolicy];
+/// Nothing is synced before each has been listed once. ClusterNetworkPolicies count as
+/// listed (empty) when the API server does not serve them.
+const ALL_KINDS: [Kind; 5] = [
+    Kind::Namespace,
+    Kind::Pod,
+    Kind::NetworkPolicy,
+    Kind::ClusterNetworkPolicy,
+    Kind::Node,
+];
 
 impl<D: Dataplane> SyncLoop<D> {
     pub fn new(
@@ -211,18 +231,52 @@ impl<D: Dataplane> SyncLoop<D> {
             obj.namespace().map(str::to_string),
             obj.name().to_string(),
         );
+        let api_version = match &obj.data {
+            ObjectData::ClusterNetworkPolicy(c) => c.value["apiVersion"].as_str(),
+            _ => Some("networking.k8s.io/v1"),
+        }
+        .unwrap_or_default()
+        .to_string();
         let (update, error) = self.state.apply_reporting(obj);
         self.touched.extend(update.recomputed);
+        if kind == Kind::ClusterNetworkPolicy && update.changed {
+            self.domain_names_event(&name, &api_version);
+        }
         if let Some(e) = error {
-            tracing::warn!(kind = kind.name(), namespace = ns.as_deref().unwrap_or(""), name = %name, error = %e, "cannot compile; enforcing it fail-closed");
-            self.metrics.compile_error();
-            if kind == Kind::NetworkPolicy {
+            self.metrics.compile_error(kind);
+            if matches!(kind, Kind::NetworkPolicy | Kind::ClusterNetworkPolicy) {
+                tracing::warn!(kind = kind.name(), namespace = ns.as_deref().unwrap_or(""), name = %name, error = %e, "cannot compile; enforcing it fail-closed");
                 (self.errors)(CompileError {
-                    namespace: ns.unwrap_or_default(),
+                    reason: COMPILE_ERROR,
+                    kind,
+                    api_version,
+                    namespace: ns,
                     name,
                     message: e.to_string(),
                 });
+            } else {
+                tracing::warn!(kind = kind.name(), namespace = ns.as_deref().unwrap_or(""), name = %name, error = %e, "cannot read the object; its previous version, if any, stays");
             }
+        }
+    }
+
+    /// A Warning Event for a ClusterNetworkPolicy with `domainNames` peers; called when
+    /// it changed, so said once per version of the policy, as the index logs it.
+    fn domain_names_event(&self, name: &str, api_version: &str) {
+        let unsupported = self
+            .state
+            .index()
+            .cnp(name)
+            .is_some_and(|e| e.policy.has_domain_names());
+        if unsupported {
+            (self.errors)(CompileError {
+                reason: UNSUPPORTED,
+                kind: Kind::ClusterNetworkPolicy,
+                api_version: api_version.to_string(),
+                namespace: None,
+                name: name.to_string(),
+                message: "domainNames peers are not supported: they match nothing (they can only Accept, so nothing is opened by them)".into(),
+            });
         }
     }
 
@@ -252,7 +306,7 @@ impl<D: Dataplane> SyncLoop<D> {
                 let seen = self.relisting.remove(&kind).unwrap_or_default();
                 for (ns, name) in self.state.index().keys(kind) {
                     if !seen.contains(&(ns.clone(), name.clone())) {
-                        let ns = (kind != Kind::Namespace).then_some(ns);
+                        let ns = (!kind.cluster_scoped()).then_some(ns);
                         let update = self.state.delete(kind, ns.as_deref(), &name);
                         self.touched.extend(update.recomputed);
                     }
@@ -285,11 +339,8 @@ impl<D: Dataplane> SyncLoop<D> {
     /// Brings the kernel to the model. Returns false when the batch failed.
     fn sync(&mut self) -> bool {
         let idx = self.state.index();
-        self.metrics.objects(
-            idx.keys(Kind::Namespace).len(),
-            idx.keys(Kind::Pod).len(),
-            idx.keys(Kind::NetworkPolicy).len(),
-        );
+        self.metrics
+            .objects(ALL_KINDS.map(|k| (k, idx.keys(k).len())));
         let model = self.state.model();
         let start = Instant::now();
         let (full, result) = match &self.applied {
@@ -622,6 +673,8 @@ mod tests {
             "metadata": {"namespace": "x", "name": "only-web"},
             "spec": {"podSelector": {"matchLabels": {"role": "db"}}, "policyTypes": ["Ingress"]}}))],
         );
+        list(&tx, Kind::ClusterNetworkPolicy, vec![]);
+        list(&tx, Kind::Node, vec![]);
         let worker = std::thread::spawn(move || sync.run(rx));
         // Every event flips whether the policy isolates x/a: each batch has a change. A
         // clone costs far less than handling an event, so the channel never empties.

@@ -1,13 +1,17 @@
-//! One watcher per kind (Pods, Namespaces, NetworkPolicies, cluster-wide), each feeding
-//! the sync loop. kube's watcher relists on 410 Gone and reconnects with backoff; every
-//! (re)list arrives as Init .. InitDone, so the sync loop can replace that kind whole.
-//! One more watches this node's own Node object (by field selector), for its pod CIDRs.
-//! Every message is stamped when its watcher yields it, for the stage metrics.
+//! One watcher per kind (Pods, Namespaces, NetworkPolicies, Nodes, cluster-wide; and
+//! ClusterNetworkPolicies, found by discovery: [`super::cnp_watch`]), each feeding the
+//! sync loop objects slimmed to what enforcement reads. kube's watcher relists on 410
+//! Gone and reconnects with backoff; every (re)list arrives as Init .. InitDone, so the
+//! sync loop can replace that kind whole. The Node watcher also says this node's pod
+//! CIDRs (from its own Node object). Every message is stamped when its watcher yields
+//! it, for the stage metrics. Nothing here interprets an object.
 
 use std::sync::mpsc::Sender;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Container, Namespace, Node, Pod, PodSpec, PodStatus};
+use k8s_openapi::api::core::v1::{
+    Container, Namespace, Node, NodeSpec, NodeStatus, Pod, PodSpec, PodStatus,
+};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::watcher::{self, Event};
@@ -17,7 +21,7 @@ use kube::{Api, Client};
 use super::sync::{Msg, Stamped};
 use crate::input::{Kind, Object, ObjectData};
 
-fn object(kind: Kind, data: ObjectData) -> Object {
+pub(super) fn object(kind: Kind, data: ObjectData) -> Object {
     Object::new(format!("api:{}", kind.name()), data)
 }
 
@@ -76,6 +80,37 @@ fn slim_policy(p: NetworkPolicy) -> ObjectData {
     })
 }
 
+/// The message for one watcher event; `None` for an error (logged; kube's watcher
+/// retries with backoff) or an object `wrap` could not convert (it logs why).
+pub(super) fn message<K>(
+    kind: Kind,
+    event: watcher::Result<Event<K>>,
+    wrap: impl Fn(K) -> Option<Object>,
+) -> Option<Msg>
+where
+    K: kube::Resource,
+{
+    Some(match event {
+        Ok(Event::Init) => Msg::Init(kind),
+        Ok(Event::InitApply(o)) => Msg::InitApply(wrap(o)?),
+        Ok(Event::InitDone) => Msg::InitDone(kind),
+        Ok(Event::Apply(o)) => Msg::Apply(wrap(o)?),
+        Ok(Event::Delete(o)) => {
+            let meta = o.meta();
+            let ns = if kind.cluster_scoped() {
+                None
+            } else {
+                meta.namespace.clone()
+            };
+            Msg::Delete(kind, ns, meta.name.clone().unwrap_or_default())
+        }
+        Err(e) => {
+            tracing::warn!(kind = kind.name(), error = %e, "watch error; retrying with backoff");
+            return None;
+        }
+    })
+}
+
 async fn watch<K>(api: Api<K>, kind: Kind, wrap: fn(K) -> ObjectData, tx: Sender<Stamped>)
 where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
@@ -85,29 +120,32 @@ where
         .default_backoff()
         .boxed();
     while let Some(event) = stream.next().await {
-        let msg = match event {
-            Ok(Event::Init) => Msg::Init(kind),
-            Ok(Event::InitApply(o)) => Msg::InitApply(object(kind, wrap(o))),
-            Ok(Event::InitDone) => Msg::InitDone(kind),
-            Ok(Event::Apply(o)) => Msg::Apply(object(kind, wrap(o))),
-            Ok(Event::Delete(o)) => {
-                let meta = o.meta();
-                let ns = if kind == Kind::Namespace {
-                    None
-                } else {
-                    meta.namespace.clone()
-                };
-                Msg::Delete(kind, ns, meta.name.clone().unwrap_or_default())
-            }
-            Err(e) => {
-                tracing::warn!(kind = kind.name(), error = %e, "watch error; retrying with backoff");
-                continue;
-            }
+        let Some(msg) = message(kind, event, |o| Some(object(kind, wrap(o)))) else {
+            continue;
         };
         if tx.send(Stamped::now(msg)).is_err() {
             return;
         }
     }
+}
+
+/// Keeps what enforcement reads of a Node: its name and labels (`nodes` peers select
+/// by them), `status.addresses` (what such a peer matches) and its pod CIDRs. A Node's
+/// status (conditions, images, volumes) is most of its size: 5,000 of them whole would
+/// cost far more than the index keeps.
+fn slim_node(n: Node) -> ObjectData {
+    ObjectData::Node(Box::new(Node {
+        metadata: slim_meta(n.metadata),
+        spec: n.spec.map(|s| NodeSpec {
+            pod_cidr: s.pod_cidr,
+            pod_cidrs: s.pod_cidrs,
+            ..Default::default()
+        }),
+        status: n.status.map(|s| NodeStatus {
+            addresses: s.addresses,
+            ..Default::default()
+        }),
+    }))
 }
 
 /// `spec.podCIDRs` (or the older `spec.podCIDR`) of a Node; unparsable entries are
@@ -133,40 +171,64 @@ fn pod_cidrs(node: &Node) -> Vec<ipnet::IpNet> {
     cidrs
 }
 
-/// Watches this node's Node object; says its pod CIDRs when the (re)list completes and
-/// whenever they change. A deleted Node keeps the last CIDRs (fail closed).
-async fn watch_node(api: Api<Node>, name: String, tx: Sender<Stamped>) {
-    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+/// Watches every Node, for the index (`nodes` peers), and says this node's pod CIDRs
+/// after each (re)list completes and whenever they change. A deleted Node keeps the
+/// last CIDRs (fail closed).
+async fn watch_nodes(api: Api<Node>, own: String, tx: Sender<Stamped>) {
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    // This node's CIDRs in the list under way, and the ones last said.
     let mut listed: Vec<ipnet::IpNet> = Vec::new();
+    let mut said: Option<Vec<ipnet::IpNet>> = None;
     while let Some(event) = stream.next().await {
-        let msg = match event {
-            Ok(Event::Init) => {
-                listed.clear();
-                continue;
+        let is_own = |n: &Node| n.metadata.name.as_deref() == Some(own.as_str());
+        let mut cidrs = None;
+        match &event {
+            Ok(Event::Init) => listed.clear(),
+            Ok(Event::InitApply(n)) if is_own(n) => listed = pod_cidrs(n),
+            Ok(Event::InitDone) => cidrs = Some(listed.clone()),
+            Ok(Event::Apply(n)) if is_own(n) => {
+                let now = pod_cidrs(n);
+                if said.as_ref() != Some(&now) {
+                    cidrs = Some(now);
+                }
             }
-            Ok(Event::InitApply(n)) => {
-                listed = pod_cidrs(&n);
-                continue;
-            }
-            Ok(Event::InitDone) => Msg::NodeCidrs(listed.clone()),
-            Ok(Event::Apply(n)) => Msg::NodeCidrs(pod_cidrs(&n)),
-            Ok(Event::Delete(_)) => continue,
-            Err(e) => {
-                tracing::warn!(kind = "Node", error = %e, "watch error; retrying with backoff");
-                continue;
-            }
+            _ => {}
+        }
+        let Some(msg) = message(Kind::Node, event, |n| {
+            Some(object(Kind::Node, slim_node(n)))
+        }) else {
+            continue;
         };
-        if tx.send(Stamped::now(msg)).is_err() {
-            return;
+        // After the list's InitDone: the sync loop has every Node when it takes them.
+        let mut out = vec![msg];
+        if let Some(c) = cidrs {
+            said = Some(c.clone());
+            out.push(Msg::NodeCidrs(c));
+        }
+        for msg in out {
+            if tx.send(Stamped::now(msg)).is_err() {
+                return;
+            }
         }
     }
 }
 
 /// Spawns the watchers on the current tokio runtime.
-pub fn spawn(client: Client, node: &str, tx: Sender<Stamped>) -> Vec<tokio::task::JoinHandle<()>> {
+pub fn spawn(
+    client: Client,
+    node: &str,
+    discovery_every: std::time::Duration,
+    tx: Sender<Stamped>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     vec![
-        tokio::spawn(watch_node(
+        tokio::spawn(super::cnp_watch::watch(
+            client.clone(),
+            discovery_every,
+            tx.clone(),
+        )),
+        tokio::spawn(watch_nodes(
             Api::<Node>::all(client.clone()),
             node.to_string(),
             tx.clone(),
@@ -190,4 +252,56 @@ pub fn spawn(client: Client, node: &str, tx: Sender<Stamped>) -> Vec<tokio::task
             tx,
         )),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Node as a kubelet reports it: most of it is status nftpol never reads.
+    fn kubelet_node() -> Node {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "n1", "labels": {"role": "infra"},
+                "annotations": {"node.alpha.kubernetes.io/ttl": "0"},
+                "managedFields": [{"manager": "kubelet", "operation": "Update"}]},
+            "spec": {"podCIDR": "10.244.1.0/24", "podCIDRs": ["10.244.1.0/24"], "providerID": "x://n1",
+                "taints": [{"key": "k", "effect": "NoSchedule"}]},
+            "status": {"addresses": [{"type": "InternalIP", "address": "192.168.1.1"}],
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "images": [{"names": ["registry.example/app:1"], "sizeBytes": 1}],
+                "nodeInfo": {"kubeletVersion": "v1.34.0", "architecture": "amd64", "bootID": "", "containerRuntimeVersion": "",
+                    "kernelVersion": "", "kubeProxyVersion": "", "machineID": "", "operatingSystem": "linux", "osImage": "", "systemUUID": ""}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_slim_node_keeps_what_enforcement_reads_only() {
+        let full = kubelet_node();
+        let ObjectData::Node(slim) = slim_node(full.clone()) else {
+            panic!("not a Node")
+        };
+        assert_eq!(slim.metadata.name, full.metadata.name);
+        assert_eq!(slim.metadata.labels, full.metadata.labels);
+        assert!(slim.metadata.annotations.is_none() && slim.metadata.managed_fields.is_none());
+        let (spec, status) = (slim.spec.clone().unwrap(), slim.status.clone().unwrap());
+        assert_eq!(spec.pod_cidrs, full.spec.as_ref().unwrap().pod_cidrs);
+        assert!(spec.taints.is_none() && spec.provider_id.is_none());
+        assert_eq!(status.addresses, full.status.as_ref().unwrap().addresses);
+        assert!(
+            status.conditions.is_none() && status.images.is_none() && status.node_info.is_none()
+        );
+        // The index reads the same from either.
+        let mut whole = crate::index::Index::new();
+        let mut slimmed = crate::index::Index::new();
+        whole
+            .apply(object(Kind::Node, ObjectData::Node(Box::new(full))))
+            .unwrap();
+        slimmed
+            .apply(object(Kind::Node, ObjectData::Node(slim)))
+            .unwrap();
+        assert_eq!(whole.node("n1"), slimmed.node("n1"));
+        assert!(whole.node("n1").is_some());
+    }
 }

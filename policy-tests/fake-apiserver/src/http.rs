@@ -168,9 +168,9 @@ fn route(shared: &Arc<Shared>, path: &str, req: &Req) -> Response<ResBody> {
         // legacy documents, sent as plain `application/json`, make it fall back to one
         // APIResourceList per group version, which is what is served.
         ["api"] => return get_only(json(200, &api_versions(shared))),
-        ["apis"] => return get_only(json(200, &api_group_list())),
+        ["apis"] => return get_only(json(200, &api_group_list(shared))),
         ["apis", group] => {
-            return match resources::groups().into_iter().find(|(g, _)| g == group) {
+            return match shared.served_groups().into_iter().find(|(g, _)| g == group) {
                 Some((g, v)) => get_only(json(200, &api_group(g, &v))),
                 None => not_found(),
             }
@@ -179,6 +179,9 @@ fn route(shared: &Arc<Shared>, path: &str, req: &Req) -> Response<ResBody> {
         ["apis", group, version, rest @ ..] => (*group, *version, rest),
         _ => return not_found(),
     };
+    if !shared.serves(group, version) {
+        return not_found();
+    }
     let lookup = |plural: &str| resources::by_path(group, version, plural);
     match rest {
         [] => {
@@ -269,8 +272,9 @@ fn api_group(group: &str, versions: &[&str]) -> Value {
     })
 }
 
-fn api_group_list() -> Value {
-    let groups: Vec<Value> = resources::groups()
+fn api_group_list(shared: &Shared) -> Value {
+    let groups: Vec<Value> = shared
+        .served_groups()
         .into_iter()
         .map(|(g, v)| {
             let mut g = api_group(g, &v);

@@ -53,6 +53,9 @@ pub(crate) struct Shared {
     pub(crate) store: Arc<Mutex<Store>>,
     pub(crate) available: AtomicBool,
     pub(crate) log: Mutex<Vec<String>>,
+    /// Group versions hidden from discovery and answering 404, as when a CRD is not
+    /// installed (or does not serve that version).
+    pub(crate) unserved: Mutex<std::collections::BTreeSet<String>>,
     pub(crate) addr: SocketAddr,
     shutdown: tokio::sync::watch::Sender<bool>,
 }
@@ -60,6 +63,22 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn is_available(&self) -> bool {
         self.available.load(Ordering::SeqCst)
+    }
+
+    /// Whether `group`/`version` is served (core is always).
+    pub(crate) fn serves(&self, group: &str, version: &str) -> bool {
+        group.is_empty() || !lock(&self.unserved).contains(&format!("{group}/{version}"))
+    }
+
+    /// The API groups other than core with the versions served, groups with none left out.
+    pub(crate) fn served_groups(&self) -> Vec<resources::Group> {
+        resources::groups()
+            .into_iter()
+            .filter_map(|(g, v)| {
+                let v: Vec<&'static str> = v.into_iter().filter(|v| self.serves(g, v)).collect();
+                (!v.is_empty()).then_some((g, v))
+            })
+            .collect()
     }
 }
 
@@ -111,6 +130,7 @@ impl FakeApiServer {
             store: Arc::new(Mutex::new(Store::default())),
             available: AtomicBool::new(true),
             log: Mutex::new(Vec::new()),
+            unserved: Mutex::new(Default::default()),
             addr,
             shutdown,
         });
@@ -247,6 +267,24 @@ impl FakeApiServer {
 
     pub fn is_available(&self) -> bool {
         self.shared.is_available()
+    }
+
+    /// Serves `group_version` (`policy.networking.k8s.io/v1beta1`) or not: unserved, it
+    /// is missing from discovery and its paths answer 404, as when its CRD is not
+    /// installed. The objects stay stored (every version shares one store) and the open
+    /// watches of it are dropped. Everything is served at start.
+    pub fn set_served(&self, group_version: &str, served: bool) {
+        let changed = {
+            let mut unserved = lock(&self.shared.unserved);
+            if served {
+                unserved.remove(group_version)
+            } else {
+                unserved.insert(group_version.to_string())
+            }
+        };
+        if changed && !served {
+            self.drop_connections();
+        }
     }
 
     /// Sends a `BOOKMARK` at the current resourceVersion to every watch that asked for

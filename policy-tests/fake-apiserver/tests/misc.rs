@@ -298,3 +298,52 @@ async fn binary_serves_files() {
     child.kill().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `set_served`: a group version unserved is gone from discovery and answers 404 (a CRD
+/// not installed); the group goes with its last version; served again, it is back.
+#[tokio::test]
+async fn group_versions_can_be_unserved() {
+    const GROUP: &str = "policy.networking.k8s.io";
+    let server = FakeApiServer::start().await;
+    let client = server.client();
+    let versions = |d: &kube::discovery::Discovery| -> Vec<String> {
+        d.get(GROUP)
+            .map(|g| g.versions().map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    let discover = || {
+        kube::discovery::Discovery::new(client.clone())
+            .filter(&[GROUP])
+            .run()
+    };
+    assert_eq!(
+        versions(&discover().await.unwrap()),
+        ["v1beta1", "v1alpha2"]
+    );
+    server.set_served("policy.networking.k8s.io/v1beta1", false);
+    assert_eq!(versions(&discover().await.unwrap()), ["v1alpha2"]);
+    let beta = raw(
+        &server,
+        "/apis/policy.networking.k8s.io/v1beta1/clusternetworkpolicies",
+        Duration::from_secs(1),
+        || {},
+    )
+    .await;
+    assert!(beta.starts_with("HTTP/1.1 404"), "{beta}");
+    server.set_served("policy.networking.k8s.io/v1alpha2", false);
+    assert!(discover().await.unwrap().get(GROUP).is_none());
+    let group = raw(
+        &server,
+        "/apis/policy.networking.k8s.io",
+        Duration::from_secs(1),
+        || {},
+    )
+    .await;
+    assert!(group.starts_with("HTTP/1.1 404"), "{group}");
+    server.set_served("policy.networking.k8s.io/v1beta1", true);
+    server.set_served("policy.networking.k8s.io/v1alpha2", true);
+    assert_eq!(
+        versions(&discover().await.unwrap()),
+        ["v1beta1", "v1alpha2"]
+    );
+}
