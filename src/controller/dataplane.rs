@@ -91,14 +91,13 @@ pub struct NetlinkDataplane {
 const RELEASE_MARGIN: Duration = Duration::from_secs(2);
 
 /// Whether applying `op` can only allow more: adding elements to a set whose elements
-/// allow (every set but the pod CIDRs of `--default-deny-unknown`). A batch of nothing
+/// allow (every set but the tiers' Deny regions and the pod CIDRs of
+/// `--default-deny-unknown`, [`crate::ruleset::names::set_denies`]). A batch of nothing
 /// else (a pod elsewhere starting: its address joins its peers' sets) revokes nothing, so
 /// its connections need no judging.
 fn only_allows_more(op: &crate::netlink::Op) -> bool {
     match op {
-        crate::netlink::Op::AddSetElements { set, .. } => {
-            !crate::ruleset::names::POD_CIDR_SETS.contains(&set.as_str())
-        }
+        crate::netlink::Op::AddSetElements { set, .. } => !crate::ruleset::names::set_denies(set),
         _ => false,
     }
 }
@@ -327,6 +326,10 @@ mod tests {
         assert!(only_allows_more(&add("ingress/x/a/any4")));
         assert!(only_allows_more(&add("known-pods4")));
         assert!(!only_allows_more(&add("pod-cidrs4")));
+        // A ClusterNetworkPolicy's Deny regions restrict; its Accept regions allow.
+        assert!(!only_allows_more(&add("ingress/x/a/admin-deny-any4")));
+        assert!(!only_allows_more(&add("egress/x/a/baseline-deny-ports6")));
+        assert!(only_allows_more(&add("ingress/x/a/admin-accept-exact4")));
         assert!(!only_allows_more(&Op::DelSetElements {
             set: "ingress/x/a/any4".into(),
             key: vec![KeyType::Ipv4Addr],

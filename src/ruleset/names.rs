@@ -102,6 +102,20 @@ pub fn tier_sets() -> impl Iterator<Item = &'static str> {
         .chain(BASELINE_DENY_SETS)
 }
 
+/// Whether the elements of the set named `name` deny rather than allow: the tiers' Deny
+/// regions of a pod and the pod CIDRs of `--default-deny-unknown`. Adding to such a set
+/// can revoke connections; adding to any other allows more.
+pub fn set_denies(name: &str) -> bool {
+    POD_CIDR_SETS.contains(&name)
+        || ADMIN_DENY_SETS
+            .iter()
+            .chain(&BASELINE_DENY_SETS)
+            .any(|kind| {
+                name.strip_suffix(kind)
+                    .is_some_and(|rest| rest.ends_with('/'))
+            })
+}
+
 /// `egress/<ns>/<pod>/drop`: where a pod chain's tier Deny lookups go (`goto`), so the
 /// drop of a connection a ClusterNetworkPolicy denies is logged by one rule per chain.
 pub fn pod_drop_chain(dir: Direction, namespace: &str, pod: &str) -> String {
