@@ -341,4 +341,84 @@ pub mod small {
                    "metadata": {"name": name, "namespace": ns}, "spec": spec})
         }
     }
+
+    /// A random selector over the small label domain.
+    fn cnp_selector(rng: &mut Rng) -> Value {
+        selector(rng)
+    }
+
+    fn cnp_peer(rng: &mut Rng, egress: bool) -> Value {
+        match rng.below(if egress { 6 } else { 3 }) {
+            0 => json!({"namespaces": cnp_selector(rng)}),
+            1 => json!({"pods": {"podSelector": cnp_selector(rng)}}),
+            2 => {
+                json!({"pods": {"namespaceSelector": cnp_selector(rng), "podSelector": cnp_selector(rng)}})
+            }
+            3 => {
+                json!({"networks": [pick(rng, &["10.0.0.0/24", "10.0.1.0/24", "0.0.0.0/0", "fd00::/16"])]})
+            }
+            4 => json!({"nodes": cnp_selector(rng)}),
+            _ => json!({"networks": ["192.168.100.0/24"]}),
+        }
+    }
+
+    fn cnp_protocols(rng: &mut Rng, named_ok: bool) -> Option<Value> {
+        let proto = pick(rng, &["tcp", "udp"]);
+        match rng.below(if named_ok { 4 } else { 3 }) {
+            0 => None,
+            1 => Some(json!([{proto: {"destinationPort": {"number": 80}}}])),
+            2 => Some(json!([{proto: {"destinationPort": {"range": {"start": 80, "end": 90}}}}])),
+            _ => Some(json!([{"destinationNamedPort": pick(rng, &PORT_NAMES)}])),
+        }
+    }
+
+    /// A random ClusterNetworkPolicy over the small domain (both tiers, every peer kind,
+    /// named ports); with `invalid_percent`, that share is invalid (priority out of range,
+    /// enforced fail-closed).
+    pub fn cluster_policy(rng: &mut Rng, name: &str, invalid_percent: u64) -> Value {
+        let rules = |rng: &mut Rng, egress: bool| -> Value {
+            Value::Array(
+                (0..rng.below(3))
+                    .map(|_| {
+                        let peers: Vec<Value> = (0..1 + rng.below(2))
+                            .map(|_| cnp_peer(rng, egress))
+                            .collect();
+                        let named_ok = peers
+                            .iter()
+                            .all(|p| p.get("namespaces").is_some() || p.get("pods").is_some());
+                        let key = if egress { "to" } else { "from" };
+                        let mut r =
+                            json!({"action": pick(rng, &["Accept", "Deny", "Pass"]), key: peers});
+                        if let Some(p) = cnp_protocols(rng, named_ok) {
+                            r["protocols"] = p;
+                        }
+                        r
+                    })
+                    .collect(),
+            )
+        };
+        let subject = if rng.chance(50) {
+            json!({"namespaces": cnp_selector(rng)})
+        } else {
+            json!({"pods": {"namespaceSelector": cnp_selector(rng), "podSelector": cnp_selector(rng)}})
+        };
+        let mut v = json!({
+            "apiVersion": pick(rng, &["policy.networking.k8s.io/v1alpha2", "policy.networking.k8s.io/v1beta1"]),
+            "kind": "ClusterNetworkPolicy",
+            "metadata": {"name": name},
+            "spec": {"tier": pick(rng, &["Admin", "Baseline"]), "priority": rng.below(3) as i64,
+                     "subject": subject, "ingress": rules(rng, false), "egress": rules(rng, true)},
+        });
+        if rng.chance(invalid_percent) {
+            v["spec"]["priority"] = json!(5000);
+        }
+        v
+    }
+
+    /// Node `n<n>` with random labels; one in five has an address no host has.
+    pub fn node(rng: &mut Rng, n: usize) -> Value {
+        let addr = format!("192.168.100.{}", if rng.chance(80) { n } else { 10 + n });
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": format!("n{n}"), "labels": labels(rng)},
+               "status": {"addresses": [{"type": "InternalIP", "address": addr}]}})
+    }
 }

@@ -9,7 +9,7 @@ use nftpol::index::Index;
 use nftpol::input::{object_from_value, Kind};
 use nftpol::ruleset::{build_with, patch, Options};
 use nftpol::state::NodeState;
-use nftpol::synth::small::{self, cluster, labels, pick};
+use nftpol::synth::small::{self, cluster, cluster_policy as cnp, labels, node as node_obj, pick};
 use nftpol::synth::Rng;
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -21,83 +21,6 @@ fn track(touched: &mut BTreeSet<(String, String)>, u: nftpol::state::Update) {
 
 fn obj(v: &Value) -> nftpol::input::Object {
     object_from_value(v.clone(), "gen").unwrap().unwrap()
-}
-
-/// A random selector over the small label domain.
-fn cnp_selector(rng: &mut Rng) -> Value {
-    small::selector(rng)
-}
-
-fn cnp_peer(rng: &mut Rng, egress: bool) -> Value {
-    match rng.below(if egress { 6 } else { 3 }) {
-        0 => json!({"namespaces": cnp_selector(rng)}),
-        1 => json!({"pods": {"podSelector": cnp_selector(rng)}}),
-        2 => {
-            json!({"pods": {"namespaceSelector": cnp_selector(rng), "podSelector": cnp_selector(rng)}})
-        }
-        3 => {
-            json!({"networks": [pick(rng, &["10.0.0.0/24", "10.0.1.0/24", "0.0.0.0/0", "fd00::/16"])]})
-        }
-        4 => json!({"nodes": cnp_selector(rng)}),
-        _ => json!({"networks": ["192.168.100.0/24"]}),
-    }
-}
-
-fn cnp_protocols(rng: &mut Rng, named_ok: bool) -> Option<Value> {
-    let proto = pick(rng, &["tcp", "udp"]);
-    match rng.below(if named_ok { 4 } else { 3 }) {
-        0 => None,
-        1 => Some(json!([{proto: {"destinationPort": {"number": 80}}}])),
-        2 => Some(json!([{proto: {"destinationPort": {"range": {"start": 80, "end": 90}}}}])),
-        _ => Some(json!([{"destinationNamedPort": pick(rng, &small::PORT_NAMES)}])),
-    }
-}
-
-/// A random ClusterNetworkPolicy; one in ten is invalid (enforced fail-closed).
-fn cnp(rng: &mut Rng, name: &str) -> Value {
-    let rules = |rng: &mut Rng, egress: bool| -> Value {
-        Value::Array(
-            (0..rng.below(3))
-                .map(|_| {
-                    let peers: Vec<Value> = (0..1 + rng.below(2))
-                        .map(|_| cnp_peer(rng, egress))
-                        .collect();
-                    let named_ok = peers
-                        .iter()
-                        .all(|p| p.get("namespaces").is_some() || p.get("pods").is_some());
-                    let key = if egress { "to" } else { "from" };
-                    let mut r =
-                        json!({"action": pick(rng, &["Accept", "Deny", "Pass"]), key: peers});
-                    if let Some(p) = cnp_protocols(rng, named_ok) {
-                        r["protocols"] = p;
-                    }
-                    r
-                })
-                .collect(),
-        )
-    };
-    let subject = if rng.chance(50) {
-        json!({"namespaces": cnp_selector(rng)})
-    } else {
-        json!({"pods": {"namespaceSelector": cnp_selector(rng), "podSelector": cnp_selector(rng)}})
-    };
-    let mut v = json!({
-        "apiVersion": pick(rng, &["policy.networking.k8s.io/v1alpha2", "policy.networking.k8s.io/v1beta1"]),
-        "kind": "ClusterNetworkPolicy",
-        "metadata": {"name": name},
-        "spec": {"tier": pick(rng, &["Admin", "Baseline"]), "priority": rng.below(3) as i64,
-                 "subject": subject, "ingress": rules(rng, false), "egress": rules(rng, true)},
-    });
-    if rng.chance(10) {
-        v["spec"]["priority"] = json!(5000);
-    }
-    v
-}
-
-fn node_obj(rng: &mut Rng, n: usize) -> Value {
-    let addr = format!("192.168.100.{}", if rng.chance(80) { n } else { 10 + n });
-    json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": format!("n{n}"), "labels": labels(rng)},
-           "status": {"addresses": [{"type": "InternalIP", "address": addr}]}})
 }
 
 /// Every pod's tiers with each peer replaced by its addresses: comparable across graphs
@@ -249,7 +172,7 @@ fn mutate(
                     );
                 }
                 0 | 1 => {
-                    let v = cnp(rng, &name);
+                    let v = cnp(rng, &name, 10);
                     if let Some(i) = live_cnp {
                         live.remove(i);
                     }
@@ -314,7 +237,7 @@ proptest! {
             c.objects.push(node_obj(&mut gen, n));
         }
         for i in 0..gen.below(3) {
-            c.objects.push(cnp(&mut gen, &format!("cnp{i}")));
+            c.objects.push(cnp(&mut gen, &format!("cnp{i}"), 10));
         }
         let options = Options { pod_cidrs: if deny_unknown { vec!["10.0.0.0/23".parse().unwrap()] } else { vec![] }, ..Default::default() };
         // Built up object by object from nothing, as watch events arrive.

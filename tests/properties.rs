@@ -1,7 +1,8 @@
 //! Property tests on random small clusters:
 //! - compile output is deterministic (twice the same bytes; input order does not matter);
 //! - `explain` (which reads the policy graph) agrees with the ruleset model run packet by
-//!   packet through the in-memory evaluator, node by node as the kernel would see it.
+//!   packet through the in-memory evaluator, node by node as the kernel would see it;
+//!   also with ClusterNetworkPolicies (both tiers, every peer kind) and Node objects.
 
 use std::net::IpAddr;
 
@@ -10,7 +11,8 @@ use nftpol::graph::PolicyGraph;
 use nftpol::index::Index;
 use nftpol::input::{object_from_value, Object};
 use nftpol::ruleset::eval::{forward_accepts, Packet};
-use nftpol::synth::small::{cluster, EXT};
+use nftpol::synth::small::{cluster, cluster_policy, node, Cluster, EXT};
+use nftpol::synth::Rng;
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -45,43 +47,98 @@ proptest! {
 
     #[test]
     fn explain_agrees_with_the_ruleset(seed in any::<u64>()) {
-        let c = cluster(seed);
-        let index = index_of(&c.objects);
-        let graph = PolicyGraph::build(&index);
-        let n1 = nftpol::compile(&index, Some("n1"));
-        let n2 = nftpol::compile(&index, Some("n2"));
-        let ruleset_of = |node: &str| if node == "n1" { &n1 } else { &n2 };
-        // Endpoints: (name for explain, node if a pod, address) per family.
-        for (fam, v6) in [(Family::V4, false), (Family::V6, true)] {
-            let mut ends: Vec<(String, Option<String>, IpAddr)> = c.pods.iter()
-                .map(|(id, node, ips)| (id.clone(), Some(node.clone()), ips[v6 as usize].parse().unwrap()))
-                .collect();
-            ends.push((EXT[v6 as usize].to_string(), None, EXT[v6 as usize].parse().unwrap()));
-            let other_node = if v6 { "fd00:100::2" } else { "192.168.100.2" };
-            ends.push((other_node.to_string(), None, other_node.parse().unwrap()));
-            for (from, from_node, saddr) in &ends {
-                for (to, to_node, daddr) in &ends {
-                    if from == to || (from_node.is_none() && to_node.is_none()) {
-                        continue;
+        explain_matches_the_kernel(&cluster(seed), seed)?;
+    }
+
+    #[test]
+    fn explain_agrees_with_the_ruleset_under_cluster_policies(seed in any::<u64>()) {
+        let mut c = cluster(seed);
+        let mut rng = Rng::new(seed ^ 0x7153);
+        for n in 1..=2 {
+            c.objects.push(node(&mut rng, n));
+        }
+        for i in 0..1 + rng.below(3) {
+            c.objects.push(cluster_policy(&mut rng, &format!("cnp{i}"), 0));
+        }
+        explain_matches_the_kernel(&c, seed)?;
+    }
+}
+
+/// `explain` against the model evaluator for every pair of endpoints, families and three
+/// probes, node by node as the kernel would see them.
+fn explain_matches_the_kernel(c: &Cluster, seed: u64) -> Result<(), TestCaseError> {
+    let index = index_of(&c.objects);
+    let graph = PolicyGraph::build(&index);
+    let n1 = nftpol::compile(&index, Some("n1"));
+    let n2 = nftpol::compile(&index, Some("n2"));
+    let ruleset_of = |node: &str| if node == "n1" { &n1 } else { &n2 };
+    // Endpoints: (name for explain, node if a pod, address) per family.
+    for (fam, v6) in [(Family::V4, false), (Family::V6, true)] {
+        let mut ends: Vec<(String, Option<String>, IpAddr)> = c
+            .pods
+            .iter()
+            .map(|(id, node, ips)| {
+                (
+                    id.clone(),
+                    Some(node.clone()),
+                    ips[v6 as usize].parse().unwrap(),
+                )
+            })
+            .collect();
+        ends.push((
+            EXT[v6 as usize].to_string(),
+            None,
+            EXT[v6 as usize].parse().unwrap(),
+        ));
+        let other_node = if v6 { "fd00:100::2" } else { "192.168.100.2" };
+        ends.push((other_node.to_string(), None, other_node.parse().unwrap()));
+        for (from, from_node, saddr) in &ends {
+            for (to, to_node, daddr) in &ends {
+                if from == to || (from_node.is_none() && to_node.is_none()) {
+                    continue;
+                }
+                // A pod and its own node never meet on the forward hook.
+                if (from_node.as_deref() == Some("n2") && to == other_node)
+                    || (to_node.as_deref() == Some("n2") && from == other_node)
+                {
+                    continue;
+                }
+                for (proto, l4, p) in [("tcp", 6u8, 80u16), ("udp", 17, 81), ("tcp", 90, 90)] {
+                    let p = if l4 == 90 { 90 } else { p };
+                    let l4 = if l4 == 90 { 6 } else { l4 };
+                    let e =
+                        explain_in(&index, &graph, from, to, &format!("{proto}/{p}"), Some(fam))
+                            .unwrap();
+                    let pkt = Packet {
+                        saddr: *saddr,
+                        daddr: *daddr,
+                        l4proto: l4,
+                        dport: p,
+                    };
+                    let mut kernel = true;
+                    if let Some(n) = from_node {
+                        kernel &= forward_accepts(ruleset_of(n), &pkt);
                     }
-                    // A pod and its own node never meet on the forward hook.
-                    if (from_node.as_deref() == Some("n2") && to == other_node) || (to_node.as_deref() == Some("n2") && from == other_node) {
-                        continue;
-                    }
-                    for (proto, l4, p) in [("tcp", 6u8, 80u16), ("udp", 17, 81), ("tcp", 90, 90)] {
-                        let p = if l4 == 90 { 90 } else { p };
-                        let l4 = if l4 == 90 { 6 } else { l4 };
-                        let e = explain_in(&index, &graph, from, to, &format!("{proto}/{p}"), Some(fam)).unwrap();
-                        let pkt = Packet { saddr: *saddr, daddr: *daddr, l4proto: l4, dport: p };
-                        let mut kernel = true;
-                        if let Some(n) = from_node { kernel &= forward_accepts(ruleset_of(n), &pkt); }
-                        if let Some(n) = to_node {
-                            if from_node.as_ref() != Some(n) { kernel &= forward_accepts(ruleset_of(n), &pkt); }
+                    if let Some(n) = to_node {
+                        if from_node.as_ref() != Some(n) {
+                            kernel &= forward_accepts(ruleset_of(n), &pkt);
                         }
-                        prop_assert_eq!(e.allowed, kernel, "seed {} {} -> {} {}/{}\n{}\n{}", seed, from, to, proto, p, e, PolicyGraph::build(&index));
                     }
+                    prop_assert_eq!(
+                        e.allowed,
+                        kernel,
+                        "seed {} {} -> {} {}/{}\n{}\n{}",
+                        seed,
+                        from,
+                        to,
+                        proto,
+                        p,
+                        e,
+                        PolicyGraph::build(&index)
+                    );
                 }
             }
         }
     }
+    Ok(())
 }
