@@ -186,7 +186,8 @@ impl<D: Dataplane> SyncLoop<D> {
         self
     }
 
-    /// After each applied batch: counts it, and publishes while records are wanted.
+    /// After each applied batch, and after a change that needed none: counts a
+    /// generation, and publishes while records are wanted.
     fn applied_to_board(&self) {
         let Some(board) = &self.board else { return };
         board.applied();
@@ -346,6 +347,9 @@ impl<D: Dataplane> SyncLoop<D> {
         let (full, result) = match &self.applied {
             None => (true, self.dataplane.full_sync(model)),
             Some(_) if self.touched.is_empty() => {
+                // Nothing for the kernel, but the state moved (a policy renamed, one
+                // that changes no rule): records must be explained by the new state.
+                self.applied_to_board();
                 self.settled();
                 return true;
             }
@@ -354,6 +358,7 @@ impl<D: Dataplane> SyncLoop<D> {
                 let before = View::pods(old, &self.touched);
                 let after = View::pods(model, &self.touched);
                 if before == after {
+                    self.applied_to_board();
                     self.settled();
                     return true;
                 }
