@@ -502,18 +502,13 @@ fn side(
     }
 }
 
-/// The verdict on direction `dir` of `pod` for a connection with `other` on `port`: what
-/// `explain` says of that side, for readers that already know the pod (verdict logs).
-pub fn side_of(
-    index: &Index,
-    graph: &PolicyGraph,
-    pod: &PodNode,
-    dir: Direction,
-    other: IpAddr,
-    protocol: Protocol,
-    port: u16,
-) -> Side {
-    side(index, graph, Some(pod), dir, other, protocol, port)
+/// Whether one end allows: the tiers' last step when a ClusterNetworkPolicy selects the
+/// pod, else the NetworkPolicy tier's account.
+fn end_allows(tiers: &[TierStep], side: &Side) -> bool {
+    match tiers.last() {
+        None => side.allows(),
+        Some(s) => s.decides.unwrap_or(true),
+    }
 }
 
 /// One end of a connection as `explain` judges it: the NetworkPolicy tier's account, the
@@ -577,10 +572,7 @@ pub fn end_of(
 ) -> End {
     let side = side(index, graph, Some(pod), dir, other, protocol, port);
     let tiers = tier_steps(graph, Some(pod), dir, &side, other, protocol, port);
-    let allowed = match tiers.last() {
-        None => side.allows(),
-        Some(s) => s.decides.unwrap_or(true),
-    };
+    let allowed = end_allows(&tiers, &side);
     End {
         side,
         tiers,
@@ -695,12 +687,8 @@ pub fn explain_in(
         protocol,
         port,
     );
-    let allows = |steps: &[TierStep], side: &Side| match steps.last() {
-        None => side.allows(),
-        Some(s) => s.decides.unwrap_or(true),
-    };
     Ok(Explanation {
-        allowed: allows(&egress_tiers, &egress) && allows(&ingress_tiers, &ingress),
+        allowed: end_allows(&egress_tiers, &egress) && end_allows(&ingress_tiers, &ingress),
         from: from_ep,
         to: to_ep,
         protocol,

@@ -4,7 +4,7 @@
 //! sync loop --(after an applied batch, while records are wanted)--> Board::publish: generation g
 //! NFLOG packet (prefix "d ingress/x/a", 5-tuple) --Board::record--> Record
 //!     prefix -> chain (verdict, direction, pod), through the published graph's pods
-//!     explain::side_of(pod, direction, peer, port) in generation g; if the kernel's
+//!     explain::end_of(pod, direction, peer, port) in generation g; if the kernel's
 //!     verdict disagrees, in g-1 (the packet was judged before the last batch landed)
 //! ```
 //!
