@@ -234,6 +234,20 @@ struct Probe {
     port: u16,
 }
 
+impl Probe {
+    fn new(index: &Index, dir: Direction, other: IpAddr, protocol: Protocol, port: u16) -> Self {
+        Probe {
+            dir,
+            other,
+            // The index, not the graph: a node's graph holds only its own pods, and the
+            // peer may run elsewhere.
+            other_is_pod: index.policy_pod_with_ip(other).is_some(),
+            protocol,
+            port,
+        }
+    }
+}
+
 /// One tier's step: the rule that matched (Pass included), or that none did.
 fn tier_step(
     graph: &PolicyGraph,
@@ -277,12 +291,10 @@ fn tier_step(
 fn tier_steps(
     graph: &PolicyGraph,
     pod: Option<&PodNode>,
-    dir: Direction,
     np: &Side,
-    other: IpAddr,
-    protocol: Protocol,
-    port: u16,
+    probe: &Probe,
 ) -> Vec<TierStep> {
+    let (dir, other, protocol, port) = (probe.dir, probe.other, probe.protocol, probe.port);
     let Some(pod) = pod else {
         return Vec::new();
     };
@@ -303,14 +315,7 @@ fn tier_steps(
         graph.peer_contains(r.peer, other) && r.ports.contains(protocol, port)
     };
     let decision = side.decide(np_verdict, matches);
-    let probe = Probe {
-        dir,
-        other,
-        other_is_pod: graph.pod_by_ip(other).is_some(),
-        protocol,
-        port,
-    };
-    let step = |tier, matched| tier_step(graph, side, tier, matched, &probe);
+    let step = |tier, matched| tier_step(graph, side, tier, matched, probe);
     let mut steps = Vec::new();
     if !side.admin.is_empty() {
         steps.push(step(Tier::Admin, side.admin.first_match(matches)));
@@ -571,7 +576,8 @@ pub fn end_of(
     port: u16,
 ) -> End {
     let side = side(index, graph, Some(pod), dir, other, protocol, port);
-    let tiers = tier_steps(graph, Some(pod), dir, &side, other, protocol, port);
+    let probe = Probe::new(index, dir, other, protocol, port);
+    let tiers = tier_steps(graph, Some(pod), &side, &probe);
     let allowed = end_allows(&tiers, &side);
     End {
         side,
@@ -669,24 +675,10 @@ pub fn explain_in(
         protocol,
         port,
     );
-    let egress_tiers = tier_steps(
-        graph,
-        pod_of(&from_ep),
-        Direction::Egress,
-        &egress,
-        to_ep.ip(),
-        protocol,
-        port,
-    );
-    let ingress_tiers = tier_steps(
-        graph,
-        pod_of(&to_ep),
-        Direction::Ingress,
-        &ingress,
-        from_ep.ip(),
-        protocol,
-        port,
-    );
+    let egress_probe = Probe::new(index, Direction::Egress, to_ep.ip(), protocol, port);
+    let egress_tiers = tier_steps(graph, pod_of(&from_ep), &egress, &egress_probe);
+    let ingress_probe = Probe::new(index, Direction::Ingress, from_ep.ip(), protocol, port);
+    let ingress_tiers = tier_steps(graph, pod_of(&to_ep), &ingress, &ingress_probe);
     Ok(Explanation {
         allowed: end_allows(&egress_tiers, &egress) && end_allows(&ingress_tiers, &ingress),
         from: from_ep,

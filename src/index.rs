@@ -469,6 +469,17 @@ impl Index {
         self.claims.get(&ip).map_or(0, |n| *n as usize)
     }
 
+    /// The pod, enforced and usable as a peer, that holds `ip`, if any; the whole
+    /// cluster's, whichever node asks.
+    pub fn policy_pod_with_ip(&self, ip: IpAddr) -> Option<&PodInfo> {
+        if self.claims(ip) == 0 {
+            return None;
+        }
+        self.pods
+            .values()
+            .find(|p| p.is_policy_pod() && p.ips.contains(&ip))
+    }
+
     pub fn pods(&self) -> impl Iterator<Item = &PodInfo> {
         self.pods.values()
     }

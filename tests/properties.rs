@@ -2,14 +2,17 @@
 //! - compile output is deterministic (twice the same bytes; input order does not matter);
 //! - `explain` (which reads the policy graph) agrees with the ruleset model run packet by
 //!   packet through the in-memory evaluator, node by node as the kernel would see it;
-//!   also with ClusterNetworkPolicies (both tiers, every peer kind) and Node objects.
+//!   also with ClusterNetworkPolicies (both tiers, every peer kind) and Node objects;
+//! - one end judged on a node's graph (what the controller's verdict reader holds: only the
+//!   node's pods) says what it says on the whole cluster's graph.
 
 use std::net::IpAddr;
 
-use nftpol::explain::{explain_in, Family};
+use nftpol::explain::{end_of, explain_in, Family};
 use nftpol::graph::PolicyGraph;
 use nftpol::index::Index;
 use nftpol::input::{object_from_value, Object};
+use nftpol::policy::{Direction, Protocol};
 use nftpol::ruleset::eval::{forward_accepts, Packet};
 use nftpol::synth::small::{cluster, cluster_policy, node, Cluster, EXT};
 use nftpol::synth::Rng;
@@ -61,7 +64,50 @@ proptest! {
             c.objects.push(cluster_policy(&mut rng, &format!("cnp{i}"), 0));
         }
         explain_matches_the_kernel(&c, seed)?;
+        a_node_graph_judges_its_pods_alike(&c, seed)?;
     }
+}
+
+/// Every pod's ends, judged on its node's graph and on the whole cluster's, for every
+/// other endpoint in both directions.
+fn a_node_graph_judges_its_pods_alike(c: &Cluster, seed: u64) -> Result<(), TestCaseError> {
+    let index = index_of(&c.objects);
+    let whole = PolicyGraph::build(&index);
+    let mut others: Vec<IpAddr> = c
+        .pods
+        .iter()
+        .flat_map(|(_, _, ips)| ips.iter().map(|ip| ip.parse().unwrap()))
+        .collect();
+    others.extend(EXT.iter().map(|ip| ip.parse::<IpAddr>().unwrap()));
+    for node in ["n1", "n2"] {
+        let mine = PolicyGraph::build_for(&index, Some(node));
+        for (key, pod) in &mine.pods {
+            let full = whole
+                .pod(&key.0, &key.1)
+                .expect("a node's pod is the cluster's");
+            for &other in &others {
+                for dir in [Direction::Ingress, Direction::Egress] {
+                    for (protocol, port) in [(Protocol::Tcp, 80), (Protocol::Udp, 81)] {
+                        let here = end_of(&index, &mine, pod, dir, other, protocol, port);
+                        let there = end_of(&index, &whole, full, dir, other, protocol, port);
+                        prop_assert_eq!(
+                            &here,
+                            &there,
+                            "seed {} {}/{} {:?} {} {:?}/{}",
+                            seed,
+                            key.0,
+                            key.1,
+                            dir,
+                            other,
+                            protocol,
+                            port
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `explain` against the model evaluator for every pair of endpoints, families and three
