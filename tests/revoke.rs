@@ -13,6 +13,8 @@
 //! - b deleted, then re-created (same address, new name) under a policy admitting only c:
 //!   the old connection is gone with the deletion and does not come back.
 //! - `--keep-established`: the revoked flows survive (so the first check can fail).
+//! - a -> its own node (the node's InternalIP, judged on the input hook), c -> the node:
+//!   an Admin ClusterNetworkPolicy denying a egress to nodes cuts a's; c keeps flowing.
 //!
 //! A byte counts as "after the batch" when it arrives more than GRACE after the cut was
 //! visible in the metrics (the metric is read after the cut, so GRACE only covers the
@@ -94,7 +96,13 @@ fn admit_only(target: &str, from: &str) -> Value {
 
 fn expected(server: &FakeApiServer) -> nftpol::ruleset::Ruleset {
     let mut index = Index::new();
-    for kind in ["Namespace", "Pod", "NetworkPolicy"] {
+    for kind in [
+        "Namespace",
+        "Pod",
+        "NetworkPolicy",
+        "Node",
+        "ClusterNetworkPolicy",
+    ] {
         for v in server.list(kind) {
             if let Ok(Some(o)) = object_from_value(v, "server") {
                 let _ = index.apply(o);
@@ -355,6 +363,88 @@ async fn service_connection_is_cut_by_its_backends_policy() {
     assert!(
         via_c.after(seen + GRACE) >= 20,
         "c's connection through the service must go on"
+    );
+    drop(flows);
+    ctl.stop().await;
+}
+
+/// The node's InternalIP, held on its loopback: a pod reaches it through the input hook.
+const NODE_IP: &str = "192.168.100.1";
+
+/// a and c hold connections to a server on their own node (NetworkPolicy never judges
+/// those); an Admin ClusterNetworkPolicy then denies a egress to the nodes: a's
+/// connection is cut and held on the input hook, c's goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root: network namespaces, nftables and conntrack, with real connections"]
+async fn own_node_connection_is_cut_by_a_cluster_network_policy() {
+    require_root("own_node_connection_is_cut_by_a_cluster_network_policy");
+    let (_guard, node, [a, _b, c]) = topology("node");
+    routed::ip(&[
+        "-n",
+        &node,
+        "addr",
+        "add",
+        &format!("{NODE_IP}/32"),
+        "dev",
+        "lo",
+    ]);
+    let server = FakeApiServer::start().await;
+    server.apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}));
+    for (name, ip) in [("a", A), ("b", B), ("c", C)] {
+        server.apply(pod(name, ip));
+    }
+    server.apply(json!({"apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "n1", "labels": {"kubernetes.io/hostname": "n1"}},
+        "spec": {"podCIDRs": ["10.244.1.0/24"]},
+        "status": {"addresses": [{"type": "InternalIP", "address": NODE_IP}]}}));
+    // Isolates a's egress to pods only as a NetworkPolicy: its own node stays open to it.
+    server.apply(
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "a-to-pods", "namespace": "x"},
+        "spec": {"podSelector": {"matchLabels": {"app": "a"}}, "policyTypes": ["Egress"],
+                 "egress": [{"to": [{"podSelector": {}}]}]}}),
+    );
+    let ctl = Running::start(&node, &server, false);
+    converge(&node, &server, "first sync").await;
+    let mut flows = Flows::default();
+    let sink = flows.tcp_sink(&node, 8080);
+    flows.tcp_feed(&a, addr(NODE_IP, 8080), EVERY);
+    flows.tcp_feed(&c, addr(NODE_IP, 8080), EVERY);
+    let (from_a, from_c) = (client(&sink, A), client(&sink, C));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(from_a.count() >= 5, "a -> its node must flow first");
+    assert!(from_c.count() >= 5, "c -> its node must flow first");
+
+    let changed = Instant::now();
+    server.apply(json!({"apiVersion": "policy.networking.k8s.io/v1alpha2",
+        "kind": "ClusterNetworkPolicy", "metadata": {"name": "a-not-to-nodes"},
+        "spec": {"tier": "Admin", "priority": 10,
+            "subject": {"pods": {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app": "a"}}}},
+            "egress": [{"name": "no-nodes", "action": "Deny", "to": [{"nodes": {"matchExpressions": [
+                {"key": "kubernetes.io/hostname", "operator": "Exists"}]}}]}]}}));
+    converge(&node, &server, "a denied its node").await;
+    let seen = ctl.cut_at_least(1, "a -> its node").await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let end = Instant::now();
+    let leaked = from_a.after(seen + GRACE);
+    let gap = from_c.longest_gap(changed, end);
+    eprintln!(
+        "own node: cut seen {} ms after the change; a's bytes after it: {leaked}; c's: {}, longest gap {} ms",
+        (seen - changed).as_millis(),
+        from_c.after(seen + GRACE),
+        gap.as_millis()
+    );
+    assert_eq!(leaked, 0, "a's connection to its node survived the Deny");
+    assert!(
+        gap < ALLOWED_GAP,
+        "c -> its node stalled {} ms",
+        gap.as_millis()
+    );
+    assert!(from_c.after(seen + GRACE) >= 20, "c -> its node must go on");
+    // A new connection is refused as well (the Deny, not only the cut).
+    assert!(
+        !routed::connects(&a, NODE_IP, 8080, Duration::from_millis(500)),
+        "a opened a new connection to its node"
     );
     drop(flows);
     ctl.stop().await;
