@@ -543,11 +543,15 @@ impl<D: Dataplane> SyncLoop<D> {
                     }
                 }
                 Ok(stamped) => {
+                    // The window opens when the first event of the batch arrived, not
+                    // when its handling ended: `--coalesce-ms` bounds the delay from the
+                    // event, whatever handling it cost.
+                    let arrived = stamped.at;
                     if !self.receive(stamped) {
                         tracing::info!("shutting down; the rules stay in place");
                         return;
                     }
-                    window.get_or_insert_with(Instant::now);
+                    window.get_or_insert(arrived);
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
                 Err(RecvTimeoutError::Timeout) => {}
