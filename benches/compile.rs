@@ -6,12 +6,11 @@
 //! `NFTPOL_BENCH_ONLY=compile`, `=incremental` or `=<words of a row name>` to run one half
 //! or one incremental row, e.g. under a profiler.
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use nftpol::index::Index;
 use nftpol::input::{object_from_value, Kind, Object};
-use nftpol::state::NodeState;
+use nftpol::state::{Batch, NodeState};
 use nftpol::synth::{cluster, Params};
 use serde_json::{json, Value};
 
@@ -29,27 +28,21 @@ fn objects(values: &[Value]) -> Vec<Object> {
 
 /// Netlink messages of the batch for a change (0 without the netlink feature).
 #[cfg(feature = "netlink")]
-fn batch_messages(
-    old: &nftpol::ruleset::Ruleset,
-    new: &nftpol::ruleset::Ruleset,
-    touched: &BTreeSet<(String, String)>,
-) -> usize {
-    // As the controller does: diff borrowed views of the touched pods' objects.
-    let before = nftpol::ruleset::View::pods(old, touched);
-    let after = nftpol::ruleset::View::pods(new, touched);
-    let ops = nftpol::netlink::diff_views(&before, &after).expect("an in-place change");
-    if ops.is_empty() {
-        return 0;
-    }
-    nftpol::netlink::encode_ops(&new.name, &ops, 1).messages
+fn batch_messages(state: &NodeState) -> usize {
+    // As the controller does: the state's batch, from what the kernel holds.
+    let ops = match state.batch() {
+        Batch::Nothing => return 0,
+        Batch::Full(_) => panic!("one change needs no full sync"),
+        Batch::Update { before, after } => {
+            nftpol::netlink::diff_views(&before, &after).expect("an in-place change")
+        }
+    };
+    nftpol::netlink::encode_ops(&state.model().name, &ops, 1).messages
 }
 
 #[cfg(not(feature = "netlink"))]
-fn batch_messages(
-    _: &nftpol::ruleset::Ruleset,
-    _: &nftpol::ruleset::Ruleset,
-    _: &BTreeSet<(String, String)>,
-) -> usize {
+fn batch_messages(state: &NodeState) -> usize {
+    let _ = state.batch();
     0
 }
 
@@ -220,7 +213,8 @@ fn incremental_rows(smoke: bool, only_row: &str) {
             .clone()
     };
     let reps = if smoke { 5 } else { 21 };
-    let mut applied = state.model().clone();
+    // The kernel holds the first build: each change's batch is measured from there.
+    state.acknowledged(true);
     // A change is prepared (parsed into an object, as the controller receives it from its
     // watch) outside the timed part; the timed part is what the controller does with it.
     enum Change {
@@ -241,10 +235,10 @@ fn incremental_rows(smoke: bool, only_row: &str) {
                 Change::Apply(o) => state.apply(*o).unwrap().recomputed,
                 Change::Delete(kind, ns, name) => state.delete(kind, Some(&ns), &name).recomputed,
             };
-            messages.push(batch_messages(&applied, state.model(), &touched));
+            messages.push(batch_messages(&state));
             times.push(t.elapsed());
             recomputed.push(touched.len());
-            nftpol::ruleset::patch(&mut applied, state.model(), &touched);
+            state.acknowledged(false);
         }
         let m = median(times);
         let range = |mut v: Vec<usize>| {

@@ -1,13 +1,16 @@
 //! One node's view, kept in step change by change: the index, the policy graph of the
-//! node's pods and the ruleset model built from it.
+//! node's pods, the ruleset model built from it, and what the kernel last acknowledged.
 //!
 //! ```text
 //! apply(object) --> impact::affected(old, new) --> graph.refresh(pods) --> ruleset::update(pods)
+//! batch()       --> Full(model) | Update(kernel's view of the pending pods, the model's) | Nothing
+//! acknowledged() / kernel_unknown() after the dataplane answered
 //! ```
 //!
 //! Each change recomputes only the pods it can affect, so its cost follows what it
 //! touches, not the size of the cluster. Pure and synchronous: the controller, the
-//! harness and the benchmarks drive it; none of them has its own copy of this logic.
+//! harness and the benchmarks drive it; none of them has its own copy of this logic or
+//! of what the kernel holds. Must not talk to the kernel itself.
 
 use std::collections::BTreeSet;
 
@@ -16,7 +19,7 @@ use crate::graph::PolicyGraph;
 use crate::impact::{self, Change, PodKey};
 use crate::index::Index;
 use crate::input::{Kind, Object, ObjectData};
-use crate::ruleset::{self, Ruleset};
+use crate::ruleset::{self, Ruleset, View};
 
 #[derive(Debug, Clone)]
 pub struct NodeState {
@@ -30,6 +33,25 @@ pub struct NodeState {
     index: Index,
     graph: PolicyGraph,
     model: Ruleset,
+    /// What the kernel holds, as far as this state knows: the model of the last batch it
+    /// acknowledged; `None` before the first one, after a failure that leaves the
+    /// kernel's state unknown, or after a change that needs the table replaced whole.
+    kernel: Option<Ruleset>,
+    /// Pods recomputed since the kernel's last acknowledgement: only their objects (and
+    /// the maps) can differ between `kernel` and `model`.
+    pending: BTreeSet<PodKey>,
+}
+
+/// What takes the kernel from what it holds to the model.
+#[derive(Debug)]
+pub enum Batch<'a> {
+    /// The kernel holds the model already.
+    Nothing,
+    /// Replace the table whole, in one atomic batch.
+    Full(&'a Ruleset),
+    /// Only the pending pods' objects and the maps differ: the kernel's view of them and
+    /// the model's.
+    Update { before: View<'a>, after: View<'a> },
 }
 
 /// What one change did.
@@ -60,7 +82,55 @@ impl NodeState {
             index,
             graph,
             model,
+            kernel: None,
+            pending: BTreeSet::new(),
         }
+    }
+
+    /// The batch that takes the kernel from what it last acknowledged to the model.
+    pub fn batch(&self) -> Batch<'_> {
+        let Some(kernel) = &self.kernel else {
+            return Batch::Full(&self.model);
+        };
+        if self.pending.is_empty() {
+            return Batch::Nothing;
+        }
+        let before = View::pods(kernel, &self.pending);
+        let after = View::pods(&self.model, &self.pending);
+        if before == after {
+            Batch::Nothing
+        } else {
+            Batch::Update { before, after }
+        }
+    }
+
+    /// Pods recomputed since the kernel's last acknowledgement.
+    pub fn pending(&self) -> &BTreeSet<PodKey> {
+        &self.pending
+    }
+
+    /// What the kernel holds, as far as this state knows (for drift checks).
+    pub fn kernel(&self) -> Option<&Ruleset> {
+        self.kernel.as_ref()
+    }
+
+    /// The kernel applied the model (`full`: the table was replaced whole, else the
+    /// pending pods' batch). Returns the pods that batch covered.
+    pub fn acknowledged(&mut self, full: bool) -> BTreeSet<PodKey> {
+        let pods = std::mem::take(&mut self.pending);
+        match &mut self.kernel {
+            Some(_) if !full && pods.is_empty() => {}
+            Some(kernel) if !full => ruleset::patch(kernel, &self.model, &pods),
+            _ => self.kernel = Some(self.model.clone()),
+        }
+        pods
+    }
+
+    /// The kernel's state is unknown (a failed or unanswered batch, drift): the next
+    /// batch replaces the table whole.
+    pub fn kernel_unknown(&mut self) {
+        self.kernel = None;
+        self.pending.clear();
     }
 
     pub fn node(&self) -> Option<&str> {
@@ -97,13 +167,16 @@ impl NodeState {
     }
 
     /// Rebuilds graph and model from the index (drops peers nothing uses any more).
+    /// The next batch replaces the table whole: which pods differ is not tracked here.
     pub fn rebuild(&mut self) {
         self.graph = PolicyGraph::build_for(&self.index, self.node.as_deref());
         self.model = ruleset::build_with(&self.graph, &self.options);
         self.compacted_at = self.graph.peer_count();
+        self.kernel_unknown();
     }
 
     fn recompute(&mut self, pods: BTreeSet<PodKey>) {
+        self.pending.extend(pods.iter().cloned());
         self.graph
             .refresh(&self.index, self.node.as_deref(), pods.iter().cloned());
         ruleset::update(&mut self.model, &self.graph, &pods, &self.options);

@@ -7,8 +7,8 @@
 use nftpol::graph::PolicyGraph;
 use nftpol::index::Index;
 use nftpol::input::{object_from_value, Kind};
-use nftpol::ruleset::{build_with, patch, Options};
-use nftpol::state::NodeState;
+use nftpol::ruleset::{build_with, Options};
+use nftpol::state::{Batch, NodeState};
 use nftpol::synth::small::{self, cluster, cluster_policy as cnp, labels, node as node_obj, pick};
 use nftpol::synth::Rng;
 use proptest::prelude::*;
@@ -250,16 +250,23 @@ proptest! {
         }
         let mut live = c.objects.clone();
         let mut rng = Rng::new(seed ^ 0x5eed);
+        // The kernel holds the built-up model; from here each step is one batch.
+        prop_assert!(matches!(state.batch(), Batch::Full(_)));
+        state.acknowledged(true);
         for step in 0..12 {
-            let before = state.model().clone();
             let recomputed = mutate(&mut rng, &mut state, &mut live, step);
+            prop_assert_eq!(state.pending(), &recomputed, "seed {} step {}: pending", seed, step);
             prop_assert_eq!(state.model(), &full(&state, &options), "seed {} step {}", seed, step);
             prop_assert_eq!(tiers_of(state.graph()), tiers_of(&PolicyGraph::build_for(state.index(), state.node())), "seed {} step {}: tiers", seed, step);
             // What the controller sends and keeps: only the recomputed pods' objects differ,
-            // and patching them into the old model gives the new one.
-            let mut patched = before.clone();
-            patch(&mut patched, state.model(), &recomputed);
-            prop_assert_eq!(&patched, state.model(), "seed {} step {}: patch", seed, step);
+            // and once the kernel acknowledges the batch it holds the new model.
+            let nothing = matches!(state.batch(), Batch::Nothing);
+            let was = state.kernel().cloned().unwrap();
+            state.acknowledged(false);
+            prop_assert_eq!(state.kernel(), Some(state.model()), "seed {} step {}: acknowledged", seed, step);
+            if nothing {
+                prop_assert_eq!(&was, state.model(), "seed {} step {}: no batch, yet the model moved", seed, step);
+            }
             // Compacting the graph (dropping stale peers) changes no rule.
             let mut compacted = state.graph().clone();
             compacted.compact();

@@ -4,6 +4,7 @@
 
 use anyhow::Result;
 use nftpol::index::Index;
+use nftpol::state::{Batch, NodeState};
 
 use crate::netns;
 
@@ -76,12 +77,36 @@ pub fn open(kind: Kind, keep_established: bool) -> Result<Box<dyn Backend>, Stri
     }
 }
 
-/// nftpol's netlink backend, as the controller uses it: the first step of a case is a
-/// full sync (one atomic batch replacing the table), every later step the smallest batch
-/// from the node's previous model to the new one.
+/// nftpol's netlink backend, as the controller uses it: each node's [`NodeState`] takes
+/// the step's object changes one by one, as watch events would arrive, and its batch goes
+/// to the kernel: on the first step of a case a full sync (one atomic batch replacing the
+/// table), on every later step the smallest batch from what the kernel holds.
 #[derive(Default)]
 pub struct Netlink {
-    applied: std::collections::HashMap<String, nftpol::ruleset::Ruleset>,
+    nodes: std::collections::HashMap<String, (NodeState, Objects)>,
+}
+
+/// Brings `state` from the objects `before` to `now`: changed and new ones applied, gone
+/// ones deleted (policies first, namespaces last).
+fn follow(state: &mut NodeState, before: &Objects, now: &Objects) -> Result<()> {
+    for (key, value) in now {
+        if before.get(key) != Some(value) {
+            let obj =
+                nftpol::input::object_from_value(value.clone(), "case")?.ok_or_else(|| {
+                    anyhow::anyhow!("{} {}: a kind nftpol skips", key.0.name(), key.2)
+                })?;
+            // An object that cannot be compiled is enforced fail-closed, as the index of
+            // the step holds it: the error was reported when the step was read.
+            let _ = state.apply_reporting(obj);
+        }
+    }
+    let mut gone: Vec<&crate::run::ObjectKey> =
+        before.keys().filter(|k| !now.contains_key(*k)).collect();
+    gone.sort_by_key(|k| std::cmp::Reverse(k.0));
+    for (kind, ns, name) in gone {
+        state.delete(*kind, ns.as_deref(), name);
+    }
+    Ok(())
 }
 
 impl Backend for Netlink {
@@ -91,40 +116,59 @@ impl Backend for Netlink {
         netns: &str,
         index: &Index,
         fresh: bool,
-        _objects: &Objects,
+        objects: &Objects,
     ) -> Result<String> {
-        let ruleset = nftpol::compile(index, Some(node));
-        let path = std::path::PathBuf::from(format!("/run/netns/{netns}"));
-        let previous = if fresh { None } else { self.applied.get(netns) };
-        let (what, result) = match previous {
-            None => {
-                // Whatever an earlier case left goes, as `flush ruleset` does for the script
-                // backend; the full sync then replaces table inet nftpol in one batch.
+        if fresh {
+            self.nodes.remove(netns);
+        }
+        let (state, seen) = match self.nodes.entry(netns.to_string()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                // Whatever an earlier case left goes, as `flush ruleset` does for the
+                // script backend; the state's first batch replaces table inet nftpol.
                 netns::nft(netns, "flush ruleset\n")?;
-                (
-                    "full sync",
-                    nftpol::netlink::in_netns(&path, || nftpol::netlink::full_sync(&ruleset)),
-                )
+                e.insert((NodeState::new(Index::new(), Some(node)), Objects::new()))
             }
-            Some(old) => {
-                let ops = nftpol::netlink::diff(old, &ruleset);
+        };
+        follow(state, seen, objects)?;
+        *seen = objects.clone();
+        // The incremental path must give what a full build of the step gives.
+        let full = nftpol::compile(index, Some(node));
+        if state.model() != &full {
+            anyhow::bail!("{node}: the incremental model differs from a full build of the step");
+        }
+        let path = std::path::PathBuf::from(format!("/run/netns/{netns}"));
+        let (what, result) = match state.batch() {
+            Batch::Nothing => ("no change", Ok(Ok(Default::default()))),
+            Batch::Full(model) => (
+                "full sync",
+                nftpol::netlink::in_netns(&path, || nftpol::netlink::full_sync(model)),
+            ),
+            Batch::Update { before, after } => {
+                let ops = match nftpol::netlink::diff_views(&before, &after) {
+                    Some(ops) => ops,
+                    // An object's type or flags changed: the whole models' difference.
+                    None => nftpol::netlink::diff(
+                        state.kernel().expect("an update has a kernel model"),
+                        state.model(),
+                    ),
+                };
+                let table = state.model().name.clone();
                 (
                     "incremental",
-                    nftpol::netlink::in_netns(&path, || {
-                        nftpol::netlink::apply_ops(&ruleset.name, &ops)
-                    }),
+                    nftpol::netlink::in_netns(&path, || nftpol::netlink::apply_ops(&table, &ops)),
                 )
             }
         };
-        let stats = result
+        let stats: nftpol::netlink::SyncStats = result
             .map_err(|e| anyhow::anyhow!("{node}: entering {netns}: {e}"))?
             .map_err(|e| anyhow::anyhow!("{node}: netlink {what}: {e}"))?;
-        self.applied.insert(netns.to_string(), ruleset.clone());
+        state.acknowledged(what == "full sync");
         Ok(format!(
             "# netlink {what}: {} messages, {} bytes\n{}",
             stats.messages,
             stats.bytes,
-            nftpol::script::render(&ruleset)
+            nftpol::script::render(state.model())
         ))
     }
 

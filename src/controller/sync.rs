@@ -24,8 +24,7 @@ use super::dataplane::{Dataplane, DataplaneError};
 use super::metrics::{Metrics, Stage};
 use crate::index::Index;
 use crate::input::{Kind, Object, ObjectData};
-use crate::ruleset::{Ruleset, View};
-use crate::state::NodeState;
+use crate::state::{Batch, NodeState};
 
 /// What the watchers tell the sync loop.
 #[derive(Debug)]
@@ -118,12 +117,6 @@ pub struct SyncLoop<D: Dataplane> {
     errors: Box<dyn Fn(CompileError) + Send>,
     listed: BTreeSet<Kind>,
     relisting: BTreeMap<Kind, BTreeSet<(String, String)>>,
-    /// What the kernel holds, as far as we know; `None` before the first full sync or
-    /// after a failure that leaves the kernel state unknown.
-    applied: Option<Ruleset>,
-    /// Pods recomputed since the last applied batch: the next batch is the difference of
-    /// these pods' objects only.
-    touched: BTreeSet<(String, String)>,
     /// When the watcher yielded the oldest event not yet in the kernel (its latency
     /// includes any time it waited in the channel behind a busy loop), and when the loop
     /// took the first of them (the coalescing window's start, for the wait stage).
@@ -168,8 +161,6 @@ impl<D: Dataplane> SyncLoop<D> {
             errors,
             listed: BTreeSet::new(),
             relisting: BTreeMap::new(),
-            applied: None,
-            touched: BTreeSet::new(),
             pending_since: None,
             pending_received: None,
             pending_state: Duration::ZERO,
@@ -218,11 +209,9 @@ impl<D: Dataplane> SyncLoop<D> {
             pod_cidrs: cidrs,
             ..self.state.options().clone()
         };
+        // A change rebuilds the model: the state then asks for a full sync.
         if self.state.set_options(options) {
             tracing::info!(node = %self.settings.node, pod_cidrs = ?self.state.options().pod_cidrs, "pod CIDRs from the Node object");
-            if self.applied.is_some() {
-                self.applied = None;
-            }
         }
     }
 
@@ -239,7 +228,6 @@ impl<D: Dataplane> SyncLoop<D> {
         .unwrap_or_default()
         .to_string();
         let (update, error) = self.state.apply_reporting(obj);
-        self.touched.extend(update.recomputed);
         if kind == Kind::ClusterNetworkPolicy && update.changed {
             self.domain_names_event(&name, &api_version);
         }
@@ -308,8 +296,7 @@ impl<D: Dataplane> SyncLoop<D> {
                 for (ns, name) in self.state.index().keys(kind) {
                     if !seen.contains(&(ns.clone(), name.clone())) {
                         let ns = (!kind.cluster_scoped()).then_some(ns);
-                        let update = self.state.delete(kind, ns.as_deref(), &name);
-                        self.touched.extend(update.recomputed);
+                        self.state.delete(kind, ns.as_deref(), &name);
                     }
                 }
                 if self.listed.insert(kind) {
@@ -321,8 +308,7 @@ impl<D: Dataplane> SyncLoop<D> {
             }
             Msg::Apply(obj) => self.apply(obj),
             Msg::Delete(kind, ns, name) => {
-                let update = self.state.delete(kind, ns.as_deref(), &name);
-                self.touched.extend(update.recomputed);
+                self.state.delete(kind, ns.as_deref(), &name);
             }
             Msg::NodeCidrs(cidrs) => self.node_cidrs(cidrs),
         }
@@ -342,31 +328,24 @@ impl<D: Dataplane> SyncLoop<D> {
         let idx = self.state.index();
         self.metrics
             .objects(ALL_KINDS.map(|k| (k, idx.keys(k).len())));
-        let model = self.state.model();
         let start = Instant::now();
-        let (full, result) = match &self.applied {
-            None => (true, self.dataplane.full_sync(model)),
-            Some(_) if self.touched.is_empty() => {
-                // Nothing for the kernel, but the state moved (a policy renamed, one
-                // that changes no rule): records must be explained by the new state.
+        let pods = self.state.pending().len();
+        let (full, result) = match self.state.batch() {
+            Batch::Full(model) => (true, self.dataplane.full_sync(model)),
+            Batch::Nothing => {
+                // Nothing for the kernel, but the state may have moved (a policy renamed,
+                // one that changes no rule): records must be explained by the new state.
+                self.state.acknowledged(false);
                 self.applied_to_board();
                 self.settled();
                 return true;
             }
-            Some(old) => {
-                // Only the touched pods' objects (and the maps) can differ.
-                let before = View::pods(old, &self.touched);
-                let after = View::pods(model, &self.touched);
-                if before == after {
-                    self.applied_to_board();
-                    self.settled();
-                    return true;
+            Batch::Update { before, after } => match self.dataplane.update(&before, &after) {
+                Err(DataplaneError::NeedsFullSync) => {
+                    (true, self.dataplane.full_sync(self.state.model()))
                 }
-                match self.dataplane.update(&before, &after) {
-                    Err(DataplaneError::NeedsFullSync) => (true, self.dataplane.full_sync(model)),
-                    other => (false, other),
-                }
-            }
+                other => (false, other),
+            },
         };
         match result {
             Ok(stats) => {
@@ -393,15 +372,12 @@ impl<D: Dataplane> SyncLoop<D> {
                     wait_us = wait.map(|w| w.as_micros() as u64),
                     diff_us = diff.as_micros() as u64,
                     kernel_us = stats.kernel.as_micros() as u64,
-                    pods = self.touched.len(),
+                    pods,
                     "synced"
                 );
-                match &mut self.applied {
-                    Some(applied) if !full => crate::ruleset::patch(applied, model, &self.touched),
-                    _ => self.applied = Some(model.clone()),
-                }
+                let covered = self.state.acknowledged(full);
                 self.applied_to_board();
-                self.cut_revoked(full);
+                self.cut_revoked(full, &covered);
                 self.settled();
                 true
             }
@@ -411,8 +387,7 @@ impl<D: Dataplane> SyncLoop<D> {
                 if let DataplaneError::Unknown(_) = e {
                     tracing::warn!("outcome unknown: the next sync replaces the table whole");
                 }
-                self.applied = None;
-                self.touched.clear();
+                self.state.kernel_unknown();
                 false
             }
         }
@@ -421,11 +396,11 @@ impl<D: Dataplane> SyncLoop<D> {
     /// Revoked means revoked: once the batch is in the kernel, the entries of connections
     /// it no longer allows are deleted (the touched pods'; every local pod's after a full
     /// sync). A failure is logged and leaves the rules as they are.
-    fn cut_revoked(&mut self, full: bool) {
+    fn cut_revoked(&mut self, full: bool, covered: &BTreeSet<(String, String)>) {
         if self.settings.keep_established {
             return;
         }
-        let touched = (!full).then_some(&self.touched);
+        let touched = (!full).then_some(covered);
         let (model, index) = (self.state.model(), self.state.index());
         match self
             .dataplane
@@ -446,15 +421,17 @@ impl<D: Dataplane> SyncLoop<D> {
     }
 
     fn check_drift(&mut self) {
-        let Some(applied) = &self.applied else { return };
-        match self.dataplane.drifted(applied) {
+        let Some(kernel) = self.state.kernel() else {
+            return;
+        };
+        match self.dataplane.drifted(kernel) {
             Ok(false) => {}
             Ok(true) => {
                 tracing::warn!(
                     "live table differs from the model (drift); repairing with a full sync"
                 );
                 self.metrics.drift_repaired();
-                self.applied = None;
+                self.state.kernel_unknown();
                 self.sync();
             }
             Err(e) => tracing::warn!(error = %e, "cannot read the live table back"),
@@ -463,7 +440,6 @@ impl<D: Dataplane> SyncLoop<D> {
 
     /// The kernel holds every pending change: nothing is pending any more.
     fn settled(&mut self) {
-        self.touched.clear();
         self.pending_since = None;
         self.pending_received = None;
         self.pending_state = Duration::ZERO;
@@ -538,7 +514,7 @@ impl<D: Dataplane> SyncLoop<D> {
                     ..
                 }) => {
                     // Nothing pending: the state is what the kernel holds.
-                    if window.is_none() && self.applied.is_some() {
+                    if window.is_none() && self.state.kernel().is_some() {
                         self.publish();
                     }
                 }
@@ -562,7 +538,7 @@ impl<D: Dataplane> SyncLoop<D> {
             }
             let due = window.is_some_and(|t| now >= t + self.settings.coalesce)
                 || retry_at.is_some_and(|t| now >= t)
-                || self.applied.is_none() && retry_at.is_none();
+                || self.state.kernel().is_none() && retry_at.is_none();
             if due {
                 match self.catch_up(&rx, now) {
                     CatchUp::Shutdown => {
@@ -602,6 +578,7 @@ mod tests {
 
     use super::*;
     use crate::controller::dataplane::BatchStats;
+    use crate::ruleset::{Ruleset, View};
 
     /// Counts batches (full syncs and updates); never fails.
     struct Counting(Arc<Mutex<Vec<Instant>>>);

@@ -43,7 +43,7 @@ pub use readback::{drift, LiveChain, LiveElem, LiveRule, LiveSet, LiveTable};
 use crate::ruleset::model::Ruleset;
 
 /// What one batch cost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SyncStats {
     /// Netlink messages in the batch, batch begin and end included.
     pub messages: usize,

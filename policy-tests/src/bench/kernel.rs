@@ -13,7 +13,7 @@ use nftpol::index::Index;
 use nftpol::input::object_from_value;
 use nftpol::netlink::{self, SyncStats};
 use nftpol::ruleset::Ruleset;
-use nftpol::state::NodeState;
+use nftpol::state::{Batch, NodeState};
 use nftpol::synth::{cluster, Params};
 use serde_json::{json, Value};
 
@@ -249,6 +249,7 @@ fn incremental(
     let path = scratch.path();
     netns::nft(&scratch.name, "flush ruleset\n")?;
     full_sync(&path, state.model())?;
+    state.acknowledged(true);
     let local: Vec<Value> = values
         .iter()
         .filter(|v| v["kind"] == "Pod" && v["spec"]["nodeName"] == json!(node))
@@ -270,22 +271,26 @@ fn incremental(
         let (mut msgs, mut bytes, mut recomputed) = (vec![], vec![], vec![]);
         for i in 0..runs {
             let obj = object_from_value(make(i), "bench")?.context("a kind nftpol reads")?;
-            let old = state.model().clone();
             let t = Instant::now();
             let update = state.apply(obj)?;
             st.push(t.elapsed());
-            // As the controller does: diff only the recomputed pods' objects.
+            // As the controller does: the state's batch, from what the kernel holds.
             let t = Instant::now();
-            let ops = netlink::diff_views(
-                &nftpol::ruleset::View::pods(&old, &update.recomputed),
-                &nftpol::ruleset::View::pods(state.model(), &update.recomputed),
-            )
-            .unwrap_or_else(|| netlink::diff(&old, state.model()));
+            let ops = match state.batch() {
+                Batch::Nothing => Vec::new(),
+                Batch::Update { before, after } => match netlink::diff_views(&before, &after) {
+                    Some(ops) => ops,
+                    // An object's type or flags changed: the whole models' difference.
+                    None => netlink::diff(state.kernel().context("a kernel model")?, state.model()),
+                },
+                Batch::Full(_) => bail!("{name}: one change asked for a full sync"),
+            };
             df.push(t.elapsed());
 
             let table = state.model().name.clone();
             let (s, took) = timed_in(&path, || netlink::apply_ops(&table, &ops))?;
             let s = s.with_context(|| format!("{name}: netlink apply_ops"))?;
+            state.acknowledged(false);
             ap.push(took);
             kn.push(s.elapsed);
             msgs.push(s.messages as f64);
