@@ -523,10 +523,11 @@ impl PolicyGraph {
     }
 
     /// Recomputes the given pods from the index (adding, replacing or removing each), and
-    /// leaves every other pod as it was. The caller names every pod a change can affect
+    /// leaves every other pod as it was. Crate-private, like the cache hooks below: only
+    /// `NodeState` keeps a graph in step, and calls them in the order they need. The caller names every pod a change can affect
     /// (see `impact`); a graph refreshed that way equals a fresh build for what the
     /// ruleset reads.
-    pub fn refresh(
+    pub(crate) fn refresh(
         &mut self,
         index: &Index,
         node: Option<&str>,
@@ -553,7 +554,12 @@ impl PolicyGraph {
     /// a while) is the peer resolved again from scratch. Egress named-port splits that
     /// may hold the pod are forgotten (they depend on its ports as well). Call it before
     /// refreshing.
-    pub fn pod_changed(&mut self, index: &Index, old: Option<&PodInfo>, new: Option<&PodInfo>) {
+    pub(crate) fn pod_changed(
+        &mut self,
+        index: &Index,
+        old: Option<&PodInfo>,
+        new: Option<&PodInfo>,
+    ) {
         let Some(namespace) = old.or(new).map(|p| p.namespace.as_str()) else {
             return;
         };
@@ -624,7 +630,12 @@ impl PolicyGraph {
     /// Forgets the cached peers whose namespaceSelector selects namespace `name` with its
     /// labels as they were (`old`) but not as they are (`new`), or the other way round; a
     /// namespace not given counts with only its name label.
-    pub fn namespace_changed(&mut self, name: &str, old: Option<&Labels>, new: Option<&Labels>) {
+    pub(crate) fn namespace_changed(
+        &mut self,
+        name: &str,
+        old: Option<&Labels>,
+        new: Option<&Labels>,
+    ) {
         let implied = crate::index::implied_labels(name);
         let (old, new) = (old.unwrap_or(&implied), new.unwrap_or(&implied));
         let changes = |key: &PeerKey| match &key.0 {
