@@ -291,7 +291,8 @@ pub fn affected(
             }
         }
         Change::Namespace { name, old, new } => {
-            let implied: Labels = [(NAME_LABEL.to_string(), name.to_string())].into();
+            // An absent version is the namespace the index implies for its pods.
+            let implied = crate::index::implied_labels(name);
             let versions: Vec<&Labels> = [old.unwrap_or(&implied), new.unwrap_or(&implied)].into();
             namespace_cnps(index, node, name, versions[0], versions[1], &mut out);
             for ns in &local_ns {
