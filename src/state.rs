@@ -2,7 +2,7 @@
 //! node's pods, the ruleset model built from it, and what the kernel last acknowledged.
 //!
 //! ```text
-//! apply(object) --> impact::affected(old, new) --> graph.refresh(pods) --> ruleset::update(pods)
+//! apply(object) --> impact::affected(old, new) --> graph.refresh(pods) --> ruleset::rebuild_pods(pods)
 //! batch()       --> Full(model) | Update(kernel's view of the pending pods, the model's) | Nothing
 //! acknowledged() / kernel_unknown() after the dataplane answered
 //! ```
@@ -120,7 +120,7 @@ impl NodeState {
         let pods = std::mem::take(&mut self.pending);
         match &mut self.kernel {
             Some(_) if !full && pods.is_empty() => {}
-            Some(kernel) if !full => ruleset::patch(kernel, &self.model, &pods),
+            Some(kernel) if !full => ruleset::copy_pods(kernel, &self.model, &pods),
             _ => self.kernel = Some(self.model.clone()),
         }
         pods
@@ -179,7 +179,7 @@ impl NodeState {
         self.pending.extend(pods.iter().cloned());
         self.graph
             .refresh(&self.index, self.node.as_deref(), pods.iter().cloned());
-        ruleset::update(&mut self.model, &self.graph, &pods, &self.options);
+        ruleset::rebuild_pods(&mut self.model, &self.graph, &pods, &self.options);
         if self.graph.peer_count() > 2 * self.compacted_at + 256 {
             self.graph.compact();
             self.compacted_at = self.graph.peer_count();

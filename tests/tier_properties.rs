@@ -272,9 +272,9 @@ proptest! {
         let all: BTreeSet<(String, String)> = g.pods.keys().cloned().collect();
         // Tiers come, then go again.
         let mut model = nftpol::ruleset::build_with(&plain, &opts);
-        nftpol::ruleset::update(&mut model, &g, &all, &opts);
+        nftpol::ruleset::rebuild_pods(&mut model, &g, &all, &opts);
         prop_assert_eq!(&model, &nftpol::ruleset::build_with(&g, &opts));
-        nftpol::ruleset::update(&mut model, &plain, &all, &opts);
+        nftpol::ruleset::rebuild_pods(&mut model, &plain, &all, &opts);
         prop_assert_eq!(&model, &nftpol::ruleset::build_with(&plain, &opts));
         // One pod at a time.
         let mut model = nftpol::ruleset::build_with(&plain, &opts);
@@ -282,7 +282,7 @@ proptest! {
         for key in all.iter().take(all.len() / 2 + 1) {
             half.pods.insert(key.clone(), g.pods[key].clone());
             half.peers = g.peers.clone();
-            nftpol::ruleset::update(&mut model, &half, &BTreeSet::from([key.clone()]), &opts);
+            nftpol::ruleset::rebuild_pods(&mut model, &half, &BTreeSet::from([key.clone()]), &opts);
             prop_assert_eq!(&model, &nftpol::ruleset::build_with(&half, &opts));
         }
     }

@@ -575,7 +575,7 @@ pub fn build_with(graph: &PolicyGraph, opts: &Options) -> Ruleset {
 /// graph nodes were just refreshed: their sets and chains are replaced or removed, and
 /// the dispatch maps rebuilt. Equal to `build_with(graph, opts)` when `pods` names every
 /// pod whose node changed (and `model` was built with `opts`).
-pub fn update(
+pub fn rebuild_pods(
     model: &mut Ruleset,
     graph: &PolicyGraph,
     pods: &std::collections::BTreeSet<(String, String)>,
@@ -657,7 +657,7 @@ pub(super) fn pod_object_names(
 
 /// Makes `target` hold what `source` holds for `pods` (see [`View::pods`]), leaving the
 /// rest.
-pub fn patch(
+pub fn copy_pods(
     target: &mut Ruleset,
     source: &Ruleset,
     pods: &std::collections::BTreeSet<(String, String)>,

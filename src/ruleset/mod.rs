@@ -37,6 +37,6 @@ mod regions;
 mod tier_chain;
 mod view;
 
-pub use build::{build, build_with, patch, update, LogOptions, Options};
+pub use build::{build, build_with, copy_pods, rebuild_pods, LogOptions, Options};
 pub use model::*;
 pub use view::View;
