@@ -8,10 +8,9 @@ use super::boxes;
 use super::dispatch::{dispatch_maps, patch_dispatch_maps};
 use super::input_hook;
 use super::model::*;
-use super::names;
+use super::names::{self, pod_object_names, KNOWN_PODS};
 use super::regions::addr_field;
 use super::tier_chain;
-use super::view::View;
 use crate::addr::{AddrSet, Intervals};
 use crate::graph::{Isolation, PeerRef, PodNode, PolicyGraph, Ports};
 use crate::policy::{Direction, Protocol};
@@ -441,8 +440,6 @@ impl Default for LogOptions {
     }
 }
 
-pub(super) const KNOWN_PODS: [&str; 2] = ["known-pods4", "known-pods6"];
-
 fn known_pods(graph: &PolicyGraph, v6: bool) -> Set {
     let set = AddrSet::from_ips(graph.pods.values().flat_map(|p| p.ips.iter().copied()));
     Set {
@@ -635,55 +632,6 @@ pub fn rebuild_pods(
             model.sets[i] = known_pods(graph, v6);
         }
     }
-}
-
-/// Every chain and set name the given pods' objects can have.
-pub(super) fn pod_object_names(
-    pods: &std::collections::BTreeSet<(String, String)>,
-) -> std::collections::HashSet<String> {
-    let mut names = std::collections::HashSet::new();
-    for (ns, pod) in pods {
-        names.insert(names::pod_input_chain(ns, pod));
-        for dir in [Direction::Ingress, Direction::Egress] {
-            names.insert(names::pod_chain(dir, ns, pod));
-            names.insert(names::pod_drop_chain(dir, ns, pod));
-            for kind in names::POD_SETS.into_iter().chain(names::tier_sets()) {
-                names.insert(names::pod_set(dir, ns, pod, kind));
-            }
-        }
-    }
-    names
-}
-
-/// Makes `target` hold what `source` holds for `pods` (see [`View::pods`]), leaving the
-/// rest.
-pub fn copy_pods(
-    target: &mut Ruleset,
-    source: &Ruleset,
-    pods: &std::collections::BTreeSet<(String, String)>,
-) {
-    let names = pod_object_names(pods);
-    let is_pod_object = |name: &str| names.contains(name);
-    let part = View::pods(source, pods).to_ruleset();
-    target
-        .sets
-        .retain(|s| !(KNOWN_PODS.contains(&s.name.as_str()) || is_pod_object(&s.name)));
-    target.sets.extend(part.sets);
-    target.sets.sort_by(|a, b| a.name.cmp(&b.name));
-    // The view holds every base chain (the input hook comes and goes with the tiers) and
-    // the pods' regular chains.
-    let (base, pod_chains): (Vec<Chain>, Vec<Chain>) =
-        part.chains.into_iter().partition(|c| c.base.is_some());
-    let mut regular: Vec<Chain> = target
-        .chains
-        .drain(..)
-        .filter(|c| c.base.is_none() && !is_pod_object(&c.name))
-        .collect();
-    regular.extend(pod_chains);
-    regular.sort_by(|a, b| a.name.cmp(&b.name));
-    target.chains = base;
-    target.chains.extend(regular);
-    target.maps = part.maps;
 }
 
 #[cfg(test)]

@@ -195,6 +195,28 @@ pub fn comment(text: &str) -> String {
     s
 }
 
+/// The addresses of this node's pods, IPv4 and IPv6 (`--default-deny-unknown` drops the
+/// other addresses of the pod CIDRs).
+pub const KNOWN_PODS: [&str; 2] = ["known-pods4", "known-pods6"];
+
+/// Every chain and set name the given pods' objects can have.
+pub fn pod_object_names(
+    pods: &std::collections::BTreeSet<(String, String)>,
+) -> std::collections::HashSet<String> {
+    let mut names = std::collections::HashSet::new();
+    for (ns, pod) in pods {
+        names.insert(pod_input_chain(ns, pod));
+        for dir in [Direction::Ingress, Direction::Egress] {
+            names.insert(pod_chain(dir, ns, pod));
+            names.insert(pod_drop_chain(dir, ns, pod));
+            for kind in POD_SETS.into_iter().chain(tier_sets()) {
+                names.insert(pod_set(dir, ns, pod, kind));
+            }
+        }
+    }
+    names
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

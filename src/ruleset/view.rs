@@ -7,8 +7,8 @@
 
 use std::collections::BTreeSet;
 
-use super::build::{pod_object_names, KNOWN_PODS};
 use super::model::*;
+use super::names::{pod_object_names, KNOWN_PODS};
 
 /// Borrowed objects of one table, in the model's order: sets and maps by name, base
 /// chains first and then regular chains by name.
@@ -85,6 +85,37 @@ impl<'a> View<'a> {
             chains: self.chains.iter().map(|c| (*c).clone()).collect(),
         }
     }
+}
+
+/// Makes `target` hold what `source` holds for `pods` (see [`View::pods`]), leaving the
+/// rest.
+pub fn copy_pods(
+    target: &mut Ruleset,
+    source: &Ruleset,
+    pods: &std::collections::BTreeSet<(String, String)>,
+) {
+    let names = pod_object_names(pods);
+    let is_pod_object = |name: &str| names.contains(name);
+    let part = View::pods(source, pods).to_ruleset();
+    target
+        .sets
+        .retain(|s| !(KNOWN_PODS.contains(&s.name.as_str()) || is_pod_object(&s.name)));
+    target.sets.extend(part.sets);
+    target.sets.sort_by(|a, b| a.name.cmp(&b.name));
+    // The view holds every base chain (the input hook comes and goes with the tiers) and
+    // the pods' regular chains.
+    let (base, pod_chains): (Vec<Chain>, Vec<Chain>) =
+        part.chains.into_iter().partition(|c| c.base.is_some());
+    let mut regular: Vec<Chain> = target
+        .chains
+        .drain(..)
+        .filter(|c| c.base.is_none() && !is_pod_object(&c.name))
+        .collect();
+    regular.extend(pod_chains);
+    regular.sort_by(|a, b| a.name.cmp(&b.name));
+    target.chains = base;
+    target.chains.extend(regular);
+    target.maps = part.maps;
 }
 
 #[cfg(test)]
