@@ -80,14 +80,14 @@ pub enum Ports {
     /// Every protocol and port (a rule without `ports`).
     Any,
     /// These only; may be empty when a named port resolved to nothing.
-    Some(Vec<PortRange>),
+    Only(Vec<PortRange>),
 }
 
 impl Ports {
     pub fn contains(&self, protocol: Protocol, port: u16) -> bool {
         match self {
             Ports::Any => true,
-            Ports::Some(list) => list.iter().any(|r| r.contains(protocol, port)),
+            Ports::Only(list) => list.iter().any(|r| r.contains(protocol, port)),
         }
     }
 }
@@ -444,7 +444,7 @@ impl PolicyGraph {
                         for (pi, _, r) in &peers {
                             allows.push(Allow {
                                 peer: *r,
-                                ports: Ports::Some(numbered.clone()),
+                                ports: Ports::Only(numbered.clone()),
                                 origin: origin(*pi, None),
                             });
                         }
@@ -465,7 +465,7 @@ impl PolicyGraph {
                                         .unwrap_or_default();
                                     allows.push(Allow {
                                         peer: *r,
-                                        ports: Ports::Some(ports),
+                                        ports: Ports::Only(ports),
                                         origin: origin(*pi, Some(name.clone())),
                                     });
                                 }
@@ -479,7 +479,7 @@ impl PolicyGraph {
                                     ) {
                                         allows.push(Allow {
                                             peer: PeerRef::Peer(id),
-                                            ports: Ports::Some(vec![PortRange {
+                                            ports: Ports::Only(vec![PortRange {
                                                 protocol,
                                                 start: port,
                                                 end: port,
@@ -738,7 +738,7 @@ impl fmt::Display for PolicyGraph {
                             };
                             let ports = match &a.ports {
                                 Ports::Any => "any port".to_string(),
-                                Ports::Some(l) => l
+                                Ports::Only(l) => l
                                     .iter()
                                     .map(|r| r.to_string())
                                     .collect::<Vec<_>>()

@@ -86,7 +86,7 @@ fn peer_id(peer: PeerRef) -> Option<usize> {
 fn ports_view(ports: &Ports) -> Option<Vec<String>> {
     match ports {
         Ports::Any => None,
-        Ports::Some(list) => Some(list.iter().map(|r| r.to_string()).collect()),
+        Ports::Only(list) => Some(list.iter().map(|r| r.to_string()).collect()),
     }
 }
 
@@ -162,7 +162,7 @@ fn isolation<'a>(iso: Option<&'a crate::graph::Isolation>) -> Option<IsolationVi
                 },
                 ports: match &a.ports {
                     Ports::Any => None,
-                    Ports::Some(list) => Some(list.iter().map(|r| r.to_string()).collect()),
+                    Ports::Only(list) => Some(list.iter().map(|r| r.to_string()).collect()),
                 },
                 policy: &a.origin.policy,
                 direction: a.origin.direction,

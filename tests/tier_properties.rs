@@ -82,7 +82,7 @@ fn random_ports(rng: &mut Rng) -> Ports {
         return Ports::Any;
     }
     let n = 1 + rng.below(2);
-    Ports::Some(
+    Ports::Only(
         (0..n)
             .map(|_| {
                 let start = PORTS[rng.below(PORTS.len())];
@@ -179,7 +179,7 @@ fn tiered_graph(seed: u64) -> (PolicyGraph, PolicyGraph, Vec<IpAddr>) {
 fn ports_match(ports: &Ports, l4: u8, port: u16) -> bool {
     match ports {
         Ports::Any => true,
-        Ports::Some(list) => Protocol::ALL
+        Ports::Only(list) => Protocol::ALL
             .into_iter()
             .find(|p| p.number() == l4)
             .is_some_and(|p| list.iter().any(|r| r.contains(p, port))),

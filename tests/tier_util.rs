@@ -68,7 +68,7 @@ pub fn peer(g: &mut PolicyGraph, addrs: &[&str]) -> PeerRef {
 }
 
 pub fn tcp(port: u16) -> Ports {
-    Ports::Some(vec![PortRange {
+    Ports::Only(vec![PortRange {
         protocol: Protocol::Tcp,
         start: port,
         end: port,
@@ -207,7 +207,7 @@ pub fn rich() -> PolicyGraph {
     let mut g = scenario();
     let wide = peer(&mut g, &["10.0.0.0/8", "fd00::/16"]);
     let one = peer(&mut g, &["10.1.2.3", "fd00::7"]);
-    let range = Ports::Some(vec![
+    let range = Ports::Only(vec![
         PortRange {
             protocol: Protocol::Tcp,
             start: 80,

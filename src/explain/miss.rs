@@ -498,7 +498,7 @@ pub fn tier_misses(
         if peer && r.ports.contains(protocol, port) {
             break;
         }
-        let crate::graph::Ports::Some(list) = &r.ports else {
+        let crate::graph::Ports::Only(list) = &r.ports else {
             continue;
         };
         if !peer {

@@ -224,7 +224,7 @@ impl PolicyGraph {
             if !numbered.is_empty() {
                 out.push(entry(
                     PeerRef::Peer(id),
-                    Ports::Some(numbered.clone()),
+                    Ports::Only(numbered.clone()),
                     None,
                 ));
             }
@@ -244,7 +244,7 @@ impl PolicyGraph {
                             .collect();
                         out.push(entry(
                             PeerRef::Peer(id),
-                            Ports::Some(ports),
+                            Ports::Only(ports),
                             Some(name.to_string()),
                         ));
                     }
@@ -252,7 +252,7 @@ impl PolicyGraph {
                         for (split, range) in self.cnp_split_named(ctx, peer, name) {
                             out.push(entry(
                                 PeerRef::Peer(split),
-                                Ports::Some(vec![range]),
+                                Ports::Only(vec![range]),
                                 Some(name.to_string()),
                             ));
                         }
@@ -337,8 +337,8 @@ fn peer_text(peer: PeerRef) -> String {
 fn ports_text(ports: &Ports) -> String {
     match ports {
         Ports::Any => "any port".to_string(),
-        Ports::Some(l) if l.is_empty() => "no port".to_string(),
-        Ports::Some(l) => l
+        Ports::Only(l) if l.is_empty() => "no port".to_string(),
+        Ports::Only(l) => l
             .iter()
             .map(|r| r.to_string())
             .collect::<Vec<_>>()

@@ -51,7 +51,7 @@ fn allowed(graph: &PolicyGraph, iso: &Isolation) -> Allowed {
         for proto in Protocol::ALL {
             let mut rects: Vec<(&Intervals, u16, u16)> = Vec::new();
             for a in &iso.allows {
-                let Ports::Some(list) = &a.ports else {
+                let Ports::Only(list) = &a.ports else {
                     continue;
                 };
                 let addrs = addrs_of(a.peer);
@@ -331,7 +331,7 @@ pub(super) fn held(family: IpFamily) -> Rule {
 /// as it would in a table holding only that rule: the per-packet cost of nftpol beyond
 /// conntrack itself is nothing, and only a connection's first packet goes further.
 fn base_chains() -> Vec<Chain> {
-    let policy = names::CHAIN_POLICY.to_string();
+    let policy = names::CHAIN_DISPATCH.to_string();
     vec![
         Chain {
             name: names::CHAIN_FORWARD.into(),
@@ -483,7 +483,7 @@ fn unknown_sets(graph: &PolicyGraph, opts: &Options) -> Vec<Set> {
 /// (unknown-pod drops, then the egress and ingress maps), then IPv6 behind neighbour
 /// discovery: a new IPv4 connection walks two rules here, an IPv6 one five, and ND is
 /// accepted before any IPv6 rule can drop it.
-fn policy_chain(opts: &Options) -> Chain {
+fn dispatch_chain(opts: &Options) -> Chain {
     // Established traffic was accepted in the base chains already.
     let mut rules = Vec::new();
     for (v6, family) in [(false, IpFamily::V4), (true, IpFamily::V6)] {
@@ -518,7 +518,7 @@ fn policy_chain(opts: &Options) -> Chain {
         }
     }
     Chain {
-        name: names::CHAIN_POLICY.into(),
+        name: names::CHAIN_DISPATCH.into(),
         base: None,
         comment: Some(
             "dispatch to the chain of the pod sending (egress) and receiving (ingress)".into(),
@@ -552,7 +552,7 @@ pub fn build_with(graph: &PolicyGraph, opts: &Options) -> Ruleset {
     }
     sets.extend(held_sets());
     sets.sort_by(|a, b| a.name.cmp(&b.name));
-    chains.push(policy_chain(opts));
+    chains.push(dispatch_chain(opts));
     chains.sort_by(|a, b| a.name.cmp(&b.name));
     let mut all = base_chains();
     all.extend(chains);

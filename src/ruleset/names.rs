@@ -13,7 +13,7 @@ pub const MAX_NAME: usize = 255;
 pub const TABLE: &str = "nftpol";
 pub const CHAIN_FORWARD: &str = "forward";
 pub const CHAIN_OUTPUT: &str = "output";
-pub const CHAIN_POLICY: &str = "dispatch";
+pub const CHAIN_DISPATCH: &str = "dispatch";
 /// This node's pod CIDRs (`--default-deny-unknown`): the one kind of set whose elements
 /// drop traffic rather than allow it.
 pub const POD_CIDR_SETS: [&str; 2] = ["pod-cidrs4", "pod-cidrs6"];

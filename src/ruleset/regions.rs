@@ -118,8 +118,8 @@ fn intersect(a: &Intervals, b: &Intervals) -> Intervals {
 fn covers(ports: &Ports, cell: Cell) -> bool {
     match (ports, cell) {
         (Ports::Any, _) => true,
-        (Ports::Some(_), Cell::Other) => false,
-        (Ports::Some(list), Cell::Ports(proto, lo, hi)) => list
+        (Ports::Only(_), Cell::Other) => false,
+        (Ports::Only(list), Cell::Ports(proto, lo, hi)) => list
             .iter()
             .any(|r| r.protocol == proto && r.start <= lo && hi <= r.end),
     }
@@ -131,7 +131,7 @@ fn cells(rules: &[RegionRule]) -> Vec<Cell> {
     for proto in Protocol::ALL {
         let mut cuts: Vec<u32> = vec![0, 1 << 16];
         for r in rules {
-            if let Ports::Some(list) = r.ports {
+            if let Ports::Only(list) = r.ports {
                 for pr in list.iter().filter(|pr| pr.protocol == proto) {
                     cuts.push(pr.start.into());
                     cuts.push(u32::from(pr.end) + 1);
@@ -326,7 +326,7 @@ mod tests {
     }
 
     fn tcp(lo: u16, hi: u16) -> Ports {
-        Ports::Some(vec![PortRange {
+        Ports::Only(vec![PortRange {
             protocol: Protocol::Tcp,
             start: lo,
             end: hi,

@@ -116,7 +116,7 @@ impl Naive {
             };
             let ports: Vec<PortMatch> = match &a.ports {
                 Ports::Any => vec![(None, None)],
-                Ports::Some(list) => list
+                Ports::Only(list) => list
                     .iter()
                     .map(|r| {
                         let all = r.start == 0 && r.end == u16::MAX;
