@@ -8,7 +8,7 @@
 //! v1beta1 as well (the watch moves to it); a Node relabel arrives; a policy that cannot
 //! be compiled gives a Warning Event and the metric and is held fail-closed; one with
 //! domainNames gives an Unsupported Event; the CRD removed empties the
-//! ClusterNetworkPolicies.
+//! ClusterNetworkPolicies. A second story: the role may not list them (403).
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -274,6 +274,45 @@ async fn cluster_network_policies_and_nodes_follow_discovery() {
     .await;
     assert_eq!(log.count(NOT_SERVED), 2);
 
+    let _ = stop_tx.send(());
+    handle.await.unwrap().unwrap();
+}
+
+/// A ClusterRole without ClusterNetworkPolicies: their list answers 403. The sync loop
+/// must not wait for the kind (that would leave the node unprogrammed): NetworkPolicies
+/// are enforced all the same, and once the role allows the kind its policies arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forbidden_cluster_network_policies_do_not_hold_back_enforcement() {
+    let server = FakeApiServer::start().await;
+    server.set_forbidden("clusternetworkpolicies", true);
+    server.apply(ns("x", json!({"ns": "x"})));
+    server.apply(pod("x", "a", 1, "10.244.1.11", json!({"pod": "a"})));
+    server.apply(policy(
+        "x",
+        "deny-in",
+        json!({"podSelector": {}, "policyTypes": ["Ingress"]}),
+    ));
+    server.apply(node("n1", "worker", "192.168.100.1"));
+    server.apply(cnp(BETA, "no-infra", 10));
+
+    let kept = Arc::new(Mutex::new(None));
+    let cfg = config("n1", free_port(), Duration::from_millis(100), None);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let dp = kept.clone();
+    let handle: tokio::task::JoinHandle<Result<(), ControllerError>> = tokio::spawn(
+        controller::run(cfg, server.client(), move || Ok(Keeping(dp)), async {
+            let _ = stop_rx.await;
+        }),
+    );
+    until(&kept, "the NetworkPolicy, while CNPs are forbidden", |i| {
+        i.policy("x", "deny-in").is_some() && i.cnps().count() == 0
+    })
+    .await;
+    server.set_forbidden("clusternetworkpolicies", false);
+    until(&kept, "the CNP once the role allows it", |i| {
+        i.cnp("no-infra").is_some()
+    })
+    .await;
     let _ = stop_tx.send(());
     handle.await.unwrap().unwrap();
 }

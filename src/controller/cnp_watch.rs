@@ -95,6 +95,8 @@ enum Served {
 /// discovery is asked again every `every`.
 pub async fn watch(client: Client, every: Duration, tx: Sender<Stamped>) {
     let mut served = Served::Unknown;
+    // The sync loop has had a list of the kind (possibly empty): it waits for nothing.
+    let mut listed = false;
     let mut retry = Duration::from_millis(250);
     loop {
         match discover(&client).await {
@@ -102,7 +104,7 @@ pub async fn watch(client: Client, every: Duration, tx: Sender<Stamped>) {
                 retry = Duration::from_millis(250);
                 served = Served::Watching(ar.api_version.clone());
                 tracing::info!(kind = KIND, api_version = %ar.api_version, "watching ClusterNetworkPolicies");
-                if !watch_version(&client, &ar, every, &tx).await {
+                if !watch_version(&client, &ar, every, &tx, &mut listed).await {
                     return;
                 }
             }
@@ -110,15 +112,10 @@ pub async fn watch(client: Client, every: Duration, tx: Sender<Stamped>) {
                 retry = Duration::from_millis(250);
                 if served != Served::Missing {
                     tracing::info!(group = GROUP, versions = ?VERSIONS, recheck_s = every.as_secs_f64(), "the API server does not serve ClusterNetworkPolicies (CRD not installed): enforcing without them; discovery is asked again periodically");
-                    let empty = [
-                        Msg::Init(Kind::ClusterNetworkPolicy),
-                        Msg::InitDone(Kind::ClusterNetworkPolicy),
-                    ];
-                    for msg in empty {
-                        if tx.send(Stamped::now(msg)).is_err() {
-                            return;
-                        }
+                    if !send_empty_list(&tx) {
+                        return;
                     }
+                    listed = true;
                     served = Served::Missing;
                 }
                 tokio::time::sleep(every).await;
@@ -132,13 +129,36 @@ pub async fn watch(client: Client, every: Duration, tx: Sender<Stamped>) {
     }
 }
 
+/// Tells the sync loop the kind holds nothing (a list with no items); false when the
+/// sync loop is gone.
+fn send_empty_list(tx: &Sender<Stamped>) -> bool {
+    [
+        Msg::Init(Kind::ClusterNetworkPolicy),
+        Msg::InitDone(Kind::ClusterNetworkPolicy),
+    ]
+    .into_iter()
+    .all(|msg| tx.send(Stamped::now(msg)).is_ok())
+}
+
+/// Whether a watcher error is the API server refusing the list for want of RBAC.
+fn is_forbidden(e: &watcher::Error) -> bool {
+    matches!(e, watcher::Error::InitialListFailed(kube::Error::Api(s)) if s.code == 403)
+}
+
 /// Watches `ar` until discovery answers something else (returns true) or the sync loop
 /// is gone (false). A failed discovery keeps the watch: only an answer changes it.
+///
+/// A list refused with 403 (the ClusterRole lacks ClusterNetworkPolicies) before the
+/// kind was ever listed is taken as an empty list, said once: NetworkPolicies are then
+/// enforced rather than nothing at all while the sync loop would wait for the kind; the
+/// watcher keeps retrying, and the list it gets once the role is fixed replaces it.
+/// After a list, a 403 keeps the policies the sync loop has (the watcher retries).
 async fn watch_version(
     client: &Client,
     ar: &ApiResource,
     every: Duration,
     tx: &Sender<Stamped>,
+    listed: &mut bool,
 ) -> bool {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
     let mut stream = watcher::watcher(api, watcher::Config::default())
@@ -150,6 +170,18 @@ async fn watch_version(
         tokio::select! {
             event = stream.next() => {
                 let Some(event) = event else { return true };
+                match &event {
+                    Err(e) if is_forbidden(e) && !*listed => {
+                        tracing::warn!(kind = KIND, api_version = %ar.api_version, error = %e, "not allowed to list ClusterNetworkPolicies (RBAC: list and watch on clusternetworkpolicies.policy.networking.k8s.io): enforcing without them until allowed");
+                        if !send_empty_list(tx) {
+                            return false;
+                        }
+                        *listed = true;
+                        continue;
+                    }
+                    Ok(watcher::Event::InitDone) => *listed = true,
+                    _ => {}
+                }
                 let Some(msg) = message(Kind::ClusterNetworkPolicy, event, |o| to_object(ar, o)) else {
                     continue;
                 };

@@ -212,7 +212,25 @@ fn route(shared: &Arc<Shared>, path: &str, req: &Req) -> Response<ResBody> {
     }
 }
 
+/// The 403 an RBAC role without `res` gets, or `None` when it may.
+fn forbidden(shared: &Shared, res: usize, req: &Req) -> Option<Response<ResBody>> {
+    let plural = RESOURCES[res].plural;
+    crate::lock(&shared.forbidden).contains(plural).then(|| {
+        error(
+            403,
+            "Forbidden",
+            &format!(
+                "{plural} is forbidden: User \"system:serviceaccount:kube-system:nftpol\" cannot {} resource \"{plural}\"",
+                req.method.as_str().to_lowercase()
+            ),
+        )
+    })
+}
+
 fn collection(shared: &Arc<Shared>, res: usize, ns: Option<&str>, req: &Req) -> Response<ResBody> {
+    if let Some(denied) = forbidden(shared, res, req) {
+        return denied;
+    }
     let watching = matches!(req.param("watch"), "true" | "1");
     match req.method {
         Method::GET if watching => handlers::watch(shared, res, ns, req),
@@ -225,6 +243,9 @@ fn collection(shared: &Arc<Shared>, res: usize, ns: Option<&str>, req: &Req) -> 
 }
 
 fn item(shared: &Arc<Shared>, res: usize, ns: &str, name: &str, req: &Req) -> Response<ResBody> {
+    if let Some(denied) = forbidden(shared, res, req) {
+        return denied;
+    }
     match req.method {
         Method::GET => handlers::get(shared, res, ns, name, req),
         Method::PUT => handlers::replace(shared, res, ns, name, req),

@@ -56,6 +56,9 @@ pub(crate) struct Shared {
     /// Group versions hidden from discovery and answering 404, as when a CRD is not
     /// installed (or does not serve that version).
     pub(crate) unserved: Mutex<std::collections::BTreeSet<String>>,
+    /// Resources (by plural) the client may not read or write, as when its RBAC role
+    /// lacks them: every request for them answers 403.
+    pub(crate) forbidden: Mutex<std::collections::BTreeSet<String>>,
     pub(crate) addr: SocketAddr,
     shutdown: tokio::sync::watch::Sender<bool>,
 }
@@ -131,6 +134,7 @@ impl FakeApiServer {
             available: AtomicBool::new(true),
             log: Mutex::new(Vec::new()),
             unserved: Mutex::new(Default::default()),
+            forbidden: Mutex::new(Default::default()),
             addr,
             shutdown,
         });
@@ -283,6 +287,23 @@ impl FakeApiServer {
             }
         };
         if changed && !served {
+            self.drop_connections();
+        }
+    }
+
+    /// Forbids every request for the resource `plural` (`clusternetworkpolicies`) or
+    /// allows it again, as an RBAC role without it or with it would: 403 Forbidden,
+    /// discovery unchanged, open watches of it dropped.
+    pub fn set_forbidden(&self, plural: &str, forbidden: bool) {
+        let changed = {
+            let mut set = lock(&self.shared.forbidden);
+            if forbidden {
+                set.insert(plural.to_string())
+            } else {
+                set.remove(plural)
+            }
+        };
+        if changed && forbidden {
             self.drop_connections();
         }
     }
