@@ -687,6 +687,7 @@ fn check_records(
             connected,
         });
     }
+    let candidates = verdict_records::distinguishable(candidates);
     let sample = verdict_records::sample(&candidates, ctx.verdict_records);
     if let Err(why) = ctx.backend.logs_verdicts() {
         ctx.verdicts.skip(why, sample.len());

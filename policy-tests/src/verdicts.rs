@@ -115,6 +115,49 @@ pub struct Candidate {
     pub connected: bool,
 }
 
+/// How long after a probe the same UDP 5-tuple may be taken by the reader for a resend
+/// of it: its window (120 s), with room for the time between the harness and the reader.
+const REPEAT_WINDOW: Duration = Duration::from_secs(130);
+
+/// What identifies a UDP probe's record to the reader, with the verdict that picks the
+/// logging rule: the same key within [`REPEAT_WINDOW`] is a resend, and gets no record.
+type FlowKey = (IpAddr, u16, IpAddr, u16, bool);
+
+fn probed() -> &'static Mutex<BTreeMap<FlowKey, Instant>> {
+    static PROBED: OnceLock<Mutex<BTreeMap<FlowKey, Instant>>> = OnceLock::new();
+    PROBED.get_or_init(Mutex::default)
+}
+
+/// The cells whose records can be told apart from an earlier probe's: the reader records
+/// one connection once, and takes a UDP datagram on the 5-tuple of one it recorded within
+/// its window for a resend (UDP carries nothing like TCP's initial sequence number). A
+/// UDP probe whose ephemeral port happens to repeat an earlier probe's between the same
+/// ends (a step or case before) therefore gets no record of its own, rightly; such a cell
+/// is left out of the sample. Every cell given is remembered for the next steps.
+pub fn distinguishable(candidates: Vec<Candidate>) -> Vec<Candidate> {
+    let now = Instant::now();
+    let mut probed = probed().lock().unwrap_or_else(|e| e.into_inner());
+    probed.retain(|_, t| now.duration_since(*t) < REPEAT_WINDOW);
+    let key = |c: &Candidate| {
+        (c.protocol == Protocol::Udp)
+            .then_some(c.src_port)
+            .flatten()
+            .map(|p| (c.src, p, c.dst, c.port, c.connected))
+    };
+    let mut kept = Vec::with_capacity(candidates.len());
+    for c in candidates {
+        match key(&c) {
+            Some(k) => {
+                if probed.insert(k, now).is_none() {
+                    kept.push(c);
+                }
+            }
+            None => kept.push(c),
+        }
+    }
+    kept
+}
+
 /// Up to `n` cells, half of them denied, spread over the step's matrix.
 pub fn sample(candidates: &[Candidate], n: usize) -> Vec<Candidate> {
     let (denied, allowed): (Vec<_>, Vec<_>) = candidates.iter().partition(|c| !c.connected);
@@ -374,6 +417,39 @@ mod tests {
             src_port: Some(40000),
             connected,
         }
+    }
+
+    /// A UDP probe on the 5-tuple (and verdict) of an earlier one is left out: the
+    /// reader takes it for a resend. TCP, another source port or the other verdict stay.
+    #[test]
+    fn a_udp_probe_repeating_an_earlier_5_tuple_is_not_sampled() {
+        let udp = |sport: u16, connected: bool| Candidate {
+            src: "10.99.0.1".parse().unwrap(),
+            dst: "10.99.0.2".parse().unwrap(),
+            protocol: Protocol::Udp,
+            src_port: Some(sport),
+            ..cand(connected, sport as usize)
+        };
+        let tcp = Candidate {
+            src: "10.99.0.1".parse().unwrap(),
+            dst: "10.99.0.2".parse().unwrap(),
+            ..cand(false, 0)
+        };
+        let labels = |v: Vec<Candidate>| v.into_iter().map(|c| c.label).collect::<Vec<_>>();
+        assert_eq!(
+            labels(distinguishable(vec![udp(50000, false), tcp.clone()])),
+            ["c50000", "c0"]
+        );
+        assert_eq!(
+            labels(distinguishable(vec![
+                udp(50000, false),
+                udp(50001, false),
+                udp(50000, true),
+                udp(50001, false),
+                tcp
+            ])),
+            ["c50001", "c50000", "c0"]
+        );
     }
 
     #[test]
