@@ -119,9 +119,10 @@ pub struct Candidate {
 /// of it: its window (120 s), with room for the time between the harness and the reader.
 const REPEAT_WINDOW: Duration = Duration::from_secs(130);
 
-/// What identifies a UDP probe's record to the reader, with the verdict that picks the
-/// logging rule: the same key within [`REPEAT_WINDOW`] is a resend, and gets no record.
-type FlowKey = (IpAddr, u16, IpAddr, u16, bool);
+/// A UDP probe's 5-tuple (the protocol implied). Within [`REPEAT_WINDOW`] the same key
+/// with the same verdict is a resend to the reader, and gets no record; with the other
+/// verdict it may meet the hold of a connection cut in between (dropped unlogged).
+type FlowKey = (IpAddr, u16, IpAddr, u16);
 
 fn probed() -> &'static Mutex<BTreeMap<FlowKey, Instant>> {
     static PROBED: OnceLock<Mutex<BTreeMap<FlowKey, Instant>>> = OnceLock::new();
@@ -132,8 +133,8 @@ fn probed() -> &'static Mutex<BTreeMap<FlowKey, Instant>> {
 /// one connection once, and takes a UDP datagram on the 5-tuple of one it recorded within
 /// its window for a resend (UDP carries nothing like TCP's initial sequence number). A
 /// UDP probe whose ephemeral port happens to repeat an earlier probe's between the same
-/// ends (a step or case before) therefore gets no record of its own, rightly; such a cell
-/// is left out of the sample. Every cell given is remembered for the next steps.
+/// ends (a step or case before) may therefore get no record of its own, rightly; such a
+/// cell is left out of the sample. Every cell given is remembered for the next steps.
 pub fn distinguishable(candidates: Vec<Candidate>) -> Vec<Candidate> {
     let now = Instant::now();
     let mut probed = probed().lock().unwrap_or_else(|e| e.into_inner());
@@ -142,7 +143,7 @@ pub fn distinguishable(candidates: Vec<Candidate>) -> Vec<Candidate> {
         (c.protocol == Protocol::Udp)
             .then_some(c.src_port)
             .flatten()
-            .map(|p| (c.src, p, c.dst, c.port, c.connected))
+            .map(|p| (c.src, p, c.dst, c.port))
     };
     let mut kept = Vec::with_capacity(candidates.len());
     for c in candidates {
@@ -419,8 +420,8 @@ mod tests {
         }
     }
 
-    /// A UDP probe on the 5-tuple (and verdict) of an earlier one is left out: the
-    /// reader takes it for a resend. TCP, another source port or the other verdict stay.
+    /// A UDP probe on the 5-tuple of an earlier one is left out, whatever its verdict:
+    /// the reader takes it for a resend. TCP and another source port stay.
     #[test]
     fn a_udp_probe_repeating_an_earlier_5_tuple_is_not_sampled() {
         let udp = |sport: u16, connected: bool| Candidate {
@@ -448,7 +449,7 @@ mod tests {
                 udp(50001, false),
                 tcp
             ])),
-            ["c50001", "c50000", "c0"]
+            ["c50001", "c0"]
         );
     }
 
