@@ -94,6 +94,29 @@ fn cnp(api_version: &str, name: &str, priority: i64) -> Value {
             "egress": [{"action": "Deny", "to": [{"nodes": {"matchLabels": {"role": "infra"}}}]}]}})
 }
 
+type Kept = Arc<Mutex<Option<Index>>>;
+type Running = tokio::task::JoinHandle<Result<(), ControllerError>>;
+
+/// A controller on `server` whose dataplane keeps the index (see [`Keeping`]): the kept
+/// index, the sender that stops it, and its task.
+fn start(
+    server: &FakeApiServer,
+    cfg: controller::Config,
+) -> (Kept, tokio::sync::oneshot::Sender<()>, Running) {
+    let kept: Kept = Arc::default();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let dp = kept.clone();
+    let handle = tokio::spawn(controller::run(
+        cfg,
+        server.client(),
+        move || Ok(Keeping(dp)),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    (kept, stop_tx, handle)
+}
+
 /// Polls the kept index until `ok` holds; panics after 10 s with `what`.
 async fn until(kept: &Arc<Mutex<Option<Index>>>, what: &str, ok: impl Fn(&Index) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -141,19 +164,12 @@ async fn cluster_network_policies_and_nodes_follow_discovery() {
     server.apply(node("n1", "worker", "192.168.100.1"));
     server.apply(node("n2", "worker", "192.168.100.2"));
 
-    let kept = Arc::new(Mutex::new(None));
     let port = free_port();
     let cfg = controller::Config {
         discovery_every: Duration::from_millis(200),
         ..config("n1", port, Duration::from_millis(100), None)
     };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let dp = kept.clone();
-    let handle: tokio::task::JoinHandle<Result<(), ControllerError>> = tokio::spawn(
-        controller::run(cfg, server.client(), move || Ok(Keeping(dp)), async {
-            let _ = stop_rx.await;
-        }),
-    );
+    let (kept, stop_tx, handle) = start(&server, cfg);
 
     // Not installed: the NetworkPolicy and both Nodes are enforced all the same.
     until(&kept, "NetworkPolicy and Nodes without the CRD", |i| {
@@ -295,15 +311,8 @@ async fn forbidden_cluster_network_policies_do_not_hold_back_enforcement() {
     server.apply(node("n1", "worker", "192.168.100.1"));
     server.apply(cnp(BETA, "no-infra", 10));
 
-    let kept = Arc::new(Mutex::new(None));
     let cfg = config("n1", free_port(), Duration::from_millis(100), None);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let dp = kept.clone();
-    let handle: tokio::task::JoinHandle<Result<(), ControllerError>> = tokio::spawn(
-        controller::run(cfg, server.client(), move || Ok(Keeping(dp)), async {
-            let _ = stop_rx.await;
-        }),
-    );
+    let (kept, stop_tx, handle) = start(&server, cfg);
     until(&kept, "the NetworkPolicy, while CNPs are forbidden", |i| {
         i.policy("x", "deny-in").is_some() && i.cnps().count() == 0
     })
