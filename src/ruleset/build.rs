@@ -14,17 +14,65 @@ use super::tier_chain;
 use crate::addr::{AddrSet, Intervals};
 use crate::graph::{Isolation, PeerRef, PodNode, PolicyGraph, Ports};
 use crate::policy::{Direction, Protocol};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
 
 /// What one pod direction allows: addresses allowed on any port, and (address, protocol,
 /// port) boxes, per family (split into the pod's sets by [`split_exact`]).
 #[derive(Debug, Default)]
 struct Allowed {
     any: AddrSet,
-    /// The policies behind the `any` sets and behind the `ports` sets.
-    any_by: std::collections::BTreeSet<String>,
-    ports_by: std::collections::BTreeSet<String>,
     ports4: Vec<Element>,
     ports6: Vec<Element>,
+}
+
+/// The policies behind a pod direction's `any` sets and behind its `ports` sets.
+fn allowed_by(iso: &Isolation) -> [std::collections::BTreeSet<&str>; 2] {
+    let mut by: [std::collections::BTreeSet<&str>; 2] = Default::default();
+    for a in &iso.allows {
+        by[usize::from(a.ports != Ports::Any)].insert(a.origin.policy.as_str());
+    }
+    by
+}
+
+/// The elements of a pod direction's six NetworkPolicy sets, in [`names::POD_SETS`] order.
+type PodElements = [Vec<Element>; 6];
+
+/// What a pod direction's set elements depend on: its allows' peers and ports, in order.
+type AllowKey = Vec<(PeerRef, Ports)>;
+
+/// Set elements computed once per build for every pod direction the same policies
+/// select: the box arithmetic grows with the peers' addresses (thousands of elements for
+/// a pod), and the pods that share their policies are many. Only valid for one graph:
+/// it lives as long as one build or rebuild.
+#[derive(Default)]
+struct AllowedCache(RefCell<HashMap<AllowKey, Rc<PodElements>>>);
+
+impl AllowedCache {
+    fn elements(&self, graph: &PolicyGraph, iso: &Isolation) -> Rc<PodElements> {
+        let key: AllowKey = iso
+            .allows
+            .iter()
+            .map(|a| (a.peer, a.ports.clone()))
+            .collect();
+        if let Some(hit) = self.0.borrow().get(&key) {
+            return hit.clone();
+        }
+        let a = allowed(graph, iso);
+        let (exact4, ranges4) = split_exact(a.ports4);
+        let (exact6, ranges6) = split_exact(a.ports6);
+        let out = Rc::new([
+            one_field_elements(false, &a.any.v4),
+            exact4,
+            ranges4,
+            one_field_elements(true, &a.any.v6),
+            exact6,
+            ranges6,
+        ]);
+        self.0.borrow_mut().insert(key, out.clone());
+        out
+    }
 }
 
 fn allowed(graph: &PolicyGraph, iso: &Isolation) -> Allowed {
@@ -37,13 +85,8 @@ fn allowed(graph: &PolicyGraph, iso: &Isolation) -> Allowed {
     };
     let mut any = AddrSet::default();
     let mut out = Allowed::default();
-    for a in &iso.allows {
-        if a.ports == Ports::Any {
-            any = any.union(addrs_of(a.peer));
-            out.any_by.insert(a.origin.policy.clone());
-        } else {
-            out.ports_by.insert(a.origin.policy.clone());
-        }
+    for a in iso.allows.iter().filter(|a| a.ports == Ports::Any) {
+        any = any.union(addrs_of(a.peer));
     }
     for is6 in [false, true] {
         let minus: &Intervals = if is6 { &any.v6 } else { &any.v4 };
@@ -163,6 +206,8 @@ struct PodCtx<'a> {
     log: &'a LogOptions,
     /// Tier regions already computed in this build (pods selected by the same policies).
     tiers: tier_chain::Cache,
+    /// NetworkPolicy set elements already computed in this build, likewise.
+    allowed: AllowedCache,
 }
 
 /// The chain of `pod` in `dir` (when it has one, see [`tier_chain::has_chain`]), its
@@ -215,7 +260,8 @@ fn np_rules(
         prefix: names::log_prefix(names::LogVerdict::Allowed, &chain),
         group: ctx.log.group,
     });
-    let a = allowed(graph, iso);
+    let elements = ctx.allowed.elements(graph, iso);
+    let [any_by, ports_by] = allowed_by(iso);
     let (addr, verdict) = match dir {
         // Egress returns to the policy chain, which then checks the destination's ingress.
         Direction::Egress => (Addr::Daddr, Verdict::Return),
@@ -227,40 +273,24 @@ fn np_rules(
     };
     let id = pod.id();
     let mut rules = Vec::new();
-    let (exact4, ranges4) = split_exact(a.ports4);
-    let (exact6, ranges6) = split_exact(a.ports6);
     let key4 = vec![KeyType::Ipv4Addr, KeyType::InetProto, KeyType::InetService];
     let key6 = vec![KeyType::Ipv6Addr, KeyType::InetProto, KeyType::InetService];
-    // (set kind, family, key, with ports, interval, elements), in rule order.
-    let [any4, exact4_name, ports4, any6, exact6_name, ports6] = names::POD_SETS;
-    let parts = [
-        (
-            any4,
-            IpFamily::V4,
-            vec![KeyType::Ipv4Addr],
-            false,
-            true,
-            one_field_elements(false, &a.any.v4),
-        ),
-        (exact4_name, IpFamily::V4, key4.clone(), true, false, exact4),
-        (ports4, IpFamily::V4, key4, true, true, ranges4),
-        (
-            any6,
-            IpFamily::V6,
-            vec![KeyType::Ipv6Addr],
-            false,
-            true,
-            one_field_elements(true, &a.any.v6),
-        ),
-        (exact6_name, IpFamily::V6, key6.clone(), true, false, exact6),
-        (ports6, IpFamily::V6, key6, true, true, ranges6),
+    // (family, key, with ports, interval), in rule order: the order of names::POD_SETS.
+    let shapes = [
+        (IpFamily::V4, vec![KeyType::Ipv4Addr], false, true),
+        (IpFamily::V4, key4.clone(), true, false),
+        (IpFamily::V4, key4, true, true),
+        (IpFamily::V6, vec![KeyType::Ipv6Addr], false, true),
+        (IpFamily::V6, key6.clone(), true, false),
+        (IpFamily::V6, key6, true, true),
     ];
-    for (kind, family, key, ports, interval, elements) in parts {
+    let parts = names::POD_SETS.into_iter().zip(shapes).zip(elements.iter());
+    for ((kind, (family, key, ports, interval)), elements) in parts {
         let set = names::pod_set(dir, &pod.namespace, &pod.name, kind);
         let (what, by) = match (ports, interval) {
-            (false, _) => ("on any port", &a.any_by),
-            (true, false) => ("on listed ports (single)", &a.ports_by),
-            (true, true) => ("on listed ports (ranges)", &a.ports_by),
+            (false, _) => ("on any port", &any_by),
+            (true, false) => ("on listed ports (single)", &ports_by),
+            (true, true) => ("on listed ports (ranges)", &ports_by),
         };
         // Chain and set comments never change for a pod (the kernel cannot change them in
         // place); the policies behind a set, which do change, go in its rule's comment.
@@ -271,7 +301,7 @@ fn np_rules(
             comment: Some(names::comment(&format!(
                 "pod {id} {dir}: {peer_word} allowed {what}"
             ))),
-            elements,
+            elements: elements.clone(),
             timeout: None,
         });
         let kind = RuleKind::Lookup {
@@ -289,7 +319,7 @@ fn np_rules(
         rules.push(if by.is_empty() {
             Rule::new(kind)
         } else {
-            let by = by.iter().cloned().collect::<Vec<_>>().join(", ");
+            let by = by.iter().copied().collect::<Vec<_>>().join(", ");
             Rule::with_comment(kind, names::comment(&format!("allowed by {by}")))
         });
     }
@@ -540,6 +570,7 @@ pub fn build_with(graph: &PolicyGraph, opts: &Options) -> Ruleset {
         graph,
         log: &opts.log,
         tiers: tier_chain::Cache::default(),
+        allowed: AllowedCache::default(),
     };
     for pod in graph.pods.values() {
         for dir in [Direction::Ingress, Direction::Egress] {
@@ -582,6 +613,7 @@ pub fn rebuild_pods(
         graph,
         log: &opts.log,
         tiers: tier_chain::Cache::default(),
+        allowed: AllowedCache::default(),
     };
     let base = model.chains.iter().take_while(|c| c.base.is_some()).count();
     for (ns, name) in pods {
