@@ -7,6 +7,7 @@
 use super::boxes;
 use super::dispatch::{dispatch_maps, patch_dispatch_maps};
 use super::input_hook;
+use super::memo::Memo;
 use super::model::*;
 use super::names::{self, pod_object_names, KNOWN_PODS};
 use super::regions::addr_field;
@@ -14,8 +15,6 @@ use super::tier_chain;
 use crate::addr::{AddrSet, Intervals};
 use crate::graph::{Isolation, PeerRef, PodNode, PolicyGraph, Ports};
 use crate::policy::{Direction, Protocol};
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 /// What one pod direction allows: addresses allowed on any port, and (address, protocol,
@@ -47,7 +46,7 @@ type AllowKey = Vec<(PeerRef, Ports)>;
 /// a pod), and the pods that share their policies are many. Only valid for one graph:
 /// it lives as long as one build or rebuild.
 #[derive(Default)]
-struct AllowedCache(RefCell<HashMap<AllowKey, Rc<PodElements>>>);
+struct AllowedCache(Memo<AllowKey, PodElements>);
 
 impl AllowedCache {
     fn elements(&self, graph: &PolicyGraph, iso: &Isolation) -> Rc<PodElements> {
@@ -56,22 +55,19 @@ impl AllowedCache {
             .iter()
             .map(|a| (a.peer, a.ports.clone()))
             .collect();
-        if let Some(hit) = self.0.borrow().get(&key) {
-            return hit.clone();
-        }
-        let a = allowed(graph, iso);
-        let (exact4, ranges4) = split_exact(a.ports4);
-        let (exact6, ranges6) = split_exact(a.ports6);
-        let out = Rc::new([
-            one_field_elements(false, &a.any.v4),
-            exact4,
-            ranges4,
-            one_field_elements(true, &a.any.v6),
-            exact6,
-            ranges6,
-        ]);
-        self.0.borrow_mut().insert(key, out.clone());
-        out
+        self.0.get_or_compute(key, || {
+            let a = allowed(graph, iso);
+            let (exact4, ranges4) = split_exact(a.ports4);
+            let (exact6, ranges6) = split_exact(a.ports6);
+            [
+                one_field_elements(false, &a.any.v4),
+                exact4,
+                ranges4,
+                one_field_elements(true, &a.any.v6),
+                exact6,
+                ranges6,
+            ]
+        })
     }
 }
 

@@ -31,6 +31,7 @@ mod build;
 mod dispatch;
 pub mod eval;
 mod input_hook;
+mod memo;
 pub mod model;
 pub mod names;
 mod regions;

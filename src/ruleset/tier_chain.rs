@@ -16,11 +16,10 @@
 //! comments). Owns the tier part of pod chains only; the NetworkPolicy part, the chain
 //! itself and the dispatch entries stay in `build.rs`.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use super::build::{one_field_elements, split_exact, LogOptions};
+use super::memo::Memo;
 use super::model::*;
 use super::names;
 use super::regions::{Lookups, RegionRule, Regions};
@@ -70,7 +69,7 @@ type TierLookups = (Option<[Lookups; 2]>, [Lookups; 2]);
 /// region arithmetic grows with the rules and their port edges, the pods sharing them
 /// are many.
 #[derive(Default)]
-pub(super) struct Cache(RefCell<HashMap<CacheKey, Rc<TierLookups>>>);
+pub(super) struct Cache(Memo<CacheKey, TierLookups>);
 
 impl Cache {
     fn lookups(&self, graph: &PolicyGraph, tier: Tier, rules: &TierRules) -> Rc<TierLookups> {
@@ -82,19 +81,16 @@ impl Cache {
                 .map(|r| (r.action, r.peer, r.ports.clone()))
                 .collect(),
         );
-        if let Some(hit) = self.0.borrow().get(&key) {
-            return hit.clone();
-        }
-        let r = regions(graph, rules);
-        let out = Rc::new(match tier {
-            Tier::Admin => (
-                Some([r.v4.accept(), r.v6.accept()]),
-                [r.v4.deny(true), r.v6.deny(true)],
-            ),
-            Tier::Baseline => (None, [r.v4.deny(false), r.v6.deny(false)]),
-        });
-        self.0.borrow_mut().insert(key, out.clone());
-        out
+        self.0.get_or_compute(key, || {
+            let r = regions(graph, rules);
+            match tier {
+                Tier::Admin => (
+                    Some([r.v4.accept(), r.v6.accept()]),
+                    [r.v4.deny(true), r.v6.deny(true)],
+                ),
+                Tier::Baseline => (None, [r.v4.deny(false), r.v6.deny(false)]),
+            }
+        })
     }
 }
 
