@@ -4,7 +4,7 @@
 //! not: change the kernel, or know what a counter counts (the verdict reader does: the
 //! denied packets that reached a pod chain's logging rule, logged or not).
 
-use super::abi::nftnl as a;
+use super::abi::nftnl_attr;
 use super::abi::*;
 use super::batch::{attrs, Conn};
 use super::{sys, NetlinkError};
@@ -53,8 +53,8 @@ impl Counters {
     pub fn chain_packets(&mut self, table: &str, chain: &str) -> Result<u64, NetlinkError> {
         let seq = self.conn.reserve(1);
         let mut r = sys::Rule::new();
-        r.set_str(a::RULE_TABLE, table);
-        r.set_str(a::RULE_CHAIN, chain);
+        r.set_str(nftnl_attr::RULE_TABLE, table);
+        r.set_str(nftnl_attr::RULE_CHAIN, chain);
         let msg = r.msg(NFT_MSG_GETRULE, NFPROTO_INET, NLM_F_DUMP, seq);
         let replies = self.conn.dump(&msg, seq)?;
         Ok(replies.iter().map(|p| rule_packets(p)).sum())

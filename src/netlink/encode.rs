@@ -12,7 +12,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::abi::nftnl as a;
+use super::abi::nftnl_attr;
 use super::abi::*;
 use super::exprs::{rule_exprs, SetIds};
 use super::sys;
@@ -192,27 +192,27 @@ pub(crate) fn set_elems(
             if let Some(first) = elements.first() {
                 if key_bytes(&first.key, true).iter().any(|&b| b != 0) {
                     let mut e = sys::Elem::new();
-                    e.set_data(a::ELEM_KEY, &field_zero(key[0]));
-                    e.set_u32(a::ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END);
+                    e.set_data(nftnl_attr::ELEM_KEY, &field_zero(key[0]));
+                    e.set_u32(nftnl_attr::ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END);
                     out.push(e);
                 }
             }
         }
         for el in elements {
             let mut s = sys::Elem::new();
-            s.set_data(a::ELEM_KEY, &key_bytes(&el.key, true));
+            s.set_data(nftnl_attr::ELEM_KEY, &key_bytes(&el.key, true));
             match one_past(&el.key[0]) {
                 Some(end) => {
                     out.push(s);
                     let mut e = sys::Elem::new();
-                    e.set_data(a::ELEM_KEY, &end);
-                    e.set_u32(a::ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END);
+                    e.set_data(nftnl_attr::ELEM_KEY, &end);
+                    e.set_u32(nftnl_attr::ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END);
                     out.push(e);
                 }
                 None => {
                     let ud = Udata::default()
                         .u32(NFTNL_UDATA_SET_ELEM_FLAGS, NFTNL_SET_ELEM_F_INTERVAL_OPEN);
-                    s.set_data(a::ELEM_USERDATA, ud.bytes());
+                    s.set_data(nftnl_attr::ELEM_USERDATA, ud.bytes());
                     out.push(s);
                 }
             }
@@ -220,10 +220,10 @@ pub(crate) fn set_elems(
     } else {
         for el in elements {
             let mut e = sys::Elem::new();
-            e.set_data(a::ELEM_KEY, &key_bytes(&el.key, true));
+            e.set_data(nftnl_attr::ELEM_KEY, &key_bytes(&el.key, true));
             if interval {
                 // pipapo: one element holds both ends of every field.
-                e.set_data(a::ELEM_KEY_END, &key_bytes(&el.key, false));
+                e.set_data(nftnl_attr::ELEM_KEY_END, &key_bytes(&el.key, false));
             }
             out.push(e);
         }
@@ -236,11 +236,11 @@ pub(crate) fn map_elems(elements: &[MapElement]) -> Vec<sys::Elem> {
         .iter()
         .map(|el| {
             let mut e = sys::Elem::new();
-            e.set_data(a::ELEM_KEY, &key_bytes(&el.key, true));
+            e.set_data(nftnl_attr::ELEM_KEY, &key_bytes(&el.key, true));
             let (code, chain) = verdict_code(&el.verdict);
-            e.set_u32(a::ELEM_VERDICT, code);
+            e.set_u32(nftnl_attr::ELEM_VERDICT, code);
             if let Some(c) = chain {
-                e.set_str(a::ELEM_CHAIN, c);
+                e.set_str(nftnl_attr::ELEM_CHAIN, c);
             }
             e
         })
@@ -250,29 +250,33 @@ pub(crate) fn map_elems(elements: &[MapElement]) -> Vec<sys::Elem> {
 /// A set header (no elements) for NEWSET / DELSET / element messages.
 pub(crate) fn set_object(table: &str, name: &str, id: Option<u32>) -> sys::Set {
     let mut s = sys::Set::new();
-    s.set_str(a::SET_TABLE, table).set_str(a::SET_NAME, name);
-    s.set_u32(a::SET_FAMILY, u32::from(NFPROTO_INET));
+    s.set_str(nftnl_attr::SET_TABLE, table)
+        .set_str(nftnl_attr::SET_NAME, name);
+    s.set_u32(nftnl_attr::SET_FAMILY, u32::from(NFPROTO_INET));
     if let Some(id) = id {
-        s.set_u32(a::SET_ID, id);
+        s.set_u32(nftnl_attr::SET_ID, id);
     }
     s
 }
 
 fn set_header(table: &str, set: &Set, id: u32) -> sys::Set {
     let mut s = set_object(table, &set.name, Some(id));
-    s.set_u32(a::SET_FLAGS, set_flags(set));
+    s.set_u32(nftnl_attr::SET_FLAGS, set_flags(set));
     if let Some(secs) = set.timeout {
-        s.set_data(a::SET_TIMEOUT, &(u64::from(secs) * 1000).to_ne_bytes());
+        s.set_data(
+            nftnl_attr::SET_TIMEOUT,
+            &(u64::from(secs) * 1000).to_ne_bytes(),
+        );
     }
-    s.set_u32(a::SET_KEY_TYPE, set_key_type(&set.key));
-    s.set_u32(a::SET_KEY_LEN, set_key_len(&set.key));
+    s.set_u32(nftnl_attr::SET_KEY_TYPE, set_key_type(&set.key));
+    s.set_u32(nftnl_attr::SET_KEY_LEN, set_key_len(&set.key));
     let mut ud = Udata::default();
     if set.key.len() > 1 {
         // Field lengths only for a concatenated interval set (pipapo): the kernel refuses
         // them on a set without NFT_SET_CONCAT, and nft sends none for a hash set.
         if set.interval {
             let lens: Vec<u8> = set.key.iter().map(|&t| field_len(t) as u8).collect();
-            s.set_data(a::SET_DESC_CONCAT, &lens);
+            s.set_data(nftnl_attr::SET_DESC_CONCAT, &lens);
         }
         // nft records a `type a . b` key as a concat expression with no typeof data.
         ud = ud
@@ -289,21 +293,21 @@ fn set_header(table: &str, set: &Set, id: u32) -> sys::Set {
     if let Some(c) = &set.comment {
         ud = ud.strz(NFTNL_UDATA_SET_COMMENT, c);
     }
-    s.set_data(a::SET_USERDATA, ud.bytes());
+    s.set_data(nftnl_attr::SET_USERDATA, ud.bytes());
     s
 }
 
 fn map_header(table: &str, map: &Map, id: u32) -> sys::Set {
     let mut s = set_object(table, &map.name, Some(id));
-    s.set_u32(a::SET_FLAGS, NFT_SET_MAP);
-    s.set_u32(a::SET_KEY_TYPE, set_key_type(&map.key));
-    s.set_u32(a::SET_KEY_LEN, set_key_len(&map.key));
-    s.set_u32(a::SET_DATA_TYPE, NFT_DATA_VERDICT);
-    s.set_u32(a::SET_DATA_LEN, 0);
+    s.set_u32(nftnl_attr::SET_FLAGS, NFT_SET_MAP);
+    s.set_u32(nftnl_attr::SET_KEY_TYPE, set_key_type(&map.key));
+    s.set_u32(nftnl_attr::SET_KEY_LEN, set_key_len(&map.key));
+    s.set_u32(nftnl_attr::SET_DATA_TYPE, NFT_DATA_VERDICT);
+    s.set_u32(nftnl_attr::SET_DATA_LEN, 0);
     let mut ud = Udata::default();
     if map.key.len() > 1 {
         let lens: Vec<u8> = map.key.iter().map(|&t| field_len(t) as u8).collect();
-        s.set_data(a::SET_DESC_CONCAT, &lens);
+        s.set_data(nftnl_attr::SET_DESC_CONCAT, &lens);
         ud = ud
             .u32(NFTNL_UDATA_SET_KEYBYTEORDER, BYTEORDER_INVALID)
             .u32(NFTNL_UDATA_SET_DATABYTEORDER, BYTEORDER_INVALID)
@@ -322,17 +326,17 @@ fn map_header(table: &str, map: &Map, id: u32) -> sys::Set {
     if let Some(c) = &map.comment {
         ud = ud.strz(NFTNL_UDATA_SET_COMMENT, c);
     }
-    s.set_data(a::SET_USERDATA, ud.bytes());
+    s.set_data(nftnl_attr::SET_USERDATA, ud.bytes());
     s
 }
 
 /// The anonymous constant set nft builds for `icmpv6 type { nd-... }`.
 fn nd_anon_set(table: &str, id: u32) -> sys::Set {
     let mut s = set_object(table, ANON_SET, Some(id));
-    s.set_u32(a::SET_FLAGS, NFT_SET_ANONYMOUS | NFT_SET_CONSTANT);
-    s.set_u32(a::SET_KEY_TYPE, TYPE_ICMP6_TYPE);
-    s.set_u32(a::SET_KEY_LEN, 1);
-    s.set_u32(a::SET_DESC_SIZE, ND_TYPES.len() as u32);
+    s.set_u32(nftnl_attr::SET_FLAGS, NFT_SET_ANONYMOUS | NFT_SET_CONSTANT);
+    s.set_u32(nftnl_attr::SET_KEY_TYPE, TYPE_ICMP6_TYPE);
+    s.set_u32(nftnl_attr::SET_KEY_LEN, 1);
+    s.set_u32(nftnl_attr::SET_DESC_SIZE, ND_TYPES.len() as u32);
     // typeof payload expression: protocol description icmpv6, its field `type`.
     let ud = Udata::default()
         .u32(NFTNL_UDATA_SET_KEYBYTEORDER, BYTEORDER_BIG)
@@ -347,10 +351,10 @@ fn nd_anon_set(table: &str, id: u32) -> sys::Set {
                         .u32(NFTNL_UDATA_SET_KEY_PAYLOAD_TYPE, ICMP6HDR_TYPE),
                 ),
         );
-    s.set_data(a::SET_USERDATA, ud.bytes());
+    s.set_data(nftnl_attr::SET_USERDATA, ud.bytes());
     for t in ND_TYPES {
         let mut e = sys::Elem::new();
-        e.set_data(a::ELEM_KEY, &[t]);
+        e.set_data(nftnl_attr::ELEM_KEY, &[t]);
         s.add_elem(e);
     }
     s
@@ -428,10 +432,10 @@ impl Builder {
 
     fn table_obj(&self, comment: Option<&str>) -> sys::Table {
         let mut t = sys::Table::new();
-        t.set_str(a::TABLE_NAME, &self.table)
-            .set_u32(a::TABLE_FLAGS, 0);
+        t.set_str(nftnl_attr::TABLE_NAME, &self.table)
+            .set_u32(nftnl_attr::TABLE_FLAGS, 0);
         if let Some(c) = comment {
-            t.set_data(a::TABLE_USERDATA, comment_udata(c).bytes());
+            t.set_data(nftnl_attr::TABLE_USERDATA, comment_udata(c).bytes());
         }
         t
     }
@@ -444,7 +448,7 @@ impl Builder {
             t.msg(NFT_MSG_NEWTABLE, NFPROTO_INET, NLM_F_CREATE | NLM_F_ACK, s)
         });
         let mut d = sys::Table::new();
-        d.set_str(a::TABLE_NAME, &self.table);
+        d.set_str(nftnl_attr::TABLE_NAME, &self.table);
         self.push(format!("delete table inet {name}"), |s| {
             d.msg(NFT_MSG_DELTABLE, NFPROTO_INET, NLM_F_ACK, s)
         });
@@ -456,16 +460,16 @@ impl Builder {
 
     pub fn add_chain(&mut self, c: &Chain) {
         let mut ch = sys::Chain::new();
-        ch.set_str(a::CHAIN_TABLE, &self.table)
-            .set_str(a::CHAIN_NAME, &c.name);
+        ch.set_str(nftnl_attr::CHAIN_TABLE, &self.table)
+            .set_str(nftnl_attr::CHAIN_NAME, &c.name);
         if let Some(b) = &c.base {
-            ch.set_u32(a::CHAIN_HOOKNUM, hook_number(b.hook))
-                .set_s32(a::CHAIN_PRIO, b.priority);
-            ch.set_str(a::CHAIN_TYPE, "filter");
-            ch.set_u32(a::CHAIN_POLICY, verdict_code(&b.policy).0);
+            ch.set_u32(nftnl_attr::CHAIN_HOOKNUM, hook_number(b.hook))
+                .set_s32(nftnl_attr::CHAIN_PRIO, b.priority);
+            ch.set_str(nftnl_attr::CHAIN_TYPE, "filter");
+            ch.set_u32(nftnl_attr::CHAIN_POLICY, verdict_code(&b.policy).0);
         }
         if let Some(cm) = &c.comment {
-            ch.set_data(a::CHAIN_USERDATA, comment_udata(cm).bytes());
+            ch.set_data(nftnl_attr::CHAIN_USERDATA, comment_udata(cm).bytes());
         }
         self.push(format!("chain {}", c.name), |s| {
             ch.msg(NFT_MSG_NEWCHAIN, NFPROTO_INET, NLM_F_CREATE | NLM_F_ACK, s)
@@ -474,8 +478,8 @@ impl Builder {
 
     pub fn del_chain(&mut self, name: &str) {
         let mut ch = sys::Chain::new();
-        ch.set_str(a::CHAIN_TABLE, &self.table)
-            .set_str(a::CHAIN_NAME, name);
+        ch.set_str(nftnl_attr::CHAIN_TABLE, &self.table)
+            .set_str(nftnl_attr::CHAIN_NAME, name);
         self.push(format!("delete chain {name}"), |s| {
             ch.msg(NFT_MSG_DELCHAIN, NFPROTO_INET, NLM_F_ACK, s)
         });
@@ -484,9 +488,9 @@ impl Builder {
     /// Delete every rule of a chain (DELRULE with a chain and no handle).
     pub fn flush_chain(&mut self, name: &str) {
         let mut r = sys::Rule::new();
-        r.set_u32(a::RULE_FAMILY, u32::from(NFPROTO_INET));
-        r.set_str(a::RULE_TABLE, &self.table)
-            .set_str(a::RULE_CHAIN, name);
+        r.set_u32(nftnl_attr::RULE_FAMILY, u32::from(NFPROTO_INET));
+        r.set_str(nftnl_attr::RULE_TABLE, &self.table)
+            .set_str(nftnl_attr::RULE_CHAIN, name);
         self.push(format!("flush chain {name}"), |s| {
             r.msg(NFT_MSG_DELRULE, NFPROTO_INET, NLM_F_ACK, s)
         });
@@ -513,14 +517,14 @@ impl Builder {
                 None
             };
             let mut r = sys::Rule::new();
-            r.set_u32(a::RULE_FAMILY, u32::from(NFPROTO_INET));
-            r.set_str(a::RULE_TABLE, &self.table)
-                .set_str(a::RULE_CHAIN, &c.name);
+            r.set_u32(nftnl_attr::RULE_FAMILY, u32::from(NFPROTO_INET));
+            r.set_str(nftnl_attr::RULE_TABLE, &self.table)
+                .set_str(nftnl_attr::RULE_CHAIN, &c.name);
             for e in rule_exprs(&rule.kind, ids, anon_id) {
                 r.add_expr(e);
             }
             if let Some(cm) = &rule.comment {
-                r.set_data(a::RULE_USERDATA, comment_udata(cm).bytes());
+                r.set_data(nftnl_attr::RULE_USERDATA, comment_udata(cm).bytes());
             }
             let text = format!("{:?}", rule.kind);
             self.push(format!("rule {} of chain {}: {text}", i + 1, c.name), |s| {
@@ -631,7 +635,7 @@ pub fn held_batch(table: &str, held: &[crate::revoke::Held], add: bool, first_se
             Field::Port(h.dport, h.dport),
         ];
         let mut e = sys::Elem::new();
-        e.set_data(a::ELEM_KEY, &key_bytes(&key, true));
+        e.set_data(nftnl_attr::ELEM_KEY, &key_bytes(&key, true));
         per_family[h.src.is_ipv6() as usize].push(e);
     }
     for (name, elems) in crate::ruleset::names::HELD_SETS.iter().zip(per_family) {

@@ -5,7 +5,7 @@
 //! matches and the register layout of `addr . meta l4proto . th dport` concatenations).
 //! Must not: build messages or choose set ids (encode.rs does).
 
-use super::abi::nftnl as x;
+use super::abi::nftnl_attr;
 use super::abi::*;
 use super::encode::{verdict_code, ANON_SET};
 use super::sys::Expr;
@@ -13,41 +13,41 @@ use crate::ruleset::model::*;
 
 fn meta(key: u32, dreg: u32) -> Expr {
     Expr::new("meta")
-        .u32(x::META_KEY, key)
-        .u32(x::META_DREG, dreg)
+        .u32(nftnl_attr::META_KEY, key)
+        .u32(nftnl_attr::META_DREG, dreg)
 }
 fn cmp(op: u32, sreg: u32, data: &[u8]) -> Expr {
     Expr::new("cmp")
-        .u32(x::CMP_SREG, sreg)
-        .u32(x::CMP_OP, op)
-        .data(x::CMP_DATA, data)
+        .u32(nftnl_attr::CMP_SREG, sreg)
+        .u32(nftnl_attr::CMP_OP, op)
+        .data(nftnl_attr::CMP_DATA, data)
 }
 fn payload(base: u32, offset: u32, len: u32, dreg: u32) -> Expr {
     Expr::new("payload")
-        .u32(x::PAYLOAD_DREG, dreg)
-        .u32(x::PAYLOAD_BASE, base)
-        .u32(x::PAYLOAD_OFFSET, offset)
-        .u32(x::PAYLOAD_LEN, len)
+        .u32(nftnl_attr::PAYLOAD_DREG, dreg)
+        .u32(nftnl_attr::PAYLOAD_BASE, base)
+        .u32(nftnl_attr::PAYLOAD_OFFSET, offset)
+        .u32(nftnl_attr::PAYLOAD_LEN, len)
 }
 fn immediate(v: &Verdict) -> Expr {
     let (code, chain) = verdict_code(v);
     let e = Expr::new("immediate")
-        .u32(x::IMM_DREG, NFT_REG_VERDICT)
-        .u32(x::IMM_VERDICT, code);
+        .u32(nftnl_attr::IMM_DREG, NFT_REG_VERDICT)
+        .u32(nftnl_attr::IMM_VERDICT, code);
     match chain {
-        Some(c) => e.str(x::IMM_CHAIN, c),
+        Some(c) => e.str(nftnl_attr::IMM_CHAIN, c),
         None => e,
     }
 }
 fn lookup(set: &str, set_id: Option<u32>, dreg: Option<u32>) -> Expr {
     let mut e = Expr::new("lookup")
-        .u32(x::LOOKUP_SREG, NFT_REG_1)
-        .str(x::LOOKUP_SET, set);
+        .u32(nftnl_attr::LOOKUP_SREG, NFT_REG_1)
+        .str(nftnl_attr::LOOKUP_SET, set);
     if let Some(id) = set_id {
-        e = e.u32(x::LOOKUP_SET_ID, id);
+        e = e.u32(nftnl_attr::LOOKUP_SET_ID, id);
     }
     if let Some(d) = dreg {
-        e = e.u32(x::LOOKUP_DREG, d);
+        e = e.u32(nftnl_attr::LOOKUP_DREG, d);
     }
     e
 }
@@ -59,16 +59,16 @@ const CT_ESTABLISHED_RELATED: u32 = NF_CT_STATE_ESTABLISHED_BIT | NF_CT_STATE_RE
 fn ct_state(out: &mut Vec<Expr>, mask: u32) {
     out.push(
         Expr::new("ct")
-            .u32(x::CT_DREG, NFT_REG_1)
-            .u32(x::CT_KEY, NFT_CT_STATE),
+            .u32(nftnl_attr::CT_DREG, NFT_REG_1)
+            .u32(nftnl_attr::CT_KEY, NFT_CT_STATE),
     );
     out.push(
         Expr::new("bitwise")
-            .u32(x::BITWISE_SREG, NFT_REG_1)
-            .u32(x::BITWISE_DREG, NFT_REG_1)
-            .u32(x::BITWISE_LEN, 4)
-            .data(x::BITWISE_MASK, &mask.to_ne_bytes())
-            .data(x::BITWISE_XOR, &0u32.to_ne_bytes()),
+            .u32(nftnl_attr::BITWISE_SREG, NFT_REG_1)
+            .u32(nftnl_attr::BITWISE_DREG, NFT_REG_1)
+            .u32(nftnl_attr::BITWISE_LEN, 4)
+            .data(nftnl_attr::BITWISE_MASK, &mask.to_ne_bytes())
+            .data(nftnl_attr::BITWISE_XOR, &0u32.to_ne_bytes()),
     );
     out.push(cmp(NFT_CMP_NEQ, NFT_REG_1, &0u32.to_ne_bytes()));
 }
@@ -77,19 +77,19 @@ fn ct_state(out: &mut Vec<Expr>, mask: u32) {
 /// snaplen, threshold, level or flags), so the instance's copy mode decides what is copied.
 fn log(prefix: &str, group: u16) -> Expr {
     Expr::new("log")
-        .str(x::LOG_PREFIX, prefix)
-        .u16(x::LOG_GROUP, group)
+        .str(nftnl_attr::LOG_PREFIX, prefix)
+        .u16(nftnl_attr::LOG_GROUP, group)
 }
 
 /// `limit rate <rate>/second burst <burst> packets`: nft sends every field, flags 0
 /// (not `over`).
 fn limit(rate: u32, burst: u32) -> Expr {
     Expr::new("limit")
-        .u64(x::LIMIT_RATE, rate.into())
-        .u64(x::LIMIT_UNIT, LIMIT_UNIT_SECOND)
-        .u32(x::LIMIT_BURST, burst)
-        .u32(x::LIMIT_TYPE, NFT_LIMIT_PKTS)
-        .u32(x::LIMIT_FLAGS, 0)
+        .u64(nftnl_attr::LIMIT_RATE, rate.into())
+        .u64(nftnl_attr::LIMIT_UNIT, LIMIT_UNIT_SECOND)
+        .u32(nftnl_attr::LIMIT_BURST, burst)
+        .u32(nftnl_attr::LIMIT_TYPE, NFT_LIMIT_PKTS)
+        .u32(nftnl_attr::LIMIT_FLAGS, 0)
 }
 
 /// `meta nfproto ipv4|ipv6`: the dependency nft inserts before an `ip`/`ip6` match in an
@@ -148,9 +148,9 @@ pub(crate) fn rule_exprs(kind: &RuleKind, ids: SetIds, anon_id: Option<u32>) -> 
         RuleKind::FibSaddrLocalAccept => {
             v.push(
                 Expr::new("fib")
-                    .u32(x::FIB_DREG, NFT_REG_1)
-                    .u32(x::FIB_RESULT, NFT_FIB_RESULT_ADDRTYPE)
-                    .u32(x::FIB_FLAGS, NFTA_FIB_F_SADDR),
+                    .u32(nftnl_attr::FIB_DREG, NFT_REG_1)
+                    .u32(nftnl_attr::FIB_RESULT, NFT_FIB_RESULT_ADDRTYPE)
+                    .u32(nftnl_attr::FIB_FLAGS, NFTA_FIB_F_SADDR),
             );
             v.push(cmp(NFT_CMP_EQ, NFT_REG_1, &RTN_LOCAL.to_ne_bytes()));
             v.push(immediate(&Verdict::Accept));
@@ -181,11 +181,11 @@ pub(crate) fn rule_exprs(kind: &RuleKind, ids: SetIds, anon_id: Option<u32>) -> 
                 if *ranges {
                     v.push(
                         Expr::new("byteorder")
-                            .u32(x::BYTEORDER_SREG, proto_reg)
-                            .u32(x::BYTEORDER_DREG, proto_reg)
-                            .u32(x::BYTEORDER_OP, NFT_BYTEORDER_HTON)
-                            .u32(x::BYTEORDER_LEN, 1)
-                            .u32(x::BYTEORDER_SIZE, 2),
+                            .u32(nftnl_attr::BYTEORDER_SREG, proto_reg)
+                            .u32(nftnl_attr::BYTEORDER_DREG, proto_reg)
+                            .u32(nftnl_attr::BYTEORDER_OP, NFT_BYTEORDER_HTON)
+                            .u32(nftnl_attr::BYTEORDER_LEN, 1)
+                            .u32(nftnl_attr::BYTEORDER_SIZE, 2),
                     );
                 }
                 v.push(payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, proto_reg + 1));
@@ -209,7 +209,7 @@ pub(crate) fn rule_exprs(kind: &RuleKind, ids: SetIds, anon_id: Option<u32>) -> 
             v.push(payload(NFT_PAYLOAD_NETWORK_HEADER, off, len, NFT_REG_1));
             v.push(lookup(cidrs, ids(cidrs), None));
             v.push(payload(NFT_PAYLOAD_NETWORK_HEADER, off, len, NFT_REG_1));
-            v.push(lookup(known, ids(known), None).u32(x::LOOKUP_FLAGS, NFT_LOOKUP_F_INV));
+            v.push(lookup(known, ids(known), None).u32(nftnl_attr::LOOKUP_FLAGS, NFT_LOOKUP_F_INV));
             v.push(immediate(&Verdict::Drop));
         }
         RuleKind::HeldDrop { family, set } => {

@@ -11,7 +11,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::abi::nftnl as a;
+use super::abi::nftnl_attr;
 use super::abi::*;
 use super::batch::{attrs, Conn};
 use super::encode;
@@ -141,7 +141,7 @@ pub(crate) fn read_table(conn: &mut Conn, name: &str) -> Result<Option<LiveTable
 
     let chains = request(conn, |seq| {
         let mut c = sys::Chain::new();
-        c.set_str(a::CHAIN_TABLE, name);
+        c.set_str(nftnl_attr::CHAIN_TABLE, name);
         c.msg(NFT_MSG_GETCHAIN, NFPROTO_INET, NLM_F_DUMP, seq)
     })?;
     for p in &chains {
@@ -168,7 +168,7 @@ pub(crate) fn read_table(conn: &mut Conn, name: &str) -> Result<Option<LiveTable
 
     let rules = request(conn, |seq| {
         let mut r = sys::Rule::new();
-        r.set_str(a::RULE_TABLE, name);
+        r.set_str(nftnl_attr::RULE_TABLE, name);
         r.msg(NFT_MSG_GETRULE, NFPROTO_INET, NLM_F_DUMP, seq)
     })?;
     for p in &rules {
@@ -226,7 +226,8 @@ pub(crate) fn read_table(conn: &mut Conn, name: &str) -> Result<Option<LiveTable
     for s in &mut live.sets {
         let replies = request(conn, |seq| {
             let mut o = sys::Set::new();
-            o.set_str(a::SET_TABLE, name).set_str(a::SET_NAME, &s.name);
+            o.set_str(nftnl_attr::SET_TABLE, name)
+                .set_str(nftnl_attr::SET_NAME, &s.name);
             o.msg(NFT_MSG_GETSETELEM, NFPROTO_INET, NLM_F_DUMP, seq)
         })?;
         for p in &replies {
