@@ -2,7 +2,7 @@
 //! node's pods, the ruleset model built from it, and what the kernel last acknowledged.
 //!
 //! ```text
-//! apply(object) --> impact::affected(old, new) --> graph.refresh(pods) --> ruleset::rebuild_pods(pods)
+//! apply(object) --> peer cache told --> impact::affected(old, new) --> graph.refresh(pods) --> ruleset::rebuild_pods(pods)
 //! batch()       --> Full(model) | Update(kernel's view of the pending pods, the model's) | Nothing
 //! acknowledged() / kernel_unknown() after the dataplane answered
 //! ```
@@ -14,12 +14,15 @@
 
 use std::collections::BTreeSet;
 
+use crate::cnp::ClusterPolicy;
 use crate::error::Result;
-use crate::graph::PolicyGraph;
+use crate::graph::{PeerCache, PolicyGraph};
 use crate::impact::{self, Change, PodKey};
-use crate::index::Index;
-use crate::input::{Kind, Object, ObjectData};
+use crate::index::{Index, NodeInfo, PodInfo};
+use crate::input::{Kind, Object};
+use crate::policy::Policy;
 use crate::ruleset::{self, Ruleset, View};
+use crate::selector::Labels;
 
 #[derive(Debug, Clone)]
 pub struct NodeState {
@@ -32,6 +35,8 @@ pub struct NodeState {
     compacted_at: usize,
     index: Index,
     graph: PolicyGraph,
+    /// The peers `graph` resolved, told of every change of `index` (see `follow`).
+    peers: PeerCache,
     model: Ruleset,
     /// What the kernel holds, as far as this state knows: the model of the last batch it
     /// acknowledged; `None` before the first one, after a failure that leaves the
@@ -71,7 +76,8 @@ impl NodeState {
 
     /// [`NodeState::new`] with operator options (e.g. `--default-deny-unknown`).
     pub fn with_options(index: Index, node: Option<&str>, options: ruleset::Options) -> Self {
-        let graph = PolicyGraph::build_for(&index, node);
+        let mut peers = PeerCache::default();
+        let graph = PolicyGraph::build_keeping(&index, node, &mut peers);
         let model = ruleset::build_with(&graph, &options);
         let compacted_at = graph.peer_count();
         NodeState {
@@ -81,6 +87,7 @@ impl NodeState {
             compacted_at,
             index,
             graph,
+            peers,
             model,
             kernel: None,
             pending: BTreeSet::new(),
@@ -169,19 +176,22 @@ impl NodeState {
     /// Rebuilds graph and model from the index (drops peers nothing uses any more).
     /// The next batch replaces the table whole: which pods differ is not tracked here.
     pub fn rebuild(&mut self) {
-        self.graph = PolicyGraph::build_for(&self.index, self.node.as_deref());
+        self.peers = PeerCache::default();
+        self.graph = PolicyGraph::build_keeping(&self.index, self.node.as_deref(), &mut self.peers);
         self.model = ruleset::build_with(&self.graph, &self.options);
         self.compacted_at = self.graph.peer_count();
         self.kernel_unknown();
     }
 
-    fn recompute(&mut self, pods: BTreeSet<PodKey>) {
+    fn recompute(&mut self, pods: &BTreeSet<PodKey>) {
         self.pending.extend(pods.iter().cloned());
+        let node = self.node.as_deref();
         self.graph
-            .refresh(&self.index, self.node.as_deref(), pods.iter().cloned());
-        ruleset::rebuild_pods(&mut self.model, &self.graph, &pods, &self.options);
+            .refresh(&mut self.peers, &self.index, node, pods.iter().cloned());
+        ruleset::rebuild_pods(&mut self.model, &self.graph, pods, &self.options);
         if self.graph.peer_count() > 2 * self.compacted_at + 256 {
-            self.graph.compact();
+            let renumbering = self.graph.compact();
+            self.peers.renumber(&renumbering);
             self.compacted_at = self.graph.peer_count();
         }
     }
@@ -207,206 +217,161 @@ impl NodeState {
     /// Adds or replaces an object, and says what that did and, for an object that cannot
     /// be compiled (enforced fail-closed), why.
     pub fn apply_reporting(&mut self, obj: Object) -> (Update, Option<crate::Error>) {
-        if self.deferred {
-            let result = self.index.apply(obj);
-            let changed = result.as_ref().map_or(true, |c| *c);
-            return (
-                Update {
-                    changed,
-                    recomputed: BTreeSet::new(),
-                },
-                result.err(),
-            );
-        }
-        let node = self.node.clone();
-        let node = node.as_deref();
-        let (result, affected) = match &obj.data {
-            ObjectData::Pod(_) => {
-                let (ns, name) = (
-                    obj.namespace().unwrap_or("").to_string(),
-                    obj.name().to_string(),
-                );
-                let old = self.index.pod(&ns, &name).cloned();
-                let result = self.index.apply(obj);
-                let new = self.index.pod(&ns, &name).cloned();
-                self.graph
-                    .pod_changed(&self.index, old.as_ref(), new.as_ref());
-                let change = Change::Pod {
-                    old: old.as_ref(),
-                    new: new.as_ref(),
-                };
-                (
-                    result,
-                    impact::affected(&self.index, &self.graph, node, change),
-                )
-            }
-            ObjectData::Namespace(_) => {
-                let name = obj.name().to_string();
-                let old = self.index.namespace_labels(&name).cloned();
-                let result = self.index.apply(obj);
-                let new = self.index.namespace_labels(&name).cloned();
-                self.graph
-                    .namespace_changed(&name, old.as_ref(), new.as_ref());
-                let change = Change::Namespace {
-                    name: &name,
-                    old: old.as_ref(),
-                    new: new.as_ref(),
-                };
-                (
-                    result,
-                    impact::affected(&self.index, &self.graph, node, change),
-                )
-            }
-            ObjectData::NetworkPolicy(_) => {
-                let (ns, name) = (
-                    obj.namespace().unwrap_or("").to_string(),
-                    obj.name().to_string(),
-                );
-                let old = self.index.policy(&ns, &name).map(|e| e.policy.clone());
-                let result = self.index.apply(obj);
-                let new = self.index.policy(&ns, &name).map(|e| e.policy.clone());
-                let change = Change::Policy {
-                    old: old.as_ref(),
-                    new: new.as_ref(),
-                };
-                (
-                    result,
-                    impact::affected(&self.index, &self.graph, node, change),
-                )
-            }
-            ObjectData::ClusterNetworkPolicy(_) => {
-                let name = obj.name().to_string();
-                let old = self.index.cnp(&name).map(|e| e.policy.clone());
-                let result = self.index.apply(obj);
-                let new = self.index.cnp(&name).map(|e| e.policy.clone());
-                let change = Change::ClusterPolicy {
-                    old: old.as_ref(),
-                    new: new.as_ref(),
-                };
-                (
-                    result,
-                    impact::affected(&self.index, &self.graph, node, change),
-                )
-            }
-            ObjectData::Node(_) => {
-                let name = obj.name().to_string();
-                let old = self.index.node(&name).cloned();
-                let result = self.index.apply(obj);
-                let new = self.index.node(&name).cloned();
-                let change = Change::Node {
-                    old: old.as_ref(),
-                    new: new.as_ref(),
-                };
-                (
-                    result,
-                    impact::affected(&self.index, &self.graph, node, change),
-                )
-            }
+        let kind = obj.kind();
+        let (ns, name) = (
+            obj.namespace().unwrap_or("").to_string(),
+            obj.name().to_string(),
+        );
+        let old = (!self.deferred).then(|| Held::read(&self.index, kind, &ns, &name));
+        let result = self.index.apply(obj);
+        let changed = result.as_ref().map_or(true, |c| *c);
+        let recomputed = match old {
+            Some(old) if changed => self.follow(kind, &ns, &name, old),
+            _ => BTreeSet::new(),
         };
-        let changed = match &result {
-            Ok(c) => *c,
-            Err(_) => true,
+        let update = Update {
+            changed,
+            recomputed,
         };
-        let recomputed = if changed { affected } else { BTreeSet::new() };
-        if !recomputed.is_empty() {
-            self.recompute(recomputed.clone());
-        }
-        (
-            Update {
-                changed,
-                recomputed,
-            },
-            result.err(),
-        )
+        (update, result.err())
     }
 
     /// Removes an object; returns what that did.
     pub fn delete(&mut self, kind: Kind, namespace: Option<&str>, name: &str) -> Update {
-        if self.deferred {
-            let changed = self.index.delete(kind, namespace, name);
-            return Update {
-                changed,
-                recomputed: BTreeSet::new(),
-            };
-        }
-        let node = self.node.clone();
-        let node = node.as_deref();
         let ns = namespace.unwrap_or("");
-        let affected = match kind {
-            Kind::Pod => {
-                let old = self.index.pod(ns, name).cloned();
-                if !self.index.delete(kind, namespace, name) {
-                    return Update::default();
-                }
-                self.graph.pod_changed(&self.index, old.as_ref(), None);
-                impact::affected(
-                    &self.index,
-                    &self.graph,
-                    node,
-                    Change::Pod {
-                        old: old.as_ref(),
-                        new: None,
-                    },
-                )
-            }
-            Kind::Namespace => {
-                let old = self.index.namespace_labels(name).cloned();
-                if !self.index.delete(kind, namespace, name) {
-                    return Update::default();
-                }
-                self.graph.namespace_changed(name, old.as_ref(), None);
-                // A namespace that still holds pods lives on with its implied labels.
-                let change = Change::Namespace {
-                    name,
-                    old: old.as_ref(),
-                    new: None,
-                };
-                impact::affected(&self.index, &self.graph, node, change)
-            }
-            Kind::NetworkPolicy => {
-                let old = self.index.policy(ns, name).map(|e| e.policy.clone());
-                if !self.index.delete(kind, namespace, name) {
-                    return Update::default();
-                }
-                impact::affected(
-                    &self.index,
-                    &self.graph,
-                    node,
-                    Change::Policy {
-                        old: old.as_ref(),
-                        new: None,
-                    },
-                )
-            }
-            Kind::ClusterNetworkPolicy => {
-                let old = self.index.cnp(name).map(|e| e.policy.clone());
-                if !self.index.delete(kind, namespace, name) {
-                    return Update::default();
-                }
-                let change = Change::ClusterPolicy {
-                    old: old.as_ref(),
-                    new: None,
-                };
-                impact::affected(&self.index, &self.graph, node, change)
-            }
-            Kind::Node => {
-                let old = self.index.node(name).cloned();
-                if !self.index.delete(kind, namespace, name) {
-                    return Update::default();
-                }
-                let change = Change::Node {
-                    old: old.as_ref(),
-                    new: None,
-                };
-                impact::affected(&self.index, &self.graph, node, change)
-            }
-        };
-        if !affected.is_empty() {
-            self.recompute(affected.clone());
+        let old = (!self.deferred).then(|| Held::read(&self.index, kind, ns, name));
+        if !self.index.delete(kind, namespace, name) {
+            return Update::default();
         }
+        let recomputed = match old {
+            Some(old) => self.follow(kind, ns, name, old),
+            None => BTreeSet::new(),
+        };
         Update {
             changed: true,
-            recomputed: affected,
+            recomputed,
         }
+    }
+
+    /// The index took a change of one object (`old`: that object as the index held it
+    /// before). Tells the peer cache, then recomputes the pods the change can affect;
+    /// returns them.
+    fn follow(&mut self, kind: Kind, ns: &str, name: &str, old: Held) -> BTreeSet<PodKey> {
+        let new = Held::read(&self.index, kind, ns, name);
+        let change = Held::change(name, &old, &new);
+        match change {
+            Change::Pod { old, new } => {
+                self.peers
+                    .pod_changed(&self.graph.peers, &self.index, old, new)
+            }
+            Change::Namespace { name, old, new } => self.peers.namespace_changed(name, old, new),
+            Change::Policy { old, new } => self.peers.policy_changed(old, new),
+            // Their resolutions live for one refresh only.
+            Change::ClusterPolicy { .. } | Change::Node { .. } => {}
+        }
+        let affected = impact::affected(&self.index, &self.graph, self.node.as_deref(), change);
+        if !affected.is_empty() {
+            self.recompute(&affected);
+        }
+        affected
+    }
+}
+
+/// One object as the index holds it (reduced), or `None` when it holds none.
+enum Held {
+    Pod(Option<PodInfo>),
+    Namespace(Option<Labels>),
+    Policy(Option<Policy>),
+    ClusterPolicy(Option<ClusterPolicy>),
+    Node(Option<NodeInfo>),
+}
+
+impl Held {
+    fn read(index: &Index, kind: Kind, ns: &str, name: &str) -> Held {
+        match kind {
+            Kind::Pod => Held::Pod(index.pod(ns, name).cloned()),
+            Kind::Namespace => Held::Namespace(index.namespace_labels(name).cloned()),
+            Kind::NetworkPolicy => Held::Policy(index.policy(ns, name).map(|e| e.policy.clone())),
+            Kind::ClusterNetworkPolicy => {
+                Held::ClusterPolicy(index.cnp(name).map(|e| e.policy.clone()))
+            }
+            Kind::Node => Held::Node(index.node(name).cloned()),
+        }
+    }
+
+    /// The change from `old` to `new`, two readings of the same object (`name`).
+    fn change<'a>(name: &'a str, old: &'a Held, new: &'a Held) -> Change<'a> {
+        match (old, new) {
+            (Held::Pod(old), Held::Pod(new)) => Change::Pod {
+                old: old.as_ref(),
+                new: new.as_ref(),
+            },
+            (Held::Namespace(old), Held::Namespace(new)) => Change::Namespace {
+                name,
+                old: old.as_ref(),
+                new: new.as_ref(),
+            },
+            (Held::Policy(old), Held::Policy(new)) => Change::Policy {
+                old: old.as_ref(),
+                new: new.as_ref(),
+            },
+            (Held::ClusterPolicy(old), Held::ClusterPolicy(new)) => Change::ClusterPolicy {
+                old: old.as_ref(),
+                new: new.as_ref(),
+            },
+            (Held::Node(old), Held::Node(new)) => Change::Node {
+                old: old.as_ref(),
+                new: new.as_ref(),
+            },
+            _ => unreachable!("two readings of one object have one kind"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::object_from_value;
+    use serde_json::{json, Value};
+
+    fn apply(state: &mut NodeState, v: Value) {
+        let obj = object_from_value(v, "test").unwrap().unwrap();
+        state.apply(obj).unwrap();
+    }
+
+    fn policy(from: Value) -> Value {
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+               "metadata": {"name": "p", "namespace": "x"},
+               "spec": {"podSelector": {}, "ingress": [{"from": from}],
+                        "egress": [{"to": from, "ports": [{"port": "http"}]}]}})
+    }
+
+    fn pod(name: &str, ip: &str, app: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": name, "namespace": "x", "labels": {"app": app}},
+               "spec": {"nodeName": "n1", "containers": [{"name": "c", "ports": [{"name": "http", "containerPort": 80}]}]},
+               "status": {"phase": "Running", "podIPs": [{"ip": ip}]}})
+    }
+
+    /// What a policy alone used leaves the cache when the policy changes or goes: a pod
+    /// change later walks only what live policies use.
+    #[test]
+    fn the_peer_cache_forgets_what_a_policy_left_behind() {
+        let mut state = NodeState::new(Index::new(), Some("n1"));
+        apply(&mut state, pod("a", "10.0.0.1", "a"));
+        let a = json!([{"podSelector": {"matchLabels": {"app": "a"}}}]);
+        let b = json!([{"podSelector": {"matchLabels": {"app": "b"}}}]);
+        apply(&mut state, policy(a.clone()));
+        // The peer, and the egress split of its named port.
+        assert_eq!(state.peers.len(), 2);
+        apply(&mut state, policy(b));
+        assert_eq!(state.peers.len(), 2, "the new peers replace the old ones");
+        apply(
+            &mut state,
+            policy(json!([{"podSelector": {"matchLabels": {"app": "b"}}}, a[0]])),
+        );
+        assert_eq!(state.peers.len(), 4);
+        state.delete(Kind::NetworkPolicy, Some("x"), "p");
+        assert_eq!(state.peers.len(), 0);
     }
 }

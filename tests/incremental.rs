@@ -276,3 +276,81 @@ proptest! {
         }
     }
 }
+
+fn pod_obj(ns: &str, name: &str, node: &str, ip: &str, app: &str) -> nftpol::input::Object {
+    versioned_pod(ns, name, node, ip, app, 0)
+}
+
+fn versioned_pod(
+    ns: &str,
+    name: &str,
+    node: &str,
+    ip: &str,
+    app: &str,
+    version: u32,
+) -> nftpol::input::Object {
+    obj(&json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "labels": {"app": app, "version": version.to_string()}},
+        "spec": {"nodeName": node, "containers": [{"name": "c", "ports": [{"name": "http", "containerPort": 80}]}]},
+        "status": {"phase": "Running", "podIPs": [{"ip": ip}]}
+    }))
+}
+
+/// A node's state compacts its graph once peers pile up, and the peer cache it keeps
+/// follows the renumbering: every step after a compaction still equals a full build.
+/// Remote pods come and go with fresh addresses, so each step interns new peers (the
+/// plain peer and the egress named-port split) until the state compacts; then the local
+/// pod is relabelled, which recomputes it from what the cache kept (the change cannot
+/// touch its peers).
+#[test]
+fn compaction_keeps_cached_peers_right() {
+    let mut state = NodeState::new(Index::new(), Some("n1"));
+    let policy = json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "web", "namespace": "x"},
+        "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Ingress", "Egress"],
+                 "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "client"}}}]}],
+                 "egress": [{"to": [{"podSelector": {"matchLabels": {"app": "client"}}}], "ports": [{"port": "http"}]}]}
+    });
+    state
+        .apply(obj(
+            &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}),
+        ))
+        .unwrap();
+    state.apply(obj(&policy)).unwrap();
+    state
+        .apply(pod_obj("x", "web", "n1", "10.0.0.2", "web"))
+        .unwrap();
+    let mut compacted = 0;
+    let mut peers = state.graph().peer_count();
+    for i in 0..700u32 {
+        let name = format!("c{i}");
+        let ip = format!("10.1.{}.{}", i / 200, i % 200 + 1);
+        state
+            .apply(pod_obj("x", &name, "n2", &ip, "client"))
+            .unwrap();
+        if i % 3 == 0 {
+            // Keep the peer growing but not without end; a relabel takes it out too.
+            let gone = format!("c{}", i / 2);
+            state
+                .apply(pod_obj("x", &gone, "n2", "10.9.9.9", "other"))
+                .unwrap();
+            state.delete(Kind::Pod, Some("x"), &gone);
+        }
+        state
+            .apply(versioned_pod("x", "web", "n1", "10.0.0.2", "web", i))
+            .unwrap();
+        let now = state.graph().peer_count();
+        if now < peers {
+            compacted += 1;
+        }
+        peers = now;
+        assert_eq!(
+            state.model(),
+            &full(&state, &Options::default()),
+            "step {i}"
+        );
+    }
+    assert!(compacted >= 1, "the state never compacted its graph");
+}

@@ -15,7 +15,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
-use super::{Ctx, PeerId, PeerRef, PodNode, PolicyGraph, PortRange, Ports};
+use super::compute::Ctx;
+use super::{PeerId, PeerRef, PodNode, PolicyGraph, PortRange, Ports};
 use crate::addr::AddrSet;
 use crate::cnp::{ClusterPolicy, Peer, Port, Rule, Subject};
 use crate::index::{CnpEntry, PodInfo};
@@ -67,7 +68,7 @@ fn describe(peer: &Peer) -> String {
     }
 }
 
-impl<'a> Ctx<'a> {
+impl<'a> Ctx<'a, '_> {
     fn cnp_order(&mut self) -> Vec<&'a CnpEntry> {
         let index = self.index;
         self.cnp

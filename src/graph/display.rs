@@ -1,0 +1,92 @@
+//! How the policy graph reads to a person: `Display` for the graph and its parts
+//! (`nftpol graph`, test failures) and [`describe_peer`], the words that name a peer in
+//! rule comments and `explain`. Must not decide anything: it prints what the graph holds.
+
+use std::fmt;
+
+use super::{tiers, Origin, PeerRef, PolicyGraph, PortRange, Ports};
+use crate::policy::{Direction, Peer as PeerSpec};
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.start == 0 && self.end == u16::MAX {
+            write!(f, "{}/*", self.protocol)
+        } else if self.start == self.end {
+            write!(f, "{}/{}", self.protocol, self.start)
+        } else {
+            write!(f, "{}/{}-{}", self.protocol, self.start, self.end)
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = match self.direction {
+            Direction::Ingress => "from",
+            Direction::Egress => "to",
+        };
+        write!(f, "{} {}[{}]", self.policy, self.direction, self.rule)?;
+        if let Some(p) = self.peer {
+            write!(f, ".{list}[{p}]")?;
+        }
+        if let Some(n) = &self.port_name {
+            write!(f, " port {n:?}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for PolicyGraph {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.peers.iter().enumerate() {
+            writeln!(f, "peer {i}: {}", p.description)?;
+        }
+        for pod in self.pods.values() {
+            writeln!(f, "pod {}:", pod.id())?;
+            for dir in [Direction::Ingress, Direction::Egress] {
+                match pod.isolation(dir) {
+                    None => writeln!(f, "  {dir}: not isolated")?,
+                    Some(iso) => {
+                        writeln!(f, "  {dir}: isolated by {}", iso.isolated_by.join(", "))?;
+                        for a in &iso.allows {
+                            let peer = match a.peer {
+                                PeerRef::Any => "any".to_string(),
+                                PeerRef::Peer(id) => format!("peer {id}"),
+                            };
+                            let ports = match &a.ports {
+                                Ports::Any => "any port".to_string(),
+                                Ports::Only(l) => l
+                                    .iter()
+                                    .map(|r| r.to_string())
+                                    .collect::<Vec<_>>()
+                                    .join(","),
+                            };
+                            writeln!(f, "    allow {peer} {ports} <- {}", a.origin)?;
+                        }
+                    }
+                }
+            }
+            tiers::write_tiers(f, &pod.tiers)?;
+        }
+        Ok(())
+    }
+}
+
+/// A peer of a policy as a person would say it: `pods {app=db} in namespaces {team=a}`.
+pub fn describe_peer(spec: &PeerSpec, policy_ns: &str) -> String {
+    match spec {
+        PeerSpec::Pods {
+            namespaces: None,
+            pods,
+        } => format!("pods {{{pods}}} in namespace {policy_ns}"),
+        PeerSpec::Pods {
+            namespaces: Some(ns),
+            pods,
+        } => format!("pods {{{pods}}} in namespaces {{{ns}}}"),
+        PeerSpec::Block { cidr, except } if except.is_empty() => format!("ipBlock {cidr}"),
+        PeerSpec::Block { cidr, except } => {
+            let ex: Vec<String> = except.iter().map(|e| e.to_string()).collect();
+            format!("ipBlock {cidr} except {}", ex.join(", "))
+        }
+    }
+}
