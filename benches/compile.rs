@@ -28,7 +28,7 @@ fn objects(values: &[Value]) -> Vec<Object> {
 
 /// Netlink messages of the batch for a change (0 without the netlink feature).
 #[cfg(feature = "netlink")]
-fn batch_messages(state: &NodeState) -> usize {
+fn batch_messages(state: &mut NodeState) -> usize {
     // As the controller does: the state's batch, from what the kernel holds.
     let ops = match state.batch() {
         Batch::Nothing => return 0,
@@ -41,7 +41,7 @@ fn batch_messages(state: &NodeState) -> usize {
 }
 
 #[cfg(not(feature = "netlink"))]
-fn batch_messages(state: &NodeState) -> usize {
+fn batch_messages(state: &mut NodeState) -> usize {
     let _ = state.batch();
     0
 }
@@ -235,7 +235,7 @@ fn incremental_rows(smoke: bool, only_row: &str) {
                 Change::Apply(o) => state.apply(*o).unwrap().recomputed,
                 Change::Delete(kind, ns, name) => state.delete(kind, Some(&ns), &name).recomputed,
             };
-            messages.push(batch_messages(&state));
+            messages.push(batch_messages(&mut state));
             times.push(t.elapsed());
             recomputed.push(touched.len());
             state.acknowledged(false);

@@ -212,6 +212,8 @@ fn cnps_touched_by_pod<'i>(
 
 /// The pods in scope whose graph node may change through `change`. `index` may hold the
 /// state before or after the change: both versions of the object are in `change`.
+/// `graph` may lag behind the index by pods already named (a batching `NodeState`):
+/// a pod in scope that it does not hold is one of those, so no one else is missed.
 pub fn affected(
     index: &Index,
     graph: &PolicyGraph,

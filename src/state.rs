@@ -31,6 +31,12 @@ pub struct NodeState {
     /// While set, changes only reach the index; graph and model are rebuilt once when it
     /// is cleared (the initial list of a controller: one build beats thousands of updates).
     deferred: bool,
+    /// While set, a change reaches the index and the peer cache at once, and the pods it
+    /// affects are recomputed once, at the next [`NodeState::batch`] (a controller under a
+    /// stream of events: pods that many events touch are recomputed once per batch).
+    batching: bool,
+    /// Pods affected since the last recompute, while batching.
+    dirty: BTreeSet<PodKey>,
     /// Peer count after the last compaction, to know when to compact again.
     compacted_at: usize,
     index: Index,
@@ -64,7 +70,8 @@ pub enum Batch<'a> {
 pub struct Update {
     /// The index changed in a way enforcement reads.
     pub changed: bool,
-    /// Pods whose graph node and ruleset objects were recomputed.
+    /// Pods whose graph node and ruleset objects were recomputed (while batching: are
+    /// to be, at the next batch).
     pub recomputed: BTreeSet<PodKey>,
 }
 
@@ -84,6 +91,8 @@ impl NodeState {
             node: node.map(str::to_string),
             options,
             deferred: false,
+            batching: false,
+            dirty: BTreeSet::new(),
             compacted_at,
             index,
             graph,
@@ -94,8 +103,10 @@ impl NodeState {
         }
     }
 
-    /// The batch that takes the kernel from what it last acknowledged to the model.
-    pub fn batch(&self) -> Batch<'_> {
+    /// The batch that takes the kernel from what it last acknowledged to the model
+    /// (recomputing first what batching left dirty).
+    pub fn batch(&mut self) -> Batch<'_> {
+        self.settle();
         let Some(kernel) = &self.kernel else {
             return Batch::Full(&self.model);
         };
@@ -111,7 +122,27 @@ impl NodeState {
         }
     }
 
-    /// Pods recomputed since the kernel's last acknowledgement.
+    /// Recomputes the pods that changes left dirty while batching; [`NodeState::batch`]
+    /// does it first. Returns whether there were any.
+    pub fn settle(&mut self) -> bool {
+        if self.dirty.is_empty() {
+            return false;
+        }
+        let dirty = std::mem::take(&mut self.dirty);
+        self.recompute(&dirty);
+        true
+    }
+
+    /// Batching on or off (see the field); turning it off settles.
+    pub fn set_batching(&mut self, batching: bool) {
+        self.batching = batching;
+        if !batching {
+            self.settle();
+        }
+    }
+
+    /// Pods recomputed since the kernel's last acknowledgement (not yet those that
+    /// batching left dirty: see [`NodeState::settle`]).
     pub fn pending(&self) -> &BTreeSet<PodKey> {
         &self.pending
     }
@@ -148,10 +179,12 @@ impl NodeState {
         &self.index
     }
 
+    /// The graph; while batching, as of the last [`NodeState::settle`].
     pub fn graph(&self) -> &PolicyGraph {
         &self.graph
     }
 
+    /// The model; while batching, as of the last [`NodeState::settle`].
     pub fn model(&self) -> &Ruleset {
         &self.model
     }
@@ -180,6 +213,7 @@ impl NodeState {
         self.graph = PolicyGraph::build_keeping(&self.index, self.node.as_deref(), &mut self.peers);
         self.model = ruleset::build_with(&self.graph, &self.options);
         self.compacted_at = self.graph.peer_count();
+        self.dirty.clear();
         self.kernel_unknown();
     }
 
@@ -254,8 +288,8 @@ impl NodeState {
     }
 
     /// The index took a change of one object (`old`: that object as the index held it
-    /// before). Tells the peer cache, then recomputes the pods the change can affect;
-    /// returns them.
+    /// before). Tells the peer cache, then recomputes the pods the change can affect (or,
+    /// while batching, marks them dirty); returns them.
     fn follow(&mut self, kind: Kind, ns: &str, name: &str, old: Held) -> BTreeSet<PodKey> {
         let new = Held::read(&self.index, kind, ns, name);
         let change = Held::change(name, &old, &new);
@@ -269,8 +303,11 @@ impl NodeState {
             // Their resolutions live for one refresh only.
             Change::ClusterPolicy { .. } | Change::Node { .. } => {}
         }
-        let affected = impact::affected(&self.index, &self.graph, self.node.as_deref(), change);
-        if !affected.is_empty() {
+        let node = self.node.as_deref();
+        let affected = impact::affected(&self.index, &self.graph, node, change);
+        if self.batching {
+            self.dirty.extend(affected.iter().cloned());
+        } else if !affected.is_empty() {
             self.recompute(&affected);
         }
         affected

@@ -354,3 +354,51 @@ fn compaction_keeps_cached_peers_right() {
     }
     assert!(compacted >= 1, "the state never compacted its graph");
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 150, ..ProptestConfig::default() })]
+
+    /// A batching state (the controller's: events reach the index at once, the pods they
+    /// touch are recomputed at the next batch) gives the full build's model at every
+    /// batch, whatever the changes between two batches, and its batch covers exactly
+    /// the pods those changes named.
+    #[test]
+    fn batched_equals_full(seed in any::<u64>(), node in prop_oneof![Just(Some("n1")), Just(Some("n2")), Just(None)]) {
+        let mut c = cluster(seed);
+        let mut gen = Rng::new(seed ^ 0xc1a5);
+        for n in 1..=2 {
+            c.objects.push(node_obj(&mut gen, n));
+        }
+        for i in 0..gen.below(3) {
+            c.objects.push(cnp(&mut gen, &format!("cnp{i}"), 10));
+        }
+        let options = Options::default();
+        let mut state = NodeState::with_options(Index::new(), node, options.clone());
+        state.set_batching(true);
+        for v in &c.objects {
+            state.apply_reporting(obj(v));
+        }
+        prop_assert!(matches!(state.batch(), Batch::Full(_)));
+        prop_assert_eq!(state.model(), &full(&state, &options), "seed {} built up", seed);
+        state.acknowledged(true);
+        let mut live = c.objects.clone();
+        let mut rng = Rng::new(seed ^ 0xba7c);
+        let mut touched = BTreeSet::new();
+        for step in 0..24 {
+            touched.extend(mutate(&mut rng, &mut state, &mut live, step));
+            if !rng.chance(35) && step != 23 {
+                continue;
+            }
+            let nothing = matches!(state.batch(), Batch::Nothing);
+            prop_assert_eq!(state.pending(), &touched, "seed {} step {}: pending", seed, step);
+            prop_assert_eq!(state.model(), &full(&state, &options), "seed {} step {}", seed, step);
+            let was = state.kernel().cloned().unwrap();
+            state.acknowledged(false);
+            prop_assert_eq!(state.kernel(), Some(state.model()), "seed {} step {}: acknowledged", seed, step);
+            if nothing {
+                prop_assert_eq!(&was, state.model(), "seed {} step {}: no batch, yet the model moved", seed, step);
+            }
+            touched.clear();
+        }
+    }
+}

@@ -71,7 +71,8 @@ pub enum Stage {
     /// From the watcher yielding the decoded object to the sync loop taking it (slimming
     /// and the channel).
     Watch,
-    /// Applying the change to the node's state (index, graph, model), per event.
+    /// Applying the change to the node's state (index and peer cache), per event; and
+    /// per batch, recomputing the graph and model of the pods its events touched.
     State,
     /// From the event reaching the sync loop to its batch starting (coalescing).
     Wait,
@@ -313,7 +314,7 @@ impl Metrics {
             m.sync_incremental.render(&mut out, "nftpol_sync_duration_seconds", "kind=\"incremental\"");
             out.push_str("# HELP nftpol_event_to_batch_seconds From the watcher yielding an event to its kernel batch acknowledged (queueing and coalescing included).\n# TYPE nftpol_event_to_batch_seconds histogram\n");
             m.event_to_batch.render(&mut out, "nftpol_event_to_batch_seconds", "");
-            out.push_str("# HELP nftpol_event_stage_seconds The parts of event_to_batch: watch (watcher to sync loop), state (per event), wait (coalescing), diff (views, diff, encoding), kernel (send to last ack).\n# TYPE nftpol_event_stage_seconds histogram\n");
+            out.push_str("# HELP nftpol_event_stage_seconds The parts of event_to_batch: watch (watcher to sync loop), state (per event, and the per-batch recompute of the pods the events touched), wait (coalescing), diff (views, diff, encoding), kernel (send to last ack).\n# TYPE nftpol_event_stage_seconds histogram\n");
             for stage in Stage::ALL {
                 let labels = format!("stage=\"{}\"", stage.name());
                 m.stages[stage as usize].render(&mut out, "nftpol_event_stage_seconds", &labels);

@@ -153,6 +153,8 @@ impl<D: Dataplane> SyncLoop<D> {
             NodeState::with_options(Index::new(), Some(&settings.node), settings.options.clone());
         // The initial list goes to the index only; one build follows it.
         state.set_deferred(true);
+        // Events recompute the pods they touch once per batch, however many touch them.
+        state.set_batching(true);
         SyncLoop {
             settings,
             state,
@@ -325,6 +327,12 @@ impl<D: Dataplane> SyncLoop<D> {
 
     /// Brings the kernel to the model. Returns false when the batch failed.
     fn sync(&mut self) -> bool {
+        let begun = Instant::now();
+        if self.state.settle() {
+            let took = begun.elapsed();
+            self.metrics.stage(Stage::State, took);
+            self.pending_state += took;
+        }
         let idx = self.state.index();
         self.metrics
             .objects(ALL_KINDS.map(|k| (k, idx.keys(k).len())));
@@ -353,7 +361,7 @@ impl<D: Dataplane> SyncLoop<D> {
                 let latency = self.pending_since.map(|t| t.elapsed());
                 let wait = self
                     .pending_received
-                    .map(|t| start.saturating_duration_since(t));
+                    .map(|t| begun.saturating_duration_since(t));
                 let diff = took.saturating_sub(stats.kernel);
                 self.metrics.synced(full, took, stats.messages, latency);
                 if let Some(wait) = wait {
