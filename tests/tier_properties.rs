@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use nftpol::addr::AddrSet;
-use nftpol::graph::{Peer, PeerRef, PodNode, PolicyGraph, PortRange, Ports};
+use nftpol::graph::{PeerNode, PeerRef, PodNode, PolicyGraph, PortRange, Ports};
 use nftpol::index::Index;
 use nftpol::input::{object_from_value, Object};
 use nftpol::policy::{Direction, Protocol};
@@ -149,7 +149,7 @@ fn tiered_graph(seed: u64) -> (PolicyGraph, PolicyGraph, Vec<IpAddr>) {
             set = set.union(&AddrSet::from_block(&block, &[]));
         }
         peers.push(g.peers.len());
-        g.peers.push(Peer {
+        g.peers.push(PeerNode {
             addrs: set,
             description: format!("random peer {k}"),
         });

@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use nftpol::addr::AddrSet;
-use nftpol::graph::{Peer, PeerRef, PolicyGraph, PortRange, Ports};
+use nftpol::graph::{PeerNode, PeerRef, PolicyGraph, PortRange, Ports};
 use nftpol::index::Index;
 use nftpol::input::object_from_value;
 use nftpol::policy::{Direction, Protocol};
@@ -60,7 +60,7 @@ pub fn peer(g: &mut PolicyGraph, addrs: &[&str]) -> PeerRef {
         };
         set = set.union(&AddrSet::from_block(&net, &[]));
     }
-    g.peers.push(Peer {
+    g.peers.push(PeerNode {
         addrs: set,
         description: format!("test peer {addrs:?}"),
     });

@@ -22,7 +22,7 @@ use super::{
 };
 use crate::addr::AddrSet;
 use crate::index::{Index, PodInfo};
-use crate::policy::{Direction, Peer as PeerSpec, Policy, Port, PortMatch, Protocol, Rule};
+use crate::policy::{Direction, Peer, Policy, Port, PortMatch, Protocol, Rule};
 use crate::selector::Labels;
 use crate::tiers::PodTiers;
 
@@ -48,10 +48,10 @@ impl<'a, 'c> Ctx<'a, 'c> {
     }
 
     /// The policy pods a peer holds.
-    fn members(&self, spec: Option<&PeerSpec>, policy_ns: &str) -> Vec<&'a PodInfo> {
+    fn members(&self, spec: Option<&Peer>, policy_ns: &str) -> Vec<&'a PodInfo> {
         match spec {
             None => self.index.pods().filter(|p| p.is_policy_pod()).collect(),
-            Some(PeerSpec::Pods { namespaces, pods }) => {
+            Some(Peer::Pods { namespaces, pods }) => {
                 let ns_names: Vec<&str> = match namespaces {
                     None => vec![policy_ns],
                     Some(sel) => self
@@ -69,7 +69,7 @@ impl<'a, 'c> Ctx<'a, 'c> {
                     .filter(|p| p.is_policy_pod() && pods.matches(&p.labels))
                     .collect()
             }
-            Some(PeerSpec::Block { cidr, except }) => {
+            Some(Peer::Block { cidr, except }) => {
                 let addrs = AddrSet::from_block(cidr, except);
                 self.index
                     .pods()
@@ -102,7 +102,7 @@ impl RuleAt<'_> {
 
 /// One peer of a rule: its position in `from`/`to` (`None`: the rule has none), its spec
 /// and its node.
-type RulePeer<'p> = (Option<usize>, Option<&'p PeerSpec>, PeerRef);
+type RulePeer<'p> = (Option<usize>, Option<&'p Peer>, PeerRef);
 
 impl PolicyGraph {
     /// Everything the policies of its namespace say about one pod.
@@ -218,7 +218,7 @@ impl PolicyGraph {
             .collect()
     }
 
-    fn resolve(&mut self, ctx: &mut Ctx, at: &RuleAt, spec: &PeerSpec) -> PeerId {
+    fn resolve(&mut self, ctx: &mut Ctx, at: &RuleAt, spec: &Peer) -> PeerId {
         let policy_ns = &at.policy.namespace;
         let key = peer_key(spec, policy_ns);
         let cached = ctx
@@ -230,8 +230,8 @@ impl PolicyGraph {
             return id;
         }
         let addrs = match spec {
-            PeerSpec::Block { cidr, except } => AddrSet::from_block(cidr, except),
-            PeerSpec::Pods { .. } => AddrSet::from_ips(
+            Peer::Block { cidr, except } => AddrSet::from_block(cidr, except),
+            Peer::Pods { .. } => AddrSet::from_ips(
                 ctx.members(Some(spec), policy_ns)
                     .iter()
                     .flat_map(|p| p.ips.iter().copied()),
@@ -247,7 +247,7 @@ impl PolicyGraph {
         &mut self,
         ctx: &mut Ctx,
         at: &RuleAt,
-        spec: Option<&PeerSpec>,
+        spec: Option<&Peer>,
         protocol: Protocol,
         name: &str,
     ) -> Vec<(PeerId, u16)> {
@@ -263,7 +263,7 @@ impl PolicyGraph {
         // An ipBlock holds only the pod addresses inside it (a dual-stack pod may have one
         // address in the block and the other outside).
         let block = match spec {
-            Some(PeerSpec::Block { cidr, except }) => Some(AddrSet::from_block(cidr, except)),
+            Some(Peer::Block { cidr, except }) => Some(AddrSet::from_block(cidr, except)),
             _ => None,
         };
         let mut by_port: BTreeMap<u16, Vec<IpAddr>> = BTreeMap::new();

@@ -5,7 +5,7 @@
 use std::fmt;
 
 use super::{tiers, Origin, PeerRef, PolicyGraph, PortRange, Ports};
-use crate::policy::{Direction, Peer as PeerSpec};
+use crate::policy::{Direction, Peer};
 
 impl fmt::Display for PortRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -73,18 +73,18 @@ impl fmt::Display for PolicyGraph {
 }
 
 /// A peer of a policy as a person would say it: `pods {app=db} in namespaces {team=a}`.
-pub fn describe_peer(spec: &PeerSpec, policy_ns: &str) -> String {
+pub fn describe_peer(spec: &Peer, policy_ns: &str) -> String {
     match spec {
-        PeerSpec::Pods {
+        Peer::Pods {
             namespaces: None,
             pods,
         } => format!("pods {{{pods}}} in namespace {policy_ns}"),
-        PeerSpec::Pods {
+        Peer::Pods {
             namespaces: Some(ns),
             pods,
         } => format!("pods {{{pods}}} in namespaces {{{ns}}}"),
-        PeerSpec::Block { cidr, except } if except.is_empty() => format!("ipBlock {cidr}"),
-        PeerSpec::Block { cidr, except } => {
+        Peer::Block { cidr, except } if except.is_empty() => format!("ipBlock {cidr}"),
+        Peer::Block { cidr, except } => {
             let ex: Vec<String> = except.iter().map(|e| e.to_string()).collect();
             format!("ipBlock {cidr} except {}", ex.join(", "))
         }

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! PolicyGraph
-//!   peers: [Peer { addrs: AddrSet, description }]     one node per distinct address set
+//!   peers: [PeerNode { addrs: AddrSet, description }] one node per distinct address set
 //!   pods:  (ns, name) -> PodNode
 //!            ingress / egress: None (not isolated)
 //!                              Some { isolated_by: [policy], allows: [Allow] }
@@ -44,7 +44,7 @@ pub type PeerId = usize;
 
 /// A set of addresses that some rule allows; shared by every rule that selects it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Peer {
+pub struct PeerNode {
     pub addrs: AddrSet,
     /// What selected it first, e.g. `pods {pod=a} in namespaces {ns=y}`.
     pub description: String,
@@ -157,7 +157,7 @@ impl PodNode {
 /// same peers and pods.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PolicyGraph {
-    pub peers: Vec<Peer>,
+    pub peers: Vec<PeerNode>,
     /// Every pod that policy applies to (has an address, not finished, not hostNetwork)
     /// within the scope the graph was built for.
     pub pods: BTreeMap<(String, String), PodNode>,
@@ -227,7 +227,7 @@ impl PolicyGraph {
             return id;
         }
         let id = self.peers.len();
-        self.peers.push(Peer {
+        self.peers.push(PeerNode {
             addrs: addrs.clone(),
             description: description(),
         });

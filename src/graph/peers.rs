@@ -14,22 +14,22 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use super::{describe_peer, Peer, PeerId};
+use super::{describe_peer, PeerId, PeerNode};
 use crate::addr::AddrSet;
 use crate::index::{implied_labels, Index, PodInfo};
-use crate::policy::{Direction, Peer as PeerSpec, Policy, PortMatch, Protocol};
+use crate::policy::{Direction, Peer, Policy, PortMatch, Protocol};
 use crate::selector::Labels;
 
 /// A policy's peer: its spec, and the policy's namespace when the spec is a podSelector
 /// alone (empty otherwise: the rest does not depend on where the policy lives).
-pub(super) type PeerKey = (PeerSpec, String);
+pub(super) type PeerKey = (Peer, String);
 /// An egress named port: the peer (`None`: every pod), the protocol and the port name.
 pub(super) type NamedKey = (Option<PeerKey>, Protocol, String);
 
 /// The cache key of a policy's peer.
-pub(super) fn peer_key(spec: &PeerSpec, policy_ns: &str) -> PeerKey {
+pub(super) fn peer_key(spec: &Peer, policy_ns: &str) -> PeerKey {
     let scope = match spec {
-        PeerSpec::Pods {
+        Peer::Pods {
             namespaces: None, ..
         } => policy_ns.to_string(),
         _ => String::new(),
@@ -119,7 +119,7 @@ impl PeerCache {
     /// that may hold the pod are forgotten (they depend on its ports as well).
     pub(crate) fn pod_changed(
         &mut self,
-        peers: &[Peer],
+        peers: &[PeerNode],
         index: &Index,
         old: Option<&PodInfo>,
         new: Option<&PodInfo>,
@@ -195,7 +195,7 @@ impl PeerCache {
         let implied = implied_labels(name);
         let (old, new) = (old.unwrap_or(&implied), new.unwrap_or(&implied));
         let changes = |key: &PeerKey| match &key.0 {
-            PeerSpec::Pods {
+            Peer::Pods {
                 namespaces: Some(sel),
                 ..
             } => sel.matches(old) != sel.matches(new),
@@ -284,17 +284,17 @@ fn keys_of(policy: &Policy) -> (BTreeSet<PeerKey>, BTreeSet<NamedKey>) {
 /// peer holds. `static_blocks`: an ipBlock's addresses never depend on pods.
 fn may_hold(key: &PeerKey, pod: &PodInfo, ns_labels: &Labels, static_blocks: bool) -> bool {
     match &key.0 {
-        PeerSpec::Block { cidr, except } => {
+        Peer::Block { cidr, except } => {
             !static_blocks && {
                 let addrs = AddrSet::from_block(cidr, except);
                 pod.ips.iter().any(|ip| addrs.contains(*ip))
             }
         }
-        PeerSpec::Pods {
+        Peer::Pods {
             namespaces: None,
             pods,
         } => key.1 == pod.namespace && pods.matches(&pod.labels),
-        PeerSpec::Pods {
+        Peer::Pods {
             namespaces: Some(sel),
             pods,
         } => sel.matches(ns_labels) && pods.matches(&pod.labels),
@@ -309,20 +309,20 @@ mod tests {
     #[test]
     fn a_peer_key_holds_the_policy_namespace_only_where_it_matters() {
         let pods = Selector::default();
-        let block = PeerSpec::Block {
+        let block = Peer::Block {
             cidr: "10.0.0.0/8".parse().unwrap(),
             except: vec![],
         };
         let cases = [
             (
-                PeerSpec::Pods {
+                Peer::Pods {
                     namespaces: None,
                     pods: pods.clone(),
                 },
                 "x",
             ),
             (
-                PeerSpec::Pods {
+                Peer::Pods {
                     namespaces: Some(Selector::default()),
                     pods,
                 },
