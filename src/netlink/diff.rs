@@ -143,74 +143,113 @@ pub fn diff_views(old: &View, new: &View) -> Option<Vec<Op>> {
     if old.family != new.family || old.name != new.name || old.comment != new.comment {
         return None;
     }
-    let old_sets: BTreeMap<&str, &Set> = old.sets.iter().map(|s| (s.name.as_str(), *s)).collect();
-    let new_sets: BTreeMap<&str, &Set> = new.sets.iter().map(|s| (s.name.as_str(), *s)).collect();
-    let old_maps: BTreeMap<&str, &Map> = old.maps.iter().map(|m| (m.name.as_str(), *m)).collect();
-    let new_maps: BTreeMap<&str, &Map> = new.maps.iter().map(|m| (m.name.as_str(), *m)).collect();
-    let old_chains: BTreeMap<&str, &Chain> =
-        old.chains.iter().map(|c| (c.name.as_str(), *c)).collect();
-    let new_chains: BTreeMap<&str, &Chain> =
-        new.chains.iter().map(|c| (c.name.as_str(), *c)).collect();
+    let sets = diff_sets(&old.sets, &new.sets)?;
+    let maps = diff_maps(&old.maps, &new.maps)?;
+    let (rebinding, rebound) = replace_sets(&sets.replace, &old.chains, &new.chains);
+    let chains = diff_chains(&old.chains, &new.chains, &rebound)?;
+    let mut ops = rebinding;
+    ops.extend(sets.add);
+    ops.extend(sets.elements);
+    ops.extend(chains.add);
+    ops.extend(maps.add);
+    ops.extend(chains.rules);
+    ops.extend(maps.elements);
+    ops.extend(chains.delete);
+    ops.extend(maps.delete);
+    ops.extend(sets.delete);
+    Some(ops)
+}
 
-    let mut add_sets = Vec::new();
-    let mut set_elems = Vec::new();
-    let mut del_sets = Vec::new();
-    let mut replace: Vec<&Set> = Vec::new();
+/// What becomes of the sets: each list in the order it goes into the batch.
+#[derive(Debug, Default)]
+struct SetOps<'a> {
+    add: Vec<Op>,
+    elements: Vec<Op>,
+    delete: Vec<Op>,
+    /// Sets to delete and create again (see [`REPLACE_AFTER_REMOVALS`]).
+    replace: Vec<&'a Set>,
+}
+
+fn by_name<'a, T>(objects: &[&'a T], name: impl Fn(&T) -> &str) -> BTreeMap<&'a str, &'a T> {
+    objects.iter().map(|o| (name(o), *o)).collect()
+}
+
+fn diff_sets<'a>(old: &[&'a Set], new: &[&'a Set]) -> Option<SetOps<'a>> {
+    let old_sets = by_name(old, |s| s.name.as_str());
+    let new_sets = by_name(new, |s| s.name.as_str());
+    let mut ops = SetOps::default();
     for (name, s) in &new_sets {
         match old_sets.get(name) {
-            None => add_sets.push(Op::AddSet((*s).clone())),
+            None => ops.add.push(Op::AddSet((*s).clone())),
             Some(o) if o.key != s.key || o.interval != s.interval || o.comment != s.comment => {
                 return None
             }
             Some(o) => {
                 let (removed, added) = sorted_diff(&o.elements, &s.elements);
                 if s.key.len() > 1 && s.interval && removed.len() > REPLACE_AFTER_REMOVALS {
-                    replace.push(*s);
+                    ops.replace.push(*s);
                     continue;
                 }
-                if !removed.is_empty() {
-                    set_elems.push(Op::DelSetElements {
-                        set: s.name.clone(),
-                        key: s.key.clone(),
-                        interval: s.interval,
-                        elements: removed,
-                    });
-                }
-                if !added.is_empty() {
-                    set_elems.push(Op::AddSetElements {
-                        set: s.name.clone(),
-                        key: s.key.clone(),
-                        interval: s.interval,
-                        elements: added,
-                        from_empty: o.elements.is_empty(),
-                    });
-                }
+                ops.elements.extend(set_element_ops(o, s, removed, added));
             }
         }
     }
     for name in old_sets.keys() {
         if !new_sets.contains_key(name) {
-            del_sets.push(Op::DelSet(name.to_string()));
+            ops.delete.push(Op::DelSet(name.to_string()));
         }
     }
+    Some(ops)
+}
 
-    let mut add_maps = Vec::new();
-    let mut map_elems = Vec::new();
-    let mut del_maps = Vec::new();
+/// The element changes of one set (`old` to `new`): deletes, then adds.
+fn set_element_ops(old: &Set, new: &Set, removed: Vec<Element>, added: Vec<Element>) -> Vec<Op> {
+    let mut ops = Vec::new();
+    if !removed.is_empty() {
+        ops.push(Op::DelSetElements {
+            set: new.name.clone(),
+            key: new.key.clone(),
+            interval: new.interval,
+            elements: removed,
+        });
+    }
+    if !added.is_empty() {
+        ops.push(Op::AddSetElements {
+            set: new.name.clone(),
+            key: new.key.clone(),
+            interval: new.interval,
+            elements: added,
+            from_empty: old.elements.is_empty(),
+        });
+    }
+    ops
+}
+
+#[derive(Debug, Default)]
+struct MapOps {
+    add: Vec<Op>,
+    elements: Vec<Op>,
+    delete: Vec<Op>,
+}
+
+fn diff_maps(old: &[&Map], new: &[&Map]) -> Option<MapOps> {
+    let old_maps = by_name(old, |m| m.name.as_str());
+    let new_maps = by_name(new, |m| m.name.as_str());
+    let mut ops = MapOps::default();
     for (name, m) in &new_maps {
         match old_maps.get(name) {
-            None => add_maps.push(Op::AddMap((*m).clone())),
+            None => ops.add.push(Op::AddMap((*m).clone())),
             Some(o) if o.key != m.key || o.comment != m.comment => return None,
             Some(o) => {
                 let (removed, added) = sorted_diff(&o.elements, &m.elements);
                 if !removed.is_empty() {
-                    map_elems.push(Op::DelMapElements {
+                    ops.elements.push(Op::DelMapElements {
                         map: m.name.clone(),
                         elements: removed,
                     });
                 }
                 if !added.is_empty() {
-                    map_elems.push(Op::AddMapElements {
+                    ops.elements.push(Op::AddMapElements {
                         map: m.name.clone(),
                         elements: added,
                     });
@@ -223,33 +262,41 @@ pub fn diff_views(old: &View, new: &View) -> Option<Vec<Op>> {
             // Its elements jump to chains this batch may delete: they go first, with the
             // other map elements, before any chain does.
             if !m.elements.is_empty() {
-                map_elems.push(Op::DelMapElements {
+                ops.elements.push(Op::DelMapElements {
                     map: m.name.clone(),
                     elements: m.elements.clone(),
                 });
             }
-            del_maps.push(Op::DelMap(name.to_string()));
+            ops.delete.push(Op::DelMap(name.to_string()));
         }
     }
+    Some(ops)
+}
 
-    // Replacing a set: unbind it (flush the chains whose rules look it up), delete it,
-    // create it again with the new elements, and give the chains their rules back; all
-    // in this one batch, so no packet sees the chain empty.
+/// Replacing a set: unbind it (flush the chains whose rules look it up), delete it,
+/// create it again with the new elements, and give the chains their rules back; all in
+/// this one batch, so no packet sees the chain empty. Returns those operations and the
+/// chains they rebind (which get no other rule operation).
+fn replace_sets<'a>(
+    replace: &[&Set],
+    old: &[&Chain],
+    new: &[&'a Chain],
+) -> (Vec<Op>, BTreeSet<&'a str>) {
     let replaced: BTreeSet<&str> = replace.iter().map(|s| s.name.as_str()).collect();
+    let existed: BTreeSet<&str> = old.iter().map(|c| c.name.as_str()).collect();
     let rebound: Vec<&Chain> = new
-        .chains
         .iter()
         .copied()
-        .filter(|c| old_chains.contains_key(c.name.as_str()))
+        .filter(|c| existed.contains(c.name.as_str()))
         .filter(|c| {
             c.rules
                 .iter()
                 .any(|r| rule_sets(&r.kind).iter().any(|n| replaced.contains(n)))
         })
         .collect();
-    let mut pre = Vec::new();
+    let mut ops = Vec::new();
     for c in &rebound {
-        pre.push(Op::SetRules {
+        ops.push(Op::SetRules {
             chain: Chain {
                 rules: Vec::new(),
                 ..(*c).clone()
@@ -257,31 +304,40 @@ pub fn diff_views(old: &View, new: &View) -> Option<Vec<Op>> {
             flush: true,
         });
     }
-    for s in &replace {
-        pre.push(Op::DelSet(s.name.clone()));
-        pre.push(Op::AddSet((*s).clone()));
+    for s in replace {
+        ops.push(Op::DelSet(s.name.clone()));
+        ops.push(Op::AddSet((*s).clone()));
     }
     for c in &rebound {
-        pre.push(Op::SetRules {
+        ops.push(Op::SetRules {
             chain: (*c).clone(),
             flush: false,
         });
     }
-    let rebound: BTreeSet<&str> = rebound.iter().map(|c| c.name.as_str()).collect();
+    (ops, rebound.iter().map(|c| c.name.as_str()).collect())
+}
 
-    let mut add_chains = Vec::new();
-    let mut rules = Vec::new();
-    let mut del_chains = Vec::new();
+#[derive(Debug, Default)]
+struct ChainOps {
+    add: Vec<Op>,
+    rules: Vec<Op>,
+    delete: Vec<Op>,
+}
+
+fn diff_chains(old: &[&Chain], new: &[&Chain], rebound: &BTreeSet<&str>) -> Option<ChainOps> {
+    let old_chains = by_name(old, |c| c.name.as_str());
+    let new_chains = by_name(new, |c| c.name.as_str());
+    let mut ops = ChainOps::default();
     // Keep the model's chain order (base chains first) for determinism.
-    for c in &new.chains {
+    for c in new {
         match old_chains.get(c.name.as_str()) {
             None => {
-                add_chains.push(Op::AddChain(Chain {
+                ops.add.push(Op::AddChain(Chain {
                     rules: Vec::new(),
                     ..(*c).clone()
                 }));
                 if !c.rules.is_empty() {
-                    rules.push(Op::SetRules {
+                    ops.rules.push(Op::SetRules {
                         chain: (*c).clone(),
                         flush: false,
                     });
@@ -289,22 +345,25 @@ pub fn diff_views(old: &View, new: &View) -> Option<Vec<Op>> {
             }
             Some(o) if o.base != c.base || o.comment != c.comment => return None,
             Some(_) if rebound.contains(c.name.as_str()) => {}
-            Some(o) if o.rules != c.rules => rules.push(Op::SetRules {
+            Some(o) if o.rules != c.rules => ops.rules.push(Op::SetRules {
                 chain: (*c).clone(),
                 flush: true,
             }),
             Some(_) => {}
         }
     }
-    // A chain cannot go while a rule still jumps to it (EBUSY): chains that other deleted
-    // chains jump to (a pod chain's drop tail, which its direction's chain and its input
-    // chain `goto`) go after those. One level is all the model has.
-    let gone: Vec<&Chain> = old
-        .chains
+    let gone = old
         .iter()
         .copied()
-        .filter(|c| !new_chains.contains_key(c.name.as_str()))
-        .collect();
+        .filter(|c| !new_chains.contains_key(c.name.as_str()));
+    ops.delete = deletion_order(gone.collect());
+    Some(ops)
+}
+
+/// A chain cannot go while a rule still jumps to it (EBUSY): chains that other deleted
+/// chains jump to (a pod chain's drop tail, which its direction's chain and its input
+/// chain `goto`) go after those. One level is all the model has.
+fn deletion_order(gone: Vec<&Chain>) -> Vec<Op> {
     let targets: BTreeSet<&str> = gone
         .iter()
         .flat_map(|c| c.rules.iter().filter_map(|r| rule_target(&r.kind)))
@@ -312,21 +371,11 @@ pub fn diff_views(old: &View, new: &View) -> Option<Vec<Op>> {
     let (last, first): (Vec<&Chain>, Vec<&Chain>) = gone
         .into_iter()
         .partition(|c| targets.contains(c.name.as_str()));
-    for c in first.into_iter().chain(last) {
-        del_chains.push(Op::DelChain(c.name.clone()));
-    }
-
-    let mut ops = pre;
-    ops.extend(add_sets);
-    ops.extend(set_elems);
-    ops.extend(add_chains);
-    ops.extend(add_maps);
-    ops.extend(rules);
-    ops.extend(map_elems);
-    ops.extend(del_chains);
-    ops.extend(del_maps);
-    ops.extend(del_sets);
-    Some(ops)
+    first
+        .into_iter()
+        .chain(last)
+        .map(|c| Op::DelChain(c.name.clone()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -436,6 +485,85 @@ mod tests {
             Op::AddChain(_) => "addchain",
             Op::SetRules { .. } => "rules",
             Op::DelChain(_) => "delchain",
+        }
+    }
+
+    fn plain_chain(name: &str, targets: &[&str]) -> Chain {
+        Chain {
+            name: name.into(),
+            base: None,
+            comment: None,
+            rules: targets
+                .iter()
+                .map(|t| Rule::new(RuleKind::Verdict(Verdict::Goto(t.to_string()))))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn chains_that_others_jump_to_are_deleted_last() {
+        // Deleted chains with the chains their rules jump to, and the order of deletion.
+        type Case<'a> = (Vec<(&'a str, Vec<&'a str>)>, Vec<&'a str>);
+        let cases: Vec<Case> = vec![
+            (vec![], vec![]),
+            (vec![("a", vec![]), ("b", vec![])], vec!["a", "b"]),
+            (
+                vec![
+                    ("drop", vec![]),
+                    ("in", vec!["drop"]),
+                    ("out", vec!["drop"]),
+                ],
+                vec!["in", "out", "drop"],
+            ),
+            // A target that stays (not deleted) changes nothing.
+            (vec![("in", vec!["kept"])], vec!["in"]),
+        ];
+        for (gone, want) in cases {
+            let chains: Vec<Chain> = gone.iter().map(|(n, t)| plain_chain(n, t)).collect();
+            let ops = deletion_order(chains.iter().collect());
+            let names: Vec<&str> = ops
+                .iter()
+                .map(|op| match op {
+                    Op::DelChain(n) => n.as_str(),
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            assert_eq!(names, want, "{gone:?}");
+        }
+    }
+
+    #[test]
+    fn set_elements_are_deleted_before_added() {
+        let set = |elements: Vec<Element>| Set {
+            name: "s".into(),
+            key: vec![KeyType::Ipv4Addr],
+            interval: true,
+            comment: None,
+            elements,
+            timeout: None,
+        };
+        let (a, b) = (
+            v4([10, 0, 0, 1], [10, 0, 0, 1]),
+            v4([10, 0, 0, 2], [10, 0, 0, 2]),
+        );
+        // (old elements, new elements, op kinds, from_empty of the add)
+        let cases = [
+            (vec![], vec![], vec![], None),
+            (vec![], vec![a], vec!["addelem"], Some(true)),
+            (vec![a], vec![], vec!["delelem"], None),
+            (vec![a], vec![b], vec!["delelem", "addelem"], Some(false)),
+            (vec![a], vec![a, b], vec!["addelem"], Some(false)),
+        ];
+        for (old, new, kinds, from_empty) in cases {
+            let (o, n) = (set(old), set(new));
+            let (removed, added) = sorted_diff(&o.elements, &n.elements);
+            let ops = set_element_ops(&o, &n, removed, added);
+            assert_eq!(ops.iter().map(kind).collect::<Vec<_>>(), kinds, "{ops:?}");
+            let add = ops.iter().find_map(|op| match op {
+                Op::AddSetElements { from_empty, .. } => Some(*from_empty),
+                _ => None,
+            });
+            assert_eq!(add, from_empty);
         }
     }
 
