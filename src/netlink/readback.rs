@@ -123,105 +123,41 @@ pub(crate) fn read_table(conn: &mut Conn, name: &str) -> Result<Option<LiveTable
     let tables = request(conn, |seq| {
         sys::Table::new().msg(NFT_MSG_GETTABLE, NFPROTO_INET, NLM_F_DUMP, seq)
     })?;
-    let mut live = None;
-    for p in &tables {
-        let a = attrs(body(p));
-        if attr(&a, NFTA_TABLE_NAME).map(cstr).as_deref() == Some(name) {
-            live = Some(LiveTable {
-                name: name.to_string(),
-                comment: attr(&a, NFTA_TABLE_USERDATA)
-                    .and_then(|u| udata_comment(u, NFTNL_UDATA_COMMENT)),
-                ..Default::default()
-            });
-        }
-    }
-    let Some(mut live) = live else {
+    let Some(mut live) = tables
+        .iter()
+        .find_map(|p| live_table(&attrs(body(p)), name))
+    else {
         return Ok(None);
     };
-
     let chains = request(conn, |seq| {
         let mut c = sys::Chain::new();
         c.set_str(nftnl_attr::CHAIN_TABLE, name);
         c.msg(NFT_MSG_GETCHAIN, NFPROTO_INET, NLM_F_DUMP, seq)
     })?;
-    for p in &chains {
-        let a = attrs(body(p));
-        if attr(&a, NFTA_CHAIN_TABLE).map(cstr).as_deref() != Some(name) {
-            continue;
-        }
-        let hook = attr(&a, NFTA_CHAIN_HOOK).map(|h| {
-            let h = attrs(h);
-            (
-                attr(&h, NFTA_HOOK_HOOKNUM).map(be32).unwrap_or(0),
-                attr(&h, NFTA_HOOK_PRIORITY).map(be32).unwrap_or(0) as i32,
-            )
-        });
-        live.chains.push(LiveChain {
-            name: attr(&a, NFTA_CHAIN_NAME).map(cstr).unwrap_or_default(),
-            hook,
-            policy: attr(&a, NFTA_CHAIN_POLICY).map(be32),
-            comment: attr(&a, NFTA_CHAIN_USERDATA)
-                .and_then(|u| udata_comment(u, NFTNL_UDATA_COMMENT)),
-            rules: Vec::new(),
-        });
-    }
-
+    live.chains = chains
+        .iter()
+        .filter_map(|p| live_chain(&attrs(body(p)), name))
+        .collect();
     let rules = request(conn, |seq| {
         let mut r = sys::Rule::new();
         r.set_str(nftnl_attr::RULE_TABLE, name);
         r.msg(NFT_MSG_GETRULE, NFPROTO_INET, NLM_F_DUMP, seq)
     })?;
-    for p in &rules {
-        let a = attrs(body(p));
-        if attr(&a, NFTA_RULE_TABLE).map(cstr).as_deref() != Some(name) {
-            continue;
-        }
-        let chain = attr(&a, NFTA_RULE_CHAIN).map(cstr).unwrap_or_default();
-        // Every item of the list is an NFTA_LIST_ELEM nest holding one expression.
-        let exprs = attr(&a, NFTA_RULE_EXPRESSIONS)
-            .map(|e| {
-                attrs(e)
-                    .into_iter()
-                    .map(|(_, el)| {
-                        attr(&attrs(el), NFTA_EXPR_NAME)
-                            .map(cstr)
-                            .unwrap_or_default()
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let rule = LiveRule {
-            exprs,
-            comment: attr(&a, NFTA_RULE_USERDATA)
-                .and_then(|u| udata_comment(u, NFTNL_UDATA_COMMENT)),
-        };
+    for (chain, rule) in rules
+        .iter()
+        .filter_map(|p| live_rule(&attrs(body(p)), name))
+    {
         if let Some(c) = live.chains.iter_mut().find(|c| c.name == chain) {
             c.rules.push(rule);
         }
     }
-
     let sets = request(conn, |seq| {
         encode::set_object(name, "", None).msg(NFT_MSG_GETSET, NFPROTO_INET, NLM_F_DUMP, seq)
     })?;
-    for p in &sets {
-        let a = attrs(body(p));
-        if attr(&a, NFTA_SET_TABLE).map(cstr).as_deref() != Some(name) {
-            continue;
-        }
-        let flags = attr(&a, NFTA_SET_FLAGS).map(be32).unwrap_or(0);
-        if flags & NFT_SET_ANONYMOUS != 0 {
-            continue;
-        }
-        live.sets.push(LiveSet {
-            name: attr(&a, NFTA_SET_NAME).map(cstr).unwrap_or_default(),
-            flags,
-            key_type: attr(&a, NFTA_SET_KEY_TYPE).map(be32).unwrap_or(0),
-            key_len: attr(&a, NFTA_SET_KEY_LEN).map(be32).unwrap_or(0),
-            comment: attr(&a, NFTA_SET_USERDATA)
-                .and_then(|u| udata_comment(u, NFTNL_UDATA_SET_COMMENT)),
-            elements: Vec::new(),
-        });
-    }
+    live.sets = sets
+        .iter()
+        .filter_map(|p| live_set(&attrs(body(p)), name))
+        .collect();
     live.sets.sort_by(|a, b| a.name.cmp(&b.name));
     for s in &mut live.sets {
         let replies = request(conn, |seq| {
@@ -230,33 +166,116 @@ pub(crate) fn read_table(conn: &mut Conn, name: &str) -> Result<Option<LiveTable
                 .set_str(nftnl_attr::SET_NAME, &s.name);
             o.msg(NFT_MSG_GETSETELEM, NFPROTO_INET, NLM_F_DUMP, seq)
         })?;
-        for p in &replies {
-            let a = attrs(body(p));
-            let Some(list) = attr(&a, NFTA_SET_ELEM_LIST_ELEMENTS) else {
-                continue;
-            };
-            for (_, el) in attrs(list) {
-                let e = attrs(el);
-                let verdict = attr(&e, NFTA_SET_ELEM_DATA).and_then(|d| {
-                    let v = attrs(attr(&attrs(d), NFTA_DATA_VERDICT)?);
-                    Some((
-                        attr(&v, NFTA_VERDICT_CODE).map(be32).unwrap_or(0),
-                        attr(&v, NFTA_VERDICT_CHAIN).map(cstr),
-                    ))
-                });
-                s.elements.push(LiveElem {
-                    key: attr(&e, NFTA_SET_ELEM_KEY)
-                        .map(data_value)
-                        .unwrap_or_default(),
-                    key_end: attr(&e, NFTA_SET_ELEM_KEY_END).map(data_value),
-                    flags: attr(&e, NFTA_SET_ELEM_FLAGS).map(be32).unwrap_or(0),
-                    verdict,
-                });
-            }
-        }
+        s.elements = replies
+            .iter()
+            .flat_map(|p| live_elems(&attrs(body(p))))
+            .collect();
         s.elements.sort();
     }
     Ok(Some(live))
+}
+
+type Attrs<'a> = [(u16, &'a [u8])];
+
+/// A table reply: the table `name`, without its chains and sets; `None` for another.
+fn live_table(a: &Attrs, name: &str) -> Option<LiveTable> {
+    (attr(a, NFTA_TABLE_NAME).map(cstr).as_deref() == Some(name)).then(|| LiveTable {
+        name: name.to_string(),
+        comment: attr(a, NFTA_TABLE_USERDATA).and_then(|u| udata_comment(u, NFTNL_UDATA_COMMENT)),
+        ..Default::default()
+    })
+}
+
+/// A chain reply of table `name`, without its rules.
+fn live_chain(a: &Attrs, table: &str) -> Option<LiveChain> {
+    if attr(a, NFTA_CHAIN_TABLE).map(cstr).as_deref() != Some(table) {
+        return None;
+    }
+    let hook = attr(a, NFTA_CHAIN_HOOK).map(|h| {
+        let h = attrs(h);
+        (
+            attr(&h, NFTA_HOOK_HOOKNUM).map(be32).unwrap_or(0),
+            attr(&h, NFTA_HOOK_PRIORITY).map(be32).unwrap_or(0) as i32,
+        )
+    });
+    Some(LiveChain {
+        name: attr(a, NFTA_CHAIN_NAME).map(cstr).unwrap_or_default(),
+        hook,
+        policy: attr(a, NFTA_CHAIN_POLICY).map(be32),
+        comment: attr(a, NFTA_CHAIN_USERDATA).and_then(|u| udata_comment(u, NFTNL_UDATA_COMMENT)),
+        rules: Vec::new(),
+    })
+}
+
+/// A rule reply of table `name`: its chain and what drift compares.
+fn live_rule(a: &Attrs, table: &str) -> Option<(String, LiveRule)> {
+    if attr(a, NFTA_RULE_TABLE).map(cstr).as_deref() != Some(table) {
+        return None;
+    }
+    let chain = attr(a, NFTA_RULE_CHAIN).map(cstr).unwrap_or_default();
+    // Every item of the list is an NFTA_LIST_ELEM nest holding one expression.
+    let exprs = attr(a, NFTA_RULE_EXPRESSIONS)
+        .map(|e| {
+            attrs(e)
+                .into_iter()
+                .map(|(_, el)| {
+                    attr(&attrs(el), NFTA_EXPR_NAME)
+                        .map(cstr)
+                        .unwrap_or_default()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let comment = attr(a, NFTA_RULE_USERDATA).and_then(|u| udata_comment(u, NFTNL_UDATA_COMMENT));
+    Some((chain, LiveRule { exprs, comment }))
+}
+
+/// A set (or map) reply of table `name`, without its elements; `None` for an anonymous
+/// set (a rule's own, not the model's).
+fn live_set(a: &Attrs, table: &str) -> Option<LiveSet> {
+    if attr(a, NFTA_SET_TABLE).map(cstr).as_deref() != Some(table) {
+        return None;
+    }
+    let flags = attr(a, NFTA_SET_FLAGS).map(be32).unwrap_or(0);
+    if flags & NFT_SET_ANONYMOUS != 0 {
+        return None;
+    }
+    Some(LiveSet {
+        name: attr(a, NFTA_SET_NAME).map(cstr).unwrap_or_default(),
+        flags,
+        key_type: attr(a, NFTA_SET_KEY_TYPE).map(be32).unwrap_or(0),
+        key_len: attr(a, NFTA_SET_KEY_LEN).map(be32).unwrap_or(0),
+        comment: attr(a, NFTA_SET_USERDATA).and_then(|u| udata_comment(u, NFTNL_UDATA_SET_COMMENT)),
+        elements: Vec::new(),
+    })
+}
+
+/// The elements of one set-element reply.
+fn live_elems(a: &Attrs) -> Vec<LiveElem> {
+    let Some(list) = attr(a, NFTA_SET_ELEM_LIST_ELEMENTS) else {
+        return Vec::new();
+    };
+    attrs(list)
+        .into_iter()
+        .map(|(_, el)| {
+            let e = attrs(el);
+            let verdict = attr(&e, NFTA_SET_ELEM_DATA).and_then(|d| {
+                let v = attrs(attr(&attrs(d), NFTA_DATA_VERDICT)?);
+                Some((
+                    attr(&v, NFTA_VERDICT_CODE).map(be32).unwrap_or(0),
+                    attr(&v, NFTA_VERDICT_CHAIN).map(cstr),
+                ))
+            });
+            LiveElem {
+                key: attr(&e, NFTA_SET_ELEM_KEY)
+                    .map(data_value)
+                    .unwrap_or_default(),
+                key_end: attr(&e, NFTA_SET_ELEM_KEY_END).map(data_value),
+                flags: attr(&e, NFTA_SET_ELEM_FLAGS).map(be32).unwrap_or(0),
+                verdict,
+            }
+        })
+        .collect()
 }
 
 // ---- drift ---------------------------------------------------------------------------
@@ -398,58 +417,21 @@ pub fn drift(model: &Ruleset, live: Option<&LiveTable>) -> Option<String> {
             live.sets.len()
         ));
     }
+    let live_set = |name: &str| live.sets.iter().find(|l| l.name == name);
     for s in &model.sets {
-        let Some(l) = live.sets.iter().find(|l| l.name == s.name) else {
+        let Some(l) = live_set(&s.name) else {
             return Some(format!("set {} is missing", s.name));
         };
-        if l.flags & NFT_SET_MAP != 0
-            || l.flags != encode::set_flags(s)
-            || l.key_type != encode::set_key_type(&s.key)
-            || l.comment != s.comment
-        {
-            return Some(format!("set {} has another type, flags or comment", s.name));
-        }
-        if s.timeout.is_some() {
-            // Held flows: the controller's, added as it cuts connections, never the model's.
-            continue;
-        }
-        match live_elements(&s.key, s.interval, &l.elements) {
-            Some(e) if e == s.elements => {}
-            Some(e) => {
-                return Some(format!(
-                    "set {} holds {} elements that differ from the model's {}",
-                    s.name,
-                    e.len(),
-                    s.elements.len()
-                ))
-            }
-            None => return Some(format!("set {} holds undecodable elements", s.name)),
+        if let Some(d) = set_drift(s, l) {
+            return Some(d);
         }
     }
     for m in &model.maps {
-        let Some(l) = live.sets.iter().find(|l| l.name == m.name) else {
+        let Some(l) = live_set(&m.name) else {
             return Some(format!("map {} is missing", m.name));
         };
-        if l.flags & NFT_SET_MAP == 0
-            || l.key_type != encode::set_key_type(&m.key)
-            || l.comment != m.comment
-        {
-            return Some(format!("map {} has another type, flags or comment", m.name));
-        }
-        let mut got = Vec::new();
-        for e in &l.elements {
-            let (Some(key), Some(v)) = (split_key(&m.key, &e.key, &e.key), verdict_of(&e.verdict))
-            else {
-                return Some(format!("map {} holds an undecodable element", m.name));
-            };
-            got.push(MapElement {
-                key: key.into(),
-                verdict: v,
-            });
-        }
-        got.sort();
-        if got != m.elements {
-            return Some(format!("map {} elements differ from the model", m.name));
+        if let Some(d) = map_drift(m, l) {
+            return Some(d);
         }
     }
     if live.chains.len() != model.chains.len() {
@@ -463,46 +445,194 @@ pub fn drift(model: &Ruleset, live: Option<&LiveTable>) -> Option<String> {
         let Some(l) = live.chains.iter().find(|l| l.name == c.name) else {
             return Some(format!("chain {} is missing", c.name));
         };
-        let hook = c
-            .base
-            .as_ref()
-            .map(|b| (encode::hook_number(b.hook), b.priority));
-        if l.hook != hook || l.comment != c.comment {
-            return Some(format!(
-                "chain {} has another hook, priority or comment",
-                c.name
-            ));
-        }
-        if let Some(b) = &c.base {
-            if l.policy != Some(encode::verdict_code(&b.policy).0) {
-                return Some(format!("chain {} has another policy", c.name));
-            }
-        }
-        if l.rules.len() != c.rules.len() {
-            return Some(format!(
-                "chain {} has {} rules, model has {}",
-                c.name,
-                l.rules.len(),
-                c.rules.len()
-            ));
-        }
-        for (i, (lr, r)) in l.rules.iter().zip(&c.rules).enumerate() {
-            let names = super::exprs::rule_expr_names(&r.kind);
-            if lr.exprs != names || lr.comment != r.comment {
-                return Some(format!(
-                    "rule {} of chain {} differs from the model",
-                    i + 1,
-                    c.name
-                ));
-            }
+        if let Some(d) = chain_drift(c, l) {
+            return Some(d);
         }
     }
     None
 }
 
+/// How the live set `l` differs from the model's `s` (same name), if it does.
+fn set_drift(s: &Set, l: &LiveSet) -> Option<String> {
+    if l.flags & NFT_SET_MAP != 0
+        || l.flags != encode::set_flags(s)
+        || l.key_type != encode::set_key_type(&s.key)
+        || l.comment != s.comment
+    {
+        return Some(format!("set {} has another type, flags or comment", s.name));
+    }
+    if s.timeout.is_some() {
+        // Held flows: the controller's, added as it cuts connections, never the model's.
+        return None;
+    }
+    match live_elements(&s.key, s.interval, &l.elements) {
+        Some(e) if e == s.elements => None,
+        Some(e) => Some(format!(
+            "set {} holds {} elements that differ from the model's {}",
+            s.name,
+            e.len(),
+            s.elements.len()
+        )),
+        None => Some(format!("set {} holds undecodable elements", s.name)),
+    }
+}
+
+/// How the live map `l` differs from the model's `m` (same name), if it does.
+fn map_drift(m: &Map, l: &LiveSet) -> Option<String> {
+    if l.flags & NFT_SET_MAP == 0
+        || l.key_type != encode::set_key_type(&m.key)
+        || l.comment != m.comment
+    {
+        return Some(format!("map {} has another type, flags or comment", m.name));
+    }
+    let mut got = Vec::new();
+    for e in &l.elements {
+        let (Some(key), Some(v)) = (split_key(&m.key, &e.key, &e.key), verdict_of(&e.verdict))
+        else {
+            return Some(format!("map {} holds an undecodable element", m.name));
+        };
+        got.push(MapElement {
+            key: key.into(),
+            verdict: v,
+        });
+    }
+    got.sort();
+    (got != m.elements).then(|| format!("map {} elements differ from the model", m.name))
+}
+
+/// How the live chain `l` differs from the model's `c` (same name), if it does.
+fn chain_drift(c: &Chain, l: &LiveChain) -> Option<String> {
+    let hook = c
+        .base
+        .as_ref()
+        .map(|b| (encode::hook_number(b.hook), b.priority));
+    if l.hook != hook || l.comment != c.comment {
+        return Some(format!(
+            "chain {} has another hook, priority or comment",
+            c.name
+        ));
+    }
+    if let Some(b) = &c.base {
+        if l.policy != Some(encode::verdict_code(&b.policy).0) {
+            return Some(format!("chain {} has another policy", c.name));
+        }
+    }
+    if l.rules.len() != c.rules.len() {
+        return Some(format!(
+            "chain {} has {} rules, model has {}",
+            c.name,
+            l.rules.len(),
+            c.rules.len()
+        ));
+    }
+    let differs = l.rules.iter().zip(&c.rules).position(|(lr, r)| {
+        lr.exprs != super::exprs::rule_expr_names(&r.kind) || lr.comment != r.comment
+    })?;
+    Some(format!(
+        "rule {} of chain {} differs from the model",
+        differs + 1,
+        c.name
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn model_chain(base: Option<BaseChain>, rules: Vec<Rule>) -> Chain {
+        Chain {
+            name: "c".into(),
+            base,
+            comment: None,
+            rules,
+        }
+    }
+
+    /// What read-back would give for `c` if the kernel held it as the model says.
+    fn as_held(c: &Chain) -> LiveChain {
+        LiveChain {
+            name: c.name.clone(),
+            hook: c
+                .base
+                .as_ref()
+                .map(|b| (encode::hook_number(b.hook), b.priority)),
+            policy: c.base.as_ref().map(|b| encode::verdict_code(&b.policy).0),
+            comment: c.comment.clone(),
+            rules: c
+                .rules
+                .iter()
+                .map(|r| LiveRule {
+                    exprs: super::super::exprs::rule_expr_names(&r.kind)
+                        .into_iter()
+                        .map(str::to_string)
+                        .collect(),
+                    comment: r.comment.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn chain_drift_names_the_first_difference() {
+        let base = BaseChain {
+            hook: Hook::Forward,
+            priority: 0,
+            policy: Verdict::Accept,
+        };
+        let drop = Rule::new(RuleKind::Verdict(Verdict::Drop));
+        let model = model_chain(Some(base), vec![drop.clone(), drop]);
+        let held = as_held(&model);
+        type Edit = fn(&mut LiveChain);
+        let cases: [(Edit, Option<&str>); 6] = [
+            (|_| {}, None),
+            (
+                |l| l.hook = Some((l.hook.unwrap().0, 10)),
+                Some("another hook, priority or comment"),
+            ),
+            (
+                |l| l.comment = Some("x".into()),
+                Some("another hook, priority or comment"),
+            ),
+            (|l| l.policy = Some(NF_DROP), Some("another policy")),
+            (|l| l.rules.truncate(1), Some("has 1 rules, model has 2")),
+            (
+                |l| l.rules[1].exprs.push("counter".into()),
+                Some("rule 2 of chain c differs"),
+            ),
+        ];
+        for (edit, want) in cases {
+            let mut live = held.clone();
+            edit(&mut live);
+            let got = chain_drift(&model, &live);
+            match want {
+                None => assert_eq!(got, None),
+                Some(w) => assert!(
+                    got.as_deref().is_some_and(|g| g.contains(w)),
+                    "{got:?} lacks {w:?}"
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn set_replies_of_other_tables_and_anonymous_sets_are_skipped() {
+        let anonymous = NFT_SET_ANONYMOUS.to_be_bytes();
+        let plain = 0u32.to_be_bytes();
+        let cases: [(&[u8], &[u8], Option<&str>); 3] = [
+            (b"nftpol\0", &plain, Some("s")),
+            (b"other\0", &plain, None),
+            (b"nftpol\0", &anonymous, None),
+        ];
+        for (table, flags, want) in cases {
+            let a: Vec<(u16, &[u8])> = vec![
+                (NFTA_SET_TABLE, table),
+                (NFTA_SET_NAME, b"s\0"),
+                (NFTA_SET_FLAGS, flags),
+            ];
+            let got = live_set(&a, "nftpol").map(|s| s.name);
+            assert_eq!(got.as_deref(), want, "{table:?} {flags:?}");
+        }
+    }
 
     /// Read-back decodes a verdict with the same numbers encoding sends.
     #[test]
