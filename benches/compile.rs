@@ -117,7 +117,7 @@ fn compile_rows(smoke: bool, scales: &[(usize, usize)]) {
             let script = nftpol::script::render(&model);
             t_render.push(t.elapsed());
             size = script.len();
-            elements = model.sets.iter().map(|s| s.elements.len()).sum::<usize>();
+            elements = model.sets().iter().map(|s| s.elements.len()).sum::<usize>();
         }
         let c = median(t_compile);
         let ratio = base.map(|b| c.as_secs_f64() / b).unwrap_or(1.0);

@@ -150,7 +150,7 @@ pub fn render(rs: &Ruleset) -> String {
     if let Some(c) = &rs.comment {
         let _ = writeln!(out, "\tcomment \"{c}\"");
     }
-    for set in &rs.sets {
+    for set in rs.sets() {
         let _ = writeln!(out, "\n\tset {} {{", set.name);
         let _ = writeln!(out, "\t\ttype {}", key_type(&set.key));
         if set.interval {
@@ -165,7 +165,7 @@ pub fn render(rs: &Ruleset) -> String {
         elements(&mut out, &set.elements, |e| key_text(&e.key));
         out.push_str("\t}\n");
     }
-    for map in &rs.maps {
+    for map in rs.maps() {
         let _ = writeln!(out, "\n\tmap {} {{", map.name);
         let _ = writeln!(out, "\t\ttype {} : verdict", key_type(&map.key));
         if let Some(c) = &map.comment {
@@ -176,7 +176,7 @@ pub fn render(rs: &Ruleset) -> String {
         });
         out.push_str("\t}\n");
     }
-    for chain in &rs.chains {
+    for chain in rs.chains() {
         let _ = writeln!(out, "\n\tchain {} {{", chain.name);
         if let Some(c) = &chain.comment {
             let _ = writeln!(out, "\t\tcomment \"{c}\"");

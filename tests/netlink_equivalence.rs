@@ -19,7 +19,7 @@ pub fn kitchen_sink() -> Ruleset {
     let mut rs = empty_ruleset(T);
     rs.comment = Some("nftpol test table".into());
     use KeyType::*;
-    rs.sets = vec![
+    rs.merge_sets(vec![
         set(
             "e4/edges/any4",
             vec![Ipv4Addr],
@@ -105,8 +105,8 @@ pub fn kitchen_sink() -> Ruleset {
                 el(vec![v4("5.6.7.8", "5.6.7.8")]),
             ],
         ),
-    ];
-    rs.maps = vec![
+    ]);
+    rs.merge_maps(vec![
         map(
             "egress4",
             Ipv4Addr,
@@ -136,9 +136,10 @@ pub fn kitchen_sink() -> Ruleset {
             ],
         ),
         map("ingress6", Ipv6Addr, vec![]),
-    ];
-    rs.maps[1].comment = Some("egress v6".into());
-    rs.chains = vec![
+    ]);
+    let second = rs.maps()[1].name.clone();
+    assert!(rs.edit_map(&second, |m| m.comment = Some("egress v6".into())));
+    rs.merge_chains(vec![
         forward(vec![Rule::new(RuleKind::Jump("dispatch".into()))]),
         Chain {
             comment: Some("host traffic".into()),
@@ -240,7 +241,7 @@ pub fn kitchen_sink() -> Ruleset {
             ],
         ),
         chain("zz-empty", None, vec![]),
-    ];
+    ]);
     normalize(&mut rs);
     rs
 }
@@ -310,7 +311,7 @@ fn empty_table_and_minimal_models() {
     require_root_and_nft("empty_table_and_minimal_models");
     assert_equivalent("empty table", &empty_ruleset(T));
     let mut rs = empty_ruleset(T);
-    rs.chains.push(base_chain(
+    rs.put_chain(base_chain(
         "forward",
         Hook::Forward,
         5,
@@ -357,7 +358,7 @@ fn compiled_examples_list_identically() {
             },
         };
         let rs = nftpol::ruleset::build_with(&graph, &opts);
-        assert!(rs.chains.iter().any(|c| c
+        assert!(rs.chains().iter().any(|c| c
             .rules
             .iter()
             .any(|r| matches!(r.kind, nftpol::ruleset::RuleKind::DropUnknown { .. }))));
@@ -432,17 +433,15 @@ fn hundred_pods() -> Ruleset {
                 })
                 .collect();
             let names = ["any4", "ports4", "any6", "ports6"].map(|k| format!("{chain_name}/{k}"));
-            rs.sets.push(set(&names[0], addr_key(V4), true, None, any4));
-            rs.sets
-                .push(set(&names[1], ports_key(V4), true, None, ports4));
-            rs.sets.push(set(&names[2], addr_key(V6), true, None, any6));
-            rs.sets
-                .push(set(&names[3], ports_key(V6), true, None, ports6));
+            rs.put_set(set(&names[0], addr_key(V4), true, None, any4));
+            rs.put_set(set(&names[1], ports_key(V4), true, None, ports4));
+            rs.put_set(set(&names[2], addr_key(V6), true, None, any6));
+            rs.put_set(set(&names[3], ports_key(V6), true, None, ports6));
             let check = |family, ports, set: &String| {
                 lookup(family, addr, ports, set, rule_verdict.clone())
             };
             let comment = format!("pod ns{}/pod-{p} {dir}", p % 7);
-            rs.chains.push(chain(
+            rs.put_chain(chain(
                 &chain_name,
                 Some(&comment),
                 vec![
@@ -467,11 +466,10 @@ fn hundred_pods() -> Ruleset {
             });
         }
     }
-    rs.maps = maps;
+    rs.merge_maps(maps);
     let mut base = kitchen_sink();
-    base.chains
-        .retain(|c| c.base.is_some() || c.name == "dispatch");
-    rs.chains.extend(base.chains);
+    base.retain_chains(|c| c.base.is_some() || c.name == "dispatch");
+    rs.merge_chains(base.chains().to_vec());
     normalize(&mut rs);
     rs
 }
@@ -499,11 +497,11 @@ fn hundred_pods_equivalent_and_timed() {
     }
     nl.sort();
     nf.sort();
-    let elems: usize = rs.sets.iter().map(|s| s.elements.len()).sum();
+    let elems: usize = rs.sets().iter().map(|s| s.elements.len()).sum();
     eprintln!(
         "100 pods ({} chains, {} sets, {elems} set elements): netlink full sync median {:?} (min {:?}); `ip netns exec .. nft -f` median {:?} (min {:?}); script {} bytes, batch {} bytes",
-        rs.chains.len(),
-        rs.sets.len(),
+        rs.chains().len(),
+        rs.sets().len(),
         nl[2],
         nl[0],
         nf[2],
@@ -524,7 +522,7 @@ fn tiered_models_list_identically() {
     let rs = nftpol::ruleset::build(&g);
     assert!(rs.chain("input").is_some() && rs.chain("egress/x/c/drop").is_some());
     let boxes = rs
-        .sets
+        .sets()
         .iter()
         .flat_map(|s| &s.elements)
         .filter(|e| matches!(e.key.get(1), Some(Field::Proto(a, b)) if a != b))

@@ -105,11 +105,9 @@ fn build(pods: &[Option<PodSpec>]) -> Ruleset {
             })
             .collect();
         let sname = |k: &str| format!("{chain_name}/{k}");
-        rs.sets
-            .push(set(&sname("any4"), addr_key(V4), true, None, any4));
-        rs.sets
-            .push(set(&sname("ports4"), ports_key(V4), true, None, ports4));
-        rs.sets.push(set(
+        rs.put_set(set(&sname("any4"), addr_key(V4), true, None, any4));
+        rs.put_set(set(&sname("ports4"), ports_key(V4), true, None, ports4));
+        rs.put_set(set(
             &sname("any6"),
             addr_key(V6),
             true,
@@ -127,7 +125,7 @@ fn build(pods: &[Option<PodSpec>]) -> Ruleset {
             verdict(Verdict::Drop)
         };
         let comment = format!("pod x/{pod}");
-        rs.chains.push(chain(
+        rs.put_chain(chain(
             &chain_name,
             Some(&comment),
             vec![
@@ -142,13 +140,12 @@ fn build(pods: &[Option<PodSpec>]) -> Ruleset {
         map4.push((Field::Ipv4(ip4, ip4), Verdict::Jump(chain_name.clone())));
         map6.push((Field::Ipv6(ip6, ip6), Verdict::Jump(chain_name)));
     }
-    rs.maps = vec![
+    rs.merge_maps(vec![
         map("ingress4", KeyType::Ipv4Addr, map4),
         map("ingress6", KeyType::Ipv6Addr, map6),
-    ];
-    rs.chains
-        .push(forward(vec![Rule::new(RuleKind::Jump("dispatch".into()))]));
-    rs.chains.push(chain(
+    ]);
+    rs.put_chain(forward(vec![Rule::new(RuleKind::Jump("dispatch".into()))]));
+    rs.put_chain(chain(
         "dispatch",
         None,
         vec![
@@ -315,14 +312,14 @@ fn big_removals_replace_the_set() {
             })
             .collect();
         let mut rs = empty_ruleset(T);
-        rs.sets.push(set(
+        rs.put_set(set(
             "ingress/x/a/ports4",
             ports_key(IpFamily::V4),
             true,
             None,
             elements,
         ));
-        rs.chains.push(chain(
+        rs.put_chain(chain(
             "ingress/x/a",
             None,
             vec![

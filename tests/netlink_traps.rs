@@ -16,27 +16,27 @@ const T: &str = "nftpol";
 
 fn pod_model(peers: Vec<Element>) -> Ruleset {
     let mut rs = empty_ruleset(T);
-    rs.sets.push(set(
+    rs.put_set(set(
         "ingress/x/a/any4",
         addr_key(IpFamily::V4),
         true,
         None,
         peers,
     ));
-    rs.sets.push(set(
+    rs.put_set(set(
         "ingress/x/a/ports4",
         ports_key(IpFamily::V4),
         true,
         None,
         vec![port_el(v4("10.0.0.0", "10.255.255.255"), 6, (80, 90))],
     ));
-    rs.maps.push(map(
+    rs.put_map(map(
         "ingress4",
         KeyType::Ipv4Addr,
         vec![(host4("10.244.1.11"), Verdict::Jump("ingress/x/a".into()))],
     ));
     let accept = |ports, set: &str| lookup(IpFamily::V4, Addr::Saddr, ports, set, Verdict::Accept);
-    rs.chains = vec![
+    rs.merge_chains(vec![
         forward(vec![vmap(IpFamily::V4, Addr::Daddr, "ingress4")]),
         chain(
             "ingress/x/a",
@@ -47,7 +47,7 @@ fn pod_model(peers: Vec<Element>) -> Ruleset {
                 verdict(Verdict::Drop),
             ],
         ),
-    ];
+    ]);
     normalize(&mut rs);
     rs
 }
@@ -142,9 +142,10 @@ fn huge_batch_is_one_sendmsg_and_atomic() {
     // 50,000 elements (100,000 rbtree elements on the wire), then a last rule that jumps
     // to a chain that does not exist: the last message of the batch fails.
     let mut broken = pod_model(many_peers(50_000));
-    let last = broken.chains.last_mut().unwrap();
-    last.rules
-        .push(Rule::new(RuleKind::Jump("no-such-chain".into())));
+    let last = broken.chains().last().unwrap().name.clone();
+    assert!(broken.edit_chain(&last, |c| c
+        .rules
+        .push(Rule::new(RuleKind::Jump("no-such-chain".into())))));
     let batch = encode_full(&broken, 1000);
     assert!(
         batch.bytes.len() > 1 << 20,
@@ -203,15 +204,9 @@ fn refused_element_is_reported_against_its_set() {
     let before = ns.listing(T);
     // Overlapping ranges in a pipapo set: the kernel refuses the element message.
     let mut bad = good.clone();
-    let ports = bad
-        .sets
-        .iter_mut()
-        .find(|s| s.name == "ingress/x/a/ports4")
-        .unwrap();
-    ports
-        .elements
-        .push(port_el(v4("10.1.0.0", "10.1.255.255"), 6, (85, 95)));
-    ports.elements.sort();
+    let ports = bad.set_elements_mut("ingress/x/a/ports4").unwrap();
+    ports.push(port_el(v4("10.1.0.0", "10.1.255.255"), 6, (85, 95)));
+    ports.sort();
     let err = ns
         .with(|b| b.full_sync(&bad))
         .expect_err("overlap must be refused");

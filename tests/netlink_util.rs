@@ -219,14 +219,7 @@ pub fn set(
 }
 
 pub fn empty_ruleset(name: &str) -> Ruleset {
-    Ruleset {
-        family: Family::Inet,
-        name: name.into(),
-        comment: None,
-        sets: vec![],
-        maps: vec![],
-        chains: vec![],
-    }
+    Ruleset::new(name, None)
 }
 
 /// A verdict map keyed by one field, its elements sorted.
@@ -309,23 +302,15 @@ pub fn verdict(verdict: Verdict) -> Rule {
     Rule::new(RuleKind::Verdict(verdict))
 }
 
-/// Sort lists the way the model promises (sets, maps by name; regular chains by name).
+/// Sort elements the way the model promises (the table keeps its lists in order itself).
 pub fn normalize(rs: &mut Ruleset) {
-    rs.sets.sort_by(|a, b| a.name.cmp(&b.name));
-    rs.maps.sort_by(|a, b| a.name.cmp(&b.name));
-    for s in &mut rs.sets {
-        s.elements.sort();
+    let sets: Vec<String> = rs.sets().iter().map(|s| s.name.clone()).collect();
+    for name in sets {
+        rs.set_elements_mut(&name).unwrap().sort();
     }
-    for m in &mut rs.maps {
-        m.elements.sort();
+    for (_, elements) in rs.maps_elements_mut() {
+        elements.sort();
     }
-    rs.chains.sort_by(|a, b| {
-        (a.base.is_none(), a.base.as_ref().map(|b| b.hook), &a.name).cmp(&(
-            b.base.is_none(),
-            b.base.as_ref().map(|b| b.hook),
-            &b.name,
-        ))
-    });
 }
 
 /// Panic with the first differing lines (and context) when two listings differ.

@@ -65,7 +65,7 @@ fn small_cluster() -> Vec<Obj> {
 }
 
 fn chain_names(rs: &Ruleset) -> Vec<&str> {
-    rs.chains.iter().map(|c| c.name.as_str()).collect()
+    rs.chains().iter().map(|c| c.name.as_str()).collect()
 }
 
 fn map_keys(rs: &Ruleset, map: &str) -> Vec<(Field, Verdict)> {
@@ -110,7 +110,7 @@ fn ruleset_for_a_node_has_chains_only_for_its_isolated_pods() {
         [(a6, Verdict::Jump("egress/x/a".into()))]
     );
     // Every set belongs to a chain of this node, but the held sets of cut connections.
-    for s in rs.sets.iter().filter(|s| s.timeout.is_none()) {
+    for s in rs.sets().iter().filter(|s| s.timeout.is_none()) {
         assert!(
             s.name.starts_with("ingress/x/a/") || s.name.starts_with("egress/x/a/"),
             "{}",
@@ -141,10 +141,10 @@ fn ruleset_for_a_node_has_chains_only_for_its_isolated_pods() {
     ));
     // A node with no pods: base chains, the (empty) held sets and empty maps.
     let rs3 = nftpol::compile(&idx, Some("n3"));
-    let names: Vec<&str> = rs3.sets.iter().map(|s| s.name.as_str()).collect();
+    let names: Vec<&str> = rs3.sets().iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["held4", "held6"]);
-    assert!(rs3.sets.iter().all(|s| s.elements.is_empty()));
-    assert!(rs3.maps.iter().all(|m| m.elements.is_empty()));
+    assert!(rs3.sets().iter().all(|s| s.elements.is_empty()));
+    assert!(rs3.maps().iter().all(|m| m.elements.is_empty()));
 }
 
 fn ip4(s: &str) -> std::net::Ipv4Addr {
@@ -218,14 +218,14 @@ fn sets_admit(rs: &Ruleset, chain: &str, peer: IpAddr, proto: Protocol, port: u1
 fn ruleset_sets_have_disjoint_elements() {
     let idx = index(small_cluster());
     let rs = nftpol::compile(&idx, None);
-    assert!(!rs.sets.is_empty());
+    assert!(!rs.sets().is_empty());
     let mut non_empty = 0;
-    for s in &rs.sets {
+    for s in rs.sets() {
         assert_disjoint(s);
         non_empty += usize::from(!s.elements.is_empty());
     }
     assert!(non_empty >= 4, "the test cluster should fill several sets");
-    for m in &rs.maps {
+    for m in rs.maps() {
         let keys: BTreeSet<_> = m.elements.iter().map(|e| e.key).collect();
         assert_eq!(
             keys.len(),
@@ -373,7 +373,7 @@ fn ruleset_never_dispatches_host_network_or_finished_pods() {
     ]);
     let rs = nftpol::compile(&idx, Some("n1"));
     let keys: Vec<Field> = rs
-        .maps
+        .maps()
         .iter()
         .flat_map(|m| m.elements.iter().map(|e| e.key[0]))
         .collect();

@@ -413,7 +413,7 @@ mod tests {
 
     fn pod(rs: &mut Ruleset, name: &str, ip: [u8; 4], peers: Vec<Element>) {
         let set = format!("ingress/x/{name}/any4");
-        rs.sets.push(Set {
+        rs.put_set(Set {
             name: set.clone(),
             key: vec![KeyType::Ipv4Addr],
             interval: true,
@@ -421,9 +421,8 @@ mod tests {
             elements: peers,
             timeout: None,
         });
-        rs.sets.sort_by(|a, b| a.name.cmp(&b.name));
         let chain = format!("ingress/x/{name}");
-        rs.chains.push(Chain {
+        rs.put_chain(Chain {
             name: chain.clone(),
             base: None,
             comment: None,
@@ -439,26 +438,26 @@ mod tests {
                 Rule::new(RuleKind::Verdict(Verdict::Drop)),
             ],
         });
-        rs.maps[0].elements.push(MapElement {
+        let elements = rs.map_elements_mut("ingress4").unwrap();
+        elements.push(MapElement {
             key: [Field::Ipv4(ip.into(), ip.into())].into(),
             verdict: Verdict::Jump(chain),
         });
-        rs.maps[0].elements.sort();
+        elements.sort();
     }
 
     fn base() -> Ruleset {
-        Ruleset {
-            family: Family::Inet,
-            name: "nftpol".into(),
-            comment: None,
-            sets: vec![],
-            maps: vec![Map {
+        Ruleset::from_parts(
+            "nftpol",
+            None,
+            vec![],
+            vec![Map {
                 name: "ingress4".into(),
                 key: vec![KeyType::Ipv4Addr],
                 comment: None,
                 elements: vec![],
             }],
-            chains: vec![Chain {
+            vec![Chain {
                 name: "policy".into(),
                 base: None,
                 comment: None,
@@ -468,7 +467,7 @@ mod tests {
                     map: "ingress4".into(),
                 })],
             }],
-        }
+        )
     }
 
     fn kind(op: &Op) -> &'static str {
@@ -617,19 +616,19 @@ mod tests {
             comment: None,
             rules,
         };
-        b.chains.push(chain(
+        b.put_chain(chain(
             "a",
             vec![Rule::new(RuleKind::Verdict(Verdict::Goto("a/drop".into())))],
         ));
-        b.chains.push(chain(
+        b.put_chain(chain(
             "a/drop",
             vec![Rule::new(RuleKind::Verdict(Verdict::Drop))],
         ));
-        b.chains.push(chain(
+        b.put_chain(chain(
             "input/a",
             vec![Rule::new(RuleKind::Verdict(Verdict::Goto("a/drop".into())))],
         ));
-        b.maps.push(Map {
+        b.put_map(Map {
             name: "input4".into(),
             key: vec![KeyType::Ipv4Addr],
             comment: None,
@@ -707,12 +706,9 @@ mod tests {
         pod(&mut a, "a", [10, 0, 0, 1], vec![]);
         pod(&mut a, "b", [10, 0, 0, 2], vec![]);
         let mut b = a.clone();
-        let c = b
-            .chains
-            .iter_mut()
-            .find(|c| c.name == "ingress/x/b")
-            .unwrap();
-        c.rules.pop();
+        assert!(b.edit_chain("ingress/x/b", |c| {
+            c.rules.pop();
+        }));
         let ops = diff(&a, &b);
         assert_eq!(ops.len(), 1);
         assert!(
@@ -725,7 +721,7 @@ mod tests {
         let mut a = base();
         pod(&mut a, "a", [10, 0, 0, 1], vec![]);
         let mut b = a.clone();
-        b.maps[0].elements[0].verdict = Verdict::Drop;
+        b.map_elements_mut("ingress4").unwrap()[0].verdict = Verdict::Drop;
         let kinds: Vec<_> = diff(&a, &b).iter().map(kind).collect();
         assert_eq!(kinds, ["delmapelem", "addmapelem"]);
     }
@@ -735,7 +731,8 @@ mod tests {
         let mut a = base();
         pod(&mut a, "a", [10, 0, 0, 1], vec![]);
         let mut b = a.clone();
-        b.sets[0].comment = Some("now commented".into());
+        let first = b.sets()[0].name.clone();
+        assert!(b.edit_set(&first, |s| s.comment = Some("now commented".into())));
         assert!(matches!(diff(&a, &b).as_slice(), [Op::FullSync(_)]));
         let mut c = a.clone();
         c.comment = Some("t".into());

@@ -650,15 +650,15 @@ pub fn held_batch(table: &str, held: &[crate::revoke::Held], add: bool, first_se
 pub fn full_batch(rs: &Ruleset, first_seq: u32) -> Batch {
     let mut b = Builder::new(&rs.name, first_seq);
     b.replace_table(rs.comment.as_deref());
-    for c in &rs.chains {
+    for c in rs.chains() {
         b.add_chain(c);
     }
     let mut ids: Vec<(String, u32)> = Vec::new();
-    for s in &rs.sets {
+    for s in rs.sets() {
         let id = b.add_set(s);
         ids.push((s.name.clone(), id));
     }
-    for m in &rs.maps {
+    for m in rs.maps() {
         let id = b.add_map(m);
         ids.push((m.name.clone(), id));
     }
@@ -668,7 +668,7 @@ pub fn full_batch(rs: &Ruleset, first_seq: u32) -> Batch {
             .ok()
             .map(|i| ids[i].1)
     };
-    for c in &rs.chains {
+    for c in rs.chains() {
         b.add_rules(c, &lookup);
     }
     b.finish()

@@ -410,7 +410,7 @@ pub fn drift(model: &Ruleset, live: Option<&LiveTable>) -> Option<String> {
             live.comment, model.comment
         ));
     }
-    let want: usize = model.sets.len() + model.maps.len();
+    let want: usize = model.sets().len() + model.maps().len();
     if live.sets.len() != want {
         return Some(format!(
             "kernel has {} sets and maps, model has {want}",
@@ -418,7 +418,7 @@ pub fn drift(model: &Ruleset, live: Option<&LiveTable>) -> Option<String> {
         ));
     }
     let live_set = |name: &str| live.sets.iter().find(|l| l.name == name);
-    for s in &model.sets {
+    for s in model.sets() {
         let Some(l) = live_set(&s.name) else {
             return Some(format!("set {} is missing", s.name));
         };
@@ -426,7 +426,7 @@ pub fn drift(model: &Ruleset, live: Option<&LiveTable>) -> Option<String> {
             return Some(d);
         }
     }
-    for m in &model.maps {
+    for m in model.maps() {
         let Some(l) = live_set(&m.name) else {
             return Some(format!("map {} is missing", m.name));
         };
@@ -434,14 +434,14 @@ pub fn drift(model: &Ruleset, live: Option<&LiveTable>) -> Option<String> {
             return Some(d);
         }
     }
-    if live.chains.len() != model.chains.len() {
+    if live.chains.len() != model.chains().len() {
         return Some(format!(
             "kernel has {} chains, model has {}",
             live.chains.len(),
-            model.chains.len()
+            model.chains().len()
         ));
     }
-    for c in &model.chains {
+    for c in model.chains() {
         let Some(l) = live.chains.iter().find(|l| l.name == c.name) else {
             return Some(format!("chain {} is missing", c.name));
         };

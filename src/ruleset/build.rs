@@ -578,19 +578,11 @@ pub fn build_with(graph: &PolicyGraph, opts: &Options) -> Ruleset {
         sets.extend(unknown_sets(graph, opts));
     }
     sets.extend(held_sets());
-    sets.sort_by(|a, b| a.name.cmp(&b.name));
     chains.push(dispatch_chain(opts));
-    chains.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut all = base_chains();
-    all.extend(chains);
-    let mut model = Ruleset {
-        family: Family::Inet,
-        name: names::TABLE.into(),
-        comment: Some("managed by nftpol: NetworkPolicy enforcement; do not edit".into()),
-        sets,
-        maps: dispatch_maps(graph),
-        chains: all,
-    };
+    chains.extend(base_chains());
+    let comment = "managed by nftpol: NetworkPolicy enforcement; do not edit";
+    let maps = dispatch_maps(graph);
+    let mut model = Ruleset::from_parts(names::TABLE, Some(comment.into()), sets, maps, chains);
     input_hook::place(&mut model, graph);
     model
 }
@@ -611,19 +603,11 @@ pub fn rebuild_pods(
         tiers: tier_chain::Cache::default(),
         allowed: AllowedCache::default(),
     };
-    let base = model.chains.iter().take_while(|c| c.base.is_some()).count();
     for (ns, name) in pods {
         let one = std::collections::BTreeSet::from([(ns.clone(), name.clone())]);
         for object in pod_object_names(&one) {
-            if let Ok(i) = model.chains[base..].binary_search_by(|c| c.name.as_str().cmp(&object)) {
-                model.chains.remove(base + i);
-            }
-            if let Ok(i) = model
-                .sets
-                .binary_search_by(|s| s.name.as_str().cmp(&object))
-            {
-                model.sets.remove(i);
-            }
+            model.remove_chain(&object);
+            model.remove_set(&object);
         }
         let Some(pod) = graph.pods.get(&(ns.clone(), name.clone())) else {
             continue;
@@ -634,30 +618,16 @@ pub fn rebuild_pods(
             pod_objects(&ctx, pod, dir, &mut sets, &mut chains);
         }
         chains.extend(input_hook::pod_chain(pod, &opts.log));
-        for set in sets {
-            let i = model
-                .sets
-                .binary_search_by(|s| s.name.cmp(&set.name))
-                .unwrap_or_else(|i| i);
-            model.sets.insert(i, set);
-        }
-        for chain in chains {
-            let i = model.chains[base..]
-                .binary_search_by(|c| c.name.cmp(&chain.name))
-                .unwrap_or_else(|i| i);
-            model.chains.insert(base + i, chain);
-        }
+        sets.into_iter().for_each(|set| model.put_set(set));
+        chains.into_iter().for_each(|chain| model.put_chain(chain));
     }
     if !patch_dispatch_maps(model, graph, pods) {
-        model.maps = dispatch_maps(graph);
+        model.set_maps(dispatch_maps(graph));
     }
     input_hook::place(model, graph);
     for v6 in [false, true] {
-        if let Ok(i) = model
-            .sets
-            .binary_search_by(|s| s.name.as_str().cmp(KNOWN_PODS[v6 as usize]))
-        {
-            model.sets[i] = known_pods(graph, v6);
+        if model.set(KNOWN_PODS[v6 as usize]).is_some() {
+            model.put_set(known_pods(graph, v6));
         }
     }
 }

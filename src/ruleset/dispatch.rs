@@ -66,28 +66,25 @@ pub(super) fn patch_dispatch_maps(
         .iter()
         .flat_map(|(ns, name)| DIRECTIONS.map(|dir| names::pod_chain(dir, ns, name)))
         .collect();
-    for map in &mut model.maps {
-        map.elements
-            .retain(|e| !matches!(&e.verdict, Verdict::Jump(c) if touched.contains(c)));
+    for (_, elements) in model.maps_elements_mut() {
+        elements.retain(|e| !matches!(&e.verdict, Verdict::Jump(c) if touched.contains(c)));
     }
     for pod in pods.iter().filter_map(|key| graph.pods.get(key)) {
         for (name, element) in dispatch_entries(pod) {
-            match model.maps.iter_mut().find(|m| m.name == name) {
-                Some(map) => map.elements.push(element),
+            match model.map_elements_mut(&name) {
+                Some(elements) => elements.push(element),
                 None => return false,
             }
         }
     }
-    for map in &mut model.maps {
-        map.elements.sort();
+    for (_, elements) in model.maps_elements_mut() {
+        elements.sort();
     }
     DIRECTIONS.into_iter().enumerate().all(|(d, dir)| {
         [false, true].into_iter().all(|v6| {
             let name = names::dispatch_map(dir, v6);
             model
-                .maps
-                .iter()
-                .find(|m| m.name == name)
+                .map(&name)
                 .is_some_and(|m| m.elements.len() == expected[d][v6 as usize])
         })
     })

@@ -167,7 +167,7 @@ pub fn input_accepts(rs: &Ruleset, p: &Packet) -> bool {
 
 fn hook_walk(rs: &Ruleset, hook: Hook, p: &Packet) -> Walk {
     let Some(base) = rs
-        .chains
+        .chains()
         .iter()
         .find(|c| c.base.as_ref().is_some_and(|b| b.hook == hook))
     else {

@@ -128,16 +128,10 @@ pub(super) fn pod_chain(pod: &PodNode, log: &LogOptions) -> Option<Chain> {
 /// Puts the input objects of `graph` into `model`: the base chain and the maps when
 /// wanted, neither when not. Pod input chains are the caller's (per pod).
 pub(super) fn place(model: &mut Ruleset, graph: &PolicyGraph) {
-    model
-        .chains
-        .retain(|c| c.base.as_ref().is_none_or(|b| b.hook != Hook::Input));
-    model
-        .maps
-        .retain(|m| !names::INPUT_MAPS.contains(&m.name.as_str()));
+    model.retain_chains(|c| c.base.as_ref().is_none_or(|b| b.hook != Hook::Input));
+    model.retain_maps(|m| !names::INPUT_MAPS.contains(&m.name.as_str()));
     if wanted(graph) {
-        let base = model.chains.iter().take_while(|c| c.base.is_some()).count();
-        model.chains.insert(base, base_chain());
-        model.maps.extend(maps(graph));
-        model.maps.sort_by(|a, b| a.name.cmp(&b.name));
+        model.put_chain(base_chain());
+        model.merge_maps(maps(graph));
     }
 }

@@ -7,8 +7,9 @@
 //! ```
 //!
 //! The model knows nothing of Kubernetes and nothing of how it is sent to the kernel. It
-//! holds one table; every list in it is kept sorted by name (elements by key), so two
-//! models built from the same input are equal and render to identical bytes. Rules are a
+//! holds one table, which keeps its lists sorted by name itself (they change only through
+//! [`Ruleset`]'s methods; elements are kept sorted by key), so two models built from the
+//! same input are equal and render to identical bytes. Rules are a
 //! closed set of shapes ([`Rule`]) rather than a general expression language: every
 //! backend must encode each shape exactly as `nft` would, and a short list keeps that
 //! promise checkable.
@@ -23,11 +24,11 @@ pub struct Ruleset {
     pub name: String,
     pub comment: Option<String>,
     /// Sorted by name.
-    pub sets: Vec<Set>,
+    sets: Vec<Set>,
     /// Sorted by name.
-    pub maps: Vec<Map>,
+    maps: Vec<Map>,
     /// Base chains first (in [`Hook`] order), then regular chains sorted by name.
-    pub chains: Vec<Chain>,
+    chains: Vec<Chain>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -357,22 +358,325 @@ impl Rule {
     }
 }
 
+/// The order of the chain list: base chains by hook, then regular chains by name.
+fn chain_order(c: &Chain) -> (bool, Option<Hook>, &str) {
+    (c.base.is_none(), c.base.as_ref().map(|b| b.hook), &c.name)
+}
+
+/// Where an object named `name` is, or would go, in a list sorted by name.
+fn position<T>(list: &[T], name: &str, name_of: impl Fn(&T) -> &str) -> Result<usize, usize> {
+    list.binary_search_by(|o| name_of(o).cmp(name))
+}
+
+/// The table keeps its lists in order itself (every lookup here, and the views and
+/// builds that read them, binary-search by name), so its lists are read through slices
+/// and changed only through these methods; elements are changed in place by name.
 impl Ruleset {
+    /// An empty table.
+    pub fn new(name: impl Into<String>, comment: Option<String>) -> Self {
+        Ruleset {
+            family: Family::Inet,
+            name: name.into(),
+            comment,
+            sets: Vec::new(),
+            maps: Vec::new(),
+            chains: Vec::new(),
+        }
+    }
+
+    /// A table holding these objects, in any order (one of each name).
+    pub fn from_parts(
+        name: impl Into<String>,
+        comment: Option<String>,
+        mut sets: Vec<Set>,
+        mut maps: Vec<Map>,
+        mut chains: Vec<Chain>,
+    ) -> Self {
+        sets.sort_by(|a, b| a.name.cmp(&b.name));
+        maps.sort_by(|a, b| a.name.cmp(&b.name));
+        chains.sort_by(|a, b| chain_order(a).cmp(&chain_order(b)));
+        Ruleset {
+            sets,
+            maps,
+            chains,
+            ..Ruleset::new(name, comment)
+        }
+    }
+
+    pub fn sets(&self) -> &[Set] {
+        &self.sets
+    }
+
+    pub fn maps(&self) -> &[Map] {
+        &self.maps
+    }
+
+    /// Base chains first, then regular chains by name.
+    pub fn chains(&self) -> &[Chain] {
+        &self.chains
+    }
+
+    /// The base chains (the first of [`Ruleset::chains`]).
+    pub fn base_chains(&self) -> &[Chain] {
+        &self.chains[..self.base_count()]
+    }
+
+    /// The regular chains, by name.
+    pub fn regular_chains(&self) -> &[Chain] {
+        &self.chains[self.base_count()..]
+    }
+
+    fn base_count(&self) -> usize {
+        self.chains.iter().take_while(|c| c.base.is_some()).count()
+    }
+
     pub fn set(&self, name: &str) -> Option<&Set> {
-        self.sets
-            .binary_search_by(|s| s.name.as_str().cmp(name))
-            .ok()
-            .map(|i| &self.sets[i])
+        let i = position(&self.sets, name, |s| &s.name).ok()?;
+        Some(&self.sets[i])
     }
 
     pub fn map(&self, name: &str) -> Option<&Map> {
-        self.maps
-            .binary_search_by(|m| m.name.as_str().cmp(name))
-            .ok()
-            .map(|i| &self.maps[i])
+        let i = position(&self.maps, name, |m| &m.name).ok()?;
+        Some(&self.maps[i])
     }
 
     pub fn chain(&self, name: &str) -> Option<&Chain> {
-        self.chains.iter().find(|c| c.name == name)
+        let regular = self.regular_chains();
+        match position(regular, name, |c| &c.name) {
+            Ok(i) => Some(&regular[i]),
+            Err(_) => self.base_chains().iter().find(|c| c.name == name),
+        }
+    }
+
+    /// The elements of set `name`, to change in place (kept sorted by key).
+    pub fn set_elements_mut(&mut self, name: &str) -> Option<&mut Vec<Element>> {
+        let i = position(&self.sets, name, |s| &s.name).ok()?;
+        Some(&mut self.sets[i].elements)
+    }
+
+    /// The elements of map `name`, to change in place (kept sorted by key).
+    pub fn map_elements_mut(&mut self, name: &str) -> Option<&mut Vec<MapElement>> {
+        let i = position(&self.maps, name, |m| &m.name).ok()?;
+        Some(&mut self.maps[i].elements)
+    }
+
+    /// Changes set `name` through `edit` (which may even rename it); false when there
+    /// is no such set.
+    pub fn edit_set(&mut self, name: &str, edit: impl FnOnce(&mut Set)) -> bool {
+        let Some(mut set) = self.remove_set(name) else {
+            return false;
+        };
+        edit(&mut set);
+        self.put_set(set);
+        true
+    }
+
+    /// [`Ruleset::edit_set`] for maps.
+    pub fn edit_map(&mut self, name: &str, edit: impl FnOnce(&mut Map)) -> bool {
+        let Some(mut map) = self.remove_map(name) else {
+            return false;
+        };
+        edit(&mut map);
+        self.put_map(map);
+        true
+    }
+
+    /// [`Ruleset::edit_set`] for chains.
+    pub fn edit_chain(&mut self, name: &str, edit: impl FnOnce(&mut Chain)) -> bool {
+        let Some(mut chain) = self.remove_chain(name) else {
+            return false;
+        };
+        edit(&mut chain);
+        self.put_chain(chain);
+        true
+    }
+
+    /// Adds `set`, or replaces the one of its name.
+    pub fn put_set(&mut self, set: Set) {
+        match position(&self.sets, &set.name, |s| &s.name) {
+            Ok(i) => self.sets[i] = set,
+            Err(i) => self.sets.insert(i, set),
+        }
+    }
+
+    /// Adds `map`, or replaces the one of its name.
+    pub fn put_map(&mut self, map: Map) {
+        match position(&self.maps, &map.name, |m| &m.name) {
+            Ok(i) => self.maps[i] = map,
+            Err(i) => self.maps.insert(i, map),
+        }
+    }
+
+    /// Adds `chain`, or replaces the one of its name, in its place in the order.
+    pub fn put_chain(&mut self, chain: Chain) {
+        self.remove_chain(&chain.name);
+        let key = chain_order(&chain);
+        let i = self
+            .chains
+            .binary_search_by(|c| chain_order(c).cmp(&key))
+            .unwrap_or_else(|i| i);
+        self.chains.insert(i, chain);
+    }
+
+    pub fn remove_set(&mut self, name: &str) -> Option<Set> {
+        let i = position(&self.sets, name, |s| &s.name).ok()?;
+        Some(self.sets.remove(i))
+    }
+
+    pub fn remove_map(&mut self, name: &str) -> Option<Map> {
+        let i = position(&self.maps, name, |m| &m.name).ok()?;
+        Some(self.maps.remove(i))
+    }
+
+    pub fn remove_chain(&mut self, name: &str) -> Option<Chain> {
+        let base = self.base_count();
+        let i = match position(&self.chains[base..], name, |c| &c.name) {
+            Ok(i) => base + i,
+            Err(_) => self.chains[..base].iter().position(|c| c.name == name)?,
+        };
+        Some(self.chains.remove(i))
+    }
+
+    /// Replaces every map (in any order).
+    pub fn set_maps(&mut self, mut maps: Vec<Map>) {
+        maps.sort_by(|a, b| a.name.cmp(&b.name));
+        self.maps = maps;
+    }
+
+    /// The elements of every map, by map name, to change in place (kept sorted by key).
+    pub fn maps_elements_mut(&mut self) -> impl Iterator<Item = (&str, &mut Vec<MapElement>)> {
+        self.maps
+            .iter_mut()
+            .map(|m| (m.name.as_str(), &mut m.elements))
+    }
+
+    pub fn retain_sets(&mut self, keep: impl FnMut(&Set) -> bool) {
+        self.sets.retain(keep);
+    }
+
+    pub fn retain_maps(&mut self, keep: impl FnMut(&Map) -> bool) {
+        self.maps.retain(keep);
+    }
+
+    pub fn retain_chains(&mut self, keep: impl FnMut(&Chain) -> bool) {
+        self.chains.retain(keep);
+    }
+
+    /// Adds many sets at once (one sort, not one insertion each); a set of a name the
+    /// table holds replaces it.
+    pub fn merge_sets(&mut self, sets: Vec<Set>) {
+        merge(&mut self.sets, sets, |a, b| a.name.cmp(&b.name));
+    }
+
+    /// [`Ruleset::merge_sets`] for maps.
+    pub fn merge_maps(&mut self, maps: Vec<Map>) {
+        merge(&mut self.maps, maps, |a, b| a.name.cmp(&b.name));
+    }
+
+    /// [`Ruleset::merge_sets`] for chains, each put in its place in the order.
+    pub fn merge_chains(&mut self, chains: Vec<Chain>) {
+        merge(&mut self.chains, chains, |a, b| {
+            chain_order(a).cmp(&chain_order(b))
+        });
+    }
+}
+
+/// `list` (sorted by `order`, one of each) with `new` added; of two equal under `order`,
+/// the new one stays.
+fn merge<T>(list: &mut Vec<T>, new: Vec<T>, order: impl Fn(&T, &T) -> std::cmp::Ordering) {
+    if new.is_empty() {
+        return;
+    }
+    list.extend(new);
+    // Stable: of equals, the old one comes first; reversed, the new one does, and it is
+    // the one `dedup_by` keeps.
+    list.sort_by(&order);
+    list.reverse();
+    list.dedup_by(|later, kept| order(later, kept).is_eq());
+    list.reverse();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(name: &str) -> Set {
+        Set {
+            name: name.into(),
+            key: vec![KeyType::Ipv4Addr],
+            interval: false,
+            comment: None,
+            elements: vec![],
+            timeout: None,
+        }
+    }
+
+    fn chain(name: &str, hook: Option<Hook>) -> Chain {
+        Chain {
+            name: name.into(),
+            base: hook.map(|hook| BaseChain {
+                hook,
+                priority: 0,
+                policy: Verdict::Accept,
+            }),
+            comment: None,
+            rules: vec![],
+        }
+    }
+
+    fn names<T>(list: &[T], name: impl Fn(&T) -> &str) -> Vec<&str> {
+        list.iter().map(name).collect()
+    }
+
+    #[test]
+    fn the_table_keeps_its_lists_in_order_whatever_the_changes() {
+        let mut rs = Ruleset::from_parts(
+            "t",
+            None,
+            vec![set("c"), set("a")],
+            vec![],
+            vec![
+                chain("z", None),
+                chain("input", Some(Hook::Input)),
+                chain("b", None),
+                chain("forward", Some(Hook::Forward)),
+            ],
+        );
+        assert_eq!(names(rs.sets(), |s| &s.name), ["a", "c"]);
+        assert_eq!(
+            names(rs.chains(), |c| &c.name),
+            ["forward", "input", "b", "z"]
+        );
+        rs.put_set(set("b"));
+        rs.put_chain(chain("output", Some(Hook::Output)));
+        rs.put_chain(chain("a", None));
+        assert_eq!(names(rs.sets(), |s| &s.name), ["a", "b", "c"]);
+        assert_eq!(
+            names(rs.chains(), |c| &c.name),
+            ["forward", "output", "input", "a", "b", "z"]
+        );
+        // A merge replaces what it names and adds the rest.
+        let mut commented = set("c");
+        commented.comment = Some("new".into());
+        rs.merge_sets(vec![commented, set("0")]);
+        assert_eq!(names(rs.sets(), |s| &s.name), ["0", "a", "b", "c"]);
+        assert_eq!(rs.set("c").unwrap().comment.as_deref(), Some("new"));
+        // An edit that renames moves the object to its new place.
+        assert!(rs.edit_set("0", |s| s.name = "d".into()));
+        assert!(rs.edit_chain("forward", |c| c.name = "y".into()));
+        assert_eq!(names(rs.sets(), |s| &s.name), ["a", "b", "c", "d"]);
+        assert_eq!(
+            names(rs.chains(), |c| &c.name),
+            ["y", "output", "input", "a", "b", "z"]
+        );
+        assert_eq!(
+            rs.remove_chain("input").map(|c| c.name),
+            Some("input".into())
+        );
+        assert_eq!(rs.remove_chain("b").map(|c| c.name), Some("b".into()));
+        assert!(rs.remove_chain("b").is_none());
+        assert_eq!(names(rs.base_chains(), |c| &c.name), ["y", "output"]);
+        assert_eq!(names(rs.regular_chains(), |c| &c.name), ["a", "z"]);
+        assert!(rs.chain("y").is_some() && rs.chain("z").is_some());
     }
 }

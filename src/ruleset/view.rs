@@ -29,9 +29,9 @@ impl<'a> View<'a> {
             family: model.family,
             name: &model.name,
             comment: model.comment.as_deref(),
-            sets: model.sets.iter().collect(),
-            maps: model.maps.iter().collect(),
-            chains: model.chains.iter().collect(),
+            sets: model.sets().iter().collect(),
+            maps: model.maps().iter().collect(),
+            chains: model.chains().iter().collect(),
         }
     }
 
@@ -43,19 +43,10 @@ impl<'a> View<'a> {
             .into_iter()
             .chain(KNOWN_PODS.iter().map(|s| s.to_string()))
             .collect();
-        let sets = names
-            .iter()
-            .filter_map(|n| {
-                model
-                    .sets
-                    .binary_search_by(|s| s.name.as_str().cmp(n))
-                    .ok()
-                    .map(|i| &model.sets[i])
-            })
-            .collect();
-        let base = model.chains.iter().take_while(|c| c.base.is_some()).count();
-        let regular = &model.chains[base..];
-        let chains = model.chains[..base]
+        let sets = names.iter().filter_map(|n| model.set(n)).collect();
+        let regular = model.regular_chains();
+        let chains = model
+            .base_chains()
             .iter()
             .chain(names.iter().filter_map(|n| {
                 regular
@@ -69,21 +60,20 @@ impl<'a> View<'a> {
             name: &model.name,
             comment: model.comment.as_deref(),
             sets,
-            maps: model.maps.iter().collect(),
+            maps: model.maps().iter().collect(),
             chains,
         }
     }
 
     /// An owned copy: a model holding just these objects.
     pub fn to_ruleset(&self) -> Ruleset {
-        Ruleset {
-            family: self.family,
-            name: self.name.to_string(),
-            comment: self.comment.map(str::to_string),
-            sets: self.sets.iter().map(|s| (*s).clone()).collect(),
-            maps: self.maps.iter().map(|m| (*m).clone()).collect(),
-            chains: self.chains.iter().map(|c| (*c).clone()).collect(),
-        }
+        Ruleset::from_parts(
+            self.name,
+            self.comment.map(str::to_string),
+            self.sets.iter().map(|s| (*s).clone()).collect(),
+            self.maps.iter().map(|m| (*m).clone()).collect(),
+            self.chains.iter().map(|c| (*c).clone()).collect(),
+        )
     }
 }
 
@@ -96,26 +86,15 @@ pub fn copy_pods(
 ) {
     let names = pod_object_names(pods);
     let is_pod_object = |name: &str| names.contains(name);
-    let part = View::pods(source, pods).to_ruleset();
-    target
-        .sets
-        .retain(|s| !(KNOWN_PODS.contains(&s.name.as_str()) || is_pod_object(&s.name)));
-    target.sets.extend(part.sets);
-    target.sets.sort_by(|a, b| a.name.cmp(&b.name));
+    let part = View::pods(source, pods);
+    let owned = |v: &[&Set]| v.iter().map(|s| (*s).clone()).collect();
+    target.retain_sets(|s| !(KNOWN_PODS.contains(&s.name.as_str()) || is_pod_object(&s.name)));
+    target.merge_sets(owned(&part.sets));
     // The view holds every base chain (the input hook comes and goes with the tiers) and
     // the pods' regular chains.
-    let (base, pod_chains): (Vec<Chain>, Vec<Chain>) =
-        part.chains.into_iter().partition(|c| c.base.is_some());
-    let mut regular: Vec<Chain> = target
-        .chains
-        .drain(..)
-        .filter(|c| c.base.is_none() && !is_pod_object(&c.name))
-        .collect();
-    regular.extend(pod_chains);
-    regular.sort_by(|a, b| a.name.cmp(&b.name));
-    target.chains = base;
-    target.chains.extend(regular);
-    target.maps = part.maps;
+    target.retain_chains(|c| c.base.is_none() && !is_pod_object(&c.name));
+    target.merge_chains(part.chains.iter().map(|c| (*c).clone()).collect());
+    target.set_maps(part.maps.iter().map(|m| (*m).clone()).collect());
 }
 
 #[cfg(test)]
@@ -141,7 +120,7 @@ mod tests {
         let names: BTreeSet<String> = pod_object_names(&pods).into_iter().collect();
         // Every object of those pods, the known-pods sets and the maps; nothing else.
         let want_sets: Vec<&str> = model
-            .sets
+            .sets()
             .iter()
             .map(|s| s.name.as_str())
             .filter(|n| names.contains(*n) || KNOWN_PODS.contains(n))
@@ -150,13 +129,13 @@ mod tests {
         assert_eq!(got_sets, want_sets);
         assert!(!got_sets.is_empty());
         let want_chains: Vec<&str> = model
-            .chains
+            .chains()
             .iter()
             .map(|c| c.name.as_str())
             .filter(|n| names.contains(*n) || ["forward", "output"].contains(n))
             .collect();
         let got_chains: Vec<&str> = view.chains.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(got_chains, want_chains);
-        assert_eq!(view.maps.len(), model.maps.len());
+        assert_eq!(view.maps.len(), model.maps().len());
     }
 }

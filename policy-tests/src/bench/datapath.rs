@@ -202,8 +202,8 @@ fn packet(from: Ipv4Addr, to: Ipv4Addr) -> Packet {
 }
 
 fn elements(rs: &Ruleset) -> usize {
-    rs.sets.iter().map(|s| s.elements.len()).sum::<usize>()
-        + rs.maps.iter().map(|m| m.elements.len()).sum::<usize>()
+    rs.sets().iter().map(|s| s.elements.len()).sum::<usize>()
+        + rs.maps().iter().map(|m| m.elements.len()).sum::<usize>()
 }
 
 /// Rules a client's first packet traverses in nftpol's ruleset, for `policies`.

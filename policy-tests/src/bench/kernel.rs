@@ -45,8 +45,8 @@ pub struct Args {
 const SETTLE: Duration = Duration::from_millis(500);
 
 fn elements(rs: &Ruleset) -> usize {
-    rs.sets.iter().map(|s| s.elements.len()).sum::<usize>()
-        + rs.maps.iter().map(|m| m.elements.len()).sum::<usize>()
+    rs.sets().iter().map(|s| s.elements.len()).sum::<usize>()
+        + rs.maps().iter().map(|m| m.elements.len()).sum::<usize>()
 }
 
 fn ms(d: Duration) -> f64 {
