@@ -14,7 +14,7 @@ use crate::index::{Index, NodeInfo, PodInfo, NAME_LABEL};
 use crate::policy::{Direction, Peer, Policy, PortMatch, Rule};
 use crate::selector::Labels;
 
-pub type PodKey = (String, String);
+pub use crate::index::PodKey;
 
 /// One change, with the object before and after (reduced as the index holds it).
 #[derive(Debug, Clone, Copy)]

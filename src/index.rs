@@ -18,6 +18,9 @@ use crate::input::{Kind, Object, ObjectData};
 use crate::policy::{Policy, Protocol};
 use crate::selector::{Labels, Selector};
 
+/// A pod as the cluster names it: (namespace, name).
+pub type PodKey = (String, String);
+
 /// The label the API server sets on every namespace.
 pub const NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
@@ -52,7 +55,7 @@ impl PodInfo {
         !self.ips.is_empty() && !self.finished && !self.host_network
     }
 
-    pub fn key(&self) -> (String, String) {
+    pub fn key(&self) -> PodKey {
         (self.namespace.clone(), self.name.clone())
     }
 }
@@ -90,7 +93,7 @@ pub struct Index {
     cnps: BTreeMap<String, CnpEntry>,
     nodes: BTreeMap<String, NodeInfo>,
     namespaces: BTreeMap<String, Labels>,
-    pods: BTreeMap<(String, String), PodInfo>,
+    pods: BTreeMap<PodKey, PodInfo>,
     policies: BTreeMap<(String, String), PolicyEntry>,
     /// How many pods claim each address (more than one while an address is being
     /// reused). A count, not a list: it is kept for every pod of the cluster.

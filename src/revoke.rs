@@ -21,6 +21,7 @@
 //! address inherits none). Must not: talk to the kernel (that is
 //! `netlink::conntrack`), or know about Kubernetes beyond the index's pod records.
 
+use crate::index::PodKey;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
@@ -217,13 +218,13 @@ impl<'a> Judge<'a> {
 #[derive(Debug, Clone, Default)]
 pub struct Tracker {
     /// Local pod -> its addresses when last seen.
-    pods: BTreeMap<(String, String), Vec<IpAddr>>,
+    pods: BTreeMap<PodKey, Vec<IpAddr>>,
     /// Address -> the local pod that had it.
-    owners: BTreeMap<IpAddr, (String, String)>,
+    owners: BTreeMap<IpAddr, PodKey>,
 }
 
 /// The addresses a pod of `node` is enforced with (none: not a local policy pod).
-fn local_addresses(index: &Index, node: &str, key: &(String, String)) -> Vec<IpAddr> {
+fn local_addresses(index: &Index, node: &str, key: &PodKey) -> Vec<IpAddr> {
     match index.pod(&key.0, &key.1) {
         Some(p) if p.is_policy_pod() && p.node.as_deref() == Some(node) => p.ips.clone(),
         _ => Vec::new(),
@@ -237,9 +238,9 @@ impl Tracker {
         &mut self,
         index: &Index,
         node: &str,
-        touched: Option<&BTreeSet<(String, String)>>,
+        touched: Option<&BTreeSet<PodKey>>,
     ) -> Scope {
-        let keys: BTreeSet<(String, String)> = match touched {
+        let keys: BTreeSet<PodKey> = match touched {
             Some(t) => t.clone(),
             None => index
                 .pods()

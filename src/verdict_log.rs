@@ -27,6 +27,7 @@
 //! just before a batch still finds the generation that judged it. A node whose pods see
 //! no logged traffic pays nothing.
 
+use crate::index::PodKey;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,7 +46,7 @@ pub struct Snapshot {
     index: Index,
     graph: PolicyGraph,
     /// Log prefix -> (verdict, direction, pod key).
-    chains: HashMap<String, (LogVerdict, Direction, (String, String))>,
+    chains: HashMap<String, (LogVerdict, Direction, PodKey)>,
 }
 
 impl Snapshot {
@@ -176,7 +177,7 @@ struct Judged {
 
 /// What `snap` says of `pkt` in the chain's direction, or `None` when the chain is not in
 /// `snap`.
-fn judge(snap: &Snapshot, pkt: &Packet, dir: Direction, key: &(String, String)) -> Option<Judged> {
+fn judge(snap: &Snapshot, pkt: &Packet, dir: Direction, key: &PodKey) -> Option<Judged> {
     let pod = snap.graph.pods.get(key)?;
     if pod.isolation(dir).is_none() && pod.tiers.side(dir).is_empty() {
         return None;
@@ -271,7 +272,7 @@ impl Board {
     }
 
     /// The pods (namespace, name) of the newest generation.
-    pub fn pods(&self) -> Vec<(String, String)> {
+    pub fn pods(&self) -> Vec<PodKey> {
         let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         g.0.as_ref()
             .map(|s| s.graph.pods.keys().cloned().collect())

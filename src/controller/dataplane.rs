@@ -3,6 +3,7 @@
 //! connections a new model revokes. The netlink backend implements it for real; tests may
 //! implement it to inject failures.
 
+use crate::index::PodKey;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -67,7 +68,7 @@ pub trait Dataplane: Send {
         _model: &Ruleset,
         _index: &Index,
         _node: &str,
-        _touched: Option<&BTreeSet<(String, String)>>,
+        _touched: Option<&BTreeSet<PodKey>>,
     ) -> Result<CutStats, DataplaneError> {
         Ok(CutStats::default())
     }
@@ -170,7 +171,7 @@ impl Dataplane for NetlinkDataplane {
         model: &Ruleset,
         index: &Index,
         node: &str,
-        touched: Option<&BTreeSet<(String, String)>>,
+        touched: Option<&BTreeSet<PodKey>>,
     ) -> Result<CutStats, DataplaneError> {
         // After a failed cut, every local pod's connections wait to be judged again.
         let touched = if self.rejudge_all { None } else { touched };

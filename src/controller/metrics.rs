@@ -1,6 +1,7 @@
 //! The controller's metrics, rendered in the Prometheus text format. Plain counters and
 //! fixed-bucket histograms behind one mutex: updates are rare (per sync, not per packet).
 
+use crate::index::PodKey;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
@@ -282,7 +283,7 @@ impl Metrics {
     }
 
     /// Drops the verdict series of pods no longer on this node.
-    pub fn retain_verdict_pods(&self, pods: &std::collections::BTreeSet<(String, String)>) {
+    pub fn retain_verdict_pods(&self, pods: &std::collections::BTreeSet<PodKey>) {
         self.with(|m| {
             m.verdicts
                 .retain(|(ns, pod, _, _), _| pods.contains(&(ns.clone(), pod.clone())))

@@ -15,6 +15,7 @@
 //! Every turn of the loop beats the liveness heartbeat (at least once a second when
 //! idle), and the time of each event is split into stages (see [`Stage`]).
 
+use crate::index::PodKey;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -404,7 +405,7 @@ impl<D: Dataplane> SyncLoop<D> {
     /// Revoked means revoked: once the batch is in the kernel, the entries of connections
     /// it no longer allows are deleted (the touched pods'; every local pod's after a full
     /// sync). A failure is logged and leaves the rules as they are.
-    fn cut_revoked(&mut self, full: bool, covered: &BTreeSet<(String, String)>) {
+    fn cut_revoked(&mut self, full: bool, covered: &BTreeSet<PodKey>) {
         if self.settings.keep_established {
             return;
         }

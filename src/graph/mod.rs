@@ -32,6 +32,7 @@ pub use display::describe_peer;
 pub(crate) use peers::PeerCache;
 pub use tiers::subject_selects;
 
+pub use crate::index::PodKey;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
@@ -160,7 +161,7 @@ pub struct PolicyGraph {
     pub peers: Vec<PeerNode>,
     /// Every pod that policy applies to (has an address, not finished, not hostNetwork)
     /// within the scope the graph was built for.
-    pub pods: BTreeMap<(String, String), PodNode>,
+    pub pods: BTreeMap<PodKey, PodNode>,
     /// Which peer holds which addresses: `peers` read backwards.
     peer_ids: HashMap<AddrSet, PeerId>,
 }
@@ -185,7 +186,7 @@ impl PolicyGraph {
         peers: &mut PeerCache,
     ) -> PolicyGraph {
         let mut graph = PolicyGraph::default();
-        let keys: Vec<(String, String)> = index
+        let keys: Vec<PodKey> = index
             .pods()
             .filter(|p| p.is_policy_pod() && (node.is_none() || p.node.as_deref() == node))
             .map(|p| p.key())
@@ -205,7 +206,7 @@ impl PolicyGraph {
         peers: &mut PeerCache,
         index: &Index,
         node: Option<&str>,
-        pods: impl IntoIterator<Item = (String, String)>,
+        pods: impl IntoIterator<Item = PodKey>,
     ) {
         let mut ctx = compute::Ctx::new(index, peers);
         for key in pods {

@@ -13,6 +13,7 @@ use super::names::{self, pod_object_names, KNOWN_PODS};
 use super::regions::addr_field;
 use super::tier_chain;
 use crate::addr::{AddrSet, Intervals};
+use crate::graph::PodKey;
 use crate::graph::{Isolation, PeerRef, PodNode, PolicyGraph, Ports};
 use crate::policy::{Direction, Protocol};
 use std::rc::Rc;
@@ -594,7 +595,7 @@ pub fn build_with(graph: &PolicyGraph, opts: &Options) -> Ruleset {
 pub fn rebuild_pods(
     model: &mut Ruleset,
     graph: &PolicyGraph,
-    pods: &std::collections::BTreeSet<(String, String)>,
+    pods: &std::collections::BTreeSet<PodKey>,
     opts: &Options,
 ) {
     let ctx = PodCtx {

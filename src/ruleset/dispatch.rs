@@ -2,6 +2,7 @@
 //! one (NetworkPolicy isolation or ClusterNetworkPolicy tiers), built whole or patched
 //! for the pods a change touched. Owns the map entries only, not the chains.
 
+use crate::graph::PodKey;
 use std::collections::BTreeMap;
 
 use super::model::*;
@@ -44,7 +45,7 @@ fn dispatch_entries(pod: &PodNode) -> Vec<(String, MapElement)> {
 pub(super) fn patch_dispatch_maps(
     model: &mut Ruleset,
     graph: &PolicyGraph,
-    pods: &std::collections::BTreeSet<(String, String)>,
+    pods: &std::collections::BTreeSet<PodKey>,
 ) -> bool {
     const DIRECTIONS: [Direction; 2] = [Direction::Ingress, Direction::Egress];
     let mut seen = std::collections::HashSet::new();

@@ -5,6 +5,7 @@
 //! `/`, `.` and `-` in identifiers. The kernel limits names to 255 bytes; a longer name is
 //! cut and ends in a hash of the full name, so it stays unique and stable.
 
+use crate::graph::PodKey;
 use crate::policy::Direction;
 
 /// The kernel's NFT_NAME_MAXLEN is 256 with the terminating NUL.
@@ -201,7 +202,7 @@ pub const KNOWN_PODS: [&str; 2] = ["known-pods4", "known-pods6"];
 
 /// Every chain and set name the given pods' objects can have.
 pub fn pod_object_names(
-    pods: &std::collections::BTreeSet<(String, String)>,
+    pods: &std::collections::BTreeSet<PodKey>,
 ) -> std::collections::HashSet<String> {
     let mut names = std::collections::HashSet::new();
     for (ns, pod) in pods {

@@ -5,6 +5,7 @@
 //! and one of the new model, so its cost follows the pods a change touched and nothing is
 //! copied on the way. Plain data like the model; must not know about netlink.
 
+use crate::graph::PodKey;
 use std::collections::BTreeSet;
 
 use super::model::*;
@@ -38,7 +39,7 @@ impl<'a> View<'a> {
     /// What a change to `pods` can touch in `model`: their sets and chains, the base
     /// chains (the input hook comes and goes with ClusterNetworkPolicy egress tiers), the
     /// dispatch and input maps and the known-pods sets. Found by name lookups, not by a walk of the model.
-    pub fn pods(model: &'a Ruleset, pods: &BTreeSet<(String, String)>) -> View<'a> {
+    pub fn pods(model: &'a Ruleset, pods: &BTreeSet<PodKey>) -> View<'a> {
         let names: BTreeSet<String> = pod_object_names(pods)
             .into_iter()
             .chain(KNOWN_PODS.iter().map(|s| s.to_string()))
@@ -82,7 +83,7 @@ impl<'a> View<'a> {
 pub fn copy_pods(
     target: &mut Ruleset,
     source: &Ruleset,
-    pods: &std::collections::BTreeSet<(String, String)>,
+    pods: &std::collections::BTreeSet<PodKey>,
 ) {
     let names = pod_object_names(pods);
     let is_pod_object = |name: &str| names.contains(name);
@@ -114,8 +115,8 @@ mod tests {
         let model = crate::compile(&index, None);
         assert_eq!(View::whole(&model).to_ruleset(), model);
 
-        let graph_pods: Vec<(String, String)> = index.pods().map(|p| p.key()).take(3).collect();
-        let pods: BTreeSet<(String, String)> = graph_pods.into_iter().collect();
+        let graph_pods: Vec<PodKey> = index.pods().map(|p| p.key()).take(3).collect();
+        let pods: BTreeSet<PodKey> = graph_pods.into_iter().collect();
         let view = View::pods(&model, &pods);
         let names: BTreeSet<String> = pod_object_names(&pods).into_iter().collect();
         // Every object of those pods, the known-pods sets and the maps; nothing else.
