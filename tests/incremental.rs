@@ -226,19 +226,26 @@ fn mutate(
     touched
 }
 
+/// The generated cluster of `seed`, with its two Nodes and up to two
+/// ClusterNetworkPolicies.
+fn cluster_with_nodes(seed: u64) -> small::Cluster {
+    let mut c = cluster(seed);
+    let mut gen = Rng::new(seed ^ 0xc1a5);
+    for n in 1..=2 {
+        c.objects.push(node_obj(&mut gen, n));
+    }
+    for i in 0..gen.below(3) {
+        c.objects.push(cnp(&mut gen, &format!("cnp{i}"), 10));
+    }
+    c
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
     #[test]
     fn incremental_equals_full(seed in any::<u64>(), node in prop_oneof![Just(Some("n1")), Just(Some("n2")), Just(None)], deny_unknown in any::<bool>()) {
-        let mut c = cluster(seed);
-        let mut gen = Rng::new(seed ^ 0xc1a5);
-        for n in 1..=2 {
-            c.objects.push(node_obj(&mut gen, n));
-        }
-        for i in 0..gen.below(3) {
-            c.objects.push(cnp(&mut gen, &format!("cnp{i}"), 10));
-        }
+        let c = cluster_with_nodes(seed);
         let options = Options { pod_cidrs: if deny_unknown { vec!["10.0.0.0/23".parse().unwrap()] } else { vec![] }, ..Default::default() };
         // Built up object by object from nothing, as watch events arrive.
         let mut state = NodeState::with_options(Index::new(), node, options.clone());
@@ -364,14 +371,7 @@ proptest! {
     /// the pods those changes named.
     #[test]
     fn batched_equals_full(seed in any::<u64>(), node in prop_oneof![Just(Some("n1")), Just(Some("n2")), Just(None)]) {
-        let mut c = cluster(seed);
-        let mut gen = Rng::new(seed ^ 0xc1a5);
-        for n in 1..=2 {
-            c.objects.push(node_obj(&mut gen, n));
-        }
-        for i in 0..gen.below(3) {
-            c.objects.push(cnp(&mut gen, &format!("cnp{i}"), 10));
-        }
+        let c = cluster_with_nodes(seed);
         let options = Options::default();
         let mut state = NodeState::with_options(Index::new(), node, options.clone());
         state.set_batching(true);

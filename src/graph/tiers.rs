@@ -159,11 +159,7 @@ impl PolicyGraph {
                 let id = self.intern(AddrSet::from_ips(ips), || {
                     format!("{base}, those with port {name:?} = {protocol}/{port}")
                 });
-                let range = PortRange {
-                    protocol,
-                    start: port,
-                    end: port,
-                };
+                let range = PortRange::single(protocol, port);
                 (id, range)
             })
             .collect();
