@@ -128,6 +128,8 @@ struct Inner {
     stages: [Histogram; 5],
     /// The sync loop's last sign of life (it beats at least every second when idle).
     heartbeat: Instant,
+    /// Turns of the sync loop: far above the event rate means it spins.
+    wakeups: u64,
     /// The last kernel batch failed (and no later one succeeded).
     failing: bool,
     sync_full: Histogram,
@@ -161,6 +163,7 @@ impl Default for Metrics {
         Metrics(Mutex::new(Inner {
             stages: std::array::from_fn(|_| Histogram::new(&SECONDS_BUCKETS)),
             heartbeat: Instant::now(),
+            wakeups: 0,
             failing: false,
             sync_full: Histogram::new(&SECONDS_BUCKETS),
             sync_incremental: Histogram::new(&SECONDS_BUCKETS),
@@ -221,6 +224,19 @@ impl Metrics {
     /// The sync loop is alive: called on every turn of its loop.
     pub fn beat(&self) {
         self.with(|m| m.heartbeat = Instant::now())
+    }
+
+    /// A turn of the sync loop (a message, a timeout): a beat, counted.
+    pub fn wakeup(&self) {
+        self.with(|m| {
+            m.heartbeat = Instant::now();
+            m.wakeups += 1;
+        })
+    }
+
+    /// Turns of the sync loop so far.
+    pub fn wakeups(&self) -> u64 {
+        self.with(|m| m.wakeups)
     }
 
     /// How long since the sync loop last showed life.
@@ -336,6 +352,11 @@ impl Metrics {
                  # HELP nftpol_sync_errors_total Kernel batches that failed.\n# TYPE nftpol_sync_errors_total counter\nnftpol_sync_errors_total {}\n\
                  # HELP nftpol_drift_repairs_total Full syncs made because the live table differed from the model.\n# TYPE nftpol_drift_repairs_total counter\nnftpol_drift_repairs_total {}\n",
                 m.sync_errors, m.drift_repairs
+            );
+            let _ = write!(
+                out,
+                "# HELP nftpol_sync_loop_wakeups_total Turns of the sync loop (a message taken, or a timeout); a rate far above the event rate means it spins.\n# TYPE nftpol_sync_loop_wakeups_total counter\nnftpol_sync_loop_wakeups_total {}\n",
+                m.wakeups
             );
             let _ = write!(
                 out,

@@ -502,14 +502,19 @@ impl<D: Dataplane> SyncLoop<D> {
         let mut backoff = Duration::from_millis(250);
         let mut retry_at: Option<Instant> = None;
         loop {
-            self.metrics.beat();
+            self.metrics.wakeup();
             let now = Instant::now();
             let mut deadline = next_resync.min(now + HEARTBEAT);
-            if let Some(t) = window {
-                deadline = deadline.min(t + self.settings.coalesce);
-            }
-            if let Some(t) = retry_at {
-                deadline = deadline.min(t);
+            // While a list is incomplete nothing is synced, so neither the window nor a
+            // retry may wake the loop: once past, they would make every wait zero and
+            // the loop would spin beside the watcher decoding the list.
+            if self.all_listed() {
+                if let Some(t) = window {
+                    deadline = deadline.min(t + self.settings.coalesce);
+                }
+                if let Some(t) = retry_at {
+                    deadline = deadline.min(t);
+                }
             }
             // No `continue` after a message: a window that has run out is synced now,
             // even while more messages wait (else a steady stream would starve the kernel).
@@ -631,6 +636,65 @@ mod tests {
         tx.send(Stamped::now(Msg::InitDone(kind))).unwrap();
     }
 
+    fn settings() -> Settings {
+        Settings {
+            node: "n1".into(),
+            coalesce: Duration::from_millis(5),
+            resync: Duration::from_secs(3600),
+            options: Default::default(),
+            pod_cidrs_from_node: false,
+            keep_established: true,
+        }
+    }
+
+    /// A list that is slow to complete (a large cluster decoding on a busy node) must not
+    /// make the loop spin: the window its first objects opened is past long before the
+    /// list ends, and nothing may be synced until it does. Then the batch comes at once.
+    #[test]
+    fn a_list_in_progress_does_not_spin_the_loop() {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let metrics = Arc::new(Metrics::default());
+        let sync = SyncLoop::new(
+            settings(),
+            Counting(batches.clone()),
+            metrics.clone(),
+            Box::new(|_| {}),
+        );
+        let (tx, rx) = channel();
+        list(&tx, Kind::Namespace, vec![]);
+        tx.send(Stamped::now(Msg::Init(Kind::Pod))).unwrap();
+        tx.send(Stamped::now(Msg::InitApply(pod(false)))).unwrap();
+        let sent = 5;
+        let worker = std::thread::spawn(move || sync.run(rx));
+        // Ten coalescing windows, well under the heartbeat: a loop that waits wakes once
+        // per message (and maybe once more); one that spins wakes thousands of times.
+        std::thread::sleep(Duration::from_millis(300));
+        let idle = metrics.wakeups();
+        assert!(
+            idle <= sent + 2,
+            "{idle} turns of the loop for {sent} messages while the pod list was held back"
+        );
+        assert!(
+            batches.lock().unwrap().is_empty(),
+            "a sync before the lists"
+        );
+        tx.send(Stamped::now(Msg::InitDone(Kind::Pod))).unwrap();
+        list(&tx, Kind::NetworkPolicy, vec![]);
+        list(&tx, Kind::ClusterNetworkPolicy, vec![]);
+        list(&tx, Kind::Node, vec![]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while batches.lock().unwrap().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        tx.send(Stamped::now(Msg::Shutdown)).unwrap();
+        worker.join().unwrap();
+        assert_eq!(
+            batches.lock().unwrap().len(),
+            1,
+            "the first sync, once listed"
+        );
+    }
+
     /// Events arriving faster than the loop handles them (a rollout, a drain, the relist
     /// of a large cluster: the channel never empties) must reach the kernel window by
     /// window while they keep coming, each batch taking the whole backlog that arrived
@@ -638,16 +702,8 @@ mod tests {
     #[test]
     fn a_stream_faster_than_the_loop_is_batched_while_it_lasts() {
         let batches = Arc::new(Mutex::new(Vec::new()));
-        let settings = Settings {
-            node: "n1".into(),
-            coalesce: Duration::from_millis(5),
-            resync: Duration::from_secs(3600),
-            options: Default::default(),
-            pod_cidrs_from_node: false,
-            keep_established: true,
-        };
         let sync = SyncLoop::new(
-            settings,
+            settings(),
             Counting(batches.clone()),
             Arc::new(Metrics::default()),
             Box::new(|_| {}),
