@@ -21,7 +21,7 @@ use crate::impact::{self, Change, PodKey};
 use crate::index::{Index, NodeInfo, PodInfo};
 use crate::input::{Kind, Object};
 use crate::policy::Policy;
-use crate::ruleset::{self, Ruleset, View};
+use crate::ruleset::{self, PodObjects, Ruleset, View};
 use crate::selector::Labels;
 
 #[derive(Debug, Clone)]
@@ -113,8 +113,9 @@ impl NodeState {
         if self.pending.is_empty() {
             return Batch::Nothing;
         }
-        let before = View::pods(kernel, &self.pending);
-        let after = View::pods(&self.model, &self.pending);
+        let objects = PodObjects::of(&self.pending, &[kernel, &self.model]);
+        let before = View::pods(kernel, &objects);
+        let after = View::pods(&self.model, &objects);
         if before == after {
             Batch::Nothing
         } else {

@@ -318,15 +318,16 @@ async fn controller_end_to_end() {
     let m = get(port, "/metrics").await.1;
     assert!(m.contains("nftpol_drift_repairs_total 1\n"), "{m}");
 
-    // A kernel batch that fails: a planted set with the name (and another type) of one the
-    // next update adds. The batch is refused whole, then a full sync repairs.
+    // A kernel batch that fails: a planted dispatch element for the address the next update
+    // gives a new pod, with another verdict; the kernel refuses the clashing element and so
+    // the batch whole, then a full sync repairs.
     let out = netns.nft(&[
         "add",
-        "set",
+        "element",
         "inet",
         "nftpol",
-        "ingress/x/c/any4",
-        "{ type ipv6_addr; }",
+        "ingress4",
+        "{ 10.244.1.13 : jump ingress/x/a }",
     ]);
     assert!(out.trim().is_empty(), "planting: {out}");
     prober.arm("refused batch and its repair");

@@ -378,9 +378,10 @@ fn tier_changes_are_incremental() {
     live.with(|b| b.full_sync(&models[0])).unwrap();
     for (i, w) in models.windows(2).enumerate() {
         let (prev, next) = (&w[0], &w[1]);
+        let objects = nftpol::ruleset::PodObjects::of(&pods, &[prev, next]);
         let ops = nftpol::netlink::diff_views(
-            &nftpol::ruleset::View::pods(prev, &pods),
-            &nftpol::ruleset::View::pods(next, &pods),
+            &nftpol::ruleset::View::pods(prev, &objects),
+            &nftpol::ruleset::View::pods(next, &objects),
         )
         .unwrap_or_else(|| panic!("step {i}: tier change needs a full sync"));
         live.with(|b| b.apply_ops(T, &ops))

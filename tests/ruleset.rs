@@ -109,14 +109,19 @@ fn ruleset_for_a_node_has_chains_only_for_its_isolated_pods() {
         map_keys(&rs, "egress6"),
         [(a6, Verdict::Jump("egress/x/a".into()))]
     );
-    // Every set belongs to a chain of this node, but the held sets of cut connections.
+    // Every set is looked up by a chain of this node, but the held sets of cut connections.
+    let looked_up: BTreeSet<&str> = rs
+        .regular_chains()
+        .iter()
+        .filter(|c| c.name.ends_with("/x/a"))
+        .flat_map(|c| c.lookups())
+        .collect();
     for s in rs.sets().iter().filter(|s| s.timeout.is_none()) {
-        assert!(
-            s.name.starts_with("ingress/x/a/") || s.name.starts_with("egress/x/a/"),
-            "{}",
-            s.name
-        );
+        assert!(looked_up.contains(s.name.as_str()), "{}", s.name);
     }
+    // x/a's two directions have different allows, so they share no set.
+    let shared = |c: &str| -> BTreeSet<&str> { rs.chain(c).unwrap().lookups().collect() };
+    assert!(shared("ingress/x/a").is_disjoint(&shared("egress/x/a")));
     // The other node gets y/c only.
     let rs2 = nftpol::compile(&idx, Some("n2"));
     let pod_chains2: Vec<&str> = chain_names(&rs2)
@@ -192,13 +197,29 @@ fn assert_disjoint(set: &Set) {
     }
 }
 
+/// The shared NetworkPolicy set of `kind` that a pod direction's chain looks up.
+fn np_set_of<'a>(rs: &'a Ruleset, chain: &str, kind: &str) -> &'a Set {
+    let c = rs
+        .chain(chain)
+        .unwrap_or_else(|| panic!("no chain {chain}"));
+    let mut found = c
+        .lookups()
+        .filter(|s| s.starts_with("np/") && s.ends_with(&format!("/{kind}")));
+    let name = found
+        .next()
+        .unwrap_or_else(|| panic!("{chain} looks up no np set {kind}"));
+    assert!(found.next().is_none(), "{chain} looks up two {kind} sets");
+    rs.set(name)
+        .unwrap_or_else(|| panic!("{chain} looks up {name}, not in the ruleset"))
+}
+
 /// Whether the sets of one pod direction admit (peer, proto, port).
 fn sets_admit(rs: &Ruleset, chain: &str, peer: IpAddr, proto: Protocol, port: u16) -> bool {
     let (is6, v) = ip_value(peer);
     let fam = if is6 { "6" } else { "4" };
-    let any = rs.set(&format!("{chain}/any{fam}")).unwrap();
-    let exact = rs.set(&format!("{chain}/exact{fam}")).unwrap();
-    let ranges = rs.set(&format!("{chain}/ports{fam}")).unwrap();
+    let any = np_set_of(rs, chain, &format!("any{fam}"));
+    let exact = np_set_of(rs, chain, &format!("exact{fam}"));
+    let ranges = np_set_of(rs, chain, &format!("ports{fam}"));
     // Single points go to the hash set, true ranges to the interval set.
     assert!(!exact.interval && exact.elements.iter().all(|e| e.key.is_point()));
     assert!(ranges.interval && ranges.elements.iter().all(|e| !e.key.is_point()));

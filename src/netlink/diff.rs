@@ -20,6 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ruleset::model::*;
+use crate::ruleset::names;
 use crate::ruleset::View;
 
 /// One step of an incremental update.
@@ -123,14 +124,6 @@ fn rule_target(kind: &RuleKind) -> Option<&str> {
     }
 }
 
-fn rule_sets(kind: &RuleKind) -> Vec<&str> {
-    match kind {
-        RuleKind::Lookup { set, .. } => vec![set.as_str()],
-        RuleKind::DropUnknown { cidrs, known, .. } => vec![cidrs.as_str(), known.as_str()],
-        _ => Vec::new(),
-    }
-}
-
 /// The operations that turn `old` (what the kernel holds) into `new`.
 pub fn diff(old: &Ruleset, new: &Ruleset) -> Vec<Op> {
     diff_views(&View::whole(old), &View::whole(new)).unwrap_or_else(|| full(new))
@@ -186,7 +179,14 @@ fn diff_sets<'a>(old: &[&'a Set], new: &[&'a Set]) -> Option<SetOps<'a>> {
             }
             Some(o) => {
                 let (removed, added) = sorted_diff(&o.elements, &s.elements);
-                if s.key.len() > 1 && s.interval && removed.len() > REPLACE_AFTER_REMOVALS {
+                // A shared set is looked up by chains outside a pods' view, which a
+                // replacement would have to flush too: it changes in place. Its pipapo
+                // part holds only true ranges (ipBlocks, long port ranges), which rarely do.
+                if s.key.len() > 1
+                    && s.interval
+                    && removed.len() > REPLACE_AFTER_REMOVALS
+                    && !names::is_np_set(&s.name)
+                {
                     ops.replace.push(*s);
                     continue;
                 }
@@ -291,7 +291,7 @@ fn replace_sets<'a>(
         .filter(|c| {
             c.rules
                 .iter()
-                .any(|r| rule_sets(&r.kind).iter().any(|n| replaced.contains(n)))
+                .any(|r| r.kind.sets().iter().any(|n| replaced.contains(n)))
         })
         .collect();
     let mut ops = Vec::new();

@@ -36,7 +36,7 @@ fn allowed_by(iso: &Isolation) -> [std::collections::BTreeSet<&str>; 2] {
     by
 }
 
-/// The elements of a pod direction's six NetworkPolicy sets, in [`names::POD_SETS`] order.
+/// The elements of a pod direction's six NetworkPolicy sets, in [`names::NP_SETS`] order.
 type PodElements = [Vec<Element>; 6];
 
 /// What a pod direction's set elements depend on: its allows' peers and ports, in order.
@@ -70,6 +70,45 @@ impl AllowedCache {
             ]
         })
     }
+}
+
+/// The canonical text of what a pod direction's NetworkPolicy sets hold, named in
+/// [`names::np_set`]: each allow's origin (policy, rule, peer, port name) and its resolved
+/// ports. In one cluster state the origin fixes the peer's addresses (an egress named port
+/// split by its port), so pods with the same key have the same elements, and a key stays
+/// the same while its peers' addresses change: those edit the shared set in place.
+pub(super) fn allows_key(iso: &Isolation) -> String {
+    use std::fmt::Write;
+    let mut key = String::new();
+    for a in &iso.allows {
+        let o = &a.origin;
+        let _ = write!(
+            key,
+            "{}\u{1f}{}\u{1f}{}\u{1f}",
+            o.policy,
+            o.direction.name(),
+            o.rule
+        );
+        match o.peer {
+            Some(p) => {
+                let _ = write!(key, "{p}");
+            }
+            None => key.push('*'),
+        }
+        key.push('\u{1f}');
+        key.push_str(o.port_name.as_deref().unwrap_or(""));
+        key.push('\u{1f}');
+        match &a.ports {
+            Ports::Any => key.push('*'),
+            Ports::Only(list) => {
+                for r in list {
+                    let _ = write!(key, "{}:{}-{},", r.protocol.number(), r.start, r.end);
+                }
+            }
+        }
+        key.push('\u{1e}');
+    }
+    key
 }
 
 fn allowed(graph: &PolicyGraph, iso: &Isolation) -> Allowed {
@@ -242,8 +281,8 @@ fn pod_objects(
     chains.extend(tier_chain::drop_tail(pod, dir, ctx.log));
 }
 
-/// The NetworkPolicy part of a pod chain and its six sets: the allow lookups, the denied
-/// log rule and the drop.
+/// The NetworkPolicy part of a pod chain and its six (shared) sets: the allow lookups,
+/// the denied log rule and the drop.
 fn np_rules(
     ctx: &PodCtx,
     pod: &PodNode,
@@ -268,11 +307,10 @@ fn np_rules(
         Direction::Ingress => "sources",
         Direction::Egress => "destinations",
     };
-    let id = pod.id();
     let mut rules = Vec::new();
     let key4 = vec![KeyType::Ipv4Addr, KeyType::InetProto, KeyType::InetService];
     let key6 = vec![KeyType::Ipv6Addr, KeyType::InetProto, KeyType::InetService];
-    // (family, key, with ports, interval), in rule order: the order of names::POD_SETS.
+    // (family, key, with ports, interval), in rule order: the order of names::NP_SETS.
     let shapes = [
         (IpFamily::V4, vec![KeyType::Ipv4Addr], false, true),
         (IpFamily::V4, key4.clone(), true, false),
@@ -281,22 +319,29 @@ fn np_rules(
         (IpFamily::V6, key6.clone(), true, false),
         (IpFamily::V6, key6, true, true),
     ];
-    let parts = names::POD_SETS.into_iter().zip(shapes).zip(elements.iter());
+    let allows = allows_key(iso);
+    let policies: std::collections::BTreeSet<&str> = iso
+        .allows
+        .iter()
+        .map(|a| a.origin.policy.as_str())
+        .collect();
+    let policies = policies.into_iter().collect::<Vec<_>>().join(", ");
+    let parts = names::NP_SETS.into_iter().zip(shapes).zip(elements.iter());
     for ((kind, (family, key, ports, interval)), elements) in parts {
-        let set = names::pod_set(dir, &pod.namespace, &pod.name, kind);
+        let set = names::np_set(dir, &allows, kind);
         let (what, by) = match (ports, interval) {
             (false, _) => ("on any port", &any_by),
             (true, false) => ("on listed ports (single)", &ports_by),
             (true, true) => ("on listed ports (ranges)", &ports_by),
         };
-        // Chain and set comments never change for a pod (the kernel cannot change them in
-        // place); the policies behind a set, which do change, go in its rule's comment.
+        // A set's comment cannot change in place: it names what its name stands for (the
+        // policies behind its key), and the rule's comment those behind this lookup.
         sets.push(Set {
             name: set.clone(),
             key,
             interval,
             comment: Some(names::comment(&format!(
-                "pod {id} {dir}: {peer_word} allowed {what}"
+                "{dir} {peer_word} allowed {what} by {policies}"
             ))),
             elements: elements.clone(),
             timeout: None,
@@ -575,6 +620,9 @@ pub fn build_with(graph: &PolicyGraph, opts: &Options) -> Ruleset {
         }
         chains.extend(input_hook::pod_chain(pod, &opts.log));
     }
+    // The pods with the same allows each gave their shared sets (equal, by their name).
+    sets.sort_by(|a, b| a.name.cmp(&b.name));
+    sets.dedup_by(|a, b| a.name == b.name);
     if !opts.pod_cidrs.is_empty() {
         sets.extend(unknown_sets(graph, opts));
     }
@@ -604,10 +652,20 @@ pub fn rebuild_pods(
         tiers: tier_chain::Cache::default(),
         allowed: AllowedCache::default(),
     };
+    // The shared sets the old chains looked up: dropped below unless a chain still does.
+    let mut unused: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     for (ns, name) in pods {
+        for chain in names::pod_chains(ns, name) {
+            if let Some(old) = model.remove_chain(&chain) {
+                unused.extend(
+                    old.lookups()
+                        .filter(|s| names::is_np_set(s))
+                        .map(String::from),
+                );
+            }
+        }
         let one = std::collections::BTreeSet::from([(ns.clone(), name.clone())]);
         for object in pod_object_names(&one) {
-            model.remove_chain(&object);
             model.remove_set(&object);
         }
         let Some(pod) = graph.pods.get(&(ns.clone(), name.clone())) else {
@@ -622,6 +680,7 @@ pub fn rebuild_pods(
         sets.into_iter().for_each(|set| model.put_set(set));
         chains.into_iter().for_each(|chain| model.put_chain(chain));
     }
+    drop_unused_np_sets(model, unused);
     if !patch_dispatch_maps(model, graph, pods) {
         model.set_maps(dispatch_maps(graph));
     }
@@ -630,6 +689,24 @@ pub fn rebuild_pods(
         if model.set(KNOWN_PODS[v6 as usize]).is_some() {
             model.put_set(known_pods(graph, v6));
         }
+    }
+}
+
+/// Removes the shared sets of `candidates` that no chain of `model` looks up any more.
+fn drop_unused_np_sets(model: &mut Ruleset, mut candidates: std::collections::BTreeSet<String>) {
+    if candidates.is_empty() {
+        return;
+    }
+    for chain in model.regular_chains() {
+        for set in chain.lookups() {
+            candidates.remove(set);
+        }
+        if candidates.is_empty() {
+            return;
+        }
+    }
+    for set in candidates {
+        model.remove_set(&set);
     }
 }
 

@@ -41,4 +41,4 @@ mod view;
 pub use build::{build, build_with, rebuild_pods, LogOptions, Options};
 pub use model::*;
 pub use view::copy_pods;
-pub use view::View;
+pub use view::{PodObjects, View};

@@ -249,6 +249,13 @@ pub enum Addr {
     Daddr,
 }
 
+impl Chain {
+    /// The sets the chain's rules look up.
+    pub fn lookups(&self) -> impl Iterator<Item = &str> {
+        self.rules.iter().flat_map(|r| r.kind.sets())
+    }
+}
+
 /// One rule; each variant lists the `nft` text it stands for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
@@ -339,6 +346,18 @@ pub enum LookupKey {
 impl LookupKey {
     pub fn has_ports(self) -> bool {
         matches!(self, LookupKey::Ports { .. })
+    }
+}
+
+impl RuleKind {
+    /// The sets this rule looks up.
+    pub fn sets(&self) -> Vec<&str> {
+        match self {
+            RuleKind::Lookup { set, .. } => vec![set.as_str()],
+            RuleKind::DropUnknown { cidrs, known, .. } => vec![cidrs.as_str(), known.as_str()],
+            RuleKind::HeldDrop { set, .. } => vec![set.as_str()],
+            _ => Vec::new(),
+        }
     }
 }
 

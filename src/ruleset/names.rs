@@ -1,8 +1,9 @@
 //! Stable, deterministic nftables names for nftpol's objects.
 //!
-//! Pod objects are named after the pod (`ingress/x/web-0`, `ingress/x/web-0/exact4`):
+//! Pod objects are named after the pod (`ingress/x/web-0`, `ingress/x/web-0/admin-deny-any4`):
 //! namespaces and pod names never contain `/`, so the name is unambiguous, and nft accepts
-//! `/`, `.` and `-` in identifiers. The kernel limits names to 255 bytes; a longer name is
+//! `/`, `.` and `-` in identifiers. The NetworkPolicy sets are shared by every pod whose
+//! allows are the same and are named after those allows (`np/ingress/<hash>/exact4`). The kernel limits names to 255 bytes; a longer name is
 //! cut and ends in a hash of the full name, so it stays unique and stable.
 
 use crate::graph::PodKey;
@@ -35,6 +36,17 @@ fn fnv1a(s: &str) -> u64 {
     h
 }
 
+/// FNV-1a, 128 bits: names a shared set after its contents' key, where two keys must
+/// not collide in any one table.
+fn fnv1a_128(s: &str) -> u128 {
+    let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
+    for b in s.bytes() {
+        h ^= b as u128;
+        h = h.wrapping_mul(0x0000000001000000000000000000013B);
+    }
+    h
+}
+
 fn fit(full: String, suffix: &str) -> String {
     if full.len() + suffix.len() <= MAX_NAME {
         return full + suffix;
@@ -52,12 +64,31 @@ pub fn pod_chain(dir: Direction, namespace: &str, pod: &str) -> String {
     fit(format!("{}/{namespace}/{pod}", dir.name()), "")
 }
 
-/// The sets of one pod direction, in the order of its chain's rules: per family,
-/// addresses allowed on any port (interval), single (address, protocol, port) points
-/// (hash), and (address, protocol, port) ranges (concatenated interval).
-pub const POD_SETS: [&str; 6] = ["any4", "exact4", "ports4", "any6", "exact6", "ports6"];
+/// The NetworkPolicy sets of one pod direction, in the order of its chain's rules: per
+/// family, addresses allowed on any port (interval), single (address, protocol, port)
+/// points (hash), and (address, protocol, port) ranges (concatenated interval).
+pub const NP_SETS: [&str; 6] = ["any4", "exact4", "ports4", "any6", "exact6", "ports6"];
 
-/// The chain name plus `/` and one of [`POD_SETS`].
+/// What every shared NetworkPolicy set's name starts with.
+pub const NP_SET_PREFIX: &str = "np/";
+
+/// `np/<dir>/<hash>/<kind>`: one of [`NP_SETS`] of every pod direction whose allows have
+/// the canonical key `allows` (see `build::allows_key`). The pods the same policies select
+/// share it, so a peer's change edits one set, not one per pod.
+pub fn np_set(dir: Direction, allows: &str, kind: &str) -> String {
+    format!(
+        "{NP_SET_PREFIX}{}/{:032x}/{kind}",
+        dir.name(),
+        fnv1a_128(allows)
+    )
+}
+
+/// Whether `name` is a shared NetworkPolicy set (see [`np_set`]).
+pub fn is_np_set(name: &str) -> bool {
+    name.starts_with(NP_SET_PREFIX)
+}
+
+/// The chain name plus `/` and one of a pod's own set kinds (the tier sets).
 pub fn pod_set(dir: Direction, namespace: &str, pod: &str, kind: &str) -> String {
     fit(
         format!("{}/{namespace}/{pod}", dir.name()),
@@ -68,7 +99,7 @@ pub fn pod_set(dir: Direction, namespace: &str, pod: &str, kind: &str) -> String
 /// The ClusterNetworkPolicy sets of one pod direction, per tier and verdict, in the order
 /// of the chain's rules: per family, addresses on every protocol and port (interval),
 /// single (address, protocol, port) points (hash) and (address, protocol, port) ranges
-/// (concatenated interval), as for [`POD_SETS`]. Baseline needs no Accept sets: a
+/// (concatenated interval), as for [`NP_SETS`]. Baseline needs no Accept sets: a
 /// Baseline accept is the default, so its regions only shadow later Baseline rules.
 pub const ADMIN_ACCEPT_SETS: [&str; 6] = [
     "admin-accept-any4",
@@ -200,17 +231,28 @@ pub fn comment(text: &str) -> String {
 /// other addresses of the pod CIDRs).
 pub const KNOWN_PODS: [&str; 2] = ["known-pods4", "known-pods6"];
 
-/// Every chain and set name the given pods' objects can have.
+/// The chains a pod can have: input, ingress and its drop tail, egress and its drop tail.
+pub fn pod_chains(namespace: &str, pod: &str) -> [String; 5] {
+    [
+        pod_input_chain(namespace, pod),
+        pod_chain(Direction::Ingress, namespace, pod),
+        pod_drop_chain(Direction::Ingress, namespace, pod),
+        pod_chain(Direction::Egress, namespace, pod),
+        pod_drop_chain(Direction::Egress, namespace, pod),
+    ]
+}
+
+/// Every chain and set name the given pods' own objects can have: their chains and tier
+/// sets. The shared NetworkPolicy sets they look up are not theirs (see
+/// `view::PodObjects`).
 pub fn pod_object_names(
     pods: &std::collections::BTreeSet<PodKey>,
 ) -> std::collections::HashSet<String> {
     let mut names = std::collections::HashSet::new();
     for (ns, pod) in pods {
-        names.insert(pod_input_chain(ns, pod));
+        names.extend(pod_chains(ns, pod));
         for dir in [Direction::Ingress, Direction::Egress] {
-            names.insert(pod_chain(dir, ns, pod));
-            names.insert(pod_drop_chain(dir, ns, pod));
-            for kind in POD_SETS.into_iter().chain(tier_sets()) {
+            for kind in tier_sets() {
                 names.insert(pod_set(dir, ns, pod, kind));
             }
         }
@@ -262,6 +304,24 @@ mod tests {
         assert!(pa.len() <= MAX_LOG_PREFIX && pb.len() <= MAX_LOG_PREFIX);
         assert_ne!(pa, pb);
         assert!(pa.starts_with("d ingress/nnn"));
+    }
+
+    #[test]
+    fn np_set_names_fit_and_follow_the_key() {
+        let a = np_set(Direction::Ingress, "x/p\u{1f}0", "ports6");
+        assert!(
+            a.starts_with("np/ingress/") && a.ends_with("/ports6"),
+            "{a}"
+        );
+        assert!(a.len() <= MAX_NAME && is_np_set(&a));
+        assert_eq!(a, np_set(Direction::Ingress, "x/p\u{1f}0", "ports6"));
+        assert_ne!(a, np_set(Direction::Ingress, "x/p\u{1f}1", "ports6"));
+        assert!(!is_np_set(&pod_set(
+            Direction::Ingress,
+            "np",
+            "a",
+            "admin-deny-any4"
+        )));
     }
 
     #[test]

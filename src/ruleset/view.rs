@@ -1,5 +1,6 @@
 //! A borrowed part of a ruleset model: the objects a change to some pods can touch (their
-//! chains and sets, the dispatch maps, the known-pods sets), or the whole model.
+//! chains and sets, the shared NetworkPolicy sets those chains look up, the dispatch maps,
+//! the known-pods sets), or the whole model.
 //!
 //! An incremental update diffs two views of this kind, one of the model the kernel holds
 //! and one of the new model, so its cost follows the pods a change touched and nothing is
@@ -9,7 +10,35 @@ use crate::graph::PodKey;
 use std::collections::BTreeSet;
 
 use super::model::*;
-use super::names::{pod_object_names, KNOWN_PODS};
+use super::names::{is_np_set, pod_chains, pod_object_names, KNOWN_PODS};
+
+/// The names of the objects a change to some pods can touch, in two models (what the
+/// kernel holds and the new model): the pods' own chains and sets, the known-pods sets,
+/// and the shared sets their chains look up in either model (so a set they stop using is
+/// seen to go, and one they start using to come).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodObjects {
+    names: BTreeSet<String>,
+}
+
+impl PodObjects {
+    pub fn of(pods: &BTreeSet<PodKey>, models: &[&Ruleset]) -> PodObjects {
+        let mut names: BTreeSet<String> = pod_object_names(pods).into_iter().collect();
+        names.extend(KNOWN_PODS.iter().map(|s| s.to_string()));
+        for model in models {
+            for (ns, pod) in pods {
+                for chain in pod_chains(ns, pod).iter().filter_map(|c| model.chain(c)) {
+                    names.extend(chain.lookups().filter(|s| is_np_set(s)).map(String::from));
+                }
+            }
+        }
+        PodObjects { names }
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+}
 
 /// Borrowed objects of one table, in the model's order: sets and maps by name, base
 /// chains first and then regular chains by name.
@@ -36,14 +65,12 @@ impl<'a> View<'a> {
         }
     }
 
-    /// What a change to `pods` can touch in `model`: their sets and chains, the base
-    /// chains (the input hook comes and goes with ClusterNetworkPolicy egress tiers), the
-    /// dispatch and input maps and the known-pods sets. Found by name lookups, not by a walk of the model.
-    pub fn pods(model: &'a Ruleset, pods: &BTreeSet<PodKey>) -> View<'a> {
-        let names: BTreeSet<String> = pod_object_names(pods)
-            .into_iter()
-            .chain(KNOWN_PODS.iter().map(|s| s.to_string()))
-            .collect();
+    /// What a change to some pods can touch in `model` (`objects`): their sets and
+    /// chains, the shared sets they look up, the base chains (the input hook comes and goes
+    /// with ClusterNetworkPolicy egress tiers), the dispatch and input maps and the
+    /// known-pods sets. Found by name lookups, not by a walk of the model.
+    pub fn pods(model: &'a Ruleset, objects: &PodObjects) -> View<'a> {
+        let names = &objects.names;
         let sets = names.iter().filter_map(|n| model.set(n)).collect();
         let regular = model.regular_chains();
         let chains = model
@@ -80,16 +107,12 @@ impl<'a> View<'a> {
 
 /// Makes `target` hold what `source` holds for `pods` (see [`View::pods`]), leaving the
 /// rest.
-pub fn copy_pods(
-    target: &mut Ruleset,
-    source: &Ruleset,
-    pods: &std::collections::BTreeSet<PodKey>,
-) {
-    let names = pod_object_names(pods);
-    let is_pod_object = |name: &str| names.contains(name);
-    let part = View::pods(source, pods);
+pub fn copy_pods(target: &mut Ruleset, source: &Ruleset, pods: &BTreeSet<PodKey>) {
+    let objects = PodObjects::of(pods, &[target, source]);
+    let is_pod_object = |name: &str| objects.contains(name);
+    let part = View::pods(source, &objects);
     let owned = |v: &[&Set]| v.iter().map(|s| (*s).clone()).collect();
-    target.retain_sets(|s| !(KNOWN_PODS.contains(&s.name.as_str()) || is_pod_object(&s.name)));
+    target.retain_sets(|s| !is_pod_object(&s.name));
     target.merge_sets(owned(&part.sets));
     // The view holds every base chain (the input hook comes and goes with the tiers) and
     // the pods' regular chains.
@@ -103,6 +126,7 @@ mod tests {
     use super::*;
     use crate::index::Index;
     use crate::input::object_from_value;
+    use crate::ruleset::names::HELD_SETS;
     use crate::synth::{cluster, Params};
 
     #[test]
@@ -117,18 +141,24 @@ mod tests {
 
         let graph_pods: Vec<PodKey> = index.pods().map(|p| p.key()).take(3).collect();
         let pods: BTreeSet<PodKey> = graph_pods.into_iter().collect();
-        let view = View::pods(&model, &pods);
-        let names: BTreeSet<String> = pod_object_names(&pods).into_iter().collect();
-        // Every object of those pods, the known-pods sets and the maps; nothing else.
+        let view = View::pods(&model, &PodObjects::of(&pods, &[&model]));
+        let mut names: BTreeSet<String> = pod_object_names(&pods).into_iter().collect();
+        for (ns, pod) in &pods {
+            for chain in pod_chains(ns, pod).iter().filter_map(|c| model.chain(c)) {
+                names.extend(chain.lookups().map(String::from));
+            }
+        }
+        // Every object of those pods, the shared sets their chains look up, the
+        // known-pods sets and the maps; nothing else (the held sets are the base chains').
         let want_sets: Vec<&str> = model
             .sets()
             .iter()
             .map(|s| s.name.as_str())
-            .filter(|n| names.contains(*n) || KNOWN_PODS.contains(n))
+            .filter(|n| (names.contains(*n) && !HELD_SETS.contains(n)) || KNOWN_PODS.contains(n))
             .collect();
         let got_sets: Vec<&str> = view.sets.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(got_sets, want_sets);
-        assert!(!got_sets.is_empty());
+        assert!(got_sets.iter().any(|n| is_np_set(n)), "{got_sets:?}");
         let want_chains: Vec<&str> = model
             .chains()
             .iter()
