@@ -538,6 +538,18 @@ impl Index {
         }
     }
 
+    /// How many objects of `kind` the index holds (as [`Index::keys`] would list, without
+    /// the copy).
+    pub fn count(&self, kind: Kind) -> usize {
+        match kind {
+            Kind::Namespace => self.namespaces.len(),
+            Kind::Pod => self.pods.len(),
+            Kind::NetworkPolicy => self.policies.len(),
+            Kind::ClusterNetworkPolicy => self.cnps.len(),
+            Kind::Node => self.nodes.len(),
+        }
+    }
+
     /// Keys of every object of a kind: (namespace, name); namespace is empty for Namespaces.
     pub fn keys(&self, kind: Kind) -> Vec<(String, String)> {
         match kind {

@@ -335,8 +335,7 @@ impl<D: Dataplane> SyncLoop<D> {
             self.pending_state += took;
         }
         let idx = self.state.index();
-        self.metrics
-            .objects(ALL_KINDS.map(|k| (k, idx.keys(k).len())));
+        self.metrics.objects(ALL_KINDS.map(|k| (k, idx.count(k))));
         let start = Instant::now();
         let pods = self.state.pending().len();
         let (full, result) = match self.state.batch() {

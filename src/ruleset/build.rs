@@ -9,7 +9,7 @@ use super::dispatch::{dispatch_maps, patch_dispatch_maps};
 use super::input_hook;
 use super::memo::Memo;
 use super::model::*;
-use super::names::{self, pod_object_names, KNOWN_PODS};
+use super::names::{self, KNOWN_PODS};
 use super::regions::addr_field;
 use super::tier_chain;
 use crate::addr::{AddrSet, Intervals};
@@ -655,18 +655,21 @@ pub fn rebuild_pods(
     // The shared sets the old chains looked up: dropped below unless a chain still does.
     let mut unused: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     for (ns, name) in pods {
+        // A pod's own sets (its tier sets) are the ones its chains look up, but shared.
+        let mut own = Vec::new();
         for chain in names::pod_chains(ns, name) {
             if let Some(old) = model.remove_chain(&chain) {
-                unused.extend(
-                    old.lookups()
-                        .filter(|s| names::is_np_set(s))
-                        .map(String::from),
-                );
+                for set in old.lookups() {
+                    if names::is_np_set(set) {
+                        unused.insert(set.to_string());
+                    } else {
+                        own.push(set.to_string());
+                    }
+                }
             }
         }
-        let one = std::collections::BTreeSet::from([(ns.clone(), name.clone())]);
-        for object in pod_object_names(&one) {
-            model.remove_set(&object);
+        for set in own {
+            model.remove_set(&set);
         }
         let Some(pod) = graph.pods.get(&(ns.clone(), name.clone())) else {
             continue;

@@ -10,7 +10,7 @@ use crate::graph::PodKey;
 use std::collections::BTreeSet;
 
 use super::model::*;
-use super::names::{is_np_set, pod_chains, pod_object_names, KNOWN_PODS};
+use super::names::{pod_chains, HELD_SETS, KNOWN_PODS, POD_CIDR_SETS};
 
 /// The names of the objects a change to some pods can touch, in two models (what the
 /// kernel holds and the new model): the pods' own chains and sets, the known-pods sets,
@@ -22,14 +22,17 @@ pub struct PodObjects {
 }
 
 impl PodObjects {
+    /// Found through the pods' chains: every set a pod has or shares is one its chains
+    /// look up (its tier sets and the shared NetworkPolicy sets), so a walk of the chains
+    /// finds them without spelling out the names a pod could have.
     pub fn of(pods: &BTreeSet<PodKey>, models: &[&Ruleset]) -> PodObjects {
-        let mut names: BTreeSet<String> = pod_object_names(pods).into_iter().collect();
-        names.extend(KNOWN_PODS.iter().map(|s| s.to_string()));
-        for model in models {
-            for (ns, pod) in pods {
-                for chain in pod_chains(ns, pod).iter().filter_map(|c| model.chain(c)) {
-                    names.extend(chain.lookups().filter(|s| is_np_set(s)).map(String::from));
+        let mut names: BTreeSet<String> = KNOWN_PODS.iter().map(|s| s.to_string()).collect();
+        for (ns, pod) in pods {
+            for chain in pod_chains(ns, pod) {
+                for c in models.iter().filter_map(|m| m.chain(&chain)) {
+                    names.extend(c.lookups().filter(|s| !base_set(s)).map(String::from));
                 }
+                names.insert(chain);
             }
         }
         PodObjects { names }
@@ -38,6 +41,11 @@ impl PodObjects {
     fn contains(&self, name: &str) -> bool {
         self.names.contains(name)
     }
+}
+
+/// A set of the base chains that a pod chain may look up too: not the pods' to copy.
+fn base_set(name: &str) -> bool {
+    HELD_SETS.contains(&name) || POD_CIDR_SETS.contains(&name)
 }
 
 /// Borrowed objects of one table, in the model's order: sets and maps by name, base
@@ -126,7 +134,7 @@ mod tests {
     use super::*;
     use crate::index::Index;
     use crate::input::object_from_value;
-    use crate::ruleset::names::HELD_SETS;
+    use crate::ruleset::names::{is_np_set, pod_object_names};
     use crate::synth::{cluster, Params};
 
     #[test]
