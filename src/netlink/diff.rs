@@ -291,7 +291,7 @@ fn replace_sets<'a>(
         .filter(|c| {
             c.rules
                 .iter()
-                .any(|r| r.kind.sets().iter().any(|n| replaced.contains(n)))
+                .any(|r| r.kind.sets().any(|n| replaced.contains(&n)))
         })
         .collect();
     let mut ops = Vec::new();

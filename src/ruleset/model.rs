@@ -350,14 +350,14 @@ impl LookupKey {
 }
 
 impl RuleKind {
-    /// The sets this rule looks up.
-    pub fn sets(&self) -> Vec<&str> {
-        match self {
-            RuleKind::Lookup { set, .. } => vec![set.as_str()],
-            RuleKind::DropUnknown { cidrs, known, .. } => vec![cidrs.as_str(), known.as_str()],
-            RuleKind::HeldDrop { set, .. } => vec![set.as_str()],
-            _ => Vec::new(),
-        }
+    /// The sets this rule looks up (no allocation: walked for every chain of a batch).
+    pub fn sets(&self) -> impl Iterator<Item = &str> {
+        let (a, b) = match self {
+            RuleKind::Lookup { set, .. } | RuleKind::HeldDrop { set, .. } => (Some(set), None),
+            RuleKind::DropUnknown { cidrs, known, .. } => (Some(cidrs), Some(known)),
+            _ => (None, None),
+        };
+        a.into_iter().chain(b).map(String::as_str)
     }
 }
 
