@@ -230,6 +230,7 @@ fn run_controller(args: RunArgs) -> anyhow::Result<()> {
                     Vec::new()
                 },
                 log: args.log.options(),
+                ..Default::default()
             },
             pod_cidrs_from_node,
             liveness: std::time::Duration::from_secs(args.liveness_timeout_seconds),
@@ -335,6 +336,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     Vec::new()
                 },
                 log: log.options(),
+                ..Default::default()
             };
             let graph = PolicyGraph::build_for(&index, node.as_deref());
             let ruleset = nftpol::ruleset::build_with(&graph, &options);

@@ -96,6 +96,10 @@ pub fn rule_text(kind: &RuleKind) -> String {
             let log = log.as_ref().map(|l| format!(" {}", log_text(&l.prefix, l.group))).unwrap_or_default();
             format!("{} {}{tail} @{set}{log} {}", ip_kw(*family), addr_kw(*addr), verdict_text(verdict))
         }
+        RuleKind::LookupPair { family, addr, addrs, ports, verdict, log, .. } => {
+            let log = log.as_ref().map(|l| format!(" {}", log_text(&l.prefix, l.group))).unwrap_or_default();
+            format!("{} {} @{addrs} meta l4proto . th dport @{ports}{log} {}", ip_kw(*family), addr_kw(*addr), verdict_text(verdict))
+        }
         RuleKind::LogDenied { prefix, group, rate, burst } => {
             format!("ct state new counter limit rate {rate}/second burst {burst} packets {}", log_text(prefix, *group))
         }

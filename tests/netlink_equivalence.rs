@@ -356,6 +356,7 @@ fn compiled_examples_list_identically() {
                 group: 17,
                 ..Default::default()
             },
+            ..Default::default()
         };
         let rs = nftpol::ruleset::build_with(&graph, &opts);
         assert!(rs.chains().iter().any(|c| c
@@ -363,6 +364,22 @@ fn compiled_examples_list_identically() {
             .iter()
             .any(|r| matches!(r.kind, nftpol::ruleset::RuleKind::DropUnknown { .. }))));
         assert_equivalent(&format!("{} node-1 default-deny-unknown", f.display()), &rs);
+        // Every allow with ports looked up as a pair (addresses, then ports), logged.
+        let opts = nftpol::ruleset::Options {
+            concat_budget: Some(0),
+            ..opts
+        };
+        let rs = nftpol::ruleset::build_with(&graph, &opts);
+        let pairs = rs
+            .chains()
+            .iter()
+            .flat_map(|c| &c.rules)
+            .filter(|r| matches!(r.kind, nftpol::ruleset::RuleKind::LookupPair { .. }))
+            .count();
+        if f.ends_with("cluster.yaml") {
+            assert!(pairs > 0, "{}: no pair lookups", f.display());
+        }
+        assert_equivalent(&format!("{} node-1 pairs", f.display()), &rs);
     }
 }
 

@@ -53,6 +53,13 @@ proptest! {
         explain_matches_the_kernel(&cluster(seed), seed)?;
     }
 
+    /// The same with allows looked up as pairs (addresses, then ports): all of them
+    /// (budget 0), or those that do not fit a tiny concatenated budget beside the rest.
+    #[test]
+    fn explain_agrees_with_the_ruleset_in_pairs(seed in any::<u64>(), budget in prop_oneof![Just(0usize), 1usize..6]) {
+        explain_matches_the_ruleset(&cluster(seed), seed, Some(budget))?;
+    }
+
     #[test]
     fn explain_agrees_with_the_ruleset_under_cluster_policies(seed in any::<u64>()) {
         let mut c = cluster(seed);
@@ -113,10 +120,25 @@ fn a_node_graph_judges_its_pods_alike(c: &Cluster, seed: u64) -> Result<(), Test
 /// `explain` against the model evaluator for every pair of endpoints, families and three
 /// probes, node by node as the kernel would see them.
 fn explain_matches_the_kernel(c: &Cluster, seed: u64) -> Result<(), TestCaseError> {
+    explain_matches_the_ruleset(c, seed, None)
+}
+
+/// As [`explain_matches_the_kernel`], with the ruleset built under `concat_budget` (see
+/// `ruleset::Options`): `Some(0)` looks every allow with ports up as a pair.
+fn explain_matches_the_ruleset(
+    c: &Cluster,
+    seed: u64,
+    concat_budget: Option<usize>,
+) -> Result<(), TestCaseError> {
     let index = index_of(&c.objects);
     let graph = PolicyGraph::build(&index);
-    let n1 = nftpol::compile(&index, Some("n1"));
-    let n2 = nftpol::compile(&index, Some("n2"));
+    let opts = nftpol::ruleset::Options {
+        concat_budget,
+        ..Default::default()
+    };
+    let compile =
+        |node| nftpol::ruleset::build_with(&PolicyGraph::build_for(&index, Some(node)), &opts);
+    let (n1, n2) = (compile("n1"), compile("n2"));
     let ruleset_of = |node: &str| if node == "n1" { &n1 } else { &n2 };
     // Endpoints: (name for explain, node if a pod, address) per family.
     for (fam, v6) in [(Family::V4, false), (Family::V6, true)] {

@@ -115,7 +115,9 @@ const REPLACE_AFTER_REMOVALS: usize = 8;
 fn rule_target(kind: &RuleKind) -> Option<&str> {
     let verdict = match kind {
         RuleKind::Jump(c) => return Some(c),
-        RuleKind::Lookup { verdict, .. } | RuleKind::Verdict(verdict) => verdict,
+        RuleKind::Lookup { verdict, .. }
+        | RuleKind::LookupPair { verdict, .. }
+        | RuleKind::Verdict(verdict) => verdict,
         _ => return None,
     };
     match verdict {

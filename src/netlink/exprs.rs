@@ -196,6 +196,38 @@ pub(crate) fn rule_exprs(kind: &RuleKind, ids: SetIds, anon_id: Option<u32>) -> 
             }
             v.push(immediate(verdict));
         }
+        RuleKind::LookupPair {
+            family,
+            addr,
+            addrs,
+            ports,
+            ranges,
+            verdict,
+            log: log_to,
+        } => {
+            nfproto(&mut v, *family);
+            let (off, len) = addr_payload(*family, *addr);
+            v.push(payload(NFT_PAYLOAD_NETWORK_HEADER, off, len, NFT_REG_1));
+            v.push(lookup(addrs, ids(addrs), None));
+            // A new concatenation: nft starts it again in register 1.
+            v.push(meta(NFT_META_L4PROTO, reg32(0)));
+            if *ranges {
+                v.push(
+                    Expr::new("byteorder")
+                        .u32(nftnl_attr::BYTEORDER_SREG, reg32(0))
+                        .u32(nftnl_attr::BYTEORDER_DREG, reg32(0))
+                        .u32(nftnl_attr::BYTEORDER_OP, NFT_BYTEORDER_HTON)
+                        .u32(nftnl_attr::BYTEORDER_LEN, 1)
+                        .u32(nftnl_attr::BYTEORDER_SIZE, 2),
+                );
+            }
+            v.push(payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, reg32(1)));
+            v.push(lookup(ports, ids(ports), None));
+            if let Some(t) = log_to {
+                v.push(log(&t.prefix, t.group));
+            }
+            v.push(immediate(verdict));
+        }
         RuleKind::DropUnknown {
             family,
             addr,
@@ -331,6 +363,30 @@ mod tests {
             (
                 lookup(LookupKey::Ports { ranges: true }),
                 "meta cmp payload meta byteorder payload lookup immediate",
+            ),
+            (
+                RuleKind::LookupPair {
+                    family: v4,
+                    addr: Addr::Saddr,
+                    addrs: "a".into(),
+                    ports: "p".into(),
+                    ranges: true,
+                    verdict: Verdict::Accept,
+                    log: None,
+                },
+                "meta cmp payload lookup meta byteorder payload lookup immediate",
+            ),
+            (
+                RuleKind::LookupPair {
+                    family: v4,
+                    addr: Addr::Saddr,
+                    addrs: "a".into(),
+                    ports: "p".into(),
+                    ranges: false,
+                    verdict: Verdict::Accept,
+                    log: None,
+                },
+                "meta cmp payload lookup meta payload lookup immediate",
             ),
             (
                 RuleKind::DropUnknown {

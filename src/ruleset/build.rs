@@ -4,40 +4,38 @@
 //! `input_hook`, the maps in `dispatch`). Pure: the same graph always gives an equal
 //! model.
 
-use super::boxes;
 use super::dispatch::{dispatch_maps, patch_dispatch_maps};
 use super::input_hook;
 use super::memo::Memo;
 use super::model::*;
 use super::names::{self, KNOWN_PODS};
-use super::regions::addr_field;
+use super::np_elements::{self, one_field_elements, split_exact, Pair};
 use super::tier_chain;
-use crate::addr::{AddrSet, Intervals};
+use crate::addr::AddrSet;
 use crate::graph::PodKey;
 use crate::graph::{Isolation, PeerRef, PodNode, PolicyGraph, Ports};
-use crate::policy::{Direction, Protocol};
+use crate::policy::Direction;
 use std::rc::Rc;
 
-/// What one pod direction allows: addresses allowed on any port, and (address, protocol,
-/// port) boxes, per family (split into the pod's sets by [`split_exact`]).
-#[derive(Debug, Default)]
-struct Allowed {
-    any: AddrSet,
-    ports4: Vec<Element>,
-    ports6: Vec<Element>,
-}
-
-/// The policies behind a pod direction's `any` sets and behind its `ports` sets.
-fn allowed_by(iso: &Isolation) -> [std::collections::BTreeSet<&str>; 2] {
+/// The policies behind a pod direction's `any` sets and behind its `ports` sets (the
+/// allows looked up as pairs have their own sets and rules).
+fn allowed_by<'a>(iso: &'a Isolation, pairs: &[Pair]) -> [std::collections::BTreeSet<&'a str>; 2] {
     let mut by: [std::collections::BTreeSet<&str>; 2] = Default::default();
-    for a in &iso.allows {
+    for (i, a) in iso.allows.iter().enumerate() {
+        if pairs.iter().any(|p| p.allow == i) {
+            continue;
+        }
         by[usize::from(a.ports != Ports::Any)].insert(a.origin.policy.as_str());
     }
     by
 }
 
-/// The elements of a pod direction's six NetworkPolicy sets, in [`names::NP_SETS`] order.
-type PodElements = [Vec<Element>; 6];
+/// The elements of a pod direction's six NetworkPolicy sets, in [`names::NP_SETS`] order,
+/// and the allows it looks up as pairs.
+struct PodElements {
+    sets: [Vec<Element>; 6],
+    pairs: Vec<Pair>,
+}
 
 /// What a pod direction's set elements depend on: its allows' peers and ports, in order.
 type AllowKey = Vec<(PeerRef, Ports)>;
@@ -50,24 +48,32 @@ type AllowKey = Vec<(PeerRef, Ports)>;
 struct AllowedCache(Memo<AllowKey, PodElements>);
 
 impl AllowedCache {
-    fn elements(&self, graph: &PolicyGraph, iso: &Isolation) -> Rc<PodElements> {
+    fn elements(
+        &self,
+        graph: &PolicyGraph,
+        iso: &Isolation,
+        budget: Option<usize>,
+    ) -> Rc<PodElements> {
         let key: AllowKey = iso
             .allows
             .iter()
             .map(|a| (a.peer, a.ports.clone()))
             .collect();
         self.0.get_or_compute(key, || {
-            let a = allowed(graph, iso);
+            let a = np_elements::allowed(graph, iso, budget);
             let (exact4, ranges4) = split_exact(a.ports4);
             let (exact6, ranges6) = split_exact(a.ports6);
-            [
-                one_field_elements(false, &a.any.v4),
-                exact4,
-                ranges4,
-                one_field_elements(true, &a.any.v6),
-                exact6,
-                ranges6,
-            ]
+            PodElements {
+                sets: [
+                    one_field_elements(false, &a.any.v4),
+                    exact4,
+                    ranges4,
+                    one_field_elements(true, &a.any.v6),
+                    exact6,
+                    ranges6,
+                ],
+                pairs: a.pairs,
+            }
         })
     }
 }
@@ -111,131 +117,6 @@ pub(super) fn allows_key(iso: &Isolation) -> String {
     key
 }
 
-fn allowed(graph: &PolicyGraph, iso: &Isolation) -> Allowed {
-    let everything = AddrSet::everything();
-    let addrs_of = |peer: PeerRef| -> &AddrSet {
-        match peer {
-            PeerRef::Any => &everything,
-            PeerRef::Peer(id) => &graph.peers[id].addrs,
-        }
-    };
-    let mut any = AddrSet::default();
-    let mut out = Allowed::default();
-    for a in iso.allows.iter().filter(|a| a.ports == Ports::Any) {
-        any = any.union(addrs_of(a.peer));
-    }
-    for is6 in [false, true] {
-        let minus: &Intervals = if is6 { &any.v6 } else { &any.v4 };
-        let mut elements = Vec::new();
-        for proto in Protocol::ALL {
-            let mut rects: Vec<(&Intervals, u16, u16)> = Vec::new();
-            for a in &iso.allows {
-                let Ports::Only(list) = &a.ports else {
-                    continue;
-                };
-                let addrs = addrs_of(a.peer);
-                let fam = if is6 { &addrs.v6 } else { &addrs.v4 };
-                if fam.is_empty() {
-                    continue;
-                }
-                for r in list.iter().filter(|r| r.protocol == proto) {
-                    rects.push((fam, r.start, r.end));
-                }
-            }
-            for (addrs, lo, hi) in boxes::disjoint(&rects, minus) {
-                for &(alo, ahi) in addrs.ranges() {
-                    elements.push(Element {
-                        key: Key::from([
-                            addr_field(is6, alo, ahi),
-                            Field::Proto(proto.number(), proto.number()),
-                            Field::Port(lo, hi),
-                        ]),
-                    });
-                }
-            }
-        }
-        elements.sort();
-        if is6 {
-            out.ports6 = elements;
-        } else {
-            out.ports4 = elements;
-        }
-    }
-    out.any = any;
-    out
-}
-
-/// Splits (address, protocol, port) boxes into single points (one address, one port),
-/// for a hash set, and true ranges, for a concatenated interval set. A hash set adds and
-/// removes an element in constant time; the kernel's concatenated interval sets
-/// (pipapo) rebuild their lookup tables on every change, at a cost that grows with the
-/// set, and the points are most of the elements (peers chosen by labels are scattered
-/// single addresses). A lookup in each keeps the verdict of the one set they replace.
-///
-/// Neighbouring pods' addresses merge into short ranges, which change whenever one of
-/// those pods does, and a pod peer on a short port range (`endPort`) is a range too: a box
-/// of at most [`EXPAND_MAX`] (address, port) points is spelled out as points, so pod churn
-/// stays in the hash set and pipapo holds only what rarely changes (long port ranges,
-/// ipBlocks).
-pub(super) fn split_exact(elements: Vec<Element>) -> (Vec<Element>, Vec<Element>) {
-    let mut exact = Vec::new();
-    let mut ranges = Vec::new();
-    for e in elements {
-        match expand(&e) {
-            Some(points) => exact.extend(points),
-            None => ranges.push(e),
-        }
-    }
-    exact.sort();
-    (exact, ranges)
-}
-
-/// The most points [`split_exact`] spells a box out into.
-const EXPAND_MAX: u128 = 64;
-
-/// `e` as single points, when its protocol is single and it holds at most
-/// [`EXPAND_MAX`] (address, port) points; None otherwise.
-fn expand(e: &Element) -> Option<Vec<Element>> {
-    let [addr, proto, Field::Port(plo, phi)] = *e.key else {
-        return None;
-    };
-    if !proto.is_point() {
-        return None;
-    }
-    let ports = u128::from(phi - plo) + 1;
-    let addrs = match addr {
-        Field::Ipv4(lo, hi) => u128::from(u32::from(hi) - u32::from(lo)) + 1,
-        Field::Ipv6(lo, hi) => (u128::from(hi) - u128::from(lo)).saturating_add(1),
-        _ => return None,
-    };
-    if addrs.saturating_mul(ports) > EXPAND_MAX {
-        return None;
-    }
-    let points = |a: Field| {
-        (plo..=phi).map(move |p| Element {
-            key: Key::from([a, proto, Field::Port(p, p)]),
-        })
-    };
-    Some(match addr {
-        Field::Ipv4(lo, hi) => (u32::from(lo)..=u32::from(hi))
-            .flat_map(|a| points(Field::Ipv4(a.into(), a.into())))
-            .collect(),
-        Field::Ipv6(lo, hi) => (u128::from(lo)..=u128::from(hi))
-            .flat_map(|a| points(Field::Ipv6(a.into(), a.into())))
-            .collect(),
-        _ => unreachable!("checked above"),
-    })
-}
-
-pub(super) fn one_field_elements(is6: bool, set: &Intervals) -> Vec<Element> {
-    set.ranges()
-        .iter()
-        .map(|&(lo, hi)| Element {
-            key: Key::from([addr_field(is6, lo, hi)]),
-        })
-        .collect()
-}
-
 /// Where a pod chain is: what its logging rules need of the operator's options.
 struct PodCtx<'a> {
     graph: &'a PolicyGraph,
@@ -244,6 +125,8 @@ struct PodCtx<'a> {
     tiers: tier_chain::Cache,
     /// NetworkPolicy set elements already computed in this build, likewise.
     allowed: AllowedCache,
+    /// [`Options::concat_budget`].
+    concat_budget: Option<usize>,
 }
 
 /// The chain of `pod` in `dir` (when it has one, see [`tier_chain::has_chain`]), its
@@ -296,8 +179,8 @@ fn np_rules(
         prefix: names::log_prefix(names::LogVerdict::Allowed, &chain),
         group: ctx.log.group,
     });
-    let elements = ctx.allowed.elements(graph, iso);
-    let [any_by, ports_by] = allowed_by(iso);
+    let elements = ctx.allowed.elements(graph, iso, ctx.concat_budget);
+    let [any_by, ports_by] = allowed_by(iso, &elements.pairs);
     let (addr, verdict) = match dir {
         // Egress returns to the policy chain, which then checks the destination's ingress.
         Direction::Egress => (Addr::Daddr, Verdict::Return),
@@ -326,7 +209,10 @@ fn np_rules(
         .map(|a| a.origin.policy.as_str())
         .collect();
     let policies = policies.into_iter().collect::<Vec<_>>().join(", ");
-    let parts = names::NP_SETS.into_iter().zip(shapes).zip(elements.iter());
+    let parts = names::NP_SETS
+        .into_iter()
+        .zip(shapes)
+        .zip(elements.sets.iter());
     for ((kind, (family, key, ports, interval)), elements) in parts {
         let set = names::np_set(dir, &allows, kind);
         let (what, by) = match (ports, interval) {
@@ -365,6 +251,22 @@ fn np_rules(
             Rule::with_comment(kind, names::comment(&format!("allowed by {by}")))
         });
     }
+    for p in &elements.pairs {
+        let lookup = PairLookup {
+            dir,
+            allows: &allows,
+            addr,
+            verdict: &verdict,
+            log: &log_allowed,
+        };
+        pair_objects(
+            lookup,
+            p,
+            &iso.allows[p.allow].origin.policy,
+            sets,
+            &mut rules,
+        );
+    }
     if ctx.log.denied {
         rules.push(Rule::new(RuleKind::LogDenied {
             prefix: names::log_prefix(names::LogVerdict::Denied, &chain),
@@ -378,6 +280,71 @@ fn np_rules(
         names::comment(&format!("isolated by {}", iso.isolated_by.join(", "))),
     ));
     rules
+}
+
+/// Where a pod direction's pair lookups go: the shared names and the rule's verdict.
+struct PairLookup<'a> {
+    dir: Direction,
+    allows: &'a str,
+    addr: Addr,
+    verdict: &'a Verdict,
+    log: &'a Option<LogTarget>,
+}
+
+/// The sets and rules of one allow looked up as a pair (see `np_elements`): per family
+/// with addresses, `ip saddr @<addrs> meta l4proto . th dport @<ports> <verdict>`.
+fn pair_objects(l: PairLookup, p: &Pair, policy: &str, sets: &mut Vec<Set>, rules: &mut Vec<Rule>) {
+    let i = p.allow;
+    let ports = names::np_set(l.dir, l.allows, &format!("pair{i}-ports"));
+    let comment = |what: &str| {
+        Some(names::comment(&format!(
+            "{} allowed by {policy}: {what}",
+            l.dir
+        )))
+    };
+    sets.push(Set {
+        name: ports.clone(),
+        key: vec![KeyType::InetProto, KeyType::InetService],
+        interval: p.ranges,
+        comment: comment("ports"),
+        elements: p.ports.clone(),
+        timeout: None,
+    });
+    let families = [
+        (IpFamily::V4, KeyType::Ipv4Addr, &p.addrs4),
+        (IpFamily::V6, KeyType::Ipv6Addr, &p.addrs6),
+    ];
+    for (family, key, elements) in families {
+        if elements.is_empty() {
+            continue;
+        }
+        let kind = if family == IpFamily::V4 {
+            "addr4"
+        } else {
+            "addr6"
+        };
+        let addrs = names::np_set(l.dir, l.allows, &format!("pair{i}-{kind}"));
+        sets.push(Set {
+            name: addrs.clone(),
+            key: vec![key],
+            interval: true,
+            comment: comment("peers"),
+            elements: elements.clone(),
+            timeout: None,
+        });
+        rules.push(Rule::with_comment(
+            RuleKind::LookupPair {
+                family,
+                addr: l.addr,
+                addrs,
+                ports: ports.clone(),
+                ranges: p.ranges,
+                verdict: l.verdict.clone(),
+                log: l.log.clone(),
+            },
+            names::comment(&format!("allowed by {policy}")),
+        ));
+    }
 }
 
 /// The first rule of every base chain.
@@ -472,6 +439,11 @@ pub struct Options {
     pub pod_cidrs: Vec<ipnet::IpNet>,
     /// Verdict logs: which first packets the pod chains send to an NFLOG group.
     pub log: LogOptions,
+    /// The most elements one pod direction's concatenated NetworkPolicy sets may take
+    /// before its allows with ports are looked up as pairs (`np_elements`); `None` for
+    /// the default, which follows the allows' own size. Tests set it low to make every
+    /// pod direction take pairs.
+    pub concat_budget: Option<usize>,
 }
 
 /// `--log-denied`, `--log-allowed`, `--log-rate`, `--log-burst`, `--log-group`.
@@ -613,6 +585,7 @@ pub fn build_with(graph: &PolicyGraph, opts: &Options) -> Ruleset {
         log: &opts.log,
         tiers: tier_chain::Cache::default(),
         allowed: AllowedCache::default(),
+        concat_budget: opts.concat_budget,
     };
     for pod in graph.pods.values() {
         for dir in [Direction::Ingress, Direction::Egress] {
@@ -651,6 +624,7 @@ pub fn rebuild_pods(
         log: &opts.log,
         tiers: tier_chain::Cache::default(),
         allowed: AllowedCache::default(),
+        concat_budget: opts.concat_budget,
     };
     // The shared sets the old chains looked up: dropped below unless a chain still does.
     let mut unused: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();

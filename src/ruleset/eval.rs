@@ -106,6 +106,30 @@ fn run_chain(rs: &Ruleset, name: &str, p: &Packet, depth: usize, count: &mut usi
                         .then(|| verdict.clone())
                 }
             }
+            RuleKind::LookupPair {
+                family,
+                addr,
+                addrs,
+                ports,
+                verdict,
+                ..
+            } => {
+                let a = match addr {
+                    Addr::Saddr => p.saddr,
+                    Addr::Daddr => p.daddr,
+                };
+                let has = |name: &str, values: &[FieldValue]| {
+                    let s = rs.set(name).unwrap_or_else(|| panic!("no set {name}"));
+                    s.elements.iter().any(|e| key_has(&e.key, values))
+                };
+                (a.is_ipv4() == (*family == IpFamily::V4)
+                    && has(addrs, &[FieldValue::Addr(a)])
+                    && has(
+                        ports,
+                        &[FieldValue::Proto(p.l4proto), FieldValue::Port(p.dport)],
+                    ))
+                .then(|| verdict.clone())
+            }
             RuleKind::DropUnknown {
                 family,
                 addr,

@@ -24,7 +24,8 @@
 //! update is mostly set elements. A new connection costs one map lookup per direction
 //! plus at most three set lookups in the pod's chain, whatever the number of policies:
 //! addresses on any port, single (address, protocol, port) points in a hash set, and
-//! ranges in a concatenated interval set (see `build::split_exact` for why two).
+//! ranges in a concatenated interval set (see `np_elements::split_exact` for why two). A peer with many ports may instead
+//! be looked up as a pair, addresses then ports (see `np_elements`).
 
 mod boxes;
 mod build;
@@ -34,6 +35,7 @@ mod input_hook;
 mod memo;
 pub mod model;
 pub mod names;
+mod np_elements;
 mod regions;
 mod tier_chain;
 mod view;

@@ -293,6 +293,23 @@ pub enum RuleKind {
         /// connection's first packet reaches these chains) and no extra rule to walk.
         log: Option<LogTarget>,
     },
+    /// `ip saddr @<addrs> meta l4proto . th dport @<ports> <verdict>`: a peer and a port
+    /// list looked up one after the other. It costs addresses + ports elements where the
+    /// concatenated `address . protocol . port` set of [`RuleKind::Lookup`] costs their
+    /// product; the builder takes it when that product would be large (see
+    /// `ruleset::build`). `addrs` is a one-field interval set, `ports` an
+    /// `inet_proto . inet_service` set: of single points (hash), or with `ranges` a
+    /// concatenated interval set (for which nft puts the protocol in network byte order).
+    LookupPair {
+        family: IpFamily,
+        addr: Addr,
+        addrs: String,
+        ports: String,
+        ranges: bool,
+        verdict: Verdict,
+        /// As for [`RuleKind::Lookup`].
+        log: Option<LogTarget>,
+    },
     /// `ip saddr @<cidrs> ip saddr != @<known> drop`: an address in this node's pod CIDRs
     /// that is not (yet) a known pod (`--default-deny-unknown`).
     DropUnknown {
@@ -355,6 +372,7 @@ impl RuleKind {
         let (a, b) = match self {
             RuleKind::Lookup { set, .. } | RuleKind::HeldDrop { set, .. } => (Some(set), None),
             RuleKind::DropUnknown { cidrs, known, .. } => (Some(cidrs), Some(known)),
+            RuleKind::LookupPair { addrs, ports, .. } => (Some(addrs), Some(ports)),
             _ => (None, None),
         };
         a.into_iter().chain(b).map(String::as_str)

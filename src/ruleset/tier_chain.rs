@@ -18,10 +18,11 @@
 
 use std::rc::Rc;
 
-use super::build::{one_field_elements, split_exact, LogOptions};
+use super::build::LogOptions;
 use super::memo::Memo;
 use super::model::*;
 use super::names;
+use super::np_elements::{one_field_elements, split_exact};
 use super::regions::{Lookups, RegionRule, Regions};
 use crate::addr::AddrSet;
 use crate::graph::{PeerRef, PodNode, PolicyGraph, Ports};
