@@ -35,6 +35,7 @@ pub mod script;
 pub mod selector;
 pub mod state;
 pub mod synth;
+pub mod text;
 pub mod tiers;
 pub mod verdict_log;
 
