@@ -5,7 +5,8 @@
 //! through the tiers ([`crate::tiers::TierSide::decide`]: Admin, NetworkPolicy,
 //! Baseline, allow) and each tier's say is printed the way policy-assistant prints it
 //! (`Admin: no-y-into-x ingress[1] deny-y from[0]: Deny`). Text (Display) and JSON
-//! (Serialize) carry the same content.
+//! (Serialize) carry the same content; the text escapes the object strings it quotes
+//! ([`Escaped`]), so no name can forge a line.
 
 pub mod miss;
 
@@ -18,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::graph::{PodNode, PolicyGraph};
 use crate::index::Index;
 use crate::policy::{Direction, Protocol};
+use crate::text::Escaped;
 use crate::tiers::{Decision, Tier, TierSide};
 
 /// One side of a connection.
@@ -41,9 +43,9 @@ impl Endpoint {
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Endpoint::Pod { id, ip } => write!(f, "pod {id} ({ip})"),
+            Endpoint::Pod { id, ip } => write!(f, "pod {} ({ip})", Escaped(id)),
             Endpoint::Host { ip, note: None } => write!(f, "{ip}"),
-            Endpoint::Host { ip, note: Some(n) } => write!(f, "{ip} ({n})"),
+            Endpoint::Host { ip, note: Some(n) } => write!(f, "{ip} ({})", Escaped(n)),
         }
     }
 }
@@ -120,11 +122,11 @@ impl fmt::Display for TierStep {
         if let Some(r) = &self.rule {
             // The origin already starts with the tier's name.
             let r = r.strip_prefix(&format!("{}: ", self.tier)).unwrap_or(r);
-            write!(f, "{r}: ")?;
+            write!(f, "{}: ", Escaped(r))?;
         }
-        write!(f, "{}", self.outcome)?;
+        write!(f, "{}", Escaped(&self.outcome))?;
         if let Some(n) = &self.note {
-            write!(f, " ({n})")?;
+            write!(f, " ({})", Escaped(n))?;
         }
         Ok(())
     }
@@ -152,21 +154,21 @@ impl fmt::Display for Explanation {
             }
             write!(f, "{dir} of {who}: ")?;
             match side {
-                Side::NotIsolated { reason } => writeln!(f, "allowed ({reason})")?,
+                Side::NotIsolated { reason } => writeln!(f, "allowed ({})", Escaped(reason))?,
                 Side::OwnNode => writeln!(
                     f,
                     "allowed (traffic between a pod and its own node is always allowed)"
                 )?,
                 Side::Allowed { isolated_by, by } => {
                     writeln!(f, "allowed")?;
-                    writeln!(f, "  isolated by: {}", isolated_by.join(", "))?;
+                    writeln!(f, "  isolated by: {}", Escaped(&isolated_by.join(", ")))?;
                     for b in by {
-                        writeln!(f, "  allowed by: {b}")?;
+                        writeln!(f, "  allowed by: {}", Escaped(b))?;
                     }
                 }
                 Side::Denied { isolated_by, why } => {
                     writeln!(f, "denied")?;
-                    writeln!(f, "  isolated by: {}", isolated_by.join(", "))?;
+                    writeln!(f, "  isolated by: {}", Escaped(&isolated_by.join(", ")))?;
                     writeln!(f, "  no rule of these policies allows this peer and port:")?;
                     for policy in why {
                         miss::write_policy(f, "    ", dir, policy)?;
@@ -203,13 +205,13 @@ fn write_steps(
         }
         match side {
             Side::Allowed { isolated_by, by } => {
-                writeln!(f, "    isolated by: {}", isolated_by.join(", "))?;
+                writeln!(f, "    isolated by: {}", Escaped(&isolated_by.join(", ")))?;
                 for b in by {
-                    writeln!(f, "    allowed by: {b}")?;
+                    writeln!(f, "    allowed by: {}", Escaped(b))?;
                 }
             }
             Side::Denied { isolated_by, why } => {
-                writeln!(f, "    isolated by: {}", isolated_by.join(", "))?;
+                writeln!(f, "    isolated by: {}", Escaped(&isolated_by.join(", ")))?;
                 writeln!(
                     f,
                     "    no rule of these policies allows this peer and port:"

@@ -407,6 +407,22 @@ fn use_colour(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) ->
     stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
+/// The text log's fields, with the control characters of object strings escaped (see
+/// `nftpol::text`): a record stays one line whatever a name holds. (The JSON log is one
+/// line already: JSON escapes them.)
+fn escaped_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let text = format!("{value:?}");
+        let text = nftpol::text::Escaped(&text);
+        match field.name() {
+            "message" => write!(w, "{text}"),
+            name => write!(w, "{name}={text}"),
+        }
+    })
+    .delimited(" ")
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -419,7 +435,11 @@ fn main() -> ExitCode {
         ))
         .with_env_filter(filter);
     match cli.log_format {
-        LogFormat::Text => builder.without_time().with_target(false).init(),
+        LogFormat::Text => builder
+            .without_time()
+            .with_target(false)
+            .fmt_fields(escaped_fields())
+            .init(),
         LogFormat::Json => builder.json().init(),
     }
     let log_format = cli.log_format;
@@ -434,7 +454,9 @@ fn main() -> ExitCode {
             match log_format {
                 // A closed stderr cannot be told either; never panic for it.
                 LogFormat::Text => {
-                    let _ = writeln!(std::io::stderr(), "nftpol: error: {e:#}");
+                    let text = format!("{e:#}");
+                    let text = nftpol::text::Escaped(&text);
+                    let _ = writeln!(std::io::stderr(), "nftpol: error: {text}");
                 }
                 LogFormat::Json => tracing::error!(exit_status = status, "{e:#}"),
             }

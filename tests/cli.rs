@@ -991,6 +991,87 @@ fn explain_and_graph_print_json_with_output_json() {
 }
 
 // ---------------------------------------------------------------------------------------
+// object strings cannot forge lines
+// ---------------------------------------------------------------------------------------
+
+/// A name holding what a line of output would: newline, carriage return, an escape
+/// sequence (erase line), a Unicode line separator and a bidi override.
+const FORGER: &str = "\nallowed\r\u{1b}[2Kdenied\u{2028}connection: forged\u{202e}";
+
+fn forged(text: &str) -> Option<String> {
+    let raw = ['\r', '\u{1b}', '\u{2028}', '\u{202e}'];
+    if let Some(c) = text.chars().find(|c| raw.contains(c)) {
+        return Some(format!("raw {c:?}"));
+    }
+    text.lines()
+        .find(|l| l.starts_with("allowed\\r") || l.starts_with("connection: forged"))
+        .map(|l| format!("forged line {l:?}"))
+}
+
+/// Names with control characters in a pod, a namespace and a policy: `graph`, `explain`
+/// (text), the script and the log records each keep them on their line, escaped; or, if
+/// the input is refused, the error message is one line.
+#[test]
+fn object_strings_cannot_forge_lines() {
+    let d = Dir::new();
+    let (pod_name, ns_name) = (format!("a{FORGER}"), format!("n{FORGER}"));
+    let objs = vec![
+        ns("x"),
+        pod("x", &pod_name).label("app", "a").node("n1").ip("10.244.1.11"),
+        pod("x", "b").label("app", "b").node("n1").ip("10.244.1.12"),
+        // In a namespace not given: warned about, with its name.
+        pod(&ns_name, "c").node("n1").ip("10.244.1.13"),
+        netpol("x", &format!("p{FORGER}"))
+            .selecting("app", "a")
+            .ingress(json!([{"from": [{"podSelector": {"matchLabels": {"app": "b"}}}], "ports": [{"port": 80}]}])),
+    ];
+    d.write("in.yaml", &yaml_docs(&objs));
+    let to = format!("x/{pod_name}");
+    let runs: [Vec<&str>; 5] = [
+        vec!["graph", "in.yaml"],
+        vec![
+            "explain", "--from", "x/b", "--to", &to, "--port", "tcp/80", "in.yaml",
+        ],
+        vec![
+            "explain", "--from", "x/b", "--to", &to, "--port", "tcp/81", "in.yaml",
+        ],
+        vec!["compile", "in.yaml"],
+        vec!["compile", "--node", "n1", "in.yaml"],
+    ];
+    for args in runs {
+        let o = d.run(&args);
+        let (out, err) = (stdout(&o), stderr(&o));
+        if code(&o) == 2 {
+            // Refused as the API server refuses it: said on one line.
+            assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+            assert_eq!(forged(&err), None, "{args:?}: {err}");
+            continue;
+        }
+        assert_eq!(code(&o), 0, "{args:?}: {err}");
+        assert_eq!(forged(&out), None, "{args:?}:\n{out}");
+        assert_eq!(forged(&err), None, "{args:?}:\n{err}");
+        assert!(
+            err.lines().all(|l| l.starts_with(" WARN")),
+            "{args:?}:\n{err}"
+        );
+        assert!(
+            out.contains("\\nallowed\\r\\u{1b}[2Kdenied"),
+            "{args:?}:\n{out}"
+        );
+        if args[0] == "explain" {
+            let verdicts = out.lines().filter(|l| *l == "allowed" || *l == "denied");
+            assert_eq!(verdicts.count(), 1, "{args:?}:\n{out}");
+        }
+        if args[0] == "compile" {
+            assert!(
+                err.contains("kubernetes.io/metadata.name=n\\nallowed"),
+                "{err}"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // nft -c
 // ---------------------------------------------------------------------------------------
 
