@@ -383,6 +383,37 @@ pub enum Family {
     V6,
 }
 
+/// The addresses that more than one live pod (with an address, not finished, not
+/// hostNetwork) holds, each with those pods' `ns/name`, sorted. Such an address cannot
+/// name one pod, and only one of them gets its traffic dispatched.
+pub fn shared_addresses(index: &Index) -> std::collections::BTreeMap<IpAddr, Vec<String>> {
+    let mut holders: std::collections::BTreeMap<IpAddr, Vec<String>> = Default::default();
+    for pod in index.pods().filter(|p| p.is_policy_pod()) {
+        for ip in &pod.ips {
+            holders
+                .entry(*ip)
+                .or_default()
+                .push(format!("{}/{}", pod.namespace, pod.name));
+        }
+    }
+    holders.retain(|_, pods| pods.len() > 1);
+    for pods in holders.values_mut() {
+        pods.sort();
+    }
+    holders
+}
+
+/// The live pods that hold `ip`, when more than one does.
+fn ambiguous(index: &Index, ip: IpAddr) -> Option<Vec<String>> {
+    let mut pods: Vec<String> = index
+        .pods()
+        .filter(|p| p.is_policy_pod() && p.ips.contains(&ip))
+        .map(|p| format!("{}/{}", p.namespace, p.name))
+        .collect();
+    pods.sort();
+    (pods.len() > 1).then_some(pods)
+}
+
 fn resolve(
     index: &Index,
     graph: &PolicyGraph,
@@ -391,6 +422,15 @@ fn resolve(
     what: &str,
 ) -> Result<Endpoint> {
     if let Ok(ip) = text.parse::<IpAddr>() {
+        if let Some(pods) = ambiguous(index, ip) {
+            return Err(usage(
+                what,
+                format!(
+                    "address {ip} is ambiguous: pods {} hold it; name one as ns/pod",
+                    pods.join(", ")
+                ),
+            ));
+        }
         if let Some(pod) = graph.pod_by_ip(ip) {
             return Ok(Endpoint::Pod { id: pod.id(), ip });
         }

@@ -310,7 +310,20 @@ fn load(inputs: &[String]) -> anyhow::Result<Index> {
     for ns in index.implied_namespaces() {
         tracing::warn!(namespace = %ns, "namespace not in the input; assuming it exists with only the label kubernetes.io/metadata.name={ns}");
     }
+    for (ip, pods) in explain::shared_addresses(&index) {
+        let pods = pods.join(", ");
+        tracing::warn!(address = %ip, pods = %pods, "address {ip} is held by more than one pod ({pods}): only one of them gets the traffic to it, and `explain` refuses it as ambiguous");
+    }
     Ok(index)
+}
+
+/// `--node NAME` that no pod runs on gives an empty table: loaded, it removes all
+/// enforcement on that node, which is worth a word (a typo, or the wrong cluster).
+fn warn_if_no_pod_on(index: &Index, node: Option<&str>, what: &str) {
+    let Some(node) = node else { return };
+    if !index.pods().any(|p| p.node.as_deref() == Some(node)) {
+        tracing::warn!(node = %node, "no pod has spec.nodeName {node}: {what}");
+    }
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -333,6 +346,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
                 log: log.options(),
             };
+            warn_if_no_pod_on(
+                &index,
+                node.as_deref(),
+                "the script has no pod chains, and loading it removes all enforcement on that node",
+            );
             let graph = PolicyGraph::build_for(&index, node.as_deref());
             let ruleset = nftpol::ruleset::build_with(&graph, &options);
             let text = script::render(&ruleset);
@@ -390,6 +408,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             inputs,
         } => {
             let index = load(&inputs)?;
+            warn_if_no_pod_on(&index, node.as_deref(), "the graph has no pods");
             let graph = PolicyGraph::build_for(&index, node.as_deref());
             let text = match output {
                 OutputFormat::Text => graph.to_string(),

@@ -991,6 +991,143 @@ fn explain_and_graph_print_json_with_output_json() {
 }
 
 // ---------------------------------------------------------------------------------------
+// warnings where silence misleads
+// ---------------------------------------------------------------------------------------
+
+/// `--node` that no pod runs on: the script is valid but empties the node's enforcement,
+/// so it says so, naming the node; a node with pods says nothing.
+#[test]
+fn a_node_without_pods_is_warned_about() {
+    let d = Dir::new();
+    d.write("in.yaml", &cluster_text());
+    let o = d.run(&["compile", "--node", "n9", "in.yaml"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("WARN"), "{e}");
+    assert!(e.contains("no pod has spec.nodeName n9"), "{e}");
+    assert!(e.contains("removes all enforcement"), "{e}");
+    let o = d.run(&["graph", "--node", "n9", "in.yaml"]);
+    assert!(
+        stderr(&o).contains("no pod has spec.nodeName n9"),
+        "{}",
+        stderr(&o)
+    );
+    for args in [
+        &["compile", "--node", "n1", "in.yaml"][..],
+        &["compile", "in.yaml"],
+    ] {
+        let o = d.run(args);
+        assert_eq!(code(&o), 0);
+        assert!(!stderr(&o).contains("nodeName"), "{args:?}: {}", stderr(&o));
+    }
+}
+
+/// Two live pods with one address: a warning naming both and the address; `explain`
+/// by that address refuses to pick one (exit 2, naming both); by name it still works.
+/// A finished pod that held the address before does not count.
+#[test]
+fn two_pods_with_one_address_are_named_and_explain_refuses_the_address() {
+    let d = Dir::new();
+    let mut objs = cluster();
+    objs.push(
+        pod("y", "twin")
+            .label("pod", "t")
+            .node("n2")
+            .ip("10.244.1.11"),
+    );
+    objs.push(
+        pod("y", "gone")
+            .node("n2")
+            .ip("10.244.1.12")
+            .phase("Succeeded"),
+    );
+    d.write("in.yaml", &yaml_docs(&objs));
+    let o = d.run(&["compile", "in.yaml"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let e = stderr(&o);
+    let warns: Vec<&str> = e
+        .lines()
+        .filter(|l| l.contains("more than one pod"))
+        .collect();
+    assert_eq!(warns.len(), 1, "{e}");
+    assert!(warns[0].contains("10.244.1.11"), "{e}");
+    assert!(warns[0].contains("x/a, y/twin"), "{e}");
+    for flag in ["--from", "--to"] {
+        let (from, to) = if flag == "--from" {
+            ("10.244.1.11", "x/b")
+        } else {
+            ("x/b", "10.244.1.11")
+        };
+        let o = d.run(&[
+            "explain", "--from", from, "--to", to, "--port", "tcp/80", "in.yaml",
+        ]);
+        assert_eq!(code(&o), 2, "{flag}: {}", stdout(&o));
+        let e = stderr(&o);
+        assert!(e.contains(flag), "{e}");
+        assert!(e.contains("10.244.1.11 is ambiguous"), "{e}");
+        assert!(e.contains("x/a, y/twin"), "{e}");
+        assert!(o.stdout.is_empty());
+    }
+    let o = d.run(&[
+        "explain", "--from", "x/b", "--to", "x/a", "--port", "tcp/80", "in.yaml",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // The address of x/b is its own (y/gone has finished): no ambiguity.
+    let o = d.run(&[
+        "explain",
+        "--from",
+        "10.244.1.12",
+        "--to",
+        "x/a",
+        "--port",
+        "tcp/80",
+        "in.yaml",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("pod x/b (10.244.1.12)"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+/// Under `--log-format json` every line on stderr is a JSON record: warnings and the
+/// error that ends the command (with its exit status).
+#[test]
+fn errors_are_json_records_under_log_format_json() {
+    let d = Dir::new();
+    d.write("bad.yaml", BAD_POLICY);
+    d.write("in.yaml", &cluster_text());
+    let o = d.run(&[
+        "--log-format",
+        "json",
+        "compile",
+        "--node",
+        "n9",
+        "in.yaml",
+        "bad.yaml",
+    ]);
+    assert_eq!(code(&o), 2);
+    let records: Vec<serde_json::Value> = stderr(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let error = records.last().expect("a record");
+    assert_eq!(error["level"], "ERROR", "{records:?}");
+    assert_eq!(error["fields"]["exit_status"], 2);
+    let message = error["fields"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("bad.yaml") && message.contains("NetworkPolicy x/p"),
+        "{message}"
+    );
+    let o = d.run(&["--log-format", "json", "compile", "--node", "n9", "in.yaml"]);
+    assert_eq!(code(&o), 0);
+    let warn: serde_json::Value = serde_json::from_str(stderr(&o).trim()).unwrap();
+    assert_eq!(warn["level"], "WARN");
+    assert_eq!(warn["fields"]["node"], "n9");
+}
+
+// ---------------------------------------------------------------------------------------
 // object strings cannot forge lines
 // ---------------------------------------------------------------------------------------
 
