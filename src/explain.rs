@@ -5,7 +5,8 @@
 //! through the tiers ([`crate::tiers::TierSide::decide`]: Admin, NetworkPolicy,
 //! Baseline, allow) and each tier's say is printed the way policy-assistant prints it
 //! (`Admin: no-y-into-x ingress[1] deny-y from[0]: Deny`). Text (Display) and JSON
-//! (Serialize) carry the same content.
+//! (Serialize) carry the same content; the text escapes the object strings it quotes
+//! ([`Escaped`]), so no name can forge a line.
 
 pub mod miss;
 
@@ -18,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::graph::{PodNode, PolicyGraph};
 use crate::index::Index;
 use crate::policy::{Direction, Protocol};
+use crate::text::Escaped;
 use crate::tiers::{Decision, Tier, TierSide};
 
 /// One side of a connection.
@@ -41,9 +43,9 @@ impl Endpoint {
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Endpoint::Pod { id, ip } => write!(f, "pod {id} ({ip})"),
+            Endpoint::Pod { id, ip } => write!(f, "pod {} ({ip})", Escaped(id)),
             Endpoint::Host { ip, note: None } => write!(f, "{ip}"),
-            Endpoint::Host { ip, note: Some(n) } => write!(f, "{ip} ({n})"),
+            Endpoint::Host { ip, note: Some(n) } => write!(f, "{ip} ({})", Escaped(n)),
         }
     }
 }
@@ -120,11 +122,11 @@ impl fmt::Display for TierStep {
         if let Some(r) = &self.rule {
             // The origin already starts with the tier's name.
             let r = r.strip_prefix(&format!("{}: ", self.tier)).unwrap_or(r);
-            write!(f, "{r}: ")?;
+            write!(f, "{}: ", Escaped(r))?;
         }
-        write!(f, "{}", self.outcome)?;
+        write!(f, "{}", Escaped(&self.outcome))?;
         if let Some(n) = &self.note {
-            write!(f, " ({n})")?;
+            write!(f, " ({})", Escaped(n))?;
         }
         Ok(())
     }
@@ -152,21 +154,21 @@ impl fmt::Display for Explanation {
             }
             write!(f, "{dir} of {who}: ")?;
             match side {
-                Side::NotIsolated { reason } => writeln!(f, "allowed ({reason})")?,
+                Side::NotIsolated { reason } => writeln!(f, "allowed ({})", Escaped(reason))?,
                 Side::OwnNode => writeln!(
                     f,
                     "allowed (traffic between a pod and its own node is always allowed)"
                 )?,
                 Side::Allowed { isolated_by, by } => {
                     writeln!(f, "allowed")?;
-                    writeln!(f, "  isolated by: {}", isolated_by.join(", "))?;
+                    writeln!(f, "  isolated by: {}", Escaped(&isolated_by.join(", ")))?;
                     for b in by {
-                        writeln!(f, "  allowed by: {b}")?;
+                        writeln!(f, "  allowed by: {}", Escaped(b))?;
                     }
                 }
                 Side::Denied { isolated_by, why } => {
                     writeln!(f, "denied")?;
-                    writeln!(f, "  isolated by: {}", isolated_by.join(", "))?;
+                    writeln!(f, "  isolated by: {}", Escaped(&isolated_by.join(", ")))?;
                     writeln!(f, "  no rule of these policies allows this peer and port:")?;
                     for policy in why {
                         miss::write_policy(f, "    ", dir, policy)?;
@@ -203,13 +205,13 @@ fn write_steps(
         }
         match side {
             Side::Allowed { isolated_by, by } => {
-                writeln!(f, "    isolated by: {}", isolated_by.join(", "))?;
+                writeln!(f, "    isolated by: {}", Escaped(&isolated_by.join(", ")))?;
                 for b in by {
-                    writeln!(f, "    allowed by: {b}")?;
+                    writeln!(f, "    allowed by: {}", Escaped(b))?;
                 }
             }
             Side::Denied { isolated_by, why } => {
-                writeln!(f, "    isolated by: {}", isolated_by.join(", "))?;
+                writeln!(f, "    isolated by: {}", Escaped(&isolated_by.join(", ")))?;
                 writeln!(
                     f,
                     "    no rule of these policies allows this peer and port:"
@@ -381,6 +383,37 @@ pub enum Family {
     V6,
 }
 
+/// The addresses that more than one live pod (with an address, not finished, not
+/// hostNetwork) holds, each with those pods' `ns/name`, sorted. Such an address cannot
+/// name one pod, and only one of them gets its traffic dispatched.
+pub fn shared_addresses(index: &Index) -> std::collections::BTreeMap<IpAddr, Vec<String>> {
+    let mut holders: std::collections::BTreeMap<IpAddr, Vec<String>> = Default::default();
+    for pod in index.pods().filter(|p| p.is_policy_pod()) {
+        for ip in &pod.ips {
+            holders
+                .entry(*ip)
+                .or_default()
+                .push(format!("{}/{}", pod.namespace, pod.name));
+        }
+    }
+    holders.retain(|_, pods| pods.len() > 1);
+    for pods in holders.values_mut() {
+        pods.sort();
+    }
+    holders
+}
+
+/// The live pods that hold `ip`, when more than one does.
+fn ambiguous(index: &Index, ip: IpAddr) -> Option<Vec<String>> {
+    let mut pods: Vec<String> = index
+        .pods()
+        .filter(|p| p.is_policy_pod() && p.ips.contains(&ip))
+        .map(|p| format!("{}/{}", p.namespace, p.name))
+        .collect();
+    pods.sort();
+    (pods.len() > 1).then_some(pods)
+}
+
 fn resolve(
     index: &Index,
     graph: &PolicyGraph,
@@ -389,6 +422,15 @@ fn resolve(
     what: &str,
 ) -> Result<Endpoint> {
     if let Ok(ip) = text.parse::<IpAddr>() {
+        if let Some(pods) = ambiguous(index, ip) {
+            return Err(usage(
+                what,
+                format!(
+                    "address {ip} is ambiguous: pods {} hold it; name one as ns/pod",
+                    pods.join(", ")
+                ),
+            ));
+        }
         if let Some(pod) = graph.pod_by_ip(ip) {
             return Ok(Endpoint::Pod { id: pod.id(), ip });
         }

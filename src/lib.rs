@@ -10,6 +10,7 @@
 //!   -> ruleset (tables, chains, sets, maps as plain data)
 //!   -> script  (nft -f text)            | netlink (one atomic batch)
 //! explain reads the graph; it never looks at the ruleset.
+//! text (escaping of object strings shown to people) is below them all.
 //! ```
 #![deny(unsafe_code)]
 
@@ -35,6 +36,7 @@ pub mod script;
 pub mod selector;
 pub mod state;
 pub mod synth;
+pub mod text;
 pub mod tiers;
 pub mod verdict_log;
 

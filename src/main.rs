@@ -1,8 +1,10 @@
 //! The `nftpol` command: parses arguments and runs one subcommand. Everything it does is
 //! in the library; this file only wires input, output and exit status.
 
+mod cli_output;
+
 use std::io::{IsTerminal, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -30,10 +32,17 @@ enum LogFormat {
 }
 
 /// What `explain` and `graph` print: text for people, JSON (same content) for tools.
+/// `-o/--output` is a format in every command, as in kubectl; the file is `--output-file`.
 #[derive(Clone, Copy, ValueEnum)]
 enum OutputFormat {
     Text,
     Json,
+}
+
+/// What `compile` prints: an `nft -f` script (the one format so far).
+#[derive(Clone, Copy, ValueEnum)]
+enum ScriptFormat {
+    Nft,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -49,9 +58,13 @@ enum Command {
         /// Only the pods whose spec.nodeName is NAME (peers still span the cluster).
         #[arg(long, value_name = "NAME")]
         node: Option<String>,
-        /// Write the script to FILE (whole, or not at all) instead of stdout.
-        #[arg(long, short, value_name = "FILE")]
-        output: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t = ScriptFormat::Nft)]
+        output: ScriptFormat,
+        /// Write to FILE instead of stdout (`-`): a regular file is replaced whole or not
+        /// at all and keeps its mode, a symlink is followed, a device is written to.
+        #[arg(long, value_name = "FILE")]
+        output_file: Option<PathBuf>,
         /// As the controller's flag: drop traffic of addresses in --pod-cidr that are not
         /// known pods.
         #[arg(long, requires = "pod_cidr")]
@@ -80,8 +93,11 @@ enum Command {
         #[arg(long, value_enum)]
         family: Option<FamilyArg>,
         /// Text, or JSON with the same content.
-        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
+        /// Write to FILE instead of stdout (`-`), as `compile --output-file`.
+        #[arg(long, value_name = "FILE")]
+        output_file: Option<PathBuf>,
         #[arg(required = true, value_name = "INPUT")]
         inputs: Vec<String>,
     },
@@ -105,8 +121,11 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         node: Option<String>,
         /// Text, or JSON with the same content.
-        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
+        /// Write to FILE instead of stdout (`-`), as `compile --output-file`.
+        #[arg(long, value_name = "FILE")]
+        output_file: Option<PathBuf>,
         #[arg(required = true, value_name = "INPUT")]
         inputs: Vec<String>,
     },
@@ -292,37 +311,28 @@ fn load(inputs: &[String]) -> anyhow::Result<Index> {
     for ns in index.implied_namespaces() {
         tracing::warn!(namespace = %ns, "namespace not in the input; assuming it exists with only the label kubernetes.io/metadata.name={ns}");
     }
+    for (ip, pods) in explain::shared_addresses(&index) {
+        let pods = pods.join(", ");
+        tracing::warn!(address = %ip, pods = %pods, "address {ip} is held by more than one pod ({pods}): only one of them gets the traffic to it, and `explain` refuses it as ambiguous");
+    }
     Ok(index)
 }
 
-/// Writes `data` to `path` whole or not at all: a temporary file beside it, then rename.
-fn write_whole(path: &Path, data: &[u8]) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .context("output path has no file name")?
-        .to_string_lossy();
-    let tmp = dir.join(format!(".{file_name}.nftpol-{}.tmp", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+/// `--node NAME` that no pod runs on gives an empty table: loaded, it removes all
+/// enforcement on that node, which is worth a word (a typo, or the wrong cluster).
+fn warn_if_no_pod_on(index: &Index, node: Option<&str>, what: &str) {
+    let Some(node) = node else { return };
+    if !index.pods().any(|p| p.node.as_deref() == Some(node)) {
+        tracing::warn!(node = %node, "no pod has spec.nodeName {node}: {what}");
     }
-    result.with_context(|| format!("writing {}", path.display()))
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Compile {
             node,
-            output,
+            output: ScriptFormat::Nft,
+            output_file,
             default_deny_unknown,
             pod_cidr,
             log,
@@ -338,13 +348,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 log: log.options(),
                 ..Default::default()
             };
+            warn_if_no_pod_on(
+                &index,
+                node.as_deref(),
+                "the script has no pod chains, and loading it removes all enforcement on that node",
+            );
             let graph = PolicyGraph::build_for(&index, node.as_deref());
             let ruleset = nftpol::ruleset::build_with(&graph, &options);
             let text = script::render(&ruleset);
-            match output {
-                Some(path) => write_whole(&path, text.as_bytes())?,
-                None => std::io::stdout().write_all(text.as_bytes())?,
-            }
+            cli_output::emit(output_file.as_deref(), text.as_bytes())?;
         }
         Command::Explain {
             from,
@@ -352,6 +364,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             port,
             family,
             output,
+            output_file,
             inputs,
         } => {
             let index = load(&inputs)?;
@@ -362,10 +375,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             });
             let e =
                 explain::explain_in(&index, &graph, &from, &to, &port, family).map_err(BadInput)?;
-            match output {
-                OutputFormat::Text => print!("{e}"),
-                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&e)?),
-            }
+            let text = match output {
+                OutputFormat::Text => e.to_string(),
+                OutputFormat::Json => serde_json::to_string_pretty(&e)? + "\n",
+            };
+            cli_output::emit(output_file.as_deref(), text.as_bytes())?;
         }
         #[cfg(feature = "controller")]
         Command::Run(args) => run_controller(args)?,
@@ -381,24 +395,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 pods_per_node,
                 seed,
             };
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            for obj in nftpol::synth::cluster(&params) {
-                serde_json::to_writer(&mut out, &obj)?;
-                out.write_all(b"\n")?;
-            }
-            out.flush()?;
+            cli_output::to_stdout(|out| {
+                for obj in nftpol::synth::cluster(&params) {
+                    serde_json::to_writer(&mut *out, &obj)?;
+                    out.write_all(b"\n")?;
+                }
+                Ok(())
+            })?;
         }
         Command::Graph {
             node,
             output,
+            output_file,
             inputs,
         } => {
             let index = load(&inputs)?;
+            warn_if_no_pod_on(&index, node.as_deref(), "the graph has no pods");
             let graph = PolicyGraph::build_for(&index, node.as_deref());
-            match output {
-                OutputFormat::Text => print!("{graph}"),
-                OutputFormat::Json => print!("{}", nftpol::graph_json::render(&graph)),
-            }
+            let text = match output {
+                OutputFormat::Text => graph.to_string(),
+                OutputFormat::Json => nftpol::graph_json::render(&graph),
+            };
+            cli_output::emit(output_file.as_deref(), text.as_bytes())?;
         }
     }
     Ok(())
@@ -408,6 +426,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// empty string (<https://no-color.org>): logs piped to a file or CI stay plain text.
 fn use_colour(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
     stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+/// The text log's fields, with the control characters of object strings escaped (see
+/// `nftpol::text`): a record stays one line whatever a name holds. (The JSON log is one
+/// line already: JSON escapes them.)
+fn escaped_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let text = format!("{value:?}");
+        let text = nftpol::text::Escaped(&text);
+        match field.name() {
+            "message" => write!(w, "{text}"),
+            name => write!(w, "{name}={text}"),
+        }
+    })
+    .delimited(" ")
 }
 
 fn main() -> ExitCode {
@@ -422,15 +456,32 @@ fn main() -> ExitCode {
         ))
         .with_env_filter(filter);
     match cli.log_format {
-        LogFormat::Text => builder.without_time().with_target(false).init(),
+        LogFormat::Text => builder
+            .without_time()
+            .with_target(false)
+            .fmt_fields(escaped_fields())
+            .init(),
         LogFormat::Json => builder.json().init(),
     }
+    let log_format = cli.log_format;
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // Nobody reads on: end quietly, as a process SIGPIPE ended (see cli_output).
+        Err(e) if e.is::<cli_output::StdoutClosed>() => {
+            ExitCode::from(cli_output::STDOUT_CLOSED_STATUS)
+        }
         Err(e) => {
-            let bad_input = e.downcast_ref::<BadInput>().is_some();
-            eprintln!("nftpol: error: {e:#}");
-            ExitCode::from(if bad_input { 2 } else { 1 })
+            let status = if e.is::<BadInput>() { 2 } else { 1 };
+            match log_format {
+                // A closed stderr cannot be told either; never panic for it.
+                LogFormat::Text => {
+                    let text = format!("{e:#}");
+                    let text = nftpol::text::Escaped(&text);
+                    let _ = writeln!(std::io::stderr(), "nftpol: error: {text}");
+                }
+                LogFormat::Json => tracing::error!(exit_status = status, "{e:#}"),
+            }
+            ExitCode::from(status)
         }
     }
 }

@@ -5,113 +5,15 @@ mod common;
 #[path = "common/root.rs"]
 mod needs_root;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+#[path = "common/cli.rs"]
+mod cli_util;
 
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use cli_util::*;
 use common::*;
 use serde_json::json;
-
-const BIN: &str = env!("CARGO_BIN_EXE_nftpol");
-const NFT: &str = "/usr/sbin/nft";
-
-/// Runs nftpol in `dir` with `args`, feeding `stdin`, with the default log filter.
-fn run_in(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .current_dir(dir)
-        .env_remove("RUST_LOG")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("run nftpol");
-    if let Some(text) = stdin {
-        let mut pipe = child.stdin.take().unwrap();
-        pipe.write_all(text.as_bytes()).unwrap();
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8(o.stderr.clone()).unwrap()
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().expect("exited")
-}
-
-struct Dir(tempfile::TempDir);
-
-impl Dir {
-    fn new() -> Self {
-        Dir(tempfile::tempdir().unwrap())
-    }
-
-    fn path(&self) -> &Path {
-        self.0.path()
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.path().join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        run_in(self.path(), args, None)
-    }
-
-    /// The names of the files in the directory, sorted.
-    fn files(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(self.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
-}
-
-fn policies() -> Vec<Obj> {
-    vec![
-        netpol("x", "allow-b")
-            .selecting("pod", "a")
-            .ingress(json!([{"from": [{"podSelector": {"matchLabels": {"pod": "b"}}}], "ports": [{"port": 80}]}])),
-        netpol("y", "c-out")
-            .selecting("pod", "c")
-            .policy_types(&["Egress"])
-            .egress(json!([{"to": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.244.1.12/32"]}}], "ports": [{"port": 443}, {"protocol": "UDP", "port": 53}]}])),
-    ]
-}
-
-/// The shared test cluster plus two policies, as YAML documents.
-fn cluster_text() -> String {
-    let mut objs = cluster();
-    objs.extend(policies());
-    yaml_docs(&objs)
-}
-
-const BAD_POLICY: &str = "apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata:
-  name: p
-  namespace: x
-spec:
-  podSelector: {}
-  ingress:
-  - from:
-    - ipBlock:
-        cidr: 10.0.0.0/8
-        except: [11.0.0.0/16]
-";
 
 // ---------------------------------------------------------------------------------------
 // compile
@@ -192,9 +94,9 @@ fn compile_output_writes_the_file_whole() {
     let d = Dir::new();
     d.write("in.yaml", &cluster_text());
     let expected = stdout(&d.run(&["compile", "in.yaml"]));
-    let o = d.run(&["compile", "--output", "out.nft", "in.yaml"]);
+    let o = d.run(&["compile", "--output-file", "out.nft", "in.yaml"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert!(o.stdout.is_empty(), "nothing on stdout with --output");
+    assert!(o.stdout.is_empty(), "nothing on stdout with --output-file");
     assert_eq!(
         std::fs::read_to_string(d.path().join("out.nft")).unwrap(),
         expected
@@ -203,7 +105,7 @@ fn compile_output_writes_the_file_whole() {
     assert_eq!(d.files(), ["in.yaml", "out.nft"]);
     // Short form, and replacing an existing file.
     d.write("out.nft", "old\n");
-    let o = d.run(&["compile", "-o", "out.nft", "in.yaml"]);
+    let o = d.run(&["compile", "--output-file", "out.nft", "in.yaml"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(
         std::fs::read_to_string(d.path().join("out.nft")).unwrap(),
@@ -217,7 +119,13 @@ fn compile_bad_input_exits_2_and_writes_no_file() {
     let d = Dir::new();
     d.write("good.yaml", &cluster_text());
     d.write("bad.yaml", BAD_POLICY);
-    let o = d.run(&["compile", "--output", "out.nft", "good.yaml", "bad.yaml"]);
+    let o = d.run(&[
+        "compile",
+        "--output-file",
+        "out.nft",
+        "good.yaml",
+        "bad.yaml",
+    ]);
     assert_eq!(code(&o), 2, "{}", stderr(&o));
     assert!(!d.path().join("out.nft").exists());
     assert_eq!(d.files(), ["bad.yaml", "good.yaml"]);
@@ -237,7 +145,7 @@ fn compile_bad_input_leaves_an_existing_output_untouched() {
     let d = Dir::new();
     d.write("bad.yaml", BAD_POLICY);
     d.write("out.nft", "previous ruleset\n");
-    let o = d.run(&["compile", "--output", "out.nft", "bad.yaml"]);
+    let o = d.run(&["compile", "--output-file", "out.nft", "bad.yaml"]);
     assert_eq!(code(&o), 2, "{}", stderr(&o));
     assert_eq!(
         std::fs::read_to_string(d.path().join("out.nft")).unwrap(),
@@ -262,7 +170,7 @@ fn compile_without_stdout_on_a_syntax_error() {
 #[test]
 fn missing_input_file_exits_2_naming_it() {
     let d = Dir::new();
-    let o = d.run(&["compile", "--output", "out.nft", "nope.yaml"]);
+    let o = d.run(&["compile", "--output-file", "out.nft", "nope.yaml"]);
     assert_eq!(code(&o), 2, "{}", stderr(&o));
     assert!(stderr(&o).contains("nope.yaml"), "{}", stderr(&o));
     assert!(!d.path().join("out.nft").exists());
@@ -782,7 +690,7 @@ fn check_scripts(name: &str, objs: Vec<Obj>, nodes: &[Option<&str>]) {
     let d = Dir::new();
     d.write("in.yaml", &yaml_docs(&objs));
     for node in nodes {
-        let mut args = vec!["compile", "-o", "out.nft"];
+        let mut args = vec!["compile", "--output-file", "out.nft"];
         if let Some(n) = node {
             args.extend(["--node", n]);
         }

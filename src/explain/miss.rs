@@ -23,6 +23,7 @@ use serde::Serialize;
 use crate::graph::describe_peer;
 use crate::index::{Index, PodInfo};
 use crate::policy::{Direction, Peer, Port, PortMatch, Protocol, Rule};
+use crate::text::Escaped;
 
 /// What one isolating policy says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -331,9 +332,11 @@ impl fmt::Display for RulePort {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.on, &self.number) {
             (Some(Some(pod)), Some(Some(n))) => {
+                let pod = Escaped(pod);
                 write!(f, "{}/{:?} (= {n} on {pod})", self.protocol, self.port)
             }
             (Some(Some(pod)), _) => {
+                let pod = Escaped(pod);
                 write!(
                     f,
                     "{}/{:?} (not declared by {pod})",
@@ -416,16 +419,21 @@ pub fn write_policy(
     if let Some(e) = &c.error {
         writeln!(
             f,
-            "{indent}{}: could not be compiled, enforced with no rules: {e}",
-            c.policy
+            "{indent}{}: could not be compiled, enforced with no rules: {}",
+            Escaped(&c.policy),
+            Escaped(e)
         )?;
         return Ok(());
     }
     if c.rules.is_empty() {
-        return writeln!(f, "{indent}{}: no {dir} rules, allows nothing", c.policy);
+        return writeln!(
+            f,
+            "{indent}{}: no {dir} rules, allows nothing",
+            Escaped(&c.policy)
+        );
     }
     for r in &c.rules {
-        write!(f, "{indent}{} {dir}[{}]: ", c.policy, r.rule)?;
+        write!(f, "{indent}{} {dir}[{}]: ", Escaped(&c.policy), r.rule)?;
         let peer = match &r.peer {
             PeerCheck::Any => format!("peer matches (every {peers})"),
             PeerCheck::Matched { index } => format!("peer matches ({peers}[{index}])"),
@@ -446,8 +454,8 @@ pub fn write_policy(
                     f,
                     "{indent}  {peers}[{}] {}: {}",
                     m.index,
-                    m.peer,
-                    reasons.join("; ")
+                    Escaped(&m.peer),
+                    Escaped(&reasons.join("; "))
                 )?;
             }
         }
@@ -477,8 +485,10 @@ impl fmt::Display for TierMiss {
         };
         write!(
             f,
-            "{} ({}) holds the peer, but only for {ports}",
-            self.rule, self.action
+            "{} ({}) holds the peer, but only for {}",
+            Escaped(&self.rule),
+            self.action,
+            Escaped(&ports)
         )
     }
 }

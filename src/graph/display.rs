@@ -1,11 +1,13 @@
 //! How the policy graph reads to a person: `Display` for the graph and its parts
 //! (`nftpol graph`, test failures) and [`describe_peer`], the words that name a peer in
 //! rule comments and `explain`. Must not decide anything: it prints what the graph holds.
+//! Object strings (names, descriptions) are escaped ([`Escaped`]): one line stays one.
 
 use std::fmt;
 
 use super::{tiers, Origin, PeerRef, PolicyGraph, PortRange, Ports};
 use crate::policy::{Direction, Peer};
+use crate::text::Escaped;
 
 impl fmt::Display for PortRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -25,7 +27,13 @@ impl fmt::Display for Origin {
             Direction::Ingress => "from",
             Direction::Egress => "to",
         };
-        write!(f, "{} {}[{}]", self.policy, self.direction, self.rule)?;
+        write!(
+            f,
+            "{} {}[{}]",
+            Escaped(&self.policy),
+            self.direction,
+            self.rule
+        )?;
         if let Some(p) = self.peer {
             write!(f, ".{list}[{p}]")?;
         }
@@ -39,15 +47,16 @@ impl fmt::Display for Origin {
 impl fmt::Display for PolicyGraph {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, p) in self.peers.iter().enumerate() {
-            writeln!(f, "peer {i}: {}", p.description)?;
+            writeln!(f, "peer {i}: {}", Escaped(&p.description))?;
         }
         for pod in self.pods.values() {
-            writeln!(f, "pod {}:", pod.id())?;
+            writeln!(f, "pod {}:", Escaped(&pod.id()))?;
             for dir in [Direction::Ingress, Direction::Egress] {
                 match pod.isolation(dir) {
                     None => writeln!(f, "  {dir}: not isolated")?,
                     Some(iso) => {
-                        writeln!(f, "  {dir}: isolated by {}", iso.isolated_by.join(", "))?;
+                        let by = iso.isolated_by.join(", ");
+                        writeln!(f, "  {dir}: isolated by {}", Escaped(&by))?;
                         for a in &iso.allows {
                             let peer = match a.peer {
                                 PeerRef::Any => "any".to_string(),

@@ -353,11 +353,14 @@ pub(super) fn write_tiers(f: &mut std::fmt::Formatter<'_>, tiers: &PodTiers) -> 
             if rules.is_empty() {
                 continue;
             }
-            writeln!(f, "  {dir} {tier}: {}", rules.policies.join(", "))?;
+            let policies = rules.policies.join(", ");
+            writeln!(f, "  {dir} {tier}: {}", crate::text::Escaped(&policies))?;
             for r in &rules.rules {
                 let action = r.action.name().to_ascii_lowercase();
                 let (peer, ports) = (peer_text(r.peer), ports_text(&r.ports));
-                writeln!(f, "    {action} {peer} {ports} <- {}", r.origin)?;
+                let origin = r.origin.to_string();
+                let origin = crate::text::Escaped(&origin);
+                writeln!(f, "    {action} {peer} {ports} <- {origin}")?;
             }
         }
     }

@@ -3,8 +3,18 @@
 //! Pod objects are named after the pod (`ingress/x/web-0`, `ingress/x/web-0/admin-deny-any4`):
 //! namespaces and pod names never contain `/`, so the name is unambiguous, and nft accepts
 //! `/`, `.` and `-` in identifiers. The NetworkPolicy sets are shared by every pod whose
-//! allows are the same and are named after those allows (`np/ingress/<hash>/exact4`). The kernel limits names to 255 bytes; a longer name is
-//! cut and ends in a hash of the full name, so it stays unique and stable.
+//! allows are the same and are named after those allows (`np/ingress/<hash>/exact4`).
+//!
+//! Every name must load through `nft -f` unquoted (nft 1.0.6 takes no quoted chain or set
+//! names) and through netlink as-is, so both backends share it: an identifier of ASCII
+//! letters, digits, `/`, `.`, `-` and `_`, at most 255 bytes (the kernel's
+//! NFT_CHAIN_MAXNAMELEN and NFT_SET_MAXNAMELEN are 256 with the NUL). API-valid names
+//! (DNS-1123 labels and subdomains) hold only lowercase letters, digits, `.` and `-`, so
+//! a pod's name is spelt out unchanged when it fits. One that does not fit, or whose
+//! namespace or pod name holds any other character (the API server refuses those), has
+//! every such character replaced by `_`, is cut, and ends in `_` and a hash of the exact
+//! namespace and pod name: as `_` never occurs in an API-valid name, such a name cannot
+//! meet a spelt-out one, and the hash keeps it unique and stable.
 
 use crate::graph::PodKey;
 use crate::policy::Direction;
@@ -47,21 +57,47 @@ fn fnv1a_128(s: &str) -> u128 {
     h
 }
 
-fn fit(full: String, suffix: &str) -> String {
-    if full.len() + suffix.len() <= MAX_NAME {
+/// Whether a namespace or pod name can be spelt out in a name: what DNS-1123 allows (in
+/// either case), never `_` (the mark of a name made to fit) nor `/` (the separator).
+fn plain(part: &str) -> bool {
+    part.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// `<head>/<namespace>/<pod><suffix>`, spelt out when both parts are [`plain`] and it fits
+/// in [`MAX_NAME`]; otherwise made to fit (see the module doc). `head` and `suffix` are
+/// nftpol's own words, plain already.
+fn pod_name(head: &str, namespace: &str, pod: &str, suffix: &str) -> String {
+    let full = format!("{head}/{namespace}/{pod}");
+    if plain(namespace) && plain(pod) && full.len() + suffix.len() <= MAX_NAME {
         return full + suffix;
     }
-    let hash = format!("~{:016x}", fnv1a(&full));
-    let mut cut = MAX_NAME - suffix.len() - hash.len();
-    while !full.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}{hash}{suffix}", &full[..cut])
+    // A long plain name keeps the hash it had (of the whole name); a name with other
+    // characters is hashed with its parts' lengths, so `a/b`+`c` and `a`+`b/c` differ.
+    let key = if plain(namespace) && plain(pod) {
+        full.clone()
+    } else {
+        format!("{head}/{}:{namespace}/{}:{pod}", namespace.len(), pod.len())
+    };
+    let hash = format!("_{:016x}", fnv1a(&key));
+    let safe: String = full
+        .chars()
+        .take(MAX_NAME)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "/.-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let cut = (MAX_NAME - suffix.len() - hash.len()).min(safe.len());
+    format!("{}{hash}{suffix}", &safe[..cut])
 }
 
 /// `ingress/<ns>/<pod>` or `egress/<ns>/<pod>`.
 pub fn pod_chain(dir: Direction, namespace: &str, pod: &str) -> String {
-    fit(format!("{}/{namespace}/{pod}", dir.name()), "")
+    pod_name(dir.name(), namespace, pod, "")
 }
 
 /// The NetworkPolicy sets of one pod direction, in the order of its chain's rules: per
@@ -90,10 +126,7 @@ pub fn is_np_set(name: &str) -> bool {
 
 /// The chain name plus `/` and one of a pod's own set kinds (the tier sets).
 pub fn pod_set(dir: Direction, namespace: &str, pod: &str, kind: &str) -> String {
-    fit(
-        format!("{}/{namespace}/{pod}", dir.name()),
-        &format!("/{kind}"),
-    )
+    pod_name(dir.name(), namespace, pod, &format!("/{kind}"))
 }
 
 /// The ClusterNetworkPolicy sets of one pod direction, per tier and verdict, in the order
@@ -151,7 +184,7 @@ pub fn set_denies(name: &str) -> bool {
 /// `egress/<ns>/<pod>/drop`: where a pod chain's tier Deny lookups go (`goto`), so the
 /// drop of a connection a ClusterNetworkPolicy denies is logged by one rule per chain.
 pub fn pod_drop_chain(dir: Direction, namespace: &str, pod: &str) -> String {
-    fit(format!("{}/{namespace}/{pod}", dir.name()), "/drop")
+    pod_name(dir.name(), namespace, pod, "/drop")
 }
 
 /// The input hook's base chain: traffic to this node's own addresses.
@@ -161,7 +194,7 @@ pub const INPUT_MAPS: [&str; 2] = ["input4", "input6"];
 
 /// `input/<ns>/<pod>`: the pod's egress tiers judging its traffic to this node.
 pub fn pod_input_chain(namespace: &str, pod: &str) -> String {
-    fit(format!("input/{namespace}/{pod}"), "")
+    pod_name("input", namespace, pod, "")
 }
 
 /// `ingress4`, `egress6`, ...: the dispatch verdict maps.
@@ -213,9 +246,11 @@ pub fn log_prefix(verdict: LogVerdict, chain: &str) -> String {
     format!("{}{hash}", &full[..cut])
 }
 
-/// nft comments are at most 128 bytes and cannot hold a double quote.
+/// nft comments are at most 128 bytes and cannot hold a double quote; the object names
+/// they quote have their control characters escaped (see [`crate::text`]), so a comment
+/// stays on its line of the script.
 pub fn comment(text: &str) -> String {
-    let mut s: String = text.replace('"', "'");
+    let mut s: String = crate::text::escape(text).replace('"', "'");
     if s.len() > 127 {
         let mut cut = 124;
         while !s.is_char_boundary(cut) {
@@ -328,5 +363,54 @@ mod tests {
     fn comments_fit() {
         let c = comment(&format!("say \"{}\"", "x".repeat(300)));
         assert!(c.len() <= 127 && !c.contains('"'));
+        let c = comment("allowed by x/evil\n\tcomment \"x\"\r");
+        assert_eq!(c, "allowed by x/evil\\n\\tcomment 'x'\\r");
+    }
+
+    /// Whether nft's scanner reads `name` as one unquoted identifier (scanner.l's
+    /// `string`: a letter, `_` or `.`, then letters, digits, `/`, `-`, `_`, `.`).
+    fn nft_identifier(name: &str) -> bool {
+        let mut b = name.bytes();
+        b.next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == b'_' || c == b'.')
+            && b.all(|c| c.is_ascii_alphanumeric() || b"/-_.".contains(&c))
+    }
+
+    #[test]
+    fn names_at_the_api_limits_are_identifiers_that_fit() {
+        let ns = "n".repeat(63);
+        for pod in [
+            "p".repeat(222),
+            "p".repeat(253),
+            format!("{}.q", "p".repeat(250)),
+        ] {
+            for name in pod_chains(&ns, &pod)
+                .into_iter()
+                .chain(tier_sets().map(|k| pod_set(Direction::Egress, &ns, &pod, k)))
+            {
+                assert!(name.len() <= MAX_NAME, "{} bytes: {name}", name.len());
+                assert!(nft_identifier(&name), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn names_the_api_refuses_become_identifiers_and_stay_apart() {
+        let odd = [
+            "web 0", "web\"0", "web\n0", "wéb", "a/b", "web_0", "{x}", "a;b",
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for pod in odd {
+            let c = pod_chain(Direction::Ingress, "x", pod);
+            assert!(nft_identifier(&c) && c.len() <= MAX_NAME, "{c}");
+            assert!(c.starts_with("ingress/x/"), "{c}");
+            assert!(seen.insert(c));
+        }
+        assert_ne!(
+            pod_chain(Direction::Ingress, "a/b", "c"),
+            pod_chain(Direction::Ingress, "a", "b/c")
+        );
+        // `_` marks a made-to-fit name: no spelt-out name can equal one.
+        assert!(!seen.contains(&pod_chain(Direction::Ingress, "x", "web-0")));
     }
 }
