@@ -7,7 +7,6 @@ use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use nftpol::{explain, graph::PolicyGraph, index::Index, input, script};
 
@@ -209,6 +208,7 @@ struct RunArgs {
 
 #[cfg(feature = "controller")]
 fn run_controller(args: RunArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
     use nftpol::controller::{self, dataplane::NetlinkDataplane};
     match nftpol::host::ensure_br_netfilter() {
         nftpol::host::BrNetfilter::Enabled => {

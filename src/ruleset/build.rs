@@ -13,7 +13,7 @@ use super::np_elements::{self, one_field_elements, split_exact, Pair};
 use super::tier_chain;
 use crate::addr::AddrSet;
 use crate::graph::PodKey;
-use crate::graph::{Isolation, PeerRef, PodNode, PolicyGraph, Ports};
+use crate::graph::{Allow, Isolation, PeerRef, PodNode, PolicyGraph, Ports};
 use crate::policy::Direction;
 use std::rc::Rc;
 
@@ -84,37 +84,43 @@ impl AllowedCache {
 /// split by its port), so pods with the same key have the same elements, and a key stays
 /// the same while its peers' addresses change: those edit the shared set in place.
 pub(super) fn allows_key(iso: &Isolation) -> String {
-    use std::fmt::Write;
     let mut key = String::new();
     for a in &iso.allows {
-        let o = &a.origin;
-        let _ = write!(
-            key,
-            "{}\u{1f}{}\u{1f}{}\u{1f}",
-            o.policy,
-            o.direction.name(),
-            o.rule
-        );
-        match o.peer {
-            Some(p) => {
-                let _ = write!(key, "{p}");
-            }
-            None => key.push('*'),
-        }
-        key.push('\u{1f}');
-        key.push_str(o.port_name.as_deref().unwrap_or(""));
-        key.push('\u{1f}');
-        match &a.ports {
-            Ports::Any => key.push('*'),
-            Ports::Only(list) => {
-                for r in list {
-                    let _ = write!(key, "{}:{}-{},", r.protocol.number(), r.start, r.end);
-                }
-            }
-        }
-        key.push('\u{1e}');
+        allow_key(a, &mut key);
     }
     key
+}
+
+/// One allow's part of [`allows_key`]; alone, the name of its pair sets, which every pod
+/// direction with this allow shares whatever its other allows.
+fn allow_key(a: &Allow, key: &mut String) {
+    use std::fmt::Write;
+    let o = &a.origin;
+    let _ = write!(
+        key,
+        "{}\u{1f}{}\u{1f}{}\u{1f}",
+        o.policy,
+        o.direction.name(),
+        o.rule
+    );
+    match o.peer {
+        Some(p) => {
+            let _ = write!(key, "{p}");
+        }
+        None => key.push('*'),
+    }
+    key.push('\u{1f}');
+    key.push_str(o.port_name.as_deref().unwrap_or(""));
+    key.push('\u{1f}');
+    match &a.ports {
+        Ports::Any => key.push('*'),
+        Ports::Only(list) => {
+            for r in list {
+                let _ = write!(key, "{}:{}-{},", r.protocol.number(), r.start, r.end);
+            }
+        }
+    }
+    key.push('\u{1e}');
 }
 
 /// Where a pod chain is: what its logging rules need of the operator's options.
@@ -254,18 +260,11 @@ fn np_rules(
     for p in &elements.pairs {
         let lookup = PairLookup {
             dir,
-            allows: &allows,
             addr,
             verdict: &verdict,
             log: &log_allowed,
         };
-        pair_objects(
-            lookup,
-            p,
-            &iso.allows[p.allow].origin.policy,
-            sets,
-            &mut rules,
-        );
+        pair_objects(lookup, p, &iso.allows[p.allow], sets, &mut rules);
     }
     if ctx.log.denied {
         rules.push(Rule::new(RuleKind::LogDenied {
@@ -282,20 +281,29 @@ fn np_rules(
     rules
 }
 
-/// Where a pod direction's pair lookups go: the shared names and the rule's verdict.
+/// Where a pod direction's pair lookups go: the direction and the rule's verdict.
 struct PairLookup<'a> {
     dir: Direction,
-    allows: &'a str,
     addr: Addr,
     verdict: &'a Verdict,
     log: &'a Option<LogTarget>,
 }
 
 /// The sets and rules of one allow looked up as a pair (see `np_elements`): per family
-/// with addresses, `ip saddr @<addrs> meta l4proto . th dport @<ports> <verdict>`.
-fn pair_objects(l: PairLookup, p: &Pair, policy: &str, sets: &mut Vec<Set>, rules: &mut Vec<Rule>) {
-    let i = p.allow;
-    let ports = names::np_set(l.dir, l.allows, &format!("pair{i}-ports"));
+/// with addresses, `ip saddr @<addrs> meta l4proto . th dport @<ports> <verdict>`. The
+/// sets are named after the allow alone, so a large allow has one copy on the node
+/// however many different allow lists it is part of.
+fn pair_objects(
+    l: PairLookup,
+    p: &Pair,
+    allow: &Allow,
+    sets: &mut Vec<Set>,
+    rules: &mut Vec<Rule>,
+) {
+    let mut key = String::new();
+    allow_key(allow, &mut key);
+    let policy = &allow.origin.policy;
+    let ports = names::np_set(l.dir, &key, "pair-ports");
     let comment = |what: &str| {
         Some(names::comment(&format!(
             "{} allowed by {policy}: {what}",
@@ -314,19 +322,19 @@ fn pair_objects(l: PairLookup, p: &Pair, policy: &str, sets: &mut Vec<Set>, rule
         (IpFamily::V4, KeyType::Ipv4Addr, &p.addrs4),
         (IpFamily::V6, KeyType::Ipv6Addr, &p.addrs6),
     ];
-    for (family, key, elements) in families {
+    for (family, key_type, elements) in families {
         if elements.is_empty() {
             continue;
         }
         let kind = if family == IpFamily::V4 {
-            "addr4"
+            "pair-addr4"
         } else {
-            "addr6"
+            "pair-addr6"
         };
-        let addrs = names::np_set(l.dir, l.allows, &format!("pair{i}-{kind}"));
+        let addrs = names::np_set(l.dir, &key, kind);
         sets.push(Set {
             name: addrs.clone(),
-            key: vec![key],
+            key: vec![key_type],
             interval: true,
             comment: comment("peers"),
             elements: elements.clone(),
