@@ -56,6 +56,14 @@ pub enum Error {
     },
     #[error("{what}: {problem}")]
     Usage { what: String, problem: String },
+    /// A NetworkPolicy whose compiled form is over `--max-elements` (see
+    /// `ruleset::over_budget`): the controller enforces it fail-closed; compile refuses it.
+    #[error("{policy}: its rules come to {elements} set elements on this node, over --max-elements {max}: it would be enforced fail-closed (isolating the pods it selects, allowing nothing)")]
+    OverBudget {
+        policy: Box<ObjectRef>,
+        elements: usize,
+        max: usize,
+    },
 }
 
 impl Error {
@@ -68,6 +76,7 @@ impl Error {
             Error::Invalid { .. } => "invalid",
             Error::Duplicate { .. } => "duplicate",
             Error::Usage { .. } => "usage",
+            Error::OverBudget { .. } => "over_budget",
         }
     }
 }

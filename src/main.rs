@@ -73,6 +73,8 @@ enum Command {
         pod_cidr: Vec<ipnet::IpNet>,
         #[command(flatten)]
         log: LogArgs,
+        #[command(flatten)]
+        budget: BudgetArgs,
         /// YAML or JSON files (`kubectl get ns,pods,netpol -A -o yaml`), `-` for stdin.
         #[arg(required = true, value_name = "INPUT")]
         inputs: Vec<String>,
@@ -200,6 +202,8 @@ struct RunArgs {
     keep_established: bool,
     #[command(flatten)]
     log: LogArgs,
+    #[command(flatten)]
+    budget: BudgetArgs,
     /// Program the nftables of this network namespace (a path like /run/netns/NAME)
     /// instead of the controller's own; for tests.
     #[arg(long, hide = true)]
@@ -249,6 +253,7 @@ fn run_controller(args: RunArgs) -> anyhow::Result<()> {
                     Vec::new()
                 },
                 log: args.log.options(),
+                max_elements: args.budget.max_elements(),
                 ..Default::default()
             },
             pod_cidrs_from_node,
@@ -267,6 +272,42 @@ fn run_controller(args: RunArgs) -> anyhow::Result<()> {
         controller::run(config, client, NetlinkDataplane::open, shutdown).await?;
         anyhow::Ok(())
     })
+}
+
+/// `--max-elements`: the same flag for `compile` and `run`.
+#[derive(clap::Args)]
+struct BudgetArgs {
+    /// The most set elements one NetworkPolicy may come to on this node (for each
+    /// distinct rule peer, its address ranges plus its port ranges); a policy over it is
+    /// enforced fail-closed (`run`) or refused (`compile`, exit 2). 0: no limit.
+    #[arg(long, value_name = "N", default_value_t = 500_000)]
+    max_elements: usize,
+}
+
+impl BudgetArgs {
+    fn max_elements(&self) -> Option<usize> {
+        (self.max_elements != 0).then_some(self.max_elements)
+    }
+}
+
+/// Refuses a NetworkPolicy over `--max-elements` on the node, naming the first one (by
+/// name) that the controller would enforce fail-closed.
+fn check_budget(graph: &PolicyGraph, options: &nftpol::ruleset::Options) -> anyhow::Result<()> {
+    let over = nftpol::ruleset::over_budget(graph, options);
+    let Some((policy, &elements)) = over.iter().next() else {
+        return Ok(());
+    };
+    let (namespace, name) = policy.split_once('/').unwrap_or(("", policy));
+    Err(BadInput(nftpol::Error::OverBudget {
+        policy: Box::new(nftpol::error::ObjectRef {
+            kind: "NetworkPolicy".into(),
+            namespace: Some(namespace.into()),
+            name: name.into(),
+        }),
+        elements,
+        max: options.max_elements.unwrap_or(usize::MAX),
+    })
+    .into())
 }
 
 /// Bad input: exit status 2.
@@ -336,6 +377,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             default_deny_unknown,
             pod_cidr,
             log,
+            budget,
             inputs,
         } => {
             let index = load(&inputs)?;
@@ -346,6 +388,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     Vec::new()
                 },
                 log: log.options(),
+                max_elements: budget.max_elements(),
                 ..Default::default()
             };
             warn_if_no_pod_on(
@@ -354,6 +397,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "the script has no pod chains, and loading it removes all enforcement on that node",
             );
             let graph = PolicyGraph::build_for(&index, node.as_deref());
+            check_budget(&graph, &options)?;
             let ruleset = nftpol::ruleset::build_with(&graph, &options);
             let text = script::render(&ruleset);
             cli_output::emit(output_file.as_deref(), text.as_bytes())?;

@@ -12,7 +12,7 @@
 //! harness and the benchmarks drive it; none of them has its own copy of this logic or
 //! of what the kernel holds. Must not talk to the kernel itself.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::cnp::ClusterPolicy;
 use crate::error::Result;
@@ -51,6 +51,9 @@ pub struct NodeState {
     /// Pods recomputed since the kernel's last acknowledgement: only their objects (and
     /// the maps) can differ between `kernel` and `model`.
     pending: BTreeSet<PodKey>,
+    /// The NetworkPolicies over the element budget in `graph` (`ruleset::over_budget`),
+    /// with their size: when one goes over or back under, its pods are recomputed too.
+    over_budget: BTreeMap<String, usize>,
 }
 
 /// What takes the kernel from what it holds to the model.
@@ -87,7 +90,9 @@ impl NodeState {
         let graph = PolicyGraph::build_keeping(&index, node, &mut peers);
         let model = ruleset::build_with(&graph, &options);
         let compacted_at = graph.peer_count();
+        let over_budget = ruleset::over_budget(&graph, &options);
         NodeState {
+            over_budget,
             node: node.map(str::to_string),
             options,
             deferred: false,
@@ -213,22 +218,65 @@ impl NodeState {
         self.peers = PeerCache::default();
         self.graph = PolicyGraph::build_keeping(&self.index, self.node.as_deref(), &mut self.peers);
         self.model = ruleset::build_with(&self.graph, &self.options);
+        self.over_budget = ruleset::over_budget(&self.graph, &self.options);
         self.compacted_at = self.graph.peer_count();
         self.dirty.clear();
         self.kernel_unknown();
     }
 
-    fn recompute(&mut self, pods: &BTreeSet<PodKey>) {
+    /// Recomputes `pods` (and returns the other pods it had to recompute: those of a
+    /// policy that went over the element budget or back under it).
+    fn recompute(&mut self, pods: &BTreeSet<PodKey>) -> BTreeSet<PodKey> {
         self.pending.extend(pods.iter().cloned());
         let node = self.node.as_deref();
         self.graph
             .refresh(&mut self.peers, &self.index, node, pods.iter().cloned());
+        let over = ruleset::over_budget(&self.graph, &self.options);
+        let mut others = BTreeSet::new();
+        if over != self.over_budget {
+            // A policy that went over the budget or back under it changes the chains of
+            // every pod that holds its allows, not only of the pods this change touched.
+            others = self.pods_with_allows_of(&over);
+            others.retain(|p| !pods.contains(p));
+            self.over_budget = over;
+            self.pending.extend(others.iter().cloned());
+            ruleset::rebuild_pods(&mut self.model, &self.graph, &others, &self.options);
+        }
         ruleset::rebuild_pods(&mut self.model, &self.graph, pods, &self.options);
         if self.graph.peer_count() > 2 * self.compacted_at + 256 {
             let renumbering = self.graph.compact();
             self.peers.renumber(&renumbering);
             self.compacted_at = self.graph.peer_count();
         }
+        others
+    }
+
+    /// The local pods with an allow of a policy whose budget state differs between
+    /// `over` and the last one.
+    fn pods_with_allows_of(&self, over: &BTreeMap<String, usize>) -> BTreeSet<PodKey> {
+        let changed: BTreeSet<&str> = over
+            .keys()
+            .chain(self.over_budget.keys())
+            .filter(|p| over.contains_key(*p) != self.over_budget.contains_key(*p))
+            .map(String::as_str)
+            .collect();
+        self.graph
+            .pods
+            .iter()
+            .filter(|(_, pod)| {
+                pod.ingress
+                    .iter()
+                    .chain(&pod.egress)
+                    .flat_map(|iso| &iso.allows)
+                    .any(|a| changed.contains(a.origin.policy.as_str()))
+            })
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    /// The NetworkPolicies over `--max-policy-elements` on this node, with their size.
+    pub fn over_budget(&self) -> &BTreeMap<String, usize> {
+        &self.over_budget
     }
 
     /// Defers graph and model updates (see the field); clearing it rebuilds them.
@@ -308,10 +356,14 @@ impl NodeState {
         let affected = impact::affected(&self.index, &self.graph, node, change);
         if self.batching {
             self.dirty.extend(affected.iter().cloned());
+            affected
         } else if !affected.is_empty() {
-            self.recompute(&affected);
+            let mut recomputed = self.recompute(&affected);
+            recomputed.extend(affected);
+            recomputed
+        } else {
+            affected
         }
-        affected
     }
 }
 

@@ -244,9 +244,11 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
     #[test]
-    fn incremental_equals_full(seed in any::<u64>(), node in prop_oneof![Just(Some("n1")), Just(Some("n2")), Just(None)], deny_unknown in any::<bool>()) {
+    fn incremental_equals_full(seed in any::<u64>(), node in prop_oneof![Just(Some("n1")), Just(Some("n2")), Just(None)], deny_unknown in any::<bool>(), max_elements in prop_oneof![Just(None), (1usize..12).prop_map(Some)]) {
         let c = cluster_with_nodes(seed);
-        let options = Options { pod_cidrs: if deny_unknown { vec!["10.0.0.0/23".parse().unwrap()] } else { vec![] }, ..Default::default() };
+        // A small element budget: policies go over it and back under as pods and peers
+        // change, and the pods they select must follow (fail-closed, then allowed again).
+        let options = Options { pod_cidrs: if deny_unknown { vec!["10.0.0.0/23".parse().unwrap()] } else { vec![] }, max_elements, ..Default::default() };
         // Built up object by object from nothing, as watch events arrive.
         let mut state = NodeState::with_options(Index::new(), node, options.clone());
         for v in &c.objects {

@@ -153,6 +153,8 @@ struct Inner {
     /// Denied connections the rate limit kept out of the log (from the chains' counters).
     verdicts_suppressed: u64,
     verdicts_repeated: u64,
+    /// NetworkPolicies over `--max-elements` (enforced fail-closed), with their size.
+    over_budget: BTreeMap<String, usize>,
 }
 
 #[derive(Debug)]
@@ -181,6 +183,7 @@ impl Default for Metrics {
             verdicts_unmapped: 0,
             verdicts_suppressed: 0,
             verdicts_repeated: 0,
+            over_budget: BTreeMap::new(),
         }))
     }
 }
@@ -250,6 +253,20 @@ impl Metrics {
             for (kind, n) in counts {
                 m.objects.insert(plural(kind), n as u64);
             }
+        })
+    }
+
+    /// Records the NetworkPolicies over `--max-elements` now; returns those that were not
+    /// over it at the last call (each to be reported once, as it goes over).
+    pub fn over_budget(&self, now: &BTreeMap<String, usize>) -> Vec<(String, usize)> {
+        self.with(|m| {
+            let new = now
+                .iter()
+                .filter(|(p, _)| !m.over_budget.contains_key(*p))
+                .map(|(p, n)| (p.clone(), *n))
+                .collect();
+            m.over_budget.clone_from(now);
+            new
         })
     }
 
@@ -342,6 +359,11 @@ impl Metrics {
             for (k, v) in &m.objects {
                 let _ = writeln!(out, "nftpol_watched_objects{{kind=\"{k}\"}} {v}");
             }
+            out.push_str("# HELP nftpol_policy_over_budget_elements Set elements of each NetworkPolicy over --max-elements on this node (enforced fail-closed: it isolates and allows nothing).\n# TYPE nftpol_policy_over_budget_elements gauge\n");
+            for (p, n) in &m.over_budget {
+                let (ns, name) = p.split_once('/').unwrap_or(("", p));
+                let _ = writeln!(out, "nftpol_policy_over_budget_elements{{namespace=\"{ns}\",policy=\"{name}\"}} {n}");
+            }
             out.push_str("# HELP nftpol_compile_errors_total Objects that could not be compiled (policies, enforced fail-closed) or read (Nodes), by kind.\n# TYPE nftpol_compile_errors_total counter\n");
             for (k, v) in &m.compile_errors {
                 let _ = writeln!(out, "nftpol_compile_errors_total{{kind=\"{k}\"}} {v}");
@@ -390,4 +412,24 @@ fn render_verdicts(out: &mut String, m: &Inner) {
          # HELP nftpol_verdict_records_repeated_total Logged packets that resent the first packet of a connection already recorded (a SYN retransmitted, a datagram sent again): no second record.\n# TYPE nftpol_verdict_records_repeated_total counter\nnftpol_verdict_records_repeated_total {}\n",
         m.verdicts_lost, m.verdicts_unmapped, m.verdicts_suppressed, m.verdicts_repeated
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A policy over the budget is reported once, as it goes over, and shown with its
+    /// size while it stays over; gone from the page once it fits again.
+    #[test]
+    fn a_policy_over_the_budget_is_reported_once_and_shown_while_over() {
+        let m = Metrics::default();
+        let over: BTreeMap<String, usize> = [("t/big".to_string(), 75)].into();
+        assert_eq!(m.over_budget(&over), vec![("t/big".to_string(), 75)]);
+        assert_eq!(m.over_budget(&over), vec![]);
+        let line = "nftpol_policy_over_budget_elements{namespace=\"t\",policy=\"big\"} 75\n";
+        assert!(m.render().contains(line), "{}", m.render());
+        assert_eq!(m.over_budget(&BTreeMap::new()), vec![]);
+        assert!(!m.render().contains(line));
+        assert_eq!(m.over_budget(&over).len(), 1, "over again: said again");
+    }
 }

@@ -97,6 +97,8 @@ pub struct CompileError {
 pub const COMPILE_ERROR: &str = "CompileError";
 /// The Event reason of a ClusterNetworkPolicy with `domainNames` peers (they match nothing).
 pub const UNSUPPORTED: &str = "Unsupported";
+/// The Event reason of a NetworkPolicy over `--max-elements` (enforced fail-closed).
+pub const OVER_BUDGET: &str = "OverBudget";
 
 pub struct Settings {
     pub node: String,
@@ -252,6 +254,30 @@ impl<D: Dataplane> SyncLoop<D> {
         }
     }
 
+    /// A Warning Event, once, for each NetworkPolicy that went over `--max-elements`.
+    fn report_over_budget(&self) {
+        let max = self.state.options().max_elements.unwrap_or(usize::MAX);
+        for (policy, elements) in self.metrics.over_budget(self.state.over_budget()) {
+            let (ns, name) = policy.split_once('/').unwrap_or(("", &policy));
+            let message = format!("its rules come to {elements} set elements on this node, over --max-elements {max}: enforced fail-closed (it isolates the pods it selects and allows nothing)");
+            tracing::warn!(
+                namespace = ns,
+                name,
+                elements,
+                max,
+                "NetworkPolicy over the element budget; enforcing it fail-closed"
+            );
+            (self.errors)(CompileError {
+                reason: OVER_BUDGET,
+                kind: Kind::NetworkPolicy,
+                api_version: "networking.k8s.io/v1".into(),
+                namespace: Some(ns.to_string()),
+                name: name.to_string(),
+                message,
+            });
+        }
+    }
+
     /// A Warning Event for a ClusterNetworkPolicy with `domainNames` peers; called when
     /// it changed, so said once per version of the policy, as the index logs it.
     fn domain_names_event(&self, name: &str, api_version: &str) {
@@ -334,6 +360,7 @@ impl<D: Dataplane> SyncLoop<D> {
             self.metrics.stage(Stage::State, took);
             self.pending_state += took;
         }
+        self.report_over_budget();
         let idx = self.state.index();
         self.metrics.objects(ALL_KINDS.map(|k| (k, idx.count(k))));
         let start = Instant::now();

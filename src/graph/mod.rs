@@ -274,6 +274,38 @@ impl PolicyGraph {
         renumbering
     }
 
+    /// How many set elements each policy's allows come to in this graph, at most: for
+    /// every distinct allow (origin and resolved ports) of its pods, its peer's address
+    /// ranges plus its port ranges, which is what the allow costs looked up as a pair
+    /// (`ruleset::np_elements`). The measure behind `ruleset::Options::max_elements`.
+    pub fn policy_elements(&self) -> BTreeMap<&str, usize> {
+        let mut seen: std::collections::HashSet<(&Origin, &Ports)> = Default::default();
+        let mut out: BTreeMap<&str, usize> = BTreeMap::new();
+        let allows = self
+            .pods
+            .values()
+            .flat_map(|p| p.ingress.iter().chain(&p.egress))
+            .flat_map(|iso| &iso.allows);
+        for a in allows {
+            if !seen.insert((&a.origin, &a.ports)) {
+                continue;
+            }
+            let addrs = match a.peer {
+                PeerRef::Any => 1,
+                PeerRef::Peer(id) => {
+                    let s = &self.peers[id].addrs;
+                    s.v4.ranges().len() + s.v6.ranges().len()
+                }
+            };
+            let ports = match &a.ports {
+                Ports::Any => 0,
+                Ports::Only(list) => list.len(),
+            };
+            *out.entry(a.origin.policy.as_str()).or_default() += addrs + ports;
+        }
+        out
+    }
+
     pub fn pod(&self, namespace: &str, name: &str) -> Option<&PodNode> {
         self.pods.get(&(namespace.to_string(), name.to_string()))
     }

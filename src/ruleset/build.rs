@@ -15,6 +15,8 @@ use crate::addr::AddrSet;
 use crate::graph::PodKey;
 use crate::graph::{Allow, Isolation, PeerRef, PodNode, PolicyGraph, Ports};
 use crate::policy::Direction;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashSet};
 use std::rc::Rc;
 
 /// The policies behind a pod direction's `any` sets and behind its `ports` sets (the
@@ -133,6 +135,10 @@ struct PodCtx<'a> {
     allowed: AllowedCache,
     /// [`Options::concat_budget`].
     concat_budget: Option<usize>,
+    /// The policies [`over_budget`]: their allows are left out.
+    over_budget: BTreeMap<String, usize>,
+    /// The shared sets already given in this build or rebuild (see [`emit_shared`]).
+    emitted: RefCell<HashSet<String>>,
 }
 
 /// The chain of `pod` in `dir` (when it has one, see [`tier_chain::has_chain`]), its
@@ -157,7 +163,16 @@ fn pod_objects(
     sets.extend(tier_chain::tier_sets(ctx.graph, &ctx.tiers, pod, dir));
     let mut rules = tiers.admin;
     if let Some(iso) = pod.isolation(dir) {
-        rules.extend(np_rules(ctx, pod, dir, iso, sets));
+        let over = |a: &Allow| ctx.over_budget.contains_key(&a.origin.policy);
+        if iso.allows.iter().any(over) {
+            let within = Isolation {
+                isolated_by: iso.isolated_by.clone(),
+                allows: iso.allows.iter().filter(|a| !over(a)).cloned().collect(),
+            };
+            rules.extend(np_rules(ctx, pod, dir, &within, sets));
+        } else {
+            rules.extend(np_rules(ctx, pod, dir, iso, sets));
+        }
     }
     rules.extend(tiers.baseline);
     let id = pod.id();
@@ -228,7 +243,7 @@ fn np_rules(
         };
         // A set's comment cannot change in place: it names what its name stands for (the
         // policies behind its key), and the rule's comment those behind this lookup.
-        sets.push(Set {
+        emit_shared(&ctx.emitted, sets, &set, || Set {
             name: set.clone(),
             key,
             interval,
@@ -259,6 +274,7 @@ fn np_rules(
     }
     for p in &elements.pairs {
         let lookup = PairLookup {
+            emitted: &ctx.emitted,
             dir,
             addr,
             verdict: &verdict,
@@ -281,8 +297,23 @@ fn np_rules(
     rules
 }
 
+/// Gives the shared set `name` once per build: every pod direction with the same allows
+/// looks it up, and a copy per pod (its elements: thousands, for a large peer) would make
+/// the build's memory grow with pods x elements before the duplicates are dropped.
+fn emit_shared(
+    emitted: &RefCell<HashSet<String>>,
+    sets: &mut Vec<Set>,
+    name: &str,
+    make: impl FnOnce() -> Set,
+) {
+    if emitted.borrow_mut().insert(name.to_string()) {
+        sets.push(make());
+    }
+}
+
 /// Where a pod direction's pair lookups go: the direction and the rule's verdict.
 struct PairLookup<'a> {
+    emitted: &'a RefCell<HashSet<String>>,
     dir: Direction,
     addr: Addr,
     verdict: &'a Verdict,
@@ -310,7 +341,7 @@ fn pair_objects(
             l.dir
         )))
     };
-    sets.push(Set {
+    emit_shared(l.emitted, sets, &ports, || Set {
         name: ports.clone(),
         key: vec![KeyType::InetProto, KeyType::InetService],
         interval: p.ranges,
@@ -332,7 +363,7 @@ fn pair_objects(
             "pair-addr6"
         };
         let addrs = names::np_set(l.dir, &key, kind);
-        sets.push(Set {
+        emit_shared(l.emitted, sets, &addrs, || Set {
             name: addrs.clone(),
             key: vec![key_type],
             interval: true,
@@ -452,6 +483,27 @@ pub struct Options {
     /// the default, which follows the allows' own size. Tests set it low to make every
     /// pod direction take pairs.
     pub concat_budget: Option<usize>,
+    /// The most set elements one NetworkPolicy may come to on this node
+    /// ([`PolicyGraph::policy_elements`]); a policy over it is enforced fail-closed (it
+    /// isolates the pods it selects and allows nothing: see [`over_budget`]). `None`: no
+    /// limit.
+    pub max_elements: Option<usize>,
+}
+
+/// The NetworkPolicies (`namespace/name`) whose allows come to more than
+/// [`Options::max_elements`] set elements in this graph ([`PolicyGraph::policy_elements`]),
+/// with their size. The budget is the last line against a policy whose compiled form would
+/// take the node's memory (a tenant's, say), and it fails closed.
+pub fn over_budget(graph: &PolicyGraph, opts: &Options) -> BTreeMap<String, usize> {
+    let Some(max) = opts.max_elements else {
+        return BTreeMap::new();
+    };
+    graph
+        .policy_elements()
+        .into_iter()
+        .filter(|&(_, n)| n > max)
+        .map(|(p, n)| (p.to_string(), n))
+        .collect()
 }
 
 /// `--log-denied`, `--log-allowed`, `--log-rate`, `--log-burst`, `--log-group`.
@@ -594,6 +646,8 @@ pub fn build_with(graph: &PolicyGraph, opts: &Options) -> Ruleset {
         tiers: tier_chain::Cache::default(),
         allowed: AllowedCache::default(),
         concat_budget: opts.concat_budget,
+        over_budget: over_budget(graph, opts),
+        emitted: RefCell::default(),
     };
     for pod in graph.pods.values() {
         for dir in [Direction::Ingress, Direction::Egress] {
@@ -633,6 +687,8 @@ pub fn rebuild_pods(
         tiers: tier_chain::Cache::default(),
         allowed: AllowedCache::default(),
         concat_budget: opts.concat_budget,
+        over_budget: over_budget(graph, opts),
+        emitted: RefCell::default(),
     };
     // The shared sets the old chains looked up: dropped below unless a chain still does.
     let mut unused: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();

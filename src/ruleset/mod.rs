@@ -40,7 +40,7 @@ mod regions;
 mod tier_chain;
 mod view;
 
-pub use build::{build, build_with, rebuild_pods, LogOptions, Options};
+pub use build::{build, build_with, over_budget, rebuild_pods, LogOptions, Options};
 pub use model::*;
 pub use view::copy_pods;
 pub use view::{PodObjects, View};
