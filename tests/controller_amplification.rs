@@ -232,10 +232,8 @@ async fn until_ready(ctl: &mut Controller, port: u16) {
 /// `nft -j` in the node namespace.
 fn live_ports(node: &Netns) -> BTreeSet<u64> {
     let out = Command::new("ip")
-        .args([
-            "netns", "exec", &node.0, "nft", "-j", "list", "table", "inet",
-        ])
-        .arg("nftpol")
+        .args(["netns", "exec", &node.0])
+        .args(["nft", "-j", "list", "table", "inet", "nftpol"])
         .output()
         .unwrap();
     assert!(
@@ -258,11 +256,77 @@ fn live_ports(node: &Netns) -> BTreeSet<u64> {
     ports
 }
 
-/// Whether a TCP connection from pod 0 to pod 1 on `port` completes. A dropped SYN is
-/// never answered, so the short timeout of a refusal cannot misjudge an allowed port:
-/// a local veth answers in well under a millisecond.
-fn connects(client: &Netns, port: u16) -> bool {
-    routed::connects(&client.0, &addr(1), port, Duration::from_millis(500))
+/// Checks that the live port sets hold exactly the `odd` (or even) ports. Two-field
+/// `protocol . port` elements are the pair lookup's: the concatenated form would hold
+/// `address . protocol . port` ones (400 x 2,000 of them) and none of these.
+fn assert_live_ports(node: &Netns, odd: bool, what: &str) {
+    let live = live_ports(node);
+    let want: BTreeSet<u64> = ports(odd).into_iter().map(u64::from).collect();
+    let missing = want.difference(&live).count();
+    let stale: Vec<_> = live.difference(&want).take(5).collect();
+    assert_eq!(
+        missing, 0,
+        "{what}: {missing} listed ports not in the kernel"
+    );
+    assert!(stale.is_empty(), "{what}: ports left over: {stale:?}...");
+}
+
+/// A routed node whose pods 0 and 1 have namespaces of their own, attached by veths;
+/// pod 1 listens on an even (first allowed) and an odd (allowed after the change) port.
+/// Fields drop in declaration order: the listeners, then the namespaces.
+struct Topology {
+    _listeners: [std::net::TcpListener; 2],
+    node: Netns,
+    client: Netns,
+    _server: Netns,
+    even: u16,
+    odd: u16,
+}
+
+impl Topology {
+    fn new() -> Topology {
+        let node = Netns::new("node");
+        let (client, server) = (Netns::new("p0"), Netns::new("p1"));
+        routed::attach(&node.0, &client.0, "vp0", &addr(0));
+        routed::attach(&node.0, &server.0, "vp1", &addr(1));
+        routed::forwarding(&node.0);
+        let mid = PORTS as usize / 2;
+        let (even, odd) = (ports(false)[mid], ports(true)[mid]);
+        let listeners = [
+            routed::listen(&server.0, even),
+            routed::listen(&server.0, odd),
+        ];
+        let t = Topology {
+            _listeners: listeners,
+            node,
+            client,
+            _server: server,
+            even,
+            odd,
+        };
+        assert!(
+            t.connects(even),
+            "without rules the pods must reach each other"
+        );
+        t
+    }
+
+    /// Whether a TCP connection from pod 0 to pod 1 on `port` completes. A dropped SYN
+    /// is never answered, and an allowed one is answered by a local veth in well under
+    /// a millisecond: the timeout only bounds the wait for a refusal.
+    fn connects(&self, port: u16) -> bool {
+        routed::connects(&self.client.0, &addr(1), port, Duration::from_millis(500))
+    }
+}
+
+/// The namespace, its pods (all on this node) and the policy on the even ports.
+fn cluster(api: &FakeApiServer) {
+    api.apply(ns("amp", json!({"ns": "amp"})));
+    for i in 0..PODS {
+        let name = format!("p{i}");
+        api.apply(pod("amp", &name, 1, &addr(i), json!({"app": "amp"})));
+    }
+    api.apply(amplifying_policy(&ports(false)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -270,76 +334,36 @@ fn connects(client: &Netns, port: u16) -> bool {
 async fn controller_stays_under_its_limit_on_the_amplification_shape() {
     require_root_and_nft("controller_stays_under_its_limit_on_the_amplification_shape");
     let began = Instant::now();
-    // A routed node; pods 0 and 1 of the namespace get namespaces of their own, pod 1
-    // listening on an even (first allowed) and an odd (allowed after the change) port.
-    let node = Netns::new("node");
-    let (client, server_pod) = (Netns::new("p0"), Netns::new("p1"));
-    routed::attach(&node.0, &client.0, "vp0", &addr(0));
-    routed::attach(&node.0, &server_pod.0, "vp1", &addr(1));
-    routed::forwarding(&node.0);
-    let (even, odd) = (
-        ports(false)[PORTS as usize / 2],
-        ports(true)[PORTS as usize / 2],
-    );
-    let _listeners = [
-        routed::listen(&server_pod.0, even),
-        routed::listen(&server_pod.0, odd),
-    ];
-    assert!(
-        connects(&client, even),
-        "without rules the pods must reach each other"
-    );
-
+    let net = Topology::new();
     let api = FakeApiServer::start().await;
-    api.apply(ns("amp", json!({"ns": "amp"})));
-    for i in 0..PODS {
-        api.apply(pod(
-            "amp",
-            &format!("p{i}"),
-            1,
-            &addr(i),
-            json!({"app": "amp"}),
-        ));
-    }
-    api.apply(amplifying_policy(&ports(false)));
+    cluster(&api);
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, api.kubeconfig_yaml()).unwrap();
     let port = free_port();
-    let mut ctl = Controller::start(&kubeconfig, &node, port, dir.path().join("nftpol.log"));
+    let log = dir.path().join("nftpol.log");
+    let mut ctl = Controller::start(&kubeconfig, &net.node, port, log);
 
-    converge(&node, &api, &mut ctl, port, false, "first full sync").await;
+    converge(&net.node, &api, &mut ctl, port, false, "first full sync").await;
     until_ready(&mut ctl, port).await;
     eprintln!("converged and ready after {:.2?}", began.elapsed());
     ctl.check_memory("after the first full sync");
-    // Two-field `protocol . port` elements are the pair lookup's: the concatenated form
-    // would hold `address . protocol . port` ones (400 x 2,000 of them).
-    assert_eq!(
-        live_ports(&node),
-        ports(false).into_iter().map(u64::from).collect(),
-        "the live port set of the pair lookup"
-    );
-    assert!(connects(&client, even), "an allowed port must connect");
+    assert_live_ports(&net.node, false, "first full sync");
+    assert!(net.connects(net.even), "an allowed port must connect");
     assert!(
-        !connects(&client, odd),
+        !net.connects(net.odd),
         "a port the policy does not list must not"
     );
 
     // The policy moves to the odd ports: an incremental batch, which must reach the kernel.
     let changed = Instant::now();
     api.apply(amplifying_policy(&ports(true)));
-    converge(&node, &api, &mut ctl, port, true, "ports changed").await;
+    converge(&net.node, &api, &mut ctl, port, true, "ports changed").await;
     eprintln!("the port change converged in {:.2?}", changed.elapsed());
-    let live = live_ports(&node);
-    assert_eq!(
-        live,
-        ports(true).into_iter().map(u64::from).collect(),
-        "the live port set after the change"
-    );
-    assert!(live.iter().all(|p| p % 2 == 1), "old ports left: {live:?}");
-    assert!(connects(&client, odd), "the newly listed port must connect");
+    assert_live_ports(&net.node, true, "ports changed");
+    assert!(net.connects(net.odd), "the newly listed port must connect");
     assert!(
-        !connects(&client, even),
+        !net.connects(net.even),
         "the port no longer listed must not"
     );
     ctl.check_memory("after the port change");
