@@ -233,17 +233,7 @@ fn named_ports(obj: &Object, spec: &k8s_openapi::api::core::v1::PodSpec) -> Resu
     for (field, c) in containers.chain(init) {
         let mut names = BTreeSet::new();
         for (pi, p) in c.ports.iter().flatten().enumerate() {
-            let Some(name) = p.name.as_ref().filter(|n| !n.is_empty()) else {
-                continue;
-            };
             let field = format!("{field}.ports[{pi}]");
-            if !names.insert(name.as_str()) {
-                return Err(invalid(
-                    obj,
-                    format!("{field}.name"),
-                    format!("port name {name:?} is given twice in this container"),
-                ));
-            }
             let protocol = match p.protocol.as_deref() {
                 None => Protocol::Tcp,
                 Some(s) => Protocol::parse_k8s(s).ok_or_else(|| {
@@ -259,6 +249,16 @@ fn named_ports(obj: &Object, spec: &k8s_openapi::api::core::v1::PodSpec) -> Resu
                     obj,
                     format!("{field}.containerPort"),
                     format!("{} is not a port number (1-65535)", p.container_port),
+                ));
+            }
+            let Some(name) = p.name.as_ref().filter(|n| !n.is_empty()) else {
+                continue;
+            };
+            if !names.insert(name.as_str()) {
+                return Err(invalid(
+                    obj,
+                    format!("{field}.name"),
+                    format!("port name {name:?} is given twice in this container"),
                 ));
             }
             ports.push(NamedPort {

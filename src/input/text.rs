@@ -281,7 +281,67 @@ impl<'de> Visitor<'de> for ValueSeed {
             }
             out.insert(key, value);
         }
+        if out.get("apiVersion").and_then(Value::as_str) == Some("v1") {
+            match out.get("kind").and_then(Value::as_str) {
+                Some("Pod") => prune(&mut out, POD_KEEPS),
+                Some("Node") => prune(&mut out, NODE_KEEPS),
+                _ => {}
+            }
+        }
         Ok(Value::Object(out))
+    }
+}
+
+/// What a Pod keeps (a field path, then the fields kept under it; `[]` marks a list's
+/// items): what enforcement reads, as the controller's watch keeps it. A pod of a kubectl
+/// dump is mostly other things (volumes, conditions, container statuses), and a reader that
+/// kept them would need gigabytes for a large cluster. Pods accept unknown fields, so
+/// nothing dropped here could have been refused.
+const POD_KEEPS: &[(&str, &[&str])] = &[
+    ("", &["apiVersion", "kind", "metadata", "spec", "status"]),
+    ("metadata", &["name", "namespace", "labels"]),
+    (
+        "spec",
+        &["nodeName", "hostNetwork", "containers", "initContainers"],
+    ),
+    ("spec.containers[]", &["name", "ports"]),
+    ("spec.initContainers[]", &["name", "ports"]),
+    ("status", &["phase", "podIP", "podIPs", "hostIP", "hostIPs"]),
+];
+
+/// What a Node keeps: its labels, addresses and pod CIDRs (not its images and conditions).
+const NODE_KEEPS: &[(&str, &[&str])] = &[
+    ("", &["apiVersion", "kind", "metadata", "spec", "status"]),
+    ("metadata", &["name", "labels"]),
+    ("spec", &["podCIDR", "podCIDRs"]),
+    ("status", &["addresses"]),
+];
+
+/// Drops every field of `object` that `keeps` does not list (only where the value has the
+/// listed shape: a wrongly typed field is left for the typed reader to report).
+fn prune(object: &mut Map<String, Value>, keeps: &[(&str, &[&str])]) {
+    for (path, keep) in keeps {
+        let mut targets: Vec<&mut Map<String, Value>> = vec![&mut *object];
+        for step in path.split('.').filter(|s| !s.is_empty()) {
+            let (key, each) = match step.strip_suffix("[]") {
+                Some(k) => (k, true),
+                None => (step, false),
+            };
+            targets = targets
+                .into_iter()
+                .filter_map(|m| m.get_mut(key))
+                .flat_map(|v| match (v, each) {
+                    (Value::Array(items), true) => {
+                        items.iter_mut().filter_map(Value::as_object_mut).collect()
+                    }
+                    (Value::Object(m), false) => vec![m],
+                    _ => Vec::new(),
+                })
+                .collect();
+        }
+        for m in targets {
+            m.retain(|k, _| keep.contains(&k.as_str()));
+        }
     }
 }
 
@@ -318,6 +378,24 @@ mod tests {
             docs,
             [serde_json::json!({"metadata": {"name": "a"}, "spec": {"annotations": 1}})]
         );
+    }
+
+    #[test]
+    fn pods_and_nodes_keep_what_enforcement_reads() {
+        let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "a", "namespace": "x", "labels": {"k": "v"}, "uid": "u"},
+            "spec": {"nodeName": "n", "volumes": [{}], "containers": [{"name": "c", "image": "i", "ports": [{"containerPort": 80}]}],
+                     "initContainers": [{"name": "s", "env": [], "ports": []}]},
+            "status": {"phase": "Running", "podIPs": [{"ip": "10.0.0.1"}], "conditions": []}});
+        let want = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "a", "namespace": "x", "labels": {"k": "v"}},
+            "spec": {"nodeName": "n", "containers": [{"name": "c", "ports": [{"containerPort": 80}]}],
+                     "initContainers": [{"name": "s", "ports": []}]},
+            "status": {"phase": "Running", "podIPs": [{"ip": "10.0.0.1"}]}});
+        assert_eq!(documents(&pod.to_string(), "t").unwrap(), [want]);
+        // Other kinds, and a Pod of another apiVersion, are kept whole.
+        let other = serde_json::json!({"apiVersion": "v2", "kind": "Pod", "spec": {"volumes": []}});
+        assert_eq!(documents(&other.to_string(), "t").unwrap(), [other]);
     }
 
     #[test]
