@@ -9,6 +9,11 @@ use serde_json::Value;
 use crate::cnp::CnpObject;
 use crate::error::{Error, ObjectRef, Result};
 
+mod strict;
+mod text;
+
+pub use text::MAX_DEPTH;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
     Namespace,
@@ -105,11 +110,6 @@ impl Object {
     }
 }
 
-mod strict;
-mod text;
-
-pub use text::MAX_DEPTH;
-
 /// How strictly a NetworkPolicy is read, as kubectl's `--validate`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Validate {
@@ -173,11 +173,6 @@ pub fn object_from_value(value: Value, source: &str) -> Result<Option<Object>> {
 struct Reader<'a> {
     source: &'a str,
     options: &'a ParseOptions,
-}
-
-/// What an error says about an object before it is typed.
-struct Named {
-    object: ObjectRef,
 }
 
 impl Reader<'_> {
@@ -246,24 +241,19 @@ impl Reader<'_> {
                 .unwrap_or("")
                 .to_string()
         };
-        let (kind, api, name) = (
-            str_at(&value, "/kind"),
-            str_at(&value, "/apiVersion"),
-            str_at(&value, "/metadata/name"),
-        );
-        let mut named = Named {
-            object: ObjectRef {
-                kind: if kind.is_empty() {
-                    "object".into()
-                } else {
-                    kind.clone()
-                },
-                namespace: value
-                    .pointer("/metadata/namespace")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
-                name: name.clone(),
+        let (kind, api) = (str_at(&value, "/kind"), str_at(&value, "/apiVersion"));
+        // What errors call the object until it is typed.
+        let mut named = ObjectRef {
+            kind: if kind.is_empty() {
+                "object".into()
+            } else {
+                kind.clone()
             },
+            namespace: value
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            name: str_at(&value, "/metadata/name"),
         };
         let Some(known) = self.known_kind(&kind, &api, &named)? else {
             return Ok(None);
@@ -274,14 +264,14 @@ impl Reader<'_> {
         // The API server refuses such labels on any object; a file may still hold them.
         if let Some(labels) = &obj.metadata().labels {
             crate::labels::check_labels(labels)
-                .map_err(|p| self.invalid(&named.object, "metadata.labels", p))?;
+                .map_err(|p| self.invalid(&named, "metadata.labels", p))?;
         }
         Ok(Some(obj))
     }
 
     /// The kind, `None` for one nftpol does not read (after a warning); a near miss of a
     /// kind it reads is an error under `--validate=strict`.
-    fn known_kind(&self, kind: &str, api: &str, named: &Named) -> Result<Option<Kind>> {
+    fn known_kind(&self, kind: &str, api: &str, named: &ObjectRef) -> Result<Option<Kind>> {
         let known = match (kind, api) {
             ("Namespace", "v1") => Kind::Namespace,
             ("Pod", "v1") => Kind::Pod,
@@ -290,20 +280,20 @@ impl Reader<'_> {
                 Kind::ClusterNetworkPolicy
             }
             ("Node", "v1") => Kind::Node,
-            ("", _) => return Err(self.invalid(&named.object, "kind", "missing".into())),
+            ("", _) => return Err(self.invalid(named, "kind", "missing".into())),
             _ => {
                 let source = self.source;
-                let name = &named.object.name;
+                let name = &named.name;
                 match strict::near_miss(kind, api) {
                     Some((field, problem)) if self.options.validate == Validate::Strict => {
                         return Err(self.invalid(
-                            &named.object,
+                            named,
                             field,
                             format!("{problem} (--validate=warn skips it with a warning)"),
                         ))
                     }
                     Some((field, problem)) => {
-                        tracing::warn!(source, object = %named.object, field, "skipping the object: {problem}")
+                        tracing::warn!(source, object = %named, field, "skipping the object: {problem}")
                     }
                     None => {
                         tracing::warn!(source, kind = %kind, api_version = %api, name = %name, "skipping object of a kind nftpol does not read")
@@ -317,8 +307,8 @@ impl Reader<'_> {
 
     /// Name and namespace: present, of the right type and syntax; the namespace given by
     /// `--namespace` when the object has none.
-    fn check_metadata(&self, value: &mut Value, known: Kind, named: &mut Named) -> Result<()> {
-        let invalid = |field: &str, problem: String| self.invalid(&named.object, field, problem);
+    fn check_metadata(&self, value: &mut Value, known: Kind, named: &mut ObjectRef) -> Result<()> {
+        let invalid = |field: &str, problem: String| self.invalid(named, field, problem);
         match value.pointer("/metadata/name") {
             None => return Err(invalid("metadata.name", "missing".into())),
             Some(Value::String(s)) if s.is_empty() => return Err(invalid("metadata.name", "empty".into())),
@@ -351,7 +341,7 @@ impl Reader<'_> {
             (Some(ns), _) => ns.to_string(),
             (None, Some(ns)) => {
                 value["metadata"]["namespace"] = Value::String(ns.clone());
-                named.object.namespace = Some(ns.clone());
+                named.namespace = Some(ns.clone());
                 ns.clone()
             }
             (None, None) => return Err(invalid(
@@ -361,12 +351,11 @@ impl Reader<'_> {
             )),
         };
         crate::labels::check_dns_label(&namespace)
-            .map_err(|p| self.invalid(&named.object, "metadata.namespace", p))
+            .map_err(|p| self.invalid(named, "metadata.namespace", p))
     }
 
-    fn typed(&self, value: Value, known: Kind, named: &Named) -> Result<ObjectData> {
-        let invalid =
-            |(path, problem): (String, String)| self.invalid(&named.object, &path, problem);
+    fn typed(&self, value: Value, known: Kind, named: &ObjectRef) -> Result<ObjectData> {
+        let invalid = |(path, problem): (String, String)| self.invalid(named, &path, problem);
         match known {
             Kind::Namespace => typed(value).map(ObjectData::Namespace).map_err(invalid),
             Kind::Pod => typed(value)
@@ -384,9 +373,9 @@ impl Reader<'_> {
     }
 
     /// A NetworkPolicy, with its unknown fields refused (or warned about).
-    fn network_policy(&self, value: Value, named: &Named) -> Result<ObjectData> {
-        let np: NetworkPolicy = typed_ref(&value)
-            .map_err(|(path, problem)| self.invalid(&named.object, &path, problem))?;
+    fn network_policy(&self, value: Value, named: &ObjectRef) -> Result<ObjectData> {
+        let np: NetworkPolicy =
+            typed_ref(&value).map_err(|(path, problem)| self.invalid(named, &path, problem))?;
         let mut back = serde_json::to_value(&np).unwrap_or(Value::Null);
         // NetworkPolicy had a status once (always empty); dumps of older clusters carry it.
         if let (Some(b), Some(status)) = (back.as_object_mut(), value.get("status")) {
@@ -398,13 +387,13 @@ impl Reader<'_> {
             match self.options.validate {
                 Validate::Strict => {
                     return Err(self.invalid(
-                        &named.object,
+                        named,
                         &field,
                         format!("{problem}; --validate=warn ignores it with a warning"),
                     ))
                 }
                 Validate::Warn => {
-                    tracing::warn!(source = self.source, object = %named.object, field, "{problem}: ignored")
+                    tracing::warn!(source = self.source, object = %named, field, "{problem}: ignored")
                 }
             }
         }
