@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::cnp::CnpObject;
 use crate::error::{Error, ObjectRef, Result};
 
+mod slim;
 mod strict;
 mod text;
 
@@ -149,7 +150,7 @@ pub fn parse_str_with(text: &str, source: &str, options: &ParseOptions) -> Resul
     let mut out = Vec::new();
     let reader = Reader { source, options };
     for (i, doc) in docs.into_iter().enumerate() {
-        reader.collect(doc, i + 1, 0, &mut out)?;
+        reader.document(doc, i + 1, &mut out)?;
     }
     Ok(out)
 }
@@ -176,6 +177,31 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
+    /// A document's objects. The items of a List are read one at a time from their text, so
+    /// a large List never exists whole as values.
+    fn document(&self, doc: text::Document, document: usize, out: &mut Vec<Object>) -> Result<()> {
+        let text::Document { mut value, items } = doc;
+        let Some(items) = items else {
+            return self.collect(value, document, 0, out);
+        };
+        let item = |text: &str| {
+            serde_json::from_str::<Value>(text).map_err(|e| Error::Document {
+                source_name: self.source.into(),
+                document,
+                message: format!("an item of a List: {e}"),
+            })
+        };
+        if !is_list(&value) {
+            let items = items.iter().map(|t| item(t)).collect::<Result<_>>()?;
+            value["items"] = Value::Array(items);
+            return self.collect(value, document, 0, out);
+        }
+        for text in items {
+            self.collect(item(&text)?, document, 1, out)?;
+        }
+        Ok(())
+    }
+
     fn collect(
         &self,
         doc: Value,
@@ -186,11 +212,7 @@ impl Reader<'_> {
         if doc.is_null() {
             return Ok(());
         }
-        let is_list = doc
-            .get("kind")
-            .and_then(Value::as_str)
-            .is_some_and(|k| k.ends_with("List"));
-        if !is_list {
+        if !is_list(&doc) {
             if let Some(obj) = self.object(doc, document)? {
                 out.push(obj);
             }
@@ -401,6 +423,13 @@ impl Reader<'_> {
     }
 }
 
+/// Whether `doc` is a List (`kind: List`, or a typed one: `PodList`, ...) by its kind.
+fn is_list(doc: &Value) -> bool {
+    doc.get("kind")
+        .and_then(Value::as_str)
+        .is_some_and(|k| k.ends_with("List"))
+}
+
 /// Reads a typed object; on error, the field path and the problem in words.
 fn typed<T: serde::de::DeserializeOwned>(v: Value) -> std::result::Result<T, (String, String)> {
     serde_path_to_error::deserialize(v).map_err(type_error)
@@ -467,6 +496,20 @@ spec: {podSelector: {}}
         assert_eq!(objs[0].kind(), Kind::Namespace);
         assert_eq!(objs[1].kind(), Kind::NetworkPolicy);
         assert_eq!(objs[1].namespace(), Some("x"));
+    }
+
+    #[test]
+    fn items_of_a_document_that_is_no_list_stay_in_place() {
+        let text = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: x}\nspec: {podSelector: {}}\nitems: [{a: 1}]\n";
+        let err = parse_str(text, "t.yaml").unwrap_err().to_string();
+        assert!(
+            err.contains("NetworkPolicy x/p: items: unknown field"),
+            "{err}"
+        );
+        let text = "{\"kind\": \"List\", \"items\": [{\"kind\": \"NamespaceList\", \"items\": [{\"apiVersion\": \"v1\", \"kind\": \"Namespace\", \"metadata\": {\"name\": \"a\"}}]}]}";
+        let objs = parse_str(text, "t.json").unwrap();
+        assert_eq!(objs.len(), 1);
+        assert_eq!(objs[0].name(), "a");
     }
 
     #[test]

@@ -6,12 +6,9 @@
 //! dump's bytes) are skipped while parsing, and a key given twice is refused (the API
 //! server refuses it; serde_json would keep the last one silently).
 
-use std::fmt;
-
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Number, Value};
-
 use crate::error::{Error, Result};
+
+pub use super::slim::Document;
 
 /// The structural nesting a Kubernetes object needs is about 15 levels; Lists of Lists add
 /// two per level. Deeper input is refused as an attack on the parser's stack.
@@ -43,7 +40,7 @@ pub fn decode<'a>(bytes: &'a [u8], source: &str) -> Result<&'a str> {
 
 /// The documents of one file, YAML (any number of `---` documents) or JSON (one or more
 /// values), each slimmed as the module says. Null documents are dropped.
-pub fn documents(text: &str, source: &str) -> Result<Vec<Value>> {
+pub fn documents(text: &str, source: &str) -> Result<Vec<Document>> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let first = text.trim_start().chars().next();
     let docs = if matches!(first, Some('{') | Some('[')) {
@@ -51,16 +48,12 @@ pub fn documents(text: &str, source: &str) -> Result<Vec<Value>> {
     } else {
         yaml_documents(text, source)?
     };
-    Ok(docs
-        .into_iter()
-        .map(|Slim(v)| v)
-        .filter(|v| !v.is_null())
-        .collect())
+    Ok(docs.into_iter().filter(|d| !d.value.is_null()).collect())
 }
 
-fn json_documents(text: &str, source: &str) -> Result<Vec<Slim>> {
+fn json_documents(text: &str, source: &str) -> Result<Vec<Document>> {
     let mut docs = Vec::new();
-    for value in serde_json::Deserializer::from_str(text).into_iter::<Slim>() {
+    for value in serde_json::Deserializer::from_str(text).into_iter::<Document>() {
         match value {
             Ok(v) => docs.push(v),
             Err(e) => {
@@ -107,12 +100,12 @@ fn budget(len: usize) -> serde_saphyr::Budget {
     b
 }
 
-fn yaml_documents(text: &str, source: &str) -> Result<Vec<Slim>> {
+fn yaml_documents(text: &str, source: &str) -> Result<Vec<Document>> {
     let mut options = serde_saphyr::Options::default();
     // YAML 1.2 booleans only: `y`, `yes`, `on` stay strings (label values like `ns: y`).
     options.strict_booleans = true;
     options.budget = Some(budget(text.len()));
-    match serde_saphyr::from_multiple_with_options::<Option<Slim>>(text, options) {
+    match serde_saphyr::from_multiple_with_options::<Option<Document>>(text, options) {
         Ok(docs) => Ok(docs.into_iter().flatten().collect()),
         Err(e) => Err(yaml_error(e, source)),
     }
@@ -188,176 +181,31 @@ fn breach_words(breach: &serde_saphyr::budget::BudgetBreach) -> String {
     }
 }
 
-/// A JSON value read from YAML or JSON, slimmed and checked for duplicate keys as the
-/// module says.
-struct Slim(Value);
-
-impl<'de> serde::Deserialize<'de> for Slim {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        ValueSeed { metadata: false }.deserialize(d).map(Slim)
-    }
-}
-
-/// Reads one value; `metadata` when it is an object's `metadata` (whose bulky fields are
-/// skipped).
-#[derive(Clone, Copy)]
-struct ValueSeed {
-    metadata: bool,
-}
-
-/// Metadata fields nothing downstream reads: kubectl's dumps carry them for every object,
-/// and they are most of its bytes.
-const SKIPPED_METADATA: [&str; 2] = ["managedFields", "annotations"];
-
-impl<'de> DeserializeSeed<'de> for ValueSeed {
-    type Value = Value;
-    fn deserialize<D: serde::Deserializer<'de>>(
-        self,
-        d: D,
-    ) -> std::result::Result<Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ValueSeed {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any value")
-    }
-    fn visit_bool<E>(self, v: bool) -> std::result::Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> std::result::Result<Value, E> {
-        Ok(Value::Number(v.into()))
-    }
-    fn visit_u64<E>(self, v: u64) -> std::result::Result<Value, E> {
-        Ok(Value::Number(v.into()))
-    }
-    fn visit_i128<E>(self, v: i128) -> std::result::Result<Value, E> {
-        Ok(i64::try_from(v).map_or_else(|_| float(v as f64), |i| Value::Number(i.into())))
-    }
-    fn visit_u128<E>(self, v: u128) -> std::result::Result<Value, E> {
-        Ok(u64::try_from(v).map_or_else(|_| float(v as f64), |i| Value::Number(i.into())))
-    }
-    fn visit_f64<E>(self, v: f64) -> std::result::Result<Value, E> {
-        Ok(float(v))
-    }
-    fn visit_str<E>(self, v: &str) -> std::result::Result<Value, E> {
-        Ok(Value::String(v.to_string()))
-    }
-    fn visit_string<E>(self, v: String) -> std::result::Result<Value, E> {
-        Ok(Value::String(v))
-    }
-    fn visit_none<E>(self) -> std::result::Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_unit<E>(self) -> std::result::Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<Value, D::Error> {
-        self.deserialize(d)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Value, A::Error> {
-        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-        while let Some(v) = seq.next_element_seed(ValueSeed { metadata: false })? {
-            out.push(v);
-        }
-        Ok(Value::Array(out))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Value, A::Error> {
-        let mut out = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if self.metadata && SKIPPED_METADATA.contains(&key.as_str()) {
-                map.next_value::<IgnoredAny>()?;
-                continue;
-            }
-            let seed = ValueSeed {
-                metadata: key == "metadata",
-            };
-            let value = map.next_value_seed(seed)?;
-            if out.contains_key(&key) {
-                return Err(de::Error::custom(format_args!("duplicate key {key:?}")));
-            }
-            out.insert(key, value);
-        }
-        if out.get("apiVersion").and_then(Value::as_str) == Some("v1") {
-            match out.get("kind").and_then(Value::as_str) {
-                Some("Pod") => prune(&mut out, POD_KEEPS),
-                Some("Node") => prune(&mut out, NODE_KEEPS),
-                _ => {}
-            }
-        }
-        Ok(Value::Object(out))
-    }
-}
-
-/// What a Pod keeps (a field path, then the fields kept under it; `[]` marks a list's
-/// items): what enforcement reads, as the controller's watch keeps it. A pod of a kubectl
-/// dump is mostly other things (volumes, conditions, container statuses), and a reader that
-/// kept them would need gigabytes for a large cluster. Pods accept unknown fields, so
-/// nothing dropped here could have been refused.
-const POD_KEEPS: &[(&str, &[&str])] = &[
-    ("", &["apiVersion", "kind", "metadata", "spec", "status"]),
-    ("metadata", &["name", "namespace", "labels"]),
-    (
-        "spec",
-        &["nodeName", "hostNetwork", "containers", "initContainers"],
-    ),
-    ("spec.containers[]", &["name", "ports"]),
-    ("spec.initContainers[]", &["name", "ports"]),
-    ("status", &["phase", "podIP", "podIPs", "hostIP", "hostIPs"]),
-];
-
-/// What a Node keeps: its labels, addresses and pod CIDRs (not its images and conditions).
-const NODE_KEEPS: &[(&str, &[&str])] = &[
-    ("", &["apiVersion", "kind", "metadata", "spec", "status"]),
-    ("metadata", &["name", "labels"]),
-    ("spec", &["podCIDR", "podCIDRs"]),
-    ("status", &["addresses"]),
-];
-
-/// Drops every field of `object` that `keeps` does not list (only where the value has the
-/// listed shape: a wrongly typed field is left for the typed reader to report).
-fn prune(object: &mut Map<String, Value>, keeps: &[(&str, &[&str])]) {
-    for (path, keep) in keeps {
-        let mut targets: Vec<&mut Map<String, Value>> = vec![&mut *object];
-        for step in path.split('.').filter(|s| !s.is_empty()) {
-            let (key, each) = match step.strip_suffix("[]") {
-                Some(k) => (k, true),
-                None => (step, false),
-            };
-            targets = targets
-                .into_iter()
-                .filter_map(|m| m.get_mut(key))
-                .flat_map(|v| match (v, each) {
-                    (Value::Array(items), true) => {
-                        items.iter_mut().filter_map(Value::as_object_mut).collect()
-                    }
-                    (Value::Object(m), false) => vec![m],
-                    _ => Vec::new(),
-                })
-                .collect();
-        }
-        for m in targets {
-            m.retain(|k, _| keep.contains(&k.as_str()));
-        }
-    }
-}
-
-/// A number serde_json can hold; NaN and infinities become null, as in serde_json.
-fn float(v: f64) -> Value {
-    Number::from_f64(v).map_or(Value::Null, Value::Number)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
+
+    /// The documents' values, each with its items put back.
+    fn values(text: &str, source: &str) -> Vec<Value> {
+        documents(text, source)
+            .unwrap()
+            .into_iter()
+            .map(|d| {
+                let mut v = d.value;
+                if let Some(items) = d.items {
+                    let items = items.iter().map(|t| serde_json::from_str(t).unwrap());
+                    v["items"] = Value::Array(items.collect());
+                }
+                v
+            })
+            .collect()
+    }
 
     #[test]
     fn byte_order_mark_is_dropped() {
         for text in ["\u{feff}{\"a\": 1}", "\u{feff}a: 1\n"] {
-            let docs = documents(decode(text.as_bytes(), "t").unwrap(), "t").unwrap();
+            let docs = values(decode(text.as_bytes(), "t").unwrap(), "t");
             assert_eq!(docs, [serde_json::json!({"a": 1})], "{text:?}");
         }
     }
@@ -373,7 +221,7 @@ mod tests {
     fn metadata_bulk_is_skipped_elsewhere_kept() {
         let text = r#"{"metadata": {"name": "a", "annotations": {"x": "y"}, "managedFields": [{}]},
                        "spec": {"annotations": 1}}"#;
-        let docs = documents(text, "t").unwrap();
+        let docs = values(text, "t");
         assert_eq!(
             docs,
             [serde_json::json!({"metadata": {"name": "a"}, "spec": {"annotations": 1}})]
@@ -392,10 +240,10 @@ mod tests {
             "spec": {"nodeName": "n", "containers": [{"name": "c", "ports": [{"containerPort": 80}]}],
                      "initContainers": [{"name": "s", "ports": []}]},
             "status": {"phase": "Running", "podIPs": [{"ip": "10.0.0.1"}]}});
-        assert_eq!(documents(&pod.to_string(), "t").unwrap(), [want]);
+        assert_eq!(values(&pod.to_string(), "t"), [want]);
         // Other kinds, and a Pod of another apiVersion, are kept whole.
         let other = serde_json::json!({"apiVersion": "v2", "kind": "Pod", "spec": {"volumes": []}});
-        assert_eq!(documents(&other.to_string(), "t").unwrap(), [other]);
+        assert_eq!(values(&other.to_string(), "t"), [other]);
     }
 
     #[test]
@@ -412,7 +260,9 @@ mod tests {
         // 300,000 values: over serde-saphyr's default of 250,000 nodes.
         let text = "items:\n".to_string() + &"- {a: 1}\n".repeat(100_000);
         let docs = documents(&text, "t").unwrap();
-        assert_eq!(docs[0]["items"].as_array().unwrap().len(), 100_000);
+        let items = docs[0].items.as_ref().unwrap();
+        assert_eq!(items.len(), 100_000);
+        assert_eq!(&*items[0], r#"{"a":1}"#);
     }
 
     #[test]
