@@ -1,10 +1,7 @@
 //! From a file's bytes to documents: encoding (UTF-8, an optional byte order mark), YAML or
 //! JSON syntax, and the parser's limits. The limits guard against expansion attacks (alias
 //! bombs, deep nesting), not against size: they grow with the input, so any dump kubectl
-//! prints is read. Documents come out as JSON values slimmed on the way in: the metadata
-//! fields nothing downstream reads (`managedFields`, `annotations`, most of a kubectl
-//! dump's bytes) are skipped while parsing, and a key given twice is refused (the API
-//! server refuses it; serde_json would keep the last one silently).
+//! prints is read. Documents come out slimmed as `slim` reads them.
 
 use crate::error::{Error, Result};
 
@@ -17,10 +14,14 @@ pub const MAX_DEPTH: usize = 64;
 /// Checks the encoding: UTF-8, with a byte order mark allowed (and dropped) at the start,
 /// as kubectl accepts. Invalid UTF-8 is reported with its byte offset, line and column.
 pub fn decode<'a>(bytes: &'a [u8], source: &str) -> Result<&'a str> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let bom = if bytes.starts_with(b"\xEF\xBB\xBF") {
+        3
+    } else {
+        0
+    };
+    let bytes = &bytes[bom..];
     std::str::from_utf8(bytes).map_err(|e| {
-        let offset = e.valid_up_to();
-        let before = &bytes[..offset];
+        let before = &bytes[..e.valid_up_to()];
         let line = before.iter().filter(|b| **b == b'\n').count() as u64 + 1;
         let line_start = before
             .iter()
@@ -31,7 +32,8 @@ pub fn decode<'a>(bytes: &'a [u8], source: &str) -> Result<&'a str> {
             std::str::from_utf8(&before[line_start..]).map_or(0, |s| s.chars().count()) as u64 + 1;
         Error::Encoding {
             source_name: source.into(),
-            offset,
+            // Counted in the file, as `cmp` or a hex editor would.
+            offset: bom + e.valid_up_to(),
             line,
             column,
         }
@@ -215,6 +217,13 @@ mod tests {
         let err = decode(b"a: 1\nbb: \xff\n", "t").unwrap_err().to_string();
         assert!(err.contains("byte offset 9"), "{err}");
         assert!(err.contains("t:2:5"), "{err}");
+        let err = decode(b"\xEF\xBB\xBFa: \xff\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("t:1:4") && err.contains("byte offset 6"),
+            "{err}"
+        );
     }
 
     #[test]
