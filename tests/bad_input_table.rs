@@ -388,3 +388,50 @@ fn typed_and_nested_lists_are_read() {
         "{stderr}"
     );
 }
+
+/// `explain` and `graph` read input as `compile` does, with the same flags.
+#[test]
+fn explain_and_graph_take_the_same_input_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{}---\n{}",
+        np("name: deny-all", "{podSelector: {matchLabel: {app: web}}}"),
+        POD_X.replace(", \"namespace\": \"x\"", "")
+    );
+    std::fs::write(dir.path().join("doc.yaml"), text).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .current_dir(dir.path())
+            .args(args)
+            .arg("doc.yaml")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let explain = [
+        "explain", "--from", "10.9.9.9", "--to", "x/web", "--port", "tcp/80",
+    ];
+    for args in [&["graph"][..], &explain[..]] {
+        let (code, _, stderr) = run(&[args, &["-n", "x"]].concat());
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(
+                "doc.yaml: NetworkPolicy x/deny-all: spec.podSelector.matchLabel: unknown field"
+            ),
+            "{stderr}"
+        );
+        let (code, _, stderr) = run(&[args, &["--validate=warn"]].concat());
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("metadata.namespace: missing") && stderr.contains("--namespace"),
+            "{stderr}"
+        );
+        let (code, stdout, stderr) = run(&[args, &["-n", "x", "--validate=warn"]].concat());
+        assert_eq!(code, Some(0), "{args:?}: {stderr}");
+        assert!(stdout.contains("x/deny-all"), "{args:?}: {stdout}");
+    }
+}
