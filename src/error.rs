@@ -35,6 +35,22 @@ pub enum Error {
         column: u64,
         message: String,
     },
+    #[error("{source_name}:{line}:{column}: not UTF-8 text: invalid byte at byte offset {offset}")]
+    Encoding {
+        source_name: String,
+        offset: usize,
+        line: u64,
+        column: u64,
+    },
+    /// A limit of the parser that guards against expansion attacks (alias bombs, deep
+    /// nesting), said in words.
+    #[error("{source_name}:{line}:{column}: input refused: {message}")]
+    Limit {
+        source_name: String,
+        line: u64,
+        column: u64,
+        message: String,
+    },
     #[error("{source_name}: document {document}: {message}")]
     Document {
         source_name: String,
@@ -72,6 +88,8 @@ impl Error {
         match self {
             Error::Read { .. } => "read",
             Error::Syntax { .. } => "syntax",
+            Error::Encoding { .. } => "encoding",
+            Error::Limit { .. } => "limit",
             Error::Document { .. } => "document",
             Error::Invalid { .. } => "invalid",
             Error::Duplicate { .. } => "duplicate",

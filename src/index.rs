@@ -145,9 +145,18 @@ fn reduce_pod(obj: &Object, pod: &k8s_openapi::api::core::v1::Pod) -> Result<Pod
                     format!("{:?} is not an IP address", p.ip),
                 )
             })?;
-            if !ips.iter().any(|x: &IpAddr| x.is_ipv4() == ip.is_ipv4()) {
-                ips.push(ip);
+            // Dual-stack gives a pod at most one address per family.
+            if let Some(first) = ips.iter().find(|x: &&IpAddr| x.is_ipv4() == ip.is_ipv4()) {
+                return Err(invalid(
+                    obj,
+                    format!("status.podIPs[{i}].ip"),
+                    format!(
+                        "{ip} is a second {} address (after {first}); a pod has at most one per family",
+                        if ip.is_ipv4() { "IPv4" } else { "IPv6" }
+                    ),
+                ));
             }
+            ips.push(ip);
         }
     }
     if ips.is_empty() {
@@ -185,44 +194,10 @@ fn reduce_pod(obj: &Object, pod: &k8s_openapi::api::core::v1::Pod) -> Result<Pod
             host_ips.push(ip);
         }
     }
-    let mut ports = Vec::new();
-    let containers = spec.map(|s| {
-        s.containers
-            .iter()
-            .chain(s.init_containers.iter().flatten())
-    });
-    for (ci, c) in containers.into_iter().flatten().enumerate() {
-        for (pi, p) in c.ports.iter().flatten().enumerate() {
-            let Some(name) = p.name.as_ref().filter(|n| !n.is_empty()) else {
-                continue;
-            };
-            let field = format!("spec.containers[{ci}].ports[{pi}]");
-            let protocol = match p.protocol.as_deref() {
-                None => Protocol::Tcp,
-                Some(s) => Protocol::parse_k8s(s).ok_or_else(|| {
-                    invalid(
-                        obj,
-                        format!("{field}.protocol"),
-                        format!("unknown protocol {s:?}"),
-                    )
-                })?,
-            };
-            if !(1..=65535).contains(&p.container_port) {
-                return Err(invalid(
-                    obj,
-                    format!("{field}.containerPort"),
-                    format!("{} is not a port number", p.container_port),
-                ));
-            }
-            ports.push(NamedPort {
-                name: name.clone(),
-                protocol,
-                port: p.container_port as u16,
-            });
-        }
-    }
-    ports.sort();
-    ports.dedup();
+    let ports = spec
+        .map(|s| named_ports(obj, s))
+        .transpose()?
+        .unwrap_or_default();
     let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("");
     Ok(PodInfo {
         namespace: obj.namespace().unwrap_or("").to_string(),
@@ -237,6 +212,65 @@ fn reduce_pod(obj: &Object, pod: &k8s_openapi::api::core::v1::Pod) -> Result<Pod
         finished: matches!(phase, "Succeeded" | "Failed"),
         ports,
     })
+}
+
+/// The named ports of a pod's containers and init containers (sidecars serve too), each
+/// field path as the user wrote it. A name given twice in one container is refused, as the
+/// API server does.
+fn named_ports(obj: &Object, spec: &k8s_openapi::api::core::v1::PodSpec) -> Result<Vec<NamedPort>> {
+    let mut ports = Vec::new();
+    let containers = spec
+        .containers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (format!("spec.containers[{i}]"), c));
+    let init = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, c)| (format!("spec.initContainers[{i}]"), c));
+    for (field, c) in containers.chain(init) {
+        let mut names = BTreeSet::new();
+        for (pi, p) in c.ports.iter().flatten().enumerate() {
+            let field = format!("{field}.ports[{pi}]");
+            let protocol = match p.protocol.as_deref() {
+                None => Protocol::Tcp,
+                Some(s) => Protocol::parse_k8s(s).ok_or_else(|| {
+                    invalid(
+                        obj,
+                        format!("{field}.protocol"),
+                        format!("unknown protocol {s:?}"),
+                    )
+                })?,
+            };
+            if !(1..=65535).contains(&p.container_port) {
+                return Err(invalid(
+                    obj,
+                    format!("{field}.containerPort"),
+                    format!("{} is not a port number (1-65535)", p.container_port),
+                ));
+            }
+            let Some(name) = p.name.as_ref().filter(|n| !n.is_empty()) else {
+                continue;
+            };
+            if !names.insert(name.as_str()) {
+                return Err(invalid(
+                    obj,
+                    format!("{field}.name"),
+                    format!("port name {name:?} is given twice in this container"),
+                ));
+            }
+            ports.push(NamedPort {
+                name: name.clone(),
+                protocol,
+                port: p.container_port as u16,
+            });
+        }
+    }
+    ports.sort();
+    ports.dedup();
+    Ok(ports)
 }
 
 fn reduce_node(obj: &Object, node: &k8s_openapi::api::core::v1::Node) -> Result<NodeInfo> {

@@ -96,6 +96,44 @@ pub fn check_value(value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The longest DNS-1123 label (a namespace name).
+const LABEL_MAX: usize = 63;
+
+/// Checks a name that must be a DNS-1123 label (a namespace's name): at most 63 lowercase
+/// alphanumeric characters or '-', starting and ending with an alphanumeric character.
+pub fn check_dns_label(name: &str) -> Result<(), String> {
+    if name.len() > LABEL_MAX {
+        return Err(format!(
+            "{name:?} is {} characters, at most {LABEL_MAX} allowed",
+            name.len()
+        ));
+    }
+    if !is_dns_label(name) {
+        return Err(format!(
+            "{name:?} is not a DNS-1123 label (lowercase alphanumeric characters or '-', starting and ending with an alphanumeric character)"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a name that must be a DNS-1123 subdomain (the name of a Pod, NetworkPolicy or
+/// Node): at most 253 characters, dot-separated labels of lowercase alphanumeric
+/// characters or '-'.
+pub fn check_dns_subdomain(name: &str) -> Result<(), String> {
+    if name.len() > SUBDOMAIN_MAX {
+        return Err(format!(
+            "{name:?} is {} characters, at most {SUBDOMAIN_MAX} allowed",
+            name.len()
+        ));
+    }
+    if !name.split('.').all(is_dns_label) {
+        return Err(format!(
+            "{name:?} is not a DNS-1123 subdomain (lowercase alphanumeric characters, '-' or '.', starting and ending with an alphanumeric character)"
+        ));
+    }
+    Ok(())
+}
+
 /// Checks every key and value of a label map, in key order (the first problem wins).
 pub fn check_labels<'a>(
     labels: impl IntoIterator<Item = (&'a String, &'a String)>,
@@ -152,6 +190,30 @@ mod tests {
         assert!(check_key(&long_prefix)
             .unwrap_err()
             .contains("DNS subdomain"));
+    }
+
+    #[test]
+    fn dns_names() {
+        for ok in ["a", "shop-prod", "0", &"a".repeat(63)] {
+            assert_eq!(check_dns_label(ok), Ok(()), "{ok:?}");
+        }
+        for bad in ["", "Shop_Prod", "a/b", "a.b", "-a", "a-", &"a".repeat(64)] {
+            assert!(check_dns_label(bad).is_err(), "{bad:?}");
+        }
+        for ok in ["web-0", "a.b-c.d", &"a".repeat(253)] {
+            assert_eq!(check_dns_subdomain(ok), Ok(()), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "web 0",
+            "web\"0",
+            "a\nb",
+            "a..b",
+            "Web",
+            &"a".repeat(254),
+        ] {
+            assert!(check_dns_subdomain(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

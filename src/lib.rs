@@ -18,6 +18,7 @@ pub mod addr;
 pub mod cnp;
 #[cfg(feature = "controller")]
 pub mod controller;
+pub mod dump;
 pub mod error;
 pub mod explain;
 pub mod graph;

@@ -75,6 +75,8 @@ enum Command {
         log: LogArgs,
         #[command(flatten)]
         budget: BudgetArgs,
+        #[command(flatten)]
+        read: InputArgs,
         /// YAML or JSON files (`kubectl get ns,pods,netpol -A -o yaml`), `-` for stdin.
         #[arg(required = true, value_name = "INPUT")]
         inputs: Vec<String>,
@@ -99,6 +101,8 @@ enum Command {
         /// Write to FILE instead of stdout (`-`), as `compile --output-file`.
         #[arg(long, value_name = "FILE")]
         output_file: Option<PathBuf>,
+        #[command(flatten)]
+        read: InputArgs,
         #[arg(required = true, value_name = "INPUT")]
         inputs: Vec<String>,
     },
@@ -127,9 +131,41 @@ enum Command {
         /// Write to FILE instead of stdout (`-`), as `compile --output-file`.
         #[arg(long, value_name = "FILE")]
         output_file: Option<PathBuf>,
+        #[command(flatten)]
+        read: InputArgs,
         #[arg(required = true, value_name = "INPUT")]
         inputs: Vec<String>,
     },
+}
+
+/// How input files are read: the same flags for `compile`, `explain` and `graph`.
+#[derive(clap::Args)]
+struct InputArgs {
+    /// The namespace of namespaced objects that give none (as kubectl's).
+    #[arg(long, short = 'n', value_name = "NS")]
+    namespace: Option<String>,
+    /// strict: an unknown NetworkPolicy field, or a near miss of a kind or apiVersion
+    /// nftpol reads, is an error (exit 2); warn: a warning (as kubectl's --validate).
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = ValidateArg::Strict)]
+    validate: ValidateArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ValidateArg {
+    Strict,
+    Warn,
+}
+
+impl InputArgs {
+    fn options(&self) -> input::ParseOptions {
+        input::ParseOptions {
+            namespace: self.namespace.clone(),
+            validate: match self.validate {
+                ValidateArg::Strict => input::Validate::Strict,
+                ValidateArg::Warn => input::Validate::Warn,
+            },
+        }
+    }
 }
 
 /// Verdict logs (NFLOG): the same flags for `compile` and `run`, so the script equals
@@ -322,12 +358,21 @@ impl std::fmt::Display for BadInput {
 
 impl std::error::Error for BadInput {}
 
-fn load(inputs: &[String]) -> anyhow::Result<Index> {
+fn load(inputs: &[String], read: &InputArgs) -> anyhow::Result<Index> {
+    let options = read.options();
+    if let Some(ns) = &options.namespace {
+        nftpol::labels::check_dns_label(ns).map_err(|problem| {
+            BadInput(nftpol::Error::Usage {
+                what: "--namespace".into(),
+                problem,
+            })
+        })?;
+    }
     let mut objects = Vec::new();
     for path in inputs {
-        let (text, name) = if path == "-" {
-            let mut s = String::new();
-            std::io::stdin().read_to_string(&mut s).map_err(|error| {
+        let (bytes, name) = if path == "-" {
+            let mut s = Vec::new();
+            std::io::stdin().read_to_end(&mut s).map_err(|error| {
                 BadInput(nftpol::Error::Read {
                     source_name: "<stdin>".into(),
                     error,
@@ -335,7 +380,7 @@ fn load(inputs: &[String]) -> anyhow::Result<Index> {
             })?;
             (s, "<stdin>".to_string())
         } else {
-            let s = std::fs::read_to_string(path).map_err(|error| {
+            let s = std::fs::read(path).map_err(|error| {
                 BadInput(nftpol::Error::Read {
                     source_name: path.clone(),
                     error,
@@ -343,7 +388,7 @@ fn load(inputs: &[String]) -> anyhow::Result<Index> {
             })?;
             (s, path.clone())
         };
-        objects.extend(input::parse_str(&text, &name).map_err(BadInput)?);
+        objects.extend(input::parse_bytes(&bytes, &name, &options).map_err(BadInput)?);
     }
     if objects.is_empty() {
         tracing::warn!(inputs = %inputs.join(" "), "the input holds no Namespace, Pod or NetworkPolicy: nothing to compile, the table will be empty");
@@ -378,9 +423,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             pod_cidr,
             log,
             budget,
+            read,
             inputs,
         } => {
-            let index = load(&inputs)?;
+            let index = load(&inputs, &read)?;
             let options = nftpol::ruleset::Options {
                 pod_cidrs: if default_deny_unknown {
                     pod_cidr
@@ -409,9 +455,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             family,
             output,
             output_file,
+            read,
             inputs,
         } => {
-            let index = load(&inputs)?;
+            let index = load(&inputs, &read)?;
             let graph = PolicyGraph::build(&index);
             let family = family.map(|f| match f {
                 FamilyArg::Ipv4 => explain::Family::V4,
@@ -451,9 +498,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             node,
             output,
             output_file,
+            read,
             inputs,
         } => {
-            let index = load(&inputs)?;
+            let index = load(&inputs, &read)?;
             warn_if_no_pod_on(&index, node.as_deref(), "the graph has no pods");
             let graph = PolicyGraph::build_for(&index, node.as_deref());
             let text = match output {

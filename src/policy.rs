@@ -202,9 +202,23 @@ fn policy_types(np: &NetworkPolicy) -> Result<(bool, bool), FieldError> {
     match spec.policy_types.as_deref() {
         None | Some([]) => Ok((true, spec.egress.as_ref().is_some_and(|e| !e.is_empty()))),
         Some(types) => {
+            if types.len() > 2 {
+                return err(
+                    "spec.policyTypes",
+                    format!("{} entries; at most two (Ingress, Egress)", types.len()),
+                );
+            }
             let (mut i, mut e) = (false, false);
             for (n, t) in types.iter().enumerate() {
+                let repeated = |t: &str| {
+                    err(
+                        format!("spec.policyTypes[{n}]"),
+                        format!("{t:?} is given twice"),
+                    )
+                };
                 match t.as_str() {
+                    "Ingress" if i => return repeated(t),
+                    "Egress" if e => return repeated(t),
                     "Ingress" => i = true,
                     "Egress" => e = true,
                     other => {
