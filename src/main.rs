@@ -103,6 +103,8 @@ enum Command {
         output_file: Option<PathBuf>,
         #[command(flatten)]
         read: InputArgs,
+        #[command(flatten)]
+        budget: BudgetArgs,
         #[arg(required = true, value_name = "INPUT")]
         inputs: Vec<String>,
     },
@@ -133,6 +135,8 @@ enum Command {
         output_file: Option<PathBuf>,
         #[command(flatten)]
         read: InputArgs,
+        #[command(flatten)]
+        budget: BudgetArgs,
         #[arg(required = true, value_name = "INPUT")]
         inputs: Vec<String>,
     },
@@ -315,7 +319,8 @@ fn run_controller(args: RunArgs) -> anyhow::Result<()> {
 struct BudgetArgs {
     /// The most set elements one NetworkPolicy may come to on this node (for each
     /// distinct rule peer, its address ranges plus its port ranges); a policy over it is
-    /// enforced fail-closed (`run`) or refused (`compile`, exit 2). 0: no limit.
+    /// enforced fail-closed (`run`) or refused (`compile`, `explain`, `graph`: exit 2).
+    /// 0: no limit.
     #[arg(long, value_name = "N", default_value_t = 500_000)]
     max_elements: usize,
 }
@@ -323,6 +328,15 @@ struct BudgetArgs {
 impl BudgetArgs {
     fn max_elements(&self) -> Option<usize> {
         (self.max_elements != 0).then_some(self.max_elements)
+    }
+
+    /// For `explain` and `graph`, which judge by the graph: a policy over the budget is
+    /// refused there too, rather than explained as allowing what the node would not.
+    fn options(&self) -> nftpol::ruleset::Options {
+        nftpol::ruleset::Options {
+            max_elements: self.max_elements(),
+            ..Default::default()
+        }
     }
 }
 
@@ -456,10 +470,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             output,
             output_file,
             read,
+            budget,
             inputs,
         } => {
             let index = load(&inputs, &read)?;
             let graph = PolicyGraph::build(&index);
+            check_budget(&graph, &budget.options())?;
             let family = family.map(|f| match f {
                 FamilyArg::Ipv4 => explain::Family::V4,
                 FamilyArg::Ipv6 => explain::Family::V6,
@@ -499,11 +515,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             output,
             output_file,
             read,
+            budget,
             inputs,
         } => {
             let index = load(&inputs, &read)?;
             warn_if_no_pod_on(&index, node.as_deref(), "the graph has no pods");
             let graph = PolicyGraph::build_for(&index, node.as_deref());
+            check_budget(&graph, &budget.options())?;
             let text = match output {
                 OutputFormat::Text => graph.to_string(),
                 OutputFormat::Json => nftpol::graph_json::render(&graph),

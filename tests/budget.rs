@@ -90,6 +90,7 @@ fn a_peer_on_many_ports_costs_its_sum_not_its_product() {
 
 /// `compile` refuses a policy over `--max-elements`: exit 2, the policy and its size
 /// named, the output file untouched; 0 lifts the limit, and the default lets it through.
+/// So do `explain` and `graph`.
 #[test]
 fn compile_refuses_a_policy_over_the_budget() {
     let d = Dir::new();
@@ -131,6 +132,21 @@ fn compile_refuses_a_policy_over_the_budget() {
     }
     let o = d.run(&["compile", "--node", "n1", "in.yaml"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // explain and graph judge by the graph: they refuse rather than explain an allow the
+    // node would not enforce.
+    let explain = [
+        "explain", "--from", "t/p1", "--to", "t/p0", "--port", "tcp/1000",
+    ];
+    for args in [&explain[..], &["graph"]] {
+        let mut args = args.to_vec();
+        args.extend(["--max-elements", "149", "in.yaml"]);
+        let o = d.run(&args);
+        assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("NetworkPolicy t/big"), "{}", stderr(&o));
+        args.retain(|a| *a != "149" && *a != "--max-elements");
+        let o = d.run(&args);
+        assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
+    }
 }
 
 /// In a node's state the policy goes over the budget as its peer grows, and its pods are
