@@ -2,7 +2,7 @@
 //! only, so what it says is what the ruleset enforces (the harness checks that the kernel
 //! agrees); for a denied direction, [`miss`] says why each rule of each isolating policy
 //! did not allow it. Where ClusterNetworkPolicies select a pod, each end is walked
-//! through the tiers ([`crate::tiers::TierSide::decide`]: Admin, NetworkPolicy,
+//! through the tiers ([`crate::graph::tiers::TierSide::decide`]: Admin, NetworkPolicy,
 //! Baseline, allow) and each tier's say is printed the way policy-assistant prints it
 //! (`Admin: no-y-into-x ingress[1] deny-y from[0]: Deny`). Text (Display) and JSON
 //! (Serialize) carry the same content; the text escapes the object strings it quotes
@@ -15,12 +15,13 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
+use crate::cnp::Tier;
 use crate::error::{Error, Result};
+use crate::graph::tiers::{Decision, TierSide};
 use crate::graph::{PodNode, PolicyGraph};
 use crate::index::Index;
 use crate::policy::{Direction, Protocol};
 use crate::text::Escaped;
-use crate::tiers::{Decision, Tier, TierSide};
 
 /// One side of a connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -255,7 +256,7 @@ fn tier_step(
     graph: &PolicyGraph,
     side: &TierSide,
     tier: Tier,
-    matched: Option<&crate::tiers::TierRule>,
+    matched: Option<&crate::graph::tiers::TierRule>,
     probe: &Probe,
 ) -> TierStep {
     let rules = side.tier(tier);
@@ -313,7 +314,7 @@ fn tier_steps(
         Side::OwnNode | Side::Allowed { .. } => Some(true),
         Side::Denied { .. } => Some(false),
     };
-    let matches = |r: &crate::tiers::TierRule| {
+    let matches = |r: &crate::graph::tiers::TierRule| {
         graph.peer_contains(r.peer, other) && r.ports.contains(protocol, port)
     };
     let decision = side.decide(np_verdict, matches);

@@ -6,9 +6,9 @@
 use serde::Serialize;
 
 use crate::addr::range_text;
+use crate::graph::tiers::{PodTiers, TierRules};
 use crate::graph::{PeerRef, PolicyGraph, Ports};
 use crate::policy::Direction;
-use crate::tiers::{PodTiers, TierRules};
 
 #[derive(Serialize)]
 struct GraphView<'a> {
@@ -115,7 +115,7 @@ fn tiers(t: &PodTiers) -> Option<TiersView<'_>> {
     if t.is_empty() {
         return None;
     }
-    fn side(s: &crate::tiers::TierSide) -> SideView<'_> {
+    fn side(s: &crate::graph::tiers::TierSide) -> SideView<'_> {
         SideView {
             admin: tier_view(&s.admin),
             baseline: tier_view(&s.baseline),

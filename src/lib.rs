@@ -38,7 +38,6 @@ pub mod selector;
 pub mod state;
 pub mod synth;
 pub mod text;
-pub mod tiers;
 pub mod verdict_log;
 
 pub use error::Error;

@@ -466,8 +466,9 @@ mod tests {
     /// own-node allowance) and for the node's own connections.
     #[test]
     fn a_pod_to_node_flow_is_judged_by_its_egress_tiers() {
+        use crate::cnp::{Action, Tier};
+        use crate::graph::tiers::{TierOrigin, TierRule};
         use crate::graph::{PeerNode, PeerRef, Ports};
-        use crate::tiers::{Action, Tier, TierOrigin, TierRule};
         let mut g = crate::graph::PolicyGraph::build_for(&index(Vec::new()), Some("n1"));
         g.peers.push(PeerNode {
             addrs: crate::addr::AddrSet::from_ips([ip(NODE)]),

@@ -10,13 +10,14 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use nftpol::addr::AddrSet;
+use nftpol::cnp::{Action, Tier};
+use nftpol::graph::tiers::{PodTiers, TierOrigin, TierRule, TierRules, TierSide};
 use nftpol::graph::{PeerNode, PeerRef, PodNode, PolicyGraph, PortRange, Ports};
 use nftpol::index::Index;
 use nftpol::input::{object_from_value, Object};
 use nftpol::policy::{Direction, Protocol};
 use nftpol::ruleset::eval::{forward_accepts, input_accepts, Packet};
 use nftpol::synth::small::{cluster, EXT};
-use nftpol::tiers::{Action, PodTiers, Tier, TierOrigin, TierRule, TierRules, TierSide};
 use proptest::prelude::*;
 
 #[path = "tier_util.rs"]

@@ -6,11 +6,12 @@
 #![allow(dead_code)]
 
 use nftpol::addr::AddrSet;
+use nftpol::cnp::{Action, Tier};
+use nftpol::graph::tiers::{TierOrigin, TierRule, TierRules};
 use nftpol::graph::{PeerNode, PeerRef, PolicyGraph, PortRange, Ports};
 use nftpol::index::Index;
 use nftpol::input::object_from_value;
 use nftpol::policy::{Direction, Protocol};
-use nftpol::tiers::{Action, Tier, TierOrigin, TierRule, TierRules};
 use serde_json::{json, Value};
 
 pub const NODE_ADDR: &str = "10.244.1.1";

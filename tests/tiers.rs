@@ -6,9 +6,9 @@
 mod common;
 
 use common::*;
+use nftpol::cnp::{Action, Tier};
 use nftpol::graph::{PeerRef, Ports};
 use nftpol::index::Index;
-use nftpol::tiers::{Action, Tier};
 use serde_json::{json, Value};
 
 /// A ClusterNetworkPolicy of `tier` and `priority` whose subject is the namespace

@@ -13,13 +13,64 @@
 
 pub mod types;
 
+use std::fmt;
+
 use ipnet::IpNet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::Value;
 
 use crate::policy::{FieldError, Protocol};
 use crate::selector::{Selector, SelectorError};
-pub use crate::tiers::{Action, Tier};
+
+/// The two tiers a ClusterNetworkPolicy can sit in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Tier {
+    /// Before NetworkPolicy.
+    Admin,
+    /// After NetworkPolicy, for pods it does not isolate in the direction at hand.
+    Baseline,
+}
+
+impl Tier {
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::Admin => "Admin",
+            Tier::Baseline => "Baseline",
+        }
+    }
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a matching rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Action {
+    Accept,
+    Deny,
+    /// Skip the rest of this tier: Admin hands over to NetworkPolicy, Baseline to the
+    /// default (allow).
+    Pass,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Accept => "Accept",
+            Action::Deny => "Deny",
+            Action::Pass => "Pass",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// The CRD's `maxItems` for rules, peers, networks, domain names and protocols.
 pub const MAX_ITEMS: usize = 25;

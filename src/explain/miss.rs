@@ -497,7 +497,7 @@ impl fmt::Display for TierMiss {
 /// rules before the first matching one whose peer holds `other` but not the port.
 pub fn tier_misses(
     graph: &crate::graph::PolicyGraph,
-    rules: &crate::tiers::TierRules,
+    rules: &crate::graph::tiers::TierRules,
     other: IpAddr,
     protocol: Protocol,
     port: u16,

@@ -15,70 +15,16 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use super::peers::{peer_key, PeerCache};
+use super::ctx::Ctx;
+use super::peers::peer_key;
+use super::tiers::PodTiers;
 use super::{
-    describe_peer, tiers, Allow, Isolation, Origin, PeerId, PeerRef, PodNode, PolicyGraph,
-    PortRange, Ports,
+    describe_peer, Allow, Isolation, Origin, PeerId, PeerRef, PodNode, PolicyGraph, PortRange,
+    Ports,
 };
 use crate::addr::AddrSet;
-use crate::index::{Index, PodInfo};
+use crate::index::PodInfo;
 use crate::policy::{Direction, Peer, Policy, Port, PortMatch, Protocol, Rule};
-use crate::selector::Labels;
-use crate::tiers::PodTiers;
-
-/// What one build or refresh computes at most once (the namespaces and their labels,
-/// ClusterNetworkPolicy resolutions), and the cache of peers that outlives it.
-pub(super) struct Ctx<'a, 'c> {
-    pub(super) index: &'a Index,
-    /// Filled on first use: most refreshes never resolve a namespaceSelector.
-    pub(super) namespaces: std::cell::OnceCell<Vec<(&'a str, std::borrow::Cow<'a, Labels>)>>,
-    /// ClusterNetworkPolicy order and resolutions, for this refresh only.
-    pub(super) cnp: tiers::CnpCache<'a>,
-    peers: &'c mut PeerCache,
-}
-
-impl<'a, 'c> Ctx<'a, 'c> {
-    pub(super) fn new(index: &'a Index, peers: &'c mut PeerCache) -> Self {
-        Ctx {
-            index,
-            namespaces: std::cell::OnceCell::new(),
-            cnp: tiers::CnpCache::default(),
-            peers,
-        }
-    }
-
-    /// The policy pods a peer holds.
-    fn members(&self, spec: Option<&Peer>, policy_ns: &str) -> Vec<&'a PodInfo> {
-        match spec {
-            None => self.index.pods().filter(|p| p.is_policy_pod()).collect(),
-            Some(Peer::Pods { namespaces, pods }) => {
-                let ns_names: Vec<&str> = match namespaces {
-                    None => vec![policy_ns],
-                    Some(sel) => self
-                        .namespaces
-                        .get_or_init(|| self.index.namespaces_borrowed().collect())
-                        .iter()
-                        .filter(|(_, labels)| sel.matches(labels))
-                        .map(|(n, _)| *n)
-                        .collect(),
-                };
-                let index = self.index;
-                ns_names
-                    .into_iter()
-                    .flat_map(|ns| index.pods_in_namespace(ns))
-                    .filter(|p| p.is_policy_pod() && pods.matches(&p.labels))
-                    .collect()
-            }
-            Some(Peer::Block { cidr, except }) => {
-                let addrs = AddrSet::from_block(cidr, except);
-                self.index
-                    .pods()
-                    .filter(|p| p.is_policy_pod() && p.ips.iter().any(|ip| addrs.contains(*ip)))
-                    .collect()
-            }
-        }
-    }
-}
 
 /// Where in a policy one rule sits, to name it in the allows it gives.
 struct RuleAt<'p> {
@@ -341,6 +287,7 @@ pub(super) fn lookup_name(pod: &PodInfo, protocol: Protocol, name: &str) -> Opti
 mod tests {
     use super::*;
     use crate::policy::Protocol::{Tcp, Udp};
+    use crate::selector::Labels;
 
     fn port(protocol: Protocol, port: PortMatch) -> Port {
         Port { protocol, port }

@@ -5,7 +5,9 @@
 
 use std::fmt;
 
-use super::{tiers, Origin, PeerRef, PolicyGraph, PortRange, Ports};
+use super::tiers::PodTiers;
+use super::{Origin, PeerRef, PolicyGraph, PortRange, Ports};
+use crate::cnp::Tier;
 use crate::policy::{Direction, Peer};
 use crate::text::Escaped;
 
@@ -75,7 +77,7 @@ impl fmt::Display for PolicyGraph {
                     }
                 }
             }
-            tiers::write_tiers(f, &pod.tiers)?;
+            write_tiers(f, &pod.tiers)?;
         }
         Ok(())
     }
@@ -97,5 +99,48 @@ pub fn describe_peer(spec: &Peer, policy_ns: &str) -> String {
             let ex: Vec<String> = except.iter().map(|e| e.to_string()).collect();
             format!("ipBlock {cidr} except {}", ex.join(", "))
         }
+    }
+}
+
+/// A pod's tiers, only when a ClusterNetworkPolicy selects it (so that the text of a
+/// NetworkPolicy-only graph stays what it was).
+fn write_tiers(f: &mut std::fmt::Formatter<'_>, tiers: &PodTiers) -> std::fmt::Result {
+    for dir in [Direction::Ingress, Direction::Egress] {
+        let side = tiers.side(dir);
+        for tier in [Tier::Admin, Tier::Baseline] {
+            let rules = side.tier(tier);
+            if rules.is_empty() {
+                continue;
+            }
+            let policies = rules.policies.join(", ");
+            writeln!(f, "  {dir} {tier}: {}", crate::text::Escaped(&policies))?;
+            for r in &rules.rules {
+                let action = r.action.name().to_ascii_lowercase();
+                let (peer, ports) = (peer_text(r.peer), ports_text(&r.ports));
+                let origin = r.origin.to_string();
+                let origin = crate::text::Escaped(&origin);
+                writeln!(f, "    {action} {peer} {ports} <- {origin}")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn peer_text(peer: PeerRef) -> String {
+    match peer {
+        PeerRef::Any => "any".to_string(),
+        PeerRef::Peer(id) => format!("peer {id}"),
+    }
+}
+
+fn ports_text(ports: &Ports) -> String {
+    match ports {
+        Ports::Any => "any port".to_string(),
+        Ports::Only(l) if l.is_empty() => "no port".to_string(),
+        Ports::Only(l) => l
+            .iter()
+            .map(|r| r.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
     }
 }

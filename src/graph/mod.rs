@@ -23,14 +23,16 @@
 //!
 //! The ruleset and `explain` both read this graph and nothing else.
 
+mod cnp_rules;
 mod compute;
+mod ctx;
 mod display;
 mod peers;
-mod tiers;
+pub mod tiers;
 
+pub use cnp_rules::subject_selects;
 pub use display::describe_peer;
 pub(crate) use peers::PeerCache;
-pub use tiers::subject_selects;
 
 pub use crate::index::PodKey;
 use std::collections::{BTreeMap, HashMap};
@@ -39,7 +41,7 @@ use std::net::IpAddr;
 use crate::addr::AddrSet;
 use crate::index::Index;
 use crate::policy::{Direction, Protocol};
-use crate::tiers::PodTiers;
+use tiers::PodTiers;
 
 pub type PeerId = usize;
 
@@ -208,7 +210,7 @@ impl PolicyGraph {
         node: Option<&str>,
         pods: impl IntoIterator<Item = PodKey>,
     ) {
-        let mut ctx = compute::Ctx::new(index, peers);
+        let mut ctx = ctx::Ctx::new(index, peers);
         for key in pods {
             match index.pod(&key.0, &key.1) {
                 Some(p) if p.is_policy_pod() && (node.is_none() || p.node.as_deref() == node) => {
@@ -263,7 +265,7 @@ impl PolicyGraph {
             {
                 iso.allows.iter_mut().for_each(|a| renumber(&mut a.peer));
             }
-            tiers::tier_peers_mut(pod).for_each(&mut renumber);
+            cnp_rules::tier_peers_mut(pod).for_each(&mut renumber);
         }
         self.peer_ids = peers
             .iter()

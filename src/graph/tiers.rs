@@ -1,368 +1,344 @@
-//! The graph's ClusterNetworkPolicy part: fills [`PodNode::tiers`] for one pod from the
-//! policies whose subject selects it, resolving their peers to the graph's shared peer
-//! nodes and their named ports to numbers. Owns CNP selection and peer semantics; the
-//! order and the walk are [`crate::tiers`]'s, and nothing here knows nftables.
+//! The cluster administrator's tiers of the policy graph (ClusterNetworkPolicy): for each
+//! pod and direction, the Admin and Baseline rules whose subject selects the pod, in
+//! evaluation order, as plain data.
 //!
 //! ```text
-//! CNPs sorted (tier, priority, name) --subject selects pod?--> per direction with rules:
-//!   rules as written x peers as written -> TierRule { action, peer, ports, origin }
-//!   (fail-closed policy: one TierRule { Deny, Any, Any, rule: None })
+//! PodNode.tiers
+//!   ingress / egress: TierSide
+//!     admin:    [TierRule { action, peer, ports, origin }]   evaluation order
+//!     baseline: [TierRule { ... }]
 //! ```
 //!
-//! Resolutions are cached for one refresh only ([`CnpCache`] lives in the refresh's
-//! context), so no change of pods, namespaces or nodes can leave one stale.
+//! Evaluation order is ascending priority, then policy name (the API leaves equal
+//! priorities to the implementation; by name is what kube-network-policies does), then
+//! each policy's rules as written. The first rule whose peer and ports match decides its
+//! tier: Accept and Deny are final, Pass skips the rest of the tier. Peers and ports are
+//! the graph's own ([`PeerRef`], [`Ports`]): named ports leave the graph as numbers, as
+//! for NetworkPolicy. This module holds the shapes and the one walk every reader shares
+//! ([`TierSide::decide`]); the graph fills them and must not be bypassed.
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
+use std::fmt;
 
-use super::compute::Ctx;
-use super::{PeerId, PeerRef, PodNode, PolicyGraph, PortRange, Ports};
-use crate::addr::AddrSet;
-use crate::cnp::{ClusterPolicy, Peer, Port, Rule, Subject};
-use crate::index::{CnpEntry, PodInfo};
-use crate::policy::{Direction, Protocol};
-use crate::selector::{Labels, Selector};
-use crate::tiers::{PodTiers, Tier, TierOrigin, TierRule, TierRules};
+use super::{PeerRef, Ports};
+use crate::cnp::{Action, Tier};
+use crate::policy::Direction;
 
-/// Whether a subject selects a pod living in a namespace labelled `ns_labels`. The caller
-/// checks that the pod is a policy pod (host-network pods are never subjects).
-pub fn subject_selects(subject: &Subject, pod: &PodInfo, ns_labels: &Labels) -> bool {
-    match subject {
-        Subject::Namespaces(sel) => sel.matches(ns_labels),
-        Subject::Pods { namespaces, pods } => {
-            namespaces.matches(ns_labels) && pods.matches(&pod.labels)
-        }
-    }
+/// Where a tier rule comes from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TierOrigin {
+    /// `metadata.name` of the ClusterNetworkPolicy (cluster-scoped: no namespace).
+    pub policy: String,
+    pub tier: Tier,
+    pub priority: i32,
+    pub direction: Direction,
+    /// Index of the rule in `spec.ingress` or `spec.egress`; `None` for the deny-all rule
+    /// a policy that failed to compile is enforced with.
+    pub rule: Option<usize>,
+    /// The rule's `name`, when it has one.
+    pub rule_name: Option<String>,
+    /// Index of the peer in `from`/`to`; `None` for the fail-closed rule.
+    pub peer: Option<usize>,
+    /// The `destinationNamedPort` this entry was resolved from.
+    pub port_name: Option<String>,
 }
 
-/// What one refresh resolves at most once.
-#[derive(Default)]
-pub(super) struct CnpCache<'a> {
-    /// Every policy, in evaluation order: tier, ascending priority, then name. Equal
-    /// priorities are ordered by name, as kube-network-policies does (the API leaves
-    /// the choice to the implementation).
-    order: Option<Vec<&'a CnpEntry>>,
-    peers: HashMap<Peer, Option<PeerId>>,
-    /// Egress named ports: (peer, name) -> [(peer of the pods where the name means
-    /// this protocol and port, that port)].
-    named: HashMap<(Peer, String), Vec<(PeerId, PortRange)>>,
-}
-
-fn describe(peer: &Peer) -> String {
-    let ns = |s: &Selector| {
-        if s.is_everything() {
-            "every namespace".to_string()
-        } else {
-            format!("namespaces {{{s}}}")
+impl fmt::Display for TierOrigin {
+    /// `Admin: no-y-into-x ingress[1] deny-y`, the way policy-assistant names a rule.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} {}", self.tier, self.policy, self.direction)?;
+        match self.rule {
+            Some(r) => write!(f, "[{r}]")?,
+            None => write!(f, " (fail-closed: the policy could not be compiled)")?,
         }
-    };
-    match peer {
-        Peer::Namespaces(s) => format!("pods in {}", ns(s)),
-        Peer::Pods { namespaces, pods } => format!("pods {{{pods}}} in {}", ns(namespaces)),
-        Peer::Networks(nets) => {
-            let n: Vec<String> = nets.iter().map(|n| n.to_string()).collect();
-            format!("networks {}", n.join(", "))
+        if let Some(n) = &self.rule_name {
+            write!(f, " {n}")?;
         }
-        Peer::Nodes(s) => format!("nodes {{{s}}}"),
-        Peer::DomainNames(d) => format!("domainNames {}", d.join(", ")),
-    }
-}
-
-impl<'a> Ctx<'a, '_> {
-    fn cnp_order(&mut self) -> Vec<&'a CnpEntry> {
-        let index = self.index;
-        self.cnp
-            .order
-            .get_or_insert_with(|| {
-                let mut v: Vec<&CnpEntry> = index.cnps().collect();
-                v.sort_by(|a, b| {
-                    let key = |e: &'a CnpEntry| (e.policy.tier, e.policy.priority, &e.policy.name);
-                    key(a).cmp(&key(b))
-                });
-                v
-            })
-            .clone()
-    }
-
-    /// The policy pods a namespaces or pods peer holds.
-    fn cnp_members(&self, peer: &Peer) -> Vec<&'a PodInfo> {
-        let (namespaces, pods) = match peer {
-            Peer::Namespaces(s) => (s, None),
-            Peer::Pods { namespaces, pods } => (namespaces, Some(pods)),
-            _ => return Vec::new(),
-        };
-        let index = self.index;
-        self.namespaces
-            .get_or_init(|| index.namespaces_borrowed().collect())
-            .iter()
-            .filter(|(_, labels)| namespaces.matches(labels))
-            .flat_map(|(ns, _)| index.pods_in_namespace(ns))
-            .filter(|p| p.is_policy_pod() && pods.is_none_or(|s| s.matches(&p.labels)))
-            .collect()
-    }
-}
-
-impl PolicyGraph {
-    /// The peer node of a CNP peer; `None` for one that matches nothing by definition
-    /// (domainNames).
-    fn cnp_peer(&mut self, ctx: &mut Ctx, peer: &Peer) -> Option<PeerId> {
-        if let Some(id) = ctx.cnp.peers.get(peer) {
-            return *id;
-        }
-        let addrs = match peer {
-            Peer::Namespaces(_) | Peer::Pods { .. } => Some(AddrSet::from_ips(
-                ctx.cnp_members(peer)
-                    .iter()
-                    .flat_map(|p| p.ips.iter().copied()),
-            )),
-            Peer::Networks(nets) => Some(nets.iter().fold(AddrSet::default(), |acc, n| {
-                acc.union(&AddrSet::from_block(n, &[]))
-            })),
-            Peer::Nodes(sel) => Some(AddrSet::from_ips(
-                ctx.index
-                    .nodes()
-                    .filter(|n| sel.matches(&n.labels))
-                    .flat_map(|n| n.addresses.iter().copied()),
-            )),
-            Peer::DomainNames(_) => None,
-        };
-        let id = addrs.map(|a| self.intern(a, || describe(peer)));
-        ctx.cnp.peers.insert(peer.clone(), id);
-        id
-    }
-
-    /// Egress to a named port: the peer's pods grouped by what the name means on each
-    /// (protocol and number come from the container port).
-    fn cnp_split_named(
-        &mut self,
-        ctx: &mut Ctx,
-        peer: &Peer,
-        name: &str,
-    ) -> Vec<(PeerId, PortRange)> {
-        let key = (peer.clone(), name.to_string());
-        if let Some(v) = ctx.cnp.named.get(&key) {
-            return v.clone();
-        }
-        let mut by_port: BTreeMap<(Protocol, u16), Vec<IpAddr>> = BTreeMap::new();
-        for m in ctx.cnp_members(peer) {
-            for p in m.ports.iter().filter(|p| p.name == name) {
-                by_port
-                    .entry((p.protocol, p.port))
-                    .or_default()
-                    .extend(m.ips.iter().copied());
-            }
-        }
-        let base = describe(peer);
-        let out: Vec<(PeerId, PortRange)> = by_port
-            .into_iter()
-            .map(|((protocol, port), ips)| {
-                let id = self.intern(AddrSet::from_ips(ips), || {
-                    format!("{base}, those with port {name:?} = {protocol}/{port}")
-                });
-                let range = PortRange::single(protocol, port);
-                (id, range)
-            })
-            .collect();
-        ctx.cnp.named.insert(key, out.clone());
-        out
-    }
-
-    /// The tier entries of one rule, peers as written; each peer's numbered ports first,
-    /// then its named ones.
-    #[allow(clippy::too_many_arguments)]
-    fn cnp_rule(
-        &mut self,
-        ctx: &mut Ctx,
-        pod: &PodInfo,
-        policy: &ClusterPolicy,
-        dir: Direction,
-        ri: usize,
-        rule: &Rule,
-        out: &mut Vec<TierRule>,
-    ) {
-        let origin = |peer: usize, port_name: Option<String>| TierOrigin {
-            policy: policy.name.clone(),
-            tier: policy.tier,
-            priority: policy.priority,
-            direction: dir,
-            rule: Some(ri),
-            rule_name: rule.name.clone(),
-            peer: Some(peer),
-            port_name,
-        };
-        let mut numbered: Vec<PortRange> = Vec::new();
-        let mut named: Vec<&str> = Vec::new();
-        for p in rule.ports.iter().flatten() {
-            match p {
-                Port::Range(protocol, start, end) => numbered.push(PortRange {
-                    protocol: *protocol,
-                    start: *start,
-                    end: *end,
-                }),
-                Port::Named(n) => named.push(n),
-            }
-        }
-        numbered.sort();
-        numbered.dedup();
-        for (pi, peer) in rule.peers.iter().enumerate() {
-            let Some(id) = self.cnp_peer(ctx, peer) else {
-                continue;
+        if let Some(p) = self.peer {
+            let list = match self.direction {
+                Direction::Ingress => "from",
+                Direction::Egress => "to",
             };
-            let entry = |peer: PeerRef, ports: Ports, port_name: Option<String>| TierRule {
-                action: rule.action,
-                peer,
-                ports,
-                origin: origin(pi, port_name),
+            write!(f, " {list}[{p}]")?;
+        }
+        if let Some(n) = &self.port_name {
+            write!(f, " port {n:?}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One (peer, ports) entry of a rule. A rule with several peers gives one entry per peer,
+/// all with the rule's action, consecutive in evaluation order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TierRule {
+    pub action: Action,
+    /// The remote end: for ingress the source, for egress the destination. CNP peers are
+    /// pods, namespaces, networks and nodes, never "every address" except for the
+    /// fail-closed rule of a policy that could not be compiled ([`PeerRef::Any`]).
+    pub peer: PeerRef,
+    /// [`Ports::Any`] for a rule without `protocols` (every protocol, ICMP included).
+    pub ports: Ports,
+    pub origin: TierOrigin,
+}
+
+/// The rules of one tier for one pod and direction, in evaluation order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TierRules {
+    /// Names of the policies of this tier whose subject selects the pod and that have
+    /// rules in this direction, in evaluation order.
+    pub policies: Vec<String>,
+    pub rules: Vec<TierRule>,
+}
+
+impl TierRules {
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty() && self.rules.is_empty()
+    }
+
+    /// The first rule that matches, given a test of its peer and ports; `None` when no
+    /// rule does (the tier has no opinion, like Pass).
+    pub fn first_match(&self, mut matches: impl FnMut(&TierRule) -> bool) -> Option<&TierRule> {
+        self.rules.iter().find(|r| matches(r))
+    }
+}
+
+/// Both tiers for one pod and direction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TierSide {
+    pub admin: TierRules,
+    pub baseline: TierRules,
+}
+
+impl TierSide {
+    pub fn is_empty(&self) -> bool {
+        self.admin.is_empty() && self.baseline.is_empty()
+    }
+
+    pub fn tier(&self, tier: Tier) -> &TierRules {
+        match tier {
+            Tier::Admin => &self.admin,
+            Tier::Baseline => &self.baseline,
+        }
+    }
+}
+
+/// The tiers of one pod, per direction. Empty (the default) when no ClusterNetworkPolicy
+/// selects the pod.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodTiers {
+    pub ingress: TierSide,
+    pub egress: TierSide,
+}
+
+impl PodTiers {
+    pub fn is_empty(&self) -> bool {
+        self.ingress.is_empty() && self.egress.is_empty()
+    }
+
+    pub fn side(&self, dir: Direction) -> &TierSide {
+        match dir {
+            Direction::Ingress => &self.ingress,
+            Direction::Egress => &self.egress,
+        }
+    }
+}
+
+/// How one end of a connection was decided, tier by tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision<'a> {
+    /// An Admin rule accepted or denied; NetworkPolicy and Baseline were not consulted.
+    Admin(&'a TierRule),
+    /// NetworkPolicy isolates the pod in this direction and decided (`true`: allowed).
+    NetworkPolicy(bool),
+    /// A Baseline rule accepted or denied.
+    Baseline(&'a TierRule),
+    /// Nothing decided (or only Pass rules matched): allowed.
+    Default,
+}
+
+impl Decision<'_> {
+    pub fn allowed(&self) -> bool {
+        match self {
+            Decision::Admin(r) | Decision::Baseline(r) => r.action == Action::Accept,
+            Decision::NetworkPolicy(allowed) => *allowed,
+            Decision::Default => true,
+        }
+    }
+}
+
+impl TierSide {
+    /// The one walk every reader shares: Admin (first match; Pass falls through), then
+    /// NetworkPolicy when `np` is `Some` (the pod is isolated in this direction; the value
+    /// says whether an NP rule allows), then Baseline, then allow. `matches` tests one
+    /// rule's peer and ports against the connection.
+    pub fn decide(
+        &self,
+        np: Option<bool>,
+        mut matches: impl FnMut(&TierRule) -> bool,
+    ) -> Decision<'_> {
+        if let Some(r) = self.admin.first_match(&mut matches) {
+            if r.action != Action::Pass {
+                return Decision::Admin(r);
+            }
+        }
+        if let Some(allowed) = np {
+            return Decision::NetworkPolicy(allowed);
+        }
+        if let Some(r) = self.baseline.first_match(&mut matches) {
+            if r.action != Action::Pass {
+                return Decision::Baseline(r);
+            }
+        }
+        Decision::Default
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(tier: Tier, action: Action, peer: PeerRef, n: usize) -> TierRule {
+        TierRule {
+            action,
+            peer,
+            ports: Ports::Any,
+            origin: TierOrigin {
+                policy: format!("p{n}"),
+                tier,
+                priority: n as i32,
+                direction: Direction::Ingress,
+                rule: Some(0),
+                rule_name: None,
+                peer: Some(0),
+                port_name: None,
+            },
+        }
+    }
+
+    fn side(admin: Vec<TierRule>, baseline: Vec<TierRule>) -> TierSide {
+        let names = |r: &[TierRule]| r.iter().map(|r| r.origin.policy.clone()).collect();
+        TierSide {
+            admin: TierRules {
+                policies: names(&admin),
+                rules: admin,
+            },
+            baseline: TierRules {
+                policies: names(&baseline),
+                rules: baseline,
+            },
+        }
+    }
+
+    /// (admin, np, baseline, the peer that matches, allowed, the tier that decided)
+    type Case = (
+        Vec<TierRule>,
+        Option<bool>,
+        Vec<TierRule>,
+        PeerRef,
+        bool,
+        &'static str,
+    );
+
+    #[test]
+    fn decide_walks_admin_then_networkpolicy_then_baseline() {
+        use Action::*;
+        let p = PeerRef::Peer(0);
+        let q = PeerRef::Peer(1);
+        let cases: Vec<Case> = vec![
+            (vec![], None, vec![], p, true, "default"),
+            (
+                vec![rule(Tier::Admin, Deny, p, 1)],
+                Some(true),
+                vec![],
+                p,
+                false,
+                "admin",
+            ),
+            (
+                vec![rule(Tier::Admin, Accept, p, 1)],
+                Some(false),
+                vec![],
+                p,
+                true,
+                "admin",
+            ),
+            (
+                vec![rule(Tier::Admin, Pass, p, 1)],
+                Some(false),
+                vec![],
+                p,
+                false,
+                "np",
+            ),
+            (
+                vec![rule(Tier::Admin, Pass, p, 1), rule(Tier::Admin, Deny, p, 2)],
+                None,
+                vec![],
+                p,
+                true,
+                "default",
+            ),
+            (
+                vec![rule(Tier::Admin, Deny, q, 1)],
+                None,
+                vec![rule(Tier::Baseline, Deny, p, 1)],
+                p,
+                false,
+                "baseline",
+            ),
+            (
+                vec![],
+                Some(true),
+                vec![rule(Tier::Baseline, Deny, p, 1)],
+                p,
+                true,
+                "np",
+            ),
+            (
+                vec![],
+                None,
+                vec![
+                    rule(Tier::Baseline, Pass, p, 1),
+                    rule(Tier::Baseline, Deny, p, 2),
+                ],
+                p,
+                true,
+                "default",
+            ),
+            (
+                vec![],
+                None,
+                vec![
+                    rule(Tier::Baseline, Accept, p, 1),
+                    rule(Tier::Baseline, Deny, p, 2),
+                ],
+                p,
+                true,
+                "baseline",
+            ),
+        ];
+        for (i, (admin, np, baseline, peer, allowed, by)) in cases.into_iter().enumerate() {
+            let s = side(admin, baseline);
+            let d = s.decide(np, |r| r.peer == peer);
+            let got = match d {
+                Decision::Admin(_) => "admin",
+                Decision::NetworkPolicy(_) => "np",
+                Decision::Baseline(_) => "baseline",
+                Decision::Default => "default",
             };
-            if rule.ports.is_none() {
-                out.push(entry(PeerRef::Peer(id), Ports::Any, None));
-                continue;
-            }
-            if !numbered.is_empty() {
-                out.push(entry(
-                    PeerRef::Peer(id),
-                    Ports::Only(numbered.clone()),
-                    None,
-                ));
-            }
-            for name in &named {
-                match dir {
-                    // The destination is the subject pod itself.
-                    Direction::Ingress => {
-                        let ports: Vec<PortRange> = pod
-                            .ports
-                            .iter()
-                            .filter(|p| p.name == *name)
-                            .map(|p| PortRange {
-                                protocol: p.protocol,
-                                start: p.port,
-                                end: p.port,
-                            })
-                            .collect();
-                        out.push(entry(
-                            PeerRef::Peer(id),
-                            Ports::Only(ports),
-                            Some(name.to_string()),
-                        ));
-                    }
-                    Direction::Egress => {
-                        for (split, range) in self.cnp_split_named(ctx, peer, name) {
-                            out.push(entry(
-                                PeerRef::Peer(split),
-                                Ports::Only(vec![range]),
-                                Some(name.to_string()),
-                            ));
-                        }
-                    }
-                }
-            }
+            assert_eq!((d.allowed(), got), (allowed, by), "case {i}");
         }
     }
 
-    /// Everything ClusterNetworkPolicies say about one policy pod.
-    pub(super) fn compute_tiers(&mut self, ctx: &mut Ctx, pod: &PodInfo) -> PodTiers {
-        let mut tiers = PodTiers::default();
-        let ns_labels = ctx.index.effective_labels(&pod.namespace).into_owned();
-        for entry in ctx.cnp_order() {
-            let policy = &entry.policy;
-            if !subject_selects(&policy.subject, pod, &ns_labels) {
-                continue;
-            }
-            for dir in [Direction::Ingress, Direction::Egress] {
-                let rules = policy.rules(dir);
-                if rules.is_empty() {
-                    continue;
-                }
-                let mut out = Vec::new();
-                if policy.fail_closed {
-                    out.push(TierRule {
-                        action: crate::tiers::Action::Deny,
-                        peer: PeerRef::Any,
-                        ports: Ports::Any,
-                        origin: TierOrigin {
-                            policy: policy.name.clone(),
-                            tier: policy.tier,
-                            priority: policy.priority,
-                            direction: dir,
-                            rule: None,
-                            rule_name: None,
-                            peer: None,
-                            port_name: None,
-                        },
-                    });
-                } else {
-                    for (ri, rule) in rules.iter().enumerate() {
-                        self.cnp_rule(ctx, pod, policy, dir, ri, rule, &mut out);
-                    }
-                }
-                let side = match dir {
-                    Direction::Ingress => &mut tiers.ingress,
-                    Direction::Egress => &mut tiers.egress,
-                };
-                let tier: &mut TierRules = match policy.tier {
-                    Tier::Admin => &mut side.admin,
-                    Tier::Baseline => &mut side.baseline,
-                };
-                tier.policies.push(policy.name.clone());
-                tier.rules.extend(out);
-            }
-        }
-        tiers
+    #[test]
+    fn origin_reads_like_policy_assistant() {
+        let mut r = rule(Tier::Admin, Action::Deny, PeerRef::Peer(0), 1);
+        r.origin.policy = "no-y-into-x".into();
+        r.origin.rule = Some(1);
+        r.origin.rule_name = Some("deny-y".into());
+        assert_eq!(
+            r.origin.to_string(),
+            "Admin: no-y-into-x ingress[1] deny-y from[0]"
+        );
     }
-}
-
-/// Every peer a pod's tier rules refer to, for compaction.
-pub(super) fn tier_peers_mut(node: &mut PodNode) -> impl Iterator<Item = &mut PeerRef> {
-    let t = &mut node.tiers;
-    [
-        &mut t.ingress.admin,
-        &mut t.ingress.baseline,
-        &mut t.egress.admin,
-        &mut t.egress.baseline,
-    ]
-    .into_iter()
-    .flat_map(|r| r.rules.iter_mut().map(|r| &mut r.peer))
-}
-
-fn peer_text(peer: PeerRef) -> String {
-    match peer {
-        PeerRef::Any => "any".to_string(),
-        PeerRef::Peer(id) => format!("peer {id}"),
-    }
-}
-
-fn ports_text(ports: &Ports) -> String {
-    match ports {
-        Ports::Any => "any port".to_string(),
-        Ports::Only(l) if l.is_empty() => "no port".to_string(),
-        Ports::Only(l) => l
-            .iter()
-            .map(|r| r.to_string())
-            .collect::<Vec<_>>()
-            .join(","),
-    }
-}
-
-/// A pod's tiers, only when a ClusterNetworkPolicy selects it (so that the text of a
-/// NetworkPolicy-only graph stays what it was).
-pub(super) fn write_tiers(f: &mut std::fmt::Formatter<'_>, tiers: &PodTiers) -> std::fmt::Result {
-    for dir in [Direction::Ingress, Direction::Egress] {
-        let side = tiers.side(dir);
-        for tier in [Tier::Admin, Tier::Baseline] {
-            let rules = side.tier(tier);
-            if rules.is_empty() {
-                continue;
-            }
-            let policies = rules.policies.join(", ");
-            writeln!(f, "  {dir} {tier}: {}", crate::text::Escaped(&policies))?;
-            for r in &rules.rules {
-                let action = r.action.name().to_ascii_lowercase();
-                let (peer, ports) = (peer_text(r.peer), ports_text(&r.ports));
-                let origin = r.origin.to_string();
-                let origin = crate::text::Escaped(&origin);
-                writeln!(f, "    {action} {peer} {ports} <- {origin}")?;
-            }
-        }
-    }
-    Ok(())
 }

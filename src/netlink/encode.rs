@@ -14,13 +14,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::abi::nftnl_attr;
 use super::abi::*;
-use super::exprs::{rule_exprs, SetIds};
+use super::exprs::{rule_exprs, verdict_code, SetIds, ANON_SET};
 use super::sys;
 use crate::ruleset::model::*;
 
-/// The name nft gives the anonymous set of `icmpv6 type { ... }`; the kernel replaces
-/// `%d` with a free number.
-pub(crate) const ANON_SET: &str = "__set%d";
 /// ICMPv6 neighbour discovery types: router solicit/advert, neighbour solicit/advert,
 /// redirect.
 const ND_TYPES: [u8; 5] = [133, 134, 135, 136, 137];
@@ -163,16 +160,6 @@ pub(crate) fn hook_number(h: Hook) -> u32 {
         Hook::Forward => NF_INET_FORWARD,
         Hook::Output => NF_INET_LOCAL_OUT,
         Hook::Input => NF_INET_LOCAL_IN,
-    }
-}
-
-pub(crate) fn verdict_code(v: &Verdict) -> (u32, Option<&str>) {
-    match v {
-        Verdict::Accept => (NF_ACCEPT, None),
-        Verdict::Drop => (NF_DROP, None),
-        Verdict::Return => (NFT_RETURN, None),
-        Verdict::Jump(c) => (NFT_JUMP, Some(c)),
-        Verdict::Goto(c) => (NFT_GOTO, Some(c)),
     }
 }
 

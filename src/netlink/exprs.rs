@@ -7,9 +7,21 @@
 
 use super::abi::nftnl_attr;
 use super::abi::*;
-use super::encode::{verdict_code, ANON_SET};
 use super::sys::Expr;
 use crate::ruleset::model::*;
+
+/// The name nft gives the anonymous set of `icmpv6 type { ... }`; the kernel replaces
+/// `%d` with a free number.
+pub(crate) const ANON_SET: &str = "__set%d";
+pub(crate) fn verdict_code(v: &Verdict) -> (u32, Option<&str>) {
+    match v {
+        Verdict::Accept => (NF_ACCEPT, None),
+        Verdict::Drop => (NF_DROP, None),
+        Verdict::Return => (NFT_RETURN, None),
+        Verdict::Jump(c) => (NFT_JUMP, Some(c)),
+        Verdict::Goto(c) => (NFT_GOTO, Some(c)),
+    }
+}
 
 fn meta(key: u32, dreg: u32) -> Expr {
     Expr::new("meta")

@@ -14,7 +14,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use super::abi::nftnl_attr;
 use super::abi::*;
 use super::batch::{attrs, Conn};
-use super::encode;
+use super::{encode, exprs};
 use super::{sys, NetlinkError};
 use crate::ruleset::model::*;
 
@@ -513,7 +513,7 @@ fn chain_drift(c: &Chain, l: &LiveChain) -> Option<String> {
         ));
     }
     if let Some(b) = &c.base {
-        if l.policy != Some(encode::verdict_code(&b.policy).0) {
+        if l.policy != Some(exprs::verdict_code(&b.policy).0) {
             return Some(format!("chain {} has another policy", c.name));
         }
     }
@@ -556,7 +556,7 @@ mod tests {
                 .base
                 .as_ref()
                 .map(|b| (encode::hook_number(b.hook), b.priority)),
-            policy: c.base.as_ref().map(|b| encode::verdict_code(&b.policy).0),
+            policy: c.base.as_ref().map(|b| exprs::verdict_code(&b.policy).0),
             comment: c.comment.clone(),
             rules: c
                 .rules
@@ -644,7 +644,7 @@ mod tests {
             Verdict::Jump("a".into()),
             Verdict::Goto("b".into()),
         ] {
-            let (code, chain) = encode::verdict_code(&v);
+            let (code, chain) = exprs::verdict_code(&v);
             let live = Some((code, chain.map(str::to_string)));
             assert_eq!(verdict_of(&live), Some(v.clone()), "{v:?}");
         }

@@ -4,12 +4,14 @@
 //! `input_hook`, the maps in `dispatch`). Pure: the same graph always gives an equal
 //! model.
 
+use super::base::{base_chains, held_sets};
 use super::dispatch::{dispatch_maps, patch_dispatch_maps};
 use super::input_hook;
 use super::memo::Memo;
 use super::model::*;
 use super::names::{self, KNOWN_PODS};
 use super::np_elements::{self, one_field_elements, split_exact, Pair};
+use super::options::{over_budget, LogOptions, Options};
 use super::tier_chain;
 use crate::addr::AddrSet;
 use crate::graph::PodKey;
@@ -383,164 +385,6 @@ fn pair_objects(
             },
             names::comment(&format!("allowed by {policy}")),
         ));
-    }
-}
-
-/// The first rule of every base chain.
-pub(super) fn established() -> Rule {
-    Rule::with_comment(
-        RuleKind::CtEstablishedAccept,
-        "replies and related traffic of allowed connections",
-    )
-}
-
-/// The held-connection drop of every base chain, after [`established`].
-pub(super) fn held(family: IpFamily) -> Rule {
-    Rule::with_comment(
-        RuleKind::HeldDrop {
-            family,
-            set: names::HELD_SETS[(family == IpFamily::V6) as usize].into(),
-        },
-        "packets of connections cut since policy revoked them",
-    )
-}
-
-/// Every packet of an established connection stops at the first rule of its base chain,
-/// as it would in a table holding only that rule: the per-packet cost of nftpol beyond
-/// conntrack itself is nothing, and only a connection's first packet goes further.
-fn base_chains() -> Vec<Chain> {
-    let policy = names::CHAIN_DISPATCH.to_string();
-    vec![
-        Chain {
-            name: names::CHAIN_FORWARD.into(),
-            base: Some(BaseChain {
-                hook: Hook::Forward,
-                priority: 0,
-                policy: Verdict::Accept,
-            }),
-            comment: Some("routed and bridged (br_netfilter) pod traffic".into()),
-            rules: vec![
-                established(),
-                held(IpFamily::V4),
-                held(IpFamily::V6),
-                Rule::new(RuleKind::Jump(policy.clone())),
-            ],
-        },
-        Chain {
-            name: names::CHAIN_OUTPUT.into(),
-            base: Some(BaseChain {
-                hook: Hook::Output,
-                priority: 0,
-                policy: Verdict::Accept,
-            }),
-            comment: Some("IPVS sends Service traffic to its backend from here".into()),
-            rules: vec![
-                established(),
-                held(IpFamily::V4),
-                held(IpFamily::V6),
-                Rule::with_comment(
-                    RuleKind::FibSaddrLocalAccept,
-                    "the node itself may reach its pods",
-                ),
-                Rule::new(RuleKind::Jump(policy)),
-            ],
-        },
-    ]
-}
-
-/// The held sets (see `RuleKind::HeldDrop`): declared empty, filled by the controller.
-fn held_sets() -> Vec<Set> {
-    [KeyType::Ipv4Addr, KeyType::Ipv6Addr]
-        .into_iter()
-        .zip(names::HELD_SETS)
-        .map(|(addr, name)| Set {
-            name: name.into(),
-            key: vec![
-                addr,
-                addr,
-                KeyType::InetProto,
-                KeyType::InetService,
-                KeyType::InetService,
-            ],
-            interval: false,
-            comment: Some("connections cut since policy revoked them, both directions".into()),
-            elements: vec![],
-            timeout: Some(names::HELD_TIMEOUT_SECS),
-        })
-        .collect()
-}
-
-/// Choices that are the operator's, not the policies'.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Options {
-    /// `--default-deny-unknown`: traffic to or from an address in these CIDRs (this node's
-    /// pod CIDRs) that is not a known pod is dropped until its rules are in place.
-    pub pod_cidrs: Vec<ipnet::IpNet>,
-    /// Verdict logs: which first packets the pod chains send to an NFLOG group.
-    pub log: LogOptions,
-    /// The most elements one pod direction's concatenated NetworkPolicy sets may take
-    /// before its allows with ports are looked up as pairs (`np_elements`); `None` for
-    /// the default, which follows the allows' own size. Tests set it low to make every
-    /// pod direction take pairs.
-    pub concat_budget: Option<usize>,
-    /// The most set elements one NetworkPolicy may come to on this node
-    /// ([`PolicyGraph::policy_elements`]); a policy over it is enforced fail-closed (it
-    /// isolates the pods it selects and allows nothing: see [`over_budget`]). `None`: no
-    /// limit.
-    pub max_elements: Option<usize>,
-}
-
-/// The NetworkPolicies (`namespace/name`) whose allows come to more than
-/// [`Options::max_elements`] set elements in this graph ([`PolicyGraph::policy_elements`]),
-/// with their size. The budget is the last line against a policy whose compiled form would
-/// take the node's memory (a tenant's, say), and it fails closed.
-pub fn over_budget(graph: &PolicyGraph, opts: &Options) -> BTreeMap<String, usize> {
-    let Some(max) = opts.max_elements else {
-        return BTreeMap::new();
-    };
-    graph
-        .policy_elements()
-        .into_iter()
-        .filter(|&(_, n)| n > max)
-        .map(|(p, n)| (p.to_string(), n))
-        .collect()
-}
-
-/// `--log-denied`, `--log-allowed`, `--log-rate`, `--log-burst`, `--log-group`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LogOptions {
-    /// Log the first packet of each denied connection (rate limited per chain).
-    pub denied: bool,
-    /// Log the first packet of every allowed connection (not rate limited).
-    pub allowed: bool,
-    /// Denied records per second and chain (pod and direction), after `burst`.
-    pub rate: u32,
-    pub burst: u32,
-    /// The NFLOG group (nfnetlink_log) the controller reads.
-    pub group: u16,
-}
-
-impl LogOptions {
-    /// No logging rules at all.
-    pub const OFF: LogOptions = LogOptions {
-        denied: false,
-        allowed: false,
-        ..LogOptions::DEFAULT
-    };
-    pub const DEFAULT: LogOptions = LogOptions {
-        denied: true,
-        allowed: false,
-        rate: 10,
-        burst: 20,
-        // Not 0 (the default of tools that log) nor 100 (kube-router's): a group has one
-        // reader, and binding one another tool reads takes its records away.
-        group: 9309,
-    };
-}
-
-impl Default for LogOptions {
-    fn default() -> Self {
-        LogOptions::DEFAULT
     }
 }
 

@@ -19,9 +19,10 @@
 //!
 //! Owns the input hook's objects only; the tier lookups themselves are `tier_chain`'s.
 
-use super::build::{established, held, LogOptions};
+use super::base::{established, held};
 use super::model::*;
 use super::names;
+use super::options::LogOptions;
 use super::tier_chain;
 use crate::graph::{PodNode, PolicyGraph};
 use crate::policy::Direction;

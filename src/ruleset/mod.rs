@@ -27,6 +27,7 @@
 //! ranges in a concatenated interval set (see `np_elements::split_exact` for why two). A peer with many ports may instead
 //! be looked up as a pair, addresses then ports (see `np_elements`).
 
+mod base;
 mod boxes;
 mod build;
 mod dispatch;
@@ -36,11 +37,13 @@ mod memo;
 pub mod model;
 pub mod names;
 mod np_elements;
+mod options;
 mod regions;
 mod tier_chain;
 mod view;
 
-pub use build::{build, build_with, over_budget, rebuild_pods, LogOptions, Options};
+pub use build::{build, build_with, rebuild_pods};
 pub use model::*;
+pub use options::{over_budget, LogOptions, Options};
 pub use view::copy_pods;
 pub use view::{PodObjects, View};

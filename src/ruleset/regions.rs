@@ -26,9 +26,9 @@
 //! Pure: owns the region arithmetic only, knows nothing of set names or chains.
 
 use crate::addr::{v4, v6, AddrSet, Intervals};
+use crate::cnp::Action;
 use crate::graph::Ports;
 use crate::policy::Protocol;
-use crate::tiers::Action;
 
 use super::model::{Element, Field, Key};
 

@@ -18,16 +18,17 @@
 
 use std::rc::Rc;
 
-use super::build::LogOptions;
 use super::memo::Memo;
 use super::model::*;
 use super::names;
 use super::np_elements::{one_field_elements, split_exact};
+use super::options::LogOptions;
 use super::regions::{Lookups, RegionRule, Regions};
 use crate::addr::AddrSet;
+use crate::cnp::{Action, Tier};
+use crate::graph::tiers::TierRules;
 use crate::graph::{PeerRef, PodNode, PolicyGraph, Ports};
 use crate::policy::Direction;
-use crate::tiers::{Action, Tier, TierRules};
 
 /// The tier part of one pod direction, to be placed around its NetworkPolicy rules.
 pub(super) struct TierPart {

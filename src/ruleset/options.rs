@@ -1,0 +1,81 @@
+//! The operator's choices that shape a ruleset (flags, not policies): unknown-pod
+//! default deny, verdict logging, set-size budgets; and the per-policy element budget
+//! they imply. Plain data, read by the builders below `build`.
+
+use std::collections::BTreeMap;
+
+use crate::graph::PolicyGraph;
+
+/// Choices that are the operator's, not the policies'.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    /// `--default-deny-unknown`: traffic to or from an address in these CIDRs (this node's
+    /// pod CIDRs) that is not a known pod is dropped until its rules are in place.
+    pub pod_cidrs: Vec<ipnet::IpNet>,
+    /// Verdict logs: which first packets the pod chains send to an NFLOG group.
+    pub log: LogOptions,
+    /// The most elements one pod direction's concatenated NetworkPolicy sets may take
+    /// before its allows with ports are looked up as pairs (`np_elements`); `None` for
+    /// the default, which follows the allows' own size. Tests set it low to make every
+    /// pod direction take pairs.
+    pub concat_budget: Option<usize>,
+    /// The most set elements one NetworkPolicy may come to on this node
+    /// ([`PolicyGraph::policy_elements`]); a policy over it is enforced fail-closed (it
+    /// isolates the pods it selects and allows nothing: see [`over_budget`]). `None`: no
+    /// limit.
+    pub max_elements: Option<usize>,
+}
+
+/// The NetworkPolicies (`namespace/name`) whose allows come to more than
+/// [`Options::max_elements`] set elements in this graph ([`PolicyGraph::policy_elements`]),
+/// with their size. The budget is the last line against a policy whose compiled form would
+/// take the node's memory (a tenant's, say), and it fails closed.
+pub fn over_budget(graph: &PolicyGraph, opts: &Options) -> BTreeMap<String, usize> {
+    let Some(max) = opts.max_elements else {
+        return BTreeMap::new();
+    };
+    graph
+        .policy_elements()
+        .into_iter()
+        .filter(|&(_, n)| n > max)
+        .map(|(p, n)| (p.to_string(), n))
+        .collect()
+}
+
+/// `--log-denied`, `--log-allowed`, `--log-rate`, `--log-burst`, `--log-group`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogOptions {
+    /// Log the first packet of each denied connection (rate limited per chain).
+    pub denied: bool,
+    /// Log the first packet of every allowed connection (not rate limited).
+    pub allowed: bool,
+    /// Denied records per second and chain (pod and direction), after `burst`.
+    pub rate: u32,
+    pub burst: u32,
+    /// The NFLOG group (nfnetlink_log) the controller reads.
+    pub group: u16,
+}
+
+impl LogOptions {
+    /// No logging rules at all.
+    pub const OFF: LogOptions = LogOptions {
+        denied: false,
+        allowed: false,
+        ..LogOptions::DEFAULT
+    };
+    pub const DEFAULT: LogOptions = LogOptions {
+        denied: true,
+        allowed: false,
+        rate: 10,
+        burst: 20,
+        // Not 0 (the default of tools that log) nor 100 (kube-router's): a group has one
+        // reader, and binding one another tool reads takes its records away.
+        group: 9309,
+    };
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions::DEFAULT
+    }
+}
