@@ -210,6 +210,8 @@ pub fn set(
     elements.sort();
     Set {
         name: name.into(),
+        // The kernel never sees a role; hand-made models are not the builder's.
+        role: SetRole::KnownPods,
         key,
         interval,
         comment: comment.map(Into::into),

@@ -93,12 +93,12 @@ const RELEASE_MARGIN: Duration = Duration::from_secs(2);
 
 /// Whether applying `op` can only allow more: adding elements to a set whose elements
 /// allow (every set but the tiers' Deny regions and the pod CIDRs of
-/// `--default-deny-unknown`, [`crate::ruleset::names::set_denies`]). A batch of nothing
+/// `--default-deny-unknown`, [`crate::ruleset::SetRole::denies`]). A batch of nothing
 /// else (a pod elsewhere starting: its address joins its peers' sets) revokes nothing, so
 /// its connections need no judging.
 fn only_allows_more(op: &crate::netlink::Op) -> bool {
     match op {
-        crate::netlink::Op::AddSetElements { set, .. } => !crate::ruleset::names::set_denies(set),
+        crate::netlink::Op::AddSetElements { role, .. } => !role.denies(),
         _ => false,
     }
 }
@@ -309,10 +309,12 @@ mod tests {
     use super::*;
     use crate::netlink::Op;
     use crate::ruleset::model::KeyType;
+    use crate::ruleset::{SetKind, SetRole, TierSet};
 
-    fn add(set: &str) -> Op {
+    fn add(role: SetRole) -> Op {
         Op::AddSetElements {
-            set: set.into(),
+            set: "s".into(),
+            role,
             key: vec![KeyType::Ipv4Addr],
             interval: true,
             elements: vec![],
@@ -324,13 +326,20 @@ mod tests {
     /// something away (a deletion, a rule, a dispatch entry, a pod CIDR) does not.
     #[test]
     fn only_additions_to_allowing_sets_revoke_nothing() {
-        assert!(only_allows_more(&add("ingress/x/a/any4")));
-        assert!(only_allows_more(&add("known-pods4")));
-        assert!(!only_allows_more(&add("pod-cidrs4")));
+        assert!(only_allows_more(&add(SetRole::NpAllow(SetKind::Any4))));
+        assert!(only_allows_more(&add(SetRole::KnownPods)));
+        assert!(!only_allows_more(&add(SetRole::PodCidrs)));
         // A ClusterNetworkPolicy's Deny regions restrict; its Accept regions allow.
-        assert!(!only_allows_more(&add("ingress/x/a/admin-deny-any4")));
-        assert!(!only_allows_more(&add("egress/x/a/baseline-deny-ports6")));
-        assert!(only_allows_more(&add("ingress/x/a/admin-accept-exact4")));
+        let tier = |t, k| add(SetRole::Tier(t, k));
+        assert!(!only_allows_more(&tier(TierSet::AdminDeny, SetKind::Any4)));
+        assert!(!only_allows_more(&tier(
+            TierSet::BaselineDeny,
+            SetKind::Ports6
+        )));
+        assert!(only_allows_more(&tier(
+            TierSet::AdminAccept,
+            SetKind::Exact4
+        )));
         assert!(!only_allows_more(&Op::DelSetElements {
             set: "ingress/x/a/any4".into(),
             key: vec![KeyType::Ipv4Addr],

@@ -20,7 +20,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ruleset::model::*;
-use crate::ruleset::names;
 use crate::ruleset::View;
 
 /// One step of an incremental update.
@@ -33,6 +32,8 @@ pub enum Op {
     DelSet(String),
     AddSetElements {
         set: String,
+        /// The set's role: adding to a set that denies can revoke connections.
+        role: SetRole,
         key: Vec<KeyType>,
         interval: bool,
         elements: Vec<Element>,
@@ -187,7 +188,7 @@ fn diff_sets<'a>(old: &[&'a Set], new: &[&'a Set]) -> Option<SetOps<'a>> {
                 if s.key.len() > 1
                     && s.interval
                     && removed.len() > REPLACE_AFTER_REMOVALS
-                    && !names::is_np_set(&s.name)
+                    && !s.role.shared()
                 {
                     ops.replace.push(*s);
                     continue;
@@ -218,6 +219,7 @@ fn set_element_ops(old: &Set, new: &Set, removed: Vec<Element>, added: Vec<Eleme
     if !added.is_empty() {
         ops.push(Op::AddSetElements {
             set: new.name.clone(),
+            role: new.role,
             key: new.key.clone(),
             interval: new.interval,
             elements: added,
@@ -417,6 +419,7 @@ mod tests {
         let set = format!("ingress/x/{name}/any4");
         rs.put_set(Set {
             name: set.clone(),
+            role: SetRole::KnownPods,
             key: vec![KeyType::Ipv4Addr],
             interval: true,
             comment: None,
@@ -537,6 +540,7 @@ mod tests {
     fn set_elements_are_deleted_before_added() {
         let set = |elements: Vec<Element>| Set {
             name: "s".into(),
+            role: SetRole::KnownPods,
             key: vec![KeyType::Ipv4Addr],
             interval: true,
             comment: None,

@@ -232,6 +232,7 @@ pub fn encode_ops(table: &str, ops: &[Op], first_seq: u32) -> Batch {
                 interval,
                 elements,
                 from_empty,
+                ..
             } => {
                 let e = encode::set_elems(key, *interval, elements, *from_empty);
                 b.set_elements(set, "set", true, e);

@@ -74,6 +74,7 @@ pub(super) fn held_sets() -> Vec<Set> {
         .zip(names::HELD_SETS)
         .map(|(addr, name)| Set {
             name: name.into(),
+            role: SetRole::Held,
             key: vec![
                 addr,
                 addr,

@@ -12,6 +12,7 @@ use super::model::*;
 use super::names::{self, KNOWN_PODS};
 use super::np_elements::{self, one_field_elements, split_exact, Pair};
 use super::options::{over_budget, LogOptions, Options};
+use super::roles::{PairPart, SetKind};
 use super::tier_chain;
 use crate::addr::AddrSet;
 use crate::graph::PodKey;
@@ -214,17 +215,6 @@ fn np_rules(
         Direction::Egress => "destinations",
     };
     let mut rules = Vec::new();
-    let key4 = vec![KeyType::Ipv4Addr, KeyType::InetProto, KeyType::InetService];
-    let key6 = vec![KeyType::Ipv6Addr, KeyType::InetProto, KeyType::InetService];
-    // (family, key, with ports, interval), in rule order: the order of names::NP_SETS.
-    let shapes = [
-        (IpFamily::V4, vec![KeyType::Ipv4Addr], false, true),
-        (IpFamily::V4, key4.clone(), true, false),
-        (IpFamily::V4, key4, true, true),
-        (IpFamily::V6, vec![KeyType::Ipv6Addr], false, true),
-        (IpFamily::V6, key6.clone(), true, false),
-        (IpFamily::V6, key6, true, true),
-    ];
     let allows = allows_key(iso);
     let policies: std::collections::BTreeSet<&str> = iso
         .allows
@@ -232,11 +222,16 @@ fn np_rules(
         .map(|a| a.origin.policy.as_str())
         .collect();
     let policies = policies.into_iter().collect::<Vec<_>>().join(", ");
-    let parts = names::NP_SETS
-        .into_iter()
-        .zip(shapes)
-        .zip(elements.sets.iter());
-    for ((kind, (family, key, ports, interval)), elements) in parts {
+    for (kind, elements) in SetKind::ALL.into_iter().zip(elements.sets.iter()) {
+        let (family, addr_type) = match kind.v6() {
+            false => (IpFamily::V4, KeyType::Ipv4Addr),
+            true => (IpFamily::V6, KeyType::Ipv6Addr),
+        };
+        let (ports, interval) = (kind.with_ports(), kind.interval());
+        let key = match ports {
+            false => vec![addr_type],
+            true => vec![addr_type, KeyType::InetProto, KeyType::InetService],
+        };
         let set = names::np_set(dir, &allows, kind);
         let (what, by) = match (ports, interval) {
             (false, _) => ("on any port", &any_by),
@@ -247,6 +242,7 @@ fn np_rules(
         // policies behind its key), and the rule's comment those behind this lookup.
         emit_shared(&ctx.emitted, sets, &set, || Set {
             name: set.clone(),
+            role: SetRole::NpAllow(kind),
             key,
             interval,
             comment: Some(names::comment(&format!(
@@ -336,7 +332,7 @@ fn pair_objects(
     let mut key = String::new();
     allow_key(allow, &mut key);
     let policy = &allow.origin.policy;
-    let ports = names::np_set(l.dir, &key, "pair-ports");
+    let ports = names::np_pair_set(l.dir, &key, PairPart::Ports);
     let comment = |what: &str| {
         Some(names::comment(&format!(
             "{} allowed by {policy}: {what}",
@@ -345,6 +341,7 @@ fn pair_objects(
     };
     emit_shared(l.emitted, sets, &ports, || Set {
         name: ports.clone(),
+        role: SetRole::NpPair(PairPart::Ports),
         key: vec![KeyType::InetProto, KeyType::InetService],
         interval: p.ranges,
         comment: comment("ports"),
@@ -359,14 +356,15 @@ fn pair_objects(
         if elements.is_empty() {
             continue;
         }
-        let kind = if family == IpFamily::V4 {
-            "pair-addr4"
+        let part = if family == IpFamily::V4 {
+            PairPart::Addrs4
         } else {
-            "pair-addr6"
+            PairPart::Addrs6
         };
-        let addrs = names::np_set(l.dir, &key, kind);
+        let addrs = names::np_pair_set(l.dir, &key, part);
         emit_shared(l.emitted, sets, &addrs, || Set {
             name: addrs.clone(),
+            role: SetRole::NpPair(part),
             key: vec![key_type],
             interval: true,
             comment: comment("peers"),
@@ -392,6 +390,7 @@ fn known_pods(graph: &PolicyGraph, v6: bool) -> Set {
     let set = AddrSet::from_ips(graph.pods.values().flat_map(|p| p.ips.iter().copied()));
     Set {
         name: KNOWN_PODS[v6 as usize].into(),
+        role: SetRole::KnownPods,
         key: vec![if v6 {
             KeyType::Ipv6Addr
         } else {
@@ -412,6 +411,7 @@ fn unknown_sets(graph: &PolicyGraph, opts: &Options) -> Vec<Set> {
     for v6 in [false, true] {
         out.push(Set {
             name: names::POD_CIDR_SETS[v6 as usize].into(),
+            role: SetRole::PodCidrs,
             key: vec![if v6 {
                 KeyType::Ipv6Addr
             } else {
@@ -542,10 +542,12 @@ pub fn rebuild_pods(
         for chain in names::pod_chains(ns, name) {
             if let Some(old) = model.remove_chain(&chain) {
                 for set in old.lookups() {
-                    if names::is_np_set(set) {
-                        unused.insert(set.to_string());
-                    } else {
-                        own.push(set.to_string());
+                    match model.set(set).map(|s| s.role) {
+                        Some(role) if role.shared() => {
+                            unused.insert(set.to_string());
+                        }
+                        Some(SetRole::Tier(..)) => own.push(set.to_string()),
+                        _ => {}
                     }
                 }
             }

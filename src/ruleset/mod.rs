@@ -39,11 +39,13 @@ pub mod names;
 mod np_elements;
 mod options;
 mod regions;
+pub mod roles;
 mod tier_chain;
 mod view;
 
 pub use build::{build, build_with, rebuild_pods};
 pub use model::*;
 pub use options::{over_budget, LogOptions, Options};
+pub use roles::{PairPart, SetKind, SetRole, TierSet};
 pub use view::copy_pods;
 pub use view::{PodObjects, View};

@@ -16,6 +16,8 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+pub use super::roles::SetRole;
+
 /// The one table nftpol owns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ruleset {
@@ -75,6 +77,8 @@ impl Field {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Set {
     pub name: String,
+    /// What its elements mean and who owns it; the name is spelt from it.
+    pub role: SetRole,
     pub key: Vec<KeyType>,
     pub interval: bool,
     pub comment: Option<String>,
@@ -640,6 +644,7 @@ mod tests {
     fn set(name: &str) -> Set {
         Set {
             name: name.into(),
+            role: SetRole::KnownPods,
             key: vec![KeyType::Ipv4Addr],
             interval: false,
             comment: None,

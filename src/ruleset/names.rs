@@ -16,6 +16,7 @@
 //! namespace and pod name: as `_` never occurs in an API-valid name, such a name cannot
 //! meet a spelt-out one, and the hash keeps it unique and stable.
 
+use super::roles::{PairPart, SetKind, TierSet};
 use crate::graph::PodKey;
 use crate::policy::Direction;
 
@@ -100,18 +101,23 @@ pub fn pod_chain(dir: Direction, namespace: &str, pod: &str) -> String {
     pod_name(dir.name(), namespace, pod, "")
 }
 
-/// The NetworkPolicy sets of one pod direction, in the order of its chain's rules: per
-/// family, addresses allowed on any port (interval), single (address, protocol, port)
-/// points (hash), and (address, protocol, port) ranges (concatenated interval).
-pub const NP_SETS: [&str; 6] = ["any4", "exact4", "ports4", "any6", "exact6", "ports6"];
-
 /// What every shared NetworkPolicy set's name starts with.
 pub const NP_SET_PREFIX: &str = "np/";
 
-/// `np/<dir>/<hash>/<kind>`: one of [`NP_SETS`] of every pod direction whose allows have
-/// the canonical key `allows` (see `build::allows_key`). The pods the same policies select
-/// share it, so a peer's change edits one set, not one per pod.
-pub fn np_set(dir: Direction, allows: &str, kind: &str) -> String {
+/// `np/<dir>/<hash>/<kind>`: one of the six sets ([`SetKind`]) of every pod direction
+/// whose allows have the canonical key `allows` (see `build::allows_key`). The pods the
+/// same policies select share it, so a peer's change edits one set, not one per pod.
+pub fn np_set(dir: Direction, allows: &str, kind: SetKind) -> String {
+    np_name(dir, allows, kind.name())
+}
+
+/// `np/<dir>/<hash>/pair-addr4` (or `pair-addr6`, `pair-ports`): one half of the single
+/// allow with key `allows` looked up as a pair.
+pub fn np_pair_set(dir: Direction, allows: &str, part: PairPart) -> String {
+    np_name(dir, allows, part.name())
+}
+
+fn np_name(dir: Direction, allows: &str, kind: &str) -> String {
     format!(
         "{NP_SET_PREFIX}{}/{:032x}/{kind}",
         dir.name(),
@@ -119,66 +125,18 @@ pub fn np_set(dir: Direction, allows: &str, kind: &str) -> String {
     )
 }
 
-/// Whether `name` is a shared NetworkPolicy set (see [`np_set`]).
-pub fn is_np_set(name: &str) -> bool {
-    name.starts_with(NP_SET_PREFIX)
+/// `<dir>/<ns>/<pod>/<tier>-<kind>` (`ingress/x/web-0/admin-deny-any4`): one of a pod
+/// direction's own tier sets.
+pub fn pod_set(dir: Direction, namespace: &str, pod: &str, tier: TierSet, kind: SetKind) -> String {
+    let suffix = format!("/{}-{}", tier.name(), kind.name());
+    pod_name(dir.name(), namespace, pod, &suffix)
 }
 
-/// The chain name plus `/` and one of a pod's own set kinds (the tier sets).
-pub fn pod_set(dir: Direction, namespace: &str, pod: &str, kind: &str) -> String {
-    pod_name(dir.name(), namespace, pod, &format!("/{kind}"))
-}
-
-/// The ClusterNetworkPolicy sets of one pod direction, per tier and verdict, in the order
-/// of the chain's rules: per family, addresses on every protocol and port (interval),
-/// single (address, protocol, port) points (hash) and (address, protocol, port) ranges
-/// (concatenated interval), as for [`NP_SETS`]. Baseline needs no Accept sets: a
-/// Baseline accept is the default, so its regions only shadow later Baseline rules.
-pub const ADMIN_ACCEPT_SETS: [&str; 6] = [
-    "admin-accept-any4",
-    "admin-accept-exact4",
-    "admin-accept-ports4",
-    "admin-accept-any6",
-    "admin-accept-exact6",
-    "admin-accept-ports6",
-];
-pub const ADMIN_DENY_SETS: [&str; 6] = [
-    "admin-deny-any4",
-    "admin-deny-exact4",
-    "admin-deny-ports4",
-    "admin-deny-any6",
-    "admin-deny-exact6",
-    "admin-deny-ports6",
-];
-pub const BASELINE_DENY_SETS: [&str; 6] = [
-    "baseline-deny-any4",
-    "baseline-deny-exact4",
-    "baseline-deny-ports4",
-    "baseline-deny-any6",
-    "baseline-deny-exact6",
-    "baseline-deny-ports6",
-];
-
-/// Every tier set kind of a pod direction.
-pub fn tier_sets() -> impl Iterator<Item = &'static str> {
-    ADMIN_ACCEPT_SETS
+/// Every tier set of a pod direction: each tier verdict's six kinds.
+pub fn tier_sets() -> impl Iterator<Item = (TierSet, SetKind)> {
+    TierSet::ALL
         .into_iter()
-        .chain(ADMIN_DENY_SETS)
-        .chain(BASELINE_DENY_SETS)
-}
-
-/// Whether the elements of the set named `name` deny rather than allow: the tiers' Deny
-/// regions of a pod and the pod CIDRs of `--default-deny-unknown`. Adding to such a set
-/// can revoke connections; adding to any other allows more.
-pub fn set_denies(name: &str) -> bool {
-    POD_CIDR_SETS.contains(&name)
-        || ADMIN_DENY_SETS
-            .iter()
-            .chain(&BASELINE_DENY_SETS)
-            .any(|kind| {
-                name.strip_suffix(kind)
-                    .is_some_and(|rest| rest.ends_with('/'))
-            })
+        .flat_map(|t| SetKind::ALL.into_iter().map(move |k| (t, k)))
 }
 
 /// `egress/<ns>/<pod>/drop`: where a pod chain's tier Deny lookups go (`goto`), so the
@@ -287,8 +245,8 @@ pub fn pod_object_names(
     for (ns, pod) in pods {
         names.extend(pod_chains(ns, pod));
         for dir in [Direction::Ingress, Direction::Egress] {
-            for kind in tier_sets() {
-                names.insert(pod_set(dir, ns, pod, kind));
+            for (tier, kind) in tier_sets() {
+                names.insert(pod_set(dir, ns, pod, tier, kind));
             }
         }
     }
@@ -303,8 +261,14 @@ mod tests {
     fn short_names_are_readable() {
         assert_eq!(pod_chain(Direction::Ingress, "x", "a"), "ingress/x/a");
         assert_eq!(
-            pod_set(Direction::Egress, "x", "web-0.db", "ports6"),
-            "egress/x/web-0.db/ports6"
+            pod_set(
+                Direction::Egress,
+                "x",
+                "web-0.db",
+                TierSet::AdminDeny,
+                SetKind::Ports6
+            ),
+            "egress/x/web-0.db/admin-deny-ports6"
         );
     }
 
@@ -314,12 +278,33 @@ mod tests {
         let mut long_b = "a".repeat(252);
         long_b.push('b');
         let ns = "n".repeat(63);
-        let a = pod_set(Direction::Ingress, &ns, &long_a, "ports4");
-        let b = pod_set(Direction::Ingress, &ns, &long_b, "ports4");
+        let a = pod_set(
+            Direction::Ingress,
+            &ns,
+            &long_a,
+            TierSet::AdminAccept,
+            SetKind::Ports4,
+        );
+        let b = pod_set(
+            Direction::Ingress,
+            &ns,
+            &long_b,
+            TierSet::AdminAccept,
+            SetKind::Ports4,
+        );
         assert!(a.len() <= MAX_NAME && b.len() <= MAX_NAME);
         assert_ne!(a, b);
-        assert!(a.ends_with("/ports4"));
-        assert_eq!(a, pod_set(Direction::Ingress, &ns, &long_a, "ports4"));
+        assert!(a.ends_with("/admin-accept-ports4"));
+        assert_eq!(
+            a,
+            pod_set(
+                Direction::Ingress,
+                &ns,
+                &long_a,
+                TierSet::AdminAccept,
+                SetKind::Ports4
+            )
+        );
         let c = pod_chain(Direction::Ingress, &ns, &long_a);
         assert!(c.len() <= MAX_NAME);
     }
@@ -343,20 +328,16 @@ mod tests {
 
     #[test]
     fn np_set_names_fit_and_follow_the_key() {
-        let a = np_set(Direction::Ingress, "x/p\u{1f}0", "ports6");
+        let a = np_set(Direction::Ingress, "x/p\u{1f}0", SetKind::Ports6);
         assert!(
             a.starts_with("np/ingress/") && a.ends_with("/ports6"),
             "{a}"
         );
-        assert!(a.len() <= MAX_NAME && is_np_set(&a));
-        assert_eq!(a, np_set(Direction::Ingress, "x/p\u{1f}0", "ports6"));
-        assert_ne!(a, np_set(Direction::Ingress, "x/p\u{1f}1", "ports6"));
-        assert!(!is_np_set(&pod_set(
-            Direction::Ingress,
-            "np",
-            "a",
-            "admin-deny-any4"
-        )));
+        assert!(a.len() <= MAX_NAME);
+        assert_eq!(a, np_set(Direction::Ingress, "x/p\u{1f}0", SetKind::Ports6));
+        assert_ne!(a, np_set(Direction::Ingress, "x/p\u{1f}1", SetKind::Ports6));
+        let pair = np_pair_set(Direction::Ingress, "x/p\u{1f}0", PairPart::Ports);
+        assert_eq!(pair, a.replace("/ports6", "/pair-ports"));
     }
 
     #[test]
@@ -386,7 +367,7 @@ mod tests {
         ] {
             for name in pod_chains(&ns, &pod)
                 .into_iter()
-                .chain(tier_sets().map(|k| pod_set(Direction::Egress, &ns, &pod, k)))
+                .chain(tier_sets().map(|(t, k)| pod_set(Direction::Egress, &ns, &pod, t, k)))
             {
                 assert!(name.len() <= MAX_NAME, "{} bytes: {name}", name.len());
                 assert!(nft_identifier(&name), "{name}");

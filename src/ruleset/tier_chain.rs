@@ -24,6 +24,7 @@ use super::names;
 use super::np_elements::{one_field_elements, split_exact};
 use super::options::LogOptions;
 use super::regions::{Lookups, RegionRule, Regions};
+use super::roles::{SetKind, TierSet};
 use crate::addr::AddrSet;
 use crate::cnp::{Action, Tier};
 use crate::graph::tiers::TierRules;
@@ -113,12 +114,11 @@ fn regions(graph: &PolicyGraph, rules: &TierRules) -> Regions {
     Regions::new(&list)
 }
 
-/// The six sets of one tier verdict (`kinds`, in [`names::ADMIN_ACCEPT_SETS`] order)
-/// from its lookups per family.
+/// The six sets of one tier verdict ([`SetKind::ALL`]) from its lookups per family.
 fn verdict_sets(
     pod: &PodNode,
     dir: Direction,
-    kinds: [&str; 6],
+    tier: TierSet,
     what: &str,
     [v4, v6]: &[Lookups; 2],
 ) -> Vec<Set> {
@@ -141,8 +141,10 @@ fn verdict_sets(
             (key(addr), true, ranges, "on listed ports (ranges)"),
         ];
         for (i, (key, interval, elements, on)) in parts.into_iter().enumerate() {
+            let kind = SetKind::ALL[f * 3 + i];
             out.push(Set {
-                name: names::pod_set(dir, &pod.namespace, &pod.name, kinds[f * 3 + i]),
+                name: names::pod_set(dir, &pod.namespace, &pod.name, tier, kind),
+                role: SetRole::Tier(tier, kind),
                 key,
                 interval,
                 comment: Some(names::comment(&format!(
@@ -170,16 +172,16 @@ pub(super) fn tier_sets(
     if admin {
         let l = cache.lookups(graph, Tier::Admin, &side.admin);
         if let Some(accept) = &l.0 {
-            let kinds = names::ADMIN_ACCEPT_SETS;
-            out.extend(verdict_sets(pod, dir, kinds, "Admin accepts", accept));
+            let tier = TierSet::AdminAccept;
+            out.extend(verdict_sets(pod, dir, tier, "Admin accepts", accept));
         }
-        let kinds = names::ADMIN_DENY_SETS;
-        out.extend(verdict_sets(pod, dir, kinds, "Admin denies", &l.1));
+        let tier = TierSet::AdminDeny;
+        out.extend(verdict_sets(pod, dir, tier, "Admin denies", &l.1));
     }
     if baseline {
         let l = cache.lookups(graph, Tier::Baseline, &side.baseline);
-        let kinds = names::BASELINE_DENY_SETS;
-        out.extend(verdict_sets(pod, dir, kinds, "Baseline denies", &l.1));
+        let tier = TierSet::BaselineDeny;
+        out.extend(verdict_sets(pod, dir, tier, "Baseline denies", &l.1));
     }
     out
 }
@@ -189,7 +191,7 @@ pub(super) fn tier_sets(
 fn lookups(
     pod: &PodNode,
     dir: Direction,
-    kinds: [&str; 6],
+    tier: TierSet,
     verdict: Verdict,
     log: Option<LogTarget>,
     comment: &str,
@@ -198,22 +200,24 @@ fn lookups(
         Direction::Egress => Addr::Daddr,
         Direction::Ingress => Addr::Saddr,
     };
-    kinds
-        .iter()
-        .enumerate()
-        .map(|(i, kind)| {
-            let family = if i < 3 { IpFamily::V4 } else { IpFamily::V6 };
-            let key = match i % 3 {
-                0 => LookupKey::Addr,
-                1 => LookupKey::Ports { ranges: false },
-                _ => LookupKey::Ports { ranges: true },
+    SetKind::ALL
+        .into_iter()
+        .map(|kind| {
+            let family = if kind.v6() {
+                IpFamily::V6
+            } else {
+                IpFamily::V4
+            };
+            let key = match (kind.with_ports(), kind.interval()) {
+                (false, _) => LookupKey::Addr,
+                (true, ranges) => LookupKey::Ports { ranges },
             };
             Rule::with_comment(
                 RuleKind::Lookup {
                     family,
                     addr,
                     key,
-                    set: names::pod_set(dir, &pod.namespace, &pod.name, kind),
+                    set: names::pod_set(dir, &pod.namespace, &pod.name, tier, kind),
                     verdict: verdict.clone(),
                     log: log.clone(),
                 },
@@ -252,7 +256,7 @@ pub(super) fn tier_rules(
         part.admin = lookups(
             pod,
             dir,
-            names::ADMIN_ACCEPT_SETS,
+            TierSet::AdminAccept,
             allow,
             log_allowed,
             &tier_comment(Tier::Admin, "accept", &side.admin),
@@ -260,7 +264,7 @@ pub(super) fn tier_rules(
         part.admin.extend(lookups(
             pod,
             dir,
-            names::ADMIN_DENY_SETS,
+            TierSet::AdminDeny,
             tail.clone(),
             None,
             &tier_comment(Tier::Admin, "deny", &side.admin),
@@ -270,7 +274,7 @@ pub(super) fn tier_rules(
         part.baseline = lookups(
             pod,
             dir,
-            names::BASELINE_DENY_SETS,
+            TierSet::BaselineDeny,
             tail,
             None,
             &tier_comment(Tier::Baseline, "deny", &side.baseline),

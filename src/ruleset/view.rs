@@ -10,7 +10,7 @@ use crate::graph::PodKey;
 use std::collections::BTreeSet;
 
 use super::model::*;
-use super::names::{pod_chains, HELD_SETS, KNOWN_PODS, POD_CIDR_SETS};
+use super::names::{pod_chains, KNOWN_PODS};
 
 /// The names of the objects a change to some pods can touch, in two models (what the
 /// kernel holds and the new model): the pods' own chains and sets, the known-pods sets,
@@ -29,8 +29,10 @@ impl PodObjects {
         let mut names: BTreeSet<String> = KNOWN_PODS.iter().map(|s| s.to_string()).collect();
         for (ns, pod) in pods {
             for chain in pod_chains(ns, pod) {
-                for c in models.iter().filter_map(|m| m.chain(&chain)) {
-                    names.extend(c.lookups().filter(|s| !base_set(s)).map(String::from));
+                for m in models {
+                    let Some(c) = m.chain(&chain) else { continue };
+                    let base = |s: &&str| m.set(s).is_some_and(|s| s.role.base());
+                    names.extend(c.lookups().filter(|s| !base(s)).map(String::from));
                 }
                 names.insert(chain);
             }
@@ -41,11 +43,6 @@ impl PodObjects {
     fn contains(&self, name: &str) -> bool {
         self.names.contains(name)
     }
-}
-
-/// A set of the base chains that a pod chain may look up too: not the pods' to copy.
-fn base_set(name: &str) -> bool {
-    HELD_SETS.contains(&name) || POD_CIDR_SETS.contains(&name)
 }
 
 /// Borrowed objects of one table, in the model's order: sets and maps by name, base
@@ -134,7 +131,7 @@ mod tests {
     use super::*;
     use crate::index::Index;
     use crate::input::object_from_value;
-    use crate::ruleset::names::{is_np_set, pod_object_names};
+    use crate::ruleset::names::{pod_object_names, HELD_SETS};
     use crate::synth::{cluster, Params};
 
     #[test]
@@ -166,7 +163,8 @@ mod tests {
             .collect();
         let got_sets: Vec<&str> = view.sets.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(got_sets, want_sets);
-        assert!(got_sets.iter().any(|n| is_np_set(n)), "{got_sets:?}");
+        let shared = view.sets.iter().filter(|s| s.role.shared()).count();
+        assert!(shared > 0, "{got_sets:?}");
         let want_chains: Vec<&str> = model
             .chains()
             .iter()
