@@ -9,6 +9,11 @@
 //! ([`Escaped`]), so no name can forge a line.
 
 pub mod miss;
+mod query;
+mod steps;
+
+pub use query::{parse_port, EndProblem, ExplainError, Family, Query, Target, Which};
+pub use steps::{Outcome, StepTier, TierStep};
 
 use std::fmt;
 use std::net::IpAddr;
@@ -16,7 +21,6 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::cnp::Tier;
-use crate::error::{Error, Result};
 use crate::graph::tiers::{Decision, TierSide};
 use crate::graph::{PodNode, PolicyGraph};
 use crate::index::Index;
@@ -95,44 +99,6 @@ pub struct Explanation {
     pub ingress_tiers: Vec<TierStep>,
 }
 
-/// What one tier said about one end, in evaluation order; the last step decided.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TierStep {
-    /// `Admin`, `NetworkPolicy`, `Baseline` or `Default`.
-    pub tier: String,
-    /// The rule that matched, as policy-assistant names it; `None` when none did.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rule: Option<String>,
-    /// `Accept`, `Deny`, `Pass` (a rule matched), `no match`, or for NetworkPolicy and
-    /// Default `allowed` / `denied` / `not isolated`.
-    pub outcome: String,
-    /// Extra words: which policies were consulted, or why nothing could match.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-    /// Rules checked before the decision whose peer matched but not the port.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub near_misses: Vec<miss::TierMiss>,
-    /// Set on the step that decided (the last): whether that end allows the connection.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub decides: Option<bool>,
-}
-
-impl fmt::Display for TierStep {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: ", self.tier)?;
-        if let Some(r) = &self.rule {
-            // The origin already starts with the tier's name.
-            let r = r.strip_prefix(&format!("{}: ", self.tier)).unwrap_or(r);
-            write!(f, "{}: ", Escaped(r))?;
-        }
-        write!(f, "{}", Escaped(&self.outcome))?;
-        if let Some(n) = &self.note {
-            write!(f, " ({})", Escaped(n))?;
-        }
-        Ok(())
-    }
-}
-
 impl fmt::Display for Explanation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{}", if self.allowed { "allowed" } else { "denied" })?;
@@ -201,7 +167,7 @@ fn write_steps(
         for m in &step.near_misses {
             writeln!(f, "    near miss: {m}")?;
         }
-        if step.tier != "NetworkPolicy" {
+        if step.tier != StepTier::NetworkPolicy {
             continue;
         }
         match side {
@@ -263,9 +229,9 @@ fn tier_step(
     let near_misses = miss::tier_misses(graph, rules, probe.other, probe.protocol, probe.port);
     match matched {
         Some(r) => TierStep {
-            tier: tier.name().into(),
-            rule: Some(r.origin.to_string()),
-            outcome: r.action.name().into(),
+            tier: StepTier::of(tier),
+            rule: Some(r.origin.clone()),
+            outcome: Outcome::of(r.action),
             note: None,
             near_misses,
             decides: None,
@@ -279,9 +245,9 @@ fn tier_step(
                 ));
             }
             TierStep {
-                tier: tier.name().into(),
+                tier: StepTier::of(tier),
                 rule: None,
-                outcome: "no match".into(),
+                outcome: Outcome::NoMatch,
                 note: Some(note),
                 near_misses,
                 decides: None,
@@ -327,18 +293,18 @@ fn tier_steps(
         return finish(steps, decision);
     }
     let (outcome, note) = match np {
-        Side::NotIsolated { reason } => ("not isolated", reason.clone()),
+        Side::NotIsolated { reason } => (Outcome::NotIsolated, reason.clone()),
         Side::OwnNode => (
-            "allowed",
+            Outcome::Allowed,
             "traffic between a pod and its own node is always allowed by NetworkPolicy".into(),
         ),
-        Side::Allowed { .. } => ("allowed", "a rule allows it".into()),
-        Side::Denied { .. } => ("denied", "no rule allows it".into()),
+        Side::Allowed { .. } => (Outcome::Allowed, "a rule allows it".into()),
+        Side::Denied { .. } => (Outcome::Denied, "no rule allows it".into()),
     };
     steps.push(TierStep {
-        tier: "NetworkPolicy".into(),
+        tier: StepTier::NetworkPolicy,
         rule: None,
-        outcome: outcome.into(),
+        outcome,
         note: Some(note),
         near_misses: Vec::new(),
         decides: None,
@@ -351,9 +317,9 @@ fn tier_steps(
     }
     if let Decision::Default = decision {
         steps.push(TierStep {
-            tier: "Default".into(),
+            tier: StepTier::Default,
             rule: None,
-            outcome: "allowed".into(),
+            outcome: Outcome::Allowed,
             note: None,
             near_misses: Vec::new(),
             decides: None,
@@ -368,20 +334,6 @@ fn finish(mut steps: Vec<TierStep>, decision: Decision) -> Vec<TierStep> {
         last.decides = Some(decision.allowed());
     }
     steps
-}
-
-fn usage(what: &str, problem: String) -> Error {
-    Error::Usage {
-        what: what.into(),
-        problem,
-    }
-}
-
-/// Which address family to use when both sides are named as pods.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    V4,
-    V6,
 }
 
 /// The addresses that more than one live pod (with an address, not finished, not
@@ -418,31 +370,25 @@ fn ambiguous(index: &Index, ip: IpAddr) -> Option<Vec<String>> {
 fn resolve(
     index: &Index,
     graph: &PolicyGraph,
-    text: &str,
+    target: &Target,
     family: Option<Family>,
-    what: &str,
-) -> Result<Endpoint> {
-    if let Ok(ip) = text.parse::<IpAddr>() {
-        if let Some(pods) = ambiguous(index, ip) {
-            return Err(usage(
-                what,
-                format!(
-                    "address {ip} is ambiguous: pods {} hold it; name one as ns/pod",
-                    pods.join(", ")
-                ),
-            ));
+    which: Which,
+) -> Result<Endpoint, ExplainError> {
+    let err = |problem| ExplainError::End { which, problem };
+    let (ns, name) = match target {
+        Target::Addr(ip) => {
+            let ip = *ip;
+            if let Some(pods) = ambiguous(index, ip) {
+                return Err(err(EndProblem::Ambiguous { ip, pods }));
+            }
+            if let Some(pod) = graph.pod_by_ip(ip) {
+                return Ok(Endpoint::Pod { id: pod.id(), ip });
+            }
+            return Ok(Endpoint::Host { ip, note: None });
         }
-        if let Some(pod) = graph.pod_by_ip(ip) {
-            return Ok(Endpoint::Pod { id: pod.id(), ip });
-        }
-        return Ok(Endpoint::Host { ip, note: None });
-    }
-    let Some((ns, name)) = text.split_once('/') else {
-        return Err(usage(
-            what,
-            format!("{text:?} is neither ns/pod nor an IP address"),
-        ));
+        Target::Pod { namespace, name } => (namespace.as_str(), name.as_str()),
     };
+    let target = || target.clone();
     let want_v6 = family == Some(Family::V6);
     let pick = |ips: &[IpAddr]| -> Option<IpAddr> {
         ips.iter()
@@ -458,25 +404,24 @@ fn resolve(
     };
     if let Some(pod) = graph.pod(ns, name) {
         let ip = pick(&pod.ips)
-            .ok_or_else(|| usage(what, format!("pod {text} has no address of that family")))?;
+            .ok_or_else(|| err(EndProblem::NoAddressOfFamily { target: target() }))?;
         return Ok(Endpoint::Pod { id: pod.id(), ip });
     }
     match index.pod(ns, name) {
-        None => Err(usage(what, format!("no pod {text} in the input"))),
+        None => Err(err(EndProblem::NoPod { target: target() })),
         Some(p) if p.host_network => {
             let ip = pick(&p.ips)
                 .or_else(|| pick(&p.host_ips))
-                .ok_or_else(|| usage(what, format!("hostNetwork pod {text} has no address")))?;
+                .ok_or_else(|| err(EndProblem::HostNetworkWithoutAddress { target: target() }))?;
             Ok(Endpoint::Host {
                 ip,
-                note: Some(format!("hostNetwork pod {text}: not subject to policy")),
+                note: Some(format!(
+                    "hostNetwork pod {ns}/{name}: not subject to policy"
+                )),
             })
         }
-        Some(p) if p.finished => Err(usage(
-            what,
-            format!("pod {text} has finished; policy no longer applies to it"),
-        )),
-        Some(_) => Err(usage(what, format!("pod {text} has no IP address yet"))),
+        Some(p) if p.finished => Err(err(EndProblem::Finished { target: target() })),
+        Some(_) => Err(err(EndProblem::NoAddressYet { target: target() })),
     }
 }
 
@@ -577,11 +522,11 @@ impl End {
         let by_rules = matches!(self.side, Side::Allowed { .. } | Side::Denied { .. });
         match self.tiers.last() {
             None => by_rules,
-            Some(step) => match step.tier.as_str() {
-                "Admin" => true,
-                "NetworkPolicy" => by_rules,
-                "Baseline" => step.decides == Some(false),
-                _ => false,
+            Some(step) => match step.tier {
+                StepTier::Admin => true,
+                StepTier::NetworkPolicy => by_rules,
+                StepTier::Baseline => step.decides == Some(false),
+                StepTier::Default => false,
             },
         }
     }
@@ -591,10 +536,12 @@ impl End {
     /// allowed by default.
     pub fn allowed_by(&self) -> Vec<String> {
         match (self.tiers.last(), &self.side) {
-            (Some(step), _) if step.tier != "NetworkPolicy" => match (&step.rule, step.decides) {
-                (Some(rule), Some(true)) => vec![rule.clone()],
-                _ => Vec::new(),
-            },
+            (Some(step), _) if step.tier != StepTier::NetworkPolicy => {
+                match (&step.rule, step.decides) {
+                    (Some(rule), Some(true)) => vec![rule.to_string()],
+                    _ => Vec::new(),
+                }
+            }
             (_, Side::Allowed { by, .. }) => by.clone(),
             _ => Vec::new(),
         }
@@ -629,72 +576,59 @@ pub fn end_of(
     }
 }
 
-/// Parses `tcp/80`.
-pub fn parse_port(text: &str) -> Result<(Protocol, u16)> {
-    let bad = || {
-        usage(
-            "--port",
-            format!("{text:?} is not PROTO/PORT like tcp/80, udp/53 or sctp/81"),
-        )
-    };
-    let (proto, port) = text.split_once('/').ok_or_else(bad)?;
-    let proto = Protocol::parse_lower(proto).ok_or_else(bad)?;
-    let port: u16 = port.parse().map_err(|_| bad())?;
-    if port == 0 {
-        return Err(bad());
-    }
-    Ok((proto, port))
-}
-
 /// Explains a connection from `from` to `to` (each `ns/pod` or an IP address) on `port`
 /// (`tcp/80`). When both sides are pods named `ns/pod`, IPv4 is used if both have it.
-pub fn explain(index: &Index, from: &str, to: &str, port: &str) -> Result<Explanation> {
-    explain_in(index, &PolicyGraph::build(index), from, to, port, None)
-}
-
-/// [`explain`] on a graph already built, with the family to use for pods named `ns/pod`.
-pub fn explain_in(
+pub fn explain(
     index: &Index,
-    graph: &PolicyGraph,
     from: &str,
     to: &str,
     port: &str,
-    family: Option<Family>,
-) -> Result<Explanation> {
-    let (protocol, port) = parse_port(port)?;
-    // An address names the family; otherwise IPv4 when both pods have it.
-    let family = family.or_else(|| {
-        [from, to]
-            .iter()
-            .find_map(|t| t.parse::<IpAddr>().ok())
-            .map(|ip| if ip.is_ipv6() { Family::V6 } else { Family::V4 })
+) -> Result<Explanation, ExplainError> {
+    let query = Query::parse(from, to, port, None)?;
+    explain_in(index, &PolicyGraph::build(index), &query)
+}
+
+/// The family for ends named as pods: the query's, else an address's, else IPv4 when
+/// both pods have it.
+fn family_of(graph: &PolicyGraph, q: &Query) -> Family {
+    let addr = [&q.from, &q.to].into_iter().find_map(|t| match t {
+        Target::Addr(ip) => Some(*ip),
+        Target::Pod { .. } => None,
     });
-    let family = match family {
-        Some(f) => Some(f),
-        None => {
-            let has_v4 = |t: &str| {
-                t.split_once('/')
-                    .and_then(|(n, p)| graph.pod(n, p))
-                    .is_none_or(|p| p.ips.iter().any(IpAddr::is_ipv4))
-            };
-            Some(if has_v4(from) && has_v4(to) {
-                Family::V4
-            } else {
-                Family::V6
-            })
-        }
+    if let Some(f) = q
+        .family
+        .or(addr.map(|ip| if ip.is_ipv6() { Family::V6 } else { Family::V4 }))
+    {
+        return f;
+    }
+    let has_v4 = |t: &Target| match t {
+        Target::Pod { namespace, name } => graph
+            .pod(namespace, name)
+            .is_none_or(|p| p.ips.iter().any(IpAddr::is_ipv4)),
+        Target::Addr(ip) => ip.is_ipv4(),
     };
-    let from_ep = resolve(index, graph, from, family, "--from")?;
-    let to_ep = resolve(index, graph, to, family, "--to")?;
+    if has_v4(&q.from) && has_v4(&q.to) {
+        Family::V4
+    } else {
+        Family::V6
+    }
+}
+
+/// [`explain`] on a graph already built.
+pub fn explain_in(
+    index: &Index,
+    graph: &PolicyGraph,
+    q: &Query,
+) -> Result<Explanation, ExplainError> {
+    let (protocol, port) = (q.protocol, q.port);
+    let family = Some(family_of(graph, q));
+    let from_ep = resolve(index, graph, &q.from, family, Which::From)?;
+    let to_ep = resolve(index, graph, &q.to, family, Which::To)?;
     if from_ep.ip().is_ipv4() != to_ep.ip().is_ipv4() {
-        return Err(usage(
-            "--to",
-            format!(
-                "{} and {} are of different address families",
-                from_ep.ip(),
-                to_ep.ip()
-            ),
-        ));
+        return Err(ExplainError::Families {
+            from: from_ep.ip(),
+            to: to_ep.ip(),
+        });
     }
     let pod_of = |e: &Endpoint| match e {
         Endpoint::Pod { ip, .. } => graph.pod_by_ip(*ip),

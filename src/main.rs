@@ -372,6 +372,47 @@ impl std::fmt::Display for BadInput {
 
 impl std::error::Error for BadInput {}
 
+/// `--from`, `--to` and `--port` read as an `explain` query; a problem names its flag.
+fn explain_query(
+    from: &str,
+    to: &str,
+    port: &str,
+    family: Option<explain::Family>,
+) -> Result<explain::Query, BadInput> {
+    let parsed = |flag: &str, text: &str| text.parse().map_err(|e| usage(flag, e));
+    let (protocol, port) = explain::parse_port(port).map_err(|e| usage("--port", e))?;
+    Ok(explain::Query {
+        from: parsed("--from", from)?,
+        to: parsed("--to", to)?,
+        protocol,
+        port,
+        family,
+    })
+}
+
+/// A question `explain` cannot answer, as a usage error naming the flag of the end it is
+/// about.
+fn explain_usage(e: explain::ExplainError) -> BadInput {
+    use explain::{ExplainError, Which};
+    let flag = match &e {
+        ExplainError::NotAPort { .. } => "--port",
+        ExplainError::End {
+            which: Which::From, ..
+        } => "--from",
+        ExplainError::NotATarget { .. }
+        | ExplainError::End { .. }
+        | ExplainError::Families { .. } => "--to",
+    };
+    usage(flag, e)
+}
+
+fn usage(flag: &str, problem: impl std::fmt::Display) -> BadInput {
+    BadInput(nftpol::Error::Usage {
+        what: flag.into(),
+        problem: problem.to_string(),
+    })
+}
+
 fn load(inputs: &[String], read: &InputArgs) -> anyhow::Result<Index> {
     let options = read.options();
     if let Some(ns) = &options.namespace {
@@ -480,8 +521,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 FamilyArg::Ipv4 => explain::Family::V4,
                 FamilyArg::Ipv6 => explain::Family::V6,
             });
-            let e =
-                explain::explain_in(&index, &graph, &from, &to, &port, family).map_err(BadInput)?;
+            let query = explain_query(&from, &to, &port, family)?;
+            let e = explain::explain_in(&index, &graph, &query).map_err(explain_usage)?;
             let text = match output {
                 OutputFormat::Text => e.to_string(),
                 OutputFormat::Json => serde_json::to_string_pretty(&e)? + "\n",

@@ -8,7 +8,7 @@
 
 use std::net::IpAddr;
 
-use nftpol::explain::{end_of, explain_in, Family};
+use nftpol::explain::{end_of, explain_in, Family, Query};
 use nftpol::graph::PolicyGraph;
 use nftpol::index::Index;
 use nftpol::input::{object_from_value, Object};
@@ -174,9 +174,8 @@ fn explain_matches_the_ruleset(
                 for (proto, l4, p) in [("tcp", 6u8, 80u16), ("udp", 17, 81), ("tcp", 90, 90)] {
                     let p = if l4 == 90 { 90 } else { p };
                     let l4 = if l4 == 90 { 6 } else { l4 };
-                    let e =
-                        explain_in(&index, &graph, from, to, &format!("{proto}/{p}"), Some(fam))
-                            .unwrap();
+                    let q = Query::parse(from, to, &format!("{proto}/{p}"), Some(fam)).unwrap();
+                    let e = explain_in(&index, &graph, &q).unwrap();
                     let pkt = Packet {
                         saddr: *saddr,
                         daddr: *daddr,

@@ -338,8 +338,8 @@ async fn a_denied_and_an_allowed_connection_give_one_record_each() {
     eprintln!("allowed record: {r:?}");
     let index = index(&server);
     let graph = nftpol::graph::PolicyGraph::build_for(&index, Some("n1"));
-    let explained =
-        nftpol::explain::explain_in(&index, &graph, "x/a", "x/b", "tcp/8080", None).unwrap();
+    let query = nftpol::explain::Query::parse("x/a", "x/b", "tcp/8080", None).unwrap();
+    let explained = nftpol::explain::explain_in(&index, &graph, &query).unwrap();
     let nftpol::explain::Side::Allowed { isolated_by, by } = &explained.ingress else {
         panic!("explain must allow the ingress of x/b: {explained}");
     };

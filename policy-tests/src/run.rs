@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use nftpol::explain::{explain_in, Family as ExplainFamily};
+use nftpol::explain::{explain_in, Family as ExplainFamily, Query};
 use nftpol::graph::PolicyGraph;
 use nftpol::index::Index;
 use nftpol::input::{object_from_value, Kind as ObjKind};
@@ -574,14 +574,10 @@ fn run_step(
             Family::V4 => ExplainFamily::V4,
             Family::V6 => ExplainFamily::V6,
         };
-        let explained = explain_in(
-            index,
-            &graph,
-            &from.explain_name(e.family),
-            &to.explain_name(e.family),
-            &probe.to_string(),
-            Some(family),
-        );
+        let from_name = from.explain_name(e.family);
+        let to_name = to.explain_name(e.family);
+        let explained = Query::parse(&from_name, &to_name, &probe.to_string(), Some(family))
+            .and_then(|q| explain_in(index, &graph, &q));
         let outcome = Outcome {
             row: cell.row,
             col: cell.col,

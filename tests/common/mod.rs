@@ -13,7 +13,7 @@
 // not the tests' to change.
 #![allow(dead_code, clippy::result_large_err)]
 
-use nftpol::explain::{explain_in, Explanation, Family};
+use nftpol::explain::{explain_in, Explanation, Family, Query};
 use nftpol::graph::PolicyGraph;
 use nftpol::index::Index;
 use nftpol::input::{object_from_value, Object};
@@ -239,7 +239,8 @@ pub fn graph(idx: &Index) -> PolicyGraph {
 
 /// Explains `from -> to` on `port` (`tcp/80`); panics on a usage error.
 pub fn explain(idx: &Index, from: &str, to: &str, port: &str) -> Explanation {
-    explain_in(idx, &graph(idx), from, to, port, None)
+    Query::parse(from, to, port, None)
+        .and_then(|q| explain_in(idx, &graph(idx), &q))
         .unwrap_or_else(|e| panic!("explain {from} -> {to} {port}: {e}"))
 }
 
@@ -250,7 +251,8 @@ pub fn explain_family(
     port: &str,
     family: Family,
 ) -> Explanation {
-    explain_in(idx, &graph(idx), from, to, port, Some(family))
+    Query::parse(from, to, port, Some(family))
+        .and_then(|q| explain_in(idx, &graph(idx), &q))
         .unwrap_or_else(|e| panic!("explain {from} -> {to} {port}: {e}"))
 }
 
