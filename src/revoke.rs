@@ -200,11 +200,16 @@ impl<'a> Judge<'a> {
             .verdicts
             .entry((p.saddr, p.daddr, p.l4proto, p.dport))
             .or_insert_with(|| {
-                if to_node {
-                    input_accepts(model, &p)
-                } else {
-                    forward_accepts(model, &p)
-                }
+                let walked = match to_node {
+                    true => input_accepts(model, &p),
+                    false => forward_accepts(model, &p),
+                };
+                // A model that cannot be walked is not one the kernel holds (a built
+                // model references only what it has): fail closed, and say so.
+                walked.unwrap_or_else(|error| {
+                    tracing::error!(%error, ?p, "cannot judge a connection; cutting it");
+                    false
+                })
             });
         if accepted {
             Decision::Keep
@@ -526,7 +531,7 @@ mod tests {
             for proto in [TCP, UDP, 132] {
                 for port in [1, 79, 80, 81, 65535] {
                     let f = direct(proto, src, dst, port);
-                    let want = forward_accepts(&model, &f.first_packet());
+                    let want = forward_accepts(&model, &f.first_packet()).unwrap();
                     let got = judge(&model, &scope, &BTreeSet::new(), &f);
                     assert_eq!(got == Decision::Keep, want, "{f:?}");
                 }

@@ -81,11 +81,11 @@ fn a_peer_on_many_ports_costs_its_sum_not_its_product() {
         .flat_map(|c| &c.rules)
         .any(|r| matches!(r.kind, RuleKind::LookupPair { .. })));
     // p0 (10.1.0.1) is on n1; p299 (10.1.2.119) a peer.
-    assert!(forward_accepts(&rs, &tcp("10.1.2.119", "10.1.0.1", 1000)));
-    assert!(forward_accepts(&rs, &tcp("10.1.2.119", "10.1.0.1", 2998)));
-    assert!(!forward_accepts(&rs, &tcp("10.1.2.119", "10.1.0.1", 1001)));
-    assert!(!forward_accepts(&rs, &tcp("10.1.2.119", "10.1.0.1", 3000)));
-    assert!(!forward_accepts(&rs, &tcp("10.9.0.1", "10.1.0.1", 1000)));
+    assert!(forward_accepts(&rs, &tcp("10.1.2.119", "10.1.0.1", 1000)).unwrap());
+    assert!(forward_accepts(&rs, &tcp("10.1.2.119", "10.1.0.1", 2998)).unwrap());
+    assert!(!forward_accepts(&rs, &tcp("10.1.2.119", "10.1.0.1", 1001)).unwrap());
+    assert!(!forward_accepts(&rs, &tcp("10.1.2.119", "10.1.0.1", 3000)).unwrap());
+    assert!(!forward_accepts(&rs, &tcp("10.9.0.1", "10.1.0.1", 1000)).unwrap());
 }
 
 /// `compile` refuses a policy over `--max-elements`: exit 2, the policy and its size
@@ -163,7 +163,8 @@ fn a_node_enforces_a_policy_over_the_budget_fail_closed_and_recovers() {
     let full = |s: &NodeState| {
         nftpol::ruleset::build_with(&PolicyGraph::build_for(s.index(), s.node()), &options)
     };
-    let allowed = |s: &NodeState| forward_accepts(s.model(), &tcp("10.1.0.79", "10.1.0.1", 1000));
+    let allowed =
+        |s: &NodeState| forward_accepts(s.model(), &tcp("10.1.0.79", "10.1.0.1", 1000)).unwrap();
     // 40 addresses + 10 ports: within the budget.
     assert!(state.over_budget().is_empty());
     assert!(allowed(&state));
@@ -185,7 +186,7 @@ fn a_node_enforces_a_policy_over_the_budget_fail_closed_and_recovers() {
         "over the budget, the policy allows nothing"
     );
     assert!(
-        !forward_accepts(state.model(), &tcp("10.9.0.1", "10.1.0.1", 1000)),
+        !forward_accepts(state.model(), &tcp("10.9.0.1", "10.1.0.1", 1000)).unwrap(),
         "and its pods stay isolated"
     );
     // Fewer ports: 65 + 1 fits again.

@@ -245,7 +245,7 @@ proptest! {
                     let want = from.is_none_or(|p| side_allows(&g, p, Direction::Egress, dst, probe, false))
                         && to.is_none_or(|p| side_allows(&g, p, Direction::Ingress, src, probe, false));
                     let pkt = Packet { saddr: src, daddr: dst, l4proto: probe.0, dport: probe.1 };
-                    prop_assert_eq!(forward_accepts(&rs, &pkt), want, "seed {} forward {:?}", seed, pkt);
+                    prop_assert_eq!(forward_accepts(&rs, &pkt).unwrap(), want, "seed {} forward {:?}", seed, pkt);
                     tried += 1;
                 }
             }
@@ -259,7 +259,7 @@ proptest! {
                     for probe in probes(&mut rng) {
                         let want = side_allows(&g, pod, Direction::Egress, node, probe, true);
                         let pkt = Packet { saddr: src, daddr: node, l4proto: probe.0, dport: probe.1 };
-                        prop_assert_eq!(input_accepts(&rs, &pkt), want, "seed {} input {:?}", seed, pkt);
+                        prop_assert_eq!(input_accepts(&rs, &pkt).unwrap(), want, "seed {} input {:?}", seed, pkt);
                     }
                 }
             }
@@ -427,9 +427,9 @@ fn rules_walked_do_not_grow_with_the_number_of_cnps() {
                 dport: *port,
             };
             let w = if dst == tier_util::NODE_ADDR {
-                input_walk(&rs, &pkt)
+                input_walk(&rs, &pkt).unwrap()
             } else {
-                forward_walk(&rs, &pkt)
+                forward_walk(&rs, &pkt).unwrap()
             };
             assert_eq!(w.accepted, *allowed, "{n} CNPs: {what}");
             counts.push(w.rules);

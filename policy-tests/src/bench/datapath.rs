@@ -210,13 +210,13 @@ fn elements(rs: &Ruleset) -> usize {
 fn nftpol_rules(s: &Scenario, rs: &Ruleset) -> Result<usize> {
     let mut most = 0;
     for c in &s.clients {
-        let w = traverse::forward(rs, &packet(*c, s.server));
+        let w = traverse::forward(rs, &packet(*c, s.server))?;
         if !w.accepted {
             bail!("nftpol's model does not accept client {c}");
         }
         most = most.max(w.rules);
     }
-    if traverse::forward(rs, &packet(s.intruder, s.server)).accepted {
+    if traverse::forward(rs, &packet(s.intruder, s.server))?.accepted {
         bail!("nftpol's model accepts the intruder");
     }
     Ok(most)

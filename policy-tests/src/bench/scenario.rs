@@ -264,12 +264,12 @@ mod tests {
         assert_eq!(iso.isolated_by.len(), 50);
         assert!(server.isolation(Direction::Egress).is_none());
         for c in &s.clients {
-            assert!(forward_accepts(&rs, &packet(*c, s.server, PORT)));
-            assert!(!forward_accepts(&rs, &packet(*c, s.server, PORT + 1)));
+            assert!(forward_accepts(&rs, &packet(*c, s.server, PORT)).unwrap());
+            assert!(!forward_accepts(&rs, &packet(*c, s.server, PORT + 1)).unwrap());
             // Clients are not isolated: replies and other traffic pass.
             assert!(graph.pod(NAMESPACE, "client-0").unwrap().egress.is_none());
         }
-        assert!(!forward_accepts(&rs, &packet(s.intruder, s.server, PORT)));
+        assert!(!forward_accepts(&rs, &packet(s.intruder, s.server, PORT)).unwrap());
         assert_eq!(s.gateway(), Ipv4Addr::new(10, 64, 1, 1));
         assert!(s.local_pods() > 0);
     }
@@ -280,6 +280,6 @@ mod tests {
         assert_eq!(s.selecting, 1);
         assert_eq!(s.clients.len(), 3);
         let (_, rs) = s.compile().unwrap();
-        assert!(forward_accepts(&rs, &packet(s.clients[2], s.server, PORT)));
+        assert!(forward_accepts(&rs, &packet(s.clients[2], s.server, PORT)).unwrap());
     }
 }

@@ -25,7 +25,7 @@ mod tests {
                 l4proto: 6,
                 dport: PORT,
             };
-            let w = forward(&rs, &p);
+            let w = forward(&rs, &p).unwrap();
             assert!(w.accepted);
             // forward: ct, held4, held6, jump; dispatch: egress4, ingress4 vmap (IPv4
             // before the ND rule and the IPv6 maps); pod chain: any4, exact4 (a hash set:
@@ -36,7 +36,7 @@ mod tests {
                 saddr: s.intruder.into(),
                 ..p
             };
-            let w = forward(&rs, &intruder);
+            let w = forward(&rs, &intruder).unwrap();
             assert!(!w.accepted);
             assert_eq!(
                 w.rules, 14,
