@@ -129,7 +129,8 @@ fn addr_payload(f: IpFamily, addr: Addr) -> (u32, u32) {
 /// the kernel finds a set added in this transaction by either).
 pub(crate) type SetIds<'a> = &'a dyn Fn(&str) -> Option<u32>;
 
-/// The expressions of one rule, in nft's order.
+/// The expressions of one rule, in nft's order: one arm per rule shape, the longer shapes
+/// in functions of their own below.
 pub(crate) fn rule_exprs(kind: &RuleKind, ids: SetIds, anon_id: Option<u32>) -> Vec<Expr> {
     let mut v = Vec::new();
     match kind {
@@ -169,77 +170,11 @@ pub(crate) fn rule_exprs(kind: &RuleKind, ids: SetIds, anon_id: Option<u32>) -> 
         }
         RuleKind::Jump(c) => v.push(immediate(&Verdict::Jump(c.clone()))),
         RuleKind::DispatchVmap { family, addr, map } => {
-            nfproto(&mut v, *family);
-            let (off, len) = addr_payload(*family, *addr);
-            v.push(payload(NFT_PAYLOAD_NETWORK_HEADER, off, len, NFT_REG_1));
+            address(&mut v, *family, *addr);
             v.push(lookup(map, ids(map), Some(NFT_REG_VERDICT)));
         }
-        RuleKind::Lookup {
-            family,
-            addr,
-            key,
-            set,
-            verdict,
-            log: log_to,
-        } => {
-            nfproto(&mut v, *family);
-            let (off, len) = addr_payload(*family, *addr);
-            v.push(payload(NFT_PAYLOAD_NETWORK_HEADER, off, len, NFT_REG_1));
-            if let LookupKey::Ports { ranges } = key {
-                // The concatenation continues in the 32-bit register after the address.
-                let proto_reg = NFT_REG32_00 + len / 4;
-                v.push(meta(NFT_META_L4PROTO, proto_reg));
-                // Interval sets compare big-endian; nft converts the host-order protocol.
-                if *ranges {
-                    v.push(
-                        Expr::new("byteorder")
-                            .u32(nftnl_attr::BYTEORDER_SREG, proto_reg)
-                            .u32(nftnl_attr::BYTEORDER_DREG, proto_reg)
-                            .u32(nftnl_attr::BYTEORDER_OP, NFT_BYTEORDER_HTON)
-                            .u32(nftnl_attr::BYTEORDER_LEN, 1)
-                            .u32(nftnl_attr::BYTEORDER_SIZE, 2),
-                    );
-                }
-                v.push(payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, proto_reg + 1));
-            }
-            v.push(lookup(set, ids(set), None));
-            if let Some(t) = log_to {
-                v.push(log(&t.prefix, t.group));
-            }
-            v.push(immediate(verdict));
-        }
-        RuleKind::LookupPair {
-            family,
-            addr,
-            addrs,
-            ports,
-            ranges,
-            verdict,
-            log: log_to,
-        } => {
-            nfproto(&mut v, *family);
-            let (off, len) = addr_payload(*family, *addr);
-            v.push(payload(NFT_PAYLOAD_NETWORK_HEADER, off, len, NFT_REG_1));
-            v.push(lookup(addrs, ids(addrs), None));
-            // A new concatenation: nft starts it again in register 1.
-            v.push(meta(NFT_META_L4PROTO, reg32(0)));
-            if *ranges {
-                v.push(
-                    Expr::new("byteorder")
-                        .u32(nftnl_attr::BYTEORDER_SREG, reg32(0))
-                        .u32(nftnl_attr::BYTEORDER_DREG, reg32(0))
-                        .u32(nftnl_attr::BYTEORDER_OP, NFT_BYTEORDER_HTON)
-                        .u32(nftnl_attr::BYTEORDER_LEN, 1)
-                        .u32(nftnl_attr::BYTEORDER_SIZE, 2),
-                );
-            }
-            v.push(payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, reg32(1)));
-            v.push(lookup(ports, ids(ports), None));
-            if let Some(t) = log_to {
-                v.push(log(&t.prefix, t.group));
-            }
-            v.push(immediate(verdict));
-        }
+        RuleKind::Lookup { .. } => lookup_exprs(&mut v, kind, ids),
+        RuleKind::LookupPair { .. } => pair_exprs(&mut v, kind, ids),
         RuleKind::DropUnknown {
             family,
             addr,
@@ -248,45 +183,112 @@ pub(crate) fn rule_exprs(kind: &RuleKind, ids: SetIds, anon_id: Option<u32>) -> 
         } => {
             // nft loads the address again for the second match, and marks the negated
             // lookup with NFT_LOOKUP_F_INV.
-            nfproto(&mut v, *family);
-            let (off, len) = addr_payload(*family, *addr);
-            v.push(payload(NFT_PAYLOAD_NETWORK_HEADER, off, len, NFT_REG_1));
+            address(&mut v, *family, *addr);
             v.push(lookup(cidrs, ids(cidrs), None));
+            let (off, len) = addr_payload(*family, *addr);
             v.push(payload(NFT_PAYLOAD_NETWORK_HEADER, off, len, NFT_REG_1));
             v.push(lookup(known, ids(known), None).u32(nftnl_attr::LOOKUP_FLAGS, NFT_LOOKUP_F_INV));
             v.push(immediate(&Verdict::Drop));
         }
-        RuleKind::HeldDrop { family, set } => {
-            nfproto(&mut v, *family);
-            let (saddr, len) = addr_payload(*family, Addr::Saddr);
-            let (daddr, _) = addr_payload(*family, Addr::Daddr);
-            let words = len / 4;
-            v.push(payload(NFT_PAYLOAD_NETWORK_HEADER, saddr, len, reg32(0)));
-            v.push(payload(
-                NFT_PAYLOAD_NETWORK_HEADER,
-                daddr,
-                len,
-                reg32(words),
-            ));
-            v.push(meta(NFT_META_L4PROTO, reg32(2 * words)));
-            v.push(payload(
-                NFT_PAYLOAD_TRANSPORT_HEADER,
-                0,
-                2,
-                reg32(2 * words + 1),
-            ));
-            v.push(payload(
-                NFT_PAYLOAD_TRANSPORT_HEADER,
-                2,
-                2,
-                reg32(2 * words + 2),
-            ));
-            v.push(lookup(set, ids(set), None));
-            v.push(immediate(&Verdict::Drop));
-        }
+        RuleKind::HeldDrop { family, set } => held_exprs(&mut v, *family, set, ids),
         RuleKind::Verdict(verdict) => v.push(immediate(verdict)),
     }
     v
+}
+
+/// `meta nfproto` and the address loaded into register 1.
+fn address(v: &mut Vec<Expr>, family: IpFamily, addr: Addr) {
+    nfproto(v, family);
+    let (off, len) = addr_payload(family, addr);
+    v.push(payload(NFT_PAYLOAD_NETWORK_HEADER, off, len, NFT_REG_1));
+}
+
+/// `meta l4proto . th dport` into registers `reg` and `port_reg`. Interval sets compare
+/// big-endian, so nft converts the host-order protocol first when `ranges`.
+fn proto_port(v: &mut Vec<Expr>, [reg, port_reg]: [u32; 2], ranges: bool) {
+    v.push(meta(NFT_META_L4PROTO, reg));
+    if ranges {
+        v.push(
+            Expr::new("byteorder")
+                .u32(nftnl_attr::BYTEORDER_SREG, reg)
+                .u32(nftnl_attr::BYTEORDER_DREG, reg)
+                .u32(nftnl_attr::BYTEORDER_OP, NFT_BYTEORDER_HTON)
+                .u32(nftnl_attr::BYTEORDER_LEN, 1)
+                .u32(nftnl_attr::BYTEORDER_SIZE, 2),
+        );
+    }
+    v.push(payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, port_reg));
+}
+
+/// The log and the verdict that end a lookup rule.
+fn log_and_verdict(v: &mut Vec<Expr>, log_to: &Option<LogTarget>, verdict: &Verdict) {
+    if let Some(t) = log_to {
+        v.push(log(&t.prefix, t.group));
+    }
+    v.push(immediate(verdict));
+}
+
+/// `ip saddr [. meta l4proto . th dport] @set verdict`.
+fn lookup_exprs(v: &mut Vec<Expr>, kind: &RuleKind, ids: SetIds) {
+    let RuleKind::Lookup {
+        family,
+        addr,
+        key,
+        set,
+        verdict,
+        log: log_to,
+    } = kind
+    else {
+        return;
+    };
+    address(v, *family, *addr);
+    if let LookupKey::Ports { ranges } = key {
+        // The concatenation continues in the 32-bit register after the address.
+        let (_, len) = addr_payload(*family, *addr);
+        let proto_reg = NFT_REG32_00 + len / 4;
+        proto_port(v, [proto_reg, proto_reg + 1], *ranges);
+    }
+    v.push(lookup(set, ids(set), None));
+    log_and_verdict(v, log_to, verdict);
+}
+
+/// `ip saddr @addrs meta l4proto . th dport @ports verdict`.
+fn pair_exprs(v: &mut Vec<Expr>, kind: &RuleKind, ids: SetIds) {
+    let RuleKind::LookupPair {
+        family,
+        addr,
+        addrs,
+        ports,
+        ranges,
+        verdict,
+        log: log_to,
+    } = kind
+    else {
+        return;
+    };
+    address(v, *family, *addr);
+    v.push(lookup(addrs, ids(addrs), None));
+    // A new concatenation: nft starts it again in register 1.
+    proto_port(v, [reg32(0), reg32(1)], *ranges);
+    v.push(lookup(ports, ids(ports), None));
+    log_and_verdict(v, log_to, verdict);
+}
+
+/// `ip saddr . ip daddr . meta l4proto . th sport . th dport @held drop`.
+fn held_exprs(v: &mut Vec<Expr>, family: IpFamily, set: &str, ids: SetIds) {
+    nfproto(v, family);
+    let (saddr, len) = addr_payload(family, Addr::Saddr);
+    let (daddr, _) = addr_payload(family, Addr::Daddr);
+    let words = len / 4;
+    let net = NFT_PAYLOAD_NETWORK_HEADER;
+    let th = NFT_PAYLOAD_TRANSPORT_HEADER;
+    v.push(payload(net, saddr, len, reg32(0)));
+    v.push(payload(net, daddr, len, reg32(words)));
+    v.push(meta(NFT_META_L4PROTO, reg32(2 * words)));
+    v.push(payload(th, 0, 2, reg32(2 * words + 1)));
+    v.push(payload(th, 2, 2, reg32(2 * words + 2)));
+    v.push(lookup(set, ids(set), None));
+    v.push(immediate(&Verdict::Drop));
 }
 
 /// The register of the `n`th 32-bit word of a concatenation that starts in register 1,

@@ -210,11 +210,13 @@ fn np_rules(
         Direction::Egress => (Addr::Daddr, Verdict::Return),
         Direction::Ingress => (Addr::Saddr, Verdict::Accept),
     };
-    let peer_word = match dir {
-        Direction::Ingress => "sources",
-        Direction::Egress => "destinations",
+    let lookup = PairLookup {
+        emitted: &ctx.emitted,
+        dir,
+        addr,
+        verdict: &verdict,
+        log: &log_allowed,
     };
-    let mut rules = Vec::new();
     let allows = allows_key(iso);
     let policies: std::collections::BTreeSet<&str> = iso
         .allows
@@ -222,63 +224,23 @@ fn np_rules(
         .map(|a| a.origin.policy.as_str())
         .collect();
     let policies = policies.into_iter().collect::<Vec<_>>().join(", ");
+    let mut rules = Vec::new();
     for (kind, elements) in SetKind::ALL.into_iter().zip(elements.sets.iter()) {
-        let (family, addr_type) = match kind.v6() {
-            false => (IpFamily::V4, KeyType::Ipv4Addr),
-            true => (IpFamily::V6, KeyType::Ipv6Addr),
-        };
-        let (ports, interval) = (kind.with_ports(), kind.interval());
-        let key = match ports {
-            false => vec![addr_type],
-            true => vec![addr_type, KeyType::InetProto, KeyType::InetService],
-        };
-        let set = names::np_set(dir, &allows, kind);
-        let (what, by) = match (ports, interval) {
-            (false, _) => ("on any port", &any_by),
-            (true, false) => ("on listed ports (single)", &ports_by),
-            (true, true) => ("on listed ports (ranges)", &ports_by),
-        };
-        // A set's comment cannot change in place: it names what its name stands for (the
-        // policies behind its key), and the rule's comment those behind this lookup.
-        emit_shared(&ctx.emitted, sets, &set, || Set {
-            name: set.clone(),
-            role: SetRole::NpAllow(kind),
-            key,
-            interval,
-            comment: Some(names::comment(&format!(
-                "{dir} {peer_word} allowed {what} by {policies}"
-            ))),
-            elements: elements.clone(),
-            timeout: None,
-        });
-        let kind = RuleKind::Lookup {
-            family,
-            addr,
-            key: if ports {
-                LookupKey::Ports { ranges: interval }
-            } else {
-                LookupKey::Addr
-            },
-            set,
-            verdict: verdict.clone(),
-            log: log_allowed.clone(),
-        };
-        rules.push(if by.is_empty() {
-            Rule::new(kind)
+        let by = if kind.with_ports() {
+            &ports_by
         } else {
-            let by = by.iter().copied().collect::<Vec<_>>().join(", ");
-            Rule::with_comment(kind, names::comment(&format!("allowed by {by}")))
-        });
+            &any_by
+        };
+        let set = SharedSet {
+            kind,
+            elements,
+            allows: &allows,
+            policies: &policies,
+        };
+        rules.push(np_lookup(&lookup, set, by, sets));
     }
     for p in &elements.pairs {
-        let lookup = PairLookup {
-            emitted: &ctx.emitted,
-            dir,
-            addr,
-            verdict: &verdict,
-            log: &log_allowed,
-        };
-        pair_objects(lookup, p, &iso.allows[p.allow], sets, &mut rules);
+        pair_objects(&lookup, p, &iso.allows[p.allow], sets, &mut rules);
     }
     if ctx.log.denied {
         rules.push(Rule::new(RuleKind::LogDenied {
@@ -293,6 +255,76 @@ fn np_rules(
         names::comment(&format!("isolated by {}", iso.isolated_by.join(", "))),
     ));
     rules
+}
+
+/// One of a pod direction's six shared NetworkPolicy sets, before it is emitted.
+struct SharedSet<'a> {
+    kind: SetKind,
+    elements: &'a [Element],
+    /// The canonical key of the allows it serves (its name follows it).
+    allows: &'a str,
+    /// The policies behind the key, for the set's comment.
+    policies: &'a str,
+}
+
+/// The lookup of one shared NetworkPolicy set, giving the set once per build; `by` names
+/// the policies behind this lookup's allows for the rule's comment.
+fn np_lookup(
+    l: &PairLookup,
+    s: SharedSet,
+    by: &std::collections::BTreeSet<&str>,
+    sets: &mut Vec<Set>,
+) -> Rule {
+    let (kind, dir) = (s.kind, l.dir);
+    let (family, addr_type) = match kind.v6() {
+        false => (IpFamily::V4, KeyType::Ipv4Addr),
+        true => (IpFamily::V6, KeyType::Ipv6Addr),
+    };
+    let (ports, interval) = (kind.with_ports(), kind.interval());
+    let key = match ports {
+        false => vec![addr_type],
+        true => vec![addr_type, KeyType::InetProto, KeyType::InetService],
+    };
+    let set = names::np_set(dir, s.allows, kind);
+    let what = match (ports, interval) {
+        (false, _) => "on any port",
+        (true, false) => "on listed ports (single)",
+        (true, true) => "on listed ports (ranges)",
+    };
+    let peer_word = match dir {
+        Direction::Ingress => "sources",
+        Direction::Egress => "destinations",
+    };
+    // A set's comment cannot change in place: it names what its name stands for (the
+    // policies behind its key), and the rule's comment those behind this lookup.
+    emit_shared(l.emitted, sets, &set, || Set {
+        name: set.clone(),
+        role: SetRole::NpAllow(kind),
+        key,
+        interval,
+        comment: Some(names::comment(&format!(
+            "{dir} {peer_word} allowed {what} by {}",
+            s.policies
+        ))),
+        elements: s.elements.to_vec(),
+        timeout: None,
+    });
+    let rule = RuleKind::Lookup {
+        family,
+        addr: l.addr,
+        key: match ports {
+            true => LookupKey::Ports { ranges: interval },
+            false => LookupKey::Addr,
+        },
+        set,
+        verdict: l.verdict.clone(),
+        log: l.log.clone(),
+    };
+    if by.is_empty() {
+        return Rule::new(rule);
+    }
+    let by = by.iter().copied().collect::<Vec<_>>().join(", ");
+    Rule::with_comment(rule, names::comment(&format!("allowed by {by}")))
 }
 
 /// Gives the shared set `name` once per build: every pod direction with the same allows
@@ -323,7 +355,7 @@ struct PairLookup<'a> {
 /// sets are named after the allow alone, so a large allow has one copy on the node
 /// however many different allow lists it is part of.
 fn pair_objects(
-    l: PairLookup,
+    l: &PairLookup,
     p: &Pair,
     allow: &Allow,
     sets: &mut Vec<Set>,
