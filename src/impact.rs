@@ -221,8 +221,6 @@ pub fn affected(
     change: Change,
 ) -> BTreeSet<PodKey> {
     let mut out = BTreeSet::new();
-    // Namespaces that hold pods in scope: policies elsewhere cannot select them.
-    let local_ns: BTreeSet<&str> = graph.pods.keys().map(|(ns, _)| ns.as_str()).collect();
     match change {
         Change::Policy { old, new } => {
             for p in [old, new].into_iter().flatten() {
@@ -234,83 +232,111 @@ pub fn affected(
                 subjects_of(index, node, p, &mut out);
             }
         }
-        Change::Node { old, new } => {
-            let same_addrs = old.map(|n| &n.addresses) == new.map(|n| &n.addresses);
-            let same_labels = old.map(|n| &n.labels) == new.map(|n| &n.labels);
-            if same_addrs && same_labels {
-                return out;
-            }
-            for e in index.cnps() {
-                let touched = e.policy.egress.iter().flat_map(|r| &r.peers).any(|peer| {
-                    let cnp::Peer::Nodes(sel) = peer else {
-                        return false;
-                    };
-                    let (was, is) = (
-                        old.is_some_and(|n| sel.matches(&n.labels)),
-                        new.is_some_and(|n| sel.matches(&n.labels)),
-                    );
-                    was != is || (was && !same_addrs)
-                });
-                if touched {
-                    subjects_of(index, node, &e.policy, &mut out);
-                }
-            }
-        }
-        Change::Pod { old, new } => {
-            for p in [old, new].into_iter().flatten() {
-                if in_scope(p, node) {
-                    out.insert(p.key());
-                }
-            }
-            for c in cnps_touched_by_pod(index, old, new) {
-                subjects_of(index, node, c, &mut out);
-            }
-            let versions: Vec<(&PodInfo, Labels)> = [old, new]
-                .into_iter()
-                .flatten()
-                .filter(|p| p.is_policy_pod())
-                .map(|p| (p, namespace_labels(index, &p.namespace)))
-                .collect();
-            if versions.is_empty() {
-                return out;
-            }
-            for ns in &local_ns {
-                for entry in index.policies_in_namespace(ns) {
-                    let policy = &entry.policy;
-                    let touches = [Direction::Ingress, Direction::Egress]
-                        .into_iter()
-                        .any(|dir| {
-                            policy.rules(dir).into_iter().flatten().any(|rule| {
-                                versions.iter().any(|(p, labels)| {
-                                    rule_could_hold(rule, dir, &policy.namespace, p, labels)
-                                })
-                            })
-                        });
-                    if touches {
-                        selected_by(index, node, policy, &mut out);
-                    }
-                }
-            }
-        }
+        Change::Node { old, new } => node_changed(index, node, old, new, &mut out),
+        Change::Pod { old, new } => pod_changed(index, graph, node, old, new, &mut out),
         Change::Namespace { name, old, new } => {
             // An absent version is the namespace the index implies for its pods.
             let implied = crate::index::implied_labels(name);
-            let versions: Vec<&Labels> = [old.unwrap_or(&implied), new.unwrap_or(&implied)].into();
+            let versions = [old.unwrap_or(&implied), new.unwrap_or(&implied)];
             namespace_cnps(index, node, name, versions[0], versions[1], &mut out);
-            for ns in &local_ns {
-                for entry in index.policies_in_namespace(ns) {
-                    let policy = &entry.policy;
-                    let touches = [Direction::Ingress, Direction::Egress].into_iter().any(|dir| {
-                        policy.rules(dir).into_iter().flatten().flat_map(|r| r.peers.iter().flatten()).any(|peer| {
-                            matches!(peer, Peer::Pods { namespaces: Some(sel), .. } if versions.iter().any(|l| sel.matches(l)))
-                        })
-                    });
-                    if touches {
-                        selected_by(index, node, policy, &mut out);
-                    }
-                }
-            }
+            let selects = |peer: &Peer| matches!(peer, Peer::Pods { namespaces: Some(sel), .. } if versions.iter().any(|l| sel.matches(l)));
+            policies_touched(index, graph, node, &mut out, |_, _, rule| {
+                rule.peers.iter().flatten().any(selects)
+            });
         }
     }
     out
+}
+
+/// The subjects of ClusterNetworkPolicies whose node peers select the node before or
+/// after, when its labels or addresses changed.
+fn node_changed(
+    index: &Index,
+    node: Option<&str>,
+    old: Option<&NodeInfo>,
+    new: Option<&NodeInfo>,
+    out: &mut BTreeSet<PodKey>,
+) {
+    let same_addrs = old.map(|n| &n.addresses) == new.map(|n| &n.addresses);
+    let same_labels = old.map(|n| &n.labels) == new.map(|n| &n.labels);
+    if same_addrs && same_labels {
+        return;
+    }
+    for e in index.cnps() {
+        let touched = e.policy.egress.iter().flat_map(|r| &r.peers).any(|peer| {
+            let cnp::Peer::Nodes(sel) = peer else {
+                return false;
+            };
+            let (was, is) = (
+                old.is_some_and(|n| sel.matches(&n.labels)),
+                new.is_some_and(|n| sel.matches(&n.labels)),
+            );
+            was != is || (was && !same_addrs)
+        });
+        if touched {
+            subjects_of(index, node, &e.policy, out);
+        }
+    }
+}
+
+/// The pod itself (in scope), the subjects of ClusterNetworkPolicies whose peers it
+/// joins or leaves, and the pods selected by NetworkPolicies whose rules could hold
+/// either version of it.
+fn pod_changed(
+    index: &Index,
+    graph: &PolicyGraph,
+    node: Option<&str>,
+    old: Option<&PodInfo>,
+    new: Option<&PodInfo>,
+    out: &mut BTreeSet<PodKey>,
+) {
+    for p in [old, new].into_iter().flatten() {
+        if in_scope(p, node) {
+            out.insert(p.key());
+        }
+    }
+    for c in cnps_touched_by_pod(index, old, new) {
+        subjects_of(index, node, c, out);
+    }
+    let versions: Vec<(&PodInfo, Labels)> = [old, new]
+        .into_iter()
+        .flatten()
+        .filter(|p| p.is_policy_pod())
+        .map(|p| (p, namespace_labels(index, &p.namespace)))
+        .collect();
+    if versions.is_empty() {
+        return;
+    }
+    policies_touched(index, graph, node, out, |ns, dir, rule| {
+        versions
+            .iter()
+            .any(|(p, labels)| rule_could_hold(rule, dir, ns, p, labels))
+    });
+}
+
+/// Adds the pods selected by each NetworkPolicy in a namespace that holds pods in scope
+/// (policies elsewhere cannot select them) with a rule that `touches` (given the policy's
+/// namespace and the rule's direction).
+fn policies_touched(
+    index: &Index,
+    graph: &PolicyGraph,
+    node: Option<&str>,
+    out: &mut BTreeSet<PodKey>,
+    touches: impl Fn(&str, Direction, &crate::policy::Rule) -> bool,
+) {
+    let local_ns: BTreeSet<&str> = graph.pods.keys().map(|(ns, _)| ns.as_str()).collect();
+    for ns in &local_ns {
+        for entry in index.policies_in_namespace(ns) {
+            let policy = &entry.policy;
+            let hit = [Direction::Ingress, Direction::Egress]
+                .into_iter()
+                .any(|dir| {
+                    let mut rules = policy.rules(dir).into_iter().flatten();
+                    rules.any(|rule| touches(&policy.namespace, dir, rule))
+                });
+            if hit {
+                selected_by(index, node, policy, out);
+            }
+        }
+    }
 }

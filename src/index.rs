@@ -132,50 +132,106 @@ fn parse_ip(s: &str) -> Option<IpAddr> {
     s.parse().ok()
 }
 
-fn reduce_pod(obj: &Object, pod: &k8s_openapi::api::core::v1::Pod) -> Result<PodInfo> {
-    let spec = pod.spec.as_ref();
-    let status = pod.status.as_ref();
-    let mut ips = Vec::new();
-    if let Some(list) = status.and_then(|s| s.pod_ips.as_ref()) {
-        for (i, p) in list.iter().enumerate() {
-            let ip = parse_ip(&p.ip).ok_or_else(|| {
-                invalid(
-                    obj,
-                    format!("status.podIPs[{i}].ip"),
-                    format!("{:?} is not an IP address", p.ip),
-                )
-            })?;
-            // Dual-stack gives a pod at most one address per family.
-            if let Some(first) = ips.iter().find(|x: &&IpAddr| x.is_ipv4() == ip.is_ipv4()) {
-                return Err(invalid(
-                    obj,
-                    format!("status.podIPs[{i}].ip"),
-                    format!(
-                        "{ip} is a second {} address (after {first}); a pod has at most one per family",
-                        if ip.is_ipv4() { "IPv4" } else { "IPv6" }
-                    ),
-                ));
+/// A NetworkPolicy as the index keeps it: parsed, or when it does not compile enforced
+/// fail-closed (its pods isolated, nothing allowed), with the error to report.
+fn policy_entry(
+    obj: &Object,
+    np: &k8s_openapi::api::networking::v1::NetworkPolicy,
+) -> (PolicyEntry, Result<()>) {
+    match Policy::parse(np) {
+        Ok((policy, warnings)) => {
+            for w in warnings {
+                tracing::warn!(source = %obj.source, object = %obj.object_ref(), field = %w.field, "{}", w.problem);
             }
-            ips.push(ip);
+            (
+                PolicyEntry {
+                    policy,
+                    error: None,
+                },
+                Ok(()),
+            )
+        }
+        Err(e) => {
+            let error = invalid(obj, e.field, e.problem);
+            let policy = Policy::fail_closed(np).unwrap_or_else(|| Policy {
+                namespace: obj.namespace().unwrap_or("").to_string(),
+                name: obj.name().to_string(),
+                pod_selector: Selector::everything(),
+                ingress: Some(Vec::new()),
+                egress: Some(Vec::new()),
+            });
+            let entry = PolicyEntry {
+                policy,
+                error: Some(error.to_string()),
+            };
+            (entry, Err(error))
         }
     }
-    if ips.is_empty() {
-        if let Some(ip) = status
-            .and_then(|s| s.pod_ip.as_deref())
-            .filter(|s| !s.is_empty())
-        {
-            ips.push(parse_ip(ip).ok_or_else(|| {
-                invalid(obj, "status.podIP", format!("{ip:?} is not an IP address"))
-            })?);
+}
+
+/// A ClusterNetworkPolicy as the index keeps it, failing closed like [`policy_entry`].
+fn cnp_entry(obj: &Object, value: &serde_json::Value) -> (CnpEntry, Result<()>) {
+    match crate::cnp::parse(value) {
+        Ok(policy) => (
+            CnpEntry {
+                policy,
+                error: None,
+            },
+            Ok(()),
+        ),
+        Err(e) => {
+            let error = invalid(obj, e.field, e.problem);
+            let entry = CnpEntry {
+                policy: crate::cnp::fail_closed(value),
+                error: Some(error.to_string()),
+            };
+            (entry, Err(error))
         }
     }
-    let mut host_ips = Vec::new();
-    for (i, h) in status
-        .and_then(|s| s.host_ips.as_ref())
-        .into_iter()
-        .flatten()
-        .enumerate()
+}
+
+/// `status.podIPs` (at most one address per family, as dual-stack gives), else the
+/// older `status.podIP`.
+fn pod_ips(obj: &Object, status: &k8s_openapi::api::core::v1::PodStatus) -> Result<Vec<IpAddr>> {
+    let mut ips = Vec::new();
+    for (i, p) in status.pod_ips.iter().flatten().enumerate() {
+        let ip = parse_ip(&p.ip).ok_or_else(|| {
+            invalid(
+                obj,
+                format!("status.podIPs[{i}].ip"),
+                format!("{:?} is not an IP address", p.ip),
+            )
+        })?;
+        if let Some(first) = ips.iter().find(|x: &&IpAddr| x.is_ipv4() == ip.is_ipv4()) {
+            return Err(invalid(
+                obj,
+                format!("status.podIPs[{i}].ip"),
+                format!(
+                    "{ip} is a second {} address (after {first}); a pod has at most one per family",
+                    if ip.is_ipv4() { "IPv4" } else { "IPv6" }
+                ),
+            ));
+        }
+        ips.push(ip);
+    }
+    if let Some(ip) = status
+        .pod_ip
+        .as_deref()
+        .filter(|s| !s.is_empty() && ips.is_empty())
     {
+        ips.push(
+            parse_ip(ip).ok_or_else(|| {
+                invalid(obj, "status.podIP", format!("{ip:?} is not an IP address"))
+            })?,
+        );
+    }
+    Ok(ips)
+}
+
+/// `status.hostIPs`, then `status.hostIP` when it is not among them.
+fn host_ips(obj: &Object, status: &k8s_openapi::api::core::v1::PodStatus) -> Result<Vec<IpAddr>> {
+    let mut host_ips = Vec::new();
+    for (i, h) in status.host_ips.iter().flatten().enumerate() {
         host_ips.push(parse_ip(&h.ip).ok_or_else(|| {
             invalid(
                 obj,
@@ -184,16 +240,27 @@ fn reduce_pod(obj: &Object, pod: &k8s_openapi::api::core::v1::Pod) -> Result<Pod
             )
         })?);
     }
-    if let Some(h) = status
-        .and_then(|s| s.host_ip.as_deref())
-        .filter(|s| !s.is_empty())
-    {
+    if let Some(h) = status.host_ip.as_deref().filter(|s| !s.is_empty()) {
         let ip = parse_ip(h)
             .ok_or_else(|| invalid(obj, "status.hostIP", format!("{h:?} is not an IP address")))?;
         if !host_ips.contains(&ip) {
             host_ips.push(ip);
         }
     }
+    Ok(host_ips)
+}
+
+fn reduce_pod(obj: &Object, pod: &k8s_openapi::api::core::v1::Pod) -> Result<PodInfo> {
+    let spec = pod.spec.as_ref();
+    let status = pod.status.as_ref();
+    let ips = status
+        .map(|s| pod_ips(obj, s))
+        .transpose()?
+        .unwrap_or_default();
+    let host_ips = status
+        .map(|s| host_ips(obj, s))
+        .transpose()?
+        .unwrap_or_default();
     let ports = spec
         .map(|s| named_ports(obj, s))
         .transpose()?
@@ -376,61 +443,14 @@ impl Index {
                     obj.namespace().unwrap_or("").to_string(),
                     obj.name().to_string(),
                 );
-                let (entry, result) = match Policy::parse(np) {
-                    Ok((policy, warnings)) => {
-                        for w in warnings {
-                            tracing::warn!(source = %obj.source, object = %obj.object_ref(), field = %w.field, "{}", w.problem);
-                        }
-                        (
-                            PolicyEntry {
-                                policy,
-                                error: None,
-                            },
-                            Ok(()),
-                        )
-                    }
-                    Err(e) => {
-                        let error = invalid(&obj, e.field, e.problem);
-                        let policy = Policy::fail_closed(np).unwrap_or_else(|| Policy {
-                            namespace: key.0.clone(),
-                            name: key.1.clone(),
-                            pod_selector: Selector::everything(),
-                            ingress: Some(Vec::new()),
-                            egress: Some(Vec::new()),
-                        });
-                        (
-                            PolicyEntry {
-                                policy,
-                                error: Some(error.to_string()),
-                            },
-                            Err(error),
-                        )
-                    }
-                };
+                let (entry, result) = policy_entry(&obj, np);
                 let old = self.policies.insert(key, entry.clone());
                 let changed = old.as_ref() != Some(&entry);
                 result.map(|()| changed)
             }
             ObjectData::ClusterNetworkPolicy(cnp) => {
-                let name = obj.name().to_string();
-                let (entry, result) = match crate::cnp::parse(&cnp.value) {
-                    Ok(policy) => (
-                        CnpEntry {
-                            policy,
-                            error: None,
-                        },
-                        Ok(()),
-                    ),
-                    Err(e) => {
-                        let error = invalid(&obj, e.field, e.problem);
-                        let entry = CnpEntry {
-                            policy: crate::cnp::fail_closed(&cnp.value),
-                            error: Some(error.to_string()),
-                        };
-                        (entry, Err(error))
-                    }
-                };
-                let old = self.cnps.insert(name, entry.clone());
+                let (entry, result) = cnp_entry(&obj, &cnp.value);
+                let old = self.cnps.insert(obj.name().to_string(), entry.clone());
                 let changed = old.as_ref() != Some(&entry);
                 // Said once per version of the policy, not on every resync.
                 if changed && entry.policy.has_domain_names() {
