@@ -256,7 +256,9 @@ fn tier_step(
     }
 }
 
-/// Walks one end through the tiers; empty when no ClusterNetworkPolicy selects it.
+/// Walks one end through the tiers; empty when no ClusterNetworkPolicy selects it. It
+/// reads in the order the tiers decide (Admin, NetworkPolicy, Baseline, default), each
+/// step returning early where the decision falls: split, it would hide that order.
 fn tier_steps(
     graph: &PolicyGraph,
     pod: Option<&PodNode>,

@@ -143,6 +143,9 @@ fn elements<T>(out: &mut String, items: &[T], text: impl Fn(&T) -> String) {
     out.push_str("\t\t}\n");
 }
 
+/// The model as `nft -f` text. One function because the script's layout (table, sets,
+/// maps, chains, in the model's order) is easiest to check against nft's own output when
+/// it reads top to bottom; each object's text is in the functions above.
 pub fn render(rs: &Ruleset) -> String {
     let mut out = String::new();
     let fam = family(rs.family);

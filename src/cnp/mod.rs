@@ -288,6 +288,8 @@ fn check_domain(s: &str) -> bool {
         })
 }
 
+/// One peer, validated like [`rule`]: one arm per peer kind the API has, each naming its
+/// field path; kept whole so that the union's "exactly one of" reads as the API states it.
 fn peer(p: &types::Peer, f: &str, dir: crate::policy::Direction) -> Result<Peer, FieldError> {
     use crate::policy::Direction::Ingress;
     let set = [
@@ -414,6 +416,9 @@ fn protocol(e: &types::ProtocolEntry, f: &str) -> Result<Port, FieldError> {
     }
 }
 
+/// One rule, validated field by field in the order the API documents them. Longer than a
+/// screen on purpose: each check names its field path, and reading them in one place is
+/// how a reader compares them with the API's validation.
 fn rule(r: &types::Rule, f: &str, dir: crate::policy::Direction) -> Result<Rule, FieldError> {
     use crate::policy::Direction::{Egress, Ingress};
     if let Some(n) = &r.name {

@@ -36,6 +36,25 @@ pub fn subject_selects(subject: &Subject, pod: &PodInfo, ns_labels: &Labels) -> 
     }
 }
 
+/// A rule's numbered ports (sorted, without repeats) and its named ones, as written.
+fn split_ports(rule: &Rule) -> (Vec<PortRange>, Vec<&str>) {
+    let mut numbered: Vec<PortRange> = Vec::new();
+    let mut named: Vec<&str> = Vec::new();
+    for p in rule.ports.iter().flatten() {
+        match p {
+            Port::Range(protocol, start, end) => numbered.push(PortRange {
+                protocol: *protocol,
+                start: *start,
+                end: *end,
+            }),
+            Port::Named(n) => named.push(n),
+        }
+    }
+    numbered.sort();
+    numbered.dedup();
+    (numbered, named)
+}
+
 fn describe(peer: &Peer) -> String {
     let ns = |s: &Selector| {
         if s.is_everything() {
@@ -178,20 +197,7 @@ impl PolicyGraph {
             peer: Some(peer),
             port_name,
         };
-        let mut numbered: Vec<PortRange> = Vec::new();
-        let mut named: Vec<&str> = Vec::new();
-        for p in rule.ports.iter().flatten() {
-            match p {
-                Port::Range(protocol, start, end) => numbered.push(PortRange {
-                    protocol: *protocol,
-                    start: *start,
-                    end: *end,
-                }),
-                Port::Named(n) => named.push(n),
-            }
-        }
-        numbered.sort();
-        numbered.dedup();
+        let (numbered, named) = split_ports(rule);
         for (pi, peer) in rule.peers.iter().enumerate() {
             let Some(id) = self.cnp_peer(ctx, peer) else {
                 continue;
@@ -214,36 +220,44 @@ impl PolicyGraph {
                 ));
             }
             for name in &named {
-                match dir {
-                    // The destination is the subject pod itself.
-                    Direction::Ingress => {
-                        let ports: Vec<PortRange> = pod
-                            .ports
-                            .iter()
-                            .filter(|p| p.name == *name)
-                            .map(|p| PortRange {
-                                protocol: p.protocol,
-                                start: p.port,
-                                end: p.port,
-                            })
-                            .collect();
-                        out.push(entry(
-                            PeerRef::Peer(id),
-                            Ports::Only(ports),
-                            Some(name.to_string()),
-                        ));
-                    }
-                    Direction::Egress => {
-                        for (split, range) in self.cnp_split_named(ctx, peer, name) {
-                            out.push(entry(
-                                PeerRef::Peer(split),
-                                Ports::Only(vec![range]),
-                                Some(name.to_string()),
-                            ));
-                        }
-                    }
-                }
+                let entry = |peer, ports| entry(peer, ports, Some(name.to_string()));
+                out.extend(self.named_entries(ctx, pod, dir, (peer, id), name, entry));
             }
+        }
+    }
+
+    /// The entries of one named port of a peer: on ingress the subject pod's own ports
+    /// of that name; on egress one per port the name means on the peer's pods, each with
+    /// the peer split to those pods.
+    fn named_entries(
+        &mut self,
+        ctx: &mut Ctx,
+        pod: &PodInfo,
+        dir: Direction,
+        (peer, id): (&Peer, PeerId),
+        name: &str,
+        entry: impl Fn(PeerRef, Ports) -> TierRule,
+    ) -> Vec<TierRule> {
+        match dir {
+            // The destination is the subject pod itself.
+            Direction::Ingress => {
+                let ports: Vec<PortRange> = pod
+                    .ports
+                    .iter()
+                    .filter(|p| p.name == name)
+                    .map(|p| PortRange {
+                        protocol: p.protocol,
+                        start: p.port,
+                        end: p.port,
+                    })
+                    .collect();
+                vec![entry(PeerRef::Peer(id), Ports::Only(ports))]
+            }
+            Direction::Egress => self
+                .cnp_split_named(ctx, peer, name)
+                .into_iter()
+                .map(|(split, range)| entry(PeerRef::Peer(split), Ports::Only(vec![range])))
+                .collect(),
         }
     }
 

@@ -218,55 +218,26 @@ impl Conn {
             "batch sent in one sendmsg"
         );
         let first = batch.begin_seq.wrapping_add(1);
-        let mut acked = vec![false; n];
-        let mut remaining = n;
-        let mut errors: Vec<KernelError> = Vec::new();
-        while remaining > 0 {
+        let mut acks = Acks {
+            acked: vec![false; n],
+            remaining: n,
+            errors: Vec::new(),
+        };
+        while acks.remaining > 0 {
             let len = match self.recv() {
                 Ok(len) => len,
                 Err(NetlinkError::Timeout) => {
-                    let first_missing = acked.iter().position(|a| !a).unwrap_or(0);
+                    let first_missing = acks.acked.iter().position(|a| !a).unwrap_or(0);
                     return Err(NetlinkError::MissingAcks {
-                        missing: remaining,
+                        missing: acks.remaining,
                         first: batch.acked[first_missing].1.clone(),
                     });
                 }
                 Err(e) => return Err(e),
             };
-            let bytes = &self.buf.bytes()[..len];
-            for m in messages(bytes)? {
-                if m.ty != NLMSG_ERROR {
-                    continue;
-                }
-                let (errno, text, offset) = parse_error(&m)?;
-                if m.seq == batch.begin_seq {
-                    // The kernel refused the whole batch (e.g. EPERM, or the commit
-                    // failed); per-message acks were discarded.
-                    return Err(NetlinkError::BatchRejected {
-                        source: io::Error::from_raw_os_error(errno),
-                        message: text,
-                    });
-                }
-                let idx = m.seq.wrapping_sub(first) as usize;
-                if idx >= n {
-                    warn!(seq = m.seq, "ack for a sequence number outside the batch");
-                    continue;
-                }
-                if !acked[idx] {
-                    acked[idx] = true;
-                    remaining -= 1;
-                }
-                if errno != 0 {
-                    errors.push(KernelError {
-                        seq: m.seq,
-                        object: batch.acked[idx].1.clone(),
-                        errno,
-                        message: text,
-                        offset,
-                    });
-                }
-            }
+            acks.read(batch, &self.buf.bytes()[..len])?;
         }
+        let mut errors = acks.errors;
         let stats = SyncStats {
             messages: batch.messages,
             bytes: batch.bytes.len(),
@@ -321,5 +292,53 @@ impl Conn {
                 }
             }
         }
+    }
+}
+
+/// The acks of one batch collected so far.
+struct Acks {
+    acked: Vec<bool>,
+    remaining: usize,
+    errors: Vec<KernelError>,
+}
+
+impl Acks {
+    /// Takes the acks in one read of the socket; an error for the batch's begin message
+    /// is the kernel refusing the whole batch.
+    fn read(&mut self, batch: &Batch, bytes: &[u8]) -> Result<(), NetlinkError> {
+        let first = batch.begin_seq.wrapping_add(1);
+        for m in messages(bytes)? {
+            if m.ty != NLMSG_ERROR {
+                continue;
+            }
+            let (errno, text, offset) = parse_error(&m)?;
+            if m.seq == batch.begin_seq {
+                // The kernel refused the whole batch (e.g. EPERM, or the commit
+                // failed); per-message acks were discarded.
+                return Err(NetlinkError::BatchRejected {
+                    source: io::Error::from_raw_os_error(errno),
+                    message: text,
+                });
+            }
+            let idx = m.seq.wrapping_sub(first) as usize;
+            if idx >= self.acked.len() {
+                warn!(seq = m.seq, "ack for a sequence number outside the batch");
+                continue;
+            }
+            if !self.acked[idx] {
+                self.acked[idx] = true;
+                self.remaining -= 1;
+            }
+            if errno != 0 {
+                self.errors.push(KernelError {
+                    seq: m.seq,
+                    object: batch.acked[idx].1.clone(),
+                    errno,
+                    message: text,
+                    offset,
+                });
+            }
+        }
+        Ok(())
     }
 }

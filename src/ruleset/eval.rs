@@ -148,7 +148,8 @@ fn set<'a>(rs: &'a Ruleset, name: &str) -> Result<&'a Set, EvalError> {
     rs.set(name).ok_or_else(|| EvalError::NoSet(name.into()))
 }
 
-/// What one rule does with the packet: `None` to go on to the next rule.
+/// What one rule does with the packet: `None` to go on to the next rule. One arm per rule
+/// shape, like the netlink encoder's `rule_exprs`: the table is checked against it whole.
 fn rule_verdict(rs: &Ruleset, kind: &RuleKind, p: &Packet) -> Result<Option<Verdict>, EvalError> {
     let addr_only = |a| [FieldValue::Addr(a)];
     let with_ports = |a| {
