@@ -21,10 +21,10 @@ use serde_json::json;
 
 #[path = "common/root.rs"]
 mod needs_root;
-#[path = "routed_util.rs"]
+#[path = "common/routed.rs"]
 mod routed;
 
-#[path = "controller_util.rs"]
+#[path = "common/controller.rs"]
 mod util;
 use needs_root::require_root;
 use util::{config, free_port, get, ns, pod, policy};

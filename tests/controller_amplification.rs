@@ -22,9 +22,9 @@ use serde_json::{json, Value};
 
 #[path = "common/root.rs"]
 mod needs_root;
-#[path = "routed_util.rs"]
+#[path = "common/routed.rs"]
 mod routed;
-#[path = "controller_util.rs"]
+#[path = "common/controller.rs"]
 mod util;
 use needs_root::require_root_and_nft;
 use util::{free_port, get, ns, pod, policy};

@@ -31,11 +31,11 @@ use nftpol::index::Index;
 use nftpol::input::object_from_value;
 use serde_json::{json, Value};
 
-#[path = "flows_util.rs"]
+#[path = "common/flows.rs"]
 mod flows;
 #[path = "common/root.rs"]
 mod needs_root;
-#[path = "routed_util.rs"]
+#[path = "common/routed.rs"]
 mod routed;
 use flows::{client, Flows};
 use needs_root::require_root;

@@ -19,7 +19,7 @@ use nftpol::synth::small::{cluster, EXT};
 use nftpol::tiers::{Action, PodTiers, Tier, TierOrigin, TierRule, TierRules, TierSide};
 use proptest::prelude::*;
 
-#[path = "tier_util.rs"]
+#[path = "common/tiers.rs"]
 mod tier_util;
 
 /// splitmix64: the test's own randomness, from proptest's seed.

@@ -22,9 +22,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 #[path = "common/root.rs"]
 mod needs_root;
-#[path = "routed_util.rs"]
+#[path = "common/routed.rs"]
 mod routed;
-#[path = "tier_util.rs"]
+#[path = "common/tiers.rs"]
 mod tier_util;
 use needs_root::require_root_and_nft;
 use routed::{attach, forwarding, ip, path};

@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 
 #[path = "common/root.rs"]
 mod needs_root;
-#[path = "routed_util.rs"]
+#[path = "common/routed.rs"]
 mod routed;
 use needs_root::require_root;
 use routed::{attach, forwarding, ip, path};

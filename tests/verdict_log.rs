@@ -35,7 +35,7 @@ use tracing_subscriber::Layer;
 
 #[path = "common/root.rs"]
 mod needs_root;
-#[path = "routed_util.rs"]
+#[path = "common/routed.rs"]
 mod routed;
 use needs_root::require_root;
 

@@ -1,5 +1,5 @@
 //! Shared helpers for the tests of ClusterNetworkPolicy tiers in the ruleset (included
-//! with `#[path]`): until the parser fills `PodNode.tiers`, graphs get their tiers by
+//! with `#[path = "common/tiers.rs"]`): until the parser fills `PodNode.tiers`, graphs get their tiers by
 //! hand. Pods a, b, c in namespace x at 10.244.1.10/.20/.30 on node n1, whose address on
 //! the pods' side is 10.244.1.1 (the routed topology's gateway); NetworkPolicy
 //! `b-from-a` isolates b's ingress and allows a.
