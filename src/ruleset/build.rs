@@ -331,6 +331,12 @@ fn pair_objects(
     sets: &mut Vec<Set>,
     rules: &mut Vec<Rule>,
 ) {
+    // No address in either family (peers that hold no pod yet): no lookup, so no ports
+    // set either. One given anyway would be in the model but looked up by no chain, so no
+    // pod's view would carry it: the incremental batches would never create or delete it.
+    if p.addrs4.is_empty() && p.addrs6.is_empty() {
+        return;
+    }
     let mut key = String::new();
     allow_key(allow, &mut key);
     let policy = &allow.origin.policy;
