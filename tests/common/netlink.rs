@@ -14,6 +14,9 @@ use nftpol::ruleset::model::*;
 
 #[path = "root.rs"]
 mod needs_root;
+// Not every test crate including this file runs the kernel (tests/diff_order.rs takes
+// only the model builders).
+#[allow(unused_imports)]
 pub use needs_root::require_root_and_nft;
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
