@@ -19,6 +19,7 @@ use nftpol::input::object_from_value;
 use nftpol::ruleset::Ruleset;
 use serde_json::json;
 
+mod common;
 #[path = "common/root.rs"]
 mod needs_root;
 #[path = "common/routed.rs"]

@@ -20,6 +20,7 @@ use nftpol::input::object_from_value;
 use nftpol::ruleset::Ruleset;
 use serde_json::{json, Value};
 
+mod common;
 #[path = "common/root.rs"]
 mod needs_root;
 #[path = "common/routed.rs"]

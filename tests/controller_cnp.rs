@@ -21,6 +21,7 @@ use nftpol::index::Index;
 use nftpol::ruleset::{Ruleset, View};
 use serde_json::{json, Value};
 
+mod common;
 #[path = "common/controller.rs"]
 mod util;
 use util::{config, free_port, get, ns, pod, policy};

@@ -18,6 +18,7 @@ use nftpol::netlink::{KernelError, NetlinkError};
 use nftpol::ruleset::{Ruleset, View};
 use serde_json::{json, Value};
 
+mod common;
 #[path = "common/controller.rs"]
 mod util;
 use util::{config, free_port, get, ns, pod, policy};

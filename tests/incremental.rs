@@ -6,6 +6,7 @@
 
 #[path = "common/changes.rs"]
 mod changes;
+mod common;
 
 use changes::{cluster_with_nodes, mutate, obj};
 use nftpol::graph::PolicyGraph;
@@ -120,12 +121,12 @@ fn versioned_pod(
     app: &str,
     version: u32,
 ) -> nftpol::input::Object {
-    obj(&json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": ns, "labels": {"app": app, "version": version.to_string()}},
-        "spec": {"nodeName": node, "containers": [{"name": "c", "ports": [{"name": "http", "containerPort": 80}]}]},
-        "status": {"phase": "Running", "podIPs": [{"ip": ip}]}
-    }))
+    common::pod(ns, name)
+        .labels(&[("app", app), ("version", &version.to_string())])
+        .node(node)
+        .ip(ip)
+        .port("http", 80, "TCP")
+        .object()
 }
 
 /// A node's state compacts its graph once peers pile up, and the peer cache it keeps

@@ -3,6 +3,7 @@
 //! script, for hand-built models covering every RuleKind and set shape, and for the
 //! compiled examples. Each side is loaded into its own fresh network namespace.
 
+mod common;
 #[path = "common/tiers.rs"]
 mod tiers;
 #[path = "common/netlink.rs"]

@@ -4,6 +4,7 @@
 //! kernel's listing equals a full sync of that step's model in a fresh namespace, and
 //! read-back finds no drift. Also: drift detection and repair after `nft` tampering.
 
+mod common;
 #[path = "common/tiers.rs"]
 mod tiers;
 #[path = "common/netlink.rs"]

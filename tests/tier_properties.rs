@@ -19,6 +19,7 @@ use nftpol::synth::small::{cluster, EXT};
 use nftpol::tiers::{Action, PodTiers, Tier, TierOrigin, TierRule, TierRules, TierSide};
 use proptest::prelude::*;
 
+mod common;
 #[path = "common/tiers.rs"]
 mod tier_util;
 

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+mod common;
 #[path = "common/root.rs"]
 mod needs_root;
 #[path = "common/routed.rs"]

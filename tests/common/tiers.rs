@@ -11,7 +11,7 @@ use nftpol::index::Index;
 use nftpol::input::object_from_value;
 use nftpol::policy::{Direction, Protocol};
 use nftpol::tiers::{Action, Tier, TierOrigin, TierRule, TierRules};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub const NODE_ADDR: &str = "10.244.1.1";
 pub const PORT: u16 = 8080;
@@ -29,18 +29,11 @@ pub fn addr(pod: &str) -> String {
 fn pod(name: &str) -> Value {
     let ip = addr(name);
     let ip6 = format!("fd00:10:244:1::{}", &ip[9..]);
-    json!({"apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": "x", "labels": {"app": name}},
-        "spec": {"nodeName": "n1", "containers": [{"name": "c"}]},
-        "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}, {"ip": ip6}],
-                   "hostIP": "192.168.100.1", "hostIPs": [{"ip": "192.168.100.1"}]}})
+    crate::common::routed_pod(name, &ip).ip6(&ip6).value()
 }
 
 pub fn index() -> Index {
-    let policy = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-        "metadata": {"name": "b-from-a", "namespace": "x"},
-        "spec": {"podSelector": {"matchLabels": {"app": "b"}}, "policyTypes": ["Ingress"],
-                 "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "a"}}}]}]}});
+    let policy = crate::common::admit_only("b", "a").value();
     let objects = [pod("a"), pod("b"), pod("c"), policy]
         .into_iter()
         .map(|v| object_from_value(v, "test").unwrap().unwrap())
