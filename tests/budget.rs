@@ -18,6 +18,16 @@ use nftpol::ruleset::{Options, RuleKind};
 use nftpol::state::NodeState;
 use serde_json::{json, Value};
 
+/// Pod t/p`i`, labelled `app=a`, at the `i`th of every other address of 10.1.0.0/16.
+fn amplification_pod(i: usize, node: &str) -> Value {
+    let ip = format!("10.1.{}.{}", i / 120, (i % 120) * 2 + 1);
+    common::pod("t", &format!("p{i}"))
+        .label("app", "a")
+        .node(node)
+        .ip(&ip)
+        .value()
+}
+
 /// Namespace `t`: `pods` pods at every other address (as a real cluster's are scattered),
 /// the first two on node n1; one policy admitting them all on `ports` TCP ports
 /// (1000, 1002, ...).
@@ -25,11 +35,7 @@ fn amplification(pods: usize, ports: usize) -> Vec<Value> {
     let mut objs =
         vec![json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "t"}})];
     for i in 0..pods {
-        let ip = format!("10.1.{}.{}", i / 120, (i % 120) * 2 + 1);
-        objs.push(json!({"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": format!("p{i}"), "namespace": "t", "labels": {"app": "a"}},
-            "spec": {"nodeName": if i < 2 { "n1" } else { "n2" }, "containers": [{"name": "c", "image": "x"}]},
-            "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}}));
+        objs.push(amplification_pod(i, if i < 2 { "n1" } else { "n2" }));
     }
     let list: Vec<Value> = (0..ports)
         .map(|j| json!({"protocol": "TCP", "port": 1000 + 2 * j}))
@@ -170,11 +176,7 @@ fn a_node_enforces_a_policy_over_the_budget_fail_closed_and_recovers() {
     assert!(allowed(&state));
     // 25 more pods: 65 + 10 > 70.
     for i in 40..65 {
-        let ip = format!("10.1.{}.{}", i / 120, (i % 120) * 2 + 1);
-        let v = json!({"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": format!("p{i}"), "namespace": "t", "labels": {"app": "a"}},
-            "spec": {"nodeName": "n2", "containers": [{"name": "c", "image": "x"}]},
-            "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}});
+        let v = amplification_pod(i, "n2");
         state
             .apply(object_from_value(v, "gen").unwrap().unwrap())
             .unwrap();

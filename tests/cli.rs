@@ -345,12 +345,15 @@ fn an_input_without_objects_warns() {
 }
 
 /// A warning-producing compile run under `script`, which gives it a terminal; `NO_COLOR`
-/// as given. `None` when `script` (util-linux) is not installed.
-fn on_a_terminal(d: &Dir, no_color: Option<&str>) -> Option<String> {
+/// as given. Fails when `script` is not installed: Debian's bsdutils (essential, so always
+/// there; .ci/deps names it anyway) has it.
+fn on_a_terminal(d: &Dir, no_color: Option<&str>) -> String {
     let script = Path::new("/usr/bin/script");
-    if !script.exists() {
-        return None;
-    }
+    assert!(
+        script.exists(),
+        "the terminal half needs /usr/bin/script (Debian package bsdutils, util-linux \
+         elsewhere; see .ci/deps)"
+    );
     let mut cmd = Command::new(script);
     cmd.args([
         "-qec",
@@ -366,28 +369,35 @@ fn on_a_terminal(d: &Dir, no_color: Option<&str>) -> Option<String> {
     }
     let o = cmd.output().expect("run script");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    Some(String::from_utf8_lossy(&o.stdout).into_owned())
+    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-#[test]
-fn warnings_are_coloured_only_on_a_terminal_and_never_with_no_color() {
+/// A directory with a Service, which compile warns about (and skips).
+fn warning_input() -> Dir {
     let d = Dir::new();
     d.write(
         "svc.yaml",
         "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: x}\n",
     );
-    // A pipe: plain text.
+    d
+}
+
+#[test]
+fn warnings_are_plain_on_a_pipe() {
+    let d = warning_input();
     let o = d.run(&["compile", "svc.yaml"]);
     let e = stderr(&o);
     assert!(e.contains("WARN"), "{e}");
     assert!(!e.contains('\x1b'), "no escape codes on a pipe: {e:?}");
-    let Some(tty) = on_a_terminal(&d, None) else {
-        eprintln!("skipped the terminal half: /usr/bin/script (util-linux) is not installed");
-        return;
-    };
+}
+
+#[test]
+fn warnings_are_coloured_on_a_terminal_unless_no_color() {
+    let d = warning_input();
+    let tty = on_a_terminal(&d, None);
     assert!(tty.contains("WARN"), "{tty:?}");
     assert!(tty.contains('\x1b'), "colour on a terminal: {tty:?}");
-    let plain = on_a_terminal(&d, Some("1")).unwrap();
+    let plain = on_a_terminal(&d, Some("1"));
     assert!(plain.contains("WARN"), "{plain:?}");
     assert!(!plain.contains('\x1b'), "NO_COLOR set: {plain:?}");
 }

@@ -20,11 +20,12 @@ use nftpol::input::object_from_value;
 use nftpol::ruleset::Ruleset;
 use serde_json::{json, Value};
 
+mod common;
 #[path = "common/root.rs"]
 mod needs_root;
-#[path = "routed_util.rs"]
+#[path = "common/routed.rs"]
 mod routed;
-#[path = "controller_util.rs"]
+#[path = "common/controller.rs"]
 mod util;
 use needs_root::require_root_and_nft;
 use util::{free_port, get, ns, pod, policy};

@@ -21,7 +21,8 @@ use nftpol::index::Index;
 use nftpol::ruleset::{Ruleset, View};
 use serde_json::{json, Value};
 
-#[path = "controller_util.rs"]
+mod common;
+#[path = "common/controller.rs"]
 mod util;
 use util::{config, free_port, get, ns, pod, policy};
 

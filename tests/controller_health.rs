@@ -18,7 +18,8 @@ use nftpol::netlink::{KernelError, NetlinkError};
 use nftpol::ruleset::{Ruleset, View};
 use serde_json::{json, Value};
 
-#[path = "controller_util.rs"]
+mod common;
+#[path = "common/controller.rs"]
 mod util;
 use util::{config, free_port, get, ns, pod, policy};
 

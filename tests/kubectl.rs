@@ -7,10 +7,10 @@
 //!
 //! Fails, saying so, when `kubectl` is not on PATH (every machine here has one).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
+use fake_apiserver::kubectl::Kubectl;
 use fake_apiserver::FakeApiServer;
 
 const BIN: &str = env!("CARGO_BIN_EXE_nftpol");
@@ -19,73 +19,32 @@ fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/cluster.yaml")
 }
 
-struct Kubectl {
-    kubeconfig: PathBuf,
-    cache: PathBuf,
+/// Runs kubectl, feeding `stdin`; panics with its stderr when it fails.
+fn run(k: &Kubectl, args: &[&str], stdin: Option<&str>) -> String {
+    k.run(args, stdin.map(str::as_bytes))
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
-impl Kubectl {
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("kubectl");
-        c.arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--cache-dir")
-            .arg(&self.cache)
-            .args(args);
-        c
-    }
-
-    /// Runs kubectl, feeding `stdin`; panics with its stderr when it fails.
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let mut child = self
-            .cmd(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run kubectl");
-        if let Some(text) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(text.as_bytes())
-                .unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// `kubectl get ns,pods,networkpolicies -A -o yaml | nftpol compile [--node N] -`,
-    /// as a shell pipe.
-    fn pipe_into_compile(&self, node: Option<&str>) -> String {
-        let node_arg = node.map(|n| format!("--node {n} ")).unwrap_or_default();
-        let line = format!(
-            "set -o pipefail; kubectl --kubeconfig '{}' --cache-dir '{}' get ns,pods,networkpolicies -A -o yaml | '{BIN}' compile {node_arg}-",
-            self.kubeconfig.display(),
-            self.cache.display()
-        );
-        let out = Command::new("bash")
-            .args(["-c", &line])
-            .env_remove("RUST_LOG")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{line}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
+/// `kubectl get ns,pods,networkpolicies -A -o yaml | nftpol compile [--node N] -`, as a
+/// shell pipe.
+fn pipe_into_compile(k: &Kubectl, node: Option<&str>) -> String {
+    let node_arg = node.map(|n| format!("--node {n} ")).unwrap_or_default();
+    let line = format!(
+        "set -o pipefail; kubectl --kubeconfig '{}' --cache-dir '{}' get ns,pods,networkpolicies -A -o yaml | '{BIN}' compile {node_arg}-",
+        k.kubeconfig().display(),
+        k.cache().display()
+    );
+    let out = Command::new("bash")
+        .args(["-c", &line])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{line}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 fn compile_file(path: &Path, node: Option<&str>) -> String {
@@ -103,13 +62,6 @@ fn compile_file(path: &Path, node: Option<&str>) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn kubectl_on_path() -> bool {
-    Command::new("kubectl")
-        .args(["version", "--client"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 /// A fake server on its own runtime (kept alive by the returned value) and kubectl
 /// pointed at it.
 fn start(dir: &Path) -> (tokio::runtime::Runtime, FakeApiServer, Kubectl) {
@@ -119,24 +71,20 @@ fn start(dir: &Path) -> (tokio::runtime::Runtime, FakeApiServer, Kubectl) {
         .build()
         .unwrap();
     let server = rt.block_on(FakeApiServer::start());
-    let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(&kubeconfig, server.kubeconfig_yaml()).unwrap();
-    let k = Kubectl {
-        kubeconfig,
-        cache: dir.join("cache"),
-    };
+    let k = Kubectl::new(dir, &server).unwrap();
     (rt, server, k)
 }
 
 #[test]
 fn kubectl_get_piped_into_compile_equals_compiling_the_file() {
     assert!(
-        kubectl_on_path(),
+        Kubectl::on_path(),
         "needs kubectl on PATH (every machine this project runs on has one)"
     );
     let dir = tempfile::tempdir().unwrap();
     let (_rt, server, k) = start(dir.path());
-    let created = k.run(
+    let created = run(
+        &k,
         &["create", "-f", example().to_str().unwrap(), "-o", "name"],
         None,
     );
@@ -148,7 +96,7 @@ fn kubectl_get_piped_into_compile_equals_compiling_the_file() {
     for node in [None, Some("node-1"), Some("node-2")] {
         let direct = compile_file(&example(), node);
         assert!(direct.contains("table inet nftpol"), "{direct}");
-        let piped = k.pipe_into_compile(node);
+        let piped = pipe_into_compile(&k, node);
         assert!(
             piped == direct,
             "node {node:?}: kubectl | nftpol compile - differs from compiling the file\n--- piped\n{piped}\n--- direct\n{direct}"
@@ -159,7 +107,7 @@ fn kubectl_get_piped_into_compile_equals_compiling_the_file() {
 #[test]
 fn kubectl_label_replace_and_delete_reach_the_compiler() {
     assert!(
-        kubectl_on_path(),
+        Kubectl::on_path(),
         "needs kubectl on PATH (every machine this project runs on has one)"
     );
     let dir = tempfile::tempdir().unwrap();
@@ -188,12 +136,12 @@ items:
     podSelector: {matchLabels: {app: db}}
     ingress: [{from: [{podSelector: {matchLabels: {app: web}}}]}]
 "#;
-    k.run(&["create", "-f", "-"], Some(text));
+    run(&k, &["create", "-f", "-"], Some(text));
     let file = dir.path().join("objects.yaml");
     let check = |yaml: &str, what: &str| {
         std::fs::write(&file, yaml).unwrap();
         let direct = compile_file(&file, Some("n1"));
-        assert_eq!(k.pipe_into_compile(Some("n1")), direct, "after {what}");
+        assert_eq!(pipe_into_compile(&k, Some("n1")), direct, "after {what}");
         direct
     };
     let before = check(text, "create");
@@ -203,7 +151,8 @@ items:
     );
 
     // label: web is no longer app=web, so db allows nobody.
-    k.run(
+    run(
+        &k,
         &[
             "label",
             "pod",
@@ -233,7 +182,7 @@ items:
     let policy = policy
         .replacen("- apiVersion", "apiVersion", 1)
         .replace("\n  ", "\n");
-    k.run(&["replace", "-f", "-"], Some(&policy));
+    run(&k, &["replace", "-f", "-"], Some(&policy));
     let replaced = check(&replaced_text, "replace");
     assert!(
         replaced.contains("10.0.0.1"),
@@ -241,7 +190,11 @@ items:
     );
 
     // delete, with kubectl's default wait for the object to be gone.
-    k.run(&["delete", "networkpolicy", "db", "--namespace", "a"], None);
+    run(
+        &k,
+        &["delete", "networkpolicy", "db", "--namespace", "a"],
+        None,
+    );
     assert!(server.get("NetworkPolicy", Some("a"), "db").is_none());
     let without = &replaced_text[..replaced_text.find("- apiVersion: networking").unwrap()];
     let deleted = check(without, "delete");
@@ -249,7 +202,7 @@ items:
 
     // Errors come back as Status objects, which kubectl prints.
     let out = k
-        .cmd(&["get", "pod", "nope", "--namespace", "a"])
+        .command(&["get", "pod", "nope", "--namespace", "a"])
         .output()
         .unwrap();
     assert!(!out.status.success());

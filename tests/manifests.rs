@@ -1,11 +1,14 @@
 //! Every manifest in `manifests/` validates, strictly (unknown fields rejected), against the
-//! OpenAPI schemas of a current Kubernetes release, with `kubernetes-validate` (PyPI; .ci/run
-//! installs it). Without the tool the test says SKIP and why.
+//! OpenAPI schemas of a current Kubernetes release, with `kubernetes-validate` (PyPI;
+//! .ci/deps installs it). The test is `#[ignore]`d with that reason, so a plain `cargo test`
+//! lists it as ignored instead of passing it unrun; `.ci/test` runs it with
+//! `--include-ignored`, and run that way without the tool it fails, saying how to install it.
 
 use std::path::Path;
 use std::process::Command;
 
 #[test]
+#[ignore = "needs kubernetes-validate (pip install kubernetes-validate==1.37.0, or .ci/deps)"]
 fn manifests_validate_against_kubernetes_schemas() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
@@ -21,10 +24,11 @@ fn manifests_validate_against_kubernetes_schemas() {
     let probe = Command::new("kubernetes-validate")
         .arg("--version")
         .output();
-    if !probe.is_ok_and(|o| o.status.success()) {
-        eprintln!("SKIP manifests_validate_against_kubernetes_schemas: kubernetes-validate is not installed (pip install kubernetes-validate)");
-        return;
-    }
+    assert!(
+        probe.as_ref().is_ok_and(|o| o.status.success()),
+        "manifests_validate_against_kubernetes_schemas needs the kubernetes-validate command \
+         (pip install kubernetes-validate==1.37.0, or run .ci/deps as root): {probe:?}"
+    );
     // The release the code is built against (k8s-openapi v1_34) and the newest one.
     for version in ["1.34.0", "1.37.0"] {
         let out = Command::new("kubernetes-validate")

@@ -3,9 +3,10 @@
 //! script, for hand-built models covering every RuleKind and set shape, and for the
 //! compiled examples. Each side is loaded into its own fresh network namespace.
 
-#[path = "tier_util.rs"]
+mod common;
+#[path = "common/tiers.rs"]
 mod tiers;
-#[path = "netlink_util.rs"]
+#[path = "common/netlink.rs"]
 mod util;
 
 use nftpol::ruleset::model::*;

@@ -4,9 +4,10 @@
 //! kernel's listing equals a full sync of that step's model in a fresh namespace, and
 //! read-back finds no drift. Also: drift detection and repair after `nft` tampering.
 
-#[path = "tier_util.rs"]
+mod common;
+#[path = "common/tiers.rs"]
 mod tiers;
-#[path = "netlink_util.rs"]
+#[path = "common/netlink.rs"]
 mod util;
 
 use std::net::{Ipv4Addr, Ipv6Addr};

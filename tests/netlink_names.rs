@@ -5,7 +5,7 @@
 //! (each in its own fresh network namespace). See also tests/api_names.rs.
 
 mod common;
-#[path = "netlink_util.rs"]
+#[path = "common/netlink.rs"]
 mod util;
 
 use common::*;

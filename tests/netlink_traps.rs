@@ -5,7 +5,7 @@
 //! ENOBUFS (acks lost: outcome unknown, a full sync repairs),
 //! and deterministic encoding.
 
-#[path = "netlink_util.rs"]
+#[path = "common/netlink.rs"]
 mod util;
 
 use nftpol::netlink::{encode_full, NetlinkError};

@@ -29,14 +29,16 @@ use fake_apiserver::FakeApiServer;
 use nftpol::controller::{self, dataplane::NetlinkDataplane};
 use nftpol::index::Index;
 use nftpol::input::object_from_value;
-use serde_json::{json, Value};
+use serde_json::json;
 
-#[path = "flows_util.rs"]
+mod common;
+#[path = "common/flows.rs"]
 mod flows;
 #[path = "common/root.rs"]
 mod needs_root;
-#[path = "routed_util.rs"]
+#[path = "common/routed.rs"]
 mod routed;
+use common::{admit_only, routed_pod};
 use flows::{client, Flows};
 use needs_root::require_root;
 
@@ -76,22 +78,6 @@ fn topology(tag: &str) -> (Namespaces, String, [String; 3]) {
     }
     routed::forwarding(&node);
     (all, node, pods.try_into().unwrap())
-}
-
-fn pod(name: &str, ip: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": "x", "labels": {"app": name}},
-        "spec": {"nodeName": "n1", "containers": [{"name": "c"}]},
-        "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
-                   "hostIP": "192.168.100.1", "hostIPs": [{"ip": "192.168.100.1"}]}})
-}
-
-/// Pods labelled `app: <target>` admit only pods labelled `app: <from>`.
-fn admit_only(target: &str, from: &str) -> Value {
-    json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-        "metadata": {"name": format!("{target}-from-{from}"), "namespace": "x"},
-        "spec": {"podSelector": {"matchLabels": {"app": target}}, "policyTypes": ["Ingress"],
-                 "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": from}}}]}]}})
 }
 
 fn expected(server: &FakeApiServer) -> nftpol::ruleset::Ruleset {
@@ -222,7 +208,7 @@ async fn revoke_scenario(keep_established: bool) {
     let server = FakeApiServer::start().await;
     server.apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}));
     for (name, ip) in [("a", A), ("b", B), ("c", C)] {
-        server.apply(pod(name, ip));
+        server.apply(routed_pod(name, ip).value());
     }
     let ctl = Running::start(&node, &server, keep_established);
     converge(&node, &server, "first sync").await;
@@ -245,7 +231,7 @@ async fn revoke_scenario(keep_established: bool) {
     }
 
     let changed = Instant::now();
-    server.apply(admit_only("b", "c"));
+    server.apply(admit_only("b", "c").value());
     converge(&node, &server, "b admits only c").await;
     let seen = if keep_established {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -336,7 +322,7 @@ async fn service_connection_is_cut_by_its_backends_policy() {
     let server = FakeApiServer::start().await;
     server.apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}));
     for (name, ip) in [("a", A), ("b", B), ("c", C)] {
-        server.apply(pod(name, ip));
+        server.apply(routed_pod(name, ip).value());
     }
     let ctl = Running::start(&node, &server, false);
     converge(&node, &server, "first sync").await;
@@ -349,7 +335,7 @@ async fn service_connection_is_cut_by_its_backends_policy() {
     assert!(via_a.count() >= 5, "a -> service must flow first");
 
     let changed = Instant::now();
-    server.apply(admit_only("b", "c"));
+    server.apply(admit_only("b", "c").value());
     converge(&node, &server, "b admits only c").await;
     let seen = ctl.cut_at_least(1, "service flow").await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -391,7 +377,7 @@ async fn own_node_connection_is_cut_by_a_cluster_network_policy() {
     let server = FakeApiServer::start().await;
     server.apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}));
     for (name, ip) in [("a", A), ("b", B), ("c", C)] {
-        server.apply(pod(name, ip));
+        server.apply(routed_pod(name, ip).value());
     }
     server.apply(json!({"apiVersion": "v1", "kind": "Node",
         "metadata": {"name": "n1", "labels": {"kubernetes.io/hostname": "n1"}},
@@ -461,11 +447,11 @@ async fn deleted_pods_connections_do_not_survive_into_a_new_pod() {
     let server = FakeApiServer::start().await;
     server.apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}));
     for (name, ip) in [("a", A), ("b", B), ("c", C)] {
-        server.apply(pod(name, ip));
+        server.apply(routed_pod(name, ip).value());
     }
     // b admits a: the deletion, not a policy, must be what cuts the connection.
-    server.apply(admit_only("b", "a"));
-    server.apply(admit_only("b2", "c"));
+    server.apply(admit_only("b", "a").value());
+    server.apply(admit_only("b2", "c").value());
     let ctl = Running::start(&node, &server, false);
     converge(&node, &server, "first sync").await;
     let mut flows = Flows::default();
@@ -483,7 +469,7 @@ async fn deleted_pods_connections_do_not_survive_into_a_new_pod() {
     // connection is held: a's next segments open no new entry. Whether one was opened
     // or not, b2's batch must not let that connection live on.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    server.apply(pod("b2", B));
+    server.apply(routed_pod("b2", B).value());
     converge(&node, &server, "b2 on b's address").await;
     let reused = Instant::now();
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -662,7 +648,7 @@ async fn a_reversed_revocation_lets_the_same_flow_in_again() {
     let server = FakeApiServer::start().await;
     server.apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}));
     for (name, ip) in [("a", A), ("b", B), ("c", C)] {
-        server.apply(pod(name, ip));
+        server.apply(routed_pod(name, ip).value());
     }
     let ctl = Running::start(&node, &server, false);
     converge(&node, &server, "first sync").await;
@@ -697,7 +683,7 @@ async fn a_reversed_revocation_lets_the_same_flow_in_again() {
         false
     };
     assert!(echoed(Duration::from_secs(2)), "a -> b udp must flow first");
-    server.apply(admit_only("b", "c"));
+    server.apply(admit_only("b", "c").value());
     converge(&node, &server, "b admits only c").await;
     ctl.cut_at_least(1, "b admits only c").await;
     assert!(

@@ -20,7 +20,8 @@ use nftpol::ruleset::eval::{forward_accepts, input_accepts, Packet};
 use nftpol::synth::small::{cluster, EXT};
 use proptest::prelude::*;
 
-#[path = "tier_util.rs"]
+mod common;
+#[path = "common/tiers.rs"]
 mod tier_util;
 
 /// splitmix64: the test's own randomness, from proptest's seed.

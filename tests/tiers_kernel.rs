@@ -20,11 +20,12 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+mod common;
 #[path = "common/root.rs"]
 mod needs_root;
-#[path = "routed_util.rs"]
+#[path = "common/routed.rs"]
 mod routed;
-#[path = "tier_util.rs"]
+#[path = "common/tiers.rs"]
 mod tier_util;
 use needs_root::require_root_and_nft;
 use routed::{attach, forwarding, ip, path};

@@ -21,12 +21,14 @@ use nftpol::index::Index;
 use nftpol::input::object_from_value;
 use nftpol::ruleset::Options;
 use nftpol::state::NodeState;
-use serde_json::{json, Value};
+use serde_json::Value;
 
+mod common;
 #[path = "common/root.rs"]
 mod needs_root;
-#[path = "routed_util.rs"]
+#[path = "common/routed.rs"]
 mod routed;
+use common::{admit_only, routed_pod};
 use needs_root::require_root;
 use routed::{attach, forwarding, ip, path};
 
@@ -70,20 +72,9 @@ fn connects(ns: &str, addr: &str) -> bool {
     routed::connects(ns, addr, PORT, Duration::from_millis(400))
 }
 
+/// Pod x/`name` at 10.244.1.`last`.
 fn pod(name: &str, last: u8) -> Value {
-    let ip = format!("10.244.1.{last}");
-    json!({"apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": "x", "labels": {"app": name}},
-        "spec": {"nodeName": "n1", "containers": [{"name": "c"}]},
-        "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
-                   "hostIP": "192.168.100.1", "hostIPs": [{"ip": "192.168.100.1"}]}})
-}
-
-fn policy() -> Value {
-    json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-        "metadata": {"name": "b-from-a", "namespace": "x"},
-        "spec": {"podSelector": {"matchLabels": {"app": "b"}}, "policyTypes": ["Ingress"],
-                 "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "a"}}}]}]}})
+    routed_pod(name, &format!("10.244.1.{last}")).value()
 }
 
 fn obj(v: Value) -> nftpol::input::Object {
@@ -107,8 +98,12 @@ fn scenario(deny_unknown: bool) {
     let _listeners: Vec<TcpListener> = pods.iter().map(|(ns, _)| listen(ns)).collect();
 
     // b has its address, but its watch event has not reached nftpol yet.
-    let index =
-        Index::from_objects(vec![obj(pod("a", 10)), obj(pod("c", 30)), obj(policy())]).unwrap();
+    let index = Index::from_objects(vec![
+        obj(pod("a", 10)),
+        obj(pod("c", 30)),
+        obj(admit_only("b", "a").value()),
+    ])
+    .unwrap();
     let options = Options {
         pod_cidrs: if deny_unknown {
             vec!["10.244.1.0/24".parse().unwrap()]

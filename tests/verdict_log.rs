@@ -33,10 +33,12 @@ use serde_json::{json, Value};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::Layer;
 
+mod common;
 #[path = "common/root.rs"]
 mod needs_root;
-#[path = "routed_util.rs"]
+#[path = "common/routed.rs"]
 mod routed;
+use common::{admit_only, routed_pod};
 use needs_root::require_root;
 
 const A: &str = "10.244.1.10";
@@ -127,28 +129,21 @@ fn topology(tag: &str) -> (Namespaces, String, [String; 3]) {
     (all, node, pods.try_into().unwrap())
 }
 
-fn pod(name: &str, ip: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": "x", "labels": {"app": name}},
-        "spec": {"nodeName": "n1", "containers": [{"name": "c"}]},
-        "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
-                   "hostIP": "192.168.100.1", "hostIPs": [{"ip": "192.168.100.1"}]}})
-}
-
 /// x/b admits x/a on tcp/8080.
 fn b_from_a() -> Value {
-    json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-        "metadata": {"name": "b-from-a", "namespace": "x"},
-        "spec": {"podSelector": {"matchLabels": {"app": "b"}}, "policyTypes": ["Ingress"],
-                 "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "a"}}}],
-                              "ports": [{"protocol": "TCP", "port": 8080}]}]}})
+    admit_only("b", "a")
+        .ingress(
+            json!([{"from": [{"podSelector": {"matchLabels": {"app": "a"}}}],
+                         "ports": [{"protocol": "TCP", "port": 8080}]}]),
+        )
+        .value()
 }
 
 async fn cluster() -> FakeApiServer {
     let server = FakeApiServer::start().await;
     server.apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}));
     for (name, ip) in [("a", A), ("b", B), ("c", C)] {
-        server.apply(pod(name, ip));
+        server.apply(routed_pod(name, ip).value());
     }
     server.apply(b_from_a());
     server

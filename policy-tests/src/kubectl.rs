@@ -12,11 +12,9 @@
 //! This module owns the commands and the kubeconfig; it knows nothing of controllers or
 //! nodes (controller.rs does).
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use nftpol::input::Kind;
 use serde_json::{json, Map, Value};
 
@@ -134,22 +132,16 @@ fn list(items: &[Value]) -> Vec<u8> {
     serde_json::to_vec(&list).expect("JSON values always serialize")
 }
 
-/// `kubectl` with a kubeconfig pointing at one server and a discovery cache of its own.
-pub struct Kubectl {
-    kubeconfig: PathBuf,
-    cache: PathBuf,
-}
+/// `kubectl` with a kubeconfig pointing at one server and a discovery cache of its own
+/// (the fake API server's runner, [`fake_apiserver::kubectl::Kubectl`]).
+pub struct Kubectl(fake_apiserver::kubectl::Kubectl);
 
 impl Kubectl {
     /// Writes `kubeconfig` (the YAML text) into `dir` and checks that kubectl runs.
     pub fn new(dir: &Path, kubeconfig: &str) -> Result<Kubectl> {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let path = dir.join("kubeconfig");
-        std::fs::write(&path, kubeconfig).with_context(|| format!("writing {}", path.display()))?;
-        let k = Kubectl {
-            kubeconfig: path,
-            cache: dir.join("cache"),
-        };
+        let k = Kubectl(fake_apiserver::kubectl::Kubectl::with_kubeconfig(
+            dir, kubeconfig,
+        )?);
         k.run(&["version", "--client"], None)
             .context("kubectl is needed on PATH")?;
         Ok(k)
@@ -158,34 +150,7 @@ impl Kubectl {
     /// Runs `kubectl ARGS` (stdin fed from `input`), returning its stdout; a non-zero
     /// exit is an error carrying kubectl's stderr.
     pub fn run(&self, args: &[&str], input: Option<&[u8]>) -> Result<String> {
-        let mut child = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--cache-dir")
-            .arg(&self.cache)
-            .args(args)
-            .stdin(if input.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("running kubectl")?;
-        if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
-            stdin.write_all(data).context("writing to kubectl")?;
-        }
-        let out = child.wait_with_output().context("waiting for kubectl")?;
-        if !out.status.success() {
-            bail!(
-                "kubectl {} failed ({}): {}",
-                args.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        Ok(self.0.run(args, input)?)
     }
 
     /// Runs a plan: create, replace, label, then delete (without waiting for the objects
@@ -327,10 +292,7 @@ mod tests {
     #[test]
     fn every_case_step_round_trips_through_kubectl_get() {
         assert!(
-            std::process::Command::new("kubectl")
-                .args(["version", "--client"])
-                .output()
-                .is_ok_and(|o| o.status.success()),
+            fake_apiserver::kubectl::Kubectl::on_path(),
             "needs kubectl on PATH (every machine this project runs on has one)"
         );
         let rt = tokio::runtime::Builder::new_multi_thread()

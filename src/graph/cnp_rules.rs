@@ -1,7 +1,7 @@
 //! The graph's ClusterNetworkPolicy part: fills [`PodNode::tiers`] for one pod from the
 //! policies whose subject selects it, resolving their peers to the graph's shared peer
 //! nodes and their named ports to numbers. Owns CNP selection and peer semantics; the
-//! order and the walk are [`crate::tiers`]'s, and nothing here knows nftables.
+//! order and the walk are [`super::tiers`]'s, and nothing here knows nftables.
 //!
 //! ```text
 //! CNPs sorted (tier, priority, name) --subject selects pod?--> per direction with rules:

@@ -6,8 +6,9 @@
 //! chain and sets are deleted:
 //!
 //! ```text
-//! add sets (with elements) -> set elements (deletes, then adds) -> add chains (empty)
-//!   -> add maps (with elements) -> rules of new and changed chains
+//! [replaced sets: flush the chains using them, delete, add again]
+//!   -> add sets (with elements) -> set elements (deletes, then adds) -> add chains (empty)
+//!   -> add maps (with elements) -> rules of new, changed and flushed chains
 //!   -> map elements (deletes, then adds) -> delete chains -> delete maps -> delete sets
 //! ```
 //!
@@ -141,13 +142,15 @@ pub fn diff_views(old: &View, new: &View) -> Option<Vec<Op>> {
     }
     let sets = diff_sets(&old.sets, &new.sets)?;
     let maps = diff_maps(&old.maps, &new.maps)?;
-    let (rebinding, rebound) = replace_sets(&sets.replace, &old.chains, &new.chains);
-    let chains = diff_chains(&old.chains, &new.chains, &rebound)?;
-    let mut ops = rebinding;
+    let replaced = replace_sets(&sets.replace, &old.chains, &new.chains);
+    let chains = diff_chains(&old.chains, &new.chains, &replaced.rebound)?;
+    let mut ops = replaced.unbind;
     ops.extend(sets.add);
     ops.extend(sets.elements);
     ops.extend(chains.add);
     ops.extend(maps.add);
+    // The rebound chains' rules may look up sets and jump to chains this batch adds.
+    ops.extend(replaced.rebind);
     ops.extend(chains.rules);
     ops.extend(maps.elements);
     ops.extend(chains.delete);
@@ -277,15 +280,22 @@ fn diff_maps(old: &[&Map], new: &[&Map]) -> Option<MapOps> {
     Some(ops)
 }
 
+/// Replacing sets: what goes first in the batch, and what goes with the other rules.
+struct Replaced<'a> {
+    /// Flush the chains whose rules look the sets up, delete the sets, create them again
+    /// with the new elements.
+    unbind: Vec<Op>,
+    /// Give those chains their (new) rules back: after the sets and chains the batch
+    /// adds, which the new rules may use.
+    rebind: Vec<Op>,
+    /// The chains rebound (which get no other rule operation).
+    rebound: BTreeSet<&'a str>,
+}
+
 /// Replacing a set: unbind it (flush the chains whose rules look it up), delete it,
 /// create it again with the new elements, and give the chains their rules back; all in
-/// this one batch, so no packet sees the chain empty. Returns those operations and the
-/// chains they rebind (which get no other rule operation).
-fn replace_sets<'a>(
-    replace: &[&Set],
-    old: &[&Chain],
-    new: &[&'a Chain],
-) -> (Vec<Op>, BTreeSet<&'a str>) {
+/// this one batch, so no packet sees the chain empty.
+fn replace_sets<'a>(replace: &[&Set], old: &[&Chain], new: &[&'a Chain]) -> Replaced<'a> {
     let replaced: BTreeSet<&str> = replace.iter().map(|s| s.name.as_str()).collect();
     let existed: BTreeSet<&str> = old.iter().map(|c| c.name.as_str()).collect();
     let rebound: Vec<&Chain> = new
@@ -298,9 +308,9 @@ fn replace_sets<'a>(
                 .any(|r| r.kind.sets().any(|n| replaced.contains(&n)))
         })
         .collect();
-    let mut ops = Vec::new();
+    let mut unbind = Vec::new();
     for c in &rebound {
-        ops.push(Op::SetRules {
+        unbind.push(Op::SetRules {
             chain: Chain {
                 rules: Vec::new(),
                 ..(*c).clone()
@@ -309,16 +319,21 @@ fn replace_sets<'a>(
         });
     }
     for s in replace {
-        ops.push(Op::DelSet(s.name.clone()));
-        ops.push(Op::AddSet((*s).clone()));
+        unbind.push(Op::DelSet(s.name.clone()));
+        unbind.push(Op::AddSet((*s).clone()));
     }
-    for c in &rebound {
-        ops.push(Op::SetRules {
+    let rebind = rebound
+        .iter()
+        .map(|c| Op::SetRules {
             chain: (*c).clone(),
             flush: false,
-        });
+        })
+        .collect();
+    Replaced {
+        unbind,
+        rebind,
+        rebound: rebound.iter().map(|c| c.name.as_str()).collect(),
     }
-    (ops, rebound.iter().map(|c| c.name.as_str()).collect())
 }
 
 #[derive(Debug, Default)]

@@ -35,7 +35,7 @@ fn allowed_by<'a>(iso: &'a Isolation, pairs: &[Pair]) -> [std::collections::BTre
     by
 }
 
-/// The elements of a pod direction's six NetworkPolicy sets, in [`names::NP_SETS`] order,
+/// The elements of a pod direction's six NetworkPolicy sets, in [`SetKind::ALL`] order,
 /// and the allows it looks up as pairs.
 struct PodElements {
     sets: [Vec<Element>; 6],
@@ -361,6 +361,12 @@ fn pair_objects(
     sets: &mut Vec<Set>,
     rules: &mut Vec<Rule>,
 ) {
+    // No address in either family (peers that hold no pod yet): no lookup, so no ports
+    // set either. One given anyway would be in the model but looked up by no chain, so no
+    // pod's view would carry it: the incremental batches would never create or delete it.
+    if p.addrs4.is_empty() && p.addrs6.is_empty() {
+        return;
+    }
     let mut key = String::new();
     allow_key(allow, &mut key);
     let policy = &allow.origin.policy;

@@ -47,6 +47,25 @@ pub fn pod(namespace: &str, name: &str) -> Obj {
     }))
 }
 
+/// Pod x/`name` labelled `app=<name>` at `ip`, on node n1 (192.168.100.1): a pod of the
+/// routed topology the kernel tests build (common/routed.rs).
+pub fn routed_pod(name: &str, ip: &str) -> Obj {
+    pod("x", name)
+        .label("app", name)
+        .node("n1")
+        .ip(ip)
+        .host_ip("192.168.100.1")
+}
+
+/// NetworkPolicy x/`<target>-from-<from>`: pods labelled `app=<target>` admit only pods
+/// labelled `app=<from>` (the routed topology's policy, with [`routed_pod`]).
+pub fn admit_only(target: &str, from: &str) -> Obj {
+    netpol("x", &format!("{target}-from-{from}"))
+        .selecting("app", target)
+        .policy_types(&["Ingress"])
+        .ingress(json!([{"from": [{"podSelector": {"matchLabels": {"app": from}}}]}]))
+}
+
 /// A NetworkPolicy selecting every pod of its namespace, with no rules and no policyTypes
 /// (so, as the API server defaults it, isolating ingress only).
 pub fn netpol(namespace: &str, name: &str) -> Obj {

@@ -22,6 +22,7 @@
 
 mod handlers;
 mod http;
+pub mod kubectl;
 pub mod load;
 mod object;
 pub mod resources;

@@ -1,79 +1,33 @@
 //! A real `kubectl` (v1.32 here) against the fake server: discovery with short names,
 //! `get` as a table and as `-o yaml`, `create`, `replace`, `label` (a merge patch),
-//! `delete`, and server-side errors as Status objects that kubectl prints. Each test is
-//! fails, saying so, when `kubectl` is not on PATH.
+//! `delete`, and server-side errors as Status objects that kubectl prints. Each test
+//! fails, saying so, when `kubectl` is not on PATH. kubectl runs through the crate's own
+//! runner ([`fake_apiserver::kubectl::Kubectl`]).
 
 mod common;
 
 use common::*;
+use fake_apiserver::kubectl::Kubectl;
 use fake_apiserver::FakeApiServer;
 use serde_json::Value;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::PathBuf;
 
-struct Kubectl {
-    kubeconfig: PathBuf,
-    cache: PathBuf,
+/// Runs kubectl off the async runtime (the server answers on it meanwhile).
+async fn ok(k: &Kubectl, args: &[&str], stdin: Option<&str>) -> String {
+    tokio::task::block_in_place(|| k.run(args, stdin.map(str::as_bytes)))
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
-impl Kubectl {
-    fn new(dir: &Path, server: &FakeApiServer) -> Kubectl {
-        let kubeconfig = dir.join("kubeconfig");
-        std::fs::write(&kubeconfig, server.kubeconfig_yaml()).unwrap();
-        Kubectl {
-            kubeconfig,
-            cache: dir.join("cache"),
-        }
-    }
-
-    fn output(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--cache-dir")
-            .arg(&self.cache)
-            .args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run kubectl");
-        if let Some(text) = stdin {
-            let mut pipe = child.stdin.take().unwrap();
-            pipe.write_all(text.as_bytes()).unwrap();
-        }
-        child.wait_with_output().unwrap()
-    }
-
-    /// Runs kubectl off the async runtime (the server answers on it meanwhile).
-    async fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = tokio::task::block_in_place(|| self.output(args, stdin));
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Runs kubectl expecting failure; returns its stderr.
-    async fn fails(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = tokio::task::block_in_place(|| self.output(args, stdin));
-        assert!(!out.status.success(), "kubectl {args:?} succeeded");
-        String::from_utf8(out.stderr).unwrap()
-    }
+/// Runs kubectl expecting failure; returns its stderr.
+async fn fails(k: &Kubectl, args: &[&str], stdin: Option<&str>) -> String {
+    let out = tokio::task::block_in_place(|| k.output(args, stdin.map(str::as_bytes)))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!out.status.success(), "kubectl {args:?} succeeded");
+    String::from_utf8(out.stderr).unwrap()
 }
 
 fn kubectl_on_path() -> bool {
-    let ok = Command::new("kubectl")
-        .args(["version", "--client"])
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let ok = Kubectl::on_path();
     assert!(
         ok,
         "needs kubectl on PATH (every machine this project runs on has one)"
@@ -95,8 +49,8 @@ async fn get_by_short_names_as_table_and_as_a_yaml_list() {
     let server = FakeApiServer::start().await;
     load(&server);
     let dir = tempfile_dir("get");
-    let k = Kubectl::new(&dir, &server);
-    let table = k.ok(&["get", "ns,po,netpol", "-A"], None).await;
+    let k = Kubectl::new(&dir, &server).unwrap();
+    let table = ok(&k, &["get", "ns,po,netpol", "-A"], None).await;
     for want in [
         "namespace/x",
         "pod/a",
@@ -114,12 +68,12 @@ async fn get_by_short_names_as_table_and_as_a_yaml_list() {
         "{:?}",
         server.request_log()
     );
-    let yaml = k
-        .ok(
-            &["get", "ns,pods,networkpolicies", "-A", "-o", "json"],
-            None,
-        )
-        .await;
+    let yaml = ok(
+        &k,
+        &["get", "ns,pods,networkpolicies", "-A", "-o", "json"],
+        None,
+    )
+    .await;
     let list: Value = serde_json::from_str(&yaml).unwrap();
     assert_eq!(list["kind"], "List");
     let kinds: Vec<&str> = list["items"]
@@ -140,27 +94,26 @@ async fn create_replace_label_delete_and_errors() {
     }
     let server = FakeApiServer::start().await;
     let dir = tempfile_dir("write");
-    let k = Kubectl::new(&dir, &server);
+    let k = Kubectl::new(&dir, &server).unwrap();
     let objects = serde_json::json!({"apiVersion": "v1", "kind": "List",
         "items": [namespace("x"), pod("x", "a", "web", "n1")]})
     .to_string();
-    let created = k
-        .ok(&["create", "-f", "-", "-o", "name"], Some(&objects))
-        .await;
+    let created = ok(&k, &["create", "-f", "-", "-o", "name"], Some(&objects)).await;
     assert_eq!(created, "namespace/x\npod/a\n");
-    let again = k.fails(&["create", "-f", "-"], Some(&objects)).await;
+    let again = fails(&k, &["create", "-f", "-"], Some(&objects)).await;
     assert!(again.contains(r#"Error from server (AlreadyExists): error when creating "STDIN": namespaces "x" already exists"#), "{again}");
 
     let moved = pod("x", "a", "web", "n2").to_string();
-    k.ok(&["replace", "-f", "-"], Some(&moved)).await;
+    ok(&k, &["replace", "-f", "-"], Some(&moved)).await;
     assert_eq!(
         server.get("Pod", Some("x"), "a").unwrap()["spec"]["nodeName"],
         "n2"
     );
 
     server.clear_request_log();
-    k.ok(&["label", "namespace", "x", "team=red"], None).await;
-    k.ok(
+    ok(&k, &["label", "namespace", "x", "team=red"], None).await;
+    ok(
+        &k,
         &[
             "label",
             "namespace",
@@ -182,24 +135,22 @@ async fn create_replace_label_delete_and_errors() {
         "{:?}",
         server.request_log()
     );
-    let clash = k
-        .fails(&["label", "namespace", "x", "team=green"], None)
-        .await;
+    let clash = fails(&k, &["label", "namespace", "x", "team=green"], None).await;
     assert!(clash.contains("already has a value (blue)"), "{clash}");
 
-    k.ok(&["delete", "pod", "a", "--namespace", "x"], None)
-        .await;
+    ok(&k, &["delete", "pod", "a", "--namespace", "x"], None).await;
     assert!(server.get("Pod", Some("x"), "a").is_none());
-    let gone = k
-        .fails(&["delete", "pod", "a", "--namespace", "x"], None)
-        .await;
+    let gone = fails(&k, &["delete", "pod", "a", "--namespace", "x"], None).await;
     assert!(
         gone.contains(r#"Error from server (NotFound): pods "a" not found"#),
         "{gone}"
     );
-    let missing = k
-        .fails(&["get", "networkpolicy", "nope", "--namespace", "x"], None)
-        .await;
+    let missing = fails(
+        &k,
+        &["get", "networkpolicy", "nope", "--namespace", "x"],
+        None,
+    )
+    .await;
     assert!(
         missing.contains(r#"networkpolicies.networking.k8s.io "nope" not found"#),
         "{missing}"
@@ -232,32 +183,24 @@ async fn cluster_network_policies_at_both_versions_and_nodes() {
     }
     let server = FakeApiServer::start().await;
     let dir = tempfile_dir("cnp");
-    let k = Kubectl::new(&dir, &server);
-    let out = k
-        .ok(&["apply", "-f", "-"], Some(&cnp("v1alpha2", "old", 10)))
-        .await;
+    let k = Kubectl::new(&dir, &server).unwrap();
+    let out = ok(&k, &["apply", "-f", "-"], Some(&cnp("v1alpha2", "old", 10))).await;
     assert!(
         out.contains("clusternetworkpolicy.policy.networking.k8s.io/old created"),
         "{out}"
     );
-    let out = k
-        .ok(&["apply", "-f", "-"], Some(&cnp("v1beta1", "new", 20)))
-        .await;
+    let out = ok(&k, &["apply", "-f", "-"], Some(&cnp("v1beta1", "new", 20))).await;
     assert!(out.contains("/new created"), "{out}");
     // Applied again with a change: a patch of the stored object through v1alpha2.
-    let out = k
-        .ok(&["apply", "-f", "-"], Some(&cnp("v1alpha2", "old", 30)))
-        .await;
+    let out = ok(&k, &["apply", "-f", "-"], Some(&cnp("v1alpha2", "old", 30))).await;
     assert!(out.contains("/old configured"), "{out}");
-    let table = k.ok(&["get", "cnp"], None).await;
+    let table = ok(&k, &["get", "cnp"], None).await;
     for want in ["NAME", "old", "new"] {
         assert!(table.contains(want), "{want} missing in\n{table}");
     }
-    let list: Value = serde_json::from_str(
-        &k.ok(&["get", "clusternetworkpolicies", "-o", "json"], None)
-            .await,
-    )
-    .unwrap();
+    let list: Value =
+        serde_json::from_str(&ok(&k, &["get", "clusternetworkpolicies", "-o", "json"], None).await)
+            .unwrap();
     let items = list["items"].as_array().unwrap();
     let names: Vec<&str> = items
         .iter()
@@ -271,7 +214,8 @@ async fn cluster_network_policies_at_both_versions_and_nodes() {
     }
     assert_eq!(items[1]["spec"]["priority"], 30);
     let alpha: Value = serde_json::from_str(
-        &k.ok(
+        &ok(
+            &k,
             &[
                 "get",
                 "clusternetworkpolicies.v1alpha2.policy.networking.k8s.io",
@@ -291,12 +235,12 @@ async fn cluster_network_policies_at_both_versions_and_nodes() {
         "apiVersion": "v1", "kind": "Node",
         "metadata": {"name": "n1", "labels": {"node-role": "worker"}},
     }));
-    let nodes = k.ok(&["get", "nodes", "--show-labels"], None).await;
+    let nodes = ok(&k, &["get", "nodes", "--show-labels"], None).await;
     assert!(
         nodes.contains("n1") && nodes.contains("node-role=worker"),
         "{nodes}"
     );
-    let out = k.ok(&["delete", "cnp", "old"], None).await;
+    let out = ok(&k, &["delete", "cnp", "old"], None).await;
     assert!(out.contains("deleted"), "{out}");
     assert_eq!(server.list("ClusterNetworkPolicy").len(), 1);
     let _ = std::fs::remove_dir_all(dir);

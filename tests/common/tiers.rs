@@ -1,5 +1,5 @@
 //! Shared helpers for the tests of ClusterNetworkPolicy tiers in the ruleset (included
-//! with `#[path]`): until the parser fills `PodNode.tiers`, graphs get their tiers by
+//! with `#[path = "common/tiers.rs"]`): until the parser fills `PodNode.tiers`, graphs get their tiers by
 //! hand. Pods a, b, c in namespace x at 10.244.1.10/.20/.30 on node n1, whose address on
 //! the pods' side is 10.244.1.1 (the routed topology's gateway); NetworkPolicy
 //! `b-from-a` isolates b's ingress and allows a.
@@ -12,7 +12,7 @@ use nftpol::graph::{PeerNode, PeerRef, PolicyGraph, PortRange, Ports};
 use nftpol::index::Index;
 use nftpol::input::object_from_value;
 use nftpol::policy::{Direction, Protocol};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub const NODE_ADDR: &str = "10.244.1.1";
 pub const PORT: u16 = 8080;
@@ -30,18 +30,11 @@ pub fn addr(pod: &str) -> String {
 fn pod(name: &str) -> Value {
     let ip = addr(name);
     let ip6 = format!("fd00:10:244:1::{}", &ip[9..]);
-    json!({"apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": "x", "labels": {"app": name}},
-        "spec": {"nodeName": "n1", "containers": [{"name": "c"}]},
-        "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}, {"ip": ip6}],
-                   "hostIP": "192.168.100.1", "hostIPs": [{"ip": "192.168.100.1"}]}})
+    crate::common::routed_pod(name, &ip).ip6(&ip6).value()
 }
 
 pub fn index() -> Index {
-    let policy = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-        "metadata": {"name": "b-from-a", "namespace": "x"},
-        "spec": {"podSelector": {"matchLabels": {"app": "b"}}, "policyTypes": ["Ingress"],
-                 "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "a"}}}]}]}});
+    let policy = crate::common::admit_only("b", "a").value();
     let objects = [pod("a"), pod("b"), pod("c"), policy]
         .into_iter()
         .map(|v| object_from_value(v, "test").unwrap().unwrap())

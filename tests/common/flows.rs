@@ -1,6 +1,6 @@
 #![cfg(feature = "netlink")]
 //! Long-lived flows between pod namespaces, for tests that check what still gets through
-//! after a policy change (included with `#[path]`). Every receiver records the arrival
+//! after a policy change (included with `#[path = "common/flows.rs"]`). Every receiver records the arrival
 //! time of what it gets, so a test can count what arrived after a given instant.
 #![allow(dead_code)]
 

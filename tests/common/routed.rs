@@ -1,6 +1,6 @@
 #![cfg(feature = "netlink")]
-//! Shared helpers for tests that send real packets (included with `#[path]`; as a test
-//! crate of its own it has no tests): pod namespaces attached to a node namespace the way
+//! Shared helpers for tests that send real packets (included with
+//! `#[path = "common/routed.rs"]`): pod namespaces attached to a node namespace the way
 //! a routed CNI attaches them (a veth, a /32 on each side's route, no bridge), so their
 //! traffic crosses the node's forward hook; TCP listeners and connection probes.
 #![allow(dead_code)]

@@ -1,26 +1,36 @@
-//! Shared by the controller tests: object builders, the controller's configuration for
-//! tests, and a plain HTTP GET of its probe endpoints.
+//! Shared by the controller tests (included with `#[path = "common/controller.rs"]`,
+//! beside `mod common`, whose builders it uses): object builders, the controller's
+//! configuration for tests, and a plain HTTP GET of its probe endpoints.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use nftpol::controller;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub fn ns(name: &str, labels: Value) -> Value {
-    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
+    crate::common::ns(name)
+        .set(&["metadata"], "labels", labels)
+        .value()
 }
 
+/// A pod on node `n<node>` (192.168.100.`node`) with the given labels, serving http on
+/// 80/TCP.
 pub fn pod(ns: &str, name: &str, node: u8, ip: &str, labels: Value) -> Value {
-    json!({"apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": ns, "labels": labels},
-        "spec": {"nodeName": format!("n{node}"), "containers": [{"name": "c", "ports": [{"name": "http", "containerPort": 80, "protocol": "TCP"}]}]},
-        "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}], "hostIP": format!("192.168.100.{node}"), "hostIPs": [{"ip": format!("192.168.100.{node}")}]}})
+    crate::common::pod(ns, name)
+        .set(&["metadata"], "labels", labels)
+        .node(&format!("n{node}"))
+        .ip(ip)
+        .host_ip(&format!("192.168.100.{node}"))
+        .port("http", 80, "TCP")
+        .value()
 }
 
 pub fn policy(ns: &str, name: &str, spec: Value) -> Value {
-    json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": name, "namespace": ns}, "spec": spec})
+    crate::common::netpol(ns, name)
+        .set(&[], "spec", spec)
+        .value()
 }
 
 /// A controller for node `node` with 10 ms coalescing, its metrics on `port` (0: any).

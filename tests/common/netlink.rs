@@ -1,6 +1,6 @@
 #![cfg(feature = "netlink")]
-//! Shared helpers for the netlink tests (included with `#[path]`; as a test crate of its
-//! own it has no tests): scratch network namespaces named `nlt-<pid>-<n>`, removed on
+//! Shared helpers for the netlink tests (included with `#[path = "common/netlink.rs"]`;
+//! files under tests/common/ are no test crates of their own): scratch network namespaces named `nlt-<pid>-<n>`, removed on
 //! drop; the builders of ruleset models (sets, maps, chains, rules) the tests share; the
 //! comparison of listings.
 #![allow(dead_code)]
@@ -12,8 +12,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nftpol::ruleset::model::*;
 
-#[path = "common/root.rs"]
+#[path = "root.rs"]
 mod needs_root;
+// Not every test crate including this file runs the kernel (tests/diff_order.rs takes
+// only the model builders).
+#[allow(unused_imports)]
 pub use needs_root::require_root_and_nft;
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
