@@ -7,9 +7,11 @@ use crate::index::PodKey;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use super::tracker::Tracker;
+use crate::flow::Flow;
 use crate::index::Index;
 use crate::netlink::NetlinkError;
-use crate::revoke::{Decision, Flow, Judge, Scope, Tracker};
+use crate::revoke::{Decision, Judge, Scope};
 use crate::ruleset::names::HELD_TIMEOUT_SECS;
 use crate::ruleset::{Ruleset, View};
 

@@ -10,12 +10,14 @@
 //! The compile semantics live in the library (`state`, `graph`, `ruleset`); this module
 //! only wires watchers, the sync loop, Events, metrics and signals.
 
+pub mod board;
 pub mod cnp_watch;
 pub mod dataplane;
 pub mod http;
 pub mod metrics;
 pub mod nflog;
 pub mod sync;
+pub mod tracker;
 pub mod watch;
 
 use std::net::SocketAddr;
@@ -178,7 +180,7 @@ where
     let board = (log.denied || log.allowed).then(|| {
         // The channel is unbounded: asking never blocks the reader.
         let wake = tx.clone();
-        Arc::new(crate::verdict_log::Board::new(move || {
+        Arc::new(board::Board::new(move || {
             let _ = wake.send(sync::Stamped::now(Msg::VerdictState));
         }))
     });

@@ -41,10 +41,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::board::Board;
 use super::metrics::Metrics;
 use crate::netlink::{Counters, LoggedPacket, Nflog};
 use crate::ruleset::names::{self, LogVerdict};
-use crate::verdict_log::{Board, Packet, Record};
+use crate::verdict_log::{Packet, Record};
 
 /// The tracing target of verdict records (filter with `RUST_LOG=nftpol::verdict=info`).
 pub const TARGET: &str = "nftpol::verdict";

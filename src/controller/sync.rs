@@ -39,7 +39,7 @@ pub enum Msg {
     /// This node's pod CIDRs (`spec.podCIDRs` of its Node object), first when its list
     /// completes, then on every change.
     NodeCidrs(Vec<ipnet::IpNet>),
-    /// The verdict reader wants the state the kernel holds ([`crate::verdict_log::Board`]):
+    /// The verdict reader wants the state the kernel holds ([`super::board::Board`]):
     /// published at once when nothing is pending, else when the pending batch lands.
     VerdictState,
     Shutdown,
@@ -132,7 +132,7 @@ pub struct SyncLoop<D: Dataplane> {
     /// This node's Node object has been listed (only waited for with `pod_cidrs_from_node`).
     node_listed: bool,
     /// Where each applied generation goes for the verdict reader (with verdict logs on).
-    board: Option<Arc<crate::verdict_log::Board>>,
+    board: Option<Arc<super::board::Board>>,
 }
 
 /// Nothing is synced before each has been listed once. ClusterNetworkPolicies count as
@@ -177,7 +177,7 @@ impl<D: Dataplane> SyncLoop<D> {
 
     /// Publishes the index and graph of every applied batch to `board`, for the verdict
     /// reader (a copy of both per batch: only with verdict logs on).
-    pub fn with_board(mut self, board: Arc<crate::verdict_log::Board>) -> Self {
+    pub fn with_board(mut self, board: Arc<super::board::Board>) -> Self {
         self.board = Some(board);
         self
     }
