@@ -16,6 +16,7 @@ pub mod dataplane;
 pub mod http;
 pub mod metrics;
 pub mod nflog;
+pub mod schedule;
 pub mod sync;
 pub mod tracker;
 pub mod watch;
