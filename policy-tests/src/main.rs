@@ -23,6 +23,7 @@ mod kubectl;
 mod longlived;
 mod matrix;
 mod netns;
+mod objects;
 mod probe;
 mod proto;
 mod run;

@@ -11,7 +11,6 @@ use anyhow::{bail, Context, Result};
 use nftpol::explain::{explain_in, Family as ExplainFamily};
 use nftpol::graph::PolicyGraph;
 use nftpol::index::Index;
-use nftpol::input::{object_from_value, Kind as ObjKind};
 use serde_json::Value;
 
 use crate::backend::{self, Backend};
@@ -21,6 +20,7 @@ use crate::conntrack;
 use crate::longlived::{self, CutCounter, Held, Report, Tally};
 use crate::matrix::{mark, render_diff, Outcome};
 use crate::netns;
+use crate::objects::{self, Objects};
 use crate::probe::{self, Attempt};
 use crate::proto::{sctp_mode, Family, Probe, Proto, SctpMode};
 use crate::serve::{self, Servers};
@@ -104,7 +104,7 @@ fn no_sctp() -> &'static str {
 pub fn run(opts: &Options) -> Result<Summary> {
     preflight()?;
     service::preflight(opts.service).map_err(cannot)?;
-    let mut backend = backend::open(opts.backend, opts.keep_established).map_err(cannot)?;
+    let mut backend = open_backend(opts.backend, opts.keep_established).map_err(cannot)?;
     let mut files = Vec::new();
     for p in &opts.paths {
         files.extend(case::case_files(p).map_err(|e| cannot(format!("{e:#}")))?);
@@ -261,6 +261,21 @@ enum Verdict {
 }
 
 /// Why this run cannot judge a case with ClusterNetworkPolicies, if it holds any.
+/// The backend `kind` names, or why this build cannot provide it (exit status 2).
+/// `keep_established` is the controller's `--keep-established` (controller only).
+fn open_backend(kind: backend::Kind, keep_established: bool) -> Result<Box<dyn Backend>, String> {
+    if keep_established && kind != backend::Kind::Controller {
+        return Err("--keep-established is a flag of the controller backend only".into());
+    }
+    match kind {
+        backend::Kind::Script => Ok(Box::new(backend::Script)),
+        backend::Kind::Netlink => Ok(Box::new(backend::Netlink::default())),
+        backend::Kind::Controller => crate::controller::Controller::start(keep_established)
+            .map(|c| Box::new(c) as Box<dyn Backend>)
+            .map_err(|e| format!("cannot start the controller backend: {e:#}")),
+    }
+}
+
 fn cnp_skip(backend: &dyn Backend, case: &Case) -> Option<String> {
     if !case.has_cnp() {
         return None;
@@ -380,39 +395,17 @@ struct Counts {
     masqueraded: usize,
 }
 
-pub(crate) type ObjectKey = (ObjKind, Option<String>, String);
-
 /// Brings the index to the step's objects: changed or new ones through `apply`, gone
 /// ones through `delete`, as watch events would arrive.
 fn apply_objects(
     index: &mut Index,
-    applied: &mut BTreeMap<ObjectKey, Value>,
+    applied: &mut Objects,
     objects: Vec<Value>,
     source: &str,
 ) -> Result<()> {
-    let mut now = BTreeMap::new();
-    for value in objects {
-        let obj = object_from_value(value.clone(), source)?
-            .context("an object of a kind nftpol skips")?;
-        let key = (
-            obj.kind(),
-            obj.namespace().map(str::to_string),
-            obj.name().to_string(),
-        );
-        if applied.get(&key) != Some(&value) {
-            index
-                .apply(obj)
-                .with_context(|| format!("applying {} {}", key.0.name(), key.2))?;
-        }
-        now.insert(key, value);
-    }
-    let mut gone: Vec<&ObjectKey> = applied.keys().filter(|k| !now.contains_key(*k)).collect();
-    // Policies first, namespaces last: the reverse of creation.
-    gone.sort_by_key(|k| std::cmp::Reverse(k.0));
-    for (kind, ns, name) in gone {
-        index.delete(*kind, ns.as_deref(), name);
-    }
-    *applied = now;
+    let now = objects::keyed(objects, source)?;
+    objects::follow(index, applied, now.iter().map(|(k, v)| (k, v)), source)?;
+    *applied = now.into_iter().collect();
     Ok(())
 }
 
@@ -460,7 +453,7 @@ fn run_step(
     step: &Step,
     first: bool,
     index: &mut Index,
-    applied: &mut BTreeMap<ObjectKey, Value>,
+    applied: &mut Objects,
     long_lived: &mut LongLived,
 ) -> Result<(String, Counts)> {
     let cut_before = long_lived

@@ -16,7 +16,7 @@
 //! idle), and the time of each event is split into stages (see [`Stage`]).
 
 use crate::index::PodKey;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +26,7 @@ use super::metrics::{Metrics, Stage};
 use super::schedule::{CatchUp, Schedule};
 use crate::index::Index;
 use crate::input::{Kind, Object, ObjectData};
-use crate::state::{Batch, NodeState};
+use crate::state::{Batch, NodeState, Relist};
 
 /// What the watchers tell the sync loop.
 #[derive(Debug)]
@@ -134,7 +134,7 @@ pub struct SyncLoop<D: Dataplane> {
     metrics: Arc<Metrics>,
     errors: Box<dyn Fn(CompileError) + Send>,
     listed: BTreeSet<Kind>,
-    relisting: BTreeMap<Kind, BTreeSet<(String, String)>>,
+    relist: Relist,
     /// When the watcher yielded the oldest event not yet in the kernel (its latency
     /// includes any time it waited in the channel behind a busy loop), and when the loop
     /// took the first of them (the coalescing window's start, for the wait stage).
@@ -180,7 +180,7 @@ impl<D: Dataplane> SyncLoop<D> {
             metrics,
             errors,
             listed: BTreeSet::new(),
-            relisting: BTreeMap::new(),
+            relist: Relist::default(),
             pending_since: None,
             pending_received: None,
             pending_state: Duration::ZERO,
@@ -322,27 +322,14 @@ impl<D: Dataplane> SyncLoop<D> {
             // A (re)list is applied as it arrives, and what it did not mention is deleted
             // at its end; nothing is synced in between, so the kernel never sees half a
             // relist, and no list is held in memory.
-            Msg::Init(kind) => {
-                self.relisting.insert(kind, BTreeSet::new());
-            }
+            Msg::Init(kind) => self.relist.begin(kind),
             Msg::InitApply(obj) => {
-                let key = (
-                    obj.namespace().unwrap_or("").to_string(),
-                    obj.name().to_string(),
-                );
-                if let Some(seen) = self.relisting.get_mut(&obj.kind()) {
-                    seen.insert(key);
-                }
+                self.relist.saw(&obj);
                 self.apply(obj);
             }
             Msg::InitDone(kind) => {
-                let seen = self.relisting.remove(&kind).unwrap_or_default();
-                for (ns, name) in self.state.index().keys(kind) {
-                    if !seen.contains(&(ns.clone(), name.clone())) {
-                        let ns = (!kind.cluster_scoped()).then_some(ns);
-                        self.state.delete(kind, ns.as_deref(), &name);
-                    }
-                }
+                let seen = self.relist.end(kind);
+                self.state.reset(kind, &seen);
                 if self.listed.insert(kind) {
                     tracing::info!(kind = kind.name(), "initial list complete");
                     if ALL_KINDS.iter().all(|k| self.listed.contains(k)) {
@@ -363,7 +350,7 @@ impl<D: Dataplane> SyncLoop<D> {
     /// relist in progress.
     fn all_listed(&self) -> bool {
         ALL_KINDS.iter().all(|k| self.listed.contains(k))
-            && self.relisting.is_empty()
+            && !self.relist.in_progress()
             && (self.node_listed || !self.settings.pod_cidrs_from_node)
     }
 
