@@ -64,6 +64,10 @@ impl Snapshot {
             chains,
         }
     }
+    /// The index of this generation: what the kernel enforced.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
 }
 
 /// A logged packet, decoded.
@@ -196,6 +200,11 @@ impl Generations {
     /// `snap` becomes the newest; the newest before it, the previous.
     pub fn publish(&mut self, snap: Snapshot) {
         self.previous = self.current.replace(Arc::new(snap));
+    }
+
+    /// The newest snapshot, if any.
+    pub fn newest(&self) -> Option<&Arc<Snapshot>> {
+        self.current.as_ref()
     }
 
     /// The newest generation, if any.

@@ -17,7 +17,7 @@
 //! no logged traffic pays nothing.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::graph::PolicyGraph;
@@ -38,6 +38,15 @@ pub struct Board {
     asked: Mutex<Option<Instant>>,
     /// Wakes the sync loop to publish (the controller's channel); none in tests.
     wake: Option<Box<dyn Fn() + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Board {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Board")
+            .field("generation", &self.generation())
+            .field("applied", &self.applied.load(Ordering::SeqCst))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Board {
@@ -99,6 +108,11 @@ impl Board {
         self.generations().generation()
     }
 
+    /// The newest published snapshot of the node's state, if any.
+    pub fn newest(&self) -> Option<Arc<Snapshot>> {
+        self.generations().newest().cloned()
+    }
+
     /// The pods (namespace, name) of the newest generation.
     pub fn pods(&self) -> Vec<PodKey> {
         self.generations().pods()
@@ -119,7 +133,6 @@ impl Board {
 mod tests {
     use super::*;
     use crate::input::parse_str;
-    use std::sync::Arc;
 
     const CLUSTER: &str = r#"
 apiVersion: v1

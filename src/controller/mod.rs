@@ -16,6 +16,7 @@ pub mod dataplane;
 pub mod http;
 pub mod metrics;
 pub mod nflog;
+pub mod revoker;
 pub mod schedule;
 pub mod sync;
 pub mod tracker;
@@ -55,6 +56,10 @@ pub struct Config {
     /// How often discovery is asked again which ClusterNetworkPolicy version is served
     /// (a CRD installed, upgraded or removed while the controller runs).
     pub discovery_every: Duration,
+    /// Where the sync loop publishes the state the kernel holds while someone asks for it
+    /// ([`board::Board::fresh`]): the verdict reader's board (made here when verdict logs
+    /// are on and none is given), or a test watching what the node enforces.
+    pub board: Option<Arc<board::Board>>,
 }
 
 impl Config {
@@ -72,6 +77,7 @@ impl Config {
             liveness: Duration::from_secs(60),
             keep_established: false,
             discovery_every: Duration::from_secs(30),
+            board: None,
         }
     }
 }
@@ -178,19 +184,22 @@ where
     });
     let netns = config.netns.clone();
     let log = config.options.log;
-    let board = (log.denied || log.allowed).then(|| {
-        // The channel is unbounded: asking never blocks the reader.
-        let wake = tx.clone();
-        Arc::new(board::Board::new(move || {
-            let _ = wake.send(sync::Stamped::now(Msg::VerdictState));
-        }))
+    let logs = log.denied || log.allowed;
+    let board = config.board.clone().or_else(|| {
+        logs.then(|| {
+            // The channel is unbounded: asking never blocks the reader.
+            let wake = tx.clone();
+            Arc::new(board::Board::new(move || {
+                let _ = wake.send(sync::Stamped::now(Msg::VerdictState));
+            }))
+        })
     });
     let reader = match &board {
-        Some(b) => Some(
+        Some(b) if logs => Some(
             nflog::spawn(log.group, netns.clone(), b.clone(), metrics.clone())
                 .map_err(ControllerError::SyncThread)?,
         ),
-        None => None,
+        _ => None,
     };
     let body = move || match dataplane() {
         Ok(dp) => {

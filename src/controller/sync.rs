@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use super::dataplane::{Dataplane, DataplaneError};
 use super::metrics::{Metrics, Stage};
+use super::revoker::{Applied, Revoker};
 use super::schedule::{CatchUp, Schedule};
 use crate::index::Index;
 use crate::input::{Kind, Object, ObjectData};
@@ -131,6 +132,8 @@ pub struct SyncLoop<D: Dataplane> {
     settings: Settings,
     state: NodeState,
     dataplane: D,
+    /// Decides which connections each batch revokes (with `keep_established` off).
+    revoker: Revoker,
     metrics: Arc<Metrics>,
     errors: Box<dyn Fn(CompileError) + Send>,
     listed: BTreeSet<Kind>,
@@ -177,6 +180,7 @@ impl<D: Dataplane> SyncLoop<D> {
             settings,
             state,
             dataplane,
+            revoker: Revoker::default(),
             metrics,
             errors,
             listed: BTreeSet::new(),
@@ -414,7 +418,7 @@ impl<D: Dataplane> SyncLoop<D> {
                 );
                 let covered = self.state.acknowledged(full);
                 self.applied_to_board();
-                self.cut_revoked(full, &covered);
+                self.cut_revoked(full, &covered, stats.only_allows_more);
                 self.settled();
                 true
             }
@@ -433,16 +437,18 @@ impl<D: Dataplane> SyncLoop<D> {
     /// Revoked means revoked: once the batch is in the kernel, the entries of connections
     /// it no longer allows are deleted (the touched pods'; every local pod's after a full
     /// sync). A failure is logged and leaves the rules as they are.
-    fn cut_revoked(&mut self, full: bool, covered: &BTreeSet<PodKey>) {
+    fn cut_revoked(&mut self, full: bool, covered: &BTreeSet<PodKey>, only_allows_more: bool) {
         if self.settings.keep_established {
             return;
         }
-        let touched = (!full).then_some(covered);
-        let (model, index) = (self.state.model(), self.state.index());
-        match self
-            .dataplane
-            .cut_revoked(model, index, &self.settings.node, touched)
-        {
+        let batch = Applied {
+            model: self.state.model(),
+            index: self.state.index(),
+            node: &self.settings.node,
+            touched: (!full).then_some(covered),
+            only_allows_more,
+        };
+        match self.revoker.cut(&mut self.dataplane, batch) {
             Ok(c) => {
                 self.metrics.conntrack_cut(c.cut);
                 if c.cut > 0 {
