@@ -30,6 +30,7 @@ mod run;
 mod sctp;
 mod serve;
 mod service;
+mod step;
 mod topology;
 mod verdicts;
 mod vxlan;
