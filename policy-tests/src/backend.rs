@@ -99,32 +99,7 @@ impl Backend for Netlink {
         if state.model() != &full {
             anyhow::bail!("{node}: the incremental model differs from a full build of the step");
         }
-        let path = std::path::PathBuf::from(format!("/run/netns/{netns}"));
-        let (what, result) = match state.batch() {
-            Batch::Nothing => ("no change", Ok(Ok(Default::default()))),
-            Batch::Full(model) => (
-                "full sync",
-                nftpol::netlink::in_netns(&path, || nftpol::netlink::full_sync(model)),
-            ),
-            Batch::Update { before, after } => {
-                let ops = match nftpol::netlink::diff_views(&before, &after) {
-                    Some(ops) => ops,
-                    // An object's type or flags changed: the whole models' difference.
-                    None => nftpol::netlink::diff(
-                        state.kernel().expect("an update has a kernel model"),
-                        state.model(),
-                    ),
-                };
-                let table = state.model().name.clone();
-                (
-                    "incremental",
-                    nftpol::netlink::in_netns(&path, || nftpol::netlink::apply_ops(&table, &ops)),
-                )
-            }
-        };
-        let stats: nftpol::netlink::SyncStats = result
-            .map_err(|e| anyhow::anyhow!("{node}: entering {netns}: {e}"))?
-            .map_err(|e| anyhow::anyhow!("{node}: netlink {what}: {e}"))?;
+        let (what, stats) = send(state, node, netns)?;
         state.acknowledged(what == "full sync");
         Ok(format!(
             "# netlink {what}: {} messages, {} bytes\n{}",
@@ -137,6 +112,42 @@ impl Backend for Netlink {
     fn cuts_revoked(&self) -> Result<(), &'static str> {
         Err("the netlink backend only applies each step's rules; cutting revoked connections is the controller's")
     }
+}
+
+/// Sends `state`'s batch to the kernel of namespace `netns`: what kind of batch it was
+/// (`no change`, `full sync`, `incremental`) and what it cost.
+fn send(
+    state: &mut NodeState,
+    node: &str,
+    netns: &str,
+) -> Result<(&'static str, nftpol::netlink::SyncStats)> {
+    let path = std::path::PathBuf::from(format!("/run/netns/{netns}"));
+    let (what, result) = match state.batch() {
+        Batch::Nothing => ("no change", Ok(Ok(Default::default()))),
+        Batch::Full(model) => (
+            "full sync",
+            nftpol::netlink::in_netns(&path, || nftpol::netlink::full_sync(model)),
+        ),
+        Batch::Update { before, after } => {
+            let ops = match nftpol::netlink::diff_views(&before, &after) {
+                Some(ops) => ops,
+                // An object's type or flags changed: the whole models' difference.
+                None => nftpol::netlink::diff(
+                    state.kernel().expect("an update has a kernel model"),
+                    state.model(),
+                ),
+            };
+            let table = state.model().name.clone();
+            (
+                "incremental",
+                nftpol::netlink::in_netns(&path, || nftpol::netlink::apply_ops(&table, &ops)),
+            )
+        }
+    };
+    let stats: nftpol::netlink::SyncStats = result
+        .map_err(|e| anyhow::anyhow!("{node}: entering {netns}: {e}"))?
+        .map_err(|e| anyhow::anyhow!("{node}: netlink {what}: {e}"))?;
+    Ok((what, stats))
 }
 
 /// `nftpol::compile` + `nftpol::script::render`, loaded with `nft -f -` in the node.

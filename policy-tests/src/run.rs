@@ -13,10 +13,10 @@ use crate::backend::{self, Backend};
 use crate::case::{self, BadCase, Case};
 use crate::longlived::{Report, Tally};
 use crate::netns;
-use crate::proto::{sctp_mode, Proto, SctpMode};
+use crate::proto::{sctp_mode, Probe, Proto, SctpMode};
 use crate::serve::Servers;
 use crate::service::{self, Nat};
-use crate::step::{run_step, Ctx, LongLived};
+use crate::step::{run_step, Counts, Ctx, LongLived};
 use crate::topology::{self, Topology};
 
 pub struct Options {
@@ -100,6 +100,33 @@ pub fn run(opts: &Options) -> Result<Summary> {
     for p in &opts.paths {
         files.extend(case::case_files(p).map_err(|e| cannot(format!("{e:#}")))?);
     }
+    let prefix = own_namespaces()?;
+    let cases: Vec<Result<Case, BadCase>> = files.iter().map(|f| case::load(f)).collect();
+    let sctp = sctp_mode().probes();
+    let mut summary = Summary::default();
+    let started = Instant::now();
+    for &kind in &opts.topologies {
+        let run = TopologyRun {
+            opts,
+            kind,
+            prefix: &prefix,
+            sctp,
+        };
+        run.cases(backend.as_mut(), &cases, &mut summary)?;
+    }
+    let (ll, vr) = (summary.long_lived, summary.verdicts);
+    println!(
+        "{} passed, {} failed, {} skipped; long-lived connections: {} passed, {} failed, {} skipped; verdict records: {} passed, {} failed, {} skipped",
+        summary.passed, summary.failed, summary.skipped, ll.passed, ll.failed, ll.skipped,
+        vr.passed, vr.failed, vr.skipped
+    );
+    eprintln!("wall time {:.1}s", started.elapsed().as_secs_f64());
+    Ok(summary)
+}
+
+/// Removes the network namespaces earlier runs left, and has an interrupt remove this
+/// run's; returns this run's prefix.
+fn own_namespaces() -> Result<String> {
     let stale = netns::delete_stale();
     if stale > 0 {
         eprintln!("removed {stale} network namespaces left by earlier runs");
@@ -113,26 +140,40 @@ pub fn run(opts: &Options) -> Result<Summary> {
         std::process::exit(130);
     })
     .map_err(|e| cannot(format!("cannot install the signal handler: {e}")))?;
-    let sctp = sctp_mode().probes();
-    let cases: Vec<Result<Case, BadCase>> = files.iter().map(|f| case::load(f)).collect();
-    let both = opts.topologies.len() > 1;
-    let mut summary = Summary::default();
-    let started = Instant::now();
-    for &kind in &opts.topologies {
-        let tag = if both {
+    Ok(prefix)
+}
+
+/// Every case in one topology.
+struct TopologyRun<'a> {
+    opts: &'a Options,
+    kind: topology::Kind,
+    prefix: &'a str,
+    sctp: bool,
+}
+
+impl TopologyRun<'_> {
+    /// Builds the topology, runs every case in it, prints each verdict, tears it down.
+    fn cases(
+        &self,
+        backend: &mut dyn Backend,
+        cases: &[Result<Case, BadCase>],
+        summary: &mut Summary,
+    ) -> Result<()> {
+        let (opts, kind) = (self.opts, self.kind);
+        let tag = if opts.topologies.len() > 1 {
             format!(" [{kind}]")
         } else {
             String::new()
         };
         let short = &kind.to_string()[..1];
-        let mut topo = Topology::build(kind, format!("{prefix}{short}-"), &opts.cni_dir)
+        let mut topo = Topology::build(kind, format!("{}{short}-", self.prefix), &opts.cni_dir)
             .map_err(|e| cannot(format!("cannot build the cluster: {e:#}")))?;
         if let Some(reason) = topo.hand_wired() {
             eprintln!("warning: pods wired by hand, every run is a SKIP: {reason}");
         }
         let mut servers = Servers::default();
         let mut nat = Nat::default();
-        for case in &cases {
+        for case in cases {
             let case = match case {
                 Ok(c) => c,
                 Err(bad) => {
@@ -145,8 +186,8 @@ pub fn run(opts: &Options) -> Result<Summary> {
             let mut ctx = Ctx {
                 topo: &mut topo,
                 servers: &mut servers,
-                backend: backend.as_mut(),
-                sctp,
+                backend: &mut *backend,
+                sctp: self.sctp,
                 verbose: opts.verbose,
                 service: opts.service,
                 nat: &mut nat,
@@ -160,64 +201,78 @@ pub fn run(opts: &Options) -> Result<Summary> {
             } else {
                 String::new()
             };
-            match result {
-                Verdict::Skip(reason) => {
-                    println!("SKIP {}{tag}: {reason}", case.name);
-                    summary.skipped += 1;
-                }
-                Verdict::Done {
-                    details,
-                    sctp_skipped,
-                    masqueraded,
-                    long_lived,
-                    verdicts,
-                } => {
-                    summary.long_lived.add(long_lived.tally);
-                    summary.verdicts.add(verdicts.tally);
-                    let mut note = if sctp_skipped > 0 {
-                        format!(" ({sctp_skipped} sctp probes skipped: {})", no_sctp())
-                    } else {
-                        String::new()
-                    };
-                    if masqueraded > 0 {
-                        let _ = write!(
-                            note,
-                            " ({masqueraded} host-to-pod probes not made: {})",
-                            service::MASQUERADED
-                        );
-                    }
-                    note.push_str(&long_lived.note("long-lived"));
-                    note.push_str(&verdicts.note("verdict-record"));
-                    if details.is_empty() && topo.hand_wired().is_some() {
-                        // It passed, but not on what a node running the plugins builds.
-                        let reason = topo.hand_wired().unwrap_or_default();
-                        println!(
-                            "SKIP {}{tag}: passed with pods wired by hand: {reason}",
-                            case.name
-                        );
-                        summary.skipped += 1;
-                    } else if details.is_empty() {
-                        println!("PASS {}{tag}{note}{took}", case.name);
-                        summary.passed += 1;
-                    } else {
-                        println!("FAIL {}{tag}{note}{took}", case.name);
-                        print!("{details}");
-                        summary.failed += 1;
-                    }
-                }
-            }
+            let shown = Shown {
+                name: &case.name,
+                tag: &tag,
+                took: &took,
+                hand_wired: topo.hand_wired(),
+            };
+            shown.print(result, summary);
         }
         servers.stop_all();
         topo.teardown();
+        Ok(())
     }
-    let (ll, vr) = (summary.long_lived, summary.verdicts);
-    println!(
-        "{} passed, {} failed, {} skipped; long-lived connections: {} passed, {} failed, {} skipped; verdict records: {} passed, {} failed, {} skipped",
-        summary.passed, summary.failed, summary.skipped, ll.passed, ll.failed, ll.skipped,
-        vr.passed, vr.failed, vr.skipped
-    );
-    eprintln!("wall time {:.1}s", started.elapsed().as_secs_f64());
-    Ok(summary)
+}
+
+/// How a case's verdict is printed.
+struct Shown<'a> {
+    name: &'a str,
+    /// ` [topology]` when more than one runs.
+    tag: &'a str,
+    /// ` (1.2s)` when verbose.
+    took: &'a str,
+    /// Why pods were wired by hand, if they were.
+    hand_wired: Option<&'a str>,
+}
+
+impl Shown<'_> {
+    /// Prints the verdict's line (and its details when it failed) and counts it.
+    fn print(&self, result: Verdict, summary: &mut Summary) {
+        let (name, tag, took) = (self.name, self.tag, self.took);
+        let (details, sctp_skipped, masqueraded, long_lived, verdicts) = match result {
+            Verdict::Skip(reason) => {
+                println!("SKIP {name}{tag}: {reason}");
+                summary.skipped += 1;
+                return;
+            }
+            Verdict::Done {
+                details,
+                sctp_skipped,
+                masqueraded,
+                long_lived,
+                verdicts,
+            } => (details, sctp_skipped, masqueraded, long_lived, verdicts),
+        };
+        summary.long_lived.add(long_lived.tally);
+        summary.verdicts.add(verdicts.tally);
+        let mut note = if sctp_skipped > 0 {
+            format!(" ({sctp_skipped} sctp probes skipped: {})", no_sctp())
+        } else {
+            String::new()
+        };
+        if masqueraded > 0 {
+            let _ = write!(
+                note,
+                " ({masqueraded} host-to-pod probes not made: {})",
+                service::MASQUERADED
+            );
+        }
+        note.push_str(&long_lived.note("long-lived"));
+        note.push_str(&verdicts.note("verdict-record"));
+        if let (true, Some(reason)) = (details.is_empty(), &self.hand_wired) {
+            // It passed, but not on what a node running the plugins builds.
+            println!("SKIP {name}{tag}: passed with pods wired by hand: {reason}");
+            summary.skipped += 1;
+        } else if details.is_empty() {
+            println!("PASS {name}{tag}{note}{took}");
+            summary.passed += 1;
+        } else {
+            println!("FAIL {name}{tag}{note}{took}");
+            print!("{details}");
+            summary.failed += 1;
+        }
+    }
 }
 
 enum Verdict {
@@ -273,28 +328,52 @@ fn run_case(ctx: &mut Ctx, case: &Case) -> Verdict {
     if let Some(why) = cnp_skip(ctx.backend, case) {
         return Verdict::Skip(why);
     }
-    let mut sctp_skipped = 0;
-    let mut other = 0;
-    for step in &case.steps {
-        for e in &step.expect {
-            for p in &e.probes {
-                if p.proto == Proto::Sctp && !ctx.sctp {
-                    sctp_skipped += 1;
-                } else {
-                    other += 1;
-                }
-            }
-        }
-    }
-    if other == 0 {
+    let probes = case
+        .steps
+        .iter()
+        .flat_map(|s| &s.expect)
+        .flat_map(|e| &e.probes);
+    let (sctp, other): (Vec<&Probe>, Vec<&Probe>) =
+        probes.partition(|p| p.proto == Proto::Sctp && !ctx.sctp);
+    let sctp_skipped = sctp.len();
+    if other.is_empty() {
         return Verdict::Skip(format!("only sctp probes, and {}", no_sctp()));
     }
+    let mut long_lived = LongLived::default();
+    let (
+        details,
+        Counts {
+            probed,
+            masqueraded,
+        },
+    ) = run_steps(ctx, case, &mut long_lived);
+    if probed == 0 && masqueraded > 0 && details.is_empty() {
+        return Verdict::Skip(format!(
+            "every probe is from a host to a pod: {}",
+            service::MASQUERADED
+        ));
+    }
+    Verdict::Done {
+        details,
+        sctp_skipped,
+        masqueraded,
+        long_lived: long_lived.report,
+        verdicts: std::mem::take(&mut ctx.verdicts),
+    }
+}
+
+/// Runs the steps of `case` in order, until one cannot be run; returns what disagreed
+/// (each line labelled with its step when there are several) and the counts.
+fn run_steps<'c>(
+    ctx: &mut Ctx,
+    case: &'c Case,
+    long_lived: &mut LongLived<'c>,
+) -> (String, Counts) {
     let mut index = Index::default();
     let mut applied = BTreeMap::new();
     let mut details = String::new();
     let (mut probed, mut masqueraded) = (0, 0);
     let many = case.steps.len() > 1;
-    let mut long_lived = LongLived::default();
     for (i, step) in case.steps.iter().enumerate() {
         let label = if many {
             format!("step {}: ", i + 1)
@@ -311,7 +390,7 @@ fn run_case(ctx: &mut Ctx, case: &Case) -> Verdict {
             i == 0,
             &mut index,
             &mut applied,
-            &mut long_lived,
+            long_lived,
         );
         for line in &long_lived.report.failures[failed_before..] {
             let _ = writeln!(details, "  {line}");
@@ -331,17 +410,11 @@ fn run_case(ctx: &mut Ctx, case: &Case) -> Verdict {
             }
         }
     }
-    if probed == 0 && masqueraded > 0 && details.is_empty() {
-        return Verdict::Skip(format!(
-            "every probe is from a host to a pod: {}",
-            service::MASQUERADED
-        ));
-    }
-    Verdict::Done {
+    (
         details,
-        sctp_skipped,
-        masqueraded,
-        long_lived: long_lived.report,
-        verdicts: std::mem::take(&mut ctx.verdicts),
-    }
+        Counts {
+            probed,
+            masqueraded,
+        },
+    )
 }
