@@ -136,21 +136,43 @@ pub struct SyncLoop<D: Dataplane> {
     revoker: Revoker,
     metrics: Arc<Metrics>,
     errors: Box<dyn Fn(CompileError) + Send>,
-    listed: BTreeSet<Kind>,
-    relist: Relist,
-    /// When the watcher yielded the oldest event not yet in the kernel (its latency
-    /// includes any time it waited in the channel behind a busy loop), and when the loop
-    /// took the first of them (the coalescing window's start, for the wait stage).
-    pending_since: Option<Instant>,
-    pending_received: Option<Instant>,
-    /// Time spent applying the pending events to the state, and the longest watch stage
-    /// among them, for the `synced` log line.
-    pending_state: Duration,
-    pending_watch: Duration,
-    /// This node's Node object has been listed (only waited for with `pod_cidrs_from_node`).
-    node_listed: bool,
+    lists: Lists,
+    pending: Pending,
     /// Where each applied generation goes for the verdict reader (with verdict logs on).
     board: Option<Arc<super::board::Board>>,
+}
+
+/// Which lists are complete: nothing is synced before every kind has been listed once
+/// (and this node, when its pod CIDRs are needed), nor while a relist is in progress.
+#[derive(Default)]
+struct Lists {
+    listed: BTreeSet<Kind>,
+    relist: Relist,
+    /// This node's Node object has been listed (only waited for with `pod_cidrs_from_node`).
+    node_listed: bool,
+}
+
+impl Lists {
+    fn all_listed(&self, need_node: bool) -> bool {
+        ALL_KINDS.iter().all(|k| self.listed.contains(k))
+            && !self.relist.in_progress()
+            && (self.node_listed || !need_node)
+    }
+}
+
+/// The events not yet in the kernel, for the latency metrics and the `synced` line.
+#[derive(Default)]
+struct Pending {
+    /// When the watcher yielded the oldest of them (its latency includes any time it
+    /// waited in the channel behind a busy loop).
+    since: Option<Instant>,
+    /// When the loop took the first of them (the coalescing window's start, for the wait
+    /// stage).
+    received: Option<Instant>,
+    /// Time spent applying them to the state.
+    state: Duration,
+    /// The longest watch stage among them.
+    watch: Duration,
 }
 
 /// Nothing is synced before each has been listed once. ClusterNetworkPolicies count as
@@ -183,13 +205,8 @@ impl<D: Dataplane> SyncLoop<D> {
             revoker: Revoker::default(),
             metrics,
             errors,
-            listed: BTreeSet::new(),
-            relist: Relist::default(),
-            pending_since: None,
-            pending_received: None,
-            pending_state: Duration::ZERO,
-            pending_watch: Duration::ZERO,
-            node_listed: false,
+            lists: Lists::default(),
+            pending: Pending::default(),
             board: None,
         }
     }
@@ -222,7 +239,7 @@ impl<D: Dataplane> SyncLoop<D> {
     /// Takes this node's pod CIDRs for `--default-deny-unknown`; a change rebuilds the
     /// model and replaces the table whole (chains change, not only elements).
     fn node_cidrs(&mut self, cidrs: Vec<ipnet::IpNet>) {
-        self.node_listed = true;
+        self.lists.node_listed = true;
         if !self.settings.pod_cidrs_from_node {
             return;
         }
@@ -326,17 +343,17 @@ impl<D: Dataplane> SyncLoop<D> {
             // A (re)list is applied as it arrives, and what it did not mention is deleted
             // at its end; nothing is synced in between, so the kernel never sees half a
             // relist, and no list is held in memory.
-            Msg::Init(kind) => self.relist.begin(kind),
+            Msg::Init(kind) => self.lists.relist.begin(kind),
             Msg::InitApply(obj) => {
-                self.relist.saw(&obj);
+                self.lists.relist.saw(&obj);
                 self.apply(obj);
             }
             Msg::InitDone(kind) => {
-                let seen = self.relist.end(kind);
+                let seen = self.lists.relist.end(kind);
                 self.state.reset(kind, &seen);
-                if self.listed.insert(kind) {
+                if self.lists.listed.insert(kind) {
                     tracing::info!(kind = kind.name(), "initial list complete");
-                    if ALL_KINDS.iter().all(|k| self.listed.contains(k)) {
+                    if ALL_KINDS.iter().all(|k| self.lists.listed.contains(k)) {
                         self.state.set_deferred(false);
                     }
                 }
@@ -353,9 +370,7 @@ impl<D: Dataplane> SyncLoop<D> {
     /// Every kind listed once (and this node, when its pod CIDRs are needed), and no
     /// relist in progress.
     fn all_listed(&self) -> bool {
-        ALL_KINDS.iter().all(|k| self.listed.contains(k))
-            && !self.relist.in_progress()
-            && (self.node_listed || !self.settings.pod_cidrs_from_node)
+        self.lists.all_listed(self.settings.pod_cidrs_from_node)
     }
 
     /// Brings the kernel to the model. Returns false when the batch failed.
@@ -364,7 +379,7 @@ impl<D: Dataplane> SyncLoop<D> {
         if self.state.settle() {
             let took = begun.elapsed();
             self.metrics.stage(Stage::State, took);
-            self.pending_state += took;
+            self.pending.state += took;
         }
         self.report_over_budget();
         let idx = self.state.index();
@@ -419,9 +434,10 @@ impl<D: Dataplane> SyncLoop<D> {
         pods: usize,
     ) {
         let took = sent.elapsed();
-        let latency = self.pending_since.map(|t| t.elapsed());
+        let latency = self.pending.since.map(|t| t.elapsed());
         let wait = self
-            .pending_received
+            .pending
+            .received
             .map(|t| begun.saturating_duration_since(t));
         let diff = took.saturating_sub(stats.kernel);
         self.metrics.synced(full, took, stats.messages, latency);
@@ -436,8 +452,8 @@ impl<D: Dataplane> SyncLoop<D> {
             bytes = stats.bytes,
             took_us = took.as_micros() as u64,
             event_to_batch_us = latency.map(|l| l.as_micros() as u64),
-            watch_us = self.pending_watch.as_micros() as u64,
-            state_us = self.pending_state.as_micros() as u64,
+            watch_us = self.pending.watch.as_micros() as u64,
+            state_us = self.pending.state.as_micros() as u64,
             wait_us = wait.map(|w| w.as_micros() as u64),
             diff_us = diff.as_micros() as u64,
             kernel_us = stats.kernel.as_micros() as u64,
@@ -495,10 +511,7 @@ impl<D: Dataplane> SyncLoop<D> {
 
     /// The kernel holds every pending change: nothing is pending any more.
     fn settled(&mut self) {
-        self.pending_since = None;
-        self.pending_received = None;
-        self.pending_state = Duration::ZERO;
-        self.pending_watch = Duration::ZERO;
+        self.pending = Pending::default();
     }
 
     /// Takes one message off the channel: its watch and state stages are measured here.
@@ -506,13 +519,13 @@ impl<D: Dataplane> SyncLoop<D> {
         let now = Instant::now();
         let watch = now.saturating_duration_since(stamped.at);
         self.metrics.stage(Stage::Watch, watch);
-        self.pending_watch = self.pending_watch.max(watch);
+        self.pending.watch = self.pending.watch.max(watch);
         let alive = self.handle(stamped.msg);
         let took = now.elapsed();
         self.metrics.stage(Stage::State, took);
-        self.pending_state += took;
-        self.pending_since = Some(self.pending_since.map_or(stamped.at, |t| t.min(stamped.at)));
-        self.pending_received.get_or_insert(now);
+        self.pending.state += took;
+        self.pending.since = Some(self.pending.since.map_or(stamped.at, |t| t.min(stamped.at)));
+        self.pending.received.get_or_insert(now);
         alive
     }
 
