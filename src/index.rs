@@ -484,6 +484,28 @@ impl Index {
         }
     }
 
+    /// The objects of `kind` that `seen` (keys as [`Index::keys`] gives them) does not
+    /// name, as [`Index::delete`] takes them: what the end of a relist removes.
+    pub fn stale(
+        &self,
+        kind: Kind,
+        seen: &BTreeSet<(String, String)>,
+    ) -> Vec<(Option<String>, String)> {
+        self.keys(kind)
+            .into_iter()
+            .filter(|key| !seen.contains(key))
+            .map(|(ns, name)| ((!kind.cluster_scoped()).then_some(ns), name))
+            .collect()
+    }
+
+    /// The end of a relist of `kind` whose objects were applied as they came: deletes
+    /// every object of `kind` it did not name ([`Index::stale`]).
+    pub fn reset(&mut self, kind: Kind, seen: &BTreeSet<(String, String)>) {
+        for (ns, name) in self.stale(kind, seen) {
+            self.delete(kind, ns.as_deref(), &name);
+        }
+    }
+
     /// ClusterNetworkPolicies by name.
     pub fn cnps(&self) -> impl Iterator<Item = &CnpEntry> {
         self.cnps.values()

@@ -10,7 +10,9 @@
 //!   -> ruleset (tables, chains, sets, maps as plain data)
 //!   -> script  (nft -f text)            | netlink (one atomic batch)
 //! explain reads the graph; it never looks at the ruleset.
-//! text (escaping of object strings shown to people) is below them all.
+//! text (escaping of object strings shown to people) is below them all; so is flow
+//! (tracked connections as plain data), read by both netlink and revoke.
+//! Controller-only state (the verdict board, the revoker's memory) lives in `controller`.
 //! ```
 #![deny(unsafe_code)]
 
@@ -21,6 +23,7 @@ pub mod controller;
 pub mod dump;
 pub mod error;
 pub mod explain;
+pub mod flow;
 pub mod graph;
 pub mod graph_json;
 pub mod host;

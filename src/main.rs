@@ -299,6 +299,7 @@ fn run_controller(args: RunArgs) -> anyhow::Result<()> {
             pod_cidrs_from_node,
             liveness: std::time::Duration::from_secs(args.liveness_timeout_seconds),
             discovery_every: std::time::Duration::from_secs(30),
+            board: None,
         };
         let shutdown = async {
             let mut term =

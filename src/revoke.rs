@@ -16,94 +16,27 @@
 //! cut connection is held ([`Flow::held`], `RuleKind::HeldDrop`), so that a packet of it
 //! still in flight cannot open a new entry that carries it on.
 //!
-//! Owns: the judge, the scope of a batch and the memory of which address each local pod
-//! had (a pod that is gone takes its connections with it, so a new pod reusing the
-//! address inherits none). Must not: talk to the kernel (that is
-//! `netlink::conntrack`), or know about Kubernetes beyond the index's pod records.
+//! Owns: the judge and the scope of a batch. Must not: talk to the kernel (that is
+//! `netlink::conntrack`), know about Kubernetes, or remember anything between batches
+//! (the controller's revoker remembers which address each local pod had, so that a pod
+//! that is gone takes its connections with it).
 
-use crate::index::PodKey;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use crate::index::Index;
+use crate::flow::Flow;
 use crate::ruleset::eval::{forward_accepts, input_accepts, Packet};
 use crate::ruleset::Ruleset;
 
-/// IP protocol numbers whose conntrack tuples carry ports (`th dport` reads them).
-const PORTED_PROTOCOLS: [u8; 4] = [6, 17, 132, 136]; // TCP, UDP, SCTP, UDP-Lite
-
-/// One direction of a conntrack entry, as the kernel's tuple names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Tuple {
-    pub src: IpAddr,
-    pub dst: IpAddr,
-    /// 0 for protocols without ports.
-    pub sport: u16,
-    pub dport: u16,
-}
-
-/// A tracked connection: its original and reply tuples.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Flow {
-    pub l4proto: u8,
-    pub orig: Tuple,
-    pub reply: Tuple,
-}
-
-impl Flow {
-    /// The first packet as the filter hooks saw it: the client's address, and the
-    /// server's address and port after destination NAT (the reply tuple's source).
-    pub fn first_packet(&self) -> Packet {
-        Packet {
-            saddr: self.orig.src,
-            daddr: self.reply.src,
-            l4proto: self.l4proto,
-            dport: if PORTED_PROTOCOLS.contains(&self.l4proto) {
-                self.reply.sport
-            } else {
-                0
-            },
-        }
+/// The first packet of `flow` as the filter hooks saw it: the client's address, and the
+/// server's address and port after destination NAT (the reply tuple's source).
+pub fn first_packet(flow: &Flow) -> Packet {
+    Packet {
+        saddr: flow.orig.src,
+        daddr: flow.reply.src,
+        l4proto: flow.l4proto,
+        dport: flow.server_port(),
     }
-
-    /// Both directions of the flow as the forward hook sees its packets, for holding it
-    /// once cut (`RuleKind::HeldDrop`): the client's packets go to the real server (DNAT
-    /// is done by then, SNAT is not yet), and the server's come back to the client (the
-    /// reply's SNAT is undone by then, its DNAT not yet). None for a protocol without
-    /// ports, whose packets no held 5-tuple could name.
-    pub fn held(&self) -> Option<[Held; 2]> {
-        let (client, server) = (self.orig.src, self.reply.src);
-        if !PORTED_PROTOCOLS.contains(&self.l4proto) || client.is_ipv4() != server.is_ipv4() {
-            return None;
-        }
-        let (cport, sport) = (self.orig.sport, self.reply.sport);
-        let one = |src, dst, sport, dport| Held {
-            l4proto: self.l4proto,
-            src,
-            dst,
-            sport,
-            dport,
-        };
-        Some([
-            one(client, server, cport, sport),
-            one(server, client, sport, cport),
-        ])
-    }
-
-    /// The two endpoints a filter hook saw: the client and the (real) server.
-    pub fn endpoints(&self) -> [IpAddr; 2] {
-        [self.orig.src, self.reply.src]
-    }
-}
-
-/// One direction of a cut connection, as a packet of it reads: the key of a held set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Held {
-    pub l4proto: u8,
-    pub src: IpAddr,
-    pub dst: IpAddr,
-    pub sport: u16,
-    pub dport: u16,
 }
 
 /// Which entries a batch puts to the judge.
@@ -187,7 +120,7 @@ impl<'a> Judge<'a> {
         if !ends.iter().any(|a| self.scope.judge.contains(a)) {
             return Decision::Untouched;
         }
-        let p = flow.first_packet();
+        let p = first_packet(flow);
         // A pod's connection to this node takes the input hook, which judges it by the
         // pod's ClusterNetworkPolicy egress tiers (and accepts it when it has none); the
         // node's own connections to anything take the output hook and are allowed.
@@ -219,76 +152,11 @@ impl<'a> Judge<'a> {
     }
 }
 
-/// The local pods' addresses after the last batch: what tells that a pod is gone.
-#[derive(Debug, Clone, Default)]
-pub struct Tracker {
-    /// Local pod -> its addresses when last seen.
-    pods: BTreeMap<PodKey, Vec<IpAddr>>,
-    /// Address -> the local pod that had it.
-    owners: BTreeMap<IpAddr, PodKey>,
-}
-
-/// The addresses a pod of `node` is enforced with (none: not a local policy pod).
-fn local_addresses(index: &Index, node: &str, key: &PodKey) -> Vec<IpAddr> {
-    match index.pod(&key.0, &key.1) {
-        Some(p) if p.is_policy_pod() && p.node.as_deref() == Some(node) => p.ips.clone(),
-        _ => Vec::new(),
-    }
-}
-
-impl Tracker {
-    /// The scope of a batch that recomputed `touched` (`None`: a full sync, every local
-    /// pod), and the memory brought up to date with the index.
-    pub fn scope(
-        &mut self,
-        index: &Index,
-        node: &str,
-        touched: Option<&BTreeSet<PodKey>>,
-    ) -> Scope {
-        let keys: BTreeSet<PodKey> = match touched {
-            Some(t) => t.clone(),
-            None => index
-                .pods()
-                .filter(|p| p.is_policy_pod() && p.node.as_deref() == Some(node))
-                .map(|p| p.key())
-                .chain(self.pods.keys().cloned())
-                .collect(),
-        };
-        let mut scope = Scope::default();
-        for key in keys {
-            let now = local_addresses(index, node, &key);
-            let before = self.pods.remove(&key).unwrap_or_default();
-            for a in before.iter().filter(|a| !now.contains(a)) {
-                scope.gone.insert(*a);
-                if self.owners.get(a) == Some(&key) {
-                    self.owners.remove(a);
-                }
-            }
-            for a in &now {
-                // Another pod held this address: that one is gone, whether or not the
-                // batch said so.
-                if let Some(old) = self.owners.insert(*a, key.clone()) {
-                    if old != key {
-                        scope.gone.insert(*a);
-                        if let Some(addrs) = self.pods.get_mut(&old) {
-                            addrs.retain(|x| x != a);
-                        }
-                    }
-                }
-                scope.judge.insert(*a);
-            }
-            if !now.is_empty() {
-                self.pods.insert(key, now);
-            }
-        }
-        scope.judge.retain(|a| !scope.gone.contains(a));
-        scope
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flow::Tuple;
+    use crate::index::Index;
     use crate::input::object_from_value;
     use serde_json::{json, Value};
 
@@ -531,59 +399,11 @@ mod tests {
             for proto in [TCP, UDP, 132] {
                 for port in [1, 79, 80, 81, 65535] {
                     let f = direct(proto, src, dst, port);
-                    let want = forward_accepts(&model, &f.first_packet()).unwrap();
+                    let want = forward_accepts(&model, &first_packet(&f)).unwrap();
                     let got = judge(&model, &scope, &BTreeSet::new(), &f);
                     assert_eq!(got == Decision::Keep, want, "{f:?}");
                 }
             }
         }
-    }
-
-    #[test]
-    fn tracker_scopes_touched_pods_and_finds_gone_ones() {
-        let key = |n: &str| ("x".to_string(), n.to_string());
-        let mut t = Tracker::default();
-        let first = t.scope(&index(Vec::new()), "n1", None);
-        assert_eq!(
-            first.judge,
-            [ip(A), ip(B), ip(C)].into(),
-            "full sync: every local pod"
-        );
-        assert!(first.gone.is_empty());
-
-        // b deleted: its address is gone; a remote pod is never ours.
-        let mut idx = index(Vec::new());
-        idx.delete(crate::input::Kind::Pod, Some("x"), "b");
-        let s = t.scope(&idx, "n1", Some(&[key("b"), key("d")].into()));
-        assert_eq!(s.gone, [ip(B)].into());
-        assert!(s.judge.is_empty());
-
-        // A new pod e takes c's address while c's deletion is not in the batch.
-        idx.delete(crate::input::Kind::Pod, Some("x"), "c");
-        idx.apply(object_from_value(pod("e", "n1", C), "t").unwrap().unwrap())
-            .unwrap();
-        let s = t.scope(&idx, "n1", Some(&[key("e")].into()));
-        assert_eq!(
-            s.gone,
-            [ip(C)].into(),
-            "an address reused: the old owner is gone"
-        );
-        assert!(
-            s.judge.is_empty(),
-            "a gone address is cut whole, not judged"
-        );
-
-        // Nothing happened to a: judged, nothing gone.
-        let s = t.scope(&idx, "n1", Some(&[key("a")].into()));
-        assert_eq!((s.judge, s.gone), ([ip(A)].into(), BTreeSet::new()));
-
-        // A full sync after e moved away: e's address is gone.
-        let mut moved = idx.clone();
-        moved
-            .apply(object_from_value(pod("e", "n2", C), "t").unwrap().unwrap())
-            .unwrap();
-        let s = t.scope(&moved, "n1", None);
-        assert_eq!(s.gone, [ip(C)].into());
-        assert_eq!(s.judge, [ip(A)].into());
     }
 }

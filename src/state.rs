@@ -56,6 +56,41 @@ pub struct NodeState {
     over_budget: BTreeMap<String, usize>,
 }
 
+/// The relists in progress, kind by kind, and the objects each has named so far: at its
+/// end, what it did not name is deleted ([`NodeState::reset`], [`Index::reset`]). A
+/// relist is applied as it arrives, so no list is held in memory, only its keys.
+#[derive(Debug, Clone, Default)]
+pub struct Relist {
+    seen: BTreeMap<Kind, BTreeSet<(String, String)>>,
+}
+
+impl Relist {
+    /// A relist of `kind` begins (or begins again).
+    pub fn begin(&mut self, kind: Kind) {
+        self.seen.insert(kind, BTreeSet::new());
+    }
+
+    /// `obj` was listed: noted when a relist of its kind is in progress.
+    pub fn saw(&mut self, obj: &Object) {
+        if let Some(seen) = self.seen.get_mut(&obj.kind()) {
+            seen.insert((
+                obj.namespace().unwrap_or("").to_string(),
+                obj.name().to_string(),
+            ));
+        }
+    }
+
+    /// Whether any relist is in progress.
+    pub fn in_progress(&self) -> bool {
+        !self.seen.is_empty()
+    }
+
+    /// The relist of `kind` ends: the keys it named (none if it never began).
+    pub fn end(&mut self, kind: Kind) -> BTreeSet<(String, String)> {
+        self.seen.remove(&kind).unwrap_or_default()
+    }
+}
+
 /// What takes the kernel from what it holds to the model.
 #[derive(Debug)]
 pub enum Batch<'a> {
@@ -319,6 +354,15 @@ impl NodeState {
         (update, result.err())
     }
 
+    /// The end of a relist of `kind` whose objects were applied as they came: deletes
+    /// every object of `kind` that `seen` does not name ([`Index::stale`]), each as a
+    /// change of its own.
+    pub fn reset(&mut self, kind: Kind, seen: &BTreeSet<(String, String)>) {
+        for (ns, name) in self.index.stale(kind, seen) {
+            self.delete(kind, ns.as_deref(), &name);
+        }
+    }
+
     /// Removes an object; returns what that did.
     pub fn delete(&mut self, kind: Kind, namespace: Option<&str>, name: &str) -> Update {
         let ns = namespace.unwrap_or("");
@@ -463,5 +507,47 @@ mod tests {
         assert_eq!(state.peers.len(), 4);
         state.delete(Kind::NetworkPolicy, Some("x"), "p");
         assert_eq!(state.peers.len(), 0);
+    }
+
+    /// The end of a relist deletes what it did not name, and only of its kind; the
+    /// model follows as if each had been deleted.
+    #[test]
+    fn a_relist_deletes_what_it_did_not_name() {
+        let mut state = NodeState::new(Index::new(), Some("n1"));
+        let ns =
+            |n: &str| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}});
+        apply(&mut state, ns("x"));
+        apply(&mut state, ns("y"));
+        apply(&mut state, pod("a", "10.0.0.1", "a"));
+        apply(&mut state, pod("b", "10.0.0.2", "b"));
+        apply(&mut state, policy(json!([{"podSelector": {}}])));
+        let mut relist = Relist::default();
+        relist.begin(Kind::Pod);
+        let listed = object_from_value(pod("b", "10.0.0.2", "b"), "t")
+            .unwrap()
+            .unwrap();
+        relist.saw(&listed);
+        assert!(relist.in_progress());
+        state.apply(listed).unwrap();
+        let seen = relist.end(Kind::Pod);
+        assert!(!relist.in_progress());
+        state.reset(Kind::Pod, &seen);
+        assert_eq!(
+            state.index().keys(Kind::Pod),
+            vec![("x".into(), "b".into())]
+        );
+        assert_eq!(
+            state.index().count(Kind::Namespace),
+            2,
+            "other kinds untouched"
+        );
+        assert!(state.index().policy("x", "p").is_some());
+        let mut fresh = state.index().clone();
+        fresh.reset(Kind::Namespace, &[(String::new(), "x".to_string())].into());
+        assert_eq!(
+            fresh.keys(Kind::Namespace),
+            vec![(String::new(), "x".into())]
+        );
+        assert_eq!(state.model(), &crate::compile(state.index(), Some("n1")));
     }
 }

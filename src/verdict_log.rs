@@ -1,8 +1,8 @@
 //! Verdict logs: what a packet logged by a pod chain means, in the words of `explain`.
 //!
 //! ```text
-//! sync loop --(after an applied batch, while records are wanted)--> Board::publish: generation g
-//! NFLOG packet (prefix "d ingress/x/a", 5-tuple) --Board::record--> Record
+//! controller's board --(after an applied batch)--> Generations::publish(Snapshot g)
+//! NFLOG packet (prefix "d ingress/x/a", 5-tuple) --Generations::record--> Record
 //!     prefix -> chain (verdict, direction, pod), through the published graph's pods
 //!     explain::end_of(pod, direction, peer, port) in generation g; if the kernel's
 //!     verdict disagrees, in g-1 (the packet was judged before the last batch landed)
@@ -15,24 +15,18 @@
 //! was built from.
 //!
 //! A packet is judged by the rules in the kernel when it arrives; the record is made a
-//! little later, and a batch may have landed in between. The board keeps the last two
-//! generations: a record is explained by the newest one whose verdict agrees with the
+//! little later, and a batch may have landed in between. [`Generations`] keeps the last
+//! two: a record is explained by the newest one whose verdict agrees with the
 //! kernel's, and says which (`generation`, `judged_by`); when neither agrees, it says the
 //! policy changed rather than give a reason that did not apply.
 //!
-//! Publishing copies the node's index and graph (milliseconds at 10,000 pods), so the
-//! sync loop publishes only while records are wanted: the reader asks before it explains
-//! a drain of records ([`Board::fresh`]), which wakes an idle loop to publish at once, and
-//! for [`DEMAND`] after each ask every applied batch is published, so that a packet judged
-//! just before a batch still finds the generation that judged it. A node whose pods see
-//! no logged traffic pays nothing.
+//! When to publish, and sharing the generations between the sync loop and the reader
+//! (a lock, a wake-up), is the controller's (`controller::board`); this module is pure.
 
 use crate::index::PodKey;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use crate::explain;
 use crate::graph::PolicyGraph;
@@ -69,6 +63,10 @@ impl Snapshot {
             graph,
             chains,
         }
+    }
+    /// The index of this generation: what the kernel enforced.
+    pub fn index(&self) -> &Index {
+        &self.index
     }
 }
 
@@ -143,23 +141,11 @@ pub enum Unmapped {
     UnknownPrefix(String),
 }
 
-/// (newest, the one before it).
-type Generations = (Option<Arc<Snapshot>>, Option<Arc<Snapshot>>);
-
-/// How long after the reader's last ask the sync loop keeps publishing every batch.
-pub const DEMAND: Duration = Duration::from_secs(10);
-
-/// The last two published generations, shared by the sync loop and the reader.
-#[derive(Default)]
-pub struct Board {
-    inner: Mutex<Generations>,
-    published: Condvar,
-    /// Batches the kernel has acknowledged; a generation is the count when it was published.
-    applied: AtomicU64,
-    /// When the reader last asked ([`Board::fresh`]).
-    asked: Mutex<Option<Instant>>,
-    /// Wakes the sync loop to publish (the controller's channel); none in tests.
-    wake: Option<Box<dyn Fn() + Send + Sync>>,
+/// The last two published generations: the newest, and the one before it.
+#[derive(Default, Clone)]
+pub struct Generations {
+    current: Option<Arc<Snapshot>>,
+    previous: Option<Arc<Snapshot>>,
 }
 
 fn protocol_of(n: u8) -> Option<Protocol> {
@@ -210,82 +196,34 @@ fn judge(snap: &Snapshot, pkt: &Packet, dir: Direction, key: &PodKey) -> Option<
     })
 }
 
-impl Board {
-    /// A board whose [`Board::fresh`] calls `wake` to ask the sync loop for a generation.
-    pub fn new(wake: impl Fn() + Send + Sync + 'static) -> Self {
-        Board {
-            wake: Some(Box::new(wake)),
-            ..Board::default()
-        }
+impl Generations {
+    /// `snap` becomes the newest; the newest before it, the previous.
+    pub fn publish(&mut self, snap: Snapshot) {
+        self.previous = self.current.replace(Arc::new(snap));
     }
 
-    /// A batch landed (the sync loop, after each one the kernel acknowledged).
-    pub fn applied(&self) {
-        self.applied.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// Whether the reader has asked for state within [`DEMAND`]: the sync loop then
-    /// publishes after every batch.
-    pub fn wanted(&self) -> bool {
-        let asked = self.asked.lock().unwrap_or_else(|e| e.into_inner());
-        asked.is_some_and(|t| t.elapsed() < DEMAND)
-    }
-
-    /// `index` and `graph` are what the kernel now enforces (the sync loop, after a batch
-    /// or when woken while nothing is pending).
-    pub fn publish(&self, index: Index, graph: PolicyGraph) {
-        let generation = self.applied.load(Ordering::SeqCst);
-        let snap = Arc::new(Snapshot::new(generation, index, graph));
-        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let previous = g.0.take();
-        *g = (Some(snap), previous);
-        self.published.notify_all();
-    }
-
-    /// The reader, before it explains what it drained: asks for the generation the
-    /// kernel holds and waits up to `timeout` for it (a sync loop in the middle of a
-    /// batch publishes when the batch lands). On timeout the records are explained
-    /// with what is there, and say so when it disagrees with the kernel.
-    pub fn fresh(&self, timeout: Duration) {
-        *self.asked.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
-        let behind = |g: &Generations| {
-            let applied = self.applied.load(Ordering::SeqCst);
-            g.0.as_ref().is_none_or(|s| s.generation < applied)
-        };
-        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if !behind(&g) {
-            return;
-        }
-        if let Some(wake) = &self.wake {
-            wake();
-        }
-        let _ = self
-            .published
-            .wait_timeout_while(g, timeout, |g| behind(g))
-            .unwrap_or_else(|e| e.into_inner());
+    /// The newest snapshot, if any.
+    pub fn newest(&self) -> Option<&Arc<Snapshot>> {
+        self.current.as_ref()
     }
 
     /// The newest generation, if any.
     pub fn generation(&self) -> Option<u64> {
-        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        g.0.as_ref().map(|s| s.generation)
+        self.current.as_ref().map(|s| s.generation)
     }
 
     /// The pods (namespace, name) of the newest generation.
     pub fn pods(&self) -> Vec<PodKey> {
-        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        g.0.as_ref()
+        self.current
+            .as_ref()
             .map(|s| s.graph.pods.keys().cloned().collect())
             .unwrap_or_default()
     }
 
     /// The record of one logged packet.
     pub fn record(&self, pkt: &Packet) -> Result<Record, Unmapped> {
-        let (current, previous) = {
-            let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-            (g.0.clone(), g.1.clone())
-        };
-        let current = current.ok_or(Unmapped::NoState)?;
+        let current = self.current.clone().ok_or(Unmapped::NoState)?;
+        let previous = self.previous.clone();
         let (verdict, dir, key) = current
             .chains
             .get(pkt.prefix)
@@ -381,12 +319,11 @@ spec:
   ingress: [{from: [{podSelector: {matchLabels: {app: web}}}], ports: [{port: 5432}]}]
 "#;
 
-    fn board(text: &str) -> Board {
+    fn board(text: &str) -> Generations {
         let index = Index::from_objects(parse_str(text, "t").unwrap()).unwrap();
         let graph = PolicyGraph::build_for(&index, Some("n1"));
-        let b = Board::default();
-        b.applied();
-        b.publish(index, graph);
+        let mut b = Generations::default();
+        b.publish(Snapshot::new(1, index, graph));
         b
     }
 
@@ -435,19 +372,25 @@ spec:
 
     #[test]
     fn a_packet_judged_before_the_last_batch_is_explained_by_the_generation_that_judged_it() {
-        let b = board(CLUSTER);
+        let mut b = board(CLUSTER);
         // The policy now allows port 80 as well.
         let wider = CLUSTER.replace("ports: [{port: 5432}]", "ports: [{port: 5432}, {port: 80}]");
         let index = Index::from_objects(parse_str(&wider, "t").unwrap()).unwrap();
-        b.applied();
-        b.publish(index.clone(), PolicyGraph::build_for(&index, Some("n1")));
+        b.publish(Snapshot::new(
+            2,
+            index.clone(),
+            PolicyGraph::build_for(&index, Some("n1")),
+        ));
         let denied = pkt("d ingress/x/db", "10.0.0.1", "10.0.0.2", 80);
         let r = b.record(&denied).unwrap();
         assert_eq!((r.generation, r.judged_by), (1, JudgedBy::Previous));
         assert_eq!(r.isolated_by, vec!["x/db-from-web".to_string()]);
         // One more batch: generation 1 is gone, and nothing left says why it was denied.
-        b.applied();
-        b.publish(index.clone(), PolicyGraph::build_for(&index, Some("n1")));
+        b.publish(Snapshot::new(
+            3,
+            index.clone(),
+            PolicyGraph::build_for(&index, Some("n1")),
+        ));
         let r = b.record(&denied).unwrap();
         assert_eq!((r.generation, r.judged_by), (3, JudgedBy::Changed));
         assert!(r.isolated_by.is_empty());
@@ -455,46 +398,20 @@ spec:
 
     #[test]
     fn a_generation_not_published_in_between_is_not_asked() {
-        let b = board(CLUSTER);
+        let mut b = board(CLUSTER);
         let wider = CLUSTER.replace("ports: [{port: 5432}]", "ports: [{port: 5432}, {port: 80}]");
         let index = Index::from_objects(parse_str(&wider, "t").unwrap()).unwrap();
         // Two batches, the first not published (nothing wanted records then): generation
         // 1 agrees with the kernel's denial but may not be what judged the packet.
-        b.applied();
-        b.applied();
-        b.publish(index.clone(), PolicyGraph::build_for(&index, Some("n1")));
+        b.publish(Snapshot::new(
+            3,
+            index.clone(),
+            PolicyGraph::build_for(&index, Some("n1")),
+        ));
         let r = b
             .record(&pkt("d ingress/x/db", "10.0.0.1", "10.0.0.2", 80))
             .unwrap();
         assert_eq!((r.generation, r.judged_by), (3, JudgedBy::Changed));
-    }
-
-    #[test]
-    fn asking_wakes_the_loop_until_the_kernel_generation_is_published() {
-        use std::sync::atomic::AtomicUsize;
-        let woken = Arc::new(AtomicUsize::new(0));
-        let w = woken.clone();
-        let b = Arc::new(Board::new(move || {
-            w.fetch_add(1, Ordering::SeqCst);
-        }));
-        assert!(!b.wanted());
-        // Nothing applied yet, nothing published: asking wakes and waits out its timeout.
-        b.fresh(Duration::from_millis(1));
-        assert_eq!(woken.load(Ordering::SeqCst), 1);
-        assert!(b.wanted());
-        let index = Index::from_objects(parse_str(CLUSTER, "t").unwrap()).unwrap();
-        b.applied();
-        let (b2, i2) = (b.clone(), index.clone());
-        let publisher = std::thread::spawn(move || {
-            b2.publish(i2.clone(), PolicyGraph::build_for(&i2, Some("n1")));
-        });
-        b.fresh(Duration::from_secs(30));
-        publisher.join().unwrap();
-        assert_eq!(b.generation(), Some(1));
-        // Up to date: asking again does not wake the loop.
-        let before = woken.load(Ordering::SeqCst);
-        b.fresh(Duration::from_secs(30));
-        assert_eq!(woken.load(Ordering::SeqCst), before);
     }
 
     #[test]
@@ -535,7 +452,7 @@ spec:
     #[test]
     fn prefixes_of_other_chains_are_not_guessed() {
         assert_eq!(
-            Board::default().record(&pkt("d ingress/x/db", "10.0.0.1", "10.0.0.2", 1)),
+            Generations::default().record(&pkt("d ingress/x/db", "10.0.0.1", "10.0.0.2", 1)),
             Err(Unmapped::NoState)
         );
         let b = board(CLUSTER);

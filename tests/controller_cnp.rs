@@ -1,7 +1,8 @@
 #![cfg(feature = "controller")]
 //! The controller's ClusterNetworkPolicy and Node watches against the fake API server,
-//! with a scripted dataplane (no root, no kernel) that keeps the index the sync loop
-//! hands it after every batch (the revocation hook): what reached the node's state.
+//! with a scripted dataplane (no root, no kernel) that reports drift at every resync, and
+//! the node's state as the sync loop publishes it on the controller's board after every
+//! batch: what reached the node's state.
 //!
 //! One story, in order: the CRD is not installed (NetworkPolicies are enforced, said once
 //! however often discovery is asked again); v1alpha2 is installed later (picked up); then
@@ -15,7 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fake_apiserver::FakeApiServer;
-use nftpol::controller::dataplane::{BatchStats, CutStats, Dataplane, DataplaneError};
+use nftpol::controller::board::Board;
+use nftpol::controller::dataplane::{BatchStats, Dataplane, DataplaneError};
 use nftpol::controller::{self, ControllerError};
 use nftpol::index::Index;
 use nftpol::ruleset::{Ruleset, View};
@@ -30,11 +32,10 @@ const BETA: &str = "policy.networking.k8s.io/v1beta1";
 const ALPHA: &str = "policy.networking.k8s.io/v1alpha2";
 const NOT_SERVED: &str = "does not serve ClusterNetworkPolicies";
 
-/// Accepts every batch and keeps the index the sync loop hands the revocation after it.
-/// It reports drift whenever asked, so that every resync is a full sync followed by the
-/// revocation with the current index: a change that alters no pod's rules today (a CNP
-/// before the tiers reach the ruleset, a Node relabel) makes no batch of its own.
-struct Keeping(Arc<Mutex<Option<Index>>>);
+/// Accepts every batch. It reports drift whenever asked, so that every resync is a full
+/// sync, published on the board: a change that alters no pod's rules (a Node relabel)
+/// makes no batch of its own.
+struct Keeping;
 
 impl Dataplane for Keeping {
     fn full_sync(&mut self, _: &Ruleset) -> Result<BatchStats, DataplaneError> {
@@ -45,16 +46,6 @@ impl Dataplane for Keeping {
     }
     fn drifted(&mut self, _: &Ruleset) -> Result<bool, DataplaneError> {
         Ok(true)
-    }
-    fn cut_revoked(
-        &mut self,
-        _: &Ruleset,
-        index: &Index,
-        _: &str,
-        _: Option<&std::collections::BTreeSet<(String, String)>>,
-    ) -> Result<CutStats, DataplaneError> {
-        *self.0.lock().unwrap() = Some(index.clone());
-        Ok(CutStats::default())
     }
 }
 
@@ -95,22 +86,25 @@ fn cnp(api_version: &str, name: &str, priority: i64) -> Value {
             "egress": [{"action": "Deny", "to": [{"nodes": {"matchLabels": {"role": "infra"}}}]}]}})
 }
 
-type Kept = Arc<Mutex<Option<Index>>>;
+type Kept = Arc<Board>;
 type Running = tokio::task::JoinHandle<Result<(), ControllerError>>;
 
-/// A controller on `server` whose dataplane keeps the index (see [`Keeping`]): the kept
-/// index, the sender that stops it, and its task.
+/// A controller on `server` whose sync loop publishes its state on a board (see
+/// [`Keeping`]): the board, the sender that stops it, and its task.
 fn start(
     server: &FakeApiServer,
     cfg: controller::Config,
 ) -> (Kept, tokio::sync::oneshot::Sender<()>, Running) {
     let kept: Kept = Arc::default();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let dp = kept.clone();
+    let cfg = controller::Config {
+        board: Some(kept.clone()),
+        ..cfg
+    };
     let handle = tokio::spawn(controller::run(
         cfg,
         server.client(),
-        move || Ok(Keeping(dp)),
+        || Ok(Keeping),
         async {
             let _ = stop_rx.await;
         },
@@ -118,11 +112,13 @@ fn start(
     (kept, stop_tx, handle)
 }
 
-/// Polls the kept index until `ok` holds; panics after 10 s with `what`.
-async fn until(kept: &Arc<Mutex<Option<Index>>>, what: &str, ok: impl Fn(&Index) -> bool) {
+/// Polls the published index until `ok` holds; panics after 10 s with `what`. Asking
+/// ([`Board::fresh`]) keeps the sync loop publishing after every batch.
+async fn until(kept: &Kept, what: &str, ok: impl Fn(&Index) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if kept.lock().unwrap().as_ref().is_some_and(&ok) {
+        kept.fresh(Duration::ZERO);
+        if kept.newest().is_some_and(|s| ok(s.index())) {
             return;
         }
         assert!(

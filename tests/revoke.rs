@@ -493,8 +493,8 @@ async fn deleted_pods_connections_do_not_survive_into_a_new_pod() {
 #[test]
 #[ignore = "needs root: network namespaces, nftables and conntrack, with real connections"]
 fn ctnetlink_dump_by_address_and_delete() {
+    use nftpol::flow::{Flow, Tuple};
     use nftpol::netlink::Conntrack;
-    use nftpol::revoke::{Flow, Tuple};
     require_root("ctnetlink_dump_by_address_and_delete");
     let ns = Namespaces(vec![format!("nftpol-rvk-{}-ct", std::process::id())]);
     routed::ip(&["netns", "add", &ns.0[0]]);
@@ -557,7 +557,7 @@ fn ctnetlink_dump_by_address_and_delete() {
 #[test]
 #[ignore = "needs root: network namespaces, nftables and conntrack, with real connections"]
 fn cut_flows_are_held_both_ways_and_are_no_drift() {
-    use nftpol::revoke::{Flow, Tuple};
+    use nftpol::flow::{Flow, Tuple};
     require_root("cut_flows_are_held_both_ways_and_are_no_drift");
     let ns = Namespaces(vec![format!("nftpol-rvk-{}-held", std::process::id())]);
     routed::ip(&["netns", "add", &ns.0[0]]);

@@ -1,12 +1,15 @@
 //! How a node gets its rules. The harness keeps the [`Index`] (applying each step's
 //! differences the way watch events would arrive); a backend turns it into the node's
-//! kernel state.
+//! kernel state. The script and netlink backends live here; the controller backend
+//! (`crate::controller`) implements the same trait, and `run` opens whichever is asked
+//! for, so this module imports neither.
 
 use anyhow::Result;
 use nftpol::index::Index;
 use nftpol::state::{Batch, NodeState};
 
 use crate::netns;
+use crate::objects::{self, Objects};
 
 /// Which backend `--backend` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -59,24 +62,6 @@ pub trait Backend {
     }
 }
 
-/// The objects in force, keyed by kind, namespace and name.
-pub type Objects = std::collections::BTreeMap<crate::run::ObjectKey, serde_json::Value>;
-
-/// The backend `kind` names, or why this build cannot provide it (exit status 2).
-/// `keep_established` is the controller's `--keep-established` (controller only).
-pub fn open(kind: Kind, keep_established: bool) -> Result<Box<dyn Backend>, String> {
-    if keep_established && kind != Kind::Controller {
-        return Err("--keep-established is a flag of the controller backend only".into());
-    }
-    match kind {
-        Kind::Script => Ok(Box::new(Script)),
-        Kind::Netlink => Ok(Box::new(Netlink::default())),
-        Kind::Controller => crate::controller::Controller::start(keep_established)
-            .map(|c| Box::new(c) as Box<dyn Backend>)
-            .map_err(|e| format!("cannot start the controller backend: {e:#}")),
-    }
-}
-
 /// nftpol's netlink backend, as the controller uses it: each node's [`NodeState`] takes
 /// the step's object changes one by one, as watch events would arrive, and its batch goes
 /// to the kernel: on the first step of a case a full sync (one atomic batch replacing the
@@ -84,29 +69,6 @@ pub fn open(kind: Kind, keep_established: bool) -> Result<Box<dyn Backend>, Stri
 #[derive(Default)]
 pub struct Netlink {
     nodes: std::collections::HashMap<String, (NodeState, Objects)>,
-}
-
-/// Brings `state` from the objects `before` to `now`: changed and new ones applied, gone
-/// ones deleted (policies first, namespaces last).
-fn follow(state: &mut NodeState, before: &Objects, now: &Objects) -> Result<()> {
-    for (key, value) in now {
-        if before.get(key) != Some(value) {
-            let obj =
-                nftpol::input::object_from_value(value.clone(), "case")?.ok_or_else(|| {
-                    anyhow::anyhow!("{} {}: a kind nftpol skips", key.0.name(), key.2)
-                })?;
-            // An object that cannot be compiled is enforced fail-closed, as the index of
-            // the step holds it: the error was reported when the step was read.
-            let _ = state.apply_reporting(obj);
-        }
-    }
-    let mut gone: Vec<&crate::run::ObjectKey> =
-        before.keys().filter(|k| !now.contains_key(*k)).collect();
-    gone.sort_by_key(|k| std::cmp::Reverse(k.0));
-    for (kind, ns, name) in gone {
-        state.delete(*kind, ns.as_deref(), name);
-    }
-    Ok(())
 }
 
 impl Backend for Netlink {
@@ -130,39 +92,14 @@ impl Backend for Netlink {
                 e.insert((NodeState::new(Index::new(), Some(node)), Objects::new()))
             }
         };
-        follow(state, seen, objects)?;
+        objects::follow(state, seen, objects, "case")?;
         *seen = objects.clone();
         // The incremental path must give what a full build of the step gives.
         let full = nftpol::compile(index, Some(node));
         if state.model() != &full {
             anyhow::bail!("{node}: the incremental model differs from a full build of the step");
         }
-        let path = std::path::PathBuf::from(format!("/run/netns/{netns}"));
-        let (what, result) = match state.batch() {
-            Batch::Nothing => ("no change", Ok(Ok(Default::default()))),
-            Batch::Full(model) => (
-                "full sync",
-                nftpol::netlink::in_netns(&path, || nftpol::netlink::full_sync(model)),
-            ),
-            Batch::Update { before, after } => {
-                let ops = match nftpol::netlink::diff_views(&before, &after) {
-                    Some(ops) => ops,
-                    // An object's type or flags changed: the whole models' difference.
-                    None => nftpol::netlink::diff(
-                        state.kernel().expect("an update has a kernel model"),
-                        state.model(),
-                    ),
-                };
-                let table = state.model().name.clone();
-                (
-                    "incremental",
-                    nftpol::netlink::in_netns(&path, || nftpol::netlink::apply_ops(&table, &ops)),
-                )
-            }
-        };
-        let stats: nftpol::netlink::SyncStats = result
-            .map_err(|e| anyhow::anyhow!("{node}: entering {netns}: {e}"))?
-            .map_err(|e| anyhow::anyhow!("{node}: netlink {what}: {e}"))?;
+        let (what, stats) = send(state, node, netns)?;
         state.acknowledged(what == "full sync");
         Ok(format!(
             "# netlink {what}: {} messages, {} bytes\n{}",
@@ -175,6 +112,42 @@ impl Backend for Netlink {
     fn cuts_revoked(&self) -> Result<(), &'static str> {
         Err("the netlink backend only applies each step's rules; cutting revoked connections is the controller's")
     }
+}
+
+/// Sends `state`'s batch to the kernel of namespace `netns`: what kind of batch it was
+/// (`no change`, `full sync`, `incremental`) and what it cost.
+fn send(
+    state: &mut NodeState,
+    node: &str,
+    netns: &str,
+) -> Result<(&'static str, nftpol::netlink::SyncStats)> {
+    let path = std::path::PathBuf::from(format!("/run/netns/{netns}"));
+    let (what, result) = match state.batch() {
+        Batch::Nothing => ("no change", Ok(Ok(Default::default()))),
+        Batch::Full(model) => (
+            "full sync",
+            nftpol::netlink::in_netns(&path, || nftpol::netlink::full_sync(model)),
+        ),
+        Batch::Update { before, after } => {
+            let ops = match nftpol::netlink::diff_views(&before, &after) {
+                Some(ops) => ops,
+                // An object's type or flags changed: the whole models' difference.
+                None => nftpol::netlink::diff(
+                    state.kernel().expect("an update has a kernel model"),
+                    state.model(),
+                ),
+            };
+            let table = state.model().name.clone();
+            (
+                "incremental",
+                nftpol::netlink::in_netns(&path, || nftpol::netlink::apply_ops(&table, &ops)),
+            )
+        }
+    };
+    let stats: nftpol::netlink::SyncStats = result
+        .map_err(|e| anyhow::anyhow!("{node}: entering {netns}: {e}"))?
+        .map_err(|e| anyhow::anyhow!("{node}: netlink {what}: {e}"))?;
+    Ok((what, stats))
 }
 
 /// `nftpol::compile` + `nftpol::script::render`, loaded with `nft -f -` in the node.

@@ -267,7 +267,21 @@ impl Cluster {
     /// The standard cluster with `changes` applied, checked against the format's rules.
     pub fn with_changes(changes: &ClusterChanges) -> Result<Cluster, String> {
         let mut cluster = Cluster::standard();
-        for (ns, change) in &changes.namespaces {
+        cluster.change_namespaces(&changes.namespaces)?;
+        cluster.change_nodes(&changes.nodes)?;
+        for (key, change) in &changes.pods {
+            cluster.change_pod(key, change.as_ref())?;
+        }
+        cluster.check_unique_addresses()?;
+        Ok(cluster)
+    }
+
+    fn change_namespaces(
+        &mut self,
+        namespaces: &BTreeMap<String, Option<NamespaceChange>>,
+    ) -> Result<(), String> {
+        let cluster = self;
+        for (ns, change) in namespaces {
             check_name(ns, "namespace")?;
             match change {
                 None => {
@@ -285,7 +299,12 @@ impl Cluster {
                 }
             }
         }
-        for (node, change) in &changes.nodes {
+        Ok(())
+    }
+
+    fn change_nodes(&mut self, nodes: &BTreeMap<String, NodeChange>) -> Result<(), String> {
+        let cluster = self;
+        for (node, change) in nodes {
             if node_number(node).is_none() {
                 return Err(format!(
                     "cluster.nodes.{node}: {node:?} is not a node (n1 or n2)"
@@ -295,60 +314,69 @@ impl Cluster {
             labels.insert(HOSTNAME_LABEL.into(), node.clone());
             cluster.nodes.insert(node.clone(), labels);
         }
-        for (key, change) in &changes.pods {
-            let field = format!("cluster.pods.{key}");
-            let Some((ns, name)) = key.split_once('/') else {
-                return Err(format!("{field}: a pod is named ns/name"));
-            };
-            check_name(ns, "namespace")
-                .and_then(|_| check_name(name, "pod"))
-                .map_err(|e| format!("{field}: {e}"))?;
-            let Some(change) = change else {
-                if cluster.pods.remove(key).is_none() {
-                    return Err(format!("{field}: removes a pod that does not exist"));
-                }
-                continue;
-            };
-            if !cluster.namespaces.contains_key(ns) {
-                return Err(format!("{field}: namespace {ns} does not exist"));
+        Ok(())
+    }
+
+    /// Adds, changes (`Some`) or removes (`None`) pod `key` (`ns/name`).
+    fn change_pod(&mut self, key: &str, change: Option<&PodChange>) -> Result<(), String> {
+        let field = format!("cluster.pods.{key}");
+        let Some((ns, name)) = key.split_once('/') else {
+            return Err(format!("{field}: a pod is named ns/name"));
+        };
+        check_name(ns, "namespace")
+            .and_then(|_| check_name(name, "pod"))
+            .map_err(|e| format!("{field}: {e}"))?;
+        let Some(change) = change else {
+            if self.pods.remove(key).is_none() {
+                return Err(format!("{field}: removes a pod that does not exist"));
             }
-            let existing = cluster.pods.get(key).cloned();
-            let is_new = existing.is_none();
-            let mut pod = existing.unwrap_or_else(|| Pod {
-                namespace: ns.into(),
-                name: name.into(),
-                node: String::new(),
-                labels: Labels::new(),
-                ips: Vec::new(),
-                ports: standard_ports(),
-            });
-            if let Some(node) = &change.node {
-                if node_number(node).is_none() {
-                    return Err(format!("{field}.node: {node:?} is not a node (n1 or n2)"));
-                }
-                if !is_new && *node != pod.node && change.ip.is_none() {
-                    return Err(format!("{field}: moving a pod to another node requires ip"));
-                }
-                pod.node = node.clone();
-            } else if is_new {
-                return Err(format!("{field}: a new pod needs node"));
-            }
-            if let Some(labels) = &change.labels {
-                pod.labels = labels.clone();
-            }
-            match &change.ip {
-                Some(ips) => {
-                    pod.ips = parse_ips(ips, &pod.node).map_err(|e| format!("{field}.ip: {e}"))?
-                }
-                None if is_new => return Err(format!("{field}: a new pod needs ip")),
-                None => {}
-            }
-            if let Some(ports) = &change.ports {
-                check_ports(ports).map_err(|e| format!("{field}.ports: {e}"))?;
-                pod.ports = ports.clone();
-            }
-            cluster.pods.insert(key.clone(), pod);
+            return Ok(());
+        };
+        if !self.namespaces.contains_key(ns) {
+            return Err(format!("{field}: namespace {ns} does not exist"));
         }
+        let existing = self.pods.get(key).cloned();
+        let is_new = existing.is_none();
+        let mut pod = existing.unwrap_or_else(|| Pod {
+            namespace: ns.into(),
+            name: name.into(),
+            node: String::new(),
+            labels: Labels::new(),
+            ips: Vec::new(),
+            ports: standard_ports(),
+        });
+        if let Some(node) = &change.node {
+            if node_number(node).is_none() {
+                return Err(format!("{field}.node: {node:?} is not a node (n1 or n2)"));
+            }
+            if !is_new && *node != pod.node && change.ip.is_none() {
+                return Err(format!("{field}: moving a pod to another node requires ip"));
+            }
+            pod.node = node.clone();
+        } else if is_new {
+            return Err(format!("{field}: a new pod needs node"));
+        }
+        if let Some(labels) = &change.labels {
+            pod.labels = labels.clone();
+        }
+        match &change.ip {
+            Some(ips) => {
+                pod.ips = parse_ips(ips, &pod.node).map_err(|e| format!("{field}.ip: {e}"))?
+            }
+            None if is_new => return Err(format!("{field}: a new pod needs ip")),
+            None => {}
+        }
+        if let Some(ports) = &change.ports {
+            check_ports(ports).map_err(|e| format!("{field}.ports: {e}"))?;
+            pod.ports = ports.clone();
+        }
+        self.pods.insert(key.to_string(), pod);
+        Ok(())
+    }
+
+    /// No two pods share an address.
+    fn check_unique_addresses(&self) -> Result<(), String> {
+        let cluster = self;
         let mut seen = BTreeMap::new();
         for pod in cluster.pods.values() {
             for ip in &pod.ips {
@@ -360,7 +388,7 @@ impl Cluster {
                 }
             }
         }
-        Ok(cluster)
+        Ok(())
     }
 
     /// Namespaces, Nodes, then Pods, as the API server would return them.

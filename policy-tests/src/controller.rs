@@ -17,8 +17,9 @@ use fake_apiserver::FakeApiServer;
 use nftpol::controller::{self, dataplane::NetlinkDataplane};
 use nftpol::index::Index;
 
-use crate::backend::{Backend, Objects};
+use crate::backend::Backend;
 use crate::kubectl::{self, Kubectl};
+use crate::objects::Objects;
 
 struct Node {
     /// Where its `/metrics` listen (127.0.0.1).

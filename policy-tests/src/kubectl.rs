@@ -18,7 +18,7 @@ use anyhow::{Context, Result};
 use nftpol::input::Kind;
 use serde_json::{json, Map, Value};
 
-use crate::backend::Objects;
+use crate::objects::Objects;
 
 /// The kubectl commands that bring a server holding `served` to holding `wanted`.
 #[derive(Debug, Default, PartialEq)]

@@ -284,19 +284,14 @@ fn connect(c: &Candidate, handoff: &Handoff) -> Result<(Socket, SocketAddr)> {
     Ok((s, peer))
 }
 
-/// Opens the sampled connections and checks each carries one byte each way. A cell
-/// that cannot is a failure: its step allows it and its probe connected.
-pub fn open(sampled: Vec<Sampled>, step: usize, handoff: &Handoff, report: &mut Report) -> Held {
-    let mut pending = Vec::new();
-    for cell in sampled {
-        match connect(&cell.cell, handoff) {
-            Ok((s, peer)) => pending.push((cell, s, peer)),
-            Err(e) => report.fail(format!(
-                "long-lived step {step}: {}: cannot open: {e:#}",
-                cell.cell.name()
-            )),
-        }
-    }
+/// Waits for the server side of each opened connection (the serving thread hands it
+/// over); one not accepted within [`OPEN_TIMEOUT`] is a failure.
+fn accepted(
+    mut pending: Vec<(Sampled, Socket, SocketAddr)>,
+    step: usize,
+    handoff: &Handoff,
+    report: &mut Report,
+) -> Vec<(Sampled, Socket, Socket)> {
     let deadline = Instant::now() + OPEN_TIMEOUT;
     let mut conns = Vec::new();
     while !pending.is_empty() && Instant::now() < deadline {
@@ -318,6 +313,23 @@ pub fn open(sampled: Vec<Sampled>, step: usize, handoff: &Handoff, report: &mut 
             OPEN_TIMEOUT.as_millis()
         ));
     }
+    conns
+}
+
+/// Opens the sampled connections and checks each carries one byte each way. A cell
+/// that cannot is a failure: its step allows it and its probe connected.
+pub fn open(sampled: Vec<Sampled>, step: usize, handoff: &Handoff, report: &mut Report) -> Held {
+    let mut pending = Vec::new();
+    for cell in sampled {
+        match connect(&cell.cell, handoff) {
+            Ok((s, peer)) => pending.push((cell, s, peer)),
+            Err(e) => report.fail(format!(
+                "long-lived step {step}: {}: cannot open: {e:#}",
+                cell.cell.name()
+            )),
+        }
+    }
+    let conns = accepted(pending, step, handoff, report);
     let mut held = Held {
         step,
         conns: Vec::new(),

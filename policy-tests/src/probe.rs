@@ -78,6 +78,18 @@ fn open(a: &Attempt) -> std::io::Result<Socket> {
 pub fn run(attempts: &[Attempt]) -> Result<(Vec<bool>, Vec<Option<u16>>)> {
     let mut results = vec![false; attempts.len()];
     let mut ports = vec![None; attempts.len()];
+    let (sockets, mut pending) = open_all(attempts, &mut ports)?;
+    pending.extend(start_all(attempts, sockets, &mut results, &mut ports));
+    wait_all(pending, &mut results)?;
+    Ok((results, ports))
+}
+
+/// Sockets made for attempts, with the index of each attempt.
+type Opened = Vec<(usize, Socket)>;
+
+/// Every attempt's socket, made in its namespace (each entered once); a raw SCTP client
+/// starts at once, and is returned as pending.
+fn open_all(attempts: &[Attempt], ports: &mut [Option<u16>]) -> Result<(Opened, Vec<Pending>)> {
     // Sockets first, grouped by namespace so each is entered once.
     let mut by_ns: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, a) in attempts.iter().enumerate() {
@@ -102,6 +114,18 @@ pub fn run(attempts: &[Attempt]) -> Result<(Vec<bool>, Vec<Option<u16>>)> {
             sockets.push((i, open(a).with_context(what)?));
         }
     }
+    Ok((sockets, pending))
+}
+
+/// Starts each socket's connection (TCP, SCTP) or sends its datagram (UDP): those that
+/// wait for an answer.
+fn start_all(
+    attempts: &[Attempt],
+    sockets: Opened,
+    results: &mut [bool],
+    ports: &mut [Option<u16>],
+) -> Vec<Pending> {
+    let mut pending = Vec::new();
     for (index, s) in sockets {
         let a = &attempts[index];
         let token = format!("probe {index} {}", a.dst).into_bytes();
@@ -138,6 +162,12 @@ pub fn run(attempts: &[Attempt]) -> Result<(Vec<bool>, Vec<Option<u16>>)> {
             }
         }
     }
+    pending
+}
+
+/// Waits for the pending attempts' answers until [`TIMEOUT`], resending datagrams every
+/// [`UDP_RESEND`].
+fn wait_all(mut pending: Vec<Pending>, results: &mut [bool]) -> Result<()> {
     let start = Instant::now();
     let deadline = start + TIMEOUT;
     let mut next_resend = start + UDP_RESEND;
@@ -147,17 +177,7 @@ pub fn run(attempts: &[Attempt]) -> Result<(Vec<bool>, Vec<Option<u16>>)> {
             break;
         }
         if now >= next_resend {
-            for p in &pending {
-                match &p.sock {
-                    Sock::Dgram(u, token) => {
-                        let _ = u.send(token);
-                    }
-                    Sock::RawSctp(c) => {
-                        let _ = c.send();
-                    }
-                    Sock::Stream(_) => {}
-                }
-            }
+            resend(&pending);
             next_resend += UDP_RESEND;
         }
         let wait = deadline.min(next_resend).saturating_duration_since(now);
@@ -196,7 +216,22 @@ pub fn run(attempts: &[Attempt]) -> Result<(Vec<bool>, Vec<Option<u16>>)> {
         }
         pending = still;
     }
-    Ok((results, ports))
+    Ok(())
+}
+
+/// Sends the pending datagrams (and raw SCTP INITs) again: a lost one is no refusal.
+fn resend(pending: &[Pending]) {
+    for p in pending {
+        match &p.sock {
+            Sock::Dgram(u, token) => {
+                let _ = u.send(token);
+            }
+            Sock::RawSctp(c) => {
+                let _ = c.send();
+            }
+            Sock::Stream(_) => {}
+        }
+    }
 }
 
 /// The outcome of a socket poll reported ready, or `None` to keep waiting.

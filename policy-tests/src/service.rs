@@ -251,6 +251,9 @@ fn nft_family(family: Family) -> (&'static str, &'static str, &'static str) {
     }
 }
 
+// One function on purpose (about 90 lines): it reads top to bottom as the table
+// kube-proxy's nftables mode writes, in its order; split into pieces, the chains and the
+// maps they jump through would no longer be read together.
 /// The `nft -f` script that replaces `table <ip|ip6> kube-proxy` in one transaction.
 pub fn nft_script(services: &Services, family: Family) -> String {
     let (ipx, addr_type, cluster_cidr) = nft_family(family);

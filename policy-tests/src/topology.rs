@@ -358,6 +358,8 @@ impl Topology {
         }
     }
 
+    /// Makes the pods' namespaces and wires each to its node: through the CNI plugins, or
+    /// by hand (the commands gathered, then run node by node).
     fn add_pods(&mut self, pods: &[&Pod]) -> Result<()> {
         let names: Vec<String> = pods.iter().map(|p| self.pod_ns(&p.id())).collect();
         netns::ip_batch(
@@ -411,16 +413,7 @@ impl Topology {
                 },
             );
         }
-        for (node_ns, cmds) in &hand.node {
-            netns::ip_batch(Some(node_ns), cmds)?;
-        }
-        for (node_ns, keys) in &hand.node_sysctls {
-            netns::sysctl(node_ns, keys)?;
-        }
-        for (ns, cmds) in &hand.pod {
-            netns::ip_batch(Some(ns), cmds)?;
-        }
-        Ok(())
+        run_hand(&hand)
     }
 
     /// Takes every pod off its node (CNI DEL, as a node does when pods go) and removes
@@ -445,6 +438,20 @@ impl Drop for Topology {
     fn drop(&mut self) {
         self.teardown();
     }
+}
+
+/// Runs the gathered hand-wiring commands: the nodes' links and sysctls, then the pods'.
+fn run_hand(hand: &handwire::Commands) -> Result<()> {
+    for (node_ns, cmds) in &hand.node {
+        netns::ip_batch(Some(node_ns), cmds)?;
+    }
+    for (node_ns, keys) in &hand.node_sysctls {
+        netns::sysctl(node_ns, keys)?;
+    }
+    for (ns, cmds) in &hand.pod {
+        netns::ip_batch(Some(ns), cmds)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,16 +1,15 @@
 //! What the sync loop needs from the kernel side, as a trait: replace the table, move it
-//! from one model to the next, tell whether the live table drifted, and cut the tracked
-//! connections a new model revokes. The netlink backend implements it for real; tests may
-//! implement it to inject failures.
+//! from one model to the next, tell whether the live table drifted; and for the revoker
+//! ([`super::revoker`]), which decides what to cut: dump the tracked connections of some
+//! addresses, hold and delete them. The netlink backend implements it for real; tests may
+//! implement it to inject failures. It knows nothing of the index, and remembers nothing
+//! between batches.
 
-use crate::index::PodKey;
-use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::collections::BTreeSet;
+use std::net::IpAddr;
 
-use crate::index::Index;
-use crate::netlink::NetlinkError;
-use crate::revoke::{Decision, Flow, Judge, Scope, Tracker};
-use crate::ruleset::names::HELD_TIMEOUT_SECS;
+use crate::flow::Held;
+use crate::netlink::{CtEntry, NetlinkError};
 use crate::ruleset::{Ruleset, View};
 
 /// What cutting revoked connections did.
@@ -30,6 +29,9 @@ pub struct BatchStats {
     /// From handing the batch to the kernel to its last acknowledgement; the rest of a
     /// call is diffing and encoding.
     pub kernel: std::time::Duration,
+    /// The batch only added elements to sets whose elements allow (see
+    /// [`only_allows_more`]): it revoked nothing. False when unknown.
+    pub only_allows_more: bool,
 }
 
 /// A dataplane failure, sorted by what the sync loop must do next; each carries the
@@ -59,18 +61,23 @@ pub trait Dataplane: Send {
     fn update(&mut self, old: &View, new: &View) -> Result<BatchStats, DataplaneError>;
     /// Whether the live table differs from `model` (a missing table differs).
     fn drifted(&mut self, model: &Ruleset) -> Result<bool, DataplaneError>;
-    /// After a batch: deletes the conntrack entries of this node's pods that `model` (now
-    /// in the kernel) no longer allows, and those of pods that are gone. `touched` are the
-    /// pods the batch recomputed; `None` after a full sync: every local pod. The default
-    /// does nothing (test fakes have no connections).
-    fn cut_revoked(
-        &mut self,
-        _model: &Ruleset,
-        _index: &Index,
-        _node: &str,
-        _touched: Option<&BTreeSet<PodKey>>,
-    ) -> Result<CutStats, DataplaneError> {
-        Ok(CutStats::default())
+    /// The conntrack entries that involve any of `addresses`. The default has none (test
+    /// fakes have no connections).
+    fn flows(&mut self, _addresses: &BTreeSet<IpAddr>) -> Result<Vec<CtEntry>, DataplaneError> {
+        Ok(Vec::new())
+    }
+    /// The node's own addresses (of the network namespace the dataplane programs).
+    fn host_addresses(&mut self) -> Result<BTreeSet<IpAddr>, DataplaneError> {
+        Ok(BTreeSet::new())
+    }
+    /// Adds `held` to table `table`'s held sets, in one batch; with `add` false, lets them
+    /// go (every one must be held: the kernel refuses the batch for one it does not have).
+    fn hold(&mut self, _table: &str, _held: &[Held], _add: bool) -> Result<(), DataplaneError> {
+        Ok(())
+    }
+    /// Deletes `entries`; returns how many went.
+    fn delete_flows(&mut self, _entries: &[&CtEntry]) -> Result<usize, DataplaneError> {
+        Ok(0)
     }
 }
 
@@ -79,17 +86,7 @@ pub struct NetlinkDataplane {
     backend: crate::netlink::Backend,
     /// Opened with the backend, so it lives in the same network namespace.
     conntrack: crate::netlink::Conntrack,
-    tracker: Tracker,
-    /// Whether the last batch may have revoked anything (see [`only_allows_more`]).
-    revocable: bool,
-    /// The last cut failed: the next judges every local pod's connections.
-    rejudge_all: bool,
-    /// The connections in the held sets, with when the kernel lets each go.
-    held: BTreeMap<Flow, Instant>,
 }
-
-/// How close to its expiry a hold is left to expire rather than let go.
-const RELEASE_MARGIN: Duration = Duration::from_secs(2);
 
 /// Whether applying `op` can only allow more: adding elements to a set whose elements
 /// allow (every set but the tiers' Deny regions and the pod CIDRs of
@@ -108,10 +105,6 @@ impl NetlinkDataplane {
         Ok(NetlinkDataplane {
             backend: crate::netlink::Backend::open().map_err(map_err)?,
             conntrack: crate::netlink::Conntrack::open().map_err(map_err)?,
-            tracker: Tracker::default(),
-            revocable: true,
-            rejudge_all: false,
-            held: BTreeMap::new(),
         })
     }
 }
@@ -128,14 +121,12 @@ fn map_err(e: NetlinkError) -> DataplaneError {
 
 impl Dataplane for NetlinkDataplane {
     fn full_sync(&mut self, model: &Ruleset) -> Result<BatchStats, DataplaneError> {
-        self.revocable = true;
         let s = self.backend.full_sync(model).map_err(map_err)?;
-        // The table was replaced whole, its held sets empty.
-        self.held.clear();
         Ok(BatchStats {
             messages: s.messages,
             bytes: s.bytes,
             kernel: s.elapsed,
+            only_allows_more: false,
         })
     }
 
@@ -143,15 +134,19 @@ impl Dataplane for NetlinkDataplane {
         // `None`: the change cannot be made in place; a table-level replacement of a view
         // would drop everything outside it, so ask for a real full sync instead.
         let ops = crate::netlink::diff_views(old, new).ok_or(DataplaneError::NeedsFullSync)?;
-        self.revocable = !ops.iter().all(only_allows_more);
+        let allows_more = ops.iter().all(only_allows_more);
         if ops.is_empty() {
-            return Ok(BatchStats::default());
+            return Ok(BatchStats {
+                only_allows_more: allows_more,
+                ..BatchStats::default()
+            });
         }
         let s = self.backend.apply_ops(new.name, &ops).map_err(map_err)?;
         Ok(BatchStats {
             messages: s.messages,
             bytes: s.bytes,
             kernel: s.elapsed,
+            only_allows_more: allows_more,
         })
     }
 
@@ -166,141 +161,25 @@ impl Dataplane for NetlinkDataplane {
         }
     }
 
-    fn cut_revoked(
-        &mut self,
-        model: &Ruleset,
-        index: &Index,
-        node: &str,
-        touched: Option<&BTreeSet<PodKey>>,
-    ) -> Result<CutStats, DataplaneError> {
-        // After a failed cut, every local pod's connections wait to be judged again.
-        let touched = if self.rejudge_all { None } else { touched };
-        let scope = self.tracker.scope(index, node, touched);
-        self.release_allowed(model, &scope);
-        // After a batch that only allows more, only the connections of pods that are
-        // gone can have to go.
-        let scope = if self.revocable || touched.is_none() {
-            scope
-        } else {
-            Scope {
-                judge: Default::default(),
-                ..scope
-            }
-        };
-        self.rejudge_all = true;
-        let stats = self.cut(model, &scope)?;
-        self.rejudge_all = false;
-        Ok(stats)
-    }
-}
-
-impl NetlinkDataplane {
-    /// Lets go of the held connections of `scope` that `model` allows again (a change
-    /// reversed within the hold): a new connection that happens to reuse a cut one's
-    /// 5-tuple must not stay dropped once policy allows it. A hold about to expire is
-    /// left to expire: deleting an element the kernel has just dropped fails the batch.
-    fn release_allowed(&mut self, model: &Ruleset, scope: &Scope) {
-        let now = Instant::now();
-        self.held.retain(|_, until| *until > now);
-        if self.held.is_empty() || scope.judge.is_empty() {
-            return;
-        }
-        let host: BTreeSet<_> = match crate::netlink::local_addrs() {
-            Ok(a) => a.into_iter().collect(),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list the node's addresses; held connections stay held");
-                return;
-            }
-        };
-        let mut judge = Judge::new(model, scope, &host);
-        let margin = now + RELEASE_MARGIN;
-        let allowed: Vec<Flow> = self
-            .held
-            .iter()
-            .filter(|(flow, until)| **until > margin && judge.decide(flow) == Decision::Keep)
-            .map(|(flow, _)| *flow)
-            .collect();
-        if allowed.is_empty() {
-            return;
-        }
-        let keys: Vec<_> = allowed.iter().filter_map(Flow::held).flatten().collect();
-        match self.backend.hold(&model.name, &keys, false) {
-            Ok(_) => tracing::debug!(
-                flows = allowed.len(),
-                "held connections allowed again, let go"
-            ),
-            Err(e) => {
-                tracing::warn!(error = %e, flows = allowed.len(), "cannot let go of held connections; they expire on their own")
-            }
-        }
-        // Either way they are no longer ours to release: gone, or left to expire.
-        for flow in &allowed {
-            self.held.remove(flow);
-        }
-    }
-
-    /// Dumps the entries of `scope`, holds and deletes those the judge cuts.
-    fn cut(&mut self, model: &Ruleset, scope: &Scope) -> Result<CutStats, DataplaneError> {
-        if scope.is_empty() {
-            return Ok(CutStats::default());
-        }
-        let t0 = std::time::Instant::now();
+    fn flows(&mut self, addresses: &BTreeSet<IpAddr>) -> Result<Vec<CtEntry>, DataplaneError> {
         // Asks the kernel's count first: no walk at all when the namespace holds nothing.
-        let entries = self
-            .conntrack
-            .dump_involving(&scope.addresses())
-            .map_err(map_err)?;
-        if entries.is_empty() {
-            return Ok(CutStats::default());
-        }
-        let t1 = std::time::Instant::now();
-        let host: BTreeSet<_> = crate::netlink::local_addrs()
+        self.conntrack.dump_involving(addresses).map_err(map_err)
+    }
+
+    fn host_addresses(&mut self) -> Result<BTreeSet<IpAddr>, DataplaneError> {
+        Ok(crate::netlink::local_addrs()
             .map_err(map_err)?
             .into_iter()
-            .collect();
-        let t2 = std::time::Instant::now();
-        let mut judge = Judge::new(model, scope, &host);
-        let revoked: Vec<_> = entries
-            .iter()
-            .filter(|e| judge.decide(&e.flow).cut())
-            .collect();
-        let t3 = std::time::Instant::now();
-        // Held before the entries go: a packet of a cut connection still in flight (or
-        // retransmitted) would otherwise open a new entry, in the reverse direction if
-        // policy allows that one, and carry the cut connection on as its replies.
-        let held: Vec<_> = revoked
-            .iter()
-            .filter_map(|e| e.flow.held())
-            .flatten()
-            .collect();
-        match self.backend.hold(&model.name, &held, true) {
-            Ok(_) => {
-                let until = Instant::now() + Duration::from_secs(HELD_TIMEOUT_SECS.into());
-                for e in &revoked {
-                    if e.flow.held().is_some() {
-                        self.held.entry(e.flow).or_insert(until);
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, flows = revoked.len(), "cannot hold cut connections; cutting them anyway")
-            }
-        }
-        let cut = self.conntrack.delete(&revoked).map_err(map_err)?;
-        tracing::debug!(
-            addresses = scope.addresses().len(),
-            examined = entries.len(),
-            cut,
-            dump_us = (t1 - t0).as_micros() as u64,
-            addrs_us = (t2 - t1).as_micros() as u64,
-            judge_us = (t3 - t2).as_micros() as u64,
-            hold_and_delete_us = t3.elapsed().as_micros() as u64,
-            "judged connections"
-        );
-        Ok(CutStats {
-            examined: entries.len(),
-            cut,
-        })
+            .collect())
+    }
+
+    fn hold(&mut self, table: &str, held: &[Held], add: bool) -> Result<(), DataplaneError> {
+        self.backend.hold(table, held, add).map_err(map_err)?;
+        Ok(())
+    }
+
+    fn delete_flows(&mut self, entries: &[&CtEntry]) -> Result<usize, DataplaneError> {
+        self.conntrack.delete(entries).map_err(map_err)
     }
 }
 

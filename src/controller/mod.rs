@@ -10,12 +10,16 @@
 //! The compile semantics live in the library (`state`, `graph`, `ruleset`); this module
 //! only wires watchers, the sync loop, Events, metrics and signals.
 
+pub mod board;
 pub mod cnp_watch;
 pub mod dataplane;
 pub mod http;
 pub mod metrics;
 pub mod nflog;
+pub mod revoker;
+pub mod schedule;
 pub mod sync;
+pub mod tracker;
 pub mod watch;
 
 use std::net::SocketAddr;
@@ -52,6 +56,10 @@ pub struct Config {
     /// How often discovery is asked again which ClusterNetworkPolicy version is served
     /// (a CRD installed, upgraded or removed while the controller runs).
     pub discovery_every: Duration,
+    /// Where the sync loop publishes the state the kernel holds while someone asks for it
+    /// ([`board::Board::fresh`]): the verdict reader's board (made here when verdict logs
+    /// are on and none is given), or a test watching what the node enforces.
+    pub board: Option<Arc<board::Board>>,
 }
 
 impl Config {
@@ -69,6 +77,7 @@ impl Config {
             liveness: Duration::from_secs(60),
             keep_established: false,
             discovery_every: Duration::from_secs(30),
+            board: None,
         }
     }
 }
@@ -147,83 +156,35 @@ where
     F: FnOnce() -> Result<D, dataplane::DataplaneError> + Send + 'static,
 {
     let metrics = Arc::new(Metrics::default());
-    let http_metrics = metrics.clone();
-    let listener =
-        http::bind(config.metrics_addr)
-            .await
-            .map_err(|source| ControllerError::Bind {
-                addr: config.metrics_addr,
-                source,
-            })?;
-    tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), node = %config.node, "serving /healthz /readyz /metrics");
-    let http = tokio::spawn(http::serve(listener, http_metrics, config.liveness));
-
+    let http = serve_health(&config, metrics.clone()).await?;
     let (err_tx, err_rx) = tokio::sync::mpsc::unbounded_channel();
     let events = tokio::spawn(publish_errors(client.clone(), err_rx, config.node.clone()));
-
-    let (tx, rx) = std::sync::mpsc::channel();
-    let settings = Settings {
-        node: config.node.clone(),
-        coalesce: config.coalesce,
-        resync: config.resync,
-        options: config.options.clone(),
-        pod_cidrs_from_node: config.pod_cidrs_from_node,
-        keep_established: config.keep_established,
-    };
     let errors: Box<dyn Fn(CompileError) + Send> = Box::new(move |e| {
         let _ = err_tx.send(e);
     });
-    let netns = config.netns.clone();
+
+    let (tx, rx) = std::sync::mpsc::channel();
     let log = config.options.log;
-    let board = (log.denied || log.allowed).then(|| {
-        // The channel is unbounded: asking never blocks the reader.
-        let wake = tx.clone();
-        Arc::new(crate::verdict_log::Board::new(move || {
-            let _ = wake.send(sync::Stamped::now(Msg::VerdictState));
-        }))
-    });
+    let logs = log.denied || log.allowed;
+    let board = verdict_board(&config, &tx);
     let reader = match &board {
-        Some(b) => Some(
-            nflog::spawn(log.group, netns.clone(), b.clone(), metrics.clone())
+        Some(b) if logs => Some(
+            nflog::spawn(log.group, config.netns.clone(), b.clone(), metrics.clone())
                 .map_err(ControllerError::SyncThread)?,
         ),
-        None => None,
+        _ => None,
     };
-    let body = move || match dataplane() {
-        Ok(dp) => {
-            let sync = SyncLoop::new(settings, dp, metrics, errors);
-            match board {
-                Some(b) => sync.with_board(b).run(rx),
-                None => sync.run(rx),
-            }
-            Ok(())
-        }
-        Err(e) => Err(ControllerError::Dataplane(e)),
+    let sync = SyncThread {
+        settings: settings(&config),
+        metrics,
+        errors,
+        board,
+        netns: config.netns.clone(),
     };
-    // The sync thread says when it ends; before a shutdown that means it failed.
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<(), ControllerError>>();
-    let worker = std::thread::Builder::new()
-        .name("nftpol-sync".into())
-        .spawn(move || {
-            let result = match netns {
-                Some(path) => crate::netlink::in_netns(&path, body)
-                    .map_err(|source| ControllerError::Netns { path, source })
-                    .and_then(|r| r),
-                None => body(),
-            };
-            let _ = done_tx.send(result);
-        })
-        .map_err(ControllerError::SyncThread)?;
+    let (worker, done_rx) = sync.spawn(dataplane, rx)?;
     let watchers = watch::spawn(client, &config.node, config.discovery_every, tx.clone());
 
-    // Runs until shutdown, or until the sync thread ends first: that means it failed.
-    let failed = tokio::select! {
-        _ = shutdown => None,
-        r = done_rx => Some(match r {
-            Ok(Err(e)) => e,
-            Ok(Ok(())) | Err(_) => ControllerError::SyncLoopEnded,
-        }),
-    };
+    let failed = until_stopped(shutdown, done_rx).await;
     tracing::info!("stopping watchers");
     for w in &watchers {
         w.abort();
@@ -239,6 +200,139 @@ where
     .await;
     http.abort();
     events.abort();
+    stopped(failed)
+}
+
+/// Waits for `shutdown`, or for the sync thread to end first: that means it failed, and
+/// why is returned.
+async fn until_stopped(
+    shutdown: impl std::future::Future<Output = ()>,
+    done: tokio::sync::oneshot::Receiver<Result<(), ControllerError>>,
+) -> Option<ControllerError> {
+    tokio::select! {
+        _ = shutdown => None,
+        r = done => Some(match r {
+            Ok(Err(e)) => e,
+            Ok(Ok(())) | Err(_) => ControllerError::SyncLoopEnded,
+        }),
+    }
+}
+
+/// Binds the health and metrics endpoint and serves it.
+async fn serve_health(
+    config: &Config,
+    metrics: Arc<Metrics>,
+) -> Result<tokio::task::JoinHandle<()>, ControllerError> {
+    let listener =
+        http::bind(config.metrics_addr)
+            .await
+            .map_err(|source| ControllerError::Bind {
+                addr: config.metrics_addr,
+                source,
+            })?;
+    tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), node = %config.node, "serving /healthz /readyz /metrics");
+    Ok(tokio::spawn(http::serve(
+        listener,
+        metrics,
+        config.liveness,
+    )))
+}
+
+/// The sync loop's settings from the controller's.
+fn settings(config: &Config) -> Settings {
+    Settings {
+        node: config.node.clone(),
+        coalesce: config.coalesce,
+        resync: config.resync,
+        options: config.options.clone(),
+        pod_cidrs_from_node: config.pod_cidrs_from_node,
+        keep_established: config.keep_established,
+    }
+}
+
+/// The board the sync loop publishes on: the one `config` gives, else one for the
+/// verdict reader when verdict logs are on, whose asking wakes the loop through `tx`.
+fn verdict_board(
+    config: &Config,
+    tx: &std::sync::mpsc::Sender<sync::Stamped>,
+) -> Option<Arc<board::Board>> {
+    let log = config.options.log;
+    config.board.clone().or_else(|| {
+        (log.denied || log.allowed).then(|| {
+            // The channel is unbounded: asking never blocks the reader.
+            let wake = tx.clone();
+            Arc::new(board::Board::new(move || {
+                let _ = wake.send(sync::Stamped::now(Msg::VerdictState));
+            }))
+        })
+    })
+}
+
+/// What the sync thread is started with.
+struct SyncThread {
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    errors: Box<dyn Fn(CompileError) + Send>,
+    board: Option<Arc<board::Board>>,
+    netns: Option<PathBuf>,
+}
+
+/// The sync thread's handle, and how it says that it ended (before a shutdown, that it
+/// failed).
+type Spawned = (
+    std::thread::JoinHandle<()>,
+    tokio::sync::oneshot::Receiver<Result<(), ControllerError>>,
+);
+
+impl SyncThread {
+    /// Starts the sync loop on its own OS thread (inside the network namespace, when
+    /// set), with the dataplane `dataplane` opens there.
+    fn spawn<D, F>(
+        self,
+        dataplane: F,
+        rx: std::sync::mpsc::Receiver<sync::Stamped>,
+    ) -> Result<Spawned, ControllerError>
+    where
+        D: Dataplane + 'static,
+        F: FnOnce() -> Result<D, dataplane::DataplaneError> + Send + 'static,
+    {
+        let SyncThread {
+            settings,
+            metrics,
+            errors,
+            board,
+            netns,
+        } = self;
+        let body = move || match dataplane() {
+            Ok(dp) => {
+                let sync = SyncLoop::new(settings, dp, metrics, errors);
+                match board {
+                    Some(b) => sync.with_board(b).run(rx),
+                    None => sync.run(rx),
+                }
+                Ok(())
+            }
+            Err(e) => Err(ControllerError::Dataplane(e)),
+        };
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<(), ControllerError>>();
+        let worker = std::thread::Builder::new()
+            .name("nftpol-sync".into())
+            .spawn(move || {
+                let result = match netns {
+                    Some(path) => crate::netlink::in_netns(&path, body)
+                        .map_err(|source| ControllerError::Netns { path, source })
+                        .and_then(|r| r),
+                    None => body(),
+                };
+                let _ = done_tx.send(result);
+            })
+            .map_err(ControllerError::SyncThread)?;
+        Ok((worker, done_rx))
+    }
+}
+
+/// How the controller ends: `failed` is why the sync loop stopped before a shutdown.
+fn stopped(failed: Option<ControllerError>) -> Result<(), ControllerError> {
     match failed {
         Some(why) => {
             let cause = std::error::Error::source(&why).map(|c| c.to_string());

@@ -41,10 +41,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::board::Board;
 use super::metrics::Metrics;
 use crate::netlink::{Counters, LoggedPacket, Nflog};
 use crate::ruleset::names::{self, LogVerdict};
-use crate::verdict_log::{Board, Packet, Record};
+use crate::verdict_log::{Packet, Record};
 
 /// The tracing target of verdict records (filter with `RUST_LOG=nftpol::verdict=info`).
 pub const TARGET: &str = "nftpol::verdict";
@@ -106,12 +107,13 @@ fn read(group: u16, board: &Board, metrics: &Metrics, stop: &AtomicBool) {
         }
     };
     tracing::info!(group = nflog.group(), "reading verdict logs");
-    let mut suppressed = Suppressed::open();
-    let mut repeats = Repeats::default();
-    let mut carried = Carried::default();
-    let mut last_seq: Option<u32> = None;
-    // Records lost since the last one written: reported in the next.
-    let mut lost: u64 = 0;
+    let mut reader = Reader {
+        suppressed: Suppressed::open(),
+        repeats: Repeats::default(),
+        carried: Carried::default(),
+        last_seq: None,
+        lost: 0,
+    };
     while !stop.load(Ordering::Relaxed) {
         let got = match nflog.recv() {
             Ok(got) => got,
@@ -131,22 +133,45 @@ fn read(group: u16, board: &Board, metrics: &Metrics, stop: &AtomicBool) {
         for _ in 0..got.undecoded {
             metrics.verdict_unmapped();
         }
-        for p in &got.packets {
-            if let (Some(last), Some(seq)) = (last_seq, p.seq) {
-                let gap = u64::from(seq.wrapping_sub(last).wrapping_sub(1));
-                // A huge gap is the counter restarting (a new instance), not a loss.
-                if gap < 1 << 31 {
-                    lost += gap;
-                    metrics.verdicts_lost(gap);
-                }
-            }
-            last_seq = p.seq.or(last_seq);
-        }
+        reader.count_lost(&got.packets, metrics);
         if !got.packets.is_empty() {
             board.fresh(FRESH_TIMEOUT);
         }
-        let (logged, records): (Vec<&LoggedPacket>, Vec<Record>) = got
-            .packets
+        reader.write_records(&got.packets, board, metrics);
+    }
+}
+
+/// What the reader remembers from one drain of the socket to the next.
+struct Reader {
+    suppressed: Suppressed,
+    repeats: Repeats,
+    carried: Carried,
+    last_seq: Option<u32>,
+    /// Records lost since the last one written: reported in the next.
+    lost: u64,
+}
+
+impl Reader {
+    /// Counts the records the kernel dropped before `packets`, from the gaps in their
+    /// sequence numbers.
+    fn count_lost(&mut self, packets: &[LoggedPacket], metrics: &Metrics) {
+        for p in packets {
+            if let (Some(last), Some(seq)) = (self.last_seq, p.seq) {
+                let gap = u64::from(seq.wrapping_sub(last).wrapping_sub(1));
+                // A huge gap is the counter restarting (a new instance), not a loss.
+                if gap < 1 << 31 {
+                    self.lost += gap;
+                    metrics.verdicts_lost(gap);
+                }
+            }
+            self.last_seq = p.seq.or(self.last_seq);
+        }
+    }
+
+    /// Explains `packets` with the board and writes their records, but for those kept out
+    /// (over a pod's rate) and repeats of a connection already recorded.
+    fn write_records(&mut self, packets: &[LoggedPacket], board: &Board, metrics: &Metrics) {
+        let (logged, records): (Vec<&LoggedPacket>, Vec<Record>) = packets
             .iter()
             .filter_map(|p| match board.record(&packet(p)) {
                 Ok(r) => Some((p, r)),
@@ -157,20 +182,20 @@ fn read(group: u16, board: &Board, metrics: &Metrics, stop: &AtomicBool) {
                 }
             })
             .unzip();
-        let kept_out = suppressed.account(&records);
+        let kept_out = self.suppressed.account(&records);
         let now = Instant::now();
         for ((p, r), k) in logged.into_iter().zip(&records).zip(kept_out) {
             if let Some(n) = k {
                 metrics.verdicts_suppressed(n);
             }
-            if repeats.repeat(p, now) {
+            if self.repeats.repeat(p, now) {
                 metrics.verdict_repeated();
-                carried.add(&p.prefix, k);
+                self.carried.add(&p.prefix, k);
                 continue;
             }
             metrics.verdict(&r.namespace, &r.pod, r.direction, r.verdict);
-            write(r, lost, carried.take(&p.prefix, k));
-            lost = 0;
+            write(r, self.lost, self.carried.take(&p.prefix, k));
+            self.lost = 0;
         }
     }
 }

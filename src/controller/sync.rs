@@ -7,25 +7,27 @@
 //!
 //! Nothing reaches the kernel before every kind has been listed once: the rules an earlier
 //! instance left stay in force until the first full sync replaces them. After that the
-//! events of each coalescing window become one incremental batch: a batch starts at most
-//! `coalesce` after the first event it holds, however fast events keep coming (the
-//! window is a maximum delay, not a quiet period). A failed batch changes nothing (it is
-//! atomic); the loop then retries with a full sync, with backoff.
+//! events of each coalescing window become one incremental batch. A failed batch changes
+//! nothing (it is atomic); the loop then retries with a full sync, with backoff. When
+//! each of these happens is [`super::schedule`]'s (pure, tested with made-up instants);
+//! this module is the driver that does it, on any [`Source`] of messages and time.
 //!
 //! Every turn of the loop beats the liveness heartbeat (at least once a second when
 //! idle), and the time of each event is split into stages (see [`Stage`]).
 
 use crate::index::PodKey;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::dataplane::{Dataplane, DataplaneError};
+use super::dataplane::{BatchStats, Dataplane, DataplaneError};
 use super::metrics::{Metrics, Stage};
+use super::revoker::{Applied, Revoker};
+use super::schedule::{CatchUp, Schedule};
 use crate::index::Index;
 use crate::input::{Kind, Object, ObjectData};
-use crate::state::{Batch, NodeState};
+use crate::state::{Batch, NodeState, Relist};
 
 /// What the watchers tell the sync loop.
 #[derive(Debug)]
@@ -39,7 +41,7 @@ pub enum Msg {
     /// This node's pod CIDRs (`spec.podCIDRs` of its Node object), first when its list
     /// completes, then on every change.
     NodeCidrs(Vec<ipnet::IpNet>),
-    /// The verdict reader wants the state the kernel holds ([`crate::verdict_log::Board`]):
+    /// The verdict reader wants the state the kernel holds ([`super::board::Board`]):
     /// published at once when nothing is pending, else when the pending batch lands.
     VerdictState,
     Shutdown,
@@ -61,22 +63,36 @@ impl Stamped {
     }
 }
 
-/// The most time a batch spends taking in a backlog before it is made. Above the time a
-/// batch costs (tens of milliseconds on a large node), so that when the loop falls
-/// behind, each batch takes many events and it catches up; below a liveness period.
-const CATCH_UP_LIMIT: Duration = Duration::from_millis(250);
+/// Where the loop's messages and time come from: the watchers' channel and the clock,
+/// or a script with made-up instants in tests.
+pub trait Source {
+    fn now(&mut self) -> Instant;
+    /// Waits for the next message until `deadline`.
+    fn recv_until(&mut self, deadline: Instant) -> Result<Stamped, RecvTimeoutError>;
+    /// The next message already there, if any.
+    fn try_next(&mut self) -> Option<Stamped>;
+}
+
+impl Source for Receiver<Stamped> {
+    fn now(&mut self) -> Instant {
+        Instant::now()
+    }
+    fn recv_until(&mut self, deadline: Instant) -> Result<Stamped, RecvTimeoutError> {
+        self.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+    }
+    fn try_next(&mut self) -> Option<Stamped> {
+        self.try_recv().ok()
+    }
+}
 
 /// What [`SyncLoop::catch_up`] ended with.
-enum CatchUp {
-    /// The channel is empty.
+enum CatchUpEnd {
+    /// The channel is empty, or the time for it ran out.
     Done,
     /// A message that arrived after the batch's time: it opens the next window.
     Later(Box<Stamped>),
     Shutdown,
 }
-
-/// The longest the loop sleeps without beating the heartbeat.
-const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// A policy (NetworkPolicy or ClusterNetworkPolicy) that could not be compiled, or
 /// that holds what nftpol does not enforce, for the Event publisher (a Warning Event).
@@ -116,23 +132,47 @@ pub struct SyncLoop<D: Dataplane> {
     settings: Settings,
     state: NodeState,
     dataplane: D,
+    /// Decides which connections each batch revokes (with `keep_established` off).
+    revoker: Revoker,
     metrics: Arc<Metrics>,
     errors: Box<dyn Fn(CompileError) + Send>,
+    lists: Lists,
+    pending: Pending,
+    /// Where each applied generation goes for the verdict reader (with verdict logs on).
+    board: Option<Arc<super::board::Board>>,
+}
+
+/// Which lists are complete: nothing is synced before every kind has been listed once
+/// (and this node, when its pod CIDRs are needed), nor while a relist is in progress.
+#[derive(Default)]
+struct Lists {
     listed: BTreeSet<Kind>,
-    relisting: BTreeMap<Kind, BTreeSet<(String, String)>>,
-    /// When the watcher yielded the oldest event not yet in the kernel (its latency
-    /// includes any time it waited in the channel behind a busy loop), and when the loop
-    /// took the first of them (the coalescing window's start, for the wait stage).
-    pending_since: Option<Instant>,
-    pending_received: Option<Instant>,
-    /// Time spent applying the pending events to the state, and the longest watch stage
-    /// among them, for the `synced` log line.
-    pending_state: Duration,
-    pending_watch: Duration,
+    relist: Relist,
     /// This node's Node object has been listed (only waited for with `pod_cidrs_from_node`).
     node_listed: bool,
-    /// Where each applied generation goes for the verdict reader (with verdict logs on).
-    board: Option<Arc<crate::verdict_log::Board>>,
+}
+
+impl Lists {
+    fn all_listed(&self, need_node: bool) -> bool {
+        ALL_KINDS.iter().all(|k| self.listed.contains(k))
+            && !self.relist.in_progress()
+            && (self.node_listed || !need_node)
+    }
+}
+
+/// The events not yet in the kernel, for the latency metrics and the `synced` line.
+#[derive(Default)]
+struct Pending {
+    /// When the watcher yielded the oldest of them (its latency includes any time it
+    /// waited in the channel behind a busy loop).
+    since: Option<Instant>,
+    /// When the loop took the first of them (the coalescing window's start, for the wait
+    /// stage).
+    received: Option<Instant>,
+    /// Time spent applying them to the state.
+    state: Duration,
+    /// The longest watch stage among them.
+    watch: Duration,
 }
 
 /// Nothing is synced before each has been listed once. ClusterNetworkPolicies count as
@@ -162,22 +202,18 @@ impl<D: Dataplane> SyncLoop<D> {
             settings,
             state,
             dataplane,
+            revoker: Revoker::default(),
             metrics,
             errors,
-            listed: BTreeSet::new(),
-            relisting: BTreeMap::new(),
-            pending_since: None,
-            pending_received: None,
-            pending_state: Duration::ZERO,
-            pending_watch: Duration::ZERO,
-            node_listed: false,
+            lists: Lists::default(),
+            pending: Pending::default(),
             board: None,
         }
     }
 
     /// Publishes the index and graph of every applied batch to `board`, for the verdict
     /// reader (a copy of both per batch: only with verdict logs on).
-    pub fn with_board(mut self, board: Arc<crate::verdict_log::Board>) -> Self {
+    pub fn with_board(mut self, board: Arc<super::board::Board>) -> Self {
         self.board = Some(board);
         self
     }
@@ -203,7 +239,7 @@ impl<D: Dataplane> SyncLoop<D> {
     /// Takes this node's pod CIDRs for `--default-deny-unknown`; a change rebuilds the
     /// model and replaces the table whole (chains change, not only elements).
     fn node_cidrs(&mut self, cidrs: Vec<ipnet::IpNet>) {
-        self.node_listed = true;
+        self.lists.node_listed = true;
         if !self.settings.pod_cidrs_from_node {
             return;
         }
@@ -307,30 +343,17 @@ impl<D: Dataplane> SyncLoop<D> {
             // A (re)list is applied as it arrives, and what it did not mention is deleted
             // at its end; nothing is synced in between, so the kernel never sees half a
             // relist, and no list is held in memory.
-            Msg::Init(kind) => {
-                self.relisting.insert(kind, BTreeSet::new());
-            }
+            Msg::Init(kind) => self.lists.relist.begin(kind),
             Msg::InitApply(obj) => {
-                let key = (
-                    obj.namespace().unwrap_or("").to_string(),
-                    obj.name().to_string(),
-                );
-                if let Some(seen) = self.relisting.get_mut(&obj.kind()) {
-                    seen.insert(key);
-                }
+                self.lists.relist.saw(&obj);
                 self.apply(obj);
             }
             Msg::InitDone(kind) => {
-                let seen = self.relisting.remove(&kind).unwrap_or_default();
-                for (ns, name) in self.state.index().keys(kind) {
-                    if !seen.contains(&(ns.clone(), name.clone())) {
-                        let ns = (!kind.cluster_scoped()).then_some(ns);
-                        self.state.delete(kind, ns.as_deref(), &name);
-                    }
-                }
-                if self.listed.insert(kind) {
+                let seen = self.lists.relist.end(kind);
+                self.state.reset(kind, &seen);
+                if self.lists.listed.insert(kind) {
                     tracing::info!(kind = kind.name(), "initial list complete");
-                    if ALL_KINDS.iter().all(|k| self.listed.contains(k)) {
+                    if ALL_KINDS.iter().all(|k| self.lists.listed.contains(k)) {
                         self.state.set_deferred(false);
                     }
                 }
@@ -347,9 +370,7 @@ impl<D: Dataplane> SyncLoop<D> {
     /// Every kind listed once (and this node, when its pod CIDRs are needed), and no
     /// relist in progress.
     fn all_listed(&self) -> bool {
-        ALL_KINDS.iter().all(|k| self.listed.contains(k))
-            && self.relisting.is_empty()
-            && (self.node_listed || !self.settings.pod_cidrs_from_node)
+        self.lists.all_listed(self.settings.pod_cidrs_from_node)
     }
 
     /// Brings the kernel to the model. Returns false when the batch failed.
@@ -358,7 +379,7 @@ impl<D: Dataplane> SyncLoop<D> {
         if self.state.settle() {
             let took = begun.elapsed();
             self.metrics.stage(Stage::State, took);
-            self.pending_state += took;
+            self.pending.state += took;
         }
         self.report_over_budget();
         let idx = self.state.index();
@@ -384,35 +405,10 @@ impl<D: Dataplane> SyncLoop<D> {
         };
         match result {
             Ok(stats) => {
-                let took = start.elapsed();
-                let latency = self.pending_since.map(|t| t.elapsed());
-                let wait = self
-                    .pending_received
-                    .map(|t| begun.saturating_duration_since(t));
-                let diff = took.saturating_sub(stats.kernel);
-                self.metrics.synced(full, took, stats.messages, latency);
-                if let Some(wait) = wait {
-                    self.metrics.stage(Stage::Wait, wait);
-                    self.metrics.stage(Stage::Diff, diff);
-                    self.metrics.stage(Stage::Kernel, stats.kernel);
-                }
-                tracing::info!(
-                    full,
-                    messages = stats.messages,
-                    bytes = stats.bytes,
-                    took_us = took.as_micros() as u64,
-                    event_to_batch_us = latency.map(|l| l.as_micros() as u64),
-                    watch_us = self.pending_watch.as_micros() as u64,
-                    state_us = self.pending_state.as_micros() as u64,
-                    wait_us = wait.map(|w| w.as_micros() as u64),
-                    diff_us = diff.as_micros() as u64,
-                    kernel_us = stats.kernel.as_micros() as u64,
-                    pods,
-                    "synced"
-                );
+                self.report_synced(full, &stats, [begun, start], pods);
                 let covered = self.state.acknowledged(full);
                 self.applied_to_board();
-                self.cut_revoked(full, &covered);
+                self.cut_revoked(full, &covered, stats.only_allows_more);
                 self.settled();
                 true
             }
@@ -428,19 +424,59 @@ impl<D: Dataplane> SyncLoop<D> {
         }
     }
 
+    /// Metrics and the `synced` line of a batch the kernel took: `begun` when the batch
+    /// began to be made (its wait stage ends there), `sent` when it went to the dataplane.
+    fn report_synced(
+        &self,
+        full: bool,
+        stats: &BatchStats,
+        [begun, sent]: [Instant; 2],
+        pods: usize,
+    ) {
+        let took = sent.elapsed();
+        let latency = self.pending.since.map(|t| t.elapsed());
+        let wait = self
+            .pending
+            .received
+            .map(|t| begun.saturating_duration_since(t));
+        let diff = took.saturating_sub(stats.kernel);
+        self.metrics.synced(full, took, stats.messages, latency);
+        if let Some(wait) = wait {
+            self.metrics.stage(Stage::Wait, wait);
+            self.metrics.stage(Stage::Diff, diff);
+            self.metrics.stage(Stage::Kernel, stats.kernel);
+        }
+        tracing::info!(
+            full,
+            messages = stats.messages,
+            bytes = stats.bytes,
+            took_us = took.as_micros() as u64,
+            event_to_batch_us = latency.map(|l| l.as_micros() as u64),
+            watch_us = self.pending.watch.as_micros() as u64,
+            state_us = self.pending.state.as_micros() as u64,
+            wait_us = wait.map(|w| w.as_micros() as u64),
+            diff_us = diff.as_micros() as u64,
+            kernel_us = stats.kernel.as_micros() as u64,
+            pods,
+            "synced"
+        );
+    }
+
     /// Revoked means revoked: once the batch is in the kernel, the entries of connections
     /// it no longer allows are deleted (the touched pods'; every local pod's after a full
     /// sync). A failure is logged and leaves the rules as they are.
-    fn cut_revoked(&mut self, full: bool, covered: &BTreeSet<PodKey>) {
+    fn cut_revoked(&mut self, full: bool, covered: &BTreeSet<PodKey>, only_allows_more: bool) {
         if self.settings.keep_established {
             return;
         }
-        let touched = (!full).then_some(covered);
-        let (model, index) = (self.state.model(), self.state.index());
-        match self
-            .dataplane
-            .cut_revoked(model, index, &self.settings.node, touched)
-        {
+        let batch = Applied {
+            model: self.state.model(),
+            index: self.state.index(),
+            node: &self.settings.node,
+            touched: (!full).then_some(covered),
+            only_allows_more,
+        };
+        match self.revoker.cut(&mut self.dataplane, batch) {
             Ok(c) => {
                 self.metrics.conntrack_cut(c.cut);
                 if c.cut > 0 {
@@ -475,10 +511,7 @@ impl<D: Dataplane> SyncLoop<D> {
 
     /// The kernel holds every pending change: nothing is pending any more.
     fn settled(&mut self) {
-        self.pending_since = None;
-        self.pending_received = None;
-        self.pending_state = Duration::ZERO;
-        self.pending_watch = Duration::ZERO;
+        self.pending = Pending::default();
     }
 
     /// Takes one message off the channel: its watch and state stages are measured here.
@@ -486,306 +519,106 @@ impl<D: Dataplane> SyncLoop<D> {
         let now = Instant::now();
         let watch = now.saturating_duration_since(stamped.at);
         self.metrics.stage(Stage::Watch, watch);
-        self.pending_watch = self.pending_watch.max(watch);
+        self.pending.watch = self.pending.watch.max(watch);
         let alive = self.handle(stamped.msg);
         let took = now.elapsed();
         self.metrics.stage(Stage::State, took);
-        self.pending_state += took;
-        self.pending_since = Some(self.pending_since.map_or(stamped.at, |t| t.min(stamped.at)));
-        self.pending_received.get_or_insert(now);
+        self.pending.state += took;
+        self.pending.since = Some(self.pending.since.map_or(stamped.at, |t| t.min(stamped.at)));
+        self.pending.received.get_or_insert(now);
         alive
     }
 
-    /// Takes off the channel every message that reached it by `until`, for the batch about
-    /// to be made: behind a busy loop that is a backlog, and taking it whole is what lets
-    /// the loop catch up (one batch, not one per handful of events). Bounded by the time of
-    /// arrival, so a producer faster than the loop cannot starve the kernel: the first
-    /// message that arrived later is handed back to open the next window; and by
-    /// [`CATCH_UP_LIMIT`] of work, so that even a loop that cannot keep up at all (events
-    /// cost more to handle than the time between them) still programs the kernel.
-    fn catch_up(&mut self, rx: &Receiver<Stamped>, until: Instant) -> CatchUp {
-        let stop = Instant::now() + CATCH_UP_LIMIT;
-        while Instant::now() < stop {
-            match rx.try_recv() {
-                Ok(stamped) if stamped.at <= until => {
+    /// Takes off the channel every message that reached it by `until`, for the batch
+    /// about to be made, within the bounds of a [`CatchUp`].
+    fn catch_up(&mut self, src: &mut impl Source, until: Instant) -> CatchUpEnd {
+        let bounds = CatchUp::new(until, src.now());
+        while bounds.working(src.now()) {
+            match src.try_next() {
+                Some(stamped) if bounds.takes(stamped.at) => {
                     self.metrics.beat();
                     if !self.receive(stamped) {
-                        return CatchUp::Shutdown;
+                        return CatchUpEnd::Shutdown;
                     }
                 }
-                Ok(later) => return CatchUp::Later(Box::new(later)),
-                Err(_) => return CatchUp::Done,
+                Some(later) => return CatchUpEnd::Later(Box::new(later)),
+                None => return CatchUpEnd::Done,
             }
         }
-        CatchUp::Done
+        CatchUpEnd::Done
     }
 
     /// Runs until Shutdown or until every sender is gone.
-    pub fn run(mut self, rx: Receiver<Stamped>) {
-        let mut window: Option<Instant> = None;
+    pub fn run(self, mut rx: Receiver<Stamped>) {
+        self.run_from(&mut rx)
+    }
+
+    /// [`SyncLoop::run`] on any [`Source`]: each turn waits for a message until the
+    /// schedule's deadline, takes it in, then makes the batch and the drift check that
+    /// are due. No `continue` after a message: a window that has run out is synced now,
+    /// even while more messages wait (else a steady stream would starve the kernel).
+    pub fn run_from(mut self, src: &mut impl Source) {
+        let mut schedule = Schedule::new(src.now(), self.settings.coalesce, self.settings.resync);
         let mut later: Option<Stamped> = None;
-        let mut next_resync = Instant::now() + self.settings.resync;
-        let mut backoff = Duration::from_millis(250);
-        let mut retry_at: Option<Instant> = None;
         loop {
             self.metrics.wakeup();
-            let now = Instant::now();
-            let mut deadline = next_resync.min(now + HEARTBEAT);
-            // While a list is incomplete nothing is synced, so neither the window nor a
-            // retry may wake the loop: once past, they would make every wait zero and
-            // the loop would spin beside the watcher decoding the list.
-            if self.all_listed() {
-                if let Some(t) = window {
-                    deadline = deadline.min(t + self.settings.coalesce);
-                }
-                if let Some(t) = retry_at {
-                    deadline = deadline.min(t);
-                }
-            }
-            // No `continue` after a message: a window that has run out is synced now,
-            // even while more messages wait (else a steady stream would starve the kernel).
+            let now = src.now();
             let next = match later.take() {
                 Some(stamped) => Ok(stamped),
-                None => rx.recv_timeout(deadline.saturating_duration_since(now)),
+                None => src.recv_until(schedule.next_deadline(now, self.all_listed())),
             };
             match next {
-                Ok(Stamped {
-                    msg: Msg::VerdictState,
-                    ..
-                }) => {
-                    // Nothing pending: the state is what the kernel holds.
-                    if window.is_none() && self.state.kernel().is_some() {
-                        self.publish();
-                    }
-                }
                 Ok(stamped) => {
-                    // The window opens when the first event of the batch arrived, not
-                    // when its handling ended: `--coalesce-ms` bounds the delay from the
-                    // event, whatever handling it cost.
-                    let arrived = stamped.at;
-                    if !self.receive(stamped) {
-                        tracing::info!("shutting down; the rules stay in place");
-                        return;
+                    if !self.take(&mut schedule, stamped) {
+                        break;
                     }
-                    window.get_or_insert(arrived);
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
                 Err(RecvTimeoutError::Timeout) => {}
             }
-            let now = Instant::now();
+            let now = src.now();
+            // While a list is incomplete nothing is synced (nor checked for drift).
             if !self.all_listed() {
                 continue;
             }
-            let due = window.is_some_and(|t| now >= t + self.settings.coalesce)
-                || retry_at.is_some_and(|t| now >= t)
-                || self.state.kernel().is_none() && retry_at.is_none();
-            if due {
-                match self.catch_up(&rx, now) {
-                    CatchUp::Shutdown => {
-                        tracing::info!("shutting down; the rules stay in place");
-                        return;
-                    }
-                    CatchUp::Later(stamped) => later = Some(*stamped),
-                    CatchUp::Done => {}
+            if schedule.batch_due(now, self.state.kernel().is_some()) {
+                match self.catch_up(src, now) {
+                    CatchUpEnd::Shutdown => break,
+                    CatchUpEnd::Later(stamped) => later = Some(*stamped),
+                    CatchUpEnd::Done => {}
                 }
                 // The backlog may have begun a relist: the kernel never sees half of one.
                 if !self.all_listed() {
                     continue;
                 }
-                window = None;
-                if self.sync() {
-                    retry_at = None;
-                    backoff = Duration::from_millis(250);
-                } else {
-                    retry_at = Some(now + backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                }
+                let ok = self.sync();
+                schedule.on_applied(now, ok);
             }
-            if now >= next_resync {
-                next_resync = now + self.settings.resync;
+            if schedule.drift_due(now) {
                 self.check_drift();
             }
         }
+        tracing::info!("shutting down; the rules stay in place");
+    }
+
+    /// Takes one message in; false on Shutdown.
+    fn take(&mut self, schedule: &mut Schedule, stamped: Stamped) -> bool {
+        if let Msg::VerdictState = stamped.msg {
+            // Nothing pending: the state is what the kernel holds.
+            if !schedule.pending() && self.state.kernel().is_some() {
+                self.publish();
+            }
+            return true;
+        }
+        let arrived = stamped.at;
+        if !self.receive(stamped) {
+            return false;
+        }
+        schedule.on_event(arrived);
+        true
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::mpsc::{channel, Sender};
-    use std::sync::Mutex;
-
-    use serde_json::{json, Value};
-
-    use super::*;
-    use crate::controller::dataplane::BatchStats;
-    use crate::ruleset::{Ruleset, View};
-
-    /// Counts batches (full syncs and updates); never fails.
-    struct Counting(Arc<Mutex<Vec<Instant>>>);
-
-    impl Dataplane for Counting {
-        fn full_sync(&mut self, _: &Ruleset) -> Result<BatchStats, DataplaneError> {
-            self.0.lock().unwrap().push(Instant::now());
-            Ok(BatchStats::default())
-        }
-        fn update(&mut self, _: &View, _: &View) -> Result<BatchStats, DataplaneError> {
-            self.0.lock().unwrap().push(Instant::now());
-            Ok(BatchStats::default())
-        }
-        fn drifted(&mut self, _: &Ruleset) -> Result<bool, DataplaneError> {
-            Ok(false)
-        }
-    }
-
-    fn object(v: Value) -> Object {
-        crate::input::object_from_value(v, "test").unwrap().unwrap()
-    }
-
-    /// Pod x/a on node n1; `db` decides whether policy `only-web` isolates it.
-    fn pod(db: bool) -> Object {
-        let labels = if db {
-            json!({"pod": "a", "role": "db"})
-        } else {
-            json!({"pod": "a"})
-        };
-        object(json!({"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"namespace": "x", "name": "a", "labels": labels},
-            "spec": {"nodeName": "n1", "containers": [{"name": "c"}]},
-            "status": {"phase": "Running", "podIP": "10.244.1.11", "podIPs": [{"ip": "10.244.1.11"}]}}))
-    }
-
-    fn list(tx: &Sender<Stamped>, kind: Kind, objects: Vec<Object>) {
-        tx.send(Stamped::now(Msg::Init(kind))).unwrap();
-        for o in objects {
-            tx.send(Stamped::now(Msg::InitApply(o))).unwrap();
-        }
-        tx.send(Stamped::now(Msg::InitDone(kind))).unwrap();
-    }
-
-    fn settings() -> Settings {
-        Settings {
-            node: "n1".into(),
-            coalesce: Duration::from_millis(5),
-            resync: Duration::from_secs(3600),
-            options: Default::default(),
-            pod_cidrs_from_node: false,
-            keep_established: true,
-        }
-    }
-
-    /// A list that is slow to complete (a large cluster decoding on a busy node) must not
-    /// make the loop spin: the window its first objects opened is past long before the
-    /// list ends, and nothing may be synced until it does. Then the batch comes at once.
-    #[test]
-    fn a_list_in_progress_does_not_spin_the_loop() {
-        let batches = Arc::new(Mutex::new(Vec::new()));
-        let metrics = Arc::new(Metrics::default());
-        let sync = SyncLoop::new(
-            settings(),
-            Counting(batches.clone()),
-            metrics.clone(),
-            Box::new(|_| {}),
-        );
-        let (tx, rx) = channel();
-        list(&tx, Kind::Namespace, vec![]);
-        tx.send(Stamped::now(Msg::Init(Kind::Pod))).unwrap();
-        tx.send(Stamped::now(Msg::InitApply(pod(false)))).unwrap();
-        let sent = 5;
-        let worker = std::thread::spawn(move || sync.run(rx));
-        // Ten coalescing windows, well under the heartbeat: a loop that waits wakes once
-        // per message (and maybe once more); one that spins wakes thousands of times.
-        std::thread::sleep(Duration::from_millis(300));
-        let idle = metrics.wakeups();
-        assert!(
-            idle <= sent + 2,
-            "{idle} turns of the loop for {sent} messages while the pod list was held back"
-        );
-        assert!(
-            batches.lock().unwrap().is_empty(),
-            "a sync before the lists"
-        );
-        tx.send(Stamped::now(Msg::InitDone(Kind::Pod))).unwrap();
-        list(&tx, Kind::NetworkPolicy, vec![]);
-        list(&tx, Kind::ClusterNetworkPolicy, vec![]);
-        list(&tx, Kind::Node, vec![]);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while batches.lock().unwrap().is_empty() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        tx.send(Stamped::now(Msg::Shutdown)).unwrap();
-        worker.join().unwrap();
-        assert_eq!(
-            batches.lock().unwrap().len(),
-            1,
-            "the first sync, once listed"
-        );
-    }
-
-    /// Events arriving faster than the loop handles them (a rollout, a drain, the relist
-    /// of a large cluster: the channel never empties) must reach the kernel window by
-    /// window while they keep coming, each batch taking the whole backlog that arrived
-    /// before it, not once the stream stops.
-    #[test]
-    fn a_stream_faster_than_the_loop_is_batched_while_it_lasts() {
-        let batches = Arc::new(Mutex::new(Vec::new()));
-        let sync = SyncLoop::new(
-            settings(),
-            Counting(batches.clone()),
-            Arc::new(Metrics::default()),
-            Box::new(|_| {}),
-        );
-        let (tx, rx) = channel();
-        list(
-            &tx,
-            Kind::Namespace,
-            vec![object(json!({"apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": "x", "labels": {"ns": "x"}}}))],
-        );
-        list(&tx, Kind::Pod, vec![pod(false)]);
-        list(
-            &tx,
-            Kind::NetworkPolicy,
-            vec![object(json!({
-            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": {"namespace": "x", "name": "only-web"},
-            "spec": {"podSelector": {"matchLabels": {"role": "db"}}, "policyTypes": ["Ingress"]}}))],
-        );
-        list(&tx, Kind::ClusterNetworkPolicy, vec![]);
-        list(&tx, Kind::Node, vec![]);
-        let worker = std::thread::spawn(move || sync.run(rx));
-        // Every event flips whether the policy isolates x/a: each batch has a change. A
-        // clone costs far less than handling an event, so the channel never empties.
-        let versions = [pod(true), pod(false)];
-        let count = || batches.lock().unwrap().len();
-        // The first sync (the lists) before the stream, so that what follows counts only
-        // batches of the stream; on a loaded machine the loop's thread may start late.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while count() == 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let before = count();
-        assert_eq!(before, 1, "the first sync");
-        // The stream lasts until a batch of it lands, or 10 s: a loop that syncs only when
-        // the channel is empty applies none while the stream lasts, so it fails.
-        let start = Instant::now();
-        let mut sent = 0usize;
-        while count() == before && start.elapsed() < Duration::from_secs(10) {
-            for _ in 0..100 {
-                tx.send(Stamped::now(Msg::Apply(versions[sent % 2].clone())))
-                    .unwrap();
-                sent += 1;
-            }
-        }
-        let stopped = Instant::now();
-        tx.send(Stamped::now(Msg::Shutdown)).unwrap();
-        worker.join().unwrap();
-        let times = batches.lock().unwrap().clone();
-        let during = times.iter().filter(|t| **t < stopped).count() - before;
-        assert!(
-            during >= 1,
-            "no batch while {sent} events streamed in for {:?} (5 ms windows); {} in all",
-            stopped - start,
-            times.len()
-        );
-    }
-}
+#[path = "sync_tests.rs"]
+mod tests;

@@ -606,7 +606,7 @@ impl Builder {
 
 /// Adds cut connections to the held sets (`names::HELD_SETS`), or with `add` false takes
 /// them out; an element already held stays as it is. The set's own timeout expires each.
-pub fn held_batch(table: &str, held: &[crate::revoke::Held], add: bool, first_seq: u32) -> Batch {
+pub fn held_batch(table: &str, held: &[crate::flow::Held], add: bool, first_seq: u32) -> Batch {
     let mut b = Builder::new(table, first_seq);
     let mut per_family: [Vec<sys::Elem>; 2] = [Vec::new(), Vec::new()];
     for h in held {

@@ -166,13 +166,13 @@ impl Backend {
         self.conn.send_batch(&batch)
     }
 
-    /// Holds cut connections (see [`crate::revoke::Flow::held`]) in table `table`'s held
+    /// Holds cut connections (see [`crate::flow::Flow::held`]) in table `table`'s held
     /// sets, in one batch; with `add` false, lets them go (every one must be held: the
     /// kernel refuses the batch for an element it does not have).
     pub fn hold(
         &mut self,
         table: &str,
-        held: &[crate::revoke::Held],
+        held: &[crate::flow::Held],
         add: bool,
     ) -> Result<SyncStats, NetlinkError> {
         if held.is_empty() {

@@ -20,10 +20,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use fake_apiserver::FakeApiServer;
 use nftpol::controller::{self, dataplane::NetlinkDataplane};
+use nftpol::flow::{Flow, Tuple};
 use nftpol::index::Index;
 use nftpol::input::object_from_value;
 use nftpol::netlink::{self, Conntrack};
-use nftpol::revoke::{Flow, Judge, Scope, Tuple};
+use nftpol::revoke::{Judge, Scope};
 use nftpol::synth::{cluster, Params};
 use serde_json::json;
 
