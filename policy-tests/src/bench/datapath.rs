@@ -412,6 +412,23 @@ pub fn run(args: &Args, prefix: &str) -> Result<()> {
     Ok(())
 }
 
+/// The rules a connection's first packet walks, per config: none, the conntrack rule,
+/// nftpol's, the naive ruleset's up to the last client's match, and nftpol's with logs
+/// and with tiers.
+fn rules_per_connection(setup: &Setup) -> [usize; CONFIGS.len()] {
+    let s = &setup.scenario;
+    let b_rules = nftpol_rules(s, &setup.model).unwrap_or(0);
+    let c_last = s
+        .clients
+        .iter()
+        .filter_map(|c| setup.naive.first_match(*c, 6, PORT))
+        .max()
+        .map_or(0, |i| i + naive::BEFORE);
+    let b2_rules = nftpol_rules(s, &setup.logged).unwrap_or(0);
+    let b3_rules = nftpol_rules(&setup.tiered, &setup.tiers).unwrap_or(0);
+    [0, 1, b_rules, c_last, b2_rules, b3_rules]
+}
+
 fn print_table(
     setup: &Setup,
     policies: usize,
@@ -422,13 +439,6 @@ fn print_table(
 ) {
     let s = &setup.scenario;
     let med: Vec<f64> = rates.iter().map(|r| median(r).unwrap_or(0.0)).collect();
-    let b_rules = nftpol_rules(s, &setup.model).unwrap_or(0);
-    let c_last = s
-        .clients
-        .iter()
-        .filter_map(|c| setup.naive.first_match(*c, 6, PORT))
-        .max()
-        .map_or(0, |i| i + naive::BEFORE);
     println!(
         "cluster: {} pods, {policies} policies ({} select the server), node {}; (b) has {} set/map elements, (c) {} rules",
         s.params.pods,
@@ -449,9 +459,7 @@ fn print_table(
         "(b2) nftpol --log-allowed, reader on",
         "(b3) nftpol + 200 CNPs, both tiers",
     ];
-    let b2_rules = nftpol_rules(s, &setup.logged).unwrap_or(0);
-    let b3_rules = nftpol_rules(&setup.tiered, &setup.tiers).unwrap_or(0);
-    let rules = [0, 1, b_rules, c_last, b2_rules, b3_rules];
+    let rules = rules_per_connection(setup);
     for i in 0..CONFIGS.len() {
         let (lo, hi) = range(&rates[i]).unwrap_or((0.0, 0.0));
         println!(
