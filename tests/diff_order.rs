@@ -5,6 +5,10 @@
 //! Here a fake table (common/fake_table.rs) applies the operations in order and refuses
 //! what the kernel would refuse:
 //! - the fake refuses each kind of dangling reference, so that its passes mean something;
+//! - the two faults it found, each in one hand-made case: a chain rebound around a
+//!   replaced set whose new rules look up a set new in the batch, and a pair-ports set
+//!   looked up by no rule (no model may hold a set no rule looks up: no incremental
+//!   batch would ever carry it);
 //! - between the models of two random clusters, `diff(a, b)` applied to `a` gives `b`;
 //! - change by change, the controller's batches (`diff_views` of the recomputed pods'
 //!   views, or a full sync where it asks for one) move the table it holds to the next
@@ -12,6 +16,7 @@
 
 #[path = "common/changes.rs"]
 mod changes;
+mod common;
 #[path = "common/fake_table.rs"]
 mod fake_table;
 #[path = "common/netlink.rs"]
@@ -311,6 +316,109 @@ fn the_fake_refuses_what_the_kernel_refuses() {
     .unwrap();
 }
 
+/// A set replaced whole (a concatenated interval set losing more than a few elements) is
+/// unbound from the chains looking it up, which get their rules back later in the batch:
+/// after the sets the batch adds, which their new rules may look up too.
+#[test]
+fn a_chain_rebound_around_a_replaced_set_may_look_up_a_new_set() {
+    let ports = |n: u16| {
+        let elements = (0..n)
+            .map(|i| {
+                util::port_el(
+                    v4("10.1.0.0", "10.1.0.255"),
+                    6,
+                    (1000 + 10 * i, 1000 + 10 * i + 5),
+                )
+            })
+            .collect();
+        set(
+            "ingress/x/a/ports4",
+            util::ports_key(IpFamily::V4),
+            true,
+            None,
+            elements,
+        )
+    };
+    let accept =
+        |set: &str, ports: bool| lookup(IpFamily::V4, Addr::Saddr, ports, set, Verdict::Accept);
+    let mut a = node();
+    a.put_set(ports(12));
+    a.put_chain(chain(
+        "ingress/x/a",
+        None,
+        vec![accept("ingress/x/a/ports4", true), verdict(Verdict::Drop)],
+    ));
+    let mut b = node();
+    b.put_set(ports(1));
+    b.put_set(set(
+        "np/ingress/0123/any4",
+        vec![KeyType::Ipv4Addr],
+        true,
+        None,
+        vec![el(vec![host4("10.2.0.1")])],
+    ));
+    b.put_chain(chain(
+        "ingress/x/a",
+        None,
+        vec![
+            accept("ingress/x/a/ports4", true),
+            accept("np/ingress/0123/any4", false),
+            verdict(Verdict::Drop),
+        ],
+    ));
+    let ops = diff(&a, &b);
+    assert!(
+        ops.iter()
+            .any(|o| matches!(o, Op::DelSet(n) if n == "ingress/x/a/ports4")),
+        "the set is replaced: {ops:?}"
+    );
+    let mut t = FakeTable::load(&a).unwrap();
+    t.apply(&ops)
+        .unwrap_or_else(|r| panic!("{r}: {:?}", ops[r.index]));
+    assert_eq!(t.0, b);
+}
+
+/// The sets of `model` that no rule looks up: an incremental batch (the views of the
+/// pods it recomputes) never carries them, so a model must hold none.
+fn unreferenced_sets(model: &Ruleset) -> Vec<String> {
+    let used: std::collections::BTreeSet<&str> =
+        model.chains().iter().flat_map(|c| c.lookups()).collect();
+    model
+        .sets()
+        .iter()
+        .filter(|s| !used.contains(s.name.as_str()))
+        .map(|s| s.name.clone())
+        .collect()
+}
+
+/// An allow with ports whose peers hold no address, looked up as a pair (as every allow
+/// with ports is, once one of them does not fit the concatenated budget): no rule, and no
+/// set either.
+#[test]
+fn a_pair_with_no_address_gives_no_set() {
+    use common::{index, netpol, ns, pod};
+    let rules = serde_json::json!([
+        {"from": [{"podSelector": {"matchLabels": {"app": "nobody"}}}],
+         "ports": [{"protocol": "TCP", "port": 80}]},
+        {"from": [{"ipBlock": {"cidr": "10.0.0.0/8"}}],
+         "ports": [{"protocol": "TCP", "port": 443}]},
+    ]);
+    let objects = vec![
+        ns("x"),
+        pod("x", "a").label("app", "a").node("n1").ip("10.244.1.11"),
+        netpol("x", "p").selecting("app", "a").ingress(rules),
+    ];
+    let graph = nftpol::graph::PolicyGraph::build_for(&index(objects), Some("n1"));
+    let model = nftpol::ruleset::build_with(&graph, &options(false, false, Some(0)));
+    let chain = model.chain("ingress/x/a").expect("a is isolated");
+    let pairs = chain
+        .rules
+        .iter()
+        .filter(|r| matches!(r.kind, RuleKind::LookupPair { .. }));
+    assert_eq!(pairs.count(), 1, "a pair lookup for the ipBlock: {chain:?}");
+    assert_eq!(unreferenced_sets(&model), Vec::<String>::new());
+}
+
 // === the diff's order, on random models ===
 
 /// The model a node holds for `seed`'s cluster, built up object by object.
@@ -367,6 +475,7 @@ fn check_diff(a: &Ruleset, b: &Ruleset) -> Result<Vec<Op>, TestCaseError> {
         )));
     }
     prop_assert_eq!(&t.0, b);
+    prop_assert_eq!(unreferenced_sets(b), Vec::<String>::new());
     Ok(ops)
 }
 
@@ -463,6 +572,13 @@ fn controller_batches(
         }
         state.acknowledged(full);
         prop_assert_eq!(&table.0, state.model(), "seed {} step {}", seed, step);
+        prop_assert_eq!(
+            unreferenced_sets(state.model()),
+            Vec::<String>::new(),
+            "seed {} step {}",
+            seed,
+            step
+        );
     }
     Ok(sent)
 }
