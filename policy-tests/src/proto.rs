@@ -135,7 +135,7 @@ pub fn socket_for(proto: Proto, ip: IpAddr) -> std::io::Result<Socket> {
     let (ty, protocol) = match proto {
         Proto::Tcp => (Type::STREAM, Protocol::TCP),
         Proto::Udp => (Type::DGRAM, Protocol::UDP),
-        Proto::Sctp => (Type::STREAM, Protocol::from(IPPROTO_SCTP)),
+        Proto::Sctp => (Type::STREAM, Protocol::from(crate::sctp::IPPROTO_SCTP)),
     };
     let socket = Socket::new(domain, ty, Some(protocol))?;
     if ip.is_ipv6() {
@@ -143,9 +143,6 @@ pub fn socket_for(proto: Proto, ip: IpAddr) -> std::io::Result<Socket> {
     }
     Ok(socket)
 }
-
-/// The IP protocol number of SCTP.
-pub const IPPROTO_SCTP: i32 = 132;
 
 /// How SCTP is probed on this kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]

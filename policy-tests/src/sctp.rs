@@ -35,7 +35,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::proto::IPPROTO_SCTP;
+/// The IP protocol number of SCTP.
+pub const IPPROTO_SCTP: i32 = 132;
 
 /// Chunk types (RFC 9260 section 3.2).
 const CHUNK_INIT: u8 = 1;

@@ -21,8 +21,8 @@ use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
 use serde_json::{json, Value};
 
+use super::events::message;
 use super::sync::{Msg, Stamped};
-use super::watch::message;
 use crate::input::{Kind, Object};
 
 /// The network-policy-api group.

@@ -13,6 +13,7 @@
 pub mod board;
 pub mod cnp_watch;
 pub mod dataplane;
+mod events;
 pub mod http;
 pub mod metrics;
 pub mod nflog;

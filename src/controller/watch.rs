@@ -18,6 +18,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
 
+use super::events::message;
 use super::sync::{Msg, Stamped};
 use crate::input::{Kind, Object, ObjectData};
 
@@ -77,37 +78,6 @@ fn slim_policy(p: NetworkPolicy) -> ObjectData {
     ObjectData::NetworkPolicy(NetworkPolicy {
         metadata: slim_meta(p.metadata),
         spec: p.spec,
-    })
-}
-
-/// The message for one watcher event; `None` for an error (logged; kube's watcher
-/// retries with backoff) or an object `wrap` could not convert (it logs why).
-pub(super) fn message<K>(
-    kind: Kind,
-    event: watcher::Result<Event<K>>,
-    wrap: impl Fn(K) -> Option<Object>,
-) -> Option<Msg>
-where
-    K: kube::Resource,
-{
-    Some(match event {
-        Ok(Event::Init) => Msg::Init(kind),
-        Ok(Event::InitApply(o)) => Msg::InitApply(wrap(o)?),
-        Ok(Event::InitDone) => Msg::InitDone(kind),
-        Ok(Event::Apply(o)) => Msg::Apply(wrap(o)?),
-        Ok(Event::Delete(o)) => {
-            let meta = o.meta();
-            let ns = if kind.cluster_scoped() {
-                None
-            } else {
-                meta.namespace.clone()
-            };
-            Msg::Delete(kind, ns, meta.name.clone().unwrap_or_default())
-        }
-        Err(e) => {
-            tracing::warn!(kind = kind.name(), error = %e, "watch error; retrying with backoff");
-            return None;
-        }
     })
 }
 
