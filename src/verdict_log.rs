@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::explain;
+use crate::explain::{self, TierStep};
 use crate::graph::PolicyGraph;
 use crate::index::Index;
 use crate::policy::{Direction, Protocol};
@@ -111,11 +111,11 @@ pub struct Record {
     pub namespace: String,
     pub pod: String,
     pub pod_ip: IpAddr,
-    /// The other side: `ns/name` of a pod of the cluster, else the address.
-    pub peer: String,
+    /// The other side when it is a pod of the cluster (`None`: an address only).
+    pub peer: Option<PodKey>,
     pub peer_ip: IpAddr,
-    /// `tcp`, `udp`, `sctp`, or the protocol number.
-    pub protocol: String,
+    /// The IP protocol number ([`Record::protocol_name`] says it in words).
+    pub protocol: u8,
     pub port: Option<u16>,
     /// The client's port (the pod's for egress, the peer's for ingress): with the
     /// addresses and `port`, the connection's 5-tuple.
@@ -124,12 +124,29 @@ pub struct Record {
     /// For an allowed connection: each rule that allows it (`ns/policy ingress[0].from[1]
     /// (peer: ...)`), as `explain` names them.
     pub allowed_by: Vec<String>,
-    /// The ClusterNetworkPolicy tiers' walk for this end, as `explain` prints it
-    /// (`Admin: no-y-into-x ingress[1] deny-y: Deny`); empty when no tier selects the pod.
-    pub tiers: Vec<String>,
+    /// The ClusterNetworkPolicy tiers' walk for this end, as `explain` gives it (printed
+    /// `Admin: no-y-into-x ingress[1] deny-y: Deny`); empty when no tier selects the pod.
+    pub tiers: Vec<TierStep>,
     /// The generation whose graph gave the reasons.
     pub generation: u64,
     pub judged_by: JudgedBy,
+}
+
+impl Record {
+    /// `tcp`, `udp`, `sctp`, or the protocol number.
+    pub fn protocol_name(&self) -> String {
+        protocol_of(self.protocol)
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| self.protocol.to_string())
+    }
+
+    /// `ns/name` of the peer pod, else its address.
+    pub fn peer_name(&self) -> String {
+        match &self.peer {
+            Some((ns, name)) => format!("{ns}/{name}"),
+            None => self.peer_ip.to_string(),
+        }
+    }
 }
 
 /// Why a packet gave no record.
@@ -157,8 +174,8 @@ struct Judged {
     allowed: bool,
     isolated_by: Vec<String>,
     allowed_by: Vec<String>,
-    /// The ClusterNetworkPolicy tiers' walk, as `explain` prints it.
-    tiers: Vec<String>,
+    /// The ClusterNetworkPolicy tiers' walk, as `explain` gives it.
+    tiers: Vec<TierStep>,
 }
 
 /// What `snap` says of `pkt` in the chain's direction, or `None` when the chain is not in
@@ -192,7 +209,7 @@ fn judge(snap: &Snapshot, pkt: &Packet, dir: Direction, key: &PodKey) -> Option<
         allowed: end.allowed,
         isolated_by,
         allowed_by: end.allowed_by(),
-        tiers: end.tier_lines(),
+        tiers: end.tiers,
     })
 }
 
@@ -265,8 +282,7 @@ impl Generations {
             .index
             .pods()
             .find(|p| !p.host_network && p.ips.contains(&peer_ip))
-            .map(|p| format!("{}/{}", p.namespace, p.name))
-            .unwrap_or_else(|| peer_ip.to_string());
+            .map(|p| p.key());
         Ok(Record {
             verdict,
             direction: dir,
@@ -275,9 +291,7 @@ impl Generations {
             pod_ip,
             peer,
             peer_ip,
-            protocol: protocol_of(pkt.protocol)
-                .map(|p| p.to_string())
-                .unwrap_or_else(|| pkt.protocol.to_string()),
+            protocol: pkt.protocol,
             port: pkt.dport,
             src_port: pkt.sport,
             isolated_by: judged.isolated_by,
@@ -292,6 +306,7 @@ impl Generations {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::explain::{Outcome, StepTier};
     use crate::input::parse_str;
 
     const CLUSTER: &str = r#"
@@ -345,14 +360,14 @@ spec:
             .record(&pkt("d ingress/x/db", "10.0.0.1", "10.0.0.2", 80))
             .unwrap();
         assert_eq!((r.namespace.as_str(), r.pod.as_str()), ("x", "db"));
-        assert_eq!(r.peer, "x/web");
-        assert_eq!((r.protocol.as_str(), r.port), ("tcp", Some(80)));
+        assert_eq!(r.peer_name(), "x/web");
+        assert_eq!((r.protocol_name().as_str(), r.port), ("tcp", Some(80)));
         assert_eq!(r.isolated_by, vec!["x/db-from-web".to_string()]);
         assert_eq!((r.generation, r.judged_by), (1, JudgedBy::Current));
         let r = b
             .record(&pkt("d ingress/x/db", "192.0.2.9", "10.0.0.2", 5432))
             .unwrap();
-        assert_eq!(r.peer, "192.0.2.9");
+        assert_eq!(r.peer_name(), "192.0.2.9");
     }
 
     #[test]
@@ -441,11 +456,12 @@ spec:
         );
         assert!(r.isolated_by.is_empty(), "{r:?}");
         assert_eq!(r.tiers.len(), 1, "{:?}", r.tiers);
+        let step = &r.tiers[0];
+        assert_eq!((step.tier, step.outcome), (StepTier::Admin, Outcome::Deny));
+        let line = step.to_string();
         assert!(
-            r.tiers[0].starts_with("Admin: no-db-to-web ingress[0] deny-db")
-                && r.tiers[0].ends_with("Deny"),
-            "{:?}",
-            r.tiers
+            line.starts_with("Admin: no-db-to-web ingress[0] deny-db") && line.ends_with("Deny"),
+            "{line}"
         );
     }
 

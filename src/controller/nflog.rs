@@ -346,6 +346,8 @@ fn write(r: &Record, lost: u64, suppressed: Option<u64>) {
     let port = r.port.map(|p| p.to_string()).unwrap_or_default();
     let src_port = r.src_port.map(|p| p.to_string()).unwrap_or_default();
     let suppressed = suppressed.map(|n| n.to_string()).unwrap_or_default();
+    let tiers: Vec<String> = r.tiers.iter().map(ToString::to_string).collect();
+    let tiers = tiers.join("; ");
     tracing::info!(
         target: TARGET,
         verdict = r.verdict.name(),
@@ -353,14 +355,14 @@ fn write(r: &Record, lost: u64, suppressed: Option<u64>) {
         namespace = %r.namespace,
         pod = %r.pod,
         pod_ip = %r.pod_ip,
-        peer = %r.peer,
+        peer = %r.peer_name(),
         peer_ip = %r.peer_ip,
-        protocol = %r.protocol,
+        protocol = %r.protocol_name(),
         port = %port,
         src_port = %src_port,
         isolated_by = %r.isolated_by.join(", "),
         allowed_by = %r.allowed_by.join("; "),
-        tiers = %r.tiers.join("; "),
+        tiers = %tiers,
         generation = r.generation,
         judged_by = r.judged_by.name(),
         lost_before = lost,
