@@ -1,18 +1,19 @@
 //! nftpol: Kubernetes NetworkPolicy compiled to nftables.
 //!
-//! Data flows one way, and each module imports only those before it:
+//! Data flows one way, and each module imports only from the layers before it (checked
+//! by `tests/layers.rs`, whose list is the order; `docs/design.md` explains it):
 //!
 //! ```text
-//! input (YAML/JSON -> Object)
-//!   -> index   (what the cluster holds, reduced to what policy needs; policy and cnp
-//!               validate NetworkPolicies and ClusterNetworkPolicies on the way in)
-//!   -> graph   (what is allowed: pods, isolation, peers, ports, CNP tiers; no nftables)
-//!   -> ruleset (tables, chains, sets, maps as plain data)
-//!   -> script  (nft -f text)            | netlink (one atomic batch)
-//! explain reads the graph; it never looks at the ruleset.
-//! text (escaping of object strings shown to people) is below them all; so is flow
-//! (tracked connections as plain data), read by both netlink and revoke.
-//! Controller-only state (the verdict board, the revoker's memory) lives in `controller`.
+//! leaves      text, error, addr, labels, host, flow, synth
+//! objects     selector, policy, cnp, input, dump
+//! cluster     index   (what the cluster holds, reduced to what policy needs)
+//! allowed     graph   (what is allowed: pods, isolation, peers, ports, CNP tiers; no
+//!                      nftables), impact, graph_json, explain (reads the graph, never
+//!                      the ruleset), change
+//! nftables    ruleset (tables, chains, sets, maps as plain data), script (nft -f text),
+//!             netlink (one atomic batch)
+//! node        state (NodeState), revoke, verdict_log
+//! controller  controller (nftpol run: controller-only state lives here)
 //! ```
 #![deny(unsafe_code)]
 
