@@ -10,11 +10,13 @@
 //!   -> ruleset (tables, chains, sets, maps as plain data)
 //!   -> script  (nft -f text)            | netlink (one atomic batch)
 //! explain reads the graph; it never looks at the ruleset.
+//! change (`nftpol diff`) compares two states' verdicts, through explain's.
 //! text (escaping of object strings shown to people) is below them all.
 //! ```
 #![deny(unsafe_code)]
 
 pub mod addr;
+pub mod change;
 pub mod cnp;
 #[cfg(feature = "controller")]
 pub mod controller;
