@@ -74,7 +74,10 @@ fn main() {
     );
     type Edit = fn(&mut [Value]);
     let rows: [(&str, &[Edit]); 3] = [
-        ("policy + namespace relabel", &[change_policy, relabel_namespace]),
+        (
+            "policy + namespace relabel",
+            &[change_policy, relabel_namespace],
+        ),
         ("policy changed", &[change_policy]),
         ("namespace relabelled", &[relabel_namespace]),
     ];

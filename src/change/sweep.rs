@@ -47,6 +47,47 @@ pub(super) struct Sweep<'a> {
     pub info: [Vec<PairInfo>; 2],
 }
 
+/// Marks reused from one subject to the next: which classes its peers hold (`stamp` equal
+/// to the subject's generation), and by which peers.
+struct Scratch {
+    generation: u32,
+    stamp: Vec<u32>,
+    keys: Vec<Vec<u32>>,
+    touched: Vec<u32>,
+}
+
+impl Scratch {
+    fn new(classes: usize) -> Self {
+        Scratch {
+            generation: 0,
+            stamp: vec![0; classes],
+            keys: vec![Vec::new(); classes],
+            touched: Vec::new(),
+        }
+    }
+
+    fn next(&mut self) {
+        self.generation += 1;
+        self.touched.clear();
+    }
+
+    fn mark(&mut self, c: u32, j: u32) {
+        let c = c as usize;
+        if self.stamp[c] != self.generation {
+            self.stamp[c] = self.generation;
+            self.keys[c].clear();
+            self.touched.push(c as u32);
+        }
+        if self.keys[c].last() != Some(&j) {
+            self.keys[c].push(j);
+        }
+    }
+
+    fn held(&self, c: u32) -> bool {
+        self.stamp[c as usize] == self.generation
+    }
+}
+
 pub(super) const DIRS: [Direction; 2] = [Direction::Egress, Direction::Ingress];
 
 impl<'a> Sweep<'a> {
@@ -148,10 +189,11 @@ impl<'a> Sweep<'a> {
             by_pair[1][class.ingress as usize].push(c as u32);
         }
         let mut out = Vec::new();
+        let mut scratch = Scratch::new(space.classes.len());
         for (d, subjects_of) in by_pair.iter().enumerate() {
             for (p, subjects) in subjects_of.iter().enumerate() {
                 if self.info[d][p].changed && !subjects.is_empty() {
-                    self.sweep_subject(space, d, p, subjects, &mut out);
+                    self.sweep_subject(space, d, p, subjects, &mut scratch, &mut out);
                 }
             }
         }
@@ -162,17 +204,17 @@ impl<'a> Sweep<'a> {
 
     /// The regions pair `p`'s rules draw over the other ends' classes: classes keyed by
     /// which of its peers (and node addresses) hold them; the classes no peer holds are
-    /// left out (the caller takes them as the rest).
-    fn regions(&self, space: &Space, d: usize, p: usize) -> BTreeMap<Vec<u32>, Vec<u32>> {
+    /// left out (`scratch.held` is false for them: the caller takes them as the rest).
+    fn regions(
+        &self,
+        space: &Space,
+        d: usize,
+        p: usize,
+        scratch: &mut Scratch,
+    ) -> BTreeMap<Vec<u32>, Vec<u32>> {
         let info = &self.info[d][p];
-        let mut keys: std::collections::HashMap<u32, Vec<u32>> = Default::default();
+        scratch.next();
         let mut j = 0u32;
-        let mut mark = |c: u32, j: u32| {
-            let k = keys.entry(c).or_default();
-            if k.last() != Some(&j) {
-                k.push(j);
-            }
-        };
         for s in 0..2 {
             for peer in &info.peers[s] {
                 if let PeerRef::Peer(id) = *peer {
@@ -180,7 +222,7 @@ impl<'a> Sweep<'a> {
                     let r = if space.is6 { &addrs.v6 } else { &addrs.v4 };
                     for &(lo, hi) in r.ranges() {
                         for a in space.atoms_in(lo, hi) {
-                            mark(space.class_of[a as usize], j);
+                            scratch.mark(space.class_of[a as usize], j);
                         }
                     }
                 }
@@ -190,13 +232,16 @@ impl<'a> Sweep<'a> {
         for ip in &info.hosts {
             let (is6, v) = crate::addr::ip_value(*ip);
             if is6 == space.is6 {
-                mark(space.class_of[space.atom(v) as usize], j);
+                scratch.mark(space.class_of[space.atom(v) as usize], j);
             }
             j += 1;
         }
         let mut regions: BTreeMap<Vec<u32>, Vec<u32>> = BTreeMap::new();
-        for (c, k) in keys {
-            regions.entry(k).or_default().push(c);
+        for &c in &scratch.touched {
+            regions
+                .entry(scratch.keys[c as usize].clone())
+                .or_default()
+                .push(c);
         }
         for r in regions.values_mut() {
             r.sort_unstable();
@@ -246,17 +291,11 @@ impl<'a> Sweep<'a> {
         d: usize,
         p: usize,
         subjects: &[u32],
+        scratch: &mut Scratch,
         out: &mut Vec<Raw>,
     ) {
         let pair = self.pairs[d].list[p];
-        let mut regions = self.regions(space, d, p);
-        let held: std::collections::HashSet<u32> = regions.values().flatten().copied().collect();
-        let rest: Vec<u32> = (0..space.classes.len() as u32)
-            .filter(|c| !held.contains(c))
-            .collect();
-        if !rest.is_empty() {
-            regions.insert(vec![u32::MAX], rest);
-        }
+        let regions = self.regions(space, d, p, scratch);
         for region in regions.values() {
             let diffs = self.differs_over(space, d, p, pair, region);
             if diffs.is_empty() {
@@ -266,6 +305,22 @@ impl<'a> Sweep<'a> {
                 for &s in subjects {
                     self.cell(space, d, s, o, &diffs, out);
                 }
+            }
+        }
+        // The rest (no peer of the subject holds them): judged on a few of them first,
+        // listed whole only when the subject's function differs there.
+        let all = 0..space.classes.len() as u32;
+        let reps: Vec<u32> = all.clone().filter(|&c| !scratch.held(c)).take(4).collect();
+        if reps.is_empty() {
+            return;
+        }
+        let diffs = self.differs_over(space, d, p, pair, &reps);
+        if diffs.is_empty() {
+            return;
+        }
+        for o in all.filter(|&c| !scratch.held(c)) {
+            for &s in subjects {
+                self.cell(space, d, s, o, &diffs, out);
             }
         }
     }
