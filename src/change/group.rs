@@ -9,10 +9,11 @@ use std::net::IpAddr;
 use super::space::{Space, State};
 use super::sweep::{Raw, Sweep};
 use super::{Change, Diff, Verdict};
-use crate::explain::{end_of, End, Side};
+use crate::explain::{end_allowed, end_of, End, Side};
 use crate::policy::{Direction, Protocol};
 
 type Ports = Vec<[u16; 2]>;
+type Loose = (Option<u32>, Option<u32>);
 type Key = (
     Vec<String>,
     Vec<String>,
@@ -51,10 +52,10 @@ impl<'a> Grouper<'a> {
                 _ => ports.push([r.lo, r.hi]),
             }
         }
-        let ingress = |c: u32| space.classes[c as usize].ingress;
-        let egress = |c: u32| space.classes[c as usize].egress;
+        let ingress = |c: u32| self.sweep.loose(1, space.classes[c as usize].ingress);
+        let egress = |c: u32| self.sweep.loose(0, space.classes[c as usize].egress);
         // Destinations alike for one source.
-        type DstKey = (u32, usize, Ports, bool, bool, u32);
+        type DstKey = (u32, usize, Ports, bool, bool, Loose);
         let mut by_src: BTreeMap<DstKey, Vec<u32>> = BTreeMap::new();
         for ((src, dst, proto, b, a), ports) in cells {
             by_src
@@ -63,7 +64,7 @@ impl<'a> Grouper<'a> {
                 .push(dst);
         }
         // Sources alike for those destinations.
-        type SrcKey = (Vec<u32>, usize, Ports, bool, bool, u32);
+        type SrcKey = (Vec<u32>, usize, Ports, bool, bool, Loose);
         let mut by_dsts: BTreeMap<SrcKey, Vec<u32>> = BTreeMap::new();
         for ((src, proto, ports, b, a, _), dsts) in by_src {
             by_dsts
@@ -88,7 +89,6 @@ impl<'a> Grouper<'a> {
     }
 
     pub fn finish(self) -> Diff {
-        let _ = self.sweep;
         let mut changes: Vec<Change> = self
             .out
             .into_iter()
@@ -188,14 +188,23 @@ impl<'a> Grouper<'a> {
             (Direction::Egress, s, daddr),
             (Direction::Ingress, d, saddr),
         ] {
+            let pod = |st: usize| space.owner[st][atom as usize].map(|p| self.states[st].pod(p));
+            // The verdicts first (cheap); the reasons only for an end that changed.
+            let allowed = |st: usize| {
+                pod(st).is_none_or(|p| {
+                    end_allowed(self.states[st].graph, p, dir, other, protocol, port)
+                })
+            };
+            if allowed(0) == allowed(1) {
+                continue;
+            }
             let ends: Vec<Option<End>> = (0..2)
                 .map(|st| {
                     let state = self.states[st];
-                    let pod = space.owner[st][atom as usize].map(|p| state.pod(p))?;
                     Some(end_of(
                         state.index,
                         state.graph,
-                        pod,
+                        pod(st)?,
                         dir,
                         other,
                         protocol,
@@ -203,10 +212,6 @@ impl<'a> Grouper<'a> {
                     ))
                 })
                 .collect();
-            let allowed = |e: &Option<End>| e.as_ref().is_none_or(|e| e.allowed);
-            if allowed(&ends[0]) == allowed(&ends[1]) {
-                continue;
-            }
             let who = self
                 .name(space, atom)
                 .unwrap_or_else(|| space.addr(atom).to_string());

@@ -51,13 +51,16 @@ pub(super) struct Behaviours {
     pub reps: Vec<Vec<u32>>,
     /// Behaviour of each pod.
     pub of_pod: Vec<u32>,
+    /// Each behaviour's class when node addresses are left out (the same rules on
+    /// another node): what a person calls "treated alike", for grouping.
+    pub loose: Vec<u32>,
 }
 
 fn hash_ports(h: &mut impl Hasher, p: &Ports) {
     p.hash(h);
 }
 
-fn behaviour_hash(pod: &PodNode, dir: Direction) -> u64 {
+fn behaviour_hash(pod: &PodNode, dir: Direction, with_node: bool) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     match pod.isolation(dir) {
         None => 0u8.hash(&mut h),
@@ -68,7 +71,9 @@ fn behaviour_hash(pod: &PodNode, dir: Direction) -> u64 {
                 hash_ports(&mut h, &a.ports);
                 a.origin.hash(&mut h);
             }
-            pod.host_ips.hash(&mut h);
+            if with_node {
+                pod.host_ips.hash(&mut h);
+            }
         }
     }
     let side = pod.tiers.side(dir);
@@ -81,10 +86,10 @@ fn behaviour_hash(pod: &PodNode, dir: Direction) -> u64 {
     h.finish()
 }
 
-fn same_behaviour(a: &PodNode, b: &PodNode, dir: Direction) -> bool {
+fn same_behaviour(a: &PodNode, b: &PodNode, dir: Direction, with_node: bool) -> bool {
     a.isolation(dir) == b.isolation(dir)
         && a.tiers.side(dir) == b.tiers.side(dir)
-        && (a.isolation(dir).is_none() || a.host_ips == b.host_ips)
+        && (!with_node || a.isolation(dir).is_none() || a.host_ips == b.host_ips)
 }
 
 impl Behaviours {
@@ -92,11 +97,11 @@ impl Behaviours {
         let mut out = Behaviours::default();
         let mut buckets: HashMap<u64, Vec<u32>> = HashMap::new();
         for (i, pod) in state.pods.iter().enumerate() {
-            let bucket = buckets.entry(behaviour_hash(pod, dir)).or_default();
+            let bucket = buckets.entry(behaviour_hash(pod, dir, true)).or_default();
             let found = bucket
                 .iter()
                 .copied()
-                .find(|&b| same_behaviour(state.pod(out.reps[b as usize][0]), pod, dir));
+                .find(|&b| same_behaviour(state.pod(out.reps[b as usize][0]), pod, dir, true));
             let id = match found {
                 Some(b) => b,
                 None => {
@@ -111,6 +116,22 @@ impl Behaviours {
                 reps.push(i as u32);
             }
             out.of_pod.push(id);
+        }
+        let mut loose: HashMap<u64, Vec<(u32, u32)>> = HashMap::new();
+        for b in 0..out.reps.len() {
+            let pod = state.pod(out.reps[b][0]);
+            let bucket = loose.entry(behaviour_hash(pod, dir, false)).or_default();
+            let found = bucket
+                .iter()
+                .find(|(first, _)| {
+                    same_behaviour(state.pod(out.reps[*first as usize][0]), pod, dir, false)
+                })
+                .map(|&(_, id)| id);
+            let id = found.unwrap_or(b as u32);
+            if found.is_none() {
+                bucket.push((b as u32, id));
+            }
+            out.loose.push(id);
         }
         out
     }

@@ -54,15 +54,18 @@ struct Scratch {
     stamp: Vec<u32>,
     keys: Vec<Vec<u32>>,
     touched: Vec<u32>,
+    /// The classes each peer holds, per state, worked out when first needed.
+    peer_classes: [Vec<Option<Vec<u32>>>; 2],
 }
 
 impl Scratch {
-    fn new(classes: usize) -> Self {
+    fn new(classes: usize, peers: [usize; 2]) -> Self {
         Scratch {
             generation: 0,
             stamp: vec![0; classes],
             keys: vec![Vec::new(); classes],
             touched: Vec::new(),
+            peer_classes: peers.map(|n| vec![None; n]),
         }
     }
 
@@ -165,6 +168,15 @@ impl<'a> Sweep<'a> {
         ))
     }
 
+    /// Pair `id` of direction `d` with node addresses left out, for grouping.
+    pub fn loose(&self, d: usize, id: u32) -> (Option<u32>, Option<u32>) {
+        let p = self.pairs[d].list[id as usize];
+        (
+            p.before.map(|b| self.behaviours[0][d].loose[b as usize]),
+            p.after.map(|b| self.behaviours[1][d].loose[b as usize]),
+        )
+    }
+
     /// Both states' verdicts of one end.
     fn judge2(
         &self,
@@ -189,7 +201,8 @@ impl<'a> Sweep<'a> {
             by_pair[1][class.ingress as usize].push(c as u32);
         }
         let mut out = Vec::new();
-        let mut scratch = Scratch::new(space.classes.len());
+        let peers = self.states.map(|st| st.graph.peers.len());
+        let mut scratch = Scratch::new(space.classes.len(), peers);
         for (d, subjects_of) in by_pair.iter().enumerate() {
             for (p, subjects) in subjects_of.iter().enumerate() {
                 if self.info[d][p].changed && !subjects.is_empty() {
@@ -218,13 +231,24 @@ impl<'a> Sweep<'a> {
         for s in 0..2 {
             for peer in &info.peers[s] {
                 if let PeerRef::Peer(id) = *peer {
-                    let addrs = &self.states[s].graph.peers[id].addrs;
-                    let r = if space.is6 { &addrs.v6 } else { &addrs.v4 };
-                    for &(lo, hi) in r.ranges() {
-                        for a in space.atoms_in(lo, hi) {
-                            scratch.mark(space.class_of[a as usize], j);
-                        }
+                    let classes = scratch.peer_classes[s][id].get_or_insert_with(|| {
+                        let addrs = &self.states[s].graph.peers[id].addrs;
+                        let r = if space.is6 { &addrs.v6 } else { &addrs.v4 };
+                        let mut cs: Vec<u32> = r
+                            .ranges()
+                            .iter()
+                            .flat_map(|&(lo, hi)| space.atoms_in(lo, hi))
+                            .map(|a| space.class_of[a as usize])
+                            .collect();
+                        cs.sort_unstable();
+                        cs.dedup();
+                        cs
+                    });
+                    let classes = std::mem::take(classes);
+                    for &c in &classes {
+                        scratch.mark(c, j);
                     }
+                    scratch.peer_classes[s][id] = Some(classes);
                 }
                 j += 1;
             }
