@@ -21,8 +21,20 @@ fn ports(c: &Change) -> String {
         .join(", ")
 }
 
+/// At most this many names of a list are printed; `-o json` has them all.
+const SHOWN: usize = 12;
+
 fn list(f: &mut fmt::Formatter<'_>, label: &str, items: &[String]) -> fmt::Result {
-    writeln!(f, "  {label} {}", Escaped(&items.join(", ")))
+    let shown = if items.len() > SHOWN {
+        SHOWN - 2
+    } else {
+        items.len()
+    };
+    write!(f, "  {label} {}", Escaped(&items[..shown].join(", ")))?;
+    if shown < items.len() {
+        write!(f, ", and {} more (-o json lists them)", items.len() - shown)?;
+    }
+    writeln!(f)
 }
 
 impl fmt::Display for Diff {
