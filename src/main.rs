@@ -44,6 +44,14 @@ enum ScriptFormat {
     Nft,
 }
 
+/// What `diff` prints: text, JSON, or Graphviz.
+#[derive(Clone, Copy, ValueEnum)]
+enum DiffFormat {
+    Text,
+    Json,
+    Dot,
+}
+
 /// Which changes make `diff` exit 1.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum FailOn {
@@ -131,9 +139,9 @@ enum Command {
         /// Exit 1 on these changes only: closed, opened or any.
         #[arg(long, value_enum, default_value_t = FailOn::Any)]
         fail_on: FailOn,
-        /// Text, or JSON ({"changes": [...]}) for tools.
-        #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
-        output: OutputFormat,
+        /// Text, JSON ({"changes": [...]}) for tools, or Graphviz (dot).
+        #[arg(long, short, value_enum, default_value_t = DiffFormat::Text)]
+        output: DiffFormat,
         /// Write to FILE instead of stdout (`-`), as `compile --output-file`.
         #[arg(long, value_name = "FILE")]
         output_file: Option<PathBuf>,
@@ -582,8 +590,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let (b, a) = (side(&before)?, side(&after)?);
             let d = nftpol::change::diff_graphs([&b.0, &a.0], [&b.1, &a.1]);
             let text = match output {
-                OutputFormat::Text => d.to_string(),
-                OutputFormat::Json => serde_json::to_string_pretty(&d)? + "\n",
+                DiffFormat::Text => d.to_string(),
+                DiffFormat::Json => serde_json::to_string_pretty(&d)? + "\n",
+                DiffFormat::Dot => d.to_dot(),
             };
             cli_output::emit(output_file.as_deref(), text.as_bytes())?;
             let fails = match fail_on {

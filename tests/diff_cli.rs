@@ -231,3 +231,79 @@ fn bad_input_exits_2_and_prints_nothing() {
     );
     assert_eq!(code(&o), 2);
 }
+
+/// `-o dot` renders with Graphviz's `dot` (Debian's graphviz; `.ci/deps` installs it), and
+/// its edges are the JSON's changes: one per change, between the nodes of its sources and
+/// destinations, green when it opens, red when it closes.
+#[test]
+fn dot_renders_and_its_edges_are_the_changes() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), "before.yaml", &example());
+    // ingress-nginx may send nothing, and the payments metrics port moves.
+    let deny = "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-egress, namespace: ingress-nginx}\nspec: {podSelector: {}, policyTypes: [Egress]}\n";
+    write(d.path(), "after.yaml", &format!("{}{deny}", edited()));
+    let args = |fmt: &'static str| {
+        [
+            "diff",
+            "--before",
+            "before.yaml",
+            "--after",
+            "after.yaml",
+            "-o",
+            fmt,
+        ]
+    };
+    let json: Value = serde_json::from_slice(&run(d.path(), &args("json")).stdout).unwrap();
+    let changes = json["changes"].as_array().unwrap();
+    assert!(changes.len() > 3, "{json}");
+    let o = run(d.path(), &args("dot"));
+    assert_eq!(code(&o), 1, "{}", String::from_utf8_lossy(&o.stderr));
+    write(d.path(), "diff.dot", &String::from_utf8(o.stdout).unwrap());
+    let plain = Command::new("dot")
+        .args(["-Tplain", "diff.dot"])
+        .current_dir(d.path())
+        .output()
+        .unwrap_or_else(|e| panic!("dot (graphviz) is needed: .ci/deps installs it: {e}"));
+    assert!(
+        plain.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+    // Expected: lists numbered in order of first appearance, as the dot output names them.
+    let mut ids: Vec<Value> = Vec::new();
+    let mut expected: Vec<(String, String, String)> = Vec::new();
+    for c in changes {
+        let mut node = |list: &Value| -> String {
+            let i = ids.iter().position(|x| x == list).unwrap_or_else(|| {
+                ids.push(list.clone());
+                ids.len() - 1
+            });
+            format!("g{i}")
+        };
+        let (s, t) = (node(&c["sources"]), node(&c["destinations"]));
+        let colour = if c["after"] == "allowed" {
+            "green"
+        } else {
+            "red"
+        };
+        expected.push((s, t, colour.to_string()));
+    }
+    let text = String::from_utf8(plain.stdout).unwrap();
+    let mut got: Vec<(String, String, String)> = text
+        .lines()
+        .filter(|l| l.starts_with("edge "))
+        .map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            (
+                words[1].to_string(),
+                words[2].to_string(),
+                words[words.len() - 1].to_string(),
+            )
+        })
+        .collect();
+    expected.sort();
+    got.sort();
+    assert_eq!(got, expected, "{text}");
+    let nodes = text.lines().filter(|l| l.starts_with("node ")).count();
+    assert_eq!(nodes, ids.len(), "{text}");
+}

@@ -20,6 +20,7 @@
 //! by the pod that holds it (after the change, else before), by its node, or else falls
 //! in a CIDR, which never covers a pod's or a node's address.
 
+mod dot;
 mod group;
 mod space;
 mod sweep;
