@@ -670,3 +670,33 @@ pub fn explain_in(
         ingress_tiers,
     })
 }
+
+/// Whether direction `dir` of `pod` allows a connection with `other` on `port`: the verdict
+/// [`end_of`] gives (`End::allowed`), without gathering its reasons, for readers that judge
+/// many connections (`change`, which compares two states). Same walk: NetworkPolicy's
+/// isolation, the own-node allowance and the allows' peers and ports, then the tiers
+/// ([`TierSide::decide`]), which a pod's traffic to itself skips.
+pub fn end_allowed(
+    graph: &PolicyGraph,
+    pod: &PodNode,
+    dir: Direction,
+    other: IpAddr,
+    protocol: Protocol,
+    port: u16,
+) -> bool {
+    let np = pod.isolation(dir).map(|iso| {
+        pod.host_ips.contains(&other)
+            || iso
+                .allows
+                .iter()
+                .any(|a| graph.peer_contains(a.peer, other) && a.ports.contains(protocol, port))
+    });
+    let side = pod.tiers.side(dir);
+    if side.is_empty() || pod.ips.contains(&other) {
+        return np.unwrap_or(true);
+    }
+    side.decide(np, |r| {
+        graph.peer_contains(r.peer, other) && r.ports.contains(protocol, port)
+    })
+    .allowed()
+}

@@ -18,6 +18,7 @@
 #![deny(unsafe_code)]
 
 pub mod addr;
+pub mod change;
 pub mod cnp;
 #[cfg(feature = "controller")]
 pub mod controller;

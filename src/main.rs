@@ -44,6 +44,22 @@ enum ScriptFormat {
     Nft,
 }
 
+/// What `diff` prints: text, JSON, or Graphviz.
+#[derive(Clone, Copy, ValueEnum)]
+enum DiffFormat {
+    Text,
+    Json,
+    Dot,
+}
+
+/// Which changes make `diff` exit 1.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FailOn {
+    Closed,
+    Opened,
+    Any,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum FamilyArg {
     Ipv4,
@@ -107,6 +123,32 @@ enum Command {
         budget: BudgetArgs,
         #[arg(required = true, value_name = "INPUT")]
         inputs: Vec<String>,
+    },
+    /// Which connections a change opens and closes: every connection whose verdict
+    /// differs between two states. Exit status 0: none, 1: some (see --fail-on), 2: error.
+    Diff {
+        /// The state before: files or directories (their *.yaml, *.yml, *.json).
+        #[arg(long, required = true, num_args = 1.., value_name = "FILE")]
+        before: Vec<String>,
+        /// The state after.
+        #[arg(long, required = true, num_args = 1.., value_name = "FILE")]
+        after: Vec<String>,
+        /// Files both states share (`kubectl get ns,pods -A -o yaml`).
+        #[arg(long, num_args = 1.., value_name = "FILE")]
+        cluster: Vec<String>,
+        /// Exit 1 on these changes only: closed, opened or any.
+        #[arg(long, value_enum, default_value_t = FailOn::Any)]
+        fail_on: FailOn,
+        /// Text, JSON ({"changes": [...]}) for tools, or Graphviz (dot).
+        #[arg(long, short, value_enum, default_value_t = DiffFormat::Text)]
+        output: DiffFormat,
+        /// Write to FILE instead of stdout (`-`), as `compile --output-file`.
+        #[arg(long, value_name = "FILE")]
+        output_file: Option<PathBuf>,
+        #[command(flatten)]
+        read: InputArgs,
+        #[command(flatten)]
+        budget: BudgetArgs,
     },
     /// Run the controller: watch the cluster and program this node's nftables.
     #[cfg(feature = "controller")]
@@ -414,6 +456,46 @@ fn usage(flag: &str, problem: impl std::fmt::Display) -> BadInput {
     })
 }
 
+/// An exit status that is no error (`diff`'s 1: there are changes): nothing is printed.
+#[derive(Debug)]
+struct Exit(u8);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit status {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// Files as given, and for a directory its `*.yaml`, `*.yml` and `*.json`, sorted.
+fn expand_dirs<'a>(paths: impl IntoIterator<Item = &'a String>) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for path in paths {
+        if path == "-" || !std::path::Path::new(path).is_dir() {
+            out.push(path.clone());
+            continue;
+        }
+        let read_error = |error| {
+            BadInput(nftpol::Error::Read {
+                source_name: path.clone(),
+                error,
+            })
+        };
+        let mut files: Vec<String> = Vec::new();
+        for entry in std::fs::read_dir(path).map_err(read_error)? {
+            let p = entry.map_err(read_error)?.path();
+            let ext = p.extension().and_then(|e| e.to_str()).unwrap_or_default();
+            if p.is_file() && matches!(ext, "yaml" | "yml" | "json") {
+                files.push(p.to_string_lossy().into_owned());
+            }
+        }
+        files.sort();
+        out.extend(files);
+    }
+    Ok(out)
+}
+
 fn load(inputs: &[String], read: &InputArgs) -> anyhow::Result<Index> {
     let options = read.options();
     if let Some(ns) = &options.namespace {
@@ -530,6 +612,40 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             cli_output::emit(output_file.as_deref(), text.as_bytes())?;
         }
+        Command::Diff {
+            before,
+            after,
+            cluster,
+            fail_on,
+            output,
+            output_file,
+            read,
+            budget,
+        } => {
+            let side = |files: &[String]| -> anyhow::Result<(Index, PolicyGraph)> {
+                let inputs = expand_dirs(cluster.iter().chain(files))?;
+                let index = load(&inputs, &read)?;
+                let graph = PolicyGraph::build(&index);
+                check_budget(&graph, &budget.options())?;
+                Ok((index, graph))
+            };
+            let (b, a) = (side(&before)?, side(&after)?);
+            let d = nftpol::change::diff_graphs([&b.0, &a.0], [&b.1, &a.1]);
+            let text = match output {
+                DiffFormat::Text => d.to_string(),
+                DiffFormat::Json => serde_json::to_string_pretty(&d)? + "\n",
+                DiffFormat::Dot => d.to_dot(),
+            };
+            cli_output::emit(output_file.as_deref(), text.as_bytes())?;
+            let fails = match fail_on {
+                FailOn::Any => !d.is_empty(),
+                FailOn::Closed => d.closed() > 0,
+                FailOn::Opened => d.opened() > 0,
+            };
+            if fails {
+                return Err(Exit(1).into());
+            }
+        }
         #[cfg(feature = "controller")]
         Command::Run(args) => run_controller(args)?,
         Command::Synth {
@@ -619,6 +735,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         // Nobody reads on: end quietly, as a process SIGPIPE ended (see cli_output).
+        Err(e) if e.is::<Exit>() => ExitCode::from(e.downcast_ref::<Exit>().map_or(1, |x| x.0)),
         Err(e) if e.is::<cli_output::StdoutClosed>() => {
             ExitCode::from(cli_output::STDOUT_CLOSED_STATUS)
         }

@@ -17,6 +17,7 @@ mod cluster;
 mod cni;
 mod conntrack;
 mod controller;
+mod diff_steps;
 mod handwire;
 mod kinds;
 mod kubectl;
