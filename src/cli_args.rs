@@ -1,0 +1,316 @@
+//! The command line as clap reads it: subcommands, their flags, and the shared flag
+//! groups (input, logs, budget). Plain definitions; what each command does is in
+//! `cli_commands`.
+
+use std::path::PathBuf;
+
+use clap::{Subcommand, ValueEnum};
+use nftpol::input;
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum LogFormat {
+    Text,
+    Json,
+}
+
+/// What `explain` and `graph` print: text for people, JSON (same content) for tools.
+/// `-o/--output` is a format in every command, as in kubectl; the file is `--output-file`.
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum OutputFormat {
+    Text,
+    Json,
+}
+
+/// What `compile` prints: an `nft -f` script (the one format so far).
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum ScriptFormat {
+    Nft,
+}
+
+/// What `diff` prints: text, JSON, or Graphviz.
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum DiffFormat {
+    Text,
+    Json,
+    Dot,
+}
+
+/// Which changes make `diff` exit 1.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum FailOn {
+    Closed,
+    Opened,
+    Any,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum FamilyArg {
+    Ipv4,
+    Ipv6,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Compile policies and cluster state into an `nft -f` script.
+    Compile(CompileArgs),
+    /// Say whether a connection is allowed, and which policies and rules decide it.
+    Explain(ExplainArgs),
+    /// Which connections a change opens and closes: every connection whose verdict
+    /// differs between two states. Exit status 0: none, 1: some (see --fail-on), 2: error.
+    Diff(DiffArgs),
+    /// Run the controller: watch the cluster and program this node's nftables.
+    #[cfg(feature = "controller")]
+    Run(RunArgs),
+    /// Print a synthetic cluster (JSON, one object per line) for benchmarks.
+    #[command(hide = true)]
+    Synth(SynthArgs),
+    /// Print the policy graph: isolation and allowed peers of every pod, with origins.
+    Graph(GraphArgs),
+}
+
+#[derive(clap::Args)]
+pub(crate) struct CompileArgs {
+    /// Only the pods whose spec.nodeName is NAME (peers still span the cluster).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) node: Option<String>,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = ScriptFormat::Nft)]
+    pub(crate) output: ScriptFormat,
+    /// Write to FILE instead of stdout (`-`): a regular file is replaced whole or not
+    /// at all and keeps its mode, a symlink is followed, a device is written to.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) output_file: Option<PathBuf>,
+    /// As the controller's flag: drop traffic of addresses in --pod-cidr that are not
+    /// known pods.
+    #[arg(long, requires = "pod_cidr")]
+    pub(crate) default_deny_unknown: bool,
+    /// The node's pod CIDR (repeatable), for --default-deny-unknown.
+    #[arg(long, value_name = "CIDR")]
+    pub(crate) pod_cidr: Vec<ipnet::IpNet>,
+    #[command(flatten)]
+    pub(crate) log: LogArgs,
+    #[command(flatten)]
+    pub(crate) budget: BudgetArgs,
+    #[command(flatten)]
+    pub(crate) read: InputArgs,
+    /// YAML or JSON files (`kubectl get ns,pods,netpol -A -o yaml`), `-` for stdin.
+    #[arg(required = true, value_name = "INPUT")]
+    pub(crate) inputs: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct ExplainArgs {
+    /// Client: `ns/pod` or an IP address.
+    #[arg(long)]
+    pub(crate) from: String,
+    /// Server: `ns/pod` or an IP address.
+    #[arg(long)]
+    pub(crate) to: String,
+    /// PROTO/PORT, like tcp/80, udp/53, sctp/81.
+    #[arg(long)]
+    pub(crate) port: String,
+    /// Address family when both sides are pods (default: IPv4 when both have it).
+    #[arg(long, value_enum)]
+    pub(crate) family: Option<FamilyArg>,
+    /// Text, or JSON with the same content.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    pub(crate) output: OutputFormat,
+    /// Write to FILE instead of stdout (`-`), as `compile --output-file`.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) output_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) read: InputArgs,
+    #[command(flatten)]
+    pub(crate) budget: BudgetArgs,
+    #[arg(required = true, value_name = "INPUT")]
+    pub(crate) inputs: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct DiffArgs {
+    /// The state before: files or directories (their *.yaml, *.yml, *.json).
+    #[arg(long, required = true, num_args = 1.., value_name = "FILE")]
+    pub(crate) before: Vec<String>,
+    /// The state after.
+    #[arg(long, required = true, num_args = 1.., value_name = "FILE")]
+    pub(crate) after: Vec<String>,
+    /// Files both states share (`kubectl get ns,pods -A -o yaml`).
+    #[arg(long, num_args = 1.., value_name = "FILE")]
+    pub(crate) cluster: Vec<String>,
+    /// Exit 1 on these changes only: closed, opened or any.
+    #[arg(long, value_enum, default_value_t = FailOn::Any)]
+    pub(crate) fail_on: FailOn,
+    /// Text, JSON ({"changes": [...]}) for tools, or Graphviz (dot).
+    #[arg(long, short, value_enum, default_value_t = DiffFormat::Text)]
+    pub(crate) output: DiffFormat,
+    /// Write to FILE instead of stdout (`-`), as `compile --output-file`.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) output_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) read: InputArgs,
+    #[command(flatten)]
+    pub(crate) budget: BudgetArgs,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct SynthArgs {
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) pods: usize,
+    #[arg(long, default_value_t = 1_000)]
+    pub(crate) policies: usize,
+    #[arg(long, default_value_t = 100)]
+    pub(crate) pods_per_node: usize,
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct GraphArgs {
+    #[arg(long, value_name = "NAME")]
+    pub(crate) node: Option<String>,
+    /// Text, or JSON with the same content.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    pub(crate) output: OutputFormat,
+    /// Write to FILE instead of stdout (`-`), as `compile --output-file`.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) output_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) read: InputArgs,
+    #[command(flatten)]
+    pub(crate) budget: BudgetArgs,
+    #[arg(required = true, value_name = "INPUT")]
+    pub(crate) inputs: Vec<String>,
+}
+
+/// How input files are read: the same flags for `compile`, `explain` and `graph`.
+#[derive(clap::Args)]
+pub(crate) struct InputArgs {
+    /// The namespace of namespaced objects that give none (as kubectl's).
+    #[arg(long, short = 'n', value_name = "NS")]
+    pub(crate) namespace: Option<String>,
+    /// strict: an unknown NetworkPolicy field, or a near miss of a kind or apiVersion
+    /// nftpol reads, is an error (exit 2); warn: a warning (as kubectl's --validate).
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = ValidateArg::Strict)]
+    pub(crate) validate: ValidateArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum ValidateArg {
+    Strict,
+    Warn,
+}
+
+impl InputArgs {
+    pub(crate) fn options(&self) -> input::ParseOptions {
+        input::ParseOptions {
+            namespace: self.namespace.clone(),
+            validate: match self.validate {
+                ValidateArg::Strict => input::Validate::Strict,
+                ValidateArg::Warn => input::Validate::Warn,
+            },
+        }
+    }
+}
+
+/// Verdict logs (NFLOG): the same flags for `compile` and `run`, so the script equals
+/// what the controller programs.
+#[derive(clap::Args)]
+pub(crate) struct LogArgs {
+    /// Send the first packet of each denied connection to the NFLOG group
+    /// (`--log-denied=false` to turn off).
+    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub(crate) log_denied: bool,
+    /// Also send the first packet of every allowed connection (not rate limited).
+    #[arg(long)]
+    pub(crate) log_allowed: bool,
+    /// Denied records per second, per pod and direction, after the burst.
+    #[arg(long, value_name = "N", default_value_t = nftpol::ruleset::LogOptions::DEFAULT.rate, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) log_rate: u32,
+    /// Denied records a pod and direction may send at once before the rate applies.
+    #[arg(long, value_name = "N", default_value_t = nftpol::ruleset::LogOptions::DEFAULT.burst, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) log_burst: u32,
+    /// The NFLOG group the rules log to (and the controller reads).
+    #[arg(long, value_name = "N", default_value_t = nftpol::ruleset::LogOptions::DEFAULT.group)]
+    pub(crate) log_group: u16,
+}
+
+impl LogArgs {
+    pub(crate) fn options(&self) -> nftpol::ruleset::LogOptions {
+        nftpol::ruleset::LogOptions {
+            denied: self.log_denied,
+            allowed: self.log_allowed,
+            rate: self.log_rate,
+            burst: self.log_burst,
+            group: self.log_group,
+        }
+    }
+}
+
+#[cfg(feature = "controller")]
+#[derive(clap::Args)]
+pub(crate) struct RunArgs {
+    /// This node's name (the pods whose spec.nodeName it is get enforced here).
+    #[arg(long, env = "NODE_NAME")]
+    pub(crate) node_name: String,
+    /// Kubeconfig file; default: in-cluster configuration, then $KUBECONFIG, then ~/.kube/config.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) kubeconfig: Option<PathBuf>,
+    /// Address for /healthz, /readyz and /metrics.
+    #[arg(long, default_value = "0.0.0.0:9309")]
+    pub(crate) metrics_addr: std::net::SocketAddr,
+    /// How long to gather watch events into one kernel batch.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) coalesce_ms: u64,
+    /// How often to read the live table back and repair drift.
+    #[arg(long, default_value_t = 300)]
+    pub(crate) resync_seconds: u64,
+    /// Drop traffic to and from addresses in this node's pod CIDRs that are not yet known
+    /// as pods, until their rules are in place. The CIDRs are --pod-cidr, else the Node
+    /// object's spec.podCIDRs.
+    #[arg(long)]
+    pub(crate) default_deny_unknown: bool,
+    /// This node's pod CIDR (repeat for dual-stack), for --default-deny-unknown; overrides
+    /// the Node object's spec.podCIDRs.
+    #[arg(long, value_name = "CIDR")]
+    pub(crate) pod_cidr: Vec<ipnet::IpNet>,
+    /// /healthz fails when the sync loop has made no progress for this long.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) liveness_timeout_seconds: u64,
+    /// Leave established connections alone when policy revokes them (by default their
+    /// conntrack entries are deleted after each batch, so revoked access ends at once).
+    #[arg(long)]
+    pub(crate) keep_established: bool,
+    #[command(flatten)]
+    pub(crate) log: LogArgs,
+    #[command(flatten)]
+    pub(crate) budget: BudgetArgs,
+    /// Program the nftables of this network namespace (a path like /run/netns/NAME)
+    /// instead of the controller's own; for tests.
+    #[arg(long, hide = true)]
+    pub(crate) netns: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct BudgetArgs {
+    /// The most set elements one NetworkPolicy may come to on this node (for each
+    /// distinct rule peer, its address ranges plus its port ranges); a policy over it is
+    /// enforced fail-closed (`run`) or refused (`compile`, `explain`, `graph`: exit 2).
+    /// 0: no limit.
+    #[arg(long, value_name = "N", default_value_t = 500_000)]
+    pub(crate) max_elements: usize,
+}
+
+impl BudgetArgs {
+    pub(crate) fn max_elements(&self) -> Option<usize> {
+        (self.max_elements != 0).then_some(self.max_elements)
+    }
+
+    /// For `explain` and `graph`, which judge by the graph: a policy over the budget is
+    /// refused there too, rather than explained as allowing what the node would not.
+    pub(crate) fn options(&self) -> nftpol::ruleset::Options {
+        nftpol::ruleset::Options {
+            max_elements: self.max_elements(),
+            ..Default::default()
+        }
+    }
+}

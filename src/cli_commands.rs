@@ -1,0 +1,346 @@
+//! What each subcommand does: read the inputs, call the library, write the output, and
+//! turn problems into exit statuses (2 for bad input, [`Exit`] for a status that is no
+//! error). The flags are `cli_args`'s; the output's plumbing is `cli_output`'s.
+
+use std::io::Read;
+
+use nftpol::{explain, graph::PolicyGraph, index::Index, input, script};
+
+use crate::cli_args::*;
+use crate::cli_output;
+
+pub(crate) fn compile(a: CompileArgs) -> anyhow::Result<()> {
+    let ScriptFormat::Nft = a.output;
+    let index = load(&a.inputs, &a.read)?;
+    let options = nftpol::ruleset::Options {
+        pod_cidrs: if a.default_deny_unknown {
+            a.pod_cidr
+        } else {
+            Vec::new()
+        },
+        log: a.log.options(),
+        max_elements: a.budget.max_elements(),
+        ..Default::default()
+    };
+    warn_if_no_pod_on(
+        &index,
+        a.node.as_deref(),
+        "the script has no pod chains, and loading it removes all enforcement on that node",
+    );
+    let graph = PolicyGraph::build_for(&index, a.node.as_deref());
+    check_budget(&graph, &options)?;
+    let ruleset = nftpol::ruleset::build_with(&graph, &options);
+    let text = script::render(&ruleset);
+    cli_output::emit(a.output_file.as_deref(), text.as_bytes())
+}
+
+pub(crate) fn explain(a: ExplainArgs) -> anyhow::Result<()> {
+    let index = load(&a.inputs, &a.read)?;
+    let graph = PolicyGraph::build(&index);
+    check_budget(&graph, &a.budget.options())?;
+    let family = a.family.map(|f| match f {
+        FamilyArg::Ipv4 => explain::Family::V4,
+        FamilyArg::Ipv6 => explain::Family::V6,
+    });
+    let query = explain_query(&a.from, &a.to, &a.port, family)?;
+    let e = explain::explain_in(&index, &graph, &query).map_err(explain_usage)?;
+    let text = match a.output {
+        OutputFormat::Text => e.to_string(),
+        OutputFormat::Json => serde_json::to_string_pretty(&e)? + "\n",
+    };
+    cli_output::emit(a.output_file.as_deref(), text.as_bytes())
+}
+
+pub(crate) fn diff(a: DiffArgs) -> anyhow::Result<()> {
+    let side = |files: &[String]| -> anyhow::Result<(Index, PolicyGraph)> {
+        let inputs = expand_dirs(a.cluster.iter().chain(files))?;
+        let index = load(&inputs, &a.read)?;
+        let graph = PolicyGraph::build(&index);
+        check_budget(&graph, &a.budget.options())?;
+        Ok((index, graph))
+    };
+    let (b, after) = (side(&a.before)?, side(&a.after)?);
+    let d = nftpol::change::diff_graphs([&b.0, &after.0], [&b.1, &after.1]);
+    let text = match a.output {
+        DiffFormat::Text => d.to_string(),
+        DiffFormat::Json => serde_json::to_string_pretty(&d)? + "\n",
+        DiffFormat::Dot => d.to_dot(),
+    };
+    cli_output::emit(a.output_file.as_deref(), text.as_bytes())?;
+    let fails = match a.fail_on {
+        FailOn::Any => !d.is_empty(),
+        FailOn::Closed => d.closed() > 0,
+        FailOn::Opened => d.opened() > 0,
+    };
+    if fails {
+        return Err(Exit(1).into());
+    }
+    Ok(())
+}
+
+pub(crate) fn synth(a: SynthArgs) -> anyhow::Result<()> {
+    let params = nftpol::synth::Params {
+        pods: a.pods,
+        policies: a.policies,
+        pods_per_node: a.pods_per_node,
+        seed: a.seed,
+    };
+    cli_output::to_stdout(|out| {
+        for obj in nftpol::synth::cluster(&params) {
+            serde_json::to_writer(&mut *out, &obj)?;
+            out.write_all(b"\n")?;
+        }
+        Ok(())
+    })
+}
+
+pub(crate) fn graph(a: GraphArgs) -> anyhow::Result<()> {
+    let index = load(&a.inputs, &a.read)?;
+    warn_if_no_pod_on(&index, a.node.as_deref(), "the graph has no pods");
+    let graph = PolicyGraph::build_for(&index, a.node.as_deref());
+    check_budget(&graph, &a.budget.options())?;
+    let text = match a.output {
+        OutputFormat::Text => graph.to_string(),
+        OutputFormat::Json => nftpol::graph_json::render(&graph),
+    };
+    cli_output::emit(a.output_file.as_deref(), text.as_bytes())
+}
+
+#[cfg(feature = "controller")]
+pub(crate) fn run_controller(args: RunArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use nftpol::controller::{self, dataplane::NetlinkDataplane};
+    match nftpol::host::ensure_br_netfilter() {
+        nftpol::host::BrNetfilter::Enabled => {
+            tracing::info!("br_netfilter is on: bridged pod traffic is filtered")
+        }
+        nftpol::host::BrNetfilter::Disabled(why) => tracing::error!("{why}"),
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let kube_config = match &args.kubeconfig {
+            Some(path) => {
+                let kc = kube::config::Kubeconfig::read_from(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                kube::Config::from_custom_kubeconfig(
+                    kc,
+                    &kube::config::KubeConfigOptions::default(),
+                )
+                .await?
+            }
+            None => kube::Config::infer().await?,
+        };
+        let client = kube::Client::try_from(kube_config)?;
+        let pod_cidrs_from_node = args.default_deny_unknown && args.pod_cidr.is_empty();
+        let config = controller::Config {
+            node: args.node_name,
+            metrics_addr: args.metrics_addr,
+            coalesce: std::time::Duration::from_millis(args.coalesce_ms),
+            resync: std::time::Duration::from_secs(args.resync_seconds),
+            netns: args.netns,
+            keep_established: args.keep_established,
+            options: nftpol::ruleset::Options {
+                pod_cidrs: if args.default_deny_unknown {
+                    args.pod_cidr
+                } else {
+                    Vec::new()
+                },
+                log: args.log.options(),
+                max_elements: args.budget.max_elements(),
+                ..Default::default()
+            },
+            pod_cidrs_from_node,
+            liveness: std::time::Duration::from_secs(args.liveness_timeout_seconds),
+            discovery_every: std::time::Duration::from_secs(30),
+            board: None,
+        };
+        let shutdown = async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM"),
+                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
+            }
+        };
+        controller::run(config, client, NetlinkDataplane::open, shutdown).await?;
+        anyhow::Ok(())
+    })
+}
+
+/// `--max-elements`: the same flag for `compile` and `run`.
+/// Refuses a NetworkPolicy over `--max-elements` on the node, naming the first one (by
+/// name) that the controller would enforce fail-closed.
+pub(crate) fn check_budget(
+    graph: &PolicyGraph,
+    options: &nftpol::ruleset::Options,
+) -> anyhow::Result<()> {
+    let over = nftpol::ruleset::over_budget(graph, options);
+    let Some((policy, &elements)) = over.iter().next() else {
+        return Ok(());
+    };
+    let (namespace, name) = policy.split_once('/').unwrap_or(("", policy));
+    Err(BadInput(nftpol::Error::OverBudget {
+        policy: Box::new(nftpol::error::ObjectRef {
+            kind: "NetworkPolicy".into(),
+            namespace: Some(namespace.into()),
+            name: name.into(),
+        }),
+        elements,
+        max: options.max_elements.unwrap_or(usize::MAX),
+    })
+    .into())
+}
+
+/// Bad input: exit status 2.
+#[derive(Debug)]
+pub(crate) struct BadInput(pub(crate) nftpol::Error);
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for BadInput {}
+
+/// `--from`, `--to` and `--port` read as an `explain` query; a problem names its flag.
+pub(crate) fn explain_query(
+    from: &str,
+    to: &str,
+    port: &str,
+    family: Option<explain::Family>,
+) -> Result<explain::Query, BadInput> {
+    let parsed = |flag: &str, text: &str| text.parse().map_err(|e| usage(flag, e));
+    let (protocol, port) = explain::parse_port(port).map_err(|e| usage("--port", e))?;
+    Ok(explain::Query {
+        from: parsed("--from", from)?,
+        to: parsed("--to", to)?,
+        protocol,
+        port,
+        family,
+    })
+}
+
+/// A question `explain` cannot answer, as a usage error naming the flag of the end it is
+/// about.
+pub(crate) fn explain_usage(e: explain::ExplainError) -> BadInput {
+    use explain::{ExplainError, Which};
+    let flag = match &e {
+        ExplainError::NotAPort { .. } => "--port",
+        ExplainError::End {
+            which: Which::From, ..
+        } => "--from",
+        ExplainError::NotATarget { .. }
+        | ExplainError::End { .. }
+        | ExplainError::Families { .. } => "--to",
+    };
+    usage(flag, e)
+}
+
+pub(crate) fn usage(flag: &str, problem: impl std::fmt::Display) -> BadInput {
+    BadInput(nftpol::Error::Usage {
+        what: flag.into(),
+        problem: problem.to_string(),
+    })
+}
+
+/// An exit status that is no error (`diff`'s 1: there are changes): nothing is printed.
+#[derive(Debug)]
+pub(crate) struct Exit(pub(crate) u8);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit status {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// Files as given, and for a directory its `*.yaml`, `*.yml` and `*.json`, sorted.
+pub(crate) fn expand_dirs<'a>(
+    paths: impl IntoIterator<Item = &'a String>,
+) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for path in paths {
+        if path == "-" || !std::path::Path::new(path).is_dir() {
+            out.push(path.clone());
+            continue;
+        }
+        let read_error = |error| {
+            BadInput(nftpol::Error::Read {
+                source_name: path.clone(),
+                error,
+            })
+        };
+        let mut files: Vec<String> = Vec::new();
+        for entry in std::fs::read_dir(path).map_err(read_error)? {
+            let p = entry.map_err(read_error)?.path();
+            let ext = p.extension().and_then(|e| e.to_str()).unwrap_or_default();
+            if p.is_file() && matches!(ext, "yaml" | "yml" | "json") {
+                files.push(p.to_string_lossy().into_owned());
+            }
+        }
+        files.sort();
+        out.extend(files);
+    }
+    Ok(out)
+}
+
+pub(crate) fn load(inputs: &[String], read: &InputArgs) -> anyhow::Result<Index> {
+    let options = read.options();
+    if let Some(ns) = &options.namespace {
+        nftpol::labels::check_dns_label(ns).map_err(|problem| {
+            BadInput(nftpol::Error::Usage {
+                what: "--namespace".into(),
+                problem,
+            })
+        })?;
+    }
+    let mut objects = Vec::new();
+    for path in inputs {
+        let (bytes, name) = if path == "-" {
+            let mut s = Vec::new();
+            std::io::stdin().read_to_end(&mut s).map_err(|error| {
+                BadInput(nftpol::Error::Read {
+                    source_name: "<stdin>".into(),
+                    error,
+                })
+            })?;
+            (s, "<stdin>".to_string())
+        } else {
+            let s = std::fs::read(path).map_err(|error| {
+                BadInput(nftpol::Error::Read {
+                    source_name: path.clone(),
+                    error,
+                })
+            })?;
+            (s, path.clone())
+        };
+        objects.extend(input::parse_bytes(&bytes, &name, &options).map_err(BadInput)?);
+    }
+    if objects.is_empty() {
+        tracing::warn!(inputs = %inputs.join(" "), "the input holds no Namespace, Pod or NetworkPolicy: nothing to compile, the table will be empty");
+    }
+    let index = Index::from_objects(objects).map_err(BadInput)?;
+    for ns in index.implied_namespaces() {
+        tracing::warn!(namespace = %ns, "namespace not in the input; assuming it exists with only the label kubernetes.io/metadata.name={ns}");
+    }
+    for (ip, pods) in explain::shared_addresses(&index) {
+        let pods = pods.join(", ");
+        tracing::warn!(address = %ip, pods = %pods, "address {ip} is held by more than one pod ({pods}): only one of them gets the traffic to it, and `explain` refuses it as ambiguous");
+    }
+    Ok(index)
+}
+
+/// `--node NAME` that no pod runs on gives an empty table: loaded, it removes all
+/// enforcement on that node, which is worth a word (a typo, or the wrong cluster).
+pub(crate) fn warn_if_no_pod_on(index: &Index, node: Option<&str>, what: &str) {
+    let Some(node) = node else { return };
+    if !index.pods().any(|p| p.node.as_deref() == Some(node)) {
+        tracing::warn!(node = %node, "no pod has spec.nodeName {node}: {what}");
+    }
+}
