@@ -44,7 +44,7 @@ enum ScriptFormat {
     Nft,
 }
 
-/// What `diff` prints: text, JSON, or Graphviz.
+/// What `diff` and `graph` print: text, JSON, or Graphviz.
 #[derive(Clone, Copy, ValueEnum)]
 enum DiffFormat {
     Text,
@@ -169,9 +169,10 @@ enum Command {
     Graph {
         #[arg(long, value_name = "NAME")]
         node: Option<String>,
-        /// Text, or JSON with the same content.
-        #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
-        output: OutputFormat,
+        /// Text, JSON with the same content, or Graphviz (dot: pods treated alike and
+        /// outside CIDRs as nodes, allowed protocols and ports as edges; whole cluster).
+        #[arg(long, short, value_enum, default_value_t = DiffFormat::Text)]
+        output: DiffFormat,
         /// Write to FILE instead of stdout (`-`), as `compile --output-file`.
         #[arg(long, value_name = "FILE")]
         output_file: Option<PathBuf>,
@@ -639,8 +640,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let graph = PolicyGraph::build_for(&index, node.as_deref());
             check_budget(&graph, &budget.options())?;
             let text = match output {
-                OutputFormat::Text => graph.to_string(),
-                OutputFormat::Json => nftpol::graph_json::render(&graph),
+                DiffFormat::Text => graph.to_string(),
+                DiffFormat::Json => nftpol::graph_json::render(&graph),
+                DiffFormat::Dot if node.is_some() => {
+                    return Err(BadInput(nftpol::Error::Usage {
+                        what: "--output dot".into(),
+                        problem: "draws the whole cluster; it takes no --node".into(),
+                    })
+                    .into())
+                }
+                DiffFormat::Dot => nftpol::change::allowed(&index, &graph).to_dot_allowed(),
             };
             cli_output::emit(output_file.as_deref(), text.as_bytes())?;
         }
