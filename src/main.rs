@@ -150,6 +150,27 @@ enum Command {
         #[command(flatten)]
         budget: BudgetArgs,
     },
+    /// Which recorded connections (verdict records of `nftpol run --log-format json`) a
+    /// state would judge differently. Exit status as `diff`.
+    Replay {
+        /// The records: a file of JSON log lines, or `-` for stdin.
+        #[arg(long, required = true, value_name = "FILE")]
+        records: String,
+        /// Exit 1 on these changes only: closed, opened or any.
+        #[arg(long, value_enum, default_value_t = FailOn::Any)]
+        fail_on: FailOn,
+        /// Text, or JSON ({"changes": [...], "unjudged": [...]}).
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+        /// Write to FILE instead of stdout (`-`), as `compile --output-file`.
+        #[arg(long, value_name = "FILE")]
+        output_file: Option<PathBuf>,
+        #[command(flatten)]
+        read: InputArgs,
+        /// The state: files or directories, as for `diff`.
+        #[arg(required = true, value_name = "INPUT")]
+        inputs: Vec<String>,
+    },
     /// Run the controller: watch the cluster and program this node's nftables.
     #[cfg(feature = "controller")]
     Run(RunArgs),
@@ -600,6 +621,44 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 FailOn::Any => !d.is_empty(),
                 FailOn::Closed => d.closed() > 0,
                 FailOn::Opened => d.opened() > 0,
+            };
+            if fails {
+                return Err(Exit(1).into());
+            }
+        }
+        Command::Replay {
+            records,
+            fail_on,
+            output,
+            output_file,
+            read,
+            inputs,
+        } => {
+            let index = load(&expand_dirs(&inputs)?, &read)?;
+            let bytes = if records == "-" {
+                let mut s = Vec::new();
+                std::io::stdin().read_to_end(&mut s).map(|_| s)
+            } else {
+                std::fs::read(&records)
+            }
+            .map_err(|error| {
+                BadInput(nftpol::Error::Read {
+                    source_name: records.clone(),
+                    error,
+                })
+            })?;
+            let text = String::from_utf8_lossy(&bytes);
+            let parsed = text.lines().filter_map(nftpol::change::replay::parse_line);
+            let r = nftpol::change::replay::replay(&index, parsed);
+            let out = match output {
+                OutputFormat::Text => r.to_string(),
+                OutputFormat::Json => serde_json::to_string_pretty(&r)? + "\n",
+            };
+            cli_output::emit(output_file.as_deref(), out.as_bytes())?;
+            let fails = match fail_on {
+                FailOn::Any => !r.changes.is_empty(),
+                FailOn::Closed => r.closed() > 0,
+                FailOn::Opened => r.opened() > 0,
             };
             if fails {
                 return Err(Exit(1).into());

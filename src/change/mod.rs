@@ -22,6 +22,7 @@
 
 mod dot;
 mod group;
+pub mod replay;
 mod space;
 mod sweep;
 mod text;
