@@ -1,6 +1,7 @@
 //! The `nftpol` command: parses arguments and runs one subcommand. Everything it does is
 //! in the library; this file only wires input, output and exit status.
 
+mod change_cli;
 mod cli_output;
 
 use std::io::{IsTerminal, Read, Write};
@@ -448,34 +449,6 @@ impl std::fmt::Display for Exit {
 
 impl std::error::Error for Exit {}
 
-/// Files as given, and for a directory its `*.yaml`, `*.yml` and `*.json`, sorted.
-fn expand_dirs<'a>(paths: impl IntoIterator<Item = &'a String>) -> anyhow::Result<Vec<String>> {
-    let mut out = Vec::new();
-    for path in paths {
-        if path == "-" || !std::path::Path::new(path).is_dir() {
-            out.push(path.clone());
-            continue;
-        }
-        let read_error = |error| {
-            BadInput(nftpol::Error::Read {
-                source_name: path.clone(),
-                error,
-            })
-        };
-        let mut files: Vec<String> = Vec::new();
-        for entry in std::fs::read_dir(path).map_err(read_error)? {
-            let p = entry.map_err(read_error)?.path();
-            let ext = p.extension().and_then(|e| e.to_str()).unwrap_or_default();
-            if p.is_file() && matches!(ext, "yaml" | "yml" | "json") {
-                files.push(p.to_string_lossy().into_owned());
-            }
-        }
-        files.sort();
-        out.extend(files);
-    }
-    Ok(out)
-}
-
 fn load(inputs: &[String], read: &InputArgs) -> anyhow::Result<Index> {
     let options = read.options();
     if let Some(ns) = &options.namespace {
@@ -601,31 +574,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             output_file,
             read,
             budget,
-        } => {
-            let side = |files: &[String]| -> anyhow::Result<(Index, PolicyGraph)> {
-                let inputs = expand_dirs(cluster.iter().chain(files))?;
-                let index = load(&inputs, &read)?;
-                let graph = PolicyGraph::build(&index);
-                check_budget(&graph, &budget.options())?;
-                Ok((index, graph))
-            };
-            let (b, a) = (side(&before)?, side(&after)?);
-            let d = nftpol::change::diff_graphs([&b.0, &a.0], [&b.1, &a.1]);
-            let text = match output {
-                DiffFormat::Text => d.to_string(),
-                DiffFormat::Json => serde_json::to_string_pretty(&d)? + "\n",
-                DiffFormat::Dot => d.to_dot(),
-            };
-            cli_output::emit(output_file.as_deref(), text.as_bytes())?;
-            let fails = match fail_on {
-                FailOn::Any => !d.is_empty(),
-                FailOn::Closed => d.closed() > 0,
-                FailOn::Opened => d.opened() > 0,
-            };
-            if fails {
-                return Err(Exit(1).into());
-            }
-        }
+        } => change_cli::diff(
+            [&before, &after],
+            &cluster,
+            fail_on,
+            output,
+            output_file,
+            &read,
+            &budget,
+        )?,
         Command::Replay {
             records,
             fail_on,
@@ -633,37 +590,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             output_file,
             read,
             inputs,
-        } => {
-            let index = load(&expand_dirs(&inputs)?, &read)?;
-            let bytes = if records == "-" {
-                let mut s = Vec::new();
-                std::io::stdin().read_to_end(&mut s).map(|_| s)
-            } else {
-                std::fs::read(&records)
-            }
-            .map_err(|error| {
-                BadInput(nftpol::Error::Read {
-                    source_name: records.clone(),
-                    error,
-                })
-            })?;
-            let text = String::from_utf8_lossy(&bytes);
-            let parsed = text.lines().filter_map(nftpol::change::replay::parse_line);
-            let r = nftpol::change::replay::replay(&index, parsed);
-            let out = match output {
-                OutputFormat::Text => r.to_string(),
-                OutputFormat::Json => serde_json::to_string_pretty(&r)? + "\n",
-            };
-            cli_output::emit(output_file.as_deref(), out.as_bytes())?;
-            let fails = match fail_on {
-                FailOn::Any => !r.changes.is_empty(),
-                FailOn::Closed => r.closed() > 0,
-                FailOn::Opened => r.opened() > 0,
-            };
-            if fails {
-                return Err(Exit(1).into());
-            }
-        }
+        } => change_cli::replay(&records, fail_on, output, output_file, &read, &inputs)?,
         #[cfg(feature = "controller")]
         Command::Run(args) => run_controller(args)?,
         Command::Synth {
