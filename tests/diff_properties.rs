@@ -1,5 +1,5 @@
 //! `nftpol diff` against brute force: on small random clusters and a random change of
-//! them (policies added, dropped or replaced, a namespace or a pod relabelled, a pod
+//! them (policies added, dropped or replaced, a namespace, pod or node relabelled, a pod
 //! finished or started, ClusterNetworkPolicies added or dropped), the diff's changes,
 //! expanded, are exactly the connections whose verdict `explain` gives differently before
 //! and after: every ordered
@@ -52,7 +52,7 @@ fn states(seed: u64) -> (Vec<Value>, Vec<Value>) {
                 obj = policy(&mut rng, obj["metadata"]["name"].as_str().unwrap());
                 obj["metadata"]["namespace"] = ns;
             }
-            "Namespace" | "Pod" if rng.chance(20) => {
+            "Namespace" | "Pod" | "Node" if rng.chance(20) => {
                 obj["metadata"]["labels"] = labels(&mut rng);
             }
             // A pod that finishes: its address is no pod's after.
