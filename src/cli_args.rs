@@ -27,7 +27,7 @@ pub(crate) enum ScriptFormat {
     Nft,
 }
 
-/// What `diff` prints: text, JSON, or Graphviz.
+/// What `diff` and `graph` print: text, JSON, or Graphviz.
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum DiffFormat {
     Text,
@@ -58,6 +58,9 @@ pub(crate) enum Command {
     /// Which connections a change opens and closes: every connection whose verdict
     /// differs between two states. Exit status 0: none, 1: some (see --fail-on), 2: error.
     Diff(DiffArgs),
+    /// Which recorded connections (verdict records of `nftpol run --log-format json`) a
+    /// state would judge differently. Exit status as `diff`.
+    Replay(ReplayArgs),
     /// Run the controller: watch the cluster and program this node's nftables.
     #[cfg(feature = "controller")]
     Run(RunArgs),
@@ -153,6 +156,27 @@ pub(crate) struct DiffArgs {
 }
 
 #[derive(clap::Args)]
+pub(crate) struct ReplayArgs {
+    /// The records: a file of JSON log lines, or `-` for stdin.
+    #[arg(long, required = true, value_name = "FILE")]
+    pub(crate) records: String,
+    /// Exit 1 on these changes only: closed, opened or any.
+    #[arg(long, value_enum, default_value_t = FailOn::Any)]
+    pub(crate) fail_on: FailOn,
+    /// Text, or JSON ({"changes": [...], "unjudged": [...]}).
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    pub(crate) output: OutputFormat,
+    /// Write to FILE instead of stdout (`-`), as `compile --output-file`.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) output_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) read: InputArgs,
+    /// The state: files or directories, as for `diff`.
+    #[arg(required = true, value_name = "INPUT")]
+    pub(crate) inputs: Vec<String>,
+}
+
+#[derive(clap::Args)]
 pub(crate) struct SynthArgs {
     #[arg(long, default_value_t = 10_000)]
     pub(crate) pods: usize,
@@ -168,9 +192,10 @@ pub(crate) struct SynthArgs {
 pub(crate) struct GraphArgs {
     #[arg(long, value_name = "NAME")]
     pub(crate) node: Option<String>,
-    /// Text, or JSON with the same content.
-    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
-    pub(crate) output: OutputFormat,
+    /// Text, JSON with the same content, or Graphviz (dot: pods treated alike and
+    /// outside CIDRs as nodes, allowed protocols and ports as edges; whole cluster).
+    #[arg(long, short, value_enum, default_value_t = DiffFormat::Text)]
+    pub(crate) output: DiffFormat,
     /// Write to FILE instead of stdout (`-`), as `compile --output-file`.
     #[arg(long, value_name = "FILE")]
     pub(crate) output_file: Option<PathBuf>,

@@ -51,33 +51,6 @@ pub(crate) fn explain(a: ExplainArgs) -> anyhow::Result<()> {
     cli_output::emit(a.output_file.as_deref(), text.as_bytes())
 }
 
-pub(crate) fn diff(a: DiffArgs) -> anyhow::Result<()> {
-    let side = |files: &[String]| -> anyhow::Result<(Index, PolicyGraph)> {
-        let inputs = expand_dirs(a.cluster.iter().chain(files))?;
-        let index = load(&inputs, &a.read)?;
-        let graph = PolicyGraph::build(&index);
-        check_budget(&graph, &a.budget.options())?;
-        Ok((index, graph))
-    };
-    let (b, after) = (side(&a.before)?, side(&a.after)?);
-    let d = nftpol::change::diff_graphs([&b.0, &after.0], [&b.1, &after.1]);
-    let text = match a.output {
-        DiffFormat::Text => d.to_string(),
-        DiffFormat::Json => serde_json::to_string_pretty(&d)? + "\n",
-        DiffFormat::Dot => d.to_dot(),
-    };
-    cli_output::emit(a.output_file.as_deref(), text.as_bytes())?;
-    let fails = match a.fail_on {
-        FailOn::Any => !d.is_empty(),
-        FailOn::Closed => d.closed() > 0,
-        FailOn::Opened => d.opened() > 0,
-    };
-    if fails {
-        return Err(Exit(1).into());
-    }
-    Ok(())
-}
-
 pub(crate) fn synth(a: SynthArgs) -> anyhow::Result<()> {
     let params = nftpol::synth::Params {
         pods: a.pods,
@@ -100,8 +73,16 @@ pub(crate) fn graph(a: GraphArgs) -> anyhow::Result<()> {
     let graph = PolicyGraph::build_for(&index, a.node.as_deref());
     check_budget(&graph, &a.budget.options())?;
     let text = match a.output {
-        OutputFormat::Text => graph.to_string(),
-        OutputFormat::Json => nftpol::graph_json::render(&graph),
+        DiffFormat::Text => graph.to_string(),
+        DiffFormat::Json => nftpol::graph_json::render(&graph),
+        DiffFormat::Dot if a.node.is_some() => {
+            return Err(usage(
+                "--output dot",
+                "draws the whole cluster; it takes no --node",
+            )
+            .into())
+        }
+        DiffFormat::Dot => nftpol::change::allowed(&index, &graph).to_dot_allowed(),
     };
     cli_output::emit(a.output_file.as_deref(), text.as_bytes())
 }
@@ -259,36 +240,6 @@ impl std::fmt::Display for Exit {
 }
 
 impl std::error::Error for Exit {}
-
-/// Files as given, and for a directory its `*.yaml`, `*.yml` and `*.json`, sorted.
-pub(crate) fn expand_dirs<'a>(
-    paths: impl IntoIterator<Item = &'a String>,
-) -> anyhow::Result<Vec<String>> {
-    let mut out = Vec::new();
-    for path in paths {
-        if path == "-" || !std::path::Path::new(path).is_dir() {
-            out.push(path.clone());
-            continue;
-        }
-        let read_error = |error| {
-            BadInput(nftpol::Error::Read {
-                source_name: path.clone(),
-                error,
-            })
-        };
-        let mut files: Vec<String> = Vec::new();
-        for entry in std::fs::read_dir(path).map_err(read_error)? {
-            let p = entry.map_err(read_error)?.path();
-            let ext = p.extension().and_then(|e| e.to_str()).unwrap_or_default();
-            if p.is_file() && matches!(ext, "yaml" | "yml" | "json") {
-                files.push(p.to_string_lossy().into_owned());
-            }
-        }
-        files.sort();
-        out.extend(files);
-    }
-    Ok(out)
-}
 
 pub(crate) fn load(inputs: &[String], read: &InputArgs) -> anyhow::Result<Index> {
     let options = read.options();

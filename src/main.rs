@@ -1,6 +1,7 @@
 //! The `nftpol` command: parses arguments and runs one subcommand. Everything it does is
 //! in the library; this file only wires input, output and exit status.
 
+mod change_cli;
 mod cli_args;
 mod cli_commands;
 mod cli_output;
@@ -31,7 +32,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Compile(a) => cli_commands::compile(a),
         Command::Explain(a) => cli_commands::explain(a),
-        Command::Diff(a) => cli_commands::diff(a),
+        Command::Diff(a) => change_cli::diff(a),
+        Command::Replay(a) => change_cli::replay(a),
         #[cfg(feature = "controller")]
         Command::Run(a) => cli_commands::run_controller(a),
         Command::Synth(a) => cli_commands::synth(a),

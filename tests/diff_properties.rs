@@ -1,7 +1,8 @@
 //! `nftpol diff` against brute force: on small random clusters and a random change of
-//! them (policies added, dropped or replaced, a namespace or a pod relabelled,
-//! ClusterNetworkPolicies added or dropped), the diff's changes, expanded, are exactly the
-//! connections whose verdict `explain` gives differently before and after: every ordered
+//! them (policies added, dropped or replaced, a namespace, pod or node relabelled, a pod
+//! finished or started, ClusterNetworkPolicies added or dropped), the diff's changes,
+//! expanded, are exactly the connections whose verdict `explain` gives differently before
+//! and after: every ordered
 //! pair of distinct endpoints (pods, nodes, outside addresses in and out of every ipBlock),
 //! every port the policies mention and one they do not, each protocol and family.
 
@@ -51,8 +52,12 @@ fn states(seed: u64) -> (Vec<Value>, Vec<Value>) {
                 obj = policy(&mut rng, obj["metadata"]["name"].as_str().unwrap());
                 obj["metadata"]["namespace"] = ns;
             }
-            "Namespace" | "Pod" if rng.chance(20) => {
+            "Namespace" | "Pod" | "Node" if rng.chance(20) => {
                 obj["metadata"]["labels"] = labels(&mut rng);
+            }
+            // A pod that finishes: its address is no pod's after.
+            "Pod" if rng.chance(10) => {
+                obj["status"]["phase"] = "Succeeded".into();
             }
             _ => {}
         }
@@ -60,6 +65,16 @@ fn states(seed: u64) -> (Vec<Value>, Vec<Value>) {
     }
     for i in 0..rng.below(3) {
         after.push(policy(&mut rng, &format!("new{i}")));
+    }
+    // A pod that starts, at an address no pod held before.
+    if rng.chance(20) {
+        after.push(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "new", "namespace": "x", "labels": labels(&mut rng)},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "ports": [{"name": "web", "containerPort": 90, "protocol": "TCP"}]}]},
+            "status": {"phase": "Running", "podIPs": [{"ip": "10.0.0.99"}, {"ip": "fd00::1:99"}],
+                       "hostIP": "192.168.100.1", "hostIPs": [{"ip": "192.168.100.1"}, {"ip": "fd00:100::1"}]}
+        }));
     }
     if rng.chance(25) {
         after.push(cluster_policy(&mut rng, "cnp-new", 0));

@@ -162,10 +162,22 @@ mod tests {
 
     #[test]
     fn diff_between_steps_lists_exactly_the_cells_that_changed() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("cases");
+        // The corpus, and the shared conformance folders beside the repository when they
+        // are there (as `case::tests::every_case_file_parses` reads them).
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut dirs = vec![root.join("cases")];
+        for shared in ["examples", "examples-cnp"] {
+            let d = root.join("../../shared/conformance").join(shared);
+            if d.is_dir() {
+                dirs.push(d);
+            }
+        }
+        let files = dirs
+            .iter()
+            .flat_map(|d| case::case_files(d).expect("the corpus"));
         let mut pairs = 0;
         let mut changed = 0;
-        for file in case::case_files(&dir).expect("the corpus") {
+        for file in files {
             let case = case::load(&file).unwrap_or_else(|e| panic!("{}: {}", e.name, e.reason));
             for w in case.steps.windows(2) {
                 let (ib, ia) = (index(&w[0]), index(&w[1]));

@@ -1,7 +1,8 @@
-//! A [`Diff`] as Graphviz (`--output dot`): each distinct list of sources or destinations
+//! A [`Diff`] as Graphviz (`diff --output dot`, and `graph --output dot` through
+//! [`super::allowed`]): each distinct list of sources or destinations
 //! is a node (pods treated alike, a node, or outside CIDRs), inside its namespace's
 //! cluster when all its pods share one; each change an edge labelled with its protocol and
-//! ports, green when it opens, red when it closes. Deterministic: the same diff gives the
+//! ports, green when it opens, red when it closes (black in `graph`'s). Deterministic: the same diff gives the
 //! same bytes.
 
 use std::collections::BTreeMap;
@@ -61,8 +62,17 @@ fn label(list: &[String]) -> String {
 }
 
 impl Diff {
-    /// The diff as a Graphviz digraph.
+    /// The diff as a Graphviz digraph: opened edges green, closed red.
     pub fn to_dot(&self) -> String {
+        self.dot("diff", true)
+    }
+
+    /// The connections [`super::allowed`] lists, as a Graphviz digraph of allowed edges.
+    pub fn to_dot_allowed(&self) -> String {
+        self.dot("allowed", false)
+    }
+
+    fn dot(&self, name: &str, coloured: bool) -> String {
         let mut ids: BTreeMap<&[String], usize> = BTreeMap::new();
         let mut order: Vec<&[String]> = Vec::new();
         for c in &self.changes {
@@ -73,8 +83,8 @@ impl Diff {
                 });
             }
         }
-        let mut out = String::from(
-            "digraph diff {\n  rankdir=LR;\n  node [shape=box, fontsize=10];\n  edge [fontsize=9];\n",
+        let mut out = format!(
+            "digraph {name} {{\n  rankdir=LR;\n  node [shape=box, fontsize=10];\n  edge [fontsize=9];\n"
         );
         let mut clusters: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for (i, list) in order.iter().enumerate() {
@@ -110,7 +120,11 @@ impl Diff {
             if c.families.len() == 1 {
                 text.push_str(&format!(" ({})", c.families[0]));
             }
-            let colour = if c.opens() { "green" } else { "red" };
+            let colour = match (coloured, c.opens()) {
+                (false, _) => "black",
+                (true, true) => "green",
+                (true, false) => "red",
+            };
             let _ = writeln!(
                 out,
                 "  g{s} -> g{d} [label={}, color={colour}, fontcolor={colour}];",

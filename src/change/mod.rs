@@ -22,6 +22,7 @@
 
 mod dot;
 mod group;
+pub mod replay;
 mod space;
 mod sweep;
 mod text;
@@ -105,6 +106,20 @@ impl Diff {
 pub fn diff(before: &Index, after: &Index) -> Diff {
     let graphs = [PolicyGraph::build(before), PolicyGraph::build(after)];
     diff_graphs([before, after], [&graphs[0], &graphs[1]])
+}
+
+/// Every connection `graph` (the whole-cluster graph of `index`) allows that involves a
+/// pod, as the changes from a state where every pod is isolated both ways and allowed
+/// nothing (so a pod's traffic with its own node, always allowed, is left out): what
+/// `graph --output dot` draws.
+pub fn allowed(index: &Index, graph: &PolicyGraph) -> Diff {
+    let mut none = graph.clone();
+    for pod in none.pods.values_mut() {
+        pod.ingress = Some(Default::default());
+        pod.egress = Some(Default::default());
+        pod.tiers = Default::default();
+    }
+    diff_graphs([index, index], [&none, graph])
 }
 
 /// [`diff`] on graphs already built (`graphs[i]` the whole-cluster graph of

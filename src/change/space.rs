@@ -309,6 +309,91 @@ fn ranges(s: &crate::addr::AddrSet, is6: bool) -> &Intervals {
     }
 }
 
+/// The nodes' addresses of one family (Node objects' and pods' `status.hostIPs`), each
+/// with the name it is shown by. An address claimed under two names (a Node object's and a
+/// pod's spec.nodeName) takes the first; a node with more than one address of the family
+/// is named with the address, as its addresses may be judged apart (own node).
+fn node_addresses(states: [&State; 2], is6: bool) -> Vec<(u128, String)> {
+    let mut nodes: Vec<(u128, String)> = Vec::new();
+    for st in states {
+        for p in st.index.pods() {
+            for ip in &p.host_ips {
+                let (f, v) = ip_value(*ip);
+                if f == is6 {
+                    nodes.push((v, p.node.clone().unwrap_or_else(|| ip.to_string())));
+                }
+            }
+        }
+        for n in st.index.nodes() {
+            for ip in &n.addresses {
+                let (f, v) = ip_value(*ip);
+                if f == is6 {
+                    nodes.push((v, n.name.clone()));
+                }
+            }
+        }
+    }
+    nodes.sort();
+    nodes.dedup_by_key(|(v, _)| *v);
+    let mut count: HashMap<String, usize> = HashMap::new();
+    for (_, name) in &nodes {
+        *count.entry(name.clone()).or_default() += 1;
+    }
+    nodes
+        .into_iter()
+        .map(|(v, name)| {
+            let addr = if is6 {
+                IpAddr::V6(v6(v))
+            } else {
+                IpAddr::V4(v4(v))
+            };
+            match count[&name] {
+                1 => (v, name),
+                _ => (v, format!("{name} ({addr})")),
+            }
+        })
+        .collect()
+}
+
+/// Where one family's address space is cut: every peer's range ends, every pod's and
+/// node's address as an atom of its own. Sorted, from 0.
+fn cuts(states: [&State; 2], is6: bool, nodes: &[(u128, String)]) -> Vec<u128> {
+    let max = family_max(is6);
+    let mut cuts: Vec<u128> = vec![0];
+    let mut single = |v: u128| {
+        cuts.push(v);
+        if v < max {
+            cuts.push(v + 1);
+        }
+    };
+    for st in states {
+        for pod in &st.pods {
+            for ip in &pod.ips {
+                let (f, v) = ip_value(*ip);
+                if f == is6 {
+                    single(v);
+                }
+            }
+        }
+    }
+    for (v, _) in nodes {
+        single(*v);
+    }
+    for st in states {
+        for peer in &st.graph.peers {
+            for &(lo, hi) in ranges(&peer.addrs, is6).ranges() {
+                cuts.push(lo);
+                if hi < max {
+                    cuts.push(hi + 1);
+                }
+            }
+        }
+    }
+    cuts.sort_unstable();
+    cuts.dedup();
+    cuts
+}
+
 impl Space {
     pub fn addr(&self, atom: u32) -> IpAddr {
         let v = self.starts[atom as usize];
@@ -342,54 +427,8 @@ impl Space {
         behaviours: &[[Behaviours; 2]; 2],
         pairs: &mut [Pairs; 2],
     ) -> Space {
-        let max = family_max(is6);
-        let mut cuts: Vec<u128> = vec![0];
-        let single = |v: u128, cuts: &mut Vec<u128>| {
-            cuts.push(v);
-            if v < max {
-                cuts.push(v + 1);
-            }
-        };
-        let mut nodes: Vec<(u128, String)> = Vec::new();
-        for st in states {
-            for peer in &st.graph.peers {
-                for &(lo, hi) in ranges(&peer.addrs, is6).ranges() {
-                    cuts.push(lo);
-                    if hi < max {
-                        cuts.push(hi + 1);
-                    }
-                }
-            }
-            for pod in &st.pods {
-                for ip in &pod.ips {
-                    let (f, v) = ip_value(*ip);
-                    if f == is6 {
-                        single(v, &mut cuts);
-                    }
-                }
-            }
-            for p in st.index.pods() {
-                for ip in &p.host_ips {
-                    let (f, v) = ip_value(*ip);
-                    if f == is6 {
-                        nodes.push((v, p.node.clone().unwrap_or_else(|| ip.to_string())));
-                    }
-                }
-            }
-            for n in st.index.nodes() {
-                for ip in &n.addresses {
-                    let (f, v) = ip_value(*ip);
-                    if f == is6 {
-                        nodes.push((v, n.name.clone()));
-                    }
-                }
-            }
-        }
-        for (v, _) in &nodes {
-            single(*v, &mut cuts);
-        }
-        cuts.sort_unstable();
-        cuts.dedup();
+        let nodes = node_addresses(states, is6);
+        let cuts = cuts(states, is6, &nodes);
         let n = cuts.len();
         let mut space = Space {
             is6,
@@ -399,30 +438,7 @@ impl Space {
             class_of: vec![0; n],
             classes: Vec::new(),
         };
-        // An address claimed under two names (a Node object's and a pod's spec.nodeName)
-        // takes the first name; a node with more than one address of the family is
-        // named with the address, as its addresses may be judged apart (own node).
-        nodes.sort();
-        nodes.dedup_by_key(|(v, _)| *v);
-        let mut count: HashMap<&str, usize> = HashMap::new();
-        for (_, name) in &nodes {
-            *count.entry(name.as_str()).or_default() += 1;
-        }
-        let named: Vec<(u128, String)> = nodes
-            .iter()
-            .map(|(v, name)| {
-                let addr = if is6 {
-                    IpAddr::V6(v6(*v))
-                } else {
-                    IpAddr::V4(v4(*v))
-                };
-                match count[name.as_str()] {
-                    1 => (*v, name.clone()),
-                    _ => (*v, format!("{name} ({addr})")),
-                }
-            })
-            .collect();
-        for (v, name) in named {
+        for (v, name) in nodes {
             let a = space.atom(v) as usize;
             space.node[a] = Some(name);
         }
