@@ -215,7 +215,8 @@ struct RunArgs {
     /// Kubeconfig file; default: in-cluster configuration, then $KUBECONFIG, then ~/.kube/config.
     #[arg(long, value_name = "FILE")]
     kubeconfig: Option<PathBuf>,
-    /// Address for /healthz, /readyz and /metrics.
+    /// Address for /healthz, /readyz and /metrics (port 0: any free port; the address
+    /// bound is logged at start, in the "serving /healthz /readyz /metrics" line).
     #[arg(long, default_value = "0.0.0.0:9309")]
     metrics_addr: std::net::SocketAddr,
     /// How long to gather watch events into one kernel batch.
@@ -282,6 +283,7 @@ fn run_controller(args: RunArgs) -> anyhow::Result<()> {
         let config = controller::Config {
             node: args.node_name,
             metrics_addr: args.metrics_addr,
+            metrics_listener: None,
             coalesce: std::time::Duration::from_millis(args.coalesce_ms),
             resync: std::time::Duration::from_secs(args.resync_seconds),
             netns: args.netns,
