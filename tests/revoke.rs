@@ -43,7 +43,7 @@ mod needs_root;
 #[path = "common/routed.rs"]
 mod routed;
 use common::{admit_only, routed_pod};
-use flows::{client, Flows, Received};
+use flows::{client, Flows, Received, Sent};
 use needs_root::require_root;
 
 const A: &str = "10.244.1.10";
@@ -223,11 +223,41 @@ struct Revoked<'a> {
     mark: usize,
 }
 
-impl Revoked<'_> {
+impl<'a> Revoked<'a> {
+    /// Marks `sent` now: what `got` counts beyond it was sent after this call.
+    fn mark(what: &'static str, got: &'a Received, sent: &Sent) -> Self {
+        Revoked {
+            what,
+            got,
+            mark: sent.count(),
+        }
+    }
+
     /// What arrived of what was sent after the mark.
     fn beyond(&self) -> usize {
         self.got.count().saturating_sub(self.mark)
     }
+}
+
+/// After a change that revokes a's TCP connection (one entry) and not c's: waits for the
+/// cut, then for bytes c sent after it to arrive while a goes on sending; none of what a
+/// sent after the cut may arrive, and c's entry must not have been cut.
+async fn a_cut_c_goes_on(ctl: &Running, what: &str, a: (&Received, &Sent), c: (&Received, &Sent)) {
+    ctl.cut_at_least(1, what).await;
+    let revoked = Revoked::mark("a's bytes", a.0, a.1);
+    let c_mark = c.1.count();
+    until(&format!("{what}: c must go on"), || {
+        c.0.count() >= c_mark + AFTER && a.1.count() >= revoked.mark + AFTER
+    })
+    .await;
+    let cut = metric(ctl.port, CUT).await;
+    eprintln!(
+        "{what}: entries cut {cut}; {} sent after the cut and arrived: {}",
+        revoked.what,
+        revoked.beyond()
+    );
+    assert_eq!(revoked.beyond(), 0, "{what}: a's connection survived");
+    assert_eq!(cut, 1, "{what}: a's entry and nothing of c's");
 }
 
 /// Flows a -> b (TCP 8080, UDP 9090) and c -> b (TCP 8080); b then admits only c.
@@ -264,21 +294,9 @@ async fn revoke_scenario(keep_established: bool) {
         ctl.cut_at_least(2, "b admits only c").await;
     }
     let revoked = [
-        Revoked {
-            what: "a -> b tcp bytes",
-            got: &tcp_a,
-            mark: sent_a.count(),
-        },
-        Revoked {
-            what: "a -> b udp datagrams",
-            got: &udp_at_b,
-            mark: pings_sent.count(),
-        },
-        Revoked {
-            what: "b -> a udp echoes",
-            got: &echoes_at_a,
-            mark: echoes_sent.count(),
-        },
+        Revoked::mark("a -> b tcp bytes", &tcp_a, &sent_a),
+        Revoked::mark("a -> b udp datagrams", &udp_at_b, &pings_sent),
+        Revoked::mark("b -> a udp echoes", &echoes_at_a, &echoes_sent),
     ];
     let (a_tcp, a_udp, c_mark) = (sent_a.count(), pings_sent.count(), sent_c.count());
     // The allowed flow goes on: bytes c sent after the batch arrive. Meanwhile a kept
@@ -380,28 +398,7 @@ async fn service_connection_is_cut_by_its_backends_policy() {
 
     server.apply(admit_only("b", "c").value());
     converge(&node, &server, "b admits only c").await;
-    ctl.cut_at_least(1, "service flow").await;
-    let revoked = Revoked {
-        what: "a -> service bytes",
-        got: &via_a,
-        mark: sent_a.count(),
-    };
-    let c_mark = sent_c.count();
-    until("c's connection through the service must go on", || {
-        via_c.count() >= c_mark + AFTER && sent_a.count() >= revoked.mark + AFTER
-    })
-    .await;
-    let cut = metric(ctl.port, CUT).await;
-    eprintln!(
-        "service: entries cut {cut}; a's bytes sent after the cut and arrived: {}",
-        revoked.beyond()
-    );
-    assert_eq!(
-        revoked.beyond(),
-        0,
-        "a's connection through the service survived"
-    );
-    assert_eq!(cut, 1, "a's entry and nothing of c's");
+    a_cut_c_goes_on(&ctl, "service", (&via_a, &sent_a), (&via_c, &sent_c)).await;
     drop(flows);
     ctl.stop().await;
 }
@@ -461,28 +458,7 @@ async fn own_node_connection_is_cut_by_a_cluster_network_policy() {
             "egress": [{"name": "no-nodes", "action": "Deny", "to": [{"nodes": {"matchExpressions": [
                 {"key": "kubernetes.io/hostname", "operator": "Exists"}]}}]}]}}));
     converge(&node, &server, "a denied its node").await;
-    ctl.cut_at_least(1, "a -> its node").await;
-    let revoked = Revoked {
-        what: "a -> its node bytes",
-        got: &from_a,
-        mark: sent_a.count(),
-    };
-    let c_mark = sent_c.count();
-    until("c -> its node must go on", || {
-        from_c.count() >= c_mark + AFTER && sent_a.count() >= revoked.mark + AFTER
-    })
-    .await;
-    let cut = metric(ctl.port, CUT).await;
-    eprintln!(
-        "own node: entries cut {cut}; a's bytes sent after the cut and arrived: {}",
-        revoked.beyond()
-    );
-    assert_eq!(
-        revoked.beyond(),
-        0,
-        "a's connection to its node survived the Deny"
-    );
-    assert_eq!(cut, 1, "a's entry and nothing of c's");
+    a_cut_c_goes_on(&ctl, "own node", (&from_a, &sent_a), (&from_c, &sent_c)).await;
     // A new connection is refused as well (the Deny, not only the cut).
     assert!(
         !routed::connects(&a, NODE_IP, 8080, Duration::from_millis(500)),
@@ -520,11 +496,7 @@ async fn deleted_pods_connections_do_not_survive_into_a_new_pod() {
     converge(&node, &server, "b deleted").await;
     // Nothing judged it: the deletion itself cut it.
     ctl.cut_at_least(1, "b deleted").await;
-    let cut = Revoked {
-        what: "a -> b bytes",
-        got: &from_a,
-        mark: sent_a.count(),
-    };
+    let cut = Revoked::mark("a -> b bytes", &from_a, &sent_a);
     // Until b2 exists the address is no pod and nothing isolates it, but the cut
     // connection is held: a's next segments open no new entry. Whether one was opened
     // or not, b2's batch must not let that connection live on.
