@@ -280,7 +280,8 @@ pub(crate) struct RunArgs {
     /// Kubeconfig file; default: in-cluster configuration, then $KUBECONFIG, then ~/.kube/config.
     #[arg(long, value_name = "FILE")]
     pub(crate) kubeconfig: Option<PathBuf>,
-    /// Address for /healthz, /readyz and /metrics.
+    /// Address for /healthz, /readyz and /metrics (port 0: any free port; the address
+    /// bound is logged at start, in the "serving /healthz /readyz /metrics" line).
     #[arg(long, default_value = "0.0.0.0:9309")]
     pub(crate) metrics_addr: std::net::SocketAddr,
     /// How long to gather watch events into one kernel batch.

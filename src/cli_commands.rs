@@ -137,6 +137,7 @@ pub(crate) fn run_controller(args: RunArgs) -> anyhow::Result<()> {
             liveness: std::time::Duration::from_secs(args.liveness_timeout_seconds),
             discovery_every: std::time::Duration::from_secs(30),
             board: None,
+            metrics_listener: None,
         };
         let shutdown = async {
             let mut term =

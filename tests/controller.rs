@@ -28,7 +28,7 @@ mod routed;
 #[path = "common/controller.rs"]
 mod util;
 use needs_root::require_root;
-use util::{config, free_port, get, ns, pod, policy};
+use util::{config, get, metrics_listener, ns, pod, policy};
 
 /// Sends new TCP connections from an outside host to an isolated pod, through the node
 /// namespace the controller programs, every few milliseconds while armed, and counts the
@@ -263,9 +263,14 @@ async fn controller_end_to_end() {
 
     // An earlier instance's rules must stay until the first full sync.
     netns.nft(&["add", "table", "inet", "nftpol"]);
-    let port = free_port();
+    let (listener, port) = metrics_listener();
     let (stop_tx, handle) = start(
-        config("n1", port, Duration::from_millis(300), Some(netns.path())),
+        config(
+            "n1",
+            listener,
+            Duration::from_millis(300),
+            Some(netns.path()),
+        ),
         &server,
     );
 
@@ -340,9 +345,14 @@ async fn controller_end_to_end() {
     stop(stop_tx, handle, &netns, &server, "the first instance").await;
     // The next instance never resyncs on its own, so that nothing but the batches the
     // test causes reads or writes the table (see the refused batch below).
-    let port = free_port();
+    let (listener, port) = metrics_listener();
     let (stop_tx, handle) = start(
-        config("n1", port, Duration::from_secs(3600), Some(netns.path())),
+        config(
+            "n1",
+            listener,
+            Duration::from_secs(3600),
+            Some(netns.path()),
+        ),
         &server,
     );
     ready(port).await;
@@ -503,7 +513,12 @@ async fn shutdown_during_a_sync_leaves_a_whole_table() {
     let want = expected_for(&server);
     for delay_ms in [0u64, 30, 120, 400] {
         let (stop_tx, handle) = start(
-            config(node, 0, Duration::from_secs(60), Some(netns.path())),
+            config(
+                node,
+                metrics_listener().0,
+                Duration::from_secs(60),
+                Some(netns.path()),
+            ),
             &server,
         );
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
@@ -528,7 +543,12 @@ async fn shutdown_during_a_sync_leaves_a_whole_table() {
     }
     // A new instance converges.
     let (stop_tx, handle) = start(
-        config(node, 0, Duration::from_secs(60), Some(netns.path())),
+        config(
+            node,
+            metrics_listener().0,
+            Duration::from_secs(60),
+            Some(netns.path()),
+        ),
         &server,
     );
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -554,7 +574,12 @@ async fn exits_when_the_dataplane_cannot_open() {
         ),
     ] {
         let run = controller::run(
-            config("n1", free_port(), Duration::from_secs(300), netns.clone()),
+            config(
+                "n1",
+                metrics_listener().0,
+                Duration::from_secs(300),
+                netns.clone(),
+            ),
             server.client(),
             move || -> Result<NetlinkDataplane, controller::dataplane::DataplaneError> {
                 if netns.is_some() {

@@ -28,7 +28,7 @@ mod routed;
 #[path = "common/controller.rs"]
 mod util;
 use needs_root::require_root_and_nft;
-use util::{free_port, get, ns, pod, policy};
+use util::{get, ns, pod, policy};
 
 /// The namespace's pods, all on this node.
 const PODS: usize = 400;
@@ -96,11 +96,13 @@ struct Controller {
 }
 
 impl Controller {
-    fn start(kubeconfig: &Path, netns: &Netns, metrics_port: u16, log: PathBuf) -> Controller {
+    /// Started with `--metrics-addr 127.0.0.1:0`: the controller binds a free port itself
+    /// (none chosen here that another process could take first); see [`Self::port`].
+    fn start(kubeconfig: &Path, netns: &Netns, log: PathBuf) -> Controller {
         let stderr = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_nftpol"))
             .args(["run", "--node-name", NODE])
-            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+            .args(["--metrics-addr", "127.0.0.1:0"])
             .arg("--kubeconfig")
             .arg(kubeconfig)
             .arg("--netns")
@@ -133,6 +135,29 @@ impl Controller {
 
     fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The port of /healthz, /readyz and /metrics, from the line the controller logs
+    /// once it has bound it (`serving /healthz /readyz /metrics addr=127.0.0.1:PORT`).
+    async fn port(&mut self) -> u16 {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            self.assert_running("binding the metrics endpoint");
+            let log = self.log_text();
+            let bound = log
+                .lines()
+                .filter(|l| l.contains("serving /healthz /readyz /metrics"))
+                .find_map(|l| l.split_whitespace().find_map(|f| f.strip_prefix("addr=")))
+                .and_then(|a| a.parse::<std::net::SocketAddr>().ok());
+            if let Some(addr) = bound {
+                return addr.port();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no metrics address logged:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Peak and current RSS now, printed; the peak must be under the limit.
@@ -341,9 +366,9 @@ async fn controller_stays_under_its_limit_on_the_amplification_shape() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, api.kubeconfig_yaml()).unwrap();
-    let port = free_port();
     let log = dir.path().join("nftpol.log");
-    let mut ctl = Controller::start(&kubeconfig, &net.node, port, log);
+    let mut ctl = Controller::start(&kubeconfig, &net.node, log);
+    let port = ctl.port().await;
 
     converge(&net.node, &api, &mut ctl, port, false, "first full sync").await;
     until_ready(&mut ctl, port).await;

@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 mod common;
 #[path = "common/controller.rs"]
 mod util;
-use util::{config, free_port, get, ns, pod, policy};
+use util::{config, get, metrics_listener, ns, pod, policy};
 
 const BETA: &str = "policy.networking.k8s.io/v1beta1";
 const ALPHA: &str = "policy.networking.k8s.io/v1alpha2";
@@ -161,10 +161,10 @@ async fn cluster_network_policies_and_nodes_follow_discovery() {
     server.apply(node("n1", "worker", "192.168.100.1"));
     server.apply(node("n2", "worker", "192.168.100.2"));
 
-    let port = free_port();
+    let (listener, port) = metrics_listener();
     let cfg = controller::Config {
         discovery_every: Duration::from_millis(200),
-        ..config("n1", port, Duration::from_millis(100), None)
+        ..config("n1", listener, Duration::from_millis(100), None)
     };
     let (kept, stop_tx, handle) = start(&server, cfg);
 
@@ -308,7 +308,7 @@ async fn forbidden_cluster_network_policies_do_not_hold_back_enforcement() {
     server.apply(node("n1", "worker", "192.168.100.1"));
     server.apply(cnp(BETA, "no-infra", 10));
 
-    let cfg = config("n1", free_port(), Duration::from_millis(100), None);
+    let cfg = config("n1", metrics_listener().0, Duration::from_millis(100), None);
     let (kept, stop_tx, handle) = start(&server, cfg);
     until(&kept, "the NetworkPolicy, while CNPs are forbidden", |i| {
         i.policy("x", "deny-in").is_some() && i.cnps().count() == 0

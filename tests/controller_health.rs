@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 mod common;
 #[path = "common/controller.rs"]
 mod util;
-use util::{config, free_port, get, ns, pod, policy};
+use util::{config, get, metrics_listener, ns, pod, policy};
 
 /// What the scripted dataplane does, shared with the test.
 #[derive(Default)]
@@ -134,8 +134,8 @@ async fn healthz_goes_red_while_the_sync_loop_is_wedged() {
     let server = FakeApiServer::start().await;
     cluster(&server);
     let script = Arc::new(Script::default());
-    let port = free_port();
-    let mut cfg = config("n1", port, Duration::from_secs(300), None);
+    let (listener, port) = metrics_listener();
+    let mut cfg = config("n1", listener, Duration::from_secs(300), None);
     cfg.liveness = Duration::from_secs(1);
     let (stop, handle) = start(cfg, &server, &script);
     let wait = Duration::from_secs(20);
@@ -177,9 +177,9 @@ async fn readyz_is_not_ready_while_batches_keep_failing() {
     let server = FakeApiServer::start().await;
     cluster(&server);
     let script = Arc::new(Script::default());
-    let port = free_port();
+    let (listener, port) = metrics_listener();
     let (stop, handle) = start(
-        config("n1", port, Duration::from_secs(300), None),
+        config("n1", listener, Duration::from_secs(300), None),
         &server,
         &script,
     );
@@ -230,8 +230,7 @@ async fn pod_cidrs_come_from_the_node_object_and_follow_it() {
     cluster(&server);
     server.apply(node(&["10.244.1.0/24", "fd00:10:244:1::/64"]));
     let script = Arc::new(Script::default());
-    let port = free_port();
-    let mut cfg = config("n1", port, Duration::from_secs(300), None);
+    let mut cfg = config("n1", metrics_listener().0, Duration::from_secs(300), None);
     cfg.pod_cidrs_from_node = true;
     let (stop, handle) = start(cfg, &server, &script);
 

@@ -221,13 +221,12 @@ struct Running {
 
 impl Running {
     fn start(node: &str, server: &FakeApiServer) -> Running {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        // Bound here and handed over bound: no other process can take the port between.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
         let config = controller::Config {
-            metrics_addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            metrics_addr: listener.local_addr().unwrap(),
+            metrics_listener: Some(std::sync::Arc::new(listener)),
             coalesce: Duration::from_millis(10),
             resync: Duration::from_secs(60),
             netns: Some(routed::path(node)),

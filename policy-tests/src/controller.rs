@@ -52,15 +52,6 @@ pub struct Controller {
     options: nftpol::ruleset::Options,
 }
 
-/// A port free on 127.0.0.1 now (another process could take it before the controller
-/// binds it; the controller then fails to start, which converging reports).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
-}
-
 /// `nftpol_conntrack_entries_cut_total` from the controller's `/metrics` on `port`.
 fn entries_cut(port: u16) -> Option<u64> {
     use std::io::{Read, Write};
@@ -167,10 +158,14 @@ impl Controller {
                 .rt
                 .block_on(async move { tokio::time::timeout(Duration::from_secs(5), task).await });
         }
-        let metrics_port = free_port();
+        // Bound here and handed over bound: no other process can take the port between.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port on 127.0.0.1");
+        let metrics_addr = listener.local_addr().expect("the listener's address");
+        let metrics_port = metrics_addr.port();
         let config = controller::Config {
             options: self.options.clone(),
-            metrics_addr: std::net::SocketAddr::from(([127, 0, 0, 1], metrics_port)),
+            metrics_addr,
+            metrics_listener: Some(std::sync::Arc::new(listener)),
             keep_established: self.keep_established,
             coalesce: Duration::from_millis(5),
             resync: Duration::from_secs(30),

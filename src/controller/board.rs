@@ -142,31 +142,47 @@ spec: {nodeName: n1}
 status: {podIPs: [{ip: 10.0.0.2}]}
 "#;
 
+    /// How long `fresh` may wait in a test before the test calls it a hang: never reached
+    /// unless a thread is stuck; nothing waits it out.
+    const HANG: Duration = Duration::from_secs(60);
+
     #[test]
     fn asking_wakes_the_loop_until_the_kernel_generation_is_published() {
         use std::sync::atomic::AtomicUsize;
+        use std::sync::mpsc;
         let woken = Arc::new(AtomicUsize::new(0));
         let w = woken.clone();
+        // The wake-up as the controller's: a message to the sync loop, which publishes
+        // when it gets it (the board's lock is held while waking, so not in `wake`).
+        let (tx, rx) = mpsc::channel::<()>();
         let b = Arc::new(Board::new(move || {
             w.fetch_add(1, Ordering::SeqCst);
+            let _ = tx.send(());
         }));
-        assert!(!b.wanted());
-        // Nothing applied yet, nothing published: asking wakes and waits out its timeout.
-        b.fresh(Duration::from_millis(1));
-        assert_eq!(woken.load(Ordering::SeqCst), 1);
-        assert!(b.wanted());
         let index = Index::from_objects(parse_str(CLUSTER, "t").unwrap()).unwrap();
-        b.applied();
         let (b2, i2) = (b.clone(), index.clone());
-        let publisher = std::thread::spawn(move || {
-            b2.publish(i2.clone(), PolicyGraph::build_for(&i2, Some("n1")));
+        let sync_loop = std::thread::spawn(move || {
+            // Exactly the two wake-ups the test expects; a third would go unanswered.
+            for _ in 0..2 {
+                rx.recv().unwrap();
+                b2.publish(i2.clone(), PolicyGraph::build_for(&i2, Some("n1")));
+            }
         });
-        b.fresh(Duration::from_secs(30));
-        publisher.join().unwrap();
-        assert_eq!(b.generation(), Some(1));
+        assert!(!b.wanted());
+        // Nothing published: asking wakes the loop and returns once it has published
+        // (generation 0, no batch applied yet).
+        b.fresh(HANG);
+        assert_eq!(woken.load(Ordering::SeqCst), 1);
+        assert_eq!(b.generation(), Some(0));
+        assert!(b.wanted());
         // Up to date: asking again does not wake the loop.
-        let before = woken.load(Ordering::SeqCst);
-        b.fresh(Duration::from_secs(30));
-        assert_eq!(woken.load(Ordering::SeqCst), before);
+        b.fresh(HANG);
+        assert_eq!(woken.load(Ordering::SeqCst), 1);
+        // A batch landed: the board is behind the kernel until the loop publishes again.
+        b.applied();
+        b.fresh(HANG);
+        assert_eq!(woken.load(Ordering::SeqCst), 2);
+        assert_eq!(b.generation(), Some(1));
+        sync_loop.join().unwrap();
     }
 }

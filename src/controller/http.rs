@@ -61,6 +61,18 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, liveness: Durat
     }
 }
 
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
+/// The endpoint's listener: `given` (bound by the caller) if any, else `addr` bound.
+pub async fn bind(
+    addr: SocketAddr,
+    given: Option<&std::net::TcpListener>,
+) -> std::io::Result<TcpListener> {
+    match given {
+        Some(l) => {
+            // A handle of our own: the caller's stays valid, the socket is the same.
+            let l = l.try_clone()?;
+            l.set_nonblocking(true)?;
+            TcpListener::from_std(l)
+        }
+        None => TcpListener::bind(addr).await,
+    }
 }

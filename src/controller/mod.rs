@@ -40,6 +40,10 @@ use sync::{CompileError, Msg, Settings, SyncLoop};
 pub struct Config {
     pub node: String,
     pub metrics_addr: SocketAddr,
+    /// A listener already bound for /healthz, /readyz and /metrics, served instead of
+    /// binding `metrics_addr`: a caller that binds port 0 itself knows the port and never
+    /// lets go of it, so nothing else can take it in between (tests, benches).
+    pub metrics_listener: Option<Arc<std::net::TcpListener>>,
     pub coalesce: Duration,
     pub resync: Duration,
     /// Program the nftables of this network namespace instead of our own (tests).
@@ -70,6 +74,7 @@ impl Config {
         Config {
             node: node.into(),
             metrics_addr: SocketAddr::from(([0, 0, 0, 0], 9309)),
+            metrics_listener: None,
             coalesce: Duration::from_millis(20),
             resync: Duration::from_secs(300),
             netns: None,
@@ -224,13 +229,15 @@ async fn serve_health(
     config: &Config,
     metrics: Arc<Metrics>,
 ) -> Result<tokio::task::JoinHandle<()>, ControllerError> {
-    let listener =
-        http::bind(config.metrics_addr)
-            .await
-            .map_err(|source| ControllerError::Bind {
-                addr: config.metrics_addr,
-                source,
-            })?;
+    let given = config.metrics_listener.as_deref();
+    let listener = http::bind(config.metrics_addr, given)
+        .await
+        .map_err(|source| ControllerError::Bind {
+            addr: given
+                .and_then(|l| l.local_addr().ok())
+                .unwrap_or(config.metrics_addr),
+            source,
+        })?;
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), node = %config.node, "serving /healthz /readyz /metrics");
     Ok(tokio::spawn(http::serve(
         listener,

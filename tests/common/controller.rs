@@ -3,7 +3,9 @@
 //! configuration for tests, and a plain HTTP GET of its probe endpoints.
 #![allow(dead_code)]
 
+use std::net::TcpListener;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nftpol::controller;
@@ -33,12 +35,13 @@ pub fn policy(ns: &str, name: &str, spec: Value) -> Value {
         .value()
 }
 
-/// A controller for node `node` with 10 ms coalescing, its metrics on `port` (0: any).
+/// A controller for node `node` with 10 ms coalescing, its metrics on `listener` (see
+/// [`metrics_listener`]).
 /// Without a namespace (a scripted dataplane, no kernel) its verdict logs are off: their
 /// reader would bind an NFLOG group in the test process's own namespace.
 pub fn config(
     node: &str,
-    port: u16,
+    listener: Arc<TcpListener>,
     resync: Duration,
     netns: Option<PathBuf>,
 ) -> controller::Config {
@@ -47,7 +50,8 @@ pub fn config(
         options.log = nftpol::ruleset::LogOptions::OFF;
     }
     controller::Config {
-        metrics_addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        metrics_addr: listener.local_addr().unwrap(),
+        metrics_listener: Some(listener),
         coalesce: Duration::from_millis(10),
         resync,
         netns,
@@ -56,12 +60,12 @@ pub fn config(
     }
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A listener on a free port of 127.0.0.1 for the controller's endpoint, and its port.
+/// Bound here and handed over bound: no other process can take the port in between.
+pub fn metrics_listener() -> (Arc<TcpListener>, u16) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (Arc::new(listener), port)
 }
 
 pub async fn get(port: u16, path: &str) -> (u16, String) {

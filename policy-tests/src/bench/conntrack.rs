@@ -259,9 +259,12 @@ fn event_to_last_byte(runs: usize, prefix: &str) -> Result<()> {
             "spec": {"nodeName": "n1", "containers": [{"name": "c"}]},
             "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}}));
     }
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    // Bound here and handed over bound: no other process can take the port between.
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
     let config = controller::Config {
-        metrics_addr: format!("127.0.0.1:{port}").parse()?,
+        metrics_addr: listener.local_addr()?,
+        metrics_listener: Some(std::sync::Arc::new(listener)),
         netns: Some(PathBuf::from(format!("/run/netns/{node}"))),
         ..controller::Config::new("n1")
     };
