@@ -371,6 +371,46 @@ async fn a_denied_and_an_allowed_connection_give_one_record_each() {
         assert_eq!(metric(ctl.port, &series).await, want, "{series}");
     }
     ctl.stop().await;
+    replay_records(&server, [&denied[0], &allowed[0], &udp[0]]);
+}
+
+/// `nftpol replay` on the records this real traffic gave, as `--log-format json` writes
+/// them: under the state they were made in nothing changes; with b-from-a allowing
+/// nothing, the recorded a -> b:8080 is listed as closed, and only it.
+fn replay_records(server: &FakeApiServer, recorded: [&Fields; 3]) {
+    use nftpol::change::replay::{parse_line, replay, TARGET};
+    use nftpol::change::Verdict;
+    let lines: Vec<_> = recorded
+        .iter()
+        .map(|f| json!({"target": TARGET, "fields": f}).to_string())
+        .map(|line| parse_line(&line).unwrap_or_else(|| panic!("replay cannot read {line}")))
+        .collect();
+    let same = replay(&index(server), lines.clone());
+    assert!(
+        same.changes.is_empty() && same.unjudged.is_empty(),
+        "{same:?}"
+    );
+    let mut nothing = b_from_a();
+    nothing["spec"]["ingress"] = json!([]);
+    let mut closed = index(server);
+    closed
+        .apply(object_from_value(nothing, "test").unwrap().unwrap())
+        .unwrap();
+    let r = replay(&closed, lines);
+    assert!(r.unjudged.is_empty(), "{r:?}");
+    let got: Vec<_> = r
+        .changes
+        .iter()
+        .map(|c| (c.pod.as_str(), c.peer.as_str(), c.port, c.before, c.after))
+        .collect();
+    let want = (
+        "x/b",
+        "x/a",
+        Some(8080),
+        Verdict::Allowed,
+        Some(Verdict::Denied),
+    );
+    assert_eq!(got, [want], "{r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
