@@ -8,10 +8,12 @@
 //! (Serialize) carry the same content; the text escapes the object strings it quotes
 //! ([`Escaped`]), so no name can forge a line.
 
+mod audit;
 pub mod miss;
 mod query;
 mod steps;
 
+pub use audit::{audited_end, is_audited, AuditedEnd};
 pub use query::{parse_port, EndProblem, ExplainError, Family, Query, Target, Which};
 pub use steps::{Outcome, StepTier, TierStep};
 

@@ -159,6 +159,7 @@ fn policy_entry(
                 pod_selector: Selector::everything(),
                 ingress: Some(Vec::new()),
                 egress: Some(Vec::new()),
+                mode: crate::policy::Mode::Enforce,
             });
             let entry = PolicyEntry {
                 policy,

@@ -90,6 +90,59 @@ impl fmt::Display for Direction {
     }
 }
 
+/// The annotation that puts a NetworkPolicy or ClusterNetworkPolicy in audit mode.
+pub const MODE_ANNOTATION: &str = "nftpol.io/mode";
+
+/// Whether a policy is enforced or only audited (`nftpol.io/mode: audit`): an audited
+/// policy is compiled and judged, never enforced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Enforce,
+    Audit,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Audit => "audit",
+        }
+    }
+
+    /// The mode `annotations` give (`enforce` when the annotation is absent); any value
+    /// but `enforce` or `audit` is an error of the annotation's field.
+    pub fn from_annotations(
+        annotations: Option<&std::collections::BTreeMap<String, String>>,
+    ) -> Result<Mode, FieldError> {
+        match annotations
+            .and_then(|a| a.get(MODE_ANNOTATION))
+            .map(String::as_str)
+        {
+            None | Some("enforce") => Ok(Mode::Enforce),
+            Some("audit") => Ok(Mode::Audit),
+            Some(other) => err(
+                format!("metadata.annotations[{MODE_ANNOTATION:?}]"),
+                format!("unknown mode {other:?} (expected enforce or audit)"),
+            ),
+        }
+    }
+
+    /// The mode of a policy that failed validation: audit only when the annotation says
+    /// exactly that (an audited policy never enforces, even fail-closed); enforce
+    /// otherwise, so that a mistyped mode fails closed.
+    pub fn fail_closed(annotations: Option<&std::collections::BTreeMap<String, String>>) -> Mode {
+        Mode::from_annotations(annotations).unwrap_or(Mode::Enforce)
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Which ports of a protocol a rule port covers.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum PortMatch {
@@ -135,6 +188,8 @@ pub struct Policy {
     pub pod_selector: Selector,
     pub ingress: Option<Vec<Rule>>,
     pub egress: Option<Vec<Rule>>,
+    /// `nftpol.io/mode`: an audited policy is judged, not enforced.
+    pub mode: Mode,
 }
 
 impl Policy {
@@ -166,6 +221,7 @@ impl Policy {
             pod_selector,
             ingress: ing.then(Vec::new),
             egress: eg.then(Vec::new),
+            mode: Mode::fail_closed(np.metadata.annotations.as_ref()),
         })
     }
 }
@@ -453,6 +509,7 @@ impl Policy {
             Some(n) if !n.is_empty() => n.to_string(),
             _ => return err("metadata.name", "missing name"),
         };
+        let mode = Mode::from_annotations(np.metadata.annotations.as_ref())?;
         let (isolate_in, isolate_eg) = policy_types(np)?;
         let Some(spec) = np.spec.as_ref() else {
             return Ok(Policy {
@@ -461,6 +518,7 @@ impl Policy {
                 pod_selector: Selector::everything(),
                 ingress: Some(Vec::new()),
                 egress: None,
+                mode,
             });
         };
         let pod_selector = match &spec.pod_selector {
@@ -491,6 +549,7 @@ impl Policy {
             // reference says.
             ingress: isolate_in.then_some(ingress),
             egress: isolate_eg.then_some(egress),
+            mode,
         })
     }
 }

@@ -48,11 +48,16 @@ impl Snapshot {
         let mut chains = HashMap::new();
         for (key, pod) in &graph.pods {
             for dir in [Direction::Ingress, Direction::Egress] {
-                if pod.isolation(dir).is_none() && pod.tiers.side(dir).is_empty() {
+                let audited = pod.audited_in(dir).is_some();
+                if pod.isolation(dir).is_none() && pod.tiers.side(dir).is_empty() && !audited {
                     continue;
                 }
                 let chain = names::pod_chain(dir, &pod.namespace, &pod.name);
-                for v in [LogVerdict::Denied, LogVerdict::Allowed] {
+                let mut verdicts = vec![LogVerdict::Denied, LogVerdict::Allowed];
+                if audited {
+                    verdicts.extend([LogVerdict::WouldDeny, LogVerdict::WouldAllow]);
+                }
+                for v in verdicts {
                     chains.insert(names::log_prefix(v, &chain), (v, dir, key.clone()));
                 }
             }
@@ -126,7 +131,12 @@ pub struct Record {
     pub allowed_by: Vec<String>,
     /// The ClusterNetworkPolicy tiers' walk for this end, as `explain` gives it (printed
     /// `Admin: no-y-into-x ingress[1] deny-y: Deny`); empty when no tier selects the pod.
+    /// For a `would-deny` or `would-allow` record these three say what the audited
+    /// view would do, and why.
     pub tiers: Vec<TierStep>,
+    /// For a `would-deny` or `would-allow` record: the audited policies that make the
+    /// difference (see `explain::audited_end`); empty otherwise.
+    pub audit_policies: Vec<String>,
     /// The generation whose graph gave the reasons.
     pub generation: u64,
     pub judged_by: JudgedBy,
@@ -176,13 +186,26 @@ struct Judged {
     allowed_by: Vec<String>,
     /// The ClusterNetworkPolicy tiers' walk, as `explain` gives it.
     tiers: Vec<TierStep>,
+    audit: Vec<String>,
 }
 
 /// What `snap` says of `pkt` in the chain's direction, or `None` when the chain is not in
-/// `snap`.
-fn judge(snap: &Snapshot, pkt: &Packet, dir: Direction, key: &PodKey) -> Option<Judged> {
+/// `snap`. For a would-deny or would-allow packet, `allowed` is the enforced verdict, and
+/// the reasons are the audited view's; `None` also when the audited view agrees with the
+/// enforced one (the generation did not log this).
+fn judge(
+    snap: &Snapshot,
+    pkt: &Packet,
+    dir: Direction,
+    key: &PodKey,
+    verdict: LogVerdict,
+) -> Option<Judged> {
     let pod = snap.graph.pods.get(key)?;
-    if pod.isolation(dir).is_none() && pod.tiers.side(dir).is_empty() {
+    let audit = matches!(verdict, LogVerdict::WouldDeny | LogVerdict::WouldAllow);
+    if audit && pod.audited_in(dir).is_none() {
+        return None;
+    }
+    if pod.isolation(dir).is_none() && pod.tiers.side(dir).is_empty() && !audit {
         return None;
     }
     let isolated_by = pod
@@ -202,14 +225,34 @@ fn judge(snap: &Snapshot, pkt: &Packet, dir: Direction, key: &PodKey) -> Option<
             isolated_by,
             allowed_by: Vec::new(),
             tiers: Vec::new(),
+            audit: Vec::new(),
         });
     };
-    let end = explain::end_of(&snap.index, &snap.graph, pod, dir, other, protocol, port);
+    let (index, graph) = (&snap.index, &snap.graph);
+    let end = explain::end_of(index, graph, pod, dir, other, protocol, port);
+    if !audit {
+        return Some(Judged {
+            allowed: end.allowed,
+            isolated_by,
+            allowed_by: end.allowed_by(),
+            tiers: end.tiers,
+            audit: Vec::new(),
+        });
+    }
+    let a = explain::audited_end(index, graph, pod, dir, other, protocol, port, end.allowed)?;
+    if a.policies.is_empty() {
+        return None;
+    }
+    let audited = pod.audited_in(dir)?;
     Some(Judged {
         allowed: end.allowed,
-        isolated_by,
-        allowed_by: end.allowed_by(),
-        tiers: end.tiers,
+        isolated_by: audited
+            .isolation(dir)
+            .map(|i| i.isolated_by.clone())
+            .unwrap_or_default(),
+        allowed_by: a.end.allowed_by(),
+        tiers: a.end.tiers,
+        audit: a.policies,
     })
 }
 
@@ -247,7 +290,7 @@ impl Generations {
             .or_else(|| previous.as_ref().and_then(|p| p.chains.get(pkt.prefix)))
             .cloned()
             .ok_or_else(|| Unmapped::UnknownPrefix(pkt.prefix.to_string()))?;
-        let kernel_allowed = verdict == LogVerdict::Allowed;
+        let kernel_allowed = verdict.kernel_allowed();
         let mut found = None;
         // Only the generation right before the newest can have judged a packet the
         // newest did not; an older one (nothing was published in between) is not asked.
@@ -257,7 +300,7 @@ impl Generations {
             (previous.as_ref(), JudgedBy::Previous),
         ] {
             let Some(snap) = snap else { continue };
-            if let Some(j) = judge(snap, pkt, dir, &key) {
+            if let Some(j) = judge(snap, pkt, dir, &key, verdict) {
                 if j.allowed == kernel_allowed {
                     found = Some((snap.generation, by, j));
                     break;
@@ -272,6 +315,7 @@ impl Generations {
                 isolated_by: Vec::new(),
                 allowed_by: Vec::new(),
                 tiers: Vec::new(),
+                audit: Vec::new(),
             },
         ));
         let (pod_ip, peer_ip) = match dir {
@@ -297,6 +341,7 @@ impl Generations {
             isolated_by: judged.isolated_by,
             allowed_by: judged.allowed_by,
             tiers: judged.tiers,
+            audit_policies: judged.audit,
             generation,
             judged_by,
         })

@@ -58,9 +58,11 @@ pub fn parse_line(line: &str) -> Option<Record> {
     };
     Some(Record {
         time: v.get("timestamp").and_then(Value::as_str).map(String::from),
+        // What the kernel did: an audit record's connection was allowed (would-deny) or
+        // denied (would-allow) as enforced.
         allowed: match s("verdict")?.as_str() {
-            "allowed" => true,
-            "denied" => false,
+            "allowed" | "would-deny" => true,
+            "denied" | "would-allow" => false,
             _ => return None,
         },
         direction,

@@ -146,6 +146,8 @@ pub struct ClusterPolicy {
     /// The policy could not be compiled: each direction with rules holds one placeholder
     /// rule, and the graph enforces that direction as a Deny of every address and port.
     pub fail_closed: bool,
+    /// `nftpol.io/mode`: an audited policy is judged, not enforced.
+    pub mode: crate::policy::Mode,
 }
 
 impl ClusterPolicy {
@@ -510,6 +512,7 @@ pub fn parse(value: &Value) -> Result<ClusterPolicy, FieldError> {
     let cnp = typed(value)?;
     let name = cnp.metadata.name.clone().unwrap_or_default();
     check_name(&name).or_else(|p| err("metadata.name", p))?;
+    let mode = crate::policy::Mode::from_annotations(cnp.metadata.annotations.as_ref())?;
     let Some(spec) = &cnp.spec else {
         return err("spec", "required");
     };
@@ -548,6 +551,7 @@ pub fn parse(value: &Value) -> Result<ClusterPolicy, FieldError> {
         ingress,
         egress,
         fail_closed: false,
+        mode,
     })
 }
 
@@ -605,6 +609,20 @@ pub fn fail_closed(value: &Value) -> ClusterPolicy {
         ingress: if ing { vec![deny()] } else { Vec::new() },
         egress: if eg { vec![deny()] } else { Vec::new() },
         fail_closed: true,
+        mode: fail_closed_mode(value),
+    }
+}
+
+/// The mode of a policy that failed validation (see [`crate::policy::Mode::fail_closed`]).
+fn fail_closed_mode(value: &Value) -> crate::policy::Mode {
+    let annotation = value
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+        .and_then(|a| a.get(crate::policy::MODE_ANNOTATION))
+        .and_then(Value::as_str);
+    match annotation {
+        Some("audit") => crate::policy::Mode::Audit,
+        _ => crate::policy::Mode::Enforce,
     }
 }
 

@@ -291,10 +291,23 @@ impl Metrics {
 
     /// One verdict record of a pod of this node.
     pub fn verdict(&self, namespace: &str, pod: &str, dir: Direction, verdict: LogVerdict) {
+        self.verdicts(namespace, pod, dir, verdict, 1)
+    }
+
+    /// `n` connections of one verdict: a record and those the limit kept out of the log
+    /// before it (for the audit outcomes, whose count is exact this way).
+    pub fn verdicts(
+        &self,
+        namespace: &str,
+        pod: &str,
+        dir: Direction,
+        verdict: LogVerdict,
+        n: u64,
+    ) {
         self.with(|m| {
             *m.verdicts
                 .entry((namespace.into(), pod.into(), dir, verdict))
-                .or_default() += 1
+                .or_default() += n
         })
     }
 
@@ -397,10 +410,19 @@ impl Metrics {
 /// `nftpol_connections_total{namespace,pod,direction,verdict}` and the reader's losses.
 fn render_verdicts(out: &mut String, m: &Inner) {
     out.push_str("# HELP nftpol_connections_total New connections of this node's pods logged by their chains (denied: up to --log-rate per pod and direction; allowed: with --log-allowed).\n# TYPE nftpol_connections_total counter\n");
-    for ((ns, pod, dir, verdict), n) in &m.verdicts {
+    let audit = |v: &LogVerdict| matches!(v, LogVerdict::WouldDeny | LogVerdict::WouldAllow);
+    for ((ns, pod, dir, verdict), n) in m.verdicts.iter().filter(|(k, _)| !audit(&k.3)) {
         let _ = writeln!(
             out,
             "nftpol_connections_total{{namespace=\"{ns}\",pod=\"{pod}\",direction=\"{dir}\",verdict=\"{}\"}} {n}",
+            verdict.name()
+        );
+    }
+    out.push_str("# HELP nftpol_audit_connections_total New connections of this node's pods that the audited policies (nftpol.io/mode: audit) would judge otherwise: would-deny (allowed now) or would-allow (denied now); every one, logged or kept out of the log by --log-rate.\n# TYPE nftpol_audit_connections_total counter\n");
+    for ((ns, pod, dir, verdict), n) in m.verdicts.iter().filter(|(k, _)| audit(&k.3)) {
+        let _ = writeln!(
+            out,
+            "nftpol_audit_connections_total{{namespace=\"{ns}\",pod=\"{pod}\",direction=\"{dir}\",outcome=\"{}\"}} {n}",
             verdict.name()
         );
     }

@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 use super::board::Board;
 use super::metrics::Metrics;
 use crate::netlink::{Counters, LoggedPacket, Nflog};
-use crate::ruleset::names::{self, LogVerdict};
+use crate::ruleset::names::{self, AuditChain, LogVerdict};
 use crate::verdict_log::{Packet, Record};
 
 /// The tracing target of verdict records (filter with `RUST_LOG=nftpol::verdict=info`).
@@ -193,7 +193,13 @@ impl Reader {
                 self.carried.add(&p.prefix, k);
                 continue;
             }
-            metrics.verdict(&r.namespace, &r.pod, r.direction, r.verdict);
+            // An audit outcome counts the connections the limit kept out too: the
+            // metric is exact, the records sampled.
+            let n = match r.verdict {
+                LogVerdict::WouldDeny | LogVerdict::WouldAllow => 1 + k.unwrap_or(0),
+                _ => 1,
+            };
+            metrics.verdicts(&r.namespace, &r.pod, r.direction, r.verdict, n);
             write(r, self.lost, self.carried.take(&p.prefix, k));
             self.lost = 0;
         }
@@ -286,9 +292,25 @@ impl Suppressed {
         // chain -> (records here, index of its last record, its drop tail)
         let mut here: HashMap<String, (u64, usize, String)> = HashMap::new();
         for (i, r) in records.iter().enumerate() {
-            if r.verdict == LogVerdict::Denied {
-                let chain = names::pod_chain(r.direction, &r.namespace, &r.pod);
-                let tail = names::pod_drop_chain(r.direction, &r.namespace, &r.pod);
+            let (ns, pod, dir) = (&r.namespace, &r.pod, r.direction);
+            // The chains whose counters count this verdict's connections (a drop tail or
+            // audit chain missing counts 0).
+            let counted = match r.verdict {
+                LogVerdict::Allowed => None,
+                LogVerdict::Denied => Some((
+                    names::pod_chain(dir, ns, pod),
+                    names::pod_drop_chain(dir, ns, pod),
+                )),
+                LogVerdict::WouldDeny => Some((
+                    names::pod_audit_chain(dir, ns, pod, AuditChain::WouldDeny),
+                    String::new(),
+                )),
+                LogVerdict::WouldAllow => Some((
+                    names::pod_audit_chain(dir, ns, pod, AuditChain::WouldAllow),
+                    String::new(),
+                )),
+            };
+            if let Some((chain, tail)) = counted {
                 let e = here.entry(chain).or_insert((0, i, tail));
                 (e.0, e.1) = (e.0 + 1, i);
                 out[i] = Some(0);
@@ -303,9 +325,13 @@ impl Suppressed {
             };
             // The pod chain's denied log rule and its drop tail's (ClusterNetworkPolicy
             // denies) log with one prefix: their counters are summed (0 for a missing tail).
+            let tail_packets = |c: &mut Counters| match tail.is_empty() {
+                true => Ok(0),
+                false => c.chain_packets(names::TABLE, &tail),
+            };
             let counted = match counters
                 .chain_packets(names::TABLE, &chain)
-                .and_then(|n| Ok(n + counters.chain_packets(names::TABLE, &tail)?))
+                .and_then(|n| Ok(n + tail_packets(counters)?))
             {
                 Ok(n) => n,
                 Err(e) => {
@@ -363,6 +389,7 @@ fn write(r: &Record, lost: u64, suppressed: Option<u64>) {
         isolated_by = %r.isolated_by.join(", "),
         allowed_by = %r.allowed_by.join("; "),
         tiers = %tiers,
+        audit_policies = %r.audit_policies.join(", "),
         generation = r.generation,
         judged_by = r.judged_by.name(),
         lost_before = lost,

@@ -26,11 +26,18 @@ pub(super) fn object(kind: Kind, data: ObjectData) -> Object {
     Object::new(format!("api:{}", kind.name()), data)
 }
 
+/// Name, namespace, labels, and of the annotations only a policy's mode (the rest, the
+/// last-applied configuration above all, is most of an object's bytes).
 fn slim_meta(m: ObjectMeta) -> ObjectMeta {
+    let annotations = m.annotations.and_then(|mut a| {
+        let mode = a.remove_entry(crate::policy::MODE_ANNOTATION)?;
+        Some(std::iter::once(mode).collect())
+    });
     ObjectMeta {
         name: m.name,
         namespace: m.namespace,
         labels: m.labels,
+        annotations,
         ..Default::default()
     }
 }

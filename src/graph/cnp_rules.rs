@@ -22,7 +22,7 @@ use crate::addr::AddrSet;
 use crate::cnp::Tier;
 use crate::cnp::{ClusterPolicy, Peer, Port, Rule, Subject};
 use crate::index::{CnpEntry, PodInfo};
-use crate::policy::{Direction, Protocol};
+use crate::policy::{Direction, Mode, Protocol};
 use crate::selector::{Labels, Selector};
 
 /// Whether a subject selects a pod living in a namespace labelled `ns_labels`. The caller
@@ -262,13 +262,25 @@ impl PolicyGraph {
     }
 
     /// Everything ClusterNetworkPolicies say about one policy pod.
-    pub(super) fn compute_tiers(&mut self, ctx: &mut Ctx, pod: &PodInfo) -> PodTiers {
+    pub(super) fn compute_tiers(
+        &mut self,
+        ctx: &mut Ctx,
+        pod: &PodInfo,
+        view: Mode,
+    ) -> (PodTiers, bool) {
         let mut tiers = PodTiers::default();
+        let mut audited_touch = false;
         let ns_labels = ctx.index.effective_labels(&pod.namespace).into_owned();
         for entry in ctx.cnp_order() {
             let policy = &entry.policy;
             if !subject_selects(&policy.subject, pod, &ns_labels) {
                 continue;
+            }
+            if policy.mode == Mode::Audit {
+                audited_touch = true;
+                if view == Mode::Enforce {
+                    continue;
+                }
             }
             for dir in [Direction::Ingress, Direction::Egress] {
                 let rules = policy.rules(dir);
@@ -309,7 +321,7 @@ impl PolicyGraph {
                 tier.rules.extend(out);
             }
         }
-        tiers
+        (tiers, audited_touch)
     }
 }
 

@@ -24,7 +24,7 @@ use super::{
 };
 use crate::addr::AddrSet;
 use crate::index::PodInfo;
-use crate::policy::{Direction, Peer, Policy, Port, PortMatch, Protocol, Rule};
+use crate::policy::{Direction, Mode, Peer, Policy, Port, PortMatch, Protocol, Rule};
 
 /// Where in a policy one rule sits, to name it in the allows it gives.
 struct RuleAt<'p> {
@@ -51,8 +51,27 @@ impl RuleAt<'_> {
 type RulePeer<'p> = (Option<usize>, Option<&'p Peer>, PeerRef);
 
 impl PolicyGraph {
-    /// Everything the policies of its namespace say about one pod.
+    /// Everything the policies of its namespace and the ClusterNetworkPolicies say about
+    /// one pod, as enforced; and, when an audited policy would change that, the pod as it
+    /// would be with the audited policies enforced too ([`PodNode::audited`]).
     pub(super) fn compute_pod(&mut self, ctx: &mut Ctx, pod: &PodInfo) -> PodNode {
+        let (mut node, audited_touch) = self.compute_view(ctx, pod, Mode::Enforce);
+        if audited_touch {
+            let (audited, _) = self.compute_view(ctx, pod, Mode::Audit);
+            if [Direction::Ingress, Direction::Egress]
+                .into_iter()
+                .any(|dir| node.differs(&audited, dir))
+            {
+                node.audited = Some(Box::new(audited));
+            }
+        }
+        node
+    }
+
+    /// One view of a pod: with `Mode::Enforce` the enforced policies alone, with
+    /// `Mode::Audit` every policy. Also says whether an audited policy selects the pod.
+    fn compute_view(&mut self, ctx: &mut Ctx, pod: &PodInfo, view: Mode) -> (PodNode, bool) {
+        let mut audited_touch = false;
         let mut node = PodNode {
             namespace: pod.namespace.clone(),
             name: pod.name.clone(),
@@ -62,12 +81,19 @@ impl PolicyGraph {
             ingress: None,
             egress: None,
             tiers: PodTiers::default(),
+            audited: None,
         };
         let index = ctx.index;
         for entry in index.policies_in_namespace(&pod.namespace) {
             let policy = &entry.policy;
             if !policy.pod_selector.matches(&pod.labels) {
                 continue;
+            }
+            if policy.mode == Mode::Audit {
+                audited_touch = true;
+                if view == Mode::Enforce {
+                    continue;
+                }
             }
             let policy_id = policy.id();
             for direction in [Direction::Ingress, Direction::Egress] {
@@ -92,8 +118,9 @@ impl PolicyGraph {
                 iso.allows.extend(allows);
             }
         }
-        node.tiers = self.compute_tiers(ctx, pod);
-        node
+        let (tiers, tiers_touch) = self.compute_tiers(ctx, pod, view);
+        node.tiers = tiers;
+        (node, audited_touch || tiers_touch)
     }
 
     /// What one rule allows `pod`: each peer with the numbered ports, then each peer with

@@ -140,6 +140,10 @@ pub struct PodNode {
     pub egress: Option<Isolation>,
     /// What ClusterNetworkPolicies say about the pod; empty when none selects it.
     pub tiers: PodTiers,
+    /// The pod as it would be with the audited policies (`nftpol.io/mode: audit`)
+    /// enforced too; `None` when no audited policy changes it in either direction.
+    /// Never itself has `audited`.
+    pub audited: Option<Box<PodNode>>,
 }
 
 impl PodNode {
@@ -152,6 +156,21 @@ impl PodNode {
             Direction::Ingress => self.ingress.as_ref(),
             Direction::Egress => self.egress.as_ref(),
         }
+    }
+
+    /// Whether `other` (the same pod, another view) can judge a connection otherwise in
+    /// `dir`: isolation, allows or tier rules differ (one more isolating policy that
+    /// allows nothing new, on a pod isolated already, changes no verdict).
+    pub fn differs(&self, other: &PodNode, dir: Direction) -> bool {
+        fn allows(p: &PodNode, dir: Direction) -> Option<&Vec<Allow>> {
+            p.isolation(dir).map(|iso| &iso.allows)
+        }
+        allows(self, dir) != allows(other, dir) || self.tiers.side(dir) != other.tiers.side(dir)
+    }
+
+    /// The audited view of the pod in `dir`, when audited policies change that direction.
+    pub fn audited_in(&self, dir: Direction) -> Option<&PodNode> {
+        self.audited.as_deref().filter(|a| self.differs(a, dir))
     }
 }
 
@@ -259,13 +278,19 @@ impl PolicyGraph {
             }
         };
         for pod in self.pods.values_mut() {
-            for iso in [pod.ingress.as_mut(), pod.egress.as_mut()]
-                .into_iter()
-                .flatten()
-            {
-                iso.allows.iter_mut().for_each(|a| renumber(&mut a.peer));
+            let mut renumber_view = |view: &mut PodNode| {
+                for iso in [view.ingress.as_mut(), view.egress.as_mut()]
+                    .into_iter()
+                    .flatten()
+                {
+                    iso.allows.iter_mut().for_each(|a| renumber(&mut a.peer));
+                }
+                cnp_rules::tier_peers_mut(view).for_each(&mut renumber);
+            };
+            renumber_view(pod);
+            if let Some(audited) = pod.audited.as_deref_mut() {
+                renumber_view(audited);
             }
-            cnp_rules::tier_peers_mut(pod).for_each(&mut renumber);
         }
         self.peer_ids = peers
             .iter()
@@ -283,9 +308,11 @@ impl PolicyGraph {
     pub fn policy_elements(&self) -> BTreeMap<&str, usize> {
         let mut seen: std::collections::HashSet<(&Origin, &Ports)> = Default::default();
         let mut out: BTreeMap<&str, usize> = BTreeMap::new();
+        // The audited view's allows are programmed too (in the pod's audit chains).
         let allows = self
             .pods
             .values()
+            .flat_map(|p| std::iter::once(p).chain(p.audited.as_deref()))
             .flat_map(|p| p.ingress.iter().chain(&p.egress))
             .flat_map(|iso| &iso.allows);
         for a in allows {

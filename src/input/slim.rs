@@ -11,6 +11,8 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
+use crate::policy::MODE_ANNOTATION;
+
 /// One document: its value and, when it has a top-level `items` sequence, those items as
 /// compact JSON text (and no `items` in `value`).
 #[derive(Debug, Default)]
@@ -49,7 +51,50 @@ const PLAIN: ValueSeed<'static> = ValueSeed {
 
 /// Metadata fields nothing downstream reads: kubectl's dumps carry them for every object,
 /// and they are most of its bytes.
-const SKIPPED_METADATA: [&str; 2] = ["managedFields", "annotations"];
+const SKIPPED_METADATA: [&str; 1] = ["managedFields"];
+
+/// Reads `metadata.annotations` keeping only [`MODE_ANNOTATION`] (a policy's mode): the
+/// rest (the last-applied configuration above all) is most of a dump's bytes and nothing
+/// downstream reads it. The result is an object, empty when the mode is not there.
+struct Annotations;
+
+impl<'de> DeserializeSeed<'de> for Annotations {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> std::result::Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Annotations {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a map of annotations")
+    }
+    fn visit_unit<E>(self) -> std::result::Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> std::result::Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if key != MODE_ANNOTATION {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            let value = map.next_value_seed(PLAIN)?;
+            if out.insert(key.clone(), value).is_some() {
+                return Err(de::Error::custom(format_args!("duplicate key {key:?}")));
+            }
+        }
+        Ok(Value::Object(out))
+    }
+}
 
 impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
     type Value = Value;
@@ -112,6 +157,13 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
         while let Some(key) = map.next_key::<String>()? {
             if self.metadata && SKIPPED_METADATA.contains(&key.as_str()) {
                 map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            if self.metadata && key == "annotations" {
+                let value = map.next_value_seed(Annotations)?;
+                if out.insert(key.clone(), value).is_some() {
+                    return Err(de::Error::custom(format_args!("duplicate key {key:?}")));
+                }
                 continue;
             }
             let value = match self.items {

@@ -233,7 +233,15 @@ mod tests {
         let docs = values(text, "t");
         assert_eq!(
             docs,
-            [serde_json::json!({"metadata": {"name": "a"}, "spec": {"annotations": 1}})]
+            [
+                serde_json::json!({"metadata": {"name": "a", "annotations": {}}, "spec": {"annotations": 1}})
+            ]
+        );
+        // A policy's mode is the one annotation kept.
+        let text = r#"{"metadata": {"annotations": {"x": "y", "nftpol.io/mode": "audit"}}}"#;
+        assert_eq!(
+            values(text, "t"),
+            [serde_json::json!({"metadata": {"annotations": {"nftpol.io/mode": "audit"}}})]
         );
     }
 

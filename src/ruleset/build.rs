@@ -4,6 +4,7 @@
 //! `input_hook`, the maps in `dispatch`). Pure: the same graph always gives an equal
 //! model.
 
+use super::audit_chain;
 use super::base::{base_chains, held_sets};
 use super::dispatch::{dispatch_maps, patch_dispatch_maps};
 use super::input_hook;
@@ -13,7 +14,7 @@ use super::names::{self, KNOWN_PODS};
 use super::np_elements::{self, one_field_elements, split_exact, Pair};
 use super::options::{over_budget, LogOptions, Options};
 use super::roles::{PairPart, SetKind};
-use super::tier_chain;
+use super::tier_chain::{self, Ends, View};
 use crate::addr::AddrSet;
 use crate::graph::PodKey;
 use crate::graph::{Allow, Isolation, PeerRef, PodNode, PolicyGraph, Ports};
@@ -146,7 +147,9 @@ struct PodCtx<'a> {
 
 /// The chain of `pod` in `dir` (when it has one, see [`tier_chain::has_chain`]), its
 /// sets and its drop tail: Admin lookups, then the NetworkPolicy part when NetworkPolicy
-/// isolates the pod, then Baseline Deny lookups; what falls through is allowed.
+/// isolates the pod, then Baseline Deny lookups; what falls through is allowed. When
+/// audited policies change the pod in `dir`, its decisions go to the audit chains
+/// instead (see `audit_chain`).
 fn pod_objects(
     ctx: &PodCtx,
     pod: &PodNode,
@@ -154,30 +157,32 @@ fn pod_objects(
     sets: &mut Vec<Set>,
     chains: &mut Vec<Chain>,
 ) {
-    if !tier_chain::has_chain(pod, dir) {
+    let audited = pod.audited_in(dir);
+    if !tier_chain::has_chain(pod, dir) && audited.is_none() {
         return;
     }
-    let allow = match dir {
-        // Egress returns to the policy chain, which then checks the destination's ingress.
-        Direction::Egress => Verdict::Return,
-        Direction::Ingress => Verdict::Accept,
-    };
-    let tiers = tier_chain::tier_rules(pod, dir, allow, ctx.log);
-    sets.extend(tier_chain::tier_sets(ctx.graph, &ctx.tiers, pod, dir));
-    let mut rules = tiers.admin;
-    if let Some(iso) = pod.isolation(dir) {
-        let over = |a: &Allow| ctx.over_budget.contains_key(&a.origin.policy);
-        if iso.allows.iter().any(over) {
-            let within = Isolation {
-                isolated_by: iso.isolated_by.clone(),
-                allows: iso.allows.iter().filter(|a| !over(a)).cloned().collect(),
-            };
-            rules.extend(np_rules(ctx, pod, dir, &within, sets));
-        } else {
-            rules.extend(np_rules(ctx, pod, dir, iso, sets));
-        }
+    let allow = audit_chain::final_allow(dir);
+    let mut ends = Ends::enforced(pod, dir, allow.clone(), ctx.log);
+    if audited.is_some() {
+        (ends.allow, ends.deny) = audit_chain::enforced_ends(pod, dir);
     }
-    rules.extend(tiers.baseline);
+    sets.extend(tier_chain::tier_sets(
+        ctx.graph,
+        &ctx.tiers,
+        View::Enforced,
+        pod,
+        dir,
+    ));
+    let mut rules = view_rules(ctx, pod, dir, View::Enforced, &ends, sets);
+    match (pod.isolation(dir), audited) {
+        (Some(iso), None) => rules.extend(np_deny(ctx, pod, dir, iso)),
+        (Some(iso), Some(_)) => rules.push(Rule::with_comment(
+            RuleKind::Verdict(ends.deny.clone()),
+            names::comment(&format!("isolated by {}", iso.isolated_by.join(", "))),
+        )),
+        (None, Some(_)) => rules.push(Rule::new(RuleKind::Verdict(ends.allow.clone()))),
+        (None, None) => {}
+    }
     let id = pod.id();
     chains.push(Chain {
         name: names::pod_chain(dir, &pod.namespace, &pod.name),
@@ -186,36 +191,92 @@ fn pod_objects(
         rules,
     });
     chains.extend(tier_chain::drop_tail(pod, dir, ctx.log));
+    if let Some(audited) = audited {
+        sets.extend(tier_chain::tier_sets(
+            ctx.graph,
+            &ctx.tiers,
+            View::Audited,
+            audited,
+            dir,
+        ));
+        let judged = audit_chain::judge_ends(pod, dir).map(|ends| {
+            let rules = view_rules(ctx, audited, dir, View::Audited, &ends, sets);
+            (ends, rules)
+        });
+        chains.extend(audit_chain::chains(pod, audited, dir, judged, ctx.log));
+    }
 }
 
-/// The NetworkPolicy part of a pod chain and its six (shared) sets: the allow lookups,
-/// the denied log rule and the drop.
-fn np_rules(
+/// The rules of one view of a pod direction up to its end: tier lookups and the
+/// NetworkPolicy allow lookups (whose shared sets go to `sets`; the view's tier sets are
+/// the caller's), each doing what `ends` says.
+fn view_rules(
     ctx: &PodCtx,
     pod: &PodNode,
     dir: Direction,
+    view: View,
+    ends: &Ends,
+    sets: &mut Vec<Set>,
+) -> Vec<Rule> {
+    let tiers = tier_chain::tier_rules(pod, dir, view, ends);
+    let mut rules = tiers.admin;
+    if let Some(iso) = pod.isolation(dir) {
+        let over = |a: &Allow| ctx.over_budget.contains_key(&a.origin.policy);
+        if iso.allows.iter().any(over) {
+            let within = Isolation {
+                isolated_by: iso.isolated_by.clone(),
+                allows: iso.allows.iter().filter(|a| !over(a)).cloned().collect(),
+            };
+            rules.extend(np_rules(ctx, dir, &within, ends, sets));
+        } else {
+            rules.extend(np_rules(ctx, dir, iso, ends, sets));
+        }
+    }
+    rules.extend(tiers.baseline);
+    rules
+}
+
+/// The end of a chain NetworkPolicy isolates: the denied log rule and the drop.
+fn np_deny(ctx: &PodCtx, pod: &PodNode, dir: Direction, iso: &Isolation) -> Vec<Rule> {
+    let chain = names::pod_chain(dir, &pod.namespace, &pod.name);
+    let mut rules = Vec::new();
+    if ctx.log.denied {
+        rules.push(Rule::new(RuleKind::LogDenied {
+            prefix: names::log_prefix(names::LogVerdict::Denied, &chain),
+            group: ctx.log.group,
+            rate: ctx.log.rate,
+            burst: ctx.log.burst,
+        }));
+    }
+    rules.push(Rule::with_comment(
+        RuleKind::Verdict(Verdict::Drop),
+        names::comment(&format!("isolated by {}", iso.isolated_by.join(", "))),
+    ));
+    rules
+}
+
+/// The NetworkPolicy allow lookups of a pod direction and their (shared) sets, each
+/// doing `ends.allow`.
+fn np_rules(
+    ctx: &PodCtx,
+    dir: Direction,
     iso: &Isolation,
+    ends: &Ends,
     sets: &mut Vec<Set>,
 ) -> Vec<Rule> {
     let graph = ctx.graph;
-    let chain = names::pod_chain(dir, &pod.namespace, &pod.name);
-    let log_allowed = ctx.log.allowed.then(|| LogTarget {
-        prefix: names::log_prefix(names::LogVerdict::Allowed, &chain),
-        group: ctx.log.group,
-    });
     let elements = ctx.allowed.elements(graph, iso, ctx.concat_budget);
     let [any_by, ports_by] = allowed_by(iso, &elements.pairs);
-    let (addr, verdict) = match dir {
-        // Egress returns to the policy chain, which then checks the destination's ingress.
-        Direction::Egress => (Addr::Daddr, Verdict::Return),
-        Direction::Ingress => (Addr::Saddr, Verdict::Accept),
+    let addr = match dir {
+        Direction::Egress => Addr::Daddr,
+        Direction::Ingress => Addr::Saddr,
     };
     let lookup = PairLookup {
         emitted: &ctx.emitted,
         dir,
         addr,
-        verdict: &verdict,
-        log: &log_allowed,
+        verdict: &ends.allow,
+        log: &ends.log_allowed,
     };
     let allows = allows_key(iso);
     let policies: std::collections::BTreeSet<&str> = iso
@@ -242,18 +303,6 @@ fn np_rules(
     for p in &elements.pairs {
         pair_objects(&lookup, p, &iso.allows[p.allow], sets, &mut rules);
     }
-    if ctx.log.denied {
-        rules.push(Rule::new(RuleKind::LogDenied {
-            prefix: names::log_prefix(names::LogVerdict::Denied, &chain),
-            group: ctx.log.group,
-            rate: ctx.log.rate,
-            burst: ctx.log.burst,
-        }));
-    }
-    rules.push(Rule::with_comment(
-        RuleKind::Verdict(Verdict::Drop),
-        names::comment(&format!("isolated by {}", iso.isolated_by.join(", "))),
-    ));
     rules
 }
 
@@ -584,7 +633,9 @@ pub fn rebuild_pods(
                         Some(role) if role.shared() => {
                             unused.insert(set.to_string());
                         }
-                        Some(SetRole::Tier(..)) => own.push(set.to_string()),
+                        Some(SetRole::Tier(..) | SetRole::AuditTier(..)) => {
+                            own.push(set.to_string())
+                        }
                         _ => {}
                     }
                 }

@@ -106,7 +106,8 @@ pub(super) fn pod_chain(pod: &PodNode, log: &LogOptions) -> Option<Chain> {
     if !dispatched(pod) {
         return None;
     }
-    let tiers = tier_chain::tier_rules(pod, Direction::Egress, Verdict::Accept, log);
+    let ends = tier_chain::Ends::enforced(pod, Direction::Egress, Verdict::Accept, log);
+    let tiers = tier_chain::tier_rules(pod, Direction::Egress, tier_chain::View::Enforced, &ends);
     let mut rules = tiers.admin;
     if let Some(iso) = pod.isolation(Direction::Egress) {
         rules.push(Rule::with_comment(

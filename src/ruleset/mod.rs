@@ -27,6 +27,7 @@
 //! ranges in a concatenated interval set (see `np_elements::split_exact` for why two). A peer with many ports may instead
 //! be looked up as a pair, addresses then ports (see `np_elements`).
 
+mod audit_chain;
 mod base;
 mod boxes;
 mod build;

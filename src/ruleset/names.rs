@@ -132,6 +132,55 @@ pub fn pod_set(dir: Direction, namespace: &str, pod: &str, tier: TierSet, kind: 
     pod_name(dir.name(), namespace, pod, &suffix)
 }
 
+/// `<dir>/<ns>/<pod>/audit-<tier>-<kind>`: one of the tier sets of a pod direction's
+/// audited view (see `audit_chain`).
+pub fn audit_pod_set(
+    dir: Direction,
+    namespace: &str,
+    pod: &str,
+    tier: TierSet,
+    kind: SetKind,
+) -> String {
+    let suffix = format!("/audit-{}-{}", tier.name(), kind.name());
+    pod_name(dir.name(), namespace, pod, &suffix)
+}
+
+/// The chains that audit a pod chain's decision (see `audit_chain`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AuditChain {
+    /// The enforced view allowed: judge again with the audited policies.
+    Allowed,
+    /// The enforced view denied: judge again with the audited policies.
+    Denied,
+    /// The audited view would deny what is allowed: log, then allow.
+    WouldDeny,
+    /// The audited view would allow what is denied: log, then drop.
+    WouldAllow,
+}
+
+impl AuditChain {
+    pub const ALL: [AuditChain; 4] = [
+        AuditChain::Allowed,
+        AuditChain::Denied,
+        AuditChain::WouldDeny,
+        AuditChain::WouldAllow,
+    ];
+
+    fn suffix(self) -> &'static str {
+        match self {
+            AuditChain::Allowed => "/audit-allowed",
+            AuditChain::Denied => "/audit-denied",
+            AuditChain::WouldDeny => "/would-deny",
+            AuditChain::WouldAllow => "/would-allow",
+        }
+    }
+}
+
+/// `egress/<ns>/<pod>/audit-allowed` and the other [`AuditChain`]s.
+pub fn pod_audit_chain(dir: Direction, namespace: &str, pod: &str, which: AuditChain) -> String {
+    pod_name(dir.name(), namespace, pod, which.suffix())
+}
+
 /// Every tier set of a pod direction: each tier verdict's six kinds.
 pub fn tier_sets() -> impl Iterator<Item = (TierSet, SetKind)> {
     TierSet::ALL
@@ -169,6 +218,10 @@ pub const MAX_LOG_PREFIX: usize = 63;
 pub enum LogVerdict {
     Denied,
     Allowed,
+    /// Allowed, but the audited policies would deny it.
+    WouldDeny,
+    /// Denied, but the audited policies would allow it.
+    WouldAllow,
 }
 
 impl LogVerdict {
@@ -176,14 +229,24 @@ impl LogVerdict {
         match self {
             LogVerdict::Denied => "denied",
             LogVerdict::Allowed => "allowed",
+            LogVerdict::WouldDeny => "would-deny",
+            LogVerdict::WouldAllow => "would-allow",
         }
     }
 
-    pub fn letter(self) -> char {
+    /// The first word of the prefix.
+    pub fn tag(self) -> &'static str {
         match self {
-            LogVerdict::Denied => 'd',
-            LogVerdict::Allowed => 'a',
+            LogVerdict::Denied => "d",
+            LogVerdict::Allowed => "a",
+            LogVerdict::WouldDeny => "wd",
+            LogVerdict::WouldAllow => "wa",
         }
+    }
+
+    /// What the kernel did with the packet.
+    pub fn kernel_allowed(self) -> bool {
+        matches!(self, LogVerdict::Allowed | LogVerdict::WouldDeny)
     }
 }
 
@@ -192,7 +255,7 @@ impl LogVerdict {
 /// ends in a hash of the whole name, so the prefix still names one chain; the reader maps
 /// a prefix back to its chain by computing this for the chains of its model.
 pub fn log_prefix(verdict: LogVerdict, chain: &str) -> String {
-    let full = format!("{} {chain}", verdict.letter());
+    let full = format!("{} {chain}", verdict.tag());
     if full.len() <= MAX_LOG_PREFIX {
         return full;
     }
@@ -224,15 +287,20 @@ pub fn comment(text: &str) -> String {
 /// other addresses of the pod CIDRs).
 pub const KNOWN_PODS: [&str; 2] = ["known-pods4", "known-pods6"];
 
-/// The chains a pod can have: input, ingress and its drop tail, egress and its drop tail.
-pub fn pod_chains(namespace: &str, pod: &str) -> [String; 5] {
-    [
-        pod_input_chain(namespace, pod),
-        pod_chain(Direction::Ingress, namespace, pod),
-        pod_drop_chain(Direction::Ingress, namespace, pod),
-        pod_chain(Direction::Egress, namespace, pod),
-        pod_drop_chain(Direction::Egress, namespace, pod),
-    ]
+/// The chains a pod can have: input, and per direction its chain, drop tail and audit
+/// chains.
+pub fn pod_chains(namespace: &str, pod: &str) -> Vec<String> {
+    let mut out = vec![pod_input_chain(namespace, pod)];
+    for dir in [Direction::Ingress, Direction::Egress] {
+        out.push(pod_chain(dir, namespace, pod));
+        out.push(pod_drop_chain(dir, namespace, pod));
+        out.extend(
+            AuditChain::ALL
+                .into_iter()
+                .map(|which| pod_audit_chain(dir, namespace, pod, which)),
+        );
+    }
+    out
 }
 
 /// Every chain and set name the given pods' own objects can have: their chains and tier
@@ -247,6 +315,7 @@ pub fn pod_object_names(
         for dir in [Direction::Ingress, Direction::Egress] {
             for (tier, kind) in tier_sets() {
                 names.insert(pod_set(dir, ns, pod, tier, kind));
+                names.insert(audit_pod_set(dir, ns, pod, tier, kind));
             }
         }
     }

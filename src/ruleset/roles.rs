@@ -7,6 +7,7 @@
 //!   NpAllow(SetKind)          np/<dir>/<hash>/any4 ...       shared, allow
 //!   NpPair(PairPart)          np/<dir>/<hash>/pair-addr4 ... shared, allow
 //!   Tier(TierSet, SetKind)    <dir>/<ns>/<pod>/admin-deny-any4 ...  a pod's own
+//!   AuditTier(TierSet, SetKind) <dir>/<ns>/<pod>/audit-admin-deny-any4 ... a pod's own
 //!   PodCidrs | KnownPods | Held                              the table's own
 //! ```
 //!
@@ -123,6 +124,8 @@ pub enum SetRole {
     NpPair(PairPart),
     /// A pod direction's own ClusterNetworkPolicy regions of one tier verdict.
     Tier(TierSet, SetKind),
+    /// The same, of the pod direction's audited view (looked up by its audit chains).
+    AuditTier(TierSet, SetKind),
     /// This node's pod CIDRs (`--default-deny-unknown`): addresses dropped unless known.
     PodCidrs,
     /// The addresses of the pods this node knows.
@@ -139,6 +142,9 @@ impl SetRole {
     pub fn denies(self) -> bool {
         match self {
             SetRole::Tier(t, _) => t.denies(),
+            // An audit chain's sets only choose what it logs: the kernel's verdict is the
+            // enforced chain's.
+            SetRole::AuditTier(..) => false,
             SetRole::PodCidrs => true,
             SetRole::NpAllow(_) | SetRole::NpPair(_) | SetRole::KnownPods | SetRole::Held => false,
         }

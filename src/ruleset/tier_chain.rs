@@ -116,6 +116,7 @@ fn regions(graph: &PolicyGraph, rules: &TierRules) -> Regions {
 
 /// The six sets of one tier verdict ([`SetKind::ALL`]) from its lookups per family.
 fn verdict_sets(
+    view: View,
     pod: &PodNode,
     dir: Direction,
     tier: TierSet,
@@ -143,8 +144,8 @@ fn verdict_sets(
         for (i, (key, interval, elements, on)) in parts.into_iter().enumerate() {
             let kind = SetKind::ALL[f * 3 + i];
             out.push(Set {
-                name: names::pod_set(dir, &pod.namespace, &pod.name, tier, kind),
-                role: SetRole::Tier(tier, kind),
+                name: view.pod_set(dir, pod, tier, kind),
+                role: view.role(tier, kind),
                 key,
                 interval,
                 comment: Some(names::comment(&format!(
@@ -163,6 +164,7 @@ fn verdict_sets(
 pub(super) fn tier_sets(
     graph: &PolicyGraph,
     cache: &Cache,
+    view: View,
     pod: &PodNode,
     dir: Direction,
 ) -> Vec<Set> {
@@ -173,15 +175,15 @@ pub(super) fn tier_sets(
         let l = cache.lookups(graph, Tier::Admin, &side.admin);
         if let Some(accept) = &l.0 {
             let tier = TierSet::AdminAccept;
-            out.extend(verdict_sets(pod, dir, tier, "Admin accepts", accept));
+            out.extend(verdict_sets(view, pod, dir, tier, "Admin accepts", accept));
         }
         let tier = TierSet::AdminDeny;
-        out.extend(verdict_sets(pod, dir, tier, "Admin denies", &l.1));
+        out.extend(verdict_sets(view, pod, dir, tier, "Admin denies", &l.1));
     }
     if baseline {
         let l = cache.lookups(graph, Tier::Baseline, &side.baseline);
         let tier = TierSet::BaselineDeny;
-        out.extend(verdict_sets(pod, dir, tier, "Baseline denies", &l.1));
+        out.extend(verdict_sets(view, pod, dir, tier, "Baseline denies", &l.1));
     }
     out
 }
@@ -189,6 +191,7 @@ pub(super) fn tier_sets(
 /// Six lookups of one tier verdict, each with `verdict`; the rules' comment names the
 /// tier's policies (it changes with them; the set comments never do).
 fn lookups(
+    view: View,
     pod: &PodNode,
     dir: Direction,
     tier: TierSet,
@@ -217,7 +220,7 @@ fn lookups(
                     family,
                     addr,
                     key,
-                    set: names::pod_set(dir, &pod.namespace, &pod.name, tier, kind),
+                    set: view.pod_set(dir, pod, tier, kind),
                     verdict: verdict.clone(),
                     log: log.clone(),
                 },
@@ -231,51 +234,96 @@ fn tier_comment(tier: Tier, verdict: &str, rules: &TierRules) -> String {
     names::comment(&format!("{tier} {verdict}: {}", rules.policies.join(", ")))
 }
 
-/// The tier rules of `pod`'s chain in `dir`: `allow` is what an Admin Accept does there
-/// (`return` in the egress chain, `accept` in the ingress and input chains); Deny lookups
-/// `goto` the drop tail of the direction's pod chain.
-pub(super) fn tier_rules(
-    pod: &PodNode,
-    dir: Direction,
-    allow: Verdict,
-    log: &LogOptions,
-) -> TierPart {
+/// What the rules of one pod chain (or audit chain) do when they decide.
+pub(super) struct Ends {
+    /// What an allow does: `return` in the egress chain, `accept` in the ingress and
+    /// input chains; a `goto` in the chains that audit a decision.
+    pub allow: Verdict,
+    /// What a deny does: `goto` the drop tail, or an audit chain.
+    pub deny: Verdict,
+    /// `--log-allowed`: the allow lookups log (in the enforced view only).
+    pub log_allowed: Option<LogTarget>,
+}
+
+impl Ends {
+    /// The ends of `pod`'s own chain in `dir`: `allow`, the drop tail, and its log.
+    pub(super) fn enforced(
+        pod: &PodNode,
+        dir: Direction,
+        allow: Verdict,
+        log: &LogOptions,
+    ) -> Ends {
+        let chain = names::pod_chain(dir, &pod.namespace, &pod.name);
+        Ends {
+            allow,
+            deny: Verdict::Goto(names::pod_drop_chain(dir, &pod.namespace, &pod.name)),
+            log_allowed: log.allowed.then(|| LogTarget {
+                prefix: names::log_prefix(names::LogVerdict::Allowed, &chain),
+                group: log.group,
+            }),
+        }
+    }
+}
+
+/// Which view of a pod a chain part is built from: its own sets are named after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum View {
+    Enforced,
+    Audited,
+}
+
+impl View {
+    fn pod_set(self, dir: Direction, pod: &PodNode, tier: TierSet, kind: SetKind) -> String {
+        match self {
+            View::Enforced => names::pod_set(dir, &pod.namespace, &pod.name, tier, kind),
+            View::Audited => names::audit_pod_set(dir, &pod.namespace, &pod.name, tier, kind),
+        }
+    }
+
+    fn role(self, tier: TierSet, kind: SetKind) -> SetRole {
+        match self {
+            View::Enforced => SetRole::Tier(tier, kind),
+            View::Audited => SetRole::AuditTier(tier, kind),
+        }
+    }
+}
+
+/// The tier rules of `pod`'s chain in `dir` (in `view`): Admin Accept lookups do
+/// `ends.allow`, Deny lookups `ends.deny`.
+pub(super) fn tier_rules(pod: &PodNode, dir: Direction, view: View, ends: &Ends) -> TierPart {
     let (admin, baseline) = tiers_in_chain(pod, dir);
     let side = pod.tiers.side(dir);
-    let chain = names::pod_chain(dir, &pod.namespace, &pod.name);
-    let tail = Verdict::Goto(names::pod_drop_chain(dir, &pod.namespace, &pod.name));
-    let log_allowed = log.allowed.then(|| LogTarget {
-        prefix: names::log_prefix(names::LogVerdict::Allowed, &chain),
-        group: log.group,
-    });
     let mut part = TierPart {
         admin: Vec::new(),
         baseline: Vec::new(),
     };
     if admin {
         part.admin = lookups(
+            view,
             pod,
             dir,
             TierSet::AdminAccept,
-            allow,
-            log_allowed,
+            ends.allow.clone(),
+            ends.log_allowed.clone(),
             &tier_comment(Tier::Admin, "accept", &side.admin),
         );
         part.admin.extend(lookups(
+            view,
             pod,
             dir,
             TierSet::AdminDeny,
-            tail.clone(),
+            ends.deny.clone(),
             None,
             &tier_comment(Tier::Admin, "deny", &side.admin),
         ));
     }
     if baseline {
         part.baseline = lookups(
+            view,
             pod,
             dir,
             TierSet::BaselineDeny,
-            tail,
+            ends.deny.clone(),
             None,
             &tier_comment(Tier::Baseline, "deny", &side.baseline),
         );
@@ -287,7 +335,7 @@ pub(super) fn tier_rules(
 /// denied log rule (with the pod chain's prefix, so the verdict reader names the pod
 /// chain) and the drop.
 pub(super) fn drop_tail(pod: &PodNode, dir: Direction, log: &LogOptions) -> Option<Chain> {
-    if !has_drop_tail(pod, dir) {
+    if !has_drop_tail(pod, dir) && pod.audited_in(dir).is_none() {
         return None;
     }
     let chain = names::pod_chain(dir, &pod.namespace, &pod.name);
@@ -300,15 +348,20 @@ pub(super) fn drop_tail(pod: &PodNode, dir: Direction, log: &LogOptions) -> Opti
             burst: log.burst,
         }));
     }
+    // With audit chains every enforced deny ends here, NetworkPolicy's too.
+    let by = match pod.audited_in(dir) {
+        None => "ClusterNetworkPolicy",
+        Some(_) => "policy",
+    };
     rules.push(Rule::with_comment(
         RuleKind::Verdict(Verdict::Drop),
-        "denied by a ClusterNetworkPolicy",
+        format!("denied by a {by}"),
     ));
     Some(Chain {
         name: names::pod_drop_chain(dir, &pod.namespace, &pod.name),
         base: None,
         comment: Some(names::comment(&format!(
-            "pod {} {dir}: ClusterNetworkPolicy drops",
+            "pod {} {dir}: {by} drops",
             pod.id()
         ))),
         rules,
