@@ -491,3 +491,142 @@ async fn a_flood_of_denied_syns_gives_at_most_rate_times_time_plus_burst_records
     assert_eq!(metric_total, suppressed);
     ctl.stop().await;
 }
+
+/// x/a's egress isolated with nothing allowed, in audit mode unless `enforce`.
+fn a_egress_quarantine(enforce: bool) -> Value {
+    let mut p = common::netpol("x", "a-quarantine")
+        .selecting("app", "a")
+        .policy_types(&["Egress"])
+        .egress(json!([]))
+        .value();
+    if !enforce {
+        p["metadata"]["annotations"] = json!({"nftpol.io/mode": "audit", "team": "x"});
+    }
+    p
+}
+
+/// x/b admits x/c on tcp/8080, in audit mode.
+fn b_from_c_audit() -> Value {
+    let mut p = admit_only("b", "c")
+        .ingress(
+            json!([{"from": [{"podSelector": {"matchLabels": {"app": "c"}}}],
+                         "ports": [{"protocol": "TCP", "port": 8080}]}]),
+        )
+        .value();
+    p["metadata"]["name"] = json!("b-from-c");
+    p["metadata"]["annotations"] = json!({"nftpol.io/mode": "audit"});
+    p
+}
+
+/// Whether `from` (a connected stream) still reaches `to` (its accepted end).
+fn passes(from: &mut TcpStream, to: &mut TcpStream) -> bool {
+    use std::io::{Read, Write};
+    to.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 1];
+    from.write_all(b"x").is_ok() && matches!(to.read(&mut buf), Ok(1))
+}
+
+/// Audit mode (issue 27) with real packets: a policy in audit mode lets through what the
+/// enforced ruleset allows, and each connection it would deny gives one `would-deny`
+/// record naming it (one it would allow, one `would-allow`); removing the annotation
+/// denies exactly those connections and cuts an established one; adding it back lets
+/// them in again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root: network namespaces and nftables"]
+async fn an_audited_policy_logs_what_it_would_change_and_enforces_when_told() {
+    require_root("an_audited_policy_logs_what_it_would_change_and_enforces_when_told");
+    let _ = records();
+    let (_guard, node, [a, b, c]) = topology("audit");
+    let server = cluster().await;
+    server.apply(a_egress_quarantine(false));
+    server.apply(b_from_c_audit());
+    let ctl = Running::start(&node, &server);
+    converge(&node, &server).await;
+    let listener = routed::listen(&b, 8090);
+    let to_b: SocketAddr = format!("{B}:8090").parse().unwrap();
+    // b-from-a admits a on 8080 only: audit 8090 through a second enforced policy.
+    let mut b_8090 = b_from_a();
+    b_8090["metadata"]["name"] = json!("b-8090");
+    b_8090["spec"]["ingress"][0]["ports"] = json!([{"protocol": "TCP", "port": 8090}]);
+    b_8090["spec"]["ingress"][0]["from"] = json!([{"podSelector": {}}]);
+    server.apply(b_8090);
+    converge(&node, &server).await;
+
+    // Enforced, a -> b:8090 is allowed; the quarantine would deny it.
+    let mut established = nftpol::netlink::in_netns(&routed::path(&a), || {
+        TcpStream::connect_timeout(&to_b, Duration::from_secs(2))
+    })
+    .unwrap()
+    .expect("a -> b:8090 is allowed while the quarantine is audited");
+    let (mut accepted, _) = listener.accept().unwrap();
+    assert!(
+        passes(&mut established, &mut accepted),
+        "the connection carries data"
+    );
+    let would_deny = settle(1, || of("a", "would-deny", B, 8090)).await;
+    assert_eq!(
+        would_deny.len(),
+        1,
+        "one would-deny record: {would_deny:#?}"
+    );
+    let r = &would_deny[0];
+    for (field, want) in [
+        ("direction", "egress"),
+        ("namespace", "x"),
+        ("peer", "x/b"),
+        ("audit_policies", "x/a-quarantine"),
+        ("isolated_by", "x/a-quarantine"),
+        ("judged_by", "current"),
+    ] {
+        assert_eq!(
+            r.get(field).map(String::as_str),
+            Some(want),
+            "{field}: {r:?}"
+        );
+    }
+    // b's ingress: enforced, c -> b:8080 is denied; b-from-c would allow it.
+    assert!(!one_syn(&c, format!("{B}:8080").parse().unwrap()));
+    let would_allow = settle(1, || of("b", "would-allow", C, 8080)).await;
+    assert_eq!(
+        would_allow.len(),
+        1,
+        "one would-allow record: {would_allow:#?}"
+    );
+    assert_eq!(
+        would_allow[0].get("audit_policies").map(String::as_str),
+        Some("x/b-from-c")
+    );
+    assert_eq!(
+        of("b", "denied", C, 8080).len(),
+        1,
+        "and the enforced deny's record"
+    );
+    for (pod, dir, outcome) in [
+        ("a", "egress", "would-deny"),
+        ("b", "ingress", "would-allow"),
+    ] {
+        let series = format!("nftpol_audit_connections_total{{namespace=\"x\",pod=\"{pod}\",direction=\"{dir}\",outcome=\"{outcome}\"}}");
+        assert_eq!(metric(ctl.port, &series).await, 1, "{series}");
+    }
+
+    // Enforced: the new connection is denied and the established one cut.
+    server.apply(a_egress_quarantine(true));
+    converge(&node, &server).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while passes(&mut established, &mut accepted) {
+        assert!(
+            Instant::now() < deadline,
+            "the established connection was not cut"
+        );
+    }
+    assert!(!one_syn(&a, to_b), "a -> b:8090 is denied once enforced");
+    // Audited again: let in.
+    server.apply(a_egress_quarantine(false));
+    converge(&node, &server).await;
+    assert!(
+        one_syn(&a, to_b),
+        "a -> b:8090 is allowed once audited again"
+    );
+    ctl.stop().await;
+}

@@ -157,10 +157,10 @@ fn pod_objects(
     sets: &mut Vec<Set>,
     chains: &mut Vec<Chain>,
 ) {
-    let audited = pod.audited_in(dir);
-    if !tier_chain::has_chain(pod, dir) && audited.is_none() {
+    if !tier_chain::has_chain(pod, dir) {
         return;
     }
+    let audited = pod.audited_in(dir);
     let allow = audit_chain::final_allow(dir);
     let mut ends = Ends::enforced(pod, dir, allow.clone(), ctx.log);
     if audited.is_some() {

@@ -39,10 +39,11 @@ pub(super) struct TierPart {
     pub baseline: Vec<Rule>,
 }
 
-/// Whether `pod` has a chain in `dir`: NetworkPolicy isolates it there, or a
-/// ClusterNetworkPolicy selects it with rules in that direction.
+/// Whether `pod` has a chain in `dir`: NetworkPolicy isolates it there, a
+/// ClusterNetworkPolicy selects it with rules in that direction, or audited policies
+/// would change it there.
 pub(super) fn has_chain(pod: &PodNode, dir: Direction) -> bool {
-    pod.isolation(dir).is_some() || !pod.tiers.side(dir).is_empty()
+    pod.isolation(dir).is_some() || !pod.tiers.side(dir).is_empty() || pod.audited_in(dir).is_some()
 }
 
 /// The tiers the chain of `pod` in `dir` looks up: Admin when it has policies, Baseline
