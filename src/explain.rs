@@ -99,10 +99,42 @@ pub struct Explanation {
     pub egress_tiers: Vec<TierStep>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ingress_tiers: Vec<TierStep>,
+    /// Where audited policies (`nftpol.io/mode: audit`) would change the verdict: the
+    /// connection as they would judge it, and which of them make the difference.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audited: Option<Box<Audited>>,
+}
+
+/// The connection as the audited policies would judge it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Audited {
+    /// The audited policies that make the difference, for each end where they do.
+    pub policies: Vec<String>,
+    pub explanation: Explanation,
 }
 
 impl fmt::Display for Explanation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_verdict(f)?;
+        if let Some(a) = &self.audited {
+            let verdict = if a.explanation.allowed {
+                "allow"
+            } else {
+                "deny"
+            };
+            writeln!(
+                f,
+                "\naudited (nftpol.io/mode: audit): would {verdict}, because of {}",
+                Escaped(&a.policies.join(", "))
+            )?;
+            a.explanation.write_verdict(f)?;
+        }
+        Ok(())
+    }
+}
+
+impl Explanation {
+    fn write_verdict(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{}", if self.allowed { "allowed" } else { "denied" })?;
         writeln!(
             f,
@@ -638,10 +670,62 @@ pub fn explain_in(
         Endpoint::Pod { ip, .. } => graph.pod_by_ip(*ip),
         Endpoint::Host { .. } => None,
     };
+    let (from_pod, to_pod) = (pod_of(&from_ep), pod_of(&to_ep));
+    let mut enforced = judge_ends(index, graph, [from_pod, to_pod], &from_ep, &to_ep, q);
+    // The audited view of each end, where audited policies change that end.
+    let views = [
+        from_pod.map(|p| p.audited_in(Direction::Egress).unwrap_or(p)),
+        to_pod.map(|p| p.audited_in(Direction::Ingress).unwrap_or(p)),
+    ];
+    let changed = from_pod.is_some_and(|p| p.audited_in(Direction::Egress).is_some())
+        || to_pod.is_some_and(|p| p.audited_in(Direction::Ingress).is_some());
+    if changed {
+        let audited = judge_ends(index, graph, views, &from_ep, &to_ep, q);
+        if audited.allowed != enforced.allowed {
+            let mut policies = Vec::new();
+            for (pod, dir, other) in [
+                (from_pod, Direction::Egress, to_ep.ip()),
+                (to_pod, Direction::Ingress, from_ep.ip()),
+            ] {
+                let Some(pod) = pod else { continue };
+                let enforced_end = end_of(index, graph, pod, dir, other, protocol, port);
+                if let Some(a) = audited_end(
+                    index,
+                    graph,
+                    pod,
+                    dir,
+                    other,
+                    protocol,
+                    port,
+                    enforced_end.allowed,
+                ) {
+                    policies.extend(a.policies);
+                }
+            }
+            enforced.audited = Some(Box::new(Audited {
+                policies,
+                explanation: audited,
+            }));
+        }
+    }
+    Ok(enforced)
+}
+
+/// Both ends of a connection judged with `pods` (the source's and the destination's
+/// view, `None` for an end that is no pod).
+fn judge_ends(
+    index: &Index,
+    graph: &PolicyGraph,
+    [from_pod, to_pod]: [Option<&PodNode>; 2],
+    from_ep: &Endpoint,
+    to_ep: &Endpoint,
+    q: &Query,
+) -> Explanation {
+    let (protocol, port) = (q.protocol, q.port);
     let egress = side(
         index,
         graph,
-        pod_of(&from_ep),
+        from_pod,
         Direction::Egress,
         to_ep.ip(),
         protocol,
@@ -650,27 +734,28 @@ pub fn explain_in(
     let ingress = side(
         index,
         graph,
-        pod_of(&to_ep),
+        to_pod,
         Direction::Ingress,
         from_ep.ip(),
         protocol,
         port,
     );
     let egress_probe = Probe::new(index, Direction::Egress, to_ep.ip(), protocol, port);
-    let egress_tiers = tier_steps(graph, pod_of(&from_ep), &egress, &egress_probe);
+    let egress_tiers = tier_steps(graph, from_pod, &egress, &egress_probe);
     let ingress_probe = Probe::new(index, Direction::Ingress, from_ep.ip(), protocol, port);
-    let ingress_tiers = tier_steps(graph, pod_of(&to_ep), &ingress, &ingress_probe);
-    Ok(Explanation {
+    let ingress_tiers = tier_steps(graph, to_pod, &ingress, &ingress_probe);
+    Explanation {
         allowed: end_allows(&egress_tiers, &egress) && end_allows(&ingress_tiers, &ingress),
-        from: from_ep,
-        to: to_ep,
+        from: from_ep.clone(),
+        to: to_ep.clone(),
         protocol,
         port,
         egress,
         ingress,
         egress_tiers,
         ingress_tiers,
-    })
+        audited: None,
+    }
 }
 
 /// Whether direction `dir` of `pod` allows a connection with `other` on `port`: the verdict

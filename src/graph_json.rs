@@ -36,6 +36,10 @@ struct PodView<'a> {
     /// Omitted when no ClusterNetworkPolicy selects the pod.
     #[serde(skip_serializing_if = "Option::is_none")]
     tiers: Option<TiersView<'a>>,
+    /// The pod as it would be with the audited policies (`nftpol.io/mode: audit`)
+    /// enforced too; omitted when they change nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audited: Option<Box<PodView<'a>>>,
 }
 
 #[derive(Serialize)]
@@ -174,6 +178,19 @@ fn isolation<'a>(iso: Option<&'a crate::graph::Isolation>) -> Option<IsolationVi
     })
 }
 
+fn pod_view(p: &crate::graph::PodNode) -> PodView<'_> {
+    PodView {
+        namespace: &p.namespace,
+        name: &p.name,
+        node: p.node.as_deref(),
+        ips: &p.ips,
+        ingress: isolation(p.ingress.as_ref()),
+        egress: isolation(p.egress.as_ref()),
+        tiers: tiers(&p.tiers),
+        audited: p.audited.as_deref().map(|a| Box::new(pod_view(a))),
+    }
+}
+
 /// The graph as one pretty-printed JSON document, with a trailing newline.
 pub fn render(graph: &PolicyGraph) -> String {
     let view = GraphView {
@@ -200,19 +217,7 @@ pub fn render(graph: &PolicyGraph) -> String {
                     .collect(),
             })
             .collect(),
-        pods: graph
-            .pods
-            .values()
-            .map(|p| PodView {
-                namespace: &p.namespace,
-                name: &p.name,
-                node: p.node.as_deref(),
-                ips: &p.ips,
-                ingress: isolation(p.ingress.as_ref()),
-                egress: isolation(p.egress.as_ref()),
-                tiers: tiers(&p.tiers),
-            })
-            .collect(),
+        pods: graph.pods.values().map(pod_view).collect(),
     };
     let mut text = serde_json::to_string_pretty(&view).expect("a graph view serializes");
     text.push('\n');

@@ -53,34 +53,43 @@ impl fmt::Display for PolicyGraph {
         }
         for pod in self.pods.values() {
             writeln!(f, "pod {}:", Escaped(&pod.id()))?;
-            for dir in [Direction::Ingress, Direction::Egress] {
-                match pod.isolation(dir) {
-                    None => writeln!(f, "  {dir}: not isolated")?,
-                    Some(iso) => {
-                        let by = iso.isolated_by.join(", ");
-                        writeln!(f, "  {dir}: isolated by {}", Escaped(&by))?;
-                        for a in &iso.allows {
-                            let peer = match a.peer {
-                                PeerRef::Any => "any".to_string(),
-                                PeerRef::Peer(id) => format!("peer {id}"),
-                            };
-                            let ports = match &a.ports {
-                                Ports::Any => "any port".to_string(),
-                                Ports::Only(l) => l
-                                    .iter()
-                                    .map(|r| r.to_string())
-                                    .collect::<Vec<_>>()
-                                    .join(","),
-                            };
-                            writeln!(f, "    allow {peer} {ports} <- {}", a.origin)?;
-                        }
-                    }
-                }
+            write_view(f, pod, "  ")?;
+            if let Some(audited) = &pod.audited {
+                writeln!(f, "  audited (nftpol.io/mode: audit), as it would be:")?;
+                write_view(f, audited, "    ")?;
             }
-            write_tiers(f, &pod.tiers)?;
         }
         Ok(())
     }
+}
+
+/// One view of a pod: its isolation and allows per direction, then its tiers.
+fn write_view(f: &mut fmt::Formatter<'_>, pod: &super::PodNode, indent: &str) -> fmt::Result {
+    for dir in [Direction::Ingress, Direction::Egress] {
+        match pod.isolation(dir) {
+            None => writeln!(f, "{indent}{dir}: not isolated")?,
+            Some(iso) => {
+                let by = iso.isolated_by.join(", ");
+                writeln!(f, "{indent}{dir}: isolated by {}", Escaped(&by))?;
+                for a in &iso.allows {
+                    let peer = match a.peer {
+                        PeerRef::Any => "any".to_string(),
+                        PeerRef::Peer(id) => format!("peer {id}"),
+                    };
+                    let ports = match &a.ports {
+                        Ports::Any => "any port".to_string(),
+                        Ports::Only(l) => l
+                            .iter()
+                            .map(|r| r.to_string())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    };
+                    writeln!(f, "{indent}  allow {peer} {ports} <- {}", a.origin)?;
+                }
+            }
+        }
+    }
+    write_tiers(f, &pod.tiers, indent)
 }
 
 /// A peer of a policy as a person would say it: `pods {app=db} in namespaces {team=a}`.
@@ -104,7 +113,11 @@ pub fn describe_peer(spec: &Peer, policy_ns: &str) -> String {
 
 /// A pod's tiers, only when a ClusterNetworkPolicy selects it (so that the text of a
 /// NetworkPolicy-only graph stays what it was).
-fn write_tiers(f: &mut std::fmt::Formatter<'_>, tiers: &PodTiers) -> std::fmt::Result {
+fn write_tiers(
+    f: &mut std::fmt::Formatter<'_>,
+    tiers: &PodTiers,
+    indent: &str,
+) -> std::fmt::Result {
     for dir in [Direction::Ingress, Direction::Egress] {
         let side = tiers.side(dir);
         for tier in [Tier::Admin, Tier::Baseline] {
@@ -113,13 +126,17 @@ fn write_tiers(f: &mut std::fmt::Formatter<'_>, tiers: &PodTiers) -> std::fmt::R
                 continue;
             }
             let policies = rules.policies.join(", ");
-            writeln!(f, "  {dir} {tier}: {}", crate::text::Escaped(&policies))?;
+            writeln!(
+                f,
+                "{indent}{dir} {tier}: {}",
+                crate::text::Escaped(&policies)
+            )?;
             for r in &rules.rules {
                 let action = r.action.name().to_ascii_lowercase();
                 let (peer, ports) = (peer_text(r.peer), ports_text(&r.ports));
                 let origin = r.origin.to_string();
                 let origin = crate::text::Escaped(&origin);
-                writeln!(f, "    {action} {peer} {ports} <- {origin}")?;
+                writeln!(f, "{indent}  {action} {peer} {ports} <- {origin}")?;
             }
         }
     }
