@@ -71,6 +71,13 @@ fn cases() -> Vec<(
     let web = "{containers: [{name: c, image: i}]}";
     vec![
         (
+            "unknown nftpol.io/mode",
+            np("name: p, namespace: x, annotations: {nftpol.io/mode: dry-run}", "{podSelector: {}}"),
+            "NetworkPolicy x/p",
+            "metadata.annotations[\"nftpol.io/mode\"]",
+            "unknown mode \"dry-run\" (expected enforce or audit)",
+        ),
+        (
             "misspelt matchLabels",
             np("name: p, namespace: x", "{podSelector: {}, ingress: [{from: [{podSelector: {matchLabel: {app: a}}}]}]}"),
             "NetworkPolicy x/p",
