@@ -379,22 +379,39 @@ fn diff_chains(old: &[&Chain], new: &[&Chain], rebound: &BTreeSet<&str>) -> Opti
     Some(ops)
 }
 
-/// A chain cannot go while a rule still jumps to it (EBUSY): chains that other deleted
-/// chains jump to (a pod chain's drop tail, which its direction's chain and its input
-/// chain `goto`) go after those. One level is all the model has.
+/// A chain cannot go while a rule still jumps to it (EBUSY): a deleted chain goes after
+/// every deleted chain that jumps or goes to it (a pod chain's drop tail after its
+/// direction's chain, its input chain and its audit chains; an audit chain after the pod
+/// chain). Chains are deleted in rounds: each round, in the given order, those no chain
+/// still to go refers to. The model's jumps form no cycle; were there one, its chains
+/// would go last, in order.
 fn deletion_order(gone: Vec<&Chain>) -> Vec<Op> {
-    let targets: BTreeSet<&str> = gone
-        .iter()
-        .flat_map(|c| c.rules.iter().filter_map(|r| rule_target(&r.kind)))
-        .collect();
-    let (last, first): (Vec<&Chain>, Vec<&Chain>) = gone
-        .into_iter()
-        .partition(|c| targets.contains(c.name.as_str()));
-    first
-        .into_iter()
-        .chain(last)
-        .map(|c| Op::DelChain(c.name.clone()))
-        .collect()
+    let targets = |c: &Chain| -> BTreeSet<String> {
+        c.rules
+            .iter()
+            .filter_map(|r| rule_target(&r.kind))
+            .map(str::to_string)
+            .collect()
+    };
+    let mut left: Vec<(&Chain, BTreeSet<String>)> =
+        gone.into_iter().map(|c| (c, targets(c))).collect();
+    let mut out = Vec::with_capacity(left.len());
+    while !left.is_empty() {
+        let referred: BTreeSet<&str> = left
+            .iter()
+            .flat_map(|(_, t)| t.iter().map(String::as_str))
+            .collect();
+        let (ready, rest): (Vec<_>, Vec<_>) = left
+            .iter()
+            .partition(|(c, _)| !referred.contains(c.name.as_str()));
+        let (ready, rest) = match ready.is_empty() {
+            true => (rest, Vec::new()),
+            false => (ready, rest),
+        };
+        out.extend(ready.iter().map(|(c, _)| Op::DelChain(c.name.clone())));
+        left = rest.into_iter().cloned().collect();
+    }
+    out
 }
 
 #[cfg(test)]
@@ -536,6 +553,25 @@ mod tests {
             ),
             // A target that stays (not deleted) changes nothing.
             (vec![("in", vec!["kept"])], vec!["in"]),
+            // Audit chains: pod -> audit-denied -> would-allow -> drop, three levels.
+            (
+                vec![
+                    ("drop", vec![]),
+                    ("pod", vec!["audit-allowed", "audit-denied"]),
+                    ("would-allow", vec!["drop"]),
+                    ("audit-denied", vec!["would-allow", "drop"]),
+                    ("audit-allowed", vec!["would-deny"]),
+                    ("would-deny", vec![]),
+                ],
+                vec![
+                    "pod",
+                    "audit-denied",
+                    "audit-allowed",
+                    "would-allow",
+                    "would-deny",
+                    "drop",
+                ],
+            ),
         ];
         for (gone, want) in cases {
             let chains: Vec<Chain> = gone.iter().map(|(n, t)| plain_chain(n, t)).collect();

@@ -81,7 +81,8 @@ pub fn mutate(
         5 | 6 => {
             // Add or replace a policy.
             let name = format!("np{}", rng.below(4));
-            let p = small::policy(rng, &name);
+            let mut p = small::policy(rng, &name);
+            audit_sometimes(rng, &mut p);
             let key = (
                 p["metadata"]["namespace"].clone(),
                 p["metadata"]["name"].clone(),
@@ -126,7 +127,8 @@ pub fn mutate(
                     );
                 }
                 0 | 1 => {
-                    let v = cnp(rng, &name, 10);
+                    let mut v = cnp(rng, &name, 10);
+                    audit_sometimes(rng, &mut v);
                     if let Some(i) = live_cnp {
                         live.remove(i);
                     }
@@ -178,6 +180,14 @@ pub fn mutate(
         _ => {}
     }
     touched
+}
+
+/// Puts a policy in audit mode (`nftpol.io/mode: audit`) one time in three, so that a
+/// policy also changes by entering or leaving audit mode.
+fn audit_sometimes(rng: &mut Rng, policy: &mut Value) {
+    if rng.chance(33) {
+        policy["metadata"]["annotations"] = json!({"nftpol.io/mode": "audit"});
+    }
 }
 
 /// The generated cluster of `seed`, with its two Nodes and up to two
