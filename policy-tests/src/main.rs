@@ -85,6 +85,12 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = verdicts::DEFAULT_PER_STEP,
               value_parser = clap::value_parser!(u16).range(0..=64))]
         verdict_records: u16,
+        /// Every case with all of its policies annotated `nftpol.io/mode: audit`: every
+        /// cell that is not `-` must connect, and the verdict-record sample checks the
+        /// would-deny and would-allow records (counted as audit records) against
+        /// `explain`. No long-lived check: nothing is enforced, so nothing is revoked.
+        #[arg(long)]
+        audit: bool,
         /// Case files, or folders whose *.yaml files are run in name order.
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
@@ -106,6 +112,7 @@ fn main() -> ExitCode {
             long_lived,
             keep_established,
             verdict_records,
+            audit,
             paths,
         } => {
             verdicts::install();
@@ -123,6 +130,7 @@ fn main() -> ExitCode {
                 long_lived: usize::from(long_lived),
                 keep_established,
                 verdict_records: usize::from(verdict_records),
+                audit,
             };
             match run::run(&opts) {
                 Ok(s) if s.failed > 0 => ExitCode::from(1),

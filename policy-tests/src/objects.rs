@@ -32,6 +32,26 @@ const KINDS: [Kind; 5] = [
     Kind::Node,
 ];
 
+/// Puts `v` in audit mode (`nftpol.io/mode: audit`) when it is a policy (`--audit`).
+pub fn audit(v: &mut Value) {
+    let policy =
+        v.get("kind").and_then(Value::as_str) == Some("NetworkPolicy") || crate::kinds::is_cnp(v);
+    if !policy {
+        return;
+    }
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        let annotations = meta
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(a) = annotations.as_object_mut() {
+            a.insert(
+                nftpol::policy::MODE_ANNOTATION.to_string(),
+                Value::String("audit".into()),
+            );
+        }
+    }
+}
+
 /// `objects` with their keys, in their order; `source` names them in errors.
 pub fn keyed(objects: Vec<Value>, source: &str) -> Result<Vec<(ObjectKey, Value)>> {
     objects

@@ -34,6 +34,8 @@ pub struct Options {
     pub keep_established: bool,
     /// Cells per step whose verdict records are checked (`--verdict-records`).
     pub verdict_records: usize,
+    /// Every case's policies in audit mode (`--audit`).
+    pub audit: bool,
 }
 
 /// Counts of case × topology runs, and of long-lived connection checks apart.
@@ -44,6 +46,8 @@ pub struct Summary {
     pub skipped: usize,
     pub long_lived: Tally,
     pub verdicts: Tally,
+    /// The verdict-record checks of an `--audit` run (would-deny, would-allow).
+    pub audit: Tally,
 }
 
 /// The harness cannot run at all (exit status 2).
@@ -114,11 +118,11 @@ pub fn run(opts: &Options) -> Result<Summary> {
         };
         run.cases(backend.as_mut(), &cases, &mut summary)?;
     }
-    let (ll, vr) = (summary.long_lived, summary.verdicts);
+    let (ll, vr, au) = (summary.long_lived, summary.verdicts, summary.audit);
     println!(
-        "{} passed, {} failed, {} skipped; long-lived connections: {} passed, {} failed, {} skipped; verdict records: {} passed, {} failed, {} skipped",
+        "{} passed, {} failed, {} skipped; long-lived connections: {} passed, {} failed, {} skipped; verdict records: {} passed, {} failed, {} skipped; audit records: {} passed, {} failed, {} skipped",
         summary.passed, summary.failed, summary.skipped, ll.passed, ll.failed, ll.skipped,
-        vr.passed, vr.failed, vr.skipped
+        vr.passed, vr.failed, vr.skipped, au.passed, au.failed, au.skipped
     );
     eprintln!("wall time {:.1}s", started.elapsed().as_secs_f64());
     Ok(summary)
@@ -191,9 +195,11 @@ impl TopologyRun<'_> {
                 verbose: opts.verbose,
                 service: opts.service,
                 nat: &mut nat,
-                long_lived: opts.long_lived,
+                // Nothing is enforced under --audit, so nothing is revoked either.
+                long_lived: if opts.audit { 0 } else { opts.long_lived },
                 verdict_records: opts.verdict_records,
                 verdicts: Report::default(),
+                audit: opts.audit,
             };
             let result = run_case(&mut ctx, case);
             let took = if opts.verbose {
@@ -206,6 +212,7 @@ impl TopologyRun<'_> {
                 tag: &tag,
                 took: &took,
                 hand_wired: topo.hand_wired(),
+                audit: opts.audit,
             };
             shown.print(result, summary);
         }
@@ -224,6 +231,8 @@ struct Shown<'a> {
     took: &'a str,
     /// Why pods were wired by hand, if they were.
     hand_wired: Option<&'a str>,
+    /// The record checks count as audit records.
+    audit: bool,
 }
 
 impl Shown<'_> {
@@ -245,7 +254,10 @@ impl Shown<'_> {
             } => (details, sctp_skipped, masqueraded, long_lived, verdicts),
         };
         summary.long_lived.add(long_lived.tally);
-        summary.verdicts.add(verdicts.tally);
+        match self.audit {
+            true => summary.audit.add(verdicts.tally),
+            false => summary.verdicts.add(verdicts.tally),
+        }
         let mut note = if sctp_skipped > 0 {
             format!(" ({sctp_skipped} sctp probes skipped: {})", no_sctp())
         } else {
@@ -259,7 +271,11 @@ impl Shown<'_> {
             );
         }
         note.push_str(&long_lived.note("long-lived"));
-        note.push_str(&verdicts.note("verdict-record"));
+        note.push_str(&verdicts.note(if self.audit {
+            "audit-record"
+        } else {
+            "verdict-record"
+        }));
         if let (true, Some(reason)) = (details.is_empty(), &self.hand_wired) {
             // It passed, but not on what a node running the plugins builds.
             println!("SKIP {name}{tag}: passed with pods wired by hand: {reason}");

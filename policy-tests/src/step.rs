@@ -46,6 +46,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) verdict_records: usize,
     /// The case's verdict-record checks so far.
     pub(crate) verdicts: Report,
+    /// Every policy in audit mode (`--audit`): every probed cell must connect.
+    pub(crate) audit: bool,
 }
 
 /// The long-lived connections of a case as its steps go by ([`longlived`]).
@@ -121,7 +123,10 @@ struct Cell {
     probe: usize,
     row: usize,
     col: usize,
+    /// What the kernel must do: the case's verdict, or connect under `--audit`.
     expected: bool,
+    /// The case's verdict as written.
+    written: bool,
 }
 
 /// One step of a case: the network and every node brought to the step, every cell
@@ -188,7 +193,11 @@ fn program(
         .context("rebuilding the network")?;
     ctx.servers
         .reconcile(&server_specs(ctx.topo, &step.cluster), &rebuilt, ctx.sctp)?;
-    apply_objects(index, applied, step.nftpol_objects(), name)?;
+    let mut objects = step.nftpol_objects();
+    if ctx.audit {
+        objects.iter_mut().for_each(objects::audit);
+    }
+    apply_objects(index, applied, objects, name)?;
     let mut scripts = Vec::new();
     for node in NODES {
         let loaded = ctx
@@ -259,7 +268,8 @@ fn plan(ctx: &Ctx, step: &Step, services: &Services) -> Result<Plan> {
                     probe: pi,
                     row,
                     col,
-                    expected,
+                    expected: expected || ctx.audit,
+                    written: expected,
                 });
             }
         }
@@ -440,7 +450,7 @@ fn check_records(
             protocol: probe.proto.protocol(),
             port: probe.port,
             src_port,
-            connected,
+            denied_as_written: !cell.written,
         });
     }
     let candidates = verdict_records::distinguishable(candidates);

@@ -9,7 +9,12 @@
 //!   isolating policies, or `allowed` (the controllers run with `--log-allowed`) naming
 //!   also the rules `explain` names;
 //! - otherwise (not isolated, not a pod, its own node, or the other side dropped the
-//!   packet first): no record at all.
+//!   packet first): no record at all;
+//! - and where audited policies (`nftpol.io/mode: audit`, all of a case's policies under
+//!   `--audit`) would judge the side otherwise: exactly one `would-deny` or
+//!   `would-allow` record more, naming the audited policies `explain` names. Each side is
+//!   judged on its own: a connection both ends' audited policies would deny gives one
+//!   record per end (enforced, nothing stops it at the first).
 //!
 //! Only the controller backend reads verdict logs; the others report the check skipped.
 //! Owns: capturing records, sampling cells, the comparison. Must not: decide semantics of
@@ -111,8 +116,10 @@ pub struct Candidate {
     /// The client socket's port: tells this probe's records from another connection's
     /// between the same ends (a held one, a late record of an earlier step).
     pub src_port: Option<u16>,
-    /// What the kernel did (only cells whose outcome matched the case are sampled).
-    pub connected: bool,
+    /// What the case says enforcement does (`X`: denied): only cells whose outcome
+    /// matched the case are sampled. Under `--audit` the kernel connects every cell, and
+    /// this is still what the sample mixes.
+    pub denied_as_written: bool,
 }
 
 /// How long after a probe the same UDP 5-tuple may be taken by the reader for a resend
@@ -161,7 +168,7 @@ pub fn distinguishable(candidates: Vec<Candidate>) -> Vec<Candidate> {
 
 /// Up to `n` cells, half of them denied, spread over the step's matrix.
 pub fn sample(candidates: &[Candidate], n: usize) -> Vec<Candidate> {
-    let (denied, allowed): (Vec<_>, Vec<_>) = candidates.iter().partition(|c| !c.connected);
+    let (denied, allowed): (Vec<_>, Vec<_>) = candidates.iter().partition(|c| c.denied_as_written);
     let spread = |list: &[&Candidate], k: usize| -> Vec<Candidate> {
         if list.is_empty() || k == 0 {
             return Vec::new();
@@ -178,15 +185,15 @@ pub fn sample(candidates: &[Candidate], n: usize) -> Vec<Candidate> {
     out
 }
 
-/// The record one side must give, or none.
+/// The records one side must give: none, or one per verdict listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Expected {
     direction: Direction,
     /// `ns/name` of the pod whose chain logs.
     pod: String,
     peer_ip: IpAddr,
-    /// `None`: no record for this side.
-    record: Option<Want>,
+    /// Empty: no record for this side.
+    records: Vec<Want>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,6 +203,7 @@ struct Want {
     isolated_by: String,
     allowed_by: String,
     tiers: String,
+    audit_policies: String,
 }
 
 fn side_expectation(
@@ -210,33 +218,60 @@ fn side_expectation(
         .split_once('/')
         .map(|(n, p)| (n.to_string(), p.to_string()));
     let node = key.and_then(|k| graph.pods.get(&k));
-    let expected = |record| Expected {
+    let mut expected = Expected {
         direction: dir,
         pod: pod.to_string(),
         peer_ip: other.0,
-        record,
+        records: Vec::new(),
     };
-    let Some(node) = node.filter(|n| n.isolation(dir).is_some() || !n.tiers.side(dir).is_empty())
-    else {
-        return (expected(None), true);
+    let Some(node) = node else {
+        return (expected, true);
     };
-    let end = explain::end_of(index, graph, node, dir, other.0, c.protocol, c.port);
-    if !end.logged() {
-        return (expected(None), end.allowed);
-    }
     let peer = other.1.cloned().unwrap_or_else(|| other.0.to_string());
-    let isolated_by = node
-        .isolation(dir)
+    let end = explain::end_of(index, graph, node, dir, other.0, c.protocol, c.port);
+    let has_chain = node.isolation(dir).is_some() || !node.tiers.side(dir).is_empty();
+    if has_chain && end.logged() {
+        expected.records.push(Want {
+            verdict: if end.allowed { "allowed" } else { "denied" },
+            peer: peer.clone(),
+            isolated_by: isolated_by(node, dir),
+            allowed_by: end.allowed_by().join("; "),
+            tiers: end.tier_lines().join("; "),
+            audit_policies: String::new(),
+        });
+    }
+    let audited = explain::audited_end(
+        index,
+        graph,
+        node,
+        dir,
+        other.0,
+        c.protocol,
+        c.port,
+        end.allowed,
+    );
+    if let Some(a) = audited.filter(|a| !a.policies.is_empty()) {
+        let view = node.audited_in(dir).unwrap_or(node);
+        expected.records.push(Want {
+            verdict: if end.allowed {
+                "would-deny"
+            } else {
+                "would-allow"
+            },
+            peer,
+            isolated_by: isolated_by(view, dir),
+            allowed_by: a.end.allowed_by().join("; "),
+            tiers: a.end.tier_lines().join("; "),
+            audit_policies: a.policies.join(", "),
+        });
+    }
+    (expected, end.allowed)
+}
+
+fn isolated_by(node: &nftpol::graph::PodNode, dir: Direction) -> String {
+    node.isolation(dir)
         .map(|i| i.isolated_by.join(", "))
-        .unwrap_or_default();
-    let want = Want {
-        verdict: if end.allowed { "allowed" } else { "denied" },
-        peer,
-        isolated_by,
-        allowed_by: end.allowed_by().join("; "),
-        tiers: end.tier_lines().join("; "),
-    };
-    (expected(Some(want)), end.allowed)
+        .unwrap_or_default()
 }
 
 /// What each side of `c` must log: the client's egress, then (if that let it through)
@@ -259,7 +294,7 @@ fn expectations(index: &Index, graph: &PolicyGraph, c: &Candidate) -> Vec<Expect
                     direction: Direction::Ingress,
                     pod: to.clone(),
                     peer_ip: c.src,
-                    record: None,
+                    records: Vec::new(),
                 });
             }
             return out;
@@ -305,52 +340,58 @@ fn matching<'a>(records: &'a [Fields], e: &Expected, c: &Candidate) -> Vec<&'a F
 /// Compares one side's records with what it must give; `None` when they agree.
 fn compare(records: &[Fields], e: &Expected, c: &Candidate) -> Option<String> {
     let got = matching(records, e, c);
-    let want = match (&e.record, got.as_slice()) {
-        (None, []) => return None,
-        (None, _) => {
-            return Some(format!(
-                "{} {} of {}: no record expected, got {}: {:?}",
-                c.label,
-                e.direction,
-                e.pod,
-                got.len(),
-                got
-            ))
-        }
-        (Some(w), [one]) => (w, *one),
-        (Some(w), _) => {
+    let verdict = |r: &Fields| r.get("verdict").cloned().unwrap_or_default();
+    let unwanted: Vec<_> = got
+        .iter()
+        .filter(|r| !e.records.iter().any(|w| verdict(r) == w.verdict))
+        .collect();
+    if !unwanted.is_empty() {
+        let wanted: Vec<_> = e.records.iter().map(|w| w.verdict).collect();
+        return Some(format!(
+            "{} {} of {}: records expected {wanted:?}, got also {}: {:?}",
+            c.label,
+            e.direction,
+            e.pod,
+            unwanted.len(),
+            unwanted
+        ));
+    }
+    e.records.iter().find_map(|w| {
+        let of_verdict: Vec<_> = got.iter().filter(|r| verdict(r) == w.verdict).collect();
+        let [r] = of_verdict.as_slice() else {
             return Some(format!(
                 "{} {} of {}: one {} record expected, got {}: {:?}",
                 c.label,
                 e.direction,
                 e.pod,
                 w.verdict,
-                got.len(),
-                got
-            ))
-        }
-    };
-    let (w, r) = want;
-    let field = |k: &str| r.get(k).cloned().unwrap_or_default();
-    let seen = (
-        field("verdict"),
-        field("peer"),
-        field("isolated_by"),
-        field("allowed_by"),
-        field("tiers"),
-    );
-    let wanted = (
-        w.verdict.to_string(),
-        w.peer.clone(),
-        w.isolated_by.clone(),
-        w.allowed_by.clone(),
-        w.tiers.clone(),
-    );
-    (seen != wanted).then(|| {
-        format!(
-            "{} {} of {}: record {seen:?} (verdict, peer, isolated_by, allowed_by, tiers), explain says {wanted:?}",
-            c.label, e.direction, e.pod
-        )
+                of_verdict.len(),
+                of_verdict
+            ));
+        };
+        let field = |k: &str| r.get(k).cloned().unwrap_or_default();
+        let seen = [
+            field("verdict"),
+            field("peer"),
+            field("isolated_by"),
+            field("allowed_by"),
+            field("tiers"),
+            field("audit_policies"),
+        ];
+        let wanted = [
+            w.verdict.to_string(),
+            w.peer.clone(),
+            w.isolated_by.clone(),
+            w.allowed_by.clone(),
+            w.tiers.clone(),
+            w.audit_policies.clone(),
+        ];
+        (seen != wanted).then(|| {
+            format!(
+                "{} {} of {}: record {seen:?} (verdict, peer, isolated_by, allowed_by, tiers, audit_policies), explain says {wanted:?}",
+                c.label, e.direction, e.pod
+            )
+        })
     })
 }
 
@@ -362,11 +403,7 @@ pub fn check(mark: usize, index: &Index, sample: &[Candidate]) -> (Tally, Vec<St
         .iter()
         .map(|c| expectations(index, &graph, c))
         .collect();
-    let due: usize = plans
-        .iter()
-        .flatten()
-        .filter(|e| e.record.is_some())
-        .count();
+    let due: usize = plans.iter().flatten().map(|e| e.records.len()).sum();
     let deadline = Instant::now() + SETTLE;
     let mut records = since(mark);
     while Instant::now() < deadline {
@@ -374,8 +411,17 @@ pub fn check(mark: usize, index: &Index, sample: &[Candidate]) -> (Tally, Vec<St
             .iter()
             .zip(sample)
             .flat_map(|(p, c)| p.iter().map(move |e| (e, c)))
-            .filter(|(e, c)| e.record.is_some() && !matching(&records, e, c).is_empty())
-            .count();
+            .map(|(e, c)| {
+                let got = matching(&records, e, c);
+                e.records
+                    .iter()
+                    .filter(|w| {
+                        got.iter()
+                            .any(|r| r.get("verdict").map(String::as_str) == Some(w.verdict))
+                    })
+                    .count()
+            })
+            .sum::<usize>();
         if present >= due {
             break;
         }
@@ -416,7 +462,7 @@ mod tests {
             protocol: Protocol::Tcp,
             port: 80,
             src_port: Some(40000),
-            connected,
+            denied_as_written: !connected,
         }
     }
 
@@ -458,7 +504,7 @@ mod tests {
         let list: Vec<_> = (0..10).map(|i| cand(i % 3 == 0, i)).collect();
         let s = sample(&list, 4);
         assert_eq!(s.len(), 4);
-        assert_eq!(s.iter().filter(|c| c.connected).count(), 2);
+        assert_eq!(s.iter().filter(|c| !c.denied_as_written).count(), 2);
         // Only denied cells: the sample takes them all up to n.
         let denied: Vec<_> = (0..3).map(|i| cand(false, i)).collect();
         assert_eq!(sample(&denied, 4).len(), 3);
@@ -476,13 +522,14 @@ mod tests {
             direction: Direction::Ingress,
             pod: "x/b".into(),
             peer_ip: c.src,
-            record: Some(Want {
+            records: vec![Want {
                 verdict: "denied",
                 peer: "x/a".into(),
                 isolated_by: "x/p".into(),
                 allowed_by: String::new(),
                 tiers: String::new(),
-            }),
+                audit_policies: String::new(),
+            }],
         };
         let rec = |verdict: &str, iso: &str| -> Fields {
             [
@@ -510,11 +557,38 @@ mod tests {
             compare(&[rec("denied", "x/q")], &e, &c).is_some(),
             "wrong policy"
         );
-        let none = Expected { record: None, ..e };
+        let none = Expected {
+            records: Vec::new(),
+            ..e.clone()
+        };
         assert!(
             compare(&[rec("denied", "x/p")], &none, &c).is_some(),
             "unexpected"
         );
         assert_eq!(compare(&[], &none, &c), None);
+        // An audited side: the enforced record and one would-allow record naming the
+        // audited policy; a would-allow record alone is missing the denied one.
+        let mut would_allow = rec("would-allow", "x/p, x/q");
+        would_allow.insert("audit_policies".into(), "x/q".into());
+        let mut audited = e.clone();
+        audited.records.push(Want {
+            verdict: "would-allow",
+            isolated_by: "x/p, x/q".into(),
+            audit_policies: "x/q".into(),
+            ..e.records[0].clone()
+        });
+        let both = [rec("denied", "x/p"), would_allow.clone()];
+        assert_eq!(compare(&both, &audited, &c), None);
+        assert!(compare(&[would_allow.clone()], &audited, &c).is_some());
+        assert!(
+            compare(&both, &e, &c).is_some(),
+            "an audit record not expected"
+        );
+        assert!(compare(
+            &[rec("denied", "x/p"), would_allow.clone(), would_allow],
+            &audited,
+            &c
+        )
+        .is_some());
     }
 }

@@ -54,14 +54,24 @@ async fn discover(client: &Client) -> Result<Option<ApiResource>, kube::Error> {
 }
 
 /// A watched object as nftpol reads it: the served apiVersion and kind (list items need
-/// not carry them), the name (all of the metadata enforcement reads) and the spec. A
-/// policy whose spec is invalid still converts: the index enforces it fail-closed.
+/// not carry them), the name and the mode annotation (all of the metadata enforcement
+/// reads) and the spec. A policy whose spec is invalid still converts: the index enforces
+/// it fail-closed.
 fn to_object(ar: &ApiResource, o: DynamicObject) -> Option<Object> {
     let name = o.metadata.name.clone().unwrap_or_default();
+    let mut metadata = json!({"name": name});
+    let mode = o
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::policy::MODE_ANNOTATION));
+    if let Some(mode) = mode {
+        metadata["annotations"] = json!({crate::policy::MODE_ANNOTATION: mode});
+    }
     let mut value = json!({
         "apiVersion": ar.api_version,
         "kind": ar.kind,
-        "metadata": {"name": name},
+        "metadata": metadata,
     });
     if let (Value::Object(v), Value::Object(mut data)) = (&mut value, o.data) {
         if let Some(spec) = data.remove("spec") {
