@@ -209,3 +209,58 @@ fn explain_matches_the_ruleset(
     }
     Ok(())
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 100, ..ProptestConfig::default() })]
+
+    /// Audit mode (issue 27): with a random part of the policies annotated
+    /// `nftpol.io/mode: audit`, the ruleset (its audit chains included) enforces exactly
+    /// what the other policies alone enforce; and `explain`'s audited verdict, where it
+    /// gives one, is what enforcing every policy would give.
+    #[test]
+    fn audited_policies_change_no_verdict_and_explain_their_own(seed in any::<u64>()) {
+        let mut c = cluster(seed);
+        let mut rng = Rng::new(seed ^ 0xa0d1);
+        for n in 1..=2 {
+            c.objects.push(node(&mut rng, n));
+        }
+        for i in 0..rng.below(3) {
+            c.objects.push(cluster_policy(&mut rng, &format!("cnp{i}"), 0));
+        }
+        let all_enforced = index_of(&c.objects);
+        let mut audited = Cluster { objects: c.objects.clone(), pods: c.pods.clone() };
+        let mut without = Cluster { objects: Vec::new(), pods: c.pods.clone() };
+        for v in &mut audited.objects {
+            let policy = matches!(v["kind"].as_str(), Some("NetworkPolicy" | "ClusterNetworkPolicy"));
+            if policy && rng.chance(40) {
+                v["metadata"]["annotations"] = serde_json::json!({"nftpol.io/mode": "audit"});
+                continue;
+            }
+            without.objects.push(v.clone());
+        }
+        // The kernel's verdicts are explain's (enforced) on the annotated cluster ...
+        explain_matches_the_kernel(&audited, seed)?;
+        // ... which are those of the cluster without the audited policies; and the
+        // audited verdict is that of every policy enforced.
+        let (audited_index, without_index) = (index_of(&audited.objects), index_of(&without.objects));
+        let graphs = [&audited_index, &without_index, &all_enforced].map(PolicyGraph::build);
+        let ends: Vec<&String> = c.pods.iter().map(|(id, _, _)| id).collect();
+        for from in &ends {
+            for to in &ends {
+                if from == to {
+                    continue;
+                }
+                let q = Query::parse(from, to, "tcp/80", Some(Family::V4)).unwrap();
+                let e = explain_in(&audited_index, &graphs[0], &q).unwrap();
+                let w = explain_in(&without_index, &graphs[1], &q).unwrap();
+                let all = explain_in(&all_enforced, &graphs[2], &q).unwrap();
+                prop_assert_eq!(e.allowed, w.allowed, "seed {} {} -> {}: enforced\n{}", seed, from, to, e);
+                let audited_verdict = e.audited.as_ref().map_or(e.allowed, |a| a.explanation.allowed);
+                prop_assert_eq!(audited_verdict, all.allowed, "seed {} {} -> {}: audited\n{}\n{}", seed, from, to, e, all);
+                if let Some(a) = &e.audited {
+                    prop_assert!(!a.policies.is_empty(), "seed {} {} -> {}: names no policy\n{}", seed, from, to, e);
+                }
+            }
+        }
+    }
+}
