@@ -584,7 +584,7 @@ pub fn build_with(graph: &PolicyGraph, opts: &Options) -> Ruleset {
         for dir in [Direction::Ingress, Direction::Egress] {
             pod_objects(&ctx, pod, dir, &mut sets, &mut chains);
         }
-        chains.extend(input_hook::pod_chain(pod, &opts.log));
+        chains.extend(input_hook::pod_chains(pod, &opts.log));
     }
     // The pods with the same allows each gave their shared sets (equal, by their name).
     sets.sort_by(|a, b| a.name.cmp(&b.name));
@@ -652,7 +652,7 @@ pub fn rebuild_pods(
         for dir in [Direction::Ingress, Direction::Egress] {
             pod_objects(&ctx, pod, dir, &mut sets, &mut chains);
         }
-        chains.extend(input_hook::pod_chain(pod, &opts.log));
+        chains.extend(input_hook::pod_chains(pod, &opts.log));
         sets.into_iter().for_each(|set| model.put_set(set));
         chains.into_iter().for_each(|chain| model.put_chain(chain));
     }

@@ -19,17 +19,23 @@
 //!
 //! Owns the input hook's objects only; the tier lookups themselves are `tier_chain`'s.
 
+use super::audit_chain;
 use super::base::{established, held};
 use super::model::*;
 use super::names;
+use super::names::AuditChain;
 use super::options::LogOptions;
-use super::tier_chain;
+use super::tier_chain::{self, View};
 use crate::graph::{PodNode, PolicyGraph};
 use crate::policy::Direction;
 
-/// Whether `pod` is dispatched to the input hook: it has egress tiers.
+/// Whether `pod` is dispatched to the input hook: it has egress tiers, or its audited
+/// view has and differs from it in egress.
 pub(super) fn dispatched(pod: &PodNode) -> bool {
     !pod.tiers.egress.is_empty()
+        || pod
+            .audited_in(Direction::Egress)
+            .is_some_and(|a| !a.tiers.egress.is_empty())
 }
 
 /// Whether the table has an input hook at all: some pod has egress tiers.
@@ -101,17 +107,73 @@ pub(super) fn maps(graph: &PolicyGraph) -> Vec<Map> {
     out
 }
 
-/// The input chain of `pod`, when it is dispatched.
-pub(super) fn pod_chain(pod: &PodNode, log: &LogOptions) -> Option<Chain> {
+/// The input chain of `pod`, when it is dispatched; and when audited policies change
+/// its egress, the two chains that judge each decision again with its audited view
+/// (`input/<ns>/<pod>/audit-allowed` and `…/audit-denied`, which end in the egress audit
+/// chains and drop tail, so the records name the egress chain as the forward path's do).
+pub(super) fn pod_chains(pod: &PodNode, log: &LogOptions) -> Vec<Chain> {
     if !dispatched(pod) {
-        return None;
+        return Vec::new();
     }
-    let ends = tier_chain::Ends::enforced(pod, Direction::Egress, Verdict::Accept, log);
-    let tiers = tier_chain::tier_rules(pod, Direction::Egress, tier_chain::View::Enforced, &ends);
+    let dir = Direction::Egress;
+    let (ns, name) = (&pod.namespace, &pod.name);
+    let audited = pod.audited_in(dir);
+    let mut ends = tier_chain::Ends::enforced(pod, dir, Verdict::Accept, log);
+    let judge = |which| Verdict::Goto(names::pod_input_audit_chain(ns, name, which));
+    if audited.is_some() {
+        ends.allow = judge(AuditChain::Allowed);
+        ends.deny = judge(AuditChain::Denied);
+    }
+    let end = audited.map(|_| ends.allow.clone());
+    let comment = format!("pod {} -> this node", pod.id());
+    let mut out = vec![input_chain(
+        pod,
+        View::Enforced,
+        &ends,
+        end,
+        names::pod_input_chain(ns, name),
+        comment,
+    )];
+    let Some(audited) = audited else {
+        return out;
+    };
+    let [mut allowed, denied] = audit_chain::judge_ends(pod, dir);
+    allowed.allow = Verdict::Accept;
+    for (ends, which) in [(allowed, AuditChain::Allowed), (denied, AuditChain::Denied)] {
+        let comment = format!(
+            "pod {} -> this node: as the audited policies would judge it",
+            pod.id()
+        );
+        let end = Some(ends.allow.clone());
+        let chain = names::pod_input_audit_chain(ns, name, which);
+        out.push(input_chain(
+            audited,
+            View::Audited,
+            &ends,
+            end,
+            chain,
+            comment,
+        ));
+    }
+    out
+}
+
+/// One input chain of `pod` (in `view`): Admin lookups, NetworkPolicy's own-node
+/// allowance when it isolates the pod's egress, Baseline Deny lookups, then `end` if any
+/// (else what falls through is accepted by the hook's policy).
+fn input_chain(
+    pod: &PodNode,
+    view: View,
+    ends: &tier_chain::Ends,
+    end: Option<Verdict>,
+    name: String,
+    comment: String,
+) -> Chain {
+    let tiers = tier_chain::tier_rules(pod, Direction::Egress, view, ends);
     let mut rules = tiers.admin;
     if let Some(iso) = pod.isolation(Direction::Egress) {
         rules.push(Rule::with_comment(
-            RuleKind::Verdict(Verdict::Accept),
+            RuleKind::Verdict(ends.allow.clone()),
             names::comment(&format!(
                 "NetworkPolicy lets a pod reach its own node ({})",
                 iso.isolated_by.join(", ")
@@ -119,12 +181,13 @@ pub(super) fn pod_chain(pod: &PodNode, log: &LogOptions) -> Option<Chain> {
         ));
     }
     rules.extend(tiers.baseline);
-    Some(Chain {
-        name: names::pod_input_chain(&pod.namespace, &pod.name),
+    rules.extend(end.map(|v| Rule::new(RuleKind::Verdict(v))));
+    Chain {
+        name,
         base: None,
-        comment: Some(names::comment(&format!("pod {} -> this node", pod.id()))),
+        comment: Some(names::comment(&comment)),
         rules,
-    })
+    }
 }
 
 /// Puts the input objects of `graph` into `model`: the base chain and the maps when

@@ -176,6 +176,12 @@ impl AuditChain {
     }
 }
 
+/// `input/<ns>/<pod>/audit-allowed` (or `audit-denied`): the input hook's judging
+/// chains of a pod whose egress audited policies change.
+pub fn pod_input_audit_chain(namespace: &str, pod: &str, which: AuditChain) -> String {
+    pod_name("input", namespace, pod, which.suffix())
+}
+
 /// `egress/<ns>/<pod>/audit-allowed` and the other [`AuditChain`]s.
 pub fn pod_audit_chain(dir: Direction, namespace: &str, pod: &str, which: AuditChain) -> String {
     pod_name(dir.name(), namespace, pod, which.suffix())
@@ -291,6 +297,9 @@ pub const KNOWN_PODS: [&str; 2] = ["known-pods4", "known-pods6"];
 /// chains.
 pub fn pod_chains(namespace: &str, pod: &str) -> Vec<String> {
     let mut out = vec![pod_input_chain(namespace, pod)];
+    for which in [AuditChain::Allowed, AuditChain::Denied] {
+        out.push(pod_input_audit_chain(namespace, pod, which));
+    }
     for dir in [Direction::Ingress, Direction::Egress] {
         out.push(pod_chain(dir, namespace, pod));
         out.push(pod_drop_chain(dir, namespace, pod));
