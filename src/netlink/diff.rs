@@ -440,6 +440,7 @@ mod tests {
             comment: None,
             elements: peers,
             timeout: None,
+            counter: false,
         });
         let chain = format!("ingress/x/{name}");
         rs.put_chain(Chain {
@@ -561,6 +562,7 @@ mod tests {
             comment: None,
             elements,
             timeout: None,
+            counter: false,
         };
         let (a, b) = (
             v4([10, 0, 0, 1], [10, 0, 0, 1]),

@@ -153,6 +153,7 @@ fn verdict_sets(
                 ))),
                 elements,
                 timeout: None,
+                counter: false,
             });
         }
     }
