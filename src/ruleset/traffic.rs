@@ -142,6 +142,11 @@ impl<'g> Traffic<'g> {
         }
     }
 
+    /// Whether counted set `set` is one this attribution knows.
+    pub fn knows(&self, set: &str) -> bool {
+        self.sets.contains_key(set)
+    }
+
     /// The counted sets (by name) this attribution knows.
     pub fn sets(&self) -> impl Iterator<Item = &str> {
         self.sets.keys().map(String::as_str)
