@@ -112,7 +112,7 @@ pub(crate) const NFTA_SET_ELEM_DATA: u16 = 2;
 pub(crate) const NFTA_SET_ELEM_FLAGS: u16 = 3;
 pub(crate) const NFTA_SET_ELEM_KEY_END: u16 = 10;
 /// An element's one expression (its `counter`), or with several, NFTA_SET_ELEM_EXPRESSIONS.
-pub(crate) const NFTA_SET_ELEM_EXPR: u16 = 9;
+pub(crate) const NFTA_SET_ELEM_EXPR: u16 = 7;
 pub(crate) const NFTA_SET_ELEM_EXPRESSIONS: u16 = 11;
 // enum nft_data_attributes
 pub(crate) const NFTA_DATA_VALUE: u16 = 1;
