@@ -396,6 +396,24 @@ impl<D: Dataplane> SyncLoop<D> {
         }
     }
 
+    /// After a batch: the counters of what it touched start a new baseline (every one,
+    /// after a full sync: they all restarted at 0).
+    fn rebase_counters(&mut self, full: bool, covered: &BTreeSet<PodKey>) {
+        if full {
+            self.traffic.restarted();
+            return;
+        }
+        if covered.is_empty() || !self.state.options().counters {
+            return;
+        }
+        let read = self
+            .traffic
+            .rebase(&mut self.dataplane, &self.state, Scope::Pods(covered));
+        if let Err(e) = read {
+            tracing::warn!(error = %e, "cannot read the traffic counters after a batch");
+        }
+    }
+
     /// Brings the kernel to the model. Returns false when the batch failed.
     fn sync(&mut self) -> bool {
         let begun = Instant::now();
@@ -434,11 +452,9 @@ impl<D: Dataplane> SyncLoop<D> {
         };
         match result {
             Ok(stats) => {
-                if full {
-                    self.traffic.restarted();
-                }
                 self.report_synced(full, &stats, [begun, start], pods);
                 let covered = self.state.acknowledged(full);
+                self.rebase_counters(full, &covered);
                 self.applied_to_board();
                 self.cut_revoked(full, &covered, stats.only_allows_more);
                 self.settled();

@@ -11,11 +11,13 @@
 //! drops a set or rewrites a pod chain would lose what they counted since the last read.
 //! So the sync loop reads, before each batch, the counters of everything the batch can
 //! touch (the objects of the pods it recomputes), while the graph and the kernel's model
-//! still describe what the kernel holds; and after a full sync (every counter restarts
-//! at 0) it forgets the last readings. What is still lost: connections counted between
-//! that read and the batch's commit (one batch's time), and everything since the last
-//! read when the kernel's state is unknown (a failed batch: the full sync that follows
-//! replaces every counter).
+//! still describe what the kernel holds. After the batch, the counters of those objects
+//! may be new ones (a rewritten chain's drop, a set replaced whole, an element removed and
+//! added back), indistinguishable from old ones by value: it reads them again as the new
+//! baseline, crediting nothing. After a full sync (every counter restarts at 0) it forgets
+//! the last readings. What is lost: connections counted on the touched objects between
+//! the two reads (one batch's time), and everything since the last read when the kernel's
+//! state is unknown (a failed batch: the full sync that follows replaces every counter).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -67,6 +69,28 @@ impl Totals {
         scope: Scope,
         metrics: &Metrics,
     ) -> Result<(), DataplaneError> {
+        self.take(dataplane, state, scope, Some(metrics))
+    }
+
+    /// Reads the counters `scope` covers as the baseline of the next read, crediting
+    /// nothing: after a batch that touched them (see the module).
+    pub fn rebase(
+        &mut self,
+        dataplane: &mut dyn Dataplane,
+        state: &NodeState,
+        scope: Scope,
+    ) -> Result<(), DataplaneError> {
+        self.take(dataplane, state, scope, None)
+    }
+
+    /// [`Totals::read`], crediting in `metrics` when given.
+    fn take(
+        &mut self,
+        dataplane: &mut dyn Dataplane,
+        state: &NodeState,
+        scope: Scope,
+        metrics: Option<&Metrics>,
+    ) -> Result<(), DataplaneError> {
         let Some(kernel) = state.kernel() else {
             return Ok(());
         };
@@ -91,7 +115,7 @@ impl Totals {
             for (e, packets) in elements {
                 let n = increment(packets, last.get(&e.key).copied());
                 now.insert(e.key, packets);
-                if n == 0 {
+                if n == 0 || metrics.is_none() {
                     continue;
                 }
                 let credited = traffic.rules_of(graph, &set, &e);
@@ -128,7 +152,9 @@ impl Totals {
                 "counted connections no rule of the kernel's state covers"
             );
         }
-        metrics.traffic(seen_rules(state), rules, denied);
+        if let Some(metrics) = metrics {
+            metrics.traffic(seen_rules(state), rules, denied);
+        }
         Ok(())
     }
 }

@@ -85,8 +85,9 @@ impl Counters {
         })
     }
 
-    /// The sum of the `counter` expressions of chain `chain` of inet table `table`; 0
-    /// when the chain (or table) does not exist.
+    /// The sum of the `counter` expressions of chain `chain` of inet table `table`, but
+    /// for its `counter drop` (the traffic counters', read by [`Counters::drop_packets`]);
+    /// 0 when the chain (or table) does not exist.
     pub fn chain_packets(&mut self, table: &str, chain: &str) -> Result<u64, NetlinkError> {
         let seq = self.conn.reserve(1);
         let mut r = sys::Rule::new();
@@ -94,7 +95,11 @@ impl Counters {
         r.set_str(nftnl_attr::RULE_CHAIN, chain);
         let msg = r.msg(NFT_MSG_GETRULE, NFPROTO_INET, NLM_F_DUMP, seq);
         let replies = self.conn.dump(&msg, seq)?;
-        Ok(replies.iter().map(|p| rule_packets(p)).sum())
+        Ok(replies
+            .iter()
+            .filter(|p| counted_drop(p, table).is_none())
+            .map(|p| rule_packets(p))
+            .sum())
     }
 
     /// The packets of every `counter drop` rule of inet table `table` (one rule dump), by
