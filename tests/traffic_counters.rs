@@ -345,8 +345,9 @@ async fn connections_move_the_counters_of_their_rules_and_only_theirs() {
         want_denied
     );
 
-    // And counting goes on in the new sets and chain, from 0: the rewritten chain's drop
-    // counts more than the old one had (3) and all of it is new.
+    // And counting goes on in the new sets (from 0) and the chain's drop (more denials
+    // than it had counted before the batch, 3: each one is new). The unit test of
+    // `controller::traffic` covers a drop rewritten by the batch, restarting at 0.
     allowed(&pods["d"], 7000, 2);
     allowed(&pods["d"], 8080, 1);
     denied(&pods["d"], 9000, 4);
