@@ -63,8 +63,10 @@ fn b_web(extra: bool) -> Obj {
                "ports": [{"protocol": "TCP", "port": 8080, "endPort": 8081}]}),
     ];
     if extra {
-        rules.push(json!({"from": [{"podSelector": {"matchLabels": {"app": "d"}}}],
-                          "ports": [{"protocol": "TCP", "port": 7000}]}));
+        rules.push(
+            json!({"from": [{"podSelector": {"matchLabels": {"app": "d"}}}],
+                          "ports": [{"protocol": "TCP", "port": 7000}]}),
+        );
     }
     netpol("x", "b-web")
         .selecting("app", "b")
@@ -125,7 +127,13 @@ fn every_counted_element_stands_for_the_rules_that_cover_it() {
     assert_eq!(got, want);
     let chain = nftpol::ruleset::names::pod_chain(Direction::Ingress, "x", "b");
     let (dir, by) = traffic.isolating(&chain).expect("b's chain drops, counted");
-    assert_eq!((dir, by), (Direction::Ingress, &["x/b-any".to_string(), "x/b-web".to_string()][..]));
+    assert_eq!(
+        (dir, by),
+        (
+            Direction::Ingress,
+            &["x/b-any".to_string(), "x/b-web".to_string()][..]
+        )
+    );
     // Without counting: no counter, and a and c are one range again.
     let off = Options {
         counters: false,
@@ -306,7 +314,10 @@ async fn connections_move_the_counters_of_their_rules_and_only_theirs() {
         (rule_labels("b-web", 1), 0),
     ]
     .into();
-    assert_eq!(series(ctl.port, "nftpol_rule_connections_total").await, zero);
+    assert_eq!(
+        series(ctl.port, "nftpol_rule_connections_total").await,
+        zero
+    );
 
     allowed(&pods["a"], 9000, 3);
     allowed(&pods["c"], 9000, 2);
@@ -322,7 +333,10 @@ async fn connections_move_the_counters_of_their_rules_and_only_theirs() {
     .into();
     let mut want_denied: BTreeMap<String, u64> =
         [(policy_labels("b-any"), 2), (policy_labels("b-web"), 2)].into();
-    assert_eq!(series(ctl.port, "nftpol_rule_connections_total").await, want);
+    assert_eq!(
+        series(ctl.port, "nftpol_rule_connections_total").await,
+        want
+    );
     assert_eq!(
         series(ctl.port, "nftpol_policy_denied_connections_total").await,
         want_denied
@@ -339,7 +353,10 @@ async fn connections_move_the_counters_of_their_rules_and_only_theirs() {
     *want.get_mut(&rule_labels("b-web", 1)).unwrap() += 2;
     want.insert(rule_labels("b-web", 2), 0);
     want_denied.values_mut().for_each(|n| *n += 1);
-    assert_eq!(series(ctl.port, "nftpol_rule_connections_total").await, want);
+    assert_eq!(
+        series(ctl.port, "nftpol_rule_connections_total").await,
+        want
+    );
     assert_eq!(
         series(ctl.port, "nftpol_policy_denied_connections_total").await,
         want_denied
@@ -355,7 +372,10 @@ async fn connections_move_the_counters_of_their_rules_and_only_theirs() {
     *want.get_mut(&rule_labels("b-web", 0)).unwrap() += 1;
     *want.get_mut(&rule_labels("b-web", 1)).unwrap() += 1;
     want_denied.values_mut().for_each(|n| *n += 4);
-    assert_eq!(series(ctl.port, "nftpol_rule_connections_total").await, want);
+    assert_eq!(
+        series(ctl.port, "nftpol_rule_connections_total").await,
+        want
+    );
     assert_eq!(
         series(ctl.port, "nftpol_policy_denied_connections_total").await,
         want_denied

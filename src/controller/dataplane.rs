@@ -205,10 +205,7 @@ impl Dataplane for NetlinkDataplane {
             ..Readings::default()
         };
         for set in sets {
-            let elements = self
-                .counters
-                .element_packets(table, set)
-                .map_err(map_err)?;
+            let elements = self.counters.element_packets(table, set).map_err(map_err)?;
             out.sets.insert(set.name.clone(), elements);
         }
         Ok(out)

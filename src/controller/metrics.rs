@@ -330,7 +330,10 @@ impl Metrics {
     /// Totals only grow: a rule or policy that goes away keeps its series.
     pub fn traffic(
         &self,
-        seen: (std::collections::BTreeSet<RuleId>, std::collections::BTreeSet<DeniedKey>),
+        seen: (
+            std::collections::BTreeSet<RuleId>,
+            std::collections::BTreeSet<DeniedKey>,
+        ),
         rules: BTreeMap<RuleId, u64>,
         denied: BTreeMap<DeniedKey, u64>,
     ) {
@@ -499,8 +502,14 @@ mod tests {
         );
         m.traffic(Default::default(), [(rule(1), 4)].into(), BTreeMap::new());
         let page = m.render();
-        assert!(page.contains("direction=\"ingress\",rule=\"1\"} 7\n"), "{page}");
-        assert!(page.contains("direction=\"ingress\",rule=\"0\"} 0\n"), "{page}");
+        assert!(
+            page.contains("direction=\"ingress\",rule=\"1\"} 7\n"),
+            "{page}"
+        );
+        assert!(
+            page.contains("direction=\"ingress\",rule=\"0\"} 0\n"),
+            "{page}"
+        );
         assert!(
             page.contains("nftpol_policy_denied_connections_total{kind=\"NetworkPolicy\",namespace=\"x\",policy=\"allow\",direction=\"ingress\"} 2\n"),
             "{page}"

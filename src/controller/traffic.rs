@@ -276,19 +276,39 @@ mod tests {
                 ..Readings::default()
             })
         };
-        totals.read(&mut reading(3), &state, Scope::All, &m).unwrap();
-        assert!(denied(&m).ends_with("direction=\"ingress\"} 3"), "{}", denied(&m));
+        totals
+            .read(&mut reading(3), &state, Scope::All, &m)
+            .unwrap();
+        assert!(
+            denied(&m).ends_with("direction=\"ingress\"} 3"),
+            "{}",
+            denied(&m)
+        );
         // Before the batch: 1 more; the batch rewrites the chain (its drop back at 0).
         totals
             .read(&mut reading(4), &state, Scope::Pods(&pods), &m)
             .unwrap();
-        totals.rebase(&mut reading(0), &state, Scope::Pods(&pods)).unwrap();
-        totals.read(&mut reading(5), &state, Scope::All, &m).unwrap();
-        assert!(denied(&m).ends_with("direction=\"ingress\"} 9"), "{}", denied(&m));
+        totals
+            .rebase(&mut reading(0), &state, Scope::Pods(&pods))
+            .unwrap();
+        totals
+            .read(&mut reading(5), &state, Scope::All, &m)
+            .unwrap();
+        assert!(
+            denied(&m).ends_with("direction=\"ingress\"} 9"),
+            "{}",
+            denied(&m)
+        );
         // A full sync: every counter starts again at 0.
         totals.restarted();
-        totals.read(&mut reading(2), &state, Scope::All, &m).unwrap();
-        assert!(denied(&m).ends_with("direction=\"ingress\"} 11"), "{}", denied(&m));
+        totals
+            .read(&mut reading(2), &state, Scope::All, &m)
+            .unwrap();
+        assert!(
+            denied(&m).ends_with("direction=\"ingress\"} 11"),
+            "{}",
+            denied(&m)
+        );
     }
 
     #[test]

@@ -180,7 +180,13 @@ fn diff_sets<'a>(old: &[&'a Set], new: &[&'a Set]) -> Option<SetOps<'a>> {
     for (name, s) in &new_sets {
         match old_sets.get(name) {
             None => ops.add.push(Op::AddSet((*s).clone())),
-            Some(o) if o.key != s.key || o.interval != s.interval || o.comment != s.comment => {
+            // A set's counter cannot be added or removed in place either.
+            Some(o)
+                if o.key != s.key
+                    || o.interval != s.interval
+                    || o.comment != s.comment
+                    || o.counter != s.counter =>
+            {
                 return None
             }
             Some(o) => {

@@ -72,14 +72,7 @@ impl AllowedCache {
             let (exact4, ranges4) = split_exact(a.ports4);
             let (exact6, ranges6) = split_exact(a.ports6);
             PodElements {
-                sets: [
-                    any4,
-                    exact4,
-                    ranges4,
-                    any6,
-                    exact6,
-                    ranges6,
-                ],
+                sets: [any4, exact4, ranges4, any6, exact6, ranges6],
                 pairs: a.pairs,
             }
         })

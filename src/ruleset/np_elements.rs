@@ -87,19 +87,30 @@ fn cut(lo: u128, hi: u128, cuts: &[u128]) -> Vec<(u128, u128)> {
 
 /// The addresses allowed on any port as one-field elements of family `is6`; with
 /// `counted`, cut where each allow's addresses start and end (see [`Cuts`]).
-pub(super) fn any_elements(iso: &Isolation, graph: &PolicyGraph, a: &Allowed, is6: bool, counted: bool) -> Vec<Element> {
+pub(super) fn any_elements(
+    iso: &Isolation,
+    graph: &PolicyGraph,
+    a: &Allowed,
+    is6: bool,
+    counted: bool,
+) -> Vec<Element> {
     let fam = if is6 { &a.any.v6 } else { &a.any.v4 };
     if !counted {
         return one_field_elements(is6, fam);
     }
     let everything = AddrSet::everything();
-    let cuts = Cuts::of(iso.allows.iter().filter(|x| x.ports == Ports::Any).map(|x| {
-        let addrs = match x.peer {
-            PeerRef::Any => &everything,
-            PeerRef::Peer(id) => &graph.peers[id].addrs,
-        };
-        (addrs, None)
-    }));
+    let cuts = Cuts::of(
+        iso.allows
+            .iter()
+            .filter(|x| x.ports == Ports::Any)
+            .map(|x| {
+                let addrs = match x.peer {
+                    PeerRef::Any => &everything,
+                    PeerRef::Peer(id) => &graph.peers[id].addrs,
+                };
+                (addrs, None)
+            }),
+    );
     let mut out = Vec::new();
     for &(lo, hi) in fam.ranges() {
         for (lo, hi) in cut(lo, hi, &cuts.addrs[usize::from(is6)]) {
@@ -216,7 +227,11 @@ pub(super) fn allowed(
             continue;
         };
         if counted {
-            let cuts = Cuts::of(concat.iter().map(|&&(_, addrs, ports)| (addrs, Some(ports))));
+            let cuts = Cuts::of(
+                concat
+                    .iter()
+                    .map(|&&(_, addrs, ports)| (addrs, Some(ports))),
+            );
             ports4 = cut_boxes(ports4, &cuts, false);
             ports6 = cut_boxes(ports6, &cuts, true);
         }

@@ -478,11 +478,12 @@ fn print_table(
     let s = &setup.scenario;
     let med: Vec<f64> = rates.iter().map(|r| median(r).unwrap_or(0.0)).collect();
     println!(
-        "cluster: {} pods, {policies} policies ({} select the server), node {}; (b) has {} set/map elements, (c) {} rules",
+        "cluster: {} pods, {policies} policies ({} select the server), node {}; (b) has {} set/map elements ((b4) {}), (c) {} rules",
         s.params.pods,
         s.selecting,
         s.node,
         elements(&setup.model),
+        elements(&setup.uncounted),
         setup.naive.rules.len() + naive::BEFORE
     );
     println!(
