@@ -112,6 +112,7 @@ pub fn rule_text(kind: &RuleKind) -> String {
             format!("{f} saddr . {f} daddr . meta l4proto . th sport . th dport @{set} drop")
         }
         RuleKind::Verdict(v) => verdict_text(v),
+        RuleKind::CountedDrop => "counter drop".to_string(),
     }
 }
 
@@ -165,6 +166,9 @@ pub fn render(rs: &Ruleset) -> String {
         }
         if let Some(t) = set.timeout {
             let _ = writeln!(out, "\t\tflags timeout\n\t\ttimeout {t}s");
+        }
+        if set.counter {
+            out.push_str("\t\tcounter\n");
         }
         if let Some(c) = &set.comment {
             let _ = writeln!(out, "\t\tcomment \"{c}\"");

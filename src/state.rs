@@ -188,6 +188,13 @@ impl NodeState {
         &self.pending
     }
 
+    /// Pods that changes touched while batching, to be recomputed at the next
+    /// [`NodeState::settle`]: until then their graph nodes and objects are as the kernel
+    /// last took them (when it did).
+    pub fn dirty(&self) -> &BTreeSet<PodKey> {
+        &self.dirty
+    }
+
     /// What the kernel holds, as far as this state knows (for drift checks).
     pub fn kernel(&self) -> Option<&Ruleset> {
         self.kernel.as_ref()

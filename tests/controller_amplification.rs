@@ -272,6 +272,8 @@ fn live_ports(node: &Netns) -> BTreeSet<u64> {
     let sets = v["nftables"].as_array().unwrap().iter();
     for set in sets.filter_map(|o| o.get("set")) {
         for e in set["elem"].as_array().into_iter().flatten() {
+            // An element with a counter is `{"elem": {"val": ..., "counter": ...}}`.
+            let e = e.get("elem").map_or(e, |x| &x["val"]);
             if let Some([proto, port]) = e["concat"].as_array().map(Vec::as_slice) {
                 if proto == "tcp" {
                     ports.insert(port.as_u64().expect("a single port"));

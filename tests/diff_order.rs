@@ -409,7 +409,7 @@ fn a_pair_with_no_address_gives_no_set() {
         netpol("x", "p").selecting("app", "a").ingress(rules),
     ];
     let graph = nftpol::graph::PolicyGraph::build_for(&index(objects), Some("n1"));
-    let model = nftpol::ruleset::build_with(&graph, &options(false, false, Some(0)));
+    let model = nftpol::ruleset::build_with(&graph, &options(false, false, Some(0), true));
     let chain = model.chain("ingress/x/a").expect("a is isolated");
     let pairs = chain
         .rules
@@ -430,7 +430,12 @@ fn model(seed: u64, node: Option<&str>, options: &Options) -> Ruleset {
     state.model().clone()
 }
 
-fn options(deny_unknown: bool, logs: bool, concat_budget: Option<usize>) -> Options {
+fn options(
+    deny_unknown: bool,
+    logs: bool,
+    concat_budget: Option<usize>,
+    counters: bool,
+) -> Options {
     Options {
         pod_cidrs: if deny_unknown {
             vec!["10.0.0.0/23".parse().unwrap()]
@@ -448,6 +453,7 @@ fn options(deny_unknown: bool, logs: bool, concat_budget: Option<usize>) -> Opti
         },
         concat_budget,
         max_elements: None,
+        counters,
     }
 }
 
@@ -456,8 +462,9 @@ fn options_strategy() -> impl Strategy<Value = Options> {
         any::<bool>(),
         any::<bool>(),
         prop_oneof![Just(None), (0usize..6).prop_map(Some)],
+        any::<bool>(),
     )
-        .prop_map(|(d, l, b)| options(d, l, b))
+        .prop_map(|(d, l, b, c)| options(d, l, b, c))
 }
 
 fn node_strategy() -> impl Strategy<Value = Option<&'static str>> {

@@ -5,12 +5,12 @@
 //! implement it to inject failures. It knows nothing of the index, and remembers nothing
 //! between batches.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use crate::flow::Held;
 use crate::netlink::{CtEntry, NetlinkError};
-use crate::ruleset::{Ruleset, View};
+use crate::ruleset::{Element, Ruleset, Set, View};
 
 /// What cutting revoked connections did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -79,6 +79,20 @@ pub trait Dataplane: Send {
     fn delete_flows(&mut self, _entries: &[&CtEntry]) -> Result<usize, DataplaneError> {
         Ok(0)
     }
+    /// The counters of table `table`: each element of `sets` with its packets, and the
+    /// packets of every `counter drop` rule by chain. The default has none.
+    fn counters(&mut self, _table: &str, _sets: &[&Set]) -> Result<Readings, DataplaneError> {
+        Ok(Readings::default())
+    }
+}
+
+/// What [`Dataplane::counters`] read: packets counted so far, as the kernel holds them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Readings {
+    /// Set name -> its elements and their packets.
+    pub sets: BTreeMap<String, Vec<(Element, u64)>>,
+    /// Chain name -> the packets of its `counter drop`.
+    pub drops: BTreeMap<String, u64>,
 }
 
 /// The real dataplane: netlink batches in the network namespace of the thread that opens it.
@@ -86,6 +100,8 @@ pub struct NetlinkDataplane {
     backend: crate::netlink::Backend,
     /// Opened with the backend, so it lives in the same network namespace.
     conntrack: crate::netlink::Conntrack,
+    /// Likewise.
+    counters: crate::netlink::Counters,
 }
 
 /// Whether applying `op` can only allow more: adding elements to a set whose elements
@@ -105,6 +121,7 @@ impl NetlinkDataplane {
         Ok(NetlinkDataplane {
             backend: crate::netlink::Backend::open().map_err(map_err)?,
             conntrack: crate::netlink::Conntrack::open().map_err(map_err)?,
+            counters: crate::netlink::Counters::open().map_err(map_err)?,
         })
     }
 }
@@ -180,6 +197,18 @@ impl Dataplane for NetlinkDataplane {
 
     fn delete_flows(&mut self, entries: &[&CtEntry]) -> Result<usize, DataplaneError> {
         self.conntrack.delete(entries).map_err(map_err)
+    }
+
+    fn counters(&mut self, table: &str, sets: &[&Set]) -> Result<Readings, DataplaneError> {
+        let mut out = Readings {
+            drops: self.counters.drop_packets(table).map_err(map_err)?,
+            ..Readings::default()
+        };
+        for set in sets {
+            let elements = self.counters.element_packets(table, set).map_err(map_err)?;
+            out.sets.insert(set.name.clone(), elements);
+        }
+        Ok(out)
     }
 }
 

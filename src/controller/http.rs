@@ -13,13 +13,35 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::metrics::Metrics;
+use super::sync::{Msg, Stamped};
 
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, liveness: Duration) {
+/// How long a scrape waits for the sync loop to read the traffic counters (it may be in
+/// the middle of a batch); past it the page shows the totals of the last read.
+const COUNTERS_WAIT: Duration = Duration::from_secs(2);
+
+/// Asks the sync loop to read the traffic counters, and waits for it (at most
+/// [`COUNTERS_WAIT`]).
+async fn read_counters(sync: &std::sync::mpsc::Sender<Stamped>) {
+    let (done, read) = tokio::sync::oneshot::channel();
+    if sync.send(Stamped::now(Msg::ReadCounters(done))).is_ok() {
+        let _ = tokio::time::timeout(COUNTERS_WAIT, read).await;
+    }
+}
+
+/// `sync`: the sync loop's channel, asked to read the traffic counters at each scrape
+/// of `/metrics` (none in tests that serve metrics alone).
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    liveness: Duration,
+    sync: Option<std::sync::mpsc::Sender<Stamped>>,
+) {
     loop {
         let Ok((mut sock, _)) = listener.accept().await else {
             continue;
         };
         let metrics = metrics.clone();
+        let sync = sync.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             let n =
@@ -31,6 +53,9 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, liveness: Durat
                 };
             let req = String::from_utf8_lossy(&buf[..n]);
             let path = req.split_whitespace().nth(1).unwrap_or("/");
+            if let (Some(sync), "/metrics") = (&sync, path) {
+                read_counters(sync).await;
+            }
             let (status, ctype, body) = match path {
                 "/healthz" => match metrics.since_beat() {
                     quiet if quiet > liveness => (

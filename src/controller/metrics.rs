@@ -10,6 +10,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::input::Kind;
 use crate::policy::Direction;
 use crate::ruleset::names::LogVerdict;
+use crate::ruleset::traffic::RuleId;
+
+/// An isolating policy (`namespace/name`) and the direction it isolates.
+pub type DeniedKey = (String, Direction);
 
 const SECONDS_BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
@@ -155,6 +159,10 @@ struct Inner {
     verdicts_repeated: u64,
     /// NetworkPolicies over `--max-elements` (enforced fail-closed), with their size.
     over_budget: BTreeMap<String, usize>,
+    /// New connections each NetworkPolicy rule allowed on this node (`controller::traffic`).
+    rule_connections: BTreeMap<RuleId, u64>,
+    /// New connections denied by default, by isolating policy and direction.
+    policy_denied: BTreeMap<DeniedKey, u64>,
 }
 
 #[derive(Debug)]
@@ -184,6 +192,8 @@ impl Default for Metrics {
             verdicts_suppressed: 0,
             verdicts_repeated: 0,
             over_budget: BTreeMap::new(),
+            rule_connections: BTreeMap::new(),
+            policy_denied: BTreeMap::new(),
         }))
     }
 }
@@ -328,6 +338,34 @@ impl Metrics {
         self.with(|m| m.verdicts_unmapped += 1)
     }
 
+    /// Credits traffic: `seen` are every rule and isolating policy of this node's pods
+    /// (shown from the start, at 0); `rules` and `denied` the increments of one read.
+    /// Totals only grow: a rule or policy that goes away keeps its series.
+    pub fn traffic(
+        &self,
+        seen: (
+            std::collections::BTreeSet<RuleId>,
+            std::collections::BTreeSet<DeniedKey>,
+        ),
+        rules: BTreeMap<RuleId, u64>,
+        denied: BTreeMap<DeniedKey, u64>,
+    ) {
+        self.with(|m| {
+            for r in seen.0 {
+                m.rule_connections.entry(r).or_default();
+            }
+            for p in seen.1 {
+                m.policy_denied.entry(p).or_default();
+            }
+            for (r, n) in rules {
+                *m.rule_connections.entry(r).or_default() += n;
+            }
+            for (p, n) in denied {
+                *m.policy_denied.entry(p).or_default() += n;
+            }
+        })
+    }
+
     /// Drops the verdict series of pods no longer on this node.
     pub fn retain_verdict_pods(&self, pods: &std::collections::BTreeSet<PodKey>) {
         self.with(|m| {
@@ -399,6 +437,7 @@ impl Metrics {
                 m.conntrack_cut
             );
             render_verdicts(&mut out, m);
+            render_traffic(&mut out, m);
             if let Some(t) = m.last_sync {
                 let _ = write!(out, "# HELP nftpol_last_sync_timestamp_seconds Unix time of the last successful sync.\n# TYPE nftpol_last_sync_timestamp_seconds gauge\nnftpol_last_sync_timestamp_seconds {t}\n");
             }
@@ -436,9 +475,68 @@ fn render_verdicts(out: &mut String, m: &Inner) {
     );
 }
 
+/// `nftpol_rule_connections_total` and `nftpol_policy_denied_connections_total`.
+fn render_traffic(out: &mut String, m: &Inner) {
+    out.push_str("# HELP nftpol_rule_connections_total New connections on this node each NetworkPolicy rule allowed (every rule of the lookup that allowed it whose peer and ports cover it; a resent first packet counts again).\n# TYPE nftpol_rule_connections_total counter\n");
+    for (r, n) in &m.rule_connections {
+        let (ns, name) = r.policy.split_once('/').unwrap_or(("", &r.policy));
+        let _ = writeln!(
+            out,
+            "nftpol_rule_connections_total{{kind=\"NetworkPolicy\",namespace=\"{ns}\",policy=\"{name}\",direction=\"{}\",rule=\"{}\"}} {n}",
+            r.direction, r.rule
+        );
+    }
+    out.push_str("# HELP nftpol_policy_denied_connections_total New connections on this node denied by default, credited to each policy that isolates the pod in that direction (a resent first packet counts again).\n# TYPE nftpol_policy_denied_connections_total counter\n");
+    for ((policy, dir), n) in &m.policy_denied {
+        let (ns, name) = policy.split_once('/').unwrap_or(("", policy));
+        let _ = writeln!(
+            out,
+            "nftpol_policy_denied_connections_total{{kind=\"NetworkPolicy\",namespace=\"{ns}\",policy=\"{name}\",direction=\"{dir}\"}} {n}"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every rule seen shows from the start at 0; increments add up; a rule gone keeps
+    /// its total.
+    #[test]
+    fn traffic_totals_start_at_zero_and_only_grow() {
+        let m = Metrics::default();
+        let rule = |i| RuleId {
+            policy: "x/allow".into(),
+            direction: Direction::Ingress,
+            rule: i,
+        };
+        let seen = (
+            [rule(0), rule(1)].into(),
+            [("x/allow".to_string(), Direction::Ingress)].into(),
+        );
+        m.traffic(seen, BTreeMap::new(), BTreeMap::new());
+        let zero = "nftpol_rule_connections_total{kind=\"NetworkPolicy\",namespace=\"x\",policy=\"allow\",direction=\"ingress\",rule=\"1\"} 0\n";
+        assert!(m.render().contains(zero), "{}", m.render());
+        m.traffic(
+            Default::default(),
+            [(rule(1), 3)].into(),
+            [(("x/allow".to_string(), Direction::Ingress), 2)].into(),
+        );
+        m.traffic(Default::default(), [(rule(1), 4)].into(), BTreeMap::new());
+        let page = m.render();
+        assert!(
+            page.contains("direction=\"ingress\",rule=\"1\"} 7\n"),
+            "{page}"
+        );
+        assert!(
+            page.contains("direction=\"ingress\",rule=\"0\"} 0\n"),
+            "{page}"
+        );
+        assert!(
+            page.contains("nftpol_policy_denied_connections_total{kind=\"NetworkPolicy\",namespace=\"x\",policy=\"allow\",direction=\"ingress\"} 2\n"),
+            "{page}"
+        );
+    }
 
     /// A policy over the budget is reported once, as it goes over, and shown with its
     /// size while it stays over; gone from the page once it fits again.

@@ -21,6 +21,7 @@ pub mod revoker;
 pub mod schedule;
 pub mod sync;
 pub mod tracker;
+pub mod traffic;
 pub mod watch;
 
 use std::net::SocketAddr;
@@ -162,14 +163,14 @@ where
     F: FnOnce() -> Result<D, dataplane::DataplaneError> + Send + 'static,
 {
     let metrics = Arc::new(Metrics::default());
-    let http = serve_health(&config, metrics.clone()).await?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let http = serve_health(&config, metrics.clone(), tx.clone()).await?;
     let (err_tx, err_rx) = tokio::sync::mpsc::unbounded_channel();
     let events = tokio::spawn(publish_errors(client.clone(), err_rx, config.node.clone()));
     let errors: Box<dyn Fn(CompileError) + Send> = Box::new(move |e| {
         let _ = err_tx.send(e);
     });
 
-    let (tx, rx) = std::sync::mpsc::channel();
     let log = config.options.log;
     let logs = log.denied || log.allowed;
     let board = verdict_board(&config, &tx);
@@ -228,6 +229,7 @@ async fn until_stopped(
 async fn serve_health(
     config: &Config,
     metrics: Arc<Metrics>,
+    sync: std::sync::mpsc::Sender<sync::Stamped>,
 ) -> Result<tokio::task::JoinHandle<()>, ControllerError> {
     let given = config.metrics_listener.as_deref();
     let listener = http::bind(config.metrics_addr, given)
@@ -243,6 +245,7 @@ async fn serve_health(
         listener,
         metrics,
         config.liveness,
+        Some(sync),
     )))
 }
 

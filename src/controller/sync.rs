@@ -25,6 +25,7 @@ use super::dataplane::{BatchStats, Dataplane, DataplaneError};
 use super::metrics::{Metrics, Stage};
 use super::revoker::{Applied, Revoker};
 use super::schedule::{CatchUp, Schedule};
+use super::traffic::{Scope, Totals};
 use crate::index::Index;
 use crate::input::{Kind, Object, ObjectData};
 use crate::state::{Batch, NodeState, Relist};
@@ -44,6 +45,9 @@ pub enum Msg {
     /// The verdict reader wants the state the kernel holds ([`super::board::Board`]):
     /// published at once when nothing is pending, else when the pending batch lands.
     VerdictState,
+    /// A scrape: read the traffic counters into the metrics now, then answer (see
+    /// [`super::traffic`]).
+    ReadCounters(tokio::sync::oneshot::Sender<()>),
     Shutdown,
 }
 
@@ -140,6 +144,8 @@ pub struct SyncLoop<D: Dataplane> {
     pending: Pending,
     /// Where each applied generation goes for the verdict reader (with verdict logs on).
     board: Option<Arc<super::board::Board>>,
+    /// The traffic counters' last readings.
+    traffic: Totals,
 }
 
 /// Which lists are complete: nothing is synced before every kind has been listed once
@@ -208,6 +214,7 @@ impl<D: Dataplane> SyncLoop<D> {
             lists: Lists::default(),
             pending: Pending::default(),
             board: None,
+            traffic: Totals::default(),
         }
     }
 
@@ -340,6 +347,10 @@ impl<D: Dataplane> SyncLoop<D> {
             Msg::Shutdown => return false,
             // The batch being made publishes it (the board is wanted now).
             Msg::VerdictState => {}
+            Msg::ReadCounters(done) => {
+                self.read_counters(Scope::All);
+                let _ = done.send(());
+            }
             // A (re)list is applied as it arrives, and what it did not mention is deleted
             // at its end; nothing is synced in between, so the kernel never sees half a
             // relist, and no list is held in memory.
@@ -373,9 +384,45 @@ impl<D: Dataplane> SyncLoop<D> {
         self.lists.all_listed(self.settings.pod_cidrs_from_node)
     }
 
+    /// Reads the traffic counters `scope` covers into the metrics; a failure is logged
+    /// (what they counted since the last read is then credited at the next one, unless
+    /// the batch that follows removes them).
+    fn read_counters(&mut self, scope: Scope) {
+        let read = self
+            .traffic
+            .read(&mut self.dataplane, &self.state, scope, &self.metrics);
+        if let Err(e) = read {
+            tracing::warn!(error = %e, "cannot read the traffic counters");
+        }
+    }
+
+    /// After a batch: the counters of what it touched start a new baseline (every one,
+    /// after a full sync: they all restarted at 0).
+    fn rebase_counters(&mut self, full: bool, covered: &BTreeSet<PodKey>) {
+        if full {
+            self.traffic.restarted();
+            return;
+        }
+        if covered.is_empty() || !self.state.options().counters {
+            return;
+        }
+        let read = self
+            .traffic
+            .rebase(&mut self.dataplane, &self.state, Scope::Pods(covered));
+        if let Err(e) = read {
+            tracing::warn!(error = %e, "cannot read the traffic counters after a batch");
+        }
+    }
+
     /// Brings the kernel to the model. Returns false when the batch failed.
     fn sync(&mut self) -> bool {
         let begun = Instant::now();
+        // Before the pods it touches are recomputed: the graph and the kernel's model
+        // still say what the counters of their objects stand for.
+        if !self.state.dirty().is_empty() {
+            let dirty = self.state.dirty().clone();
+            self.read_counters(Scope::Pods(&dirty));
+        }
         if self.state.settle() {
             let took = begun.elapsed();
             self.metrics.stage(Stage::State, took);
@@ -407,6 +454,7 @@ impl<D: Dataplane> SyncLoop<D> {
             Ok(stats) => {
                 self.report_synced(full, &stats, [begun, start], pods);
                 let covered = self.state.acknowledged(full);
+                self.rebase_counters(full, &covered);
                 self.applied_to_board();
                 self.cut_revoked(full, &covered, stats.only_allows_more);
                 self.settled();
@@ -603,6 +651,12 @@ impl<D: Dataplane> SyncLoop<D> {
 
     /// Takes one message in; false on Shutdown.
     fn take(&mut self, schedule: &mut Schedule, stamped: Stamped) -> bool {
+        // A scrape is no event: it schedules no batch.
+        if let Msg::ReadCounters(done) = stamped.msg {
+            self.read_counters(Scope::All);
+            let _ = done.send(());
+            return true;
+        }
         if let Msg::VerdictState = stamped.msg {
             // Nothing pending: the state is what the kernel holds.
             if !schedule.pending() && self.state.kernel().is_some() {

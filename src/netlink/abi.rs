@@ -101,6 +101,9 @@ pub(crate) const NFTA_SET_FLAGS: u16 = 3;
 pub(crate) const NFTA_SET_KEY_TYPE: u16 = 4;
 pub(crate) const NFTA_SET_KEY_LEN: u16 = 5;
 pub(crate) const NFTA_SET_USERDATA: u16 = 13;
+/// The set's one expression (`counter`), or with several, NFTA_SET_EXPRESSIONS.
+pub(crate) const NFTA_SET_EXPR: u16 = 17;
+pub(crate) const NFTA_SET_EXPRESSIONS: u16 = 18;
 // enum nft_set_elem_list_attributes
 pub(crate) const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
 // enum nft_set_elem_attributes
@@ -108,9 +111,14 @@ pub(crate) const NFTA_SET_ELEM_KEY: u16 = 1;
 pub(crate) const NFTA_SET_ELEM_DATA: u16 = 2;
 pub(crate) const NFTA_SET_ELEM_FLAGS: u16 = 3;
 pub(crate) const NFTA_SET_ELEM_KEY_END: u16 = 10;
+/// An element's one expression (its `counter`), or with several, NFTA_SET_ELEM_EXPRESSIONS.
+pub(crate) const NFTA_SET_ELEM_EXPR: u16 = 7;
+pub(crate) const NFTA_SET_ELEM_EXPRESSIONS: u16 = 11;
 // enum nft_data_attributes
 pub(crate) const NFTA_DATA_VALUE: u16 = 1;
 pub(crate) const NFTA_DATA_VERDICT: u16 = 2;
+/// The value an `immediate` expression loads (a verdict for a rule's last one).
+pub(crate) const NFTA_IMMEDIATE_DATA: u16 = 2;
 // enum nft_verdict_attributes
 pub(crate) const NFTA_VERDICT_CODE: u16 = 1;
 pub(crate) const NFTA_VERDICT_CHAIN: u16 = 2;

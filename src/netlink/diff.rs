@@ -180,7 +180,13 @@ fn diff_sets<'a>(old: &[&'a Set], new: &[&'a Set]) -> Option<SetOps<'a>> {
     for (name, s) in &new_sets {
         match old_sets.get(name) {
             None => ops.add.push(Op::AddSet((*s).clone())),
-            Some(o) if o.key != s.key || o.interval != s.interval || o.comment != s.comment => {
+            // A set's counter cannot be added or removed in place either.
+            Some(o)
+                if o.key != s.key
+                    || o.interval != s.interval
+                    || o.comment != s.comment
+                    || o.counter != s.counter =>
+            {
                 return None
             }
             Some(o) => {
@@ -457,6 +463,7 @@ mod tests {
             comment: None,
             elements: peers,
             timeout: None,
+            counter: false,
         });
         let chain = format!("ingress/x/{name}");
         rs.put_chain(Chain {
@@ -597,6 +604,7 @@ mod tests {
             comment: None,
             elements,
             timeout: None,
+            counter: false,
         };
         let (a, b) = (
             v4([10, 0, 0, 1], [10, 0, 0, 1]),

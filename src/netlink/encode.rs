@@ -281,6 +281,9 @@ fn set_header(table: &str, set: &Set, id: u32) -> sys::Set {
         ud = ud.strz(NFTNL_UDATA_SET_COMMENT, c);
     }
     s.set_data(nftnl_attr::SET_USERDATA, ud.bytes());
+    if set.counter {
+        s.add_expr(sys::Expr::new("counter"));
+    }
     s
 }
 

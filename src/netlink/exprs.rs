@@ -192,6 +192,10 @@ pub(crate) fn rule_exprs(kind: &RuleKind, ids: SetIds, anon_id: Option<u32>) -> 
         }
         RuleKind::HeldDrop { family, set } => held_exprs(&mut v, *family, set, ids),
         RuleKind::Verdict(verdict) => v.push(immediate(verdict)),
+        RuleKind::CountedDrop => {
+            v.push(Expr::new("counter"));
+            v.push(immediate(&Verdict::Drop));
+        }
     }
     v
 }
@@ -338,6 +342,7 @@ mod tests {
             (RuleKind::FibSaddrLocalAccept, "fib cmp immediate"),
             (RuleKind::Jump("c".into()), "immediate"),
             (RuleKind::Verdict(Verdict::Drop), "immediate"),
+            (RuleKind::CountedDrop, "counter immediate"),
             (
                 RuleKind::LogDenied {
                     prefix: "d ingress/x/a".into(),

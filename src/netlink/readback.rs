@@ -53,6 +53,8 @@ pub struct LiveSet {
     pub key_type: u32,
     pub key_len: u32,
     pub comment: Option<String>,
+    /// The set gives every element a `counter`.
+    pub counter: bool,
     pub elements: Vec<LiveElem>,
 }
 
@@ -63,6 +65,9 @@ pub struct LiveElem {
     pub flags: u32,
     /// Verdict code and chain, for map elements.
     pub verdict: Option<(u32, Option<String>)>,
+    /// The packets its `counter` counted, in a set with counters (on an interval set's
+    /// start elements).
+    pub packets: Option<u64>,
 }
 
 fn be32(v: &[u8]) -> u32 {
@@ -246,8 +251,41 @@ fn live_set(a: &Attrs, table: &str) -> Option<LiveSet> {
         key_type: attr(a, NFTA_SET_KEY_TYPE).map(be32).unwrap_or(0),
         key_len: attr(a, NFTA_SET_KEY_LEN).map(be32).unwrap_or(0),
         comment: attr(a, NFTA_SET_USERDATA).and_then(|u| udata_comment(u, NFTNL_UDATA_SET_COMMENT)),
+        counter: has_counter(a, NFTA_SET_EXPR, NFTA_SET_EXPRESSIONS),
         elements: Vec::new(),
     })
+}
+
+/// Whether an object's expressions (one in `one`, or a list in `list`) hold a `counter`.
+fn has_counter(a: &Attrs, one: u16, list: u16) -> bool {
+    counter_packets(a, one, list).is_some()
+}
+
+/// The packets of the `counter` among an object's expressions (one in `one`, or a list
+/// in `list`): a set's, or an element's.
+pub(crate) fn counter_packets(a: &Attrs, one: u16, list: u16) -> Option<u64> {
+    let exprs: Vec<&[u8]> = match (attr(a, one), attr(a, list)) {
+        (Some(e), _) => vec![e],
+        (None, Some(l)) => attrs(l).into_iter().map(|(_, e)| e).collect(),
+        (None, None) => return None,
+    };
+    exprs.into_iter().find_map(|e| {
+        let e = attrs(e);
+        if attr(&e, NFTA_EXPR_NAME).map(cstr).as_deref() != Some("counter") {
+            return None;
+        }
+        Some(
+            attr(&e, NFTA_EXPR_DATA)
+                .and_then(|d| attr(&attrs(d), NFTA_COUNTER_PACKETS).map(<[u8]>::to_vec))
+                .and_then(|v| Some(u64::from_be_bytes(v.get(..8)?.try_into().ok()?)))
+                .unwrap_or(0),
+        )
+    })
+}
+
+/// The elements of one set-element reply (nfgenmsg, attributes).
+pub(crate) fn live_elems_of(payload: &[u8]) -> Vec<LiveElem> {
+    live_elems(&attrs(body(payload)))
 }
 
 /// The elements of one set-element reply.
@@ -273,6 +311,7 @@ fn live_elems(a: &Attrs) -> Vec<LiveElem> {
                 key_end: attr(&e, NFTA_SET_ELEM_KEY_END).map(data_value),
                 flags: attr(&e, NFTA_SET_ELEM_FLAGS).map(be32).unwrap_or(0),
                 verdict,
+                packets: counter_packets(&e, NFTA_SET_ELEM_EXPR, NFTA_SET_ELEM_EXPRESSIONS),
             }
         })
         .collect()
@@ -343,42 +382,48 @@ pub(crate) fn live_elements(
     interval: bool,
     live: &[LiveElem],
 ) -> Option<Vec<Element>> {
+    let counted = counted_elements(key, interval, live)?;
+    Some(counted.into_iter().map(|(e, _)| e).collect())
+}
+
+/// [`live_elements`] with each element's counted packets (0 without a counter).
+pub(crate) fn counted_elements(
+    key: &[KeyType],
+    interval: bool,
+    live: &[LiveElem],
+) -> Option<Vec<(Element, u64)>> {
     let mut out = Vec::new();
     if interval && key.len() == 1 {
         // rbtree: start elements and interval-end elements, sorted by key. An end element
         // with no start before it is nft's pad at 0; a start with no end runs to the top.
         let mut sorted: Vec<&LiveElem> = live.iter().collect();
         sorted.sort_by(|a, b| a.key.cmp(&b.key).then(b.flags.cmp(&a.flags)));
-        let mut open: Option<&[u8]> = None;
+        let mut open: Option<&LiveElem> = None;
         for e in sorted {
             if e.flags & NFT_SET_ELEM_INTERVAL_END != 0 {
                 if let Some(s) = open.take() {
-                    out.push(Element {
-                        key: split_key(key, s, &minus_one(&e.key))?.into(),
-                    });
+                    let key = split_key(key, &s.key, &minus_one(&e.key))?.into();
+                    out.push((Element { key }, s.packets.unwrap_or(0)));
                 }
             } else {
                 if let Some(s) = open.take() {
                     // Two starts in a row: the first one ran to the next start.
-                    out.push(Element {
-                        key: split_key(key, s, &minus_one(&e.key))?.into(),
-                    });
+                    let key = split_key(key, &s.key, &minus_one(&e.key))?.into();
+                    out.push((Element { key }, s.packets.unwrap_or(0)));
                 }
-                open = Some(&e.key);
+                open = Some(e);
             }
         }
         if let Some(s) = open {
-            let top = vec![0xff; s.len()];
-            out.push(Element {
-                key: split_key(key, s, &top)?.into(),
-            });
+            let top = vec![0xff; s.key.len()];
+            let key = split_key(key, &s.key, &top)?.into();
+            out.push((Element { key }, s.packets.unwrap_or(0)));
         }
     } else {
         for e in live {
             let end = e.key_end.as_deref().unwrap_or(&e.key);
-            out.push(Element {
-                key: split_key(key, &e.key, end)?.into(),
-            });
+            let key = split_key(key, &e.key, end)?.into();
+            out.push((Element { key }, e.packets.unwrap_or(0)));
         }
     }
     out.sort();
@@ -458,6 +503,7 @@ fn set_drift(s: &Set, l: &LiveSet) -> Option<String> {
         || l.flags != encode::set_flags(s)
         || l.key_type != encode::set_key_type(&s.key)
         || l.comment != s.comment
+        || l.counter != s.counter
     {
         return Some(format!("set {} has another type, flags or comment", s.name));
     }
@@ -664,6 +710,8 @@ mod tests {
             key_end: None,
             flags: f,
             verdict: None,
+            // A start element carries the counter; an end element has none.
+            packets: (f == 0).then_some(u64::from(b[0])),
         };
         let live = vec![
             e([0, 0, 0, 0], 1),
@@ -691,5 +739,11 @@ mod tests {
                 },
             ]
         );
+        let packets: Vec<u64> = counted_elements(&k, true, &live)
+            .unwrap()
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect();
+        assert_eq!(packets, [10, 255], "each range has its start's counter");
     }
 }

@@ -329,6 +329,15 @@ impl Set {
         // SAFETY: the set takes ownership of the element.
         unsafe { sys::nftnl_set_elem_add(self.0.as_ptr(), p) }
     }
+    /// Gives the set an expression that the kernel copies into every element it adds
+    /// (`counter`: one counter per element).
+    pub fn add_expr(&mut self, e: Expr) {
+        let p = e.0.as_ptr();
+        std::mem::forget(e);
+        // SAFETY: the set takes ownership of the expression and frees it with itself, as
+        // a rule does with `nftnl_rule_add_expr`.
+        unsafe { sys::nftnl_set_add_expr(self.0.as_ptr(), p) }
+    }
     pub fn msg(&self, ty: u16, family: u16, flags: u16, seq: u32) -> Vec<u8> {
         // SAFETY: valid header and object.
         build_msg(ty, family, flags, seq, |nlh| unsafe {

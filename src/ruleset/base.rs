@@ -86,6 +86,7 @@ pub(super) fn held_sets() -> Vec<Set> {
             comment: Some("connections cut since policy revoked them, both directions".into()),
             elements: vec![],
             timeout: Some(names::HELD_TIMEOUT_SECS),
+            counter: false,
         })
         .collect()
 }

@@ -59,6 +59,7 @@ impl AllowedCache {
         graph: &PolicyGraph,
         iso: &Isolation,
         budget: Option<usize>,
+        counted: bool,
     ) -> Rc<PodElements> {
         let key: AllowKey = iso
             .allows
@@ -66,18 +67,13 @@ impl AllowedCache {
             .map(|a| (a.peer, a.ports.clone()))
             .collect();
         self.0.get_or_compute(key, || {
-            let a = np_elements::allowed(graph, iso, budget);
+            let a = np_elements::allowed(graph, iso, budget, counted);
+            let any4 = np_elements::any_elements(iso, graph, &a, false, counted);
+            let any6 = np_elements::any_elements(iso, graph, &a, true, counted);
             let (exact4, ranges4) = split_exact(a.ports4);
             let (exact6, ranges6) = split_exact(a.ports6);
             PodElements {
-                sets: [
-                    one_field_elements(false, &a.any.v4),
-                    exact4,
-                    ranges4,
-                    one_field_elements(true, &a.any.v6),
-                    exact6,
-                    ranges6,
-                ],
+                sets: [any4, exact4, ranges4, any6, exact6, ranges6],
                 pairs: a.pairs,
             }
         })
@@ -95,6 +91,12 @@ pub(super) fn allows_key(iso: &Isolation) -> String {
         allow_key(a, &mut key);
     }
     key
+}
+
+/// [`allow_key`], for the attribution of counters (`traffic`), which finds a pair's
+/// sets by it.
+pub(super) fn allow_key_of(a: &Allow, key: &mut String) {
+    allow_key(a, key)
 }
 
 /// One allow's part of [`allows_key`]; alone, the name of its pair sets, which every pod
@@ -143,6 +145,8 @@ struct PodCtx<'a> {
     over_budget: BTreeMap<String, usize>,
     /// The shared sets already given in this build or rebuild (see [`emit_shared`]).
     emitted: RefCell<HashSet<String>>,
+    /// [`Options::counters`].
+    counters: bool,
 }
 
 /// The chain of `pod` in `dir` (when it has one, see [`tier_chain::has_chain`]), its
@@ -248,8 +252,13 @@ fn np_deny(ctx: &PodCtx, pod: &PodNode, dir: Direction, iso: &Isolation) -> Vec<
             burst: ctx.log.burst,
         }));
     }
+    // Counted (the traffic counters credit it to the isolating policies).
+    let drop = match ctx.counters {
+        true => RuleKind::CountedDrop,
+        false => RuleKind::Verdict(Verdict::Drop),
+    };
     rules.push(Rule::with_comment(
-        RuleKind::Verdict(Verdict::Drop),
+        drop,
         names::comment(&format!("isolated by {}", iso.isolated_by.join(", "))),
     ));
     rules
@@ -265,13 +274,16 @@ fn np_rules(
     sets: &mut Vec<Set>,
 ) -> Vec<Rule> {
     let graph = ctx.graph;
-    let elements = ctx.allowed.elements(graph, iso, ctx.concat_budget);
+    let elements = ctx
+        .allowed
+        .elements(graph, iso, ctx.concat_budget, ctx.counters);
     let [any_by, ports_by] = allowed_by(iso, &elements.pairs);
     let addr = match dir {
         Direction::Egress => Addr::Daddr,
         Direction::Ingress => Addr::Saddr,
     };
     let lookup = PairLookup {
+        counters: ctx.counters,
         emitted: &ctx.emitted,
         dir,
         addr,
@@ -357,6 +369,7 @@ fn np_lookup(
         ))),
         elements: s.elements.to_vec(),
         timeout: None,
+        counter: l.counters,
     });
     let rule = RuleKind::Lookup {
         family,
@@ -392,6 +405,8 @@ fn emit_shared(
 
 /// Where a pod direction's pair lookups go: the direction and the rule's verdict.
 struct PairLookup<'a> {
+    /// Sets that count what they allow get a counter per element.
+    counters: bool,
     emitted: &'a RefCell<HashSet<String>>,
     dir: Direction,
     addr: Addr,
@@ -434,6 +449,8 @@ fn pair_objects(
         comment: comment("ports"),
         elements: p.ports.clone(),
         timeout: None,
+        // The ports half decides: it is looked up only once the addresses matched.
+        counter: l.counters,
     });
     let families = [
         (IpFamily::V4, KeyType::Ipv4Addr, &p.addrs4),
@@ -457,6 +474,7 @@ fn pair_objects(
             comment: comment("peers"),
             elements: elements.clone(),
             timeout: None,
+            counter: false,
         });
         rules.push(Rule::with_comment(
             RuleKind::LookupPair {
@@ -487,6 +505,7 @@ fn known_pods(graph: &PolicyGraph, v6: bool) -> Set {
         comment: Some("addresses of the pods this node knows".into()),
         elements: one_field_elements(v6, if v6 { &set.v6 } else { &set.v4 }),
         timeout: None,
+        counter: false,
     }
 }
 
@@ -508,6 +527,7 @@ fn unknown_sets(graph: &PolicyGraph, opts: &Options) -> Vec<Set> {
             comment: Some("this node's pod CIDRs (--default-deny-unknown)".into()),
             elements: one_field_elements(v6, if v6 { &cidrs.v6 } else { &cidrs.v4 }),
             timeout: None,
+            counter: false,
         });
         out.push(known_pods(graph, v6));
     }
@@ -579,6 +599,7 @@ pub fn build_with(graph: &PolicyGraph, opts: &Options) -> Ruleset {
         concat_budget: opts.concat_budget,
         over_budget: over_budget(graph, opts),
         emitted: RefCell::default(),
+        counters: opts.counters,
     };
     for pod in graph.pods.values() {
         for dir in [Direction::Ingress, Direction::Egress] {
@@ -620,6 +641,7 @@ pub fn rebuild_pods(
         concat_budget: opts.concat_budget,
         over_budget: over_budget(graph, opts),
         emitted: RefCell::default(),
+        counters: opts.counters,
     };
     // The shared sets the old chains looked up: dropped below unless a chain still does.
     let mut unused: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();

@@ -172,6 +172,7 @@ fn rule_verdict(rs: &Ruleset, kind: &RuleKind, p: &Packet) -> Result<Option<Verd
         RuleKind::LogDenied { .. } => None,
         RuleKind::Jump(c) => Some(Verdict::Jump(c.clone())),
         RuleKind::Verdict(v) => Some(v.clone()),
+        RuleKind::CountedDrop => Some(Verdict::Drop),
         RuleKind::DispatchVmap { family, addr, map } => {
             let a = pick(addr, p);
             let m = rs.map(map).ok_or_else(|| EvalError::NoMap(map.clone()))?;
@@ -336,6 +337,7 @@ mod tests {
             comment: None,
             elements: keys.into_iter().map(|key| Element { key }).collect(),
             timeout: None,
+            counter: false,
         }
     }
 

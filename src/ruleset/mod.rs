@@ -42,6 +42,7 @@ mod options;
 mod regions;
 pub mod roles;
 mod tier_chain;
+pub mod traffic;
 mod view;
 
 pub use build::{build, build_with, rebuild_pods};

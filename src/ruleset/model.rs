@@ -82,12 +82,17 @@ pub struct Set {
     pub key: Vec<KeyType>,
     pub interval: bool,
     pub comment: Option<String>,
-    /// Sorted, disjoint; for a one-field interval set also never adjacent.
+    /// Sorted, disjoint; for a one-field interval set also never adjacent, except in a
+    /// set with `counter` (whose elements are cut where each allow starts and ends).
     pub elements: Vec<Element>,
     /// `flags timeout; timeout <n>s`: a set whose elements are the controller's, not the
     /// model's (the flows it has cut, held for `n` seconds). The model declares it empty;
     /// what the kernel holds in it is never compared with the model.
     pub timeout: Option<u32>,
+    /// `counter`: every element carries its own packet and byte counter, which counts
+    /// each packet whose lookup matched it (see `ruleset::traffic`, which tells which
+    /// policy rules an element's counter stands for).
+    pub counter: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -344,6 +349,10 @@ pub enum RuleKind {
     },
     /// A bare verdict: `drop`.
     Verdict(Verdict),
+    /// `counter drop`: the default deny of a pod chain isolated by NetworkPolicy, counted
+    /// (every packet that reaches it: a new connection's first packet and its
+    /// retransmissions, and the rare invalid or untracked straggler).
+    CountedDrop,
 }
 
 /// Where a logging rule sends its packets: an NFLOG group, with a prefix naming the chain.
@@ -650,6 +659,7 @@ mod tests {
             comment: None,
             elements: vec![],
             timeout: None,
+            counter: false,
         }
     }
 

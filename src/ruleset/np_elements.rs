@@ -36,6 +36,122 @@ pub(super) struct Allowed {
     pub pairs: Vec<Pair>,
 }
 
+/// Where the allows' address and port ranges start and end (each range `lo..=hi` gives
+/// `lo` and `hi + 1`), sorted: cutting an element at these points leaves pieces that lie
+/// wholly inside or wholly outside each allow, so a piece's counter stands for a known
+/// set of rules (`ruleset::traffic`). Without the cuts an element can join two rules'
+/// addresses (neighbouring pods) and its counter could not tell them apart.
+#[derive(Debug, Default)]
+struct Cuts {
+    addrs: [Vec<u128>; 2],
+    ports: Vec<u128>,
+}
+
+impl Cuts {
+    fn of<'a>(allows: impl Iterator<Item = (&'a AddrSet, Option<&'a [PortRange]>)>) -> Cuts {
+        let mut c = Cuts::default();
+        let edges = |out: &mut Vec<u128>, lo: u128, hi: u128| {
+            out.push(lo);
+            out.extend(hi.checked_add(1));
+        };
+        for (addrs, ports) in allows {
+            for (i, fam) in [&addrs.v4, &addrs.v6].into_iter().enumerate() {
+                for &(lo, hi) in fam.ranges() {
+                    edges(&mut c.addrs[i], lo, hi);
+                }
+            }
+            for r in ports.unwrap_or_default() {
+                edges(&mut c.ports, r.start.into(), r.end.into());
+            }
+        }
+        for v in c.addrs.iter_mut().chain([&mut c.ports]) {
+            v.sort_unstable();
+            v.dedup();
+        }
+        c
+    }
+}
+
+/// `lo..=hi` cut at every point of `cuts` inside it.
+fn cut(lo: u128, hi: u128, cuts: &[u128]) -> Vec<(u128, u128)> {
+    let first = cuts.partition_point(|&c| c <= lo);
+    let mut out = Vec::new();
+    let mut start = lo;
+    for &c in cuts[first..].iter().take_while(|&&c| c <= hi) {
+        out.push((start, c - 1));
+        start = c;
+    }
+    out.push((start, hi));
+    out
+}
+
+/// The addresses allowed on any port as one-field elements of family `is6`; with
+/// `counted`, cut where each allow's addresses start and end (see [`Cuts`]).
+pub(super) fn any_elements(
+    iso: &Isolation,
+    graph: &PolicyGraph,
+    a: &Allowed,
+    is6: bool,
+    counted: bool,
+) -> Vec<Element> {
+    let fam = if is6 { &a.any.v6 } else { &a.any.v4 };
+    if !counted {
+        return one_field_elements(is6, fam);
+    }
+    let everything = AddrSet::everything();
+    let cuts = Cuts::of(
+        iso.allows
+            .iter()
+            .filter(|x| x.ports == Ports::Any)
+            .map(|x| {
+                let addrs = match x.peer {
+                    PeerRef::Any => &everything,
+                    PeerRef::Peer(id) => &graph.peers[id].addrs,
+                };
+                (addrs, None)
+            }),
+    );
+    let mut out = Vec::new();
+    for &(lo, hi) in fam.ranges() {
+        for (lo, hi) in cut(lo, hi, &cuts.addrs[usize::from(is6)]) {
+            out.push(Element {
+                key: Key::from([addr_field(is6, lo, hi)]),
+            });
+        }
+    }
+    out
+}
+
+/// `elements` (`address . protocol . port` boxes of family `is6`) cut where each allow
+/// with ports starts and ends, in addresses and in ports (see [`Cuts`]); sorted.
+fn cut_boxes(elements: Vec<Element>, cuts: &Cuts, is6: bool) -> Vec<Element> {
+    let mut out = Vec::with_capacity(elements.len());
+    for e in elements {
+        let [addr, proto, Field::Port(plo, phi)] = *e.key else {
+            out.push(e);
+            continue;
+        };
+        let (alo, ahi) = match addr {
+            Field::Ipv4(lo, hi) => (u32::from(lo).into(), u32::from(hi).into()),
+            Field::Ipv6(lo, hi) => (u128::from(lo), u128::from(hi)),
+            _ => (0, 0),
+        };
+        for (alo, ahi) in cut(alo, ahi, &cuts.addrs[usize::from(is6)]) {
+            for (plo, phi) in cut(plo.into(), phi.into(), &cuts.ports) {
+                out.push(Element {
+                    key: Key::from([
+                        addr_field(is6, alo, ahi),
+                        proto,
+                        Field::Port(plo as u16, phi as u16),
+                    ]),
+                });
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// One allow looked up as a pair: its peer's addresses, then its protocols and ports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Pair {
@@ -67,7 +183,13 @@ const EXPAND_MAX: u128 = 64;
 type Ported<'a> = (usize, &'a AddrSet, &'a [PortRange]);
 
 /// `budget`: the most concatenated elements, instead of the default (see the module).
-pub(super) fn allowed(graph: &PolicyGraph, iso: &Isolation, budget: Option<usize>) -> Allowed {
+/// `counted`: the boxes are cut where each allow starts and ends (see [`Cuts`]).
+pub(super) fn allowed(
+    graph: &PolicyGraph,
+    iso: &Isolation,
+    budget: Option<usize>,
+    counted: bool,
+) -> Allowed {
     let everything = AddrSet::everything();
     let addrs_of = |peer: PeerRef| -> &AddrSet {
         match peer {
@@ -101,9 +223,18 @@ pub(super) fn allowed(graph: &PolicyGraph, iso: &Isolation, budget: Option<usize
     let attempts: [&dyn Fn(&Ported) -> bool; 3] = [&|_| false, &big, &|_| true];
     for as_pair in attempts {
         let (pairs, concat): (Vec<_>, Vec<_>) = ported.iter().partition(|p| as_pair(p));
-        let Some((ports4, ports6)) = concatenated(&concat, &any, budget) else {
+        let Some((mut ports4, mut ports6)) = concatenated(&concat, &any, budget) else {
             continue;
         };
+        if counted {
+            let cuts = Cuts::of(
+                concat
+                    .iter()
+                    .map(|&&(_, addrs, ports)| (addrs, Some(ports))),
+            );
+            ports4 = cut_boxes(ports4, &cuts, false);
+            ports6 = cut_boxes(ports6, &cuts, true);
+        }
         return Allowed {
             ports4,
             ports6,

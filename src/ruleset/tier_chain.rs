@@ -155,6 +155,7 @@ fn verdict_sets(
                 ))),
                 elements,
                 timeout: None,
+                counter: false,
             });
         }
     }

@@ -220,6 +220,7 @@ pub fn set(
         comment: comment.map(Into::into),
         elements,
         timeout: None,
+        counter: false,
     }
 }
 

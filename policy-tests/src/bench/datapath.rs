@@ -7,7 +7,11 @@
 //! (b2) nftpol with --log-allowed: every connection logged to NFLOG, a reader draining it
 //! (b3) nftpol with 200 ClusterNetworkPolicies (both tiers, mixed actions) beside the same
 //!      NetworkPolicies: the server's ingress walks its Admin lookups before NetworkPolicy
+//! (b4) nftpol --no-counters: the same ruleset without the per-rule traffic counters
+//!      (no `counter` on the allow sets, a plain `drop`); (b)/(b4) is what counting costs
 //! ```
+//!
+//! `--counters` runs only (a), (b) and (b4), for a closer look at that ratio.
 //!
 //! (b) has the default `--log-denied` rules, which an allowed connection never reaches;
 //! (b2) is what verdict logging costs at most: every new connection is copied to the
@@ -53,6 +57,9 @@ pub struct Args {
     /// Tiny sizes, 2 short rounds: proves the benchmark still works (CI).
     #[arg(long)]
     smoke: bool,
+    /// Only (a), (b) and (b4): what the traffic counters cost, alone.
+    #[arg(long)]
+    counters: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,15 +70,17 @@ enum Config {
     Naive,
     NftpolLogged,
     NftpolTiers,
+    NftpolUncounted,
 }
 
-const CONFIGS: [Config; 6] = [
+const CONFIGS: [Config; 7] = [
     Config::None,
     Config::Conntrack,
     Config::Nftpol,
     Config::Naive,
     Config::NftpolLogged,
     Config::NftpolTiers,
+    Config::NftpolUncounted,
 ];
 
 /// ClusterNetworkPolicies of (b3).
@@ -86,14 +95,12 @@ impl Config {
             Config::Naive => "c",
             Config::NftpolLogged => "b2",
             Config::NftpolTiers => "b3",
+            Config::NftpolUncounted => "b4",
         }
     }
 
     fn enforces(self) -> bool {
-        matches!(
-            self,
-            Config::Nftpol | Config::Naive | Config::NftpolLogged | Config::NftpolTiers
-        )
+        !matches!(self, Config::None | Config::Conntrack)
     }
 }
 
@@ -161,6 +168,8 @@ struct Setup {
     /// The scenario with [`CLUSTER_POLICIES`] ClusterNetworkPolicies, and its model.
     tiered: Scenario,
     tiers: Ruleset,
+    /// `model` with `--no-counters`.
+    uncounted: Ruleset,
     naive: Naive,
     naive_script: String,
 }
@@ -171,10 +180,14 @@ impl Setup {
         match config {
             Config::None => netns::nft(&net.node, "flush ruleset\n")?,
             Config::Conntrack => netns::nft(&net.node, CONNTRACK_ONLY)?,
-            Config::Nftpol | Config::NftpolLogged | Config::NftpolTiers => {
+            Config::Nftpol
+            | Config::NftpolLogged
+            | Config::NftpolTiers
+            | Config::NftpolUncounted => {
                 let model = match config {
                     Config::Nftpol => &self.model,
                     Config::NftpolLogged => &self.logged,
+                    Config::NftpolUncounted => &self.uncounted,
                     _ => &self.tiers,
                 };
                 netns::nft(&net.node, "flush ruleset\n")?;
@@ -302,6 +315,16 @@ fn setup(pods: usize, policies: usize, clients: usize) -> Result<(Setup, String)
             ..Default::default()
         },
     );
+    let uncounted = nftpol::ruleset::build_with(
+        &graph,
+        &nftpol::ruleset::Options {
+            counters: false,
+            ..Default::default()
+        },
+    );
+    if !model.sets().iter().any(|s| s.counter) || uncounted.sets().iter().any(|s| s.counter) {
+        bail!("(b) must count and (b4) must not");
+    }
     Ok((
         Setup {
             scenario,
@@ -309,6 +332,7 @@ fn setup(pods: usize, policies: usize, clients: usize) -> Result<(Setup, String)
             logged,
             tiered,
             tiers,
+            uncounted,
             naive,
             naive_script,
         },
@@ -358,10 +382,14 @@ pub fn run(args: &Args, prefix: &str) -> Result<()> {
     println!(
         "datapath: new TCP connections/s, {clients} client pods -> 1 server pod across one node's bridge (br_netfilter), {rounds} rounds x {seconds} s, configurations interleaved"
     );
+    let active: Vec<usize> = match args.counters {
+        true => vec![1, 2, 6],
+        false => (0..CONFIGS.len()).collect(),
+    };
     for round in 0..rounds {
         let mut line = format!("round {}:", round + 1);
-        for k in 0..CONFIGS.len() {
-            let ci = (k + round) % CONFIGS.len();
+        for k in 0..active.len() {
+            let ci = active[(k + round) % active.len()];
             let config = CONFIGS[ci];
             let took = setup.load(&net, config)?;
             conntrack::flush(&net.node)?;
@@ -395,6 +423,15 @@ pub fn run(args: &Args, prefix: &str) -> Result<()> {
         "per-round (b2)/(b): median {} (logging every allowed connection vs the default)",
         median(&per_round).map_or("n/a".into(), |r| format!("{r:.3}"))
     );
+    let per_round: Vec<f64> = rates[2].iter().zip(&rates[6]).map(|(b, u)| b / u).collect();
+    println!(
+        "per-round (b)/(b4): median {}, overall median(b)/median(b4) {} (the traffic counters vs none; goal at least 0.97)",
+        median(&per_round).map_or("n/a".into(), |r| format!("{r:.3}")),
+        ratio_text(
+            median(&rates[2]).unwrap_or(0.0),
+            median(&rates[6]).unwrap_or(0.0)
+        )
+    );
     let per_round: Vec<f64> = rates[5].iter().zip(&rates[2]).map(|(t, b)| t / b).collect();
     let per_round_a: Vec<f64> = rates[5].iter().zip(&rates[1]).map(|(t, a)| t / a).collect();
     println!(
@@ -426,7 +463,8 @@ fn rules_per_connection(setup: &Setup) -> [usize; CONFIGS.len()] {
         .map_or(0, |i| i + naive::BEFORE);
     let b2_rules = nftpol_rules(s, &setup.logged).unwrap_or(0);
     let b3_rules = nftpol_rules(&setup.tiered, &setup.tiers).unwrap_or(0);
-    [0, 1, b_rules, c_last, b2_rules, b3_rules]
+    let b4_rules = nftpol_rules(s, &setup.uncounted).unwrap_or(0);
+    [0, 1, b_rules, c_last, b2_rules, b3_rules, b4_rules]
 }
 
 fn print_table(
@@ -440,11 +478,12 @@ fn print_table(
     let s = &setup.scenario;
     let med: Vec<f64> = rates.iter().map(|r| median(r).unwrap_or(0.0)).collect();
     println!(
-        "cluster: {} pods, {policies} policies ({} select the server), node {}; (b) has {} set/map elements, (c) {} rules",
+        "cluster: {} pods, {policies} policies ({} select the server), node {}; (b) has {} set/map elements ((b4) {}), (c) {} rules",
         s.params.pods,
         s.selecting,
         s.node,
         elements(&setup.model),
+        elements(&setup.uncounted),
         setup.naive.rules.len() + naive::BEFORE
     );
     println!(
@@ -458,9 +497,10 @@ fn print_table(
         "(c)  naive, one rule per peer+port",
         "(b2) nftpol --log-allowed, reader on",
         "(b3) nftpol + 200 CNPs, both tiers",
+        "(b4) nftpol --no-counters",
     ];
     let rules = rules_per_connection(setup);
-    for i in 0..CONFIGS.len() {
+    for i in (0..CONFIGS.len()).filter(|&i| !rates[i].is_empty()) {
         let (lo, hi) = range(&rates[i]).unwrap_or((0.0, 0.0));
         println!(
             "{:<34} {:>10} {:>12.0} {:>10.0} {:>10.0} {:>8} {:>8} {:>9.1}",
@@ -477,8 +517,14 @@ fn print_table(
     let failed: u64 = failures.iter().sum();
     if failed > 0 {
         println!(
-            "failed or timed-out connects: a0 {} a {} b {} c {} b2 {} b3 {}",
-            failures[0], failures[1], failures[2], failures[3], failures[4], failures[5]
+            "failed or timed-out connects: a0 {} a {} b {} c {} b2 {} b3 {} b4 {}",
+            failures[0],
+            failures[1],
+            failures[2],
+            failures[3],
+            failures[4],
+            failures[5],
+            failures[6]
         );
     }
     // Rounds are close in time: their own ratios cancel slow drift of the machine.
