@@ -505,12 +505,13 @@ fn a_egress_quarantine(enforce: bool) -> Value {
     p
 }
 
-/// x/b admits x/c on tcp/8080, in audit mode.
+/// x/b admits x/c on tcp/8082, in audit mode (each test of this binary probes its own
+/// ports: their records meet in one capture).
 fn b_from_c_audit() -> Value {
     let mut p = admit_only("b", "c")
         .ingress(
             json!([{"from": [{"podSelector": {"matchLabels": {"app": "c"}}}],
-                         "ports": [{"protocol": "TCP", "port": 8080}]}]),
+                         "ports": [{"protocol": "TCP", "port": 8082}]}]),
         )
         .value();
     p["metadata"]["name"] = json!("b-from-c");
@@ -585,9 +586,9 @@ async fn an_audited_policy_logs_what_it_would_change_and_enforces_when_told() {
             "{field}: {r:?}"
         );
     }
-    // b's ingress: enforced, c -> b:8080 is denied; b-from-c would allow it.
-    assert!(!one_syn(&c, format!("{B}:8080").parse().unwrap()));
-    let would_allow = settle(1, || of("b", "would-allow", C, 8080)).await;
+    // b's ingress: enforced, c -> b:8082 is denied; b-from-c would allow it.
+    assert!(!one_syn(&c, format!("{B}:8082").parse().unwrap()));
+    let would_allow = settle(1, || of("b", "would-allow", C, 8082)).await;
     assert_eq!(
         would_allow.len(),
         1,
@@ -598,7 +599,7 @@ async fn an_audited_policy_logs_what_it_would_change_and_enforces_when_told() {
         Some("x/b-from-c")
     );
     assert_eq!(
-        of("b", "denied", C, 8080).len(),
+        of("b", "denied", C, 8082).len(),
         1,
         "and the enforced deny's record"
     );
