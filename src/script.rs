@@ -113,6 +113,7 @@ pub fn rule_text(kind: &RuleKind) -> String {
         }
         RuleKind::Verdict(v) => verdict_text(v),
         RuleKind::CountedDrop => "counter drop".to_string(),
+        RuleKind::CountedGoto(c) => format!("counter goto {c}"),
     }
 }
 

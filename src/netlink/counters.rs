@@ -44,7 +44,8 @@ fn counted_drop(payload: &[u8], table: &str) -> Option<(String, u64)> {
         .and_then(|d| find(&attrs(d), NFTA_DATA_VERDICT))
         .and_then(|v| find(&attrs(v), NFTA_VERDICT_CODE))
         .and_then(|c| Some(u32::from_be_bytes(c.get(..4)?.try_into().ok()?)));
-    if drop != Some(NF_DROP) {
+    // A drop, or the goto that stands for it in a pod chain with audit chains.
+    if drop != Some(NF_DROP) && drop != Some(NFT_GOTO) {
         return None;
     }
     let packets = find(&counter, NFTA_EXPR_DATA)

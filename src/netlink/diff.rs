@@ -116,7 +116,7 @@ const REPLACE_AFTER_REMOVALS: usize = 8;
 /// The chain a rule jumps or goes to, if any.
 fn rule_target(kind: &RuleKind) -> Option<&str> {
     let verdict = match kind {
-        RuleKind::Jump(c) => return Some(c),
+        RuleKind::Jump(c) | RuleKind::CountedGoto(c) => return Some(c),
         RuleKind::Lookup { verdict, .. }
         | RuleKind::LookupPair { verdict, .. }
         | RuleKind::Verdict(verdict) => verdict,

@@ -196,6 +196,10 @@ pub(crate) fn rule_exprs(kind: &RuleKind, ids: SetIds, anon_id: Option<u32>) -> 
             v.push(Expr::new("counter"));
             v.push(immediate(&Verdict::Drop));
         }
+        RuleKind::CountedGoto(chain) => {
+            v.push(Expr::new("counter"));
+            v.push(immediate(&Verdict::Goto(chain.clone())));
+        }
     }
     v
 }
@@ -343,6 +347,7 @@ mod tests {
             (RuleKind::Jump("c".into()), "immediate"),
             (RuleKind::Verdict(Verdict::Drop), "immediate"),
             (RuleKind::CountedDrop, "counter immediate"),
+            (RuleKind::CountedGoto("c".into()), "counter immediate"),
             (
                 RuleKind::LogDenied {
                     prefix: "d ingress/x/a".into(),

@@ -181,7 +181,11 @@ fn pod_objects(
     match (pod.isolation(dir), audited) {
         (Some(iso), None) => rules.extend(np_deny(ctx, pod, dir, iso)),
         (Some(iso), Some(_)) => rules.push(Rule::with_comment(
-            RuleKind::Verdict(ends.deny.clone()),
+            // Counted as the drop it stands for (the traffic counters read it as one).
+            match (ctx.counters, &ends.deny) {
+                (true, Verdict::Goto(chain)) => RuleKind::CountedGoto(chain.clone()),
+                _ => RuleKind::Verdict(ends.deny.clone()),
+            },
             names::comment(&format!("isolated by {}", iso.isolated_by.join(", "))),
         )),
         (None, Some(_)) => rules.push(Rule::new(RuleKind::Verdict(ends.allow.clone()))),

@@ -353,6 +353,10 @@ pub enum RuleKind {
     /// (every packet that reaches it: a new connection's first packet and its
     /// retransmissions, and the rare invalid or untracked straggler).
     CountedDrop,
+    /// `counter goto <chain>`: the same default deny of a pod chain whose decisions an
+    /// audit chain judges again (see `audit_chain`), counted alike; the chain ends in the
+    /// drop.
+    CountedGoto(String),
 }
 
 /// Where a logging rule sends its packets: an NFLOG group, with a prefix naming the chain.
