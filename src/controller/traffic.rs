@@ -21,10 +21,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::dataplane::{Dataplane, DataplaneError, Readings};
+use super::dataplane::{Dataplane, DataplaneError};
 use super::metrics::{DeniedKey, Metrics};
 use crate::index::PodKey;
-use crate::ruleset::model::{Key, Set};
+use crate::ruleset::model::{Element, Key, Set};
 use crate::ruleset::names;
 use crate::ruleset::traffic::{RuleId, Traffic};
 use crate::state::NodeState;
@@ -102,20 +102,36 @@ impl Totals {
         let (sets, chains) = covered(kernel, &traffic, &scope);
         let sets: Vec<&Set> = sets.into_iter().filter_map(|s| kernel.set(s)).collect();
         let readings = dataplane.counters(&kernel.name, &sets)?;
+        let rules = self.credit_sets(&traffic, graph, readings.sets);
+        let denied = self.credit_drops(&traffic, chains.as_ref(), readings.drops);
+        if let Scope::All = scope {
+            // A set or chain the kernel no longer holds restarts from 0 if it comes back.
+            let read: BTreeSet<&str> = sets.iter().map(|s| s.name.as_str()).collect();
+            self.sets.retain(|s, _| read.contains(s.as_str()));
+            self.drops.retain(|c, _| kernel.chain(c).is_some());
+        }
+        if let Some(metrics) = metrics {
+            metrics.traffic(seen_rules(state), rules, denied);
+        }
+        Ok(())
+    }
+
+    /// The increments of the elements read, by rule; the readings become the last ones.
+    fn credit_sets(
+        &mut self,
+        traffic: &Traffic,
+        graph: &crate::graph::PolicyGraph,
+        read: BTreeMap<String, Vec<(Element, u64)>>,
+    ) -> BTreeMap<RuleId, u64> {
         let mut rules: BTreeMap<RuleId, u64> = BTreeMap::new();
-        let mut denied: BTreeMap<DeniedKey, u64> = BTreeMap::new();
         let mut unattributed = 0;
-        let Readings {
-            sets: read_sets,
-            drops,
-        } = readings;
-        for (set, elements) in read_sets {
+        for (set, elements) in read {
             let last = self.sets.remove(&set).unwrap_or_default();
             let mut now = HashMap::with_capacity(elements.len());
             for (e, packets) in elements {
                 let n = increment(packets, last.get(&e.key).copied());
                 now.insert(e.key, packets);
-                if n == 0 || metrics.is_none() {
+                if n == 0 {
                     continue;
                 }
                 let credited = traffic.rules_of(graph, &set, &e);
@@ -128,8 +144,26 @@ impl Totals {
             }
             self.sets.insert(set, now);
         }
-        for (chain, packets) in drops {
-            if !chains.as_ref().is_none_or(|c| c.contains(&chain)) {
+        if unattributed > 0 {
+            tracing::debug!(
+                packets = unattributed,
+                "counted connections no rule of the kernel's state covers"
+            );
+        }
+        rules
+    }
+
+    /// The increments of the drops read (of `chains` only, when given), by isolating
+    /// policy; the readings become the last ones.
+    fn credit_drops(
+        &mut self,
+        traffic: &Traffic,
+        chains: Option<&BTreeSet<String>>,
+        read: BTreeMap<String, u64>,
+    ) -> BTreeMap<DeniedKey, u64> {
+        let mut denied: BTreeMap<DeniedKey, u64> = BTreeMap::new();
+        for (chain, packets) in read {
+            if !chains.is_none_or(|c| c.contains(&chain)) {
                 continue;
             }
             let n = increment(packets, self.drops.insert(chain.clone(), packets));
@@ -140,22 +174,7 @@ impl Totals {
                 *denied.entry((p.clone(), dir)).or_default() += n;
             }
         }
-        if let Scope::All = scope {
-            // A set or chain the kernel no longer holds restarts from 0 if it comes back.
-            let read: BTreeSet<&str> = sets.iter().map(|s| s.name.as_str()).collect();
-            self.sets.retain(|s, _| read.contains(s.as_str()));
-            self.drops.retain(|c, _| kernel.chain(c).is_some());
-        }
-        if unattributed > 0 {
-            tracing::debug!(
-                packets = unattributed,
-                "counted connections no rule of the kernel's state covers"
-            );
-        }
-        if let Some(metrics) = metrics {
-            metrics.traffic(seen_rules(state), rules, denied);
-        }
-        Ok(())
+        denied
     }
 }
 
@@ -210,7 +229,7 @@ fn seen_rules(state: &NodeState) -> (BTreeSet<RuleId>, BTreeSet<DeniedKey>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::dataplane::BatchStats;
+    use crate::controller::dataplane::{BatchStats, Readings};
     use crate::index::Index;
     use crate::ruleset::{Ruleset, View};
     use serde_json::json;
