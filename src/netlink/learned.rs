@@ -38,7 +38,9 @@ pub fn learned_batch(table: &str, elems: &[LearnedElem], first_seq: u32) -> Batc
             let mut e = sys::Elem::new();
             e.set_data(nftnl_attr::ELEM_KEY, &key_bytes(&[field], true));
             // A u64 of milliseconds in host order, as libnftnl takes it.
-            let ms = u64::try_from(l.timeout.as_millis()).unwrap_or(u64::MAX).max(1);
+            let ms = u64::try_from(l.timeout.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1);
             e.set_data(nftnl_sys::NFTNL_SET_ELEM_TIMEOUT, &ms.to_ne_bytes());
             e
         });

@@ -21,6 +21,7 @@
 //! most [`ProxyConfig::learn_timeout`] and is counted as a failure.
 
 mod exchange;
+pub mod learner;
 pub mod stats;
 mod tcp;
 mod udp;
