@@ -25,6 +25,7 @@ pub enum Reply {
 
 pub type Zone = Arc<dyn Fn(&Query) -> Reply + Send + Sync>;
 
+#[allow(dead_code)]
 pub struct TestServer {
     pub addr: SocketAddr,
     pub served: Arc<AtomicUsize>,
