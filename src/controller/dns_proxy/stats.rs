@@ -72,6 +72,63 @@ impl ProxyStats {
     }
 }
 
+impl ProxyStats {
+    /// The Prometheus text of these counters (`nftpol_dns_*`), for `/metrics`.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        let counters = [
+            ("queries", "DNS queries received from pods", &self.queries),
+            (
+                "answers",
+                "answers read and handed to the learner",
+                &self.answers,
+            ),
+            (
+                "unreadable",
+                "answers returned unlearned (unparsable, or not answering the query)",
+                &self.unreadable,
+            ),
+            (
+                "learned_addresses",
+                "addresses added or refreshed in learned sets",
+                &self.learned,
+            ),
+            (
+                "learn_failures",
+                "learner errors and timeouts (answer returned anyway)",
+                &self.learn_failures,
+            ),
+            (
+                "upstream_failures",
+                "queries the server did not answer in time",
+                &self.upstream_failures,
+            ),
+        ];
+        for (name, help, c) in counters {
+            let _ = writeln!(out, "# HELP nftpol_dns_{name}_total {help}");
+            let _ = writeln!(out, "# TYPE nftpol_dns_{name}_total counter");
+            let _ = writeln!(out, "nftpol_dns_{name}_total {}", c.load(Relaxed));
+        }
+        let name = "nftpol_dns_added_latency_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} latency the proxy adds to a lookup (learning included)"
+        );
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        let counts = self.added_counts();
+        let mut cumulative = 0;
+        for (bound, c) in BUCKETS_US.iter().zip(&counts) {
+            cumulative += c;
+            let le = *bound as f64 / 1e6;
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+        let total: u64 = counts.iter().sum();
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
+        let _ = writeln!(out, "{name}_sum {}", self.added_sum().as_secs_f64());
+        let _ = writeln!(out, "{name}_count {total}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,5 +146,20 @@ mod tests {
         assert_eq!(s.added_quantile(0.99), Some(Duration::from_millis(5)));
         assert_eq!(s.added_quantile(1.0), None);
         assert_eq!(s.added_counts().iter().sum::<u64>(), 100);
+    }
+
+    #[test]
+    fn renders_prometheus_text() {
+        let s = ProxyStats::default();
+        s.answers.fetch_add(3, Relaxed);
+        s.added(Duration::from_micros(120));
+        s.added(Duration::from_secs(3));
+        let mut out = String::new();
+        s.render(&mut out);
+        assert!(out.contains("nftpol_dns_answers_total 3\n"), "{out}");
+        assert!(out.contains("nftpol_dns_added_latency_seconds_bucket{le=\"0.0002\"} 1\n"));
+        assert!(out.contains("nftpol_dns_added_latency_seconds_bucket{le=\"1\"} 1\n"));
+        assert!(out.contains("nftpol_dns_added_latency_seconds_bucket{le=\"+Inf\"} 2\n"));
+        assert!(out.contains("nftpol_dns_added_latency_seconds_count 2\n"));
     }
 }
