@@ -13,7 +13,8 @@
 //! The node's table is written by hand here, in the shape the compiler is to generate
 //! (the steering rules, the liveness set, a rule's learned set); the proxy, the learner
 //! and the netlink batch are the production ones. Also checked: a name outside the
-//! policy and the wildcard's own base are refused; TCP DNS; an address expires after its
+//! policy and the wildcard's own base are refused; TCP DNS; an AAAA answer through a CNAME
+//! admits its IPv6 address (and no other); an address expires after its
 //! TTL (minimum TTL 1 s); with the proxy stopped (its liveness element expired) the pod
 //! still resolves and nothing new is admitted.
 //!
@@ -33,7 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, Query};
-use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::rdata::{A, AAAA, CNAME};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use nftpol::controller::dns_proxy::learner::{DomainRule, KernelSink, LearnSink, SetLearner};
 use nftpol::controller::dns_proxy::{LearnError, ProxyConfig, ProxyStats, TcpProxy, UdpProxy};
@@ -97,6 +98,7 @@ const TABLE: &str = r#"
 table inet nftpol_dns {
   set alive { type inet_service; flags timeout; }
   set learned4 { type ipv4_addr; flags timeout; }
+  set learned6 { type ipv6_addr; flags timeout; }
   chain steer {
     type filter hook prerouting priority mangle; policy accept;
     iifname "vpod" meta l4proto tcp socket transparent 1 meta mark set 1 accept
@@ -107,6 +109,7 @@ table inet nftpol_dns {
     type filter hook forward priority filter; policy accept;
     ct state established,related accept
     iifname "vpod" tcp dport 8443 ip daddr @learned4 accept
+    iifname "vpod" tcp dport 8443 ip6 daddr @learned6 accept
     iifname "vpod" tcp dport 8443 reject with tcp reset
   }
 }
@@ -130,10 +133,20 @@ fn zone() -> server::Zone {
                 "short.dyn.example." => (Ipv4Addr::new(10, 99, 254, 1), 1),
                 "late.dyn.example." => (Ipv4Addr::new(10, 99, 254, 2), 60),
                 "dyn.example." => (Ipv4Addr::new(10, 99, 255, 2), 60),
+                "v6.dyn.example." => (Ipv4Addr::new(10, 99, 254, 3), 60),
                 "x.other.example." => (Ipv4Addr::new(10, 99, 255, 1), 60),
                 _ => return Reply::Records(vec![]),
             }
         };
+        if n == "v6.dyn.example." && q.query_type == RecordType::AAAA {
+            // An alias outside the policy's names: what counts is the question.
+            let edge = Name::from_ascii("edge6.cdn.example.").unwrap();
+            let v6: std::net::Ipv6Addr = "2001:db8:99::7".parse().unwrap();
+            return Reply::Records(vec![
+                Record::from_rdata(q.name.clone(), 60, RData::CNAME(CNAME(edge.clone()))),
+                Record::from_rdata(edge, 60, RData::AAAA(AAAA(v6))),
+            ]);
+        }
         if q.query_type != RecordType::A {
             return Reply::Records(vec![]);
         }
@@ -145,18 +158,23 @@ fn zone() -> server::Zone {
     })
 }
 
-fn query(id: u16, name: &str) -> Vec<u8> {
+fn query(id: u16, name: &str, t: RecordType) -> Vec<u8> {
     let mut m = Message::query();
     m.metadata.id = id;
     m.metadata.recursion_desired = true;
-    m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), t));
     m.to_vec().unwrap()
 }
 
 /// Resolves `name` from the pod (UDP, or TCP), returning its first A address.
 fn resolve(name: &str, id: u16, tcp: bool) -> Option<IpAddr> {
+    resolve_as(name, id, tcp, RecordType::A)
+}
+
+/// Resolves `name` (record type `t`) from the pod, returning its first address.
+fn resolve_as(name: &str, id: u16, tcp: bool, t: RecordType) -> Option<IpAddr> {
     let server: SocketAddr = format!("{DNS}:53").parse().unwrap();
-    let q = query(id, name);
+    let q = query(id, name, t);
     let answer = if tcp {
         let mut s = TcpStream::connect_timeout(&server, Duration::from_secs(5)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -181,6 +199,7 @@ fn resolve(name: &str, id: u16, tcp: bool) -> Option<IpAddr> {
     let m = Message::from_vec(&answer).ok()?;
     m.answers.iter().find_map(|r| match &r.data {
         RData::A(a) => Some(IpAddr::V4(a.0)),
+        RData::AAAA(a) => Some(IpAddr::V6(a.0)),
         _ => None,
     })
 }
@@ -227,6 +246,99 @@ where
     (tx, h)
 }
 
+/// IPv6 beside the routed IPv4: the pod and the server namespace each hold one /128
+/// routed by the node, and the server answers on every address of 2001:db8:99::/64.
+fn ipv6(node: &str, pod: &str, srv: &str) {
+    for (ns, dev, me) in [(pod, "eth0", "fd77::2"), (srv, "eth0", "fd77::53")] {
+        ip(&[
+            "-n",
+            ns,
+            "-6",
+            "addr",
+            "add",
+            &format!("{me}/128"),
+            "dev",
+            dev,
+            "nodad",
+        ]);
+        ip(&["-n", ns, "-6", "route", "add", "fd77::1", "dev", dev]);
+        ip(&[
+            "-n", ns, "-6", "route", "add", "default", "via", "fd77::1", "dev", dev,
+        ]);
+    }
+    for (dev, peer) in [("vpod", "fd77::2"), ("vsrv", "fd77::53")] {
+        ip(&[
+            "-n",
+            node,
+            "-6",
+            "addr",
+            "add",
+            "fd77::1/128",
+            "dev",
+            dev,
+            "nodad",
+        ]);
+        ip(&[
+            "-n",
+            node,
+            "-6",
+            "route",
+            "add",
+            &format!("{peer}/128"),
+            "dev",
+            dev,
+        ]);
+    }
+    ip(&[
+        "-n",
+        srv,
+        "-6",
+        "route",
+        "add",
+        "local",
+        "2001:db8:99::/64",
+        "dev",
+        "lo",
+    ]);
+    ip(&[
+        "-n",
+        node,
+        "-6",
+        "route",
+        "add",
+        "2001:db8:99::/64",
+        "via",
+        "fd77::53",
+        "dev",
+        "vsrv",
+    ]);
+    let ok = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            node,
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.all.forwarding=1",
+        ])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "ipv6 forwarding in {node}");
+}
+
+/// A TCP listener on every IPv6 address (IPv6 only: the IPv4 one holds the port too).
+fn listener_v6() -> tokio::net::TcpListener {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP)).unwrap();
+    s.set_only_v6(true).unwrap();
+    s.set_nonblocking(true).unwrap();
+    let any: SocketAddr = format!("[::]:{PORT}").parse().unwrap();
+    s.bind(&any.into()).unwrap();
+    s.listen(128).unwrap();
+    tokio::net::TcpListener::from_std(s.into()).unwrap()
+}
+
 #[test]
 #[ignore = "needs root: network namespaces, nftables, tproxy, real packets"]
 fn resolve_then_connect_never_races() {
@@ -244,6 +356,7 @@ fn resolve_then_connect_never_races() {
     attach(&node, &pod, "vpod", POD);
     attach(&node, &srv, "vsrv", DNS);
     forwarding(&node);
+    ipv6(&node, &pod, &srv);
     ip(&[
         "-n",
         &srv,
@@ -289,6 +402,8 @@ fn resolve_then_connect_never_races() {
                 .await
                 .unwrap();
             tokio::spawn(async move { while l.accept().await.is_ok() {} });
+            let l6 = listener_v6();
+            tokio::spawn(async move { while l6.accept().await.is_ok() {} });
         })
     });
 
@@ -371,6 +486,15 @@ fn resolve_then_connect_never_races() {
             let a = resolve(name, 1, false).expect("DNS still answers");
             assert!(!connects(a), "{name} admitted");
         }
+    });
+
+    // AAAA through a CNAME: the IPv6 address is admitted (learned6), at once.
+    in_pod(&pod, || {
+        let a = resolve_as("v6.dyn.example.", 4, false, RecordType::AAAA).unwrap();
+        assert_eq!(a, "2001:db8:99::7".parse::<IpAddr>().unwrap());
+        assert!(connects(a), "AAAA through a CNAME not admitted");
+        // Another address of the same /64, never answered: refused.
+        assert!(!connects("2001:db8:99::8".parse().unwrap()));
     });
 
     // TTL: 1 s (minimum TTL 1 s): admitted at once, then expired by the kernel.
