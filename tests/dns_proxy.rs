@@ -280,3 +280,47 @@ async fn a_silent_server_is_counted() {
     assert_eq!(s.stats.upstream_failures.load(Ordering::SeqCst), 1);
     assert_eq!(s.stats.answers.load(Ordering::SeqCst), 0);
 }
+
+/// A query sent to the proxy's own port (not steered by tproxy) is never forwarded:
+/// forwarding it to its "original destination", the proxy itself, would loop.
+#[tokio::test]
+async fn queries_to_the_proxy_itself_are_not_forwarded() {
+    let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let log: Log = Arc::default();
+    let learner = Arc::new(Recorder {
+        log: log.clone(),
+        mode: Mode::Slow,
+    });
+    let config = ProxyConfig {
+        destination: Destination::Original,
+        transparent: false,
+        ..ProxyConfig::default()
+    };
+    let stats = Arc::new(ProxyStats::default());
+    let udp = UdpProxy::bind(lo, config.clone(), learner.clone(), stats.clone()).unwrap();
+    let tcp = TcpProxy::bind(lo, config, learner, stats.clone()).unwrap();
+    let (u, t) = (udp.local_addr().unwrap(), tcp.local_addr().unwrap());
+    tokio::spawn(udp.run());
+    tokio::spawn(tcp.run());
+    let mut conn = TcpStream::connect(t).await.unwrap();
+    let q = query(1, "www.example.com.", RecordType::A);
+    let mut out = (q.len() as u16).to_be_bytes().to_vec();
+    out.extend_from_slice(&q);
+    // Closed without an answer (a reset, when the query was still unread).
+    let _ = conn.write_all(&out).await;
+    let mut buf = Vec::new();
+    let _ = conn.read_to_end(&mut buf).await;
+    assert!(buf.is_empty());
+    // Without a transparent socket UDP has no original destination: dropped too.
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.send_to(&q, u).await.unwrap();
+    for _ in 0..100 {
+        if stats.refused.load(Ordering::SeqCst) == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(stats.refused.load(Ordering::SeqCst), 2);
+    assert_eq!(stats.queries.load(Ordering::SeqCst), 0);
+    assert_eq!(learned(&log), []);
+}

@@ -102,4 +102,23 @@ pub(crate) struct Shared {
     pub config: ProxyConfig,
     pub learner: Arc<dyn Learner>,
     pub stats: Arc<ProxyStats>,
+    /// The port the listener is bound to.
+    pub listen_port: u16,
+}
+
+impl Shared {
+    /// Where a query goes, given its original destination; `None` when it has none, or
+    /// when it was sent to the proxy's own port rather than steered to it (forwarding
+    /// that would send the proxy its own query, again and again).
+    pub(crate) fn server(&self, original: Option<SocketAddr>) -> Option<SocketAddr> {
+        use std::sync::atomic::Ordering::Relaxed;
+        match (self.config.destination, original) {
+            (Destination::Fixed(s), _) => Some(s),
+            (Destination::Original, Some(s)) if s.port() != self.listen_port => Some(s),
+            (Destination::Original, _) => {
+                self.stats.refused.fetch_add(1, Relaxed);
+                None
+            }
+        }
+    }
 }

@@ -27,6 +27,9 @@ pub struct ProxyStats {
     pub learn_failures: AtomicU64,
     /// Queries the server did not answer in time, or could not be sent.
     pub upstream_failures: AtomicU64,
+    /// Queries not steered here but sent to the proxy's own port (or with no original
+    /// destination): dropped, never forwarded.
+    pub refused: AtomicU64,
     /// Cumulative counts per bucket of [`BUCKETS_US`], then the overflow.
     added: [AtomicU64; BUCKETS_US.len() + 1],
     added_sum_us: AtomicU64,

@@ -10,7 +10,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::exchange::{answer_query, forward_tcp, read_framed, write_framed};
-use super::{Destination, Learner, ProxyConfig, ProxyStats, Shared};
+use super::{Learner, ProxyConfig, ProxyStats, Shared};
 
 /// A bound TCP listener; [`TcpProxy::run`] serves it.
 pub struct TcpProxy {
@@ -45,6 +45,7 @@ impl TcpProxy {
             config,
             learner,
             stats,
+            listen_port: listener.local_addr()?.port(),
         });
         Ok(TcpProxy { listener, shared })
     }
@@ -68,9 +69,8 @@ impl TcpProxy {
 }
 
 async fn serve(mut stream: TcpStream, client: SocketAddr, shared: &Shared) -> io::Result<()> {
-    let server = match shared.config.destination {
-        Destination::Fixed(s) => s,
-        Destination::Original => stream.local_addr()?,
+    let Some(server) = shared.server(Some(stream.local_addr()?)) else {
+        return Err(io::Error::other("not steered here: closed"));
     };
     let mut upstream = None;
     loop {

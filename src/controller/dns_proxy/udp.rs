@@ -16,7 +16,7 @@ use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 use super::exchange::{answer_query, forward_udp, MAX_MESSAGE};
-use super::{Destination, Learner, ProxyConfig, ProxyStats, Shared};
+use super::{Learner, ProxyConfig, ProxyStats, Shared};
 
 /// A bound UDP listener; [`UdpProxy::run`] serves it.
 pub struct UdpProxy {
@@ -59,6 +59,7 @@ impl UdpProxy {
             config,
             learner,
             stats,
+            listen_port: sock.local_addr()?.port(),
         });
         Ok(UdpProxy { sock, shared })
     }
@@ -135,12 +136,8 @@ async fn serve(
     client: SocketAddr,
     original: Option<SocketAddr>,
 ) -> io::Result<()> {
-    let server = match (shared.config.destination, original) {
-        (Destination::Fixed(s), _) => s,
-        (Destination::Original, Some(s)) => s,
-        (Destination::Original, None) => {
-            return Err(io::Error::other("no original destination"));
-        }
+    let Some(server) = shared.server(original) else {
+        return Err(io::Error::other("not steered here: dropped"));
     };
     let timeout = shared.config.upstream_timeout;
     let forward = forward_udp(&query, server, timeout);
