@@ -11,8 +11,8 @@
 //! ```
 //!
 //! The node's table is written by hand here, in the shape the compiler is to generate
-//! (the steering rules, the liveness set, a rule's learned set); the proxy, the learner
-//! and the netlink batch are the production ones. Also checked: a name outside the
+//! (the steering rules, the liveness set, a rule's learned set); the proxy, the learner,
+//! the netlink batches and the liveness refresher are the production ones. Also checked: a name outside the
 //! policy and the wildcard's own base are refused; TCP DNS; an AAAA answer through a CNAME
 //! admits its IPv6 address (and no other); an address expires after its
 //! TTL (minimum TTL 1 s); with the proxy stopped (its liveness element expired) the pod
@@ -37,6 +37,7 @@ use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use nftpol::controller::dns_proxy::learner::{DomainRule, KernelSink, LearnSink, SetLearner};
+use nftpol::controller::dns_proxy::liveness::{keep_alive, Liveness};
 use nftpol::controller::dns_proxy::{LearnError, ProxyConfig, ProxyStats, TcpProxy, UdpProxy};
 use nftpol::fqdn::{DomainPattern, Ttl};
 use nftpol::netlink::LearnedElem;
@@ -410,7 +411,6 @@ fn resolve_then_connect_never_races() {
     // The node: proxy, learner, liveness.
     let stats = Arc::new(ProxyStats::default());
     let st = stats.clone();
-    let node2 = node.clone();
     let (node_stop, node_thread) = spawn_in(&node, move || {
         Box::pin(async move {
             let backend = nftpol::netlink::Backend::open().unwrap();
@@ -436,17 +436,15 @@ fn resolve_then_connect_never_races() {
             tokio::spawn(u.run());
             tokio::spawn(t.run());
             // Liveness: element 53 for 2 s, refreshed every 500 ms while the proxy runs.
-            tokio::spawn(async move {
-                loop {
-                    let ns = node2.clone();
-                    tokio::task::spawn_blocking(move || {
-                        nft(&ns, "add element inet nftpol_dns alive { 53 timeout 2s }\n")
-                    })
-                    .await
-                    .unwrap();
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            });
+            let liveness = Liveness {
+                table: "nftpol_dns".into(),
+                set: "alive".into(),
+                port: 53,
+                timeout: Duration::from_secs(2),
+                every: Duration::from_millis(500),
+            };
+            let backend = nftpol::netlink::Backend::open().unwrap();
+            tokio::spawn(keep_alive(backend, liveness));
             tokio::time::sleep(Duration::from_millis(100)).await;
         })
     });

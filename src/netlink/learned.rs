@@ -49,7 +49,39 @@ pub fn learned_batch(table: &str, elems: &[LearnedElem], first_seq: u32) -> Batc
     b.finish()
 }
 
+/// The batch that adds `port` to the inet_service set `set` for `timeout` (refreshing it
+/// when there): the DNS proxy's liveness, which the steering rules look up.
+pub fn alive_batch(table: &str, set: &str, port: u16, timeout: Duration, first_seq: u32) -> Batch {
+    let mut b = Builder::new(table, first_seq);
+    let mut e = sys::Elem::new();
+    e.set_data(
+        nftnl_attr::ELEM_KEY,
+        &key_bytes(&[Field::Port(port, port)], true),
+    );
+    let ms = u64::try_from(timeout.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    e.set_data(nftnl_sys::NFTNL_SET_ELEM_TIMEOUT, &ms.to_ne_bytes());
+    b.set_elements(set, "liveness set", true, vec![e]);
+    b.finish()
+}
+
 impl super::Backend {
+    /// Adds (or refreshes) `port` in the liveness set `set` for `timeout`; returns once
+    /// the kernel acknowledged it.
+    pub fn keep_alive(
+        &mut self,
+        table: &str,
+        set: &str,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<SyncStats, NetlinkError> {
+        let n = alive_batch(table, set, port, timeout, 0).messages;
+        let first = self.conn.reserve(n);
+        self.conn
+            .send_batch(&alive_batch(table, set, port, timeout, first))
+    }
+
     /// Adds learned addresses in one batch; returns once the kernel acknowledged it.
     pub fn learn(&mut self, table: &str, elems: &[LearnedElem]) -> Result<SyncStats, NetlinkError> {
         if elems.is_empty() {

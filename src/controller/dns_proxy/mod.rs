@@ -22,6 +22,7 @@
 
 mod exchange;
 pub mod learner;
+pub mod liveness;
 pub mod stats;
 mod tcp;
 mod udp;
