@@ -144,6 +144,7 @@ async fn setup(mode: Mode) -> Setup {
         transparent: false,
         upstream_timeout: Duration::from_millis(300),
         learn_timeout: Duration::from_millis(200),
+        max_in_flight: 64,
     };
     let stats = Arc::new(ProxyStats::default());
     let u = UdpProxy::bind(lo, config.clone(), learner.clone(), stats.clone()).unwrap();
@@ -323,4 +324,48 @@ async fn queries_to_the_proxy_itself_are_not_forwarded() {
     assert_eq!(stats.refused.load(Ordering::SeqCst), 2);
     assert_eq!(stats.queries.load(Ordering::SeqCst), 0);
     assert_eq!(learned(&log), []);
+}
+
+/// Past `max_in_flight` queries being served, a query is dropped (and counted), not
+/// queued: a flood costs the pod its retries, not the node its memory.
+#[tokio::test]
+async fn queries_past_the_limit_are_dropped() {
+    let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let server = TestServer::start(lo, zone()).await;
+    let learner = Arc::new(Recorder {
+        log: Log::default(),
+        mode: Mode::Hang,
+    });
+    let config = ProxyConfig {
+        destination: Destination::Fixed(server.addr),
+        transparent: false,
+        learn_timeout: Duration::from_secs(3),
+        max_in_flight: 1,
+        ..ProxyConfig::default()
+    };
+    let stats = Arc::new(ProxyStats::default());
+    let udp = UdpProxy::bind(lo, config, learner, stats.clone()).unwrap();
+    let proxy = udp.local_addr().unwrap();
+    tokio::spawn(udp.run());
+    let q1 = query(1, "www.example.com.", RecordType::A);
+    let first = tokio::spawn(async move { udp_lookup(proxy, &q1).await });
+    // The first is held by the hanging learner (its answer is in) when the second comes.
+    while stats.answers.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.send_to(&query(2, "www.example.com.", RecordType::A), proxy)
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if stats.overloaded.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The first still gets its answer, after the learn timeout.
+    let answer = first.await.unwrap();
+    assert_eq!(Message::from_vec(&answer).unwrap().metadata.id, 1);
+    assert_eq!(stats.overloaded.load(Ordering::SeqCst), 1);
+    assert_eq!(stats.queries.load(Ordering::SeqCst), 1);
 }

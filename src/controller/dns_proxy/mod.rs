@@ -59,6 +59,9 @@ pub struct ProxyConfig {
     pub upstream_timeout: Duration,
     /// How long an answer waits for the learner before it is returned unlearned.
     pub learn_timeout: Duration,
+    /// Queries (UDP) or connections (TCP) served at once per listener; past it a query is
+    /// dropped (the pod's resolver retries) rather than memory growing without bound.
+    pub max_in_flight: usize,
 }
 
 impl Default for ProxyConfig {
@@ -68,6 +71,7 @@ impl Default for ProxyConfig {
             transparent: true,
             upstream_timeout: Duration::from_secs(5),
             learn_timeout: Duration::from_secs(2),
+            max_in_flight: 4096,
         }
     }
 }
@@ -105,9 +109,37 @@ pub(crate) struct Shared {
     pub stats: Arc<ProxyStats>,
     /// The port the listener is bound to.
     pub listen_port: u16,
+    /// One permit per query or connection in flight.
+    pub slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
+    pub(crate) fn new(
+        config: ProxyConfig,
+        learner: Arc<dyn Learner>,
+        stats: Arc<ProxyStats>,
+        listen_port: u16,
+    ) -> Shared {
+        let slots = Arc::new(tokio::sync::Semaphore::new(config.max_in_flight.max(1)));
+        Shared {
+            config,
+            learner,
+            stats,
+            listen_port,
+            slots,
+        }
+    }
+
+    /// A permit for one more query or connection, or `None` (counted) when all are taken.
+    pub(crate) fn slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let permit = self.slots.clone().try_acquire_owned().ok();
+        if permit.is_none() {
+            use std::sync::atomic::Ordering::Relaxed;
+            self.stats.overloaded.fetch_add(1, Relaxed);
+        }
+        permit
+    }
+
     /// Where a query goes, given its original destination; `None` when it has none, or
     /// when it was sent to the proxy's own port rather than steered to it (forwarding
     /// that would send the proxy its own query, again and again).

@@ -30,6 +30,8 @@ pub struct ProxyStats {
     /// Queries not steered here but sent to the proxy's own port (or with no original
     /// destination): dropped, never forwarded.
     pub refused: AtomicU64,
+    /// Queries dropped (connections closed) because `max_in_flight` were being served.
+    pub overloaded: AtomicU64,
     /// Cumulative counts per bucket of [`BUCKETS_US`], then the overflow.
     added: [AtomicU64; BUCKETS_US.len() + 1],
     added_sum_us: AtomicU64,

@@ -41,12 +41,8 @@ impl TcpProxy {
         sock.bind(&listen.into())?;
         sock.listen(1024)?;
         let listener = TcpListener::from_std(sock.into())?;
-        let shared = Arc::new(Shared {
-            config,
-            learner,
-            stats,
-            listen_port: listener.local_addr()?.port(),
-        });
+        let port = listener.local_addr()?.port();
+        let shared = Arc::new(Shared::new(config, learner, stats, port));
         Ok(TcpProxy { listener, shared })
     }
 
@@ -58,8 +54,12 @@ impl TcpProxy {
     pub async fn run(self) -> io::Result<()> {
         loop {
             let (stream, client) = self.listener.accept().await?;
+            let Some(permit) = self.shared.slot() else {
+                continue;
+            };
             let shared = self.shared.clone();
             tokio::spawn(async move {
+                let _permit = permit;
                 if let Err(e) = serve(stream, client, &shared).await {
                     tracing::debug!(%client, error = %e, "DNS over TCP connection ended");
                 }

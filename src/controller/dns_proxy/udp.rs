@@ -55,12 +55,8 @@ impl UdpProxy {
         }
         sock.bind(&listen.into())?;
         let sock = Arc::new(UdpSocket::from_std(sock.into())?);
-        let shared = Arc::new(Shared {
-            config,
-            learner,
-            stats,
-            listen_port: sock.local_addr()?.port(),
-        });
+        let port = sock.local_addr()?.port();
+        let shared = Arc::new(Shared::new(config, learner, stats, port));
         Ok(UdpProxy { sock, shared })
     }
 
@@ -80,9 +76,13 @@ impl UdpProxy {
                 let (n, client) = self.sock.recv_from(&mut buf).await?;
                 (n, client, None)
             };
+            let Some(permit) = self.shared.slot() else {
+                continue;
+            };
             let query = buf[..n].to_vec();
             let (sock, shared) = (self.sock.clone(), self.shared.clone());
             tokio::spawn(async move {
+                let _permit = permit;
                 if let Err(e) = serve(&sock, &shared, query, client, original).await {
                     tracing::debug!(%client, error = %e, "DNS answer not returned");
                 }
