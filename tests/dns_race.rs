@@ -250,69 +250,25 @@ where
 /// IPv6 beside the routed IPv4: the pod and the server namespace each hold one /128
 /// routed by the node, and the server answers on every address of 2001:db8:99::/64.
 fn ipv6(node: &str, pod: &str, srv: &str) {
-    for (ns, dev, me) in [(pod, "eth0", "fd77::2"), (srv, "eth0", "fd77::53")] {
-        ip(&[
-            "-n",
-            ns,
-            "-6",
-            "addr",
-            "add",
-            &format!("{me}/128"),
-            "dev",
-            dev,
-            "nodad",
-        ]);
-        ip(&["-n", ns, "-6", "route", "add", "fd77::1", "dev", dev]);
-        ip(&[
-            "-n", ns, "-6", "route", "add", "default", "via", "fd77::1", "dev", dev,
-        ]);
+    // `ip -n NS -6 WORDS...`, WORDS split on spaces.
+    let ip6 = |ns: &str, words: &str| {
+        let args: Vec<&str> = ["-n", ns, "-6"]
+            .into_iter()
+            .chain(words.split(' '))
+            .collect();
+        ip(&args);
+    };
+    for (ns, me) in [(pod, "fd77::2"), (srv, "fd77::53")] {
+        ip6(ns, &format!("addr add {me}/128 dev eth0 nodad"));
+        ip6(ns, "route add fd77::1 dev eth0");
+        ip6(ns, "route add default via fd77::1 dev eth0");
     }
     for (dev, peer) in [("vpod", "fd77::2"), ("vsrv", "fd77::53")] {
-        ip(&[
-            "-n",
-            node,
-            "-6",
-            "addr",
-            "add",
-            "fd77::1/128",
-            "dev",
-            dev,
-            "nodad",
-        ]);
-        ip(&[
-            "-n",
-            node,
-            "-6",
-            "route",
-            "add",
-            &format!("{peer}/128"),
-            "dev",
-            dev,
-        ]);
+        ip6(node, &format!("addr add fd77::1/128 dev {dev} nodad"));
+        ip6(node, &format!("route add {peer}/128 dev {dev}"));
     }
-    ip(&[
-        "-n",
-        srv,
-        "-6",
-        "route",
-        "add",
-        "local",
-        "2001:db8:99::/64",
-        "dev",
-        "lo",
-    ]);
-    ip(&[
-        "-n",
-        node,
-        "-6",
-        "route",
-        "add",
-        "2001:db8:99::/64",
-        "via",
-        "fd77::53",
-        "dev",
-        "vsrv",
-    ]);
+    ip6(srv, "route add local 2001:db8:99::/64 dev lo");
+    ip6(node, "route add 2001:db8:99::/64 via fd77::53 dev vsrv");
     let ok = Command::new("ip")
         .args([
             "netns",
@@ -340,17 +296,11 @@ fn listener_v6() -> tokio::net::TcpListener {
     tokio::net::TcpListener::from_std(s.into()).unwrap()
 }
 
-#[test]
-#[ignore = "needs root: network namespaces, nftables, tproxy, real packets"]
-fn resolve_then_connect_never_races() {
-    needs_root::require_root_and_nft("resolve_then_connect_never_races");
+/// The three namespaces, routed, with the node's policy routing for tproxy and its table.
+fn topology() -> (Namespaces, String, String, String) {
     let prefix = format!("nftpol-dns-{}", std::process::id());
-    let (node, pod, srv) = (
-        format!("{prefix}-n"),
-        format!("{prefix}-p"),
-        format!("{prefix}-s"),
-    );
-    let _guard = Namespaces(vec![node.clone(), pod.clone(), srv.clone()]);
+    let [node, pod, srv] = ["n", "p", "s"].map(|s| format!("{prefix}-{s}"));
+    let guard = Namespaces(vec![node.clone(), pod.clone(), srv.clone()]);
     for ns in [&node, &pod, &srv] {
         ip(&["netns", "add", ns]);
     }
@@ -358,31 +308,14 @@ fn resolve_then_connect_never_races() {
     attach(&node, &srv, "vsrv", DNS);
     forwarding(&node);
     ipv6(&node, &pod, &srv);
+    let targets = "10.99.0.0/16";
+    ip(&["-n", &srv, "route", "add", "local", targets, "dev", "lo"]);
     ip(&[
-        "-n",
-        &srv,
-        "route",
-        "add",
-        "local",
-        "10.99.0.0/16",
-        "dev",
-        "lo",
+        "-n", &node, "route", "add", targets, "via", DNS, "dev", "vsrv",
     ]);
-    ip(&[
-        "-n",
-        &node,
-        "route",
-        "add",
-        "10.99.0.0/16",
-        "via",
-        DNS,
-        "dev",
-        "vsrv",
-    ]);
+    // tproxied packets are marked; marked packets are delivered locally.
     ip(&["-n", &node, "rule", "add", "fwmark", "1", "lookup", "100"]);
-    ip(&[
-        "-n",
-        &node,
+    let local = [
         "route",
         "add",
         "local",
@@ -391,11 +324,20 @@ fn resolve_then_connect_never_races() {
         "lo",
         "table",
         "100",
-    ]);
+    ];
+    ip(&[&["-n", node.as_str()][..], &local[..]].concat());
     nft(&node, TABLE);
+    (guard, node, pod, srv)
+}
 
-    // The server namespace: DNS and the TCP service on every address.
-    let (_srv_stop, _srv) = spawn_in(&srv, || {
+/// The server namespace: DNS and the TCP service on every address.
+fn start_server(
+    srv: &str,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<()>,
+) {
+    spawn_in(srv, || {
         Box::pin(async {
             let dns: SocketAddr = format!("{DNS}:53").parse().unwrap();
             TestServer::start(dns, zone()).await;
@@ -406,18 +348,23 @@ fn resolve_then_connect_never_races() {
             let l6 = listener_v6();
             tokio::spawn(async move { while l6.accept().await.is_ok() {} });
         })
-    });
+    })
+}
 
-    // The node: proxy, learner, liveness.
-    let stats = Arc::new(ProxyStats::default());
-    let st = stats.clone();
-    let (node_stop, node_thread) = spawn_in(&node, move || {
+/// The node: the proxy (UDP and TCP on :5353), the learner on the rule `*.dyn.example`
+/// (sets learned4/learned6), the liveness refresher (53 for 2 s, every 500 ms).
+fn start_node(
+    node: &str,
+    stats: Arc<ProxyStats>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<()>,
+) {
+    spawn_in(node, move || {
         Box::pin(async move {
             let backend = nftpol::netlink::Backend::open().unwrap();
-            let sink = KernelSink {
-                table: "nftpol_dns".into(),
-                backend,
-            };
+            let table = "nftpol_dns".to_string();
+            let sink = KernelSink { table, backend };
             let learner = Arc::new(SetLearner::new(
                 vec![format!("{DNS}/32").parse().unwrap()],
                 Ttl { min: 1, max: 3600 },
@@ -431,11 +378,10 @@ fn resolve_then_connect_never_races() {
             }]);
             let listen: SocketAddr = "0.0.0.0:5353".parse().unwrap();
             let cfg = ProxyConfig::default();
-            let u = UdpProxy::bind(listen, cfg.clone(), learner.clone(), st.clone()).unwrap();
-            let t = TcpProxy::bind(listen, cfg, learner, st).unwrap();
+            let u = UdpProxy::bind(listen, cfg.clone(), learner.clone(), stats.clone()).unwrap();
+            let t = TcpProxy::bind(listen, cfg, learner, stats).unwrap();
             tokio::spawn(u.run());
             tokio::spawn(t.run());
-            // Liveness: element 53 for 2 s, refreshed every 500 ms while the proxy runs.
             let liveness = Liveness {
                 table: "nftpol_dns".into(),
                 set: "alive".into(),
@@ -445,15 +391,18 @@ fn resolve_then_connect_never_races() {
             };
             let backend = nftpol::netlink::Backend::open().unwrap();
             tokio::spawn(keep_alive(backend, liveness));
-            tokio::time::sleep(Duration::from_millis(100)).await;
         })
-    });
-    while !nft_out(&node, &["list", "set", "inet", "nftpol_dns", "alive"]).contains("53") {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    })
+}
 
-    // Zero races: each round a new name and a new address, connected to at once.
-    let failures = in_pod(&pod, || {
+fn alive(node: &str) -> bool {
+    nft_out(node, &["list", "set", "inet", "nftpol_dns", "alive"]).contains("53")
+}
+
+/// Zero races: each round a new name and a new address, connected to at once; every
+/// tenth lookup over TCP.
+fn rounds(node: &str, pod: &str, stats: &ProxyStats) {
+    let failures = in_pod(pod, || {
         let mut failures = Vec::new();
         for i in 0..ROUNDS {
             let name = format!("h{i}.dyn.example.");
@@ -466,7 +415,7 @@ fn resolve_then_connect_never_races() {
         failures
     });
     assert_eq!(failures, [], "first connections refused after their answer");
-    let learned = nft_out(&node, &["list", "set", "inet", "nftpol_dns", "learned4"]);
+    let learned = nft_out(node, &["list", "set", "inet", "nftpol_dns", "learned4"]);
     assert!(learned.contains("10.99.1.43"), "{learned}");
     use std::sync::atomic::Ordering::Relaxed;
     assert_eq!(stats.answers.load(Relaxed), u64::from(ROUNDS));
@@ -477,26 +426,21 @@ fn resolve_then_connect_never_races() {
         stats.added_quantile(0.5),
         stats.added_quantile(0.99)
     );
+}
 
-    // Outside the policy, and the wildcard's own base: resolved, never admitted.
-    in_pod(&pod, || {
+/// Names outside the policy and the wildcard's own base are resolved, never admitted; an
+/// AAAA answer through a CNAME admits its IPv6 address at once, and no neighbour; an
+/// address with a 1 s TTL (minimum TTL 1 s) is admitted, then expired by the kernel.
+fn semantics(pod: &str) {
+    in_pod(pod, || {
         for name in ["x.other.example.", "dyn.example."] {
             let a = resolve(name, 1, false).expect("DNS still answers");
             assert!(!connects(a), "{name} admitted");
         }
-    });
-
-    // AAAA through a CNAME: the IPv6 address is admitted (learned6), at once.
-    in_pod(&pod, || {
         let a = resolve_as("v6.dyn.example.", 4, false, RecordType::AAAA).unwrap();
         assert_eq!(a, "2001:db8:99::7".parse::<IpAddr>().unwrap());
         assert!(connects(a), "AAAA through a CNAME not admitted");
-        // Another address of the same /64, never answered: refused.
         assert!(!connects("2001:db8:99::8".parse().unwrap()));
-    });
-
-    // TTL: 1 s (minimum TTL 1 s): admitted at once, then expired by the kernel.
-    in_pod(&pod, || {
         let a = resolve("short.dyn.example.", 2, false).unwrap();
         assert!(connects(a));
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -505,22 +449,39 @@ fn resolve_then_connect_never_races() {
             std::thread::sleep(Duration::from_millis(200));
         }
     });
+}
 
-    // The proxy stops: once its liveness element expires, DNS goes straight to the
-    // server; the pod still resolves, and nothing new is admitted.
-    node_stop.send(()).unwrap();
-    node_thread.join().unwrap();
+/// With the proxy stopped, once its liveness element expired: the pod resolves (UDP and
+/// TCP, straight to the server), nothing new is admitted, what was learned still holds.
+fn fails_open(node: &str, pod: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while nft_out(&node, &["list", "set", "inet", "nftpol_dns", "alive"]).contains("53") {
+    while alive(node) {
         assert!(Instant::now() < deadline, "liveness never expired");
         std::thread::sleep(Duration::from_millis(100));
     }
-    in_pod(&pod, || {
+    in_pod(pod, || {
         for tcp in [false, true] {
             let a = resolve("late.dyn.example.", 3, tcp).expect("DNS works without the proxy");
             assert!(!connects(a), "admitted without the proxy (tcp dns: {tcp})");
         }
-        // What was learned before still holds until its TTL.
         assert!(connects(IpAddr::V4(Ipv4Addr::new(10, 99, 0, 5))));
     });
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, nftables, tproxy, real packets"]
+fn resolve_then_connect_never_races() {
+    needs_root::require_root_and_nft("resolve_then_connect_never_races");
+    let (_guard, node, pod, srv) = topology();
+    let (_srv_stop, _srv) = start_server(&srv);
+    let stats = Arc::new(ProxyStats::default());
+    let (node_stop, node_thread) = start_node(&node, stats.clone());
+    while !alive(&node) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    rounds(&node, &pod, &stats);
+    semantics(&pod);
+    node_stop.send(()).unwrap();
+    node_thread.join().unwrap();
+    fails_open(&node, &pod);
 }
