@@ -4,7 +4,7 @@
 //! by `tests/layers.rs`, whose list is the order; `docs/design.md` explains it):
 //!
 //! ```text
-//! leaves      text, error, addr, labels, host, flow, synth
+//! leaves      text, error, addr, labels, host, flow, fqdn, synth
 //! objects     selector, policy, cnp, input, dump
 //! cluster     index   (what the cluster holds, reduced to what policy needs)
 //! allowed     graph   (what is allowed: pods, isolation, peers, ports, CNP tiers; no
@@ -26,6 +26,7 @@ pub mod dump;
 pub mod error;
 pub mod explain;
 pub mod flow;
+pub mod fqdn;
 pub mod graph;
 pub mod graph_json;
 pub mod host;

@@ -422,3 +422,41 @@ fn the_binary_reads_both_api_versions() {
         assert!(out.contains("  egress Admin: p\n"), "{version}: {out}");
     }
 }
+
+/// The API's DomainName pattern, label by label: a letter or digit first and last, `-`
+/// and `_` inside; two labels at least, after an optional `*.`; a trailing dot allowed.
+#[test]
+fn domain_names_follow_the_apis_pattern() {
+    let domain = |d: &str| {
+        let v = with("spec/egress/0/to/0", json!({"domainNames": [d]}));
+        load(&v).err()
+    };
+    for good in [
+        "example.com",
+        "example.com.",
+        "*.example.com",
+        "a_b.example.com",
+        "x-1.Example.COM",
+        "1.2",
+    ] {
+        assert_eq!(domain(good), None, "{good}");
+    }
+    for bad in [
+        "com",
+        "*.com",
+        "_a.example.com",
+        "a_.example.com",
+        "-a.example.com",
+        "a..example.com",
+        "a.*.example.com",
+        "**.example.com",
+        "exa mple.com",
+    ] {
+        let e = domain(bad);
+        assert!(
+            e.as_deref()
+                .is_some_and(|e| e.contains("not a domain name")),
+            "{bad}: {e:?}"
+        );
+    }
+}

@@ -21,6 +21,7 @@ const LAYERS: &[&str] = &[
     "labels",
     "host",
     "flow",
+    "fqdn",
     "synth",
     // Kubernetes objects and their validation.
     "selector",

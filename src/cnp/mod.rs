@@ -276,17 +276,21 @@ fn network(s: &str, f: &str) -> Result<IpNet, FieldError> {
 }
 
 /// The CRD's DomainName pattern: an optional `*.`, then at least two DNS labels, an
-/// optional trailing dot.
+/// optional trailing dot. A label starts and ends with a letter or digit and may hold
+/// `-` and `_` inside (`[a-zA-Z0-9]([-a-zA-Z0-9_]*[a-zA-Z0-9])?`; the v1alpha2 pattern's
+/// `A-z` typo, which also admits `[\]^_` and a backtick first, is not followed).
 fn check_domain(s: &str) -> bool {
     let s = s.strip_prefix("*.").unwrap_or(s);
     let s = s.strip_suffix('.').unwrap_or(s);
     let labels: Vec<&str> = s.split('.').collect();
     labels.len() >= 2
         && labels.iter().all(|l| {
+            let ends = |b: Option<&u8>| b.is_some_and(u8::is_ascii_alphanumeric);
             (1..=63).contains(&l.len())
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && ends(l.as_bytes().first())
+                && ends(l.as_bytes().last())
         })
 }
 

@@ -27,6 +27,7 @@ mod cnp_rules;
 mod compute;
 mod ctx;
 mod display;
+pub mod domains;
 mod peers;
 pub mod tiers;
 

@@ -24,6 +24,7 @@ mod counters;
 mod diff;
 mod encode;
 mod exprs;
+mod learned;
 mod nflog;
 mod readback;
 mod sys;
@@ -37,6 +38,7 @@ pub use conntrack::{Conntrack, CtEntry};
 pub use counters::Counters;
 pub use diff::{diff, diff_views, Op};
 pub use encode::Batch;
+pub use learned::{alive_batch, learned_batch, LearnedElem};
 pub use nflog::{LoggedPacket, Nflog, Received};
 pub use readback::{drift, LiveChain, LiveElem, LiveRule, LiveSet, LiveTable};
 

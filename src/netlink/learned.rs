@@ -1,0 +1,99 @@
+//! Addresses learned from DNS answers (ClusterNetworkPolicy `domainNames`): one batch
+//! adds them to their rules' timeout sets, each element with its own timeout, so the
+//! kernel expires it when the answer's lifetime ends. Adding an element the set already
+//! holds sets its timeout anew (Linux updates an existing element's timeout on add,
+//! checked on this kernel, 6.18): the caller must not send a shorter timeout than one
+//! already given, or an address still valid through another answer would expire early.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::encode::{key_bytes, Batch, Builder};
+use super::sys;
+use super::{abi::nftnl_attr, NetlinkError, SyncStats};
+use crate::ruleset::model::Field;
+
+/// One learned address for one set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LearnedElem {
+    /// The set's name in the table (an address set, `flags timeout`, of the address's
+    /// family).
+    pub set: String,
+    pub addr: IpAddr,
+    pub timeout: Duration,
+}
+
+/// The batch that adds `elems` (grouped by set, in the order given).
+pub fn learned_batch(table: &str, elems: &[LearnedElem], first_seq: u32) -> Batch {
+    let mut b = Builder::new(table, first_seq);
+    let mut sets: Vec<&str> = elems.iter().map(|e| e.set.as_str()).collect();
+    sets.sort_unstable();
+    sets.dedup();
+    for set in sets {
+        let of_set = elems.iter().filter(|e| e.set == set).map(|l| {
+            let field = match l.addr {
+                IpAddr::V4(a) => Field::Ipv4(a, a),
+                IpAddr::V6(a) => Field::Ipv6(a, a),
+            };
+            let mut e = sys::Elem::new();
+            e.set_data(nftnl_attr::ELEM_KEY, &key_bytes(&[field], true));
+            // A u64 of milliseconds in host order, as libnftnl takes it.
+            let ms = u64::try_from(l.timeout.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1);
+            e.set_data(nftnl_sys::NFTNL_SET_ELEM_TIMEOUT, &ms.to_ne_bytes());
+            e
+        });
+        b.set_elements(set, "learned set", true, of_set.collect());
+    }
+    b.finish()
+}
+
+/// The batch that adds `port` to the inet_service set `set` for `timeout` (refreshing it
+/// when there): the DNS proxy's liveness, which the steering rules look up.
+pub fn alive_batch(table: &str, set: &str, port: u16, timeout: Duration, first_seq: u32) -> Batch {
+    let mut b = Builder::new(table, first_seq);
+    let mut e = sys::Elem::new();
+    e.set_data(
+        nftnl_attr::ELEM_KEY,
+        &key_bytes(&[Field::Port(port, port)], true),
+    );
+    let ms = u64::try_from(timeout.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    e.set_data(nftnl_sys::NFTNL_SET_ELEM_TIMEOUT, &ms.to_ne_bytes());
+    b.set_elements(set, "liveness set", true, vec![e]);
+    b.finish()
+}
+
+impl super::Backend {
+    /// Adds (or refreshes) `port` in the liveness set `set` for `timeout`; returns once
+    /// the kernel acknowledged it.
+    pub fn keep_alive(
+        &mut self,
+        table: &str,
+        set: &str,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<SyncStats, NetlinkError> {
+        let n = alive_batch(table, set, port, timeout, 0).messages;
+        let first = self.conn.reserve(n);
+        self.conn
+            .send_batch(&alive_batch(table, set, port, timeout, first))
+    }
+
+    /// Adds learned addresses in one batch; returns once the kernel acknowledged it.
+    pub fn learn(&mut self, table: &str, elems: &[LearnedElem]) -> Result<SyncStats, NetlinkError> {
+        if elems.is_empty() {
+            return Ok(SyncStats {
+                messages: 0,
+                bytes: 0,
+                acked: 0,
+                elapsed: Duration::ZERO,
+            });
+        }
+        let n = learned_batch(table, elems, 0).messages;
+        let first = self.conn.reserve(n);
+        self.conn.send_batch(&learned_batch(table, elems, first))
+    }
+}
