@@ -12,6 +12,11 @@
 //! ```
 //!
 //! `--counters` runs only (a), (b) and (b4), for a closer look at that ratio.
+//! (b5) nftpol with audited policies (`nftpol.io/mode: audit`): one selecting the server
+//!      (every measured connection walks the audit chain after its allow) and every tenth
+//!      generated policy; (b6) the same policies enforced. (b5)/(b6) is what auditing
+//!      costs an audited pod's new connections (goal at least 0.95); `--audit` runs only
+//!      (a), (b5) and (b6).
 //!
 //! (b) has the default `--log-denied` rules, which an allowed connection never reaches;
 //! (b2) is what verdict logging costs at most: every new connection is copied to the
@@ -57,6 +62,9 @@ pub struct Args {
     /// Tiny sizes, 2 short rounds: proves the benchmark still works (CI).
     #[arg(long)]
     smoke: bool,
+    /// Only (a), (b5) and (b6): what audit mode costs, alone.
+    #[arg(long, conflicts_with = "counters")]
+    audit: bool,
     /// Only (a), (b) and (b4): what the traffic counters cost, alone.
     #[arg(long)]
     counters: bool,
@@ -71,9 +79,11 @@ enum Config {
     NftpolLogged,
     NftpolTiers,
     NftpolUncounted,
+    NftpolAudited,
+    NftpolAuditEnforced,
 }
 
-const CONFIGS: [Config; 7] = [
+const CONFIGS: [Config; 9] = [
     Config::None,
     Config::Conntrack,
     Config::Nftpol,
@@ -81,6 +91,8 @@ const CONFIGS: [Config; 7] = [
     Config::NftpolLogged,
     Config::NftpolTiers,
     Config::NftpolUncounted,
+    Config::NftpolAudited,
+    Config::NftpolAuditEnforced,
 ];
 
 /// ClusterNetworkPolicies of (b3).
@@ -96,6 +108,8 @@ impl Config {
             Config::NftpolLogged => "b2",
             Config::NftpolTiers => "b3",
             Config::NftpolUncounted => "b4",
+            Config::NftpolAudited => "b5",
+            Config::NftpolAuditEnforced => "b6",
         }
     }
 
@@ -170,6 +184,9 @@ struct Setup {
     tiers: Ruleset,
     /// `model` with `--no-counters`.
     uncounted: Ruleset,
+    /// (b5) and (b6): the scenario with audited policies, and the same enforced.
+    audited: (Scenario, Ruleset),
+    audit_enforced: (Scenario, Ruleset),
     naive: Naive,
     naive_script: String,
 }
@@ -183,11 +200,15 @@ impl Setup {
             Config::Nftpol
             | Config::NftpolLogged
             | Config::NftpolTiers
-            | Config::NftpolUncounted => {
+            | Config::NftpolUncounted
+            | Config::NftpolAudited
+            | Config::NftpolAuditEnforced => {
                 let model = match config {
                     Config::Nftpol => &self.model,
                     Config::NftpolLogged => &self.logged,
                     Config::NftpolUncounted => &self.uncounted,
+                    Config::NftpolAudited => &self.audited.1,
+                    Config::NftpolAuditEnforced => &self.audit_enforced.1,
                     _ => &self.tiers,
                 };
                 netns::nft(&net.node, "flush ruleset\n")?;
@@ -325,6 +346,7 @@ fn setup(pods: usize, policies: usize, clients: usize) -> Result<(Setup, String)
     if !model.sets().iter().any(|s| s.counter) || uncounted.sets().iter().any(|s| s.counter) {
         bail!("(b) must count and (b4) must not");
     }
+    let (audited, audit_enforced) = audit_configs(&scenario, &mut notes)?;
     Ok((
         Setup {
             scenario,
@@ -333,11 +355,41 @@ fn setup(pods: usize, policies: usize, clients: usize) -> Result<(Setup, String)
             tiered,
             tiers,
             uncounted,
+            audited,
+            audit_enforced,
             naive,
             naive_script,
         },
         notes,
     ))
+}
+
+/// (b5) and (b6): the scenario with audited policies, and the same enforced; notes how
+/// many of the node's pods have audit chains and the rules each walks.
+fn audit_configs(
+    scenario: &Scenario,
+    notes: &mut String,
+) -> Result<((Scenario, Ruleset), (Scenario, Ruleset))> {
+    let audited = scenario.with_audit(true);
+    let (graph, model) = audited.compile()?;
+    let enforced = scenario.with_audit(false);
+    let (_, enforced_model) = enforced.compile()?;
+    let server = graph
+        .pod(scenario::NAMESPACE, "server")
+        .context("the server pod")?;
+    if server.audited_in(Direction::Ingress).is_none() {
+        bail!("(b5): the audited policy does not change the server");
+    }
+    let with_chains = graph.pods.values().filter(|p| p.audited.is_some()).count();
+    use std::fmt::Write;
+    let _ = writeln!(
+        notes,
+        "  (b5) audited: {with_chains} of the node's {} pods have audit chains; rules walked {} ((b6) enforced: {})",
+        graph.pods.len(),
+        nftpol_rules(&audited, &model)?,
+        nftpol_rules(&enforced, &enforced_model)?
+    );
+    Ok(((audited, model), (enforced, enforced_model)))
 }
 
 /// Runs the benchmark; prints the table and, last, the `ratio=` line.
@@ -382,9 +434,10 @@ pub fn run(args: &Args, prefix: &str) -> Result<()> {
     println!(
         "datapath: new TCP connections/s, {clients} client pods -> 1 server pod across one node's bridge (br_netfilter), {rounds} rounds x {seconds} s, configurations interleaved"
     );
-    let active: Vec<usize> = match args.counters {
-        true => vec![1, 2, 6],
-        false => (0..CONFIGS.len()).collect(),
+    let active: Vec<usize> = match (args.counters, args.audit) {
+        (true, _) => vec![1, 2, 6],
+        (_, true) => vec![1, 7, 8],
+        _ => (0..CONFIGS.len()).collect(),
     };
     for round in 0..rounds {
         let mut line = format!("round {}:", round + 1);
@@ -432,6 +485,15 @@ pub fn run(args: &Args, prefix: &str) -> Result<()> {
             median(&rates[6]).unwrap_or(0.0)
         )
     );
+    let per_round: Vec<f64> = rates[7].iter().zip(&rates[8]).map(|(a, e)| a / e).collect();
+    println!(
+        "per-round (b5)/(b6): median {}, overall median(b5)/median(b6) {} (audited policies vs the same enforced; goal at least 0.95)",
+        median(&per_round).map_or("n/a".into(), |r| format!("{r:.3}")),
+        ratio_text(
+            median(&rates[7]).unwrap_or(0.0),
+            median(&rates[8]).unwrap_or(0.0)
+        )
+    );
     let per_round: Vec<f64> = rates[5].iter().zip(&rates[2]).map(|(t, b)| t / b).collect();
     let per_round_a: Vec<f64> = rates[5].iter().zip(&rates[1]).map(|(t, a)| t / a).collect();
     println!(
@@ -464,7 +526,12 @@ fn rules_per_connection(setup: &Setup) -> [usize; CONFIGS.len()] {
     let b2_rules = nftpol_rules(s, &setup.logged).unwrap_or(0);
     let b3_rules = nftpol_rules(&setup.tiered, &setup.tiers).unwrap_or(0);
     let b4_rules = nftpol_rules(s, &setup.uncounted).unwrap_or(0);
-    [0, 1, b_rules, c_last, b2_rules, b3_rules, b4_rules]
+    let (a, e) = (&setup.audited, &setup.audit_enforced);
+    let b5_rules = nftpol_rules(&a.0, &a.1).unwrap_or(0);
+    let b6_rules = nftpol_rules(&e.0, &e.1).unwrap_or(0);
+    [
+        0, 1, b_rules, c_last, b2_rules, b3_rules, b4_rules, b5_rules, b6_rules,
+    ]
 }
 
 fn print_table(
@@ -498,6 +565,8 @@ fn print_table(
         "(b2) nftpol --log-allowed, reader on",
         "(b3) nftpol + 200 CNPs, both tiers",
         "(b4) nftpol --no-counters",
+        "(b5) nftpol, audited policies",
+        "(b6) nftpol, the same enforced",
     ];
     let rules = rules_per_connection(setup);
     for i in (0..CONFIGS.len()).filter(|&i| !rates[i].is_empty()) {
@@ -517,14 +586,16 @@ fn print_table(
     let failed: u64 = failures.iter().sum();
     if failed > 0 {
         println!(
-            "failed or timed-out connects: a0 {} a {} b {} c {} b2 {} b3 {} b4 {}",
+            "failed or timed-out connects: a0 {} a {} b {} c {} b2 {} b3 {} b4 {} b5 {} b6 {}",
             failures[0],
             failures[1],
             failures[2],
             failures[3],
             failures[4],
             failures[5],
-            failures[6]
+            failures[6],
+            failures[7],
+            failures[8]
         );
     }
     // Rounds are close in time: their own ratios cancel slow drift of the machine.

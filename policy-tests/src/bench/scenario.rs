@@ -126,6 +126,33 @@ pub fn cluster_policy(i: usize) -> Value {
 }
 
 impl Scenario {
+    /// The same scenario with more policies for audit mode (issue 27): one more policy
+    /// selecting the server and allowing the clients on [`PORT`] (so each measured
+    /// connection is judged twice), and every tenth generated policy. With `audited` they
+    /// carry `nftpol.io/mode: audit`; without, the same policies are enforced.
+    pub fn with_audit(&self, audited: bool) -> Scenario {
+        let mut out = self.clone();
+        let mut extra = policy(self.selecting - 1, self.selecting);
+        extra["metadata"]["name"] = json!("bench-audited");
+        out.values.push(extra);
+        let mut generated = 0;
+        for v in &mut out.values {
+            let name = v["metadata"]["name"].as_str().unwrap_or("");
+            if v["kind"] != "NetworkPolicy" {
+                continue;
+            }
+            let pick = name == "bench-audited"
+                || (!name.starts_with("bench-") && {
+                    generated += 1;
+                    generated % 10 == 0
+                });
+            if pick && audited {
+                v["metadata"]["annotations"] = json!({"nftpol.io/mode": "audit"});
+            }
+        }
+        out
+    }
+
     /// The same scenario with `n` ClusterNetworkPolicies ([`cluster_policy`]) added.
     pub fn with_cluster_policies(&self, n: usize) -> Scenario {
         let mut out = self.clone();
