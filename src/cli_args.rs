@@ -90,10 +90,10 @@ pub(crate) struct CompileArgs {
     /// The node's pod CIDR (repeatable), for --default-deny-unknown.
     #[arg(long, value_name = "CIDR")]
     pub(crate) pod_cidr: Vec<ipnet::IpNet>,
-    /// As the controller's flag: no traffic counters (no `counter` on the allow sets,
-    /// a plain `drop` at the end of isolated pod chains).
+    /// As the controller's flag: traffic counters (a `counter` on each allow set's
+    /// elements, `counter drop` at the end of isolated pod chains).
     #[arg(long)]
-    pub(crate) no_counters: bool,
+    pub(crate) counters: bool,
     #[command(flatten)]
     pub(crate) log: LogArgs,
     #[command(flatten)]
@@ -310,11 +310,14 @@ pub(crate) struct RunArgs {
     /// conntrack entries are deleted after each batch, so revoked access ends at once).
     #[arg(long)]
     pub(crate) keep_established: bool,
-    /// Count nothing: no per-rule connection counts (`nftpol_rule_connections_total`) nor
-    /// default-deny counts (`nftpol_policy_denied_connections_total`); the allow sets then
-    /// carry no counters and the pod chains end in a plain `drop`.
+    /// Count which rules carry traffic: per-rule connection counts
+    /// (`nftpol_rule_connections_total`) and default-deny counts
+    /// (`nftpol_policy_denied_connections_total`), from a counter on each allow set's
+    /// elements and `counter drop` at the end of isolated pod chains. Off by default: the
+    /// counter reads around each batch make a 10,000-pod node's batches about 4x slower
+    /// (docs/benchmarks.md).
     #[arg(long)]
-    pub(crate) no_counters: bool,
+    pub(crate) counters: bool,
     #[command(flatten)]
     pub(crate) log: LogArgs,
     #[command(flatten)]

@@ -20,7 +20,7 @@ pub(crate) fn compile(a: CompileArgs) -> anyhow::Result<()> {
         },
         log: a.log.options(),
         max_elements: a.budget.max_elements(),
-        counters: !a.no_counters,
+        counters: a.counters,
         ..Default::default()
     };
     warn_if_no_pod_on(
@@ -132,7 +132,7 @@ pub(crate) fn run_controller(args: RunArgs) -> anyhow::Result<()> {
                 },
                 log: args.log.options(),
                 max_elements: args.budget.max_elements(),
-                counters: !args.no_counters,
+                counters: args.counters,
                 ..Default::default()
             },
             pod_cidrs_from_node,

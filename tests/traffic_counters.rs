@@ -92,13 +92,21 @@ fn rule(policy: &str, i: usize) -> RuleId {
     }
 }
 
+/// `--counters` (off by default).
+fn counted() -> Options {
+    Options {
+        counters: true,
+        ..Options::default()
+    }
+}
+
 /// Every element of every counted set of b's chain stands for exactly the rules that
 /// cover it; a and c, neighbours, are separate elements.
 #[test]
 fn every_counted_element_stands_for_the_rules_that_cover_it() {
     let index = common::index(objects(false));
     let graph = PolicyGraph::build_for(&index, Some("n1"));
-    let opts = Options::default();
+    let opts = counted();
     let model = nftpol::ruleset::build_with(&graph, &opts);
     let traffic = Traffic::new(&graph, &model, &opts);
     let mut got: BTreeMap<String, Vec<RuleId>> = BTreeMap::new();
@@ -135,10 +143,7 @@ fn every_counted_element_stands_for_the_rules_that_cover_it() {
         )
     );
     // Without counting: no counter, and a and c are one range again.
-    let off = Options {
-        counters: false,
-        ..Options::default()
-    };
+    let off = Options::default();
     let plain = nftpol::ruleset::build_with(&graph, &off);
     assert!(plain.sets().iter().all(|s| !s.counter));
     let script = nftpol::script::render(&plain);
@@ -194,7 +199,7 @@ async fn converge(node: &str, server: &FakeApiServer) {
     let path = routed::path(node);
     let model = nftpol::ruleset::build_with(
         &PolicyGraph::build_for(&server_index(server), Some("n1")),
-        &Options::default(),
+        &counted(),
     );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -275,7 +280,7 @@ fn start(node: &str, server: &FakeApiServer) -> Running {
         coalesce: Duration::from_millis(10),
         resync: Duration::from_secs(60),
         netns: Some(routed::path(node)),
-        options: Options::default(),
+        options: counted(),
         ..controller::Config::new("n1")
     };
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();

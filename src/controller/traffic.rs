@@ -267,7 +267,11 @@ mod tests {
             let o = crate::input::object_from_value(v, "test").unwrap().unwrap();
             index.apply(o).unwrap();
         }
-        let mut state = NodeState::new(index, Some("n1"));
+        let counted = crate::ruleset::Options {
+            counters: true,
+            ..Default::default()
+        };
+        let mut state = NodeState::with_options(index, Some("n1"), counted);
         state.acknowledged(true);
         state
     }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use crate::graph::PolicyGraph;
 
 /// Choices that are the operator's, not the policies'.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Options {
     /// `--default-deny-unknown`: traffic to or from an address in these CIDRs (this node's
     /// pod CIDRs) that is not a known pod is dropped until its rules are in place.
@@ -25,22 +25,10 @@ pub struct Options {
     /// limit.
     pub max_elements: Option<usize>,
     /// Count what each NetworkPolicy rule allows and what each isolated pod chain drops
-    /// (on by default; `--no-counters` turns it off): the NetworkPolicy allow sets (and
+    /// (off by default; `--counters` turns it on): the NetworkPolicy allow sets (and
     /// the ports half of pairs) carry a counter per element, cut where each allow starts
     /// and ends, and the default deny is `counter drop`. See `ruleset::traffic`.
     pub counters: bool,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            pod_cidrs: Vec::new(),
-            log: LogOptions::default(),
-            concat_budget: None,
-            max_elements: None,
-            counters: true,
-        }
-    }
 }
 
 /// The NetworkPolicies (`namespace/name`) whose allows come to more than
