@@ -112,8 +112,7 @@ pub fn rule_text(kind: &RuleKind) -> String {
             format!("{f} saddr . {f} daddr . meta l4proto . th sport . th dport @{set} drop")
         }
         RuleKind::Verdict(v) => verdict_text(v),
-        RuleKind::CountedDrop => "counter drop".to_string(),
-        RuleKind::CountedGoto(c) => format!("counter goto {c}"),
+        RuleKind::Counted(v) => format!("counter {}", verdict_text(v)),
     }
 }
 

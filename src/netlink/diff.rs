@@ -116,10 +116,11 @@ const REPLACE_AFTER_REMOVALS: usize = 8;
 /// The chain a rule jumps or goes to, if any.
 fn rule_target(kind: &RuleKind) -> Option<&str> {
     let verdict = match kind {
-        RuleKind::Jump(c) | RuleKind::CountedGoto(c) => return Some(c),
+        RuleKind::Jump(c) => return Some(c),
         RuleKind::Lookup { verdict, .. }
         | RuleKind::LookupPair { verdict, .. }
-        | RuleKind::Verdict(verdict) => verdict,
+        | RuleKind::Verdict(verdict)
+        | RuleKind::Counted(verdict) => verdict,
         _ => return None,
     };
     match verdict {

@@ -192,13 +192,9 @@ pub(crate) fn rule_exprs(kind: &RuleKind, ids: SetIds, anon_id: Option<u32>) -> 
         }
         RuleKind::HeldDrop { family, set } => held_exprs(&mut v, *family, set, ids),
         RuleKind::Verdict(verdict) => v.push(immediate(verdict)),
-        RuleKind::CountedDrop => {
+        RuleKind::Counted(verdict) => {
             v.push(Expr::new("counter"));
-            v.push(immediate(&Verdict::Drop));
-        }
-        RuleKind::CountedGoto(chain) => {
-            v.push(Expr::new("counter"));
-            v.push(immediate(&Verdict::Goto(chain.clone())));
+            v.push(immediate(verdict));
         }
     }
     v
@@ -346,8 +342,11 @@ mod tests {
             (RuleKind::FibSaddrLocalAccept, "fib cmp immediate"),
             (RuleKind::Jump("c".into()), "immediate"),
             (RuleKind::Verdict(Verdict::Drop), "immediate"),
-            (RuleKind::CountedDrop, "counter immediate"),
-            (RuleKind::CountedGoto("c".into()), "counter immediate"),
+            (RuleKind::Counted(Verdict::Drop), "counter immediate"),
+            (
+                RuleKind::Counted(Verdict::Goto("c".into())),
+                "counter immediate",
+            ),
             (
                 RuleKind::LogDenied {
                     prefix: "d ingress/x/a".into(),

@@ -182,9 +182,9 @@ fn pod_objects(
         (Some(iso), None) => rules.extend(np_deny(ctx, pod, dir, iso)),
         (Some(iso), Some(_)) => rules.push(Rule::with_comment(
             // Counted as the drop it stands for (the traffic counters read it as one).
-            match (ctx.counters, &ends.deny) {
-                (true, Verdict::Goto(chain)) => RuleKind::CountedGoto(chain.clone()),
-                _ => RuleKind::Verdict(ends.deny.clone()),
+            match ctx.counters {
+                true => RuleKind::Counted(ends.deny.clone()),
+                false => RuleKind::Verdict(ends.deny.clone()),
             },
             names::comment(&format!("isolated by {}", iso.isolated_by.join(", "))),
         )),
@@ -258,7 +258,7 @@ fn np_deny(ctx: &PodCtx, pod: &PodNode, dir: Direction, iso: &Isolation) -> Vec<
     }
     // Counted (the traffic counters credit it to the isolating policies).
     let drop = match ctx.counters {
-        true => RuleKind::CountedDrop,
+        true => RuleKind::Counted(Verdict::Drop),
         false => RuleKind::Verdict(Verdict::Drop),
     };
     rules.push(Rule::with_comment(

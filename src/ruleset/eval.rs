@@ -172,8 +172,7 @@ fn rule_verdict(rs: &Ruleset, kind: &RuleKind, p: &Packet) -> Result<Option<Verd
         RuleKind::LogDenied { .. } => None,
         RuleKind::Jump(c) => Some(Verdict::Jump(c.clone())),
         RuleKind::Verdict(v) => Some(v.clone()),
-        RuleKind::CountedDrop => Some(Verdict::Drop),
-        RuleKind::CountedGoto(c) => Some(Verdict::Goto(c.clone())),
+        RuleKind::Counted(v) => Some(v.clone()),
         RuleKind::DispatchVmap { family, addr, map } => {
             let a = pick(addr, p);
             let m = rs.map(map).ok_or_else(|| EvalError::NoMap(map.clone()))?;

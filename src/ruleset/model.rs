@@ -349,14 +349,11 @@ pub enum RuleKind {
     },
     /// A bare verdict: `drop`.
     Verdict(Verdict),
-    /// `counter drop`: the default deny of a pod chain isolated by NetworkPolicy, counted
-    /// (every packet that reaches it: a new connection's first packet and its
-    /// retransmissions, and the rare invalid or untracked straggler).
-    CountedDrop,
-    /// `counter goto <chain>`: the same default deny of a pod chain whose decisions an
-    /// audit chain judges again (see `audit_chain`), counted alike; the chain ends in the
-    /// drop.
-    CountedGoto(String),
+    /// `counter <verdict>`: the default deny of a pod chain isolated by NetworkPolicy,
+    /// counted (every packet that reaches it: a new connection's first packet and its
+    /// retransmissions, and the rare invalid or untracked straggler). `drop`, or `goto`
+    /// the audit chain that judges the deny again (see `audit_chain`), which ends in it.
+    Counted(Verdict),
 }
 
 /// Where a logging rule sends its packets: an NFLOG group, with a prefix naming the chain.
