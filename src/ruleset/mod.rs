@@ -47,7 +47,7 @@ mod view;
 
 pub use build::{build, build_with, rebuild_pods};
 pub use model::*;
-pub use options::{over_budget, LogOptions, Options};
+pub use options::{over_budget, DnsSteering, LogOptions, Options};
 pub use roles::{PairPart, SetKind, SetRole, TierSet};
 pub use view::copy_pods;
 pub use view::{PodObjects, View};

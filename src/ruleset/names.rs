@@ -101,6 +101,31 @@ pub fn pod_chain(dir: Direction, namespace: &str, pod: &str) -> String {
     pod_name(dir.name(), namespace, pod, "")
 }
 
+/// The DNS proxy's steering chain (ClusterNetworkPolicy `domainNames`): a prerouting
+/// chain, before kube-proxy's DNAT, that tproxies the DNS of the pods in
+/// [`DNS_POD_SETS`] to the controller while [`DNS_ALIVE_SET`] holds the DNS port.
+pub const CHAIN_DNS_STEER: &str = "dns-steer";
+/// The DNS proxy's liveness: an `inet_service` set with `flags timeout` that the
+/// controller keeps the DNS port in (see `controller::dns_proxy::liveness`); its
+/// elements are the controller's, never the compiled model's.
+pub const DNS_ALIVE_SET: &str = "dns/alive";
+/// This node's pods whose DNS goes through the proxy (the subjects of the node's
+/// `domainNames` rules), IPv4 and IPv6.
+pub const DNS_POD_SETS: [&str; 2] = ["dns/pods4", "dns/pods6"];
+
+/// `fqdn/<policy>/<rule>/4` (or `/6`): the addresses learned for egress rule `rule` of
+/// ClusterNetworkPolicy `policy` from DNS answers (`flags timeout`; the elements are the
+/// DNS proxy's, never the compiled model's). One pair per rule, so two rules never share
+/// what they learned.
+pub fn learned_set(policy: &str, rule: usize, v6: bool) -> String {
+    pod_name(
+        "fqdn",
+        policy,
+        &rule.to_string(),
+        if v6 { "/6" } else { "/4" },
+    )
+}
+
 /// What every shared NetworkPolicy set's name starts with.
 pub const NP_SET_PREFIX: &str = "np/";
 

@@ -29,6 +29,36 @@ pub struct Options {
     /// the ports half of pairs) carry a counter per element, cut where each allow starts
     /// and ends, and the default deny is `counter drop`. See `ruleset::traffic`.
     pub counters: bool,
+    /// The node's DNS proxy for ClusterNetworkPolicy `domainNames` rules (`nftpol run`
+    /// starts it unless `--no-dns-proxy`): where the steering chain sends the DNS of the
+    /// pods those rules select. `None`: no steering chain (learned sets and their lookups
+    /// are still compiled; nothing fills them).
+    pub dns: Option<DnsSteering>,
+}
+
+/// Where the steering rules send DNS, and how the proxy's packets are marked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DnsSteering {
+    /// The DNS port the steering rules match (53), the element of the liveness set.
+    pub dns_port: u16,
+    /// The proxy's port on the node (`tproxy to :port`), UDP and TCP.
+    pub proxy_port: u16,
+    /// The bit set on steered packets (`meta mark set meta mark or mark`), which the
+    /// controller's policy route (`ip rule fwmark mark/mark lookup <table>`, a `local`
+    /// default route) delivers to the proxy's socket.
+    pub mark: u32,
+}
+
+impl Default for DnsSteering {
+    fn default() -> DnsSteering {
+        DnsSteering {
+            dns_port: 53,
+            proxy_port: 9353,
+            // A bit kube-proxy (0x4000, 0x8000), flannel (0x4000) and Cilium (0x0f00)
+            // leave alone; `--dns-proxy-mark` for a node where it is taken.
+            mark: 0x0020_0000,
+        }
+    }
 }
 
 /// The NetworkPolicies (`namespace/name`) whose allows come to more than
