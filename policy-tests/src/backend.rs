@@ -56,6 +56,13 @@ pub trait Backend {
         Ok(())
     }
 
+    /// Whether this backend's nodes learn addresses from DNS answers (ClusterNetworkPolicy
+    /// `domainNames`: a DNS proxy on each node; `Err`: why not). A case that probes names
+    /// is skipped, every cell, with the reason.
+    fn learns_names(&self) -> Result<(), &'static str> {
+        Err("only the controller backend runs the DNS proxy that learns domainNames addresses")
+    }
+
     /// The conntrack entries cut so far on `node`, if the backend counts them.
     fn entries_cut(&self, _node: &str) -> Option<u64> {
         None

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::cluster::{Cluster, ClusterChanges};
+use crate::dns::{Dns, RawDns};
 use crate::matrix::Matrix;
 use crate::proto::{Family, Probe};
 
@@ -28,6 +29,9 @@ struct RawCase {
     expect: Option<Vec<RawExpect>>,
     #[serde(default)]
     steps: Option<Vec<RawStep>>,
+    /// The DNS every step serves, unless a step gives its own.
+    #[serde(default)]
+    dns: Option<RawDns>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -39,6 +43,9 @@ struct RawStep {
     cluster: Option<ClusterChanges>,
     #[serde(default)]
     policies: Option<Vec<Value>>,
+    /// This step's DNS, in place of the case's.
+    #[serde(default)]
+    dns: Option<RawDns>,
     expect: Vec<RawExpect>,
 }
 
@@ -48,7 +55,19 @@ struct RawExpect {
     probes: Vec<String>,
     #[serde(default)]
     family: Family,
+    /// How name columns are resolved: `udp` (default) or `tcp`.
+    #[serde(default)]
+    resolve: Resolve,
     matrix: String,
+}
+
+/// The transport of the lookups a probe of a name makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Resolve {
+    #[default]
+    Udp,
+    Tcp,
 }
 
 /// A validated case: always at least one step.
@@ -63,6 +82,9 @@ pub struct Case {
 pub struct Step {
     pub cluster: Cluster,
     pub policies: Vec<Value>,
+    /// The records the cluster DNS serves and the external addresses, when the step
+    /// declares them (its own, or the case's).
+    pub dns: Option<Dns>,
     pub expect: Vec<Expect>,
 }
 
@@ -89,12 +111,29 @@ impl Case {
             .iter()
             .any(|s| s.policies.iter().any(crate::kinds::is_cnp))
     }
+
+    /// The probes of names (cells whose column is a DNS name), over every step.
+    pub fn name_cells(&self) -> usize {
+        self.steps
+            .iter()
+            .flat_map(|s| &s.expect)
+            .map(|e| {
+                let cells = e
+                    .matrix
+                    .probed()
+                    .filter(|&(_, c, _)| crate::dns::is_name(&e.matrix.cols[c]))
+                    .count();
+                cells * e.probes.len()
+            })
+            .sum()
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct Expect {
     pub probes: Vec<Probe>,
     pub family: Family,
+    pub resolve: Resolve,
     pub matrix: Matrix,
 }
 
@@ -179,15 +218,17 @@ fn validate(raw: RawCase, stem: &str) -> Result<Case, String> {
             description: None,
             cluster: raw.cluster,
             policies: raw.policies,
+            dns: None,
             expect: raw.expect.ok_or("a case needs expect (or steps)")?,
         }],
     };
+    let case_dns = raw.dns.as_ref().map(RawDns::validate).transpose()?;
     let many = raw_steps.len() > 1;
     let steps = raw_steps
         .into_iter()
         .enumerate()
         .map(|(i, s)| {
-            validate_step(s).map_err(|e| {
+            validate_step(s, case_dns.as_ref()).map_err(|e| {
                 if many {
                     format!("step {}: {e}", i + 1)
                 } else {
@@ -203,8 +244,12 @@ fn validate(raw: RawCase, stem: &str) -> Result<Case, String> {
     })
 }
 
-fn validate_step(raw: RawStep) -> Result<Step, String> {
+fn validate_step(raw: RawStep, case_dns: Option<&Dns>) -> Result<Step, String> {
     let _ = raw.description;
+    let dns = match &raw.dns {
+        Some(d) => Some(d.validate()?),
+        None => case_dns.cloned(),
+    };
     let cluster = Cluster::with_changes(&raw.cluster.unwrap_or_default())?;
     let policies = raw.policies.unwrap_or_default();
     let mut names = BTreeSet::new();
@@ -246,11 +291,14 @@ fn validate_step(raw: RawStep) -> Result<Step, String> {
         .expect
         .into_iter()
         .enumerate()
-        .map(|(i, e)| validate_expect(e, &cluster).map_err(|err| format!("expect[{i}]: {err}")))
+        .map(|(i, e)| {
+            validate_expect(e, &cluster, dns.as_ref()).map_err(|err| format!("expect[{i}]: {err}"))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Step {
         cluster,
         policies,
+        dns,
         expect,
     })
 }
@@ -283,7 +331,7 @@ fn validate_cnp(p: &Value) -> Result<String, String> {
     Ok(name)
 }
 
-fn validate_expect(raw: RawExpect, cluster: &Cluster) -> Result<Expect, String> {
+fn validate_expect(raw: RawExpect, cluster: &Cluster, dns: Option<&Dns>) -> Result<Expect, String> {
     if raw.probes.is_empty() {
         return Err("probes is empty".into());
     }
@@ -293,16 +341,23 @@ fn validate_expect(raw: RawExpect, cluster: &Cluster) -> Result<Expect, String> 
         .map(|p| p.parse::<Probe>())
         .collect::<Result<Vec<_>, _>>()?;
     let matrix = Matrix::parse(&raw.matrix)?;
+    let family = raw.family;
+    let names = check_names(&matrix, cluster, dns, family)?;
     for name in matrix.rows.iter().chain(&matrix.cols) {
+        if names.contains(name) {
+            continue;
+        }
         if cluster.endpoint(name).is_none() {
             return Err(format!(
                 "matrix names {name}, which is neither a pod of the cluster nor n1, n2, ext"
             ));
         }
     }
-    let family = raw.family;
     for (r, c, _) in matrix.probed() {
         let (rn, cn) = (&matrix.rows[r], &matrix.cols[c]);
+        if names.contains(cn) {
+            continue;
+        }
         let (from, to) = (cluster.endpoint(rn).unwrap(), cluster.endpoint(cn).unwrap());
         for (name, end) in [(rn, &from), (cn, &to)] {
             if end.addr(family).is_none() {
@@ -320,8 +375,56 @@ fn validate_expect(raw: RawExpect, cluster: &Cluster) -> Result<Expect, String> 
     Ok(Expect {
         probes,
         family,
+        resolve: raw.resolve,
         matrix,
     })
+}
+
+/// The matrix's name columns, checked: a step with `dns`, a name its records resolve to
+/// an external address in `family`, probed from pods only (which have an address in
+/// `family`). Every external address serves the six standard ports, so any probe does.
+fn check_names(
+    matrix: &Matrix,
+    cluster: &Cluster,
+    dns: Option<&Dns>,
+    family: Family,
+) -> Result<BTreeSet<String>, String> {
+    let names: BTreeSet<String> = matrix
+        .cols
+        .iter()
+        .filter(|c| crate::dns::is_name(c))
+        .cloned()
+        .collect();
+    if let Some(r) = matrix.rows.iter().find(|r| crate::dns::is_name(r)) {
+        return Err(format!("matrix row {r}: a name is probed, it never probes"));
+    }
+    if names.is_empty() {
+        return Ok(names);
+    }
+    let dns = dns.ok_or_else(|| {
+        format!(
+            "matrix probes the name {}, but the step declares no dns",
+            names.first().expect("not empty")
+        )
+    })?;
+    for (r, c, _) in matrix.probed() {
+        let (rn, cn) = (&matrix.rows[r], &matrix.cols[c]);
+        if !names.contains(cn) {
+            continue;
+        }
+        match cluster.endpoint(rn) {
+            Some(crate::cluster::Endpoint::Pod(p)) if p.addr(family).is_some() => {}
+            Some(crate::cluster::Endpoint::Pod(_)) => {
+                return Err(format!(
+                    "cell {rn} -> {cn} is probed but {rn} has no {family} address (write -)"
+                ))
+            }
+            _ => return Err(format!("cell {rn} -> {cn}: only pods probe names")),
+        }
+        dns.check_probe(cn, family)
+            .map_err(|e| format!("cell {rn} -> {cn}: {e}"))?;
+    }
+    Ok(names)
 }
 
 #[cfg(test)]

@@ -241,6 +241,10 @@ impl Backend for Controller {
         Ok(())
     }
 
+    fn learns_names(&self) -> Result<(), &'static str> {
+        Ok(())
+    }
+
     fn entries_cut(&self, node: &str) -> Option<u64> {
         entries_cut(self.nodes.get(node)?.metrics_port)
     }

@@ -18,6 +18,8 @@ mod cni;
 mod conntrack;
 mod controller;
 mod diff_steps;
+mod dns;
+mod dns_server;
 mod handwire;
 mod kinds;
 mod kubectl;

@@ -4,6 +4,11 @@
 //! kernel without SCTP sockets, SCTP succeeds when the INIT ACK answering a raw INIT
 //! comes back ([`crate::sctp`]; the INIT is resent while waiting, as UDP is).
 //! Refused, unreachable and no answer before the deadline all count as blocked.
+//!
+//! A probe of a name first resolves it at the cluster DNS from inside the client's
+//! namespace ([`crate::dns_server::lookup`]) and connects to the first address of the
+//! answer at once, before the next probe's lookup: the first connection after an answer
+//! is what a `domainNames` rule must admit.
 
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
@@ -26,8 +31,33 @@ pub struct Attempt {
     pub netns: String,
     /// Source address to bind (nodes and ext use their underlay address).
     pub bind: Option<IpAddr>,
+    /// The server; for a probe of a name, the address the case's records give (the
+    /// lookup decides where the probe goes).
     pub dst: SocketAddr,
     pub proto: Proto,
+    /// Resolve this name first, and connect to its first address.
+    pub lookup: Option<Lookup>,
+}
+
+/// The lookup before a probe of a name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookup {
+    pub name: String,
+    pub family: crate::proto::Family,
+    /// Over TCP (else UDP).
+    pub tcp: bool,
+}
+
+/// What the probes of a step did.
+#[derive(Debug, Default)]
+pub struct Probed {
+    /// Whether each attempt got through.
+    pub connected: Vec<bool>,
+    /// The source port each attempt's first packet carried (`None`: never got one), so
+    /// that what the nodes logged can be told apart by 5-tuple.
+    pub src_ports: Vec<Option<u16>>,
+    /// For a probe of a name, the address its lookup gave, or why it gave none.
+    pub resolved: Vec<Option<Result<IpAddr, String>>>,
 }
 
 /// How long a probe may take.
@@ -62,8 +92,8 @@ struct Pending {
     sock: Sock,
 }
 
-fn open(a: &Attempt) -> std::io::Result<Socket> {
-    let s = socket_for(a.proto, a.dst.ip())?;
+fn open(a: &Attempt, dst: SocketAddr) -> std::io::Result<Socket> {
+    let s = socket_for(a.proto, dst.ip())?;
     if let Some(ip) = a.bind {
         s.bind(&SocketAddr::new(ip, 0).into())?;
     }
@@ -71,98 +101,116 @@ fn open(a: &Attempt) -> std::io::Result<Socket> {
     Ok(s)
 }
 
-/// Runs every attempt concurrently; `result[i]` says whether `attempts[i]` got through,
-/// and `ports[i]` the source port its first packet carried (`None` when the socket never
-/// got one), so that what the nodes logged can be told apart by 5-tuple.
+/// Runs every attempt concurrently (a probe of a name starts once its lookup answered).
 /// An error means the harness itself could not probe (a socket it cannot make or bind).
-pub fn run(attempts: &[Attempt]) -> Result<(Vec<bool>, Vec<Option<u16>>)> {
-    let mut results = vec![false; attempts.len()];
-    let mut ports = vec![None; attempts.len()];
-    let (sockets, mut pending) = open_all(attempts, &mut ports)?;
-    pending.extend(start_all(attempts, sockets, &mut results, &mut ports));
-    wait_all(pending, &mut results)?;
-    Ok((results, ports))
+pub fn run(attempts: &[Attempt]) -> Result<Probed> {
+    let mut out = Probed {
+        connected: vec![false; attempts.len()],
+        src_ports: vec![None; attempts.len()],
+        resolved: vec![None; attempts.len()],
+    };
+    let pending = open_all(attempts, &mut out)?;
+    wait_all(pending, &mut out.connected)?;
+    Ok(out)
 }
 
-/// Sockets made for attempts, with the index of each attempt.
-type Opened = Vec<(usize, Socket)>;
-
-/// Every attempt's socket, made in its namespace (each entered once); a raw SCTP client
-/// starts at once, and is returned as pending.
-fn open_all(attempts: &[Attempt], ports: &mut [Option<u16>]) -> Result<(Opened, Vec<Pending>)> {
-    // Sockets first, grouped by namespace so each is entered once.
+/// Makes every attempt's socket in its namespace (each entered once) and starts it: a
+/// connection (TCP, SCTP), a datagram (UDP) or a raw INIT; those that wait for an answer
+/// are returned. A probe of a name resolves it right before.
+fn open_all(attempts: &[Attempt], out: &mut Probed) -> Result<Vec<Pending>> {
     let mut by_ns: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, a) in attempts.iter().enumerate() {
         by_ns.entry(&a.netns).or_default().push(i);
     }
-    let mut sockets: Vec<(usize, Socket)> = Vec::with_capacity(attempts.len());
     let mut pending = Vec::new();
+    let mut sockets = Vec::new();
     for (ns, indexes) in by_ns {
         let _in = netns::enter(ns)?;
         for i in indexes {
             let a = &attempts[i];
-            let what = || format!("making a {} probe socket in {ns} to {}", a.proto, a.dst);
+            let dst = match &a.lookup {
+                None => a.dst,
+                Some(l) => {
+                    // The query id: any, as long as this probe's answer is told apart.
+                    let id = (i as u16).wrapping_add(1);
+                    let got = crate::dns_server::lookup(&l.name, l.family, l.tcp, id);
+                    out.resolved[i] = Some(got.clone());
+                    match got {
+                        Ok(ip) => SocketAddr::new(ip, a.dst.port()),
+                        Err(_) => continue,
+                    }
+                }
+            };
+            let what = || format!("making a {} probe socket in {ns} to {dst}", a.proto);
             if raw_sctp(a) {
-                let client = sctp::Client::start(a.bind, a.dst).with_context(what)?;
-                ports[i] = Some(client.src_port());
+                let client = sctp::Client::start(a.bind, dst).with_context(what)?;
+                out.src_ports[i] = Some(client.src_port());
                 pending.push(Pending {
                     index: i,
                     sock: Sock::RawSctp(client),
                 });
                 continue;
             }
-            sockets.push((i, open(a).with_context(what)?));
-        }
-    }
-    Ok((sockets, pending))
-}
-
-/// Starts each socket's connection (TCP, SCTP) or sends its datagram (UDP): those that
-/// wait for an answer.
-fn start_all(
-    attempts: &[Attempt],
-    sockets: Opened,
-    results: &mut [bool],
-    ports: &mut [Option<u16>],
-) -> Vec<Pending> {
-    let mut pending = Vec::new();
-    for (index, s) in sockets {
-        let a = &attempts[index];
-        let token = format!("probe {index} {}", a.dst).into_bytes();
-        let local_port = |s: &Socket| {
-            s.local_addr()
-                .ok()
-                .and_then(|a| a.as_socket())
-                .map(|a| a.port())
-        };
-        match a.proto {
-            Proto::Tcp | Proto::Sctp => match s.connect(&a.dst.into()) {
-                Ok(()) => {
-                    ports[index] = local_port(&s);
-                    results[index] = true
-                }
-                Err(e) if e.raw_os_error() == Some(nix::libc::EINPROGRESS) => {
-                    ports[index] = local_port(&s);
-                    pending.push(Pending {
-                        index,
-                        sock: Sock::Stream(s),
-                    })
-                }
-                Err(_) => {}
-            },
-            Proto::Udp => {
-                let u: UdpSocket = s.into();
-                if u.connect(a.dst).is_ok() && u.send(&token).is_ok() {
-                    ports[index] = u.local_addr().ok().map(|a| a.port());
-                    pending.push(Pending {
-                        index,
-                        sock: Sock::Dgram(u, token),
-                    });
-                }
+            let s = open(a, dst).with_context(what)?;
+            if a.lookup.is_some() {
+                // At once: the answer was just given.
+                pending.extend(start(i, a.proto, dst, s, out));
+            } else {
+                sockets.push((i, dst, s));
             }
         }
     }
-    pending
+    for (i, dst, s) in sockets {
+        pending.extend(start(i, attempts[i].proto, dst, s, out));
+    }
+    Ok(pending)
+}
+
+/// Starts one socket's connection (TCP, SCTP) or sends its datagram (UDP); `Some` when
+/// it waits for an answer.
+fn start(
+    index: usize,
+    proto: Proto,
+    dst: SocketAddr,
+    s: Socket,
+    out: &mut Probed,
+) -> Option<Pending> {
+    let token = format!("probe {index} {dst}").into_bytes();
+    let local_port = |s: &Socket| {
+        s.local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .map(|a| a.port())
+    };
+    match proto {
+        Proto::Tcp | Proto::Sctp => match s.connect(&dst.into()) {
+            Ok(()) => {
+                out.src_ports[index] = local_port(&s);
+                out.connected[index] = true;
+                None
+            }
+            Err(e) if e.raw_os_error() == Some(nix::libc::EINPROGRESS) => {
+                out.src_ports[index] = local_port(&s);
+                Some(Pending {
+                    index,
+                    sock: Sock::Stream(s),
+                })
+            }
+            Err(_) => None,
+        },
+        Proto::Udp => {
+            let u: UdpSocket = s.into();
+            if u.connect(dst).is_ok() && u.send(&token).is_ok() {
+                out.src_ports[index] = u.local_addr().ok().map(|a| a.port());
+                Some(Pending {
+                    index,
+                    sock: Sock::Dgram(u, token),
+                })
+            } else {
+                None
+            }
+        }
+    }
 }
 
 /// Waits for the pending attempts' answers until [`TIMEOUT`], resending datagrams every

@@ -175,6 +175,8 @@ impl TopologyRun<'_> {
         if let Some(reason) = topo.hand_wired() {
             eprintln!("warning: pods wired by hand, every run is a SKIP: {reason}");
         }
+        let dns = crate::dns_server::Server::start(&topo.dns_ns())
+            .map_err(|e| cannot(format!("cannot start the cluster DNS: {e:#}")))?;
         let mut servers = Servers::default();
         let mut nat = Nat::default();
         for case in cases {
@@ -195,6 +197,7 @@ impl TopologyRun<'_> {
                 verbose: opts.verbose,
                 service: opts.service,
                 nat: &mut nat,
+                dns: &dns,
                 // Nothing is enforced under --audit, so nothing is revoked either.
                 long_lived: if opts.audit { 0 } else { opts.long_lived },
                 verdict_records: opts.verdict_records,
@@ -217,6 +220,7 @@ impl TopologyRun<'_> {
             shown.print(result, summary);
         }
         servers.stop_all();
+        drop(dns);
         topo.teardown();
         Ok(())
     }
@@ -340,8 +344,18 @@ fn cnp_skip(backend: &dyn Backend, case: &Case) -> Option<String> {
     Some(format!("{cells} cells skipped: {why}"))
 }
 
+/// Why this run cannot judge a case that probes DNS names, if it does.
+fn dns_skip(backend: &dyn Backend, case: &Case) -> Option<String> {
+    let cells = case.name_cells();
+    if cells == 0 {
+        return None;
+    }
+    let why = backend.learns_names().err()?;
+    Some(format!("{cells} name probes skipped: {why}"))
+}
+
 fn run_case(ctx: &mut Ctx, case: &Case) -> Verdict {
-    if let Some(why) = cnp_skip(ctx.backend, case) {
+    if let Some(why) = cnp_skip(ctx.backend, case).or_else(|| dns_skip(ctx.backend, case)) {
         return Verdict::Skip(why);
     }
     let probes = case

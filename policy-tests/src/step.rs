@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::net::IpAddr;
 
 use anyhow::{bail, Context, Result};
 use nftpol::explain::{explain_in, Family as ExplainFamily, Query};
@@ -40,6 +41,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) verbose: bool,
     pub(crate) service: service::Mode,
     pub(crate) nat: &'a mut Nat,
+    /// The cluster DNS, serving each step's records.
+    pub(crate) dns: &'a crate::dns_server::Server,
     /// Long-lived connections held per step.
     pub(crate) long_lived: usize,
     /// Cells per step whose verdict records are checked.
@@ -88,9 +91,27 @@ fn apply_objects(
     Ok(())
 }
 
-fn server_specs(topo: &Topology, cluster: &Cluster) -> BTreeMap<String, serve::Spec> {
+fn server_specs(
+    topo: &Topology,
+    cluster: &Cluster,
+    dns: &crate::dns::Dns,
+) -> BTreeMap<String, serve::Spec> {
     let mut want = BTreeMap::new();
     let standard = crate::cluster::standard_ports();
+    if !dns.external.is_empty() {
+        // The external hosts serve the six standard ports, as ext does.
+        want.insert(
+            "outside".to_string(),
+            serve::Spec {
+                netns: topo.outside_ns(),
+                addrs: dns.external.iter().copied().collect(),
+                listen: standard
+                    .iter()
+                    .filter_map(|p| Some((p.proto()?, p.port)))
+                    .collect(),
+            },
+        );
+    }
     for h in hosts() {
         want.insert(
             h.name.to_string(),
@@ -143,7 +164,9 @@ pub(crate) fn run_step(
     let (scripts, services) = program(ctx, name, step, first, index, applied, long_lived)?;
     let plan = plan(ctx, step, &services)?;
     let records_from = verdict_records::mark();
-    let (kernel, src_ports) = probe::run(&plan.attempts)?;
+    let probed = probe::run(&plan.attempts)?;
+    let wrong_lookups = check_lookups(step, &plan, &probed.resolved);
+    let (kernel, src_ports) = (probed.connected, probed.src_ports);
     let wrong_records = check_records(
         ctx,
         step,
@@ -165,7 +188,8 @@ pub(crate) fn run_step(
         )?;
     }
     let judged = judge(ctx.verbose, step, index, &plan.cells, kernel)?;
-    let out = report(ctx.verbose, step, judged, &scripts, wrong_records);
+    let mut out = report(ctx.verbose, step, judged, &scripts, wrong_records);
+    out.push_str(&wrong_lookups);
     if !out.is_empty() && plan.attempts.is_empty() {
         bail!("nothing was probed");
     }
@@ -191,8 +215,16 @@ fn program(
         .topo
         .reconcile(&step.cluster)
         .context("rebuilding the network")?;
-    ctx.servers
-        .reconcile(&server_specs(ctx.topo, &step.cluster), &rebuilt, ctx.sctp)?;
+    let dns = step.dns.clone().unwrap_or_default();
+    ctx.topo
+        .set_external(&dns.external)
+        .context("the outside network")?;
+    ctx.dns.set(&dns);
+    ctx.servers.reconcile(
+        &server_specs(ctx.topo, &step.cluster, &dns),
+        &rebuilt,
+        ctx.sctp,
+    )?;
     let mut objects = step.nftpol_objects();
     if ctx.audit {
         objects.iter_mut().for_each(objects::audit);
@@ -257,8 +289,14 @@ fn plan(ctx: &Ctx, step: &Step, services: &Services) -> Result<Plan> {
             }
             for (row, col, expected) in e.matrix.probed() {
                 let from = endpoint(step, &e.matrix.rows[row])?;
-                let to = endpoint(step, &e.matrix.cols[col])?;
-                let Some(attempt) = attempt(ctx, services, &from, &to, e.family, *p)? else {
+                let col_name = &e.matrix.cols[col];
+                let attempt = if crate::dns::is_name(col_name) {
+                    Some(name_attempt(ctx, step, &from, col_name, e, *p)?)
+                } else {
+                    let to = endpoint(step, col_name)?;
+                    attempt(ctx, services, &from, &to, e.family, *p)?
+                };
+                let Some(attempt) = attempt else {
                     plan.counts.masqueraded += 1;
                     continue;
                 };
@@ -306,7 +344,76 @@ fn attempt(
         bind,
         dst: std::net::SocketAddr::new(dst, p.port),
         proto: p.proto,
+        lookup: None,
     }))
+}
+
+/// The attempt of a cell whose column is a DNS name: the pod resolves it, then connects
+/// to the first address (validated: an external address, the pod has the family).
+fn name_attempt(
+    ctx: &Ctx,
+    step: &Step,
+    from: &Endpoint,
+    name: &str,
+    e: &crate::case::Expect,
+    p: Probe,
+) -> Result<Attempt> {
+    let Endpoint::Pod(pod) = from else {
+        bail!("validated: only pods probe names");
+    };
+    let dns = step.dns.as_ref().context("validated: the step has dns")?;
+    let want = dns
+        .check_probe(name, e.family)
+        .map_err(|err| anyhow::anyhow!("validated: {err}"))?;
+    Ok(Attempt {
+        netns: ctx.topo.pod_ns(&pod.id()),
+        bind: None,
+        dst: std::net::SocketAddr::new(want, p.port),
+        proto: p.proto,
+        lookup: Some(probe::Lookup {
+            name: name.to_string(),
+            family: e.family,
+            tcp: e.resolve == crate::case::Resolve::Tcp,
+        }),
+    })
+}
+
+/// The lookups of the step's name probes that failed or gave another address than the
+/// case's records: each an error of the step, whatever the cell expects (a blocked
+/// connection is only judged once the name resolved as the case says).
+fn check_lookups(step: &Step, plan: &Plan, resolved: &[Option<Result<IpAddr, String>>]) -> String {
+    let mut out = String::new();
+    for ((cell, attempt), got) in plan.cells.iter().zip(&plan.attempts).zip(resolved) {
+        let Some(lookup) = &attempt.lookup else {
+            continue;
+        };
+        let e = &step.expect[cell.expect];
+        let what = format!(
+            "lookup: {} -> {} {} {} over {}",
+            e.matrix.rows[cell.row],
+            lookup.name,
+            e.probes[cell.probe],
+            e.family,
+            if lookup.tcp { "tcp" } else { "udp" }
+        );
+        match got {
+            Some(Ok(ip)) if *ip == attempt.dst.ip() => {}
+            Some(Ok(ip)) => {
+                let _ = writeln!(
+                    out,
+                    "{what}: resolved to {ip}, the case's records give {}",
+                    attempt.dst.ip()
+                );
+            }
+            Some(Err(why)) => {
+                let _ = writeln!(out, "{what}: failed: {why}");
+            }
+            None => {
+                let _ = writeln!(out, "{what}: not made");
+            }
+        }
+    }
+    out
 }
 
 /// The outcomes of a step's cells, by (expect entry, probe), and `explain`'s words for
@@ -332,6 +439,20 @@ fn judge(
     for (cell, kernel) in cells.iter().zip(kernel) {
         let e = &step.expect[cell.expect];
         let probe: Probe = e.probes[cell.probe];
+        if crate::dns::is_name(&e.matrix.cols[cell.col]) {
+            judged
+                .groups
+                .entry((cell.expect, cell.probe))
+                .or_default()
+                .push(Outcome {
+                    row: cell.row,
+                    col: cell.col,
+                    expected: cell.expected,
+                    kernel,
+                    explain: None,
+                });
+            continue;
+        }
         let from = endpoint(step, &e.matrix.rows[cell.row])?;
         let to = endpoint(step, &e.matrix.cols[cell.col])?;
         let family = match e.family {
@@ -347,10 +468,12 @@ fn judge(
             col: cell.col,
             expected: cell.expected,
             kernel,
-            explain: explained
-                .as_ref()
-                .map(|x| x.allowed)
-                .map_err(|err| err.to_string()),
+            explain: Some(
+                explained
+                    .as_ref()
+                    .map(|x| x.allowed)
+                    .map_err(|err| err.to_string()),
+            ),
         };
         if let (true, false, Ok(x)) = (verbose, outcome.ok(), &explained) {
             let _ = writeln!(
@@ -479,7 +602,9 @@ fn hold(
     for ((cell, attempt), &connected) in cells.iter().zip(attempts).zip(kernel) {
         let e = &step.expect[cell.expect];
         let (from, to) = (&e.matrix.rows[cell.row], &e.matrix.cols[cell.col]);
-        if !(cell.expected && connected && attempt.proto == Proto::Tcp) {
+        // Names are probed at their address of the moment; nothing to hold them to.
+        if !(cell.expected && connected && attempt.proto == Proto::Tcp) || attempt.lookup.is_some()
+        {
             continue;
         }
         let bind = step

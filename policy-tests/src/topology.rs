@@ -8,7 +8,7 @@
 //! This module decides what exists and runs the commands; it does not program nftables
 //! (backends do) nor the Service NAT (`service.rs`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 use std::path::Path;
@@ -111,6 +111,8 @@ pub struct Topology {
     prefix: String,
     pods: BTreeMap<String, Built>,
     wiring: Wiring,
+    /// The external addresses on the outside namespace's `lo` ([`Self::set_external`]).
+    external: BTreeSet<IpAddr>,
     torn_down: bool,
 }
 
@@ -140,6 +142,7 @@ impl Topology {
             prefix,
             pods: BTreeMap::new(),
             wiring,
+            external: BTreeSet::new(),
             torn_down: false,
         };
         topo.build_hosts()
@@ -160,6 +163,37 @@ impl Topology {
         format!("{}{host}", self.prefix)
     }
 
+    /// The namespace of the cluster DNS server ([`crate::dns::SERVER_V4`]).
+    pub fn dns_ns(&self) -> String {
+        format!("{}dns", self.prefix)
+    }
+
+    /// The namespace of the outside network: the external addresses of a case's `dns`.
+    pub fn outside_ns(&self) -> String {
+        format!("{}out", self.prefix)
+    }
+
+    /// Puts exactly `want` on the outside namespace's `lo` (each a /32 or /128), so the
+    /// external hosts answer there; the nodes route the external ranges to it.
+    pub fn set_external(&mut self, want: &BTreeSet<IpAddr>) -> Result<()> {
+        let len = |ip: &IpAddr| if ip.is_ipv4() { 32 } else { 128 };
+        let mut cmds: Vec<String> = self
+            .external
+            .difference(want)
+            .map(|ip| format!("addr del {ip}/{} dev lo", len(ip)))
+            .collect();
+        cmds.extend(want.difference(&self.external).map(|ip| match ip {
+            IpAddr::V4(_) => format!("addr add {ip}/32 dev lo"),
+            IpAddr::V6(_) => format!("addr add {ip}/128 dev lo nodad"),
+        }));
+        if cmds.is_empty() {
+            return Ok(());
+        }
+        netns::ip_batch(Some(&self.outside_ns()), &cmds).context("external addresses")?;
+        self.external = want.clone();
+        Ok(())
+    }
+
     /// The namespace of pod `ns/name`.
     pub fn pod_ns(&self, id: &str) -> String {
         format!("{}p-{}", self.prefix, id.replace('/', "-"))
@@ -170,6 +204,7 @@ impl Topology {
         let underlay = format!("{}u", self.prefix);
         let mut names = vec![underlay.clone()];
         names.extend(hosts().iter().map(|h| self.host_ns(h.name)));
+        names.extend([self.dns_ns(), self.outside_ns()]);
         netns::ip_batch(
             None,
             &names
@@ -195,8 +230,19 @@ impl Topology {
             ));
             u.push(format!("link set {v} master br0 up"));
         }
+        for (v, ns) in [("vdns", self.dns_ns()), ("vout", self.outside_ns())] {
+            u.push(format!("link add {v} type veth peer name eth0 netns {ns}"));
+            u.push(format!("link set {v} master br0 up"));
+        }
         u.push("link set br0 up".into());
         netns::ip_batch(Some(&underlay), &u)?;
+        use crate::dns::{OUTSIDE_V4, OUTSIDE_V6, SERVER_V4, SERVER_V6};
+        for (ns, v4, v6) in [
+            (self.dns_ns(), SERVER_V4, SERVER_V6),
+            (self.outside_ns(), OUTSIDE_V4, OUTSIDE_V6),
+        ] {
+            netns::ip_batch(Some(&ns), &beyond_commands(v4.into(), v6.into()))?;
+        }
         for h in hosts() {
             let cmds = self.host_commands(h.name);
             netns::ip_batch(Some(&self.host_ns(h.name)), &cmds)?;
@@ -258,6 +304,16 @@ impl Topology {
                 cmds.push(format!("route add fd00:10:244:{m}::/64 via {}", gw.v6));
             }
         }
+        // The external ranges of the cases' DNS live in the outside namespace.
+        use crate::dns::{EXTERNAL_V4, EXTERNAL_V6, OUTSIDE_V4, OUTSIDE_V6};
+        cmds.push(format!(
+            "route add {}/{} via {OUTSIDE_V4}",
+            EXTERNAL_V4.0, EXTERNAL_V4.1
+        ));
+        cmds.push(format!(
+            "route add {}/{} via {OUTSIDE_V6}",
+            EXTERNAL_V6.0, EXTERNAL_V6.1
+        ));
         // Nodes reach the rest of the world through ext. For hand-wired routed pods this
         // is also what makes proxy ARP answer for their gateway 169.254.1.1: the node
         // must have a route to it through another interface.
@@ -438,6 +494,25 @@ impl Drop for Topology {
     fn drop(&mut self) {
         self.teardown();
     }
+}
+
+/// The addresses and routes of a namespace beyond the cluster on the underlay (the DNS
+/// server, the outside network): its underlay addresses, and the pod CIDRs via their
+/// nodes, as ext has them.
+fn beyond_commands(v4: IpAddr, v6: IpAddr) -> Vec<String> {
+    let mut cmds = vec![
+        "link set lo up".to_string(),
+        format!("addr add {v4}/24 dev eth0"),
+        format!("addr add {v6}/64 dev eth0 nodad"),
+        "link set eth0 up".into(),
+    ];
+    for node in NODES {
+        let m = node_number(node).expect("a node");
+        let gw = crate::cluster::host(node).expect("a node");
+        cmds.push(format!("route add 10.244.{m}.0/24 via {}", gw.v4));
+        cmds.push(format!("route add fd00:10:244:{m}::/64 via {}", gw.v6));
+    }
+    cmds
 }
 
 /// Runs the gathered hand-wiring commands: the nodes' links and sysctls, then the pods'.
