@@ -555,6 +555,59 @@ steps:
         assert!(cnp >= 24, "only {cnp} cases with ClusterNetworkPolicies");
     }
 
+    /// A `domainNames` policy's learned addresses live as long as the policy: one with
+    /// the same name in two cases could carry the first case's into the second (FORMAT.md).
+    #[test]
+    fn domain_names_policies_are_named_for_one_case() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("cases");
+        let mut owner: std::collections::BTreeMap<String, String> = Default::default();
+        let mut n = 0;
+        for file in case_files(&dir).unwrap() {
+            let case = load(&file).unwrap();
+            for p in case.steps.iter().flat_map(|s| &s.policies) {
+                if !(crate::kinds::is_cnp(p) && p.to_string().contains("\"domainNames\"")) {
+                    continue;
+                }
+                let name = p["metadata"]["name"].as_str().unwrap().to_string();
+                let first = owner.entry(name.clone()).or_insert(case.name.clone());
+                assert_eq!(first, &case.name, "{name} in two cases");
+                n += 1;
+            }
+        }
+        assert!(n >= 8, "only {n} domainNames policies");
+    }
+
+    #[test]
+    fn dns_and_name_probes() {
+        let dns = "dns:\n  external: [198.51.100.10]\n  records: [{name: api.example.com, type: A, value: 198.51.100.10}]\n";
+        let m = |col: &str, row: &str| {
+            format!("expect:\n  - probes: [tcp/80]\n    resolve: tcp\n    matrix: |\n      from\\to {col}\n      {row} .\n")
+        };
+        let c = case(&format!("{dns}{}", m("API.example.com.", "x/a"))).unwrap();
+        assert_eq!(c.name_cells(), 1);
+        assert_eq!(c.steps[0].expect[0].resolve, Resolve::Tcp);
+        assert_eq!(c.steps[0].dns.as_ref().unwrap().external.len(), 1);
+        for (body, want) in [
+            (m("api.example.com", "x/a"), "declares no dns"),
+            (format!("{dns}{}", m("b.example.com", "x/a")), "does not know b.example.com"),
+            (format!("{dns}{}", m("api.example.com", "ext")), "only pods probe names"),
+            (
+                format!("{dns}{}", m("api.example.com", "x/a").replace("tcp/80]", "tcp/80]\n    family: ipv6")),
+                "no AAAA record",
+            ),
+            (format!("dns: {{external: [10.0.0.1]}}\n{}", m("x/b", "x/a")), "dns.external[0]"),
+        ] {
+            let err = case(&body).unwrap_err();
+            assert!(err.reason.contains(want), "{body}\n=> {}", err.reason);
+        }
+        let steps = format!(
+            "{dns}steps:\n  - expect: [{{probes: [tcp/80], matrix: \"from\\\\to api.example.com\\nx/a .\\n\"}}]\n  - dns: {{}}\n    expect: [{{probes: [tcp/80], matrix: \"from\\\\to x/b\\nx/a .\\n\"}}]\n"
+        );
+        let c = case(&steps).unwrap();
+        assert!(c.steps[0].dns.as_ref().unwrap().knows("api.example.com"));
+        assert!(!c.steps[1].dns.as_ref().unwrap().knows("api.example.com"));
+    }
+
     #[test]
     fn bad_cases() {
         let m = "    matrix: |\n      from\\to x/a\n      x/b .\n";
