@@ -589,13 +589,25 @@ steps:
         assert_eq!(c.steps[0].dns.as_ref().unwrap().external.len(), 1);
         for (body, want) in [
             (m("api.example.com", "x/a"), "declares no dns"),
-            (format!("{dns}{}", m("b.example.com", "x/a")), "does not know b.example.com"),
-            (format!("{dns}{}", m("api.example.com", "ext")), "only pods probe names"),
             (
-                format!("{dns}{}", m("api.example.com", "x/a").replace("tcp/80]", "tcp/80]\n    family: ipv6")),
+                format!("{dns}{}", m("b.example.com", "x/a")),
+                "does not know b.example.com",
+            ),
+            (
+                format!("{dns}{}", m("api.example.com", "ext")),
+                "only pods probe names",
+            ),
+            (
+                format!(
+                    "{dns}{}",
+                    m("api.example.com", "x/a").replace("tcp/80]", "tcp/80]\n    family: ipv6")
+                ),
                 "no AAAA record",
             ),
-            (format!("dns: {{external: [10.0.0.1]}}\n{}", m("x/b", "x/a")), "dns.external[0]"),
+            (
+                format!("dns: {{external: [10.0.0.1]}}\n{}", m("x/b", "x/a")),
+                "dns.external[0]",
+            ),
         ] {
             let err = case(&body).unwrap_err();
             assert!(err.reason.contains(want), "{body}\n=> {}", err.reason);
