@@ -95,6 +95,8 @@ pub(crate) struct CompileArgs {
     #[arg(long)]
     pub(crate) counters: bool,
     #[command(flatten)]
+    pub(crate) dns: DnsSteerArgs,
+    #[command(flatten)]
     pub(crate) log: LogArgs,
     #[command(flatten)]
     pub(crate) budget: BudgetArgs,
@@ -319,6 +321,22 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     pub(crate) counters: bool,
     #[command(flatten)]
+    pub(crate) dns: DnsSteerArgs,
+    /// A DNS server whose answers teach `domainNames` rules their addresses (repeatable):
+    /// the cluster DNS Service's address and its pods' CIDR. A pod chooses where its
+    /// queries go, so answers from any other server are returned to it unlearned.
+    /// Without one, no answer teaches anything.
+    #[arg(long, value_name = "CIDR")]
+    pub(crate) dns_server: Vec<ipnet::IpNet>,
+    /// The shortest time a learned address is held, whatever the answer's TTL: clients
+    /// cache answers longer than their TTLs.
+    #[arg(long, value_name = "SECONDS", default_value_t = nftpol::fqdn::Ttl::DEFAULT_MIN)]
+    pub(crate) dns_min_ttl: u32,
+    /// The routing table of the `local` default route that delivers steered DNS (the
+    /// packets with --dns-proxy-mark) to the proxy.
+    #[arg(long, value_name = "ID", default_value_t = 9353)]
+    pub(crate) dns_route_table: u32,
+    #[command(flatten)]
     pub(crate) log: LogArgs,
     #[command(flatten)]
     pub(crate) budget: BudgetArgs,
@@ -326,6 +344,44 @@ pub(crate) struct RunArgs {
     /// instead of the controller's own; for tests.
     #[arg(long, hide = true)]
     pub(crate) netns: Option<PathBuf>,
+}
+
+/// The DNS proxy's steering rules (ClusterNetworkPolicy `domainNames`): the same flags
+/// for `compile` and `run`, as they shape the script.
+#[derive(clap::Args)]
+pub(crate) struct DnsSteerArgs {
+    /// Run no DNS proxy and steer no DNS: `domainNames` rules then admit nothing.
+    #[arg(long)]
+    pub(crate) no_dns_proxy: bool,
+    /// The DNS proxy's port on the node, UDP and TCP (`tproxy to :PORT`).
+    #[arg(long, value_name = "PORT", default_value_t = 9353)]
+    pub(crate) dns_proxy_port: u16,
+    /// The packet mark bit of steered DNS, decimal or 0x-hex; pick one no other
+    /// component of the node uses.
+    #[arg(long, value_name = "MARK", default_value = "0x200000", value_parser = parse_mark)]
+    pub(crate) dns_proxy_mark: u32,
+}
+
+impl DnsSteerArgs {
+    pub(crate) fn steering(&self) -> Option<nftpol::ruleset::DnsSteering> {
+        (!self.no_dns_proxy).then(|| nftpol::ruleset::DnsSteering {
+            proxy_port: self.dns_proxy_port,
+            mark: self.dns_proxy_mark,
+            ..Default::default()
+        })
+    }
+}
+
+fn parse_mark(s: &str) -> Result<u32, String> {
+    let n = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => s.parse(),
+    }
+    .map_err(|e| format!("{s:?} is not a mark (decimal or 0x-hex u32): {e}"))?;
+    if n == 0 {
+        return Err("the mark must have a bit set".into());
+    }
+    Ok(n)
 }
 
 #[derive(clap::Args)]

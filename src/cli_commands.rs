@@ -21,6 +21,7 @@ pub(crate) fn compile(a: CompileArgs) -> anyhow::Result<()> {
         log: a.log.options(),
         max_elements: a.budget.max_elements(),
         counters: a.counters,
+        dns: a.dns.steering(),
         ..Default::default()
     };
     warn_if_no_pod_on(
@@ -117,6 +118,7 @@ pub(crate) fn run_controller(args: RunArgs) -> anyhow::Result<()> {
         };
         let client = kube::Client::try_from(kube_config)?;
         let pod_cidrs_from_node = args.default_deny_unknown && args.pod_cidr.is_empty();
+        let dns = dns_config(&args);
         let config = controller::Config {
             node: args.node_name,
             metrics_addr: args.metrics_addr,
@@ -133,6 +135,7 @@ pub(crate) fn run_controller(args: RunArgs) -> anyhow::Result<()> {
                 log: args.log.options(),
                 max_elements: args.budget.max_elements(),
                 counters: args.counters,
+                dns: args.dns.steering(),
                 ..Default::default()
             },
             pod_cidrs_from_node,
@@ -140,6 +143,7 @@ pub(crate) fn run_controller(args: RunArgs) -> anyhow::Result<()> {
             discovery_every: std::time::Duration::from_secs(30),
             board: None,
             metrics_listener: None,
+            dns,
         };
         let shutdown = async {
             let mut term =
@@ -152,6 +156,24 @@ pub(crate) fn run_controller(args: RunArgs) -> anyhow::Result<()> {
         };
         controller::run(config, client, NetlinkDataplane::open, shutdown).await?;
         anyhow::Ok(())
+    })
+}
+
+/// The DNS proxy `run` starts, unless `--no-dns-proxy`.
+#[cfg(feature = "controller")]
+fn dns_config(args: &RunArgs) -> Option<nftpol::controller::dns_node::DnsConfig> {
+    let steering = args.dns.steering()?;
+    if args.dns_server.is_empty() {
+        tracing::warn!("no --dns-server: the DNS proxy learns from no answer, so domainNames rules admit nothing");
+    }
+    Some(nftpol::controller::dns_node::DnsConfig {
+        steering,
+        servers: args.dns_server.clone(),
+        ttl: nftpol::fqdn::Ttl {
+            min: args.dns_min_ttl,
+            max: nftpol::fqdn::Ttl::DEFAULT_MAX,
+        },
+        route_table: args.dns_route_table,
     })
 }
 

@@ -20,6 +20,8 @@
 //!
 //! Needs root: `#[ignore]`d, run with `--include-ignored` as root (see common/root.rs).
 
+#[path = "dns/client.rs"]
+mod client;
 #[path = "common/root.rs"]
 mod needs_root;
 #[path = "common/routed.rs"]
@@ -27,13 +29,13 @@ mod routed;
 #[path = "dns/server.rs"]
 mod server;
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Message, Query};
+use hickory_proto::op::Query;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use nftpol::controller::dns_proxy::learner::{DomainRule, KernelSink, LearnSink, SetLearner};
@@ -159,14 +161,6 @@ fn zone() -> server::Zone {
     })
 }
 
-fn query(id: u16, name: &str, t: RecordType) -> Vec<u8> {
-    let mut m = Message::query();
-    m.metadata.id = id;
-    m.metadata.recursion_desired = true;
-    m.add_query(Query::query(Name::from_ascii(name).unwrap(), t));
-    m.to_vec().unwrap()
-}
-
 /// Resolves `name` from the pod (UDP, or TCP), returning its first A address.
 fn resolve(name: &str, id: u16, tcp: bool) -> Option<IpAddr> {
     resolve_as(name, id, tcp, RecordType::A)
@@ -174,35 +168,7 @@ fn resolve(name: &str, id: u16, tcp: bool) -> Option<IpAddr> {
 
 /// Resolves `name` (record type `t`) from the pod, returning its first address.
 fn resolve_as(name: &str, id: u16, tcp: bool, t: RecordType) -> Option<IpAddr> {
-    let server: SocketAddr = format!("{DNS}:53").parse().unwrap();
-    let q = query(id, name, t);
-    let answer = if tcp {
-        let mut s = TcpStream::connect_timeout(&server, Duration::from_secs(5)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        let mut out = (q.len() as u16).to_be_bytes().to_vec();
-        out.extend_from_slice(&q);
-        s.write_all(&out).ok()?;
-        let mut len = [0u8; 2];
-        s.read_exact(&mut len).ok()?;
-        let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
-        s.read_exact(&mut buf).ok()?;
-        buf
-    } else {
-        let s = UdpSocket::bind("0.0.0.0:0").ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        s.send_to(&q, server).ok()?;
-        let mut buf = vec![0u8; 4096];
-        let (n, from) = s.recv_from(&mut buf).ok()?;
-        assert_eq!(from, server, "the answer comes from where the query went");
-        buf.truncate(n);
-        buf
-    };
-    let m = Message::from_vec(&answer).ok()?;
-    m.answers.iter().find_map(|r| match &r.data {
-        RData::A(a) => Some(IpAddr::V4(a.0)),
-        RData::AAAA(a) => Some(IpAddr::V6(a.0)),
-        _ => None,
-    })
+    client::resolve_at(format!("{DNS}:53").parse().unwrap(), name, id, tcp, t)
 }
 
 fn connects(to: IpAddr) -> bool {
@@ -213,8 +179,7 @@ fn in_pod<T: Send>(pod: &str, f: impl FnOnce() -> T + Send) -> T {
     nftpol::netlink::in_netns(&path(pod), f).unwrap()
 }
 
-/// Starts `f`'s runtime on a thread inside `ns`, until the returned sender is used or
-/// dropped.
+/// Starts `f`'s runtime inside `ns` (see `client::spawn_in`).
 fn spawn_in<F>(
     ns: &str,
     f: F,
@@ -225,26 +190,7 @@ fn spawn_in<F>(
 where
     F: FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> + Send + 'static,
 {
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let p = path(ns);
-    let h = std::thread::spawn(move || {
-        nftpol::netlink::in_netns(&p, move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                f().await;
-                ready_tx.send(()).unwrap();
-                let _ = rx.await;
-            });
-        })
-        .unwrap();
-    });
-    ready_rx.recv().unwrap();
-    (tx, h)
+    client::spawn_in(path(ns), f)
 }
 
 /// IPv6 beside the routed IPv4: the pod and the server namespace each hold one /128

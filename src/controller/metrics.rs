@@ -146,6 +146,8 @@ struct Inner {
     sync_errors: u64,
     drift_repairs: u64,
     conntrack_cut: u64,
+    /// The DNS proxy's counters (`nftpol_dns_*`), when it runs.
+    dns: Option<std::sync::Arc<super::dns_proxy::ProxyStats>>,
     last_sync: Option<f64>,
     ready: bool,
     /// Verdict records per (namespace, pod, direction, verdict), this node's pods only.
@@ -184,6 +186,7 @@ impl Default for Metrics {
             sync_errors: 0,
             drift_repairs: 0,
             conntrack_cut: 0,
+            dns: None,
             last_sync: None,
             ready: false,
             verdicts: BTreeMap::new(),
@@ -391,6 +394,11 @@ impl Metrics {
         })
     }
 
+    /// Serves the DNS proxy's counters with the rest.
+    pub fn dns(&self, stats: std::sync::Arc<super::dns_proxy::ProxyStats>) {
+        self.with(|m| m.dns = Some(stats));
+    }
+
     pub fn render(&self) -> String {
         self.with(|m| {
             let mut out = String::new();
@@ -438,6 +446,9 @@ impl Metrics {
             );
             render_verdicts(&mut out, m);
             render_traffic(&mut out, m);
+            if let Some(dns) = &m.dns {
+                dns.render(&mut out);
+            }
             if let Some(t) = m.last_sync {
                 let _ = write!(out, "# HELP nftpol_last_sync_timestamp_seconds Unix time of the last successful sync.\n# TYPE nftpol_last_sync_timestamp_seconds gauge\nnftpol_last_sync_timestamp_seconds {t}\n");
             }

@@ -13,6 +13,7 @@
 pub mod board;
 pub mod cnp_watch;
 pub mod dataplane;
+pub mod dns_node;
 pub mod dns_proxy;
 mod events;
 pub mod http;
@@ -67,6 +68,9 @@ pub struct Config {
     /// ([`board::Board::fresh`]): the verdict reader's board (made here when verdict logs
     /// are on and none is given), or a test watching what the node enforces.
     pub board: Option<Arc<board::Board>>,
+    /// The DNS proxy for `domainNames` rules (`None`: `--no-dns-proxy`; their learned
+    /// sets stay empty). Its steering is `options.dns`.
+    pub dns: Option<dns_node::DnsConfig>,
 }
 
 impl Config {
@@ -86,6 +90,7 @@ impl Config {
             keep_established: false,
             discovery_every: Duration::from_secs(30),
             board: None,
+            dns: None,
         }
     }
 }
@@ -112,6 +117,8 @@ pub enum ControllerError {
         #[source]
         source: crate::netlink::NetlinkError,
     },
+    #[error("cannot start the DNS proxy")]
+    Dns(#[source] dns_node::DnsError),
     /// The sync loop returned before a shutdown was asked for.
     #[error("the sync loop ended")]
     SyncLoopEnded,
@@ -182,8 +189,18 @@ where
         ),
         _ => None,
     };
+    let dns = match config.dns.clone() {
+        Some(c) => {
+            let node =
+                dns_node::DnsNode::start(c, config.netns.clone()).map_err(ControllerError::Dns)?;
+            metrics.dns(node.stats());
+            Some(Arc::new(node))
+        }
+        None => None,
+    };
     let sync = SyncThread {
         settings: settings(&config),
+        dns,
         metrics,
         errors,
         board,
@@ -283,6 +300,7 @@ fn verdict_board(
 /// What the sync thread is started with.
 struct SyncThread {
     settings: Settings,
+    dns: Option<Arc<dns_node::DnsNode>>,
     metrics: Arc<Metrics>,
     errors: Box<dyn Fn(CompileError) + Send>,
     board: Option<Arc<board::Board>>,
@@ -310,6 +328,7 @@ impl SyncThread {
     {
         let SyncThread {
             settings,
+            dns,
             metrics,
             errors,
             board,
@@ -317,7 +336,10 @@ impl SyncThread {
         } = self;
         let body = move || match dataplane() {
             Ok(dp) => {
-                let sync = SyncLoop::new(settings, dp, metrics, errors);
+                let mut sync = SyncLoop::new(settings, dp, metrics, errors);
+                if let Some(d) = dns {
+                    sync = sync.with_dns(d);
+                }
                 match board {
                     Some(b) => sync.with_board(b).run(rx),
                     None => sync.run(rx),

@@ -115,7 +115,8 @@ pub struct CompileError {
 
 /// The Event reason of a policy that cannot be compiled (enforced fail-closed).
 pub const COMPILE_ERROR: &str = "CompileError";
-/// The Event reason of a ClusterNetworkPolicy with `domainNames` peers (they match nothing).
+/// The Event reason of a ClusterNetworkPolicy with `domainNames` peers on a node whose
+/// DNS proxy is off (they match nothing).
 pub const UNSUPPORTED: &str = "Unsupported";
 /// The Event reason of a NetworkPolicy over `--max-elements` (enforced fail-closed).
 pub const OVER_BUDGET: &str = "OverBudget";
@@ -146,6 +147,8 @@ pub struct SyncLoop<D: Dataplane> {
     board: Option<Arc<super::board::Board>>,
     /// The traffic counters' last readings.
     traffic: Totals,
+    /// The node's DNS proxy (`domainNames` rules), told the rules after each batch.
+    dns: Option<Arc<super::dns_node::DnsNode>>,
 }
 
 /// Which lists are complete: nothing is synced before every kind has been listed once
@@ -215,7 +218,32 @@ impl<D: Dataplane> SyncLoop<D> {
             pending: Pending::default(),
             board: None,
             traffic: Totals::default(),
+            dns: None,
         }
+    }
+
+    /// Tells `dns` the node's `domainNames` rules after each batch (and that the table
+    /// was replaced, after a full one).
+    pub fn with_dns(mut self, dns: Arc<super::dns_node::DnsNode>) -> Self {
+        self.dns = Some(dns);
+        self
+    }
+
+    /// After a batch the kernel took (or a change that needed none: a rule's names can
+    /// change without a set doing so): the learner's rules are the index's now.
+    fn domains_applied(&self, full: bool) {
+        let Some(dns) = &self.dns else { return };
+        if full {
+            dns.table_replaced();
+        }
+        let idx = self.state.index();
+        // Cheap for the usual cluster: no policy has domainNames peers.
+        let rules = if idx.cnps().any(|e| e.policy.has_domain_names()) {
+            crate::graph::domains::domain_rules(idx, Some(&self.settings.node))
+        } else {
+            Vec::new()
+        };
+        dns.rules(&rules);
     }
 
     /// Publishes the index and graph of every applied batch to `board`, for the verdict
@@ -324,11 +352,12 @@ impl<D: Dataplane> SyncLoop<D> {
     /// A Warning Event for a ClusterNetworkPolicy with `domainNames` peers; called when
     /// it changed, so said once per version of the policy, as the index logs it.
     fn domain_names_event(&self, name: &str, api_version: &str) {
-        let unsupported = self
-            .state
-            .index()
-            .cnp(name)
-            .is_some_and(|e| e.policy.has_domain_names());
+        let unsupported = self.dns.is_none()
+            && self
+                .state
+                .index()
+                .cnp(name)
+                .is_some_and(|e| e.policy.has_domain_names());
         if unsupported {
             (self.errors)(CompileError {
                 reason: UNSUPPORTED,
@@ -336,7 +365,7 @@ impl<D: Dataplane> SyncLoop<D> {
                 api_version: api_version.to_string(),
                 namespace: None,
                 name: name.to_string(),
-                message: "domainNames peers are not supported: they match nothing (they can only Accept, so nothing is opened by them)".into(),
+                message: "domainNames peers match nothing on this node: its DNS proxy is off (--no-dns-proxy), so no address is learned (they can only Accept, so nothing is opened by them)".into(),
             });
         }
     }
@@ -439,6 +468,7 @@ impl<D: Dataplane> SyncLoop<D> {
                 // Nothing for the kernel, but the state may have moved (a policy renamed,
                 // one that changes no rule): records must be explained by the new state.
                 self.state.acknowledged(false);
+                self.domains_applied(false);
                 self.applied_to_board();
                 self.settled();
                 return true;
@@ -454,6 +484,7 @@ impl<D: Dataplane> SyncLoop<D> {
             Ok(stats) => {
                 self.report_synced(full, &stats, [begun, start], pods);
                 let covered = self.state.acknowledged(full);
+                self.domains_applied(full);
                 self.rebase_counters(full, &covered);
                 self.applied_to_board();
                 self.cut_revoked(full, &covered, stats.only_allows_more);

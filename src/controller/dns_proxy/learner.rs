@@ -87,7 +87,23 @@ impl SetLearner {
     /// Replaces the node's domain rules (on a policy change). What earlier rules learned
     /// stays in their sets until it expires or the sets are deleted.
     pub fn set_rules(&self, rules: Vec<DomainRule>) {
+        // A set no rule names any more is deleted with its rule: what it held must be
+        // taught anew if the rule comes back.
+        let sets: std::collections::HashSet<&str> = rules
+            .iter()
+            .flat_map(|r| [r.set4.as_str(), r.set6.as_str()])
+            .collect();
+        self.given
+            .lock()
+            .expect("given lock")
+            .retain(|(set, _), _| sets.contains(set.as_str()));
         *self.rules.lock().expect("rules lock") = Arc::new(rules);
+    }
+
+    /// Forgets what the kernel held (its table was replaced whole): the next answers
+    /// teach everything again.
+    pub fn forget(&self) {
+        self.given.lock().expect("given lock").clear();
     }
 
     /// What is held now: (set, address) -> the domain and expiry, expired ones dropped.

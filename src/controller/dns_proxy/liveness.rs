@@ -4,6 +4,7 @@
 //! element expires and the pods' DNS goes straight to its server: DNS fails open, only
 //! learning stops.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,19 +43,41 @@ pub async fn keep_alive(backend: Backend, l: Liveness) {
     let mut tick = tokio::time::interval(l.every);
     loop {
         tick.tick().await;
-        let (b, l2) = (backend.clone(), l.clone());
-        let done = tokio::task::spawn_blocking(move || {
-            b.lock()
-                .expect("liveness backend")
-                .keep_alive(&l2.table, &l2.set, l2.port, l2.timeout)
-        })
-        .await;
-        match done {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, set = %l.set, "DNS proxy liveness not refreshed")
-            }
-            Err(e) => tracing::warn!(error = %e, "DNS proxy liveness task failed"),
+        refresh(&backend, &l).await;
+    }
+}
+
+/// [`keep_alive`] while `active` holds (the node has `domainNames` rules, so the
+/// liveness set exists), refreshing at once when `now` is notified (rules appeared, or
+/// the table was replaced): the controller's form.
+pub async fn keep_alive_while(
+    backend: Backend,
+    l: Liveness,
+    active: Arc<AtomicBool>,
+    now: Arc<tokio::sync::Notify>,
+) {
+    let backend = Arc::new(Mutex::new(backend));
+    loop {
+        if active.load(Ordering::SeqCst) {
+            refresh(&backend, &l).await;
         }
+        // Whichever first: the period, or a wake-up.
+        let _ = tokio::time::timeout(l.every, now.notified()).await;
+    }
+}
+
+/// One refresh, off the runtime's threads (a netlink round trip blocks).
+async fn refresh(backend: &Arc<Mutex<Backend>>, l: &Liveness) {
+    let (b, l2) = (backend.clone(), l.clone());
+    let done = tokio::task::spawn_blocking(move || {
+        b.lock()
+            .expect("liveness backend")
+            .keep_alive(&l2.table, &l2.set, l2.port, l2.timeout)
+    })
+    .await;
+    match done {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, set = %l.set, "DNS proxy liveness not refreshed"),
+        Err(e) => tracing::warn!(error = %e, "DNS proxy liveness task failed"),
     }
 }

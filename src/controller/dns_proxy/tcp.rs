@@ -31,6 +31,10 @@ impl TcpProxy {
             Some(Protocol::TCP),
         )?;
         sock.set_reuse_address(true)?;
+        // The IPv4 and IPv6 listeners share the port: each takes its own family only.
+        if listen.is_ipv6() {
+            sock.set_only_v6(true)?;
+        }
         if config.transparent {
             match listen {
                 SocketAddr::V4(_) => sock.set_ip_transparent_v4(true)?,

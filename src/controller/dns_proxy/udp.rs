@@ -27,6 +27,10 @@ pub struct UdpProxy {
 fn udp_socket(addr: SocketAddr, transparent: bool) -> io::Result<Socket> {
     let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     sock.set_reuse_address(true)?;
+    // The IPv4 and IPv6 listeners share the port: each takes its own family only.
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
     if transparent {
         match addr {
             SocketAddr::V4(_) => sock.set_ip_transparent_v4(true)?,
