@@ -59,8 +59,11 @@ pub trait Backend {
     /// Whether this backend's nodes learn addresses from DNS answers (ClusterNetworkPolicy
     /// `domainNames`: a DNS proxy on each node; `Err`: why not). A case that probes names
     /// is skipped, every cell, with the reason.
-    fn learns_names(&self) -> Result<(), &'static str> {
-        Err("only the controller backend runs the DNS proxy that learns domainNames addresses")
+    fn learns_names(&self) -> Result<(), String> {
+        Err(
+            "only the controller backend runs the DNS proxy that learns domainNames addresses"
+                .into(),
+        )
     }
 
     /// The conntrack entries cut so far on `node`, if the backend counts them.

@@ -6,16 +6,22 @@
 //! reach the server through a real `kubectl` (create, replace, label, delete; see
 //! [`crate::kubectl`]), so a real client drives the controller. A step is "programmed"
 //! once every node's live table equals what the compiler gives for that node. The
-//! controller watches ClusterNetworkPolicies and Nodes too, so it judges CNP cases.
+//! controller watches ClusterNetworkPolicies and Nodes too, so it judges CNP cases. Each
+//! runs the DNS proxy for `domainNames` rules, as `nftpol run` does by default, trusting
+//! the harness's cluster DNS (`--dns-server`), so it judges the cases that probe names.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use fake_apiserver::FakeApiServer;
+use ipnet::IpNet;
+use nftpol::controller::dns_node::DnsConfig;
 use nftpol::controller::{self, dataplane::NetlinkDataplane};
 use nftpol::index::Index;
+use nftpol::ruleset::DnsSteering;
 
 use crate::backend::Backend;
 use crate::kubectl::{self, Kubectl};
@@ -47,6 +53,8 @@ pub struct Controller {
     served: Objects,
     /// `--keep-established` for every node's controller.
     keep_established: bool,
+    /// The DNS proxy every node's controller runs, or why it cannot run here.
+    dns: Result<DnsConfig, String>,
     /// Every node's ruleset options: verdict logs for every new connection
     /// (`--log-allowed`), with a rate limit no matrix reaches, for [`crate::verdicts`].
     options: nftpol::ruleset::Options,
@@ -67,12 +75,65 @@ fn entries_cut(port: u16) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// `nftpol run`'s DNS proxy as every node's controller runs it: its defaults (port,
+/// mark, route table, minimum TTL), trusting the cluster DNS ([`crate::dns::SERVER_V4`]
+/// and its IPv6 address) as `--dns-server` would.
+fn dns_config() -> DnsConfig {
+    DnsConfig {
+        steering: DnsSteering::default(),
+        servers: vec![
+            IpNet::from(IpAddr::V4(crate::dns::SERVER_V4)),
+            IpNet::from(IpAddr::V6(crate::dns::SERVER_V6)),
+        ],
+        ttl: nftpol::fqdn::Ttl::default(),
+        route_table: DNS_ROUTE_TABLE,
+    }
+}
+
+/// The DNS proxy's configuration if it starts in a namespace of its own (policy routing,
+/// listeners, learner), else why not, with every cause: a controller whose proxy cannot
+/// start exits, so the controllers then run without one (`--no-dns-proxy`) and the cases
+/// that probe names are skipped with this reason rather than every case failing.
+fn dns_proxy_starts() -> Result<DnsConfig, String> {
+    let name = format!("{}dnsprobe", crate::netns::run_prefix());
+    let made = crate::netns::ip_batch(None, &[format!("netns add {name}")])
+        .and_then(|()| crate::netns::ip_batch(Some(&name), &["link set lo up".to_string()]));
+    let result = made.map_err(|e| format!("{e:#}")).and_then(|()| {
+        let path = PathBuf::from(format!("/run/netns/{name}"));
+        nftpol::controller::dns_node::DnsNode::start(dns_config(), Some(path))
+            .map(drop)
+            .map_err(|e| chain(&e))
+    });
+    crate::netns::delete(&[name]);
+    result
+        .map(|()| dns_config())
+        .map_err(|e| format!("the DNS proxy does not start here ({e})"))
+}
+
+/// An error and its causes, `: `-separated.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
+/// `--dns-route-table`'s default.
+const DNS_ROUTE_TABLE: u32 = 9353;
+
 impl Controller {
     pub fn start(keep_established: bool) -> Result<Controller> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()?;
+        let dns = dns_proxy_starts();
+        if let Err(why) = &dns {
+            eprintln!("warning: the controllers run without their DNS proxy: {why}");
+        }
         let server = rt.block_on(FakeApiServer::start());
         let dir = std::env::temp_dir().join(format!("policy-tests-{}-kubectl", std::process::id()));
         let kubectl = Kubectl::new(&dir, &server.kubeconfig_yaml())?;
@@ -91,8 +152,10 @@ impl Controller {
                     burst: 100_000,
                     ..nftpol::ruleset::LogOptions::DEFAULT
                 },
+                dns: dns.as_ref().ok().map(|d| d.steering),
                 ..Default::default()
             },
+            dns,
         })
     }
 
@@ -170,6 +233,7 @@ impl Controller {
             coalesce: Duration::from_millis(5),
             resync: Duration::from_secs(30),
             netns: Some(path),
+            dns: self.dns.clone().ok(),
             ..controller::Config::new(node)
         };
         let client = {
@@ -183,7 +247,8 @@ impl Controller {
             };
             if let Err(e) = controller::run(config, client, NetlinkDataplane::open, shutdown).await
             {
-                eprintln!("controller: {e}");
+                // The whole chain: the top error names only what failed.
+                eprintln!("controller: {}", chain(&e));
             }
         });
         self.nodes.insert(
@@ -241,8 +306,8 @@ impl Backend for Controller {
         Ok(())
     }
 
-    fn learns_names(&self) -> Result<(), &'static str> {
-        Ok(())
+    fn learns_names(&self) -> Result<(), String> {
+        self.dns.as_ref().map(drop).map_err(Clone::clone)
     }
 
     fn entries_cut(&self, node: &str) -> Option<u64> {
