@@ -1,0 +1,314 @@
+#![cfg(feature = "controller")]
+//! ClusterNetworkPolicy `domainNames` end to end through the controller `nftpol run`
+//! starts: the fake API server serves the policies, the controller compiles the steering
+//! and learned sets, starts its DNS proxy (policy routing over rtnetlink, tproxy) in the
+//! node's namespace, and learns from a real DNS server's answers; pods resolve and
+//! connect at once.
+//!
+//! ```text
+//! pod a (10.244.1.2, app=a) --+                      +-- server (10.244.1.53: DNS :53,
+//! pod b (10.244.1.3, app=b) --+-- node (controller) --+   TCP 8443 on 10.99.0.0/16)
+//! a: Admin 10 Accept *.dyn.example tcp/8443; Admin 20 Deny 10.99.0.0/16. b: no policy.
+//! ```
+//!
+//! Checked: the first connection after each answer succeeds, every round (zero races); a
+//! name outside the policy and the wildcard's base are refused; the unselected pod's DNS
+//! is not steered; removing the policy takes the learned addresses away.
+//!
+//! Needs root: `#[ignore]`d, run with `--include-ignored` as root.
+
+#[path = "dns/client.rs"]
+mod client;
+mod common;
+#[path = "common/root.rs"]
+mod needs_root;
+#[path = "common/routed.rs"]
+mod routed;
+#[path = "dns/server.rs"]
+mod server;
+#[path = "common/controller.rs"]
+mod util;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fake_apiserver::FakeApiServer;
+use hickory_proto::op::Query;
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{RData, Record, RecordType};
+use nftpol::controller::dataplane::NetlinkDataplane;
+use nftpol::controller::{self, dns_node::DnsConfig};
+use serde_json::{json, Value};
+use server::{Reply, TestServer};
+
+const DNS: &str = "10.244.1.53";
+const POD_A: &str = "10.244.1.2";
+const POD_B: &str = "10.244.1.3";
+const PORT: u16 = 8443;
+const ROUNDS: u16 = 100;
+const ALPHA: &str = "policy.networking.k8s.io/v1alpha2";
+
+struct Namespaces(Vec<String>);
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+    }
+}
+
+/// Node, pods a and b, and the server, routed; the server holds 10.99.0.0/16.
+fn topology() -> (Namespaces, [String; 4]) {
+    let prefix = format!("nftpol-cdns-{}", std::process::id());
+    let names = ["n", "a", "b", "s"].map(|s| format!("{prefix}-{s}"));
+    let guard = Namespaces(names.to_vec());
+    for ns in &names {
+        routed::ip(&["netns", "add", ns]);
+    }
+    let [node, a, b, srv] = &names;
+    routed::attach(node, a, "va", POD_A);
+    routed::attach(node, b, "vb", POD_B);
+    routed::attach(node, srv, "vsrv", DNS);
+    routed::forwarding(node);
+    routed::ip(&[
+        "-n",
+        srv,
+        "route",
+        "add",
+        "local",
+        "10.99.0.0/16",
+        "dev",
+        "lo",
+    ]);
+    routed::ip(&[
+        "-n",
+        node,
+        "route",
+        "add",
+        "10.99.0.0/16",
+        "via",
+        DNS,
+        "dev",
+        "vsrv",
+    ]);
+    (guard, names)
+}
+
+/// `h<N>.dyn.example` is 10.99.<N/256>.<N%256>; `dyn.example` 10.99.255.2;
+/// `x.other.example` 10.99.255.1. TTL 60.
+fn zone() -> server::Zone {
+    Arc::new(|q: &Query| {
+        let n = q.name.to_ascii().to_lowercase();
+        let addr = if let Some(h) = n
+            .strip_prefix('h')
+            .and_then(|r| r.strip_suffix(".dyn.example."))
+        {
+            let Ok(i) = h.parse::<u16>() else {
+                return Reply::Records(vec![]);
+            };
+            Ipv4Addr::new(10, 99, (i >> 8) as u8, i as u8)
+        } else {
+            match n.as_str() {
+                "dyn.example." => Ipv4Addr::new(10, 99, 255, 2),
+                "x.other.example." => Ipv4Addr::new(10, 99, 255, 1),
+                _ => return Reply::Records(vec![]),
+            }
+        };
+        if q.query_type != RecordType::A {
+            return Reply::Records(vec![]);
+        }
+        Reply::Records(vec![Record::from_rdata(
+            q.name.clone(),
+            60,
+            RData::A(A(addr)),
+        )])
+    })
+}
+
+fn cnp(name: &str, priority: i64, egress: Value) -> Value {
+    json!({"apiVersion": ALPHA, "kind": "ClusterNetworkPolicy", "metadata": {"name": name},
+        "spec": {"tier": "Admin", "priority": priority,
+            "subject": {"pods": {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app": "a"}}}},
+            "egress": egress}})
+}
+
+fn objects() -> Vec<Value> {
+    vec![
+        util::ns("x", json!({})),
+        util::pod("x", "a", 1, POD_A, json!({"app": "a"})),
+        util::pod("x", "b", 1, POD_B, json!({"app": "b"})),
+        cnp(
+            "fqdn",
+            10,
+            json!([{"action": "Accept", "to": [{"domainNames": ["*.dyn.example"]}],
+                "protocols": [{"tcp": {"destinationPort": {"number": PORT}}}]}]),
+        ),
+        cnp(
+            "wall",
+            20,
+            json!([{"action": "Deny", "to": [{"networks": ["10.99.0.0/16"]}]}]),
+        ),
+    ]
+}
+
+fn nft_list_set(node: &str, set: &str) -> String {
+    let out = Command::new("ip")
+        .args([
+            "netns", "exec", node, "nft", "list", "set", "inet", "nftpol", set,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits for `cond`, at most 20 s.
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The value of every unlabelled `name` sample on the metrics page.
+async fn metric(port: u16, name: &str) -> u64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut page = String::new();
+    s.read_to_string(&mut page).await.unwrap();
+    let values: BTreeMap<&str, u64> = page
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter_map(|(k, v)| Some((k, v.trim().parse().ok()?)))
+        .collect();
+    *values
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name} on /metrics"))
+}
+
+fn resolve(pod: &str, name: &str, id: u16) -> Option<IpAddr> {
+    let server: SocketAddr = format!("{DNS}:53").parse().unwrap();
+    let name = name.to_string();
+    nftpol::netlink::in_netns(&routed::path(pod), move || {
+        client::resolve_at(server, &name, id, false, RecordType::A)
+    })
+    .unwrap()
+}
+
+fn connects(pod: &str, to: IpAddr) -> bool {
+    nftpol::netlink::in_netns(&routed::path(pod), move || {
+        TcpStream::connect_timeout(&SocketAddr::new(to, PORT), Duration::from_secs(2)).is_ok()
+    })
+    .unwrap()
+}
+
+/// Resolve then connect at once, `ROUNDS` times, each a new name and address: the
+/// failures.
+fn rounds(pod: &str) -> Vec<(String, Option<IpAddr>)> {
+    let mut failures = Vec::new();
+    for i in 1..=ROUNDS {
+        let name = format!("h{i}.dyn.example.");
+        match resolve(pod, &name, i) {
+            Some(a) if connects(pod, a) => {}
+            got => failures.push((name, got)),
+        }
+    }
+    failures
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root: network namespaces, nftables, tproxy, policy routing"]
+async fn domain_names_through_the_controller() {
+    needs_root::require_root_and_nft("domain_names_through_the_controller");
+    let (_guard, [node, a, b, srv]) = topology();
+    let dns: SocketAddr = format!("{DNS}:53").parse().unwrap();
+    let (_srv_stop, _srv_thread) = client::spawn_in(routed::path(&srv), move || {
+        Box::pin(async move {
+            TestServer::start(dns, zone()).await;
+        })
+    });
+    let _listener = routed::listen(&srv, PORT);
+
+    let server = FakeApiServer::start().await;
+    for o in objects() {
+        server.apply(o);
+    }
+    let (listener, port) = util::metrics_listener();
+    let steering = nftpol::ruleset::DnsSteering::default();
+    let mut config = util::config(
+        "n1",
+        listener,
+        Duration::from_secs(60),
+        Some(routed::path(&node)),
+    );
+    config.options.dns = Some(steering);
+    config.dns = Some(DnsConfig {
+        steering,
+        servers: vec![format!("{DNS}/32").parse().unwrap()],
+        ttl: nftpol::fqdn::Ttl { min: 1, max: 3600 },
+        route_table: 9353,
+    });
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let ctl = tokio::spawn(controller::run(
+        config,
+        server.client(),
+        NetlinkDataplane::open,
+        async {
+            let _ = rx.await;
+        },
+    ));
+    until("the proxy's liveness element", || {
+        nft_list_set(&node, "dns/alive").contains("53")
+    })
+    .await;
+    let rules = Command::new("ip")
+        .args(["-n", &node, "rule", "show"])
+        .output()
+        .unwrap();
+    let rules = String::from_utf8_lossy(&rules.stdout).into_owned();
+    assert!(
+        rules.contains("fwmark 0x200000/0x200000 lookup 9353"),
+        "{rules}"
+    );
+
+    // Zero races, and only the policy's names.
+    assert_eq!(
+        rounds(&a),
+        [],
+        "first connections refused after their answer"
+    );
+    for name in ["x.other.example.", "dyn.example."] {
+        let addr = resolve(&a, name, 1).expect("DNS answers every name");
+        assert!(!connects(&a, addr), "{name} admitted");
+    }
+    assert!(metric(port, "nftpol_dns_answers_total").await >= u64::from(ROUNDS) + 2);
+    assert_eq!(metric(port, "nftpol_dns_learn_failures_total").await, 0);
+
+    // Pod b is no subject: its DNS goes straight to the server, its traffic is free.
+    let queries = metric(port, "nftpol_dns_queries_total").await;
+    let addr = resolve(&b, "x.other.example.", 7).unwrap();
+    assert!(connects(&b, addr));
+    assert_eq!(metric(port, "nftpol_dns_queries_total").await, queries);
+
+    // The domainNames policy removed: what it learned admits nothing any more.
+    let learned: IpAddr = "10.99.0.1".parse().unwrap();
+    assert!(connects(&a, learned));
+    server.delete("ClusterNetworkPolicy", None, "fqdn");
+    let a2 = a.clone();
+    until("the learned address to be refused", || {
+        !connects(&a2, learned)
+    })
+    .await;
+
+    stop.send(()).unwrap();
+    ctl.await.unwrap().unwrap();
+}
