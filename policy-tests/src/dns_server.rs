@@ -1,5 +1,5 @@
-//! The cluster's DNS: a server in its own namespace on the underlay ([`SERVER_V4`], UDP
-//! and TCP port 53) answering from the running step's records ([`crate::dns::Dns`]), and
+//! The cluster's DNS: a server in its own namespace on the underlay ([`SERVER_V4`] and
+//! [`SERVER_V6`], UDP and TCP port 53) answering from the running step's records ([`crate::dns::Dns`]), and
 //! the lookup a probe makes from inside a pod's namespace before it connects. Messages
 //! are hickory-proto's; the loops are ours (one thread for UDP, one per TCP connection).
 //!
@@ -18,7 +18,7 @@ use hickory_proto::op::{Message, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
-use crate::dns::{Data, Dns, SERVER_V4};
+use crate::dns::{Data, Dns, SERVER_V4, SERVER_V6};
 use crate::netns;
 use crate::proto::Family;
 
@@ -35,32 +35,41 @@ pub struct Server {
 }
 
 impl Server {
-    /// Serves UDP and TCP on [`SERVER_V4`]:53 inside namespace `netns`.
+    /// Serves UDP and TCP on port 53 of [`SERVER_V4`] and [`SERVER_V6`] inside namespace
+    /// `netns`.
     pub fn start(netns: &str) -> Result<Server> {
-        let addr = SocketAddr::new(IpAddr::V4(SERVER_V4), 53);
-        let (udp, tcp) = {
+        let mut sockets = Vec::new();
+        {
             let _in = netns::enter(netns)?;
-            let udp = UdpSocket::bind(addr).with_context(|| format!("DNS on udp {addr}"))?;
-            let tcp = TcpListener::bind(addr).with_context(|| format!("DNS on tcp {addr}"))?;
-            (udp, tcp)
-        };
-        udp.set_read_timeout(Some(Duration::from_millis(100)))?;
-        tcp.set_nonblocking(true)?;
+            for ip in [IpAddr::V4(SERVER_V4), IpAddr::V6(SERVER_V6)] {
+                let addr = SocketAddr::new(ip, 53);
+                let udp = UdpSocket::bind(addr).with_context(|| format!("DNS on udp {addr}"))?;
+                let tcp = TcpListener::bind(addr).with_context(|| format!("DNS on tcp {addr}"))?;
+                udp.set_read_timeout(Some(Duration::from_millis(100)))?;
+                tcp.set_nonblocking(true)?;
+                sockets.push((udp, tcp));
+            }
+        }
         let zone = Arc::new(RwLock::new(Dns::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let shared = Shared {
             zone: zone.clone(),
             stop: stop.clone(),
         };
-        let s2 = shared.clone();
-        let threads = vec![
-            std::thread::Builder::new()
-                .name("dns udp".into())
-                .spawn(move || serve_udp(&udp, &shared))?,
-            std::thread::Builder::new()
-                .name("dns tcp".into())
-                .spawn(move || serve_tcp(&tcp, &s2))?,
-        ];
+        let mut threads = Vec::new();
+        for (udp, tcp) in sockets {
+            let (s1, s2) = (shared.clone(), shared.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name("dns udp".into())
+                    .spawn(move || serve_udp(&udp, &s1))?,
+            );
+            threads.push(
+                std::thread::Builder::new()
+                    .name("dns tcp".into())
+                    .spawn(move || serve_tcp(&tcp, &s2))?,
+            );
+        }
         Ok(Server {
             zone,
             stop,

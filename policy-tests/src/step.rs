@@ -438,54 +438,35 @@ fn judge(
     };
     for (cell, kernel) in cells.iter().zip(kernel) {
         let e = &step.expect[cell.expect];
-        let probe: Probe = e.probes[cell.probe];
-        if crate::dns::is_name(&e.matrix.cols[cell.col]) {
-            judged
-                .groups
-                .entry((cell.expect, cell.probe))
-                .or_default()
-                .push(Outcome {
-                    row: cell.row,
-                    col: cell.col,
-                    expected: cell.expected,
-                    kernel,
-                    explain: None,
-                });
-            continue;
-        }
-        let from = endpoint(step, &e.matrix.rows[cell.row])?;
-        let to = endpoint(step, &e.matrix.cols[cell.col])?;
-        let family = match e.family {
-            Family::V4 => ExplainFamily::V4,
-            Family::V6 => ExplainFamily::V6,
-        };
-        let from_name = from.explain_name(e.family);
-        let to_name = to.explain_name(e.family);
-        let explained = Query::parse(&from_name, &to_name, &probe.to_string(), Some(family))
-            .and_then(|q| explain_in(index, &graph, &q));
-        let outcome = Outcome {
+        let mut outcome = Outcome {
             row: cell.row,
             col: cell.col,
             expected: cell.expected,
             kernel,
-            explain: Some(
+            explain: None,
+        };
+        // explain knows no DNS answers: a name cell is judged on the kernel alone.
+        if !crate::dns::is_name(&e.matrix.cols[cell.col]) {
+            let explained = explain_cell(step, index, &graph, cell)?;
+            outcome.explain = Some(
                 explained
                     .as_ref()
                     .map(|x| x.allowed)
                     .map_err(|err| err.to_string()),
-            ),
-        };
-        if let (true, false, Ok(x)) = (verbose, outcome.ok(), &explained) {
-            let _ = writeln!(
-                judged.explanations,
-                "explain {} -> {} {probe} {} (kernel: {}):",
-                e.matrix.rows[cell.row],
-                e.matrix.cols[cell.col],
-                e.family,
-                mark(kernel)
             );
-            for line in x.to_string().lines() {
-                let _ = writeln!(judged.explanations, "  {line}");
+            if let (true, false, Ok(x)) = (verbose, outcome.ok(), &explained) {
+                let _ = writeln!(
+                    judged.explanations,
+                    "explain {} -> {} {} {} (kernel: {}):",
+                    e.matrix.rows[cell.row],
+                    e.matrix.cols[cell.col],
+                    e.probes[cell.probe],
+                    e.family,
+                    mark(kernel)
+                );
+                for line in x.to_string().lines() {
+                    let _ = writeln!(judged.explanations, "  {line}");
+                }
             }
         }
         judged
@@ -495,6 +476,30 @@ fn judge(
             .push(outcome);
     }
     Ok(judged)
+}
+
+/// What `explain` says of one cell between pods or hosts.
+fn explain_cell(
+    step: &Step,
+    index: &Index,
+    graph: &PolicyGraph,
+    cell: &Cell,
+) -> Result<Result<nftpol::explain::Explanation, nftpol::explain::ExplainError>> {
+    let e = &step.expect[cell.expect];
+    let from = endpoint(step, &e.matrix.rows[cell.row])?;
+    let to = endpoint(step, &e.matrix.cols[cell.col])?;
+    let family = match e.family {
+        Family::V4 => ExplainFamily::V4,
+        Family::V6 => ExplainFamily::V6,
+    };
+    let probe: Probe = e.probes[cell.probe];
+    Ok(Query::parse(
+        &from.explain_name(e.family),
+        &to.explain_name(e.family),
+        &probe.to_string(),
+        Some(family),
+    )
+    .and_then(|q| explain_in(index, graph, &q)))
 }
 
 /// The step's report: each wrong matrix as a diff, then (verbose) `explain`'s words and
