@@ -112,6 +112,23 @@ impl Case {
             .any(|s| s.policies.iter().any(crate::kinds::is_cnp))
     }
 
+    /// Whether any step holds a ClusterNetworkPolicy with `domainNames` peers, whose
+    /// rules admit only what a node's DNS proxy learned.
+    pub fn has_domain_names(&self) -> bool {
+        self.steps.iter().flat_map(|s| &s.policies).any(|p| {
+            crate::kinds::is_cnp(p)
+                && ["ingress", "egress"].iter().any(|dir| {
+                    p["spec"][dir].as_array().is_some_and(|rules| {
+                        rules.iter().any(|r| {
+                            r["to"].as_array().is_some_and(|peers| {
+                                peers.iter().any(|peer| peer.get("domainNames").is_some())
+                            })
+                        })
+                    })
+                })
+        })
+    }
+
     /// The probes of names (cells whose column is a DNS name), over every step.
     pub fn name_cells(&self) -> usize {
         self.steps

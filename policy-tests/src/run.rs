@@ -344,10 +344,11 @@ fn cnp_skip(backend: &dyn Backend, case: &Case) -> Option<String> {
     Some(format!("{cells} cells skipped: {why}"))
 }
 
-/// Why this run cannot judge a case that probes DNS names, if it does.
+/// Why this run cannot judge a case that probes DNS names under `domainNames` rules, if
+/// it does (names probed under other policies need no proxy: every backend judges them).
 fn dns_skip(backend: &dyn Backend, case: &Case) -> Option<String> {
     let cells = case.name_cells();
-    if cells == 0 {
+    if cells == 0 || !case.has_domain_names() {
         return None;
     }
     let why = backend.learns_names().err()?;
