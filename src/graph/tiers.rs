@@ -81,6 +81,23 @@ pub struct TierRule {
     pub origin: TierOrigin,
 }
 
+/// A `domainNames` rule of the Admin tier (egress, Accept): it admits, on its ports, the
+/// addresses learned at run time from answers to names matching its patterns, where it
+/// is the first rule that matches. Its other peers, if any, are ordinary [`TierRule`]s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainEntry {
+    /// The rule (`peer`: its first `domainNames` peer).
+    pub origin: TierOrigin,
+    /// Every `domainNames` pattern of the rule, sorted, without repeats: the rule, not
+    /// the peer, owns what is learned.
+    pub patterns: Vec<String>,
+    /// [`Ports::Any`] for a rule without `protocols`.
+    pub ports: Ports,
+    /// Its place in evaluation order: the number of entries of [`TierRules::rules`] that
+    /// come before it (what they decide, they decide first).
+    pub position: usize,
+}
+
 /// The rules of one tier for one pod and direction, in evaluation order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TierRules {
@@ -88,6 +105,8 @@ pub struct TierRules {
     /// rules in this direction, in evaluation order.
     pub policies: Vec<String>,
     pub rules: Vec<TierRule>,
+    /// The `domainNames` rules among them (Admin egress only), in evaluation order.
+    pub domains: Vec<DomainEntry>,
 }
 
 impl TierRules {
@@ -221,10 +240,12 @@ mod tests {
             admin: TierRules {
                 policies: names(&admin),
                 rules: admin,
+                domains: Vec::new(),
             },
             baseline: TierRules {
                 policies: names(&baseline),
                 rules: baseline,
+                domains: Vec::new(),
             },
         }
     }

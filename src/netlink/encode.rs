@@ -160,6 +160,7 @@ pub(crate) fn hook_number(h: Hook) -> u32 {
         Hook::Forward => NF_INET_FORWARD,
         Hook::Output => NF_INET_LOCAL_OUT,
         Hook::Input => NF_INET_LOCAL_IN,
+        Hook::Prerouting => NF_INET_PRE_ROUTING,
     }
 }
 
@@ -249,7 +250,8 @@ pub(crate) fn set_object(table: &str, name: &str, id: Option<u32>) -> sys::Set {
 fn set_header(table: &str, set: &Set, id: u32) -> sys::Set {
     let mut s = set_object(table, &set.name, Some(id));
     s.set_u32(nftnl_attr::SET_FLAGS, set_flags(set));
-    if let Some(secs) = set.timeout {
+    // `Some(0)`: no default timeout (each element brings its own).
+    if let Some(secs) = set.timeout.filter(|&t| t > 0) {
         s.set_data(
             nftnl_attr::SET_TIMEOUT,
             &(u64::from(secs) * 1000).to_ne_bytes(),

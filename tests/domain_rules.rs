@@ -1,0 +1,241 @@
+//! ClusterNetworkPolicy `domainNames` compiled (issue 29), on `examples/domain-names.yaml`:
+//! the learned-set lookups keep Admin first-match order (an earlier Pass or Deny decides
+//! first, the rule's ports bound it, other rules' learned addresses admit nothing here),
+//! the steering chain with `Options::dns`, and fail-closed DNS: a steered query is judged
+//! on the input hook by its pod's egress chain. Checked with the ruleset evaluator, given
+//! what the DNS proxy would have learned; the script with `Options::dns` is a snapshot
+//! (`UPDATE_SNAPSHOTS=1` rewrites it) and passes `nft -c` (root).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::Command;
+
+use nftpol::fqdn::facts::Learned;
+use nftpol::graph::PolicyGraph;
+use nftpol::index::Index;
+use nftpol::ruleset::eval::{forward_walk_learned, input_walk, steered_input_walk, Packet};
+use nftpol::ruleset::{self, DnsSteering, Options, RuleKind, Ruleset};
+
+#[path = "common/root.rs"]
+mod needs_root;
+
+const POLICY: &str = "shop-egress";
+/// `spec.egress[2]`, the domainNames rule.
+const RULE: usize = 2;
+const WEB: &str = "10.244.1.10";
+const BATCH: &str = "10.244.1.11";
+const COREDNS: &str = "10.244.2.53";
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn index() -> Index {
+    let path = root().join("examples/domain-names.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    Index::from_objects(nftpol::input::parse_str(&text, "domain-names.yaml").unwrap()).unwrap()
+}
+
+fn model(dns: bool) -> Ruleset {
+    let graph = PolicyGraph::build_for(&index(), Some("node-1"));
+    let opts = Options {
+        dns: dns.then(DnsSteering::default),
+        ..Options::default()
+    };
+    ruleset::build_with(&graph, &opts)
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn packet(from: &str, to: &str, l4proto: u8, dport: u16) -> Packet {
+    Packet {
+        saddr: ip(from),
+        daddr: ip(to),
+        l4proto,
+        dport,
+    }
+}
+
+fn learned(addrs: &[&str]) -> Learned {
+    let mut l = Learned::new();
+    for a in addrs {
+        l.add(POLICY, RULE, ip(a), "api.example.com");
+    }
+    l
+}
+
+fn forward(rs: &Ruleset, l: &Learned, to: &str, proto: u8, port: u16) -> bool {
+    forward_walk_learned(rs, l, &packet(WEB, to, proto, port))
+        .unwrap()
+        .accepted
+}
+
+#[test]
+fn a_learned_address_is_admitted_where_the_domain_rule_decides() {
+    let rs = model(false);
+    let all = learned(&["93.184.216.34", "203.0.113.5", "192.0.2.7", "2001:db8::7"]);
+    let none = Learned::new();
+    let cases = [
+        // (destination, proto, port, learned, allowed, why)
+        (
+            "93.184.216.34",
+            TCP,
+            443,
+            &all,
+            true,
+            "learned, on the rule's port",
+        ),
+        (
+            "93.184.216.34",
+            TCP,
+            443,
+            &none,
+            false,
+            "not learned: the TCP Deny after it",
+        ),
+        (
+            "93.184.216.34",
+            TCP,
+            80,
+            &all,
+            false,
+            "learned, another port: the TCP Deny",
+        ),
+        (
+            "93.184.216.34",
+            UDP,
+            443,
+            &all,
+            false,
+            "UDP: NetworkPolicy (only DNS)",
+        ),
+        (
+            "203.0.113.5",
+            TCP,
+            443,
+            &all,
+            false,
+            "an earlier Deny decides first",
+        ),
+        (
+            "192.0.2.7",
+            TCP,
+            443,
+            &all,
+            false,
+            "an earlier Pass hands it to NetworkPolicy",
+        ),
+        ("2001:db8::7", TCP, 443, &all, true, "IPv6, learned"),
+        (
+            "198.51.100.9",
+            TCP,
+            443,
+            &none,
+            true,
+            "the rule's networks peer, as before",
+        ),
+    ];
+    for (to, proto, port, l, want, why) in cases {
+        assert_eq!(
+            forward(&rs, l, to, proto, port),
+            want,
+            "{to} {proto}/{port}: {why}"
+        );
+    }
+    // Another rule's learned addresses admit nothing through this one.
+    let mut other = Learned::new();
+    other.add(POLICY, 1, ip("93.184.216.34"), "api.example.com");
+    other.add("another", RULE, ip("93.184.216.34"), "api.example.com");
+    assert!(!forward(&rs, &other, "93.184.216.34", TCP, 443));
+}
+
+#[test]
+fn pods_without_domain_rules_and_the_script_without_dns_are_unchanged() {
+    let rs = model(false);
+    // No steering without Options::dns, and no learned lookup outside the subjects.
+    assert!(rs.chain(ruleset::names::CHAIN_DNS_STEER).is_none());
+    assert!(rs.set(ruleset::names::DNS_ALIVE_SET).is_none());
+    let learned_rules = |chain: &str| {
+        rs.chain(chain).map_or(0, |c| {
+            c.rules
+                .iter()
+                .filter(|r| matches!(r.kind, RuleKind::LearnedLookup { .. }))
+                .count()
+        })
+    };
+    assert_eq!(learned_rules("egress/shop/web-0"), 4);
+    assert_eq!(learned_rules("input/shop/web-0"), 4);
+    assert_eq!(learned_rules("ingress/shop/web-0"), 0);
+    let set = rs
+        .set(&ruleset::names::learned_set(POLICY, RULE, false))
+        .unwrap();
+    assert_eq!((set.timeout, set.elements.len()), (Some(0), 0));
+    assert_eq!(set.role, ruleset::SetRole::Learned);
+}
+
+#[test]
+fn steered_dns_is_judged_by_the_pods_egress_policy() {
+    let rs = model(true);
+    let none = Learned::new();
+    let steered = |from: &str, proto: u8| {
+        steered_input_walk(&rs, &none, &packet(from, COREDNS, proto, 53))
+            .unwrap()
+            .accepted
+    };
+    // web's NetworkPolicy allows UDP 53 to coredns; batch's allows nothing, and the
+    // Admin tier denies every TCP port but 443.
+    assert!(steered(WEB, UDP));
+    assert!(!steered(BATCH, UDP), "NetworkPolicy denies batch's DNS");
+    assert!(
+        !steered(WEB, TCP),
+        "the Admin TCP Deny holds through the proxy"
+    );
+    // Not steered (no mark), the same packet on the input hook is a packet to this node:
+    // NetworkPolicy's own-node allowance, as before.
+    let plain = input_walk(&rs, &packet(BATCH, COREDNS, UDP, 53)).unwrap();
+    assert!(plain.accepted);
+}
+
+#[test]
+fn the_steering_script_matches_its_snapshot() {
+    let script = nftpol::script::render(&model(true));
+    let path = root().join("tests/snapshots/domain-names.node-1.dns.nft");
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, &script).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap();
+    assert!(want == script, "differs (UPDATE_SNAPSHOTS=1 to accept)");
+    for line in [
+        "\t\ttype filter hook prerouting priority mangle; policy accept;",
+        "\t\tmeta l4proto tcp socket transparent 1 meta mark set meta mark | 0x00200000 accept",
+        "\t\tip saddr @dns/pods4 udp dport @dns/alive tproxy ip to :9353 meta mark set meta mark | 0x00200000 accept",
+    ] {
+        assert!(script.lines().any(|l| l.starts_with(line)), "{line}");
+    }
+    // Rendered twice, byte for byte.
+    assert_eq!(script, nftpol::script::render(&model(true)));
+}
+
+#[test]
+#[ignore = "needs root: nft -c opens a netlink socket (CAP_NET_ADMIN)"]
+fn the_steering_script_passes_nft_check() {
+    needs_root::require_root_and_nft("the_steering_script_passes_nft_check");
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("dns.nft");
+    std::fs::write(&path, nftpol::script::render(&model(true))).unwrap();
+    let out = Command::new("nft")
+        .arg("-c")
+        .arg("-f")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
