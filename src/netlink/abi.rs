@@ -111,6 +111,8 @@ pub(crate) const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
 pub(crate) const NFTA_SET_ELEM_KEY: u16 = 1;
 pub(crate) const NFTA_SET_ELEM_DATA: u16 = 2;
 pub(crate) const NFTA_SET_ELEM_FLAGS: u16 = 3;
+/// u64, milliseconds left before the element expires (big endian).
+pub(crate) const NFTA_SET_ELEM_EXPIRATION: u16 = 5;
 pub(crate) const NFTA_SET_ELEM_KEY_END: u16 = 10;
 /// An element's one expression (its `counter`), or with several, NFTA_SET_ELEM_EXPRESSIONS.
 pub(crate) const NFTA_SET_ELEM_EXPR: u16 = 7;

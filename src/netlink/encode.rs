@@ -640,6 +640,16 @@ pub fn held_batch(table: &str, held: &[crate::flow::Held], add: bool, first_seq:
 /// chains (empty, so map elements and jumps can name them), sets and maps with their
 /// elements, then rules.
 pub fn full_batch(rs: &Ruleset, first_seq: u32) -> Batch {
+    full_batch_then(rs, first_seq, |_| {})
+}
+
+/// [`full_batch`], with `then` adding more messages before the batch ends (in the same
+/// transaction: the elements kept across a full sync, see `learned`).
+pub(crate) fn full_batch_then(
+    rs: &Ruleset,
+    first_seq: u32,
+    then: impl FnOnce(&mut Builder),
+) -> Batch {
     let mut b = Builder::new(&rs.name, first_seq);
     b.replace_table(rs.comment.as_deref());
     for c in rs.chains() {
@@ -663,5 +673,6 @@ pub fn full_batch(rs: &Ruleset, first_seq: u32) -> Batch {
     for c in rs.chains() {
         b.add_rules(c, &lookup);
     }
+    then(&mut b);
     b.finish()
 }
