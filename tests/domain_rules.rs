@@ -239,3 +239,51 @@ fn the_steering_script_passes_nft_check() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Change by change (`NodeState`, which recomputes the pods a change touches), the model
+/// is the full build's, and the kernel's copy after each pods' batch equals it: a pod
+/// joining the steered pods, the domain policy going (its learned sets, the steering)
+/// and coming back.
+#[test]
+fn incremental_changes_give_the_full_build() {
+    use nftpol::input::Kind;
+    use nftpol::state::{Batch, NodeState};
+    let text = std::fs::read_to_string(root().join("examples/domain-names.yaml")).unwrap();
+    let objects = nftpol::input::parse_str(&text, "domain-names.yaml").unwrap();
+    let opts = Options {
+        dns: Some(DnsSteering::default()),
+        ..Options::default()
+    };
+    let cnp_text = text
+        .split("\n---\n")
+        .find(|d| d.contains("kind: ClusterNetworkPolicy"))
+        .unwrap();
+    let cnp = nftpol::input::parse_str(cnp_text, "cnp.yaml").unwrap();
+    let web1 = "apiVersion: v1\nkind: Pod\nmetadata: {name: web-1, namespace: shop, labels: {app: web}}\nspec: {nodeName: node-1}\nstatus: {phase: Running, podIP: 10.244.1.12, podIPs: [{ip: 10.244.1.12}]}\n";
+    let web1 = nftpol::input::parse_str(web1, "web-1.yaml").unwrap();
+    let index = Index::from_objects(objects).unwrap();
+    let mut state = NodeState::with_options(index, Some("node-1"), opts.clone());
+    assert!(matches!(state.batch(), Batch::Full(_)));
+    state.acknowledged(true);
+    let check = |state: &mut NodeState, step: &str| {
+        let graph = PolicyGraph::build_for(state.index(), Some("node-1"));
+        assert_eq!(state.model(), &ruleset::build_with(&graph, &opts), "{step}");
+        let full = matches!(state.batch(), Batch::Full(_));
+        state.acknowledged(full);
+        assert_eq!(state.kernel(), Some(state.model()), "{step}: kernel copy");
+    };
+    for o in web1 {
+        state.apply(o).unwrap();
+    }
+    check(&mut state, "web-1 added");
+    let steered = state.model().set(ruleset::names::DNS_POD_SETS[0]).unwrap();
+    assert_eq!(steered.elements.len(), 3, "web-0, web-1, batch-0");
+    state.delete(Kind::ClusterNetworkPolicy, None, POLICY);
+    check(&mut state, "policy deleted");
+    assert!(state.model().chain(ruleset::names::CHAIN_DNS_STEER).is_none());
+    for o in cnp {
+        state.apply(o).unwrap();
+    }
+    check(&mut state, "policy back");
+    assert!(state.model().chain(ruleset::names::CHAIN_DNS_STEER).is_some());
+}
