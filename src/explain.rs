@@ -9,6 +9,7 @@
 //! ([`Escaped`]), so no name can forge a line.
 
 mod audit;
+pub mod domains;
 pub mod miss;
 mod query;
 mod steps;
