@@ -26,7 +26,7 @@ pub struct Resolution {
 
 /// Why a `--resolved` value cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("--resolved {text:?}: {problem} (expected NAME=ADDR, like api.example.com=192.0.2.10)")]
+#[error("{text:?}: {problem} (expected NAME=ADDR, like api.example.com=192.0.2.10)")]
 pub struct ResolutionError {
     pub text: String,
     pub problem: String,
@@ -114,8 +114,9 @@ pub fn end_allowed_learned(
 }
 
 /// What explain says of `pod`'s `domainNames` rules for a connection to `other`: the
-/// rule that admitted it through a learned address (and from which name), or each rule
-/// as a near miss that only run time can decide.
+/// patterns of the rule that admitted it through a learned address and the name it was
+/// learned from, or each rule before the one that decided as a near miss that only run
+/// time can decide.
 pub fn notes(
     graph: &PolicyGraph,
     pod: &PodNode,
@@ -132,14 +133,16 @@ pub fn notes(
         let rule = d.origin.rule.unwrap_or(0);
         let name = learned.domain(&d.origin.policy, rule, other).unwrap_or("");
         return vec![format!(
-            "allowed by {} (domainNames {}): {other} was learned from {name}",
-            d.origin,
+            "domainNames {}: {other} was learned from {name}",
             d.patterns.join(", ")
         )];
     }
+    // The domain rules before the rule that decided (if one did).
+    let decided = side.admin.rules.iter().position(matches);
     side.admin
         .domains
         .iter()
+        .filter(|d| decided.is_none_or(|i| d.position <= i))
         .filter(|d| d.ports.contains(protocol, port))
         .map(|d| {
             format!(
@@ -149,4 +152,37 @@ pub fn notes(
             )
         })
         .collect()
+}
+
+/// Explain's Admin step for the egress of `pod` (the last of `steps`): when a
+/// `domainNames` rule decided, the step names it and the name the address was learned
+/// from; otherwise each domain rule on the port is noted as a near miss for run time.
+pub(super) fn admin_step(
+    graph: &PolicyGraph,
+    pod: &PodNode,
+    probe: &super::Probe,
+    (decision, steps): (&Decision, &mut [super::steps::TierStep]),
+) {
+    let Some(step) = steps.last_mut() else {
+        return;
+    };
+    if probe.dir != Direction::Egress || pod.tiers.egress.admin.domains.is_empty() {
+        return;
+    }
+    let port = (probe.protocol, probe.port);
+    let said = notes(graph, pod, probe.other, port, &probe.learned);
+    if let Decision::Domain(d) = decision {
+        step.rule = Some(d.origin.clone());
+        step.outcome = super::steps::Outcome::of(crate::cnp::Action::Accept);
+        step.note = said.into_iter().next();
+        return;
+    }
+    if said.is_empty() {
+        return;
+    }
+    let words = said.join("; ");
+    step.note = Some(match step.note.take() {
+        Some(n) => format!("{n}; {words}"),
+        None => words,
+    });
 }
