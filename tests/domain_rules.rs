@@ -416,3 +416,26 @@ fn explain_takes_resolved_names() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--resolved"), "{err}");
 }
+
+/// `nftpol graph` lists the domain rule in its place, text and JSON.
+#[test]
+fn graph_lists_domain_rules_with_their_patterns() {
+    let graph = |format: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_nftpol"))
+            .args(["graph", "--node", "node-1", "-o", format])
+            .arg(root().join("examples/domain-names.yaml"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = graph("text");
+    let want = "    deny peer 1 any port <- Admin: shop-egress egress[1] never to[0]\n    accept domainNames *.cdn.example.net, api.example.com tcp/443 (addresses learned at run time) <- Admin: shop-egress egress[2] vendors to[0]\n    accept peer 2 tcp/443";
+    assert!(text.contains(want), "{text}");
+    let json: serde_json::Value = serde_json::from_str(&graph("json")).unwrap();
+    let found = json.to_string();
+    assert!(
+        found.contains(r#""domain_rules":[{"patterns":["*.cdn.example.net","api.example.com"],"#),
+        "{found}"
+    );
+}
