@@ -439,3 +439,37 @@ fn graph_lists_domain_rules_with_their_patterns() {
         "{found}"
     );
 }
+
+/// The revocation judge keeps a connection to a learned address when it is told what was
+/// learned, and cuts it when it is not (the model never holds learned elements).
+#[test]
+fn the_revocation_judge_takes_learned_facts() {
+    use nftpol::flow::{Flow, Tuple};
+    use nftpol::revoke::{Decision, Judge, Scope};
+    let rs = model(false);
+    let flow = Flow {
+        l4proto: TCP,
+        orig: Tuple {
+            src: ip(WEB),
+            dst: ip("93.184.216.34"),
+            sport: 40000,
+            dport: 443,
+        },
+        reply: Tuple {
+            src: ip("93.184.216.34"),
+            dst: ip(WEB),
+            sport: 443,
+            dport: 40000,
+        },
+    };
+    let scope = Scope {
+        judge: [ip(WEB)].into_iter().collect(),
+        gone: Default::default(),
+    };
+    let host = Default::default();
+    let facts = learned(&["93.184.216.34"]);
+    let mut with = Judge::new(&rs, &scope, &host).with_learned(&facts);
+    assert_eq!(with.decide(&flow), Decision::Keep);
+    let mut without = Judge::new(&rs, &scope, &host);
+    assert_eq!(without.decide(&flow), Decision::Revoked);
+}

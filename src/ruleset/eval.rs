@@ -334,6 +334,11 @@ pub fn forward_walk_learned(
     hook_walk(&Walker::new(rs, Some(learned), false), Hook::Forward, p)
 }
 
+/// [`input_walk`], with `learned` counting as held by the learned sets.
+pub fn input_walk_learned(rs: &Ruleset, learned: &Learned, p: &Packet) -> Result<Walk, EvalError> {
+    hook_walk(&Walker::new(rs, Some(learned), false), Hook::Input, p)
+}
+
 /// Walks a DNS query the steering chain sent to the proxy (`tproxy`, marked) through the
 /// input hook: it is delivered to this node with its original destination, and must be
 /// judged as the forward path would judge it.
