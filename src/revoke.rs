@@ -171,9 +171,9 @@ impl<'a> Judge<'a> {
 mod tests {
     use super::*;
     use crate::flow::Tuple;
-    use crate::ruleset::eval::forward_accepts;
     use crate::index::Index;
     use crate::input::object_from_value;
+    use crate::ruleset::eval::forward_accepts;
     use serde_json::{json, Value};
 
     const TCP: u8 = 6;
