@@ -121,6 +121,10 @@ pub(crate) struct ExplainArgs {
     /// Address family when both sides are pods (default: IPv4 when both have it).
     #[arg(long, value_enum)]
     pub(crate) family: Option<FamilyArg>,
+    /// The source pod resolved NAME and got ADDR: ADDR counts as learned for each of its
+    /// ClusterNetworkPolicy domainNames rules whose patterns match NAME (repeatable).
+    #[arg(long, value_name = "NAME=ADDR")]
+    pub(crate) resolved: Vec<String>,
     /// Text, or JSON with the same content.
     #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
     pub(crate) output: OutputFormat,

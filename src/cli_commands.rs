@@ -45,7 +45,12 @@ pub(crate) fn explain(a: ExplainArgs) -> anyhow::Result<()> {
         FamilyArg::Ipv6 => explain::Family::V6,
     });
     let query = explain_query(&a.from, &a.to, &a.port, family)?;
-    let e = explain::explain_in(&index, &graph, &query).map_err(explain_usage)?;
+    let resolved = a
+        .resolved
+        .iter()
+        .map(|r| explain::domains::Resolution::parse(r).map_err(|e| usage("--resolved", e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let e = explain::explain_resolved(&index, &graph, &query, &resolved).map_err(explain_usage)?;
     let text = match a.output {
         OutputFormat::Text => e.to_string(),
         OutputFormat::Json => serde_json::to_string_pretty(&e)? + "\n",

@@ -9,6 +9,10 @@
 //! ([`Escaped`]), so no name can forge a line.
 
 mod audit;
+pub mod domains;
+mod shared;
+use shared::ambiguous;
+pub use shared::shared_addresses;
 pub mod miss;
 mod query;
 mod steps;
@@ -235,6 +239,8 @@ struct Probe {
     other_is_pod: bool,
     protocol: Protocol,
     port: u16,
+    /// What counts as learned for the end's `domainNames` rules (`--resolved`).
+    learned: crate::fqdn::facts::Learned,
 }
 
 impl Probe {
@@ -247,6 +253,7 @@ impl Probe {
             other_is_pod: index.policy_pod_with_ip(other).is_some(),
             protocol,
             port,
+            learned: Default::default(),
         }
     }
 }
@@ -319,13 +326,15 @@ fn tier_steps(
     let matches = |r: &crate::graph::tiers::TierRule| {
         graph.peer_contains(r.peer, other) && r.ports.contains(protocol, port)
     };
-    let decision = side.decide(np_verdict, matches);
+    let admits = |d: &_| domains::admits(d, &probe.learned, other, protocol, port);
+    let decision = side.decide_learned(np_verdict, matches, admits);
     let step = |tier, matched| tier_step(graph, side, tier, matched, probe);
     let mut steps = Vec::new();
     if !side.admin.is_empty() {
         steps.push(step(Tier::Admin, side.admin.first_match(matches)));
+        domains::admin_step(graph, pod, probe, (&decision, &mut steps));
     }
-    if let Decision::Admin(_) = decision {
+    if let Decision::Admin(_) | Decision::Domain(_) = decision {
         return finish(steps, decision);
     }
     let (outcome, note) = match np {
@@ -370,37 +379,6 @@ fn finish(mut steps: Vec<TierStep>, decision: Decision) -> Vec<TierStep> {
         last.decides = Some(decision.allowed());
     }
     steps
-}
-
-/// The addresses that more than one live pod (with an address, not finished, not
-/// hostNetwork) holds, each with those pods' `ns/name`, sorted. Such an address cannot
-/// name one pod, and only one of them gets its traffic dispatched.
-pub fn shared_addresses(index: &Index) -> std::collections::BTreeMap<IpAddr, Vec<String>> {
-    let mut holders: std::collections::BTreeMap<IpAddr, Vec<String>> = Default::default();
-    for pod in index.pods().filter(|p| p.is_policy_pod()) {
-        for ip in &pod.ips {
-            holders
-                .entry(*ip)
-                .or_default()
-                .push(format!("{}/{}", pod.namespace, pod.name));
-        }
-    }
-    holders.retain(|_, pods| pods.len() > 1);
-    for pods in holders.values_mut() {
-        pods.sort();
-    }
-    holders
-}
-
-/// The live pods that hold `ip`, when more than one does.
-fn ambiguous(index: &Index, ip: IpAddr) -> Option<Vec<String>> {
-    let mut pods: Vec<String> = index
-        .pods()
-        .filter(|p| p.is_policy_pod() && p.ips.contains(&ip))
-        .map(|p| format!("{}/{}", p.namespace, p.name))
-        .collect();
-    pods.sort();
-    (pods.len() > 1).then_some(pods)
 }
 
 fn resolve(
@@ -656,6 +634,16 @@ pub fn explain_in(
     graph: &PolicyGraph,
     q: &Query,
 ) -> Result<Explanation, ExplainError> {
+    explain_resolved(index, graph, q, &[])
+}
+
+/// [`explain_in`], the source having resolved names to addresses (`--resolved`).
+pub fn explain_resolved(
+    index: &Index,
+    graph: &PolicyGraph,
+    q: &Query,
+    resolved: &[domains::Resolution],
+) -> Result<Explanation, ExplainError> {
     let (protocol, port) = (q.protocol, q.port);
     let family = Some(family_of(graph, q));
     let from_ep = resolve(index, graph, &q.from, family, Which::From)?;
@@ -671,7 +659,8 @@ pub fn explain_in(
         Endpoint::Host { .. } => None,
     };
     let (from_pod, to_pod) = (pod_of(&from_ep), pod_of(&to_ep));
-    let mut enforced = judge_ends(index, graph, [from_pod, to_pod], &from_ep, &to_ep, q);
+    let ends = (&from_ep, &to_ep, resolved);
+    let mut enforced = judge_ends(index, graph, [from_pod, to_pod], ends, q);
     // The audited view of each end, where audited policies change that end.
     let views = [
         from_pod.map(|p| p.audited_in(Direction::Egress).unwrap_or(p)),
@@ -680,7 +669,7 @@ pub fn explain_in(
     let changed = from_pod.is_some_and(|p| p.audited_in(Direction::Egress).is_some())
         || to_pod.is_some_and(|p| p.audited_in(Direction::Ingress).is_some());
     if changed {
-        let audited = judge_ends(index, graph, views, &from_ep, &to_ep, q);
+        let audited = judge_ends(index, graph, views, ends, q);
         if audited.allowed != enforced.allowed {
             let mut policies = Vec::new();
             for (pod, dir, other) in [
@@ -717,8 +706,7 @@ fn judge_ends(
     index: &Index,
     graph: &PolicyGraph,
     [from_pod, to_pod]: [Option<&PodNode>; 2],
-    from_ep: &Endpoint,
-    to_ep: &Endpoint,
+    (from_ep, to_ep, resolved): (&Endpoint, &Endpoint, &[domains::Resolution]),
     q: &Query,
 ) -> Explanation {
     let (protocol, port) = (q.protocol, q.port);
@@ -740,7 +728,9 @@ fn judge_ends(
         protocol,
         port,
     );
-    let egress_probe = Probe::new(index, Direction::Egress, to_ep.ip(), protocol, port);
+    let mut egress_probe = Probe::new(index, Direction::Egress, to_ep.ip(), protocol, port);
+    egress_probe.learned =
+        from_pod.map_or_else(Default::default, |p| domains::learned_for(p, resolved));
     let egress_tiers = tier_steps(graph, from_pod, &egress, &egress_probe);
     let ingress_probe = Probe::new(index, Direction::Ingress, from_ep.ip(), protocol, port);
     let ingress_tiers = tier_steps(graph, to_pod, &ingress, &ingress_probe);

@@ -59,6 +59,23 @@ struct SideView<'a> {
 struct TierView<'a> {
     policies: &'a [String],
     rules: Vec<TierRuleView<'a>>,
+    /// The `domainNames` rules (Admin egress): absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    domain_rules: Vec<DomainRuleView<'a>>,
+}
+
+#[derive(Serialize)]
+struct DomainRuleView<'a> {
+    /// The patterns of every `domainNames` peer of the rule.
+    patterns: &'a [String],
+    ports: Option<Vec<String>>,
+    policy: &'a str,
+    priority: i32,
+    rule: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule_name: Option<&'a str>,
+    /// How many of `rules` come before it in evaluation order.
+    position: usize,
 }
 
 #[derive(Serialize)]
@@ -110,6 +127,19 @@ fn tier_view(rules: &TierRules) -> TierView<'_> {
                 rule_name: r.origin.rule_name.as_deref(),
                 rule_peer: r.origin.peer,
                 port_name: r.origin.port_name.as_deref(),
+            })
+            .collect(),
+        domain_rules: rules
+            .domains
+            .iter()
+            .map(|d| DomainRuleView {
+                patterns: &d.patterns,
+                ports: ports_view(&d.ports),
+                policy: &d.origin.policy,
+                priority: d.origin.priority,
+                rule: d.origin.rule,
+                rule_name: d.origin.rule_name.as_deref(),
+                position: d.position,
             })
             .collect(),
     }

@@ -455,7 +455,7 @@ impl Index {
                 let changed = old.as_ref() != Some(&entry);
                 // Said once per version of the policy, not on every resync.
                 if changed && entry.policy.has_domain_names() {
-                    tracing::warn!(source = %obj.source, object = %obj.object_ref(), "domainNames peers are not supported: they match nothing (they can only Accept, so nothing is opened by them)");
+                    tracing::warn!(source = %obj.source, object = %obj.object_ref(), "domainNames peers admit only the addresses a node's DNS proxy learns at run time (nftpol run); offline they match nothing");
                 }
                 result.map(|()| changed)
             }

@@ -25,7 +25,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use crate::flow::Flow;
-use crate::ruleset::eval::{forward_accepts, input_accepts, Packet};
+use crate::fqdn::facts::Learned;
+use crate::ruleset::eval::{forward_walk_learned, input_walk_learned, Packet};
 use crate::ruleset::Ruleset;
 
 /// The first packet of `flow` as the filter hooks saw it: the client's address, and the
@@ -99,6 +100,10 @@ pub struct Judge<'a> {
     scope: &'a Scope,
     host: &'a BTreeSet<IpAddr>,
     verdicts: HashMap<(IpAddr, IpAddr, u8, u16), bool>,
+    /// What the DNS proxy learned for `domainNames` rules (the learned sets' elements,
+    /// which the model never holds): without it a connection to a learned address is
+    /// judged as if nothing had been learned.
+    learned: Option<&'a Learned>,
 }
 
 impl<'a> Judge<'a> {
@@ -108,7 +113,14 @@ impl<'a> Judge<'a> {
             scope,
             host,
             verdicts: HashMap::new(),
+            learned: None,
         }
+    }
+
+    /// Judges with `learned` in the learned sets (see the field).
+    pub fn with_learned(mut self, learned: &'a Learned) -> Self {
+        self.learned = Some(learned);
+        self
     }
 
     /// The decision for one entry (see [`judge`]).
@@ -129,14 +141,17 @@ impl<'a> Judge<'a> {
             return Decision::Keep;
         }
         let model = self.model;
+        let none = Learned::new();
+        let learned = self.learned.unwrap_or(&none);
         let accepted = *self
             .verdicts
             .entry((p.saddr, p.daddr, p.l4proto, p.dport))
             .or_insert_with(|| {
                 let walked = match to_node {
-                    true => input_accepts(model, &p),
-                    false => forward_accepts(model, &p),
-                };
+                    true => input_walk_learned(model, learned, &p),
+                    false => forward_walk_learned(model, learned, &p),
+                }
+                .map(|w| w.accepted);
                 // A model that cannot be walked is not one the kernel holds (a built
                 // model references only what it has): fail closed, and say so.
                 walked.unwrap_or_else(|error| {
@@ -158,6 +173,7 @@ mod tests {
     use crate::flow::Tuple;
     use crate::index::Index;
     use crate::input::object_from_value;
+    use crate::ruleset::eval::forward_accepts;
     use serde_json::{json, Value};
 
     const TCP: u8 = 6;

@@ -111,6 +111,22 @@ pub fn rule_text(kind: &RuleKind) -> String {
             let f = ip_kw(*family);
             format!("{f} saddr . {f} daddr . meta l4proto . th sport . th dport @{set} drop")
         }
+        RuleKind::LearnedLookup { family, key, open, learned, verdict, log } => {
+            let f = ip_kw(*family);
+            let tail = if key.has_ports() { " . meta l4proto . th dport" } else { "" };
+            let log = log.as_ref().map(|l| format!(" {}", log_text(&l.prefix, l.group))).unwrap_or_default();
+            format!("{f} daddr{tail} @{open} {f} daddr @{learned}{log} {}", verdict_text(verdict))
+        }
+        RuleKind::SteerTransparent { mark } => {
+            format!("meta l4proto tcp socket transparent 1 meta mark set meta mark | {mark:#010x} accept")
+        }
+        RuleKind::SteerDns { family, protocol, pods, alive, port, mark } => {
+            let (f, p) = (ip_kw(*family), protocol.name());
+            format!("{f} saddr @{pods} {p} dport @{alive} tproxy {f} to :{port} meta mark set meta mark | {mark:#010x} accept")
+        }
+        RuleKind::MarkedDispatch { family, mark, map } => {
+            format!("meta mark & {mark:#010x} == {mark:#010x} {} saddr vmap @{map}", ip_kw(*family))
+        }
         RuleKind::Verdict(v) => verdict_text(v),
         RuleKind::Counted(v) => format!("counter {}", verdict_text(v)),
     }
@@ -121,12 +137,14 @@ fn hook(h: Hook) -> &'static str {
         Hook::Forward => "forward",
         Hook::Output => "output",
         Hook::Input => "input",
+        Hook::Prerouting => "prerouting",
     }
 }
 
 fn priority(p: i32) -> String {
     match p {
         0 => "filter".into(),
+        -150 => "mangle".into(),
         p if p > 0 => format!("filter + {p}"),
         p => format!("filter - {}", -p),
     }
@@ -164,8 +182,13 @@ pub fn render(rs: &Ruleset) -> String {
         if set.interval {
             out.push_str("\t\tflags interval\n");
         }
-        if let Some(t) = set.timeout {
-            let _ = writeln!(out, "\t\tflags timeout\n\t\ttimeout {t}s");
+        match set.timeout {
+            None => {}
+            // Each element brings its own timeout.
+            Some(0) => out.push_str("\t\tflags timeout\n"),
+            Some(t) => {
+                let _ = writeln!(out, "\t\tflags timeout\n\t\ttimeout {t}s");
+            }
         }
         if set.counter {
             out.push_str("\t\tcounter\n");

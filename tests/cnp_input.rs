@@ -289,6 +289,15 @@ fn every_validation_rule_names_its_field() {
             "only allowed in Accept rules",
         ),
         (
+            with("spec/tier", json!("Baseline")).pipe(|mut v| {
+                let to = v["spec"]["egress"][0]["to"].as_array_mut().unwrap();
+                to.push(json!({"domainNames": ["example.com"]}));
+                v
+            }),
+            "spec.egress[0].to[1].domainNames",
+            "only allowed in Admin-tier policies",
+        ),
+        (
             with(
                 "spec/egress/0/to/0",
                 json!({"nodes": {"matchLabels": {"bad key!": "x"}}}),

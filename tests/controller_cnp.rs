@@ -258,7 +258,7 @@ async fn cluster_network_policies_and_nodes_follow_discovery() {
     // domainNames peers match nothing here: a Warning Event says so.
     server.apply(
         json!({"apiVersion": BETA, "kind": "ClusterNetworkPolicy", "metadata": {"name": "dns"},
-        "spec": {"tier": "Baseline", "priority": 1, "subject": {"namespaces": {}},
+        "spec": {"tier": "Admin", "priority": 1, "subject": {"namespaces": {}},
             "egress": [{"action": "Accept", "to": [{"domainNames": ["example.com"]}]}]}}),
     );
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -357,6 +357,8 @@ fn compiled_examples_list_identically() {
                 group: 17,
                 ..Default::default()
             },
+            // And the DNS steering of domainNames rules (examples/domain-names.yaml).
+            dns: Some(nftpol::ruleset::DnsSteering::default()),
             ..Default::default()
         };
         let rs = nftpol::ruleset::build_with(&graph, &opts);

@@ -132,7 +132,11 @@ fn random_tier(rng: &mut Rng, tier: Tier, dir: Direction, peers: &[usize]) -> Ti
     } else {
         vec![]
     };
-    TierRules { policies, rules }
+    TierRules {
+        policies,
+        rules,
+        domains: Vec::new(),
+    }
 }
 
 /// The cluster of `seed` with random peers, random tiers and some pods' NetworkPolicy

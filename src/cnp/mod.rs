@@ -503,6 +503,24 @@ fn rule(r: &types::Rule, f: &str, dir: crate::policy::Direction) -> Result<Rule,
     })
 }
 
+/// NPEP-133 scopes `domainNames` to the Admin tier: a NetworkPolicy cannot name a domain,
+/// so a namespace admin could not replace a Baseline rule that did (the NPEP's "Goals").
+fn baseline_without_domains(egress: &[Rule]) -> Result<(), FieldError> {
+    for (ri, rule) in egress.iter().enumerate() {
+        if let Some(pi) = rule
+            .peers
+            .iter()
+            .position(|p| matches!(p, Peer::DomainNames(_)))
+        {
+            return err(
+                format!("spec.egress[{ri}].to[{pi}].domainNames"),
+                "domainNames peers are only allowed in Admin-tier policies (NPEP-133), not in tier Baseline",
+            );
+        }
+    }
+    Ok(())
+}
+
 fn typed(value: &Value) -> Result<types::ClusterNetworkPolicy, FieldError> {
     serde_path_to_error::deserialize(value.clone()).map_err(|e| FieldError {
         field: e.path().to_string(),
@@ -547,6 +565,9 @@ pub fn parse(value: &Value) -> Result<ClusterPolicy, FieldError> {
     };
     let ingress = rules(spec.ingress.as_ref(), Ingress)?;
     let egress = rules(spec.egress.as_ref(), Egress)?;
+    if tier == Tier::Baseline {
+        baseline_without_domains(&egress)?;
+    }
     Ok(ClusterPolicy {
         name,
         tier,

@@ -267,7 +267,7 @@ async fn log_end(
 /// `ip rule add fwmark <mark>/<mark> lookup <table>` and `ip route add local default dev
 /// lo table <table>`, both families; already there is fine (a restart).
 async fn policy_routing(mark: u32, table: u32) -> Result<(), DnsError> {
-    use rtnetlink::packet_route::route::RouteType;
+    use rtnetlink::packet_route::route::{RouteScope, RouteType};
     use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute};
     use rtnetlink::RouteMessageBuilder;
     let (conn, handle, _) = rtnetlink::new_connection().map_err(|e| DnsError::Route {
@@ -293,6 +293,7 @@ async fn policy_routing(mark: u32, table: u32) -> Result<(), DnsError> {
             RouteMessageBuilder::<Ipv6Addr>::new()
                 .destination_prefix(Ipv6Addr::UNSPECIFIED, 0)
                 .kind(RouteType::Local)
+                .scope(RouteScope::Host)
                 .table_id(table)
                 .output_interface(1)
                 .build()
@@ -300,6 +301,7 @@ async fn policy_routing(mark: u32, table: u32) -> Result<(), DnsError> {
             RouteMessageBuilder::<Ipv4Addr>::new()
                 .destination_prefix(Ipv4Addr::UNSPECIFIED, 0)
                 .kind(RouteType::Local)
+                .scope(RouteScope::Host)
                 .table_id(table)
                 .output_interface(1)
                 .build()

@@ -21,6 +21,7 @@
 //! patterns and the sets the addresses go to.
 
 pub mod answer;
+pub mod facts;
 pub mod pattern;
 
 pub use answer::{read, AnswerError, Learned, Limits, Resolved, Ttl};

@@ -16,10 +16,10 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::ctx::Ctx;
-use super::tiers::{PodTiers, TierOrigin, TierRule, TierRules};
+use super::tiers::{DomainEntry, PodTiers, TierOrigin, TierRule, TierRules};
 use super::{PeerId, PeerRef, PodNode, PolicyGraph, PortRange, Ports};
 use crate::addr::AddrSet;
-use crate::cnp::Tier;
+use crate::cnp::{Action, Tier};
 use crate::cnp::{ClusterPolicy, Peer, Port, Rule, Subject};
 use crate::index::{CnpEntry, PodInfo};
 use crate::policy::{Direction, Mode, Protocol};
@@ -73,6 +73,23 @@ fn describe(peer: &Peer) -> String {
         Peer::Nodes(s) => format!("nodes {{{s}}}"),
         Peer::DomainNames(d) => format!("domainNames {}", d.join(", ")),
     }
+}
+
+/// Every `domainNames` pattern of a rule, sorted, without repeats.
+fn domain_patterns(rule: &Rule) -> Vec<String> {
+    let mut all: Vec<String> = rule
+        .peers
+        .iter()
+        .filter_map(|p| match p {
+            Peer::DomainNames(d) => Some(d),
+            _ => None,
+        })
+        .flatten()
+        .cloned()
+        .collect();
+    all.sort();
+    all.dedup();
+    all
 }
 
 impl<'a> Ctx<'a, '_> {
@@ -185,7 +202,7 @@ impl PolicyGraph {
         dir: Direction,
         ri: usize,
         rule: &Rule,
-        out: &mut Vec<TierRule>,
+        (out, domains): (&mut Vec<TierRule>, &mut Vec<DomainEntry>),
     ) {
         let origin = |peer: usize, port_name: Option<String>| TierOrigin {
             policy: policy.name.clone(),
@@ -200,6 +217,19 @@ impl PolicyGraph {
         let (numbered, named) = split_ports(rule);
         for (pi, peer) in rule.peers.iter().enumerate() {
             let Some(id) = self.cnp_peer(ctx, peer) else {
+                let admin_egress = policy.tier == Tier::Admin && dir == Direction::Egress;
+                let first = domains.last().is_none_or(|d| d.origin.rule != Some(ri));
+                if admin_egress && rule.action == Action::Accept && first {
+                    domains.push(DomainEntry {
+                        origin: origin(pi, None),
+                        patterns: domain_patterns(rule),
+                        ports: match rule.ports {
+                            None => Ports::Any,
+                            Some(_) => Ports::Only(numbered.clone()),
+                        },
+                        position: out.len(),
+                    });
+                }
                 continue;
             };
             let entry = |peer: PeerRef, ports: Ports, port_name: Option<String>| TierRule {
@@ -288,9 +318,10 @@ impl PolicyGraph {
                     continue;
                 }
                 let mut out = Vec::new();
+                let mut domains = Vec::new();
                 if policy.fail_closed {
                     out.push(TierRule {
-                        action: crate::cnp::Action::Deny,
+                        action: Action::Deny,
                         peer: PeerRef::Any,
                         ports: Ports::Any,
                         origin: TierOrigin {
@@ -306,7 +337,8 @@ impl PolicyGraph {
                     });
                 } else {
                     for (ri, rule) in rules.iter().enumerate() {
-                        self.cnp_rule(ctx, pod, policy, dir, ri, rule, &mut out);
+                        let lists = (&mut out, &mut domains);
+                        self.cnp_rule(ctx, pod, policy, dir, ri, rule, lists);
                     }
                 }
                 let side = match dir {
@@ -318,6 +350,12 @@ impl PolicyGraph {
                     Tier::Baseline => &mut side.baseline,
                 };
                 tier.policies.push(policy.name.clone());
+                // Positions count the tier's entries, earlier policies' included.
+                let before = tier.rules.len();
+                tier.domains.extend(domains.into_iter().map(|mut d| {
+                    d.position += before;
+                    d
+                }));
                 tier.rules.extend(out);
             }
         }

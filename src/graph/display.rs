@@ -131,14 +131,37 @@ fn write_tiers(
                 "{indent}{dir} {tier}: {}",
                 crate::text::Escaped(&policies)
             )?;
-            for r in &rules.rules {
+            for (i, r) in rules.rules.iter().enumerate() {
+                write_domains(f, rules, i..=i, indent)?;
                 let action = r.action.name().to_ascii_lowercase();
                 let (peer, ports) = (peer_text(r.peer), ports_text(&r.ports));
                 let origin = r.origin.to_string();
                 let origin = crate::text::Escaped(&origin);
                 writeln!(f, "{indent}  {action} {peer} {ports} <- {origin}")?;
             }
+            write_domains(f, rules, rules.rules.len()..=usize::MAX, indent)?;
         }
+    }
+    Ok(())
+}
+
+/// The `domainNames` rules whose place is in `at`, in their place among the rules.
+fn write_domains(
+    f: &mut std::fmt::Formatter<'_>,
+    rules: &super::tiers::TierRules,
+    at: std::ops::RangeInclusive<usize>,
+    indent: &str,
+) -> std::fmt::Result {
+    for d in rules.domains.iter().filter(|d| at.contains(&d.position)) {
+        let names = d.patterns.join(", ");
+        let origin = d.origin.to_string();
+        writeln!(
+            f,
+            "{indent}  accept domainNames {} {} (addresses learned at run time) <- {}",
+            crate::text::Escaped(&names),
+            ports_text(&d.ports),
+            crate::text::Escaped(&origin)
+        )?;
     }
     Ok(())
 }

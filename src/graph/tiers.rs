@@ -81,6 +81,23 @@ pub struct TierRule {
     pub origin: TierOrigin,
 }
 
+/// A `domainNames` rule of the Admin tier (egress, Accept): it admits, on its ports, the
+/// addresses learned at run time from answers to names matching its patterns, where it
+/// is the first rule that matches. Its other peers, if any, are ordinary [`TierRule`]s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainEntry {
+    /// The rule (`peer`: its first `domainNames` peer).
+    pub origin: TierOrigin,
+    /// Every `domainNames` pattern of the rule, sorted, without repeats: the rule, not
+    /// the peer, owns what is learned.
+    pub patterns: Vec<String>,
+    /// [`Ports::Any`] for a rule without `protocols`.
+    pub ports: Ports,
+    /// Its place in evaluation order: the number of entries of [`TierRules::rules`] that
+    /// come before it (what they decide, they decide first).
+    pub position: usize,
+}
+
 /// The rules of one tier for one pod and direction, in evaluation order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TierRules {
@@ -88,6 +105,8 @@ pub struct TierRules {
     /// rules in this direction, in evaluation order.
     pub policies: Vec<String>,
     pub rules: Vec<TierRule>,
+    /// The `domainNames` rules among them (Admin egress only), in evaluation order.
+    pub domains: Vec<DomainEntry>,
 }
 
 impl TierRules {
@@ -100,6 +119,35 @@ impl TierRules {
     pub fn first_match(&self, mut matches: impl FnMut(&TierRule) -> bool) -> Option<&TierRule> {
         self.rules.iter().find(|r| matches(r))
     }
+
+    /// [`first_match`](Self::first_match) with the `domainNames` rules in their places:
+    /// `learned` says whether one admits the connection (the address learned for it, on
+    /// its ports).
+    pub fn first_hit(
+        &self,
+        mut matches: impl FnMut(&TierRule) -> bool,
+        mut learned: impl FnMut(&DomainEntry) -> bool,
+    ) -> Option<Hit<'_>> {
+        let mut domains = self.domains.iter().peekable();
+        for (i, r) in self.rules.iter().enumerate() {
+            while let Some(d) = domains.next_if(|d| d.position <= i) {
+                if learned(d) {
+                    return Some(Hit::Domain(d));
+                }
+            }
+            if matches(r) {
+                return Some(Hit::Rule(r));
+            }
+        }
+        domains.find(|d| learned(d)).map(Hit::Domain)
+    }
+}
+
+/// What decided in a tier: a rule, or a `domainNames` rule through a learned address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hit<'a> {
+    Rule(&'a TierRule),
+    Domain(&'a DomainEntry),
 }
 
 /// Both tiers for one pod and direction.
@@ -148,6 +196,8 @@ impl PodTiers {
 pub enum Decision<'a> {
     /// An Admin rule accepted or denied; NetworkPolicy and Baseline were not consulted.
     Admin(&'a TierRule),
+    /// An Admin `domainNames` rule accepted a learned address.
+    Domain(&'a DomainEntry),
     /// NetworkPolicy isolates the pod in this direction and decided (`true`: allowed).
     NetworkPolicy(bool),
     /// A Baseline rule accepted or denied.
@@ -161,7 +211,7 @@ impl Decision<'_> {
         match self {
             Decision::Admin(r) | Decision::Baseline(r) => r.action == Action::Accept,
             Decision::NetworkPolicy(allowed) => *allowed,
-            Decision::Default => true,
+            Decision::Domain(_) | Decision::Default => true,
         }
     }
 }
@@ -171,15 +221,22 @@ impl TierSide {
     /// NetworkPolicy when `np` is `Some` (the pod is isolated in this direction; the value
     /// says whether an NP rule allows), then Baseline, then allow. `matches` tests one
     /// rule's peer and ports against the connection.
-    pub fn decide(
+    pub fn decide(&self, np: Option<bool>, matches: impl FnMut(&TierRule) -> bool) -> Decision<'_> {
+        self.decide_learned(np, matches, |_| false)
+    }
+
+    /// [`decide`](Self::decide), with the Admin `domainNames` rules admitting what
+    /// `learned` says they do (what the node's DNS proxy learned, given as facts).
+    pub fn decide_learned(
         &self,
         np: Option<bool>,
         mut matches: impl FnMut(&TierRule) -> bool,
+        learned: impl FnMut(&DomainEntry) -> bool,
     ) -> Decision<'_> {
-        if let Some(r) = self.admin.first_match(&mut matches) {
-            if r.action != Action::Pass {
-                return Decision::Admin(r);
-            }
+        match self.admin.first_hit(&mut matches, learned) {
+            Some(Hit::Domain(d)) => return Decision::Domain(d),
+            Some(Hit::Rule(r)) if r.action != Action::Pass => return Decision::Admin(r),
+            _ => {}
         }
         if let Some(allowed) = np {
             return Decision::NetworkPolicy(allowed);
@@ -221,10 +278,12 @@ mod tests {
             admin: TierRules {
                 policies: names(&admin),
                 rules: admin,
+                domains: Vec::new(),
             },
             baseline: TierRules {
                 policies: names(&baseline),
                 rules: baseline,
+                domains: Vec::new(),
             },
         }
     }
@@ -321,12 +380,52 @@ mod tests {
             let s = side(admin, baseline);
             let d = s.decide(np, |r| r.peer == peer);
             let got = match d {
-                Decision::Admin(_) => "admin",
+                Decision::Admin(_) | Decision::Domain(_) => "admin",
                 Decision::NetworkPolicy(_) => "np",
                 Decision::Baseline(_) => "baseline",
                 Decision::Default => "default",
             };
             assert_eq!((d.allowed(), got), (allowed, by), "case {i}");
+        }
+    }
+
+    /// A `domainNames` rule decides in its place: after the rules before it, before
+    /// those after it.
+    #[test]
+    fn a_domain_rule_admits_where_it_is_first() {
+        use Action::*;
+        let p = PeerRef::Peer(0);
+        let mut s = side(
+            vec![rule(Tier::Admin, Pass, p, 1), rule(Tier::Admin, Deny, p, 2)],
+            vec![],
+        );
+        let entry = |position| DomainEntry {
+            origin: rule(Tier::Admin, Accept, p, 9).origin,
+            patterns: vec!["example.com".into()],
+            ports: Ports::Any,
+            position,
+        };
+        let walk = |s: &TierSide, peer_matches: bool, learned: bool| {
+            let d = s.decide_learned(Some(false), |_| peer_matches, |_| learned);
+            (matches!(d, Decision::Domain(_)), d.allowed())
+        };
+        for (position, peer_matches, learned, want) in [
+            // First: a learned address is admitted whatever comes after.
+            (0, true, true, (true, true)),
+            // After the Pass: the Pass decides (NetworkPolicy denies here).
+            (1, true, true, (false, false)),
+            // After both, where they do not match: admitted.
+            (2, false, true, (true, true)),
+            // Not learned: as if it were not there.
+            (0, true, false, (false, false)),
+            (2, false, false, (false, false)),
+        ] {
+            s.admin.domains = vec![entry(position)];
+            let got = walk(&s, peer_matches, learned);
+            assert_eq!(
+                got, want,
+                "at {position}, peer {peer_matches}, learned {learned}"
+            );
         }
     }
 

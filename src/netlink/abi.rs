@@ -50,6 +50,7 @@ pub(crate) const NFPROTO_IPV6: u8 = libc::NFPROTO_IPV6 as u8;
 pub(crate) const NF_INET_FORWARD: u32 = libc::NF_INET_FORWARD as u32;
 pub(crate) const NF_INET_LOCAL_OUT: u32 = libc::NF_INET_LOCAL_OUT as u32;
 pub(crate) const NF_INET_LOCAL_IN: u32 = libc::NF_INET_LOCAL_IN as u32;
+pub(crate) const NF_INET_PRE_ROUTING: u32 = libc::NF_INET_PRE_ROUTING as u32;
 
 // ---- nf_tables message types (linux/netfilter/nf_tables.h) --------------------------
 
@@ -110,6 +111,8 @@ pub(crate) const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
 pub(crate) const NFTA_SET_ELEM_KEY: u16 = 1;
 pub(crate) const NFTA_SET_ELEM_DATA: u16 = 2;
 pub(crate) const NFTA_SET_ELEM_FLAGS: u16 = 3;
+/// u64, milliseconds left before the element expires (big endian).
+pub(crate) const NFTA_SET_ELEM_EXPIRATION: u16 = 5;
 pub(crate) const NFTA_SET_ELEM_KEY_END: u16 = 10;
 /// An element's one expression (its `counter`), or with several, NFTA_SET_ELEM_EXPRESSIONS.
 pub(crate) const NFTA_SET_ELEM_EXPR: u16 = 7;
@@ -151,6 +154,9 @@ pub(crate) const NFT_RETURN: u32 = libc::NFT_RETURN as u32;
 
 pub(crate) const NFT_META_NFPROTO: u32 = libc::NFT_META_NFPROTO as u32;
 pub(crate) const NFT_META_L4PROTO: u32 = libc::NFT_META_L4PROTO as u32;
+pub(crate) const NFT_META_MARK: u32 = libc::NFT_META_MARK as u32;
+/// enum nft_socket_keys: `socket transparent` (libc has none of them).
+pub(crate) const NFT_SOCKET_TRANSPARENT: u32 = 0;
 pub(crate) const NFT_PAYLOAD_NETWORK_HEADER: u32 = libc::NFT_PAYLOAD_NETWORK_HEADER as u32;
 pub(crate) const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = libc::NFT_PAYLOAD_TRANSPORT_HEADER as u32;
 pub(crate) const NFT_CMP_EQ: u32 = libc::NFT_CMP_EQ as u32;
@@ -290,6 +296,12 @@ pub(crate) mod nftnl_attr {
     pub const LIMIT_BURST: u32 = nftnl_sys::NFTNL_EXPR_LIMIT_BURST;
     pub const LIMIT_TYPE: u32 = nftnl_sys::NFTNL_EXPR_LIMIT_TYPE;
     pub const LIMIT_FLAGS: u32 = nftnl_sys::NFTNL_EXPR_LIMIT_FLAGS;
+    pub const META_SREG: u32 = nftnl_sys::NFTNL_EXPR_META_SREG;
+    pub const IMM_DATA: u32 = nftnl_sys::NFTNL_EXPR_IMM_DATA;
+    pub const SOCKET_KEY: u32 = nftnl_sys::NFTNL_EXPR_SOCKET_KEY;
+    pub const SOCKET_DREG: u32 = nftnl_sys::NFTNL_EXPR_SOCKET_DREG;
+    pub const TPROXY_FAMILY: u32 = nftnl_sys::NFTNL_EXPR_TPROXY_FAMILY;
+    pub const TPROXY_REG_PORT: u32 = nftnl_sys::NFTNL_EXPR_TPROXY_REG_PORT;
 }
 
 // ---- ctnetlink (linux/netfilter/nfnetlink_conntrack.h) ------------------------------

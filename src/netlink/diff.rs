@@ -119,6 +119,7 @@ fn rule_target(kind: &RuleKind) -> Option<&str> {
         RuleKind::Jump(c) => return Some(c),
         RuleKind::Lookup { verdict, .. }
         | RuleKind::LookupPair { verdict, .. }
+        | RuleKind::LearnedLookup { verdict, .. }
         | RuleKind::Verdict(verdict)
         | RuleKind::Counted(verdict) => verdict,
         _ => return None,

@@ -160,6 +160,7 @@ pub(crate) fn hook_number(h: Hook) -> u32 {
         Hook::Forward => NF_INET_FORWARD,
         Hook::Output => NF_INET_LOCAL_OUT,
         Hook::Input => NF_INET_LOCAL_IN,
+        Hook::Prerouting => NF_INET_PRE_ROUTING,
     }
 }
 
@@ -249,7 +250,8 @@ pub(crate) fn set_object(table: &str, name: &str, id: Option<u32>) -> sys::Set {
 fn set_header(table: &str, set: &Set, id: u32) -> sys::Set {
     let mut s = set_object(table, &set.name, Some(id));
     s.set_u32(nftnl_attr::SET_FLAGS, set_flags(set));
-    if let Some(secs) = set.timeout {
+    // `Some(0)`: no default timeout (each element brings its own).
+    if let Some(secs) = set.timeout.filter(|&t| t > 0) {
         s.set_data(
             nftnl_attr::SET_TIMEOUT,
             &(u64::from(secs) * 1000).to_ne_bytes(),
@@ -638,6 +640,16 @@ pub fn held_batch(table: &str, held: &[crate::flow::Held], add: bool, first_seq:
 /// chains (empty, so map elements and jumps can name them), sets and maps with their
 /// elements, then rules.
 pub fn full_batch(rs: &Ruleset, first_seq: u32) -> Batch {
+    full_batch_then(rs, first_seq, |_| {})
+}
+
+/// [`full_batch`], with `then` adding more messages before the batch ends (in the same
+/// transaction: the elements kept across a full sync, see `learned`).
+pub(crate) fn full_batch_then(
+    rs: &Ruleset,
+    first_seq: u32,
+    then: impl FnOnce(&mut Builder),
+) -> Batch {
     let mut b = Builder::new(&rs.name, first_seq);
     b.replace_table(rs.comment.as_deref());
     for c in rs.chains() {
@@ -661,5 +673,6 @@ pub fn full_batch(rs: &Ruleset, first_seq: u32) -> Batch {
     for c in rs.chains() {
         b.add_rules(c, &lookup);
     }
+    then(&mut b);
     b.finish()
 }

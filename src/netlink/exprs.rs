@@ -191,6 +191,27 @@ pub(crate) fn rule_exprs(kind: &RuleKind, ids: SetIds, anon_id: Option<u32>) -> 
             v.push(immediate(&Verdict::Drop));
         }
         RuleKind::HeldDrop { family, set } => held_exprs(&mut v, *family, set, ids),
+        RuleKind::LearnedLookup { .. } => learned_exprs(&mut v, kind, ids),
+        RuleKind::SteerTransparent { mark } => {
+            v.push(meta(NFT_META_L4PROTO, NFT_REG_1));
+            v.push(cmp(NFT_CMP_EQ, NFT_REG_1, &[IPPROTO_TCP]));
+            v.push(
+                Expr::new("socket")
+                    .u32(nftnl_attr::SOCKET_KEY, NFT_SOCKET_TRANSPARENT)
+                    .u32(nftnl_attr::SOCKET_DREG, NFT_REG_1),
+            );
+            v.push(cmp(NFT_CMP_EQ, NFT_REG_1, &[1]));
+            mark_or(&mut v, *mark);
+            v.push(immediate(&Verdict::Accept));
+        }
+        RuleKind::SteerDns { .. } => steer_exprs(&mut v, kind, ids),
+        RuleKind::MarkedDispatch { family, mark, map } => {
+            v.push(meta(NFT_META_MARK, NFT_REG_1));
+            v.push(bitwise_and(*mark));
+            v.push(cmp(NFT_CMP_EQ, NFT_REG_1, &mark.to_ne_bytes()));
+            address(&mut v, *family, Addr::Saddr);
+            v.push(lookup(map, ids(map), Some(NFT_REG_VERDICT)));
+        }
         RuleKind::Verdict(verdict) => v.push(immediate(verdict)),
         RuleKind::Counted(verdict) => {
             v.push(Expr::new("counter"));
@@ -276,6 +297,98 @@ fn pair_exprs(v: &mut Vec<Expr>, kind: &RuleKind, ids: SetIds) {
     proto_port(v, [reg32(0), reg32(1)], *ranges);
     v.push(lookup(ports, ids(ports), None));
     log_and_verdict(v, log_to, verdict);
+}
+
+/// `register 1 = register 1 & mask` (4 bytes).
+fn bitwise_and(mask: u32) -> Expr {
+    Expr::new("bitwise")
+        .u32(nftnl_attr::BITWISE_SREG, NFT_REG_1)
+        .u32(nftnl_attr::BITWISE_DREG, NFT_REG_1)
+        .u32(nftnl_attr::BITWISE_LEN, 4)
+        .data(nftnl_attr::BITWISE_MASK, &mask.to_ne_bytes())
+        .data(nftnl_attr::BITWISE_XOR, &0u32.to_ne_bytes())
+}
+
+/// `meta mark set meta mark | <mark>`: nft writes `x | c` as `(x & !c) ^ c`.
+fn mark_or(v: &mut Vec<Expr>, mark: u32) {
+    v.push(meta(NFT_META_MARK, NFT_REG_1));
+    v.push(
+        Expr::new("bitwise")
+            .u32(nftnl_attr::BITWISE_SREG, NFT_REG_1)
+            .u32(nftnl_attr::BITWISE_DREG, NFT_REG_1)
+            .u32(nftnl_attr::BITWISE_LEN, 4)
+            .data(nftnl_attr::BITWISE_MASK, &(!mark).to_ne_bytes())
+            .data(nftnl_attr::BITWISE_XOR, &mark.to_ne_bytes()),
+    );
+    v.push(
+        Expr::new("meta")
+            .u32(nftnl_attr::META_KEY, NFT_META_MARK)
+            .u32(nftnl_attr::META_SREG, NFT_REG_1),
+    );
+}
+
+/// `ip daddr [. meta l4proto . th dport] @open ip daddr @learned verdict`: the second
+/// address match needs no `meta nfproto` again (nft drops the satisfied dependency).
+fn learned_exprs(v: &mut Vec<Expr>, kind: &RuleKind, ids: SetIds) {
+    let RuleKind::LearnedLookup {
+        family,
+        key,
+        open,
+        learned,
+        verdict,
+        log: log_to,
+    } = kind
+    else {
+        return;
+    };
+    address(v, *family, Addr::Daddr);
+    let (off, len) = addr_payload(*family, Addr::Daddr);
+    if let LookupKey::Ports { ranges } = key {
+        let proto_reg = NFT_REG32_00 + len / 4;
+        proto_port(v, [proto_reg, proto_reg + 1], *ranges);
+    }
+    v.push(lookup(open, ids(open), None));
+    v.push(payload(NFT_PAYLOAD_NETWORK_HEADER, off, len, NFT_REG_1));
+    v.push(lookup(learned, ids(learned), None));
+    log_and_verdict(v, log_to, verdict);
+}
+
+/// `ip saddr @pods udp dport @alive tproxy ip to :port meta mark set meta mark | mark
+/// accept`.
+fn steer_exprs(v: &mut Vec<Expr>, kind: &RuleKind, ids: SetIds) {
+    let RuleKind::SteerDns {
+        family,
+        protocol,
+        pods,
+        alive,
+        port,
+        mark,
+    } = kind
+    else {
+        return;
+    };
+    address(v, *family, Addr::Saddr);
+    v.push(lookup(pods, ids(pods), None));
+    v.push(meta(NFT_META_L4PROTO, NFT_REG_1));
+    v.push(cmp(NFT_CMP_EQ, NFT_REG_1, &[protocol.number()]));
+    v.push(payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, NFT_REG_1));
+    v.push(lookup(alive, ids(alive), None));
+    v.push(
+        Expr::new("immediate")
+            .u32(nftnl_attr::IMM_DREG, NFT_REG_1)
+            .data(nftnl_attr::IMM_DATA, &port.to_be_bytes()),
+    );
+    let nfproto = match family {
+        IpFamily::V4 => NFPROTO_IPV4,
+        IpFamily::V6 => NFPROTO_IPV6,
+    };
+    v.push(
+        Expr::new("tproxy")
+            .u32(nftnl_attr::TPROXY_FAMILY, u32::from(nfproto))
+            .u32(nftnl_attr::TPROXY_REG_PORT, NFT_REG_1),
+    );
+    mark_or(v, *mark);
+    v.push(immediate(&Verdict::Accept));
 }
 
 /// `ip saddr . ip daddr . meta l4proto . th sport . th dport @held drop`.
@@ -426,6 +539,40 @@ mod tests {
                     set: "h".into(),
                 },
                 "meta cmp payload payload meta payload payload lookup immediate",
+            ),
+            (
+                RuleKind::LearnedLookup {
+                    family: v4,
+                    key: LookupKey::Ports { ranges: true },
+                    open: "o".into(),
+                    learned: "l".into(),
+                    verdict: Verdict::Return,
+                    log: None,
+                },
+                "meta cmp payload meta byteorder payload lookup payload lookup immediate",
+            ),
+            (
+                RuleKind::SteerTransparent { mark: 0x20_0000 },
+                "meta cmp socket cmp meta bitwise meta immediate",
+            ),
+            (
+                RuleKind::SteerDns {
+                    family: v4,
+                    protocol: crate::policy::Protocol::Udp,
+                    pods: "p".into(),
+                    alive: "a".into(),
+                    port: 9353,
+                    mark: 0x20_0000,
+                },
+                "meta cmp payload lookup meta cmp payload lookup immediate tproxy meta bitwise meta immediate",
+            ),
+            (
+                RuleKind::MarkedDispatch {
+                    family: v4,
+                    mark: 0x20_0000,
+                    map: "m".into(),
+                },
+                "meta bitwise cmp meta cmp payload lookup",
             ),
         ];
         for (kind, want) in cases {

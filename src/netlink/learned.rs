@@ -97,3 +97,76 @@ impl super::Backend {
         self.conn.send_batch(&learned_batch(table, elems, first))
     }
 }
+
+/// An element of a learned set or of the liveness set, read before a full sync so that
+/// the new table holds it again (the raw key, and what was left of its timeout).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Kept {
+    set: String,
+    key: Vec<u8>,
+    expires_ms: Option<u64>,
+}
+
+/// The elements of the sets of `ruleset` whose elements are the DNS proxy's or the
+/// controller's (learned addresses, liveness), as the kernel holds them now. A set the
+/// kernel does not have (yet) keeps nothing. Held flows are not kept: a full sync ends
+/// them, as before.
+pub(crate) fn kept_elements(
+    conn: &mut super::batch::Conn,
+    ruleset: &crate::ruleset::model::Ruleset,
+) -> Result<Vec<Kept>, NetlinkError> {
+    use crate::ruleset::model::SetRole;
+    let mut out = Vec::new();
+    for set in ruleset
+        .sets()
+        .iter()
+        .filter(|s| matches!(s.role, SetRole::Learned | SetRole::DnsAlive))
+    {
+        let seq = conn.reserve(1);
+        let o = super::encode::set_object(&ruleset.name, &set.name, None);
+        let msg = o.msg(
+            super::abi::NFT_MSG_GETSETELEM,
+            super::abi::NFPROTO_INET,
+            super::abi::NLM_F_DUMP,
+            seq,
+        );
+        let replies = match conn.dump(&msg, seq) {
+            Ok(r) => r,
+            Err(NetlinkError::Dump { source, .. })
+                if source.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                continue
+            }
+            Err(e) => return Err(e),
+        };
+        for e in replies
+            .iter()
+            .flat_map(|p| super::readback::live_elems_of(p))
+        {
+            out.push(Kept {
+                set: set.name.clone(),
+                key: e.key,
+                expires_ms: e.expires_ms,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Adds `kept` to their sets (created earlier in the same batch), each with the timeout
+/// it had left.
+pub(crate) fn add_kept(b: &mut Builder, kept: &[Kept]) {
+    let mut sets: Vec<&str> = kept.iter().map(|k| k.set.as_str()).collect();
+    sets.dedup();
+    for set in sets {
+        let elems = kept.iter().filter(|k| k.set == set).map(|k| {
+            let mut e = sys::Elem::new();
+            e.set_data(nftnl_attr::ELEM_KEY, &k.key);
+            if let Some(ms) = k.expires_ms {
+                e.set_data(nftnl_sys::NFTNL_SET_ELEM_TIMEOUT, &ms.max(1).to_ne_bytes());
+            }
+            e
+        });
+        b.set_elements(set, "kept element", true, elems.collect());
+    }
+}

@@ -141,13 +141,19 @@ impl Backend {
         })
     }
 
-    /// Replace the table whole with `ruleset`, in one atomic batch.
+    /// Replace the table whole with `ruleset`, in one atomic batch. The elements of its
+    /// learned sets and liveness set (the DNS proxy's and the controller's, never the
+    /// model's) are read first and added again in the same batch, with the timeout they
+    /// had left; one the proxy adds between the read and the batch is lost (and learned
+    /// again from the next answer).
     pub fn full_sync(&mut self, ruleset: &Ruleset) -> Result<SyncStats, NetlinkError> {
+        let kept = learned::kept_elements(&mut self.conn, ruleset)?;
         // Encode once to learn the message count, then with the reserved numbers; both
         // encodings are pure, so the second is the first renumbered.
-        let n = encode::full_batch(ruleset, 0).messages;
+        let then = |b: &mut encode::Builder| learned::add_kept(b, &kept);
+        let n = encode::full_batch_then(ruleset, 0, then).messages;
         let first = self.conn.reserve(n);
-        let batch = encode::full_batch(ruleset, first);
+        let batch = encode::full_batch_then(ruleset, first, then);
         self.conn.send_batch(&batch)
     }
 

@@ -68,6 +68,8 @@ pub struct LiveElem {
     /// The packets its `counter` counted, in a set with counters (on an interval set's
     /// start elements).
     pub packets: Option<u64>,
+    /// Milliseconds until it expires, in a set with `flags timeout`.
+    pub expires_ms: Option<u64>,
 }
 
 fn be32(v: &[u8]) -> u32 {
@@ -312,6 +314,8 @@ fn live_elems(a: &Attrs) -> Vec<LiveElem> {
                 flags: attr(&e, NFTA_SET_ELEM_FLAGS).map(be32).unwrap_or(0),
                 verdict,
                 packets: counter_packets(&e, NFTA_SET_ELEM_EXPR, NFTA_SET_ELEM_EXPRESSIONS),
+                expires_ms: attr(&e, NFTA_SET_ELEM_EXPIRATION)
+                    .and_then(|v| Some(u64::from_be_bytes(v.get(..8)?.try_into().ok()?))),
             }
         })
         .collect()
@@ -712,6 +716,7 @@ mod tests {
             verdict: None,
             // A start element carries the counter; an end element has none.
             packets: (f == 0).then_some(u64::from(b[0])),
+            expires_ms: None,
         };
         let live = vec![
             e([0, 0, 0, 0], 1),

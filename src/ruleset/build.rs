@@ -7,6 +7,7 @@
 use super::audit_chain;
 use super::base::{base_chains, held_sets};
 use super::dispatch::{dispatch_maps, patch_dispatch_maps};
+use super::domain_rules;
 use super::input_hook;
 use super::memo::Memo;
 use super::model::*;
@@ -624,6 +625,7 @@ pub fn build_with(graph: &PolicyGraph, opts: &Options) -> Ruleset {
     let maps = dispatch_maps(graph);
     let mut model = Ruleset::from_parts(names::TABLE, Some(comment.into()), sets, maps, chains);
     input_hook::place(&mut model, graph);
+    domain_rules::place(&mut model, graph, opts);
     model
 }
 
@@ -659,9 +661,7 @@ pub fn rebuild_pods(
                         Some(role) if role.shared() => {
                             unused.insert(set.to_string());
                         }
-                        Some(SetRole::Tier(..) | SetRole::AuditTier(..)) => {
-                            own.push(set.to_string())
-                        }
+                        Some(role) if role.pod_own() => own.push(set.to_string()),
                         _ => {}
                     }
                 }
@@ -687,6 +687,7 @@ pub fn rebuild_pods(
         model.set_maps(dispatch_maps(graph));
     }
     input_hook::place(model, graph);
+    domain_rules::place(model, graph, opts);
     for v6 in [false, true] {
         if model.set(KNOWN_PODS[v6 as usize]).is_some() {
             model.put_set(known_pods(graph, v6));

@@ -11,9 +11,12 @@
 //! set of points or a verdict map, and a concatenated range set is scanned only up to the
 //! packet's first field.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::model::*;
+use super::names;
+use crate::fqdn::facts::Learned;
 
 /// A new connection's first packet (conntrack state NEW).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,7 +153,8 @@ fn set<'a>(rs: &'a Ruleset, name: &str) -> Result<&'a Set, EvalError> {
 
 /// What one rule does with the packet: `None` to go on to the next rule. One arm per rule
 /// shape, like the netlink encoder's `rule_exprs`: the table is checked against it whole.
-fn rule_verdict(rs: &Ruleset, kind: &RuleKind, p: &Packet) -> Result<Option<Verdict>, EvalError> {
+fn rule_verdict(w: &Walker, kind: &RuleKind, p: &Packet) -> Result<Option<Verdict>, EvalError> {
+    let rs = w.rs;
     let addr_only = |a| [FieldValue::Addr(a)];
     let with_ports = |a| {
         [
@@ -211,6 +215,35 @@ fn rule_verdict(rs: &Ruleset, kind: &RuleKind, p: &Packet) -> Result<Option<Verd
             (same_family(a, family) && set_has(addrs, &addr_only(a)) && set_has(ports, &port))
                 .then(|| verdict.clone())
         }
+        RuleKind::LearnedLookup {
+            family,
+            key,
+            open,
+            learned,
+            verdict,
+            ..
+        } => {
+            let a = p.daddr;
+            let s = set(rs, open)?;
+            let hit = match key.has_ports() {
+                true => set_has(s, &with_ports(a)),
+                false => set_has(s, &addr_only(a)),
+            };
+            let taught = set_has(set(rs, learned)?, &addr_only(a))
+                || w.learned
+                    .get(learned.as_str())
+                    .is_some_and(|l| l.contains(&a));
+            (same_family(a, family) && hit && taught).then(|| verdict.clone())
+        }
+        // The prerouting hook's: the evaluator walks the forward and input hooks.
+        RuleKind::SteerTransparent { .. } | RuleKind::SteerDns { .. } => None,
+        RuleKind::MarkedDispatch { family, map, .. } => {
+            let m = rs.map(map).ok_or_else(|| EvalError::NoMap(map.clone()))?;
+            match w.steered && same_family(p.saddr, family) {
+                true => map_get(m, &addr_only(p.saddr)).cloned(),
+                false => None,
+            }
+        }
         RuleKind::DropUnknown {
             family,
             addr,
@@ -225,8 +258,33 @@ fn rule_verdict(rs: &Ruleset, kind: &RuleKind, p: &Packet) -> Result<Option<Verd
     })
 }
 
+/// One walk's context: the table, what counts as learned (by learned set name), and
+/// whether the packet carries the DNS steering's mark.
+struct Walker<'a> {
+    rs: &'a Ruleset,
+    learned: BTreeMap<String, BTreeSet<IpAddr>>,
+    steered: bool,
+}
+
+impl<'a> Walker<'a> {
+    fn new(rs: &'a Ruleset, learned: Option<&Learned>, steered: bool) -> Walker<'a> {
+        let mut sets: BTreeMap<String, BTreeSet<IpAddr>> = BTreeMap::new();
+        for (policy, rule, addrs) in learned.into_iter().flat_map(Learned::rules) {
+            for a in addrs.keys() {
+                let name = names::learned_set(policy, rule, a.is_ipv6());
+                sets.entry(name).or_default().insert(*a);
+            }
+        }
+        Walker {
+            rs,
+            learned: sets,
+            steered,
+        }
+    }
+}
+
 fn run_chain(
-    rs: &Ruleset,
+    w: &Walker,
     name: &str,
     p: &Packet,
     depth: usize,
@@ -235,18 +293,18 @@ fn run_chain(
     if depth >= MAX_DEPTH {
         return Err(EvalError::TooDeep(name.into()));
     }
-    let chain = rs
-        .chain(name)
-        .ok_or_else(|| EvalError::NoChain(name.into()))?;
+    let chain =
+        w.rs.chain(name)
+            .ok_or_else(|| EvalError::NoChain(name.into()))?;
     for rule in &chain.rules {
         *count += 1;
-        match rule_verdict(rs, &rule.kind, p)? {
+        match rule_verdict(w, &rule.kind, p)? {
             None => continue,
-            Some(Verdict::Jump(c)) => match run_chain(rs, &c, p, depth + 1, count)? {
+            Some(Verdict::Jump(c)) => match run_chain(w, &c, p, depth + 1, count)? {
                 Flow::Continue | Flow::Verdict(Verdict::Return) => continue,
                 v => return Ok(v),
             },
-            Some(Verdict::Goto(c)) => return run_chain(rs, &c, p, depth + 1, count),
+            Some(Verdict::Goto(c)) => return run_chain(w, &c, p, depth + 1, count),
             Some(v) => return Ok(Flow::Verdict(v)),
         }
     }
@@ -263,13 +321,35 @@ pub struct Walk {
 
 /// Walks `p` through the forward hook of this table.
 pub fn forward_walk(rs: &Ruleset, p: &Packet) -> Result<Walk, EvalError> {
-    hook_walk(rs, Hook::Forward, p)
+    hook_walk(&Walker::new(rs, None, false), Hook::Forward, p)
+}
+
+/// [`forward_walk`], with `learned` counting as held by the learned sets (as the DNS
+/// proxy would have added them).
+pub fn forward_walk_learned(
+    rs: &Ruleset,
+    learned: &Learned,
+    p: &Packet,
+) -> Result<Walk, EvalError> {
+    hook_walk(&Walker::new(rs, Some(learned), false), Hook::Forward, p)
+}
+
+/// [`input_walk`], with `learned` counting as held by the learned sets.
+pub fn input_walk_learned(rs: &Ruleset, learned: &Learned, p: &Packet) -> Result<Walk, EvalError> {
+    hook_walk(&Walker::new(rs, Some(learned), false), Hook::Input, p)
+}
+
+/// Walks a DNS query the steering chain sent to the proxy (`tproxy`, marked) through the
+/// input hook: it is delivered to this node with its original destination, and must be
+/// judged as the forward path would judge it.
+pub fn steered_input_walk(rs: &Ruleset, learned: &Learned, p: &Packet) -> Result<Walk, EvalError> {
+    hook_walk(&Walker::new(rs, Some(learned), true), Hook::Input, p)
 }
 
 /// Walks `p` through the input hook of this table: a pod's packet to an address of this
 /// node. A table without an input chain (no pod has egress tiers) accepts it.
 pub fn input_walk(rs: &Ruleset, p: &Packet) -> Result<Walk, EvalError> {
-    hook_walk(rs, Hook::Input, p)
+    hook_walk(&Walker::new(rs, None, false), Hook::Input, p)
 }
 
 /// Whether `p` passes the input hook of this table.
@@ -277,11 +357,11 @@ pub fn input_accepts(rs: &Ruleset, p: &Packet) -> Result<bool, EvalError> {
     Ok(input_walk(rs, p)?.accepted)
 }
 
-fn hook_walk(rs: &Ruleset, hook: Hook, p: &Packet) -> Result<Walk, EvalError> {
-    let Some(base) = rs
-        .chains()
-        .iter()
-        .find(|c| c.base.as_ref().is_some_and(|b| b.hook == hook))
+fn hook_walk(w: &Walker, hook: Hook, p: &Packet) -> Result<Walk, EvalError> {
+    let Some(base) =
+        w.rs.chains()
+            .iter()
+            .find(|c| c.base.as_ref().is_some_and(|b| b.hook == hook))
     else {
         return Ok(Walk {
             rules: 0,
@@ -294,7 +374,7 @@ fn hook_walk(rs: &Ruleset, hook: Hook, p: &Packet) -> Result<Walk, EvalError> {
         .map(|b| b.policy.clone())
         .unwrap_or(Verdict::Accept);
     let mut rules = 0;
-    let accepted = match run_chain(rs, &base.name, p, 0, &mut rules)? {
+    let accepted = match run_chain(w, &base.name, p, 0, &mut rules)? {
         Flow::Verdict(Verdict::Drop) => false,
         Flow::Verdict(Verdict::Accept) => true,
         _ => policy == Verdict::Accept,

@@ -32,6 +32,7 @@ mod base;
 mod boxes;
 mod build;
 mod dispatch;
+mod domain_rules;
 pub mod eval;
 mod input_hook;
 mod memo;

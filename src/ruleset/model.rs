@@ -87,7 +87,9 @@ pub struct Set {
     pub elements: Vec<Element>,
     /// `flags timeout; timeout <n>s`: a set whose elements are the controller's, not the
     /// model's (the flows it has cut, held for `n` seconds). The model declares it empty;
-    /// what the kernel holds in it is never compared with the model.
+    /// what the kernel holds in it is never compared with the model. `Some(0)`: `flags
+    /// timeout` with no default timeout (each element brings its own: learned addresses,
+    /// the DNS proxy's liveness).
     pub timeout: Option<u32>,
     /// `counter`: every element carries its own packet and byte counter, which counts
     /// each packet whose lookup matched it (see `ruleset::traffic`, which tells which
@@ -225,6 +227,9 @@ pub enum Hook {
     Output,
     /// Traffic to this node's own addresses; only when some pod has egress tiers.
     Input,
+    /// Every packet as it arrives, before routing and NAT: the DNS steering chain (at
+    /// priority mangle, -150, before kube-proxy's DNAT at dstnat).
+    Prerouting,
 }
 
 /// What makes a chain a base chain: `type filter hook <hook> priority <priority>; policy <policy>;`
@@ -347,6 +352,42 @@ pub enum RuleKind {
         rate: u32,
         burst: u32,
     },
+    /// `ip daddr @<open> ip daddr @<learned> <verdict>`, or with ports
+    /// `ip daddr . meta l4proto . th dport @<open> ip daddr @<learned> <verdict>`: a
+    /// `domainNames` rule (egress, Admin Accept) where it decides (`open`: its ports less
+    /// what earlier Admin rules claim) for the addresses learned for it (`learned`, the
+    /// DNS proxy's timeout set). See `ruleset::domain_rules`.
+    LearnedLookup {
+        family: IpFamily,
+        key: LookupKey,
+        open: String,
+        learned: String,
+        verdict: Verdict,
+        /// As for [`RuleKind::Lookup`].
+        log: Option<LogTarget>,
+    },
+    /// `meta l4proto tcp socket transparent 1 meta mark set meta mark or <mark> accept`:
+    /// a TCP packet of a connection the DNS proxy's transparent socket holds stays with it.
+    SteerTransparent { mark: u32 },
+    /// `ip saddr @<pods> udp dport @<alive> tproxy ip to :<port> meta mark set meta mark
+    /// or <mark> accept` (`tcp`; `ip6`): a DNS query of a pod with `domainNames` rules,
+    /// to the DNS proxy, while `alive` holds the DNS port.
+    SteerDns {
+        family: IpFamily,
+        protocol: crate::policy::Protocol,
+        pods: String,
+        alive: String,
+        port: u16,
+        mark: u32,
+    },
+    /// `meta mark & <mark> == <mark> ip saddr vmap @<map>` (`ip6`): a packet the DNS
+    /// steering delivered to this node (its destination is not the node's) is judged by
+    /// its pod's egress chain, as on the forward path.
+    MarkedDispatch {
+        family: IpFamily,
+        mark: u32,
+        map: String,
+    },
     /// A bare verdict: `drop`.
     Verdict(Verdict),
     /// `counter <verdict>`: the default deny of a pod chain isolated by NetworkPolicy,
@@ -387,6 +428,8 @@ impl RuleKind {
             RuleKind::Lookup { set, .. } | RuleKind::HeldDrop { set, .. } => (Some(set), None),
             RuleKind::DropUnknown { cidrs, known, .. } => (Some(cidrs), Some(known)),
             RuleKind::LookupPair { addrs, ports, .. } => (Some(addrs), Some(ports)),
+            RuleKind::LearnedLookup { open, learned, .. } => (Some(open), Some(learned)),
+            RuleKind::SteerDns { pods, alive, .. } => (Some(pods), Some(alive)),
             _ => (None, None),
         };
         a.into_iter().chain(b).map(String::as_str)

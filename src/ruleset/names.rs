@@ -157,6 +157,14 @@ pub fn pod_set(dir: Direction, namespace: &str, pod: &str, tier: TierSet, kind: 
     pod_name(dir.name(), namespace, pod, &suffix)
 }
 
+/// `egress/<ns>/<pod>/fqdn<i>-<kind>`: where the pod's `i`th `domainNames` rule (in
+/// evaluation order) decides (see `domain_rules`); `kind` is `Any4`, `Ports4`, `Any6` or
+/// `Ports6`.
+pub fn domain_open_set(namespace: &str, pod: &str, i: usize, kind: SetKind) -> String {
+    let suffix = format!("/fqdn{i}-{}", kind.name());
+    pod_name(Direction::Egress.name(), namespace, pod, &suffix)
+}
+
 /// `<dir>/<ns>/<pod>/audit-<tier>-<kind>`: one of the tier sets of a pod direction's
 /// audited view (see `audit_chain`).
 pub fn audit_pod_set(

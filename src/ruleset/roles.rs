@@ -9,6 +9,9 @@
 //!   Tier(TierSet, SetKind)    <dir>/<ns>/<pod>/admin-deny-any4 ...  a pod's own
 //!   AuditTier(TierSet, SetKind) <dir>/<ns>/<pod>/audit-admin-deny-any4 ... a pod's own
 //!   PodCidrs | KnownPods | Held                              the table's own
+//!   DomainOpen(SetKind)       egress/<ns>/<pod>/fqdn<i>-any4 ...    a pod's own
+//!   Learned                   fqdn/<policy>/<rule>/4          shared, the DNS proxy's elements
+//!   DnsPods | DnsAlive        dns/pods4, dns/alive            the steering chain's
 //! ```
 //!
 //! Must not: know names, graphs or the kernel.
@@ -133,6 +136,18 @@ pub enum SetRole {
     /// Connections cut since policy revoked them: the controller's elements, with a
     /// timeout; never compared with the model.
     Held,
+    /// Where a pod's `domainNames` rule is the first Admin rule to match (`Any4`,
+    /// `Ports4`, `Any6`, `Ports6` only): its ports, less what earlier Admin rules claim.
+    /// A pod's own, like [`Tier`](SetRole::Tier).
+    DomainOpen(SetKind),
+    /// The addresses learned for one `domainNames` rule (`fqdn/<policy>/<rule>/4`):
+    /// looked up by the chains of every pod its policy selects, deleted when none does;
+    /// the elements are the DNS proxy's (each with its own timeout), never the model's.
+    Learned,
+    /// The pods whose DNS the steering chain sends to the proxy (model-owned elements).
+    DnsPods,
+    /// The DNS proxy's liveness (`dns/alive`): the controller's element, with a timeout.
+    DnsAlive,
 }
 
 impl SetRole {
@@ -147,18 +162,43 @@ impl SetRole {
             SetRole::AuditTier(..) => false,
             SetRole::PodCidrs => true,
             SetRole::NpAllow(_) | SetRole::NpPair(_) | SetRole::KnownPods | SetRole::Held => false,
+            // They only ever admit more (a domain rule is an Accept).
+            SetRole::DomainOpen(_) | SetRole::Learned | SetRole::DnsPods | SetRole::DnsAlive => {
+                false
+            }
         }
     }
 
     /// Looked up by the chains of every pod direction with the same allows: changed in
     /// place (never replaced whole), deleted when no chain looks it up.
     pub fn shared(self) -> bool {
-        matches!(self, SetRole::NpAllow(_) | SetRole::NpPair(_))
+        matches!(
+            self,
+            SetRole::NpAllow(_) | SetRole::NpPair(_) | SetRole::Learned
+        )
     }
 
     /// A set of the base chains that a pod chain may look up too: not a pod's to copy.
     pub fn base(self) -> bool {
-        matches!(self, SetRole::Held | SetRole::PodCidrs)
+        matches!(
+            self,
+            SetRole::Held | SetRole::PodCidrs | SetRole::DnsPods | SetRole::DnsAlive
+        )
+    }
+
+    /// A pod direction's own set: its chains alone look it up, it goes with them.
+    pub fn pod_own(self) -> bool {
+        matches!(
+            self,
+            SetRole::Tier(..) | SetRole::AuditTier(..) | SetRole::DomainOpen(_)
+        )
+    }
+
+    /// Whose elements are someone else's (the controller's or the DNS proxy's): the
+    /// model declares the set empty, and no diff, resync or drift check compares, deletes
+    /// or flushes what the kernel holds in it while the set stands.
+    pub fn foreign_elements(self) -> bool {
+        matches!(self, SetRole::Held | SetRole::Learned | SetRole::DnsAlive)
     }
 }
 

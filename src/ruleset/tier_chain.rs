@@ -14,10 +14,12 @@
 //! A tier's rules become sets through [`super::regions`], so a pod chain has the same
 //! rules whatever the number of policies and rules: a change is set elements (and rule
 //! comments). Owns the tier part of pod chains only; the NetworkPolicy part, the chain
-//! itself and the dispatch entries stay in `build.rs`.
+//! itself and the dispatch entries stay in `build.rs`. The `domainNames` lookups between
+//! Admin Accept and Admin Deny are `domain_rules`'s.
 
 use std::rc::Rc;
 
+use super::domain_rules;
 use super::memo::Memo;
 use super::model::*;
 use super::names;
@@ -73,7 +75,7 @@ type TierLookups = (Option<[Lookups; 2]>, [Lookups; 2]);
 /// region arithmetic grows with the rules and their port edges, the pods sharing them
 /// are many.
 #[derive(Default)]
-pub(super) struct Cache(Memo<CacheKey, TierLookups>);
+pub(super) struct Cache(Memo<CacheKey, TierLookups>, domain_rules::Cache);
 
 impl Cache {
     fn lookups(&self, graph: &PolicyGraph, tier: Tier, rules: &TierRules) -> Rc<TierLookups> {
@@ -181,6 +183,9 @@ pub(super) fn tier_sets(
         }
         let tier = TierSet::AdminDeny;
         out.extend(verdict_sets(view, pod, dir, tier, "Admin denies", &l.1));
+        if view == View::Enforced && dir == Direction::Egress {
+            out.extend(domain_rules::sets(graph, &cache.1, pod));
+        }
     }
     if baseline {
         let l = cache.lookups(graph, Tier::Baseline, &side.baseline);
@@ -309,6 +314,10 @@ pub(super) fn tier_rules(pod: &PodNode, dir: Direction, view: View, ends: &Ends)
             ends.log_allowed.clone(),
             &tier_comment(Tier::Admin, "accept", &side.admin),
         );
+        if view == View::Enforced && dir == Direction::Egress {
+            part.admin
+                .extend(domain_rules::rules(pod, &ends.allow, &ends.log_allowed));
+        }
         part.admin.extend(lookups(
             view,
             pod,

@@ -1,6 +1,6 @@
 //! A borrowed part of a ruleset model: the objects a change to some pods can touch (their
-//! chains and sets, the shared NetworkPolicy sets those chains look up, the dispatch maps,
-//! the known-pods sets), or the whole model.
+//! chains and sets, the shared sets those chains look up, the dispatch maps, the
+//! known-pods sets, the DNS steering's sets), or the whole model.
 //!
 //! An incremental update diffs two views of this kind, one of the model the kernel holds
 //! and one of the new model, so its cost follows the pods a change touched and nothing is
@@ -10,7 +10,7 @@ use crate::graph::PodKey;
 use std::collections::BTreeSet;
 
 use super::model::*;
-use super::names::{pod_chains, KNOWN_PODS};
+use super::names::{pod_chains, DNS_ALIVE_SET, DNS_POD_SETS, KNOWN_PODS};
 
 /// The names of the objects a change to some pods can touch, in two models (what the
 /// kernel holds and the new model): the pods' own chains and sets, the known-pods sets,
@@ -26,7 +26,14 @@ impl PodObjects {
     /// look up (its tier sets and the shared NetworkPolicy sets), so a walk of the chains
     /// finds them without spelling out the names a pod could have.
     pub fn of(pods: &BTreeSet<PodKey>, models: &[&Ruleset]) -> PodObjects {
-        let mut names: BTreeSet<String> = KNOWN_PODS.iter().map(|s| s.to_string()).collect();
+        // The known pods and the DNS steering's sets follow every pod's change (the
+        // steering chain, a base chain, is in every view).
+        let mut names: BTreeSet<String> = KNOWN_PODS
+            .iter()
+            .chain(DNS_POD_SETS.iter())
+            .chain([DNS_ALIVE_SET].iter())
+            .map(|s| s.to_string())
+            .collect();
         for (ns, pod) in pods {
             for chain in pod_chains(ns, pod) {
                 for m in models {

@@ -405,6 +405,7 @@ fn rule_target(kind: &RuleKind) -> Option<&str> {
         RuleKind::Jump(c) => Some(c),
         RuleKind::Lookup { verdict, .. }
         | RuleKind::LookupPair { verdict, .. }
+        | RuleKind::LearnedLookup { verdict, .. }
         | RuleKind::Verdict(verdict) => verdict_target(verdict),
         _ => None,
     }
@@ -413,7 +414,7 @@ fn rule_target(kind: &RuleKind) -> Option<&str> {
 /// The map a rule dispatches through.
 fn rule_map(kind: &RuleKind) -> Option<&str> {
     match kind {
-        RuleKind::DispatchVmap { map, .. } => Some(map),
+        RuleKind::DispatchVmap { map, .. } | RuleKind::MarkedDispatch { map, .. } => Some(map),
         _ => None,
     }
 }
