@@ -126,24 +126,19 @@ pub struct Outcome {
     pub col: usize,
     pub expected: bool,
     pub kernel: bool,
-    /// What `explain` predicted, or why it could not say; `None` when it is not asked
-    /// (a probe of a DNS name: explain knows no DNS answers).
-    pub explain: Option<Result<bool, String>>,
+    /// What `explain` predicted, or why it could not say.
+    pub explain: Result<bool, String>,
 }
 
 impl Outcome {
     pub fn ok(&self) -> bool {
-        self.kernel == self.expected
-            && self
-                .explain
-                .as_ref()
-                .is_none_or(|e| e.as_ref() == Ok(&self.kernel))
+        self.kernel == self.expected && self.explain.as_ref() == Ok(&self.kernel)
     }
 }
 
 /// A small matrix of the bad cells only (rows and columns that have one), each written
 /// as three marks: expected, kernel, explain (`?` when explain failed). `None` when every
-/// cell is fine. A cell explain was not asked about shows `-` in its place.
+/// cell is fine.
 pub fn render_diff(m: &Matrix, outcomes: &[Outcome], indent: &str) -> Option<String> {
     let bad: Vec<&Outcome> = outcomes.iter().filter(|o| !o.ok()).collect();
     if bad.is_empty() {
@@ -155,9 +150,8 @@ pub fn render_diff(m: &Matrix, outcomes: &[Outcome], indent: &str) -> Option<Str
         match bad.iter().find(|o| o.row == r && o.col == c) {
             Some(o) => {
                 let explain = match o.explain {
-                    Some(Ok(b)) => mark(b),
-                    Some(Err(_)) => '?',
-                    None => '-',
+                    Ok(b) => mark(b),
+                    Err(_) => '?',
                 };
                 format!("{}{}{}", mark(o.expected), mark(o.kernel), explain)
             }
@@ -184,7 +178,7 @@ pub fn render_diff(m: &Matrix, outcomes: &[Outcome], indent: &str) -> Option<Str
         out.push('\n');
     }
     for o in &bad {
-        if let Some(Err(e)) = &o.explain {
+        if let Err(e) = &o.explain {
             let _ = writeln!(
                 out,
                 "{indent}explain {} -> {}: {e}",
@@ -245,7 +239,7 @@ mod tests {
                 col,
                 expected,
                 kernel: expected,
-                explain: Some(Ok(expected)),
+                explain: Ok(expected),
             })
             .collect();
         assert_eq!(render_diff(&m, &outcomes, ""), None);
@@ -260,7 +254,7 @@ mod tests {
             .iter_mut()
             .find(|o| o.row == 0 && o.col == 2)
             .unwrap();
-        o.explain = Some(Err("boom".into()));
+        o.explain = Err("boom".into());
         let text = render_diff(&m, &outcomes, "  ").unwrap();
         assert_eq!(
             text,

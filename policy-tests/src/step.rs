@@ -13,7 +13,8 @@ use std::fmt::Write;
 use std::net::IpAddr;
 
 use anyhow::{bail, Context, Result};
-use nftpol::explain::{explain_in, Family as ExplainFamily, Query};
+use nftpol::explain::domains::Resolution;
+use nftpol::explain::{explain_resolved, Family as ExplainFamily, Query};
 use nftpol::graph::PolicyGraph;
 use nftpol::index::Index;
 use serde_json::Value;
@@ -438,35 +439,29 @@ fn judge(
     };
     for (cell, kernel) in cells.iter().zip(kernel) {
         let e = &step.expect[cell.expect];
-        let mut outcome = Outcome {
+        let explained = explain_cell(step, index, &graph, cell)?;
+        let outcome = Outcome {
             row: cell.row,
             col: cell.col,
             expected: cell.expected,
             kernel,
-            explain: None,
+            explain: explained
+                .as_ref()
+                .map(|x| x.allowed)
+                .map_err(|err| err.to_string()),
         };
-        // explain knows no DNS answers: a name cell is judged on the kernel alone.
-        if !crate::dns::is_name(&e.matrix.cols[cell.col]) {
-            let explained = explain_cell(step, index, &graph, cell)?;
-            outcome.explain = Some(
-                explained
-                    .as_ref()
-                    .map(|x| x.allowed)
-                    .map_err(|err| err.to_string()),
+        if let (true, false, Ok(x)) = (verbose, outcome.ok(), &explained) {
+            let _ = writeln!(
+                judged.explanations,
+                "explain {} -> {} {} {} (kernel: {}):",
+                e.matrix.rows[cell.row],
+                e.matrix.cols[cell.col],
+                e.probes[cell.probe],
+                e.family,
+                mark(kernel)
             );
-            if let (true, false, Ok(x)) = (verbose, outcome.ok(), &explained) {
-                let _ = writeln!(
-                    judged.explanations,
-                    "explain {} -> {} {} {} (kernel: {}):",
-                    e.matrix.rows[cell.row],
-                    e.matrix.cols[cell.col],
-                    e.probes[cell.probe],
-                    e.family,
-                    mark(kernel)
-                );
-                for line in x.to_string().lines() {
-                    let _ = writeln!(judged.explanations, "  {line}");
-                }
+            for line in x.to_string().lines() {
+                let _ = writeln!(judged.explanations, "  {line}");
             }
         }
         judged
@@ -478,7 +473,9 @@ fn judge(
     Ok(judged)
 }
 
-/// What `explain` says of one cell between pods or hosts.
+/// What `explain` says of one cell: between pods or hosts; for a name, of the pod and
+/// the address the case's records give, with the pod having resolved the name to it
+/// (`explain --resolved NAME=ADDR`).
 fn explain_cell(
     step: &Step,
     index: &Index,
@@ -487,19 +484,30 @@ fn explain_cell(
 ) -> Result<Result<nftpol::explain::Explanation, nftpol::explain::ExplainError>> {
     let e = &step.expect[cell.expect];
     let from = endpoint(step, &e.matrix.rows[cell.row])?;
-    let to = endpoint(step, &e.matrix.cols[cell.col])?;
     let family = match e.family {
         Family::V4 => ExplainFamily::V4,
         Family::V6 => ExplainFamily::V6,
     };
     let probe: Probe = e.probes[cell.probe];
+    let col = &e.matrix.cols[cell.col];
+    let (to_name, resolved) = if crate::dns::is_name(col) {
+        let addr = step
+            .dns
+            .as_ref()
+            .and_then(|d| d.first_address(col, e.family))
+            .context("validated: the name resolves")?;
+        let name = col.clone();
+        (addr.to_string(), vec![Resolution { name, addr }])
+    } else {
+        (endpoint(step, col)?.explain_name(e.family), Vec::new())
+    };
     Ok(Query::parse(
         &from.explain_name(e.family),
-        &to.explain_name(e.family),
+        &to_name,
         &probe.to_string(),
         Some(family),
     )
-    .and_then(|q| explain_in(index, graph, &q)))
+    .and_then(|q| explain_resolved(index, graph, &q, &resolved)))
 }
 
 /// The step's report: each wrong matrix as a diff, then (verbose) `explain`'s words and
