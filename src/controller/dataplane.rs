@@ -84,6 +84,15 @@ pub trait Dataplane: Send {
     fn counters(&mut self, _table: &str, _sets: &[&Set]) -> Result<Readings, DataplaneError> {
         Ok(Readings::default())
     }
+    /// The addresses the learned sets `sets` (ClusterNetworkPolicy `domainNames`) of
+    /// table `table` hold, by set. The default has none.
+    fn learned(
+        &mut self,
+        _table: &str,
+        _sets: &[String],
+    ) -> Result<Vec<(String, IpAddr)>, DataplaneError> {
+        Ok(Vec::new())
+    }
 }
 
 /// What [`Dataplane::counters`] read: packets counted so far, as the kernel holds them.
@@ -197,6 +206,14 @@ impl Dataplane for NetlinkDataplane {
 
     fn delete_flows(&mut self, entries: &[&CtEntry]) -> Result<usize, DataplaneError> {
         self.conntrack.delete(entries).map_err(map_err)
+    }
+
+    fn learned(
+        &mut self,
+        table: &str,
+        sets: &[String],
+    ) -> Result<Vec<(String, IpAddr)>, DataplaneError> {
+        self.backend.learned_addresses(table, sets).map_err(map_err)
     }
 
     fn counters(&mut self, table: &str, sets: &[&Set]) -> Result<Readings, DataplaneError> {

@@ -6,7 +6,6 @@
 //! ```text
 //! sync loop --after each batch: rules(domain rules)--> DnsNode --> SetLearner::set_rules
 //!                                                             \--> liveness on/off
-//! sync loop --after a full sync (table replaced)----> DnsNode --> learner forgets
 //! /metrics <-- ProxyStats
 //! ```
 //!
@@ -154,12 +153,14 @@ impl DnsNode {
         self.active.store(now, Ordering::SeqCst);
     }
 
-    /// The table was replaced whole: every learned element is gone from the kernel.
-    pub fn table_replaced(&self) {
-        self.learner.forget();
-        if self.active.load(Ordering::SeqCst) {
-            self.refresh.notify_one();
-        }
+    /// (learned set, address) -> the domain the proxy learned it from, for what it
+    /// still holds.
+    pub fn domains(&self) -> std::collections::HashMap<(String, std::net::IpAddr), String> {
+        self.learner
+            .learned()
+            .into_iter()
+            .map(|(k, g)| (k, g.domain))
+            .collect()
     }
 }
 
