@@ -454,6 +454,7 @@ fn options(
         concat_budget,
         max_elements: None,
         counters,
+        dns: None,
     }
 }
 
