@@ -1,6 +1,7 @@
 //! The running totals behind `nftpol_rule_connections_total` and
-//! `nftpol_policy_denied_connections_total`: the kernel's counters (set elements and
-//! pod chains' `counter drop`) read and credited to rules through
+//! `nftpol_policy_denied_connections_total`: the kernel's counters (elements of the
+//! NetworkPolicy and ClusterNetworkPolicy tier sets, pod chains' `counter drop`) read
+//! and credited to rules through
 //! [`crate::ruleset::traffic`], as increments since the last read.
 //!
 //! ```text
@@ -26,7 +27,7 @@ use super::metrics::{DeniedKey, Metrics};
 use crate::index::PodKey;
 use crate::ruleset::model::{Element, Key, Set};
 use crate::ruleset::names;
-use crate::ruleset::traffic::{RuleId, Traffic};
+use crate::ruleset::traffic::{PolicyKind, RuleId, Traffic};
 use crate::state::NodeState;
 
 /// The kernel counters' values at the last read, to take increments from.
@@ -102,8 +103,10 @@ impl Totals {
         let (sets, chains) = covered(kernel, &traffic, &scope);
         let sets: Vec<&Set> = sets.into_iter().filter_map(|s| kernel.set(s)).collect();
         let readings = dataplane.counters(&kernel.name, &sets)?;
-        let rules = self.credit_sets(&traffic, graph, readings.sets);
-        let denied = self.credit_drops(&traffic, chains.as_ref(), readings.drops);
+        let (rules, mut denied) = self.credit_sets(&traffic, graph, readings.sets);
+        for (p, n) in self.credit_drops(&traffic, chains.as_ref(), readings.drops) {
+            *denied.entry(p).or_default() += n;
+        }
         if let Scope::All = scope {
             // A set or chain the kernel no longer holds restarts from 0 if it comes back.
             let read: BTreeSet<&str> = sets.iter().map(|s| s.name.as_str()).collect();
@@ -111,19 +114,21 @@ impl Totals {
             self.drops.retain(|c, _| kernel.chain(c).is_some());
         }
         if let Some(metrics) = metrics {
-            metrics.traffic(seen_rules(state), rules, denied);
+            metrics.traffic(seen_rules(state, &traffic), rules, denied);
         }
         Ok(())
     }
 
-    /// The increments of the elements read, by rule; the readings become the last ones.
+    /// The increments of the elements read, by rule and by denying policy (a tier Deny
+    /// set's); the readings become the last ones.
     fn credit_sets(
         &mut self,
         traffic: &Traffic,
         graph: &crate::graph::PolicyGraph,
         read: BTreeMap<String, Vec<(Element, u64)>>,
-    ) -> BTreeMap<RuleId, u64> {
+    ) -> (BTreeMap<RuleId, u64>, BTreeMap<DeniedKey, u64>) {
         let mut rules: BTreeMap<RuleId, u64> = BTreeMap::new();
+        let mut denied: BTreeMap<DeniedKey, u64> = BTreeMap::new();
         let mut unattributed = 0;
         for (set, elements) in read {
             let last = self.sets.remove(&set).unwrap_or_default();
@@ -134,12 +139,15 @@ impl Totals {
                 if n == 0 {
                     continue;
                 }
-                let credited = traffic.rules_of(graph, &set, &e);
-                if credited.is_empty() {
+                let credited = traffic.credit(graph, &set, &e);
+                if credited.rules.is_empty() && credited.denied.is_empty() {
                     unattributed += n;
                 }
-                for r in credited {
+                for r in credited.rules {
                     *rules.entry(r).or_default() += n;
+                }
+                for p in credited.denied {
+                    *denied.entry(p).or_default() += n;
                 }
             }
             self.sets.insert(set, now);
@@ -150,7 +158,7 @@ impl Totals {
                 "counted connections no rule of the kernel's state covers"
             );
         }
-        rules
+        (rules, denied)
     }
 
     /// The increments of the drops read (of `chains` only, when given), by isolating
@@ -171,7 +179,8 @@ impl Totals {
                 continue;
             };
             for p in policies.iter().filter(|_| n > 0) {
-                *denied.entry((p.clone(), dir)).or_default() += n;
+                let key = (PolicyKind::NetworkPolicy, p.clone(), dir);
+                *denied.entry(key).or_default() += n;
             }
         }
         denied
@@ -202,11 +211,11 @@ fn covered<'a>(
     }
 }
 
-/// Every rule and isolating policy of this node's pods: their series exist from the
+/// Every rule and isolating policy of this node's pods, and every ClusterNetworkPolicy
+/// rule and denying policy of their counted tier sets: their series exist from the
 /// start (at 0), so a rule that never allowed anything is one query away.
-fn seen_rules(state: &NodeState) -> (BTreeSet<RuleId>, BTreeSet<DeniedKey>) {
-    let mut rules = BTreeSet::new();
-    let mut policies = BTreeSet::new();
+fn seen_rules(state: &NodeState, traffic: &Traffic) -> (BTreeSet<RuleId>, BTreeSet<DeniedKey>) {
+    let (mut rules, mut policies) = traffic.tier_rules();
     for pod in state.graph().pods.values() {
         for dir in [
             crate::policy::Direction::Ingress,
@@ -215,8 +224,10 @@ fn seen_rules(state: &NodeState) -> (BTreeSet<RuleId>, BTreeSet<DeniedKey>) {
             let Some(iso) = pod.isolation(dir) else {
                 continue;
             };
-            policies.extend(iso.isolated_by.iter().map(|p| (p.clone(), dir)));
+            let kind = PolicyKind::NetworkPolicy;
+            policies.extend(iso.isolated_by.iter().map(|p| (kind, p.clone(), dir)));
             rules.extend(iso.allows.iter().map(|a| RuleId {
+                kind,
                 policy: a.origin.policy.clone(),
                 direction: a.origin.direction,
                 rule: a.origin.rule,

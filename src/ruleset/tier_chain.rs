@@ -21,7 +21,7 @@ use std::rc::Rc;
 use super::memo::Memo;
 use super::model::*;
 use super::names;
-use super::np_elements::{one_field_elements, split_exact};
+use super::np_elements::split_exact;
 use super::options::LogOptions;
 use super::regions::{Lookups, RegionRule, Regions};
 use super::roles::{SetKind, TierSet};
@@ -63,8 +63,8 @@ pub(super) fn has_drop_tail(pod: &PodNode, dir: Direction) -> bool {
 }
 
 /// What a tier's region arithmetic depends on: the tier and its rules' actions, peers and
-/// ports, in order.
-type CacheKey = (Tier, Vec<(Action, PeerRef, Ports)>);
+/// ports, in order, and when counted which policy rule each comes from ([`owners`]).
+type CacheKey = (Tier, Vec<(Action, PeerRef, Ports)>, Vec<usize>);
 
 /// The lookups of one tier, per family: (accept, deny); Baseline has no accept.
 type TierLookups = (Option<[Lookups; 2]>, [Lookups; 2]);
@@ -73,10 +73,26 @@ type TierLookups = (Option<[Lookups; 2]>, [Lookups; 2]);
 /// region arithmetic grows with the rules and their port edges, the pods sharing them
 /// are many.
 #[derive(Default)]
-pub(super) struct Cache(Memo<CacheKey, TierLookups>);
+pub(super) struct Cache {
+    memo: Memo<CacheKey, TierLookups>,
+    /// [`super::Options::counters`]: the enforced tier sets count per element, each cut
+    /// to lie in one policy rule's region.
+    counted: bool,
+}
 
 impl Cache {
+    pub(super) fn new(counted: bool) -> Cache {
+        Cache {
+            memo: Memo::default(),
+            counted,
+        }
+    }
+
     fn lookups(&self, graph: &PolicyGraph, tier: Tier, rules: &TierRules) -> Rc<TierLookups> {
+        let owned = match self.counted {
+            true => owners(rules),
+            false => Vec::new(),
+        };
         let key: CacheKey = (
             tier,
             rules
@@ -84,9 +100,10 @@ impl Cache {
                 .iter()
                 .map(|r| (r.action, r.peer, r.ports.clone()))
                 .collect(),
+            owned,
         );
-        self.0.get_or_compute(key, || {
-            let r = regions(graph, rules);
+        self.memo.get_or_compute(key, || {
+            let r = regions(graph, rules, self.counted.then(|| owners(rules)));
             match tier {
                 Tier::Admin => (
                     Some([r.v4.accept(), r.v6.accept()]),
@@ -98,7 +115,22 @@ impl Cache {
     }
 }
 
-fn regions(graph: &PolicyGraph, rules: &TierRules) -> Regions {
+/// The owner of each rule entry: entries of one policy rule (one per peer) share one.
+fn owners(rules: &TierRules) -> Vec<usize> {
+    let mut seen: Vec<(&str, Option<usize>)> = Vec::new();
+    let mut out = Vec::with_capacity(rules.rules.len());
+    for r in &rules.rules {
+        let id = (r.origin.policy.as_str(), r.origin.rule);
+        let i = seen.iter().position(|s| *s == id).unwrap_or_else(|| {
+            seen.push(id);
+            seen.len() - 1
+        });
+        out.push(i);
+    }
+    out
+}
+
+fn regions(graph: &PolicyGraph, rules: &TierRules, owners: Option<Vec<usize>>) -> Regions {
     let everything = AddrSet::everything();
     let list: Vec<RegionRule> = rules
         .rules
@@ -112,11 +144,15 @@ fn regions(graph: &PolicyGraph, rules: &TierRules) -> Regions {
             ports: &r.ports,
         })
         .collect();
-    Regions::new(&list)
+    match owners {
+        Some(owners) => Regions::counted(&list, &owners),
+        None => Regions::new(&list),
+    }
 }
 
 /// The six sets of one tier verdict ([`SetKind::ALL`]) from its lookups per family.
 fn verdict_sets(
+    counted: bool,
     view: View,
     pod: &PodNode,
     dir: Direction,
@@ -133,12 +169,7 @@ fn verdict_sets(
         let is6 = f == 1;
         let (exact, ranges) = split_exact(l.boxes.clone());
         let parts = [
-            (
-                vec![addr],
-                true,
-                one_field_elements(is6, &l.any),
-                "on any port",
-            ),
+            (vec![addr], true, l.any_elements(is6), "on any port"),
             (key(addr), false, exact, "on listed ports (single)"),
             (key(addr), true, ranges, "on listed ports (ranges)"),
         ];
@@ -155,7 +186,7 @@ fn verdict_sets(
                 ))),
                 elements,
                 timeout: None,
-                counter: false,
+                counter: counted,
             });
         }
     }
@@ -172,20 +203,46 @@ pub(super) fn tier_sets(
 ) -> Vec<Set> {
     let (admin, baseline) = tiers_in_chain(pod, dir);
     let side = pod.tiers.side(dir);
+    // Counted: the enforced view's sets (the audited view's decide nothing).
+    let counted = cache.counted && view == View::Enforced;
     let mut out = Vec::new();
     if admin {
         let l = cache.lookups(graph, Tier::Admin, &side.admin);
         if let Some(accept) = &l.0 {
             let tier = TierSet::AdminAccept;
-            out.extend(verdict_sets(view, pod, dir, tier, "Admin accepts", accept));
+            out.extend(verdict_sets(
+                counted,
+                view,
+                pod,
+                dir,
+                tier,
+                "Admin accepts",
+                accept,
+            ));
         }
         let tier = TierSet::AdminDeny;
-        out.extend(verdict_sets(view, pod, dir, tier, "Admin denies", &l.1));
+        out.extend(verdict_sets(
+            counted,
+            view,
+            pod,
+            dir,
+            tier,
+            "Admin denies",
+            &l.1,
+        ));
     }
     if baseline {
         let l = cache.lookups(graph, Tier::Baseline, &side.baseline);
         let tier = TierSet::BaselineDeny;
-        out.extend(verdict_sets(view, pod, dir, tier, "Baseline denies", &l.1));
+        out.extend(verdict_sets(
+            counted,
+            view,
+            pod,
+            dir,
+            tier,
+            "Baseline denies",
+            &l.1,
+        ));
     }
     out
 }
