@@ -562,6 +562,31 @@ mod tests {
         );
     }
 
+    /// A ClusterNetworkPolicy is cluster-scoped: its series have an empty namespace and
+    /// its whole name as the policy.
+    #[test]
+    fn cluster_network_policy_series_have_no_namespace() {
+        let m = Metrics::default();
+        let kind = PolicyKind::ClusterNetworkPolicy;
+        let rule = RuleId {
+            kind,
+            policy: "no-db".into(),
+            direction: Direction::Egress,
+            rule: 2,
+        };
+        let denied = (kind, "no-db".to_string(), Direction::Egress);
+        m.traffic(Default::default(), [(rule, 5)].into(), [(denied, 5)].into());
+        let page = m.render();
+        assert!(
+            page.contains("nftpol_rule_connections_total{kind=\"ClusterNetworkPolicy\",namespace=\"\",policy=\"no-db\",direction=\"egress\",rule=\"2\"} 5\n"),
+            "{page}"
+        );
+        assert!(
+            page.contains("nftpol_policy_denied_connections_total{kind=\"ClusterNetworkPolicy\",namespace=\"\",policy=\"no-db\",direction=\"egress\"} 5\n"),
+            "{page}"
+        );
+    }
+
     /// A policy over the budget is reported once, as it goes over, and shown with its
     /// size while it stays over; gone from the page once it fits again.
     #[test]
