@@ -397,13 +397,18 @@ impl<D: Dataplane> SyncLoop<D> {
     }
 
     /// After a batch: the counters of what it touched start a new baseline (every one,
-    /// after a full sync: they all restarted at 0).
-    fn rebase_counters(&mut self, full: bool, covered: &BTreeSet<PodKey>) {
+    /// after a full sync: they all restarted at 0): those it replaced are forgotten when
+    /// it says which, else read again.
+    fn rebase_counters(&mut self, full: bool, covered: &BTreeSet<PodKey>, stats: &BatchStats) {
         if full {
             self.traffic.restarted();
             return;
         }
         if covered.is_empty() || !self.state.options().counters {
+            return;
+        }
+        if let Some(replaced) = &stats.replaced {
+            self.traffic.forget(replaced);
             return;
         }
         let read = self
@@ -454,7 +459,7 @@ impl<D: Dataplane> SyncLoop<D> {
             Ok(stats) => {
                 self.report_synced(full, &stats, [begun, start], pods);
                 let covered = self.state.acknowledged(full);
-                self.rebase_counters(full, &covered);
+                self.rebase_counters(full, &covered, &stats);
                 self.applied_to_board();
                 self.cut_revoked(full, &covered, stats.only_allows_more);
                 self.settled();

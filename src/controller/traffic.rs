@@ -12,17 +12,20 @@
 //! drops a set or rewrites a pod chain would lose what they counted since the last read.
 //! So the sync loop reads, before each batch, the counters of everything the batch can
 //! touch (the objects of the pods it recomputes), while the graph and the kernel's model
-//! still describe what the kernel holds. After the batch, the counters of those objects
-//! may be new ones (a rewritten chain's drop, a set replaced whole, an element removed and
-//! added back), indistinguishable from old ones by value: it reads them again as the new
-//! baseline, crediting nothing. After a full sync (every counter restarts at 0) it forgets
-//! the last readings. What is lost: connections counted on the touched objects between
+//! still describe what the kernel holds. After the batch, the counters of what it
+//! removed or replaced (a rewritten chain's drop, a set replaced whole, an element
+//! removed and added back) are new ones, indistinguishable from old ones by value: the
+//! batch says which they are ([`Replaced`], read off its operations) and their last
+//! readings are forgotten, so the next read counts them from 0
+//! ([`Totals::forget`]); without that list (a dataplane that does not give it) they are
+//! read again as the new baseline, crediting nothing. After a full sync (every counter
+//! restarts at 0) it forgets the last readings. What is lost: connections counted on the touched objects between
 //! the two reads (one batch's time), and everything since the last read when the kernel's
 //! state is unknown (a failed batch: the full sync that follows replaces every counter).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::dataplane::{Dataplane, DataplaneError};
+use super::dataplane::{Dataplane, DataplaneError, Replaced};
 use super::metrics::{DeniedKey, Metrics};
 use crate::index::PodKey;
 use crate::ruleset::model::{Element, Key, Set};
@@ -59,6 +62,24 @@ impl Totals {
     pub fn restarted(&mut self) {
         self.sets.clear();
         self.drops.clear();
+    }
+
+    /// A batch ended the counters of `replaced`: their successors (if any) start at 0,
+    /// and count from there at the next read.
+    pub fn forget(&mut self, replaced: &Replaced) {
+        for set in &replaced.sets {
+            self.sets.remove(set);
+        }
+        for (set, keys) in &replaced.elements {
+            if let Some(last) = self.sets.get_mut(set) {
+                for k in keys {
+                    last.remove(k);
+                }
+            }
+        }
+        for chain in &replaced.chains {
+            self.drops.remove(chain);
+        }
     }
 
     /// Reads the counters `scope` covers and credits their increments in `metrics`;
@@ -102,7 +123,7 @@ impl Totals {
         let traffic = Traffic::new(graph, kernel, state.options());
         let (sets, chains) = covered(kernel, &traffic, &scope);
         let sets: Vec<&Set> = sets.into_iter().filter_map(|s| kernel.set(s)).collect();
-        let readings = dataplane.counters(&kernel.name, &sets)?;
+        let readings = dataplane.counters(&kernel.name, &sets, chains.as_ref())?;
         let (rules, mut denied) = self.credit_sets(&traffic, graph, readings.sets);
         for (p, n) in self.credit_drops(&traffic, chains.as_ref(), readings.drops) {
             *denied.entry(p).or_default() += n;
@@ -258,7 +279,12 @@ mod tests {
         fn drifted(&mut self, _: &Ruleset) -> Result<bool, DataplaneError> {
             Ok(false)
         }
-        fn counters(&mut self, _: &str, _: &[&Set]) -> Result<Readings, DataplaneError> {
+        fn counters(
+            &mut self,
+            _: &str,
+            _: &[&Set],
+            _: Option<&BTreeSet<String>>,
+        ) -> Result<Readings, DataplaneError> {
             Ok(self.0.clone())
         }
     }
@@ -343,6 +369,39 @@ mod tests {
             "{}",
             denied(&m)
         );
+    }
+
+    /// A batch that says it flushed the chain: its drop's last reading is forgotten, so
+    /// the new drop's count is all new, with no read after the batch; one it did not
+    /// touch keeps its reading.
+    #[test]
+    fn what_a_batch_replaced_counts_from_0_without_a_read() {
+        let state = state();
+        let chain = names::pod_chain(crate::policy::Direction::Ingress, "x", "b");
+        let m = Metrics::default();
+        let mut totals = Totals::default();
+        let reading = |n| {
+            Fake(Readings {
+                drops: [(chain.clone(), n)].into(),
+                ..Readings::default()
+            })
+        };
+        totals
+            .read(&mut reading(3), &state, Scope::All, &m)
+            .unwrap();
+        totals.forget(&Replaced::default());
+        totals
+            .read(&mut reading(5), &state, Scope::All, &m)
+            .unwrap();
+        assert!(denied(&m).ends_with("} 5"), "{}", denied(&m));
+        totals.forget(&Replaced {
+            chains: [chain.clone()].into(),
+            ..Replaced::default()
+        });
+        totals
+            .read(&mut reading(2), &state, Scope::All, &m)
+            .unwrap();
+        assert!(denied(&m).ends_with("} 7"), "{}", denied(&m));
     }
 
     #[test]
