@@ -120,7 +120,10 @@ impl Totals {
             return Ok(());
         }
         let graph = state.graph();
-        let traffic = Traffic::new(graph, kernel, state.options());
+        let traffic = match &scope {
+            Scope::All => Traffic::new(graph, kernel, state.options()),
+            Scope::Pods(pods) => Traffic::of_pods(graph, kernel, state.options(), pods),
+        };
         let (sets, chains) = covered(kernel, &traffic, &scope);
         let sets: Vec<&Set> = sets.into_iter().filter_map(|s| kernel.set(s)).collect();
         let readings = dataplane.counters(&kernel.name, &sets, chains.as_ref())?;
@@ -135,7 +138,12 @@ impl Totals {
             self.drops.retain(|c, _| kernel.chain(c).is_some());
         }
         if let Some(metrics) = metrics {
-            metrics.traffic(seen_rules(state, &traffic), rules, denied);
+            // The series of every rule at 0 come with the scrape's read of everything.
+            let seen = match scope {
+                Scope::All => seen_rules(state, &traffic),
+                Scope::Pods(_) => Default::default(),
+            };
+            metrics.traffic(seen, rules, denied);
         }
         Ok(())
     }

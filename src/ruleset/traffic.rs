@@ -48,6 +48,7 @@ use super::roles::{PairPart, SetKind, SetRole, TierSet};
 use crate::cnp::Action;
 use crate::graph::tiers::{TierRule, TierRules};
 use crate::graph::{Allow, PodNode, PolicyGraph, Ports};
+use crate::index::PodKey;
 use crate::policy::{Direction, Protocol};
 
 /// The kind of policy a rule belongs to.
@@ -118,12 +119,36 @@ impl<'g> Traffic<'g> {
     /// The attribution of `model`, built from `graph` with `opts`; empty without
     /// [`Options::counters`].
     pub fn new(graph: &'g PolicyGraph, model: &Ruleset, opts: &Options) -> Traffic<'g> {
+        Traffic::build(graph, model, opts, None)
+    }
+
+    /// [`Traffic::new`] for the chains and sets of `pods` only (what a read before a batch
+    /// covers): the cost follows the pods, not the node.
+    pub fn of_pods(
+        graph: &'g PolicyGraph,
+        model: &Ruleset,
+        opts: &Options,
+        pods: &BTreeSet<PodKey>,
+    ) -> Traffic<'g> {
+        Traffic::build(graph, model, opts, Some(pods))
+    }
+
+    fn build(
+        graph: &'g PolicyGraph,
+        model: &Ruleset,
+        opts: &Options,
+        pods: Option<&BTreeSet<PodKey>>,
+    ) -> Traffic<'g> {
         let mut t = Traffic::default();
         if !opts.counters {
             return t;
         }
         let over = over_budget(graph, opts);
-        for pod in graph.pods.values() {
+        let chosen: Box<dyn Iterator<Item = &'g PodNode>> = match pods {
+            None => Box::new(graph.pods.values()),
+            Some(pods) => Box::new(pods.iter().filter_map(|k| graph.pods.get(k))),
+        };
+        for pod in chosen {
             for dir in [Direction::Ingress, Direction::Egress] {
                 t.add_tiers(model, pod, dir);
                 let Some(iso) = pod.isolation(dir) else {
