@@ -122,10 +122,19 @@ impl Totals {
         let graph = state.graph();
         let traffic = match &scope {
             Scope::All => Traffic::new(graph, kernel, state.options()),
-            Scope::Pods(pods) => Traffic::of_pods(graph, kernel, state.options(), pods),
+            Scope::Pods(pods) => {
+                let over = state.over_budget();
+                Traffic::of_pods(graph, kernel, state.options(), pods, over)
+            }
         };
         let (sets, chains) = covered(kernel, &traffic, &scope);
-        let sets: Vec<&Set> = sets.into_iter().filter_map(|s| kernel.set(s)).collect();
+        // A set the kernel holds empty has no counter to read (a round trip saved per
+        // set: most pods have no IPv6 elements, say).
+        let sets: Vec<&Set> = sets
+            .into_iter()
+            .filter_map(|s| kernel.set(s))
+            .filter(|s| !s.elements.is_empty())
+            .collect();
         let readings = dataplane.counters(&kernel.name, &sets, chains.as_ref())?;
         let (rules, mut denied) = self.credit_sets(&traffic, graph, readings.sets);
         for (p, n) in self.credit_drops(&traffic, chains.as_ref(), readings.drops) {

@@ -38,7 +38,7 @@
 //!
 //! Pure: reads a graph and the model built from it; the controller keeps the totals.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use super::model::{Element, Field, RuleKind, Ruleset};
@@ -119,18 +119,20 @@ impl<'g> Traffic<'g> {
     /// The attribution of `model`, built from `graph` with `opts`; empty without
     /// [`Options::counters`].
     pub fn new(graph: &'g PolicyGraph, model: &Ruleset, opts: &Options) -> Traffic<'g> {
-        Traffic::build(graph, model, opts, None)
+        Traffic::build(graph, model, opts, None, &over_budget(graph, opts))
     }
 
     /// [`Traffic::new`] for the chains and sets of `pods` only (what a read before a batch
-    /// covers): the cost follows the pods, not the node.
+    /// covers), with the policies [`over_budget`] already known: the cost follows the
+    /// pods, not the node.
     pub fn of_pods(
         graph: &'g PolicyGraph,
         model: &Ruleset,
         opts: &Options,
         pods: &BTreeSet<PodKey>,
+        over: &BTreeMap<String, usize>,
     ) -> Traffic<'g> {
-        Traffic::build(graph, model, opts, Some(pods))
+        Traffic::build(graph, model, opts, Some(pods), over)
     }
 
     fn build(
@@ -138,12 +140,12 @@ impl<'g> Traffic<'g> {
         model: &Ruleset,
         opts: &Options,
         pods: Option<&BTreeSet<PodKey>>,
+        over: &BTreeMap<String, usize>,
     ) -> Traffic<'g> {
         let mut t = Traffic::default();
         if !opts.counters {
             return t;
         }
-        let over = over_budget(graph, opts);
         let chosen: Box<dyn Iterator<Item = &'g PodNode>> = match pods {
             None => Box::new(graph.pods.values()),
             Some(pods) => Box::new(pods.iter().filter_map(|k| graph.pods.get(k))),
