@@ -90,8 +90,8 @@ pub(crate) struct CompileArgs {
     /// The node's pod CIDR (repeatable), for --default-deny-unknown.
     #[arg(long, value_name = "CIDR")]
     pub(crate) pod_cidr: Vec<ipnet::IpNet>,
-    /// As the controller's flag: traffic counters (a `counter` on each allow set's
-    /// elements, `counter drop` at the end of isolated pod chains).
+    /// As the controller's flag: traffic counters (a `counter` on each allow set's and
+    /// tier set's elements, `counter drop` at the end of isolated pod chains).
     #[arg(long)]
     pub(crate) counters: bool,
     #[command(flatten)]
@@ -318,7 +318,8 @@ pub(crate) struct RunArgs {
     pub(crate) keep_established: bool,
     /// Count which rules carry traffic: per-rule connection counts
     /// (`nftpol_rule_connections_total`) and default-deny counts
-    /// (`nftpol_policy_denied_connections_total`), from a counter on each allow set's
+    /// (`nftpol_policy_denied_connections_total`), of NetworkPolicy and
+    /// ClusterNetworkPolicy rules, from a counter on each allow set's and tier set's
     /// elements and `counter drop` at the end of isolated pod chains. Off by default: the
     /// counter reads around each batch make a 10,000-pod node's batches about 4x slower
     /// (docs/benchmarks.md).

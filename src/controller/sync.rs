@@ -257,7 +257,10 @@ impl<D: Dataplane> SyncLoop<D> {
         let mut owner = std::collections::HashMap::new();
         for r in &self.domain_rules {
             for v6 in [false, true] {
-                owner.insert(learned_set(&r.policy, r.rule, v6), (r.policy.clone(), r.rule));
+                owner.insert(
+                    learned_set(&r.policy, r.rule, v6),
+                    (r.policy.clone(), r.rule),
+                );
             }
         }
         let sets: Vec<String> = owner.keys().cloned().collect();
@@ -461,13 +464,18 @@ impl<D: Dataplane> SyncLoop<D> {
     }
 
     /// After a batch: the counters of what it touched start a new baseline (every one,
-    /// after a full sync: they all restarted at 0).
-    fn rebase_counters(&mut self, full: bool, covered: &BTreeSet<PodKey>) {
+    /// after a full sync: they all restarted at 0): those it replaced are forgotten when
+    /// it says which, else read again.
+    fn rebase_counters(&mut self, full: bool, covered: &BTreeSet<PodKey>, stats: &BatchStats) {
         if full {
             self.traffic.restarted();
             return;
         }
         if covered.is_empty() || !self.state.options().counters {
+            return;
+        }
+        if let Some(replaced) = &stats.replaced {
+            self.traffic.forget(replaced);
             return;
         }
         let read = self
@@ -520,7 +528,7 @@ impl<D: Dataplane> SyncLoop<D> {
                 self.report_synced(full, &stats, [begun, start], pods);
                 let covered = self.state.acknowledged(full);
                 self.domains_applied();
-                self.rebase_counters(full, &covered);
+                self.rebase_counters(full, &covered, &stats);
                 self.applied_to_board();
                 self.cut_revoked(full, &covered, stats.only_allows_more);
                 self.settled();

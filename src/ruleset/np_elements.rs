@@ -73,7 +73,7 @@ impl Cuts {
 }
 
 /// `lo..=hi` cut at every point of `cuts` inside it.
-fn cut(lo: u128, hi: u128, cuts: &[u128]) -> Vec<(u128, u128)> {
+pub(super) fn cut(lo: u128, hi: u128, cuts: &[u128]) -> Vec<(u128, u128)> {
     let first = cuts.partition_point(|&c| c <= lo);
     let mut out = Vec::new();
     let mut start = lo;

@@ -24,10 +24,12 @@ pub struct Options {
     /// isolates the pods it selects and allows nothing: see [`over_budget`]). `None`: no
     /// limit.
     pub max_elements: Option<usize>,
-    /// Count what each NetworkPolicy rule allows and what each isolated pod chain drops
-    /// (off by default; `--counters` turns it on): the NetworkPolicy allow sets (and
-    /// the ports half of pairs) carry a counter per element, cut where each allow starts
-    /// and ends, and the default deny is `counter drop`. See `ruleset::traffic`.
+    /// Count what each NetworkPolicy rule allows, what each ClusterNetworkPolicy rule
+    /// decides and what each isolated pod chain drops (off by default; `--counters` turns
+    /// it on): the NetworkPolicy allow sets (and the ports half of pairs) carry a counter
+    /// per element, cut where each allow starts and ends; the enforced tier sets too, cut
+    /// so each element lies in one rule's region; the default deny is `counter drop`.
+    /// See `ruleset::traffic`.
     pub counters: bool,
     /// The node's DNS proxy for ClusterNetworkPolicy `domainNames` rules (`nftpol run`
     /// starts it unless `--no-dns-proxy`): where the steering chain sends the DNS of the
