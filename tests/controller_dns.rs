@@ -13,7 +13,8 @@
 //!
 //! Checked: the first connection after each answer succeeds, every round (zero races); a
 //! name outside the policy and the wildcard's base are refused; the unselected pod's DNS
-//! is not steered; removing the policy takes the learned addresses away.
+//! is not steered; an open connection to a learned address survives a batch that revokes
+//! for its pod; removing the policy takes the learned addresses away and cuts it.
 //!
 //! Needs root: `#[ignore]`d, run with `--include-ignored` as root.
 
@@ -30,6 +31,7 @@ mod server;
 mod util;
 
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::process::Command;
 use std::sync::Arc;
@@ -155,14 +157,52 @@ fn objects() -> Vec<Value> {
     ]
 }
 
-fn nft_list_set(node: &str, set: &str) -> String {
+fn nft(node: &str, args: &[&str]) -> String {
     let out = Command::new("ip")
-        .args([
-            "netns", "exec", node, "nft", "list", "set", "inet", "nftpol", set,
-        ])
+        .args(["netns", "exec", node, "nft"])
+        .args(args)
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn nft_list_set(node: &str, set: &str) -> String {
+    nft(node, &["list", "set", "inet", "nftpol", set])
+}
+
+/// An echo service on `PORT` of every address of the server namespace.
+fn echo(srv: &str) {
+    let l = routed::listen(srv, PORT);
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut s = s;
+                let mut buf = [0u8; 64];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// A connection from `pod` to `to`:`PORT`, reads timing out after 2 s.
+fn stream(pod: &str, to: IpAddr) -> TcpStream {
+    let s = nftpol::netlink::in_netns(&routed::path(pod), move || {
+        TcpStream::connect_timeout(&SocketAddr::new(to, PORT), Duration::from_secs(2))
+    })
+    .unwrap()
+    .expect("connects");
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s
+}
+
+/// Whether `s` still carries data both ways.
+fn echoes(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 4];
+    s.write_all(b"ping").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"ping"
 }
 
 /// Waits for `cond`, at most 20 s.
@@ -236,7 +276,7 @@ async fn domain_names_through_the_controller() {
             TestServer::start(dns, zone()).await;
         })
     });
-    let _listener = routed::listen(&srv, PORT);
+    echo(&srv);
 
     let server = FakeApiServer::start().await;
     for o in objects() {
@@ -299,15 +339,37 @@ async fn domain_names_through_the_controller() {
     assert!(connects(&b, addr));
     assert_eq!(metric(port, "nftpol_dns_queries_total").await, queries);
 
-    // The domainNames policy removed: what it learned admits nothing any more.
+    // An open connection to a learned address survives a batch that revokes for pod a
+    // (a NetworkPolicy now isolates its ingress): the revoker knows what was learned.
     let learned: IpAddr = "10.99.0.1".parse().unwrap();
-    assert!(connects(&a, learned));
+    let mut open = stream(&a, learned);
+    assert!(echoes(&mut open), "the connection works before");
+    server.apply(util::policy(
+        "x",
+        "a-ingress",
+        json!({"podSelector": {"matchLabels": {"app": "a"}}, "policyTypes": ["Ingress"]}),
+    ));
+    until("a's ingress chain", || {
+        nft(&node, &["list", "chain", "inet", "nftpol", "ingress/x/a"]).contains("chain")
+    })
+    .await;
+    assert!(
+        echoes(&mut open),
+        "a connection to a learned address was cut"
+    );
+
+    // The domainNames policy removed: what it learned admits nothing any more, and the
+    // open connection is cut.
     server.delete("ClusterNetworkPolicy", None, "fqdn");
     let a2 = a.clone();
     until("the learned address to be refused", || {
         !connects(&a2, learned)
     })
     .await;
+    assert!(
+        !echoes(&mut open),
+        "a revoked connection still carries data"
+    );
 
     stop.send(()).unwrap();
     ctl.await.unwrap().unwrap();
