@@ -11,8 +11,12 @@
 //! a: Admin 10 Accept *.dyn.example tcp/8443; Admin 20 Deny 10.99.0.0/16. b: no policy.
 //! ```
 //!
+//! Pods resolve at the cluster DNS Service address (10.96.0.10), DNATed kube-proxy-style
+//! to the server; the controller trusts that address (`--dns-server`).
+//!
 //! Checked: the first connection after each answer succeeds, every round (zero races); a
-//! name outside the policy and the wildcard's base are refused; the unselected pod's DNS
+//! name outside the policy and the wildcard's base are refused; an answer from a server
+//! the pod chose (not the trusted address) admits nothing; the unselected pod's DNS
 //! is not steered; an open connection to a learned address survives a batch that revokes
 //! for its pod; removing the policy takes the learned addresses away and cuts it.
 //!
@@ -47,6 +51,8 @@ use serde_json::{json, Value};
 use server::{Reply, TestServer};
 
 const DNS: &str = "10.244.1.53";
+/// The cluster DNS Service: the node DNATs it to `DNS`, as kube-proxy does.
+const CLUSTER_DNS: &str = "10.96.0.10";
 const POD_A: &str = "10.244.1.2";
 const POD_B: &str = "10.244.1.3";
 const PORT: u16 = 8443;
@@ -97,6 +103,7 @@ fn topology() -> (Namespaces, [String; 4]) {
         "dev",
         "vsrv",
     ]);
+    kube_proxy(node);
     (guard, names)
 }
 
@@ -129,6 +136,24 @@ fn zone() -> server::Zone {
             RData::A(A(addr)),
         )])
     })
+}
+
+/// The cluster DNS Service, kube-proxy-shaped: DNAT at `dstnat`, after the steering.
+fn kube_proxy(node: &str) {
+    let script = format!(
+        "table ip kube-proxy {{\n chain pre {{\n type nat hook prerouting priority dstnat; policy accept;\n ip daddr {CLUSTER_DNS} meta l4proto {{ tcp, udp }} th dport 53 dnat to {DNS}:53\n }}\n}}\n"
+    );
+    let mut c = Command::new("ip")
+        .args(["netns", "exec", node, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    assert!(c.wait().unwrap().success(), "{script}");
 }
 
 fn cnp(name: &str, priority: i64, egress: Value) -> Value {
@@ -235,8 +260,13 @@ async fn metric(port: u16, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} on /metrics"))
 }
 
+/// Resolves `name` from `pod` at the cluster DNS Service.
 fn resolve(pod: &str, name: &str, id: u16) -> Option<IpAddr> {
-    let server: SocketAddr = format!("{DNS}:53").parse().unwrap();
+    resolve_at(pod, CLUSTER_DNS, name, id)
+}
+
+fn resolve_at(pod: &str, server: &str, name: &str, id: u16) -> Option<IpAddr> {
+    let server: SocketAddr = format!("{server}:53").parse().unwrap();
     let name = name.to_string();
     nftpol::netlink::in_netns(&routed::path(pod), move || {
         client::resolve_at(server, &name, id, false, RecordType::A)
@@ -283,17 +313,20 @@ async fn domain_names_through_the_controller() {
         server.apply(o);
     }
     let (listener, port) = util::metrics_listener();
-    let steering = nftpol::ruleset::DnsSteering::default();
+    let steering = nftpol::ruleset::DnsSteering {
+        // The cluster DNS Service's address, which kube-proxy DNATs to the server.
+        servers: vec![format!("{CLUSTER_DNS}/32").parse().unwrap()],
+        ..Default::default()
+    };
     let mut config = util::config(
         "n1",
         listener,
         Duration::from_secs(60),
         Some(routed::path(&node)),
     );
-    config.options.dns = Some(steering);
+    config.options.dns = Some(steering.clone());
     config.dns = Some(DnsConfig {
         steering,
-        servers: vec![format!("{DNS}/32").parse().unwrap()],
         ttl: nftpol::fqdn::Ttl { min: 1, max: 3600 },
         route_table: 9353,
     });
@@ -331,6 +364,12 @@ async fn domain_names_through_the_controller() {
         assert!(!connects(&a, addr), "{name} admitted");
     }
     assert!(metric(port, "nftpol_dns_answers_total").await >= u64::from(ROUNDS) + 2);
+    // A server of the pod's choosing (here the same server, by its own address, which is
+    // not the trusted Service address) teaches nothing: the query is not even steered.
+    let queries = metric(port, "nftpol_dns_queries_total").await;
+    let addr = resolve_at(&a, DNS, "h400.dyn.example.", 3).expect("DNS answers");
+    assert!(!connects(&a, addr), "an untrusted server's answer admitted");
+    assert_eq!(metric(port, "nftpol_dns_queries_total").await, queries);
     assert_eq!(metric(port, "nftpol_dns_learn_failures_total").await, 0);
 
     // Pod b is no subject: its DNS goes straight to the server, its traffic is free.

@@ -33,9 +33,9 @@ use crate::ruleset::{names, DnsSteering};
 /// `nftpol run`'s DNS flags.
 #[derive(Debug, Clone)]
 pub struct DnsConfig {
+    /// Also `options.dns`: the steering rules send the proxy only queries addressed to
+    /// `steering.servers`.
     pub steering: DnsSteering,
-    /// `--dns-server`: the servers whose answers teach (the cluster DNS).
-    pub servers: Vec<IpNet>,
     /// `--dns-min-ttl` (and the ceiling).
     pub ttl: Ttl,
     /// `--dns-route-table`: the routing table of the `local` default route that delivers
@@ -222,7 +222,12 @@ impl Parts {
             table: names::TABLE.to_string(),
             backend,
         };
-        let learner = Arc::new(SetLearner::new(c.servers.clone(), c.ttl, Box::new(sink)));
+        // The kernel steers only queries addressed to a trusted server, matched before
+        // kube-proxy's DNAT; the proxy sees them after it (addressed to the endpoint DNAT
+        // chose), so it cannot check the server again by address, and need not.
+        // (Ipv4Net's and Ipv6Net's defaults are 0.0.0.0/0 and ::/0: every server.)
+        let steered = vec![IpNet::V4(Default::default()), IpNet::V6(Default::default())];
+        let learner = Arc::new(SetLearner::new(steered, c.ttl, Box::new(sink)));
         let port = c.steering.proxy_port;
         for addr in [
             SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
@@ -250,7 +255,7 @@ impl Parts {
             self.active.clone(),
             self.refresh.clone(),
         ));
-        tracing::info!(port, servers = ?c.servers, min_ttl = c.ttl.min, "DNS proxy listening");
+        tracing::info!(port, servers = ?c.steering.servers, min_ttl = c.ttl.min, "DNS proxy listening");
         Ok(learner)
     }
 }

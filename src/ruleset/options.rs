@@ -39,8 +39,12 @@ pub struct Options {
 }
 
 /// Where the steering rules send DNS, and how the proxy's packets are marked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnsSteering {
+    /// `--dns-server`: the servers whose answers teach. Only queries addressed to them
+    /// are steered, matched before kube-proxy's DNAT (the Service address the pod
+    /// asked, not the endpoint DNAT chooses); none: nothing is steered.
+    pub servers: Vec<ipnet::IpNet>,
     /// The DNS port the steering rules match (53), the element of the liveness set.
     pub dns_port: u16,
     /// The proxy's port on the node (`tproxy to :port`), UDP and TCP.
@@ -54,6 +58,7 @@ pub struct DnsSteering {
 impl Default for DnsSteering {
     fn default() -> DnsSteering {
         DnsSteering {
+            servers: Vec::new(),
             dns_port: 53,
             proxy_port: 9353,
             // A bit kube-proxy (0x4000, 0x8000), flannel (0x4000) and Cilium (0x0f00)
