@@ -306,7 +306,29 @@ impl<D: Dataplane> SyncLoop<D> {
         let graph = self.state.graph().clone();
         self.metrics
             .retain_verdict_pods(&graph.pods.keys().cloned().collect());
-        board.publish(self.state.index().clone(), graph);
+        board.publish_learned(self.state.index().clone(), graph, self.remembered());
+    }
+
+    /// What the DNS proxy remembers learning (for the records; the revoker reads the
+    /// kernel instead, see [`Self::learned_facts`]).
+    fn remembered(&self) -> crate::fqdn::facts::Learned {
+        use crate::ruleset::names::learned_set;
+        let mut facts = crate::fqdn::facts::Learned::new();
+        let Some(dns) = self.dns.as_ref().filter(|_| !self.domain_rules.is_empty()) else {
+            return facts;
+        };
+        let domains = dns.domains();
+        for r in &self.domain_rules {
+            for v6 in [false, true] {
+                let set = learned_set(&r.policy, r.rule, v6);
+                for ((s, addr), domain) in &domains {
+                    if *s == set {
+                        facts.add(&r.policy, r.rule, *addr, domain);
+                    }
+                }
+            }
+        }
+        facts
     }
 
     /// Takes this node's pod CIDRs for `--default-deny-unknown`; a change rebuilds the
