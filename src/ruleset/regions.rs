@@ -39,7 +39,6 @@ use crate::graph::Ports;
 use crate::policy::Protocol;
 
 use super::model::{Element, Field, Key};
-use super::np_elements::cut;
 
 /// One rule of a tier, as the region arithmetic sees it.
 #[derive(Debug, Clone, Copy)]
@@ -111,6 +110,19 @@ fn other_protocols() -> Vec<(u8, u8)> {
     if lo <= 255 {
         out.push((lo as u8, 255));
     }
+    out
+}
+
+/// `lo..=hi` cut at every point of `cuts` inside it.
+pub(super) fn cut(lo: u128, hi: u128, cuts: &[u128]) -> Vec<(u128, u128)> {
+    let first = cuts.partition_point(|&c| c <= lo);
+    let mut out = Vec::new();
+    let mut start = lo;
+    for &c in cuts[first..].iter().take_while(|&&c| c <= hi) {
+        out.push((start, c - 1));
+        start = c;
+    }
+    out.push((start, hi));
     out
 }
 
