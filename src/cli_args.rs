@@ -90,8 +90,8 @@ pub(crate) struct CompileArgs {
     /// The node's pod CIDR (repeatable), for --default-deny-unknown.
     #[arg(long, value_name = "CIDR")]
     pub(crate) pod_cidr: Vec<ipnet::IpNet>,
-    /// As the controller's flag: traffic counters (a `counter` on each allow set's
-    /// elements, `counter drop` at the end of isolated pod chains).
+    /// As the controller's flag: traffic counters (a `counter` on each allow set's and
+    /// tier set's elements, `counter drop` at the end of isolated pod chains).
     #[arg(long)]
     pub(crate) counters: bool,
     #[command(flatten)]
@@ -318,7 +318,8 @@ pub(crate) struct RunArgs {
     pub(crate) keep_established: bool,
     /// Count which rules carry traffic: per-rule connection counts
     /// (`nftpol_rule_connections_total`) and default-deny counts
-    /// (`nftpol_policy_denied_connections_total`), from a counter on each allow set's
+    /// (`nftpol_policy_denied_connections_total`), of NetworkPolicy and
+    /// ClusterNetworkPolicy rules, from a counter on each allow set's and tier set's
     /// elements and `counter drop` at the end of isolated pod chains. Off by default: the
     /// counter reads around each batch make a 10,000-pod node's batches about 4x slower
     /// (docs/benchmarks.md).
@@ -326,12 +327,6 @@ pub(crate) struct RunArgs {
     pub(crate) counters: bool,
     #[command(flatten)]
     pub(crate) dns: DnsSteerArgs,
-    /// A DNS server whose answers teach `domainNames` rules their addresses (repeatable):
-    /// the cluster DNS Service's address and its pods' CIDR. A pod chooses where its
-    /// queries go, so answers from any other server are returned to it unlearned.
-    /// Without one, no answer teaches anything.
-    #[arg(long, value_name = "CIDR")]
-    pub(crate) dns_server: Vec<ipnet::IpNet>,
     /// The shortest time a learned address is held, whatever the answer's TTL: clients
     /// cache answers longer than their TTLs.
     #[arg(long, value_name = "SECONDS", default_value_t = nftpol::fqdn::Ttl::DEFAULT_MIN)]
@@ -364,11 +359,18 @@ pub(crate) struct DnsSteerArgs {
     /// component of the node uses.
     #[arg(long, value_name = "MARK", default_value = "0x200000", value_parser = parse_mark)]
     pub(crate) dns_proxy_mark: u32,
+    /// A DNS server whose answers teach `domainNames` rules their addresses (repeatable):
+    /// the cluster DNS Service's ClusterIP. Only queries addressed to one are steered
+    /// through the proxy (matched before kube-proxy's DNAT): a pod chooses where its
+    /// queries go, and a server of its choosing teaches nothing. Without one, nothing is.
+    #[arg(long, value_name = "CIDR")]
+    pub(crate) dns_server: Vec<ipnet::IpNet>,
 }
 
 impl DnsSteerArgs {
     pub(crate) fn steering(&self) -> Option<nftpol::ruleset::DnsSteering> {
         (!self.no_dns_proxy).then(|| nftpol::ruleset::DnsSteering {
+            servers: self.dns_server.clone(),
             proxy_port: self.dns_proxy_port,
             mark: self.dns_proxy_mark,
             ..Default::default()

@@ -168,12 +168,11 @@ pub(crate) fn run_controller(args: RunArgs) -> anyhow::Result<()> {
 #[cfg(feature = "controller")]
 fn dns_config(args: &RunArgs) -> Option<nftpol::controller::dns_node::DnsConfig> {
     let steering = args.dns.steering()?;
-    if args.dns_server.is_empty() {
+    if steering.servers.is_empty() {
         tracing::warn!("no --dns-server: the DNS proxy learns from no answer, so domainNames rules admit nothing");
     }
     Some(nftpol::controller::dns_node::DnsConfig {
         steering,
-        servers: args.dns_server.clone(),
         ttl: nftpol::fqdn::Ttl {
             min: args.dns_min_ttl,
             max: nftpol::fqdn::Ttl::DEFAULT_MAX,

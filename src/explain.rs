@@ -579,8 +579,22 @@ pub fn end_of(
     protocol: Protocol,
     port: u16,
 ) -> End {
+    let learned = Default::default();
+    end_of_learned(index, graph, pod, (dir, other, protocol, port), &learned)
+}
+
+/// [`end_of`], with `learned` what the node's `domainNames` rules have learned (the
+/// controller's verdict records).
+pub fn end_of_learned(
+    index: &Index,
+    graph: &PolicyGraph,
+    pod: &PodNode,
+    (dir, other, protocol, port): (Direction, IpAddr, Protocol, u16),
+    learned: &crate::fqdn::facts::Learned,
+) -> End {
     let side = side(index, graph, Some(pod), dir, other, protocol, port);
-    let probe = Probe::new(index, dir, other, protocol, port);
+    let mut probe = Probe::new(index, dir, other, protocol, port);
+    probe.learned = learned.clone();
     let tiers = tier_steps(graph, Some(pod), &side, &probe);
     let allowed = end_allows(&tiers, &side);
     End {

@@ -120,9 +120,9 @@ pub fn rule_text(kind: &RuleKind) -> String {
         RuleKind::SteerTransparent { mark } => {
             format!("meta l4proto tcp socket transparent 1 meta mark set meta mark | {mark:#010x} accept")
         }
-        RuleKind::SteerDns { family, protocol, pods, alive, port, mark } => {
+        RuleKind::SteerDns { family, protocol, pods, servers, alive, port, mark } => {
             let (f, p) = (ip_kw(*family), protocol.name());
-            format!("{f} saddr @{pods} {p} dport @{alive} tproxy {f} to :{port} meta mark set meta mark | {mark:#010x} accept")
+            format!("{f} saddr @{pods} {f} daddr @{servers} {p} dport @{alive} tproxy {f} to :{port} meta mark set meta mark | {mark:#010x} accept")
         }
         RuleKind::MarkedDispatch { family, mark, map } => {
             format!("meta mark & {mark:#010x} == {mark:#010x} {} saddr vmap @{map}", ip_kw(*family))

@@ -41,6 +41,9 @@ pub struct Snapshot {
     graph: PolicyGraph,
     /// Log prefix -> (verdict, direction, pod key).
     chains: HashMap<String, (LogVerdict, Direction, PodKey)>,
+    /// What the node's DNS proxy had learned for `domainNames` rules when published:
+    /// records of connections to those addresses name the rule and the domain.
+    learned: crate::fqdn::facts::Learned,
 }
 
 impl Snapshot {
@@ -67,8 +70,16 @@ impl Snapshot {
             index,
             graph,
             chains,
+            learned: Default::default(),
         }
     }
+
+    /// With what the DNS proxy has learned (see [`Snapshot::learned`]).
+    pub fn with_learned(mut self, learned: crate::fqdn::facts::Learned) -> Self {
+        self.learned = learned;
+        self
+    }
+
     /// The index of this generation: what the kernel enforced.
     pub fn index(&self) -> &Index {
         &self.index
@@ -229,7 +240,13 @@ fn judge(
         });
     };
     let (index, graph) = (&snap.index, &snap.graph);
-    let end = explain::end_of(index, graph, pod, dir, other, protocol, port);
+    let end = explain::end_of_learned(
+        index,
+        graph,
+        pod,
+        (dir, other, protocol, port),
+        &snap.learned,
+    );
     if !audit {
         return Some(Judged {
             allowed: end.allowed,
@@ -522,5 +539,34 @@ spec:
             b.record(&pkt("d ingress/x/web", "10.0.0.2", "10.0.0.1", 1)),
             Err(Unmapped::UnknownPrefix(_))
         ));
+    }
+
+    #[test]
+    fn a_connection_to_a_learned_address_names_its_domain() {
+        let text = format!(
+            "{CLUSTER}---\napiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {{name: vendors}}\nspec:\n  tier: Admin\n  priority: 5\n  subject: {{namespaces: {{}}}}\n  egress:\n  - action: Accept\n    to: [{{domainNames: [\"*.vendor.example\"]}}]\n  - action: Deny\n    to: [{{networks: [203.0.113.0/24]}}]\n"
+        );
+        let index = Index::from_objects(parse_str(&text, "t").unwrap()).unwrap();
+        let graph = PolicyGraph::build_for(&index, Some("n1"));
+        let mut learned = crate::fqdn::facts::Learned::new();
+        learned.add(
+            "vendors",
+            0,
+            "203.0.113.7".parse().unwrap(),
+            "api.vendor.example",
+        );
+        let mut b = Generations::default();
+        b.publish(Snapshot::new(1, index, graph).with_learned(learned));
+        let r = b
+            .record(&pkt("a egress/x/web", "10.0.0.1", "203.0.113.7", 443))
+            .unwrap();
+        let said = format!("{:?}", r.tiers);
+        assert!(said.contains("api.vendor.example"), "{said}");
+        // Not learned: the Deny rule decides.
+        let r = b
+            .record(&pkt("d egress/x/web", "10.0.0.1", "203.0.113.8", 443))
+            .unwrap();
+        assert!(!format!("{:?}", r.tiers).contains("api.vendor.example"));
+        assert!(format!("{:?}", r.tiers).contains("Deny"));
     }
 }

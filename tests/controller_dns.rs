@@ -11,9 +11,14 @@
 //! a: Admin 10 Accept *.dyn.example tcp/8443; Admin 20 Deny 10.99.0.0/16. b: no policy.
 //! ```
 //!
+//! Pods resolve at the cluster DNS Service address (10.96.0.10), DNATed kube-proxy-style
+//! to the server; the controller trusts that address (`--dns-server`).
+//!
 //! Checked: the first connection after each answer succeeds, every round (zero races); a
-//! name outside the policy and the wildcard's base are refused; the unselected pod's DNS
-//! is not steered; removing the policy takes the learned addresses away.
+//! name outside the policy and the wildcard's base are refused; an answer from a server
+//! the pod chose (not the trusted address) admits nothing; the unselected pod's DNS
+//! is not steered; an open connection to a learned address survives a batch that revokes
+//! for its pod; removing the policy takes the learned addresses away and cuts it.
 //!
 //! Needs root: `#[ignore]`d, run with `--include-ignored` as root.
 
@@ -30,6 +35,7 @@ mod server;
 mod util;
 
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::process::Command;
 use std::sync::Arc;
@@ -45,6 +51,8 @@ use serde_json::{json, Value};
 use server::{Reply, TestServer};
 
 const DNS: &str = "10.244.1.53";
+/// The cluster DNS Service: the node DNATs it to `DNS`, as kube-proxy does.
+const CLUSTER_DNS: &str = "10.96.0.10";
 const POD_A: &str = "10.244.1.2";
 const POD_B: &str = "10.244.1.3";
 const PORT: u16 = 8443;
@@ -95,6 +103,7 @@ fn topology() -> (Namespaces, [String; 4]) {
         "dev",
         "vsrv",
     ]);
+    kube_proxy(node);
     (guard, names)
 }
 
@@ -129,6 +138,24 @@ fn zone() -> server::Zone {
     })
 }
 
+/// The cluster DNS Service, kube-proxy-shaped: DNAT at `dstnat`, after the steering.
+fn kube_proxy(node: &str) {
+    let script = format!(
+        "table ip kube-proxy {{\n chain pre {{\n type nat hook prerouting priority dstnat; policy accept;\n ip daddr {CLUSTER_DNS} meta l4proto {{ tcp, udp }} th dport 53 dnat to {DNS}:53\n }}\n}}\n"
+    );
+    let mut c = Command::new("ip")
+        .args(["netns", "exec", node, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    assert!(c.wait().unwrap().success(), "{script}");
+}
+
 fn cnp(name: &str, priority: i64, egress: Value) -> Value {
     json!({"apiVersion": ALPHA, "kind": "ClusterNetworkPolicy", "metadata": {"name": name},
         "spec": {"tier": "Admin", "priority": priority,
@@ -155,14 +182,52 @@ fn objects() -> Vec<Value> {
     ]
 }
 
-fn nft_list_set(node: &str, set: &str) -> String {
+fn nft(node: &str, args: &[&str]) -> String {
     let out = Command::new("ip")
-        .args([
-            "netns", "exec", node, "nft", "list", "set", "inet", "nftpol", set,
-        ])
+        .args(["netns", "exec", node, "nft"])
+        .args(args)
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn nft_list_set(node: &str, set: &str) -> String {
+    nft(node, &["list", "set", "inet", "nftpol", set])
+}
+
+/// An echo service on `PORT` of every address of the server namespace.
+fn echo(srv: &str) {
+    let l = routed::listen(srv, PORT);
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut s = s;
+                let mut buf = [0u8; 64];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// A connection from `pod` to `to`:`PORT`, reads timing out after 2 s.
+fn stream(pod: &str, to: IpAddr) -> TcpStream {
+    let s = nftpol::netlink::in_netns(&routed::path(pod), move || {
+        TcpStream::connect_timeout(&SocketAddr::new(to, PORT), Duration::from_secs(2))
+    })
+    .unwrap()
+    .expect("connects");
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s
+}
+
+/// Whether `s` still carries data both ways.
+fn echoes(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 4];
+    s.write_all(b"ping").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"ping"
 }
 
 /// Waits for `cond`, at most 20 s.
@@ -195,8 +260,13 @@ async fn metric(port: u16, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} on /metrics"))
 }
 
+/// Resolves `name` from `pod` at the cluster DNS Service.
 fn resolve(pod: &str, name: &str, id: u16) -> Option<IpAddr> {
-    let server: SocketAddr = format!("{DNS}:53").parse().unwrap();
+    resolve_at(pod, CLUSTER_DNS, name, id)
+}
+
+fn resolve_at(pod: &str, server: &str, name: &str, id: u16) -> Option<IpAddr> {
+    let server: SocketAddr = format!("{server}:53").parse().unwrap();
     let name = name.to_string();
     nftpol::netlink::in_netns(&routed::path(pod), move || {
         client::resolve_at(server, &name, id, false, RecordType::A)
@@ -236,24 +306,27 @@ async fn domain_names_through_the_controller() {
             TestServer::start(dns, zone()).await;
         })
     });
-    let _listener = routed::listen(&srv, PORT);
+    echo(&srv);
 
     let server = FakeApiServer::start().await;
     for o in objects() {
         server.apply(o);
     }
     let (listener, port) = util::metrics_listener();
-    let steering = nftpol::ruleset::DnsSteering::default();
+    let steering = nftpol::ruleset::DnsSteering {
+        // The cluster DNS Service's address, which kube-proxy DNATs to the server.
+        servers: vec![format!("{CLUSTER_DNS}/32").parse().unwrap()],
+        ..Default::default()
+    };
     let mut config = util::config(
         "n1",
         listener,
         Duration::from_secs(60),
         Some(routed::path(&node)),
     );
-    config.options.dns = Some(steering);
+    config.options.dns = Some(steering.clone());
     config.dns = Some(DnsConfig {
         steering,
-        servers: vec![format!("{DNS}/32").parse().unwrap()],
         ttl: nftpol::fqdn::Ttl { min: 1, max: 3600 },
         route_table: 9353,
     });
@@ -291,6 +364,12 @@ async fn domain_names_through_the_controller() {
         assert!(!connects(&a, addr), "{name} admitted");
     }
     assert!(metric(port, "nftpol_dns_answers_total").await >= u64::from(ROUNDS) + 2);
+    // A server of the pod's choosing (here the same server, by its own address, which is
+    // not the trusted Service address) teaches nothing: the query is not even steered.
+    let queries = metric(port, "nftpol_dns_queries_total").await;
+    let addr = resolve_at(&a, DNS, "h400.dyn.example.", 3).expect("DNS answers");
+    assert!(!connects(&a, addr), "an untrusted server's answer admitted");
+    assert_eq!(metric(port, "nftpol_dns_queries_total").await, queries);
     assert_eq!(metric(port, "nftpol_dns_learn_failures_total").await, 0);
 
     // Pod b is no subject: its DNS goes straight to the server, its traffic is free.
@@ -299,15 +378,37 @@ async fn domain_names_through_the_controller() {
     assert!(connects(&b, addr));
     assert_eq!(metric(port, "nftpol_dns_queries_total").await, queries);
 
-    // The domainNames policy removed: what it learned admits nothing any more.
+    // An open connection to a learned address survives a batch that revokes for pod a
+    // (a NetworkPolicy now isolates its ingress): the revoker knows what was learned.
     let learned: IpAddr = "10.99.0.1".parse().unwrap();
-    assert!(connects(&a, learned));
+    let mut open = stream(&a, learned);
+    assert!(echoes(&mut open), "the connection works before");
+    server.apply(util::policy(
+        "x",
+        "a-ingress",
+        json!({"podSelector": {"matchLabels": {"app": "a"}}, "policyTypes": ["Ingress"]}),
+    ));
+    until("a's ingress chain", || {
+        nft(&node, &["list", "chain", "inet", "nftpol", "ingress/x/a"]).contains("chain")
+    })
+    .await;
+    assert!(
+        echoes(&mut open),
+        "a connection to a learned address was cut"
+    );
+
+    // The domainNames policy removed: what it learned admits nothing any more, and the
+    // open connection is cut.
     server.delete("ClusterNetworkPolicy", None, "fqdn");
     let a2 = a.clone();
     until("the learned address to be refused", || {
         !connects(&a2, learned)
     })
     .await;
+    assert!(
+        !echoes(&mut open),
+        "a revoked connection still carries data"
+    );
 
     stop.send(()).unwrap();
     ctl.await.unwrap().unwrap();

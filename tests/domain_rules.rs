@@ -41,7 +41,13 @@ fn index() -> Index {
 fn model(dns: bool) -> Ruleset {
     let graph = PolicyGraph::build_for(&index(), Some("node-1"));
     let opts = Options {
-        dns: dns.then(DnsSteering::default),
+        dns: dns.then(|| DnsSteering {
+            servers: vec![
+                "10.96.0.10/32".parse().unwrap(),
+                "fd00:96::a/128".parse().unwrap(),
+            ],
+            ..Default::default()
+        }),
         ..Options::default()
     };
     ruleset::build_with(&graph, &opts)
@@ -212,7 +218,7 @@ fn the_steering_script_matches_its_snapshot() {
     for line in [
         "\t\ttype filter hook prerouting priority mangle; policy accept;",
         "\t\tmeta l4proto tcp socket transparent 1 meta mark set meta mark | 0x00200000 accept",
-        "\t\tip saddr @dns/pods4 udp dport @dns/alive tproxy ip to :9353 meta mark set meta mark | 0x00200000 accept",
+        "\t\tip saddr @dns/pods4 ip daddr @dns/servers4 udp dport @dns/alive tproxy ip to :9353 meta mark set meta mark | 0x00200000 accept",
     ] {
         assert!(script.lines().any(|l| l.starts_with(line)), "{line}");
     }
@@ -251,7 +257,13 @@ fn incremental_changes_give_the_full_build() {
     let text = std::fs::read_to_string(root().join("examples/domain-names.yaml")).unwrap();
     let objects = nftpol::input::parse_str(&text, "domain-names.yaml").unwrap();
     let opts = Options {
-        dns: Some(DnsSteering::default()),
+        dns: Some(DnsSteering {
+            servers: vec![
+                "10.96.0.10/32".parse().unwrap(),
+                "fd00:96::a/128".parse().unwrap(),
+            ],
+            ..Default::default()
+        }),
         ..Options::default()
     };
     let cnp_text = text

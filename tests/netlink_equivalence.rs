@@ -358,7 +358,13 @@ fn compiled_examples_list_identically() {
                 ..Default::default()
             },
             // And the DNS steering of domainNames rules (examples/domain-names.yaml).
-            dns: Some(nftpol::ruleset::DnsSteering::default()),
+            dns: Some(nftpol::ruleset::DnsSteering {
+                servers: vec![
+                    "10.96.0.10/32".parse().unwrap(),
+                    "fd00:96::a/128".parse().unwrap(),
+                ],
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let rs = nftpol::ruleset::build_with(&graph, &opts);

@@ -35,7 +35,13 @@ fn objects(extra: &str, without_cnp: bool) -> Ruleset {
         Index::from_objects(nftpol::input::parse_str(&text, "domain-names.yaml").unwrap()).unwrap();
     let graph = PolicyGraph::build_for(&index, Some("node-1"));
     let opts = Options {
-        dns: Some(DnsSteering::default()),
+        dns: Some(DnsSteering {
+            servers: vec![
+                "10.96.0.10/32".parse().unwrap(),
+                "fd00:96::a/128".parse().unwrap(),
+            ],
+            ..Default::default()
+        }),
         ..Options::default()
     };
     ruleset::build_with(&graph, &opts)

@@ -26,7 +26,7 @@ use nftpol::graph::PolicyGraph;
 use nftpol::index::Index;
 use nftpol::input::object_from_value;
 use nftpol::policy::Direction;
-use nftpol::ruleset::traffic::{RuleId, Traffic};
+use nftpol::ruleset::traffic::{PolicyKind, RuleId, Traffic};
 use nftpol::ruleset::{Options, SetRole};
 use serde_json::{json, Value};
 
@@ -86,6 +86,7 @@ fn objects(extra: bool) -> Vec<Obj> {
 
 fn rule(policy: &str, i: usize) -> RuleId {
     RuleId {
+        kind: PolicyKind::NetworkPolicy,
         policy: format!("x/{policy}"),
         direction: Direction::Ingress,
         rule: i,
@@ -164,9 +165,10 @@ impl Drop for Namespaces {
     }
 }
 
-/// A node namespace routing pod namespaces a, b, c, d.
-fn topology() -> (Namespaces, String, BTreeMap<&'static str, String>) {
-    let prefix = format!("nftpol-cnt-{}", std::process::id());
+/// A node namespace routing pod namespaces a, b, c, d; names start with
+/// `nftpol-<tag>-<pid>` (each test its own).
+fn topology(tag: &str) -> (Namespaces, String, BTreeMap<&'static str, String>) {
+    let prefix = format!("nftpol-{tag}-{}", std::process::id());
     let node = format!("{prefix}-n");
     let mut all = Namespaces(vec![node.clone()]);
     routed::ip(&["netns", "add", &node]);
@@ -184,7 +186,7 @@ fn topology() -> (Namespaces, String, BTreeMap<&'static str, String>) {
 
 fn server_index(server: &FakeApiServer) -> Index {
     let mut index = Index::new();
-    for kind in ["Namespace", "Pod", "NetworkPolicy"] {
+    for kind in ["Namespace", "Pod", "NetworkPolicy", "ClusterNetworkPolicy"] {
         for v in server.list(kind) {
             if let Ok(Some(o)) = object_from_value(v, "server") {
                 let _ = index.apply(o);
@@ -244,6 +246,17 @@ fn policy_labels(policy: &str) -> String {
     format!("kind=\"NetworkPolicy\",namespace=\"x\",policy=\"{policy}\",direction=\"ingress\"")
 }
 
+/// A ClusterNetworkPolicy's rule: cluster-scoped, so no namespace.
+fn cnp_rule_labels(policy: &str, i: usize) -> String {
+    format!("kind=\"ClusterNetworkPolicy\",namespace=\"\",policy=\"{policy}\",direction=\"ingress\",rule=\"{i}\"")
+}
+
+fn cnp_policy_labels(policy: &str) -> String {
+    format!(
+        "kind=\"ClusterNetworkPolicy\",namespace=\"\",policy=\"{policy}\",direction=\"ingress\""
+    )
+}
+
 /// `n` connections from pod namespace `from` to b:`port`, each allowed.
 fn allowed(from: &str, port: u16, n: usize) {
     for _ in 0..n {
@@ -299,7 +312,7 @@ fn start(node: &str, server: &FakeApiServer) -> Running {
 #[ignore = "needs root: network namespaces and nftables"]
 async fn connections_move_the_counters_of_their_rules_and_only_theirs() {
     require_root("connections_move_the_counters_of_their_rules_and_only_theirs");
-    let (_guard, node, pods) = topology();
+    let (_guard, node, pods) = topology("cnt");
     let server = FakeApiServer::start().await;
     for o in objects(false) {
         server.apply(o.value());
@@ -377,6 +390,307 @@ async fn connections_move_the_counters_of_their_rules_and_only_theirs() {
     *want.get_mut(&rule_labels("b-web", 0)).unwrap() += 1;
     *want.get_mut(&rule_labels("b-web", 1)).unwrap() += 1;
     want_denied.values_mut().for_each(|n| *n += 4);
+    assert_eq!(
+        series(ctl.port, "nftpol_rule_connections_total").await,
+        want
+    );
+    assert_eq!(
+        series(ctl.port, "nftpol_policy_denied_connections_total").await,
+        want_denied
+    );
+
+    let _ = ctl.stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), ctl.task).await;
+}
+
+// ClusterNetworkPolicy rules. b is selected, for ingress, by
+// - `b-pass` (Admin, priority 5): [0] Pass d on tcp/7000;
+// - `b-admin` (Admin, priority 10): [0] Accept a on tcp/9000 (9000-9100 when widened),
+//   [1] Deny c, [2] Accept a and c (every protocol; c is shadowed by [1]);
+// - `b-base` (Baseline): [0] Deny d;
+// and, once isolated, by the NetworkPolicy `x/b-np` (no rules).
+// The first matching rule decides, so: a -> b:9000 moves b-admin [0] only; a -> b:8080
+// b-admin [2]; c -> b:9000 b-admin [1] and b-admin's denied count; d -> b:8080 (and
+// d -> b:7000, passed by b-pass) b-base [0] and its denied count while NetworkPolicy does
+// not isolate b; once it does, NetworkPolicy decides d (b-np's denied count).
+
+const CNP_API: &str = "policy.networking.k8s.io/v1beta1";
+
+fn pods_peer(apps: &[&str]) -> Value {
+    json!({"pods": {"namespaceSelector": {},
+        "podSelector": {"matchExpressions": [{"key": "app", "operator": "In", "values": apps}]}}})
+}
+
+fn tcp_ports(lo: u16, hi: u16) -> Value {
+    match lo == hi {
+        true => json!([{"tcp": {"destinationPort": {"number": lo}}}]),
+        false => json!([{"tcp": {"destinationPort": {"range": {"start": lo, "end": hi}}}}]),
+    }
+}
+
+fn cnp(name: &str, tier: &str, priority: u32, ingress: Value) -> Obj {
+    Obj(
+        json!({"apiVersion": CNP_API, "kind": "ClusterNetworkPolicy", "metadata": {"name": name},
+        "spec": {"tier": tier, "priority": priority,
+            "subject": {"pods": {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app": "b"}}}},
+            "ingress": ingress}}),
+    )
+}
+
+/// `b-admin`; `wide`: its rule 0 on tcp/9000-9100 (a range: other elements, in another
+/// set, than tcp/9000).
+fn b_admin(wide: bool) -> Obj {
+    let hi = if wide { 9100 } else { 9000 };
+    cnp(
+        "b-admin",
+        "Admin",
+        10,
+        json!([
+            {"name": "accept-a", "action": "Accept", "from": [pods_peer(&["a"])], "protocols": tcp_ports(9000, hi)},
+            {"name": "deny-c", "action": "Deny", "from": [pods_peer(&["c"])]},
+            {"name": "accept-a-c", "action": "Accept", "from": [pods_peer(&["a", "c"])]},
+        ]),
+    )
+}
+
+/// `isolated`: with the NetworkPolicy `x/b-np` isolating b (so Baseline no longer
+/// applies) and `b-admin` widened: a batch that deletes counted elements of b's Admin
+/// sets and b's Baseline sets whole, and rewrites b's chain.
+fn cnp_objects(isolated: bool) -> Vec<Obj> {
+    let mut out = vec![common::ns("x")];
+    for (name, ip) in [("a", A), ("b", B), ("c", C), ("d", D)] {
+        out.push(routed_pod(name, ip));
+    }
+    out.push(b_admin(isolated));
+    out.push(cnp(
+        "b-pass",
+        "Admin",
+        5,
+        json!([{"action": "Pass", "from": [pods_peer(&["d"])], "protocols": tcp_ports(7000, 7000)}]),
+    ));
+    out.push(cnp(
+        "b-base",
+        "Baseline",
+        10,
+        json!([{"action": "Deny", "from": [pods_peer(&["d"])]}]),
+    ));
+    if isolated {
+        out.push(
+            netpol("x", "b-np")
+                .selecting("app", "b")
+                .policy_types(&["Ingress"]),
+        );
+    }
+    out
+}
+
+fn cnp_rule(policy: &str, i: usize) -> RuleId {
+    RuleId {
+        kind: PolicyKind::ClusterNetworkPolicy,
+        policy: policy.to_string(),
+        direction: Direction::Ingress,
+        rule: i,
+    }
+}
+
+/// Every element of b's counted tier sets is credited to exactly one rule, the one that
+/// decides its connections; Deny elements also to their policy's denied count. Pass
+/// rules count nothing.
+#[test]
+fn every_counted_tier_element_stands_for_the_rule_that_decides_it() {
+    let index = common::index(cnp_objects(false));
+    let graph = PolicyGraph::build_for(&index, Some("n1"));
+    let opts = counted();
+    let model = nftpol::ruleset::build_with(&graph, &opts);
+    let traffic = Traffic::new(&graph, &model, &opts);
+    let cnp_denied = |p: &str| {
+        (
+            PolicyKind::ClusterNetworkPolicy,
+            p.to_string(),
+            Direction::Ingress,
+        )
+    };
+    let mut by_rule: BTreeMap<RuleId, Vec<String>> = BTreeMap::new();
+    for name in traffic.sets() {
+        let set = model.set(name).unwrap();
+        assert!(set.counter, "{name} counts");
+        assert!(matches!(set.role, SetRole::Tier(..)), "{name}");
+        for e in &set.elements {
+            let credit = traffic.credit(&graph, name, e);
+            assert_eq!(credit.rules.len(), 1, "{name} {e:?}: {credit:?}");
+            let r = credit.rules[0].clone();
+            let want_denied = match name.contains("-deny-") {
+                true => vec![cnp_denied(&r.policy)],
+                false => vec![],
+            };
+            assert_eq!(credit.denied, want_denied, "{name} {e:?}");
+            let short = name.rsplit('/').next().unwrap();
+            by_rule
+                .entry(r)
+                .or_default()
+                .push(format!("{short} {:?}", e.key));
+        }
+    }
+    assert_eq!(
+        by_rule[&cnp_rule("b-admin", 0)],
+        vec![format!(
+            "admin-accept-exact4 [Ipv4({A}, {A}), Proto(6, 6), Port(9000, 9000)]"
+        )]
+    );
+    assert_eq!(
+        by_rule[&cnp_rule("b-admin", 1)],
+        vec![format!("admin-deny-any4 [Ipv4({C}, {C})]")]
+    );
+    assert_eq!(
+        by_rule[&cnp_rule("b-base", 0)],
+        vec![format!("baseline-deny-any4 [Ipv4({D}, {D})]")]
+    );
+    // The rest of a's plane: every other port and protocol, all rule 2's.
+    let rest = &by_rule[&cnp_rule("b-admin", 2)];
+    assert!(rest.len() > 4, "{rest:?}");
+    assert!(rest.iter().all(|e| e.contains(&format!("Ipv4({A}, {A})"))));
+    assert_eq!(by_rule.len(), 4, "{by_rule:?}");
+    // The series shown from the start: b-pass has none.
+    let (rules, denied) = traffic.tier_rules();
+    assert_eq!(
+        rules,
+        [
+            cnp_rule("b-admin", 0),
+            cnp_rule("b-admin", 1),
+            cnp_rule("b-admin", 2),
+            cnp_rule("b-base", 0)
+        ]
+        .into()
+    );
+    assert_eq!(denied, [cnp_denied("b-admin"), cnp_denied("b-base")].into());
+    // Uncounted, a's whole plane is one address-only element (two rules' regions).
+    let plain = nftpol::ruleset::build_with(&graph, &Options::default());
+    let any4 = nftpol::ruleset::names::pod_set(
+        Direction::Ingress,
+        "x",
+        "b",
+        nftpol::ruleset::TierSet::AdminAccept,
+        nftpol::ruleset::SetKind::Any4,
+    );
+    let plain_any4 = plain.set(&any4).unwrap();
+    assert!(!plain_any4.counter);
+    assert_eq!(plain_any4.elements.len(), 1, "{:?}", plain_any4.elements);
+    assert!(model.set(&any4).unwrap().elements.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root: network namespaces and nftables"]
+async fn connections_move_the_counters_of_the_cluster_rules_that_decide_them() {
+    require_root("connections_move_the_counters_of_the_cluster_rules_that_decide_them");
+    let (_guard, node, pods) = topology("cntc");
+    let server = FakeApiServer::start().await;
+    for o in cnp_objects(false) {
+        server.apply(o.value());
+    }
+    let ctl = start(&node, &server);
+    converge(&node, &server).await;
+    let _listeners: Vec<_> = [9000, 9050, 8080, 7000]
+        .into_iter()
+        .map(|p| routed::listen(&pods["b"], p))
+        .collect();
+    let rules = |m: &[(&str, usize, u64)]| -> BTreeMap<String, u64> {
+        m.iter()
+            .map(|&(p, i, n)| (cnp_rule_labels(p, i), n))
+            .collect()
+    };
+    let mut want = rules(&[
+        ("b-admin", 0, 0),
+        ("b-admin", 1, 0),
+        ("b-admin", 2, 0),
+        ("b-base", 0, 0),
+    ]);
+    let mut want_denied: BTreeMap<String, u64> = [
+        (cnp_policy_labels("b-admin"), 0),
+        (cnp_policy_labels("b-base"), 0),
+    ]
+    .into();
+    assert_eq!(
+        series(ctl.port, "nftpol_rule_connections_total").await,
+        want
+    );
+    assert_eq!(
+        series(ctl.port, "nftpol_policy_denied_connections_total").await,
+        want_denied
+    );
+
+    allowed(&pods["a"], 9000, 3);
+    allowed(&pods["a"], 8080, 2);
+    denied(&pods["c"], 9000, 2);
+    denied(&pods["d"], 8080, 1);
+    denied(&pods["d"], 7000, 1);
+    want = rules(&[
+        ("b-admin", 0, 3),
+        ("b-admin", 1, 2),
+        ("b-admin", 2, 2),
+        ("b-base", 0, 2),
+    ]);
+    want_denied = [
+        (cnp_policy_labels("b-admin"), 2),
+        (cnp_policy_labels("b-base"), 2),
+    ]
+    .into();
+    assert_eq!(
+        series(ctl.port, "nftpol_rule_connections_total").await,
+        want
+    );
+    assert_eq!(
+        series(ctl.port, "nftpol_policy_denied_connections_total").await,
+        want_denied
+    );
+
+    // More traffic, not scraped; then a batch that deletes a's tcp/9000 element (its
+    // rule now takes a range), deletes b's Baseline sets whole (NetworkPolicy isolates b
+    // now) and rewrites b's chain: the totals keep what the kernel's counters had.
+    allowed(&pods["a"], 9000, 1);
+    denied(&pods["d"], 8080, 2);
+    for o in cnp_objects(true) {
+        server.apply(o.value());
+    }
+    converge(&node, &server).await;
+    want = rules(&[
+        ("b-admin", 0, 4),
+        ("b-admin", 1, 2),
+        ("b-admin", 2, 2),
+        ("b-base", 0, 4),
+    ]);
+    want_denied = [
+        (cnp_policy_labels("b-admin"), 2),
+        (cnp_policy_labels("b-base"), 4),
+        (policy_labels("b-np"), 0),
+    ]
+    .into();
+    assert_eq!(
+        series(ctl.port, "nftpol_rule_connections_total").await,
+        want
+    );
+    assert_eq!(
+        series(ctl.port, "nftpol_policy_denied_connections_total").await,
+        want_denied
+    );
+
+    // After it: the new range element counts, Admin still decides before NetworkPolicy,
+    // and d is now NetworkPolicy's to deny (b-base no longer moves).
+    allowed(&pods["a"], 9050, 2);
+    allowed(&pods["a"], 8080, 1);
+    denied(&pods["c"], 9000, 1);
+    denied(&pods["d"], 8080, 3);
+    want = rules(&[
+        ("b-admin", 0, 6),
+        ("b-admin", 1, 3),
+        ("b-admin", 2, 3),
+        ("b-base", 0, 4),
+    ]);
+    want_denied = [
+        (cnp_policy_labels("b-admin"), 3),
+        (cnp_policy_labels("b-base"), 4),
+        (policy_labels("b-np"), 3),
+    ]
+    .into();
     assert_eq!(
         series(ctl.port, "nftpol_rule_connections_total").await,
         want

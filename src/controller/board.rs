@@ -73,8 +73,18 @@ impl Board {
     /// `index` and `graph` are what the kernel now enforces (the sync loop, after a batch
     /// or when woken while nothing is pending).
     pub fn publish(&self, index: Index, graph: PolicyGraph) {
+        self.publish_learned(index, graph, Default::default());
+    }
+
+    /// [`Board::publish`], with what the DNS proxy has learned.
+    pub fn publish_learned(
+        &self,
+        index: Index,
+        graph: PolicyGraph,
+        learned: crate::fqdn::facts::Learned,
+    ) {
         let generation = self.applied.load(Ordering::SeqCst);
-        let snap = Snapshot::new(generation, index, graph);
+        let snap = Snapshot::new(generation, index, graph).with_learned(learned);
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         g.publish(snap);
         self.published.notify_all();

@@ -21,7 +21,7 @@ pub struct CutStats {
     pub cut: usize,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BatchStats {
     /// Netlink messages in the batch (begin and end markers excluded).
     pub messages: usize,
@@ -32,6 +32,46 @@ pub struct BatchStats {
     /// The batch only added elements to sets whose elements allow (see
     /// [`only_allows_more`]): it revoked nothing. False when unknown.
     pub only_allows_more: bool,
+    /// What an incremental batch removed or replaced (whose kernel counters it ended);
+    /// `None` when not known.
+    pub replaced: Option<Replaced>,
+}
+
+/// The objects whose kernel counters an incremental batch ended: sets deleted (or
+/// deleted and created again), elements deleted, chains flushed or deleted (their
+/// `counter drop` with them). Read off the batch's operations, so exactly what it did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Replaced {
+    pub sets: BTreeSet<String>,
+    pub elements: BTreeMap<String, Vec<crate::ruleset::model::Key>>,
+    pub chains: BTreeSet<String>,
+}
+
+impl Replaced {
+    fn of(ops: &[crate::netlink::Op]) -> Replaced {
+        use crate::netlink::Op;
+        let mut out = Replaced::default();
+        for op in ops {
+            match op {
+                Op::DelSet(name) => {
+                    out.sets.insert(name.clone());
+                }
+                Op::DelSetElements { set, elements, .. } => out
+                    .elements
+                    .entry(set.clone())
+                    .or_default()
+                    .extend(elements.iter().map(|e| e.key)),
+                Op::SetRules { chain, flush: true } => {
+                    out.chains.insert(chain.name.clone());
+                }
+                Op::DelChain(name) => {
+                    out.chains.insert(name.clone());
+                }
+                _ => {}
+            }
+        }
+        out
+    }
 }
 
 /// A dataplane failure, sorted by what the sync loop must do next; each carries the
@@ -80,9 +120,24 @@ pub trait Dataplane: Send {
         Ok(0)
     }
     /// The counters of table `table`: each element of `sets` with its packets, and the
-    /// packets of every `counter drop` rule by chain. The default has none.
-    fn counters(&mut self, _table: &str, _sets: &[&Set]) -> Result<Readings, DataplaneError> {
+    /// packets of every `counter drop` rule by chain (of `chains` only, when given). The
+    /// default has none.
+    fn counters(
+        &mut self,
+        _table: &str,
+        _sets: &[&Set],
+        _chains: Option<&BTreeSet<String>>,
+    ) -> Result<Readings, DataplaneError> {
         Ok(Readings::default())
+    }
+    /// The addresses the learned sets `sets` (ClusterNetworkPolicy `domainNames`) of
+    /// table `table` hold, by set. The default has none.
+    fn learned(
+        &mut self,
+        _table: &str,
+        _sets: &[String],
+    ) -> Result<Vec<(String, IpAddr)>, DataplaneError> {
+        Ok(Vec::new())
     }
 }
 
@@ -94,6 +149,10 @@ pub struct Readings {
     /// Chain name -> the packets of its `counter drop`.
     pub drops: BTreeMap<String, u64>,
 }
+
+/// Up to this many chains, drop counters are read chain by chain (one small dump each)
+/// rather than by one dump of every rule of the table.
+const PER_CHAIN_READS: usize = 32;
 
 /// The real dataplane: netlink batches in the network namespace of the thread that opens it.
 pub struct NetlinkDataplane {
@@ -144,6 +203,7 @@ impl Dataplane for NetlinkDataplane {
             bytes: s.bytes,
             kernel: s.elapsed,
             only_allows_more: false,
+            replaced: None,
         })
     }
 
@@ -152,9 +212,11 @@ impl Dataplane for NetlinkDataplane {
         // would drop everything outside it, so ask for a real full sync instead.
         let ops = crate::netlink::diff_views(old, new).ok_or(DataplaneError::NeedsFullSync)?;
         let allows_more = ops.iter().all(only_allows_more);
+        let replaced = Some(Replaced::of(&ops));
         if ops.is_empty() {
             return Ok(BatchStats {
                 only_allows_more: allows_more,
+                replaced,
                 ..BatchStats::default()
             });
         }
@@ -164,6 +226,7 @@ impl Dataplane for NetlinkDataplane {
             bytes: s.bytes,
             kernel: s.elapsed,
             only_allows_more: allows_more,
+            replaced,
         })
     }
 
@@ -199,11 +262,31 @@ impl Dataplane for NetlinkDataplane {
         self.conntrack.delete(entries).map_err(map_err)
     }
 
-    fn counters(&mut self, table: &str, sets: &[&Set]) -> Result<Readings, DataplaneError> {
-        let mut out = Readings {
-            drops: self.counters.drop_packets(table).map_err(map_err)?,
-            ..Readings::default()
-        };
+    fn learned(
+        &mut self,
+        table: &str,
+        sets: &[String],
+    ) -> Result<Vec<(String, IpAddr)>, DataplaneError> {
+        self.backend.learned_addresses(table, sets).map_err(map_err)
+    }
+
+    fn counters(
+        &mut self,
+        table: &str,
+        sets: &[&Set],
+        chains: Option<&BTreeSet<String>>,
+    ) -> Result<Readings, DataplaneError> {
+        let mut out = Readings::default();
+        match chains {
+            // A few chains: a dump of each one's rules, not of the whole table's.
+            Some(chains) if chains.len() <= PER_CHAIN_READS => {
+                for chain in chains {
+                    let read = self.counters.drop_packets(table, Some(chain));
+                    out.drops.extend(read.map_err(map_err)?);
+                }
+            }
+            _ => out.drops = self.counters.drop_packets(table, None).map_err(map_err)?,
+        }
         for set in sets {
             let elements = self.counters.element_packets(table, set).map_err(map_err)?;
             out.sets.insert(set.name.clone(), elements);

@@ -6,7 +6,6 @@
 //! ```text
 //! sync loop --after each batch: rules(domain rules)--> DnsNode --> SetLearner::set_rules
 //!                                                             \--> liveness on/off
-//! sync loop --after a full sync (table replaced)----> DnsNode --> learner forgets
 //! /metrics <-- ProxyStats
 //! ```
 //!
@@ -34,9 +33,9 @@ use crate::ruleset::{names, DnsSteering};
 /// `nftpol run`'s DNS flags.
 #[derive(Debug, Clone)]
 pub struct DnsConfig {
+    /// Also `options.dns`: the steering rules send the proxy only queries addressed to
+    /// `steering.servers`.
     pub steering: DnsSteering,
-    /// `--dns-server`: the servers whose answers teach (the cluster DNS).
-    pub servers: Vec<IpNet>,
     /// `--dns-min-ttl` (and the ceiling).
     pub ttl: Ttl,
     /// `--dns-route-table`: the routing table of the `local` default route that delivers
@@ -154,12 +153,14 @@ impl DnsNode {
         self.active.store(now, Ordering::SeqCst);
     }
 
-    /// The table was replaced whole: every learned element is gone from the kernel.
-    pub fn table_replaced(&self) {
-        self.learner.forget();
-        if self.active.load(Ordering::SeqCst) {
-            self.refresh.notify_one();
-        }
+    /// (learned set, address) -> the domain the proxy learned it from, for what it
+    /// still holds.
+    pub fn domains(&self) -> std::collections::HashMap<(String, std::net::IpAddr), String> {
+        self.learner
+            .learned()
+            .into_iter()
+            .map(|(k, g)| (k, g.domain))
+            .collect()
     }
 }
 
@@ -221,7 +222,12 @@ impl Parts {
             table: names::TABLE.to_string(),
             backend,
         };
-        let learner = Arc::new(SetLearner::new(c.servers.clone(), c.ttl, Box::new(sink)));
+        // The kernel steers only queries addressed to a trusted server, matched before
+        // kube-proxy's DNAT; the proxy sees them after it (addressed to the endpoint DNAT
+        // chose), so it cannot check the server again by address, and need not.
+        // (Ipv4Net's and Ipv6Net's defaults are 0.0.0.0/0 and ::/0: every server.)
+        let steered = vec![IpNet::V4(Default::default()), IpNet::V6(Default::default())];
+        let learner = Arc::new(SetLearner::new(steered, c.ttl, Box::new(sink)));
         let port = c.steering.proxy_port;
         for addr in [
             SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
@@ -249,7 +255,7 @@ impl Parts {
             self.active.clone(),
             self.refresh.clone(),
         ));
-        tracing::info!(port, servers = ?c.servers, min_ttl = c.ttl.min, "DNS proxy listening");
+        tracing::info!(port, servers = ?c.steering.servers, min_ttl = c.ttl.min, "DNS proxy listening");
         Ok(learner)
     }
 }

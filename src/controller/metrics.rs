@@ -10,10 +10,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::input::Kind;
 use crate::policy::Direction;
 use crate::ruleset::names::LogVerdict;
-use crate::ruleset::traffic::RuleId;
+use crate::ruleset::traffic::{PolicyKind, RuleId};
 
-/// An isolating policy (`namespace/name`) and the direction it isolates.
-pub type DeniedKey = (String, Direction);
+/// A policy that denied connections: an isolating NetworkPolicy (`namespace/name`) or a
+/// ClusterNetworkPolicy with a Deny rule (`name`), and the direction.
+pub type DeniedKey = crate::ruleset::traffic::DeniedBy;
 
 const SECONDS_BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
@@ -488,22 +489,31 @@ fn render_verdicts(out: &mut String, m: &Inner) {
 
 /// `nftpol_rule_connections_total` and `nftpol_policy_denied_connections_total`.
 fn render_traffic(out: &mut String, m: &Inner) {
-    out.push_str("# HELP nftpol_rule_connections_total New connections on this node each NetworkPolicy rule allowed (every rule of the lookup that allowed it whose peer and ports cover it; a resent first packet counts again).\n# TYPE nftpol_rule_connections_total counter\n");
+    out.push_str("# HELP nftpol_rule_connections_total New connections on this node each NetworkPolicy rule allowed (every rule of the lookup that allowed it whose peer and ports cover it) or each ClusterNetworkPolicy rule decided (the first that matched); a resent first packet counts again.\n# TYPE nftpol_rule_connections_total counter\n");
     for (r, n) in &m.rule_connections {
-        let (ns, name) = r.policy.split_once('/').unwrap_or(("", &r.policy));
+        let (ns, name) = namespaced(r.kind, &r.policy);
         let _ = writeln!(
             out,
-            "nftpol_rule_connections_total{{kind=\"NetworkPolicy\",namespace=\"{ns}\",policy=\"{name}\",direction=\"{}\",rule=\"{}\"}} {n}",
-            r.direction, r.rule
+            "nftpol_rule_connections_total{{kind=\"{}\",namespace=\"{ns}\",policy=\"{name}\",direction=\"{}\",rule=\"{}\"}} {n}",
+            r.kind.name(), r.direction, r.rule
         );
     }
-    out.push_str("# HELP nftpol_policy_denied_connections_total New connections on this node denied by default, credited to each policy that isolates the pod in that direction (a resent first packet counts again).\n# TYPE nftpol_policy_denied_connections_total counter\n");
-    for ((policy, dir), n) in &m.policy_denied {
-        let (ns, name) = policy.split_once('/').unwrap_or(("", policy));
+    out.push_str("# HELP nftpol_policy_denied_connections_total New connections on this node denied by default, credited to each NetworkPolicy that isolates the pod in that direction, or dropped by a ClusterNetworkPolicy's Deny rule (a resent first packet counts again).\n# TYPE nftpol_policy_denied_connections_total counter\n");
+    for ((kind, policy, dir), n) in &m.policy_denied {
+        let (ns, name) = namespaced(*kind, policy);
         let _ = writeln!(
             out,
-            "nftpol_policy_denied_connections_total{{kind=\"NetworkPolicy\",namespace=\"{ns}\",policy=\"{name}\",direction=\"{dir}\"}} {n}"
+            "nftpol_policy_denied_connections_total{{kind=\"{}\",namespace=\"{ns}\",policy=\"{name}\",direction=\"{dir}\"}} {n}",
+            kind.name()
         );
+    }
+}
+
+/// The namespace (empty for a cluster-scoped ClusterNetworkPolicy) and name of a policy.
+fn namespaced(kind: PolicyKind, policy: &str) -> (&str, &str) {
+    match kind {
+        PolicyKind::NetworkPolicy => policy.split_once('/').unwrap_or(("", policy)),
+        PolicyKind::ClusterNetworkPolicy => ("", policy),
     }
 }
 
@@ -517,13 +527,19 @@ mod tests {
     fn traffic_totals_start_at_zero_and_only_grow() {
         let m = Metrics::default();
         let rule = |i| RuleId {
+            kind: PolicyKind::NetworkPolicy,
             policy: "x/allow".into(),
             direction: Direction::Ingress,
             rule: i,
         };
         let seen = (
             [rule(0), rule(1)].into(),
-            [("x/allow".to_string(), Direction::Ingress)].into(),
+            [(
+                PolicyKind::NetworkPolicy,
+                "x/allow".to_string(),
+                Direction::Ingress,
+            )]
+            .into(),
         );
         m.traffic(seen, BTreeMap::new(), BTreeMap::new());
         let zero = "nftpol_rule_connections_total{kind=\"NetworkPolicy\",namespace=\"x\",policy=\"allow\",direction=\"ingress\",rule=\"1\"} 0\n";
@@ -531,7 +547,15 @@ mod tests {
         m.traffic(
             Default::default(),
             [(rule(1), 3)].into(),
-            [(("x/allow".to_string(), Direction::Ingress), 2)].into(),
+            [(
+                (
+                    PolicyKind::NetworkPolicy,
+                    "x/allow".to_string(),
+                    Direction::Ingress,
+                ),
+                2,
+            )]
+            .into(),
         );
         m.traffic(Default::default(), [(rule(1), 4)].into(), BTreeMap::new());
         let page = m.render();
@@ -545,6 +569,31 @@ mod tests {
         );
         assert!(
             page.contains("nftpol_policy_denied_connections_total{kind=\"NetworkPolicy\",namespace=\"x\",policy=\"allow\",direction=\"ingress\"} 2\n"),
+            "{page}"
+        );
+    }
+
+    /// A ClusterNetworkPolicy is cluster-scoped: its series have an empty namespace and
+    /// its whole name as the policy.
+    #[test]
+    fn cluster_network_policy_series_have_no_namespace() {
+        let m = Metrics::default();
+        let kind = PolicyKind::ClusterNetworkPolicy;
+        let rule = RuleId {
+            kind,
+            policy: "no-db".into(),
+            direction: Direction::Egress,
+            rule: 2,
+        };
+        let denied = (kind, "no-db".to_string(), Direction::Egress);
+        m.traffic(Default::default(), [(rule, 5)].into(), [(denied, 5)].into());
+        let page = m.render();
+        assert!(
+            page.contains("nftpol_rule_connections_total{kind=\"ClusterNetworkPolicy\",namespace=\"\",policy=\"no-db\",direction=\"egress\",rule=\"2\"} 5\n"),
+            "{page}"
+        );
+        assert!(
+            page.contains("nftpol_policy_denied_connections_total{kind=\"ClusterNetworkPolicy\",namespace=\"\",policy=\"no-db\",direction=\"egress\"} 5\n"),
             "{page}"
         );
     }

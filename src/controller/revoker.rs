@@ -36,6 +36,9 @@ pub struct Applied<'a> {
     /// The batch only added elements to allowing sets
     /// ([`super::dataplane::BatchStats::only_allows_more`]): it revoked nothing.
     pub only_allows_more: bool,
+    /// What the kernel's learned sets (`domainNames`) admit now: without it, every
+    /// connection to a learned address would be judged denied and cut.
+    pub learned: Option<&'a crate::fqdn::facts::Learned>,
 }
 
 /// Decides which connections a batch revokes, and has the dataplane cut them.
@@ -67,7 +70,7 @@ impl Revoker {
             batch.touched
         };
         let scope = self.tracker.scope(batch.index, batch.node, touched);
-        self.release_allowed(dataplane, batch.model, &scope);
+        self.release_allowed(dataplane, &batch, &scope);
         // After a batch that only allows more, only the connections of pods that are
         // gone can have to go.
         let scope = if !batch.only_allows_more || touched.is_none() {
@@ -79,7 +82,7 @@ impl Revoker {
             }
         };
         self.rejudge_all = true;
-        let stats = self.cut_scope(dataplane, batch.model, &scope)?;
+        let stats = self.cut_scope(dataplane, &batch, &scope)?;
         self.rejudge_all = false;
         Ok(stats)
     }
@@ -88,7 +91,7 @@ impl Revoker {
     /// reversed within the hold): a new connection that happens to reuse a cut one's
     /// 5-tuple must not stay dropped once policy allows it. A hold about to expire is
     /// left to expire: deleting an element the kernel has just dropped fails the batch.
-    fn release_allowed(&mut self, dataplane: &mut impl Dataplane, model: &Ruleset, scope: &Scope) {
+    fn release_allowed(&mut self, dataplane: &mut impl Dataplane, batch: &Applied, scope: &Scope) {
         let now = Instant::now();
         self.held.retain(|_, until| *until > now);
         if self.held.is_empty() || scope.judge.is_empty() {
@@ -101,7 +104,7 @@ impl Revoker {
                 return;
             }
         };
-        let mut judge = Judge::new(model, scope, &host);
+        let mut judge = judge(batch, scope, &host);
         let margin = now + RELEASE_MARGIN;
         let allowed: Vec<Flow> = self
             .held
@@ -113,7 +116,7 @@ impl Revoker {
             return;
         }
         let keys: Vec<_> = allowed.iter().filter_map(Flow::held).flatten().collect();
-        match dataplane.hold(&model.name, &keys, false) {
+        match dataplane.hold(&batch.model.name, &keys, false) {
             Ok(()) => tracing::debug!(
                 flows = allowed.len(),
                 "held connections allowed again, let go"
@@ -132,7 +135,7 @@ impl Revoker {
     fn cut_scope(
         &mut self,
         dataplane: &mut impl Dataplane,
-        model: &Ruleset,
+        batch: &Applied,
         scope: &Scope,
     ) -> Result<CutStats, DataplaneError> {
         if scope.is_empty() {
@@ -146,7 +149,7 @@ impl Revoker {
         let t1 = Instant::now();
         let host = dataplane.host_addresses()?;
         let t2 = Instant::now();
-        let mut judge = Judge::new(model, scope, &host);
+        let mut judge = judge(batch, scope, &host);
         let revoked: Vec<_> = entries
             .iter()
             .filter(|e| judge.decide(&e.flow).cut())
@@ -160,7 +163,7 @@ impl Revoker {
             .filter_map(|e| e.flow.held())
             .flatten()
             .collect();
-        match dataplane.hold(&model.name, &held, true) {
+        match dataplane.hold(&batch.model.name, &held, true) {
             Ok(()) => {
                 let until = Instant::now() + Duration::from_secs(HELD_TIMEOUT_SECS.into());
                 for e in &revoked {
@@ -188,5 +191,18 @@ impl Revoker {
             examined: entries.len(),
             cut,
         })
+    }
+}
+
+/// The judge of `batch`'s model, with what its learned sets admit.
+fn judge<'a>(
+    batch: &Applied<'a>,
+    scope: &'a Scope,
+    host: &'a BTreeSet<std::net::IpAddr>,
+) -> Judge<'a> {
+    let judge = Judge::new(batch.model, scope, host);
+    match batch.learned {
+        Some(l) => judge.with_learned(l),
+        None => judge,
     }
 }

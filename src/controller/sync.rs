@@ -149,6 +149,8 @@ pub struct SyncLoop<D: Dataplane> {
     traffic: Totals,
     /// The node's DNS proxy (`domainNames` rules), told the rules after each batch.
     dns: Option<Arc<super::dns_node::DnsNode>>,
+    /// The node's `domainNames` rules as of the last batch.
+    domain_rules: Vec<crate::graph::domains::DomainRule>,
 }
 
 /// Which lists are complete: nothing is synced before every kind has been listed once
@@ -219,6 +221,7 @@ impl<D: Dataplane> SyncLoop<D> {
             board: None,
             traffic: Totals::default(),
             dns: None,
+            domain_rules: Vec::new(),
         }
     }
 
@@ -231,19 +234,54 @@ impl<D: Dataplane> SyncLoop<D> {
 
     /// After a batch the kernel took (or a change that needed none: a rule's names can
     /// change without a set doing so): the learner's rules are the index's now.
-    fn domains_applied(&self, full: bool) {
-        let Some(dns) = &self.dns else { return };
-        if full {
-            dns.table_replaced();
-        }
+    fn domains_applied(&mut self) {
         let idx = self.state.index();
         // Cheap for the usual cluster: no policy has domainNames peers.
-        let rules = if idx.cnps().any(|e| e.policy.has_domain_names()) {
+        self.domain_rules = if idx.cnps().any(|e| e.policy.has_domain_names()) {
             crate::graph::domains::domain_rules(idx, Some(&self.settings.node))
         } else {
             Vec::new()
         };
-        dns.rules(&rules);
+        if let Some(dns) = &self.dns {
+            dns.rules(&self.domain_rules);
+        }
+    }
+
+    /// What the kernel's learned sets admit now, for the revoker (named by the domain the
+    /// proxy learned each address from, when it remembers); `None` without domain rules.
+    fn learned_facts(&mut self) -> Option<crate::fqdn::facts::Learned> {
+        use crate::ruleset::names::learned_set;
+        if self.domain_rules.is_empty() {
+            return None;
+        }
+        let mut owner = std::collections::HashMap::new();
+        for r in &self.domain_rules {
+            for v6 in [false, true] {
+                owner.insert(
+                    learned_set(&r.policy, r.rule, v6),
+                    (r.policy.clone(), r.rule),
+                );
+            }
+        }
+        let sets: Vec<String> = owner.keys().cloned().collect();
+        let table = self.state.model().name.clone();
+        let held = match self.dataplane.learned(&table, &sets) {
+            Ok(h) => h,
+            Err(e) => {
+                // Judged without them, every connection to a learned address would be cut.
+                tracing::warn!(error = %e, "cannot read the learned sets; judging as if all were learned");
+                return None;
+            }
+        };
+        let domains = self.dns.as_ref().map(|d| d.domains()).unwrap_or_default();
+        let mut facts = crate::fqdn::facts::Learned::new();
+        for (set, addr) in held {
+            if let Some((policy, rule)) = owner.get(&set) {
+                let domain = domains.get(&(set.clone(), addr)).map_or("", String::as_str);
+                facts.add(policy, *rule, addr, domain);
+            }
+        }
+        Some(facts)
     }
 
     /// Publishes the index and graph of every applied batch to `board`, for the verdict
@@ -268,7 +306,29 @@ impl<D: Dataplane> SyncLoop<D> {
         let graph = self.state.graph().clone();
         self.metrics
             .retain_verdict_pods(&graph.pods.keys().cloned().collect());
-        board.publish(self.state.index().clone(), graph);
+        board.publish_learned(self.state.index().clone(), graph, self.remembered());
+    }
+
+    /// What the DNS proxy remembers learning (for the records; the revoker reads the
+    /// kernel instead, see [`Self::learned_facts`]).
+    fn remembered(&self) -> crate::fqdn::facts::Learned {
+        use crate::ruleset::names::learned_set;
+        let mut facts = crate::fqdn::facts::Learned::new();
+        let Some(dns) = self.dns.as_ref().filter(|_| !self.domain_rules.is_empty()) else {
+            return facts;
+        };
+        let domains = dns.domains();
+        for r in &self.domain_rules {
+            for v6 in [false, true] {
+                let set = learned_set(&r.policy, r.rule, v6);
+                for ((s, addr), domain) in &domains {
+                    if *s == set {
+                        facts.add(&r.policy, r.rule, *addr, domain);
+                    }
+                }
+            }
+        }
+        facts
     }
 
     /// Takes this node's pod CIDRs for `--default-deny-unknown`; a change rebuilds the
@@ -426,13 +486,18 @@ impl<D: Dataplane> SyncLoop<D> {
     }
 
     /// After a batch: the counters of what it touched start a new baseline (every one,
-    /// after a full sync: they all restarted at 0).
-    fn rebase_counters(&mut self, full: bool, covered: &BTreeSet<PodKey>) {
+    /// after a full sync: they all restarted at 0): those it replaced are forgotten when
+    /// it says which, else read again.
+    fn rebase_counters(&mut self, full: bool, covered: &BTreeSet<PodKey>, stats: &BatchStats) {
         if full {
             self.traffic.restarted();
             return;
         }
         if covered.is_empty() || !self.state.options().counters {
+            return;
+        }
+        if let Some(replaced) = &stats.replaced {
+            self.traffic.forget(replaced);
             return;
         }
         let read = self
@@ -468,7 +533,7 @@ impl<D: Dataplane> SyncLoop<D> {
                 // Nothing for the kernel, but the state may have moved (a policy renamed,
                 // one that changes no rule): records must be explained by the new state.
                 self.state.acknowledged(false);
-                self.domains_applied(false);
+                self.domains_applied();
                 self.applied_to_board();
                 self.settled();
                 return true;
@@ -484,8 +549,8 @@ impl<D: Dataplane> SyncLoop<D> {
             Ok(stats) => {
                 self.report_synced(full, &stats, [begun, start], pods);
                 let covered = self.state.acknowledged(full);
-                self.domains_applied(full);
-                self.rebase_counters(full, &covered);
+                self.domains_applied();
+                self.rebase_counters(full, &covered, &stats);
                 self.applied_to_board();
                 self.cut_revoked(full, &covered, stats.only_allows_more);
                 self.settled();
@@ -548,7 +613,13 @@ impl<D: Dataplane> SyncLoop<D> {
         if self.settings.keep_established {
             return;
         }
+        let learned = self.learned_facts();
+        if learned.is_none() && !self.domain_rules.is_empty() {
+            // The learned sets could not be read: cutting now could cut what they admit.
+            return;
+        }
         let batch = Applied {
+            learned: learned.as_ref(),
             model: self.state.model(),
             index: self.state.index(),
             node: &self.settings.node,

@@ -1,6 +1,7 @@
 //! The running totals behind `nftpol_rule_connections_total` and
-//! `nftpol_policy_denied_connections_total`: the kernel's counters (set elements and
-//! pod chains' `counter drop`) read and credited to rules through
+//! `nftpol_policy_denied_connections_total`: the kernel's counters (elements of the
+//! NetworkPolicy and ClusterNetworkPolicy tier sets, pod chains' `counter drop`) read
+//! and credited to rules through
 //! [`crate::ruleset::traffic`], as increments since the last read.
 //!
 //! ```text
@@ -11,22 +12,25 @@
 //! drops a set or rewrites a pod chain would lose what they counted since the last read.
 //! So the sync loop reads, before each batch, the counters of everything the batch can
 //! touch (the objects of the pods it recomputes), while the graph and the kernel's model
-//! still describe what the kernel holds. After the batch, the counters of those objects
-//! may be new ones (a rewritten chain's drop, a set replaced whole, an element removed and
-//! added back), indistinguishable from old ones by value: it reads them again as the new
-//! baseline, crediting nothing. After a full sync (every counter restarts at 0) it forgets
-//! the last readings. What is lost: connections counted on the touched objects between
+//! still describe what the kernel holds. After the batch, the counters of what it
+//! removed or replaced (a rewritten chain's drop, a set replaced whole, an element
+//! removed and added back) are new ones, indistinguishable from old ones by value: the
+//! batch says which they are ([`Replaced`], read off its operations) and their last
+//! readings are forgotten, so the next read counts them from 0
+//! ([`Totals::forget`]); without that list (a dataplane that does not give it) they are
+//! read again as the new baseline, crediting nothing. After a full sync (every counter
+//! restarts at 0) it forgets the last readings. What is lost: connections counted on the touched objects between
 //! the two reads (one batch's time), and everything since the last read when the kernel's
 //! state is unknown (a failed batch: the full sync that follows replaces every counter).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::dataplane::{Dataplane, DataplaneError};
+use super::dataplane::{Dataplane, DataplaneError, Replaced};
 use super::metrics::{DeniedKey, Metrics};
 use crate::index::PodKey;
 use crate::ruleset::model::{Element, Key, Set};
 use crate::ruleset::names;
-use crate::ruleset::traffic::{RuleId, Traffic};
+use crate::ruleset::traffic::{PolicyKind, RuleId, Traffic};
 use crate::state::NodeState;
 
 /// The kernel counters' values at the last read, to take increments from.
@@ -58,6 +62,24 @@ impl Totals {
     pub fn restarted(&mut self) {
         self.sets.clear();
         self.drops.clear();
+    }
+
+    /// A batch ended the counters of `replaced`: their successors (if any) start at 0,
+    /// and count from there at the next read.
+    pub fn forget(&mut self, replaced: &Replaced) {
+        for set in &replaced.sets {
+            self.sets.remove(set);
+        }
+        for (set, keys) in &replaced.elements {
+            if let Some(last) = self.sets.get_mut(set) {
+                for k in keys {
+                    last.remove(k);
+                }
+            }
+        }
+        for chain in &replaced.chains {
+            self.drops.remove(chain);
+        }
     }
 
     /// Reads the counters `scope` covers and credits their increments in `metrics`;
@@ -98,12 +120,26 @@ impl Totals {
             return Ok(());
         }
         let graph = state.graph();
-        let traffic = Traffic::new(graph, kernel, state.options());
+        let traffic = match &scope {
+            Scope::All => Traffic::new(graph, kernel, state.options()),
+            Scope::Pods(pods) => {
+                let over = state.over_budget();
+                Traffic::of_pods(graph, kernel, state.options(), pods, over)
+            }
+        };
         let (sets, chains) = covered(kernel, &traffic, &scope);
-        let sets: Vec<&Set> = sets.into_iter().filter_map(|s| kernel.set(s)).collect();
-        let readings = dataplane.counters(&kernel.name, &sets)?;
-        let rules = self.credit_sets(&traffic, graph, readings.sets);
-        let denied = self.credit_drops(&traffic, chains.as_ref(), readings.drops);
+        // A set the kernel holds empty has no counter to read (a round trip saved per
+        // set: most pods have no IPv6 elements, say).
+        let sets: Vec<&Set> = sets
+            .into_iter()
+            .filter_map(|s| kernel.set(s))
+            .filter(|s| !s.elements.is_empty())
+            .collect();
+        let readings = dataplane.counters(&kernel.name, &sets, chains.as_ref())?;
+        let (rules, mut denied) = self.credit_sets(&traffic, graph, readings.sets);
+        for (p, n) in self.credit_drops(&traffic, chains.as_ref(), readings.drops) {
+            *denied.entry(p).or_default() += n;
+        }
         if let Scope::All = scope {
             // A set or chain the kernel no longer holds restarts from 0 if it comes back.
             let read: BTreeSet<&str> = sets.iter().map(|s| s.name.as_str()).collect();
@@ -111,19 +147,26 @@ impl Totals {
             self.drops.retain(|c, _| kernel.chain(c).is_some());
         }
         if let Some(metrics) = metrics {
-            metrics.traffic(seen_rules(state), rules, denied);
+            // The series of every rule at 0 come with the scrape's read of everything.
+            let seen = match scope {
+                Scope::All => seen_rules(state, &traffic),
+                Scope::Pods(_) => Default::default(),
+            };
+            metrics.traffic(seen, rules, denied);
         }
         Ok(())
     }
 
-    /// The increments of the elements read, by rule; the readings become the last ones.
+    /// The increments of the elements read, by rule and by denying policy (a tier Deny
+    /// set's); the readings become the last ones.
     fn credit_sets(
         &mut self,
         traffic: &Traffic,
         graph: &crate::graph::PolicyGraph,
         read: BTreeMap<String, Vec<(Element, u64)>>,
-    ) -> BTreeMap<RuleId, u64> {
+    ) -> (BTreeMap<RuleId, u64>, BTreeMap<DeniedKey, u64>) {
         let mut rules: BTreeMap<RuleId, u64> = BTreeMap::new();
+        let mut denied: BTreeMap<DeniedKey, u64> = BTreeMap::new();
         let mut unattributed = 0;
         for (set, elements) in read {
             let last = self.sets.remove(&set).unwrap_or_default();
@@ -134,12 +177,15 @@ impl Totals {
                 if n == 0 {
                     continue;
                 }
-                let credited = traffic.rules_of(graph, &set, &e);
-                if credited.is_empty() {
+                let credited = traffic.credit(graph, &set, &e);
+                if credited.rules.is_empty() && credited.denied.is_empty() {
                     unattributed += n;
                 }
-                for r in credited {
+                for r in credited.rules {
                     *rules.entry(r).or_default() += n;
+                }
+                for p in credited.denied {
+                    *denied.entry(p).or_default() += n;
                 }
             }
             self.sets.insert(set, now);
@@ -150,7 +196,7 @@ impl Totals {
                 "counted connections no rule of the kernel's state covers"
             );
         }
-        rules
+        (rules, denied)
     }
 
     /// The increments of the drops read (of `chains` only, when given), by isolating
@@ -171,7 +217,8 @@ impl Totals {
                 continue;
             };
             for p in policies.iter().filter(|_| n > 0) {
-                *denied.entry((p.clone(), dir)).or_default() += n;
+                let key = (PolicyKind::NetworkPolicy, p.clone(), dir);
+                *denied.entry(key).or_default() += n;
             }
         }
         denied
@@ -202,11 +249,11 @@ fn covered<'a>(
     }
 }
 
-/// Every rule and isolating policy of this node's pods: their series exist from the
+/// Every rule and isolating policy of this node's pods, and every ClusterNetworkPolicy
+/// rule and denying policy of their counted tier sets: their series exist from the
 /// start (at 0), so a rule that never allowed anything is one query away.
-fn seen_rules(state: &NodeState) -> (BTreeSet<RuleId>, BTreeSet<DeniedKey>) {
-    let mut rules = BTreeSet::new();
-    let mut policies = BTreeSet::new();
+fn seen_rules(state: &NodeState, traffic: &Traffic) -> (BTreeSet<RuleId>, BTreeSet<DeniedKey>) {
+    let (mut rules, mut policies) = traffic.tier_rules();
     for pod in state.graph().pods.values() {
         for dir in [
             crate::policy::Direction::Ingress,
@@ -215,8 +262,10 @@ fn seen_rules(state: &NodeState) -> (BTreeSet<RuleId>, BTreeSet<DeniedKey>) {
             let Some(iso) = pod.isolation(dir) else {
                 continue;
             };
-            policies.extend(iso.isolated_by.iter().map(|p| (p.clone(), dir)));
+            let kind = PolicyKind::NetworkPolicy;
+            policies.extend(iso.isolated_by.iter().map(|p| (kind, p.clone(), dir)));
             rules.extend(iso.allows.iter().map(|a| RuleId {
+                kind,
                 policy: a.origin.policy.clone(),
                 direction: a.origin.direction,
                 rule: a.origin.rule,
@@ -247,7 +296,12 @@ mod tests {
         fn drifted(&mut self, _: &Ruleset) -> Result<bool, DataplaneError> {
             Ok(false)
         }
-        fn counters(&mut self, _: &str, _: &[&Set]) -> Result<Readings, DataplaneError> {
+        fn counters(
+            &mut self,
+            _: &str,
+            _: &[&Set],
+            _: Option<&BTreeSet<String>>,
+        ) -> Result<Readings, DataplaneError> {
             Ok(self.0.clone())
         }
     }
@@ -332,6 +386,39 @@ mod tests {
             "{}",
             denied(&m)
         );
+    }
+
+    /// A batch that says it flushed the chain: its drop's last reading is forgotten, so
+    /// the new drop's count is all new, with no read after the batch; one it did not
+    /// touch keeps its reading.
+    #[test]
+    fn what_a_batch_replaced_counts_from_0_without_a_read() {
+        let state = state();
+        let chain = names::pod_chain(crate::policy::Direction::Ingress, "x", "b");
+        let m = Metrics::default();
+        let mut totals = Totals::default();
+        let reading = |n| {
+            Fake(Readings {
+                drops: [(chain.clone(), n)].into(),
+                ..Readings::default()
+            })
+        };
+        totals
+            .read(&mut reading(3), &state, Scope::All, &m)
+            .unwrap();
+        totals.forget(&Replaced::default());
+        totals
+            .read(&mut reading(5), &state, Scope::All, &m)
+            .unwrap();
+        assert!(denied(&m).ends_with("} 5"), "{}", denied(&m));
+        totals.forget(&Replaced {
+            chains: [chain.clone()].into(),
+            ..Replaced::default()
+        });
+        totals
+            .read(&mut reading(2), &state, Scope::All, &m)
+            .unwrap();
+        assert!(denied(&m).ends_with("} 7"), "{}", denied(&m));
     }
 
     #[test]

@@ -105,13 +105,18 @@ impl Counters {
 
     /// The packets of every `counter drop` rule of inet table `table` (one rule dump), by
     /// chain (summed, should a chain hold several); empty when the table does not exist.
+    /// With `chain`, of that chain only (a dump of its rules alone).
     pub fn drop_packets(
         &mut self,
         table: &str,
+        chain: Option<&str>,
     ) -> Result<std::collections::BTreeMap<String, u64>, NetlinkError> {
         let seq = self.conn.reserve(1);
         let mut r = sys::Rule::new();
         r.set_str(nftnl_attr::RULE_TABLE, table);
+        if let Some(chain) = chain {
+            r.set_str(nftnl_attr::RULE_CHAIN, chain);
+        }
         let msg = r.msg(NFT_MSG_GETRULE, NFPROTO_INET, NLM_F_DUMP, seq);
         let mut out = std::collections::BTreeMap::new();
         for (chain, packets) in self

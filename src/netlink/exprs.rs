@@ -360,6 +360,7 @@ fn steer_exprs(v: &mut Vec<Expr>, kind: &RuleKind, ids: SetIds) {
         family,
         protocol,
         pods,
+        servers,
         alive,
         port,
         mark,
@@ -369,6 +370,9 @@ fn steer_exprs(v: &mut Vec<Expr>, kind: &RuleKind, ids: SetIds) {
     };
     address(v, *family, Addr::Saddr);
     v.push(lookup(pods, ids(pods), None));
+    let (off, len) = addr_payload(*family, Addr::Daddr);
+    v.push(payload(NFT_PAYLOAD_NETWORK_HEADER, off, len, NFT_REG_1));
+    v.push(lookup(servers, ids(servers), None));
     v.push(meta(NFT_META_L4PROTO, NFT_REG_1));
     v.push(cmp(NFT_CMP_EQ, NFT_REG_1, &[protocol.number()]));
     v.push(payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, NFT_REG_1));
@@ -560,11 +564,12 @@ mod tests {
                     family: v4,
                     protocol: crate::policy::Protocol::Udp,
                     pods: "p".into(),
+                    servers: "s".into(),
                     alive: "a".into(),
                     port: 9353,
                     mark: 0x20_0000,
                 },
-                "meta cmp payload lookup meta cmp payload lookup immediate tproxy meta bitwise meta immediate",
+                "meta cmp payload lookup payload lookup meta cmp payload lookup immediate tproxy meta bitwise meta immediate",
             ),
             (
                 RuleKind::MarkedDispatch {

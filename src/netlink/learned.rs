@@ -98,6 +98,58 @@ impl super::Backend {
     }
 }
 
+impl super::Backend {
+    /// The addresses the learned sets `sets` of table `table` hold now, by set; a set
+    /// the kernel does not have holds none. For the revoker: what the kernel admits,
+    /// whatever the proxy remembers (it remembers nothing after a restart).
+    pub fn learned_addresses(
+        &mut self,
+        table: &str,
+        sets: &[String],
+    ) -> Result<Vec<(String, IpAddr)>, NetlinkError> {
+        let mut out = Vec::new();
+        for set in sets {
+            for key in set_keys(&mut self.conn, table, set)? {
+                let addr = match key.len() {
+                    4 => <[u8; 4]>::try_from(key.as_slice()).map(IpAddr::from).ok(),
+                    16 => <[u8; 16]>::try_from(key.as_slice()).map(IpAddr::from).ok(),
+                    _ => None,
+                };
+                out.extend(addr.map(|a| (set.clone(), a)));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The raw keys of the elements of set `set` in table `table` (none when there is no
+/// such set).
+fn set_keys(
+    conn: &mut super::batch::Conn,
+    table: &str,
+    set: &str,
+) -> Result<Vec<Vec<u8>>, NetlinkError> {
+    let seq = conn.reserve(1);
+    let o = super::encode::set_object(table, set, None);
+    let msg = o.msg(
+        super::abi::NFT_MSG_GETSETELEM,
+        super::abi::NFPROTO_INET,
+        super::abi::NLM_F_DUMP,
+        seq,
+    );
+    match conn.dump(&msg, seq) {
+        Ok(replies) => Ok(replies
+            .iter()
+            .flat_map(|p| super::readback::live_elems_of(p))
+            .map(|e| e.key)
+            .collect()),
+        Err(NetlinkError::Dump { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => {
+            Ok(Vec::new())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// An element of a learned set or of the liveness set, read before a full sync so that
 /// the new table holds it again (the raw key, and what was left of its timeout).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -599,7 +599,7 @@ pub fn build_with(graph: &PolicyGraph, opts: &Options) -> Ruleset {
     let ctx = PodCtx {
         graph,
         log: &opts.log,
-        tiers: tier_chain::Cache::default(),
+        tiers: tier_chain::Cache::new(opts.counters),
         allowed: AllowedCache::default(),
         concat_budget: opts.concat_budget,
         over_budget: over_budget(graph, opts),
@@ -642,7 +642,7 @@ pub fn rebuild_pods(
     let ctx = PodCtx {
         graph,
         log: &opts.log,
-        tiers: tier_chain::Cache::default(),
+        tiers: tier_chain::Cache::new(opts.counters),
         allowed: AllowedCache::default(),
         concat_budget: opts.concat_budget,
         over_budget: over_budget(graph, opts),

@@ -231,6 +231,7 @@ fn steer_chain(s: &super::options::DnsSteering) -> Chain {
                 family,
                 protocol,
                 pods: names::DNS_POD_SETS[v6 as usize].into(),
+                servers: names::DNS_SERVER_SETS[v6 as usize].into(),
                 alive: names::DNS_ALIVE_SET.into(),
                 port: s.proxy_port,
                 mark: s.mark,
@@ -251,9 +252,25 @@ fn steer_chain(s: &super::options::DnsSteering) -> Chain {
     }
 }
 
-/// The steering chain's sets: the pods whose DNS is steered, and the proxy's liveness.
-fn steer_sets(graph: &PolicyGraph) -> Vec<Set> {
+/// The steering chain's sets: the pods whose DNS is steered, the trusted servers, and
+/// the proxy's liveness.
+fn steer_sets(graph: &PolicyGraph, s: &super::options::DnsSteering) -> Vec<Set> {
+    let servers = s.servers.iter().fold(AddrSet::default(), |acc, n| {
+        acc.union(&AddrSet::from_block(n, &[]))
+    });
     let mut out = Vec::new();
+    for (v6, key) in [(false, KeyType::Ipv4Addr), (true, KeyType::Ipv6Addr)] {
+        out.push(Set {
+            name: names::DNS_SERVER_SETS[v6 as usize].into(),
+            role: SetRole::DnsServers,
+            key: vec![key],
+            interval: true,
+            comment: Some("the DNS servers whose answers teach (--dns-server)".into()),
+            elements: one_field_elements(v6, if v6 { &servers.v6 } else { &servers.v4 }),
+            timeout: None,
+            counter: false,
+        });
+    }
     for (v6, key) in [(false, KeyType::Ipv4Addr), (true, KeyType::Ipv6Addr)] {
         let mut elements: Vec<Element> = graph
             .pods
@@ -299,14 +316,19 @@ fn steer_sets(graph: &PolicyGraph) -> Vec<Set> {
 /// in the input chain the rules that send a steered query to its pod's egress chain.
 pub(super) fn place(model: &mut Ruleset, graph: &PolicyGraph, opts: &Options) {
     model.retain_chains(|c| c.name != names::CHAIN_DNS_STEER);
-    model.retain_sets(|s| !matches!(s.role, SetRole::DnsPods | SetRole::DnsAlive));
+    model.retain_sets(|s| {
+        !matches!(
+            s.role,
+            SetRole::DnsPods | SetRole::DnsServers | SetRole::DnsAlive
+        )
+    });
     let Some(steering) = &opts.dns else {
         return;
     };
     if !graph.pods.values().any(has_domains) {
         return;
     }
-    for set in steer_sets(graph) {
+    for set in steer_sets(graph, steering) {
         model.put_set(set);
     }
     model.put_chain(steer_chain(steering));

@@ -369,13 +369,16 @@ pub enum RuleKind {
     /// `meta l4proto tcp socket transparent 1 meta mark set meta mark or <mark> accept`:
     /// a TCP packet of a connection the DNS proxy's transparent socket holds stays with it.
     SteerTransparent { mark: u32 },
-    /// `ip saddr @<pods> udp dport @<alive> tproxy ip to :<port> meta mark set meta mark
-    /// or <mark> accept` (`tcp`; `ip6`): a DNS query of a pod with `domainNames` rules,
-    /// to the DNS proxy, while `alive` holds the DNS port.
+    /// `ip saddr @<pods> ip daddr @<servers> udp dport @<alive> tproxy ip to :<port> meta
+    /// mark set meta mark or <mark> accept` (`tcp`; `ip6`): a DNS query of a pod with
+    /// `domainNames` rules to a trusted server, to the DNS proxy, while `alive` holds the
+    /// DNS port. The server is matched here, before kube-proxy's DNAT: what the pod
+    /// addressed (the cluster DNS Service), not the endpoint DNAT picks.
     SteerDns {
         family: IpFamily,
         protocol: crate::policy::Protocol,
         pods: String,
+        servers: String,
         alive: String,
         port: u16,
         mark: u32,
@@ -424,15 +427,22 @@ impl LookupKey {
 impl RuleKind {
     /// The sets this rule looks up (no allocation: walked for every chain of a batch).
     pub fn sets(&self) -> impl Iterator<Item = &str> {
-        let (a, b) = match self {
-            RuleKind::Lookup { set, .. } | RuleKind::HeldDrop { set, .. } => (Some(set), None),
-            RuleKind::DropUnknown { cidrs, known, .. } => (Some(cidrs), Some(known)),
-            RuleKind::LookupPair { addrs, ports, .. } => (Some(addrs), Some(ports)),
-            RuleKind::LearnedLookup { open, learned, .. } => (Some(open), Some(learned)),
-            RuleKind::SteerDns { pods, alive, .. } => (Some(pods), Some(alive)),
-            _ => (None, None),
+        let (a, b, c) = match self {
+            RuleKind::Lookup { set, .. } | RuleKind::HeldDrop { set, .. } => {
+                (Some(set), None, None)
+            }
+            RuleKind::DropUnknown { cidrs, known, .. } => (Some(cidrs), Some(known), None),
+            RuleKind::LookupPair { addrs, ports, .. } => (Some(addrs), Some(ports), None),
+            RuleKind::LearnedLookup { open, learned, .. } => (Some(open), Some(learned), None),
+            RuleKind::SteerDns {
+                pods,
+                servers,
+                alive,
+                ..
+            } => (Some(pods), Some(servers), Some(alive)),
+            _ => (None, None, None),
         };
-        a.into_iter().chain(b).map(String::as_str)
+        a.into_iter().chain(b).chain(c).map(String::as_str)
     }
 }
 

@@ -112,6 +112,9 @@ pub const DNS_ALIVE_SET: &str = "dns/alive";
 /// This node's pods whose DNS goes through the proxy (the subjects of the node's
 /// `domainNames` rules), IPv4 and IPv6.
 pub const DNS_POD_SETS: [&str; 2] = ["dns/pods4", "dns/pods6"];
+/// The trusted DNS servers (`--dns-server`), IPv4 and IPv6: only queries addressed to
+/// them are steered.
+pub const DNS_SERVER_SETS: [&str; 2] = ["dns/servers4", "dns/servers6"];
 
 /// `fqdn/<policy>/<rule>/4` (or `/6`): the addresses learned for egress rule `rule` of
 /// ClusterNetworkPolicy `policy` from DNS answers (`flags timeout`; the elements are the

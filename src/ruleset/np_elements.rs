@@ -19,7 +19,7 @@
 
 use super::boxes;
 use super::model::{Element, Field, Key};
-use super::regions::addr_field;
+use super::regions::{addr_field, cut};
 use crate::addr::{AddrSet, Intervals};
 use crate::graph::{Isolation, PeerRef, PolicyGraph, PortRange, Ports};
 use crate::policy::Protocol;
@@ -70,19 +70,6 @@ impl Cuts {
         }
         c
     }
-}
-
-/// `lo..=hi` cut at every point of `cuts` inside it.
-fn cut(lo: u128, hi: u128, cuts: &[u128]) -> Vec<(u128, u128)> {
-    let first = cuts.partition_point(|&c| c <= lo);
-    let mut out = Vec::new();
-    let mut start = lo;
-    for &c in cuts[first..].iter().take_while(|&&c| c <= hi) {
-        out.push((start, c - 1));
-        start = c;
-    }
-    out.push((start, hi));
-    out
 }
 
 /// The addresses allowed on any port as one-field elements of family `is6`; with

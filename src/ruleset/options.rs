@@ -24,10 +24,12 @@ pub struct Options {
     /// isolates the pods it selects and allows nothing: see [`over_budget`]). `None`: no
     /// limit.
     pub max_elements: Option<usize>,
-    /// Count what each NetworkPolicy rule allows and what each isolated pod chain drops
-    /// (off by default; `--counters` turns it on): the NetworkPolicy allow sets (and
-    /// the ports half of pairs) carry a counter per element, cut where each allow starts
-    /// and ends, and the default deny is `counter drop`. See `ruleset::traffic`.
+    /// Count what each NetworkPolicy rule allows, what each ClusterNetworkPolicy rule
+    /// decides and what each isolated pod chain drops (off by default; `--counters` turns
+    /// it on): the NetworkPolicy allow sets (and the ports half of pairs) carry a counter
+    /// per element, cut where each allow starts and ends; the enforced tier sets too, cut
+    /// so each element lies in one rule's region; the default deny is `counter drop`.
+    /// See `ruleset::traffic`.
     pub counters: bool,
     /// The node's DNS proxy for ClusterNetworkPolicy `domainNames` rules (`nftpol run`
     /// starts it unless `--no-dns-proxy`): where the steering chain sends the DNS of the
@@ -37,8 +39,12 @@ pub struct Options {
 }
 
 /// Where the steering rules send DNS, and how the proxy's packets are marked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnsSteering {
+    /// `--dns-server`: the servers whose answers teach. Only queries addressed to them
+    /// are steered, matched before kube-proxy's DNAT (the Service address the pod
+    /// asked, not the endpoint DNAT chooses); none: nothing is steered.
+    pub servers: Vec<ipnet::IpNet>,
     /// The DNS port the steering rules match (53), the element of the liveness set.
     pub dns_port: u16,
     /// The proxy's port on the node (`tproxy to :port`), UDP and TCP.
@@ -52,6 +58,7 @@ pub struct DnsSteering {
 impl Default for DnsSteering {
     fn default() -> DnsSteering {
         DnsSteering {
+            servers: Vec::new(),
             dns_port: 53,
             proxy_port: 9353,
             // A bit kube-proxy (0x4000, 0x8000), flannel (0x4000) and Cilium (0x0f00)

@@ -23,6 +23,14 @@
 //! The common cases (Deny or Accept on every protocol) are address-only and read no
 //! transport header.
 //!
+//! Counted ([`Regions::counted`], with `--counters`): each rule belongs to an owner (the
+//! policy rule it comes from), and every element is cut so that it lies wholly in one
+//! owner's region: an address-only element only where one owner decides every cell of
+//! the address, boxes never joined across cells (cells are cut at every rule's port
+//! edges), and every address range cut where any rule's addresses start and end (between
+//! two such edges, every cell has one first match). An element's counter then counts
+//! the connections of exactly one deciding rule (`ruleset::traffic`).
+//!
 //! Pure: owns the region arithmetic only, knows nothing of set names or chains.
 
 use crate::addr::{v4, v6, AddrSet, Intervals};
@@ -56,6 +64,8 @@ struct Owners {
     claimed: Intervals,
     accept: Intervals,
     deny: Intervals,
+    /// Counted: the Accept and Deny addresses of each owner (`accept` and `deny` split).
+    owned: Vec<(usize, Action, Intervals)>,
 }
 
 /// The regions of one tier for one family.
@@ -63,6 +73,8 @@ struct Owners {
 pub struct FamilyRegions {
     is6: bool,
     cells: Vec<(Cell, Owners)>,
+    /// Counted: where every rule's addresses start and end (`lo`, `hi + 1`), sorted.
+    cuts: Option<Vec<u128>>,
 }
 
 /// The regions of one tier, per family.
@@ -78,6 +90,8 @@ pub struct Regions {
 pub struct Lookups {
     pub any: Intervals,
     pub boxes: Vec<Element>,
+    /// Counted: where `any` is cut into elements (see [`Lookups::any_elements`]).
+    pub any_cuts: Vec<u128>,
 }
 
 /// The protocol numbers without ports, as inclusive ranges: everything between TCP, UDP
@@ -96,6 +110,19 @@ fn other_protocols() -> Vec<(u8, u8)> {
     if lo <= 255 {
         out.push((lo as u8, 255));
     }
+    out
+}
+
+/// `lo..=hi` cut at every point of `cuts` inside it.
+pub(super) fn cut(lo: u128, hi: u128, cuts: &[u128]) -> Vec<(u128, u128)> {
+    let first = cuts.partition_point(|&c| c <= lo);
+    let mut out = Vec::new();
+    let mut start = lo;
+    for &c in cuts[first..].iter().take_while(|&&c| c <= hi) {
+        out.push((start, c - 1));
+        start = c;
+    }
+    out.push((start, hi));
     out
 }
 
@@ -151,11 +178,22 @@ fn cells(rules: &[RegionRule]) -> Vec<Cell> {
 impl Regions {
     /// First match wins: each rule takes what no earlier rule covered.
     pub fn new(rules: &[RegionRule]) -> Regions {
+        Regions::build(rules, None)
+    }
+
+    /// [`Regions::new`], with `owners[i]` the owner (the policy rule) of `rules[i]`, its
+    /// lookups cut so that each element lies in one owner's region (see the module).
+    pub fn counted(rules: &[RegionRule], owners: &[usize]) -> Regions {
+        assert_eq!(rules.len(), owners.len(), "one owner per rule");
+        Regions::build(rules, Some(owners))
+    }
+
+    fn build(rules: &[RegionRule], owners: Option<&[usize]>) -> Regions {
         let cells = cells(rules);
         let family = |is6: bool| {
             let mut owned: Vec<(Cell, Owners)> =
                 cells.iter().map(|&c| (c, Owners::default())).collect();
-            for r in rules {
+            for (i, r) in rules.iter().enumerate() {
                 let addrs = if is6 { &r.addrs.v6 } else { &r.addrs.v4 };
                 if addrs.is_empty() {
                     continue;
@@ -169,17 +207,50 @@ impl Regions {
                     match r.action {
                         Action::Accept => o.accept = o.accept.union(&fresh),
                         Action::Deny => o.deny = o.deny.union(&fresh),
-                        Action::Pass => {}
+                        Action::Pass => continue,
+                    }
+                    if let Some(owners) = owners {
+                        o.own(owners[i], r.action, fresh);
                     }
                 }
             }
-            FamilyRegions { is6, cells: owned }
+            let cuts = owners.map(|_| address_edges(rules, is6));
+            FamilyRegions {
+                is6,
+                cells: owned,
+                cuts,
+            }
         };
         Regions {
             v4: family(false),
             v6: family(true),
         }
     }
+}
+
+impl Owners {
+    /// Adds `fresh` to what `owner` (deciding with `action`) holds in this cell.
+    fn own(&mut self, owner: usize, action: Action, fresh: Intervals) {
+        match self.owned.iter_mut().find(|(o, _, _)| *o == owner) {
+            Some((_, _, held)) => *held = held.union(&fresh),
+            None => self.owned.push((owner, action, fresh)),
+        }
+    }
+}
+
+/// Where the rules' addresses of one family start and end (`lo`, `hi + 1`), sorted.
+fn address_edges(rules: &[RegionRule], is6: bool) -> Vec<u128> {
+    let mut out = Vec::new();
+    for r in rules {
+        let addrs = if is6 { &r.addrs.v6 } else { &r.addrs.v4 };
+        for &(lo, hi) in addrs.ranges() {
+            out.push(lo);
+            out.extend(hi.checked_add(1));
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 impl FamilyRegions {
@@ -203,9 +274,27 @@ impl FamilyRegions {
         }
     }
 
+    /// Counted: the owner whose rule decides (address value, protocol number, port) with
+    /// Accept or Deny; `None` elsewhere. What the tests check the elements against.
+    #[cfg(test)]
+    fn owner_at(&self, addr: u128, proto: u8, port: u16) -> Option<usize> {
+        let (_, o) = self.cells.iter().find(|(c, _)| match *c {
+            Cell::Ports(p, lo, hi) => p.number() == proto && lo <= port && port <= hi,
+            Cell::Other => Protocol::ALL.iter().all(|p| p.number() != proto),
+        })?;
+        o.owned
+            .iter()
+            .find(|(_, _, a)| a.contains(addr))
+            .map(|(owner, _, _)| *owner)
+    }
+
     /// Exactly the Accept region.
     pub fn accept(&self) -> Lookups {
-        self.lookups(|o| o.accept.clone(), |o| &o.accept, &Intervals::new())
+        let any = match self.cuts {
+            None => self.every_cell(|o| o.accept.clone()),
+            Some(_) => self.one_owner_everywhere(Action::Accept, |_, mine| mine.clone()),
+        };
+        self.lookups(any, |o| &o.accept, &Intervals::new())
     }
 
     /// The Deny region. With `after_accept` (the chain looks up the Accept sets first) the
@@ -214,12 +303,47 @@ impl FamilyRegions {
     pub fn deny(&self, after_accept: bool) -> Lookups {
         if after_accept {
             let accept_any = self.every_cell(|o| o.accept.clone());
-            let mut out = self.lookups(|o| o.accept.union(&o.deny), |o| &o.deny, &accept_any);
+            let any = match self.cuts {
+                None => self.every_cell(|o| o.accept.union(&o.deny)),
+                Some(_) => self.one_owner_everywhere(Action::Deny, |o, mine| o.accept.union(mine)),
+            };
+            let mut out = self.lookups(any, |o| &o.deny, &accept_any);
             out.any = out.any.subtract(&accept_any);
             out
         } else {
-            self.lookups(|o| o.deny.clone(), |o| &o.deny, &Intervals::new())
+            let any = match self.cuts {
+                None => self.every_cell(|o| o.deny.clone()),
+                Some(_) => self.one_owner_everywhere(Action::Deny, |_, mine| mine.clone()),
+            };
+            self.lookups(any, |o| &o.deny, &Intervals::new())
         }
+    }
+
+    /// Counted: the addresses where, for one owner deciding with `action`, `cover` (of a
+    /// cell and that owner's addresses in it) holds in every cell; the union over owners.
+    fn one_owner_everywhere(
+        &self,
+        action: Action,
+        cover: impl Fn(&Owners, &Intervals) -> Intervals,
+    ) -> Intervals {
+        let mut owners: Vec<usize> = self
+            .cells
+            .iter()
+            .flat_map(|(_, o)| o.owned.iter())
+            .filter(|(_, a, _)| *a == action)
+            .map(|(o, _, _)| *o)
+            .collect();
+        owners.sort_unstable();
+        owners.dedup();
+        let none = Intervals::new();
+        let mut out = Intervals::new();
+        for owner in owners {
+            out = out.union(&self.every_cell(|o| {
+                let mine = o.owned.iter().find(|(x, _, _)| *x == owner);
+                cover(o, mine.map_or(&none, |(_, _, m)| m))
+            }));
+        }
+        out
     }
 
     /// Addresses that `cover` holds in every cell.
@@ -231,17 +355,17 @@ impl FamilyRegions {
         it.fold(cover(first), |acc, (_, o)| intersect(&acc, &cover(o)))
     }
 
-    /// `any`: addresses `cover` holds in every cell, minus `minus`; boxes: what `region`
-    /// holds beyond `any` and `minus`, neighbouring port segments with equal addresses
-    /// joined.
+    /// `any` (less `minus`) as given; boxes: what `region` holds beyond `any` and
+    /// `minus`, neighbouring port segments with equal addresses joined (not when counted:
+    /// two segments may have different owners).
     fn lookups(
         &self,
-        cover: impl Fn(&Owners) -> Intervals,
+        any: Intervals,
         region: impl Fn(&Owners) -> &Intervals,
         minus: &Intervals,
     ) -> Lookups {
-        let any = self.every_cell(cover);
         let gone = any.union(minus);
+        let join = self.cuts.is_none();
         // Joined along the port axis.
         let mut parts: Vec<Part> = Vec::new();
         for (cell, o) in &self.cells {
@@ -254,7 +378,8 @@ impl FamilyRegions {
                     let n = proto.number();
                     match parts.last_mut() {
                         Some((p, ports, a))
-                            if *p == (n, n)
+                            if join
+                                && *p == (n, n)
                                 && u32::from(ports.1) + 1 == u32::from(lo)
                                 && *a == addrs =>
                         {
@@ -270,24 +395,44 @@ impl FamilyRegions {
                 }
             }
         }
+        let cuts = self.cuts.clone().unwrap_or_default();
         let mut boxes = Vec::new();
         for ((plo, phi), (lo, hi), addrs) in parts {
             for &(alo, ahi) in addrs.ranges() {
-                boxes.push(Element {
-                    key: Key::from([
-                        addr_field(self.is6, alo, ahi),
-                        Field::Proto(plo, phi),
-                        Field::Port(lo, hi),
-                    ]),
-                });
+                for (alo, ahi) in cut(alo, ahi, &cuts) {
+                    boxes.push(Element {
+                        key: Key::from([
+                            addr_field(self.is6, alo, ahi),
+                            Field::Proto(plo, phi),
+                            Field::Port(lo, hi),
+                        ]),
+                    });
+                }
             }
         }
         boxes.sort();
-        Lookups { any, boxes }
+        Lookups {
+            any,
+            boxes,
+            any_cuts: cuts,
+        }
     }
 }
 
 impl Lookups {
+    /// `any` as one-field elements of family `is6`, cut at `any_cuts` (counted).
+    pub fn any_elements(&self, is6: bool) -> Vec<Element> {
+        let mut out = Vec::new();
+        for &(lo, hi) in self.any.ranges() {
+            for (lo, hi) in cut(lo, hi, &self.any_cuts) {
+                out.push(Element {
+                    key: Key::from([addr_field(is6, lo, hi)]),
+                });
+            }
+        }
+        out
+    }
+
     /// Whether the lookups match (address value, protocol number, port).
     #[cfg(test)]
     pub fn matches(&self, addr: u128, proto: u8, port: u16) -> bool {
@@ -312,6 +457,7 @@ impl Lookups {
 mod tests {
     use super::*;
     use crate::graph::PortRange;
+    use std::collections::BTreeSet;
     use Action::*;
 
     const TCP: u8 = 6;
@@ -424,33 +570,133 @@ mod tests {
                     ports: p,
                 })
                 .collect();
-            let f = Regions::new(&rr).v4;
-            let accept = f.accept();
-            let exact_deny = f.deny(false);
-            let deny_after = f.deny(true);
-            for &(addr, proto, port, want) in &probes {
-                let ctx = format!("case {i}: {addr} {proto}/{port}");
-                assert_eq!(f.action_at(addr, proto, port), want, "{ctx}");
-                assert_eq!(
-                    accept.matches(addr, proto, port),
-                    want == Some(Accept),
-                    "{ctx} accept"
-                );
-                assert_eq!(
-                    exact_deny.matches(addr, proto, port),
-                    want == Some(Deny),
-                    "{ctx} deny"
-                );
-                // Accept first, then the looser deny lookups.
-                let after = if accept.matches(addr, proto, port) {
-                    Some(Accept)
-                } else if deny_after.matches(addr, proto, port) {
-                    Some(Deny)
-                } else {
-                    None
-                };
-                let want_after = want.filter(|a| *a != Pass);
-                assert_eq!(after, want_after, "{ctx} accept then deny");
+            let owners: Vec<usize> = (0..rr.len()).collect();
+            for (f, counted) in [
+                (Regions::new(&rr).v4, false),
+                (Regions::counted(&rr, &owners).v4, true),
+            ] {
+                check_probes(&f, &probes, &format!("case {i} counted {counted}"));
+            }
+        }
+    }
+
+    fn check_probes(f: &FamilyRegions, probes: &[(u128, u8, u16, Option<Action>)], case: &str) {
+        let accept = f.accept();
+        let exact_deny = f.deny(false);
+        let deny_after = f.deny(true);
+        for &(addr, proto, port, want) in probes {
+            let ctx = format!("{case}: {addr} {proto}/{port}");
+            assert_eq!(f.action_at(addr, proto, port), want, "{ctx}");
+            assert_eq!(
+                accept.matches(addr, proto, port),
+                want == Some(Accept),
+                "{ctx} accept"
+            );
+            assert_eq!(
+                exact_deny.matches(addr, proto, port),
+                want == Some(Deny),
+                "{ctx} deny"
+            );
+            // Accept first, then the looser deny lookups.
+            let after = if accept.matches(addr, proto, port) {
+                Some(Accept)
+            } else if deny_after.matches(addr, proto, port) {
+                Some(Deny)
+            } else {
+                None
+            };
+            let want_after = want.filter(|a| *a != Pass);
+            assert_eq!(after, want_after, "{ctx} accept then deny");
+        }
+    }
+
+    /// The points of an element to check: every address (the tests' are few), and the
+    /// first port of every cell its protocol and port ranges reach.
+    fn element_points(f: &FamilyRegions, e: &Element) -> Vec<(u128, u8, u16)> {
+        let (alo, ahi) = match e.key[0] {
+            Field::Ipv4(l, h) => (u128::from(u32::from(l)), u128::from(u32::from(h))),
+            _ => unreachable!("the tests are IPv4"),
+        };
+        let (plo, phi, lo, hi) = match e.key.get(1..3) {
+            Some([Field::Proto(plo, phi), Field::Port(lo, hi)]) => (*plo, *phi, *lo, *hi),
+            _ => (0, 255, 0, u16::MAX),
+        };
+        let mut planes = Vec::new();
+        for (c, _) in &f.cells {
+            match *c {
+                Cell::Ports(p, clo, chi) => {
+                    let n = p.number();
+                    if (plo..=phi).contains(&n) && clo <= hi && lo <= chi {
+                        planes.push((n, clo.max(lo)));
+                        planes.push((n, chi.min(hi)));
+                    }
+                }
+                Cell::Other => {
+                    for (olo, ohi) in other_protocols() {
+                        if olo <= phi && plo <= ohi {
+                            planes.push((olo.max(plo), lo));
+                            planes.push((ohi.min(phi), hi));
+                        }
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for a in alo..=ahi {
+            out.extend(planes.iter().map(|&(p, port)| (a, p, port)));
+        }
+        out
+    }
+
+    /// Counted: every element of every lookup lies in one owner's region (its points of
+    /// the lookup's verdict all have that owner), so its counter is that rule's.
+    #[test]
+    fn counted_elements_lie_in_one_owner_each() {
+        let mut all = cases();
+        // Neighbours of two Accept rules, one address Accepted on a port by one rule and
+        // on everything by another, two Deny rules on one address.
+        all.push((
+            vec![
+                (Accept, addrs(&[(1, 1)]), tcp(80, 80)),
+                (Accept, addrs(&[(1, 2)]), Ports::Any),
+                (Accept, addrs(&[(3, 4)]), Ports::Any),
+                (Deny, addrs(&[(5, 5)]), tcp(80, 80)),
+                (Deny, addrs(&[(5, 6)]), Ports::Any),
+            ],
+            vec![],
+        ));
+        for (i, (rules, _)) in all.into_iter().enumerate() {
+            let rr: Vec<RegionRule> = rules
+                .iter()
+                .map(|(a, s, p)| RegionRule {
+                    action: *a,
+                    addrs: s,
+                    ports: p,
+                })
+                .collect();
+            let owners: Vec<usize> = (0..rr.len()).collect();
+            let f = Regions::counted(&rr, &owners).v4;
+            for (what, l, verdict) in [
+                ("accept", f.accept(), Accept),
+                ("deny after accept", f.deny(true), Deny),
+                ("exact deny", f.deny(false), Deny),
+            ] {
+                let elements = l.any_elements(false).into_iter().chain(l.boxes.clone());
+                for e in elements {
+                    let mut seen = BTreeSet::new();
+                    for (a, p, port) in element_points(&f, &e) {
+                        let action = f.action_at(a, p, port);
+                        if action == Some(verdict) {
+                            seen.insert(f.owner_at(a, p, port));
+                        } else {
+                            // Only the Deny lookups after Accept may hold other points:
+                            // accepted ones, which never reach them.
+                            assert_eq!((what, action), ("deny after accept", Some(Accept)));
+                        }
+                    }
+                    assert_eq!(seen.len(), 1, "case {i} {what}: {e:?} has owners {seen:?}");
+                    assert!(!seen.contains(&None), "case {i} {what}: {e:?}");
+                }
             }
         }
     }

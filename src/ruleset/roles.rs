@@ -11,7 +11,7 @@
 //!   PodCidrs | KnownPods | Held                              the table's own
 //!   DomainOpen(SetKind)       egress/<ns>/<pod>/fqdn<i>-any4 ...    a pod's own
 //!   Learned                   fqdn/<policy>/<rule>/4          shared, the DNS proxy's elements
-//!   DnsPods | DnsAlive        dns/pods4, dns/alive            the steering chain's
+//!   DnsPods | DnsServers | DnsAlive  dns/pods4, dns/servers4, dns/alive  the steering chain's
 //! ```
 //!
 //! Must not: know names, graphs or the kernel.
@@ -146,6 +146,8 @@ pub enum SetRole {
     Learned,
     /// The pods whose DNS the steering chain sends to the proxy (model-owned elements).
     DnsPods,
+    /// The trusted DNS servers (`--dns-server`): only queries to them are steered.
+    DnsServers,
     /// The DNS proxy's liveness (`dns/alive`): the controller's element, with a timeout.
     DnsAlive,
 }
@@ -163,9 +165,11 @@ impl SetRole {
             SetRole::PodCidrs => true,
             SetRole::NpAllow(_) | SetRole::NpPair(_) | SetRole::KnownPods | SetRole::Held => false,
             // They only ever admit more (a domain rule is an Accept).
-            SetRole::DomainOpen(_) | SetRole::Learned | SetRole::DnsPods | SetRole::DnsAlive => {
-                false
-            }
+            SetRole::DomainOpen(_)
+            | SetRole::Learned
+            | SetRole::DnsPods
+            | SetRole::DnsServers
+            | SetRole::DnsAlive => false,
         }
     }
 
@@ -182,7 +186,11 @@ impl SetRole {
     pub fn base(self) -> bool {
         matches!(
             self,
-            SetRole::Held | SetRole::PodCidrs | SetRole::DnsPods | SetRole::DnsAlive
+            SetRole::Held
+                | SetRole::PodCidrs
+                | SetRole::DnsPods
+                | SetRole::DnsServers
+                | SetRole::DnsAlive
         )
     }
 

@@ -23,7 +23,7 @@ use super::domain_rules;
 use super::memo::Memo;
 use super::model::*;
 use super::names;
-use super::np_elements::{one_field_elements, split_exact};
+use super::np_elements::split_exact;
 use super::options::LogOptions;
 use super::regions::{Lookups, RegionRule, Regions};
 use super::roles::{SetKind, TierSet};
@@ -65,8 +65,8 @@ pub(super) fn has_drop_tail(pod: &PodNode, dir: Direction) -> bool {
 }
 
 /// What a tier's region arithmetic depends on: the tier and its rules' actions, peers and
-/// ports, in order.
-type CacheKey = (Tier, Vec<(Action, PeerRef, Ports)>);
+/// ports, in order, and when counted which policy rule each comes from ([`owners`]).
+type CacheKey = (Tier, Vec<(Action, PeerRef, Ports)>, Vec<usize>);
 
 /// The lookups of one tier, per family: (accept, deny); Baseline has no accept.
 type TierLookups = (Option<[Lookups; 2]>, [Lookups; 2]);
@@ -75,10 +75,29 @@ type TierLookups = (Option<[Lookups; 2]>, [Lookups; 2]);
 /// region arithmetic grows with the rules and their port edges, the pods sharing them
 /// are many.
 #[derive(Default)]
-pub(super) struct Cache(Memo<CacheKey, TierLookups>, domain_rules::Cache);
+pub(super) struct Cache {
+    memo: Memo<CacheKey, TierLookups>,
+    /// [`super::Options::counters`]: the enforced tier sets count per element, each cut
+    /// to lie in one policy rule's region.
+    counted: bool,
+    /// The open regions of domain rules (`domain_rules`).
+    domains: domain_rules::Cache,
+}
 
 impl Cache {
+    pub(super) fn new(counted: bool) -> Cache {
+        Cache {
+            memo: Memo::default(),
+            counted,
+            domains: Default::default(),
+        }
+    }
+
     fn lookups(&self, graph: &PolicyGraph, tier: Tier, rules: &TierRules) -> Rc<TierLookups> {
+        let owned = match self.counted {
+            true => owners(rules),
+            false => Vec::new(),
+        };
         let key: CacheKey = (
             tier,
             rules
@@ -86,9 +105,10 @@ impl Cache {
                 .iter()
                 .map(|r| (r.action, r.peer, r.ports.clone()))
                 .collect(),
+            owned,
         );
-        self.0.get_or_compute(key, || {
-            let r = regions(graph, rules);
+        self.memo.get_or_compute(key, || {
+            let r = regions(graph, rules, self.counted.then(|| owners(rules)));
             match tier {
                 Tier::Admin => (
                     Some([r.v4.accept(), r.v6.accept()]),
@@ -100,7 +120,22 @@ impl Cache {
     }
 }
 
-fn regions(graph: &PolicyGraph, rules: &TierRules) -> Regions {
+/// The owner of each rule entry: entries of one policy rule (one per peer) share one.
+fn owners(rules: &TierRules) -> Vec<usize> {
+    let mut seen: Vec<(&str, Option<usize>)> = Vec::new();
+    let mut out = Vec::with_capacity(rules.rules.len());
+    for r in &rules.rules {
+        let id = (r.origin.policy.as_str(), r.origin.rule);
+        let i = seen.iter().position(|s| *s == id).unwrap_or_else(|| {
+            seen.push(id);
+            seen.len() - 1
+        });
+        out.push(i);
+    }
+    out
+}
+
+fn regions(graph: &PolicyGraph, rules: &TierRules, owners: Option<Vec<usize>>) -> Regions {
     let everything = AddrSet::everything();
     let list: Vec<RegionRule> = rules
         .rules
@@ -114,11 +149,15 @@ fn regions(graph: &PolicyGraph, rules: &TierRules) -> Regions {
             ports: &r.ports,
         })
         .collect();
-    Regions::new(&list)
+    match owners {
+        Some(owners) => Regions::counted(&list, &owners),
+        None => Regions::new(&list),
+    }
 }
 
 /// The six sets of one tier verdict ([`SetKind::ALL`]) from its lookups per family.
 fn verdict_sets(
+    counted: bool,
     view: View,
     pod: &PodNode,
     dir: Direction,
@@ -135,12 +174,7 @@ fn verdict_sets(
         let is6 = f == 1;
         let (exact, ranges) = split_exact(l.boxes.clone());
         let parts = [
-            (
-                vec![addr],
-                true,
-                one_field_elements(is6, &l.any),
-                "on any port",
-            ),
+            (vec![addr], true, l.any_elements(is6), "on any port"),
             (key(addr), false, exact, "on listed ports (single)"),
             (key(addr), true, ranges, "on listed ports (ranges)"),
         ];
@@ -157,7 +191,7 @@ fn verdict_sets(
                 ))),
                 elements,
                 timeout: None,
-                counter: false,
+                counter: counted,
             });
         }
     }
@@ -174,23 +208,49 @@ pub(super) fn tier_sets(
 ) -> Vec<Set> {
     let (admin, baseline) = tiers_in_chain(pod, dir);
     let side = pod.tiers.side(dir);
+    // Counted: the enforced view's sets (the audited view's decide nothing).
+    let counted = cache.counted && view == View::Enforced;
     let mut out = Vec::new();
     if admin {
         let l = cache.lookups(graph, Tier::Admin, &side.admin);
         if let Some(accept) = &l.0 {
             let tier = TierSet::AdminAccept;
-            out.extend(verdict_sets(view, pod, dir, tier, "Admin accepts", accept));
+            out.extend(verdict_sets(
+                counted,
+                view,
+                pod,
+                dir,
+                tier,
+                "Admin accepts",
+                accept,
+            ));
         }
         let tier = TierSet::AdminDeny;
-        out.extend(verdict_sets(view, pod, dir, tier, "Admin denies", &l.1));
+        out.extend(verdict_sets(
+            counted,
+            view,
+            pod,
+            dir,
+            tier,
+            "Admin denies",
+            &l.1,
+        ));
         if view == View::Enforced && dir == Direction::Egress {
-            out.extend(domain_rules::sets(graph, &cache.1, pod));
+            out.extend(domain_rules::sets(graph, &cache.domains, pod));
         }
     }
     if baseline {
         let l = cache.lookups(graph, Tier::Baseline, &side.baseline);
         let tier = TierSet::BaselineDeny;
-        out.extend(verdict_sets(view, pod, dir, tier, "Baseline denies", &l.1));
+        out.extend(verdict_sets(
+            counted,
+            view,
+            pod,
+            dir,
+            tier,
+            "Baseline denies",
+            &l.1,
+        ));
     }
     out
 }

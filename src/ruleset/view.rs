@@ -10,7 +10,7 @@ use crate::graph::PodKey;
 use std::collections::BTreeSet;
 
 use super::model::*;
-use super::names::{pod_chains, DNS_ALIVE_SET, DNS_POD_SETS, KNOWN_PODS};
+use super::names::{pod_chains, DNS_ALIVE_SET, DNS_POD_SETS, DNS_SERVER_SETS, KNOWN_PODS};
 
 /// The names of the objects a change to some pods can touch, in two models (what the
 /// kernel holds and the new model): the pods' own chains and sets, the known-pods sets,
@@ -31,6 +31,7 @@ impl PodObjects {
         let mut names: BTreeSet<String> = KNOWN_PODS
             .iter()
             .chain(DNS_POD_SETS.iter())
+            .chain(DNS_SERVER_SETS.iter())
             .chain([DNS_ALIVE_SET].iter())
             .map(|s| s.to_string())
             .collect();

@@ -48,6 +48,10 @@ fn node_addr(node: usize, slot: u8) -> Ipv4Addr {
     Ipv4Addr::new(10, (64 + node / 256) as u8, (node % 256) as u8, slot)
 }
 
+/// The name (b7)'s `domainNames` rule admits, and its policy.
+pub const DOMAIN: &str = "server.bench.example";
+pub const DOMAIN_POLICY: &str = "bench-fqdn";
+
 fn pod(name: &str, role: &str, node: &str, ip: Ipv4Addr) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -150,6 +154,30 @@ impl Scenario {
                 v["metadata"]["annotations"] = json!({"nftpol.io/mode": "audit"});
             }
         }
+        out
+    }
+
+    /// The same scenario with the ClusterNetworkPolicy of (b7) and (b8) (issue 29): the
+    /// clients' egress to the server on [`PORT`] accepted by a `domainNames` rule for
+    /// [`DOMAIN`] (`by_name`; the bench puts the server's address in its learned set) or
+    /// by the server's address, and everything else denied: each measured connection is
+    /// decided by that rule.
+    pub fn with_domain_policy(&self, by_name: bool) -> Scenario {
+        let mut out = self.clone();
+        let to = if by_name {
+            json!([{"domainNames": [DOMAIN]}])
+        } else {
+            json!([{"networks": [format!("{}/32", self.server)]}])
+        };
+        out.values.push(json!({
+            "apiVersion": "policy.networking.k8s.io/v1alpha2", "kind": "ClusterNetworkPolicy",
+            "metadata": {"name": DOMAIN_POLICY},
+            "spec": {"tier": "Admin", "priority": 1,
+                "subject": {"pods": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}},
+                                     "podSelector": {"matchLabels": {"role": "client"}}}},
+                "egress": [
+                    {"action": "Accept", "to": to, "protocols": [{"tcp": {"destinationPort": {"number": PORT}}}]},
+                    {"action": "Deny", "to": [{"networks": ["0.0.0.0/0"]}]}]}}));
         out
     }
 
