@@ -80,11 +80,13 @@ fn entries_cut(port: u16) -> Option<u64> {
 /// and its IPv6 address) as `--dns-server` would.
 fn dns_config() -> DnsConfig {
     DnsConfig {
-        steering: DnsSteering::default(),
-        servers: vec![
-            IpNet::from(IpAddr::V4(crate::dns::SERVER_V4)),
-            IpNet::from(IpAddr::V6(crate::dns::SERVER_V6)),
-        ],
+        steering: DnsSteering {
+            servers: vec![
+                IpNet::from(IpAddr::V4(crate::dns::SERVER_V4)),
+                IpNet::from(IpAddr::V6(crate::dns::SERVER_V6)),
+            ],
+            ..DnsSteering::default()
+        },
         ttl: nftpol::fqdn::Ttl::default(),
         route_table: DNS_ROUTE_TABLE,
     }
@@ -152,7 +154,7 @@ impl Controller {
                     burst: 100_000,
                     ..nftpol::ruleset::LogOptions::DEFAULT
                 },
-                dns: dns.as_ref().ok().map(|d| d.steering),
+                dns: dns.as_ref().ok().map(|d| d.steering.clone()),
                 ..Default::default()
             },
             dns,
