@@ -413,3 +413,57 @@ async fn domain_names_through_the_controller() {
     stop.send(()).unwrap();
     ctl.await.unwrap().unwrap();
 }
+
+/// With pods on a bridge that br_netfilter filters, tproxy cannot steer their DNS (the
+/// query would be lost): the proxy refuses to start, naming the bridge, and the
+/// controller runs without it (DNS untouched, domainNames admitting nothing).
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn the_proxy_stays_off_where_pods_sit_on_a_filtered_bridge() {
+    needs_root::require_root_and_nft("the_proxy_stays_off_where_pods_sit_on_a_filtered_bridge");
+    let ns = format!("nftpol-cdnsbr-{}", std::process::id());
+    let _guard = Namespaces(vec![ns.clone()]);
+    routed::ip(&["netns", "add", &ns]);
+    routed::ip(&["-n", &ns, "link", "set", "lo", "up"]);
+    routed::ip(&["-n", &ns, "link", "add", "cni0", "type", "bridge"]);
+    routed::ip(&[
+        "-n", &ns, "link", "add", "veth0", "type", "veth", "peer", "name", "veth1",
+    ]);
+    let start = || {
+        nftpol::controller::dns_node::DnsNode::start(
+            DnsConfig {
+                steering: Default::default(),
+                ttl: nftpol::fqdn::Ttl { min: 1, max: 3600 },
+                route_table: 9353,
+            },
+            Some(routed::path(&ns)),
+        )
+    };
+    let sysctl = |v: &str| {
+        let ok = Command::new("ip")
+            .args(["netns", "exec", &ns, "sysctl", "-qw"])
+            .arg(format!("net.bridge.bridge-nf-call-iptables={v}"))
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    };
+    sysctl("1");
+    // A bridge without ports (docker0 on many nodes) holds no pod.
+    let r = start();
+    assert!(
+        r.is_ok(),
+        "refused for a bridge without ports: {:?}",
+        r.err()
+    );
+    drop(r);
+    routed::ip(&["-n", &ns, "link", "set", "veth0", "master", "cni0"]);
+    match start() {
+        Err(nftpol::controller::dns_node::DnsError::Bridged { bridge }) => {
+            assert_eq!(bridge, "cni0")
+        }
+        other => panic!("expected Bridged, got {:?}", other.map(|_| ())),
+    }
+    sysctl("0");
+    assert!(start().is_ok(), "refused without br_netfilter filtering");
+}

@@ -189,13 +189,22 @@ where
         ),
         _ => None,
     };
+    let mut config = config;
     let dns = match config.dns.clone() {
-        Some(c) => {
-            let node =
-                dns_node::DnsNode::start(c, config.netns.clone()).map_err(ControllerError::Dns)?;
-            metrics.dns(node.stats());
-            Some(Arc::new(node))
-        }
+        Some(c) => match dns_node::DnsNode::start(c, config.netns.clone()) {
+            Ok(node) => {
+                metrics.dns(node.stats());
+                Some(Arc::new(node))
+            }
+            // DNS must keep working: without the proxy nothing is steered, and
+            // domainNames rules admit nothing (said here, and per policy by Event).
+            Err(e @ dns_node::DnsError::Bridged { .. }) => {
+                tracing::error!(error = %e, "DNS proxy off: domainNames rules admit nothing on this node");
+                config.options.dns = None;
+                None
+            }
+            Err(e) => return Err(ControllerError::Dns(e)),
+        },
         None => None,
     };
     let sync = SyncThread {
