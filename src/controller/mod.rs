@@ -117,8 +117,6 @@ pub enum ControllerError {
         #[source]
         source: crate::netlink::NetlinkError,
     },
-    #[error("cannot start the DNS proxy")]
-    Dns(#[source] dns_node::DnsError),
     /// The sync loop returned before a shutdown was asked for.
     #[error("the sync loop ended")]
     SyncLoopEnded,
@@ -196,14 +194,15 @@ where
                 metrics.dns(node.stats());
                 Some(Arc::new(node))
             }
-            // DNS must keep working: without the proxy nothing is steered, and
-            // domainNames rules admit nothing (said here, and per policy by Event).
-            Err(e @ dns_node::DnsError::Bridged { .. }) => {
-                tracing::error!(error = %e, "DNS proxy off: domainNames rules admit nothing on this node");
+            // Enforcement of everything else must not depend on the proxy, and DNS must
+            // keep working: without it nothing is steered, and domainNames rules admit
+            // nothing (said here, and per policy by Event).
+            Err(e) => {
+                let cause = std::error::Error::source(&e).map(|c| c.to_string());
+                tracing::error!(error = %e, cause = cause.as_deref(), "DNS proxy off: domainNames rules admit nothing on this node");
                 config.options.dns = None;
                 None
             }
-            Err(e) => return Err(ControllerError::Dns(e)),
         },
         None => None,
     };
