@@ -425,7 +425,7 @@ impl<D: Dataplane> SyncLoop<D> {
                 api_version: api_version.to_string(),
                 namespace: None,
                 name: name.to_string(),
-                message: "domainNames peers match nothing on this node: its DNS proxy is off (--no-dns-proxy), so no address is learned (they can only Accept, so nothing is opened by them)".into(),
+                message: "domainNames peers match nothing on this node: its DNS proxy is off (--no-dns-proxy, or it could not start: see the controller log), so no address is learned (they can only Accept, so nothing is opened by them)".into(),
             });
         }
     }
