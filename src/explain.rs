@@ -10,7 +10,9 @@
 
 mod audit;
 pub mod domains;
+mod np;
 mod shared;
+use np::np_allows;
 use shared::ambiguous;
 pub use shared::shared_addresses;
 pub mod miss;
@@ -775,13 +777,7 @@ pub fn end_allowed(
     protocol: Protocol,
     port: u16,
 ) -> bool {
-    let np = pod.isolation(dir).map(|iso| {
-        pod.host_ips.contains(&other)
-            || iso
-                .allows
-                .iter()
-                .any(|a| graph.peer_contains(a.peer, other) && a.ports.contains(protocol, port))
-    });
+    let np = np_allows(graph, pod, dir, other, protocol, port);
     let side = pod.tiers.side(dir);
     if side.is_empty() || pod.ips.contains(&other) {
         return np.unwrap_or(true);

@@ -99,13 +99,7 @@ pub fn end_allowed_learned(
     if side.admin.domains.is_empty() || pod.ips.contains(&other) {
         return super::end_allowed(graph, pod, dir, other, protocol, port);
     }
-    let np = pod.isolation(dir).map(|iso| {
-        pod.host_ips.contains(&other)
-            || iso
-                .allows
-                .iter()
-                .any(|a| graph.peer_contains(a.peer, other) && a.ports.contains(protocol, port))
-    });
+    let np = super::np_allows(graph, pod, dir, other, protocol, port);
     let matches = |r: &crate::graph::tiers::TierRule| {
         graph.peer_contains(r.peer, other) && r.ports.contains(protocol, port)
     };

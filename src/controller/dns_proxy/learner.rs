@@ -100,12 +100,6 @@ impl SetLearner {
         *self.rules.lock().expect("rules lock") = Arc::new(rules);
     }
 
-    /// Forgets what the kernel held (its table was replaced whole): the next answers
-    /// teach everything again.
-    pub fn forget(&self) {
-        self.given.lock().expect("given lock").clear();
-    }
-
     /// What is held now: (set, address) -> the domain and expiry, expired ones dropped.
     pub fn learned(&self) -> Vec<((String, IpAddr), Given)> {
         let now = Instant::now();
