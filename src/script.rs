@@ -122,7 +122,8 @@ pub fn rule_text(kind: &RuleKind) -> String {
         }
         RuleKind::SteerDns { family, protocol, pods, servers, alive, port, mark } => {
             let (f, p) = (ip_kw(*family), protocol.name());
-            format!("{f} saddr @{pods} {f} daddr @{servers} {p} dport @{alive} tproxy {f} to :{port} meta mark set meta mark | {mark:#010x} accept")
+            let syn = if *protocol == crate::policy::Protocol::Tcp { " tcp flags & (syn | ack) == syn" } else { "" };
+            format!("{f} saddr @{pods} {f} daddr @{servers} {p} dport @{alive}{syn} tproxy {f} to :{port} meta mark set meta mark | {mark:#010x} accept")
         }
         RuleKind::MarkedDispatch { family, mark, map } => {
             format!("meta mark & {mark:#010x} == {mark:#010x} {} saddr vmap @{map}", ip_kw(*family))

@@ -11,6 +11,11 @@
 //! a: Admin 10 Accept *.dyn.example tcp/8443; Admin 20 Deny 10.99.0.0/16. b: no policy.
 //! ```
 //!
+//! Twice: attached by routes (a veth each, as ptp does), and on a bridge `cni0` that
+//! br_netfilter filters (as flannel's), the server on the same bridge, the pods attached
+//! after the controller started (as the CNI attaches them), so that the proxy's bridge
+//! listeners come from its link watch.
+//!
 //! Pods resolve at the cluster DNS Service address (10.96.0.10), DNATed kube-proxy-style
 //! to the server; the controller trusts that address (`--dns-server`).
 //!
@@ -69,19 +74,56 @@ impl Drop for Namespaces {
     }
 }
 
-/// Node, pods a and b, and the server, routed; the server holds 10.99.0.0/16.
-fn topology() -> (Namespaces, [String; 4]) {
-    let prefix = format!("nftpol-cdns-{}", std::process::id());
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attach {
+    Routed,
+    Bridged,
+}
+
+/// Node, pods a and b, and the server; the server holds 10.99.0.0/16. Bridged, only the
+/// node's bridge (with br_netfilter on): [`attach`] then connects the pods.
+fn topology(how: Attach) -> (Namespaces, [String; 4]) {
+    let tag = match how {
+        Attach::Routed => "r",
+        Attach::Bridged => "b",
+    };
+    let prefix = format!("nftpol-cdns{tag}-{}", std::process::id());
     let names = ["n", "a", "b", "s"].map(|s| format!("{prefix}-{s}"));
     let guard = Namespaces(names.to_vec());
     for ns in &names {
         routed::ip(&["netns", "add", ns]);
     }
-    let [node, a, b, srv] = &names;
-    routed::attach(node, a, "va", POD_A);
-    routed::attach(node, b, "vb", POD_B);
-    routed::attach(node, srv, "vsrv", DNS);
+    let node = &names[0];
+    routed::ip(&["-n", node, "link", "set", "lo", "up"]);
     routed::forwarding(node);
+    if how == Attach::Bridged {
+        routed::ip(&["-n", node, "link", "add", "cni0", "type", "bridge"]);
+        routed::ip(&["-n", node, "addr", "add", "10.244.1.1/24", "dev", "cni0"]);
+        routed::ip(&["-n", node, "link", "set", "cni0", "up"]);
+        sysctl(node, "net.bridge.bridge-nf-call-iptables=1");
+    }
+    kube_proxy(node);
+    (guard, names)
+}
+
+fn sysctl(ns: &str, setting: &str) {
+    let ok = Command::new("ip")
+        .args(["netns", "exec", ns, "sysctl", "-qw", setting])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "sysctl {setting} in {ns}");
+}
+
+/// Attaches pods a and b and the server: by routes, or as ports of `cni0`.
+fn attach(how: Attach, names: &[String; 4]) {
+    let [node, a, b, srv] = names;
+    for (ns, veth, addr) in [(a, "va", POD_A), (b, "vb", POD_B), (srv, "vsrv", DNS)] {
+        match how {
+            Attach::Routed => routed::attach(node, ns, veth, addr),
+            Attach::Bridged => bridge_port(node, ns, veth, addr),
+        }
+    }
     routed::ip(&[
         "-n",
         srv,
@@ -101,10 +143,31 @@ fn topology() -> (Namespaces, [String; 4]) {
         "via",
         DNS,
         "dev",
-        "vsrv",
+        match how {
+            Attach::Routed => "vsrv",
+            Attach::Bridged => "cni0",
+        },
     ]);
-    kube_proxy(node);
-    (guard, names)
+}
+
+/// `pod` on `cni0` of `node` (10.244.1.0/24, the bridge's address its gateway).
+fn bridge_port(node: &str, pod: &str, veth: &str, addr: &str) {
+    routed::ip(&[
+        "-n", node, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", pod,
+    ]);
+    routed::ip(&["-n", node, "link", "set", veth, "master", "cni0", "up"]);
+    routed::ip(&["-n", pod, "link", "set", "lo", "up"]);
+    routed::ip(&[
+        "-n",
+        pod,
+        "addr",
+        "add",
+        &format!("{addr}/24"),
+        "dev",
+        "eth0",
+    ]);
+    routed::ip(&["-n", pod, "link", "set", "eth0", "up"]);
+    routed::ip(&["-n", pod, "route", "add", "default", "via", "10.244.1.1"]);
 }
 
 /// `h<N>.dyn.example` is 10.99.<N/256>.<N%256>; `dyn.example` 10.99.255.2;
@@ -241,6 +304,24 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// The value of every unlabelled `name` sample on the metrics page.
 async fn metric(port: u16, name: &str) -> u64 {
+    metric_if_any(port, name)
+        .await
+        .unwrap_or_else(|| panic!("no {name} on /metrics"))
+}
+
+/// Waits until the unlabelled sample `name` is `want`, at most 20 s.
+async fn until_metric(port: u16, name: &str, want: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric_if_any(port, name).await != Some(want) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {name} {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn metric_if_any(port: u16, name: &str) -> Option<u64> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
@@ -255,14 +336,22 @@ async fn metric(port: u16, name: &str) -> u64 {
         .filter_map(|l| l.split_once(' '))
         .filter_map(|(k, v)| Some((k, v.trim().parse().ok()?)))
         .collect();
-    *values
-        .get(name)
-        .unwrap_or_else(|| panic!("no {name} on /metrics"))
+    values.get(name).copied()
 }
 
 /// Resolves `name` from `pod` at the cluster DNS Service.
 fn resolve(pod: &str, name: &str, id: u16) -> Option<IpAddr> {
     resolve_at(pod, CLUSTER_DNS, name, id)
+}
+
+/// Resolves `name` from `pod` at the cluster DNS Service, over TCP.
+fn tcp_resolve(pod: &str, name: &str, id: u16) -> Option<IpAddr> {
+    let server: SocketAddr = format!("{CLUSTER_DNS}:53").parse().unwrap();
+    let name = name.to_string();
+    nftpol::netlink::in_netns(&routed::path(pod), move || {
+        client::resolve_at(server, &name, id, true, RecordType::A)
+    })
+    .unwrap()
 }
 
 fn resolve_at(pod: &str, server: &str, name: &str, id: u16) -> Option<IpAddr> {
@@ -299,15 +388,18 @@ fn rounds(pod: &str) -> Vec<(String, Option<IpAddr>)> {
 #[ignore = "needs root: network namespaces, nftables, tproxy, policy routing"]
 async fn domain_names_through_the_controller() {
     needs_root::require_root_and_nft("domain_names_through_the_controller");
-    let (_guard, [node, a, b, srv]) = topology();
-    let dns: SocketAddr = format!("{DNS}:53").parse().unwrap();
-    let (_srv_stop, _srv_thread) = client::spawn_in(routed::path(&srv), move || {
-        Box::pin(async move {
-            TestServer::start(dns, zone()).await;
-        })
-    });
-    echo(&srv);
+    through_the_controller(Attach::Routed).await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root: network namespaces, bridges, br_netfilter, tproxy, policy routing"]
+async fn domain_names_through_the_controller_on_a_filtered_bridge() {
+    needs_root::require_root_and_nft("domain_names_through_the_controller_on_a_filtered_bridge");
+    through_the_controller(Attach::Bridged).await;
+}
+
+async fn through_the_controller(how: Attach) {
+    let (_guard, names) = topology(how);
     let server = FakeApiServer::start().await;
     for o in objects() {
         server.apply(o);
@@ -322,7 +414,7 @@ async fn domain_names_through_the_controller() {
         "n1",
         listener,
         Duration::from_secs(60),
-        Some(routed::path(&node)),
+        Some(routed::path(&names[0])),
     );
     config.options.dns = Some(steering.clone());
     config.dns = Some(DnsConfig {
@@ -339,9 +431,27 @@ async fn domain_names_through_the_controller() {
             let _ = rx.await;
         },
     ));
+    // The pods come after the proxy listens, as a CNI attaches them: on the bridge, the
+    // proxy's link watch opens its listeners there.
+    until_metric(port, "nftpol_dns_bridges", 0).await;
+    attach(how, &names);
+    let [node, a, b, srv] = names.clone();
+    let dns: SocketAddr = format!("{DNS}:53").parse().unwrap();
+    let (_srv_stop, _srv_thread) = client::spawn_in(routed::path(&srv), move || {
+        Box::pin(async move {
+            TestServer::start(dns, zone()).await;
+        })
+    });
+    echo(&srv);
     until("the proxy's liveness element", || {
         nft_list_set(&node, "dns/alive").contains("53")
     })
+    .await;
+    until_metric(
+        port,
+        "nftpol_dns_bridges",
+        u64::from(how == Attach::Bridged),
+    )
     .await;
     let rules = Command::new("ip")
         .args(["-n", &node, "rule", "show"])
@@ -359,6 +469,16 @@ async fn domain_names_through_the_controller() {
         [],
         "first connections refused after their answer"
     );
+    // Over TCP too, through the Service address: the connection's later segments reach
+    // the proxy's socket by the address DNAT chose.
+    for i in 1..=20u16 {
+        let name = format!("h{}.dyn.example.", 200 + i);
+        let got = tcp_resolve(&a, &name, i);
+        assert!(
+            got.is_some_and(|addr| connects(&a, addr)),
+            "{name} over TCP: {got:?}"
+        );
+    }
     for name in ["x.other.example.", "dyn.example."] {
         let addr = resolve(&a, name, 1).expect("DNS answers every name");
         assert!(!connects(&a, addr), "{name} admitted");
@@ -412,58 +532,4 @@ async fn domain_names_through_the_controller() {
 
     stop.send(()).unwrap();
     ctl.await.unwrap().unwrap();
-}
-
-/// With pods on a bridge that br_netfilter filters, tproxy cannot steer their DNS (the
-/// query would be lost): the proxy refuses to start, naming the bridge, and the
-/// controller runs without it (DNS untouched, domainNames admitting nothing).
-#[test]
-#[ignore = "needs root: network namespaces"]
-fn the_proxy_stays_off_where_pods_sit_on_a_filtered_bridge() {
-    needs_root::require_root_and_nft("the_proxy_stays_off_where_pods_sit_on_a_filtered_bridge");
-    let ns = format!("nftpol-cdnsbr-{}", std::process::id());
-    let _guard = Namespaces(vec![ns.clone()]);
-    routed::ip(&["netns", "add", &ns]);
-    routed::ip(&["-n", &ns, "link", "set", "lo", "up"]);
-    routed::ip(&["-n", &ns, "link", "add", "cni0", "type", "bridge"]);
-    routed::ip(&[
-        "-n", &ns, "link", "add", "veth0", "type", "veth", "peer", "name", "veth1",
-    ]);
-    let start = || {
-        nftpol::controller::dns_node::DnsNode::start(
-            DnsConfig {
-                steering: Default::default(),
-                ttl: nftpol::fqdn::Ttl { min: 1, max: 3600 },
-                route_table: 9353,
-            },
-            Some(routed::path(&ns)),
-        )
-    };
-    let sysctl = |v: &str| {
-        let ok = Command::new("ip")
-            .args(["netns", "exec", &ns, "sysctl", "-qw"])
-            .arg(format!("net.bridge.bridge-nf-call-iptables={v}"))
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-    };
-    sysctl("1");
-    // A bridge without ports (docker0 on many nodes) holds no pod.
-    let r = start();
-    assert!(
-        r.is_ok(),
-        "refused for a bridge without ports: {:?}",
-        r.err()
-    );
-    drop(r);
-    routed::ip(&["-n", &ns, "link", "set", "veth0", "master", "cni0"]);
-    match start() {
-        Err(nftpol::controller::dns_node::DnsError::Bridged { bridge }) => {
-            assert_eq!(bridge, "cni0")
-        }
-        other => panic!("expected Bridged, got {:?}", other.map(|_| ())),
-    }
-    sysctl("0");
-    assert!(start().is_ok(), "refused without br_netfilter filtering");
 }

@@ -145,6 +145,7 @@ async fn setup(mode: Mode) -> Setup {
         upstream_timeout: Duration::from_millis(300),
         learn_timeout: Duration::from_millis(200),
         max_in_flight: 64,
+        ..ProxyConfig::default()
     };
     let stats = Arc::new(ProxyStats::default());
     let u = UdpProxy::bind(lo, config.clone(), learner.clone(), stats.clone()).unwrap();

@@ -346,26 +346,17 @@ fn cnp_skip(backend: &dyn Backend, case: &Case) -> Option<String> {
 
 /// Why this run cannot judge a case that probes DNS names under `domainNames` rules, if
 /// it does (names probed under other policies need no proxy: every backend judges them).
-fn dns_skip(backend: &dyn Backend, case: &Case, topology: topology::Kind) -> Option<String> {
+fn dns_skip(backend: &dyn Backend, case: &Case) -> Option<String> {
     let cells = case.name_cells();
     if cells == 0 || !case.has_domain_names() {
         return None;
     }
-    // nftpol's known limit (docs/operations.md): with br_netfilter, tproxy cannot steer
-    // a bridged pod's DNS, so a node whose pods sit on a bridge runs no DNS proxy.
-    let why = match topology {
-        topology::Kind::Bridge | topology::Kind::Vxlan => {
-            "pods on a bridge with br_netfilter: tproxy cannot steer their DNS, so the nodes run no DNS proxy (a known limit of nftpol)".to_string()
-        }
-        topology::Kind::Routed => backend.learns_names().err()?,
-    };
+    let why = backend.learns_names().err()?;
     Some(format!("{cells} name probes skipped: {why}"))
 }
 
 fn run_case(ctx: &mut Ctx, case: &Case) -> Verdict {
-    let topology = ctx.topo.kind;
-    if let Some(why) = cnp_skip(ctx.backend, case).or_else(|| dns_skip(ctx.backend, case, topology))
-    {
+    if let Some(why) = cnp_skip(ctx.backend, case).or_else(|| dns_skip(ctx.backend, case)) {
         return Verdict::Skip(why);
     }
     let probes = case

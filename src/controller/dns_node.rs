@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
+use super::dns_bridges::{BridgeError, BridgeListeners};
 use super::dns_proxy::learner::{DomainRule, KernelSink, SetLearner};
 use super::dns_proxy::liveness::Liveness;
 use super::dns_proxy::{ProxyConfig, ProxyStats, TcpProxy, UdpProxy};
@@ -67,12 +68,10 @@ pub enum DnsError {
     },
     #[error("the DNS proxy thread stopped while starting")]
     Gone,
-    /// Pods are attached to a bridge whose traffic br_netfilter filters: a query steered
-    /// there would be lost (see [`bridged_pods`]).
-    #[error("pods here are attached to a bridge with br_netfilter on ({bridge}): tproxy cannot steer their DNS, which would be lost")]
-    Bridged { bridge: String },
-    #[error("cannot list the network devices")]
-    Links(#[source] rtnetlink::Error),
+    /// A bridge that br_netfilter filters has ports, and its listeners could not be
+    /// opened (see [`super::dns_bridges`]).
+    #[error("cannot serve the pods on the node's filtered bridges")]
+    Bridges(#[source] BridgeError),
 }
 
 /// The running proxy, as the sync loop and `/metrics` see it.
@@ -222,9 +221,6 @@ impl Parts {
     /// Routing, learner, listeners and liveness; returns the learner once all run.
     async fn listen(&self) -> Result<Arc<SetLearner>, DnsError> {
         let c = &self.config;
-        if let Some(bridge) = bridged_pods().await? {
-            return Err(DnsError::Bridged { bridge });
-        }
         policy_routing(c.steering.mark, c.route_table).await?;
         let backend = crate::netlink::Backend::open().map_err(DnsError::Netlink)?;
         let sink = KernelSink {
@@ -251,6 +247,15 @@ impl Parts {
             tokio::spawn(log_end("udp", addr, u.run()));
             tokio::spawn(log_end("tcp", addr, t.run()));
         }
+        // Before the liveness: no query is steered before its listener exists.
+        let bridges =
+            BridgeListeners::new(c.steering.dns_port, learner.clone(), self.stats.clone());
+        let (bridges, events) = super::dns_bridges::start(bridges)
+            .await
+            .map_err(DnsError::Bridges)?;
+        let on_bridges = bridges.bridges();
+        let healthy = Arc::new(AtomicBool::new(true));
+        tokio::spawn(super::dns_bridges::follow(bridges, events, healthy.clone()));
         let backend = crate::netlink::Backend::open().map_err(DnsError::Netlink)?;
         let liveness = Liveness {
             table: names::TABLE.into(),
@@ -262,9 +267,10 @@ impl Parts {
             backend,
             liveness,
             self.active.clone(),
+            healthy,
             self.refresh.clone(),
         ));
-        tracing::info!(port, servers = ?c.steering.servers, min_ttl = c.ttl.min, "DNS proxy listening");
+        tracing::info!(port, servers = ?c.steering.servers, min_ttl = c.ttl.min, bridges = ?on_bridges, "DNS proxy listening");
         Ok(learner)
     }
 }
@@ -325,52 +331,6 @@ async fn policy_routing(mark: u32, table: u32) -> Result<(), DnsError> {
         exists_ok(added).map_err(route("local route"))?;
     }
     Ok(())
-}
-
-/// The name of a bridge with ports while br_netfilter filters bridged traffic here, if
-/// any. Why it matters: with br_netfilter the IP prerouting hooks run in the bridge's
-/// context, before the packet is passed up to IP, and `ip_rcv` then drops the socket
-/// tproxy assigned ("must drop socket now because of tproxy"): the steered query reaches
-/// no socket and is lost. Routed attachments (ptp, routed veth) are not affected.
-async fn bridged_pods() -> Result<Option<String>, DnsError> {
-    use futures::TryStreamExt;
-    use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkInfo};
-    let filtered = std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables")
-        .is_ok_and(|v| v.trim() == "1");
-    if !filtered {
-        return Ok(None);
-    }
-    let (conn, handle, _) = rtnetlink::new_connection()
-        .map_err(|e| DnsError::Links(rtnetlink::Error::NamespaceError(e.to_string())))?;
-    tokio::spawn(conn);
-    let links: Vec<_> = handle
-        .link()
-        .get()
-        .execute()
-        .try_collect()
-        .await
-        .map_err(DnsError::Links)?;
-    let bridges: std::collections::HashMap<u32, String> = links
-        .iter()
-        .filter(|l| {
-            l.attributes.iter().any(|a| {
-                matches!(a, LinkAttribute::LinkInfo(i) if i.contains(&LinkInfo::Kind(InfoKind::Bridge)))
-            })
-        })
-        .map(|l| {
-            let name = l.attributes.iter().find_map(|a| match a {
-                LinkAttribute::IfName(n) => Some(n.clone()),
-                _ => None,
-            });
-            (l.header.index, name.unwrap_or_default())
-        })
-        .collect();
-    Ok(links.iter().find_map(|l| {
-        l.attributes.iter().find_map(|a| match a {
-            LinkAttribute::Controller(m) => bridges.get(m).cloned(),
-            _ => None,
-        })
-    }))
 }
 
 /// EEXIST is success: the rule or route is there from an earlier run.

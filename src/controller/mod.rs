@@ -13,6 +13,7 @@
 pub mod board;
 pub mod cnp_watch;
 pub mod dataplane;
+pub mod dns_bridges;
 pub mod dns_node;
 pub mod dns_proxy;
 mod events;

@@ -301,13 +301,22 @@ fn pair_exprs(v: &mut Vec<Expr>, kind: &RuleKind, ids: SetIds) {
 
 /// `register 1 = register 1 & mask` (4 bytes).
 fn bitwise_and(mask: u32) -> Expr {
+    bitwise_and_bytes(&mask.to_ne_bytes())
+}
+
+/// `reg1 & mask` over `mask`'s length.
+fn bitwise_and_bytes(mask: &[u8]) -> Expr {
     Expr::new("bitwise")
         .u32(nftnl_attr::BITWISE_SREG, NFT_REG_1)
         .u32(nftnl_attr::BITWISE_DREG, NFT_REG_1)
-        .u32(nftnl_attr::BITWISE_LEN, 4)
-        .data(nftnl_attr::BITWISE_MASK, &mask.to_ne_bytes())
-        .data(nftnl_attr::BITWISE_XOR, &0u32.to_ne_bytes())
+        .u32(nftnl_attr::BITWISE_LEN, mask.len() as u32)
+        .data(nftnl_attr::BITWISE_MASK, mask)
+        .data(nftnl_attr::BITWISE_XOR, &vec![0u8; mask.len()])
 }
+
+/// TCP header flag bits (RFC 9293).
+const TCP_SYN: u8 = 0x02;
+const TCP_ACK: u8 = 0x10;
 
 /// `meta mark set meta mark | <mark>`: nft writes `x | c` as `(x & !c) ^ c`.
 fn mark_or(v: &mut Vec<Expr>, mark: u32) {
@@ -377,6 +386,12 @@ fn steer_exprs(v: &mut Vec<Expr>, kind: &RuleKind, ids: SetIds) {
     v.push(cmp(NFT_CMP_EQ, NFT_REG_1, &[protocol.number()]));
     v.push(payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, NFT_REG_1));
     v.push(lookup(alive, ids(alive), None));
+    if *protocol == crate::policy::Protocol::Tcp {
+        // `tcp flags & (syn | ack) == syn`: the flags byte is at offset 13.
+        v.push(payload(NFT_PAYLOAD_TRANSPORT_HEADER, 13, 1, NFT_REG_1));
+        v.push(bitwise_and_bytes(&[TCP_SYN | TCP_ACK]));
+        v.push(cmp(NFT_CMP_EQ, NFT_REG_1, &[TCP_SYN]));
+    }
     v.push(
         Expr::new("immediate")
             .u32(nftnl_attr::IMM_DREG, NFT_REG_1)

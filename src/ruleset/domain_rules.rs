@@ -10,9 +10,11 @@
 //!     (the same for ip6)
 //!   Admin Deny lookups, NetworkPolicy, Baseline            (as before)
 //! chain dns-steer (hook prerouting priority mangle), with Options::dns:
+//!   ip saddr @dns/pods4 ip daddr @dns/servers4 udp dport @dns/alive
+//!     tproxy ip to :<port> meta mark set … accept
+//!   (tcp, its SYN only; ip6)
+//! chain dns-held (hook prerouting priority dstnat + 10):
 //!   meta l4proto tcp socket transparent 1 meta mark set meta mark | <mark> accept
-//!   ip saddr @dns/pods4 udp dport @dns/alive tproxy ip to :<port> meta mark set … accept
-//!   (tcp; ip6)
 //! chain input: … meta mark & <mark> == <mark> ip saddr vmap @egress4 (ip6) before the
 //!   input maps: a steered query is judged by its pod's egress chain
 //! ```
@@ -219,12 +221,26 @@ pub(super) fn rules(pod: &PodNode, allow: &Verdict, log: &Option<LogTarget>) -> 
     out
 }
 
+/// The chain that keeps a TCP connection the proxy holds with it. After kube-proxy's
+/// DNAT (`dstnat`, -100): the proxy's socket has the address DNAT chose, and a lookup
+/// before it (by the Service address) would find no socket; the SYN's tproxy would then
+/// hand the connection's later packets to the listener, which resets them.
+fn held_chain(s: &super::options::DnsSteering) -> Chain {
+    Chain {
+        name: names::CHAIN_DNS_HELD.into(),
+        base: Some(BaseChain {
+            hook: Hook::Prerouting,
+            priority: -90,
+            policy: Verdict::Accept,
+        }),
+        comment: Some("TCP connections the DNS proxy holds stay with it".into()),
+        rules: vec![Rule::new(RuleKind::SteerTransparent { mark: s.mark })],
+    }
+}
+
 /// The steering chain's rules.
 fn steer_chain(s: &super::options::DnsSteering) -> Chain {
-    let mut rules = vec![Rule::with_comment(
-        RuleKind::SteerTransparent { mark: s.mark },
-        "a TCP connection the DNS proxy holds stays with it",
-    )];
+    let mut rules = Vec::new();
     for (v6, family) in [(false, IpFamily::V4), (true, IpFamily::V6)] {
         for protocol in [Protocol::Udp, Protocol::Tcp] {
             rules.push(Rule::new(RuleKind::SteerDns {
@@ -315,7 +331,7 @@ fn steer_sets(graph: &PolicyGraph, s: &super::options::DnsSteering) -> Vec<Set> 
 /// has domain rules (and removes them otherwise): the steering chain and its sets, and
 /// in the input chain the rules that send a steered query to its pod's egress chain.
 pub(super) fn place(model: &mut Ruleset, graph: &PolicyGraph, opts: &Options) {
-    model.retain_chains(|c| c.name != names::CHAIN_DNS_STEER);
+    model.retain_chains(|c| c.name != names::CHAIN_DNS_STEER && c.name != names::CHAIN_DNS_HELD);
     model.retain_sets(|s| {
         !matches!(
             s.role,
@@ -332,6 +348,7 @@ pub(super) fn place(model: &mut Ruleset, graph: &PolicyGraph, opts: &Options) {
         model.put_set(set);
     }
     model.put_chain(steer_chain(steering));
+    model.put_chain(held_chain(steering));
     // Every pod with domain rules has egress tiers, so the input chain is there.
     if let Some(input) = model.chain(names::CHAIN_INPUT) {
         let mut input = input.clone();

@@ -370,7 +370,8 @@ pub enum RuleKind {
     /// a TCP packet of a connection the DNS proxy's transparent socket holds stays with it.
     SteerTransparent { mark: u32 },
     /// `ip saddr @<pods> ip daddr @<servers> udp dport @<alive> tproxy ip to :<port> meta
-    /// mark set meta mark or <mark> accept` (`tcp`; `ip6`): a DNS query of a pod with
+    /// mark set meta mark or <mark> accept` (`tcp`, with `tcp flags & (syn | ack) == syn`:
+    /// only a SYN goes to the listener; `ip6`): a DNS query of a pod with
     /// `domainNames` rules to a trusted server, to the DNS proxy, while `alive` holds the
     /// DNS port. The server is matched here, before kube-proxy's DNAT: what the pod
     /// addressed (the cluster DNS Service), not the endpoint DNAT picks.

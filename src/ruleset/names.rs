@@ -105,6 +105,10 @@ pub fn pod_chain(dir: Direction, namespace: &str, pod: &str) -> String {
 /// chain, before kube-proxy's DNAT, that tproxies the DNS of the pods in
 /// [`DNS_POD_SETS`] to the controller while [`DNS_ALIVE_SET`] holds the DNS port.
 pub const CHAIN_DNS_STEER: &str = "dns-steer";
+/// The DNS proxy's held connections: a prerouting chain after kube-proxy's DNAT that
+/// keeps the packets of a TCP connection the proxy's transparent socket holds with it
+/// (found by the address DNAT chose, which the socket has).
+pub const CHAIN_DNS_HELD: &str = "dns-held";
 /// The DNS proxy's liveness: an `inet_service` set with `flags timeout` that the
 /// controller keeps the DNS port in (see `controller::dns_proxy::liveness`); its
 /// elements are the controller's, never the compiled model's.

@@ -35,6 +35,7 @@ use futures::future::BoxFuture;
 use hickory_proto::op::Message;
 
 pub use stats::ProxyStats;
+
 pub use tcp::TcpProxy;
 pub use udp::UdpProxy;
 
@@ -48,9 +49,25 @@ pub enum Destination {
     Fixed(SocketAddr),
 }
 
+/// How steered queries reach a listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// tproxy hands each query to the listener on the proxy's own port (pods attached by
+    /// routes: ptp, routed veth; bridges without br_netfilter): a query addressed to
+    /// that port was not steered, and forwarding it would send it back here.
+    Tproxy,
+    /// Pods on this bridge, which br_netfilter filters: there the kernel drops the socket
+    /// tproxy assigned (`ip_rcv`), and the steered query, routed to this node by its
+    /// mark, reaches the socket bound to the bridge on the query's own destination port.
+    /// The answer leaves that socket from the query's destination (IP_PKTINFO): a second
+    /// socket bound to that address would take the pod's next query meanwhile.
+    Bridge(String),
+}
+
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
     pub destination: Destination,
+    pub delivery: Delivery,
     /// Open the listeners transparent (IP_TRANSPARENT), receive UDP's original
     /// destination and answer from it. Needs CAP_NET_ADMIN and the tproxy rules.
     pub transparent: bool,
@@ -68,6 +85,7 @@ impl Default for ProxyConfig {
     fn default() -> ProxyConfig {
         ProxyConfig {
             destination: Destination::Original,
+            delivery: Delivery::Tproxy,
             transparent: true,
             upstream_timeout: Duration::from_secs(5),
             learn_timeout: Duration::from_secs(2),
@@ -141,13 +159,20 @@ impl Shared {
     }
 
     /// Where a query goes, given its original destination; `None` when it has none, or
-    /// when it was sent to the proxy's own port rather than steered to it (forwarding
-    /// that would send the proxy its own query, again and again).
+    /// when it was sent to the tproxy listener's own port rather than steered to it
+    /// (forwarding that would send the proxy its own query, again and again). A bridge
+    /// listener listens on the DNS port itself; what it forwards leaves this node's own
+    /// stack, never through the bridge it is bound to, so it cannot come back to it.
     pub(crate) fn server(&self, original: Option<SocketAddr>) -> Option<SocketAddr> {
         use std::sync::atomic::Ordering::Relaxed;
         match (self.config.destination, original) {
             (Destination::Fixed(s), _) => Some(s),
-            (Destination::Original, Some(s)) if s.port() != self.listen_port => Some(s),
+            (Destination::Original, Some(s))
+                if s.port() != self.listen_port
+                    || matches!(self.config.delivery, Delivery::Bridge(_)) =>
+            {
+                Some(s)
+            }
             (Destination::Original, _) => {
                 self.stats.refused.fetch_add(1, Relaxed);
                 None

@@ -32,6 +32,8 @@ pub struct ProxyStats {
     pub refused: AtomicU64,
     /// Queries dropped (connections closed) because `max_in_flight` were being served.
     pub overloaded: AtomicU64,
+    /// Filtered bridges the proxy listens on now (a gauge; `controller::dns_bridges`).
+    pub bridges: AtomicU64,
     /// Cumulative counts per bucket of [`BUCKETS_US`], then the overflow.
     added: [AtomicU64; BUCKETS_US.len() + 1],
     added_sum_us: AtomicU64,
@@ -108,12 +110,27 @@ impl ProxyStats {
                 "queries the server did not answer in time",
                 &self.upstream_failures,
             ),
+            (
+                "refused",
+                "queries sent to the proxy's own port, not steered: dropped",
+                &self.refused,
+            ),
+            (
+                "overloaded",
+                "queries dropped because too many were in flight",
+                &self.overloaded,
+            ),
         ];
         for (name, help, c) in counters {
             let _ = writeln!(out, "# HELP nftpol_dns_{name}_total {help}");
             let _ = writeln!(out, "# TYPE nftpol_dns_{name}_total counter");
             let _ = writeln!(out, "nftpol_dns_{name}_total {}", c.load(Relaxed));
         }
+        let _ = writeln!(
+            out,
+            "# HELP nftpol_dns_bridges filtered bridges the DNS proxy listens on\n# TYPE nftpol_dns_bridges gauge\nnftpol_dns_bridges {}",
+            self.bridges.load(Relaxed)
+        );
         let name = "nftpol_dns_added_latency_seconds";
         let _ = writeln!(
             out,

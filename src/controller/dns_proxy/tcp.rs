@@ -10,7 +10,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::exchange::{answer_query, forward_tcp, read_framed, write_framed};
-use super::{Learner, ProxyConfig, ProxyStats, Shared};
+use super::{Delivery, Learner, ProxyConfig, ProxyStats, Shared};
 
 /// A bound TCP listener; [`TcpProxy::run`] serves it.
 pub struct TcpProxy {
@@ -31,6 +31,9 @@ impl TcpProxy {
             Some(Protocol::TCP),
         )?;
         sock.set_reuse_address(true)?;
+        if let Delivery::Bridge(dev) = &config.delivery {
+            sock.bind_device(Some(dev.as_bytes()))?;
+        }
         // The IPv4 and IPv6 listeners share the port: each takes its own family only.
         if listen.is_ipv6() {
             sock.set_only_v6(true)?;

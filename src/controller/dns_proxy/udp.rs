@@ -16,7 +16,7 @@ use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 use super::exchange::{answer_query, forward_udp, MAX_MESSAGE};
-use super::{Learner, ProxyConfig, ProxyStats, Shared};
+use super::{Delivery, Learner, ProxyConfig, ProxyStats, Shared};
 
 /// A bound UDP listener; [`UdpProxy::run`] serves it.
 pub struct UdpProxy {
@@ -26,6 +26,8 @@ pub struct UdpProxy {
 
 fn udp_socket(addr: SocketAddr, transparent: bool) -> io::Result<Socket> {
     let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // The transparent reply socket binds the query's destination while the listener
+    // holds the port: both need it.
     sock.set_reuse_address(true)?;
     // The IPv4 and IPv6 listeners share the port: each takes its own family only.
     if addr.is_ipv6() {
@@ -51,6 +53,9 @@ impl UdpProxy {
         stats: Arc<ProxyStats>,
     ) -> io::Result<UdpProxy> {
         let sock = udp_socket(listen, config.transparent)?;
+        if let Delivery::Bridge(dev) = &config.delivery {
+            sock.bind_device(Some(dev.as_bytes()))?;
+        }
         if config.transparent {
             match listen {
                 SocketAddr::V4(_) => setsockopt(&sock, sockopt::Ipv4OrigDstAddr, &true)?,
@@ -149,6 +154,13 @@ async fn serve(
         return Ok(());
     };
     match (shared.config.transparent, original) {
+        (true, Some(from)) if matches!(shared.config.delivery, Delivery::Bridge(_)) => {
+            listener
+                .async_io(Interest::WRITABLE, || {
+                    send_from(listener, &answer, from, client)
+                })
+                .await?;
+        }
         (true, Some(from)) => {
             let sock = udp_socket(from, true)?;
             sock.bind(&from.into())?;
@@ -160,4 +172,57 @@ async fn serve(
         }
     }
     Ok(())
+}
+
+/// Sends `answer` to `client` from the listener with `from`'s address as its source
+/// (IP_PKTINFO; the listener is transparent, so it may be an address of another host).
+/// The source port is the listener's: a bridge listener's is the query's destination
+/// port.
+fn send_from(
+    sock: &UdpSocket,
+    answer: &[u8],
+    from: SocketAddr,
+    client: SocketAddr,
+) -> io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage};
+    use std::os::fd::AsRawFd;
+    let iov = [io::IoSlice::new(answer)];
+    let fd = sock.as_raw_fd();
+    let sent = match (from, client) {
+        (SocketAddr::V4(f), SocketAddr::V4(c)) => {
+            let info = nix::libc::in_pktinfo {
+                ipi_ifindex: 0,
+                ipi_spec_dst: nix::libc::in_addr {
+                    s_addr: u32::from(*f.ip()).to_be(),
+                },
+                ipi_addr: nix::libc::in_addr { s_addr: 0 },
+            };
+            let cmsg = [ControlMessage::Ipv4PacketInfo(&info)];
+            sendmsg(
+                fd,
+                &iov,
+                &cmsg,
+                MsgFlags::empty(),
+                Some(&SockaddrIn::from(c)),
+            )
+        }
+        (SocketAddr::V6(f), SocketAddr::V6(c)) => {
+            let info = nix::libc::in6_pktinfo {
+                ipi6_addr: nix::libc::in6_addr {
+                    s6_addr: f.ip().octets(),
+                },
+                ipi6_ifindex: 0,
+            };
+            let cmsg = [ControlMessage::Ipv6PacketInfo(&info)];
+            sendmsg(
+                fd,
+                &iov,
+                &cmsg,
+                MsgFlags::empty(),
+                Some(&SockaddrIn6::from(c)),
+            )
+        }
+        _ => return Err(io::Error::other("query and answer of different families")),
+    };
+    sent.map(|_| ()).map_err(io::Error::from)
 }

@@ -1,0 +1,249 @@
+//! The DNS proxy's listeners for pods on bridges that br_netfilter filters (flannel's
+//! `cni0`, the bridge plugin with kube-proxy): one UDP and one TCP listener per family on
+//! the DNS port, bound to the bridge, opened when such a bridge gets ports and closed
+//! when it goes, following the kernel's link events.
+//!
+//! Why they are needed: with br_netfilter the IP prerouting hooks run in the bridge's
+//! context, before the frame is passed up to IP, and `ip_rcv` then drops the socket
+//! tproxy assigned ("must drop socket now because of tproxy"). The steering rule's mark
+//! still routes the query to this node (the fwmark rule's `local` route), where the
+//! ordinary socket lookup delivers it by its destination port: to the socket that
+//! listens on that port on the device it came in on. Bound to the bridge, these sockets
+//! take nothing the node's own DNS servers listen for elsewhere; on the bridge, a query
+//! to one of the node's own addresses on the DNS port reaches them too (forwarded there
+//! unchanged, as the tproxy listener forwards what it is given).
+//!
+//! Owns the listeners and the link watch only: how a query is proxied is
+//! `dns_proxy`'s, when the proxy runs at all is `dns_node`'s. A bridge whose listeners
+//! cannot be bound (the port taken on it) is reported through `healthy`, which stops the
+//! proxy's liveness: steering then ends within the liveness timeout and DNS goes straight
+//! to its servers, so it never leads into a socket that is not there.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use futures::TryStreamExt;
+
+use super::dns_proxy::{Delivery, Learner, ProxyConfig, ProxyStats, TcpProxy, UdpProxy};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    #[error("cannot watch the network devices")]
+    Watch(#[source] std::io::Error),
+    #[error("cannot list the network devices")]
+    Links(#[source] rtnetlink::Error),
+    #[error("cannot listen on {addr} on bridge {bridge} for the DNS proxy")]
+    Listen {
+        bridge: String,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The listeners of every filtered bridge with ports, kept in step with the links.
+pub struct BridgeListeners {
+    port: u16,
+    learner: Arc<dyn Learner>,
+    stats: Arc<ProxyStats>,
+    open: BTreeMap<String, Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for BridgeListeners {
+    fn drop(&mut self) {
+        for task in self.open.values().flatten() {
+            task.abort();
+        }
+    }
+}
+
+impl BridgeListeners {
+    pub fn new(port: u16, learner: Arc<dyn Learner>, stats: Arc<ProxyStats>) -> Self {
+        BridgeListeners {
+            port,
+            learner,
+            stats,
+            open: BTreeMap::new(),
+        }
+    }
+
+    /// The bridges listened on.
+    pub fn bridges(&self) -> Vec<String> {
+        self.open.keys().cloned().collect()
+    }
+
+    /// Opens listeners on the filtered bridges that have none, closes those of bridges
+    /// gone (or no longer filtered). On error the bridges done so far keep theirs.
+    pub async fn rescan(&mut self) -> Result<(), BridgeError> {
+        let now = filtered_bridges().await?;
+        self.open.retain(|name, tasks| {
+            let keep = now.contains(name);
+            if !keep {
+                tasks.iter().for_each(|t| t.abort());
+                tracing::info!(bridge = %name, "DNS proxy: bridge gone, its listeners closed");
+            }
+            keep
+        });
+        let mut result = Ok(());
+        for bridge in now {
+            if !self.open.contains_key(&bridge) {
+                match self.listen(&bridge) {
+                    Ok(tasks) => {
+                        tracing::info!(%bridge, port = self.port, "DNS proxy listening on a filtered bridge");
+                        self.open.insert(bridge, tasks);
+                    }
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+        }
+        let n = self.open.len() as u64;
+        self.stats.bridges.store(n, Ordering::Relaxed);
+        result
+    }
+
+    fn listen(&self, bridge: &str) -> Result<Vec<tokio::task::JoinHandle<()>>, BridgeError> {
+        let mut tasks = Vec::new();
+        for addr in [
+            SocketAddr::from((Ipv4Addr::UNSPECIFIED, self.port)),
+            SocketAddr::from((Ipv6Addr::UNSPECIFIED, self.port)),
+        ] {
+            let cfg = ProxyConfig {
+                delivery: Delivery::Bridge(bridge.to_string()),
+                ..ProxyConfig::default()
+            };
+            let err = |source| BridgeError::Listen {
+                bridge: bridge.to_string(),
+                addr,
+                source,
+            };
+            let (l, s) = (self.learner.clone(), self.stats.clone());
+            let bound = UdpProxy::bind(addr, cfg.clone(), l.clone(), s.clone())
+                .and_then(|u| Ok((u, TcpProxy::bind(addr, cfg, l, s)?)));
+            let (u, t) = match bound {
+                Ok(both) => both,
+                Err(e) => {
+                    tasks
+                        .iter()
+                        .for_each(|t: &tokio::task::JoinHandle<()>| t.abort());
+                    return Err(err(e));
+                }
+            };
+            let b = bridge.to_string();
+            tasks.push(tokio::spawn(log_end("udp", b.clone(), addr, u.run())));
+            tasks.push(tokio::spawn(log_end("tcp", b, addr, t.run())));
+        }
+        Ok(tasks)
+    }
+}
+
+async fn log_end(
+    proto: &'static str,
+    bridge: String,
+    addr: SocketAddr,
+    run: impl std::future::Future<Output = std::io::Result<()>>,
+) {
+    if let Err(e) = run.await {
+        tracing::error!(proto, %bridge, %addr, error = %e, "DNS proxy bridge listener stopped");
+    }
+}
+
+/// Subscribes to link events, then scans once: the listeners exist when this returns,
+/// and every later change of the links is seen by [`follow`].
+pub async fn start(
+    mut listeners: BridgeListeners,
+) -> Result<(BridgeListeners, LinkEvents), BridgeError> {
+    use rtnetlink::MulticastGroup;
+    let (conn, _, events) =
+        rtnetlink::new_multicast_connection(&[MulticastGroup::Link]).map_err(BridgeError::Watch)?;
+    tokio::spawn(conn);
+    listeners.rescan().await?;
+    Ok((listeners, LinkEvents(events)))
+}
+
+/// The link events [`start`] subscribed to.
+pub struct LinkEvents(
+    futures::channel::mpsc::UnboundedReceiver<(
+        rtnetlink::packet_core::NetlinkMessage<rtnetlink::packet_route::RouteNetlinkMessage>,
+        rtnetlink::sys::SocketAddr,
+    )>,
+);
+
+/// Rescans after each link event until the events end. A bridge whose listeners cannot
+/// be bound clears `healthy` (the proxy's liveness stops); a later rescan that succeeds
+/// sets it again.
+pub async fn follow(
+    mut listeners: BridgeListeners,
+    mut events: LinkEvents,
+    healthy: Arc<AtomicBool>,
+) {
+    while events.0.next().await.is_some() {
+        // A burst of events (a veth pair, its master, its address) needs one scan.
+        while events.0.try_recv().is_ok() {}
+        match listeners.rescan().await {
+            Ok(()) => {
+                if !healthy.swap(true, Ordering::SeqCst) {
+                    tracing::info!("DNS proxy: every filtered bridge has its listeners again");
+                }
+            }
+            Err(e) => {
+                healthy.store(false, Ordering::SeqCst);
+                let cause = std::error::Error::source(&e).map(|c| c.to_string());
+                tracing::error!(error = %e, cause = cause.as_deref(), "DNS proxy off until the bridges' listeners can be bound: steering stops when its liveness expires");
+            }
+        }
+    }
+    tracing::warn!("DNS proxy: link events ended; bridges added from now on get no listener");
+}
+
+/// The bridges with ports, while br_netfilter filters bridged traffic here (the
+/// per-namespace `bridge-nf-call-iptables`); none otherwise.
+pub async fn filtered_bridges() -> Result<Vec<String>, BridgeError> {
+    use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkInfo};
+    let filtered = std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables")
+        .is_ok_and(|v| v.trim() == "1");
+    if !filtered {
+        return Ok(Vec::new());
+    }
+    let (conn, handle, _) = rtnetlink::new_connection().map_err(BridgeError::Watch)?;
+    tokio::spawn(conn);
+    let links: Vec<_> = handle
+        .link()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .map_err(BridgeError::Links)?;
+    let bridges: BTreeMap<u32, String> = links
+        .iter()
+        .filter(|l| {
+            l.attributes.iter().any(|a| {
+                matches!(a, LinkAttribute::LinkInfo(i) if i.contains(&LinkInfo::Kind(InfoKind::Bridge)))
+            })
+        })
+        .map(|l| {
+            let name = l.attributes.iter().find_map(|a| match a {
+                LinkAttribute::IfName(n) => Some(n.clone()),
+                _ => None,
+            });
+            (l.header.index, name.unwrap_or_default())
+        })
+        .collect();
+    let mut with_ports: Vec<String> = links
+        .iter()
+        .filter_map(|l| {
+            l.attributes.iter().find_map(|a| match a {
+                LinkAttribute::Controller(m) => bridges.get(m).cloned(),
+                _ => None,
+            })
+        })
+        .collect();
+    with_ports.sort();
+    with_ports.dedup();
+    Ok(with_ports)
+}
