@@ -206,6 +206,16 @@ pub(crate) struct GraphArgs {
     /// outside CIDRs as nodes, allowed protocols and ports as edges; whole cluster).
     #[arg(long, short, value_enum, default_value_t = DiffFormat::Text)]
     pub(crate) output: DiffFormat,
+    /// A pod resolved NAME and got ADDR: each ClusterNetworkPolicy domainNames rule whose
+    /// patterns match NAME lists ADDR, learned from NAME (repeatable; as explain's).
+    #[arg(long, value_name = "NAME=ADDR")]
+    pub(crate) resolved: Vec<String>,
+    /// List, under each domainNames rule, the addresses this node's kernel holds in its
+    /// learned sets (table inet nftpol) and the time each has left; the kernel keeps no
+    /// names. Run as root on the node --node names.
+    #[cfg(feature = "netlink")]
+    #[arg(long, requires = "node", conflicts_with = "resolved")]
+    pub(crate) learned: bool,
     /// Write to FILE instead of stdout (`-`), as `compile --output-file`.
     #[arg(long, value_name = "FILE")]
     pub(crate) output_file: Option<PathBuf>,

@@ -4,7 +4,9 @@
 
 use std::io::Read;
 
-use nftpol::{explain, graph::PolicyGraph, index::Index, input, script};
+use nftpol::fqdn::facts::Listing;
+use nftpol::graph::{PolicyGraph, WithLearned};
+use nftpol::{explain, index::Index, input, script};
 
 use crate::cli_args::*;
 use crate::cli_output;
@@ -45,11 +47,7 @@ pub(crate) fn explain(a: ExplainArgs) -> anyhow::Result<()> {
         FamilyArg::Ipv6 => explain::Family::V6,
     });
     let query = explain_query(&a.from, &a.to, &a.port, family)?;
-    let resolved = a
-        .resolved
-        .iter()
-        .map(|r| explain::domains::Resolution::parse(r).map_err(|e| usage("--resolved", e)))
-        .collect::<Result<Vec<_>, _>>()?;
+    let resolved = parse_resolved(&a.resolved)?;
     let e = explain::explain_resolved(&index, &graph, &query, &resolved).map_err(explain_usage)?;
     let text = match a.output {
         OutputFormat::Text => e.to_string(),
@@ -79,9 +77,24 @@ pub(crate) fn graph(a: GraphArgs) -> anyhow::Result<()> {
     warn_if_no_pod_on(&index, a.node.as_deref(), "the graph has no pods");
     let graph = PolicyGraph::build_for(&index, a.node.as_deref());
     check_budget(&graph, &a.budget.options())?;
+    if let (DiffFormat::Dot, Some(flag)) = (a.output, learned_flag(&a)) {
+        return Err(usage(
+            "--output dot",
+            format!("draws no domainNames rules; it takes no {flag}"),
+        )
+        .into());
+    }
+    let learned = graph_learned(&a, &graph)?;
     let text = match a.output {
-        DiffFormat::Text => graph.to_string(),
-        DiffFormat::Json => nftpol::graph_json::render(&graph),
+        DiffFormat::Text => match &learned {
+            Some(learned) => WithLearned {
+                graph: &graph,
+                learned,
+            }
+            .to_string(),
+            None => graph.to_string(),
+        },
+        DiffFormat::Json => nftpol::graph_json::render_with(&graph, learned.as_ref()),
         DiffFormat::Dot if a.node.is_some() => {
             return Err(usage(
                 "--output dot",
@@ -92,6 +105,58 @@ pub(crate) fn graph(a: GraphArgs) -> anyhow::Result<()> {
         DiffFormat::Dot => nftpol::change::allowed(&index, &graph).to_dot_allowed(),
     };
     cli_output::emit(a.output_file.as_deref(), text.as_bytes())
+}
+
+/// The flag that asks `graph` for the addresses of the domainNames rules, if one does.
+fn learned_flag(a: &GraphArgs) -> Option<&'static str> {
+    #[cfg(feature = "netlink")]
+    if a.learned {
+        return Some("--learned");
+    }
+    (!a.resolved.is_empty()).then_some("--resolved")
+}
+
+/// What `graph` lists under each domainNames rule: the `--resolved` facts, or
+/// (`--learned`) what this node's kernel holds; `None` without either.
+fn graph_learned(a: &GraphArgs, graph: &PolicyGraph) -> anyhow::Result<Option<Listing>> {
+    #[cfg(feature = "netlink")]
+    if a.learned {
+        return kernel_learned(graph).map(Some);
+    }
+    if a.resolved.is_empty() {
+        return Ok(None);
+    }
+    let resolved = parse_resolved(&a.resolved)?;
+    let facts = explain::domains::learned_in(graph, &resolved);
+    Ok(Some(Listing::resolved(&facts)))
+}
+
+/// `graph --learned`: the learned sets of the graph's domainNames rules as the kernel of
+/// this network namespace holds them, in table `inet nftpol`.
+#[cfg(feature = "netlink")]
+fn kernel_learned(graph: &PolicyGraph) -> anyhow::Result<Listing> {
+    use anyhow::Context;
+    let table = nftpol::ruleset::names::TABLE;
+    let rules = nftpol::graph::domains::in_graph(graph);
+    let listing = nftpol::netlink::Backend::open()
+        .and_then(|mut b| b.learned_listing(table, &rules))
+        .with_context(|| {
+            format!("--learned: reading the learned sets of table inet {table} (needs root, on the node)")
+        })?;
+    listing.ok_or_else(|| {
+        anyhow::anyhow!("--learned: there is no table inet {table} here: no controller programs this node's network namespace")
+    })
+}
+
+/// `--resolved NAME=ADDR` values (`explain`, `graph`); a bad one is a usage error naming
+/// the flag.
+pub(crate) fn parse_resolved(
+    values: &[String],
+) -> Result<Vec<explain::domains::Resolution>, BadInput> {
+    values
+        .iter()
+        .map(|r| explain::domains::Resolution::parse(r).map_err(|e| usage("--resolved", e)))
+        .collect()
 }
 
 #[cfg(feature = "controller")]

@@ -2,10 +2,13 @@
 //! as the graph's text form (peers with their addresses, then every pod's isolation and
 //! allows traced to policy, rule and peer, and the ClusterNetworkPolicy tiers of pods
 //! they select). A plain serializable view built from the graph; no evaluation here.
+//! With a [`Listing`] (`graph --resolved`, `--learned`), each `domainNames` rule lists
+//! the addresses it holds (`learned`); without one, that key is absent.
 
 use serde::Serialize;
 
 use crate::addr::range_text;
+use crate::fqdn::facts::{Listing, Seen};
 use crate::graph::tiers::{PodTiers, TierRules};
 use crate::graph::{PeerRef, PolicyGraph, Ports};
 use crate::policy::Direction;
@@ -76,6 +79,44 @@ struct DomainRuleView<'a> {
     rule_name: Option<&'a str>,
     /// How many of `rules` come before it in evaluation order.
     position: usize,
+    /// The addresses it holds, by address; only with `--resolved` or `--learned`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    learned: Option<Vec<LearnedView<'a>>>,
+}
+
+#[derive(Serialize)]
+struct LearnedView<'a> {
+    address: std::net::IpAddr,
+    /// `resolved` (`--resolved`) or `kernel` (the node's learned set).
+    source: &'static str,
+    /// The name it was learned from; `null` from the kernel, which keeps none.
+    name: Option<&'a str>,
+    /// Milliseconds until the kernel expires it; `null` for `--resolved`, or an element
+    /// without a timeout.
+    expires_in_ms: Option<u64>,
+}
+
+fn learned_view<'a>(
+    learned: &'a Listing,
+    origin: &crate::graph::tiers::TierOrigin,
+) -> Vec<LearnedView<'a>> {
+    learned
+        .rule(&origin.policy, origin.rule.unwrap_or(0))
+        .map(|(address, seen)| match seen {
+            Seen::Resolved { name } => LearnedView {
+                address,
+                source: "resolved",
+                name: Some(name),
+                expires_in_ms: None,
+            },
+            Seen::Kernel { left } => LearnedView {
+                address,
+                source: "kernel",
+                name: None,
+                expires_in_ms: left.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            },
+        })
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -111,7 +152,7 @@ fn ports_view(ports: &Ports) -> Option<Vec<String>> {
     }
 }
 
-fn tier_view(rules: &TierRules) -> TierView<'_> {
+fn tier_view<'a>(rules: &'a TierRules, learned: Option<&'a Listing>) -> TierView<'a> {
     TierView {
         policies: &rules.policies,
         rules: rules
@@ -140,21 +181,20 @@ fn tier_view(rules: &TierRules) -> TierView<'_> {
                 rule: d.origin.rule,
                 rule_name: d.origin.rule_name.as_deref(),
                 position: d.position,
+                learned: learned.map(|l| learned_view(l, &d.origin)),
             })
             .collect(),
     }
 }
 
-fn tiers(t: &PodTiers) -> Option<TiersView<'_>> {
+fn tiers<'a>(t: &'a PodTiers, learned: Option<&'a Listing>) -> Option<TiersView<'a>> {
     if t.is_empty() {
         return None;
     }
-    fn side(s: &crate::graph::tiers::TierSide) -> SideView<'_> {
-        SideView {
-            admin: tier_view(&s.admin),
-            baseline: tier_view(&s.baseline),
-        }
-    }
+    let side = |s: &'a crate::graph::tiers::TierSide| SideView {
+        admin: tier_view(&s.admin, learned),
+        baseline: tier_view(&s.baseline, learned),
+    };
     Some(TiersView {
         ingress: side(&t.ingress),
         egress: side(&t.egress),
@@ -208,7 +248,7 @@ fn isolation<'a>(iso: Option<&'a crate::graph::Isolation>) -> Option<IsolationVi
     })
 }
 
-fn pod_view(p: &crate::graph::PodNode) -> PodView<'_> {
+fn pod_view<'a>(p: &'a crate::graph::PodNode, learned: Option<&'a Listing>) -> PodView<'a> {
     PodView {
         namespace: &p.namespace,
         name: &p.name,
@@ -216,13 +256,18 @@ fn pod_view(p: &crate::graph::PodNode) -> PodView<'_> {
         ips: &p.ips,
         ingress: isolation(p.ingress.as_ref()),
         egress: isolation(p.egress.as_ref()),
-        tiers: tiers(&p.tiers),
-        audited: p.audited.as_deref().map(|a| Box::new(pod_view(a))),
+        tiers: tiers(&p.tiers, learned),
+        audited: p.audited.as_deref().map(|a| Box::new(pod_view(a, learned))),
     }
 }
 
 /// The graph as one pretty-printed JSON document, with a trailing newline.
 pub fn render(graph: &PolicyGraph) -> String {
+    render_with(graph, None)
+}
+
+/// [`render`], with each `domainNames` rule's addresses in `learned` when given.
+pub fn render_with(graph: &PolicyGraph, learned: Option<&Listing>) -> String {
     let view = GraphView {
         peers: graph
             .peers
@@ -247,7 +292,7 @@ pub fn render(graph: &PolicyGraph) -> String {
                     .collect(),
             })
             .collect(),
-        pods: graph.pods.values().map(pod_view).collect(),
+        pods: graph.pods.values().map(|p| pod_view(p, learned)).collect(),
     };
     let mut text = serde_json::to_string_pretty(&view).expect("a graph view serializes");
     text.push('\n');

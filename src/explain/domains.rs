@@ -3,7 +3,8 @@
 //! `domainNames` rule admits a learned address on its ports where it is the first Admin
 //! rule to match, exactly as the compiled lookups do (the tests compare this with the
 //! ruleset evaluator given the same facts). `--resolved NAME=ADDR` ("the source pod
-//! resolved NAME and got ADDR") turns into facts for the rules whose patterns match NAME.
+//! resolved NAME and got ADDR") turns into facts for the rules whose patterns match NAME,
+//! for one pod (`explain`) or for every pod of a graph (`graph`).
 //!
 //! Reads the graph; never the ruleset.
 
@@ -66,6 +67,24 @@ pub fn rule_matches(d: &DomainEntry, name: &str) -> bool {
 /// every `domainNames` rule of the pod whose patterns match its name.
 pub fn learned_for(pod: &PodNode, resolved: &[Resolution]) -> Learned {
     let mut out = Learned::new();
+    add_for(&mut out, pod, resolved);
+    out
+}
+
+/// The facts `resolved` gives for the `domainNames` rules of every pod of `graph`
+/// (enforced and audited views), as [`learned_for`] gives them for one: what `graph
+/// --resolved` lists.
+pub fn learned_in(graph: &PolicyGraph, resolved: &[Resolution]) -> Learned {
+    let mut out = Learned::new();
+    for pod in graph.pods.values() {
+        for view in std::iter::once(pod).chain(pod.audited.as_deref()) {
+            add_for(&mut out, view, resolved);
+        }
+    }
+    out
+}
+
+fn add_for(out: &mut Learned, pod: &PodNode, resolved: &[Resolution]) {
     for d in &pod.tiers.egress.admin.domains {
         for r in resolved.iter().filter(|r| rule_matches(d, &r.name)) {
             out.add(
@@ -76,7 +95,6 @@ pub fn learned_for(pod: &PodNode, resolved: &[Resolution]) -> Learned {
             );
         }
     }
-    out
 }
 
 /// Whether `d` admits a connection to `other` on `port` given `learned`.

@@ -8,6 +8,7 @@ use std::fmt;
 use super::tiers::PodTiers;
 use super::{Origin, PeerRef, PolicyGraph, PortRange, Ports};
 use crate::cnp::Tier;
+use crate::fqdn::facts::{Listing, Seen};
 use crate::policy::{Direction, Peer};
 use crate::text::Escaped;
 
@@ -48,23 +49,49 @@ impl fmt::Display for Origin {
 
 impl fmt::Display for PolicyGraph {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, p) in self.peers.iter().enumerate() {
-            writeln!(f, "peer {i}: {}", Escaped(&p.description))?;
-        }
-        for pod in self.pods.values() {
-            writeln!(f, "pod {}:", Escaped(&pod.id()))?;
-            write_view(f, pod, "  ")?;
-            if let Some(audited) = &pod.audited {
-                writeln!(f, "  audited (nftpol.io/mode: audit), as it would be:")?;
-                write_view(f, audited, "    ")?;
-            }
-        }
-        Ok(())
+        write_graph(f, self, None)
     }
 }
 
+/// The graph's text with, under each `domainNames` rule, the addresses `learned` holds
+/// for it (`graph --resolved`, `graph --learned`), or `learned: none`.
+pub struct WithLearned<'a> {
+    pub graph: &'a PolicyGraph,
+    pub learned: &'a Listing,
+}
+
+impl fmt::Display for WithLearned<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_graph(f, self.graph, Some(self.learned))
+    }
+}
+
+fn write_graph(
+    f: &mut fmt::Formatter<'_>,
+    g: &PolicyGraph,
+    learned: Option<&Listing>,
+) -> fmt::Result {
+    for (i, p) in g.peers.iter().enumerate() {
+        writeln!(f, "peer {i}: {}", Escaped(&p.description))?;
+    }
+    for pod in g.pods.values() {
+        writeln!(f, "pod {}:", Escaped(&pod.id()))?;
+        write_view(f, pod, "  ", learned)?;
+        if let Some(audited) = &pod.audited {
+            writeln!(f, "  audited (nftpol.io/mode: audit), as it would be:")?;
+            write_view(f, audited, "    ", learned)?;
+        }
+    }
+    Ok(())
+}
+
 /// One view of a pod: its isolation and allows per direction, then its tiers.
-fn write_view(f: &mut fmt::Formatter<'_>, pod: &super::PodNode, indent: &str) -> fmt::Result {
+fn write_view(
+    f: &mut fmt::Formatter<'_>,
+    pod: &super::PodNode,
+    indent: &str,
+    learned: Option<&Listing>,
+) -> fmt::Result {
     for dir in [Direction::Ingress, Direction::Egress] {
         match pod.isolation(dir) {
             None => writeln!(f, "{indent}{dir}: not isolated")?,
@@ -89,7 +116,7 @@ fn write_view(f: &mut fmt::Formatter<'_>, pod: &super::PodNode, indent: &str) ->
             }
         }
     }
-    write_tiers(f, &pod.tiers, indent)
+    write_tiers(f, &pod.tiers, indent, learned)
 }
 
 /// A peer of a policy as a person would say it: `pods {app=db} in namespaces {team=a}`.
@@ -117,6 +144,7 @@ fn write_tiers(
     f: &mut std::fmt::Formatter<'_>,
     tiers: &PodTiers,
     indent: &str,
+    learned: Option<&Listing>,
 ) -> std::fmt::Result {
     for dir in [Direction::Ingress, Direction::Egress] {
         let side = tiers.side(dir);
@@ -132,25 +160,27 @@ fn write_tiers(
                 crate::text::Escaped(&policies)
             )?;
             for (i, r) in rules.rules.iter().enumerate() {
-                write_domains(f, rules, i..=i, indent)?;
+                write_domains(f, rules, i..=i, indent, learned)?;
                 let action = r.action.name().to_ascii_lowercase();
                 let (peer, ports) = (peer_text(r.peer), ports_text(&r.ports));
                 let origin = r.origin.to_string();
                 let origin = crate::text::Escaped(&origin);
                 writeln!(f, "{indent}  {action} {peer} {ports} <- {origin}")?;
             }
-            write_domains(f, rules, rules.rules.len()..=usize::MAX, indent)?;
+            write_domains(f, rules, rules.rules.len()..=usize::MAX, indent, learned)?;
         }
     }
     Ok(())
 }
 
-/// The `domainNames` rules whose place is in `at`, in their place among the rules.
+/// The `domainNames` rules whose place is in `at`, in their place among the rules, each
+/// with the addresses `learned` holds for it when given.
 fn write_domains(
     f: &mut std::fmt::Formatter<'_>,
     rules: &super::tiers::TierRules,
     at: std::ops::RangeInclusive<usize>,
     indent: &str,
+    learned: Option<&Listing>,
 ) -> std::fmt::Result {
     for d in rules.domains.iter().filter(|d| at.contains(&d.position)) {
         let names = d.patterns.join(", ");
@@ -162,6 +192,41 @@ fn write_domains(
             ports_text(&d.ports),
             crate::text::Escaped(&origin)
         )?;
+        if let Some(learned) = learned {
+            write_learned(f, learned, &d.origin, indent)?;
+        }
+    }
+    Ok(())
+}
+
+/// The addresses of one `domainNames` rule, one a line, under it.
+fn write_learned(
+    f: &mut std::fmt::Formatter<'_>,
+    learned: &Listing,
+    origin: &super::tiers::TierOrigin,
+    indent: &str,
+) -> std::fmt::Result {
+    let mut none = true;
+    for (addr, seen) in learned.rule(&origin.policy, origin.rule.unwrap_or(0)) {
+        none = false;
+        match seen {
+            Seen::Resolved { name } => {
+                writeln!(f, "{indent}    learned: {addr} from {}", Escaped(name))?
+            }
+            Seen::Kernel { left } => {
+                let left = match left {
+                    Some(t) => format!("{}s left", t.as_secs()),
+                    None => "no timeout".to_string(),
+                };
+                writeln!(
+                    f,
+                    "{indent}    learned: {addr} from an unknown name (the kernel keeps none), {left}"
+                )?
+            }
+        }
+    }
+    if none {
+        writeln!(f, "{indent}    learned: none")?;
     }
     Ok(())
 }

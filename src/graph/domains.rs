@@ -5,7 +5,10 @@
 //! listed under every rule whose policy's subject selects it; the proxy steers the DNS
 //! of exactly these pods, and learns for exactly these rules.
 //!
-//! Pure: reads the index; knows nothing of sets, chains or the proxy.
+//! [`in_graph`] names the same rules as a built graph's pods hold them (what `graph
+//! --learned` reads the learned sets of).
+//!
+//! Pure: reads the index or the graph; knows nothing of sets, chains or the proxy.
 
 use crate::cnp::{Action, Peer, Tier};
 use crate::fqdn::DomainPattern;
@@ -85,6 +88,18 @@ pub fn domain_rules(index: &Index, node: Option<&str>) -> Vec<DomainRule> {
         }
     }
     out
+}
+
+/// The `domainNames` rules of `graph`'s pods, enforced or audited, as (policy, index in
+/// `spec.egress`), sorted.
+pub fn in_graph(graph: &super::PolicyGraph) -> std::collections::BTreeSet<(String, usize)> {
+    graph
+        .pods
+        .values()
+        .flat_map(|p| std::iter::once(p).chain(p.audited.as_deref()))
+        .flat_map(|p| &p.tiers.egress.admin.domains)
+        .map(|d| (d.origin.policy.clone(), d.origin.rule.unwrap_or(0)))
+        .collect()
 }
 
 fn selected(index: &Index, policy: &crate::cnp::ClusterPolicy, node: Option<&str>) -> Vec<PodKey> {
@@ -208,5 +223,17 @@ spec:
         assert_eq!(n2[0].rule_name.as_deref(), Some("vendors"));
         assert!(domain_rules(&idx, Some("n3")).is_empty());
         assert_eq!(domain_rules(&idx, None)[1].subjects.len(), 3);
+    }
+
+    #[test]
+    fn a_graph_names_the_rules_of_its_pods() {
+        let idx = index();
+        let on = |node| in_graph(&crate::graph::PolicyGraph::build_for(&idx, Some(node)));
+        let rule = |p: &str, r| (p.to_string(), r);
+        assert_eq!(
+            on("n1").into_iter().collect::<Vec<_>>(),
+            [rule("a-everyone", 0), rule("b-fqdn", 1)]
+        );
+        assert!(on("n3").is_empty());
     }
 }

@@ -32,7 +32,7 @@ mod peers;
 pub mod tiers;
 
 pub use cnp_rules::subject_selects;
-pub use display::describe_peer;
+pub use display::{describe_peer, WithLearned};
 pub(crate) use peers::PeerCache;
 
 pub use crate::index::PodKey;

@@ -261,6 +261,15 @@ impl Conn {
     /// Send one dump request (built with `seq`) and return the payloads of its replies
     /// (each starting with the nfgenmsg header). ENOENT yields an empty list.
     pub fn dump(&mut self, request: &[u8], seq: u32) -> Result<Vec<Vec<u8>>, NetlinkError> {
+        Ok(self.dump_found(request, seq)?.unwrap_or_default())
+    }
+
+    /// [`dump`](Self::dump), telling ENOENT (no such object: `None`) from an empty dump.
+    pub fn dump_found(
+        &mut self,
+        request: &[u8],
+        seq: u32,
+    ) -> Result<Option<Vec<Vec<u8>>>, NetlinkError> {
         self.sock.send(request).map_err(|e| NetlinkError::Send {
             bytes: request.len(),
             source: e,
@@ -274,14 +283,14 @@ impl Conn {
                     continue;
                 }
                 match m.ty {
-                    NLMSG_DONE => return Ok(out),
+                    NLMSG_DONE => return Ok(Some(out)),
                     NLMSG_ERROR => {
                         let (errno, text, _) = parse_error(&m)?;
                         if errno == 0 {
-                            return Ok(out);
+                            return Ok(Some(out));
                         }
                         if errno == libc::ENOENT {
-                            return Ok(Vec::new());
+                            return Ok(None);
                         }
                         return Err(NetlinkError::Dump {
                             source: io::Error::from_raw_os_error(errno),

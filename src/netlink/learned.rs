@@ -4,6 +4,8 @@
 //! holds sets its timeout anew (Linux updates an existing element's timeout on add,
 //! checked on this kernel, 6.18): the caller must not send a shorter timeout than one
 //! already given, or an address still valid through another answer would expire early.
+//! Reads them back too: for the revoker, and with the time each has left for `nftpol
+//! graph --learned`.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -11,7 +13,9 @@ use std::time::Duration;
 use super::encode::{key_bytes, Batch, Builder};
 use super::sys;
 use super::{abi::nftnl_attr, NetlinkError, SyncStats};
+use crate::fqdn::facts::{Listing, Seen};
 use crate::ruleset::model::Field;
+use crate::ruleset::names::learned_set;
 
 /// One learned address for one set.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +102,15 @@ impl super::Backend {
     }
 }
 
+/// One element of a learned set, as the kernel holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldAddr {
+    pub addr: IpAddr,
+    /// What is left of its timeout (the kernel's NFTA_SET_ELEM_EXPIRATION); `None`: the
+    /// element has no timeout.
+    pub left: Option<Duration>,
+}
+
 impl super::Backend {
     /// The addresses the learned sets `sets` of table `table` hold now, by set; a set
     /// the kernel does not have holds none. For the revoker: what the kernel admits,
@@ -109,26 +122,78 @@ impl super::Backend {
     ) -> Result<Vec<(String, IpAddr)>, NetlinkError> {
         let mut out = Vec::new();
         for set in sets {
-            for key in set_keys(&mut self.conn, table, set)? {
-                let addr = match key.len() {
-                    4 => <[u8; 4]>::try_from(key.as_slice()).map(IpAddr::from).ok(),
-                    16 => <[u8; 16]>::try_from(key.as_slice()).map(IpAddr::from).ok(),
-                    _ => None,
-                };
-                out.extend(addr.map(|a| (set.clone(), a)));
+            for e in self.learned_elements(table, set)?.unwrap_or_default() {
+                out.push((set.clone(), e.addr));
             }
         }
         Ok(out)
     }
+
+    /// The elements of the learned set `set` of table `table`, with the time each has
+    /// left; `None` when the kernel has no such set (or no such table).
+    pub fn learned_elements(
+        &mut self,
+        table: &str,
+        set: &str,
+    ) -> Result<Option<Vec<HeldAddr>>, NetlinkError> {
+        let Some(elems) = set_elems(&mut self.conn, table, set)? else {
+            return Ok(None);
+        };
+        let held = elems.into_iter().filter_map(|e| {
+            let addr = match e.key.len() {
+                4 => <[u8; 4]>::try_from(e.key.as_slice()).map(IpAddr::from).ok(),
+                16 => <[u8; 16]>::try_from(e.key.as_slice())
+                    .map(IpAddr::from)
+                    .ok(),
+                _ => None,
+            }?;
+            let left = e.expires_ms.map(Duration::from_millis);
+            Some(HeldAddr { addr, left })
+        });
+        Ok(Some(held.collect()))
+    }
+
+    /// What `nftpol graph --learned` lists: the addresses the learned sets of `rules`
+    /// ((ClusterNetworkPolicy, index in `spec.egress`)) hold in table `table`, each with
+    /// the time it has left and no name (the kernel keeps none). `None` when the table
+    /// does not exist. A rule whose sets the table lacks (this node does not enforce it:
+    /// its state is not the one the rules came from) holds none, with a warning.
+    pub fn learned_listing<'a>(
+        &mut self,
+        table: &str,
+        rules: impl IntoIterator<Item = &'a (String, usize)>,
+    ) -> Result<Option<Listing>, NetlinkError> {
+        if !super::readback::has_table(&mut self.conn, table)? {
+            return Ok(None);
+        }
+        let mut out = Listing::new();
+        for (policy, rule) in rules {
+            let mut missing = Vec::new();
+            for v6 in [false, true] {
+                let set = learned_set(policy, *rule, v6);
+                let Some(held) = self.learned_elements(table, &set)? else {
+                    missing.push(set);
+                    continue;
+                };
+                for h in held {
+                    out.add(policy, *rule, h.addr, Seen::Kernel { left: h.left });
+                }
+            }
+            if !missing.is_empty() {
+                let sets = missing.join(", ");
+                tracing::warn!(policy = %policy, rule = *rule, sets = %sets, "table inet {table} has no set {sets}: this node does not enforce {policy} egress[{rule}] (its state differs from the input's)");
+            }
+        }
+        Ok(Some(out))
+    }
 }
 
-/// The raw keys of the elements of set `set` in table `table` (none when there is no
-/// such set).
-fn set_keys(
+/// The elements of set `set` in table `table` (`None` when there is no such set).
+fn set_elems(
     conn: &mut super::batch::Conn,
     table: &str,
     set: &str,
-) -> Result<Vec<Vec<u8>>, NetlinkError> {
+) -> Result<Option<Vec<super::readback::LiveElem>>, NetlinkError> {
     let seq = conn.reserve(1);
     let o = super::encode::set_object(table, set, None);
     let msg = o.msg(
@@ -137,17 +202,12 @@ fn set_keys(
         super::abi::NLM_F_DUMP,
         seq,
     );
-    match conn.dump(&msg, seq) {
-        Ok(replies) => Ok(replies
-            .iter()
+    let replies = conn.dump_found(&msg, seq)?;
+    Ok(replies.map(|r| {
+        r.iter()
             .flat_map(|p| super::readback::live_elems_of(p))
-            .map(|e| e.key)
-            .collect()),
-        Err(NetlinkError::Dump { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => {
-            Ok(Vec::new())
-        }
-        Err(e) => Err(e),
-    }
+            .collect()
+    }))
 }
 
 /// An element of a learned set or of the liveness set, read before a full sync so that

@@ -38,7 +38,7 @@ pub use conntrack::{Conntrack, CtEntry};
 pub use counters::Counters;
 pub use diff::{diff, diff_views, Op};
 pub use encode::Batch;
-pub use learned::{alive_batch, learned_batch, LearnedElem};
+pub use learned::{alive_batch, learned_batch, HeldAddr, LearnedElem};
 pub use nflog::{LoggedPacket, Nflog, Received};
 pub use readback::{drift, LiveChain, LiveElem, LiveRule, LiveSet, LiveTable};
 

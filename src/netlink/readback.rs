@@ -126,6 +126,16 @@ fn request(
     conn.dump(&msg, seq)
 }
 
+/// Whether table `inet <name>` exists (one dump of the tables; no chains or sets read).
+pub(crate) fn has_table(conn: &mut Conn, name: &str) -> Result<bool, NetlinkError> {
+    let tables = request(conn, |seq| {
+        sys::Table::new().msg(NFT_MSG_GETTABLE, NFPROTO_INET, NLM_F_DUMP, seq)
+    })?;
+    Ok(tables
+        .iter()
+        .any(|p| live_table(&attrs(body(p)), name).is_some()))
+}
+
 pub(crate) fn read_table(conn: &mut Conn, name: &str) -> Result<Option<LiveTable>, NetlinkError> {
     let tables = request(conn, |seq| {
         sys::Table::new().msg(NFT_MSG_GETTABLE, NFPROTO_INET, NLM_F_DUMP, seq)
