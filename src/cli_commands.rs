@@ -280,7 +280,11 @@ impl std::fmt::Display for BadInput {
     }
 }
 
-impl std::error::Error for BadInput {}
+impl std::error::Error for BadInput {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.0)
+    }
+}
 
 /// `--from`, `--to` and `--port` read as an `explain` query; a problem names its flag.
 pub(crate) fn explain_query(

@@ -22,7 +22,7 @@ impl fmt::Display for ObjectRef {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{source_name}: cannot read: {error}")]
+    #[error("{source_name}: cannot read")]
     Read {
         source_name: String,
         #[source]
@@ -100,3 +100,33 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error and its sources, `a: b: c`, for logs: messages never repeat their source
+/// (the source is there to be walked), so a log line that shows only the top message
+/// would lose the cause.
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'a));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut next = self.0.source();
+        while let Some(e) = next {
+            write!(f, ": {e}")?;
+            next = e.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod chain_tests {
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn a_chain_shows_every_source_once() {
+        let e = Outer(std::io::Error::other("inner"));
+        assert_eq!(super::Chain(&e).to_string(), "outer: inner");
+    }
+}

@@ -82,7 +82,7 @@ fn to_object(ar: &ApiResource, o: DynamicObject) -> Option<Object> {
         Ok(Some(obj)) => Some(obj),
         Ok(None) => None,
         Err(e) => {
-            tracing::warn!(kind = KIND, name = %name, error = %e, "cannot read the object; ignored");
+            tracing::warn!(kind = KIND, name = %name, error = %crate::error::Chain(&e), "cannot read the object; ignored");
             None
         }
     }
@@ -131,7 +131,7 @@ pub async fn watch(client: Client, every: Duration, tx: Sender<Stamped>) {
                 tokio::time::sleep(every).await;
             }
             Err(e) => {
-                tracing::warn!(group = GROUP, error = %e, "ClusterNetworkPolicy discovery failed; retrying");
+                tracing::warn!(group = GROUP, error = %crate::error::Chain(&e), "ClusterNetworkPolicy discovery failed; retrying");
                 tokio::time::sleep(retry).await;
                 retry = (retry * 2).min(RETRY_MAX).min(every);
             }
@@ -182,7 +182,7 @@ async fn watch_version(
                 let Some(event) = event else { return true };
                 match &event {
                     Err(e) if is_forbidden(e) && !*listed => {
-                        tracing::warn!(kind = KIND, api_version = %ar.api_version, error = %e, "not allowed to list ClusterNetworkPolicies (RBAC: list and watch on clusternetworkpolicies.policy.networking.k8s.io): enforcing without them until allowed");
+                        tracing::warn!(kind = KIND, api_version = %ar.api_version, error = %crate::error::Chain(&e), "not allowed to list ClusterNetworkPolicies (RBAC: list and watch on clusternetworkpolicies.policy.networking.k8s.io): enforcing without them until allowed");
                         if !send_empty_list(tx) {
                             return false;
                         }
@@ -205,7 +205,7 @@ async fn watch_version(
                     tracing::info!(kind = KIND, was = %ar.api_version, now = now.as_ref().map(|a| a.api_version.as_str()), "ClusterNetworkPolicy API changed");
                     return true;
                 }
-                Err(e) => tracing::debug!(group = GROUP, error = %e, "ClusterNetworkPolicy discovery failed; keeping the watch"),
+                Err(e) => tracing::debug!(group = GROUP, error = %crate::error::Chain(&e), "ClusterNetworkPolicy discovery failed; keeping the watch"),
             },
         }
     }

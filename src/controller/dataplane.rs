@@ -79,13 +79,13 @@ impl Replaced {
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
     /// The kernel refused the batch; nothing of it applied.
-    #[error("kernel refused the batch: {0}")]
+    #[error("kernel refused the batch")]
     Refused(#[source] NetlinkError),
     /// The outcome is unknown (ENOBUFS, a lost acknowledgement): read back and resync.
-    #[error("batch outcome unknown: {0}")]
+    #[error("batch outcome unknown")]
     Unknown(#[source] NetlinkError),
     /// Anything else: the socket, a dump, the namespace's addresses.
-    #[error("netlink: {0}")]
+    #[error("netlink")]
     Io(#[source] NetlinkError),
     /// The change cannot be made in place (an object's type or flags changed): the caller
     /// must replace the table whole. Nothing was sent.

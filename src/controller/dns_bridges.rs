@@ -149,7 +149,7 @@ async fn log_end(
     run: impl std::future::Future<Output = std::io::Result<()>>,
 ) {
     if let Err(e) = run.await {
-        tracing::error!(proto, %bridge, %addr, error = %e, "DNS proxy bridge listener stopped");
+        tracing::error!(proto, %bridge, %addr, error = %crate::error::Chain(&e), "DNS proxy bridge listener stopped");
     }
 }
 
@@ -193,8 +193,7 @@ pub async fn follow(
             }
             Err(e) => {
                 healthy.store(false, Ordering::SeqCst);
-                let cause = std::error::Error::source(&e).map(|c| c.to_string());
-                tracing::error!(error = %e, cause = cause.as_deref(), "DNS proxy off until the bridges' listeners can be bound: steering stops when its liveness expires");
+                tracing::error!(error = %crate::error::Chain(&e), "DNS proxy off until the bridges' listeners can be bound: steering stops when its liveness expires");
             }
         }
     }

@@ -281,7 +281,7 @@ async fn log_end(
     run: impl std::future::Future<Output = std::io::Result<()>>,
 ) {
     if let Err(e) = run.await {
-        tracing::error!(proto, %addr, error = %e, "DNS proxy listener stopped");
+        tracing::error!(proto, %addr, error = %crate::error::Chain(&e), "DNS proxy listener stopped");
     }
 }
 

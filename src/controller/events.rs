@@ -32,7 +32,7 @@ where
             Msg::Delete(kind, ns, meta.name.clone().unwrap_or_default())
         }
         Err(e) => {
-            tracing::warn!(kind = kind.name(), error = %e, "watch error; retrying with backoff");
+            tracing::warn!(kind = kind.name(), error = %crate::error::Chain(&e), "watch error; retrying with backoff");
             return None;
         }
     })

@@ -100,7 +100,7 @@ impl Config {
 /// the cause is their `source()` (main prints the chain), not repeated in the text.
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
-    #[error("metrics endpoint {addr}: {source}")]
+    #[error("metrics endpoint {addr}")]
     Bind {
         addr: SocketAddr,
         #[source]
@@ -151,7 +151,7 @@ async fn publish_errors(
             secondary: None,
         };
         if let Err(err) = recorder.publish(&event, &reference).await {
-            tracing::warn!(kind = e.kind.name(), namespace = e.namespace.as_deref().unwrap_or(""), name = %e.name, error = %err, "cannot publish Event");
+            tracing::warn!(kind = e.kind.name(), namespace = e.namespace.as_deref().unwrap_or(""), name = %e.name, error = %crate::error::Chain(&err), "cannot publish Event");
         }
     }
 }
@@ -199,8 +199,7 @@ where
             // keep working: without it nothing is steered, and domainNames rules admit
             // nothing (said here, and per policy by Event).
             Err(e) => {
-                let cause = std::error::Error::source(&e).map(|c| c.to_string());
-                tracing::error!(error = %e, cause = cause.as_deref(), "DNS proxy off: domainNames rules admit nothing on this node");
+                tracing::error!(error = %crate::error::Chain(&e), "DNS proxy off: domainNames rules admit nothing on this node");
                 config.options.dns = None;
                 None
             }
@@ -378,8 +377,7 @@ impl SyncThread {
 fn stopped(failed: Option<ControllerError>) -> Result<(), ControllerError> {
     match failed {
         Some(why) => {
-            let cause = std::error::Error::source(&why).map(|c| c.to_string());
-            tracing::error!(error = %why, cause = cause.as_deref(), "sync loop stopped; exiting");
+            tracing::error!(error = %crate::error::Chain(&why), "sync loop stopped; exiting");
             Err(why)
         }
         None => Ok(()),

@@ -86,7 +86,7 @@ pub fn spawn(
             match netns {
                 Some(path) => {
                     if let Err(e) = crate::netlink::in_netns(&path, body) {
-                        tracing::error!(error = %e, "verdict logs: cannot enter the network namespace");
+                        tracing::error!(error = %crate::error::Chain(&e), "verdict logs: cannot enter the network namespace");
                     }
                 }
                 None => body(),
@@ -102,7 +102,7 @@ fn read(group: u16, board: &Board, metrics: &Metrics, stop: &AtomicBool) {
     let mut nflog = match Nflog::open(group) {
         Ok(n) => n,
         Err(e) => {
-            tracing::error!(group, error = %e, "verdict logs are off: cannot bind the NFLOG group");
+            tracing::error!(group, error = %crate::error::Chain(&e), "verdict logs are off: cannot bind the NFLOG group");
             return;
         }
     };
@@ -118,7 +118,7 @@ fn read(group: u16, board: &Board, metrics: &Metrics, stop: &AtomicBool) {
         let got = match nflog.recv() {
             Ok(got) => got,
             Err(e) => {
-                tracing::error!(group, error = %e, "reading verdict logs");
+                tracing::error!(group, error = %crate::error::Chain(&e), "reading verdict logs");
                 std::thread::sleep(Duration::from_secs(1));
                 continue;
             }
@@ -177,7 +177,7 @@ impl Reader {
                 Ok(r) => Some((p, r)),
                 Err(e) => {
                     metrics.verdict_unmapped();
-                    tracing::debug!(target: TARGET, error = %e, "logged packet of no chain of this node");
+                    tracing::debug!(target: TARGET, error = %crate::error::Chain(&e), "logged packet of no chain of this node");
                     None
                 }
             })
@@ -276,7 +276,7 @@ struct Suppressed {
 impl Suppressed {
     fn open() -> Self {
         let counters = Counters::open()
-            .map_err(|e| tracing::warn!(error = %e, "cannot read rule counters: suppressed records are not counted"))
+            .map_err(|e| tracing::warn!(error = %crate::error::Chain(&e), "cannot read rule counters: suppressed records are not counted"))
             .ok();
         Suppressed {
             counters,
@@ -335,7 +335,7 @@ impl Suppressed {
             {
                 Ok(n) => n,
                 Err(e) => {
-                    tracing::debug!(chain, error = %e, "reading the chain's counter");
+                    tracing::debug!(chain, error = %crate::error::Chain(&e), "reading the chain's counter");
                     out[last_record] = None;
                     continue;
                 }

@@ -100,7 +100,7 @@ impl Revoker {
         let host = match dataplane.host_addresses() {
             Ok(a) => a,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot list the node's addresses; held connections stay held");
+                tracing::warn!(error = %crate::error::Chain(&e), "cannot list the node's addresses; held connections stay held");
                 return;
             }
         };
@@ -122,7 +122,7 @@ impl Revoker {
                 "held connections allowed again, let go"
             ),
             Err(e) => {
-                tracing::warn!(error = %e, flows = allowed.len(), "cannot let go of held connections; they expire on their own")
+                tracing::warn!(error = %crate::error::Chain(&e), flows = allowed.len(), "cannot let go of held connections; they expire on their own")
             }
         }
         // Either way they are no longer ours to release: gone, or left to expire.
@@ -173,7 +173,7 @@ impl Revoker {
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, flows = revoked.len(), "cannot hold cut connections; cutting them anyway")
+                tracing::warn!(error = %crate::error::Chain(&e), flows = revoked.len(), "cannot hold cut connections; cutting them anyway")
             }
         }
         let cut = dataplane.delete_flows(&revoked)?;

@@ -269,7 +269,7 @@ impl<D: Dataplane> SyncLoop<D> {
             Ok(h) => h,
             Err(e) => {
                 // Judged without them, every connection to a learned address would be cut.
-                tracing::warn!(error = %e, "cannot read the learned sets; judging as if all were learned");
+                tracing::warn!(error = %crate::error::Chain(&e), "cannot read the learned sets; judging as if all were learned");
                 return None;
             }
         };
@@ -370,7 +370,7 @@ impl<D: Dataplane> SyncLoop<D> {
         if let Some(e) = error {
             self.metrics.compile_error(kind);
             if matches!(kind, Kind::NetworkPolicy | Kind::ClusterNetworkPolicy) {
-                tracing::warn!(kind = kind.name(), namespace = ns.as_deref().unwrap_or(""), name = %name, error = %e, "cannot compile; enforcing it fail-closed");
+                tracing::warn!(kind = kind.name(), namespace = ns.as_deref().unwrap_or(""), name = %name, error = %crate::error::Chain(&e), "cannot compile; enforcing it fail-closed");
                 (self.errors)(CompileError {
                     reason: COMPILE_ERROR,
                     kind,
@@ -380,7 +380,7 @@ impl<D: Dataplane> SyncLoop<D> {
                     message: e.to_string(),
                 });
             } else {
-                tracing::warn!(kind = kind.name(), namespace = ns.as_deref().unwrap_or(""), name = %name, error = %e, "cannot read the object; its previous version, if any, stays");
+                tracing::warn!(kind = kind.name(), namespace = ns.as_deref().unwrap_or(""), name = %name, error = %crate::error::Chain(&e), "cannot read the object; its previous version, if any, stays");
             }
         }
     }
@@ -481,7 +481,7 @@ impl<D: Dataplane> SyncLoop<D> {
             .traffic
             .read(&mut self.dataplane, &self.state, scope, &self.metrics);
         if let Err(e) = read {
-            tracing::warn!(error = %e, "cannot read the traffic counters");
+            tracing::warn!(error = %crate::error::Chain(&e), "cannot read the traffic counters");
         }
     }
 
@@ -504,7 +504,7 @@ impl<D: Dataplane> SyncLoop<D> {
             .traffic
             .rebase(&mut self.dataplane, &self.state, Scope::Pods(covered));
         if let Err(e) = read {
-            tracing::warn!(error = %e, "cannot read the traffic counters after a batch");
+            tracing::warn!(error = %crate::error::Chain(&e), "cannot read the traffic counters after a batch");
         }
     }
 
@@ -558,7 +558,7 @@ impl<D: Dataplane> SyncLoop<D> {
             }
             Err(e) => {
                 self.metrics.sync_error();
-                tracing::error!(full, error = %e, "kernel batch failed; the previous ruleset stays in force, retrying with a full sync");
+                tracing::error!(full, error = %crate::error::Chain(&e), "kernel batch failed; the previous ruleset stays in force, retrying with a full sync");
                 if let DataplaneError::Unknown(_) = e {
                     tracing::warn!("outcome unknown: the next sync replaces the table whole");
                 }
@@ -637,7 +637,7 @@ impl<D: Dataplane> SyncLoop<D> {
                     );
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "cannot cut revoked connections"),
+            Err(e) => tracing::warn!(error = %crate::error::Chain(&e), "cannot cut revoked connections"),
         }
     }
 
@@ -655,7 +655,7 @@ impl<D: Dataplane> SyncLoop<D> {
                 self.state.kernel_unknown();
                 self.sync();
             }
-            Err(e) => tracing::warn!(error = %e, "cannot read the live table back"),
+            Err(e) => tracing::warn!(error = %crate::error::Chain(&e), "cannot read the live table back"),
         }
     }
 

@@ -138,7 +138,7 @@ fn pod_cidrs(node: &Node) -> Vec<ipnet::IpNet> {
         .filter_map(|t| match t.parse::<ipnet::IpNet>() {
             Ok(c) => Some(c.trunc()),
             Err(e) => {
-                tracing::warn!(node = node.metadata.name.as_deref().unwrap_or(""), field = "spec.podCIDRs", value = %t, error = %e, "invalid pod CIDR; ignored");
+                tracing::warn!(node = node.metadata.name.as_deref().unwrap_or(""), field = "spec.podCIDRs", value = %t, error = %crate::error::Chain(&e), "invalid pod CIDR; ignored");
                 None
             }
         })

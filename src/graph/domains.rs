@@ -64,7 +64,7 @@ pub fn domain_rules(index: &Index, node: Option<&str>) -> Vec<DomainRule> {
                 .filter_map(|d| match DomainPattern::parse(d) {
                     Ok(p) => Some(p),
                     Err(e) => {
-                        tracing::warn!(policy = %policy.name, error = %e, "domain name skipped");
+                        tracing::warn!(policy = %policy.name, error = %crate::error::Chain(&e), "domain name skipped");
                         None
                     }
                 })

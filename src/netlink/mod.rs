@@ -88,15 +88,15 @@ impl fmt::Display for KernelError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
-    #[error("opening the netfilter netlink socket: {0}")]
+    #[error("opening the netfilter netlink socket")]
     Socket(#[source] io::Error),
-    #[error("entering network namespace {path}: {source}")]
+    #[error("entering network namespace {path}")]
     Netns { path: String, source: io::Error },
-    #[error("sending a batch of {bytes} bytes: {source}")]
+    #[error("sending a batch of {bytes} bytes")]
     Send { bytes: usize, source: io::Error },
     #[error("sendmsg sent {sent} of {len} bytes")]
     ShortSend { sent: usize, len: usize },
-    #[error("receiving acknowledgements: {0}")]
+    #[error("receiving acknowledgements")]
     Recv(#[source] io::Error),
     /// ENOBUFS while reading acks: the kernel dropped replies, so whether the batch was
     /// committed is unknown. Read the table back and resync.
@@ -107,7 +107,7 @@ pub enum NetlinkError {
     #[error("{missing} messages were never acknowledged (first: {first})")]
     MissingAcks { missing: usize, first: String },
     /// The kernel refused the batch as a whole (permission, or the commit failed).
-    #[error("the kernel rejected the batch: {source}{}", message.as_ref().map(|m| format!(": {m}")).unwrap_or_default())]
+    #[error("the kernel rejected the batch{}", message.as_ref().map(|m| format!(": {m}")).unwrap_or_default())]
     BatchRejected {
         source: io::Error,
         message: Option<String>,
@@ -118,12 +118,12 @@ pub enum NetlinkError {
         first: Box<KernelError>,
         others: Vec<KernelError>,
     },
-    #[error("dump request failed: {source}{}", message.as_ref().map(|m| format!(": {m}")).unwrap_or_default())]
+    #[error("dump request failed{}", message.as_ref().map(|m| format!(": {m}")).unwrap_or_default())]
     Dump {
         source: io::Error,
         message: Option<String>,
     },
-    #[error("listing the network namespace's addresses: {0}")]
+    #[error("listing the network namespace's addresses")]
     Addrs(#[source] io::Error),
     #[error("malformed netlink data: {0}")]
     Protocol(String),

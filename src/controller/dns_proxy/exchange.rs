@@ -128,7 +128,7 @@ pub(crate) async fn learn(
         }
         Ok(Err(e)) => {
             stats.learn_failures.fetch_add(1, Relaxed);
-            tracing::warn!(%client, %server, error = %e, "learning from a DNS answer failed");
+            tracing::warn!(%client, %server, error = %crate::error::Chain(&e), "learning from a DNS answer failed");
         }
         Err(_) => {
             stats.learn_failures.fetch_add(1, Relaxed);
@@ -158,7 +158,7 @@ where
         Ok(a) => a,
         Err(e) => {
             shared.stats.upstream_failures.fetch_add(1, Relaxed);
-            tracing::debug!(%client, %server, error = %e, "DNS query not answered");
+            tracing::debug!(%client, %server, error = %crate::error::Chain(&e), "DNS query not answered");
             return None;
         }
     };

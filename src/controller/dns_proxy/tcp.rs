@@ -68,7 +68,7 @@ impl TcpProxy {
             tokio::spawn(async move {
                 let _permit = permit;
                 if let Err(e) = serve(stream, client, &shared).await {
-                    tracing::debug!(%client, error = %e, "DNS over TCP connection ended");
+                    tracing::debug!(%client, error = %crate::error::Chain(&e), "DNS over TCP connection ended");
                 }
             });
         }

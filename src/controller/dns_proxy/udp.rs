@@ -93,7 +93,7 @@ impl UdpProxy {
             tokio::spawn(async move {
                 let _permit = permit;
                 if let Err(e) = serve(&sock, &shared, query, client, original).await {
-                    tracing::debug!(%client, error = %e, "DNS answer not returned");
+                    tracing::debug!(%client, error = %crate::error::Chain(&e), "DNS answer not returned");
                 }
             });
         }
