@@ -195,3 +195,174 @@ pub async fn bind(
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// Limits no test can reach, so no outcome depends on how fast the machine is.
+    const PATIENT: Limits = Limits {
+        header: Duration::from_secs(3600),
+        counters: Duration::from_secs(3600),
+        exchange: Duration::from_secs(3600),
+    };
+
+    /// Serves `metrics` on a free port of 127.0.0.1 with `limits`; the port.
+    async fn start(
+        metrics: Arc<Metrics>,
+        sync: Option<std::sync::mpsc::Sender<Stamped>>,
+        limits: Limits,
+    ) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let liveness = Duration::from_secs(3600);
+        tokio::spawn(serve_with(listener, metrics, liveness, sync, limits));
+        port
+    }
+
+    /// Sends `request` as is and reads the answer until the server closes.
+    async fn exchange(port: u16, request: &str) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).await.unwrap();
+        answer
+    }
+
+    async fn get(port: u16, path: &str) -> String {
+        exchange(port, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n")).await
+    }
+
+    /// Status line, then the body after the blank line.
+    fn split(answer: &str) -> (&str, &str, &str) {
+        let (head, body) = answer.split_once("\r\n\r\n").expect("a complete head");
+        let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+        (status, headers, body)
+    }
+
+    fn header<'a>(headers: &'a str, name: &str) -> Option<&'a str> {
+        headers.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    #[tokio::test]
+    async fn routes_answer_with_their_status_type_and_body() {
+        let port = start(Arc::new(Metrics::default()), None, PATIENT).await;
+
+        let answer = get(port, "/healthz").await;
+        let (status, headers, body) = split(&answer);
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert_eq!(header(headers, "content-type"), Some("text/plain"));
+        assert_eq!(header(headers, "content-length"), Some("3"));
+        assert_eq!(header(headers, "connection"), Some("close"));
+        assert_eq!(body, "ok\n");
+
+        let answer = get(port, "/readyz").await;
+        let (status, _, body) = split(&answer);
+        assert_eq!(status, "HTTP/1.1 503 Service Unavailable");
+        assert_eq!(body, "waiting for the first full sync\n");
+
+        let answer = get(port, "/metrics").await;
+        let (status, headers, body) = split(&answer);
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert_eq!(
+            header(headers, "content-type"),
+            Some("text/plain; version=0.0.4")
+        );
+        assert!(
+            body.contains("\nnftpol_conntrack_entries_cut_total 0\n"),
+            "{body}"
+        );
+
+        let answer = get(port, "/nope").await;
+        let (status, headers, body) = split(&answer);
+        assert_eq!(status, "HTTP/1.1 404 Not Found");
+        assert_eq!(header(headers, "content-type"), Some("text/plain"));
+        assert_eq!(body, "not found\n");
+    }
+
+    #[tokio::test]
+    async fn head_answers_without_a_body_and_other_methods_get_405() {
+        let port = start(Arc::new(Metrics::default()), None, PATIENT).await;
+
+        let answer = exchange(port, "HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let (status, headers, body) = split(&answer);
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert_eq!(header(headers, "content-length"), Some("3"));
+        assert_eq!(body, "");
+
+        let post = "POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi";
+        let answer = exchange(port, post).await;
+        let (status, headers, body) = split(&answer);
+        assert_eq!(status, "HTTP/1.1 405 Method Not Allowed");
+        assert_eq!(header(headers, "allow"), Some("GET, HEAD"));
+        assert_eq!(body, "method not allowed\n");
+
+        let answer = exchange(port, "DELETE /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert_eq!(split(&answer).0, "HTTP/1.1 405 Method Not Allowed");
+
+        // No such resource, whatever the method.
+        let answer = exchange(port, "POST /nope HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert_eq!(split(&answer).0, "HTTP/1.1 404 Not Found");
+    }
+
+    /// The sync loop is asked to read the counters, and the page shows what it read.
+    #[tokio::test]
+    async fn metrics_reads_the_counters_before_rendering() {
+        let metrics = Arc::new(Metrics::default());
+        let (tx, rx) = std::sync::mpsc::channel::<Stamped>();
+        let loop_metrics = metrics.clone();
+        let sync_loop = std::thread::spawn(move || match rx.recv().unwrap().msg {
+            Msg::ReadCounters(done) => {
+                loop_metrics.conntrack_cut(7);
+                done.send(()).unwrap();
+            }
+            other => panic!("expected ReadCounters, got {other:?}"),
+        });
+        let port = start(metrics, Some(tx), PATIENT).await;
+
+        let answer = get(port, "/metrics").await;
+        let body = split(&answer).2;
+        assert!(
+            body.contains("\nnftpol_conntrack_entries_cut_total 7\n"),
+            "{body}"
+        );
+        sync_loop.join().unwrap();
+    }
+
+    /// A client that connects and sends nothing has its own task: another client is
+    /// answered in full while the first is still connected and unanswered.
+    #[tokio::test]
+    async fn a_silent_client_does_not_hold_up_another() {
+        // A server that took connections one at a time would close the silent one at
+        // this limit and only then answer the other: the test fails then, at the
+        // `silent.read` arm, instead of hanging. No working server gets near it.
+        let limits = Limits {
+            header: Duration::from_secs(60),
+            ..PATIENT
+        };
+        let port = start(Arc::new(Metrics::default()), None, limits).await;
+        // Connected first, so accepted first.
+        let mut silent = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+
+        let mut byte = [0u8; 1];
+        tokio::select! {
+            biased;
+            read = silent.read(&mut byte) => {
+                panic!("the silent client was answered or closed first: {read:?}");
+            }
+            answer = get(port, "/healthz") => {
+                let (status, _, body) = split(&answer);
+                assert_eq!((status, body), ("HTTP/1.1 200 OK", "ok\n"));
+            }
+        }
+        // Still open: nothing to read, and no end of stream.
+        match silent.try_read(&mut byte) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => panic!("the silent client's connection changed: {other:?}"),
+        }
+    }
+}
