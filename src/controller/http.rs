@@ -153,8 +153,15 @@ async fn serve_with(
         // the answer.
         .half_close(true);
     loop {
-        let Ok((sock, _)) = listener.accept().await else {
-            continue;
+        let sock = match listener.accept().await {
+            Ok((sock, _)) => sock,
+            Err(e) => {
+                // Out of descriptors (EMFILE) stays so until connections close: back
+                // off rather than spin on the error.
+                tracing::warn!(error = %e, "metrics endpoint: cannot accept a connection");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let endpoint = endpoint.clone();
         let service = service_fn(move |req: Request<Incoming>| {

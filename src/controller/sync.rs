@@ -637,7 +637,9 @@ impl<D: Dataplane> SyncLoop<D> {
                     );
                 }
             }
-            Err(e) => tracing::warn!(error = %crate::error::Chain(&e), "cannot cut revoked connections"),
+            Err(e) => {
+                tracing::warn!(error = %crate::error::Chain(&e), "cannot cut revoked connections")
+            }
         }
     }
 
@@ -655,7 +657,9 @@ impl<D: Dataplane> SyncLoop<D> {
                 self.state.kernel_unknown();
                 self.sync();
             }
-            Err(e) => tracing::warn!(error = %crate::error::Chain(&e), "cannot read the live table back"),
+            Err(e) => {
+                tracing::warn!(error = %crate::error::Chain(&e), "cannot read the live table back")
+            }
         }
     }
 

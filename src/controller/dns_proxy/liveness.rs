@@ -79,7 +79,11 @@ async fn refresh(backend: &Arc<Mutex<Backend>>, l: &Liveness) {
     .await;
     match done {
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::warn!(error = %crate::error::Chain(&e), set = %l.set, "DNS proxy liveness not refreshed"),
-        Err(e) => tracing::warn!(error = %crate::error::Chain(&e), "DNS proxy liveness task failed"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %crate::error::Chain(&e), set = %l.set, "DNS proxy liveness not refreshed")
+        }
+        Err(e) => {
+            tracing::warn!(error = %crate::error::Chain(&e), "DNS proxy liveness task failed")
+        }
     }
 }
