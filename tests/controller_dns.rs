@@ -398,10 +398,18 @@ async fn domain_names_through_the_controller_on_a_filtered_bridge() {
     through_the_controller(Attach::Bridged).await;
 }
 
-async fn through_the_controller(how: Attach) {
-    let (_guard, names) = topology(how);
+/// The running controller of node `n1` (in namespace `node`), its API server and
+/// metrics port.
+struct Running {
+    server: FakeApiServer,
+    port: u16,
+    stop: tokio::sync::oneshot::Sender<()>,
+    ctl: tokio::task::JoinHandle<Result<(), nftpol::controller::ControllerError>>,
+}
+
+async fn start(node: &str, objects: Vec<Value>) -> Running {
     let server = FakeApiServer::start().await;
-    for o in objects() {
+    for o in objects {
         server.apply(o);
     }
     let (listener, port) = util::metrics_listener();
@@ -414,7 +422,7 @@ async fn through_the_controller(how: Attach) {
         "n1",
         listener,
         Duration::from_secs(60),
-        Some(routed::path(&names[0])),
+        Some(routed::path(node)),
     );
     config.options.dns = Some(steering.clone());
     config.dns = Some(DnsConfig {
@@ -431,6 +439,22 @@ async fn through_the_controller(how: Attach) {
             let _ = rx.await;
         },
     ));
+    Running {
+        server,
+        port,
+        stop,
+        ctl,
+    }
+}
+
+async fn through_the_controller(how: Attach) {
+    let (_guard, names) = topology(how);
+    let Running {
+        server,
+        port,
+        stop,
+        ctl,
+    } = start(&names[0], objects()).await;
     // The pods come after the proxy listens, as a CNI attaches them: on the bridge, the
     // proxy's link watch opens its listeners there.
     until_metric(port, "nftpol_dns_bridges", 0).await;
@@ -530,6 +554,55 @@ async fn through_the_controller(how: Attach) {
         "a revoked connection still carries data"
     );
 
+    stop.send(()).unwrap();
+    ctl.await.unwrap().unwrap();
+}
+
+/// A domainNames policy in audit mode learns as an enforced one does (its pods' DNS is
+/// steered, its learned set filled), so that its would-allow and would-deny records, and
+/// enforcing it later, count what it learned; it enforces nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root: network namespaces, nftables, tproxy, policy routing"]
+async fn an_audited_domain_rule_learns_and_enforces_nothing() {
+    needs_root::require_root_and_nft("an_audited_domain_rule_learns_and_enforces_nothing");
+    let (_guard, names) = topology(Attach::Routed);
+    let audited: Vec<Value> = objects()
+        .into_iter()
+        .map(|mut o| {
+            if o["kind"] == "ClusterNetworkPolicy" {
+                o["metadata"]["annotations"] = json!({"nftpol.io/mode": "audit"});
+            }
+            o
+        })
+        .collect();
+    let Running {
+        port, stop, ctl, ..
+    } = start(&names[0], audited).await;
+    until_metric(port, "nftpol_dns_bridges", 0).await;
+    attach(Attach::Routed, &names);
+    let [node, a, _, srv] = names.clone();
+    let dns: SocketAddr = format!("{DNS}:53").parse().unwrap();
+    let (_srv_stop, _srv_thread) = client::spawn_in(routed::path(&srv), move || {
+        Box::pin(async move {
+            TestServer::start(dns, zone()).await;
+        })
+    });
+    echo(&srv);
+    until("the proxy's liveness element", || {
+        nft_list_set(&node, "dns/alive").contains("53")
+    })
+    .await;
+    let learned = nftpol::ruleset::names::learned_set("fqdn", 0, false);
+    let addr = resolve(&a, "h5.dyn.example.", 5).expect("DNS answers");
+    assert!(
+        nft_list_set(&node, &learned).contains(&addr.to_string()),
+        "the audited rule learned nothing: {}",
+        nft_list_set(&node, &learned)
+    );
+    let other = resolve(&a, "x.other.example.", 6).expect("DNS answers");
+    assert!(!nft_list_set(&node, &learned).contains(&other.to_string()));
+    // Nothing is enforced: the audited Deny of 10.99.0.0/16 drops nothing.
+    assert!(connects(&a, addr) && connects(&a, other));
     stop.send(()).unwrap();
     ctl.await.unwrap().unwrap();
 }

@@ -485,3 +485,81 @@ fn the_revocation_judge_takes_learned_facts() {
     let mut without = Judge::new(&rs, &scope, &host);
     assert_eq!(without.decide(&flow), Decision::Revoked);
 }
+
+/// The example's index with `shop-egress` (the domainNames policy) in audit mode.
+fn audited_index() -> Index {
+    let path = root().join("examples/domain-names.yaml");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "metadata: {name: shop-egress}",
+        "metadata: {name: shop-egress, annotations: {nftpol.io/mode: audit}}",
+    );
+    assert!(
+        text.contains("nftpol.io/mode: audit"),
+        "the example changed"
+    );
+    Index::from_objects(nftpol::input::parse_str(&text, "domain-names.yaml").unwrap()).unwrap()
+}
+
+/// An audited domainNames rule is compiled into the audit chains as the enforced one is
+/// into the pod chains (the same open region, the same learned set), and its pods' DNS is
+/// steered: so its would-allow and would-deny records count what it learns, and what
+/// they say is what enforcing it will do.
+#[test]
+fn an_audited_domain_rule_learns_and_is_judged_as_enforced() {
+    let opts = Options {
+        dns: Some(DnsSteering {
+            servers: vec!["10.96.0.10/32".parse().unwrap()],
+            ..Default::default()
+        }),
+        ..Options::default()
+    };
+    let audited = ruleset::build_with(
+        &PolicyGraph::build_for(&audited_index(), Some("node-1")),
+        &opts,
+    );
+    let enforced = ruleset::build_with(&PolicyGraph::build_for(&index(), Some("node-1")), &opts);
+    let learned4 = ruleset::names::learned_set(POLICY, RULE, false);
+    // Each open set of the enforced view has its audited twin, element for element.
+    let open: Vec<_> = enforced
+        .sets()
+        .iter()
+        .filter(|s| s.name.contains("/fqdn"))
+        .collect();
+    assert!(!open.is_empty());
+    for s in open {
+        let twin = s.name.replace("/fqdn", "/audit-fqdn");
+        let a = audited.set(&twin).unwrap_or_else(|| panic!("no {twin}"));
+        assert_eq!(a.elements, s.elements, "{twin}");
+        assert!(
+            audited.set(&s.name).is_none(),
+            "{} in the audited build",
+            s.name
+        );
+    }
+    // The audit chains look the learned set up through those sets.
+    let lookups: Vec<(&str, &str)> = audited
+        .chains()
+        .iter()
+        .flat_map(|c| c.rules.iter().map(move |r| (c.name.as_str(), &r.kind)))
+        .filter_map(|(c, k)| match k {
+            RuleKind::LearnedLookup { open, learned, .. } if *learned == learned4 => {
+                Some((c, open.as_str()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        lookups
+            .iter()
+            .any(|(c, o)| c.contains("web-0") && c.contains("audit") && o.contains("/audit-fqdn")),
+        "{lookups:?}"
+    );
+    assert!(audited.set(&learned4).is_some(), "the learned set exists");
+    // Its pods' DNS goes through the proxy, as enforced.
+    let pods4 = ruleset::names::DNS_POD_SETS[0];
+    assert_eq!(
+        audited.set(pods4).map(|s| &s.elements),
+        enforced.set(pods4).map(|s| &s.elements)
+    );
+    assert!(audited.set(pods4).is_some_and(|s| !s.elements.is_empty()));
+}

@@ -111,9 +111,15 @@ fn domains(pod: &PodNode) -> &[DomainEntry] {
     &pod.tiers.egress.admin.domains
 }
 
-/// Whether `pod` has `domainNames` rules (its DNS is steered to the proxy).
+/// Whether `pod` has `domainNames` rules, enforced or audited (its DNS is steered to the
+/// proxy: an audited rule learns as an enforced one does, so that what its records say
+/// it would admit is what it will admit once enforced).
 pub(super) fn has_domains(pod: &PodNode) -> bool {
     !domains(pod).is_empty()
+        || pod
+            .audited
+            .as_deref()
+            .is_some_and(|a| !domains(a).is_empty())
 }
 
 fn learned_name(d: &DomainEntry, v6: bool) -> String {
@@ -144,7 +150,8 @@ fn learned_set(d: &DomainEntry, v6: bool) -> Set {
 
 /// The sets of `pod`'s domain rules: its open sets, and the learned sets it looks up
 /// (shared: every pod the rule's policy selects gives them, the build keeps one).
-pub(super) fn sets(graph: &PolicyGraph, cache: &Cache, pod: &PodNode) -> Vec<Set> {
+/// `audited`: `pod` is a pod's audited view, whose open sets are its own.
+pub(super) fn sets(graph: &PolicyGraph, cache: &Cache, pod: &PodNode, audited: bool) -> Vec<Set> {
     let tier = &pod.tiers.egress.admin;
     let mut out = Vec::new();
     for (i, d) in tier.domains.iter().enumerate() {
@@ -167,7 +174,7 @@ pub(super) fn sets(graph: &PolicyGraph, cache: &Cache, pod: &PodNode) -> Vec<Set
                 ),
             };
             out.push(Set {
-                name: names::domain_open_set(&pod.namespace, &pod.name, i, kind),
+                name: names::domain_open_set(&pod.namespace, &pod.name, i, kind, audited),
                 role: SetRole::DomainOpen(kind),
                 key,
                 interval: true,
@@ -187,8 +194,14 @@ pub(super) fn sets(graph: &PolicyGraph, cache: &Cache, pod: &PodNode) -> Vec<Set
 }
 
 /// The lookups of `pod`'s domain rules, each doing `allow` (logged to `log`), placed
-/// after the Admin Accept lookups and before the Admin Deny lookups.
-pub(super) fn rules(pod: &PodNode, allow: &Verdict, log: &Option<LogTarget>) -> Vec<Rule> {
+/// after the Admin Accept lookups and before the Admin Deny lookups (`audited` as for
+/// [`sets`]).
+pub(super) fn rules(
+    pod: &PodNode,
+    allow: &Verdict,
+    log: &Option<LogTarget>,
+    audited: bool,
+) -> Vec<Rule> {
     let mut out = Vec::new();
     for (i, d) in domains(pod).iter().enumerate() {
         let comment = names::comment(&format!(
@@ -209,7 +222,7 @@ pub(super) fn rules(pod: &PodNode, allow: &Verdict, log: &Option<LogTarget>) -> 
                 RuleKind::LearnedLookup {
                     family,
                     key,
-                    open: names::domain_open_set(&pod.namespace, &pod.name, i, kind),
+                    open: names::domain_open_set(&pod.namespace, &pod.name, i, kind, audited),
                     learned: learned_name(d, kind.v6()),
                     verdict: allow.clone(),
                     log: log.clone(),

@@ -166,9 +166,16 @@ pub fn pod_set(dir: Direction, namespace: &str, pod: &str, tier: TierSet, kind: 
 
 /// `egress/<ns>/<pod>/fqdn<i>-<kind>`: where the pod's `i`th `domainNames` rule (in
 /// evaluation order) decides (see `domain_rules`); `kind` is `Any4`, `Ports4`, `Any6` or
-/// `Ports6`.
-pub fn domain_open_set(namespace: &str, pod: &str, i: usize, kind: SetKind) -> String {
-    let suffix = format!("/fqdn{i}-{}", kind.name());
+/// `Ports6`. `audit-fqdn<i>-<kind>` in the pod's audited view.
+pub fn domain_open_set(
+    namespace: &str,
+    pod: &str,
+    i: usize,
+    kind: SetKind,
+    audited: bool,
+) -> String {
+    let view = if audited { "audit-" } else { "" };
+    let suffix = format!("/{view}fqdn{i}-{}", kind.name());
     pod_name(Direction::Egress.name(), namespace, pod, &suffix)
 }
 

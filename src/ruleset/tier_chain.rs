@@ -235,8 +235,9 @@ pub(super) fn tier_sets(
             "Admin denies",
             &l.1,
         ));
-        if view == View::Enforced && dir == Direction::Egress {
-            out.extend(domain_rules::sets(graph, &cache.domains, pod));
+        if dir == Direction::Egress {
+            let audited = view == View::Audited;
+            out.extend(domain_rules::sets(graph, &cache.domains, pod, audited));
         }
     }
     if baseline {
@@ -374,9 +375,14 @@ pub(super) fn tier_rules(pod: &PodNode, dir: Direction, view: View, ends: &Ends)
             ends.log_allowed.clone(),
             &tier_comment(Tier::Admin, "accept", &side.admin),
         );
-        if view == View::Enforced && dir == Direction::Egress {
-            part.admin
-                .extend(domain_rules::rules(pod, &ends.allow, &ends.log_allowed));
+        if dir == Direction::Egress {
+            let audited = view == View::Audited;
+            part.admin.extend(domain_rules::rules(
+                pod,
+                &ends.allow,
+                &ends.log_allowed,
+                audited,
+            ));
         }
         part.admin.extend(lookups(
             view,
