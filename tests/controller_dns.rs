@@ -78,6 +78,9 @@ impl Drop for Namespaces {
 enum Attach {
     Routed,
     Bridged,
+    /// Bridged, filtered by the bridge's own `nf_call_iptables` option (the namespace's
+    /// `bridge-nf-call-iptables` 0).
+    BridgedOwnOption,
 }
 
 /// Node, pods a and b, and the server; the server holds 10.99.0.0/16. Bridged, only the
@@ -86,6 +89,7 @@ fn topology(how: Attach) -> (Namespaces, [String; 4]) {
     let tag = match how {
         Attach::Routed => "r",
         Attach::Bridged => "b",
+        Attach::BridgedOwnOption => "o",
     };
     let prefix = format!("nftpol-cdns{tag}-{}", std::process::id());
     let names = ["n", "a", "b", "s"].map(|s| format!("{prefix}-{s}"));
@@ -96,11 +100,27 @@ fn topology(how: Attach) -> (Namespaces, [String; 4]) {
     let node = &names[0];
     routed::ip(&["-n", node, "link", "set", "lo", "up"]);
     routed::forwarding(node);
-    if how == Attach::Bridged {
-        routed::ip(&["-n", node, "link", "add", "cni0", "type", "bridge"]);
+    if how != Attach::Routed {
+        let own = if how == Attach::BridgedOwnOption {
+            "1"
+        } else {
+            "0"
+        };
+        routed::ip(&[
+            "-n",
+            node,
+            "link",
+            "add",
+            "cni0",
+            "type",
+            "bridge",
+            "nf_call_iptables",
+            own,
+        ]);
         routed::ip(&["-n", node, "addr", "add", "10.244.1.1/24", "dev", "cni0"]);
         routed::ip(&["-n", node, "link", "set", "cni0", "up"]);
-        sysctl(node, "net.bridge.bridge-nf-call-iptables=1");
+        let all = if how == Attach::Bridged { "1" } else { "0" };
+        sysctl(node, &format!("net.bridge.bridge-nf-call-iptables={all}"));
     }
     kube_proxy(node);
     (guard, names)
@@ -121,7 +141,7 @@ fn attach(how: Attach, names: &[String; 4]) {
     for (ns, veth, addr) in [(a, "va", POD_A), (b, "vb", POD_B), (srv, "vsrv", DNS)] {
         match how {
             Attach::Routed => routed::attach(node, ns, veth, addr),
-            Attach::Bridged => bridge_port(node, ns, veth, addr),
+            _ => bridge_port(node, ns, veth, addr),
         }
     }
     routed::ip(&[
@@ -145,7 +165,7 @@ fn attach(how: Attach, names: &[String; 4]) {
         "dev",
         match how {
             Attach::Routed => "vsrv",
-            Attach::Bridged => "cni0",
+            _ => "cni0",
         },
     ]);
 }
@@ -313,10 +333,10 @@ async fn metric(port: u16, name: &str) -> u64 {
 async fn until_metric(port: u16, name: &str, want: u64) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while metric_if_any(port, name).await != Some(want) {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {name} {want}"
-        );
+        if Instant::now() >= deadline {
+            let got = metric_if_any(port, name).await;
+            panic!("timed out waiting for {name} {want}: {got:?}");
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -447,6 +467,13 @@ async fn start(node: &str, objects: Vec<Value>) -> Running {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root: network namespaces, bridges, br_netfilter, tproxy, policy routing"]
+async fn domain_names_on_a_bridge_filtered_by_its_own_option() {
+    needs_root::require_root_and_nft("domain_names_on_a_bridge_filtered_by_its_own_option");
+    through_the_controller(Attach::BridgedOwnOption).await;
+}
+
 async fn through_the_controller(how: Attach) {
     let (_guard, names) = topology(how);
     let Running {
@@ -471,12 +498,7 @@ async fn through_the_controller(how: Attach) {
         nft_list_set(&node, "dns/alive").contains("53")
     })
     .await;
-    until_metric(
-        port,
-        "nftpol_dns_bridges",
-        u64::from(how == Attach::Bridged),
-    )
-    .await;
+    until_metric(port, "nftpol_dns_bridges", u64::from(how != Attach::Routed)).await;
     let rules = Command::new("ip")
         .args(["-n", &node, "rule", "show"])
         .output()

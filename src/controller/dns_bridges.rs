@@ -1,5 +1,6 @@
 //! The DNS proxy's listeners for pods on bridges that br_netfilter filters (flannel's
-//! `cni0`, the bridge plugin with kube-proxy): one UDP and one TCP listener per family on
+//! `cni0`, the bridge plugin with kube-proxy; by the namespace's `bridge-nf-call-iptables`
+//! or the bridge's own `nf_call_iptables`): one UDP and one TCP listener per family on
 //! the DNS port, bound to the bridge, opened when such a bridge gets ports and closed
 //! when it goes, following the kernel's link events.
 //!
@@ -200,15 +201,12 @@ pub async fn follow(
     tracing::warn!("DNS proxy: link events ended; bridges added from now on get no listener");
 }
 
-/// The bridges with ports, while br_netfilter filters bridged traffic here (the
-/// per-namespace `bridge-nf-call-iptables`); none otherwise.
+/// The bridges with ports whose traffic br_netfilter filters: every bridge while the
+/// per-namespace `bridge-nf-call-iptables` is 1, else those with their own
+/// `nf_call_iptables` option on (`ip link set cni0 type bridge nf_call_iptables 1`).
 pub async fn filtered_bridges() -> Result<Vec<String>, BridgeError> {
-    use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkInfo};
-    let filtered = std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables")
+    let all = std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables")
         .is_ok_and(|v| v.trim() == "1");
-    if !filtered {
-        return Ok(Vec::new());
-    }
     let (conn, handle, _) = rtnetlink::new_connection().map_err(BridgeError::Watch)?;
     tokio::spawn(conn);
     let links: Vec<_> = handle
@@ -218,22 +216,34 @@ pub async fn filtered_bridges() -> Result<Vec<String>, BridgeError> {
         .try_collect()
         .await
         .map_err(BridgeError::Links)?;
+    Ok(with_ports(&links, all))
+}
+
+/// The names of the filtered bridges among `links` that are some link's controller.
+fn with_ports(links: &[rtnetlink::packet_route::link::LinkMessage], all: bool) -> Vec<String> {
+    use rtnetlink::packet_route::link::{InfoBridge, InfoData, InfoKind, LinkAttribute, LinkInfo};
     let bridges: BTreeMap<u32, String> = links
         .iter()
-        .filter(|l| {
-            l.attributes.iter().any(|a| {
-                matches!(a, LinkAttribute::LinkInfo(i) if i.contains(&LinkInfo::Kind(InfoKind::Bridge)))
-            })
-        })
-        .map(|l| {
+        .filter_map(|l| {
+            let infos = l.attributes.iter().find_map(|a| match a {
+                LinkAttribute::LinkInfo(i) => Some(i),
+                _ => None,
+            })?;
+            if !infos.contains(&LinkInfo::Kind(InfoKind::Bridge)) {
+                return None;
+            }
+            let own = infos.iter().any(|i| {
+                matches!(i, LinkInfo::Data(InfoData::Bridge(o))
+                    if o.contains(&InfoBridge::NfCallIpTables(true)))
+            });
             let name = l.attributes.iter().find_map(|a| match a {
                 LinkAttribute::IfName(n) => Some(n.clone()),
                 _ => None,
-            });
-            (l.header.index, name.unwrap_or_default())
+            })?;
+            (all || own).then_some((l.header.index, name))
         })
         .collect();
-    let mut with_ports: Vec<String> = links
+    let mut out: Vec<String> = links
         .iter()
         .filter_map(|l| {
             l.attributes.iter().find_map(|a| match a {
@@ -242,7 +252,7 @@ pub async fn filtered_bridges() -> Result<Vec<String>, BridgeError> {
             })
         })
         .collect();
-    with_ports.sort();
-    with_ports.dedup();
-    Ok(with_ports)
+    out.sort();
+    out.dedup();
+    out
 }
