@@ -70,6 +70,13 @@ pub trait Backend {
     fn entries_cut(&self, _node: &str) -> Option<u64> {
         None
     }
+
+    /// Per node, the verdict records its reader lost (socket overflow) and could not
+    /// map to a chain so far, if the backend counts them: said with a failed record
+    /// check, so that a missing record tells a loss from a late or wrong one.
+    fn verdict_losses(&self) -> Option<String> {
+        None
+    }
 }
 
 /// nftpol's netlink backend, as the controller uses it: each node's [`NodeState`] takes

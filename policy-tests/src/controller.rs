@@ -62,6 +62,11 @@ pub struct Controller {
 
 /// `nftpol_conntrack_entries_cut_total` from the controller's `/metrics` on `port`.
 fn entries_cut(port: u16) -> Option<u64> {
+    metric(port, "nftpol_conntrack_entries_cut_total")
+}
+
+/// The unlabelled sample `name` from the controller's `/metrics` on `port`.
+fn metric(port: u16, name: &str) -> Option<u64> {
     use std::io::{Read, Write};
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
@@ -71,7 +76,7 @@ fn entries_cut(port: u16) -> Option<u64> {
     let mut body = String::new();
     s.read_to_string(&mut body).ok()?;
     body.lines()
-        .find_map(|l| l.strip_prefix("nftpol_conntrack_entries_cut_total "))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
 }
 
@@ -314,6 +319,23 @@ impl Backend for Controller {
 
     fn entries_cut(&self, node: &str) -> Option<u64> {
         entries_cut(self.nodes.get(node)?.metrics_port)
+    }
+
+    fn verdict_losses(&self) -> Option<String> {
+        let mut nodes: Vec<_> = self.nodes.iter().collect();
+        nodes.sort_by_key(|(name, _)| name.as_str());
+        let per_node: Vec<String> = nodes
+            .into_iter()
+            .map(|(name, n)| {
+                let get = |m| metric(n.metrics_port, m).map_or("?".into(), |v| v.to_string());
+                format!(
+                    "{name}: lost {}, unmapped {}",
+                    get("nftpol_verdict_records_lost_total"),
+                    get("nftpol_verdict_records_unmapped_total")
+                )
+            })
+            .collect();
+        Some(per_node.join("; "))
     }
 }
 

@@ -595,8 +595,13 @@ fn check_records(
         ctx.verdicts.skip(why, sample.len());
         return Ok(Vec::new());
     }
-    let (tally, failures) = verdict_records::check(mark, index, &sample);
+    let (tally, mut failures) = verdict_records::check(mark, index, &sample);
     ctx.verdicts.tally.add(tally);
+    if !failures.is_empty() {
+        if let Some(losses) = ctx.backend.verdict_losses() {
+            failures.push(format!("the readers so far: {losses}"));
+        }
+    }
     Ok(failures)
 }
 
