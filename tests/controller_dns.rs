@@ -575,6 +575,8 @@ async fn through_the_controller(how: Attach) {
         !echoes(&mut open),
         "a revoked connection still carries data"
     );
+    // No domainNames rule left: the bridge listeners close (port 53 is free again).
+    until_metric(port, "nftpol_dns_bridges", 0).await;
 
     stop.send(()).unwrap();
     ctl.await.unwrap().unwrap();

@@ -1,8 +1,9 @@
 //! The DNS proxy's listeners for pods on bridges that br_netfilter filters (flannel's
 //! `cni0`, the bridge plugin with kube-proxy; by the namespace's `bridge-nf-call-iptables`
 //! or the bridge's own `nf_call_iptables`): one UDP and one TCP listener per family on
-//! the DNS port, bound to the bridge, opened when such a bridge gets ports and closed
-//! when it goes, following the kernel's link events.
+//! the DNS port, bound to the bridge, while the node has `domainNames` rules: opened
+//! when such a bridge gets ports (following the kernel's link events) or the rules
+//! come, closed when it goes or they do.
 //!
 //! Why they are needed: with br_netfilter the IP prerouting hooks run in the bridge's
 //! context, before the frame is passed up to IP, and `ip_rcv` then drops the socket
@@ -16,7 +17,7 @@
 //!
 //! Owns the listeners and the link watch only: how a query is proxied is
 //! `dns_proxy`'s, when the proxy runs at all is `dns_node`'s. A bridge whose listeners
-//! cannot be bound (the port taken on it) is reported through `healthy`, which stops the
+//! cannot be bound (the port taken on it) is reported through `ready`, which stops the
 //! proxy's liveness: steering then ends within the liveness timeout and DNS goes straight
 //! to its servers, so it never leads into a socket that is not there.
 
@@ -71,9 +72,12 @@ impl BridgeListeners {
         }
     }
 
-    /// The bridges listened on.
-    pub fn bridges(&self) -> Vec<String> {
-        self.open.keys().cloned().collect()
+    /// Closes every listener (the node has no `domainNames` rules any more).
+    pub fn close_all(&mut self) {
+        for task in std::mem::take(&mut self.open).into_values().flatten() {
+            task.abort();
+        }
+        self.stats.bridges.store(0, Ordering::Relaxed);
     }
 
     /// Opens listeners on the filtered bridges that have none, closes those of bridges
@@ -154,20 +158,16 @@ async fn log_end(
     }
 }
 
-/// Subscribes to link events, then scans once: the listeners exist when this returns,
-/// and every later change of the links is seen by [`follow`].
-pub async fn start(
-    mut listeners: BridgeListeners,
-) -> Result<(BridgeListeners, LinkEvents), BridgeError> {
+/// Subscribes to link events (before any scan, so that no change is missed).
+pub fn watch_links() -> Result<LinkEvents, BridgeError> {
     use rtnetlink::MulticastGroup;
     let (conn, _, events) =
         rtnetlink::new_multicast_connection(&[MulticastGroup::Link]).map_err(BridgeError::Watch)?;
     tokio::spawn(conn);
-    listeners.rescan().await?;
-    Ok((listeners, LinkEvents(events)))
+    Ok(LinkEvents(events))
 }
 
-/// The link events [`start`] subscribed to.
+/// The link events [`watch_links`] subscribed to.
 pub struct LinkEvents(
     futures::channel::mpsc::UnboundedReceiver<(
         rtnetlink::packet_core::NetlinkMessage<rtnetlink::packet_route::RouteNetlinkMessage>,
@@ -175,30 +175,56 @@ pub struct LinkEvents(
     )>,
 );
 
-/// Rescans after each link event until the events end. A bridge whose listeners cannot
-/// be bound clears `healthy` (the proxy's liveness stops); a later rescan that succeeds
-/// sets it again.
+/// Keeps the listeners in step, until `active`'s sender goes: while `active` holds (the
+/// node has `domainNames` rules) every filtered bridge with ports has them, rescanned
+/// after each link event; otherwise none has (port 53 stays free on nodes that do not
+/// need it). `ready` says the listeners are in step: it is set after each rescan that
+/// succeeded (and `wake`, the liveness, is woken), cleared when one failed, so the
+/// proxy's liveness stops and steering ends rather than lead into no socket.
 pub async fn follow(
     mut listeners: BridgeListeners,
     mut events: LinkEvents,
-    healthy: Arc<AtomicBool>,
+    mut active: tokio::sync::watch::Receiver<bool>,
+    ready: Arc<AtomicBool>,
+    wake: Arc<tokio::sync::Notify>,
 ) {
-    while events.0.next().await.is_some() {
-        // A burst of events (a veth pair, its master, its address) needs one scan.
-        while events.0.try_recv().is_ok() {}
-        match listeners.rescan().await {
-            Ok(()) => {
-                if !healthy.swap(true, Ordering::SeqCst) {
-                    tracing::info!("DNS proxy: every filtered bridge has its listeners again");
+    let mut linked = true;
+    loop {
+        tokio::select! {
+            event = events.0.next(), if linked => {
+                if event.is_none() {
+                    tracing::warn!("DNS proxy: link events ended; bridges added from now on get no listener");
+                    linked = false;
+                    continue;
+                }
+                // A burst of events (a veth pair, its master, its address) needs one scan.
+                while events.0.try_recv().is_ok() {}
+                if !*active.borrow() {
+                    continue;
                 }
             }
+            changed = active.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                if !*active.borrow_and_update() {
+                    listeners.close_all();
+                    ready.store(true, Ordering::SeqCst);
+                    continue;
+                }
+            }
+        }
+        match listeners.rescan().await {
+            Ok(()) => {
+                ready.store(true, Ordering::SeqCst);
+                wake.notify_one();
+            }
             Err(e) => {
-                healthy.store(false, Ordering::SeqCst);
+                ready.store(false, Ordering::SeqCst);
                 tracing::error!(error = %crate::error::Chain(&e), "DNS proxy off until the bridges' listeners can be bound: steering stops when its liveness expires");
             }
         }
     }
-    tracing::warn!("DNS proxy: link events ended; bridges added from now on get no listener");
 }
 
 /// The bridges with ports whose traffic br_netfilter filters: every bridge while the

@@ -13,7 +13,8 @@
 //! that steer DNS and look learned addresses up are the compiler's (`ruleset`), and what
 //! a rule is comes from `graph::domains`. The liveness element is refreshed only while
 //! the node has `domainNames` rules (the compiled liveness set exists only then), and at
-//! once when they appear, so a pod's first lookup after its policy arrives already goes
+//! once when they appear and the bridge listeners they need are open
+//! (`dns_bridges`), so a pod's first lookup after its policy arrives already goes
 //! through the proxy.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -80,8 +81,10 @@ pub struct DnsNode {
     stats: Arc<ProxyStats>,
     /// Whether the node has `domainNames` rules (the liveness set exists).
     active: Arc<AtomicBool>,
-    /// Wakes the liveness loop at once (rules appeared).
-    refresh: Arc<tokio::sync::Notify>,
+    /// Whether the bridge listeners are in step with `active` (see `dns_bridges`).
+    ready: Arc<AtomicBool>,
+    /// Tells the bridge listeners whether the node has `domainNames` rules.
+    bridges: tokio::sync::watch::Sender<bool>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -91,6 +94,8 @@ impl DnsNode {
     pub fn start(config: DnsConfig, netns: Option<PathBuf>) -> Result<DnsNode, DnsError> {
         let stats = Arc::new(ProxyStats::default());
         let active = Arc::new(AtomicBool::new(false));
+        let ready = Arc::new(AtomicBool::new(true));
+        let (bridges, bridges_rx) = tokio::sync::watch::channel(false);
         let refresh = Arc::new(tokio::sync::Notify::new());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -98,7 +103,9 @@ impl DnsNode {
             config,
             stats: stats.clone(),
             active: active.clone(),
-            refresh: refresh.clone(),
+            ready: ready.clone(),
+            bridges: bridges_rx,
+            refresh,
         };
         let thread = std::thread::Builder::new()
             .name("nftpol-dns".into())
@@ -124,7 +131,8 @@ impl DnsNode {
             learner,
             stats,
             active,
-            refresh,
+            ready,
+            bridges,
             stop: Some(stop_tx),
             thread: Some(thread),
         })
@@ -152,10 +160,14 @@ impl DnsNode {
             .collect();
         self.learner.set_rules(learned);
         let now = !rules.is_empty();
-        if now && !self.active.swap(now, Ordering::SeqCst) {
-            self.refresh.notify_one();
+        if now && !self.active.load(Ordering::SeqCst) {
+            // No steering until the bridges' listeners are open: the bridge task sets
+            // `ready` and wakes the liveness then.
+            self.ready.store(false, Ordering::SeqCst);
         }
         self.active.store(now, Ordering::SeqCst);
+        self.bridges
+            .send_if_modified(|b| std::mem::replace(b, now) != now);
     }
 
     /// (learned set, address) -> the domain the proxy learned it from, for what it
@@ -185,6 +197,8 @@ struct Parts {
     config: DnsConfig,
     stats: Arc<ProxyStats>,
     active: Arc<AtomicBool>,
+    ready: Arc<AtomicBool>,
+    bridges: tokio::sync::watch::Receiver<bool>,
     refresh: Arc<tokio::sync::Notify>,
 }
 
@@ -247,15 +261,18 @@ impl Parts {
             tokio::spawn(log_end("udp", addr, u.run()));
             tokio::spawn(log_end("tcp", addr, t.run()));
         }
-        // Before the liveness: no query is steered before its listener exists.
+        // The bridge listeners, while the node has domain rules; the liveness waits for
+        // them (`ready`), so no query is steered before its listener exists.
         let bridges =
             BridgeListeners::new(c.steering.dns_port, learner.clone(), self.stats.clone());
-        let (bridges, events) = super::dns_bridges::start(bridges)
-            .await
-            .map_err(DnsError::Bridges)?;
-        let on_bridges = bridges.bridges();
-        let healthy = Arc::new(AtomicBool::new(true));
-        tokio::spawn(super::dns_bridges::follow(bridges, events, healthy.clone()));
+        let events = super::dns_bridges::watch_links().map_err(DnsError::Bridges)?;
+        tokio::spawn(super::dns_bridges::follow(
+            bridges,
+            events,
+            self.bridges.clone(),
+            self.ready.clone(),
+            self.refresh.clone(),
+        ));
         let backend = crate::netlink::Backend::open().map_err(DnsError::Netlink)?;
         let liveness = Liveness {
             table: names::TABLE.into(),
@@ -267,10 +284,10 @@ impl Parts {
             backend,
             liveness,
             self.active.clone(),
-            healthy,
+            self.ready.clone(),
             self.refresh.clone(),
         ));
-        tracing::info!(port, servers = ?c.steering.servers, min_ttl = c.ttl.min, bridges = ?on_bridges, "DNS proxy listening");
+        tracing::info!(port, servers = ?c.steering.servers, min_ttl = c.ttl.min, "DNS proxy listening");
         Ok(learner)
     }
 }

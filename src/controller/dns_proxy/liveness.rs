@@ -48,19 +48,19 @@ pub async fn keep_alive(backend: Backend, l: Liveness) {
 }
 
 /// [`keep_alive`] while `active` holds (the node has `domainNames` rules, so the
-/// liveness set exists) and `healthy` does (every listener a steered query may need is
+/// liveness set exists) and `ready` does (every listener a steered query may need is
 /// open), refreshing at once when `now` is notified (rules appeared, or the table was
 /// replaced): the controller's form.
 pub async fn keep_alive_while(
     backend: Backend,
     l: Liveness,
     active: Arc<AtomicBool>,
-    healthy: Arc<AtomicBool>,
+    ready: Arc<AtomicBool>,
     now: Arc<tokio::sync::Notify>,
 ) {
     let backend = Arc::new(Mutex::new(backend));
     loop {
-        if active.load(Ordering::SeqCst) && healthy.load(Ordering::SeqCst) {
+        if active.load(Ordering::SeqCst) && ready.load(Ordering::SeqCst) {
             refresh(&backend, &l).await;
         }
         // Whichever first: the period, or a wake-up.
