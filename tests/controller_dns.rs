@@ -474,6 +474,31 @@ async fn domain_names_on_a_bridge_filtered_by_its_own_option() {
     through_the_controller(Attach::BridgedOwnOption).await;
 }
 
+/// Attaches the pods and the server, starts the server's DNS and echo service, and waits
+/// for the proxy's liveness element; the DNS server runs while the result is held.
+async fn attach_and_serve(
+    how: Attach,
+    names: &[String; 4],
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<()>,
+) {
+    attach(how, names);
+    let [node, _, _, srv] = names;
+    let dns: SocketAddr = format!("{DNS}:53").parse().unwrap();
+    let server = client::spawn_in(routed::path(srv), move || {
+        Box::pin(async move {
+            TestServer::start(dns, zone()).await;
+        })
+    });
+    echo(srv);
+    until("the proxy's liveness element", || {
+        nft_list_set(node, "dns/alive").contains("53")
+    })
+    .await;
+    server
+}
+
 async fn through_the_controller(how: Attach) {
     let (_guard, names) = topology(how);
     let Running {
@@ -485,19 +510,8 @@ async fn through_the_controller(how: Attach) {
     // The pods come after the proxy listens, as a CNI attaches them: on the bridge, the
     // proxy's link watch opens its listeners there.
     until_metric(port, "nftpol_dns_bridges", 0).await;
-    attach(how, &names);
-    let [node, a, b, srv] = names.clone();
-    let dns: SocketAddr = format!("{DNS}:53").parse().unwrap();
-    let (_srv_stop, _srv_thread) = client::spawn_in(routed::path(&srv), move || {
-        Box::pin(async move {
-            TestServer::start(dns, zone()).await;
-        })
-    });
-    echo(&srv);
-    until("the proxy's liveness element", || {
-        nft_list_set(&node, "dns/alive").contains("53")
-    })
-    .await;
+    let _dns = attach_and_serve(how, &names).await;
+    let [node, a, b, _] = names.clone();
     until_metric(port, "nftpol_dns_bridges", u64::from(how != Attach::Routed)).await;
     let rules = Command::new("ip")
         .args(["-n", &node, "rule", "show"])
@@ -603,19 +617,8 @@ async fn an_audited_domain_rule_learns_and_enforces_nothing() {
         port, stop, ctl, ..
     } = start(&names[0], audited).await;
     until_metric(port, "nftpol_dns_bridges", 0).await;
-    attach(Attach::Routed, &names);
-    let [node, a, _, srv] = names.clone();
-    let dns: SocketAddr = format!("{DNS}:53").parse().unwrap();
-    let (_srv_stop, _srv_thread) = client::spawn_in(routed::path(&srv), move || {
-        Box::pin(async move {
-            TestServer::start(dns, zone()).await;
-        })
-    });
-    echo(&srv);
-    until("the proxy's liveness element", || {
-        nft_list_set(&node, "dns/alive").contains("53")
-    })
-    .await;
+    let _dns = attach_and_serve(Attach::Routed, &names).await;
+    let [node, a, ..] = names.clone();
     let learned = nftpol::ruleset::names::learned_set("fqdn", 0, false);
     let addr = resolve(&a, "h5.dyn.example.", 5).expect("DNS answers");
     assert!(

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use futures::TryStreamExt;
 
-use super::dns_proxy::{Delivery, Learner, ProxyConfig, ProxyStats, TcpProxy, UdpProxy};
+use super::dns_proxy::{serve_both, Delivery, Learner, ProxyConfig, ProxyStats};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BridgeError {
@@ -122,39 +122,19 @@ impl BridgeListeners {
                 delivery: Delivery::Bridge(bridge.to_string()),
                 ..ProxyConfig::default()
             };
-            let err = |source| BridgeError::Listen {
-                bridge: bridge.to_string(),
-                addr,
-                source,
-            };
-            let (l, s) = (self.learner.clone(), self.stats.clone());
-            let bound = UdpProxy::bind(addr, cfg.clone(), l.clone(), s.clone())
-                .and_then(|u| Ok((u, TcpProxy::bind(addr, cfg, l, s)?)));
-            let (u, t) = match bound {
-                Ok(both) => both,
-                Err(e) => {
-                    tasks
-                        .iter()
-                        .for_each(|t: &tokio::task::JoinHandle<()>| t.abort());
-                    return Err(err(e));
+            match serve_both(addr, cfg, self.learner.clone(), self.stats.clone()) {
+                Ok(both) => tasks.extend(both),
+                Err(source) => {
+                    tasks.iter().for_each(tokio::task::JoinHandle::abort);
+                    return Err(BridgeError::Listen {
+                        bridge: bridge.to_string(),
+                        addr,
+                        source,
+                    });
                 }
-            };
-            let b = bridge.to_string();
-            tasks.push(tokio::spawn(log_end("udp", b.clone(), addr, u.run())));
-            tasks.push(tokio::spawn(log_end("tcp", b, addr, t.run())));
+            }
         }
         Ok(tasks)
-    }
-}
-
-async fn log_end(
-    proto: &'static str,
-    bridge: String,
-    addr: SocketAddr,
-    run: impl std::future::Future<Output = std::io::Result<()>>,
-) {
-    if let Err(e) = run.await {
-        tracing::error!(proto, %bridge, %addr, error = %crate::error::Chain(&e), "DNS proxy bridge listener stopped");
     }
 }
 

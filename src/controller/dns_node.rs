@@ -27,7 +27,7 @@ use ipnet::IpNet;
 use super::dns_bridges::{BridgeError, BridgeListeners};
 use super::dns_proxy::learner::{DomainRule, KernelSink, SetLearner};
 use super::dns_proxy::liveness::Liveness;
-use super::dns_proxy::{ProxyConfig, ProxyStats, TcpProxy, UdpProxy};
+use super::dns_proxy::{serve_both, ProxyConfig, ProxyStats};
 use crate::fqdn::Ttl;
 use crate::graph::domains;
 use crate::ruleset::{names, DnsSteering};
@@ -79,12 +79,11 @@ pub enum DnsError {
 pub struct DnsNode {
     learner: Arc<SetLearner>,
     stats: Arc<ProxyStats>,
-    /// Whether the node has `domainNames` rules (the liveness set exists).
-    active: Arc<AtomicBool>,
+    /// Whether the node has `domainNames` rules (the liveness set exists), for the
+    /// liveness and the bridge listeners.
+    active: tokio::sync::watch::Sender<bool>,
     /// Whether the bridge listeners are in step with `active` (see `dns_bridges`).
     ready: Arc<AtomicBool>,
-    /// Tells the bridge listeners whether the node has `domainNames` rules.
-    bridges: tokio::sync::watch::Sender<bool>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -93,18 +92,16 @@ impl DnsNode {
     /// Starts the proxy's thread and returns once it listens (or failed to).
     pub fn start(config: DnsConfig, netns: Option<PathBuf>) -> Result<DnsNode, DnsError> {
         let stats = Arc::new(ProxyStats::default());
-        let active = Arc::new(AtomicBool::new(false));
         let ready = Arc::new(AtomicBool::new(true));
-        let (bridges, bridges_rx) = tokio::sync::watch::channel(false);
+        let (active, active_rx) = tokio::sync::watch::channel(false);
         let refresh = Arc::new(tokio::sync::Notify::new());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let parts = Parts {
             config,
             stats: stats.clone(),
-            active: active.clone(),
+            active: active_rx,
             ready: ready.clone(),
-            bridges: bridges_rx,
             refresh,
         };
         let thread = std::thread::Builder::new()
@@ -132,7 +129,6 @@ impl DnsNode {
             stats,
             active,
             ready,
-            bridges,
             stop: Some(stop_tx),
             thread: Some(thread),
         })
@@ -160,13 +156,12 @@ impl DnsNode {
             .collect();
         self.learner.set_rules(learned);
         let now = !rules.is_empty();
-        if now && !self.active.load(Ordering::SeqCst) {
+        if now && !*self.active.borrow() {
             // No steering until the bridges' listeners are open: the bridge task sets
             // `ready` and wakes the liveness then.
             self.ready.store(false, Ordering::SeqCst);
         }
-        self.active.store(now, Ordering::SeqCst);
-        self.bridges
+        self.active
             .send_if_modified(|b| std::mem::replace(b, now) != now);
     }
 
@@ -196,9 +191,8 @@ impl Drop for DnsNode {
 struct Parts {
     config: DnsConfig,
     stats: Arc<ProxyStats>,
-    active: Arc<AtomicBool>,
+    active: tokio::sync::watch::Receiver<bool>,
     ready: Arc<AtomicBool>,
-    bridges: tokio::sync::watch::Receiver<bool>,
     refresh: Arc<tokio::sync::Notify>,
 }
 
@@ -252,14 +246,14 @@ impl Parts {
             SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
             SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)),
         ] {
-            let cfg = ProxyConfig::default();
-            let listen = |source| DnsError::Listen { addr, source };
-            let u = UdpProxy::bind(addr, cfg.clone(), learner.clone(), self.stats.clone())
-                .map_err(listen)?;
-            let t =
-                TcpProxy::bind(addr, cfg, learner.clone(), self.stats.clone()).map_err(listen)?;
-            tokio::spawn(log_end("udp", addr, u.run()));
-            tokio::spawn(log_end("tcp", addr, t.run()));
+            // Served until the runtime ends (the handles are not needed to stop them).
+            serve_both(
+                addr,
+                ProxyConfig::default(),
+                learner.clone(),
+                self.stats.clone(),
+            )
+            .map_err(|source| DnsError::Listen { addr, source })?;
         }
         // The bridge listeners, while the node has domain rules; the liveness waits for
         // them (`ready`), so no query is steered before its listener exists.
@@ -269,7 +263,7 @@ impl Parts {
         tokio::spawn(super::dns_bridges::follow(
             bridges,
             events,
-            self.bridges.clone(),
+            self.active.clone(),
             self.ready.clone(),
             self.refresh.clone(),
         ));
@@ -289,16 +283,6 @@ impl Parts {
         ));
         tracing::info!(port, servers = ?c.steering.servers, min_ttl = c.ttl.min, "DNS proxy listening");
         Ok(learner)
-    }
-}
-
-async fn log_end(
-    proto: &'static str,
-    addr: SocketAddr,
-    run: impl std::future::Future<Output = std::io::Result<()>>,
-) {
-    if let Err(e) = run.await {
-        tracing::error!(proto, %addr, error = %crate::error::Chain(&e), "DNS proxy listener stopped");
     }
 }
 

@@ -242,15 +242,8 @@ pub(crate) fn kept_elements(
             super::abi::NLM_F_DUMP,
             seq,
         );
-        let replies = match conn.dump(&msg, seq) {
-            Ok(r) => r,
-            Err(NetlinkError::Dump { source, .. })
-                if source.raw_os_error() == Some(libc::ENOENT) =>
-            {
-                continue
-            }
-            Err(e) => return Err(e),
-        };
+        // A set not in the kernel yet (ENOENT) dumps empty: nothing to keep.
+        let replies = conn.dump(&msg, seq)?;
         for e in replies
             .iter()
             .flat_map(|p| super::readback::live_elems_of(p))

@@ -54,13 +54,13 @@ pub async fn keep_alive(backend: Backend, l: Liveness) {
 pub async fn keep_alive_while(
     backend: Backend,
     l: Liveness,
-    active: Arc<AtomicBool>,
+    active: tokio::sync::watch::Receiver<bool>,
     ready: Arc<AtomicBool>,
     now: Arc<tokio::sync::Notify>,
 ) {
     let backend = Arc::new(Mutex::new(backend));
     loop {
-        if active.load(Ordering::SeqCst) && ready.load(Ordering::SeqCst) {
+        if *active.borrow() && ready.load(Ordering::SeqCst) {
             refresh(&backend, &l).await;
         }
         // Whichever first: the period, or a wake-up.

@@ -94,6 +94,29 @@ impl Default for ProxyConfig {
     }
 }
 
+/// Binds a UDP and a TCP listener on `addr` (both or neither) and serves each in a task
+/// of its own, whose end is logged; aborting the handles closes them.
+pub fn serve_both(
+    addr: SocketAddr,
+    config: ProxyConfig,
+    learner: Arc<dyn Learner>,
+    stats: Arc<ProxyStats>,
+) -> std::io::Result<[tokio::task::JoinHandle<()>; 2]> {
+    let delivery = config.delivery.clone();
+    let udp = UdpProxy::bind(addr, config.clone(), learner.clone(), stats.clone())?;
+    let tcp = TcpProxy::bind(addr, config, learner, stats)?;
+    let end = move |proto: &'static str, run: std::io::Result<()>| {
+        if let Err(e) = run {
+            tracing::error!(proto, %addr, ?delivery, error = %crate::error::Chain(&e), "DNS proxy listener stopped");
+        }
+    };
+    let (end_udp, end_tcp) = (end.clone(), end);
+    Ok([
+        tokio::spawn(async move { end_udp("udp", udp.run().await) }),
+        tokio::spawn(async move { end_tcp("tcp", tcp.run().await) }),
+    ])
+}
+
 /// One answer that parsed and answers its query, for the learner.
 #[derive(Debug, Clone)]
 pub struct Lookup {
